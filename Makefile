@@ -1,0 +1,41 @@
+# One gate for everyone: the same targets run locally and in CI.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: demo test lint types pytest proto bench clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+## demo: set up and run the six-authority demo network on this machine
+demo: $(STAMP)
+	$(BIN)/cagnet demo
+
+## test: lint, type-check and run the whole test suite
+test: lint types pytest
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+types: $(STAMP)
+	$(BIN)/mypy
+
+pytest: $(STAMP)
+	$(BIN)/pytest -q
+
+## proto: regenerate shared/pb from proto/ (commit the result)
+proto: $(STAMP)
+	$(BIN)/python scripts/gen_proto.py
+
+## bench: the joint-query benchmark (prints a table and the ratio to the floor)
+bench: $(STAMP)
+	$(BIN)/python bench/joint_query.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache *.egg-info

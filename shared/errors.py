@@ -1,0 +1,138 @@
+"""The one error catalogue, mapped to gRPC status codes.
+
+    CagnetError                      INTERNAL (the detail goes to the server log only)
+    +-- InvalidRequest               INVALID_ARGUMENT
+    +-- NotFound                     NOT_FOUND
+    +-- Unavailable                  UNAVAILABLE
+    +-- VerificationError            (raised by every verifier; never "return False")
+    |   +-- BadSignature             UNAUTHENTICATED
+    |   +-- PeerMismatch             UNAUTHENTICATED
+    |   +-- UnknownIssuer            PERMISSION_DENIED
+    |   +-- WrongAudience            FAILED_PRECONDITION
+    |   +-- ExpiredRequest           DEADLINE_EXCEEDED
+    |   +-- ReplayedRequest          ALREADY_EXISTS
+    |   +-- BundleMismatch           DATA_LOSS
+    +-- NotPermitted                 PERMISSION_DENIED
+    +-- DisclosureRefused            FAILED_PRECONDITION
+    +-- ImportError_                 (CSV import; never crosses the wire)
+
+Every `public_message` names the rule or reason and never carries data: no figures, no names,
+no record identifiers. It is what a remote caller sees.
+"""
+
+from __future__ import annotations
+
+import grpc
+
+
+class CagnetError(Exception):
+    """Root of every error cagnet raises on purpose."""
+
+    code: grpc.StatusCode = grpc.StatusCode.INTERNAL
+    default_message = "internal error"
+
+    def __init__(self, public_message: str | None = None, *, detail: str | None = None) -> None:
+        self.public_message = public_message or self.default_message
+        # `detail` is for the local log and the local CLI only; it is never sent to a peer.
+        self.detail = detail
+        super().__init__(self.public_message if detail is None else f"{self.public_message}: {detail}")
+
+
+class InvalidRequest(CagnetError):
+    code = grpc.StatusCode.INVALID_ARGUMENT
+    default_message = "invalid request"
+
+
+class NotFound(CagnetError):
+    code = grpc.StatusCode.NOT_FOUND
+    default_message = "not found"
+
+
+class Unavailable(CagnetError):
+    code = grpc.StatusCode.UNAVAILABLE
+    default_message = "unavailable"
+
+
+class VerificationError(CagnetError):
+    """Something signed or certified did not check out."""
+
+    code = grpc.StatusCode.UNAUTHENTICATED
+    default_message = "verification failed"
+
+
+class BadSignature(VerificationError):
+    code = grpc.StatusCode.UNAUTHENTICATED
+    default_message = "bad signature"
+
+
+class PeerMismatch(VerificationError):
+    code = grpc.StatusCode.UNAUTHENTICATED
+    default_message = "the TLS peer certificate does not match the envelope's signer"
+
+
+class UnknownIssuer(VerificationError):
+    code = grpc.StatusCode.PERMISSION_DENIED
+    default_message = "unknown issuer"
+
+
+class WrongAudience(VerificationError):
+    code = grpc.StatusCode.FAILED_PRECONDITION
+    default_message = "wrong audience"
+
+
+class ExpiredRequest(VerificationError):
+    code = grpc.StatusCode.DEADLINE_EXCEEDED
+    default_message = "request expired"
+
+
+class ReplayedRequest(VerificationError):
+    code = grpc.StatusCode.ALREADY_EXISTS
+    default_message = "replayed request"
+
+
+class BundleMismatch(VerificationError):
+    code = grpc.StatusCode.DATA_LOSS
+    default_message = "the bundle's result is not what its contributions combine to"
+
+
+class NotPermitted(CagnetError):
+    code = grpc.StatusCode.PERMISSION_DENIED
+    default_message = "not permitted"
+
+
+class DisclosureRefused(CagnetError):
+    code = grpc.StatusCode.FAILED_PRECONDITION
+    default_message = "refused by the disclosure policy"
+
+
+class ImportError_(CagnetError):
+    """A CSV import was refused; `problems` lists every (file, row, column, reason) found."""
+
+    code = grpc.StatusCode.INVALID_ARGUMENT
+    default_message = "import refused"
+
+    def __init__(self, problems: list[ImportProblem]) -> None:
+        self.problems = problems
+        lines = [str(p) for p in problems[:20]]
+        more = f"\n... and {len(problems) - 20} more" if len(problems) > 20 else ""
+        super().__init__("import refused; nothing was written", detail="\n" + "\n".join(lines) + more)
+
+
+class ImportProblem:
+    """One thing wrong with an input file, precise enough to fix: file, row, column and reason."""
+
+    __slots__ = ("column", "file", "reason", "row")
+
+    def __init__(self, file: str, row: int | None, column: str | None, reason: str) -> None:
+        self.file, self.row, self.column, self.reason = file, row, column, reason
+
+    def __str__(self) -> str:
+        where = self.file
+        if self.row is not None:
+            where += f", row {self.row}"
+        if self.column:
+            where += f", column {self.column!r}"
+        return f"{where}: {self.reason}"
+
+    def __repr__(self) -> str:
+        return f"ImportProblem({self.file!r}, {self.row!r}, {self.column!r}, {self.reason!r})"

@@ -1,0 +1,103 @@
+"""The authentication interceptor every cagnet server installs.
+
+For each unary call on a cagnet service it takes the TLS peer's party id from the client
+certificate, verifies the signed envelope (through the `authenticate` function the server gives
+it), exposes the verified request to the servicer through `current_request()`, and maps every
+error to a gRPC status: a CagnetError to its own code and public message, anything else to
+INTERNAL with the detail only in this server's log. Health checks pass through (mTLS still applies).
+"""
+
+from __future__ import annotations
+
+import contextvars
+import logging
+from collections.abc import Callable
+from typing import Any
+
+import grpc
+
+from shared import pki
+from shared.auth import Verified
+from shared.dsse import Envelope
+from shared.errors import CagnetError, PeerMismatch
+from shared.serde import envelope_from_proto
+
+log = logging.getLogger(__name__)
+
+Authenticate = Callable[[str, Envelope, str | None], Verified[Any]]
+OnReject = Callable[[str, str | None, CagnetError], None]
+
+_current: contextvars.ContextVar[Verified[Any]] = contextvars.ContextVar("cagnet_verified_request")
+
+
+def current_request() -> Verified[Any]:
+    """The verified request of the call being served (set by the interceptor)."""
+    return _current.get()
+
+
+def peer_party_id(context: grpc.ServicerContext) -> str | None:
+    """The party id in the client's TLS certificate, or None on an insecure channel."""
+    auth = context.auth_context() or {}
+    pems = auth.get("x509_pem_cert")
+    if not pems:
+        return None
+    try:
+        return pki.party_id_from_certificate(pki.load_cert(pems[0]))
+    except CagnetError:
+        raise PeerMismatch("the TLS client certificate carries no cagnet identity") from None
+
+
+class SignedEnvelopeInterceptor(grpc.ServerInterceptor):
+    def __init__(self, services: tuple[str, ...], authenticate: Authenticate, on_reject: OnReject) -> None:
+        self._prefixes = tuple(f"/{s}/" for s in services)
+        self._authenticate = authenticate
+        self._on_reject = on_reject
+
+    def intercept_service(self, continuation: Any, handler_call_details: Any) -> Any:
+        handler = continuation(handler_call_details)
+        method: str = handler_call_details.method
+        if handler is None or not method.startswith(self._prefixes) or handler.unary_unary is None:
+            return handler
+        inner = handler.unary_unary
+
+        def behaviour(request: Any, context: grpc.ServicerContext) -> Any:
+            peer: str | None = None
+            try:
+                peer = peer_party_id(context)
+                verified = self._authenticate(method, envelope_from_proto(request), peer)
+                token = _current.set(verified)
+                try:
+                    return inner(request, context)
+                finally:
+                    _current.reset(token)
+            except CagnetError as exc:
+                log.info("refused %s from %s: %s", method, peer or "unknown peer", exc)
+                self._on_reject(method, peer, exc)
+                context.abort(exc.code, exc.public_message)
+            except Exception:
+                log.exception("unexpected error in %s", method)
+                self._on_reject(method, peer, CagnetError())
+                context.abort(grpc.StatusCode.INTERNAL, "internal error")
+
+        return grpc.unary_unary_rpc_method_handler(
+            behaviour,
+            request_deserializer=handler.request_deserializer,
+            response_serializer=handler.response_serializer,
+        )
+
+
+def channel_credentials(ca_pem: bytes, key_pem: bytes, cert_pem: bytes) -> grpc.ChannelCredentials:
+    return grpc.ssl_channel_credentials(root_certificates=ca_pem, private_key=key_pem, certificate_chain=cert_pem)
+
+
+def server_credentials(ca_pem: bytes, key_pem: bytes, cert_pem: bytes) -> grpc.ServerCredentials:
+    return grpc.ssl_server_credentials([(key_pem, cert_pem)], root_certificates=ca_pem, require_client_auth=True)
+
+
+def secure_channel(target: str, *, peer_party_id: str, ca_pem: bytes, key_pem: bytes, cert_pem: bytes) -> grpc.Channel:
+    """An mTLS channel that only accepts a server whose certificate names `peer_party_id`."""
+    return grpc.secure_channel(
+        target,
+        channel_credentials(ca_pem, key_pem, cert_pem),
+        options=[("grpc.ssl_target_name_override", pki.dns_name_for(peer_party_id))],
+    )
