@@ -1,0 +1,130 @@
+"""`cagnet node ...`: what an authority's SP team runs on its own node."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.table import Table
+
+from node import audit
+from node.config import load_config
+from node.store import ensure_authority, open_store
+
+app = typer.Typer(help="Run and manage one authority's node.", no_args_is_help=True)
+audit_app = typer.Typer(help="The node's hash-chained audit log.", no_args_is_help=True)
+app.add_typer(audit_app, name="audit")
+
+err = Console(stderr=True)
+NodeDir = Annotated[Path, typer.Argument(help="The node folder made by `cagnet node init`.")]
+
+
+def _engine(nodedir: Path):  # type: ignore[no-untyped-def]
+    config = load_config(nodedir)
+    engine = open_store(config.database_url)
+    ensure_authority(engine, authority_code=config.authority)
+    return config, engine
+
+
+@app.command("synth")
+def synth(
+    nodedir: NodeDir,
+    seed: Annotated[int, typer.Option(help="Random seed: the same seed gives the same data.")] = 1,
+) -> None:
+    """Load realistic synthetic providers, services and contracts for this node's authority."""
+    from node import synth as synth_mod
+
+    config, engine = _engine(nodedir)
+    with err.status(f"generating synthetic supply for {config.authority} (seed {seed})"):
+        counts = synth_mod.load(engine, authority_code=config.authority, seed=seed)
+    err.print(f"[green]loaded[/] {counts}")
+
+
+@app.command("import")
+def import_(
+    nodedir: NodeDir,
+    kind: Annotated[str, typer.Argument(help="providers, services or contracts")],
+    file: Annotated[Path, typer.Argument(help="A CSV file (UTF-8; an Excel BOM is fine).", exists=False)],
+) -> None:
+    """Import a CSV file: every row is checked, and nothing is written unless every row is good."""
+    from node.importer import import_csv
+
+    if kind not in ("providers", "services", "contracts"):
+        raise typer.BadParameter("must be one of providers, services, contracts", param_hint="KIND")
+    _config, engine = _engine(nodedir)
+    with Progress(
+        TextColumn(f"importing {file.name}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeRemainingColumn(),
+        console=err,
+    ) as progress:
+        task = progress.add_task("import", total=None)
+
+        def tick(done: int, total: int) -> None:
+            progress.update(task, completed=done, total=total)
+
+        summary = import_csv(engine, kind=kind, path=file, progress=tick)  # type: ignore[arg-type]
+    err.print(f"[green]imported[/] {summary}")
+
+
+@app.command("serve")
+def serve_(nodedir: NodeDir) -> None:
+    """Serve this node's aggregates over mTLS until stopped (Ctrl-C or SIGTERM)."""
+    from node.server import serve
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    config = load_config(nodedir)
+    err.print(f"node {config.authority} listening on {config.listen}")
+    serve(config)
+
+
+@audit_app.command("show")
+def audit_show(nodedir: NodeDir, last: Annotated[int, typer.Option(help="Show the last N entries.")] = 50) -> None:
+    """List the audit log: who asked what, when, and what was decided."""
+    _config, engine = _engine(nodedir)
+    rows = audit.entries(engine)[-last:]
+    table = Table(title=f"Audit log ({len(rows)} shown)")
+    for col in ("seq", "at", "principal", "role", "via", "method", "decision", "released"):
+        table.add_column(col)
+    for e in rows:
+        table.add_row(
+            str(e.seq),
+            str(e.at),
+            e.principal,
+            e.role,
+            e.via,
+            e.method.rsplit("/", 1)[-1],
+            e.decision,
+            e.release_digest[:19],
+        )
+    Console().print(table)
+
+
+@audit_app.command("verify")
+def audit_verify(nodedir: NodeDir) -> None:
+    """Check the hash chain; names the first bad entry and exits non-zero if anything was altered."""
+    _config, engine = _engine(nodedir)
+    count = audit.verify_chain(engine)
+    Console().print(f"[green]audit log intact[/]: {count} entries verified")
+
+
+@audit_app.command("export")
+def audit_export(
+    nodedir: NodeDir,
+    out: Annotated[Path | None, typer.Option(help="File to write (default: stdout).")] = None,
+) -> None:
+    """Write the audit log as JSON lines."""
+    _config, engine = _engine(nodedir)
+    if out is None:
+        count = audit.export_jsonl(engine, sys.stdout)
+    else:
+        with out.open("w") as f:
+            count = audit.export_jsonl(engine, f)
+    err.print(json.dumps({"exported": count}))

@@ -1,0 +1,117 @@
+"""A node's folder: its configuration (node.toml), its identity and, by default, its SQLite file.
+
+    NODEDIR/node.toml        authority, endpoint, manifest path, pinned coordinator key, database URL
+    NODEDIR/identity/        signing.key, tls.key, tls.crt, ca.crt
+    NODEDIR/node.db          the embedded store (unless database_url points elsewhere)
+
+Environment variables prefixed CAGNET_NODE_ override node.toml (e.g. CAGNET_NODE_DATABASE_URL
+for a PostgreSQL store in production).
+"""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from shared import pki, vocabulary
+from shared.errors import InvalidRequest
+from shared.identity import Identity, install_certificate, write_keys
+from shared.manifest import encode_key
+from shared.models import JoinRequest
+
+CONFIG = "node.toml"
+
+
+class NodeSettings(BaseSettings):
+    """Process-level overrides, read from CAGNET_NODE_* environment variables."""
+
+    model_config = SettingsConfigDict(env_prefix="CAGNET_NODE_")
+
+    database_url: str | None = None
+    listen: str | None = None
+
+
+class NodeConfig(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    nodedir: Path
+    authority: str
+    endpoint: str
+    manifest_path: Path
+    coordinator_key: str
+    database_url: str
+
+    @property
+    def identity_dir(self) -> Path:
+        return self.nodedir / "identity"
+
+    def identity(self) -> Identity:
+        return Identity.load(self.identity_dir)
+
+    @property
+    def listen(self) -> str:
+        return NodeSettings().listen or self.endpoint
+
+
+def _toml_str(value: str) -> str:
+    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def init_node(nodedir: Path, *, authority: str, endpoint: str, manifest_path: Path) -> JoinRequest:
+    """Make the node's keys and configuration; returns the join request to hand to the network."""
+    try:
+        info = vocabulary.authority(authority)
+    except KeyError as exc:
+        raise InvalidRequest(str(exc.args[0])) from None
+    if (nodedir / CONFIG).exists():
+        raise InvalidRequest(f"{nodedir} already holds a node; choose an empty folder")
+    nodedir.mkdir(parents=True, exist_ok=True)
+    signing, tls_key = write_keys(nodedir / "identity")
+    from cryptography.hazmat.primitives import serialization
+
+    tls_public = tls_key.public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    (nodedir / CONFIG).write_text(
+        f"authority = {_toml_str(authority)}\n"
+        f"endpoint = {_toml_str(endpoint)}\n"
+        f"manifest_path = {_toml_str(str(manifest_path.resolve()))}\n"
+        f"database_url = {_toml_str('sqlite:///' + str((nodedir / 'node.db').resolve()))}\n"
+    )
+    return JoinRequest(
+        party_id=authority,
+        name=info.name,
+        endpoint=endpoint,
+        population=info.population,
+        signing_key=encode_key(signing.public_key()),
+        tls_public_key_pem=tls_public.decode(),
+    )
+
+
+def complete_join(nodedir: Path, *, cert_pem: bytes, ca_pem: bytes, coordinator_key: str) -> None:
+    """Install the certificate the network issued and pin the key that signs the manifest."""
+    install_certificate(nodedir / "identity", cert=pki.load_cert(cert_pem), ca_cert=pki.load_cert(ca_pem))
+    with (nodedir / CONFIG).open("a") as f:
+        f.write(f"coordinator_key = {_toml_str(coordinator_key)}\n")
+
+
+def load_config(nodedir: Path) -> NodeConfig:
+    path = nodedir / CONFIG
+    try:
+        raw = tomllib.loads(path.read_text())
+    except FileNotFoundError:
+        raise InvalidRequest(f"{nodedir} is not a node folder (run `cagnet node init` first)") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise InvalidRequest(f"{path} is not valid TOML: {exc}") from None
+    if "coordinator_key" not in raw:
+        raise InvalidRequest(f"{nodedir} has not completed joining a network (no coordinator_key)")
+    settings = NodeSettings()
+    if settings.database_url:
+        raw["database_url"] = settings.database_url
+    try:
+        return NodeConfig(nodedir=nodedir, **raw)
+    except Exception as exc:
+        raise InvalidRequest(f"{path}: {exc}") from None

@@ -1,0 +1,747 @@
+"""CSV import of an authority's providers, services and contracts, as exported by its SP system.
+
+Every row is checked with pydantic and every problem is collected (up to MAX_PROBLEMS), each naming
+the file, row, column and reason; then either everything is written in one transaction or, if
+anything was wrong, nothing is (`ImportError_`). Rows are matched to the store by their natural key
+(provider_ref, service_ref, contract_ref): a re-import of the same file changes nothing, a changed
+row is updated, and rows the file does not mention are left alone. Import providers, then services,
+then contracts: each file may refer only to rows already in the store.
+
+Row numbers are the ones a spreadsheet shows: the header is row 1 and the first data row is row 2.
+A row is a CSV record, so a quoted cell holding a line break does not shift the numbering. Blank
+rows (every cell empty, as Excel leaves at the end of a sheet) are skipped but still counted.
+
+Columns (header names are matched ignoring case and surrounding spaces; a space may stand for "_"):
+
+    providers.csv  provider_ref, name, [national_provider_id], [charity_number], [company_number]
+    services.csv   service_ref, provider_ref, name, district, service_type, client_group, units,
+                   [unit_type], [contracted_hours], designated, term
+    contracts.csv  contract_ref, service_ref, annual_value, start_date, end_date
+
+[Bracketed] columns may be left out, and their cells left blank. A column the importer does not
+know is refused rather than ignored, so that a misspelt optional column cannot silently lose data;
+a column with no name (Excel leaves them) is ignored as long as its cells are empty.
+The file must be UTF-8 ("CSV UTF-8" in Excel); a byte order mark is accepted.
+
+Cells: refs up to 64 characters and names up to 200; district is a GSS code or a district name of
+this authority; service_type, unit_type and term come from shared.vocabulary (case, spaces and
+underscores forgiven); unit_type, when given, must be the one the service type counts;
+client_group is 1-21; units a whole number >= 0; contracted_hours > 0, required for
+floating-support; designated true/false/yes/no/1/0; annual_value pounds >= 0 with at most 2
+decimals ("£" and thousands commas allowed); dates YYYY-MM-DD with end_date >= start_date; charity
+numbers 6-7 digits; company numbers 8 characters (leading zeros a spreadsheet dropped are restored).
+"""
+
+from __future__ import annotations
+
+import codecs
+import csv
+import re
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from decimal import Decimal
+from pathlib import Path
+from typing import Annotated, Any, BinaryIO, Literal
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+)
+from sqlalchemy import Table, bindparam, insert, select, update
+from sqlalchemy.engine import Connection, Engine
+from sqlmodel import SQLModel
+
+from node.store import Contract, DistrictRow, Provider, Service, store_authority, utcnow
+from shared.errors import ImportError_, ImportProblem
+from shared.vocabulary import CLIENT_GROUPS, UNIT_TYPE_FOR, ServiceType, Term, UnitType
+
+__all__ = ["COLUMNS", "MAX_PROBLEMS", "ImportSummary", "Kind", "import_csv"]
+
+Kind = Literal["providers", "services", "contracts"]
+
+MAX_PROBLEMS = 100
+"""Reading stops after this many problems: enough to fix a file in one go, few enough to read."""
+
+BATCH = 2000
+"""Rows written per statement, and how often `progress` is called."""
+
+
+@dataclass(frozen=True)
+class _Columns:
+    all: tuple[str, ...]  # in the order the importer documents and synthetic files are written
+    optional: frozenset[str] = frozenset()
+
+    @property
+    def required(self) -> tuple[str, ...]:
+        return tuple(c for c in self.all if c not in self.optional)
+
+
+COLUMNS: dict[str, _Columns] = {
+    "providers": _Columns(
+        ("provider_ref", "name", "national_provider_id", "charity_number", "company_number"),
+        frozenset({"national_provider_id", "charity_number", "company_number"}),
+    ),
+    "services": _Columns(
+        (
+            "service_ref",
+            "provider_ref",
+            "name",
+            "district",
+            "service_type",
+            "client_group",
+            "units",
+            "unit_type",
+            "contracted_hours",
+            "designated",
+            "term",
+        ),
+        frozenset({"unit_type", "contracted_hours"}),
+    ),
+    "contracts": _Columns(("contract_ref", "service_ref", "annual_value", "start_date", "end_date")),
+}
+"""The columns of each kind of file, and which of them may be left out."""
+
+
+@dataclass(frozen=True)
+class ImportSummary:
+    kind: str
+    rows: int  # data rows read (blank rows not counted)
+    inserted: int
+    updated: int
+
+    @property
+    def unchanged(self) -> int:
+        return self.rows - self.inserted - self.updated
+
+    def __str__(self) -> str:
+        return (
+            f"{self.kind}: {self.rows} rows, {self.inserted} inserted, {self.updated} updated, "
+            f"{self.unchanged} unchanged"
+        )
+
+
+# ---------------------------------------------------------------------------------------------
+# Cell parsers: each raises ValueError with the reason a person needs to fix the cell.
+
+_WHOLE = re.compile(r"[+-]?(\d+|\d{1,3}(,\d{3})+)")
+_DECIMAL = re.compile(r"\d+(\.\d+)?")
+_POUNDS = re.compile(r"£?(\d+|\d{1,3}(,\d{3})+)(\.\d{1,2})?")
+_ISO_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
+_CHARITY = re.compile(r"\d{6,7}(-\d{1,2})?")  # England and Wales register, with a linked-charity suffix
+_COMPANY = re.compile(r"(\d{8}|[A-Z]{2}\d{6})")  # Companies House: 8 digits, or 2 letters and 6 digits
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+_MAX_POUNDS = Decimal("9999999999.99")  # Numeric(12, 2)
+
+
+def _text(max_length: int) -> Callable[[str], str]:
+    def check(value: str) -> str:
+        if len(value) > max_length:
+            raise ValueError(f"longer than {max_length} characters ({len(value)})")
+        if _CONTROL.search(value):
+            raise ValueError(f"contains a control character: {value!r}")
+        return value
+
+    return check
+
+
+def _optional_text(max_length: int) -> Callable[[str | None], str | None]:
+    check = _text(max_length)
+    return lambda value: None if value is None else check(value)
+
+
+Ref = Annotated[str, AfterValidator(_text(64))]
+Name = Annotated[str, AfterValidator(_text(200))]
+
+
+def _whole_number(value: object) -> int:
+    text = str(value)
+    if not _WHOLE.fullmatch(text):
+        raise ValueError(f"not a whole number: {text!r}")
+    return int(text.replace(",", ""))
+
+
+def _client_group(value: object) -> int:
+    code = _whole_number(value)
+    if code not in CLIENT_GROUPS:
+        raise ValueError(f"{code} is not an SP client group code: codes are 1 to 21")
+    return code
+
+
+def _units(value: object) -> int:
+    units = _whole_number(value)
+    if units < 0:
+        raise ValueError(f"units must be 0 or more, not {units}")
+    return units
+
+
+def _hours(value: object) -> float | None:
+    if value is None:
+        return None
+    text = str(value)
+    if text.startswith("-"):
+        raise ValueError(f"contracted hours must be more than 0, not {text}")
+    if not _DECIMAL.fullmatch(text):
+        raise ValueError(f"not a number of hours a week: {text!r}")
+    hours = float(text)
+    if hours <= 0:
+        raise ValueError(f"contracted hours must be more than 0, not {text}")
+    return hours
+
+
+def _vocabulary_key(value: object) -> str:
+    return re.sub(r"[\s_]+", "-", str(value).strip().lower())
+
+
+def _service_type(value: object) -> ServiceType:
+    try:
+        return ServiceType(_vocabulary_key(value))
+    except ValueError:
+        raise ValueError(
+            f"{value!r} is not a service type; use one of: {', '.join(t.value for t in ServiceType)}"
+        ) from None
+
+
+def _unit_type(value: object) -> UnitType | None:
+    if value is None:
+        return None
+    try:
+        return UnitType(_vocabulary_key(value))
+    except ValueError:
+        raise ValueError(f"{value!r} is not a unit type; use one of: {', '.join(u.value for u in UnitType)}") from None
+
+
+def _yes_no(value: object) -> bool:
+    text = str(value).lower()
+    if text in ("true", "yes", "1"):
+        return True
+    if text in ("false", "no", "0"):
+        return False
+    raise ValueError(f"{value!r} is not yes or no; use true/false, yes/no or 1/0")
+
+
+def _term(value: object) -> Term:
+    try:
+        return Term(str(value).lower())
+    except ValueError:
+        raise ValueError(f"{value!r} is not a term; use short (28 days to 2 years) or long (over 2 years)") from None
+
+
+def _iso_date(value: object) -> date:
+    text = str(value)
+    if not _ISO_DATE.fullmatch(text):
+        raise ValueError(f"not a date in the form YYYY-MM-DD (e.g. 2006-04-01): {text!r}")
+    try:
+        parsed = date.fromisoformat(text)
+    except ValueError:
+        raise ValueError(f"not a real date: {text!r}") from None
+    if not 1990 <= parsed.year <= 2100:
+        raise ValueError(f"year {parsed.year} is out of range (1990 to 2100): {text!r}")
+    return parsed
+
+
+def _pounds(value: object) -> Decimal:
+    text = str(value)
+    if text.lstrip("£").startswith("-"):
+        raise ValueError(f"annual value must not be negative: {text}")
+    if not _POUNDS.fullmatch(text):
+        raise ValueError(f"not an amount in pounds with at most 2 decimal places: {text!r}")
+    amount = Decimal(text.lstrip("£").replace(",", ""))
+    if amount > _MAX_POUNDS:
+        raise ValueError(f"annual value is more than the store holds (£{_MAX_POUNDS:,}): {text}")
+    return amount
+
+
+def _charity_number(value: object) -> str | None:
+    if value is None:
+        return None
+    text = re.sub(r"\s+", "", str(value))
+    if not _CHARITY.fullmatch(text):
+        raise ValueError(f"not a registered charity number (6 or 7 digits, e.g. 1083475): {value!r}")
+    return text
+
+
+def _company_number(value: object) -> str | None:
+    if value is None:
+        return None
+    text = re.sub(r"\s+", "", str(value)).upper()
+    if text.isdigit() and len(text) < 8:
+        text = text.zfill(8)  # spreadsheets drop the leading zeros
+    if not _COMPANY.fullmatch(text):
+        raise ValueError(f"not a Companies House number (8 digits, or 2 letters and 6 digits): {value!r}")
+    return text
+
+
+def _normalised_place(name: str) -> str:
+    return re.sub(r"\s+", " ", name.replace("&", " and ")).strip().lower()
+
+
+# ---------------------------------------------------------------------------------------------
+# Row models. Cells arrive as stripped strings; a blank cell arrives as a missing key.
+
+
+@dataclass
+class _Context:
+    """What rows are checked against: this authority's districts and the rows already stored."""
+
+    authority_name: str
+    districts: dict[str, str]  # GSS code or normalised name -> GSS code
+    district_names: list[str]
+    provider_ids: dict[str, int] = field(default_factory=dict)
+    service_ids: dict[str, int] = field(default_factory=dict)
+
+
+def _context(info: ValidationInfo) -> _Context:
+    context = info.context
+    if not isinstance(context, _Context):
+        raise TypeError("rows are validated with an import context")
+    return context
+
+
+class _Row(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    def columns(self, context: _Context) -> dict[str, Any]:
+        raise TypeError("every row model says how it is stored")
+
+
+class ProviderRow(_Row):
+    provider_ref: Ref
+    name: Name
+    national_provider_id: Annotated[str | None, AfterValidator(_optional_text(32))] = None
+    charity_number: Annotated[str | None, BeforeValidator(_charity_number)] = None
+    company_number: Annotated[str | None, BeforeValidator(_company_number)] = None
+
+    def columns(self, context: _Context) -> dict[str, Any]:
+        return self.model_dump()
+
+
+class ServiceRow(_Row):
+    service_ref: Ref
+    provider_ref: Ref
+    name: Name
+    district: str
+    service_type: Annotated[ServiceType, BeforeValidator(_service_type)]
+    client_group: Annotated[int, BeforeValidator(_client_group)]
+    units: Annotated[int, BeforeValidator(_units)]
+    # Both after service_type, which their checks read; validate_default so a blank cell is checked too.
+    unit_type: Annotated[UnitType | None, BeforeValidator(_unit_type)] = Field(default=None, validate_default=True)
+    contracted_hours: Annotated[float | None, BeforeValidator(_hours)] = Field(default=None, validate_default=True)
+    designated: Annotated[bool, BeforeValidator(_yes_no)]
+    term: Annotated[Term, BeforeValidator(_term)]
+
+    @field_validator("provider_ref")
+    @classmethod
+    def _known_provider(cls, ref: str, info: ValidationInfo) -> str:
+        if ref not in _context(info).provider_ids:
+            raise ValueError(f"unknown provider_ref {ref!r}: no such provider in the store; import providers first")
+        return ref
+
+    @field_validator("district")
+    @classmethod
+    def _district_of_this_authority(cls, district: str, info: ValidationInfo) -> str:
+        context = _context(info)
+        code = context.districts.get(district.upper()) or context.districts.get(_normalised_place(district))
+        if code is None:
+            raise ValueError(
+                f"{district!r} is not a district of {context.authority_name}; "
+                f"use one of: {', '.join(context.district_names)} (or its GSS code)"
+            )
+        return code
+
+    @field_validator("unit_type")
+    @classmethod
+    def _unit_type_of_service_type(cls, unit_type: UnitType | None, info: ValidationInfo) -> UnitType | None:
+        service_type = info.data.get("service_type")
+        if service_type is None:
+            return unit_type  # the service type is already reported
+        expected = UNIT_TYPE_FOR[service_type]
+        if unit_type is not None and unit_type != expected:
+            raise ValueError(f"a {service_type.value} service counts {expected.value}, not {unit_type.value}")
+        return expected
+
+    @field_validator("contracted_hours")
+    @classmethod
+    def _hours_for_floating_support(cls, hours: float | None, info: ValidationInfo) -> float | None:
+        if hours is None and info.data.get("service_type") == ServiceType.FLOATING_SUPPORT:
+            raise ValueError("a floating-support service needs its contracted hours a week (more than 0)")
+        return hours
+
+    def columns(self, context: _Context) -> dict[str, Any]:
+        return {
+            "service_ref": self.service_ref,
+            "provider_id": context.provider_ids[self.provider_ref],
+            "name": self.name,
+            "district_code": self.district,
+            "service_type": self.service_type.value,
+            "client_group": self.client_group,
+            "units": self.units,
+            "unit_type": UNIT_TYPE_FOR[self.service_type].value,
+            "contracted_hours": self.contracted_hours,
+            "designated": self.designated,
+            "term": self.term.value,
+        }
+
+
+class ContractRow(_Row):
+    contract_ref: Ref
+    service_ref: Ref
+    annual_value: Annotated[Decimal, BeforeValidator(_pounds)]
+    start_date: Annotated[date, BeforeValidator(_iso_date)]
+    end_date: Annotated[date, BeforeValidator(_iso_date)]
+
+    @field_validator("service_ref")
+    @classmethod
+    def _known_service(cls, ref: str, info: ValidationInfo) -> str:
+        if ref not in _context(info).service_ids:
+            raise ValueError(f"unknown service_ref {ref!r}: no such service in the store; import services first")
+        return ref
+
+    @field_validator("end_date")
+    @classmethod
+    def _not_before_start(cls, end: date, info: ValidationInfo) -> date:
+        start = info.data.get("start_date")
+        if start is not None and end < start:
+            raise ValueError(f"end_date {end} is before start_date {start}")
+        return end
+
+    def columns(self, context: _Context) -> dict[str, Any]:
+        return {
+            "contract_ref": self.contract_ref,
+            "service_id": context.service_ids[self.service_ref],
+            "annual_value": self.annual_value,
+            "start_date": self.start_date,
+            "end_date": self.end_date,
+        }
+
+
+@dataclass(frozen=True)
+class _Kind:
+    table: type[SQLModel]
+    key: str  # the natural key
+    model: type[_Row]
+    compared: tuple[str, ...]  # the stored columns a re-import compares, to tell an update from no change
+
+
+_KINDS: dict[str, _Kind] = {
+    "providers": _Kind(
+        Provider, "provider_ref", ProviderRow, ("name", "national_provider_id", "charity_number", "company_number")
+    ),
+    "services": _Kind(
+        Service,
+        "service_ref",
+        ServiceRow,
+        (
+            "provider_id",
+            "name",
+            "district_code",
+            "service_type",
+            "client_group",
+            "units",
+            "unit_type",
+            "contracted_hours",
+            "designated",
+            "term",
+        ),
+    ),
+    "contracts": _Kind(Contract, "contract_ref", ContractRow, ("service_id", "annual_value", "start_date", "end_date")),
+}
+
+
+# ---------------------------------------------------------------------------------------------
+# Reading: bytes -> UTF-8 lines -> CSV records, keeping byte offsets for encoding errors.
+
+
+@dataclass
+class _BadByte:
+    offset: int  # from the start of the file, counting from 0
+    line: int  # physical line, from 1
+    byte: int
+
+
+def _decoded_lines(f: BinaryIO, bad: list[_BadByte]) -> Iterator[str]:
+    offset = 0
+    for line, raw in enumerate(f, start=1):
+        skip = len(codecs.BOM_UTF8) if line == 1 and raw.startswith(codecs.BOM_UTF8) else 0
+        try:
+            text = raw[skip:].decode("utf-8")
+        except UnicodeDecodeError as exc:
+            bad.append(_BadByte(offset + skip + exc.start, line, raw[skip + exc.start]))
+            # Decoded anyway so that every other problem in the file is still found.
+            text = raw[skip:].decode("utf-8", errors="replace")
+        offset += len(raw)
+        yield text
+
+
+def _header_key(cell: str) -> str:
+    return re.sub(r"\s+", "_", cell.strip().lower())
+
+
+def _count_lines(path: Path) -> int:
+    lines, last = 0, b"\n"
+    with path.open("rb") as f:
+        while chunk := f.read(1 << 20):
+            lines += chunk.count(b"\n")
+            last = chunk[-1:]
+    return lines + (last != b"\n")
+
+
+@dataclass
+class _Reader:
+    """Yields (row number, {column: value}) for each non-blank data row; collects file-level problems."""
+
+    path: Path
+    label: str
+    columns: _Columns
+    problems: list[ImportProblem]
+    header: list[str] = field(default_factory=list)
+    rows_seen: int = 0  # records read so far, the header included
+
+    def problem(self, row: int | None, column: str | None, reason: str) -> None:
+        self.problems.append(ImportProblem(self.label, row, column, reason))
+
+    def records(self) -> Iterator[tuple[int, dict[str, str]]]:
+        bad: list[_BadByte] = []
+        with self.path.open("rb") as f:
+            reader = csv.reader(_decoded_lines(f, bad), strict=True)
+            try:
+                for cells in reader:
+                    self.rows_seen += 1
+                    row = self.rows_seen
+                    self._encoding_problems(row, cells, bad)
+                    if row == 1:
+                        if not self._read_header(cells):
+                            return
+                        continue
+                    values = self._values(row, cells)
+                    if values is not None:
+                        yield row, values
+            except csv.Error as exc:
+                self._encoding_problems(self.rows_seen + 1, [], bad)
+                self.problem(self.rows_seen + 1, None, f"not valid CSV ({exc}); nothing after this row was read")
+        if self.rows_seen == 0:
+            self.problem(None, None, f"the file is empty: expected a header row naming {', '.join(self.columns.all)}")
+
+    def _encoding_problems(self, row: int, cells: list[str], bad: list[_BadByte]) -> None:
+        for b in bad:
+            column = next((self._column(i) for i, cell in enumerate(cells) if "\ufffd" in cell), None)
+            self.problem(
+                row,
+                column,
+                f"not UTF-8: byte 0x{b.byte:02X} at byte offset {b.offset} (line {b.line}); save the file as CSV UTF-8",
+            )
+        bad.clear()
+
+    def _column(self, index: int) -> str | None:
+        return self.header[index] if index < len(self.header) else None
+
+    def _read_header(self, cells: list[str]) -> bool:
+        self.header = [_header_key(c) for c in cells]
+        known = set(self.columns.all)
+        ok = True
+        seen: set[str] = set()
+        for name in self.header:
+            if not name:
+                continue  # Excel leaves unnamed empty columns; their cells must stay empty (see _values)
+            if name in seen:
+                self.problem(1, name, "column appears twice in the header")
+                ok = False
+            elif name not in known:
+                self.problem(1, name, f"unknown column; the columns are {', '.join(self.columns.all)}")
+                ok = False
+            seen.add(name)
+        for name in self.columns.required:
+            if name not in seen:
+                self.problem(1, name, "missing column: the header must name it")
+                ok = False
+        return ok
+
+    def _values(self, row: int, cells: list[str]) -> dict[str, str] | None:
+        stripped = [c.strip() for c in cells]
+        if not any(stripped):
+            return None
+        if len(stripped) != len(self.header):
+            self.problem(row, None, f"row has {len(stripped)} cells but the header has {len(self.header)}")
+            return None
+        values = {}
+        for index, (name, value) in enumerate(zip(self.header, stripped, strict=True)):
+            if not value:
+                continue
+            if not name:
+                self.problem(row, None, f"cell {index + 1} holds {value!r} but its column has no name in the header")
+                return None
+            values[name] = value
+        return values
+
+
+def _problems_from(error: ValidationError, label: str, row: int, values: dict[str, str]) -> list[ImportProblem]:
+    problems = []
+    for e in error.errors(include_url=False):
+        column = str(e["loc"][0]) if e["loc"] else None
+        if e["type"] == "value_error":
+            reason = str(e["ctx"]["error"])
+        elif e["type"] == "missing":
+            reason = "empty; a value is required"
+        else:
+            reason = f"{e['msg']} (got {values.get(column or '')!r})"
+        problems.append(ImportProblem(label, row, column, reason))
+    return problems
+
+
+# ---------------------------------------------------------------------------------------------
+# Writing: one transaction, rows compared with what is stored and written in batches.
+
+
+@dataclass
+class _Writer:
+    conn: Connection
+    table: Table
+    now: datetime
+    inserts: list[dict[str, Any]] = field(default_factory=list)
+    updates: list[dict[str, Any]] = field(default_factory=list)
+    inserted: int = 0
+    updated: int = 0
+
+    def insert(self, values: dict[str, Any]) -> None:
+        self.inserts.append({**values, "created_at": self.now, "updated_at": self.now})
+        if len(self.inserts) >= BATCH:
+            self.flush()
+
+    def update(self, row_id: int, values: dict[str, Any]) -> None:
+        self.updates.append({**values, "updated_at": self.now, "row_id": row_id})
+        if len(self.updates) >= BATCH:
+            self.flush()
+
+    def flush(self) -> None:
+        if self.inserts:
+            self.conn.execute(insert(self.table), self.inserts)
+            self.inserted += len(self.inserts)
+            self.inserts = []
+        if self.updates:
+            # No .values(): the SET clause is every column named in the parameters, row_id aside.
+            self.conn.execute(update(self.table).where(self.table.c.id == bindparam("row_id")), self.updates)
+            self.updated += len(self.updates)
+            self.updates = []
+
+
+def _lock_for_import(conn: Connection, table: Table) -> None:
+    """Take the write lock before reading what is stored, so that the comparison holds until commit
+    and two imports queue rather than collide."""
+    if conn.dialect.name == "sqlite":
+        dbapi_connection = conn.connection.dbapi_connection
+        if dbapi_connection is not None and not dbapi_connection.in_transaction:
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
+    elif conn.dialect.name == "postgresql":
+        # Blocks other writers of this table, and other imports of it; readers carry on.
+        conn.exec_driver_sql(f'LOCK TABLE "{table.name}" IN SHARE ROW EXCLUSIVE MODE')
+
+
+def _load_context(conn: Connection, kind: str, authority_code: str, authority_name: str) -> _Context:
+    district = _table(DistrictRow)
+    query = select(district.c.code, district.c.name).where(district.c.authority_code == authority_code)
+    rows = conn.execute(query.order_by(district.c.name)).all()
+    lookup = {code.upper(): code for code, _ in rows} | {_normalised_place(name): code for code, name in rows}
+    context = _Context(authority_name, lookup, [name for _, name in rows])
+    if kind == "services":
+        provider = _table(Provider)
+        context.provider_ids = dict(conn.execute(select(provider.c.provider_ref, provider.c.id)).all())
+    if kind == "contracts":
+        service = _table(Service)
+        context.service_ids = dict(conn.execute(select(service.c.service_ref, service.c.id)).all())
+    return context
+
+
+def _table(model: type[SQLModel]) -> Table:
+    table = model.__table__  # type: ignore[attr-defined]
+    assert isinstance(table, Table)
+    return table
+
+
+def _stored(
+    conn: Connection, table: Table, key: str, columns: tuple[str, ...]
+) -> dict[str, tuple[int, tuple[Any, ...]]]:
+    """natural key -> (id, the stored values of `columns`)."""
+    query = select(table.c[key], table.c.id, *(table.c[c] for c in columns))
+    return {row[0]: (row[1], tuple(row[2:])) for row in conn.execute(query)}
+
+
+def import_csv(
+    engine: Engine,
+    *,
+    kind: Kind,
+    path: Path,
+    progress: Callable[[int, int], None] | None = None,
+) -> ImportSummary:
+    """Import one CSV file of `kind` into the store; all or nothing.
+
+    Raises `ImportError_` listing every problem found (file, row, column, reason) and writes nothing.
+    `progress(done, total)` is called every BATCH rows and at the end: `done` counts data rows read;
+    `total` is the file's line count less the header (an estimate when cells hold line breaks) until
+    the last call, which is exact.
+    """
+    if kind not in _KINDS:
+        raise ValueError(f"kind must be one of {', '.join(_KINDS)}: {kind!r}")
+    spec = _KINDS[kind]
+    table = _table(spec.table)
+    label = path.name
+    try:
+        total = max(_count_lines(path) - 1, 0)
+    except OSError as exc:
+        raise ImportError_([ImportProblem(label, None, None, f"cannot read the file: {exc.strerror}")]) from None
+
+    authority = store_authority(engine)
+    problems: list[ImportProblem] = []
+    reader = _Reader(path, label, COLUMNS[kind], problems)
+    first_row_of: dict[str, int] = {}
+    rows = 0
+
+    def report(done: int) -> None:
+        if progress is not None:
+            progress(done, max(total, done))
+
+    report(0)
+    with engine.connect() as conn, conn.begin():
+        _lock_for_import(conn, table)
+        context = _load_context(conn, kind, authority.code, authority.name)
+        stored = _stored(conn, table, spec.key, spec.compared)
+        writer = _Writer(conn, table, utcnow())
+        for row, values in reader.records():
+            rows += 1
+            if rows % BATCH == 0:
+                report(rows)
+            if len(problems) >= MAX_PROBLEMS:
+                reader.problem(row, None, f"stopped reading after {MAX_PROBLEMS} problems; fix these and import again")
+                break
+            key = values.get(spec.key)
+            if key is not None:
+                first = first_row_of.setdefault(key, row)
+                if first != row:
+                    reader.problem(row, spec.key, f"duplicate {spec.key} {key!r}: already on row {first}")
+                    continue
+            try:
+                item = spec.model.model_validate(values, context=context)
+            except ValidationError as exc:
+                problems.extend(_problems_from(exc, label, row, values))
+                continue
+            if problems:
+                continue  # the file will be refused: keep checking, stop writing
+            columns = item.columns(context)
+            before = stored.get(columns[spec.key])
+            if before is None:
+                writer.insert(columns)
+            elif before[1] != tuple(columns[c] for c in spec.compared):
+                writer.update(before[0], columns)
+        if rows == 0 and not problems:
+            reader.problem(None, None, "no data rows: the file has a header and nothing else")
+        if problems:
+            raise ImportError_(problems)  # leaving the block rolls back whatever was written
+        writer.flush()
+    if progress is not None:
+        progress(rows, rows)
+    return ImportSummary(kind=kind, rows=rows, inserted=writer.inserted, updated=writer.updated)

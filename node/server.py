@@ -1,0 +1,179 @@
+"""The node's gRPC server: mTLS with client certificates required, the signed-envelope
+interceptor, the standard health service, and a thin servicer over `node.service`.
+"""
+
+from __future__ import annotations
+
+import base64
+import logging
+import signal
+import threading
+from concurrent import futures
+from dataclasses import dataclass, field
+from typing import Any
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from sqlalchemy.engine import Engine
+
+from node import service
+from node.config import NodeConfig
+from node.store import ensure_authority, open_store
+from shared import dsse
+from shared.auth import NonceCache, Verified, require_role, response_header, sign_message, verify_request
+from shared.errors import CagnetError, InvalidRequest, NotPermitted
+from shared.identity import Identity
+from shared.interceptor import SignedEnvelopeInterceptor, current_request, server_credentials
+from shared.manifest import CAG_CHAIR, COORDINATOR, MEMBER_AUTHORITY, ManifestSource
+from shared.pb.cagnet.v1 import coordinator_pb2, envelope_pb2, node_pb2, node_pb2_grpc
+from shared.serde import description_to_proto, envelope_to_proto, supply_map_to_proto
+
+log = logging.getLogger(__name__)
+
+SERVICE = "cagnet.v1.Node"
+DESCRIBE = f"/{SERVICE}/Describe"
+SUPPLY_MAP = f"/{SERVICE}/SupplyMap"
+JOINT_QUERY = "/cagnet.v1.Coordinator/JointQuery"
+
+# Which request payload each method takes, and which roles may ask for it.
+METHODS: dict[str, tuple[type[Any], tuple[str, ...]]] = {
+    DESCRIBE: (node_pb2.DescribeRequest, (COORDINATOR, MEMBER_AUTHORITY, CAG_CHAIR)),
+    SUPPLY_MAP: (node_pb2.SupplyMapRequest, (MEMBER_AUTHORITY, CAG_CHAIR)),
+}
+# Aggregates the coordinator may only ask for on a principal's behalf, with the joint query kind.
+FORWARDED_KIND = {SUPPLY_MAP: "supply-map"}
+
+
+@dataclass
+class NodeRuntime:
+    """Everything a running node holds: its configuration, identity, store and trust anchors."""
+
+    config: NodeConfig
+    identity: Identity
+    engine: Engine
+    manifests: ManifestSource
+    nonces: NonceCache = field(default_factory=NonceCache)
+
+    @classmethod
+    def open(cls, config: NodeConfig) -> NodeRuntime:
+        identity = config.identity()
+        engine = open_store(config.database_url)
+        ensure_authority(engine, authority_code=config.authority)
+        trusted = dsse.load_public_key(base64.b64decode(config.coordinator_key))
+        return cls(config, identity, engine, ManifestSource(config.manifest_path, trusted))
+
+    def authenticate(self, method: str, envelope: dsse.Envelope, peer: str | None) -> Verified[Any]:
+        try:
+            message_cls, roles = METHODS[method]
+        except KeyError:
+            raise InvalidRequest("unknown method") from None
+        verified = verify_request(
+            envelope,
+            message_cls,
+            manifest=self.manifests.current(),
+            audience=self.config.authority,
+            method=method,
+            nonces=self.nonces,
+            peer_party_id=peer,
+            inner_cls=coordinator_pb2.JointQueryRequest,
+            inner_method=JOINT_QUERY,
+        )
+        if method in FORWARDED_KIND and verified.issuer.has_role(COORDINATOR):
+            # The coordinator has no right to an aggregate on its own account.
+            inner = verified.principal_request
+            if not isinstance(inner, coordinator_pb2.JointQueryRequest) or verified.principal is verified.issuer:
+                raise NotPermitted(f"role coordinator may not call {method} on its own account")
+            if inner.kind != FORWARDED_KIND[method]:
+                raise NotPermitted("the forwarded request asked for a different aggregate")
+        require_role(verified.principal, roles, method)
+        return verified
+
+    def on_reject(self, method: str, peer: str | None, error: CagnetError) -> None:
+        try:
+            service.record(
+                self.engine,
+                principal=None,
+                principal_id=peer,
+                via="",
+                method=method,
+                parameters={},
+                decision=f"rejected: {error.public_message}",
+            )
+        except Exception:
+            log.exception("could not write a rejection to the audit log")
+
+    def sign(self, message: Any) -> envelope_pb2.Envelope:
+        return envelope_to_proto(sign_message(message, self.identity))
+
+
+class NodeServicer(node_pb2_grpc.NodeServicer):
+    def __init__(self, runtime: NodeRuntime) -> None:
+        self.rt = runtime
+
+    def _via(self, verified: Verified[Any]) -> str:
+        return verified.issuer.id if verified.issuer is not verified.principal else ""
+
+    def Describe(self, request: envelope_pb2.Envelope, context: grpc.ServicerContext) -> envelope_pb2.Envelope:
+        verified = current_request()
+        description = service.describe(authority_code=self.rt.config.authority, key_fingerprint=self.rt.identity.keyid)
+        reply = self.rt.sign(
+            description_to_proto(description, response_header(self.rt.identity, request_digest=verified.request_digest))
+        )
+        self._record(verified, DESCRIBE, {}, reply.payload)
+        return reply
+
+    def SupplyMap(self, request: envelope_pb2.Envelope, context: grpc.ServicerContext) -> envelope_pb2.Envelope:
+        verified = current_request()
+        by_district = bool(verified.message.by_district)
+        supply = service.release_supply_map(
+            self.rt.engine, authority_code=self.rt.config.authority, by_district=by_district
+        )
+        reply = self.rt.sign(
+            supply_map_to_proto(supply, response_header(self.rt.identity, request_digest=verified.request_digest))
+        )
+        self._record(verified, SUPPLY_MAP, {"by_district": by_district}, reply.payload)
+        return reply
+
+    def _record(self, verified: Verified[Any], method: str, parameters: dict[str, object], released: bytes) -> None:
+        service.record(
+            self.rt.engine,
+            principal=verified.principal,
+            via=self._via(verified),
+            method=method,
+            parameters=parameters,
+            decision="released",
+            released=released,
+        )
+
+
+def create_server(runtime: NodeRuntime, *, address: str | None = None, max_workers: int = 8) -> tuple[grpc.Server, int]:
+    """A started server on `address` (default: the configured endpoint; use port 0 in tests)."""
+    interceptor = SignedEnvelopeInterceptor((SERVICE,), runtime.authenticate, runtime.on_reject)
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=max_workers), interceptors=[interceptor])
+    node_pb2_grpc.add_NodeServicer_to_server(NodeServicer(runtime), server)
+    health_servicer = health.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    identity = runtime.identity
+    creds = server_credentials(identity.ca_cert_pem, identity.tls_key_pem, identity.tls_cert_pem)
+    port = server.add_secure_port(address or runtime.config.listen, creds)
+    if port == 0:
+        raise InvalidRequest(f"could not listen on {address or runtime.config.listen}")
+    server.start()
+    health_servicer.set("", health_pb2.HealthCheckResponse.SERVING)
+    health_servicer.set(SERVICE, health_pb2.HealthCheckResponse.SERVING)
+    return server, port
+
+
+def serve(config: NodeConfig, *, ready: Any = None) -> None:
+    """Run until SIGTERM or SIGINT, then stop gracefully (in-flight calls get 5 s to finish)."""
+    runtime = NodeRuntime.open(config)
+    server, port = create_server(runtime)
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    log.info("node %s serving on port %d", config.authority, port)
+    if ready is not None:
+        ready(port)
+    stop.wait()
+    server.stop(grace=5).wait()
+    runtime.engine.dispose()

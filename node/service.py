@@ -1,0 +1,63 @@
+"""What a node answers, as plain functions of its store: who it is, and its supply map.
+
+The gRPC servicer in `node.server` only authenticates, converts and signs; the release path
+(disclosure control, then the audit log) is here so it can be tested without gRPC.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping
+
+from sqlalchemy.engine import Engine
+
+from node import audit
+from node.supply import supply_map
+from shared import __version__, vocabulary
+from shared.manifest import Party
+from shared.models import NodeDescription, SupplyMap
+
+CAPABILITIES = ("supply-map",)
+
+
+def describe(*, authority_code: str, key_fingerprint: str) -> NodeDescription:
+    info = vocabulary.authority(authority_code)
+    return NodeDescription(
+        authority=info.code,
+        name=info.name,
+        population=info.population,
+        districts=tuple((d.code, d.name) for d in info.districts),
+        capabilities=CAPABILITIES,
+        key_fingerprint=key_fingerprint,
+        software_version=__version__,
+    )
+
+
+def release_supply_map(engine: Engine, *, authority_code: str, by_district: bool) -> SupplyMap:
+    return supply_map(engine, authority_code=authority_code, by_district=by_district)
+
+
+def record(
+    engine: Engine,
+    *,
+    principal: Party | None,
+    via: str,
+    method: str,
+    parameters: Mapping[str, object],
+    decision: str,
+    released: bytes = b"",
+    policy_digest: str = "",
+    principal_id: str | None = None,
+) -> None:
+    """Append one request to the node's audit log: who, what, the decision, and what left."""
+    audit.append(
+        engine,
+        principal=principal.id if principal else (principal_id or "unknown"),
+        role=",".join(principal.roles) if principal else "",
+        via=via,
+        method=method,
+        parameters=parameters,
+        decision=decision,
+        release_digest=("sha256:" + hashlib.sha256(released).hexdigest()) if released else "",
+        policy_digest=policy_digest,
+    )
