@@ -1,0 +1,169 @@
+"""The joint result bundle: what a CAG chair receives, saves and can re-check offline.
+
+A bundle holds the principal's signed query, `answered` and `missing` (each with a reason), the
+combined `result`, and for each answering node the coordinator's signed request to it and the
+node's signed response, unchanged. The whole bundle travels inside a DSSE envelope signed by the
+coordinator. `verify_bundle` checks every link of that chain and recomputes the result.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from coordinator.combine import JointSupplyMap, combine_supply_maps
+from coordinator.fanout import Contribution, Missing
+from shared import dsse
+from shared.auth import digest, open_signed, verify_response
+from shared.errors import BadSignature, BundleMismatch, InvalidRequest, UnknownIssuer
+from shared.manifest import COORDINATOR, MEMBER_AUTHORITY, Manifest
+from shared.pb.cagnet.v1 import coordinator_pb2, node_pb2
+from shared.serde import envelope_from_proto, supply_map_from_proto
+
+BUNDLE_PAYLOAD_TYPE = "application/vnd.cagnet.v1.bundle+json"
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class MissingAuthority(_Model):
+    authority: str
+    reason: str
+
+
+class SignedContribution(_Model):
+    authority: str
+    request: dict[str, Any]  # DSSE JSON: the coordinator's request to the node
+    response: dict[str, Any]  # DSSE JSON: the node's response, exactly as it signed it
+
+
+class Bundle(_Model):
+    network: str
+    manifest_version: int
+    kind: str
+    created_at: str
+    query: dict[str, Any]  # DSSE JSON: the principal's own signed query
+    answered: tuple[str, ...]
+    missing: tuple[MissingAuthority, ...]
+    policy_digest: str = ""
+    result: JointSupplyMap
+    contributions: tuple[SignedContribution, ...]
+
+    def payload(self) -> bytes:
+        return json.dumps(self.model_dump(mode="json"), sort_keys=True, separators=(",", ":")).encode()
+
+
+def build_bundle(
+    *,
+    manifest: Manifest,
+    kind: str,
+    query: dsse.Envelope,
+    answered: list[Contribution],
+    missing: list[Missing],
+) -> Bundle:
+    maps = [supply_map_from_proto(c.message) for c in answered]
+    return Bundle(
+        network=manifest.network,
+        manifest_version=manifest.version,
+        kind=kind,
+        created_at=datetime.now(UTC).isoformat(timespec="seconds"),
+        query=query.to_json(),
+        answered=tuple(sorted(c.authority for c in answered)),
+        missing=tuple(
+            MissingAuthority(authority=m.authority, reason=m.reason) for m in sorted(missing, key=lambda m: m.authority)
+        ),
+        policy_digest=next((c.message.header.policy_digest for c in answered), ""),
+        result=combine_supply_maps(maps),
+        contributions=tuple(
+            SignedContribution(authority=c.authority, request=c.request.to_json(), response=c.response.to_json())
+            for c in sorted(answered, key=lambda c: c.authority)
+        ),
+    )
+
+
+def sign_bundle(bundle: Bundle, key: Any) -> dsse.Envelope:
+    return dsse.sign(BUNDLE_PAYLOAD_TYPE, bundle.payload(), key)
+
+
+def open_bundle(envelope: dsse.Envelope, manifest: Manifest) -> Bundle:
+    """Check the coordinator's signature on a bundle envelope and parse it (no deeper checks)."""
+    payload = dsse.verify(envelope, manifest.party(COORDINATOR).public_key)
+    if envelope.payload_type != BUNDLE_PAYLOAD_TYPE:
+        raise InvalidRequest("not a cagnet bundle")
+    try:
+        return Bundle.model_validate_json(payload)
+    except ValidationError as exc:
+        raise InvalidRequest("the bundle is malformed", detail=str(exc)) from None
+
+
+def verify_bundle(envelope: dsse.Envelope, manifest: Manifest) -> Bundle:
+    """Every signature in the chain, every binding between them, and the result. Raises on any fault."""
+    bundle = open_bundle(envelope, manifest)
+    coordinator = manifest.party(COORDINATOR)
+    query_env = dsse.Envelope.from_json(bundle.query)
+    principal = _signer(query_env, manifest)
+    query = open_signed(query_env, coordinator_pb2.JointQueryRequest, principal)
+    if query.kind != bundle.kind:
+        raise BundleMismatch("the bundle's kind is not the query's")
+    maps = []
+    seen = set()
+    for c in bundle.contributions:
+        member = manifest.party(c.authority)
+        if not member.has_role(MEMBER_AUTHORITY) or c.authority in seen:
+            raise BundleMismatch("a contribution is not from a distinct member authority")
+        seen.add(c.authority)
+        request_env = dsse.Envelope.from_json(c.request)
+        request = open_signed(request_env, node_pb2.SupplyMapRequest, coordinator)
+        if request.header.audience != c.authority:
+            raise BundleMismatch("a contribution's request was addressed to another authority")
+        if envelope_from_proto(request.header.on_behalf_of) != query_env:
+            raise BundleMismatch("a contribution's request was not made for this query")
+        if request.by_district != query.by_district:
+            raise BundleMismatch("a contribution's request asked a different question")
+        response = verify_response(
+            dsse.Envelope.from_json(c.response),
+            node_pb2.SupplyMapResponse,
+            signer=member,
+            request_digest=digest(request_env.payload),
+        )
+        maps.append(supply_map_from_proto(response))
+    if tuple(sorted(seen)) != bundle.answered:
+        raise BundleMismatch("`answered` does not list exactly the authorities that contributed")
+    if seen & {m.authority for m in bundle.missing}:
+        raise BundleMismatch("an authority is listed as both answered and missing")
+    if combine_supply_maps(maps) != bundle.result:
+        raise BundleMismatch()
+    return bundle
+
+
+def _signer(envelope: dsse.Envelope, manifest: Manifest) -> Any:
+    for s in envelope.signatures:
+        try:
+            return manifest.by_keyid(s.keyid)
+        except UnknownIssuer:
+            continue
+    raise BadSignature("the query is not signed by a listed party")
+
+
+def save(path: Path, envelope: dsse.Envelope, *, network_dir: Path) -> None:
+    """Write a bundle file: the signed envelope, and where its trusted manifest lives (a hint)."""
+    doc = {"network_dir": str(network_dir.resolve()), "envelope": envelope.to_json()}
+    path.write_text(json.dumps(doc, indent=2) + "\n")
+
+
+def load(path: Path) -> tuple[dsse.Envelope, Path | None]:
+    try:
+        doc = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise InvalidRequest(f"no such file: {path}") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise InvalidRequest(f"{path} is not a bundle file: {exc}") from None
+    if not isinstance(doc, dict) or "envelope" not in doc:
+        raise InvalidRequest(f"{path} is not a bundle file: no envelope")
+    hint = doc.get("network_dir")
+    return dsse.Envelope.from_json(doc["envelope"]), Path(hint) if isinstance(hint, str) else None

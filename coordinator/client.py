@@ -1,0 +1,82 @@
+"""A principal's client for the coordinator: sign a joint query as (say) the CAG chair, send it
+over mTLS, and verify the bundle that comes back before anyone reads a figure from it.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from types import TracebackType
+
+import grpc
+
+from coordinator import network
+from coordinator.bundle import Bundle, verify_bundle
+from shared import dsse
+from shared.auth import request_header, sign_message
+from shared.errors import Unavailable
+from shared.identity import Identity
+from shared.interceptor import secure_channel
+from shared.manifest import CAG_CHAIR, COORDINATOR
+from shared.pb.cagnet.v1 import coordinator_pb2, coordinator_pb2_grpc
+from shared.serde import envelope_from_proto, envelope_to_proto
+
+JOINT_QUERY = "/cagnet.v1.Coordinator/JointQuery"
+
+
+class CoordinatorClient:
+    """One mTLS channel to the coordinator, reused across queries (the handshake is paid once)."""
+
+    def __init__(self, netdir: Path, *, principal: str = CAG_CHAIR, endpoint: str | None = None) -> None:
+        self.netdir = netdir
+        self.identity = Identity.load(network.principal_dir(netdir, principal))
+        self.target = endpoint or network.read(netdir).coordinator_endpoint
+        self._channel = secure_channel(
+            self.target,
+            peer_party_id=COORDINATOR,
+            ca_pem=self.identity.ca_cert_pem,
+            key_pem=self.identity.tls_key_pem,
+            cert_pem=self.identity.tls_cert_pem,
+        )
+        self._stub = coordinator_pb2_grpc.CoordinatorStub(self._channel)
+
+    def query(
+        self, *, kind: str, by_district: bool = False, node_deadline_ms: int = 0, timeout_s: float = 60.0
+    ) -> tuple[Bundle, dsse.Envelope]:
+        header = request_header(self.identity, audience=COORDINATOR, method=JOINT_QUERY)
+        request = coordinator_pb2.JointQueryRequest(
+            header=header, kind=kind, by_district=by_district, node_deadline_ms=node_deadline_ms
+        )
+        envelope = sign_message(request, self.identity)
+        try:
+            reply = self._stub.JointQuery(envelope_to_proto(envelope), timeout=timeout_s)
+        except grpc.RpcError as exc:
+            if exc.code() == grpc.StatusCode.UNAVAILABLE:
+                raise Unavailable(f"the coordinator at {self.target} is not reachable") from None
+            raise
+        bundle_envelope = envelope_from_proto(reply)
+        # Read the manifest afresh: a member admitted since this client started must verify too.
+        return verify_bundle(bundle_envelope, network.read(self.netdir)), bundle_envelope
+
+    def close(self) -> None:
+        self._channel.close()
+
+    def __enter__(self) -> CoordinatorClient:
+        return self
+
+    def __exit__(self, *exc: tuple[type[BaseException] | None, BaseException | None, TracebackType | None]) -> None:
+        self.close()
+
+
+def joint_query(
+    netdir: Path,
+    *,
+    kind: str,
+    principal: str = CAG_CHAIR,
+    by_district: bool = False,
+    node_deadline_ms: int = 0,
+    endpoint: str | None = None,
+    timeout_s: float = 60.0,
+) -> tuple[Bundle, dsse.Envelope]:
+    """One query on a fresh channel (what a CLI invocation does)."""
+    with CoordinatorClient(netdir, principal=principal, endpoint=endpoint) as client:
+        return client.query(kind=kind, by_district=by_district, node_deadline_ms=node_deadline_ms, timeout_s=timeout_s)

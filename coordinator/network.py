@@ -1,0 +1,175 @@
+"""Setting up a network folder and admitting parties to it.
+
+NETDIR holds the network CA, the coordinator's identity, principals' identities (the CAG chair
+and any others made here) and `manifest.json`, the manifest signed by the coordinator's key.
+Admission here is by the network operator; quorum approval by members comes with governance.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import tomllib
+from pathlib import Path
+
+from cryptography import x509
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.serialization import load_pem_public_key
+
+from shared import dsse, pki
+from shared.errors import InvalidRequest
+from shared.identity import Identity, create_identity
+from shared.manifest import (
+    CAG_CHAIR,
+    COORDINATOR,
+    MEMBER_AUTHORITY,
+    Manifest,
+    Party,
+    encode_key,
+    read_manifest,
+    write_manifest,
+)
+from shared.models import JoinRequest
+
+MANIFEST = "manifest.json"
+
+
+def _host(endpoint: str) -> str:
+    return endpoint.rsplit(":", 1)[0].strip("[]")
+
+
+def manifest_path(netdir: Path) -> Path:
+    return netdir / MANIFEST
+
+
+def principal_dir(netdir: Path, principal_id: str) -> Path:
+    return netdir / "principals" / principal_id
+
+
+def init_network(netdir: Path, *, name: str, coordinator_endpoint: str = "127.0.0.1:7100") -> Manifest:
+    """A new network: CA, coordinator identity, a cag-chair principal and version 1 of the manifest."""
+    if manifest_path(netdir).exists():
+        raise InvalidRequest(f"{netdir} already holds a network; choose an empty folder")
+    netdir.mkdir(parents=True, exist_ok=True)
+    ca_key, ca_cert = pki.create_ca(name)
+    (netdir / "ca").mkdir(exist_ok=True)
+    (netdir / "ca" / "ca.key").write_bytes(pki.key_pem(ca_key))
+    (netdir / "ca" / "ca.key").chmod(0o600)
+    (netdir / "ca" / "ca.crt").write_bytes(pki.cert_pem(ca_cert))
+
+    coordinator = create_identity(
+        netdir / "coordinator",
+        party_id=COORDINATOR,
+        ca_key=ca_key,
+        ca_cert=ca_cert,
+        server=True,
+        hosts=(_host(coordinator_endpoint),),
+    )
+    # The coordinator's public key is pinned here: everything else in NETDIR is checked against it.
+    (netdir / "network.toml").write_text(
+        f"name = {json.dumps(name)}\ncoordinator_key = {json.dumps(encode_key(coordinator.public_key))}\n"
+    )
+    chair = create_identity(
+        principal_dir(netdir, CAG_CHAIR), party_id=CAG_CHAIR, ca_key=ca_key, ca_cert=ca_cert, server=False
+    )
+    manifest = Manifest(
+        network=name,
+        version=1,
+        ca_fingerprint=pki.fingerprint(ca_cert),
+        coordinator_endpoint=coordinator_endpoint,
+        parties=(
+            _party(coordinator, name="Coordinator", roles=(COORDINATOR,), endpoint=coordinator_endpoint),
+            _party(chair, name="CAG chair", roles=(CAG_CHAIR,)),
+        ),
+    )
+    write_manifest(manifest_path(netdir), manifest, coordinator.signing_key)
+    return manifest
+
+
+def _party(identity: Identity, *, name: str, roles: tuple[str, ...], endpoint: str = "") -> Party:
+    return Party(
+        id=identity.party_id,
+        name=name,
+        roles=roles,
+        signing_key=encode_key(identity.public_key),
+        cert_fingerprint=pki.fingerprint(identity.certificate),
+        endpoint=endpoint,
+    )
+
+
+def load_ca(netdir: Path) -> tuple[ec.EllipticCurvePrivateKey, x509.Certificate]:
+    try:
+        key = pki.load_tls_key((netdir / "ca" / "ca.key").read_bytes())
+        cert = pki.load_cert((netdir / "ca" / "ca.crt").read_bytes())
+    except FileNotFoundError:
+        raise InvalidRequest(f"{netdir} is not a network folder (run `cagnet network init` first)") from None
+    return key, cert
+
+
+def coordinator_identity(netdir: Path) -> Identity:
+    return Identity.load(netdir / "coordinator")
+
+
+def _network_toml(netdir: Path) -> dict[str, object]:
+    try:
+        return tomllib.loads((netdir / "network.toml").read_text())
+    except FileNotFoundError:
+        raise InvalidRequest(f"{netdir} is not a network folder (run `cagnet network init` first)") from None
+
+
+def coordinator_key_b64(netdir: Path) -> str:
+    """The pinned public key that signs this network's manifests."""
+    return str(_network_toml(netdir)["coordinator_key"])
+
+
+def network_name(netdir: Path) -> str:
+    return str(_network_toml(netdir)["name"])
+
+
+def read(netdir: Path) -> Manifest:
+    """The current manifest, verified against the pinned coordinator key."""
+    key = dsse.load_public_key(base64.b64decode(coordinator_key_b64(netdir)))
+    return read_manifest(manifest_path(netdir), key)
+
+
+def admit(netdir: Path, request: JoinRequest) -> tuple[x509.Certificate, x509.Certificate, Manifest]:
+    """Issue the node's certificate and list it as a member authority in a new manifest version."""
+    ca_key, ca_cert = load_ca(netdir)
+    coordinator = coordinator_identity(netdir)
+    manifest = read(netdir)
+    tls_key = load_pem_public_key(request.tls_public_key_pem.encode())
+    if not isinstance(tls_key, ec.EllipticCurvePublicKey):
+        raise InvalidRequest("the node's TLS key must be an EC key")
+    cert = pki.issue_certificate(
+        ca_key,
+        ca_cert,
+        party_id=request.party_id,
+        public_key=tls_key,
+        server=True,
+        hosts=(_host(request.endpoint),),
+    )
+    party = Party(
+        id=request.party_id,
+        name=request.name,
+        roles=(MEMBER_AUTHORITY,),
+        signing_key=request.signing_key,
+        cert_fingerprint=pki.fingerprint(cert),
+        endpoint=request.endpoint,
+        population=request.population,
+    )
+    manifest = manifest.with_party(party)
+    write_manifest(manifest_path(netdir), manifest, coordinator.signing_key)
+    return cert, ca_cert, manifest
+
+
+def set_endpoint(netdir: Path, party_id: str, endpoint: str) -> Manifest:
+    """A new manifest version with `party_id` reachable at `endpoint` (nodes pick it up on reload)."""
+    manifest = read(netdir)
+    party = manifest.party(party_id)
+    if party.endpoint == endpoint:
+        return manifest
+    manifest = manifest.with_party(party.model_copy(update={"endpoint": endpoint}))
+    if party_id == COORDINATOR:
+        manifest = manifest.model_copy(update={"coordinator_endpoint": endpoint})
+    write_manifest(manifest_path(netdir), manifest, coordinator_identity(netdir).signing_key)
+    return manifest

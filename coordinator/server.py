@@ -1,0 +1,151 @@
+"""The coordinator's gRPC server: authenticates principals, fans joint queries out to the member
+nodes, verifies and combines their answers, and returns a bundle it signs. Holds no records.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+from concurrent import futures
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from coordinator import network
+from coordinator.bundle import build_bundle, sign_bundle
+from coordinator.fanout import NodeClients, fan_out
+from shared import dsse
+from shared.auth import NonceCache, Verified, request_header, require_role, verify_request
+from shared.errors import CagnetError, InvalidRequest
+from shared.identity import Identity
+from shared.interceptor import SignedEnvelopeInterceptor, current_request, server_credentials
+from shared.manifest import CAG_CHAIR, COORDINATOR, MEMBER_AUTHORITY, ManifestSource
+from shared.pb.cagnet.v1 import coordinator_pb2, coordinator_pb2_grpc, envelope_pb2, node_pb2
+from shared.serde import envelope_from_proto, envelope_to_proto
+
+log = logging.getLogger(__name__)
+
+SERVICE = "cagnet.v1.Coordinator"
+JOINT_QUERY = f"/{SERVICE}/JointQuery"
+NODE_SUPPLY_MAP = "/cagnet.v1.Node/SupplyMap"
+KINDS = ("supply-map",)
+
+
+class CoordinatorSettings(BaseSettings):
+    """Read from CAGNET_COORDINATOR_* environment variables."""
+
+    model_config = SettingsConfigDict(env_prefix="CAGNET_COORDINATOR_")
+
+    node_deadline_ms: int = 5000
+    max_node_deadline_ms: int = 30000
+
+
+@dataclass
+class CoordinatorRuntime:
+    netdir: Path
+    identity: Identity
+    manifests: ManifestSource
+    settings: CoordinatorSettings = field(default_factory=CoordinatorSettings)
+    nonces: NonceCache = field(default_factory=NonceCache)
+    clients: NodeClients = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.clients = NodeClients(self.identity)
+
+    @classmethod
+    def open(cls, netdir: Path) -> CoordinatorRuntime:
+        identity = network.coordinator_identity(netdir)
+        return cls(netdir, identity, ManifestSource(network.manifest_path(netdir), identity.public_key))
+
+    def authenticate(self, method: str, envelope: dsse.Envelope, peer: str | None) -> Verified[Any]:
+        if method != JOINT_QUERY:
+            raise InvalidRequest("unknown method")
+        verified = verify_request(
+            envelope,
+            coordinator_pb2.JointQueryRequest,
+            manifest=self.manifests.current(),
+            audience=COORDINATOR,
+            method=method,
+            nonces=self.nonces,
+            peer_party_id=peer,
+        )
+        require_role(verified.principal, (CAG_CHAIR, MEMBER_AUTHORITY), method)
+        return verified
+
+    def on_reject(self, method: str, peer: str | None, error: CagnetError) -> None:
+        log.info("rejected %s from %s: %s", method, peer, error.public_message)
+
+    def joint_query(self, query_envelope: dsse.Envelope, query: coordinator_pb2.JointQueryRequest) -> dsse.Envelope:
+        if query.kind not in KINDS:
+            raise InvalidRequest(f"unknown query kind; this coordinator answers: {', '.join(KINDS)}")
+        deadline_ms = query.node_deadline_ms or self.settings.node_deadline_ms
+        if not 0 < deadline_ms <= self.settings.max_node_deadline_ms:
+            raise InvalidRequest(f"node deadline must be between 1 and {self.settings.max_node_deadline_ms} ms")
+        manifest = self.manifests.current()
+
+        def build(member: Any) -> node_pb2.SupplyMapRequest:
+            header = request_header(
+                self.identity, audience=member.id, method=NODE_SUPPLY_MAP, on_behalf_of=query_envelope
+            )
+            return node_pb2.SupplyMapRequest(header=header, by_district=query.by_district)
+
+        answered, missing = fan_out(
+            self.clients,
+            self.identity,
+            manifest.members,
+            rpc="SupplyMap",
+            build=build,
+            response_cls=node_pb2.SupplyMapResponse,
+            deadline_s=deadline_ms / 1000,
+        )
+        bundle = build_bundle(
+            manifest=manifest, kind=query.kind, query=query_envelope, answered=answered, missing=missing
+        )
+        log.info("joint %s: %d answered, %d missing", query.kind, len(answered), len(missing))
+        return sign_bundle(bundle, self.identity.signing_key)
+
+
+class CoordinatorServicer(coordinator_pb2_grpc.CoordinatorServicer):
+    def __init__(self, runtime: CoordinatorRuntime) -> None:
+        self.rt = runtime
+
+    def JointQuery(self, request: envelope_pb2.Envelope, context: grpc.ServicerContext) -> envelope_pb2.Envelope:
+        verified = current_request()
+        return envelope_to_proto(self.rt.joint_query(envelope_from_proto(request), verified.message))
+
+
+def create_server(runtime: CoordinatorRuntime, *, address: str, max_workers: int = 8) -> tuple[grpc.Server, int]:
+    interceptor = SignedEnvelopeInterceptor((SERVICE,), runtime.authenticate, runtime.on_reject)
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=max_workers), interceptors=[interceptor])
+    coordinator_pb2_grpc.add_CoordinatorServicer_to_server(CoordinatorServicer(runtime), server)
+    health_servicer = health.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    identity = runtime.identity
+    port = server.add_secure_port(
+        address, server_credentials(identity.ca_cert_pem, identity.tls_key_pem, identity.tls_cert_pem)
+    )
+    if port == 0:
+        raise InvalidRequest(f"could not listen on {address}")
+    server.start()
+    health_servicer.set("", health_pb2.HealthCheckResponse.SERVING)
+    health_servicer.set(SERVICE, health_pb2.HealthCheckResponse.SERVING)
+    return server, port
+
+
+def serve(netdir: Path, *, listen: str) -> None:
+    """Run until SIGTERM or SIGINT, then stop gracefully."""
+    network.set_endpoint(netdir, COORDINATOR, listen)
+    runtime = CoordinatorRuntime.open(netdir)
+    server, port = create_server(runtime, address=listen)
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    log.info("coordinator serving on port %d", port)
+    stop.wait()
+    server.stop(grace=5).wait()
+    runtime.clients.close()
