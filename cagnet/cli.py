@@ -1,0 +1,88 @@
+"""The `cagnet` command line. Errors are printed plainly (what was wrong, where) with exit code 2."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import grpc
+import typer
+from rich.console import Console
+
+from coordinator import network
+from coordinator.cli import coordinator_app, network_app, query_app, verify
+from node.cli import app as node_app
+from node.config import complete_join, init_node
+from shared import pki
+from shared.errors import CagnetError, ImportError_
+
+app = typer.Typer(
+    help="cagnet: federated data sharing for Supporting People Cross Authority Groups.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+app.add_typer(network_app, name="network")
+app.add_typer(node_app, name="node")
+app.add_typer(coordinator_app, name="coordinator")
+app.add_typer(query_app, name="query")
+app.command("verify")(verify)
+
+err = Console(stderr=True)
+
+
+@node_app.command("init")
+def node_init(
+    nodedir: Annotated[Path, typer.Argument(help="An empty folder for this node.")],
+    network_dir: Annotated[Path, typer.Option("--network", help="The network folder to join.")],
+    authority: Annotated[str, typer.Option(help="The authority's GSS code, e.g. E06000035 (Medway).")],
+    endpoint: Annotated[str, typer.Option(help="host:port this node will listen on.")],
+) -> None:
+    """Create a node's keys and configuration and admit it to the network."""
+    request = init_node(
+        nodedir, authority=authority, endpoint=endpoint, manifest_path=network.manifest_path(network_dir)
+    )
+    cert, ca_cert, manifest = network.admit(network_dir, request)
+    complete_join(
+        nodedir,
+        cert_pem=pki.cert_pem(cert),
+        ca_pem=pki.cert_pem(ca_cert),
+        coordinator_key=network.coordinator_key_b64(network_dir),
+    )
+    err.print(
+        f"[green]node {request.name} ({authority})[/] created in {nodedir}, "
+        f"listed in manifest version {manifest.version}"
+    )
+
+
+@app.command("demo")
+def demo(
+    as_json: Annotated[bool, typer.Option("--json", help="Print the joint bundle as JSON only.")] = False,
+    keep: Annotated[Path | None, typer.Option(help="Build the network in this folder and keep it.")] = None,
+) -> None:
+    """Six authorities as separate processes on loopback, mTLS and signatures on, a joint supply map."""
+    from cagnet.demo import run_demo
+
+    raise typer.Exit(run_demo(as_json=as_json, keep=keep))
+
+
+def main() -> None:
+    try:
+        app()
+    except ImportError_ as exc:
+        err.print(f"[red]error:[/] {exc.public_message}")
+        for problem in exc.problems[:50]:
+            err.print(f"  {problem}")
+        if len(exc.problems) > 50:
+            err.print(f"  ... and {len(exc.problems) - 50} more")
+        sys.exit(2)
+    except CagnetError as exc:
+        err.print(f"[red]error:[/] {exc}")
+        sys.exit(2)
+    except grpc.RpcError as exc:
+        err.print(f"[red]refused:[/] {exc.code().name}: {exc.details()}")
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,177 @@
+"""`cagnet demo`: the South East CAG on one machine. Six nodes and a coordinator run as separate
+processes on loopback with mTLS and signatures on; the CAG chair runs a joint supply map, saves
+and verifies the bundle, then one node is stopped to show what a partial answer looks like.
+Everything is cleaned up afterwards unless --keep names a folder.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from rich.console import Console
+
+from coordinator import bundle as bundle_mod
+from coordinator import network
+from coordinator.cli import render_supply_map
+from coordinator.client import joint_query
+from node.config import complete_join, init_node, load_config
+from node.store import ensure_authority, open_store
+from node.synth import load as load_synthetic
+from shared import pki, vocabulary
+from shared.identity import Identity
+from shared.interceptor import secure_channel
+from shared.manifest import COORDINATOR
+
+READY_TIMEOUT_S = 60
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_healthy(target: str, party_id: str, identity: Identity, *, timeout_s: float = READY_TIMEOUT_S) -> None:
+    """Poll the standard health service over mTLS until the server says SERVING."""
+    deadline = time.monotonic() + timeout_s
+    with secure_channel(
+        target,
+        peer_party_id=party_id,
+        ca_pem=identity.ca_cert_pem,
+        key_pem=identity.tls_key_pem,
+        cert_pem=identity.tls_cert_pem,
+    ) as channel:
+        stub = health_pb2_grpc.HealthStub(channel)
+        while True:
+            try:
+                reply = stub.Check(health_pb2.HealthCheckRequest(service=""), timeout=1)
+                if reply.status == health_pb2.HealthCheckResponse.SERVING:
+                    return
+            except grpc.RpcError:
+                pass
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{party_id} at {target} did not become healthy within {timeout_s:.0f} s")
+            time.sleep(0.1)
+
+
+def build_network(root: Path, console: Console, *, seed: int = 1) -> tuple[Path, dict[str, Path]]:
+    """The network folder and six node folders with synthetic data, ports chosen free on loopback."""
+    netdir = root / "network"
+    network.init_network(netdir, name="South East CAG", coordinator_endpoint=f"127.0.0.1:{free_port()}")
+    nodes: dict[str, Path] = {}
+    for i, code in enumerate(vocabulary.AUTHORITIES):
+        nodedir = root / "nodes" / code
+        request = init_node(
+            nodedir,
+            authority=code,
+            endpoint=f"127.0.0.1:{free_port()}",
+            manifest_path=network.manifest_path(netdir),
+        )
+        cert, ca_cert, _ = network.admit(netdir, request)
+        complete_join(
+            nodedir,
+            cert_pem=pki.cert_pem(cert),
+            ca_pem=pki.cert_pem(ca_cert),
+            coordinator_key=network.coordinator_key_b64(netdir),
+        )
+        config = load_config(nodedir)
+        engine = open_store(config.database_url)
+        ensure_authority(engine, authority_code=code)
+        load_synthetic(engine, authority_code=code, seed=seed + i)
+        engine.dispose()
+        console.print(
+            f"  node {vocabulary.AUTHORITIES[code].name:<16} {code}  {config.endpoint}  synthetic data loaded"
+        )
+        nodes[code] = nodedir
+    return netdir, nodes
+
+
+@contextmanager
+def processes(logdir: Path) -> Iterator[dict[str, subprocess.Popen[bytes]]]:
+    running: dict[str, subprocess.Popen[bytes]] = {}
+    try:
+        yield running
+    finally:
+        for proc in running.values():
+            if proc.poll() is None:
+                proc.terminate()
+        for proc in running.values():
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+
+
+def spawn(args: list[str], log: Path) -> subprocess.Popen[bytes]:
+    with log.open("wb") as f:
+        return subprocess.Popen(
+            [sys.executable, "-m", "cagnet", *args], stdout=f, stderr=subprocess.STDOUT, env=os.environ.copy()
+        )
+
+
+def run_demo(*, as_json: bool = False, keep: Path | None = None) -> int:
+    console = Console(stderr=True) if as_json else Console()
+    root = keep or Path(tempfile.mkdtemp(prefix="cagnet-demo-"))
+    root.mkdir(parents=True, exist_ok=True)
+    try:
+        console.rule("cagnet demo: the South East Cross Authority Group")
+        console.print("Creating the network (CA, coordinator, CAG chair) and six nodes:")
+        netdir, nodes = build_network(root, console)
+        logdir = root / "logs"
+        logdir.mkdir(exist_ok=True)
+        manifest = network.read(netdir)
+        coordinator = network.coordinator_identity(netdir)
+        with processes(logdir) as running:
+            for code, nodedir in nodes.items():
+                running[code] = spawn(["node", "serve", str(nodedir)], logdir / f"{code}.log")
+            running[COORDINATOR] = spawn(["coordinator", "serve", str(netdir)], logdir / "coordinator.log")
+            with console.status("starting six nodes and the coordinator (mTLS, client certificates required)"):
+                for party in manifest.members:
+                    wait_healthy(party.endpoint, party.id, coordinator)
+                wait_healthy(manifest.coordinator_endpoint, COORDINATOR, coordinator)
+            console.print(f"[green]all seven processes up[/]; logs in {logdir}")
+
+            with console.status("CAG chair: joint supply map across six authorities"):
+                bundle, envelope = joint_query(netdir, kind="supply-map")
+            saved = root / "supply-map.bundle.json"
+            bundle_mod.save(saved, envelope, network_dir=netdir)
+            if as_json:
+                print(json.dumps(bundle.model_dump(mode="json"), indent=2))
+            else:
+                render_supply_map(bundle, console)
+            verified = bundle_mod.verify_bundle(bundle_mod.load(saved)[0], network.read(netdir))
+            console.print(
+                f"[green]bundle verified offline[/]: {len(verified.contributions)} node signatures, "
+                f"result recomputed from the contributions ({saved.name})"
+            )
+
+            stopped = "E06000043"
+            console.rule(f"Stopping {vocabulary.AUTHORITIES[stopped].name}'s node: the query still answers")
+            running[stopped].terminate()
+            running[stopped].wait(timeout=10)
+            with console.status("CAG chair: joint supply map with one node down (1 s per-node deadline)"):
+                partial, _ = joint_query(netdir, kind="supply-map", node_deadline_ms=1000)
+            console.print(f"answered: {', '.join(partial.answered)}")
+            for m in partial.missing:
+                console.print(
+                    f"[yellow]missing[/]: {m.authority} ({vocabulary.AUTHORITIES[m.authority].name}) — {m.reason}"
+                )
+        console.rule("done")
+        if keep:
+            console.print(f"network kept in {root}")
+        return 0
+    finally:
+        if keep is None:
+            shutil.rmtree(root, ignore_errors=True)
