@@ -1,0 +1,149 @@
+"""Benchmark: the joint supply-map query over six nodes with mTLS and signatures, against the floor.
+
+Six node processes and a coordinator process run on loopback, as in the demo. The client keeps
+one channel open and runs the query N times. Two floors run on the same machine:
+  - plain round trip: one unsigned, insecure unary call carrying a node-sized payload;
+  - plain fan-out: the same shape as the joint query (client -> relay -> six servers in parallel)
+    with unsigned, insecure calls and canned payloads: what the topology costs with no security
+    and no database.
+Prints p50/p95 for each and the ratios. Run: .venv/bin/python bench/joint_query.py [--queries N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import multiprocessing as mp
+import statistics
+import sys
+import tempfile
+import time
+from concurrent import futures
+from pathlib import Path
+
+import grpc
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from rich.console import Console  # noqa: E402
+from rich.table import Table  # noqa: E402
+
+from cagnet.demo import build_network, free_port, processes, spawn, wait_healthy  # noqa: E402
+from coordinator import network  # noqa: E402
+from coordinator.client import CoordinatorClient  # noqa: E402
+from shared.manifest import COORDINATOR  # noqa: E402
+
+METHOD = "/bench.Plain/Call"
+
+
+def _identity(b: bytes) -> bytes:
+    return b
+
+
+def _plain_server(port: int, payload_size: int, fanout: list[int]) -> None:
+    """A plain insecure server; with `fanout` it relays each call to those servers in parallel."""
+    payload = b"x" * payload_size
+    channels = [grpc.insecure_channel(f"127.0.0.1:{p}") for p in fanout]
+    calls = [ch.unary_unary(METHOD, request_serializer=_identity, response_deserializer=_identity) for ch in channels]
+
+    def handle(request: bytes, context: grpc.ServicerContext) -> bytes:
+        if not calls:
+            return payload
+        pending = [c.future(request, timeout=5) for c in calls]
+        return b"".join(f.result() for f in pending)
+
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=8))
+    handler = grpc.unary_unary_rpc_method_handler(handle, request_deserializer=_identity, response_serializer=_identity)
+    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler("bench.Plain", {"Call": handler}),))
+    server.add_insecure_port(f"127.0.0.1:{port}")
+    server.start()
+    server.wait_for_termination()
+
+
+def _time_calls(call, n: int) -> list[float]:  # type: ignore[no-untyped-def]
+    for _ in range(max(5, n // 10)):
+        call()
+    samples = []
+    for _ in range(n):
+        t0 = time.perf_counter()
+        call()
+        samples.append((time.perf_counter() - t0) * 1000)
+    return samples
+
+
+def _plain(n: int, payload_size: int, *, relay: bool) -> list[float]:
+    ctx = mp.get_context("spawn")
+    leaves = [free_port() for _ in range(6)] if relay else []
+    front = free_port()
+    procs = [ctx.Process(target=_plain_server, args=(p, payload_size, []), daemon=True) for p in leaves]
+    procs.append(ctx.Process(target=_plain_server, args=(front, payload_size, leaves), daemon=True))
+    for p in procs:
+        p.start()
+    try:
+        channel = grpc.insecure_channel(f"127.0.0.1:{front}")
+        grpc.channel_ready_future(channel).result(timeout=30)
+        call = channel.unary_unary(METHOD, request_serializer=_identity, response_deserializer=_identity)
+        return _time_calls(lambda: call(b"q" * 200, timeout=10), n)
+    finally:
+        for p in procs:
+            p.terminate()
+
+
+def _pct(samples: list[float], q: int) -> float:
+    return statistics.quantiles(samples, n=100)[q - 1]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--queries", type=int, default=200)
+    args = parser.parse_args()
+    console = Console()
+    with tempfile.TemporaryDirectory(prefix="cagnet-bench-") as tmp:
+        root = Path(tmp)
+        console.print("building six nodes with synthetic data ...")
+        netdir, nodes = build_network(root, Console(quiet=True))
+        manifest = network.read(netdir)
+        coordinator = network.coordinator_identity(netdir)
+        logdir = root / "logs"
+        logdir.mkdir()
+        with processes(logdir) as running:
+            for code, nodedir in nodes.items():
+                running[code] = spawn(["node", "serve", str(nodedir)], logdir / f"{code}.log")
+            running[COORDINATOR] = spawn(["coordinator", "serve", str(netdir)], logdir / "coordinator.log")
+            for party in manifest.members:
+                wait_healthy(party.endpoint, party.id, coordinator)
+            wait_healthy(manifest.coordinator_endpoint, COORDINATOR, coordinator)
+            with CoordinatorClient(netdir) as client:
+                bundle, envelope = client.query(kind="supply-map")
+                assert len(bundle.answered) == 6, bundle.missing
+                node_payload = max(len(c.response["payload"]) * 3 // 4 for c in bundle.contributions)
+                joint = _time_calls(lambda: client.query(kind="supply-map"), args.queries)
+    console.print("running the plain floors ...")
+    floor = _plain(args.queries, node_payload, relay=False)
+    fan = _plain(args.queries, node_payload, relay=True)
+
+    table = Table(title=f"Joint supply-map query, six nodes, {args.queries} queries (ms)")
+    for col in ("measurement", "p50", "p95", "p50 ratio to plain round trip", "p50 ratio to plain fan-out"):
+        table.add_column(col, justify="right" if col != "measurement" else "left")
+    p50_floor, p50_fan = _pct(floor, 50), _pct(fan, 50)
+    for name, s in [
+        ("plain round trip (floor)", floor),
+        ("plain fan-out, six servers", fan),
+        ("cagnet joint query (mTLS + signatures + DB)", joint),
+    ]:
+        table.add_row(
+            name,
+            f"{_pct(s, 50):.2f}",
+            f"{_pct(s, 95):.2f}",
+            f"{_pct(s, 50) / p50_floor:.1f}x",
+            f"{_pct(s, 50) / p50_fan:.1f}x",
+        )
+    console.print(table)
+    console.print(
+        f"node response payload ~{node_payload:,} bytes; bundle {len(envelope.payload):,} bytes; "
+        f"target: joint query within 3x of the floor -> {_pct(joint, 50) / p50_floor:.1f}x"
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,75 @@
+"""Shared fixtures: a database URL per backend (SQLite file, real PostgreSQL).
+
+PostgreSQL comes from CAGNET_TEST_POSTGRES_URL (set by .ci/run), else from testcontainers
+where a Docker engine answers, else those tests are skipped with the reason. Each test gets
+its own freshly created database, dropped afterwards.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+
+import pytest
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
+
+POSTGRES_ENV = "CAGNET_TEST_POSTGRES_URL"
+
+
+def _docker_postgres() -> str | None:
+    try:
+        import docker  # type: ignore[import-untyped]
+
+        docker.from_env().ping()
+    except Exception:
+        return None
+    from testcontainers.postgres import PostgresContainer
+
+    container = PostgresContainer("postgres:16-alpine", driver="psycopg")
+    container.start()
+    _containers.append(container)
+    return str(container.get_connection_url())
+
+
+_containers: list[object] = []
+_base_url: dict[str, str | None] = {}
+
+
+def _postgres_base_url() -> str | None:
+    if "url" not in _base_url:
+        _base_url["url"] = os.environ.get(POSTGRES_ENV) or _docker_postgres()
+    return _base_url["url"]
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    for container in _containers:
+        container.stop()  # type: ignore[attr-defined]
+
+
+@pytest.fixture
+def postgres_url() -> Iterator[str]:
+    """A URL to a brand-new PostgreSQL database, dropped after the test."""
+    base = _postgres_base_url()
+    if base is None:
+        pytest.skip(f"no PostgreSQL: set {POSTGRES_ENV} or run a Docker engine for testcontainers")
+    name = f"cagnet_test_{uuid.uuid4().hex[:12]}"
+    admin = create_engine(base, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    try:
+        yield make_url(base).set(database=name).render_as_string(hide_password=False)
+    finally:
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def database_url(request: pytest.FixtureRequest, tmp_path: object) -> Iterator[str]:
+    """The same test on each backend: an SQLite file, then a real PostgreSQL database."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path}/node.db"
+    else:
+        yield request.getfixturevalue("postgres_url")

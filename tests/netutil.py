@@ -1,0 +1,83 @@
+"""Building a real network in a temporary folder for tests: a CA, a coordinator and N nodes,
+each node a real gRPC server on port 0 with mTLS and its own SQLite store full of synthetic data.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import grpc
+
+from coordinator import network
+from coordinator.server import CoordinatorRuntime
+from coordinator.server import create_server as create_coordinator
+from node.config import complete_join, init_node, load_config
+from node.server import NodeRuntime
+from node.server import create_server as create_node
+from node.synth import load as load_synthetic
+from shared import pki
+from shared.manifest import COORDINATOR
+
+# Kent, Medway, Brighton & Hove: a county with twelve districts and two unitaries.
+THREE = ("E10000016", "E06000035", "E06000043")
+
+
+@dataclass
+class LiveNetwork:
+    netdir: Path
+    nodedirs: dict[str, Path]
+    runtimes: dict[str, NodeRuntime] = field(default_factory=dict)
+    servers: dict[str, grpc.Server] = field(default_factory=dict)
+    coordinator: CoordinatorRuntime | None = None
+
+    def stop_node(self, code: str) -> None:
+        self.servers.pop(code).stop(grace=None).wait()
+
+
+def make_network(root: Path, codes: tuple[str, ...] = THREE, *, seed: int = 7) -> LiveNetwork:
+    netdir = root / "network"
+    network.init_network(netdir, name="Test CAG", coordinator_endpoint="127.0.0.1:0")
+    nodedirs = {}
+    for i, code in enumerate(codes):
+        nodedir = root / code
+        request = init_node(
+            nodedir, authority=code, endpoint="127.0.0.1:0", manifest_path=network.manifest_path(netdir)
+        )
+        cert, ca_cert, _ = network.admit(netdir, request)
+        complete_join(
+            nodedir,
+            cert_pem=pki.cert_pem(cert),
+            ca_pem=pki.cert_pem(ca_cert),
+            coordinator_key=network.coordinator_key_b64(netdir),
+        )
+        nodedirs[code] = nodedir
+        runtime = NodeRuntime.open(load_config(nodedir))
+        load_synthetic(runtime.engine, authority_code=code, seed=seed + i)
+        runtime.engine.dispose()
+    return LiveNetwork(netdir, nodedirs)
+
+
+@contextmanager
+def running(net: LiveNetwork) -> Iterator[LiveNetwork]:
+    """Start every node and the coordinator on port 0 and list their real ports in the manifest."""
+    try:
+        for code, nodedir in net.nodedirs.items():
+            runtime = NodeRuntime.open(load_config(nodedir))
+            server, port = create_node(runtime, address="127.0.0.1:0")
+            net.runtimes[code], net.servers[code] = runtime, server
+            network.set_endpoint(net.netdir, code, f"127.0.0.1:{port}")
+        coordinator = CoordinatorRuntime.open(net.netdir)
+        server, port = create_coordinator(coordinator, address="127.0.0.1:0")
+        net.coordinator, net.servers[COORDINATOR] = coordinator, server
+        network.set_endpoint(net.netdir, COORDINATOR, f"127.0.0.1:{port}")
+        yield net
+    finally:
+        for server in net.servers.values():
+            server.stop(grace=None).wait()
+        if net.coordinator is not None:
+            net.coordinator.clients.close()
+        for runtime in net.runtimes.values():
+            runtime.engine.dispose()
