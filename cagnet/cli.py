@@ -12,6 +12,7 @@ from rich.console import Console
 
 from coordinator import network
 from coordinator.cli import coordinator_app, network_app, query_app, verify
+from coordinator.client import Refused
 from node.cli import app as node_app
 from node.config import complete_join, init_node
 from shared import pki
@@ -75,6 +76,9 @@ def main() -> None:
             err.print(f"  {problem}")
         if len(exc.problems) > 50:
             err.print(f"  ... and {len(exc.problems) - 50} more")
+        sys.exit(2)
+    except Refused as exc:
+        err.print(f"[red]refused[/] ({exc.code.name}): {exc.public_message}")
         sys.exit(2)
     except CagnetError as exc:
         err.print(f"[red]error:[/] {exc}")

@@ -25,7 +25,7 @@ from rich.console import Console
 from coordinator import bundle as bundle_mod
 from coordinator import network
 from coordinator.cli import render_supply_map
-from coordinator.client import joint_query
+from coordinator.client import Refused, joint_query
 from node.config import complete_join, init_node, load_config
 from node.store import ensure_authority, open_store
 from node.synth import load as load_synthetic
@@ -121,6 +121,18 @@ def spawn(args: list[str], log: Path) -> subprocess.Popen[bytes]:
         )
 
 
+def _show_refusals(console: Console, netdir: Path, *, client_groups: list[int]) -> None:
+    try:
+        bundle, _ = joint_query(netdir, kind="supply-map", client_groups=client_groups)
+    except Refused as exc:
+        console.print(f"  [red]refused by the coordinator[/]: {exc.public_message}")
+        return
+    names = vocabulary.AUTHORITIES
+    console.print(f"  answered: {', '.join(names[a].name for a in bundle.answered) or 'none'}")
+    for m in bundle.missing:
+        console.print(f"  [yellow]{names[m.authority].name}'s node[/]: {m.reason}")
+
+
 def run_demo(*, as_json: bool = False, keep: Path | None = None) -> int:
     console = Console(stderr=True) if as_json else Console()
     root = keep or Path(tempfile.mkdtemp(prefix="cagnet-demo-"))
@@ -155,6 +167,19 @@ def run_demo(*, as_json: bool = False, keep: Path | None = None) -> int:
             console.print(
                 f"[green]bundle verified offline[/]: {len(verified.contributions)} node signatures, "
                 f"result recomputed from the contributions ({saved.name})"
+            )
+
+            console.rule("Disclosure control: what the nodes refuse, and why")
+            console.print("CAG chair asks for refugees' services alone (client group 17):")
+            _show_refusals(console, netdir, client_groups=[17])
+            console.print(
+                "CAG chair asks for client groups 1-13 only, after the full map "
+                "(the difference would single out the few services for groups 14-21):"
+            )
+            _show_refusals(console, netdir, client_groups=list(range(1, 14)))
+            console.print(
+                "[dim]Each refusal is in that node's audit log (`cagnet node audit show NODEDIR`), "
+                "with who asked and the rule, never the figures.[/]"
             )
 
             stopped = "E06000043"

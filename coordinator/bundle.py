@@ -50,7 +50,7 @@ class Bundle(_Model):
     query: dict[str, Any]  # DSSE JSON: the principal's own signed query
     answered: tuple[str, ...]
     missing: tuple[MissingAuthority, ...]
-    policy_digest: str = ""
+    policy_digest: str  # the network policy every contribution was made under
     result: JointSupplyMap
     contributions: tuple[SignedContribution, ...]
 
@@ -65,6 +65,7 @@ def build_bundle(
     query: dsse.Envelope,
     answered: list[Contribution],
     missing: list[Missing],
+    policy_digest: str,
 ) -> Bundle:
     maps = [supply_map_from_proto(c.message) for c in answered]
     return Bundle(
@@ -77,13 +78,19 @@ def build_bundle(
         missing=tuple(
             MissingAuthority(authority=m.authority, reason=m.reason) for m in sorted(missing, key=lambda m: m.authority)
         ),
-        policy_digest=next((c.message.header.policy_digest for c in answered), ""),
-        result=combine_supply_maps(maps),
+        policy_digest=policy_digest,
+        result=combine_supply_maps(maps, client_groups=_query_groups(query)),
         contributions=tuple(
             SignedContribution(authority=c.authority, request=c.request.to_json(), response=c.response.to_json())
             for c in sorted(answered, key=lambda c: c.authority)
         ),
     )
+
+
+def _query_groups(query: dsse.Envelope) -> list[int]:
+    message = coordinator_pb2.JointQueryRequest()
+    message.ParseFromString(query.payload)
+    return list(message.client_groups)
 
 
 def sign_bundle(bundle: Bundle, key: Any) -> dsse.Envelope:
@@ -123,7 +130,9 @@ def verify_bundle(envelope: dsse.Envelope, manifest: Manifest) -> Bundle:
             raise BundleMismatch("a contribution's request was addressed to another authority")
         if envelope_from_proto(request.header.on_behalf_of) != query_env:
             raise BundleMismatch("a contribution's request was not made for this query")
-        if request.by_district != query.by_district:
+        if request.by_district != query.by_district or sorted(request.client_groups) != sorted(
+            set(query.client_groups)
+        ):
             raise BundleMismatch("a contribution's request asked a different question")
         response = verify_response(
             dsse.Envelope.from_json(c.response),
@@ -131,12 +140,14 @@ def verify_bundle(envelope: dsse.Envelope, manifest: Manifest) -> Bundle:
             signer=member,
             request_digest=digest(request_env.payload),
         )
+        if not bundle.policy_digest == request.header.policy_digest == response.header.policy_digest:
+            raise BundleMismatch("a contribution was not made under the bundle's policy")
         maps.append(supply_map_from_proto(response))
     if tuple(sorted(seen)) != bundle.answered:
         raise BundleMismatch("`answered` does not list exactly the authorities that contributed")
     if seen & {m.authority for m in bundle.missing}:
         raise BundleMismatch("an authority is listed as both answered and missing")
-    if combine_supply_maps(maps) != bundle.result:
+    if combine_supply_maps(maps, client_groups=query.client_groups) != bundle.result:
         raise BundleMismatch()
     return bundle
 

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich import box
 from rich.console import Console
 from rich.table import Table
 
@@ -65,6 +66,51 @@ def network_show(netdir: Annotated[Path, typer.Argument()]) -> None:
     out.print(table)
 
 
+policy_app = typer.Typer(help="Show or change the signed network policy.", no_args_is_help=True)
+network_app.add_typer(policy_app, name="policy")
+
+
+@policy_app.command("show")
+def policy_show(
+    netdir: Annotated[Path, typer.Argument()],
+    raw: Annotated[bool, typer.Option("--raw", help="Print the policy document itself.")] = False,
+) -> None:
+    """The network policy in force: its digest, revision and the rules for each aggregate."""
+    policy = network.read_policy(netdir)
+    if raw:
+        print(policy.source.decode(), end="")
+        return
+    table = Table(title=f"{policy.name} (revision {policy.revision}) {policy.digest}")
+    for col in ("aggregate", "roles", "suppress", "round", "stricter groups", "min auth.", "max dims", "money rules"):
+        table.add_column(col)
+    for kind, rule in policy.aggregates.items():
+        table.add_row(
+            kind,
+            ", ".join(rule.roles),
+            f"1-{rule.threshold}",
+            f"{rule.rounding_mode} to {rule.rounding_base}",
+            ", ".join(f"{g}: 1-{t}" for g, t in sorted(rule.group_thresholds.items())),
+            str(rule.min_authorities),
+            str(rule.max_dimensions),
+            f"n={rule.dominance_n} k={rule.dominance_k:.0%}, p={rule.p_percent:.0%}, min {rule.min_contributors}",
+        )
+    out.print(table)
+
+
+@policy_app.command("set")
+def policy_set(
+    netdir: Annotated[Path, typer.Argument()],
+    file: Annotated[Path, typer.Argument(help="The new policy (TOML; see `cagnet network policy show --raw`).")],
+) -> None:
+    """Sign and publish a new network policy (its revision must be higher); nodes pick it up."""
+    try:
+        data = file.read_bytes()
+    except FileNotFoundError:
+        raise typer.BadParameter(f"no such file: {file}", param_hint="FILE") from None
+    policy = network.set_policy(netdir, data)
+    err.print(f"[green]policy revision {policy.revision} signed and published[/]: {policy.digest}")
+
+
 @coordinator_app.command("serve")
 def coordinator_serve(
     netdir: Annotated[Path, typer.Argument()],
@@ -85,32 +131,72 @@ def render_supply_map(bundle: Bundle, console: Console) -> None:
     r = bundle.result
     codes = [a.authority for a in r.authorities]
     names = {a.authority: a.name for a in r.authorities}
-    totals = Table(title=f"{bundle.network}: joint supply map (manifest v{bundle.manifest_version})")
-    for col in ("authority", "population", "services", "units", "designated services"):
+    title = f"{bundle.network}: joint supply map (manifest v{bundle.manifest_version})"
+    if r.selected_groups:
+        title += f", client groups {', '.join(str(g) for g in r.selected_groups)}"
+    totals = Table(title=title)
+    for col in ("authority", "population", "services", "units", "designated", "contracts £/yr"):
         totals.add_column(col, justify="right" if col != "authority" else "left")
     for a in r.authorities:
-        totals.add_row(a.name, f"{a.population:,}", f"{a.services:,}", f"{a.units:,}", f"{a.designated_services:,}")
-    totals.add_row("[bold]CAG[/]", f"{r.population:,}", f"{r.services:,}", f"{r.units:,}", f"{r.designated_services:,}")
+        totals.add_row(
+            a.name,
+            f"{a.population:,}",
+            _figure(a.services),
+            f"{a.units:,}",
+            _figure(a.designated_services),
+            _figure(a.annual_value),
+        )
+    totals.add_row(
+        "[bold]CAG[/]",
+        f"{r.population:,}",
+        _figure(r.services),
+        f"{r.units:,}",
+        _figure(r.designated_services),
+        _figure(r.annual_value),
+    )
     console.print(totals)
+    console.print(
+        "[dim]Service counts are rounded to 5 (small counts suppressed, shown as *); contract values are"
+        " withheld (*) where one provider dominates. Units are capacity and exact.[/]"
+    )
 
-    rates = Table(title="Units per 1,000 population by client group (shortfall against the CAG rate, in units)")
-    rates.add_column("client group")
-    for code in codes:
-        rates.add_column(names[code], justify="right")
-    rates.add_column("CAG", justify="right")
-    for g in r.client_groups:
-        cells = []
+    # Two narrow tables rather than one wide one: six authorities must fit an 80-column terminal.
+    heads = {code: _short_name(names[code]) for code in codes}
+    rates = Table(
+        title="Units per 1,000 population by client group", box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False
+    )
+    gaps = Table(title="Gap against the CAG rate, in units", box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False)
+    # Rich never shrinks a no-wrap column, so size the label column to what the numbers leave.
+    numbers = sum(max(len(h), 5) + 3 for h in [*heads.values(), "CAG"])  # padding and a rule each
+    label_width = max(14, min(40, console.width - numbers - 1))
+    for table in (rates, gaps):
+        table.add_column("client group", no_wrap=True, overflow="ellipsis", max_width=label_width)
         for code in codes:
-            short = g.shortfall[code]
-            mark = f" [red](-{short:,})[/]" if short > 0 else ""
-            cells.append(f"{g.rates[code]:.2f}{mark}")
-        rates.add_row(f"{g.client_group:>2} {g.name}", *cells, f"{g.cag_rate:.2f}")
+            table.add_column(heads[code], justify="right", no_wrap=True, min_width=max(5, len(heads[code])))
+    rates.add_column("CAG", justify="right", no_wrap=True, min_width=5)
+    for g in r.client_groups:
+        label = f"{g.client_group:>2} {g.name}"
+        rates.add_row(label, *(f"{g.rates[code]:.2f}" for code in codes), f"{g.cag_rate:.2f}")
+        gaps.add_row(label, *(f"{g.shortfall[code]:,}" if g.shortfall[code] > 0 else "-" for code in codes))
     console.print(rates)
+    console.print(gaps)
     _render_coverage(bundle, console)
 
 
+def _figure(value: int | None) -> str:
+    return "*" if value is None else f"{value:,}"
+
+
+def _short_name(name: str) -> str:
+    """Column headings for narrow tables: "West Sussex" -> "W Sussex", "Brighton & Hove" -> "B&H"."""
+    if " & " in name:
+        return "&".join(part[0] for part in name.split(" & "))
+    first, _, rest = name.partition(" ")
+    return f"{first[0]} {rest}" if rest and first in {"North", "South", "East", "West"} else name
+
+
 def _render_coverage(bundle: Bundle, console: Console) -> None:
-    console.print(f"answered: {', '.join(bundle.answered) or 'none'}")
+    console.print(f"answered: {', '.join(bundle.answered) or 'none'}  (policy {bundle.policy_digest[:19]}…)")
     if bundle.missing:
         for m in bundle.missing:
             console.print(f"[yellow]missing[/]: {m.authority} — {m.reason}")
@@ -121,6 +207,10 @@ def _render_coverage(bundle: Bundle, console: Console) -> None:
 def query_supply_map(
     network_dir: NetworkOpt = None,
     by_district: Annotated[bool, typer.Option(help="Break down by district as well.")] = False,
+    client_group: Annotated[
+        list[int] | None,
+        typer.Option("--client-group", "-g", help="Only this SP client group (1-21); repeat for several."),
+    ] = None,
     deadline_ms: Annotated[int, typer.Option(help="Per-node deadline (0: the coordinator's default).")] = 0,
     as_json: Annotated[bool, typer.Option("--json", help="Print the verified bundle as JSON.")] = False,
     out_file: Annotated[Path | None, typer.Option("--out", help="Save the signed bundle for `cagnet verify`.")] = None,
@@ -131,7 +221,12 @@ def query_supply_map(
 
     netdir = _netdir(network_dir)
     bundle, envelope = joint_query(
-        netdir, kind="supply-map", principal=principal, by_district=by_district, node_deadline_ms=deadline_ms
+        netdir,
+        kind="supply-map",
+        principal=principal,
+        by_district=by_district,
+        client_groups=client_group or (),
+        node_deadline_ms=deadline_ms,
     )
     if out_file is not None:
         bundle_mod.save(out_file, envelope, network_dir=netdir)
@@ -158,3 +253,6 @@ def verify(
         f"{len(bundle.contributions)} signed contributions ({', '.join(bundle.answered)}), "
         f"result recomputed and identical; missing: {', '.join(m.authority for m in bundle.missing) or 'none'}"
     )
+    current = network.read_policy(netdir).digest
+    note = "the network's current policy" if current == bundle.policy_digest else "not the network's current policy"
+    out.print(f"made under policy {bundle.policy_digest} ({note})")

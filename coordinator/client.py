@@ -4,6 +4,7 @@ over mTLS, and verify the bundle that comes back before anyone reads a figure fr
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from types import TracebackType
 
@@ -13,7 +14,7 @@ from coordinator import network
 from coordinator.bundle import Bundle, verify_bundle
 from shared import dsse
 from shared.auth import request_header, sign_message
-from shared.errors import Unavailable
+from shared.errors import CagnetError, Unavailable
 from shared.identity import Identity
 from shared.interceptor import secure_channel
 from shared.manifest import CAG_CHAIR, COORDINATOR
@@ -21,6 +22,14 @@ from shared.pb.cagnet.v1 import coordinator_pb2, coordinator_pb2_grpc
 from shared.serde import envelope_from_proto, envelope_to_proto
 
 JOINT_QUERY = "/cagnet.v1.Coordinator/JointQuery"
+
+
+class Refused(CagnetError):
+    """The coordinator refused the query: its gRPC status and its message (a rule, never data)."""
+
+    def __init__(self, code: grpc.StatusCode, message: str) -> None:
+        super().__init__(message or code.name.lower().replace("_", " "))
+        self.code = code
 
 
 class CoordinatorClient:
@@ -40,11 +49,23 @@ class CoordinatorClient:
         self._stub = coordinator_pb2_grpc.CoordinatorStub(self._channel)
 
     def query(
-        self, *, kind: str, by_district: bool = False, node_deadline_ms: int = 0, timeout_s: float = 60.0
+        self,
+        *,
+        kind: str,
+        by_district: bool = False,
+        client_groups: Sequence[int] = (),
+        node_deadline_ms: int = 0,
+        timeout_s: float = 60.0,
     ) -> tuple[Bundle, dsse.Envelope]:
-        header = request_header(self.identity, audience=COORDINATOR, method=JOINT_QUERY)
+        # Ask under the policy this principal has: a coordinator or node on another one refuses.
+        policy_digest = network.read_policy(self.netdir).digest
+        header = request_header(self.identity, audience=COORDINATOR, method=JOINT_QUERY, policy_digest=policy_digest)
         request = coordinator_pb2.JointQueryRequest(
-            header=header, kind=kind, by_district=by_district, node_deadline_ms=node_deadline_ms
+            header=header,
+            kind=kind,
+            by_district=by_district,
+            node_deadline_ms=node_deadline_ms,
+            client_groups=sorted(set(client_groups)),
         )
         envelope = sign_message(request, self.identity)
         try:
@@ -52,7 +73,7 @@ class CoordinatorClient:
         except grpc.RpcError as exc:
             if exc.code() == grpc.StatusCode.UNAVAILABLE:
                 raise Unavailable(f"the coordinator at {self.target} is not reachable") from None
-            raise
+            raise Refused(exc.code(), exc.details() or "") from None
         bundle_envelope = envelope_from_proto(reply)
         # Read the manifest afresh: a member admitted since this client started must verify too.
         return verify_bundle(bundle_envelope, network.read(self.netdir)), bundle_envelope
@@ -73,10 +94,17 @@ def joint_query(
     kind: str,
     principal: str = CAG_CHAIR,
     by_district: bool = False,
+    client_groups: Sequence[int] = (),
     node_deadline_ms: int = 0,
     endpoint: str | None = None,
     timeout_s: float = 60.0,
 ) -> tuple[Bundle, dsse.Envelope]:
     """One query on a fresh channel (what a CLI invocation does)."""
     with CoordinatorClient(netdir, principal=principal, endpoint=endpoint) as client:
-        return client.query(kind=kind, by_district=by_district, node_deadline_ms=node_deadline_ms, timeout_s=timeout_s)
+        return client.query(
+            kind=kind,
+            by_district=by_district,
+            client_groups=client_groups,
+            node_deadline_ms=node_deadline_ms,
+            timeout_s=timeout_s,
+        )

@@ -20,12 +20,15 @@ class _Model(BaseModel):
 
 
 class AuthorityTotals(_Model):
+    """One authority's totals as its node released them (None: suppressed by the policy)."""
+
     authority: str
     name: str
     population: int
-    services: int
+    services: int | None
     units: int
-    designated_services: int
+    designated_services: int | None
+    annual_value: int | None  # pounds a year under contract
 
 
 class GroupRow(_Model):
@@ -42,19 +45,24 @@ class GroupRow(_Model):
 
 
 class ServiceTypeRow(_Model):
+    """Capacity by service type across the CAG (units are released exactly, so they add up)."""
+
     service_type: str
     unit_type: str
-    services: int
     units: int
-    designated_services: int
+    designated_units: int
 
 
 class JointSupplyMap(_Model):
     kind: str = "supply-map"
+    selected_groups: tuple[int, ...] = ()  # the client-group filter the query applied; empty: every group
     population: int
-    services: int
+    # A CAG total of released figures; None when any authority's figure was suppressed, since
+    # a total over the others would understate it.
+    services: int | None
     units: int
-    designated_services: int
+    designated_services: int | None
+    annual_value: int | None
     authorities: tuple[AuthorityTotals, ...]
     client_groups: tuple[GroupRow, ...]
     service_types: tuple[ServiceTypeRow, ...]
@@ -64,43 +72,48 @@ def _rate(units: int, population: int) -> float:
     return round(units * 1000 / population, 3) if population else 0.0
 
 
-def combine_supply_maps(maps: Sequence[SupplyMap]) -> JointSupplyMap:
+def _sum(values: Sequence[int | None]) -> int | None:
+    if any(v is None for v in values):
+        return None
+    return sum(v for v in values if v is not None)
+
+
+def combine_supply_maps(maps: Sequence[SupplyMap], *, client_groups: Sequence[int] = ()) -> JointSupplyMap:
     maps = sorted(maps, key=lambda m: m.authority)
     population = sum(m.population for m in maps)
     group_units: dict[int, dict[str, int]] = defaultdict(lambda: {m.authority: 0 for m in maps})
-    type_rows: dict[str, list[int]] = defaultdict(lambda: [0, 0, 0])
+    type_rows: dict[str, list[int]] = defaultdict(lambda: [0, 0])
     type_unit: dict[str, str] = {}
     totals = []
     for m in maps:
         for c in m.cells:
             group_units[c.client_group][m.authority] += c.units
             row = type_rows[c.service_type]
-            row[0] += c.services
-            row[1] += c.units
-            row[2] += c.designated_services
+            row[0] += c.units
+            row[1] += c.designated_units
             type_unit[c.service_type] = c.unit_type
         totals.append(
             AuthorityTotals(
                 authority=m.authority,
                 name=vocabulary.AUTHORITIES[m.authority].name if m.authority in vocabulary.AUTHORITIES else m.authority,
                 population=m.population,
-                services=sum(c.services for c in m.cells),
-                units=sum(c.units for c in m.cells),
-                designated_services=sum(c.designated_services for c in m.cells),
+                services=m.total.services,
+                units=m.total.units,
+                designated_services=m.total.designated_services,
+                annual_value=m.total.annual_value,
             )
         )
     groups = []
+    pops = {m.authority: m.population for m in maps}
     for group in sorted(group_units):
         units = group_units[group]
         cag_units = sum(units.values())
-        cag_rate = _rate(cag_units, population)
-        pops = {m.authority: m.population for m in maps}
         groups.append(
             GroupRow(
                 client_group=group,
                 name=vocabulary.CLIENT_GROUPS[group],
                 cag_units=cag_units,
-                cag_rate=cag_rate,
+                cag_rate=_rate(cag_units, population),
                 units=dict(units),
                 rates={a: _rate(u, pops[a]) for a, u in units.items()},
                 shortfall={
@@ -109,14 +122,16 @@ def combine_supply_maps(maps: Sequence[SupplyMap]) -> JointSupplyMap:
             )
         )
     return JointSupplyMap(
+        selected_groups=tuple(sorted(set(client_groups))),
         population=population,
-        services=sum(t.services for t in totals),
+        services=_sum([t.services for t in totals]),
         units=sum(t.units for t in totals),
-        designated_services=sum(t.designated_services for t in totals),
+        designated_services=_sum([t.designated_services for t in totals]),
+        annual_value=_sum([t.annual_value for t in totals]),
         authorities=tuple(totals),
         client_groups=tuple(groups),
         service_types=tuple(
-            ServiceTypeRow(service_type=t, unit_type=type_unit[t], services=r[0], units=r[1], designated_services=r[2])
+            ServiceTypeRow(service_type=t, unit_type=type_unit[t], units=r[0], designated_units=r[1])
             for t, r in sorted(type_rows.items())
         ),
     )

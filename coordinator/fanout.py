@@ -75,7 +75,7 @@ def _reason(error: grpc.RpcError, deadline_s: float) -> str:
         return f"no answer within the deadline ({deadline_s * 1000:.0f} ms)"
     if code == grpc.StatusCode.UNAVAILABLE:
         return "unreachable"
-    return f"refused: {code.name}: {error.details()}"
+    return f"refused ({code.name}): {error.details()}"
 
 
 def fan_out(

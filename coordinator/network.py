@@ -1,7 +1,8 @@
 """Setting up a network folder and admitting parties to it.
 
 NETDIR holds the network CA, the coordinator's identity, principals' identities (the CAG chair
-and any others made here) and `manifest.json`, the manifest signed by the coordinator's key.
+and any others made here), `manifest.json`, the manifest signed by the coordinator's key, and
+`policy.json`, the signed network policy every node applies.
 Admission here is by the network operator; quorum approval by members comes with governance.
 """
 
@@ -30,8 +31,10 @@ from shared.manifest import (
     write_manifest,
 )
 from shared.models import JoinRequest
+from shared.policy import Policy, PolicySource, default_policy_toml, parse_policy, sign_policy
 
 MANIFEST = "manifest.json"
+POLICY = "policy.json"
 
 
 def _host(endpoint: str) -> str:
@@ -40,6 +43,10 @@ def _host(endpoint: str) -> str:
 
 def manifest_path(netdir: Path) -> Path:
     return netdir / MANIFEST
+
+
+def policy_path(netdir: Path) -> Path:
+    return netdir / POLICY
 
 
 def principal_dir(netdir: Path, principal_id: str) -> Path:
@@ -83,7 +90,35 @@ def init_network(netdir: Path, *, name: str, coordinator_endpoint: str = "127.0.
         ),
     )
     write_manifest(manifest_path(netdir), manifest, coordinator.signing_key)
+    _write_policy(netdir, default_policy_toml(), coordinator)
     return manifest
+
+
+def read_policy(netdir: Path) -> Policy:
+    """The network policy, verified against the pinned coordinator key."""
+    key = dsse.load_public_key(base64.b64decode(coordinator_key_b64(netdir)))
+    return PolicySource(policy_path(netdir), key).current()
+
+
+def set_policy(netdir: Path, policy_bytes: bytes) -> Policy:
+    """Sign and publish a new policy; its revision must be above the current one, so that a
+    node that sees two can tell which is newer. Nodes pick it up when the file changes."""
+    new = parse_policy(policy_bytes)
+    current = read_policy(netdir)
+    if new.revision <= current.revision:
+        raise InvalidRequest(
+            f"policy field revision: must be above the current revision {current.revision} (got {new.revision})"
+        )
+    _write_policy(netdir, policy_bytes, coordinator_identity(netdir))
+    return new
+
+
+def _write_policy(netdir: Path, policy_bytes: bytes, coordinator: Identity) -> None:
+    # Signed by the coordinator for now; by a quorum of members once governance lands.
+    envelope = sign_policy(policy_bytes, coordinator.signing_key)
+    tmp = policy_path(netdir).with_suffix(".tmp")
+    tmp.write_text(json.dumps(envelope, indent=2) + "\n")
+    tmp.replace(policy_path(netdir))  # atomic: a node never reads half a policy
 
 
 def _party(identity: Identity, *, name: str, roles: tuple[str, ...], endpoint: str = "") -> Party:

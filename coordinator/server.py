@@ -18,14 +18,16 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from coordinator import network
 from coordinator.bundle import build_bundle, sign_bundle
-from coordinator.fanout import NodeClients, fan_out
+from coordinator.fanout import Missing, NodeClients, fan_out
 from shared import dsse
 from shared.auth import NonceCache, Verified, request_header, require_role, verify_request
-from shared.errors import CagnetError, InvalidRequest
+from shared.disclosure import require_min_authorities
+from shared.errors import CagnetError, DisclosureRefused, InvalidRequest, NotPermitted, StalePolicy
 from shared.identity import Identity
 from shared.interceptor import SignedEnvelopeInterceptor, current_request, server_credentials
 from shared.manifest import CAG_CHAIR, COORDINATOR, MEMBER_AUTHORITY, ManifestSource
 from shared.pb.cagnet.v1 import coordinator_pb2, coordinator_pb2_grpc, envelope_pb2, node_pb2
+from shared.policy import PolicySource
 from shared.serde import envelope_from_proto, envelope_to_proto
 
 log = logging.getLogger(__name__)
@@ -50,6 +52,7 @@ class CoordinatorRuntime:
     netdir: Path
     identity: Identity
     manifests: ManifestSource
+    policies: PolicySource
     settings: CoordinatorSettings = field(default_factory=CoordinatorSettings)
     nonces: NonceCache = field(default_factory=NonceCache)
     clients: NodeClients = field(init=False)
@@ -60,7 +63,9 @@ class CoordinatorRuntime:
     @classmethod
     def open(cls, netdir: Path) -> CoordinatorRuntime:
         identity = network.coordinator_identity(netdir)
-        return cls(netdir, identity, ManifestSource(network.manifest_path(netdir), identity.public_key))
+        policies = PolicySource(network.policy_path(netdir), identity.public_key)
+        policies.current()  # the coordinator combines nothing without a valid network policy
+        return cls(netdir, identity, ManifestSource(network.manifest_path(netdir), identity.public_key), policies)
 
     def authenticate(self, method: str, envelope: dsse.Envelope, peer: str | None) -> Verified[Any]:
         if method != JOINT_QUERY:
@@ -87,12 +92,25 @@ class CoordinatorRuntime:
         if not 0 < deadline_ms <= self.settings.max_node_deadline_ms:
             raise InvalidRequest(f"node deadline must be between 1 and {self.settings.max_node_deadline_ms} ms")
         manifest = self.manifests.current()
+        policy = self.policies.current()
+        if query.header.policy_digest and query.header.policy_digest != policy.digest:
+            raise StalePolicy()
+        principal = manifest.party(query.header.issuer)
+        if not any(policy.permits(query.kind, role) for role in principal.roles):
+            # Each node checks this too; refusing here spares them the round trip.
+            raise NotPermitted(f"the network policy does not let this principal ask for {query.kind!r}")
 
         def build(member: Any) -> node_pb2.SupplyMapRequest:
             header = request_header(
-                self.identity, audience=member.id, method=NODE_SUPPLY_MAP, on_behalf_of=query_envelope
+                self.identity,
+                audience=member.id,
+                method=NODE_SUPPLY_MAP,
+                on_behalf_of=query_envelope,
+                policy_digest=policy.digest,
             )
-            return node_pb2.SupplyMapRequest(header=header, by_district=query.by_district)
+            return node_pb2.SupplyMapRequest(
+                header=header, by_district=query.by_district, client_groups=sorted(set(query.client_groups))
+            )
 
         answered, missing = fan_out(
             self.clients,
@@ -103,8 +121,27 @@ class CoordinatorRuntime:
             response_cls=node_pb2.SupplyMapResponse,
             deadline_s=deadline_ms / 1000,
         )
+        # Figures made under two policies are not comparable: never combine them.
+        for c in list(answered):
+            if c.message.header.policy_digest != policy.digest:
+                answered.remove(c)
+                missing.append(Missing(c.authority, "answered under a different network policy"))
+        try:
+            require_min_authorities(len(answered), policy.rule(query.kind))
+        except DisclosureRefused as exc:
+            # Say why each authority is missing (rules and reasons only, never figures).
+            by_reason: dict[str, list[str]] = {}
+            for m in sorted(missing, key=lambda m: m.authority):
+                by_reason.setdefault(m.reason, []).append(m.authority)
+            why = "; ".join(f"{', '.join(codes)}: {reason}" for reason, codes in by_reason.items())
+            raise DisclosureRefused(f"{exc.public_message} ({why})" if why else exc.public_message) from None
         bundle = build_bundle(
-            manifest=manifest, kind=query.kind, query=query_envelope, answered=answered, missing=missing
+            manifest=manifest,
+            kind=query.kind,
+            query=query_envelope,
+            answered=answered,
+            missing=missing,
+            policy_digest=policy.digest,
         )
         log.info("joint %s: %d answered, %d missing", query.kind, len(answered), len(missing))
         return sign_bundle(bundle, self.identity.signing_key)

@@ -1,7 +1,8 @@
 """A node's folder: its configuration (node.toml), its identity and, by default, its SQLite file.
 
-    NODEDIR/node.toml        authority, endpoint, manifest path, pinned coordinator key, database URL
-    NODEDIR/identity/        signing.key, tls.key, tls.crt, ca.crt
+    NODEDIR/node.toml        authority, endpoint, manifest and policy paths, pinned coordinator key,
+                             database URL
+    NODEDIR/identity/        signing.key, tls.key, tls.crt, ca.crt, rounding.key (made on first serve)
     NODEDIR/node.db          the embedded store (unless database_url points elsewhere)
 
 Environment variables prefixed CAGNET_NODE_ override node.toml (e.g. CAGNET_NODE_DATABASE_URL
@@ -43,6 +44,16 @@ class NodeConfig(BaseModel):
     manifest_path: Path
     coordinator_key: str
     database_url: str
+    # The signed network policy; by default beside the manifest, as `cagnet network init` writes it.
+    policy_path: Path | None = None
+
+    @property
+    def policy_file(self) -> Path:
+        return self.policy_path or self.manifest_path.parent / "policy.json"
+
+    @property
+    def rounding_key_path(self) -> Path:
+        return self.identity_dir / "rounding.key"
 
     @property
     def identity_dir(self) -> Path:

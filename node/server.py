@@ -5,6 +5,7 @@ interceptor, the standard health service, and a thin servicer over `node.service
 from __future__ import annotations
 
 import base64
+import contextlib
 import logging
 import signal
 import threading
@@ -18,14 +19,16 @@ from sqlalchemy.engine import Engine
 
 from node import service
 from node.config import NodeConfig
+from node.release import Releaser, load_rounding_secret
 from node.store import ensure_authority, open_store
 from shared import dsse
 from shared.auth import NonceCache, Verified, require_role, response_header, sign_message, verify_request
-from shared.errors import CagnetError, InvalidRequest, NotPermitted
+from shared.errors import CagnetError, DisclosureRefused, InvalidRequest, NotPermitted, StalePolicy
 from shared.identity import Identity
 from shared.interceptor import SignedEnvelopeInterceptor, current_request, server_credentials
 from shared.manifest import CAG_CHAIR, COORDINATOR, MEMBER_AUTHORITY, ManifestSource
 from shared.pb.cagnet.v1 import coordinator_pb2, envelope_pb2, node_pb2, node_pb2_grpc
+from shared.policy import Policy, PolicySource
 from shared.serde import description_to_proto, envelope_to_proto, supply_map_to_proto
 
 log = logging.getLogger(__name__)
@@ -52,15 +55,28 @@ class NodeRuntime:
     identity: Identity
     engine: Engine
     manifests: ManifestSource
+    policies: PolicySource
+    releaser: Releaser
     nonces: NonceCache = field(default_factory=NonceCache)
 
     @classmethod
     def open(cls, config: NodeConfig) -> NodeRuntime:
         identity = config.identity()
+        trusted = dsse.load_public_key(base64.b64decode(config.coordinator_key))
+        policies = PolicySource(config.policy_file, trusted)
+        policies.current()  # a node without a valid signed policy does not start
         engine = open_store(config.database_url)
         ensure_authority(engine, authority_code=config.authority)
-        trusted = dsse.load_public_key(base64.b64decode(config.coordinator_key))
-        return cls(config, identity, engine, ManifestSource(config.manifest_path, trusted))
+        releaser = Releaser(engine, config.authority, load_rounding_secret(config.rounding_key_path))
+        return cls(config, identity, engine, ManifestSource(config.manifest_path, trusted), policies, releaser)
+
+    def policy_for(self, verified: Verified[Any]) -> Policy:
+        """The policy this node applies, if the request was made under it; else StalePolicy."""
+        policy = self.policies.current()
+        asked_under = verified.message.header.policy_digest
+        if asked_under and asked_under != policy.digest:
+            raise StalePolicy()
+        return policy
 
     def authenticate(self, method: str, envelope: dsse.Envelope, peer: str | None) -> Verified[Any]:
         try:
@@ -89,6 +105,8 @@ class NodeRuntime:
         return verified
 
     def on_reject(self, method: str, peer: str | None, error: CagnetError) -> None:
+        if getattr(error, "audited", False):
+            return  # a refusal the servicer has already written, with who asked and what
         try:
             service.record(
                 self.engine,
@@ -115,26 +133,35 @@ class NodeServicer(node_pb2_grpc.NodeServicer):
 
     def Describe(self, request: envelope_pb2.Envelope, context: grpc.ServicerContext) -> envelope_pb2.Envelope:
         verified = current_request()
+        policy = self.rt.policies.current()
         description = service.describe(authority_code=self.rt.config.authority, key_fingerprint=self.rt.identity.keyid)
-        reply = self.rt.sign(
-            description_to_proto(description, response_header(self.rt.identity, request_digest=verified.request_digest))
-        )
-        self._record(verified, DESCRIBE, {}, reply.payload)
+        header = response_header(self.rt.identity, request_digest=verified.request_digest, policy_digest=policy.digest)
+        reply = self.rt.sign(description_to_proto(description, header))
+        self._record(verified, DESCRIBE, {}, reply.payload, policy.digest)
         return reply
 
     def SupplyMap(self, request: envelope_pb2.Envelope, context: grpc.ServicerContext) -> envelope_pb2.Envelope:
         verified = current_request()
-        by_district = bool(verified.message.by_district)
-        supply = service.release_supply_map(
-            self.rt.engine, authority_code=self.rt.config.authority, by_district=by_district
-        )
-        reply = self.rt.sign(
-            supply_map_to_proto(supply, response_header(self.rt.identity, request_digest=verified.request_digest))
-        )
-        self._record(verified, SUPPLY_MAP, {"by_district": by_district}, reply.payload)
+        message = verified.message
+        by_district = bool(message.by_district)
+        groups = sorted(set(message.client_groups))
+        parameters: dict[str, object] = {"by_district": by_district, "client_groups": groups}
+        try:
+            policy = self.rt.policy_for(verified)
+            supply = self.rt.releaser.supply_map(
+                policy, roles=verified.principal.roles, by_district=by_district, client_groups=groups
+            )
+        except (DisclosureRefused, NotPermitted, StalePolicy) as exc:
+            self._refuse(verified, SUPPLY_MAP, parameters, exc)
+            raise
+        header = response_header(self.rt.identity, request_digest=verified.request_digest, policy_digest=policy.digest)
+        reply = self.rt.sign(supply_map_to_proto(supply, header))
+        self._record(verified, SUPPLY_MAP, parameters, reply.payload, policy.digest)
         return reply
 
-    def _record(self, verified: Verified[Any], method: str, parameters: dict[str, object], released: bytes) -> None:
+    def _record(
+        self, verified: Verified[Any], method: str, parameters: dict[str, object], released: bytes, policy_digest: str
+    ) -> None:
         service.record(
             self.rt.engine,
             principal=verified.principal,
@@ -143,7 +170,24 @@ class NodeServicer(node_pb2_grpc.NodeServicer):
             parameters=parameters,
             decision="released",
             released=released,
+            policy_digest=policy_digest,
         )
+
+    def _refuse(self, verified: Verified[Any], method: str, parameters: dict[str, object], exc: CagnetError) -> None:
+        """Audit a refusal with who asked and what, and the rule (never the figures)."""
+        policy_digest = ""
+        with contextlib.suppress(CagnetError):  # a refusal because the policy is gone still gets audited
+            policy_digest = self.rt.policies.current().digest
+        service.record(
+            self.rt.engine,
+            principal=verified.principal,
+            via=self._via(verified),
+            method=method,
+            parameters=parameters,
+            decision=f"refused: {exc.public_message}",
+            policy_digest=policy_digest,
+        )
+        exc.audited = True  # type: ignore[attr-defined]
 
 
 def create_server(runtime: NodeRuntime, *, address: str | None = None, max_workers: int = 8) -> tuple[grpc.Server, int]:

@@ -1,7 +1,8 @@
 """What a node answers, as plain functions of its store: who it is, and its supply map.
 
-The gRPC servicer in `node.server` only authenticates, converts and signs; the release path
-(disclosure control, then the audit log) is here so it can be tested without gRPC.
+The gRPC servicer in `node.server` only authenticates, converts and signs; what an aggregate
+releases is decided in `node.release` (the disclosure-control path) and every request, released,
+refused or rejected, is written to the audit log here.
 """
 
 from __future__ import annotations
@@ -12,10 +13,9 @@ from collections.abc import Mapping
 from sqlalchemy.engine import Engine
 
 from node import audit
-from node.supply import supply_map
 from shared import __version__, vocabulary
 from shared.manifest import Party
-from shared.models import NodeDescription, SupplyMap
+from shared.models import NodeDescription
 
 CAPABILITIES = ("supply-map",)
 
@@ -31,10 +31,6 @@ def describe(*, authority_code: str, key_fingerprint: str) -> NodeDescription:
         key_fingerprint=key_fingerprint,
         software_version=__version__,
     )
-
-
-def release_supply_map(engine: Engine, *, authority_code: str, by_district: bool) -> SupplyMap:
-    return supply_map(engine, authority_code=authority_code, by_district=by_district)
 
 
 def record(

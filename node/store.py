@@ -2,7 +2,8 @@
 
 One code path for both backends: an SQLite file by default, PostgreSQL by URL. A store belongs to
 exactly one administering authority (`ensure_authority` refuses a second), so every row in it is
-that authority's. Every table lives on the single `SQLModel.metadata`, with the audit log's.
+that authority's. Every table lives on the single `SQLModel.metadata`, with the audit log's and
+the release ledger's.
 
     authority   code (GSS) PK, name, population
     district    code (GSS) PK, name, authority_code -> authority
@@ -183,9 +184,11 @@ def open_store(url: str) -> Engine:
         event.listen(engine, "connect", _sqlite_on_connect)
     else:
         engine = create_engine(url, pool_pre_ping=True)
-    # The audit log's table sits on the same metadata; importing it here means a store opened by any
-    # command has every table the node keeps. Imported late so that node.audit may use this module.
-    import node.audit  # noqa: F401
+    # The audit log's and the release ledger's tables sit on the same metadata; importing them here
+    # means a store opened by any command has every table the node keeps. Imported late so that they
+    # may use this module.
+    import node.audit
+    import node.ledger  # noqa: F401
 
     SQLModel.metadata.create_all(engine)
     return engine

@@ -68,6 +68,7 @@ def request_header(
     method: str,
     on_behalf_of: dsse.Envelope | None = None,
     lifetime_s: int = REQUEST_LIFETIME_S,
+    policy_digest: str = "",
 ) -> envelope_pb2.RequestHeader:
     issued = now_ms()
     header = envelope_pb2.RequestHeader(
@@ -77,6 +78,7 @@ def request_header(
         issued_at_ms=issued,
         expires_at_ms=issued + lifetime_s * 1000,
         nonce=secrets.token_bytes(NONCE_BYTES),
+        policy_digest=policy_digest,
     )
     if on_behalf_of is not None:
         header.on_behalf_of.CopyFrom(envelope_to_proto(on_behalf_of))

@@ -14,6 +14,7 @@
     |   +-- BundleMismatch           DATA_LOSS
     +-- NotPermitted                 PERMISSION_DENIED
     +-- DisclosureRefused            FAILED_PRECONDITION
+    +-- StalePolicy                  FAILED_PRECONDITION
     +-- ImportError_                 (CSV import; never crosses the wire)
 
 Every `public_message` names the rule or reason and never carries data: no figures, no names,
@@ -103,6 +104,13 @@ class NotPermitted(CagnetError):
 class DisclosureRefused(CagnetError):
     code = grpc.StatusCode.FAILED_PRECONDITION
     default_message = "refused by the disclosure policy"
+
+
+class StalePolicy(CagnetError):
+    """The request was made under another network policy than the one this party applies."""
+
+    code = grpc.StatusCode.FAILED_PRECONDITION
+    default_message = "stale policy: the request was made under a different network policy"
 
 
 class ImportError_(CagnetError):

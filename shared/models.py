@@ -12,26 +12,36 @@ class _Model(BaseModel):
 
 
 class SupplyCell(_Model):
-    """Services and units for one client group x service type (x district) at one authority."""
+    """Supply for one client group x service type (x district) at one authority, as released.
 
-    client_group: int = Field(ge=1, le=21)
-    service_type: str
+    A total has client_group 0, service_type "" or district "" for what it sums over. `None` means
+    suppressed by the network policy; `suppressed` says which rule applied to which figure.
+    Units, designated units and hours are capacity, not people, and are released exactly.
+    """
+
+    client_group: int = Field(ge=0, le=21)
+    service_type: str = ""
     district: str = ""
-    unit_type: str
-    services: int = Field(ge=0)
-    units: int = Field(ge=0)
-    designated_services: int = Field(ge=0, default=0)
+    unit_type: str = ""
+    services: int | None = Field(ge=0, default=None)
+    units: int = Field(ge=0, default=0)
+    designated_services: int | None = Field(ge=0, default=None)
     designated_units: int = Field(ge=0, default=0)
     contracted_hours: float = Field(ge=0, default=0.0)
+    annual_value: int | None = Field(ge=0, default=None)
+    suppressed: tuple[str, ...] = ()
 
 
 class SupplyMap(_Model):
-    """One authority's supply map, as its node releases it."""
+    """One authority's supply map, as its node releases it: cells, client-group totals and the total."""
 
     authority: str
     population: int
     by_district: bool = False
+    client_groups: tuple[int, ...] = ()  # the filter applied; empty: every group
     cells: tuple[SupplyCell, ...] = ()
+    client_group_totals: tuple[SupplyCell, ...] = ()
+    total: SupplyCell = SupplyCell(client_group=0)
 
 
 class NodeDescription(_Model):

@@ -7,15 +7,18 @@ SHA-256 digest. Nodes refuse to serve without a valid one and stamp every respon
 from __future__ import annotations
 
 import hashlib
+import json
 import tomllib
+from pathlib import Path
+from threading import Lock
 from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from shared.errors import DisclosureRefused, InvalidRequest, NotPermitted
+from shared.errors import CagnetError, DisclosureRefused, InvalidRequest, NotPermitted, Unavailable
 
 if TYPE_CHECKING:
-    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 __all__ = [
     "AGGREGATE_KINDS",
@@ -24,11 +27,13 @@ __all__ = [
     "SUPPORTED_POLICY_VERSIONS",
     "AggregateRule",
     "Policy",
+    "PolicySource",
     "default_policy",
     "default_policy_toml",
     "digest",
     "load_signed_policy",
     "parse_policy",
+    "sign_policy",
 ]
 
 POLICY_PAYLOAD_TYPE = "application/vnd.cagnet.v1.policy+toml"
@@ -250,6 +255,51 @@ def load_signed_policy(envelope_json: object, signer_key: Ed25519PublicKey) -> P
     if envelope.payload_type != POLICY_PAYLOAD_TYPE:
         raise InvalidRequest("the envelope does not carry a network policy")
     return parse_policy(payload)
+
+
+def sign_policy(policy_bytes: bytes, key: Ed25519PrivateKey) -> dict[str, object]:
+    """The DSSE envelope (JSON form) of a policy's exact bytes; parses them first so that an
+    invalid policy is never signed."""
+    from shared import dsse
+
+    parse_policy(policy_bytes)
+    return dsse.sign(POLICY_PAYLOAD_TYPE, policy_bytes, key).to_json()
+
+
+class PolicySource:
+    """The network policy from a signed file, re-read (and re-verified) whenever the file changes.
+
+    `current()` raises Unavailable when there is no valid signed policy: a node serves nothing
+    without one, rather than falling back to some default.
+    """
+
+    def __init__(self, path: Path, trusted_key: Ed25519PublicKey) -> None:
+        self._path, self._key = path, trusted_key
+        self._lock = Lock()
+        self._stamp: tuple[int, int] | None = None
+        self._policy: Policy | None = None
+
+    @property
+    def path(self) -> Path:
+        return self._path
+
+    def current(self) -> Policy:
+        try:
+            st = self._path.stat()
+        except OSError:
+            raise Unavailable("no valid network policy", detail=f"{self._path} is missing") from None
+        stamp = (st.st_mtime_ns, st.st_size)
+        with self._lock:
+            if self._policy is None or stamp != self._stamp:
+                try:
+                    document = json.loads(self._path.read_bytes())
+                    policy = load_signed_policy(document, self._key)
+                except (ValueError, CagnetError) as exc:
+                    # Serve nothing rather than an old policy the network has moved on from.
+                    self._policy, self._stamp = None, None
+                    raise Unavailable("no valid network policy", detail=f"{self._path}: {exc}") from None
+                self._policy, self._stamp = policy, stamp
+            return self._policy
 
 
 def default_policy_toml() -> bytes:

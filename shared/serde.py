@@ -26,7 +26,24 @@ def envelope_from_proto(message: envelope_pb2.Envelope) -> dsse.Envelope:
 
 
 def supply_cell_to_proto(cell: SupplyCell) -> node_pb2.SupplyCell:
-    return node_pb2.SupplyCell(**cell.model_dump())
+    # Absent optional fields are how a suppressed figure travels; None must not become 0.
+    return node_pb2.SupplyCell(**{k: v for k, v in cell.model_dump().items() if v is not None})
+
+
+def supply_cell_from_proto(c: node_pb2.SupplyCell) -> SupplyCell:
+    return SupplyCell(
+        client_group=c.client_group,
+        service_type=c.service_type,
+        district=c.district,
+        unit_type=c.unit_type,
+        services=c.services if c.HasField("services") else None,
+        units=c.units,
+        designated_services=c.designated_services if c.HasField("designated_services") else None,
+        designated_units=c.designated_units,
+        contracted_hours=c.contracted_hours,
+        annual_value=c.annual_value if c.HasField("annual_value") else None,
+        suppressed=tuple(c.suppressed),
+    )
 
 
 def supply_map_to_proto(supply: SupplyMap, header: envelope_pb2.ResponseHeader) -> node_pb2.SupplyMapResponse:
@@ -35,7 +52,10 @@ def supply_map_to_proto(supply: SupplyMap, header: envelope_pb2.ResponseHeader) 
         authority=supply.authority,
         population=supply.population,
         by_district=supply.by_district,
+        client_groups=list(supply.client_groups),
         cells=[supply_cell_to_proto(c) for c in supply.cells],
+        client_group_totals=[supply_cell_to_proto(c) for c in supply.client_group_totals],
+        total=supply_cell_to_proto(supply.total),
     )
 
 
@@ -44,20 +64,10 @@ def supply_map_from_proto(message: node_pb2.SupplyMapResponse) -> SupplyMap:
         authority=message.authority,
         population=message.population,
         by_district=message.by_district,
-        cells=tuple(
-            SupplyCell(
-                client_group=c.client_group,
-                service_type=c.service_type,
-                district=c.district,
-                unit_type=c.unit_type,
-                services=c.services,
-                units=c.units,
-                designated_services=c.designated_services,
-                designated_units=c.designated_units,
-                contracted_hours=c.contracted_hours,
-            )
-            for c in message.cells
-        ),
+        client_groups=tuple(message.client_groups),
+        cells=tuple(supply_cell_from_proto(c) for c in message.cells),
+        client_group_totals=tuple(supply_cell_from_proto(c) for c in message.client_group_totals),
+        total=supply_cell_from_proto(message.total),
     )
 
 

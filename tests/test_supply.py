@@ -10,11 +10,10 @@ from pathlib import Path
 import pytest
 from sqlalchemy.engine import Engine
 
-from node.store import add_provider, add_service, ensure_authority, open_store
-from node.supply import supply_map
+from node.store import add_contract, add_provider, add_service, ensure_authority, open_store
+from node.supply import RawCell, RawSupply, contract_values, supply_map
 from node.synth import generate, load
 from shared.errors import NotFound
-from shared.models import SupplyCell, SupplyMap
 from shared.vocabulary import AUTHORITIES, ServiceType, Term
 
 KENT, BRIGHTON = "E10000016", "E06000043"
@@ -66,9 +65,9 @@ def small_kent(engine: Engine) -> Engine:
     return engine
 
 
-def cell(group: int, service_type: ServiceType, unit_type: str, *counts: float, district: str = "") -> SupplyCell:
+def cell(group: int, service_type: ServiceType, unit_type: str, *counts: float, district: str = "") -> RawCell:
     services, units, designated_services, designated_units, hours = counts
-    return SupplyCell(
+    return RawCell(
         client_group=group,
         service_type=service_type.value,
         district=district,
@@ -84,7 +83,7 @@ def cell(group: int, service_type: ServiceType, unit_type: str, *counts: float, 
 def test_the_authority_totals_match_a_hand_count(small_kent: Engine) -> None:
     result = supply_map(small_kent, authority_code=KENT, by_district=False)
 
-    assert result == SupplyMap(
+    assert result == RawSupply(
         authority=KENT,
         population=1_400_000,
         by_district=False,
@@ -163,7 +162,7 @@ def test_synthetic_supply_totals_match_the_generated_records_and_districts_add_u
 def test_an_authority_with_no_services_has_an_empty_map(engine: Engine) -> None:
     ensure_authority(engine, authority_code=BRIGHTON)
     result = supply_map(engine, authority_code=BRIGHTON, by_district=True)
-    assert result == SupplyMap(authority=BRIGHTON, population=260_000, by_district=True, cells=())
+    assert result == RawSupply(authority=BRIGHTON, population=260_000, by_district=True, cells=())
 
 
 def test_an_authority_the_store_does_not_hold_is_not_found(small_kent: Engine) -> None:
@@ -187,4 +186,40 @@ def test_sqlite_and_postgresql_give_the_same_map(postgres_url: str, tmp_path: Pa
         finally:
             engine.dispose()
     assert maps[0] == maps[1]
-    assert maps[0][0].model_dump_json() == maps[1][0].model_dump_json()
+
+
+def test_a_client_group_filter_selects_only_those_groups(small_kent: Engine) -> None:
+    result = supply_map(small_kent, authority_code=KENT, by_district=False, client_groups=[14, 7])
+    assert [c.key for c in result.cells] == [(7, ACC.value, ""), (7, FS.value, ""), (14, ACC.value, "")]
+
+
+def test_contract_money_takes_each_services_latest_contract_by_provider(small_kent: Engine) -> None:
+    from datetime import date
+    from decimal import Decimal
+
+    contracts = [
+        ("KCC-C1", "KCC-S00001", "180000.00", date(2004, 4, 1), date(2007, 3, 31)),
+        ("KCC-C2", "KCC-S00001", "195500.50", date(2007, 4, 1), date(2010, 3, 31)),  # renewal: this one counts
+        ("KCC-C3", "KCC-S00002", "142000.00", date(2005, 4, 1), date(2010, 3, 31)),
+        ("KCC-C4", "KCC-S00005", "96000.00", date(2006, 4, 1), date(2009, 3, 31)),
+        ("KCC-C5", "KCC-S00006", "88000.00", date(2006, 4, 1), date(2009, 3, 31)),
+    ]
+    for ref, service_ref, value, start, end in contracts:
+        add_contract(
+            small_kent,
+            contract_ref=ref,
+            service_ref=service_ref,
+            annual_value=Decimal(value),
+            start_date=start,
+            end_date=end,
+        )
+    money = contract_values(small_kent, authority_code=KENT, by_district=False)
+    assert money == {
+        (7, ACC.value, ""): {"KCC-P0001": 195500.50, "KCC-P0002": 142000.0},
+        (14, ACC.value, ""): {"KCC-P0002": 184000.0},
+    }
+    split = contract_values(small_kent, authority_code=KENT, by_district=True, client_groups=[14])
+    assert split == {
+        (14, ACC.value, THANET): {"KCC-P0002": 96000.0},
+        (14, ACC.value, CANTERBURY): {"KCC-P0002": 88000.0},
+    }

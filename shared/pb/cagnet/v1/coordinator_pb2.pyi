@@ -8,8 +8,10 @@ signed by the coordinator, holding each node's signed contribution unchanged.
 """
 
 from shared.pb.cagnet.v1 import envelope_pb2 as _envelope_pb2
+from collections import abc as _abc
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
+from google.protobuf.internal import containers as _containers
 import builtins as _builtins
 import sys
 import typing as _typing
@@ -29,6 +31,7 @@ class JointQueryRequest(_message.Message):
     KIND_FIELD_NUMBER: _builtins.int
     BY_DISTRICT_FIELD_NUMBER: _builtins.int
     NODE_DEADLINE_MS_FIELD_NUMBER: _builtins.int
+    CLIENT_GROUPS_FIELD_NUMBER: _builtins.int
     kind: _builtins.str
     """The aggregate kind, e.g. "supply-map"."""
     by_district: _builtins.bool
@@ -36,6 +39,10 @@ class JointQueryRequest(_message.Message):
     """Per-node deadline in milliseconds; 0 means the coordinator's default."""
     @_builtins.property
     def header(self) -> _envelope_pb2.RequestHeader: ...
+    @_builtins.property
+    def client_groups(self) -> _containers.RepeatedScalarFieldContainer[_builtins.int]:
+        """Only these client groups (SP codes 1-21); empty means every group."""
+
     def __init__(
         self,
         *,
@@ -43,10 +50,11 @@ class JointQueryRequest(_message.Message):
         kind: _builtins.str = ...,
         by_district: _builtins.bool = ...,
         node_deadline_ms: _builtins.int = ...,
+        client_groups: _abc.Iterable[_builtins.int] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["header", b"header"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["by_district", b"by_district", "header", b"header", "kind", b"kind", "node_deadline_ms", b"node_deadline_ms"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["by_district", b"by_district", "client_groups", b"client_groups", "header", b"header", "kind", b"kind", "node_deadline_ms", b"node_deadline_ms"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18\x63\x61gnet/v1/envelope.proto\x12\tcagnet.v1\"\'\n\tSignature\x12\r\n\x05keyid\x18\x01 \x01(\t\x12\x0b\n\x03sig\x18\x02 \x01(\x0c\"[\n\x08\x45nvelope\x12\x14\n\x0cpayload_type\x18\x01 \x01(\t\x12\x0f\n\x07payload\x18\x02 \x01(\x0c\x12(\n\nsignatures\x18\x03 \x03(\x0b\x32\x14.cagnet.v1.Signature\"\xa8\x01\n\rRequestHeader\x12\x0e\n\x06issuer\x18\x01 \x01(\t\x12\x10\n\x08\x61udience\x18\x02 \x01(\t\x12\x0e\n\x06method\x18\x03 \x01(\t\x12\x14\n\x0cissued_at_ms\x18\x04 \x01(\x03\x12\x15\n\rexpires_at_ms\x18\x05 \x01(\x03\x12\r\n\x05nonce\x18\x06 \x01(\x0c\x12)\n\x0con_behalf_of\x18\x07 \x01(\x0b\x32\x13.cagnet.v1.Envelope\"h\n\x0eResponseHeader\x12\x11\n\tresponder\x18\x01 \x01(\t\x12\x16\n\x0erequest_digest\x18\x02 \x01(\x0c\x12\x14\n\x0cissued_at_ms\x18\x03 \x01(\x03\x12\x15\n\rpolicy_digest\x18\x04 \x01(\tb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18\x63\x61gnet/v1/envelope.proto\x12\tcagnet.v1\"\'\n\tSignature\x12\r\n\x05keyid\x18\x01 \x01(\t\x12\x0b\n\x03sig\x18\x02 \x01(\x0c\"[\n\x08\x45nvelope\x12\x14\n\x0cpayload_type\x18\x01 \x01(\t\x12\x0f\n\x07payload\x18\x02 \x01(\x0c\x12(\n\nsignatures\x18\x03 \x03(\x0b\x32\x14.cagnet.v1.Signature\"\xbf\x01\n\rRequestHeader\x12\x0e\n\x06issuer\x18\x01 \x01(\t\x12\x10\n\x08\x61udience\x18\x02 \x01(\t\x12\x0e\n\x06method\x18\x03 \x01(\t\x12\x14\n\x0cissued_at_ms\x18\x04 \x01(\x03\x12\x15\n\rexpires_at_ms\x18\x05 \x01(\x03\x12\r\n\x05nonce\x18\x06 \x01(\x0c\x12)\n\x0con_behalf_of\x18\x07 \x01(\x0b\x32\x13.cagnet.v1.Envelope\x12\x15\n\rpolicy_digest\x18\x08 \x01(\t\"h\n\x0eResponseHeader\x12\x11\n\tresponder\x18\x01 \x01(\t\x12\x16\n\x0erequest_digest\x18\x02 \x01(\x0c\x12\x14\n\x0cissued_at_ms\x18\x03 \x01(\x03\x12\x15\n\rpolicy_digest\x18\x04 \x01(\tb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -36,7 +36,7 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_ENVELOPE']._serialized_start=80
   _globals['_ENVELOPE']._serialized_end=171
   _globals['_REQUESTHEADER']._serialized_start=174
-  _globals['_REQUESTHEADER']._serialized_end=342
-  _globals['_RESPONSEHEADER']._serialized_start=344
-  _globals['_RESPONSEHEADER']._serialized_end=448
+  _globals['_REQUESTHEADER']._serialized_end=365
+  _globals['_RESPONSEHEADER']._serialized_start=367
+  _globals['_RESPONSEHEADER']._serialized_end=471
 # @@protoc_insertion_point(module_scope)

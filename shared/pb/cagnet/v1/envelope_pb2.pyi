@@ -87,6 +87,7 @@ class RequestHeader(_message.Message):
     EXPIRES_AT_MS_FIELD_NUMBER: _builtins.int
     NONCE_FIELD_NUMBER: _builtins.int
     ON_BEHALF_OF_FIELD_NUMBER: _builtins.int
+    POLICY_DIGEST_FIELD_NUMBER: _builtins.int
     issuer: _builtins.str
     """Party id of the signer: an authority GSS code, "coordinator", or a principal such as "cag-chair"."""
     audience: _builtins.str
@@ -97,6 +98,11 @@ class RequestHeader(_message.Message):
     expires_at_ms: _builtins.int
     nonce: _builtins.bytes
     """At least 16 random bytes; a node refuses a nonce it has already seen."""
+    policy_digest: _builtins.str
+    """Digest of the network policy the requester works under ("sha256:..."). A node refuses a
+    request made under a policy other than the one it applies; empty means "whatever the node
+    applies" (the response says which).
+    """
     @_builtins.property
     def on_behalf_of(self) -> Global___Envelope:
         """When the coordinator forwards a joint query, the principal's own signed
@@ -113,10 +119,11 @@ class RequestHeader(_message.Message):
         expires_at_ms: _builtins.int = ...,
         nonce: _builtins.bytes = ...,
         on_behalf_of: Global___Envelope | None = ...,
+        policy_digest: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["on_behalf_of", b"on_behalf_of"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["audience", b"audience", "expires_at_ms", b"expires_at_ms", "issued_at_ms", b"issued_at_ms", "issuer", b"issuer", "method", b"method", "nonce", b"nonce", "on_behalf_of", b"on_behalf_of"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["audience", b"audience", "expires_at_ms", b"expires_at_ms", "issued_at_ms", b"issued_at_ms", "issuer", b"issuer", "method", b"method", "nonce", b"nonce", "on_behalf_of", b"on_behalf_of", "policy_digest", b"policy_digest"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

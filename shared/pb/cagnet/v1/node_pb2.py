@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from shared.pb.cagnet.v1 import envelope_pb2 as cagnet_dot_v1_dot_envelope__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x14\x63\x61gnet/v1/node.proto\x12\tcagnet.v1\x1a\x18\x63\x61gnet/v1/envelope.proto\";\n\x0f\x44\x65scribeRequest\x12(\n\x06header\x18\x01 \x01(\x0b\x32\x18.cagnet.v1.RequestHeader\"&\n\x08\x44istrict\x12\x0c\n\x04\x63ode\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\"\xe3\x01\n\x10\x44\x65scribeResponse\x12)\n\x06header\x18\x01 \x01(\x0b\x32\x19.cagnet.v1.ResponseHeader\x12\x11\n\tauthority\x18\x02 \x01(\t\x12\x0c\n\x04name\x18\x03 \x01(\t\x12\x12\n\npopulation\x18\x04 \x01(\x03\x12&\n\tdistricts\x18\x05 \x03(\x0b\x32\x13.cagnet.v1.District\x12\x14\n\x0c\x63\x61pabilities\x18\x06 \x03(\t\x12\x17\n\x0fkey_fingerprint\x18\x07 \x01(\t\x12\x18\n\x10software_version\x18\x08 \x01(\t\"Q\n\x10SupplyMapRequest\x12(\n\x06header\x18\x01 \x01(\x0b\x32\x18.cagnet.v1.RequestHeader\x12\x13\n\x0b\x62y_district\x18\x02 \x01(\x08\"\xcf\x01\n\nSupplyCell\x12\x14\n\x0c\x63lient_group\x18\x01 \x01(\x05\x12\x14\n\x0cservice_type\x18\x02 \x01(\t\x12\x10\n\x08\x64istrict\x18\x03 \x01(\t\x12\x11\n\tunit_type\x18\x04 \x01(\t\x12\x10\n\x08services\x18\x05 \x01(\x03\x12\r\n\x05units\x18\x06 \x01(\x03\x12\x1b\n\x13\x64\x65signated_services\x18\x07 \x01(\x03\x12\x18\n\x10\x64\x65signated_units\x18\x08 \x01(\x03\x12\x18\n\x10\x63ontracted_hours\x18\t \x01(\x01\"\xa0\x01\n\x11SupplyMapResponse\x12)\n\x06header\x18\x01 \x01(\x0b\x32\x19.cagnet.v1.ResponseHeader\x12\x11\n\tauthority\x18\x02 \x01(\t\x12\x12\n\npopulation\x18\x03 \x01(\x03\x12\x13\n\x0b\x62y_district\x18\x04 \x01(\x08\x12$\n\x05\x63\x65lls\x18\x05 \x03(\x0b\x32\x15.cagnet.v1.SupplyCell2s\n\x04Node\x12\x34\n\x08\x44\x65scribe\x12\x13.cagnet.v1.Envelope\x1a\x13.cagnet.v1.Envelope\x12\x35\n\tSupplyMap\x12\x13.cagnet.v1.Envelope\x1a\x13.cagnet.v1.Envelopeb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x14\x63\x61gnet/v1/node.proto\x12\tcagnet.v1\x1a\x18\x63\x61gnet/v1/envelope.proto\";\n\x0f\x44\x65scribeRequest\x12(\n\x06header\x18\x01 \x01(\x0b\x32\x18.cagnet.v1.RequestHeader\"&\n\x08\x44istrict\x12\x0c\n\x04\x63ode\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\"\xe3\x01\n\x10\x44\x65scribeResponse\x12)\n\x06header\x18\x01 \x01(\x0b\x32\x19.cagnet.v1.ResponseHeader\x12\x11\n\tauthority\x18\x02 \x01(\t\x12\x0c\n\x04name\x18\x03 \x01(\t\x12\x12\n\npopulation\x18\x04 \x01(\x03\x12&\n\tdistricts\x18\x05 \x03(\x0b\x32\x13.cagnet.v1.District\x12\x14\n\x0c\x63\x61pabilities\x18\x06 \x03(\t\x12\x17\n\x0fkey_fingerprint\x18\x07 \x01(\t\x12\x18\n\x10software_version\x18\x08 \x01(\t\"h\n\x10SupplyMapRequest\x12(\n\x06header\x18\x01 \x01(\x0b\x32\x18.cagnet.v1.RequestHeader\x12\x13\n\x0b\x62y_district\x18\x02 \x01(\x08\x12\x15\n\rclient_groups\x18\x03 \x03(\x05\"\xbe\x02\n\nSupplyCell\x12\x14\n\x0c\x63lient_group\x18\x01 \x01(\x05\x12\x14\n\x0cservice_type\x18\x02 \x01(\t\x12\x10\n\x08\x64istrict\x18\x03 \x01(\t\x12\x11\n\tunit_type\x18\x04 \x01(\t\x12\x15\n\x08services\x18\x05 \x01(\x03H\x00\x88\x01\x01\x12\r\n\x05units\x18\x06 \x01(\x03\x12 \n\x13\x64\x65signated_services\x18\x07 \x01(\x03H\x01\x88\x01\x01\x12\x18\n\x10\x64\x65signated_units\x18\x08 \x01(\x03\x12\x18\n\x10\x63ontracted_hours\x18\t \x01(\x01\x12\x19\n\x0c\x61nnual_value\x18\n \x01(\x03H\x02\x88\x01\x01\x12\x12\n\nsuppressed\x18\x0b \x03(\tB\x0b\n\t_servicesB\x16\n\x14_designated_servicesB\x0f\n\r_annual_value\"\x91\x02\n\x11SupplyMapResponse\x12)\n\x06header\x18\x01 \x01(\x0b\x32\x19.cagnet.v1.ResponseHeader\x12\x11\n\tauthority\x18\x02 \x01(\t\x12\x12\n\npopulation\x18\x03 \x01(\x03\x12\x13\n\x0b\x62y_district\x18\x04 \x01(\x08\x12$\n\x05\x63\x65lls\x18\x05 \x03(\x0b\x32\x15.cagnet.v1.SupplyCell\x12\x32\n\x13\x63lient_group_totals\x18\x06 \x03(\x0b\x32\x15.cagnet.v1.SupplyCell\x12$\n\x05total\x18\x07 \x01(\x0b\x32\x15.cagnet.v1.SupplyCell\x12\x15\n\rclient_groups\x18\x08 \x03(\x05\x32s\n\x04Node\x12\x34\n\x08\x44\x65scribe\x12\x13.cagnet.v1.Envelope\x1a\x13.cagnet.v1.Envelope\x12\x35\n\tSupplyMap\x12\x13.cagnet.v1.Envelope\x1a\x13.cagnet.v1.Envelopeb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -39,11 +39,11 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_DESCRIBERESPONSE']._serialized_start=163
   _globals['_DESCRIBERESPONSE']._serialized_end=390
   _globals['_SUPPLYMAPREQUEST']._serialized_start=392
-  _globals['_SUPPLYMAPREQUEST']._serialized_end=473
-  _globals['_SUPPLYCELL']._serialized_start=476
-  _globals['_SUPPLYCELL']._serialized_end=683
-  _globals['_SUPPLYMAPRESPONSE']._serialized_start=686
-  _globals['_SUPPLYMAPRESPONSE']._serialized_end=846
-  _globals['_NODE']._serialized_start=848
-  _globals['_NODE']._serialized_end=963
+  _globals['_SUPPLYMAPREQUEST']._serialized_end=496
+  _globals['_SUPPLYCELL']._serialized_start=499
+  _globals['_SUPPLYCELL']._serialized_end=817
+  _globals['_SUPPLYMAPRESPONSE']._serialized_start=820
+  _globals['_SUPPLYMAPRESPONSE']._serialized_end=1093
+  _globals['_NODE']._serialized_start=1095
+  _globals['_NODE']._serialized_end=1210
 # @@protoc_insertion_point(module_scope)

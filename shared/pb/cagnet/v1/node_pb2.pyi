@@ -116,19 +116,27 @@ class SupplyMapRequest(_message.Message):
 
     HEADER_FIELD_NUMBER: _builtins.int
     BY_DISTRICT_FIELD_NUMBER: _builtins.int
+    CLIENT_GROUPS_FIELD_NUMBER: _builtins.int
     by_district: _builtins.bool
     """Break the map down by district (housing authority) as well."""
     @_builtins.property
     def header(self) -> _envelope_pb2.RequestHeader: ...
+    @_builtins.property
+    def client_groups(self) -> _containers.RepeatedScalarFieldContainer[_builtins.int]:
+        """Only these client groups (SP codes 1-21); empty means every group. A filter that selects
+        fewer services than the policy's threshold is refused (query-set restriction).
+        """
+
     def __init__(
         self,
         *,
         header: _envelope_pb2.RequestHeader | None = ...,
         by_district: _builtins.bool = ...,
+        client_groups: _abc.Iterable[_builtins.int] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["header", b"header"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["by_district", b"by_district", "header", b"header"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["by_district", b"by_district", "client_groups", b"client_groups", "header", b"header"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -136,7 +144,13 @@ Global___SupplyMapRequest: _TypeAlias = SupplyMapRequest  # noqa: Y015
 
 @_typing.final
 class SupplyCell(_message.Message):
-    """One cell: client group x service type (x district)."""
+    """One cell of the supply map as released under the network policy: client group x service type
+    (x district), or a total over some of those (client_group 0, service_type "" and district ""
+    mean "all"). Units, designated units and hours are capacity, not people, and are released
+    exactly; service counts are suppressed when small and otherwise rounded; contract money is
+    released only where no provider dominates it. A suppressed figure is absent, and `suppressed`
+    says which rule applied, e.g. "services: primary-suppression".
+    """
 
     DESCRIPTOR: _descriptor.Descriptor
 
@@ -149,10 +163,11 @@ class SupplyCell(_message.Message):
     DESIGNATED_SERVICES_FIELD_NUMBER: _builtins.int
     DESIGNATED_UNITS_FIELD_NUMBER: _builtins.int
     CONTRACTED_HOURS_FIELD_NUMBER: _builtins.int
+    ANNUAL_VALUE_FIELD_NUMBER: _builtins.int
+    SUPPRESSED_FIELD_NUMBER: _builtins.int
     client_group: _builtins.int
     service_type: _builtins.str
     district: _builtins.str
-    """Empty unless the request asked for districts."""
     unit_type: _builtins.str
     services: _builtins.int
     units: _builtins.int
@@ -160,6 +175,10 @@ class SupplyCell(_message.Message):
     designated_units: _builtins.int
     contracted_hours: _builtins.float
     """Contracted floating support hours a week."""
+    annual_value: _builtins.int
+    """Annual value in pounds of the latest contract for each service in the cell."""
+    @_builtins.property
+    def suppressed(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
     def __init__(
         self,
         *,
@@ -167,17 +186,30 @@ class SupplyCell(_message.Message):
         service_type: _builtins.str = ...,
         district: _builtins.str = ...,
         unit_type: _builtins.str = ...,
-        services: _builtins.int = ...,
+        services: _builtins.int | None = ...,
         units: _builtins.int = ...,
-        designated_services: _builtins.int = ...,
+        designated_services: _builtins.int | None = ...,
         designated_units: _builtins.int = ...,
         contracted_hours: _builtins.float = ...,
+        annual_value: _builtins.int | None = ...,
+        suppressed: _abc.Iterable[_builtins.str] | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_annual_value", b"_annual_value", "_designated_services", b"_designated_services", "_services", b"_services", "annual_value", b"annual_value", "designated_services", b"designated_services", "services", b"services"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["client_group", b"client_group", "contracted_hours", b"contracted_hours", "designated_services", b"designated_services", "designated_units", b"designated_units", "district", b"district", "service_type", b"service_type", "services", b"services", "unit_type", b"unit_type", "units", b"units"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_annual_value", b"_annual_value", "_designated_services", b"_designated_services", "_services", b"_services", "annual_value", b"annual_value", "client_group", b"client_group", "contracted_hours", b"contracted_hours", "designated_services", b"designated_services", "designated_units", b"designated_units", "district", b"district", "service_type", b"service_type", "services", b"services", "suppressed", b"suppressed", "unit_type", b"unit_type", "units", b"units"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
+    _WhichOneofReturnType__annual_value: _TypeAlias = _typing.Literal["annual_value"]  # noqa: Y015
+    _WhichOneofArgType__annual_value: _TypeAlias = _typing.Literal["_annual_value", b"_annual_value"]  # noqa: Y015
+    _WhichOneofReturnType__designated_services: _TypeAlias = _typing.Literal["designated_services"]  # noqa: Y015
+    _WhichOneofArgType__designated_services: _TypeAlias = _typing.Literal["_designated_services", b"_designated_services"]  # noqa: Y015
+    _WhichOneofReturnType__services: _TypeAlias = _typing.Literal["services"]  # noqa: Y015
+    _WhichOneofArgType__services: _TypeAlias = _typing.Literal["_services", b"_services"]  # noqa: Y015
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__annual_value) -> _WhichOneofReturnType__annual_value | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__designated_services) -> _WhichOneofReturnType__designated_services | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__services) -> _WhichOneofReturnType__services | None: ...
 
 Global___SupplyCell: _TypeAlias = SupplyCell  # noqa: Y015
 
@@ -190,6 +222,9 @@ class SupplyMapResponse(_message.Message):
     POPULATION_FIELD_NUMBER: _builtins.int
     BY_DISTRICT_FIELD_NUMBER: _builtins.int
     CELLS_FIELD_NUMBER: _builtins.int
+    CLIENT_GROUP_TOTALS_FIELD_NUMBER: _builtins.int
+    TOTAL_FIELD_NUMBER: _builtins.int
+    CLIENT_GROUPS_FIELD_NUMBER: _builtins.int
     authority: _builtins.str
     population: _builtins.int
     by_district: _builtins.bool
@@ -197,6 +232,18 @@ class SupplyMapResponse(_message.Message):
     def header(self) -> _envelope_pb2.ResponseHeader: ...
     @_builtins.property
     def cells(self) -> _containers.RepeatedCompositeFieldContainer[Global___SupplyCell]: ...
+    @_builtins.property
+    def client_group_totals(self) -> _containers.RepeatedCompositeFieldContainer[Global___SupplyCell]:
+        """The totals for each client group, over service types (and districts)."""
+
+    @_builtins.property
+    def total(self) -> Global___SupplyCell:
+        """The authority's total."""
+
+    @_builtins.property
+    def client_groups(self) -> _containers.RepeatedScalarFieldContainer[_builtins.int]:
+        """The client-group filter the node applied (empty: every group)."""
+
     def __init__(
         self,
         *,
@@ -205,10 +252,13 @@ class SupplyMapResponse(_message.Message):
         population: _builtins.int = ...,
         by_district: _builtins.bool = ...,
         cells: _abc.Iterable[Global___SupplyCell] | None = ...,
+        client_group_totals: _abc.Iterable[Global___SupplyCell] | None = ...,
+        total: Global___SupplyCell | None = ...,
+        client_groups: _abc.Iterable[_builtins.int] | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["header", b"header"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["header", b"header", "total", b"total"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["authority", b"authority", "by_district", b"by_district", "cells", b"cells", "header", b"header", "population", b"population"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["authority", b"authority", "by_district", b"by_district", "cells", b"cells", "client_group_totals", b"client_group_totals", "client_groups", b"client_groups", "header", b"header", "population", b"population", "total", b"total"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -1,0 +1,86 @@
+"""The node's release ledger in its database: every table it has released, kept for good.
+
+`SqlReleaseStore` is the `shared.disclosure.ReleaseStore` a running node hands to its
+`ReleaseLedger`. Because the releases outlive the process, a query whose difference from one
+answered last week (or before a restart) would isolate a few people is still refused.
+
+    release_ledger  id PK, kind (indexed), query_signature, dimensions (JSON list of names),
+                    cells (canonical JSON: [[key...], count] pairs sorted by key), at (UTC)
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from datetime import datetime
+from types import MappingProxyType
+
+from sqlalchemy import Text, insert
+from sqlalchemy.engine import Engine
+from sqlmodel import Field, Session, SQLModel, col, select
+
+from node.store import UtcDateTime
+from shared.disclosure import CellKey, Release
+
+__all__ = ["ReleaseRow", "SqlReleaseStore"]
+
+
+class ReleaseRow(SQLModel, table=True):
+    """One released table: the TRUE counts at the finest grain the query selected."""
+
+    __tablename__ = "release_ledger"
+
+    id: int | None = Field(default=None, primary_key=True)
+    kind: str = Field(index=True, max_length=40)
+    query_signature: str = Field(sa_type=Text)
+    dimensions: str = Field(sa_type=Text)
+    cells: str = Field(sa_type=Text)
+    at: datetime = Field(sa_type=UtcDateTime, nullable=False)
+
+
+def _canonical_json(value: object) -> str:
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+
+
+class SqlReleaseStore:
+    """A `ReleaseStore` on a node's engine (see `node.store.open_store`). Append-only."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    def record(
+        self,
+        kind: str,
+        query_signature: str,
+        dimensions: tuple[str, ...],
+        cells: Mapping[CellKey, int],
+        at: datetime,
+    ) -> None:
+        # Checked here rather than left to UtcDateTime, which would surface as a StatementError.
+        if at.tzinfo is None or at.utcoffset() is None:
+            raise ValueError(f"release timestamps must be timezone-aware, got naive {at!r}")
+        # Sorted so that equal releases are stored as equal text, whatever order they were built in.
+        pairs = [[list(key), int(count)] for key, count in sorted((tuple(k), v) for k, v in cells.items())]
+        values = {
+            "kind": kind,
+            "query_signature": query_signature,
+            "dimensions": _canonical_json(list(dimensions)),
+            "cells": _canonical_json(pairs),
+            "at": at,
+        }
+        with self.engine.begin() as conn:
+            conn.execute(insert(ReleaseRow).values(**values))
+
+    def previous(self, kind: str) -> tuple[Release, ...]:
+        query = select(ReleaseRow).where(col(ReleaseRow.kind) == kind).order_by(col(ReleaseRow.id))
+        with Session(self.engine) as session:
+            rows = session.exec(query).all()
+        return tuple(
+            Release(
+                row.query_signature,
+                tuple(json.loads(row.dimensions)),
+                MappingProxyType({tuple(key): int(count) for key, count in json.loads(row.cells)}),
+                row.at,
+            )
+            for row in rows
+        )

@@ -1,0 +1,209 @@
+"""The release path for a node's aggregates: nothing leaves a node any other way.
+
+For each request: the network policy's role check, the client-group filter's query-set
+restriction, the release ledger (which refuses differencing against earlier releases, or repeats
+the earlier figures when the same question's answer has moved by too little to show), then
+suppression, secondary suppression and consistent rounding of counts, and the dominance and p%
+rules for money, all from `shared.disclosure`. The caller signs what comes back and audits it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import secrets
+import threading
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from sqlalchemy.engine import Engine
+
+from node.ledger import SqlReleaseStore
+from node.supply import CellKey, RawCell, contract_values, supply_map
+from shared import vocabulary
+from shared.disclosure import (
+    TOTAL,
+    MagnitudeCell,
+    MagnitudeTable,
+    ReleasedCell,
+    ReleasedTable,
+    ReleaseLedger,
+    Table,
+    protect_counts,
+    protect_magnitudes,
+    require_min_records,
+)
+from shared.errors import InvalidRequest, NotPermitted
+from shared.models import SupplyCell, SupplyMap
+from shared.policy import AggregateRule, Policy
+
+__all__ = ["SUPPLY_MAP", "Releaser", "load_rounding_secret"]
+
+SUPPLY_MAP = "supply-map"
+ROUNDING_SECRET_BYTES = 32
+# The ledger keeps every supply map at its finest grain, so that any two can be compared.
+_LEDGER_DIMENSIONS = ("client_group", "service_type", "district")
+
+
+def load_rounding_secret(path: Path) -> bytes:
+    """The node's rounding key, made on first use. It never leaves the node: with it, anyone
+    could tell which way each count was rounded."""
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(secrets.token_bytes(ROUNDING_SECRET_BYTES))
+        path.chmod(0o600)
+    secret = path.read_bytes()
+    if len(secret) < ROUNDING_SECRET_BYTES:
+        raise InvalidRequest(f"{path} is not a rounding key ({ROUNDING_SECRET_BYTES} random bytes expected)")
+    return secret
+
+
+def permitted_rule(policy: Policy, kind: str, roles: Iterable[str]) -> AggregateRule:
+    """The rule for `kind` if any of the principal's roles may ask for it; else NotPermitted."""
+    roles = tuple(roles)
+    for role in roles:
+        if policy.permits(kind, role):
+            return policy.rule(kind)
+    shown = " or ".join(repr(r) for r in roles) or "a principal with no role"
+    raise NotPermitted(f"the network policy does not let {shown} ask for {kind!r}")
+
+
+@dataclass
+class Releaser:
+    """A node's gate: its store, its rounding key and its release ledger."""
+
+    engine: Engine
+    authority: str
+    secret: bytes
+
+    def __post_init__(self) -> None:
+        self.ledger = ReleaseLedger(SqlReleaseStore(self.engine))
+        self._lock = threading.Lock()
+
+    def supply_map(
+        self, policy: Policy, *, roles: Iterable[str], by_district: bool, client_groups: Sequence[int] = ()
+    ) -> SupplyMap:
+        rule = permitted_rule(policy, SUPPLY_MAP, roles)
+        groups = _checked_groups(client_groups)
+        finest = supply_map(self.engine, authority_code=self.authority, by_district=True, client_groups=groups)
+        if groups:
+            # Query-set restriction, at the strictest threshold of the groups selected.
+            strictest = max(groups, key=rule.threshold_for)
+            require_min_records(sum(c.services for c in finest.cells), rule, client_group=strictest)
+        signature = _signature({"kind": SUPPLY_MAP, "by_district": by_district, "client_groups": list(groups)})
+        true_counts: dict[tuple[str, ...], int] = {_ledger_key(c.key): c.services for c in finest.cells}
+        with self._lock:
+            # One admission at a time: two racing queries must not both pass the differencing check.
+            counts = self.ledger.admit(SUPPLY_MAP, signature, _LEDGER_DIMENSIONS, true_counts, rule)
+
+        raw = (
+            finest
+            if by_district
+            else supply_map(self.engine, authority_code=self.authority, by_district=False, client_groups=groups)
+        )
+        dims = ("client_group", "service_type", "district") if by_district else ("client_group", "service_type")
+
+        def key_of(key: CellKey) -> tuple[str, ...]:
+            return (str(key[0]), key[1], key[2]) if by_district else (str(key[0]), key[1])
+
+        services: dict[tuple[str, ...], int] = {}
+        for (group, service_type, district), n in counts.items():
+            k = key_of((int(group), service_type, district))
+            services[k] = services.get(k, 0) + n
+        designated = {key_of(c.key): c.designated_services for c in raw.cells}
+        money = contract_values(
+            self.engine, authority_code=self.authority, by_district=by_district, client_groups=groups
+        )
+
+        released_services = protect_counts(Table.of(dims, services), rule, secret=self.secret)
+        released_designated = protect_counts(Table.of(dims, designated), rule, secret=self.secret)
+        released_money = protect_magnitudes(
+            MagnitudeTable(dims, tuple(MagnitudeCell(key_of(k), v) for k, v in sorted(money.items()))), rule
+        )
+        figures = _Figures(released_services, released_designated, released_money)
+
+        cells = tuple(
+            figures.cell(key_of(c.key), c.client_group, c.service_type, c.district, c.unit_type, [c]) for c in raw.cells
+        )
+        blank = (TOTAL,) * (len(dims) - 1)
+        by_group: dict[int, list[RawCell]] = {}
+        for c in raw.cells:
+            by_group.setdefault(c.client_group, []).append(c)
+        group_totals = tuple(
+            figures.cell((str(g), *blank), g, "", "", "", members) for g, members in sorted(by_group.items())
+        )
+        total = figures.cell((TOTAL, *blank), 0, "", "", "", list(raw.cells))
+        return SupplyMap(
+            authority=self.authority,
+            population=finest.population,
+            by_district=by_district,
+            client_groups=groups,
+            cells=cells,
+            client_group_totals=group_totals,
+            total=total,
+        )
+
+
+@dataclass(frozen=True)
+class _Figures:
+    services: ReleasedTable
+    designated: ReleasedTable
+    money: ReleasedTable
+
+    def cell(
+        self,
+        key: tuple[str, ...],
+        client_group: int,
+        service_type: str,
+        district: str,
+        unit_type: str,
+        members: Sequence[RawCell],
+    ) -> SupplyCell:
+        suppressed: list[str] = []
+
+        def take(name: str, table: ReleasedTable) -> int | None:
+            released = _get(table, key)
+            if released is None:
+                return 0  # no such cell (no contracts, say): a true zero
+            if released.suppressed:
+                suppressed.append(f"{name}: {released.rule.value}")
+            return released.value
+
+        return SupplyCell(
+            client_group=client_group,
+            service_type=service_type,
+            district=district,
+            unit_type=unit_type,
+            services=take("services", self.services),
+            # Capacity, not people: released exactly.
+            units=sum(c.units for c in members),
+            designated_services=take("designated_services", self.designated),
+            designated_units=sum(c.designated_units for c in members),
+            contracted_hours=round(sum(c.contracted_hours for c in members), 2),
+            annual_value=take("annual_value", self.money),
+            suppressed=tuple(suppressed),
+        )
+
+
+def _get(table: ReleasedTable, key: tuple[str, ...]) -> ReleasedCell | None:
+    try:
+        return table[key]
+    except KeyError:
+        return None
+
+
+def _checked_groups(client_groups: Sequence[int]) -> tuple[int, ...]:
+    groups = tuple(sorted(set(client_groups)))
+    for group in groups:
+        if group not in vocabulary.CLIENT_GROUPS:
+            raise InvalidRequest("client_groups: each must be an SP client group code, 1 to 21")
+    return groups
+
+
+def _ledger_key(key: CellKey) -> tuple[str, str, str]:
+    return (str(key[0]), key[1], key[2])
+
+
+def _signature(query: Mapping[str, object]) -> str:
+    return hashlib.sha256(json.dumps(query, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
