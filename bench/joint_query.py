@@ -31,7 +31,12 @@ from rich.table import Table  # noqa: E402
 from cagnet.demo import build_network, free_port, processes, spawn, wait_healthy  # noqa: E402
 from coordinator import network  # noqa: E402
 from coordinator.client import CoordinatorClient  # noqa: E402
+from shared.auth import request_header, sign_message  # noqa: E402
+from shared.identity import Identity  # noqa: E402
+from shared.interceptor import secure_channel  # noqa: E402
 from shared.manifest import COORDINATOR  # noqa: E402
+from shared.pb.cagnet.v1 import node_pb2, node_pb2_grpc  # noqa: E402
+from shared.serde import envelope_to_proto  # noqa: E402
 
 METHOD = "/bench.Plain/Call"
 
@@ -89,6 +94,26 @@ def _plain(n: int, payload_size: int, *, relay: bool) -> list[float]:
             p.terminate()
 
 
+def _direct_call(netdir: Path, code: str):  # type: ignore[no-untyped-def]
+    """The chair asking one node directly: one signed, audited, disclosure-controlled round trip."""
+    chair = Identity.load(network.principal_dir(netdir, "cag-chair"))
+    party = network.read(netdir).party(code)
+    channel = secure_channel(
+        party.endpoint,
+        peer_party_id=code,
+        ca_pem=chair.ca_cert_pem,
+        key_pem=chair.tls_key_pem,
+        cert_pem=chair.tls_cert_pem,
+    )
+    stub = node_pb2_grpc.NodeStub(channel)
+
+    def call() -> None:
+        header = request_header(chair, audience=code, method="/cagnet.v1.Node/SupplyMap")
+        stub.SupplyMap(envelope_to_proto(sign_message(node_pb2.SupplyMapRequest(header=header), chair)), timeout=10)
+
+    return call
+
+
 def _pct(samples: list[float], q: int) -> float:
     return statistics.quantiles(samples, n=100)[q - 1]
 
@@ -118,6 +143,7 @@ def main() -> None:
                 assert len(bundle.answered) == 6, bundle.missing
                 node_payload = max(len(c.response["payload"]) * 3 // 4 for c in bundle.contributions)
                 joint = _time_calls(lambda: client.query(kind="supply-map"), args.queries)
+            single = _time_calls(_direct_call(netdir, "E10000016"), args.queries)
     console.print("running the plain floors ...")
     floor = _plain(args.queries, node_payload, relay=False)
     fan = _plain(args.queries, node_payload, relay=True)
@@ -129,6 +155,7 @@ def main() -> None:
     for name, s in [
         ("plain round trip (floor)", floor),
         ("plain fan-out, six servers", fan),
+        ("one node's signed supply map, asked directly (Kent)", single),
         ("cagnet joint query (mTLS + signatures + DB)", joint),
     ]:
         table.add_row(

@@ -20,6 +20,7 @@ from pathlib import Path
 from sqlalchemy.engine import Engine
 
 from node.ledger import SqlReleaseStore
+from node.store import data_version
 from node.supply import CellKey, RawCell, contract_values, supply_map
 from shared import vocabulary
 from shared.disclosure import (
@@ -80,22 +81,37 @@ class Releaser:
     def __post_init__(self) -> None:
         self.ledger = ReleaseLedger(SqlReleaseStore(self.engine))
         self._lock = threading.Lock()
+        # The last answer to each question, with the data version and policy it was made from. The
+        # same question over the same records and policy has the same answer (rounding is keyed,
+        # and the ledger would repeat itself), so it need not be worked out again.
+        self._answers: dict[tuple[str, str], tuple[tuple[object, ...], SupplyMap]] = {}
 
     def supply_map(
         self, policy: Policy, *, roles: Iterable[str], by_district: bool, client_groups: Sequence[int] = ()
     ) -> SupplyMap:
         rule = permitted_rule(policy, SUPPLY_MAP, roles)
         groups = _checked_groups(client_groups)
+        signature = _signature({"kind": SUPPLY_MAP, "by_district": by_district, "client_groups": list(groups)})
+        # One release at a time: two racing queries must not both pass the differencing check.
+        with self._lock:
+            version = data_version(self.engine)
+            cached = self._answers.get((policy.digest, signature))
+            if cached is not None and cached[0] == version:
+                return cached[1]
+            answer = self._supply_map(rule, signature, by_district=by_district, groups=groups)
+            self._answers[(policy.digest, signature)] = (version, answer)
+            return answer
+
+    def _supply_map(
+        self, rule: AggregateRule, signature: str, *, by_district: bool, groups: tuple[int, ...]
+    ) -> SupplyMap:
         finest = supply_map(self.engine, authority_code=self.authority, by_district=True, client_groups=groups)
         if groups:
             # Query-set restriction, at the strictest threshold of the groups selected.
             strictest = max(groups, key=rule.threshold_for)
             require_min_records(sum(c.services for c in finest.cells), rule, client_group=strictest)
-        signature = _signature({"kind": SUPPLY_MAP, "by_district": by_district, "client_groups": list(groups)})
         true_counts: dict[tuple[str, ...], int] = {_ledger_key(c.key): c.services for c in finest.cells}
-        with self._lock:
-            # One admission at a time: two racing queries must not both pass the differencing check.
-            counts = self.ledger.admit(SUPPLY_MAP, signature, _LEDGER_DIMENSIONS, true_counts, rule)
+        counts = self.ledger.admit(SUPPLY_MAP, signature, _LEDGER_DIMENSIONS, true_counts, rule)
 
         raw = (
             finest

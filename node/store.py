@@ -40,6 +40,7 @@ __all__ = [
     "add_contract",
     "add_provider",
     "add_service",
+    "data_version",
     "districts",
     "ensure_authority",
     "get_contract",
@@ -334,6 +335,17 @@ def add_contract(
 def get_contract(engine: Engine, *, contract_ref: str) -> Contract | None:
     with Session(engine) as session:
         return session.exec(select(Contract).where(col(Contract.contract_ref) == contract_ref)).first()
+
+
+def data_version(engine: Engine) -> tuple[object, ...]:
+    """A cheap fingerprint of the records an aggregate reads: changes whenever a provider, service
+    or contract is added, updated (every write sets `updated_at`) or removed."""
+    parts = []
+    for row in (Provider, Service, Contract):
+        table = row.__table__  # type: ignore[union-attr]
+        parts.append(select(func.count(), func.max(table.c.id), func.max(table.c.updated_at)).select_from(table))
+    with engine.connect() as conn:
+        return tuple(value for query in parts for value in conn.execute(query).one())
 
 
 def row_counts(engine: Engine) -> dict[str, int]:
