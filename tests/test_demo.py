@@ -1,0 +1,37 @@
+"""The README's first command, end to end: `cagnet demo --json` starts six node processes and a
+coordinator on loopback, prints a verified bundle, shows refusals and a missing node, exits 0 and
+leaves nothing behind."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+SIX = ["E06000035", "E06000043", "E10000011", "E10000016", "E10000030", "E10000032"]
+
+
+def test_demo_runs_the_six_authority_network_and_cleans_up() -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "cagnet", "demo", "--json"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={"COLUMNS": "200", "PATH": "/usr/bin:/bin"},
+    )
+    assert done.returncode == 0, done.stderr
+    bundle = json.loads(done.stdout)
+    assert list(bundle["answered"]) == SIX and bundle["missing"] == []
+    assert bundle["policy_digest"].startswith("sha256:")
+    assert len(bundle["contributions"]) == 6
+    assert bundle["result"]["population"] == 4_320_000
+
+    log = done.stderr
+    assert "bundle verified offline: 6 node signatures" in log
+    assert "query-set restriction" in log and "differencing" in log
+    assert "missing: E06000043 (Brighton & Hove) — unreachable" in log
+    workdir = re.search(r"logs in (\S+)/logs", log)
+    assert workdir is not None
+    assert not Path(workdir.group(1)).exists()
