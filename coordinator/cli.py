@@ -156,8 +156,8 @@ def render_supply_map(bundle: Bundle, console: Console) -> None:
     )
     console.print(totals)
     console.print(
-        "[dim]Service counts are rounded to 5 (small counts suppressed, shown as *); contract values are"
-        " withheld (*) where one provider dominates. Units are capacity and exact.[/]"
+        "[dim]Service counts are rounded under the network policy (small counts suppressed, shown as *);"
+        " contract values are withheld (*) where a few providers dominate. Units are capacity and exact.[/]"
     )
 
     # Two narrow tables rather than one wide one: six authorities must fit an 80-column terminal.

@@ -16,7 +16,7 @@ import grpc
 
 from shared import dsse
 from shared.auth import digest, sign_message, verify_response
-from shared.errors import CagnetError
+from shared.errors import CagnetError, Unavailable
 from shared.identity import Identity
 from shared.interceptor import secure_channel
 from shared.manifest import Party
@@ -77,6 +77,8 @@ def _reason(error: grpc.RpcError, deadline_s: float) -> str:
     code = error.code()
     if code == grpc.StatusCode.DEADLINE_EXCEEDED:
         return f"no answer within the deadline ({deadline_s * 1000:.0f} ms)"
+    if code == grpc.StatusCode.UNAVAILABLE and error.details() == Unavailable("no valid network policy").public_message:
+        return f"refused ({code.name}): {error.details()}"
     if code == grpc.StatusCode.UNAVAILABLE:
         return "unreachable"
     return f"refused ({code.name}): {error.details()}"

@@ -22,7 +22,7 @@ from node.config import NodeConfig
 from node.release import Releaser, load_rounding_secret
 from node.store import ensure_authority, open_store
 from shared import dsse
-from shared.auth import NonceCache, Verified, require_role, response_header, sign_message, verify_request
+from shared.auth import NonceCache, Verified, now_ms, require_role, response_header, sign_message, verify_request
 from shared.errors import CagnetError, DisclosureRefused, InvalidRequest, NotPermitted, StalePolicy
 from shared.identity import Identity
 from shared.interceptor import SignedEnvelopeInterceptor, current_request, server_credentials
@@ -101,6 +101,10 @@ class NodeRuntime:
                 raise NotPermitted(f"role coordinator may not call {method} on its own account")
             if inner.kind != FORWARDED_KIND[method]:
                 raise NotPermitted("the forwarded request asked for a different aggregate")
+            if not _same_question(inner, verified.message):
+                raise NotPermitted("the forwarded request asked a different question from the principal's")
+            # Each node sees a principal's query once: the coordinator may not ask again in their name.
+            self.nonces.check_and_add(b"on-behalf-of:" + inner.header.nonce, inner.header.expires_at_ms, now_ms())
         require_role(verified.principal, roles, method)
         return verified
 
@@ -124,6 +128,12 @@ class NodeRuntime:
         return envelope_to_proto(sign_message(message, self.identity))
 
 
+def _same_question(principal: coordinator_pb2.JointQueryRequest, forwarded: Any) -> bool:
+    return bool(principal.by_district == forwarded.by_district) and sorted(set(principal.client_groups)) == sorted(
+        set(forwarded.client_groups)
+    )
+
+
 class NodeServicer(node_pb2_grpc.NodeServicer):
     def __init__(self, runtime: NodeRuntime) -> None:
         self.rt = runtime
@@ -133,7 +143,7 @@ class NodeServicer(node_pb2_grpc.NodeServicer):
 
     def Describe(self, request: envelope_pb2.Envelope, context: grpc.ServicerContext) -> envelope_pb2.Envelope:
         verified = current_request()
-        policy = self.rt.policies.current()
+        policy = self.rt.policy_for(verified)
         description = service.describe(authority_code=self.rt.config.authority, key_fingerprint=self.rt.identity.keyid)
         header = response_header(self.rt.identity, request_digest=verified.request_digest, policy_digest=policy.digest)
         reply = self.rt.sign(description_to_proto(description, header))

@@ -253,6 +253,38 @@ def test_forwarded_query_must_match_the_aggregate(net: LiveNetwork) -> None:
     assert error.code() == grpc.StatusCode.PERMISSION_DENIED
 
 
+def _forwarded(net: LiveNetwork, inner_envelope: dsse.Envelope, **fields: object) -> dsse.Envelope:
+    coordinator = network.coordinator_identity(net.netdir)
+    header = request_header(coordinator, audience="E06000035", method=SUPPLY_MAP, on_behalf_of=inner_envelope)
+    return sign_message(node_pb2.SupplyMapRequest(header=header, **fields), coordinator)  # type: ignore[arg-type]
+
+
+def _chair_query(net: LiveNetwork, **fields: object) -> dsse.Envelope:
+    chair = _chair(net)
+    header = request_header(chair, audience="coordinator", method="/cagnet.v1.Coordinator/JointQuery")
+    return sign_message(coordinator_pb2.JointQueryRequest(header=header, kind="supply-map", **fields), chair)  # type: ignore[arg-type]
+
+
+def test_coordinator_may_not_change_the_principals_question(net: LiveNetwork) -> None:
+    # The chair asked for the whole map; a coordinator narrowing it to group 14 in their name is refused.
+    stub = _node_stub(net, network.coordinator_identity(net.netdir))
+    error = _call(stub, _forwarded(net, _chair_query(net), client_groups=[14]))
+    assert (error.code(), error.details()) == (
+        grpc.StatusCode.PERMISSION_DENIED,
+        "the forwarded request asked a different question from the principal's",
+    )
+    error = _call(stub, _forwarded(net, _chair_query(net, client_groups=[7]), by_district=False))
+    assert error.code() == grpc.StatusCode.PERMISSION_DENIED
+
+
+def test_coordinator_may_not_reuse_a_principals_query_at_the_same_node(net: LiveNetwork) -> None:
+    stub = _node_stub(net, network.coordinator_identity(net.netdir))
+    query = _chair_query(net)
+    stub.SupplyMap(envelope_to_proto(_forwarded(net, query)), timeout=10)
+    error = _call(stub, _forwarded(net, query))  # a fresh outer nonce, the same principal query
+    assert (error.code(), error.details()) == (grpc.StatusCode.ALREADY_EXISTS, "replayed request")
+
+
 def test_audit_log_records_releases_and_rejections(net: LiveNetwork) -> None:
     engine = net.runtimes["E06000035"].engine
     before = len(audit.entries(engine))
