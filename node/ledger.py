@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from datetime import datetime
+from datetime import UTC, datetime
 from types import MappingProxyType
 
 from sqlalchemy import Text, insert
@@ -22,7 +22,7 @@ from sqlmodel import Field, Session, SQLModel, col, select
 from node.store import UtcDateTime
 from shared.disclosure import CellKey, Release
 
-__all__ = ["ReleaseRow", "SqlReleaseStore"]
+__all__ = ["AnswerRow", "ReleaseRow", "SqlReleaseStore", "keep_answer", "last_answer"]
 
 
 class ReleaseRow(SQLModel, table=True):
@@ -84,3 +84,44 @@ class SqlReleaseStore:
             )
             for row in rows
         )
+
+
+class AnswerRow(SQLModel, table=True):
+    """The last answer released to a question under a policy, exactly as released, so that a
+    question whose answer has moved by too little to show can be given it again after a restart."""
+
+    __tablename__ = "released_answer"
+
+    id: int | None = Field(default=None, primary_key=True)
+    kind: str = Field(index=True, max_length=40)
+    query_signature: str = Field(sa_type=Text, index=True)
+    policy_digest: str = Field(max_length=80)
+    answer: str = Field(sa_type=Text)  # the released figures as JSON
+    at: datetime = Field(sa_type=UtcDateTime, nullable=False)
+
+
+def keep_answer(engine: Engine, *, kind: str, query_signature: str, policy_digest: str, answer: str) -> None:
+    with Session(engine) as session:
+        session.add(
+            AnswerRow(
+                kind=kind,
+                query_signature=query_signature,
+                policy_digest=policy_digest,
+                answer=answer,
+                at=datetime.now(UTC),
+            )
+        )
+        session.commit()
+
+
+def last_answer(engine: Engine, *, kind: str, query_signature: str, policy_digest: str) -> str | None:
+    with Session(engine) as session:
+        row = session.exec(
+            select(AnswerRow)
+            .where(AnswerRow.kind == kind)
+            .where(AnswerRow.query_signature == query_signature)
+            .where(AnswerRow.policy_digest == policy_digest)
+            .order_by(col(AnswerRow.id).desc())
+            .limit(1)
+        ).first()
+        return row.answer if row is not None else None

@@ -19,7 +19,7 @@ from pathlib import Path
 
 from sqlalchemy.engine import Engine
 
-from node.ledger import SqlReleaseStore
+from node.ledger import SqlReleaseStore, keep_answer, last_answer
 from node.store import data_version
 from node.supply import CellKey, RawCell, contract_values, supply_map
 from shared import vocabulary
@@ -35,13 +35,14 @@ from shared.disclosure import (
     protect_magnitudes,
     require_min_records,
 )
-from shared.errors import InvalidRequest, NotPermitted
+from shared.errors import DisclosureRefused, InvalidRequest, NotPermitted
 from shared.models import SupplyCell, SupplyMap
 from shared.policy import AggregateRule, Policy
 
 __all__ = ["SUPPLY_MAP", "Releaser", "load_rounding_secret"]
 
 SUPPLY_MAP = "supply-map"
+DESIGNATED = "supply-map/designated-services"  # the ledger's kind for designated-service counts
 ROUNDING_SECRET_BYTES = 32
 # The ledger keeps every supply map at its finest grain, so that any two can be compared.
 _LEDGER_DIMENSIONS = ("client_group", "service_type", "district")
@@ -98,42 +99,67 @@ class Releaser:
             cached = self._answers.get((policy.digest, signature))
             if cached is not None and cached[0] == version:
                 return cached[1]
-            answer = self._supply_map(rule, signature, by_district=by_district, groups=groups)
+            answer = self._supply_map(rule, policy.digest, signature, by_district=by_district, groups=groups)
             self._answers[(policy.digest, signature)] = (version, answer)
             return answer
 
     def _supply_map(
-        self, rule: AggregateRule, signature: str, *, by_district: bool, groups: tuple[int, ...]
+        self, rule: AggregateRule, policy_digest: str, signature: str, *, by_district: bool, groups: tuple[int, ...]
     ) -> SupplyMap:
         finest = supply_map(self.engine, authority_code=self.authority, by_district=True, client_groups=groups)
         if groups:
             # Query-set restriction, at the strictest threshold of the groups selected.
             strictest = max(groups, key=rule.threshold_for)
             require_min_records(sum(c.services for c in finest.cells), rule, client_group=strictest)
-        true_counts: dict[tuple[str, ...], int] = {_ledger_key(c.key): c.services for c in finest.cells}
-        counts = self.ledger.admit(SUPPLY_MAP, signature, _LEDGER_DIMENSIONS, true_counts, rule)
-
-        raw = (
-            finest
-            if by_district
-            else supply_map(self.engine, authority_code=self.authority, by_district=False, client_groups=groups)
+        # Both counts go through the ledger, each as its own kind: either one moving by a handful
+        # since an earlier answer would show those few services.
+        counts_now: dict[tuple[str, ...], int] = {_ledger_key(c.key): c.services for c in finest.cells}
+        designated_now: dict[tuple[str, ...], int] = {_ledger_key(c.key): c.designated_services for c in finest.cells}
+        counts = self.ledger.admit(SUPPLY_MAP, signature, _LEDGER_DIMENSIONS, counts_now, rule)
+        designated_counts = self.ledger.admit(DESIGNATED, signature, _LEDGER_DIMENSIONS, designated_now, rule)
+        if dict(counts) != counts_now or dict(designated_counts) != designated_now:
+            # The records have moved by too little to show: the earlier answer, exactly as it left.
+            earlier = last_answer(self.engine, kind=SUPPLY_MAP, query_signature=signature, policy_digest=policy_digest)
+            if earlier is None:
+                raise DisclosureRefused(
+                    "differencing: the answer would differ from an earlier release by too few people"
+                )
+            return SupplyMap.model_validate_json(earlier)
+        answer = self._protect(rule, finest.population, by_district=by_district, groups=groups)
+        keep_answer(
+            self.engine,
+            kind=SUPPLY_MAP,
+            query_signature=signature,
+            policy_digest=policy_digest,
+            answer=answer.model_dump_json(),
         )
+        return answer
+
+    def _protect(
+        self, rule: AggregateRule, population: int, *, by_district: bool, groups: tuple[int, ...]
+    ) -> SupplyMap:
+
+        raw = supply_map(self.engine, authority_code=self.authority, by_district=by_district, client_groups=groups)
         dims = ("client_group", "service_type", "district") if by_district else ("client_group", "service_type")
 
         def key_of(key: CellKey) -> tuple[str, ...]:
             return (str(key[0]), key[1], key[2]) if by_district else (str(key[0]), key[1])
 
-        services: dict[tuple[str, ...], int] = {}
-        for (group, service_type, district), n in counts.items():
-            k = key_of((int(group), service_type, district))
-            services[k] = services.get(k, 0) + n
+        services = {key_of(c.key): c.services for c in raw.cells}
         designated = {key_of(c.key): c.designated_services for c in raw.cells}
         money = contract_values(
             self.engine, authority_code=self.authority, by_district=by_district, client_groups=groups
         )
 
-        released_services = protect_counts(Table.of(dims, services), rule, secret=self.secret)
-        released_designated = protect_counts(Table.of(dims, designated), rule, secret=self.secret)
+        # A total over client groups takes the strictest threshold of the groups a filter kept: a
+        # refuges-only map's total is as sensitive as its cells.
+        margin_group = max(groups, key=rule.threshold_for) if groups else None
+
+        def group_of(key: tuple[str, ...]) -> int | None:
+            return int(key[0]) if key[0] != TOTAL else margin_group
+
+        released_services = protect_counts(Table.of(dims, services), rule, secret=self.secret, group_of=group_of)
+        released_designated = protect_counts(Table.of(dims, designated), rule, secret=self.secret, group_of=group_of)
         released_money = protect_magnitudes(
             MagnitudeTable(dims, tuple(MagnitudeCell(key_of(k), v) for k, v in sorted(money.items()))), rule
         )
@@ -152,7 +178,7 @@ class Releaser:
         total = figures.cell((TOTAL, *blank), 0, "", "", "", list(raw.cells))
         return SupplyMap(
             authority=self.authority,
-            population=finest.population,
+            population=population,
             by_district=by_district,
             client_groups=groups,
             cells=cells,
