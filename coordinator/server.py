@@ -22,7 +22,7 @@ from coordinator.fanout import Missing, NodeClients, fan_out
 from shared import dsse
 from shared.auth import NonceCache, Verified, request_header, require_role, verify_request
 from shared.disclosure import require_min_authorities
-from shared.errors import CagnetError, DisclosureRefused, InvalidRequest, NotPermitted, StalePolicy
+from shared.errors import CagnetError, DisclosureRefused, InvalidRequest, StalePolicy
 from shared.identity import Identity
 from shared.interceptor import SignedEnvelopeInterceptor, current_request, server_credentials
 from shared.manifest import CAG_CHAIR, COORDINATOR, MEMBER_AUTHORITY, ManifestSource
@@ -95,10 +95,8 @@ class CoordinatorRuntime:
         policy = self.policies.current()
         if query.header.policy_digest and query.header.policy_digest != policy.digest:
             raise StalePolicy()
-        principal = manifest.party(query.header.issuer)
-        if not any(policy.permits(query.kind, role) for role in principal.roles):
-            # Each node checks this too; refusing here spares them the round trip.
-            raise NotPermitted(f"the network policy does not let this principal ask for {query.kind!r}")
+        # Each node checks this too; refusing here spares them the round trip.
+        policy.require_any_role(query.kind, manifest.party(query.header.issuer).roles)
 
         def build(member: Any) -> node_pb2.SupplyMapRequest:
             header = request_header(

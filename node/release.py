@@ -35,7 +35,7 @@ from shared.disclosure import (
     protect_magnitudes,
     require_min_records,
 )
-from shared.errors import DisclosureRefused, InvalidRequest, NotPermitted
+from shared.errors import DisclosureRefused, InvalidRequest
 from shared.models import SupplyCell, SupplyMap
 from shared.policy import AggregateRule, Policy
 
@@ -61,16 +61,6 @@ def load_rounding_secret(path: Path) -> bytes:
     return secret
 
 
-def permitted_rule(policy: Policy, kind: str, roles: Iterable[str]) -> AggregateRule:
-    """The rule for `kind` if any of the principal's roles may ask for it; else NotPermitted."""
-    roles = tuple(roles)
-    for role in roles:
-        if policy.permits(kind, role):
-            return policy.rule(kind)
-    shown = " or ".join(repr(r) for r in roles) or "a principal with no role"
-    raise NotPermitted(f"the network policy does not let {shown} ask for {kind!r}")
-
-
 @dataclass
 class Releaser:
     """A node's gate: its store, its rounding key and its release ledger."""
@@ -90,7 +80,7 @@ class Releaser:
     def supply_map(
         self, policy: Policy, *, roles: Iterable[str], by_district: bool, client_groups: Sequence[int] = ()
     ) -> SupplyMap:
-        rule = permitted_rule(policy, SUPPLY_MAP, roles)
+        rule = policy.require_any_role(SUPPLY_MAP, tuple(roles))
         groups = _checked_groups(client_groups)
         signature = _signature({"kind": SUPPLY_MAP, "by_district": by_district, "client_groups": list(groups)})
         # One release at a time: two racing queries must not both pass the differencing check.

@@ -181,6 +181,16 @@ class Policy(BaseModel):
             raise NotPermitted(f"the network policy does not let {shown} ask for {kind!r}")
         return rule
 
+    def require_any_role(self, kind: str, roles: tuple[str, ...]) -> AggregateRule:
+        """The rule for `kind` if any of a principal's roles may ask for it; else NotPermitted."""
+        for role in roles:
+            if self.permits(kind, role):
+                return self.rule(kind)
+        if len(roles) == 1:
+            return self.require_role(kind, roles[0])
+        shown = " or ".join(repr(r) if r in ROLES else "an unknown role" for r in roles) or "a principal with no role"
+        raise NotPermitted(f"the network policy does not let {shown} ask for {kind!r}")
+
 
 def digest(policy_bytes: bytes) -> str:
     """The policy's identity: "sha256:" and the hex SHA-256 of its exact bytes."""
