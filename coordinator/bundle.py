@@ -9,6 +9,7 @@ coordinator. `verify_bundle` checks every link of that chain and recomputes the 
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -66,6 +67,7 @@ def build_bundle(
     answered: list[Contribution],
     missing: list[Missing],
     policy_digest: str,
+    client_groups: Sequence[int] = (),
 ) -> Bundle:
     maps = [supply_map_from_proto(c.message) for c in answered]
     return Bundle(
@@ -79,18 +81,12 @@ def build_bundle(
             MissingAuthority(authority=m.authority, reason=m.reason) for m in sorted(missing, key=lambda m: m.authority)
         ),
         policy_digest=policy_digest,
-        result=combine_supply_maps(maps, client_groups=_query_groups(query)),
+        result=combine_supply_maps(maps, client_groups=client_groups),
         contributions=tuple(
             SignedContribution(authority=c.authority, request=c.request.to_json(), response=c.response.to_json())
             for c in sorted(answered, key=lambda c: c.authority)
         ),
     )
-
-
-def _query_groups(query: dsse.Envelope) -> list[int]:
-    message = coordinator_pb2.JointQueryRequest()
-    message.ParseFromString(query.payload)
-    return list(message.client_groups)
 
 
 def sign_bundle(bundle: Bundle, key: Any) -> dsse.Envelope:

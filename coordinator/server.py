@@ -140,6 +140,7 @@ class CoordinatorRuntime:
             answered=answered,
             missing=missing,
             policy_digest=policy.digest,
+            client_groups=query.client_groups,
         )
         log.info("joint %s: %d answered, %d missing", query.kind, len(answered), len(missing))
         return sign_bundle(bundle, self.identity.signing_key)

@@ -21,7 +21,7 @@ from sqlalchemy.engine import Engine
 
 from node.ledger import SqlReleaseStore, keep_answer, last_answer
 from node.store import data_version
-from node.supply import CellKey, RawCell, contract_values, supply_map
+from node.supply import CellKey, RawCell, RawSupply, contract_values, supply_map
 from shared import vocabulary
 from shared.disclosure import (
     TOTAL,
@@ -115,7 +115,7 @@ class Releaser:
                     "differencing: the answer would differ from an earlier release by too few people"
                 )
             return SupplyMap.model_validate_json(earlier)
-        answer = self._protect(rule, finest.population, by_district=by_district, groups=groups)
+        answer = self._protect(rule, finest, by_district=by_district, groups=groups)
         keep_answer(
             self.engine,
             kind=SUPPLY_MAP,
@@ -126,10 +126,16 @@ class Releaser:
         return answer
 
     def _protect(
-        self, rule: AggregateRule, population: int, *, by_district: bool, groups: tuple[int, ...]
+        self, rule: AggregateRule, finest: RawSupply, *, by_district: bool, groups: tuple[int, ...]
     ) -> SupplyMap:
 
-        raw = supply_map(self.engine, authority_code=self.authority, by_district=by_district, client_groups=groups)
+        # The finest grain is the by-district map itself; only the plain map needs its own query.
+        raw = (
+            finest
+            if by_district
+            else supply_map(self.engine, authority_code=self.authority, by_district=False, client_groups=groups)
+        )
+        population = finest.population
         dims = ("client_group", "service_type", "district") if by_district else ("client_group", "service_type")
 
         def key_of(key: CellKey) -> tuple[str, ...]:
