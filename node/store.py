@@ -189,6 +189,7 @@ def open_store(url: str) -> Engine:
     # means a store opened by any command has every table the node keeps. Imported late so that they
     # may use this module.
     import node.audit
+    import node.client_records
     import node.ledger  # noqa: F401
 
     SQLModel.metadata.create_all(engine)
