@@ -227,3 +227,31 @@ def verify_response(envelope: dsse.Envelope, message_cls: type[M], *, signer: Pa
 
 
 ResponseBuilder = Callable[[Verified[M]], Message]
+
+
+def forwarded_request(request_cls: type[M], header: envelope_pb2.RequestHeader, principal_query: Message) -> M:
+    """The node request that asks exactly the principal's question: every field besides the
+    header is copied from the principal's query field of the same name (sets sorted)."""
+    request = request_cls(header=header)
+    for descriptor in request.DESCRIPTOR.fields:
+        if descriptor.name == "header":
+            continue
+        value = getattr(principal_query, descriptor.name)
+        if descriptor.is_repeated:
+            getattr(request, descriptor.name).extend(sorted(set(value)))
+        else:
+            setattr(request, descriptor.name, value)
+    return request
+
+
+def asks_same_question(principal_query: Message, forwarded: Message) -> bool:
+    """Whether a forwarded request asks the principal's own question and nothing else."""
+    for descriptor in forwarded.DESCRIPTOR.fields:
+        if descriptor.name == "header":
+            continue
+        mine, theirs = getattr(principal_query, descriptor.name), getattr(forwarded, descriptor.name)
+        if descriptor.is_repeated:
+            mine, theirs = sorted(set(mine)), sorted(set(theirs))
+        if mine != theirs:
+            return False
+    return True

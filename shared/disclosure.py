@@ -12,11 +12,13 @@ import hashlib
 import hmac
 import json
 import math
+import secrets
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
 from itertools import combinations
+from pathlib import Path
 from types import MappingProxyType
 from typing import NamedTuple, Protocol
 
@@ -39,11 +41,14 @@ __all__ = [
     "ReleasedTable",
     "Table",
     "check_differencing",
+    "intake_band",
+    "load_secret",
     "protect_counts",
     "protect_magnitudes",
     "require_dimensions",
     "require_min_authorities",
     "require_min_records",
+    "share_band",
 ]
 
 CellKey = tuple[str, ...]
@@ -185,6 +190,42 @@ def require_min_records(n_selected: int, rule: AggregateRule, *, client_group: i
 def require_min_authorities(n_authorities: int, rule: AggregateRule) -> None:
     if n_authorities < rule.min_authorities:
         raise DisclosureRefused("minimum authorities: a joint figure needs more authorities")
+
+
+ROUNDING_SECRET_BYTES = 32
+
+
+def load_secret(path: Path) -> bytes:
+    """A rounding key, made on first use (32 random bytes, readable by the owner only)."""
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(secrets.token_bytes(ROUNDING_SECRET_BYTES))
+        path.chmod(0o600)
+    secret = path.read_bytes()
+    if len(secret) < ROUNDING_SECRET_BYTES:
+        raise InvalidRequest(f"{path} is not a rounding key ({ROUNDING_SECRET_BYTES} random bytes expected)")
+    return secret
+
+
+def intake_band(count: int, rule: AggregateRule, *, client_group: int | None = None) -> str | None:
+    """A count shown only as a band whose lowest value is above the small-count threshold
+    ("8-19", "20-49", "50-99", "100+"); None when the count is too small to describe at all."""
+    threshold = rule.threshold_for(client_group)
+    if count <= threshold:
+        return None
+    for low, high in ((threshold + 1, 19), (20, 49), (50, 99)):
+        if count <= high:
+            return f"{max(low, threshold + 1)}-{high}"
+    return "100+"
+
+
+def share_band(part: int, whole: int, *, width: int = 10) -> str:
+    """A share as a band of `width` percentage points ("50-59%", ..., "90-100%")."""
+    if whole <= 0 or not 0 <= part <= whole:
+        raise InvalidRequest("a share needs 0 <= part <= whole and whole > 0")
+    percent = 100 * part // whole
+    low = min(percent // width * width, 100 - width)
+    return f"{low}-{100 if low + width >= 100 else low + width - 1}%"
 
 
 # --- the layout of a table with its margins -------------------------------------------------------

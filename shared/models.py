@@ -44,6 +44,63 @@ class SupplyMap(_Model):
     total: SupplyCell = SupplyCell(client_group=0)
 
 
+class CountCell(_Model):
+    """One cell of a released count table: `None` is suppressed, and `suppressed` names the rule.
+    A margin carries "*" for each dimension it sums over."""
+
+    key: tuple[str, ...]
+    count: int | None = Field(ge=0, default=None)
+    suppressed: str = ""
+    margin: bool = False
+
+
+class RecordsQuestion(_Model):
+    """A question about client records, as a node read it (dates ISO, inclusive; "" unbounded)."""
+
+    from_date: str = ""
+    to_date: str = ""
+    period: str = "year"
+    client_groups: tuple[int, ...] = ()
+    min_share_percent: int = 0
+
+
+class CountTable(_Model):
+    """A count table one authority's node released: movement, net flow or KPI 2."""
+
+    authority: str
+    kind: str
+    dimensions: tuple[str, ...]
+    cells: tuple[CountCell, ...] = ()
+    question: RecordsQuestion = RecordsQuestion()
+
+    def value(self, *key: str) -> int | None:
+        """The released count at `key`; 0 for a cell the table does not hold (nobody there)."""
+        for cell in self.cells:
+            if cell.key == key:
+                return cell.count
+        return 0
+
+
+class NonLocalService(_Model):
+    """A service whose intake is mostly non-local, described in bands only."""
+
+    provider: str
+    name: str
+    service_type: str
+    client_group: int = Field(ge=1, le=21)
+    district: str = ""
+    designated: bool = False
+    intake_band: str
+    share_band: str
+
+
+class NonLocalServices(_Model):
+    authority: str
+    services: tuple[NonLocalService, ...] = ()
+    too_small: int = Field(ge=0, default=0)
+    question: RecordsQuestion = RecordsQuestion()
+
+
 class NodeDescription(_Model):
     authority: str
     name: str

@@ -5,7 +5,16 @@ Protobuf types go no further than the servicers and the clients that call them.
 from __future__ import annotations
 
 from shared import dsse
-from shared.models import NodeDescription, SupplyCell, SupplyMap
+from shared.models import (
+    CountCell,
+    CountTable,
+    NodeDescription,
+    NonLocalService,
+    NonLocalServices,
+    RecordsQuestion,
+    SupplyCell,
+    SupplyMap,
+)
 from shared.pb.cagnet.v1 import envelope_pb2, node_pb2
 
 
@@ -95,4 +104,95 @@ def description_from_proto(message: node_pb2.DescribeResponse) -> NodeDescriptio
         capabilities=tuple(message.capabilities),
         key_fingerprint=message.key_fingerprint,
         software_version=message.software_version,
+    )
+
+
+def count_table_to_proto(table: CountTable, header: envelope_pb2.ResponseHeader) -> node_pb2.CountsResponse:
+    q = table.question
+    return node_pb2.CountsResponse(
+        header=header,
+        authority=table.authority,
+        kind=table.kind,
+        dimensions=list(table.dimensions),
+        cells=[
+            node_pb2.CountCell(key=list(c.key), count=c.count, suppressed=c.suppressed, margin=c.margin)
+            if c.count is not None
+            else node_pb2.CountCell(key=list(c.key), suppressed=c.suppressed, margin=c.margin)
+            for c in table.cells
+        ],
+        from_date=q.from_date,
+        to_date=q.to_date,
+        period=q.period,
+        client_groups=list(q.client_groups),
+    )
+
+
+def count_table_from_proto(message: node_pb2.CountsResponse) -> CountTable:
+    return CountTable(
+        authority=message.authority,
+        kind=message.kind,
+        dimensions=tuple(message.dimensions),
+        cells=tuple(
+            CountCell(
+                key=tuple(c.key),
+                count=c.count if c.HasField("count") else None,
+                suppressed=c.suppressed,
+                margin=c.margin,
+            )
+            for c in message.cells
+        ),
+        question=RecordsQuestion(
+            from_date=message.from_date,
+            to_date=message.to_date,
+            period=message.period,
+            client_groups=tuple(message.client_groups),
+        ),
+    )
+
+
+def non_local_services_to_proto(
+    released: NonLocalServices, header: envelope_pb2.ResponseHeader
+) -> node_pb2.NonLocalServicesResponse:
+    return node_pb2.NonLocalServicesResponse(
+        header=header,
+        authority=released.authority,
+        services=[node_pb2.NonLocalService(**s.model_dump()) for s in released.services],
+        too_small=released.too_small,
+        from_date=released.question.from_date,
+        to_date=released.question.to_date,
+        min_share_percent=released.question.min_share_percent,
+    )
+
+
+def non_local_services_from_proto(message: node_pb2.NonLocalServicesResponse) -> NonLocalServices:
+    return NonLocalServices(
+        authority=message.authority,
+        services=tuple(
+            NonLocalService(
+                provider=s.provider,
+                name=s.name,
+                service_type=s.service_type,
+                client_group=s.client_group,
+                district=s.district,
+                designated=s.designated,
+                intake_band=s.intake_band,
+                share_band=s.share_band,
+            )
+            for s in message.services
+        ),
+        too_small=message.too_small,
+        question=RecordsQuestion(
+            from_date=message.from_date, to_date=message.to_date, min_share_percent=message.min_share_percent
+        ),
+    )
+
+
+def records_question_from_proto(message: node_pb2.RecordsQuery) -> RecordsQuestion:
+    """The question as asked (unchecked: the node checks dates, period and groups)."""
+    return RecordsQuestion(
+        from_date=message.from_date,
+        to_date=message.to_date,
+        period=message.period or "year",
+        client_groups=tuple(sorted(set(message.client_groups))),
+        min_share_percent=message.min_share_percent,
     )

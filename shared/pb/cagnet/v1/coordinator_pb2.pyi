@@ -32,11 +32,25 @@ class JointQueryRequest(_message.Message):
     BY_DISTRICT_FIELD_NUMBER: _builtins.int
     NODE_DEADLINE_MS_FIELD_NUMBER: _builtins.int
     CLIENT_GROUPS_FIELD_NUMBER: _builtins.int
+    FROM_DATE_FIELD_NUMBER: _builtins.int
+    TO_DATE_FIELD_NUMBER: _builtins.int
+    PERIOD_FIELD_NUMBER: _builtins.int
+    MIN_SHARE_PERCENT_FIELD_NUMBER: _builtins.int
     kind: _builtins.str
-    """The aggregate kind, e.g. "supply-map"."""
+    """The aggregate kind: "supply-map", "movement", "net-flow", "kpi", "non-local-services" or
+    "repeat-movers".
+    """
     by_district: _builtins.bool
     node_deadline_ms: _builtins.int
     """Per-node deadline in milliseconds; 0 means the coordinator's default."""
+    from_date: _builtins.str
+    """For questions about client records: the period (ISO dates, inclusive; empty: unbounded),
+    its grain ("year", "quarter" or "all"), and for non-local services the smallest share of
+    intake from outside the host authority, in percent.
+    """
+    to_date: _builtins.str
+    period: _builtins.str
+    min_share_percent: _builtins.int
     @_builtins.property
     def header(self) -> _envelope_pb2.RequestHeader: ...
     @_builtins.property
@@ -51,10 +65,14 @@ class JointQueryRequest(_message.Message):
         by_district: _builtins.bool = ...,
         node_deadline_ms: _builtins.int = ...,
         client_groups: _abc.Iterable[_builtins.int] | None = ...,
+        from_date: _builtins.str = ...,
+        to_date: _builtins.str = ...,
+        period: _builtins.str = ...,
+        min_share_percent: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["header", b"header"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["by_district", b"by_district", "client_groups", b"client_groups", "header", b"header", "kind", b"kind", "node_deadline_ms", b"node_deadline_ms"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["by_district", b"by_district", "client_groups", b"client_groups", "from_date", b"from_date", "header", b"header", "kind", b"kind", "min_share_percent", b"min_share_percent", "node_deadline_ms", b"node_deadline_ms", "period", b"period", "to_date", b"to_date"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -263,3 +263,299 @@ class SupplyMapResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___SupplyMapResponse: _TypeAlias = SupplyMapResponse  # noqa: Y015
+
+@_typing.final
+class RecordsQuery(_message.Message):
+    """A question about the authority's client records (movement, net flow, KPI, non-local
+    services, linkage tokens). Dates are ISO "YYYY-MM-DD", inclusive; empty means unbounded.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    HEADER_FIELD_NUMBER: _builtins.int
+    FROM_DATE_FIELD_NUMBER: _builtins.int
+    TO_DATE_FIELD_NUMBER: _builtins.int
+    PERIOD_FIELD_NUMBER: _builtins.int
+    CLIENT_GROUPS_FIELD_NUMBER: _builtins.int
+    MIN_SHARE_PERCENT_FIELD_NUMBER: _builtins.int
+    from_date: _builtins.str
+    to_date: _builtins.str
+    period: _builtins.str
+    """"year" (financial years, "2009-10"), "quarter" ("2009-10 Q1") or "all"."""
+    min_share_percent: _builtins.int
+    """Non-local services: the smallest share of intake from outside the authority, in percent."""
+    @_builtins.property
+    def header(self) -> _envelope_pb2.RequestHeader: ...
+    @_builtins.property
+    def client_groups(self) -> _containers.RepeatedScalarFieldContainer[_builtins.int]:
+        """Only records whose primary client group is one of these; empty means every group."""
+
+    def __init__(
+        self,
+        *,
+        header: _envelope_pb2.RequestHeader | None = ...,
+        from_date: _builtins.str = ...,
+        to_date: _builtins.str = ...,
+        period: _builtins.str = ...,
+        client_groups: _abc.Iterable[_builtins.int] | None = ...,
+        min_share_percent: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["header", b"header"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["client_groups", b"client_groups", "from_date", b"from_date", "header", b"header", "min_share_percent", b"min_share_percent", "period", b"period", "to_date", b"to_date"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RecordsQuery: _TypeAlias = RecordsQuery  # noqa: Y015
+
+@_typing.final
+class CountCell(_message.Message):
+    """One cell of a released count table. A margin holds "*" for each dimension it sums over.
+    An absent count is suppressed, and `suppressed` names the rule.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    KEY_FIELD_NUMBER: _builtins.int
+    COUNT_FIELD_NUMBER: _builtins.int
+    SUPPRESSED_FIELD_NUMBER: _builtins.int
+    MARGIN_FIELD_NUMBER: _builtins.int
+    count: _builtins.int
+    suppressed: _builtins.str
+    margin: _builtins.bool
+    @_builtins.property
+    def key(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
+    def __init__(
+        self,
+        *,
+        key: _abc.Iterable[_builtins.str] | None = ...,
+        count: _builtins.int | None = ...,
+        suppressed: _builtins.str = ...,
+        margin: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_count", b"_count", "count", b"count"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_count", b"_count", "count", b"count", "key", b"key", "margin", b"margin", "suppressed", b"suppressed"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__count: _TypeAlias = _typing.Literal["count"]  # noqa: Y015
+    _WhichOneofArgType__count: _TypeAlias = _typing.Literal["_count", b"_count"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__count) -> _WhichOneofReturnType__count | None: ...
+
+Global___CountCell: _TypeAlias = CountCell  # noqa: Y015
+
+@_typing.final
+class CountsResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    HEADER_FIELD_NUMBER: _builtins.int
+    AUTHORITY_FIELD_NUMBER: _builtins.int
+    KIND_FIELD_NUMBER: _builtins.int
+    DIMENSIONS_FIELD_NUMBER: _builtins.int
+    CELLS_FIELD_NUMBER: _builtins.int
+    FROM_DATE_FIELD_NUMBER: _builtins.int
+    TO_DATE_FIELD_NUMBER: _builtins.int
+    PERIOD_FIELD_NUMBER: _builtins.int
+    CLIENT_GROUPS_FIELD_NUMBER: _builtins.int
+    authority: _builtins.str
+    kind: _builtins.str
+    """What the table counts, e.g. "movement"."""
+    from_date: _builtins.str
+    """The query the node answered, as it read it."""
+    to_date: _builtins.str
+    period: _builtins.str
+    @_builtins.property
+    def header(self) -> _envelope_pb2.ResponseHeader: ...
+    @_builtins.property
+    def dimensions(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
+    @_builtins.property
+    def cells(self) -> _containers.RepeatedCompositeFieldContainer[Global___CountCell]: ...
+    @_builtins.property
+    def client_groups(self) -> _containers.RepeatedScalarFieldContainer[_builtins.int]: ...
+    def __init__(
+        self,
+        *,
+        header: _envelope_pb2.ResponseHeader | None = ...,
+        authority: _builtins.str = ...,
+        kind: _builtins.str = ...,
+        dimensions: _abc.Iterable[_builtins.str] | None = ...,
+        cells: _abc.Iterable[Global___CountCell] | None = ...,
+        from_date: _builtins.str = ...,
+        to_date: _builtins.str = ...,
+        period: _builtins.str = ...,
+        client_groups: _abc.Iterable[_builtins.int] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["header", b"header"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["authority", b"authority", "cells", b"cells", "client_groups", b"client_groups", "dimensions", b"dimensions", "from_date", b"from_date", "header", b"header", "kind", b"kind", "period", b"period", "to_date", b"to_date"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CountsResponse: _TypeAlias = CountsResponse  # noqa: Y015
+
+@_typing.final
+class NonLocalService(_message.Message):
+    """A service whose intake is mostly from outside its host authority. Intake and share are in
+    bands; a refuge's name and district are never released.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PROVIDER_FIELD_NUMBER: _builtins.int
+    NAME_FIELD_NUMBER: _builtins.int
+    SERVICE_TYPE_FIELD_NUMBER: _builtins.int
+    CLIENT_GROUP_FIELD_NUMBER: _builtins.int
+    DISTRICT_FIELD_NUMBER: _builtins.int
+    DESIGNATED_FIELD_NUMBER: _builtins.int
+    INTAKE_BAND_FIELD_NUMBER: _builtins.int
+    SHARE_BAND_FIELD_NUMBER: _builtins.int
+    provider: _builtins.str
+    name: _builtins.str
+    service_type: _builtins.str
+    client_group: _builtins.int
+    district: _builtins.str
+    designated: _builtins.bool
+    intake_band: _builtins.str
+    share_band: _builtins.str
+    def __init__(
+        self,
+        *,
+        provider: _builtins.str = ...,
+        name: _builtins.str = ...,
+        service_type: _builtins.str = ...,
+        client_group: _builtins.int = ...,
+        district: _builtins.str = ...,
+        designated: _builtins.bool = ...,
+        intake_band: _builtins.str = ...,
+        share_band: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["client_group", b"client_group", "designated", b"designated", "district", b"district", "intake_band", b"intake_band", "name", b"name", "provider", b"provider", "service_type", b"service_type", "share_band", b"share_band"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___NonLocalService: _TypeAlias = NonLocalService  # noqa: Y015
+
+@_typing.final
+class NonLocalServicesResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    HEADER_FIELD_NUMBER: _builtins.int
+    AUTHORITY_FIELD_NUMBER: _builtins.int
+    SERVICES_FIELD_NUMBER: _builtins.int
+    TOO_SMALL_FIELD_NUMBER: _builtins.int
+    FROM_DATE_FIELD_NUMBER: _builtins.int
+    TO_DATE_FIELD_NUMBER: _builtins.int
+    MIN_SHARE_PERCENT_FIELD_NUMBER: _builtins.int
+    authority: _builtins.str
+    too_small: _builtins.int
+    """Services left out because their intake was too small to describe."""
+    from_date: _builtins.str
+    to_date: _builtins.str
+    min_share_percent: _builtins.int
+    @_builtins.property
+    def header(self) -> _envelope_pb2.ResponseHeader: ...
+    @_builtins.property
+    def services(self) -> _containers.RepeatedCompositeFieldContainer[Global___NonLocalService]: ...
+    def __init__(
+        self,
+        *,
+        header: _envelope_pb2.ResponseHeader | None = ...,
+        authority: _builtins.str = ...,
+        services: _abc.Iterable[Global___NonLocalService] | None = ...,
+        too_small: _builtins.int = ...,
+        from_date: _builtins.str = ...,
+        to_date: _builtins.str = ...,
+        min_share_percent: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["header", b"header"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["authority", b"authority", "from_date", b"from_date", "header", b"header", "min_share_percent", b"min_share_percent", "services", b"services", "to_date", b"to_date", "too_small", b"too_small"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___NonLocalServicesResponse: _TypeAlias = NonLocalServicesResponse  # noqa: Y015
+
+@_typing.final
+class LinkageTokensResponse(_message.Message):
+    """One node's per-analysis linkage tokens: HMAC under the network linkage key (which the
+    coordinator never holds) of the principal's query nonce and each person's hash. They let the
+    coordinator count people who appear at two or more authorities without learning who.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    HEADER_FIELD_NUMBER: _builtins.int
+    AUTHORITY_FIELD_NUMBER: _builtins.int
+    KEY_CHECK_FIELD_NUMBER: _builtins.int
+    TOKENS_FIELD_NUMBER: _builtins.int
+    GROUPS_FIELD_NUMBER: _builtins.int
+    RECEIPT_FIELD_NUMBER: _builtins.int
+    authority: _builtins.str
+    key_check: _builtins.str
+    """A check value of the linkage key: nodes holding the same key give the same value."""
+    @_builtins.property
+    def header(self) -> _envelope_pb2.ResponseHeader: ...
+    @_builtins.property
+    def tokens(self) -> _containers.RepeatedScalarFieldContainer[_builtins.bytes]:
+        """Sorted 16-byte tokens, one per distinct person, and for each a bit mask of the primary
+        client groups (bit g for group g) the person's records carry.
+        """
+
+    @_builtins.property
+    def groups(self) -> _containers.RepeatedScalarFieldContainer[_builtins.int]: ...
+    @_builtins.property
+    def receipt(self) -> _envelope_pb2.Envelope:
+        """The node's signed receipt (a LinkageReceipt envelope), which the bundle carries instead of
+        the tokens: a CAG chair never receives a token.
+        """
+
+    def __init__(
+        self,
+        *,
+        header: _envelope_pb2.ResponseHeader | None = ...,
+        authority: _builtins.str = ...,
+        key_check: _builtins.str = ...,
+        tokens: _abc.Iterable[_builtins.bytes] | None = ...,
+        groups: _abc.Iterable[_builtins.int] | None = ...,
+        receipt: _envelope_pb2.Envelope | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["header", b"header", "receipt", b"receipt"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["authority", b"authority", "groups", b"groups", "header", b"header", "key_check", b"key_check", "receipt", b"receipt", "tokens", b"tokens"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___LinkageTokensResponse: _TypeAlias = LinkageTokensResponse  # noqa: Y015
+
+@_typing.final
+class LinkageReceipt(_message.Message):
+    """What a node attests about the tokens it sent, without the tokens."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    HEADER_FIELD_NUMBER: _builtins.int
+    AUTHORITY_FIELD_NUMBER: _builtins.int
+    KEY_CHECK_FIELD_NUMBER: _builtins.int
+    TOKENS_DIGEST_FIELD_NUMBER: _builtins.int
+    authority: _builtins.str
+    key_check: _builtins.str
+    tokens_digest: _builtins.bytes
+    """SHA-256 over the tokens and masks exactly as sent."""
+    @_builtins.property
+    def header(self) -> _envelope_pb2.ResponseHeader: ...
+    def __init__(
+        self,
+        *,
+        header: _envelope_pb2.ResponseHeader | None = ...,
+        authority: _builtins.str = ...,
+        key_check: _builtins.str = ...,
+        tokens_digest: _builtins.bytes = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["header", b"header"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["authority", b"authority", "header", b"header", "key_check", b"key_check", "tokens_digest", b"tokens_digest"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___LinkageReceipt: _TypeAlias = LinkageReceipt  # noqa: Y015

@@ -44,6 +44,31 @@ class NodeStub:
                 request_serializer=cagnet_dot_v1_dot_envelope__pb2.Envelope.SerializeToString,
                 response_deserializer=cagnet_dot_v1_dot_envelope__pb2.Envelope.FromString,
                 _registered_method=True)
+        self.Movement = channel.unary_unary(
+                '/cagnet.v1.Node/Movement',
+                request_serializer=cagnet_dot_v1_dot_envelope__pb2.Envelope.SerializeToString,
+                response_deserializer=cagnet_dot_v1_dot_envelope__pb2.Envelope.FromString,
+                _registered_method=True)
+        self.NetFlow = channel.unary_unary(
+                '/cagnet.v1.Node/NetFlow',
+                request_serializer=cagnet_dot_v1_dot_envelope__pb2.Envelope.SerializeToString,
+                response_deserializer=cagnet_dot_v1_dot_envelope__pb2.Envelope.FromString,
+                _registered_method=True)
+        self.Kpi = channel.unary_unary(
+                '/cagnet.v1.Node/Kpi',
+                request_serializer=cagnet_dot_v1_dot_envelope__pb2.Envelope.SerializeToString,
+                response_deserializer=cagnet_dot_v1_dot_envelope__pb2.Envelope.FromString,
+                _registered_method=True)
+        self.NonLocalServices = channel.unary_unary(
+                '/cagnet.v1.Node/NonLocalServices',
+                request_serializer=cagnet_dot_v1_dot_envelope__pb2.Envelope.SerializeToString,
+                response_deserializer=cagnet_dot_v1_dot_envelope__pb2.Envelope.FromString,
+                _registered_method=True)
+        self.LinkageTokens = channel.unary_unary(
+                '/cagnet.v1.Node/LinkageTokens',
+                request_serializer=cagnet_dot_v1_dot_envelope__pb2.Envelope.SerializeToString,
+                response_deserializer=cagnet_dot_v1_dot_envelope__pb2.Envelope.FromString,
+                _registered_method=True)
 
 
 class NodeServicer:
@@ -63,6 +88,42 @@ class NodeServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Movement(self, request, context):
+        """RecordsQuery -> CountsResponse: new clients by origin x client group x period.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def NetFlow(self, request, context):
+        """RecordsQuery -> CountsResponse: new clients by origin class x client group, for net flows.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Kpi(self, request, context):
+        """RecordsQuery -> CountsResponse: departures from short-term services by client group x
+        planned/unplanned (KPI 2).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def NonLocalServices(self, request, context):
+        """RecordsQuery -> NonLocalServicesResponse
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def LinkageTokens(self, request, context):
+        """RecordsQuery -> LinkageTokensResponse (for the coordinator only; never forwarded on)
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_NodeServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -73,6 +134,31 @@ def add_NodeServicer_to_server(servicer, server):
             ),
             'SupplyMap': grpc.unary_unary_rpc_method_handler(
                     servicer.SupplyMap,
+                    request_deserializer=cagnet_dot_v1_dot_envelope__pb2.Envelope.FromString,
+                    response_serializer=cagnet_dot_v1_dot_envelope__pb2.Envelope.SerializeToString,
+            ),
+            'Movement': grpc.unary_unary_rpc_method_handler(
+                    servicer.Movement,
+                    request_deserializer=cagnet_dot_v1_dot_envelope__pb2.Envelope.FromString,
+                    response_serializer=cagnet_dot_v1_dot_envelope__pb2.Envelope.SerializeToString,
+            ),
+            'NetFlow': grpc.unary_unary_rpc_method_handler(
+                    servicer.NetFlow,
+                    request_deserializer=cagnet_dot_v1_dot_envelope__pb2.Envelope.FromString,
+                    response_serializer=cagnet_dot_v1_dot_envelope__pb2.Envelope.SerializeToString,
+            ),
+            'Kpi': grpc.unary_unary_rpc_method_handler(
+                    servicer.Kpi,
+                    request_deserializer=cagnet_dot_v1_dot_envelope__pb2.Envelope.FromString,
+                    response_serializer=cagnet_dot_v1_dot_envelope__pb2.Envelope.SerializeToString,
+            ),
+            'NonLocalServices': grpc.unary_unary_rpc_method_handler(
+                    servicer.NonLocalServices,
+                    request_deserializer=cagnet_dot_v1_dot_envelope__pb2.Envelope.FromString,
+                    response_serializer=cagnet_dot_v1_dot_envelope__pb2.Envelope.SerializeToString,
+            ),
+            'LinkageTokens': grpc.unary_unary_rpc_method_handler(
+                    servicer.LinkageTokens,
                     request_deserializer=cagnet_dot_v1_dot_envelope__pb2.Envelope.FromString,
                     response_serializer=cagnet_dot_v1_dot_envelope__pb2.Envelope.SerializeToString,
             ),
@@ -129,6 +215,141 @@ class Node:
             request,
             target,
             '/cagnet.v1.Node/SupplyMap',
+            cagnet_dot_v1_dot_envelope__pb2.Envelope.SerializeToString,
+            cagnet_dot_v1_dot_envelope__pb2.Envelope.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Movement(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/cagnet.v1.Node/Movement',
+            cagnet_dot_v1_dot_envelope__pb2.Envelope.SerializeToString,
+            cagnet_dot_v1_dot_envelope__pb2.Envelope.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def NetFlow(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/cagnet.v1.Node/NetFlow',
+            cagnet_dot_v1_dot_envelope__pb2.Envelope.SerializeToString,
+            cagnet_dot_v1_dot_envelope__pb2.Envelope.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Kpi(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/cagnet.v1.Node/Kpi',
+            cagnet_dot_v1_dot_envelope__pb2.Envelope.SerializeToString,
+            cagnet_dot_v1_dot_envelope__pb2.Envelope.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def NonLocalServices(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/cagnet.v1.Node/NonLocalServices',
+            cagnet_dot_v1_dot_envelope__pb2.Envelope.SerializeToString,
+            cagnet_dot_v1_dot_envelope__pb2.Envelope.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def LinkageTokens(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/cagnet.v1.Node/LinkageTokens',
             cagnet_dot_v1_dot_envelope__pb2.Envelope.SerializeToString,
             cagnet_dot_v1_dot_envelope__pb2.Envelope.FromString,
             options,

@@ -38,6 +38,18 @@ class NodeStub:
     """DescribeRequest -> DescribeResponse"""
     SupplyMap: _grpc.UnaryUnaryMultiCallable[_envelope_pb2.Envelope, _envelope_pb2.Envelope]
     """SupplyMapRequest -> SupplyMapResponse"""
+    Movement: _grpc.UnaryUnaryMultiCallable[_envelope_pb2.Envelope, _envelope_pb2.Envelope]
+    """RecordsQuery -> CountsResponse: new clients by origin x client group x period."""
+    NetFlow: _grpc.UnaryUnaryMultiCallable[_envelope_pb2.Envelope, _envelope_pb2.Envelope]
+    """RecordsQuery -> CountsResponse: new clients by origin class x client group, for net flows."""
+    Kpi: _grpc.UnaryUnaryMultiCallable[_envelope_pb2.Envelope, _envelope_pb2.Envelope]
+    """RecordsQuery -> CountsResponse: departures from short-term services by client group x
+    planned/unplanned (KPI 2).
+    """
+    NonLocalServices: _grpc.UnaryUnaryMultiCallable[_envelope_pb2.Envelope, _envelope_pb2.Envelope]
+    """RecordsQuery -> NonLocalServicesResponse"""
+    LinkageTokens: _grpc.UnaryUnaryMultiCallable[_envelope_pb2.Envelope, _envelope_pb2.Envelope]
+    """RecordsQuery -> LinkageTokensResponse (for the coordinator only; never forwarded on)"""
 
 @_typing.type_check_only
 class NodeAsyncStub(NodeStub):
@@ -46,6 +58,18 @@ class NodeAsyncStub(NodeStub):
     """DescribeRequest -> DescribeResponse"""
     SupplyMap: _aio.UnaryUnaryMultiCallable[_envelope_pb2.Envelope, _envelope_pb2.Envelope]  # type: ignore[assignment]
     """SupplyMapRequest -> SupplyMapResponse"""
+    Movement: _aio.UnaryUnaryMultiCallable[_envelope_pb2.Envelope, _envelope_pb2.Envelope]  # type: ignore[assignment]
+    """RecordsQuery -> CountsResponse: new clients by origin x client group x period."""
+    NetFlow: _aio.UnaryUnaryMultiCallable[_envelope_pb2.Envelope, _envelope_pb2.Envelope]  # type: ignore[assignment]
+    """RecordsQuery -> CountsResponse: new clients by origin class x client group, for net flows."""
+    Kpi: _aio.UnaryUnaryMultiCallable[_envelope_pb2.Envelope, _envelope_pb2.Envelope]  # type: ignore[assignment]
+    """RecordsQuery -> CountsResponse: departures from short-term services by client group x
+    planned/unplanned (KPI 2).
+    """
+    NonLocalServices: _aio.UnaryUnaryMultiCallable[_envelope_pb2.Envelope, _envelope_pb2.Envelope]  # type: ignore[assignment]
+    """RecordsQuery -> NonLocalServicesResponse"""
+    LinkageTokens: _aio.UnaryUnaryMultiCallable[_envelope_pb2.Envelope, _envelope_pb2.Envelope]  # type: ignore[assignment]
+    """RecordsQuery -> LinkageTokensResponse (for the coordinator only; never forwarded on)"""
 
 class NodeServicer(metaclass=_abc_1.ABCMeta):
     @_abc_1.abstractmethod
@@ -63,5 +87,47 @@ class NodeServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_envelope_pb2.Envelope, _abc.Awaitable[_envelope_pb2.Envelope]]:
         """SupplyMapRequest -> SupplyMapResponse"""
+
+    @_abc_1.abstractmethod
+    def Movement(
+        self,
+        request: _envelope_pb2.Envelope,
+        context: _ServicerContext,
+    ) -> _typing.Union[_envelope_pb2.Envelope, _abc.Awaitable[_envelope_pb2.Envelope]]:
+        """RecordsQuery -> CountsResponse: new clients by origin x client group x period."""
+
+    @_abc_1.abstractmethod
+    def NetFlow(
+        self,
+        request: _envelope_pb2.Envelope,
+        context: _ServicerContext,
+    ) -> _typing.Union[_envelope_pb2.Envelope, _abc.Awaitable[_envelope_pb2.Envelope]]:
+        """RecordsQuery -> CountsResponse: new clients by origin class x client group, for net flows."""
+
+    @_abc_1.abstractmethod
+    def Kpi(
+        self,
+        request: _envelope_pb2.Envelope,
+        context: _ServicerContext,
+    ) -> _typing.Union[_envelope_pb2.Envelope, _abc.Awaitable[_envelope_pb2.Envelope]]:
+        """RecordsQuery -> CountsResponse: departures from short-term services by client group x
+        planned/unplanned (KPI 2).
+        """
+
+    @_abc_1.abstractmethod
+    def NonLocalServices(
+        self,
+        request: _envelope_pb2.Envelope,
+        context: _ServicerContext,
+    ) -> _typing.Union[_envelope_pb2.Envelope, _abc.Awaitable[_envelope_pb2.Envelope]]:
+        """RecordsQuery -> NonLocalServicesResponse"""
+
+    @_abc_1.abstractmethod
+    def LinkageTokens(
+        self,
+        request: _envelope_pb2.Envelope,
+        context: _ServicerContext,
+    ) -> _typing.Union[_envelope_pb2.Envelope, _abc.Awaitable[_envelope_pb2.Envelope]]:
+        """RecordsQuery -> LinkageTokensResponse (for the coordinator only; never forwarded on)"""
 
 def add_NodeServicer_to_server(servicer: NodeServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
