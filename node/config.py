@@ -56,6 +56,16 @@ class NodeConfig(BaseModel):
         return self.identity_dir / "rounding.key"
 
     @property
+    def linkage_key_path(self) -> Path:
+        """The network linkage key every member node holds and the coordinator never does."""
+        return self.identity_dir / "linkage.key"
+
+    @property
+    def person_key_path(self) -> Path:
+        """The node's own key for sealing person hashes (`node.client_records`)."""
+        return self.identity_dir / "person.key"
+
+    @property
     def identity_dir(self) -> Path:
         return self.nodedir / "identity"
 
@@ -71,8 +81,13 @@ def _toml_str(value: str) -> str:
     return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
-def init_node(nodedir: Path, *, authority: str, endpoint: str, manifest_path: Path) -> JoinRequest:
-    """Make the node's keys and configuration; returns the join request to hand to the network."""
+def init_node(
+    nodedir: Path, *, authority: str, endpoint: str, manifest_path: Path, linkage_key: bytes | None = None
+) -> JoinRequest:
+    """Make the node's keys and configuration; returns the join request to hand to the network.
+
+    `linkage_key` is the network linkage key the members already hold (see node.linkage); the
+    first member leaves it out and a new one is made."""
     try:
         info = vocabulary.authority(authority)
     except KeyError as exc:
@@ -81,6 +96,9 @@ def init_node(nodedir: Path, *, authority: str, endpoint: str, manifest_path: Pa
         raise InvalidRequest(f"{nodedir} already holds a node; choose an empty folder")
     nodedir.mkdir(parents=True, exist_ok=True)
     signing, tls_key = write_keys(nodedir / "identity")
+    from node import linkage
+
+    linkage.install_linkage_key(nodedir / "identity" / "linkage.key", linkage_key)
     from cryptography.hazmat.primitives import serialization
 
     tls_public = tls_key.public_key().public_bytes(

@@ -11,15 +11,17 @@ from __future__ import annotations
 
 import hashlib
 import json
-import secrets
 import threading
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy.engine import Engine
 
+from node import movement
 from node.ledger import SqlReleaseStore, keep_answer, last_answer
+from node.movement import Question
 from node.store import data_version
 from node.supply import CellKey, RawCell, RawSupply, contract_values, supply_map
 from shared import vocabulary
@@ -31,34 +33,27 @@ from shared.disclosure import (
     ReleasedTable,
     ReleaseLedger,
     Table,
+    intake_band,
+    load_secret,
     protect_counts,
     protect_magnitudes,
     require_min_records,
+    share_band,
 )
 from shared.errors import DisclosureRefused, InvalidRequest
-from shared.models import SupplyCell, SupplyMap
+from shared.models import CountCell, CountTable, NonLocalService, NonLocalServices, SupplyCell, SupplyMap
 from shared.policy import AggregateRule, Policy
 
-__all__ = ["SUPPLY_MAP", "Releaser", "load_rounding_secret"]
+__all__ = ["KPI", "MOVEMENT", "NET_FLOW", "NON_LOCAL_SERVICES", "SUPPLY_MAP", "Releaser", "load_rounding_secret"]
 
 SUPPLY_MAP = "supply-map"
+MOVEMENT = "movement"
+NET_FLOW = "net-flow"
+KPI = "kpi"
+NON_LOCAL_SERVICES = "non-local-services"
 DESIGNATED = "supply-map/designated-services"  # the ledger's kind for designated-service counts
-ROUNDING_SECRET_BYTES = 32
 # The ledger keeps every supply map at its finest grain, so that any two can be compared.
 _LEDGER_DIMENSIONS = ("client_group", "service_type", "district")
-
-
-def load_rounding_secret(path: Path) -> bytes:
-    """The node's rounding key, made on first use. It never leaves the node: with it, anyone
-    could tell which way each count was rounded."""
-    if not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(secrets.token_bytes(ROUNDING_SECRET_BYTES))
-        path.chmod(0o600)
-    secret = path.read_bytes()
-    if len(secret) < ROUNDING_SECRET_BYTES:
-        raise InvalidRequest(f"{path} is not a rounding key ({ROUNDING_SECRET_BYTES} random bytes expected)")
-    return secret
 
 
 @dataclass
@@ -75,7 +70,7 @@ class Releaser:
         # The last answer to each question, with the data version and policy it was made from. The
         # same question over the same records and policy has the same answer (rounding is keyed,
         # and the ledger would repeat itself), so it need not be worked out again.
-        self._answers: dict[tuple[str, str], tuple[tuple[object, ...], SupplyMap]] = {}
+        self._answers: dict[tuple[str, str], tuple[tuple[object, ...], Any]] = {}
 
     def supply_map(
         self, policy: Policy, *, roles: Iterable[str], by_district: bool, client_groups: Sequence[int] = ()
@@ -92,6 +87,168 @@ class Releaser:
             answer = self._supply_map(rule, policy.digest, signature, by_district=by_district, groups=groups)
             self._answers[(policy.digest, signature)] = (version, answer)
             return answer
+
+    # --- client records ------------------------------------------------------------------------
+
+    def movement(self, policy: Policy, *, roles: Iterable[str], question: Question) -> CountTable:
+        """New clients by origin x client group x period (financial year, quarter or all)."""
+        return self._counts(
+            policy,
+            kind=MOVEMENT,
+            roles=roles,
+            question=question,
+            finest=lambda: movement.new_clients(self.engine, authority_code=self.authority, question=question),
+            finest_dims=("origin", "client_group", "month"),
+            dims=("origin", "client_group", "period"),
+            project=lambda k: (k[0], k[1], movement.period_of(k[2], question.period)),
+        )
+
+    def net_flow(self, policy: Policy, *, roles: Iterable[str], question: Question) -> CountTable:
+        """New clients over the whole period by origin class (each CAG authority, "outside" the
+        CAG, "unknown") x client group: what net imports and exports are worked out from."""
+        cag = frozenset(vocabulary.AUTHORITIES)
+        return self._counts(
+            policy,
+            kind=NET_FLOW,
+            roles=roles,
+            question=question,
+            finest=lambda: movement.new_clients(self.engine, authority_code=self.authority, question=question),
+            finest_dims=("origin", "client_group", "month"),
+            dims=("origin", "client_group"),
+            project=lambda k: (movement.origin_class(k[0], cag), k[1]),
+        )
+
+    def kpi(self, policy: Policy, *, roles: Iterable[str], question: Question) -> CountTable:
+        """Departures from short-term services by client group x planned/unplanned (KPI 2)."""
+        return self._counts(
+            policy,
+            kind=KPI,
+            roles=roles,
+            question=question,
+            finest=lambda: movement.departures(self.engine, question=question),
+            finest_dims=("client_group", "departure", "month"),
+            dims=("client_group", "departure"),
+            project=lambda k: (k[0], k[1]),
+        )
+
+    def _counts(
+        self,
+        policy: Policy,
+        *,
+        kind: str,
+        roles: Iterable[str],
+        question: Question,
+        finest: Callable[[], Mapping[Any, int]],
+        finest_dims: tuple[str, ...],
+        dims: tuple[str, ...],
+        project: Callable[[tuple[str, ...]], tuple[str, ...]],
+    ) -> CountTable:
+        """One path for every count table from client records: role, query-set restriction,
+        the ledger at the finest grain (months), then suppression and rounding at the grain asked."""
+        rule = policy.require_any_role(kind, tuple(roles))
+        asked = question.as_asked()
+        signature = _signature({"kind": kind, **asked.model_dump(mode="json")})
+        with self._lock:
+            version = (*data_version(self.engine), *movement.records_version(self.engine))
+            cached = self._answers.get((policy.digest, signature))
+            if cached is not None and cached[0] == version:
+                return cached[1]
+            raw = {tuple(str(part) for part in key): n for key, n in finest().items()}
+            groups = question.client_groups
+            if groups:
+                strictest = max(groups, key=rule.threshold_for)
+                require_min_records(sum(raw.values()), rule, client_group=strictest)
+            admitted = self.ledger.admit(kind, signature, finest_dims, raw, rule)
+            if dict(admitted) != raw:
+                earlier = last_answer(self.engine, kind=kind, query_signature=signature, policy_digest=policy.digest)
+                if earlier is None:
+                    raise DisclosureRefused(
+                        "differencing: the answer would differ from an earlier release by too few people"
+                    )
+                answer = CountTable.model_validate_json(earlier)
+            else:
+                answer = self._protect_counts(rule, kind, raw, dims, project, asked_groups=groups, question=question)
+                keep_answer(
+                    self.engine,
+                    kind=kind,
+                    query_signature=signature,
+                    policy_digest=policy.digest,
+                    answer=answer.model_dump_json(),
+                )
+            self._answers[(policy.digest, signature)] = (version, answer)
+            return answer
+
+    def _protect_counts(
+        self,
+        rule: AggregateRule,
+        kind: str,
+        raw: Mapping[tuple[str, ...], int],
+        dims: tuple[str, ...],
+        project: Callable[[tuple[str, ...]], tuple[str, ...]],
+        *,
+        asked_groups: tuple[int, ...],
+        question: Question,
+    ) -> CountTable:
+        table: dict[tuple[str, ...], int] = {}
+        for key, n in raw.items():
+            out = project(key)
+            table[out] = table.get(out, 0) + n
+        position = dims.index("client_group")
+        # A total over client groups takes the strictest threshold of the groups a filter kept.
+        margin_group = max(asked_groups, key=rule.threshold_for) if asked_groups else None
+
+        def group_of(key: tuple[str, ...]) -> int | None:
+            return int(key[position]) if key[position] != TOTAL else margin_group
+
+        released = protect_counts(Table.of(dims, table), rule, secret=self.secret, group_of=group_of)
+        return CountTable(
+            authority=self.authority,
+            kind=kind,
+            dimensions=dims,
+            cells=tuple(
+                CountCell(
+                    key=c.key,
+                    count=c.value,
+                    suppressed="" if c.value is not None else c.rule.value,
+                    margin=c.margin,
+                )
+                for c in released.cells
+            ),
+            question=question.as_asked(),
+        )
+
+    def non_local_services(self, policy: Policy, *, roles: Iterable[str], question: Question) -> NonLocalServices:
+        """Services whose share of intake from outside the authority is at least the question's
+        share. Intake and share are released in bands only; a service whose intake is within the
+        small-count threshold is not described at all, only counted; a refuge's name and
+        district are never released (domestic violence services are shared at authority level)."""
+        rule = policy.require_any_role(NON_LOCAL_SERVICES, tuple(roles))
+        services = []
+        too_small = 0
+        for s in movement.service_intake(self.engine, authority_code=self.authority, question=question):
+            known = s.intake - s.unknown
+            band = intake_band(s.intake, rule, client_group=s.client_group)
+            if band is None or known <= rule.threshold_for(s.client_group):
+                too_small += 1
+                continue
+            if 100 * s.non_local < question.min_share_percent * known:
+                continue
+            protected = s.client_group == vocabulary.DOMESTIC_VIOLENCE
+            services.append(
+                NonLocalService(
+                    provider=s.provider,
+                    name="(withheld: domestic violence service)" if protected else s.name,
+                    service_type=s.service_type,
+                    client_group=s.client_group,
+                    district="" if protected else s.district,
+                    designated=s.designated,
+                    intake_band=band,
+                    share_band=share_band(s.non_local, known),
+                )
+            )
+        return NonLocalServices(
+            authority=self.authority, services=tuple(services), too_small=too_small, question=question.as_asked()
+        )
 
     def _supply_map(
         self, rule: AggregateRule, policy_digest: str, signature: str, *, by_district: bool, groups: tuple[int, ...]
@@ -245,3 +402,9 @@ def _ledger_key(key: CellKey) -> tuple[str, str, str]:
 
 def _signature(query: Mapping[str, object]) -> str:
     return hashlib.sha256(json.dumps(query, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+
+
+def load_rounding_secret(path: Path) -> bytes:
+    """The node's rounding key, made on first use. It never leaves the node: with it, anyone
+    could tell which way each count was rounded."""
+    return load_secret(path)

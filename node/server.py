@@ -17,34 +17,72 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from sqlalchemy.engine import Engine
 
-from node import service
+from node import linkage, service
+from node.client_records import PersonSealer, load_person_key
 from node.config import NodeConfig
+from node.movement import check_question
 from node.release import Releaser, load_rounding_secret
 from node.store import ensure_authority, open_store
 from shared import dsse
-from shared.auth import NonceCache, Verified, now_ms, require_role, response_header, sign_message, verify_request
+from shared.auth import (
+    NonceCache,
+    Verified,
+    asks_same_question,
+    now_ms,
+    require_role,
+    response_header,
+    sign_message,
+    verify_request,
+)
 from shared.errors import CagnetError, DisclosureRefused, InvalidRequest, NotPermitted, StalePolicy
 from shared.identity import Identity
 from shared.interceptor import SignedEnvelopeInterceptor, current_request, server_credentials
 from shared.manifest import CAG_CHAIR, COORDINATOR, MEMBER_AUTHORITY, ManifestSource
 from shared.pb.cagnet.v1 import coordinator_pb2, envelope_pb2, node_pb2, node_pb2_grpc
 from shared.policy import Policy, PolicySource
-from shared.serde import description_to_proto, envelope_to_proto, supply_map_to_proto
+from shared.serde import (
+    count_table_to_proto,
+    description_to_proto,
+    envelope_to_proto,
+    non_local_services_to_proto,
+    records_question_from_proto,
+    supply_map_to_proto,
+)
 
 log = logging.getLogger(__name__)
 
 SERVICE = "cagnet.v1.Node"
 DESCRIBE = f"/{SERVICE}/Describe"
 SUPPLY_MAP = f"/{SERVICE}/SupplyMap"
+MOVEMENT = f"/{SERVICE}/Movement"
+NET_FLOW = f"/{SERVICE}/NetFlow"
+KPI = f"/{SERVICE}/Kpi"
+NON_LOCAL_SERVICES = f"/{SERVICE}/NonLocalServices"
+LINKAGE_TOKENS = f"/{SERVICE}/LinkageTokens"
 JOINT_QUERY = "/cagnet.v1.Coordinator/JointQuery"
 
 # Which request payload each method takes, and which roles may ask for it.
 METHODS: dict[str, tuple[type[Any], tuple[str, ...]]] = {
     DESCRIBE: (node_pb2.DescribeRequest, (COORDINATOR, MEMBER_AUTHORITY, CAG_CHAIR)),
     SUPPLY_MAP: (node_pb2.SupplyMapRequest, (MEMBER_AUTHORITY, CAG_CHAIR)),
+    MOVEMENT: (node_pb2.RecordsQuery, (MEMBER_AUTHORITY, CAG_CHAIR)),
+    NET_FLOW: (node_pb2.RecordsQuery, (MEMBER_AUTHORITY, CAG_CHAIR)),
+    KPI: (node_pb2.RecordsQuery, (MEMBER_AUTHORITY, CAG_CHAIR)),
+    NON_LOCAL_SERVICES: (node_pb2.RecordsQuery, (MEMBER_AUTHORITY, CAG_CHAIR)),
+    LINKAGE_TOKENS: (node_pb2.RecordsQuery, (MEMBER_AUTHORITY, CAG_CHAIR)),
 }
 # Aggregates the coordinator may only ask for on a principal's behalf, with the joint query kind.
-FORWARDED_KIND = {SUPPLY_MAP: "supply-map"}
+FORWARDED_KIND = {
+    SUPPLY_MAP: "supply-map",
+    MOVEMENT: "movement",
+    NET_FLOW: "net-flow",
+    KPI: "kpi",
+    NON_LOCAL_SERVICES: "non-local-services",
+    LINKAGE_TOKENS: "repeat-movers",
+}
+# Answered only to the coordinator forwarding a principal's query, never to a principal directly:
+# a member officer whose own node holds the linkage key could test guesses against the tokens.
+COORDINATOR_ONLY = frozenset({LINKAGE_TOKENS})
 
 
 @dataclass
@@ -101,10 +139,12 @@ class NodeRuntime:
                 raise NotPermitted(f"role coordinator may not call {method} on its own account")
             if inner.kind != FORWARDED_KIND[method]:
                 raise NotPermitted("the forwarded request asked for a different aggregate")
-            if not _same_question(inner, verified.message):
+            if not asks_same_question(inner, verified.message):
                 raise NotPermitted("the forwarded request asked a different question from the principal's")
             # Each node sees a principal's query once: the coordinator may not ask again in their name.
             self.nonces.check_and_add(b"on-behalf-of:" + inner.header.nonce, inner.header.expires_at_ms, now_ms())
+        elif method in COORDINATOR_ONLY:
+            raise NotPermitted(f"{method} is answered only to the coordinator, for a joint query")
         require_role(verified.principal, roles, method)
         return verified
 
@@ -126,12 +166,6 @@ class NodeRuntime:
 
     def sign(self, message: Any) -> envelope_pb2.Envelope:
         return envelope_to_proto(sign_message(message, self.identity))
-
-
-def _same_question(principal: coordinator_pb2.JointQueryRequest, forwarded: Any) -> bool:
-    return bool(principal.by_district == forwarded.by_district) and sorted(set(principal.client_groups)) == sorted(
-        set(forwarded.client_groups)
-    )
 
 
 class NodeServicer(node_pb2_grpc.NodeServicer):
@@ -167,6 +201,79 @@ class NodeServicer(node_pb2_grpc.NodeServicer):
         header = response_header(self.rt.identity, request_digest=verified.request_digest, policy_digest=policy.digest)
         reply = self.rt.sign(supply_map_to_proto(supply, header))
         self._record(verified, SUPPLY_MAP, parameters, reply.payload, policy.digest)
+        return reply
+
+    def Movement(self, request: envelope_pb2.Envelope, context: grpc.ServicerContext) -> envelope_pb2.Envelope:
+        return self._counts(MOVEMENT, self.rt.releaser.movement)
+
+    def NetFlow(self, request: envelope_pb2.Envelope, context: grpc.ServicerContext) -> envelope_pb2.Envelope:
+        return self._counts(NET_FLOW, self.rt.releaser.net_flow)
+
+    def Kpi(self, request: envelope_pb2.Envelope, context: grpc.ServicerContext) -> envelope_pb2.Envelope:
+        return self._counts(KPI, self.rt.releaser.kpi)
+
+    def NonLocalServices(self, request: envelope_pb2.Envelope, context: grpc.ServicerContext) -> envelope_pb2.Envelope:
+        return self._records(
+            NON_LOCAL_SERVICES,
+            lambda policy, verified, question: non_local_services_to_proto(
+                self.rt.releaser.non_local_services(policy, roles=verified.principal.roles, question=question),
+                self._header(verified, policy),
+            ),
+        )
+
+    def LinkageTokens(self, request: envelope_pb2.Envelope, context: grpc.ServicerContext) -> envelope_pb2.Envelope:
+        def answer(policy: Policy, verified: Verified[Any], question: Any) -> Any:
+            policy.require_any_role("repeat-movers", verified.principal.roles)
+            key = linkage.load_linkage_key(self.rt.config.linkage_key_path)
+            sealer = PersonSealer(load_person_key(self.rt.config.person_key_path))
+            inner = verified.principal_request
+            assert isinstance(inner, coordinator_pb2.JointQueryRequest)  # COORDINATOR_ONLY saw to it
+            analysis = inner.header.nonce
+            tokens, masks = linkage.tokens(self.rt.engine, sealer=sealer, key=key, analysis=analysis, question=question)
+            header = self._header(verified, policy)
+            check = linkage.key_check(key)
+            receipt = node_pb2.LinkageReceipt(
+                header=header,
+                authority=self.rt.config.authority,
+                key_check=check,
+                tokens_digest=linkage.tokens_digest(tokens, masks),
+            )
+            return node_pb2.LinkageTokensResponse(
+                header=header,
+                authority=self.rt.config.authority,
+                key_check=check,
+                tokens=tokens,
+                groups=masks,
+                receipt=self.rt.sign(receipt),
+            )
+
+        return self._records(LINKAGE_TOKENS, answer)
+
+    def _header(self, verified: Verified[Any], policy: Policy) -> envelope_pb2.ResponseHeader:
+        return response_header(self.rt.identity, request_digest=verified.request_digest, policy_digest=policy.digest)
+
+    def _counts(self, method: str, release: Any) -> envelope_pb2.Envelope:
+        return self._records(
+            method,
+            lambda policy, verified, question: count_table_to_proto(
+                release(policy, roles=verified.principal.roles, question=question), self._header(verified, policy)
+            ),
+        )
+
+    def _records(self, method: str, answer: Any) -> envelope_pb2.Envelope:
+        """The one path for questions about client records: check, release, sign, audit."""
+        verified = current_request()
+        asked = records_question_from_proto(verified.message)
+        parameters: dict[str, object] = asked.model_dump(mode="json")
+        try:
+            policy = self.rt.policy_for(verified)
+            question = check_question(asked)
+            message = answer(policy, verified, question)
+        except CagnetError as exc:
+            self._refuse(verified, method, parameters, exc)
+            raise
+        reply = self.rt.sign(message)
+        self._record(verified, method, parameters, reply.payload, policy.digest)
         return reply
 
     def _record(

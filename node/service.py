@@ -17,7 +17,7 @@ from shared import __version__, vocabulary
 from shared.manifest import Party
 from shared.models import NodeDescription
 
-CAPABILITIES = ("supply-map",)
+CAPABILITIES = ("supply-map", "movement", "net-flow", "kpi", "non-local-services", "repeat-movers")
 
 
 def describe(*, authority_code: str, key_fingerprint: str) -> NodeDescription:

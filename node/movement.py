@@ -1,0 +1,266 @@
+"""Raw counts from an authority's client records, before any disclosure control: where new clients
+came from, how they left short-term services, and which services take mostly non-local people.
+
+Plain functions over the store that return true counts at their finest grain (a calendar month),
+for `node.release` to put through the ledger and the disclosure layer. Nothing here leaves a node.
+Origins are coarsened as the CAG reads them: an authority of the CAG by its code, anywhere else in
+England by its region, and "unknown" when the record does not say.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import date
+from typing import Any
+
+from sqlalchemy import Table, and_, func, select, true
+from sqlalchemy.engine import Engine
+from sqlalchemy.sql.elements import ColumnElement
+from sqlmodel import SQLModel
+
+from node.client_records import ClientRecord, Outcome
+from node.store import Provider, Service
+from shared import places, vocabulary
+from shared.errors import InvalidRequest
+from shared.models import RecordsQuestion
+
+__all__ = [
+    "OUTSIDE",
+    "PERIODS",
+    "UNKNOWN",
+    "Question",
+    "check_question",
+    "departures",
+    "linkage_persons",
+    "new_clients",
+    "origin_class",
+    "origin_of",
+    "period_of",
+    "records_version",
+    "service_intake",
+]
+
+
+def _table(model: type[SQLModel]) -> Table:
+    table = model.__table__  # type: ignore[attr-defined]
+    assert isinstance(table, Table)
+    return table
+
+
+_RECORD = _table(ClientRecord).c
+_OUTCOME = _table(Outcome).c
+_SERVICE = _table(Service).c
+_PROVIDER = _table(Provider).c
+
+UNKNOWN = "unknown"
+OUTSIDE = "outside"  # anywhere in England outside the CAG (net flows)
+PERIODS = ("year", "quarter", "all")
+Month = str  # "2009-04"
+
+
+@dataclass(frozen=True)
+class Question:
+    """A checked records question."""
+
+    from_date: date | None
+    to_date: date | None
+    period: str
+    client_groups: tuple[int, ...]
+    min_share_percent: int
+
+    def as_asked(self) -> RecordsQuestion:
+        return RecordsQuestion(
+            from_date=self.from_date.isoformat() if self.from_date else "",
+            to_date=self.to_date.isoformat() if self.to_date else "",
+            period=self.period,
+            client_groups=self.client_groups,
+            min_share_percent=self.min_share_percent,
+        )
+
+
+def _date(field: str, value: str) -> date | None:
+    if not value:
+        return None
+    try:
+        return date.fromisoformat(value)
+    except ValueError:
+        raise InvalidRequest(f"{field}: a date is YYYY-MM-DD") from None
+
+
+def check_question(question: RecordsQuestion, *, default_share: int = 50) -> Question:
+    """The question with its dates parsed and its values checked; InvalidRequest names the field."""
+    start, end = _date("from_date", question.from_date), _date("to_date", question.to_date)
+    if start and end and end < start:
+        raise InvalidRequest("to_date: the period ends before it starts")
+    if question.period not in PERIODS:
+        raise InvalidRequest(f"period: one of {', '.join(PERIODS)}")
+    for group in question.client_groups:
+        if group not in vocabulary.CLIENT_GROUPS:
+            raise InvalidRequest("client_groups: each must be an SP client group code, 1 to 21")
+    share = question.min_share_percent or default_share
+    if not 1 <= share <= 100:
+        raise InvalidRequest("min_share_percent: a percentage, 1 to 100")
+    return Question(start, end, question.period, tuple(sorted(set(question.client_groups))), share)
+
+
+def origin_of(previous_authority: str | None, cag: frozenset[str]) -> str:
+    """How a record's previous authority is shown: a CAG authority by its code, elsewhere in
+    England by its region's code, or "unknown"."""
+    if not previous_authority:
+        return UNKNOWN
+    try:
+        upper = places.upper_tier(previous_authority)
+        return upper if upper in cag else places.region_of(upper)
+    except KeyError:
+        return UNKNOWN  # the importer refuses unknown codes; an old row is shown as unknown
+
+
+def origin_class(origin: str, cag: frozenset[str]) -> str:
+    """For net flows: a CAG authority stays itself; every other known place is "outside"."""
+    return origin if origin in cag or origin == UNKNOWN else OUTSIDE
+
+
+def period_of(month: Month, grain: str) -> str:
+    """The financial year ("2009-10") or quarter ("2009-10 Q1") a month falls in, or "all"."""
+    if grain == "all":
+        return "all"
+    year, number = int(month[:4]), int(month[5:7])
+    first = year if number >= 4 else year - 1
+    label = f"{first}-{(first + 1) % 100:02d}"
+    if grain == "year":
+        return label
+    return f"{label} Q{((number - 4) % 12) // 3 + 1}"
+
+
+def _month(year: object, month: object) -> Month:
+    # PostgreSQL's EXTRACT gives a Decimal, SQLite's a whole number.
+    return f"{int(year):04d}-{int(month):02d}"  # type: ignore[call-overload]
+
+
+def _within(column: Any, question: Question) -> list[ColumnElement[bool]]:
+    conditions: list[ColumnElement[bool]] = []
+    if question.from_date:
+        conditions.append(column >= question.from_date)
+    if question.to_date:
+        conditions.append(column <= question.to_date)
+    return conditions
+
+
+def new_clients(engine: Engine, *, authority_code: str, question: Question) -> dict[tuple[str, int, Month], int]:
+    """New client records by (origin, primary client group, month of start): true counts."""
+    cag = frozenset(vocabulary.AUTHORITIES)
+    year = func.extract("year", _RECORD.start_date)
+    month = func.extract("month", _RECORD.start_date)
+    conditions = _within(_RECORD.start_date, question)
+    if question.client_groups:
+        conditions.append(_RECORD.client_group.in_(question.client_groups))
+    query = (
+        select(_RECORD.previous_authority, _RECORD.client_group, year, month, func.count())
+        .where(and_(true(), *conditions))
+        .group_by(_RECORD.previous_authority, _RECORD.client_group, year, month)
+    )
+    counts: dict[tuple[str, int, Month], int] = {}
+    with engine.connect() as conn:
+        for previous, group, y, m, n in conn.execute(query):
+            key = (origin_of(previous, cag), int(group), _month(y, m))
+            counts[key] = counts.get(key, 0) + int(n)
+    return counts
+
+
+def departures(engine: Engine, *, question: Question) -> dict[tuple[int, str, Month], int]:
+    """Departures from short-term services by (client group, planned/unplanned, month of end)."""
+    year = func.extract("year", _OUTCOME.end_date)
+    month = func.extract("month", _OUTCOME.end_date)
+    conditions = [_SERVICE.term == vocabulary.Term.SHORT.value, *_within(_OUTCOME.end_date, question)]
+    if question.client_groups:
+        conditions.append(_RECORD.client_group.in_(question.client_groups))
+    query = (
+        select(_RECORD.client_group, _OUTCOME.departure, year, month, func.count())
+        .select_from(Outcome)
+        .join(_table(ClientRecord), _OUTCOME.client_record_id == _RECORD.id)
+        .join(_table(Service), _RECORD.service_id == _SERVICE.id)
+        .where(and_(*conditions))
+        .group_by(_RECORD.client_group, _OUTCOME.departure, year, month)
+    )
+    with engine.connect() as conn:
+        return {(int(g), str(d), _month(y, m)): int(n) for g, d, y, m, n in conn.execute(query)}
+
+
+@dataclass(frozen=True)
+class ServiceIntake:
+    service_ref: str
+    provider: str
+    name: str
+    service_type: str
+    client_group: int
+    district: str
+    designated: bool
+    intake: int  # new clients in the period
+    non_local: int  # of whom the previous authority was known and not this one
+    unknown: int  # of whom the previous authority is not known
+
+
+def service_intake(engine: Engine, *, authority_code: str, question: Question) -> list[ServiceIntake]:
+    """Each service's intake in the period, split into local, non-local and unknown origin."""
+    cag = frozenset(vocabulary.AUTHORITIES)
+    conditions = _within(_RECORD.start_date, question)
+    if question.client_groups:
+        conditions.append(_SERVICE.client_group.in_(question.client_groups))
+    query = (
+        select(_RECORD.service_id, _RECORD.previous_authority, func.count())
+        .join(_table(Service), _RECORD.service_id == _SERVICE.id)
+        .where(and_(true(), *conditions))
+        .group_by(_RECORD.service_id, _RECORD.previous_authority)
+    )
+    tally: dict[int, list[int]] = {}
+    with engine.connect() as conn:
+        for service_id, previous, n in conn.execute(query):
+            counts = tally.setdefault(int(service_id), [0, 0, 0])
+            origin = origin_of(previous, cag)
+            counts[0] += int(n)
+            if origin == UNKNOWN:
+                counts[2] += int(n)
+            elif origin != authority_code:
+                counts[1] += int(n)
+        if not tally:
+            return []
+        rows = conn.execute(
+            select(
+                _SERVICE.id,
+                _SERVICE.service_ref,
+                _PROVIDER.name,
+                _SERVICE.name,
+                _SERVICE.service_type,
+                _SERVICE.client_group,
+                _SERVICE.district_code,
+                _SERVICE.designated,
+            )
+            .join(_table(Provider), _SERVICE.provider_id == _PROVIDER.id)
+            .where(_SERVICE.id.in_(list(tally)))
+        ).all()
+    return [
+        ServiceIntake(ref, provider, name, stype, int(group), district, bool(designated), *tally[int(sid)])
+        for sid, ref, provider, name, stype, group, district, designated in sorted(rows, key=lambda r: r[1])
+    ]
+
+
+def linkage_persons(engine: Engine, *, question: Question) -> Iterator[tuple[bytes, int]]:
+    """(sealed person, primary client group) for each record started in the period."""
+    conditions = _within(_RECORD.start_date, question)
+    if question.client_groups:
+        conditions.append(_RECORD.client_group.in_(question.client_groups))
+    query = select(_RECORD.person, _RECORD.client_group).where(and_(true(), *conditions))
+    with engine.connect() as conn:
+        for person, group in conn.execute(query):
+            yield bytes(person), int(group)
+
+
+def records_version(engine: Engine) -> tuple[object, ...]:
+    """A cheap fingerprint of the client records and outcomes, like `node.store.data_version`."""
+    parts = []
+    for row in (ClientRecord, Outcome):
+        table = _table(row)
+        parts.append(select(func.count(), func.max(table.c.id), func.max(table.c.updated_at)).select_from(table))
+    with engine.connect() as conn:
+        return tuple(value for query in parts for value in conn.execute(query).one())
