@@ -10,6 +10,7 @@ import grpc
 import typer
 from rich.console import Console
 
+import coordinator.records_cli  # noqa: F401  (registers the client-record queries)
 from coordinator import network
 from coordinator.cli import coordinator_app, network_app, query_app, verify
 from coordinator.client import Refused
@@ -38,11 +39,31 @@ def node_init(
     network_dir: Annotated[Path, typer.Option("--network", help="The network folder to join.")],
     authority: Annotated[str, typer.Option(help="The authority's GSS code, e.g. E06000035 (Medway).")],
     endpoint: Annotated[str, typer.Option(help="host:port this node will listen on.")],
+    linkage_key: Annotated[
+        Path | None,
+        typer.Option(
+            help="The network linkage key, copied from a member node (identity/linkage.key). The first"
+            " member leaves it out and a new key is made; the coordinator must never hold it."
+        ),
+    ] = None,
 ) -> None:
     """Create a node's keys and configuration and admit it to the network."""
+    from node import linkage
+
+    # Refuse a file that is not a key before anything is made.
+    key = linkage.load_linkage_key(linkage_key) if linkage_key is not None else None
     request = init_node(
-        nodedir, authority=authority, endpoint=endpoint, manifest_path=network.manifest_path(network_dir)
+        nodedir,
+        authority=authority,
+        endpoint=endpoint,
+        manifest_path=network.manifest_path(network_dir),
+        linkage_key=key,
     )
+    if key is None:
+        err.print(
+            f"made a new network linkage key in {nodedir / 'identity' / 'linkage.key'}: give a copy to each"
+            " member that joins (`--linkage-key`), never to the coordinator"
+        )
     cert, ca_cert, manifest = network.admit(network_dir, request)
     complete_join(
         nodedir,

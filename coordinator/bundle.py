@@ -9,21 +9,20 @@ coordinator. `verify_bundle` checks every link of that chain and recomputes the 
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from coordinator.combine import JointSupplyMap, combine_supply_maps
 from coordinator.fanout import Contribution, Missing
+from coordinator.kinds import KINDS, JointResult
 from shared import dsse
-from shared.auth import digest, open_signed, verify_response
+from shared.auth import asks_same_question, digest, open_signed, verify_response
 from shared.errors import BadSignature, BundleMismatch, InvalidRequest, UnknownIssuer
 from shared.manifest import COORDINATOR, MEMBER_AUTHORITY, Manifest
-from shared.pb.cagnet.v1 import coordinator_pb2, node_pb2
-from shared.serde import envelope_from_proto, supply_map_from_proto
+from shared.pb.cagnet.v1 import coordinator_pb2
+from shared.serde import envelope_from_proto
 
 BUNDLE_PAYLOAD_TYPE = "application/vnd.cagnet.v1.bundle+json"
 
@@ -40,7 +39,9 @@ class MissingAuthority(_Model):
 class SignedContribution(_Model):
     authority: str
     request: dict[str, Any]  # DSSE JSON: the coordinator's request to the node
-    response: dict[str, Any]  # DSSE JSON: the node's response, exactly as it signed it
+    # DSSE JSON: the node's response exactly as it signed it (for repeat movers, the node's signed
+    # receipt for its linkage tokens: the tokens themselves never reach a principal)
+    response: dict[str, Any]
 
 
 class Bundle(_Model):
@@ -52,7 +53,7 @@ class Bundle(_Model):
     answered: tuple[str, ...]
     missing: tuple[MissingAuthority, ...]
     policy_digest: str  # the network policy every contribution was made under
-    result: JointSupplyMap
+    result: JointResult
     contributions: tuple[SignedContribution, ...]
 
     def payload(self) -> bytes:
@@ -62,18 +63,26 @@ class Bundle(_Model):
 def build_bundle(
     *,
     manifest: Manifest,
-    kind: str,
     query: dsse.Envelope,
+    query_message: coordinator_pb2.JointQueryRequest,
     answered: list[Contribution],
     missing: list[Missing],
     policy_digest: str,
-    client_groups: Sequence[int] = (),
+    result: Any = None,
 ) -> Bundle:
-    maps = [supply_map_from_proto(c.message) for c in answered]
+    """The bundle for a joint query; `result` is combined from the answers unless given (repeat
+    movers are counted by the coordinator from tokens the bundle does not carry)."""
+    spec = KINDS[query_message.kind]
+    if result is None:
+        result = spec.combine([c.message for c in answered], query_message)
+
+    def carried(c: Contribution) -> dsse.Envelope:
+        return envelope_from_proto(c.message.receipt) if spec.receipt_cls is not None else c.response
+
     return Bundle(
         network=manifest.network,
         manifest_version=manifest.version,
-        kind=kind,
+        kind=spec.kind,
         created_at=datetime.now(UTC).isoformat(timespec="seconds"),
         query=query.to_json(),
         answered=tuple(sorted(c.authority for c in answered)),
@@ -81,9 +90,9 @@ def build_bundle(
             MissingAuthority(authority=m.authority, reason=m.reason) for m in sorted(missing, key=lambda m: m.authority)
         ),
         policy_digest=policy_digest,
-        result=combine_supply_maps(maps, client_groups=client_groups),
+        result=result,
         contributions=tuple(
-            SignedContribution(authority=c.authority, request=c.request.to_json(), response=c.response.to_json())
+            SignedContribution(authority=c.authority, request=c.request.to_json(), response=carried(c).to_json())
             for c in sorted(answered, key=lambda c: c.authority)
         ),
     )
@@ -105,15 +114,20 @@ def open_bundle(envelope: dsse.Envelope, manifest: Manifest) -> Bundle:
 
 
 def verify_bundle(envelope: dsse.Envelope, manifest: Manifest) -> Bundle:
-    """Every signature in the chain, every binding between them, and the result. Raises on any fault."""
+    """Every signature in the chain, every binding between them, and the result. Raises on any fault.
+
+    For repeat movers the result cannot be recomputed (the bundle holds each node's signed receipt
+    for its tokens, not the tokens); what is checked is that each receipt was made for this query
+    under this policy, and that every node used the same linkage key."""
     bundle = open_bundle(envelope, manifest)
     coordinator = manifest.party(COORDINATOR)
     query_env = dsse.Envelope.from_json(bundle.query)
     principal = _signer(query_env, manifest)
     query = open_signed(query_env, coordinator_pb2.JointQueryRequest, principal)
-    if query.kind != bundle.kind:
+    if query.kind != bundle.kind or bundle.kind not in KINDS or bundle.result.kind != bundle.kind:
         raise BundleMismatch("the bundle's kind is not the query's")
-    maps = []
+    spec = KINDS[bundle.kind]
+    responses = []
     seen = set()
     for c in bundle.contributions:
         member = manifest.party(c.authority)
@@ -121,29 +135,32 @@ def verify_bundle(envelope: dsse.Envelope, manifest: Manifest) -> Bundle:
             raise BundleMismatch("a contribution is not from a distinct member authority")
         seen.add(c.authority)
         request_env = dsse.Envelope.from_json(c.request)
-        request = open_signed(request_env, node_pb2.SupplyMapRequest, coordinator)
-        if request.header.audience != c.authority:
-            raise BundleMismatch("a contribution's request was addressed to another authority")
+        request = open_signed(request_env, spec.request_cls, coordinator)
+        if request.header.audience != c.authority or request.header.method != spec.method:
+            raise BundleMismatch("a contribution's request was addressed to another authority or method")
         if envelope_from_proto(request.header.on_behalf_of) != query_env:
             raise BundleMismatch("a contribution's request was not made for this query")
-        if request.by_district != query.by_district or sorted(request.client_groups) != sorted(
-            set(query.client_groups)
-        ):
+        if not asks_same_question(query, request):
             raise BundleMismatch("a contribution's request asked a different question")
         response = verify_response(
             dsse.Envelope.from_json(c.response),
-            node_pb2.SupplyMapResponse,
+            spec.receipt_cls or spec.response_cls,
             signer=member,
             request_digest=digest(request_env.payload),
         )
         if not bundle.policy_digest == request.header.policy_digest == response.header.policy_digest:
             raise BundleMismatch("a contribution was not made under the bundle's policy")
-        maps.append(supply_map_from_proto(response))
+        responses.append(response)
     if tuple(sorted(seen)) != bundle.answered:
         raise BundleMismatch("`answered` does not list exactly the authorities that contributed")
     if seen & {m.authority for m in bundle.missing}:
         raise BundleMismatch("an authority is listed as both answered and missing")
-    if combine_supply_maps(maps, client_groups=query.client_groups) != bundle.result:
+    if spec.receipt_cls is not None:
+        if len({r.key_check for r in responses}) > 1:
+            raise BundleMismatch("the contributions were made under different linkage keys")
+        if tuple(sorted(r.authority for r in responses)) != bundle.result.authorities:  # type: ignore[union-attr]
+            raise BundleMismatch("the result does not name the authorities that contributed")
+    elif spec.combine(responses, query) != bundle.result:
         raise BundleMismatch()
     return bundle
 

@@ -17,6 +17,7 @@ from rich.table import Table
 from coordinator import bundle as bundle_mod
 from coordinator import network
 from coordinator.bundle import Bundle, verify_bundle
+from coordinator.combine import JointSupplyMap
 
 network_app = typer.Typer(help="Create and inspect a network folder.", no_args_is_help=True)
 coordinator_app = typer.Typer(help="Run the coordinator.", no_args_is_help=True)
@@ -129,6 +130,7 @@ def coordinator_serve(
 
 def render_supply_map(bundle: Bundle, console: Console) -> None:
     r = bundle.result
+    assert isinstance(r, JointSupplyMap)
     codes = [a.authority for a in r.authorities]
     names = {a.authority: a.name for a in r.authorities}
     title = f"{bundle.network}: joint supply map (manifest v{bundle.manifest_version})"
@@ -251,7 +253,12 @@ def verify(
     out.print(
         f"[green]verified[/]: {bundle.kind} bundle from {bundle.network}, "
         f"{len(bundle.contributions)} signed contributions ({', '.join(bundle.answered)}), "
-        f"result recomputed and identical; missing: {', '.join(m.authority for m in bundle.missing) or 'none'}"
+        + (
+            "each node's signed receipt checked (repeat movers are counted from tokens the bundle does not hold); "
+            if bundle.kind == "repeat-movers"
+            else "result recomputed and identical; "
+        )
+        + f"missing: {', '.join(m.authority for m in bundle.missing) or 'none'}"
     )
     current = network.read_policy(netdir).digest
     note = "the network's current policy" if current == bundle.policy_digest else "not the network's current policy"

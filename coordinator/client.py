@@ -14,7 +14,7 @@ from coordinator import network
 from coordinator.bundle import Bundle, verify_bundle
 from shared import dsse
 from shared.auth import request_header, sign_message
-from shared.errors import CagnetError, Unavailable
+from shared.errors import BundleMismatch, CagnetError, Unavailable
 from shared.identity import Identity
 from shared.interceptor import secure_channel
 from shared.manifest import CAG_CHAIR, COORDINATOR
@@ -56,6 +56,10 @@ class CoordinatorClient:
         client_groups: Sequence[int] = (),
         node_deadline_ms: int = 0,
         timeout_s: float = 60.0,
+        from_date: str = "",
+        to_date: str = "",
+        period: str = "",
+        min_share_percent: int = 0,
     ) -> tuple[Bundle, dsse.Envelope]:
         # Ask under the policy this principal has: a coordinator or node on another one refuses.
         policy_digest = network.read_policy(self.netdir).digest
@@ -66,6 +70,10 @@ class CoordinatorClient:
             by_district=by_district,
             node_deadline_ms=node_deadline_ms,
             client_groups=sorted(set(client_groups)),
+            from_date=from_date,
+            to_date=to_date,
+            period=period,
+            min_share_percent=min_share_percent,
         )
         envelope = sign_message(request, self.identity)
         try:
@@ -76,7 +84,10 @@ class CoordinatorClient:
             raise Refused(exc.code(), exc.details() or "") from None
         bundle_envelope = envelope_from_proto(reply)
         # Read the manifest afresh: a member admitted since this client started must verify too.
-        return verify_bundle(bundle_envelope, network.read(self.netdir)), bundle_envelope
+        bundle = verify_bundle(bundle_envelope, network.read(self.netdir))
+        if bundle.query != envelope.to_json():
+            raise BundleMismatch("the bundle answers another query than the one just sent")
+        return bundle, bundle_envelope
 
     def close(self) -> None:
         self._channel.close()
@@ -98,6 +109,10 @@ def joint_query(
     node_deadline_ms: int = 0,
     endpoint: str | None = None,
     timeout_s: float = 60.0,
+    from_date: str = "",
+    to_date: str = "",
+    period: str = "",
+    min_share_percent: int = 0,
 ) -> tuple[Bundle, dsse.Envelope]:
     """One query on a fresh channel (what a CLI invocation does)."""
     with CoordinatorClient(netdir, principal=principal, endpoint=endpoint) as client:
@@ -107,4 +122,8 @@ def joint_query(
             client_groups=client_groups,
             node_deadline_ms=node_deadline_ms,
             timeout_s=timeout_s,
+            from_date=from_date,
+            to_date=to_date,
+            period=period,
+            min_share_percent=min_share_percent,
         )

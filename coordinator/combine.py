@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Sequence
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict
 
@@ -54,7 +55,7 @@ class ServiceTypeRow(_Model):
 
 
 class JointSupplyMap(_Model):
-    kind: str = "supply-map"
+    kind: Literal["supply-map"] = "supply-map"
     selected_groups: tuple[int, ...] = ()  # the client-group filter the query applied; empty: every group
     population: int
     # A CAG total of released figures; None when any authority's figure was suppressed, since

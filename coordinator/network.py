@@ -49,6 +49,11 @@ def policy_path(netdir: Path) -> Path:
     return netdir / POLICY
 
 
+def rounding_key_path(netdir: Path) -> Path:
+    """The coordinator's own rounding key, for the few counts it makes itself (repeat movers)."""
+    return netdir / "coordinator" / "rounding.key"
+
+
 def principal_dir(netdir: Path, principal_id: str) -> Path:
     return netdir / "principals" / principal_id
 

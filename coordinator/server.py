@@ -7,6 +7,7 @@ from __future__ import annotations
 import logging
 import signal
 import threading
+from collections import Counter
 from concurrent import futures
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,24 +19,34 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from coordinator import network
 from coordinator.bundle import build_bundle, sign_bundle
-from coordinator.fanout import Missing, NodeClients, fan_out
+from coordinator.fanout import Contribution, Missing, NodeClients, fan_out
+from coordinator.kinds import KINDS
+from coordinator.records import RepeatMovers, count_repeat_movers
 from shared import dsse
-from shared.auth import NonceCache, Verified, request_header, require_role, verify_request
-from shared.disclosure import require_min_authorities
+from shared.auth import (
+    NonceCache,
+    Verified,
+    digest,
+    forwarded_request,
+    request_header,
+    require_role,
+    verify_request,
+    verify_response,
+)
+from shared.disclosure import load_secret, require_min_authorities
 from shared.errors import CagnetError, DisclosureRefused, InvalidRequest, StalePolicy
 from shared.identity import Identity
 from shared.interceptor import SignedEnvelopeInterceptor, current_request, server_credentials
-from shared.manifest import CAG_CHAIR, COORDINATOR, MEMBER_AUTHORITY, ManifestSource
+from shared.linkage import tokens_digest
+from shared.manifest import CAG_CHAIR, COORDINATOR, MEMBER_AUTHORITY, Manifest, ManifestSource
 from shared.pb.cagnet.v1 import coordinator_pb2, coordinator_pb2_grpc, envelope_pb2, node_pb2
-from shared.policy import PolicySource
+from shared.policy import AggregateRule, PolicySource
 from shared.serde import envelope_from_proto, envelope_to_proto
 
 log = logging.getLogger(__name__)
 
 SERVICE = "cagnet.v1.Coordinator"
 JOINT_QUERY = f"/{SERVICE}/JointQuery"
-NODE_SUPPLY_MAP = "/cagnet.v1.Node/SupplyMap"
-KINDS = ("supply-map",)
 
 
 class CoordinatorSettings(BaseSettings):
@@ -86,7 +97,8 @@ class CoordinatorRuntime:
         log.info("rejected %s from %s: %s", method, peer, error.public_message)
 
     def joint_query(self, query_envelope: dsse.Envelope, query: coordinator_pb2.JointQueryRequest) -> dsse.Envelope:
-        if query.kind not in KINDS:
+        spec = KINDS.get(query.kind)
+        if spec is None:
             raise InvalidRequest(f"unknown query kind; this coordinator answers: {', '.join(KINDS)}")
         deadline_ms = query.node_deadline_ms or self.settings.node_deadline_ms
         if not 0 < deadline_ms <= self.settings.max_node_deadline_ms:
@@ -96,27 +108,25 @@ class CoordinatorRuntime:
         if query.header.policy_digest and query.header.policy_digest != policy.digest:
             raise StalePolicy()
         # Each node checks this too; refusing here spares them the round trip.
-        policy.require_any_role(query.kind, manifest.party(query.header.issuer).roles)
+        rule = policy.require_any_role(query.kind, manifest.party(query.header.issuer).roles)
 
-        def build(member: Any) -> node_pb2.SupplyMapRequest:
+        def build(member: Any) -> Any:
             header = request_header(
                 self.identity,
                 audience=member.id,
-                method=NODE_SUPPLY_MAP,
+                method=spec.method,
                 on_behalf_of=query_envelope,
                 policy_digest=policy.digest,
             )
-            return node_pb2.SupplyMapRequest(
-                header=header, by_district=query.by_district, client_groups=sorted(set(query.client_groups))
-            )
+            return forwarded_request(spec.request_cls, header, query)
 
         answered, missing = fan_out(
             self.clients,
             self.identity,
             manifest.members,
-            rpc="SupplyMap",
+            rpc=spec.rpc,
             build=build,
-            response_cls=node_pb2.SupplyMapResponse,
+            response_cls=spec.response_cls,
             deadline_s=deadline_ms / 1000,
         )
         # Figures made under two policies are not comparable: never combine them.
@@ -124,8 +134,11 @@ class CoordinatorRuntime:
             if c.message.header.policy_digest != policy.digest:
                 answered.remove(c)
                 missing.append(Missing(c.authority, "answered under a different network policy"))
+        result = None
+        if spec.receipt_cls is not None:
+            _check_receipts(answered, missing, manifest)
         try:
-            require_min_authorities(len(answered), policy.rule(query.kind))
+            require_min_authorities(len(answered), rule)
         except DisclosureRefused as exc:
             # Say why each authority is missing (rules and reasons only, never figures).
             by_reason: dict[str, list[str]] = {}
@@ -133,17 +146,56 @@ class CoordinatorRuntime:
                 by_reason.setdefault(m.reason, []).append(m.authority)
             why = "; ".join(f"{', '.join(codes)}: {reason}" for reason, codes in by_reason.items())
             raise DisclosureRefused(f"{exc.public_message} ({why})" if why else exc.public_message) from None
+        if spec.receipt_cls is not None:
+            result = self._repeat_movers(answered, rule)
         bundle = build_bundle(
             manifest=manifest,
-            kind=query.kind,
             query=query_envelope,
+            query_message=query,
             answered=answered,
             missing=missing,
             policy_digest=policy.digest,
-            client_groups=query.client_groups,
+            result=result,
         )
         log.info("joint %s: %d answered, %d missing", query.kind, len(answered), len(missing))
         return sign_bundle(bundle, self.identity.signing_key)
+
+    def _repeat_movers(self, answered: list[Contribution], rule: AggregateRule) -> RepeatMovers:
+        # The tokens exist only in this call: never logged, stored, or put in the bundle.
+        return count_repeat_movers(
+            ((c.authority, c.message.tokens, c.message.groups) for c in answered),
+            rule,
+            secret=load_secret(network.rounding_key_path(self.netdir)),
+        )
+
+
+def _check_receipts(answered: list[Contribution], missing: list[Missing], manifest: Manifest) -> None:
+    """Keep only answers whose signed receipt attests exactly the tokens sent, made under the
+    linkage key most answers share (a node with another key would match nobody)."""
+    good = []
+    for c in answered:
+        try:
+            receipt = verify_response(
+                envelope_from_proto(c.message.receipt),
+                node_pb2.LinkageReceipt,
+                signer=manifest.party(c.authority),
+                request_digest=digest(c.request.payload),
+            )
+        except CagnetError:
+            missing.append(Missing(c.authority, "its receipt for the linkage tokens failed verification"))
+            continue
+        if receipt.tokens_digest != tokens_digest(c.message.tokens, c.message.groups) or (
+            receipt.key_check != c.message.key_check
+        ):
+            missing.append(Missing(c.authority, "its receipt does not match the linkage tokens it sent"))
+            continue
+        good.append(c)
+    checks = Counter(c.message.key_check for c in good)
+    common = checks.most_common(1)[0][0] if checks else ""
+    answered[:] = [c for c in good if c.message.key_check == common]
+    for c in good:
+        if c.message.key_check != common:
+            missing.append(Missing(c.authority, "it holds a different network linkage key"))
 
 
 class CoordinatorServicer(coordinator_pb2_grpc.CoordinatorServicer):

@@ -1,0 +1,333 @@
+"""Joint answers about client records: the CAG's origin-destination matrix, net imports and
+exports, KPI 2, services that serve non-local people, and repeat movers.
+
+Each `combine_*` is a pure function of the nodes' released (already protected) tables, so anyone
+holding a bundle can recompute it exactly. A sum that includes a suppressed cell is marked
+incomplete ("at least") rather than guessed; nothing is ever filled in for a suppressed figure.
+Repeat movers are the exception: they are counted here from linkage tokens, which the bundle does
+not carry, and the count goes through the same disclosure layer before it is released.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict
+
+from shared import vocabulary
+from shared.disclosure import TOTAL, Table, protect_counts
+from shared.models import CountTable, NonLocalService, NonLocalServices
+from shared.policy import AggregateRule
+
+__all__ = [
+    "JointKpi",
+    "JointMovement",
+    "JointNetFlow",
+    "JointNonLocalServices",
+    "RepeatMovers",
+    "combine_kpi",
+    "combine_movement",
+    "combine_net_flow",
+    "combine_non_local_services",
+    "count_repeat_movers",
+]
+
+UNKNOWN = "unknown"
+OUTSIDE = "outside"
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class Tally(_Model):
+    """A sum of released figures; `complete` is False when a suppressed figure was left out, so
+    the true value is at least `count`."""
+
+    count: int = 0
+    complete: bool = True
+
+    def add(self, value: int | None) -> Tally:
+        return Tally(count=self.count + (value or 0), complete=self.complete and value is not None)
+
+
+# --- movement -------------------------------------------------------------------------------------
+
+
+class Flow(_Model):
+    """New clients from `origin` (a CAG authority, a region code, or "unknown") served at `host`."""
+
+    origin: str
+    host: str
+    client_group: int  # 0: every client group
+    period: str
+    clients: int | None  # None: suppressed at the host's node
+    suppressed: str = ""
+
+
+class JointMovement(_Model):
+    kind: Literal["movement"] = "movement"
+    hosts: tuple[str, ...]
+    origins: tuple[str, ...]
+    periods: tuple[str, ...]
+    flows: tuple[Flow, ...]
+    # New clients served in the CAG by client group and period (each host's released margin, summed).
+    intake: dict[str, Tally]  # "group|period" -> tally
+
+
+def combine_movement(tables: Sequence[CountTable]) -> JointMovement:
+    flows = []
+    intake: dict[str, Tally] = defaultdict(Tally)
+    for t in sorted(tables, key=lambda t: t.authority):
+        for c in t.cells:
+            origin, group, period = c.key
+            if not c.margin or (group == TOTAL and origin != TOTAL and period != TOTAL):
+                # Interior cells, and each origin's total over client groups (client group 0).
+                flows.append(
+                    Flow(
+                        origin=origin,
+                        host=t.authority,
+                        client_group=int(group),
+                        period=period,
+                        clients=c.count,
+                        suppressed=c.suppressed,
+                    )
+                )
+            elif origin == TOTAL and group != TOTAL and period != TOTAL:
+                key = f"{group}|{period}"
+                intake[key] = intake[key].add(c.count)
+    return JointMovement(
+        hosts=tuple(sorted(t.authority for t in tables)),
+        origins=tuple(sorted({f.origin for f in flows}, key=_origin_order)),
+        periods=tuple(sorted({f.period for f in flows})),
+        flows=tuple(flows),
+        intake=dict(sorted(intake.items())),
+    )
+
+
+def _origin_order(origin: str) -> tuple[int, str]:
+    if origin in vocabulary.AUTHORITIES:
+        return (0, origin)
+    return (2, origin) if origin == UNKNOWN else (1, origin)
+
+
+# --- net flow -------------------------------------------------------------------------------------
+
+
+class NetFlowRow(_Model):
+    """One authority and client group: people it took in from elsewhere, people from it served
+    elsewhere in the CAG, and the difference. Imports count arrivals from anywhere in England;
+    exports can only be seen where another CAG authority served them."""
+
+    authority: str
+    client_group: int  # 0: every client group
+    imported: Tally
+    exported: Tally
+    net: int
+    net_importer: bool
+
+
+class CagShare(_Model):
+    """Of new clients who moved into a CAG authority, how many came from another CAG authority."""
+
+    client_group: int  # 0: every client group
+    within_cag: Tally
+    movers: Tally
+    share_within_cag: float | None  # None when there were no movers to speak of
+
+
+class JointNetFlow(_Model):
+    kind: Literal["net-flow"] = "net-flow"
+    authorities: tuple[str, ...]
+    rows: tuple[NetFlowRow, ...]
+    shares: tuple[CagShare, ...]
+    # Exports from an authority can only be counted at the authorities that answered.
+    exports_cover: tuple[str, ...]
+
+
+def combine_net_flow(tables: Sequence[CountTable]) -> JointNetFlow:
+    answered = sorted(t.authority for t in tables)
+    cells: dict[tuple[str, str, int], int | None] = {}  # (host, origin, group) -> released count
+    groups: set[int] = set()
+    for t in tables:
+        for c in t.cells:
+            if c.margin:
+                continue
+            origin, label = c.key
+            cells[(t.authority, origin, int(label))] = c.count
+            groups.add(int(label))
+    rows = []
+    shares = []
+    for group in [*sorted(groups), 0]:
+        within, movers = Tally(), Tally()
+        for a in answered:
+            imported, exported = Tally(), Tally()
+            for (host, origin, g), n in cells.items():
+                if group and g != group:
+                    continue
+                if host == a and origin not in (a, UNKNOWN):
+                    imported = imported.add(n)
+                    movers = movers.add(n)
+                    if origin != OUTSIDE:
+                        within = within.add(n)
+                if host != a and origin == a:
+                    exported = exported.add(n)
+            net = imported.count - exported.count
+            rows.append(
+                NetFlowRow(
+                    authority=a, client_group=group, imported=imported, exported=exported, net=net, net_importer=net > 0
+                )
+            )
+        share = round(within.count / movers.count, 3) if movers.count else None
+        shares.append(CagShare(client_group=group, within_cag=within, movers=movers, share_within_cag=share))
+    return JointNetFlow(
+        authorities=tuple(answered), rows=tuple(rows), shares=tuple(shares), exports_cover=tuple(answered)
+    )
+
+
+# --- KPI 2 ----------------------------------------------------------------------------------------
+
+
+class KpiRow(_Model):
+    """KPI 2: of departures from short-term services, the share that were planned moves."""
+
+    authority: str  # "CAG" for the joint figure
+    client_group: int  # 0: every client group
+    planned: Tally
+    departures: Tally
+    percent_planned: float | None  # None when either figure is suppressed or there were none
+
+
+class JointKpi(_Model):
+    kind: Literal["kpi"] = "kpi"
+    authorities: tuple[str, ...]
+    rows: tuple[KpiRow, ...]
+
+
+def _percent(planned: Tally, departures: Tally) -> float | None:
+    if not (planned.complete and departures.complete) or departures.count == 0:
+        return None
+    return round(100 * planned.count / departures.count, 1)
+
+
+def combine_kpi(tables: Sequence[CountTable]) -> JointKpi:
+    rows = []
+    cag: dict[int, tuple[Tally, Tally]] = {}
+    for t in sorted(tables, key=lambda t: t.authority):
+        for group_label in sorted({c.key[0] for c in t.cells}, key=lambda g: (g == TOTAL, g.zfill(2))):
+            planned = Tally().add(_value(t, group_label, "planned"))
+            departures = Tally().add(_value(t, group_label, TOTAL))
+            group = 0 if group_label == TOTAL else int(group_label)
+            rows.append(
+                KpiRow(
+                    authority=t.authority,
+                    client_group=group,
+                    planned=planned,
+                    departures=departures,
+                    percent_planned=_percent(planned, departures),
+                )
+            )
+            before = cag.get(group, (Tally(), Tally()))
+            cag[group] = (
+                before[0].add(planned.count if planned.complete else None),
+                before[1].add(departures.count if departures.complete else None),
+            )
+    for group, (planned, departures) in sorted(cag.items(), key=lambda item: (item[0] == 0, item[0])):
+        rows.append(
+            KpiRow(
+                authority="CAG",
+                client_group=group,
+                planned=planned,
+                departures=departures,
+                percent_planned=_percent(planned, departures),
+            )
+        )
+    return JointKpi(authorities=tuple(sorted(t.authority for t in tables)), rows=tuple(rows))
+
+
+def _value(table: CountTable, *key: str) -> int | None:
+    return table.value(*key)
+
+
+# --- services that serve non-local people ----------------------------------------------------------
+
+
+class HostedService(_Model):
+    authority: str
+    service: NonLocalService
+
+
+class JointNonLocalServices(_Model):
+    kind: Literal["non-local-services"] = "non-local-services"
+    authorities: tuple[str, ...]
+    min_share_percent: int
+    services: tuple[HostedService, ...]
+    too_small: int  # services at the answering authorities too small to describe
+
+
+def combine_non_local_services(answers: Sequence[NonLocalServices], *, min_share_percent: int) -> JointNonLocalServices:
+    services = [
+        HostedService(authority=a.authority, service=s)
+        for a in sorted(answers, key=lambda a: a.authority)
+        for s in a.services
+    ]
+    services.sort(key=lambda h: (h.service.client_group, h.authority, h.service.provider, h.service.name))
+    return JointNonLocalServices(
+        authorities=tuple(sorted(a.authority for a in answers)),
+        min_share_percent=min_share_percent,
+        services=tuple(services),
+        too_small=sum(a.too_small for a in answers),
+    )
+
+
+# --- repeat movers --------------------------------------------------------------------------------
+
+
+class RepeatMovers(_Model):
+    """People who appear in the records of two or more of the answering authorities."""
+
+    kind: Literal["repeat-movers"] = "repeat-movers"
+    authorities: tuple[str, ...]
+    people: int | None  # suppressed: None
+    by_client_group: dict[int, int | None]
+    suppressed: tuple[str, ...] = ()
+
+
+def count_repeat_movers(
+    contributions: Iterable[tuple[str, Sequence[bytes], Sequence[int]]], rule: AggregateRule, *, secret: bytes
+) -> RepeatMovers:
+    """Count tokens held by two or more authorities, in memory, and release only protected counts.
+
+    A person counts once in the total, and once in each client group that any of their records
+    (at any authority) carries as primary."""
+    holders: dict[bytes, tuple[set[str], int]] = {}
+    authorities = []
+    for authority, tokens, masks in contributions:
+        authorities.append(authority)
+        for token, mask in zip(tokens, masks, strict=True):
+            seen = holders.setdefault(token, (set(), 0))
+            seen[0].add(authority)
+            holders[token] = (seen[0], seen[1] | mask)
+    people = 0
+    by_group: dict[str, int] = {str(g): 0 for g in vocabulary.CLIENT_GROUPS}
+    for places, mask in holders.values():
+        if len(places) < 2:
+            continue
+        people += 1
+        for g in vocabulary.CLIENT_GROUPS:
+            if mask >> g & 1:
+                by_group[str(g)] += 1
+    holders.clear()  # the tokens live only as long as this analysis
+    groups = protect_counts(
+        Table.of(("client_group",), {(g,): n for g, n in by_group.items()}), rule, secret=secret, margins=False
+    )
+    total = protect_counts(Table.of(("people",), {("all",): people}), rule, secret=secret, margins=False)
+    suppressed = tuple(f"client group {c.key[0]}: {c.rule.value}" for c in groups.cells if c.value is None)
+    return RepeatMovers(
+        authorities=tuple(sorted(authorities)),
+        people=total[("all",)].value,
+        by_client_group={int(c.key[0]): c.value for c in groups.cells},
+        suppressed=suppressed + (("total: " + total[("all",)].rule.value,) if total[("all",)].value is None else ()),
+    )

@@ -1,0 +1,363 @@
+"""`cagnet query movement | net-flow | kpi | non-local-services | repeat-movers`: the CAG's joint
+questions about client records, as a CAG chair asks them. Each prints tables, or with `--json` the
+verified bundle; `--out FILE` keeps the signed bundle for `cagnet verify`."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich import box
+from rich.console import Console
+from rich.table import Table
+
+from coordinator import bundle as bundle_mod
+from coordinator.bundle import Bundle
+from coordinator.cli import NetworkOpt, _netdir, _render_coverage, _short_name, err, out, query_app
+from coordinator.records import (
+    JointKpi,
+    JointMovement,
+    JointNetFlow,
+    JointNonLocalServices,
+    RepeatMovers,
+    Tally,
+)
+from shared import dsse, places, vocabulary
+from shared.pb.cagnet.v1 import coordinator_pb2
+
+FromOpt = Annotated[str, typer.Option("--from", help="First day of the period, YYYY-MM-DD (default: all records).")]
+ToOpt = Annotated[str, typer.Option("--to", help="Last day of the period, YYYY-MM-DD (default: all records).")]
+GroupOpt = Annotated[
+    list[int] | None,
+    typer.Option("--client-group", "-g", help="Only this SP client group (1-21); repeat for several."),
+]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print the verified bundle as JSON.")]
+OutOpt = Annotated[Path | None, typer.Option("--out", help="Save the signed bundle for `cagnet verify`.")]
+PrincipalOpt = Annotated[str, typer.Option(help="The principal to act as.")]
+DeadlineOpt = Annotated[int, typer.Option(help="Per-node deadline in ms (0: the coordinator's default).")]
+
+
+def _ask(
+    kind: str,
+    network_dir: Path | None,
+    *,
+    principal: str,
+    deadline_ms: int,
+    out_file: Path | None,
+    as_json: bool,
+    **question: object,
+) -> Bundle | None:
+    from coordinator.client import joint_query
+
+    netdir = _netdir(network_dir)
+    bundle, envelope = joint_query(
+        netdir,
+        kind=kind,
+        principal=principal,
+        node_deadline_ms=deadline_ms,
+        **question,  # type: ignore[arg-type]
+    )
+    if out_file is not None:
+        bundle_mod.save(out_file, envelope, network_dir=netdir)
+        err.print(f"signed bundle saved to {out_file} (check it with `cagnet verify {out_file}`)")
+    if as_json:
+        print(json.dumps(bundle.model_dump(mode="json"), indent=2))
+        return None
+    return bundle
+
+
+def place_label(code: str) -> str:
+    """An origin as a CAG chair reads it: an authority's short name, a region's name, or unknown."""
+    if code in vocabulary.AUTHORITIES:
+        return _short_name(vocabulary.AUTHORITIES[code].name)
+    if code in vocabulary.REGIONS:
+        return vocabulary.REGIONS[code] + " (region)"
+    if code == "outside":
+        return "outside the CAG"
+    try:
+        return places.place_name(code)
+    except KeyError:
+        return code
+
+
+def _n(value: int | None) -> str:
+    return "*" if value is None else f"{value:,}"
+
+
+def _tally(t: Tally) -> str:
+    return f"{t.count:,}" if t.complete else f"≥{t.count:,}"
+
+
+def _group_label(group: int) -> str:
+    return "all client groups" if group == 0 else f"{group} {vocabulary.CLIENT_GROUPS[group]}"
+
+
+def _table(title: str) -> Table:
+    return Table(title=title, box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False)
+
+
+def render_movement(bundle: Bundle, console: Console) -> None:
+    r = bundle.result
+    assert isinstance(r, JointMovement)
+    groups = sorted({f.client_group for f in r.flows if f.client_group}) if _filtered(bundle) else [0]
+    for group in groups:
+        for period in r.periods:
+            flows = {(f.origin, f.host): f.clients for f in r.flows if f.client_group == group and f.period == period}
+            if not flows:
+                continue
+            table = _table(f"New clients by previous authority → host: {_group_label(group)}, {period}")
+            table.add_column("came from", no_wrap=True)
+            for host in r.hosts:
+                table.add_column(place_label(host), justify="right", no_wrap=True)
+            for origin in r.origins:
+                if any((origin, host) in flows for host in r.hosts):
+                    table.add_row(place_label(origin), *(_n(flows.get((origin, h), 0)) for h in r.hosts))
+            console.print(table)
+    console.print(
+        "[dim]Counts are rounded to 5 under the network policy; * is suppressed (a small number, or one that"
+        " would let a small number be worked out). Origins outside the CAG are grouped by region.[/]"
+    )
+    _render_coverage(bundle, console)
+
+
+def _filtered(bundle: Bundle) -> bool:
+    query = coordinator_pb2.JointQueryRequest.FromString(dsse.Envelope.from_json(bundle.query).payload)
+    return bool(query.client_groups)
+
+
+def render_net_flow(bundle: Bundle, console: Console) -> None:
+    r = bundle.result
+    assert isinstance(r, JointNetFlow)
+    groups = sorted({row.client_group for row in r.rows})
+    for group in [g for g in groups if g] + [0] if _filtered(bundle) else [0]:
+        table = _table(f"Net import and export: {_group_label(group)}")
+        for col in ("authority", "imported", "exported", "net", ""):
+            table.add_column(col, justify="left" if col in ("authority", "") else "right", no_wrap=True)
+        for row in r.rows:
+            if row.client_group != group:
+                continue
+            verdict = "net importer" if row.net_importer else ("net exporter" if row.net < 0 else "balanced")
+            table.add_row(
+                place_label(row.authority), _tally(row.imported), _tally(row.exported), f"{row.net:+,}", verdict
+            )
+        console.print(table)
+        share = next(s for s in r.shares if s.client_group == group)
+        if share.share_within_cag is not None:
+            console.print(
+                f"  {share.share_within_cag:.0%} of clients who moved into a CAG authority came from another"
+                f" CAG authority ({_tally(share.within_cag)} of {_tally(share.movers)})"
+            )
+    console.print(
+        "[dim]Imported: new clients whose previous authority was elsewhere in England. Exported: clients from"
+        " this authority served by another CAG authority that answered. ≥ means a suppressed figure was left"
+        " out of the sum.[/]"
+    )
+    _render_coverage(bundle, console)
+
+
+def render_kpi(bundle: Bundle, console: Console) -> None:
+    r = bundle.result
+    assert isinstance(r, JointKpi)
+    heads = [*r.authorities, "CAG"]
+    table = _table("KPI 2: planned moves from short-term services, % of departures")
+    table.add_column("client group", no_wrap=True, overflow="ellipsis", max_width=32)
+    for head in heads:
+        table.add_column(place_label(head) if head != "CAG" else "CAG", justify="right", no_wrap=True)
+    cells = {(row.authority, row.client_group): row for row in r.rows}
+    for group in sorted({row.client_group for row in r.rows}, key=lambda g: (g == 0, g)):
+        values = []
+        for head in heads:
+            row = cells.get((head, group))
+            values.append("-" if row is None or row.percent_planned is None else f"{row.percent_planned:.0f}%")
+        table.add_row(_group_label(group), *values)
+    console.print(table)
+    console.print("[dim]- : suppressed or no departures. Percentages come from the released (rounded) counts.[/]")
+    _render_coverage(bundle, console)
+
+
+def render_non_local(bundle: Bundle, console: Console) -> None:
+    r = bundle.result
+    assert isinstance(r, JointNonLocalServices)
+    table = _table(f"Services taking at least {r.min_share_percent}% of their intake from outside their authority")
+    for col in ("authority", "provider", "service", "group", "new clients", "non-local", "designated"):
+        table.add_column(col, overflow="ellipsis", max_width=28 if col in ("provider", "service") else None)
+    for hosted in r.services:
+        s = hosted.service
+        table.add_row(
+            place_label(hosted.authority),
+            s.provider,
+            s.name,
+            str(s.client_group),
+            s.intake_band,
+            s.share_band,
+            "yes" if s.designated else "",
+        )
+    console.print(table)
+    console.print(
+        f"[dim]{r.too_small} services had too few new clients to describe. Intake and share are shown in bands;"
+        " domestic violence services are named at authority level only.[/]"
+    )
+    _render_coverage(bundle, console)
+
+
+def render_repeat_movers(bundle: Bundle, console: Console) -> None:
+    r = bundle.result
+    assert isinstance(r, RepeatMovers)
+    console.print(f"People in the records of two or more of {len(r.authorities)} authorities: [bold]{_n(r.people)}[/]")
+    table = _table("By client group (a person counts in each group any of their records carries)")
+    table.add_column("client group")
+    table.add_column("people", justify="right")
+    for group, count in sorted(r.by_client_group.items()):
+        if count != 0:
+            table.add_row(_group_label(group), _n(count))
+    console.print(table)
+    console.print(
+        "[dim]Counted by the coordinator from per-analysis tokens it cannot reverse; rounded under the policy."
+        " The bundle holds each node's signed receipt for its tokens, not the tokens.[/]"
+    )
+    _render_coverage(bundle, console)
+
+
+@query_app.command("movement")
+def query_movement(
+    network_dir: NetworkOpt = None,
+    from_date: FromOpt = "",
+    to_date: ToOpt = "",
+    period: Annotated[str, typer.Option(help="Break down by financial 'year', 'quarter', or 'all'.")] = "year",
+    client_group: GroupOpt = None,
+    deadline_ms: DeadlineOpt = 0,
+    as_json: JsonOpt = False,
+    out_file: OutOpt = None,
+    principal: PrincipalOpt = "cag-chair",
+) -> None:
+    """Where new clients came from: previous authority x host authority x client group x period."""
+    bundle = _ask(
+        "movement",
+        network_dir,
+        principal=principal,
+        deadline_ms=deadline_ms,
+        out_file=out_file,
+        as_json=as_json,
+        from_date=from_date,
+        to_date=to_date,
+        period=period,
+        client_groups=client_group or (),
+    )
+    if bundle is not None:
+        render_movement(bundle, out)
+
+
+@query_app.command("net-flow")
+def query_net_flow(
+    network_dir: NetworkOpt = None,
+    from_date: FromOpt = "",
+    to_date: ToOpt = "",
+    client_group: GroupOpt = None,
+    deadline_ms: DeadlineOpt = 0,
+    as_json: JsonOpt = False,
+    out_file: OutOpt = None,
+    principal: PrincipalOpt = "cag-chair",
+) -> None:
+    """Net importers and exporters of vulnerable people, and how much movement stays in the CAG."""
+    bundle = _ask(
+        "net-flow",
+        network_dir,
+        principal=principal,
+        deadline_ms=deadline_ms,
+        out_file=out_file,
+        as_json=as_json,
+        from_date=from_date,
+        to_date=to_date,
+        period="all",
+        client_groups=client_group or (),
+    )
+    if bundle is not None:
+        render_net_flow(bundle, out)
+
+
+@query_app.command("kpi")
+def query_kpi(
+    network_dir: NetworkOpt = None,
+    from_date: FromOpt = "",
+    to_date: ToOpt = "",
+    client_group: GroupOpt = None,
+    deadline_ms: DeadlineOpt = 0,
+    as_json: JsonOpt = False,
+    out_file: OutOpt = None,
+    principal: PrincipalOpt = "cag-chair",
+) -> None:
+    """KPI 2: planned moves on from short-term services, by client group, per authority and CAG."""
+    bundle = _ask(
+        "kpi",
+        network_dir,
+        principal=principal,
+        deadline_ms=deadline_ms,
+        out_file=out_file,
+        as_json=as_json,
+        from_date=from_date,
+        to_date=to_date,
+        period="all",
+        client_groups=client_group or (),
+    )
+    if bundle is not None:
+        render_kpi(bundle, out)
+
+
+@query_app.command("non-local-services")
+def query_non_local(
+    network_dir: NetworkOpt = None,
+    from_date: FromOpt = "",
+    to_date: ToOpt = "",
+    min_share: Annotated[int, typer.Option(help="Smallest share of intake from outside the authority, %.")] = 50,
+    client_group: GroupOpt = None,
+    deadline_ms: DeadlineOpt = 0,
+    as_json: JsonOpt = False,
+    out_file: OutOpt = None,
+    principal: PrincipalOpt = "cag-chair",
+) -> None:
+    """Services that routinely serve people from other authorities."""
+    bundle = _ask(
+        "non-local-services",
+        network_dir,
+        principal=principal,
+        deadline_ms=deadline_ms,
+        out_file=out_file,
+        as_json=as_json,
+        from_date=from_date,
+        to_date=to_date,
+        period="all",
+        client_groups=client_group or (),
+        min_share_percent=min_share,
+    )
+    if bundle is not None:
+        render_non_local(bundle, out)
+
+
+@query_app.command("repeat-movers")
+def query_repeat_movers(
+    network_dir: NetworkOpt = None,
+    from_date: FromOpt = "",
+    to_date: ToOpt = "",
+    client_group: GroupOpt = None,
+    deadline_ms: DeadlineOpt = 0,
+    as_json: JsonOpt = False,
+    out_file: OutOpt = None,
+    principal: PrincipalOpt = "cag-chair",
+) -> None:
+    """How many people appear in two or more authorities' records, without anyone learning who."""
+    bundle = _ask(
+        "repeat-movers",
+        network_dir,
+        principal=principal,
+        deadline_ms=deadline_ms,
+        out_file=out_file,
+        as_json=as_json,
+        from_date=from_date,
+        to_date=to_date,
+        period="all",
+        client_groups=client_group or (),
+    )
+    if bundle is not None:
+        render_repeat_movers(bundle, out)
