@@ -26,6 +26,7 @@ from coordinator import bundle as bundle_mod
 from coordinator import network
 from coordinator.cli import render_supply_map
 from coordinator.client import Refused, joint_query
+from coordinator.records_cli import render_kpi, render_movement, render_net_flow, render_non_local, render_repeat_movers
 from node.config import complete_join, init_node, load_config
 from node.store import ensure_authority, open_store
 from node.synth import load as load_synthetic
@@ -71,6 +72,7 @@ def build_network(root: Path, console: Console, *, seed: int = 1) -> tuple[Path,
     netdir = root / "network"
     network.init_network(netdir, name="South East CAG", coordinator_endpoint=f"127.0.0.1:{free_port()}")
     nodes: dict[str, Path] = {}
+    linkage_key: bytes | None = None  # the first node makes the network linkage key; the rest get a copy
     for i, code in enumerate(vocabulary.AUTHORITIES):
         nodedir = root / "nodes" / code
         request = init_node(
@@ -78,7 +80,9 @@ def build_network(root: Path, console: Console, *, seed: int = 1) -> tuple[Path,
             authority=code,
             endpoint=f"127.0.0.1:{free_port()}",
             manifest_path=network.manifest_path(netdir),
+            linkage_key=linkage_key,
         )
+        linkage_key = (nodedir / "identity" / "linkage.key").read_bytes()
         cert, ca_cert, _ = network.admit(netdir, request)
         complete_join(
             nodedir,
@@ -133,6 +137,26 @@ def _show_refusals(console: Console, netdir: Path, *, client_groups: list[int]) 
         console.print(f"  [yellow]{names[m.authority].name}'s node[/]: {m.reason}")
 
 
+def _show_movement(console: Console, netdir: Path, root: Path) -> None:
+    """The CAG's client-record questions, each a signed joint query like the supply map."""
+    console.rule("Where clients come from, and who carries the cost (client records, 2008-10)")
+    with console.status("CAG chair: movement, net flows, KPI 2, non-local services, repeat movers"):
+        movement, envelope = joint_query(netdir, kind="movement", period="all")
+        net_flow, _ = joint_query(netdir, kind="net-flow", period="all")
+        kpi, _ = joint_query(netdir, kind="kpi", period="all")
+        non_local, _ = joint_query(netdir, kind="non-local-services", period="all", min_share_percent=50)
+        repeat, _ = joint_query(netdir, kind="repeat-movers", period="all")
+    render_movement(movement, console)
+    render_net_flow(net_flow, console)
+    render_kpi(kpi, console)
+    render_non_local(non_local, console)
+    render_repeat_movers(repeat, console)
+    saved = root / "movement.bundle.json"
+    bundle_mod.save(saved, envelope, network_dir=netdir)
+    bundle_mod.verify_bundle(bundle_mod.load(saved)[0], network.read(netdir))
+    console.print(f"[green]movement bundle verified offline[/] ({saved.name}); no record left any node")
+
+
 def run_demo(*, as_json: bool = False, keep: Path | None = None) -> int:
     console = Console(stderr=True) if as_json else Console()
     root = keep or Path(tempfile.mkdtemp(prefix="cagnet-demo-"))
@@ -181,6 +205,8 @@ def run_demo(*, as_json: bool = False, keep: Path | None = None) -> int:
                 "[dim]Each refusal is in that node's audit log (`cagnet node audit show NODEDIR`), "
                 "with who asked and the rule, never the figures.[/]"
             )
+
+            _show_movement(console, netdir, root)
 
             stopped = "E06000043"
             console.rule(f"Stopping {vocabulary.AUTHORITIES[stopped].name}'s node: the query still answers")

@@ -41,11 +41,17 @@ def make_network(root: Path, codes: tuple[str, ...] = THREE, *, seed: int = 7) -
     netdir = root / "network"
     network.init_network(netdir, name="Test CAG", coordinator_endpoint="127.0.0.1:0")
     nodedirs = {}
+    linkage_key: bytes | None = None  # the first node makes the network linkage key; the rest get a copy
     for i, code in enumerate(codes):
         nodedir = root / code
         request = init_node(
-            nodedir, authority=code, endpoint="127.0.0.1:0", manifest_path=network.manifest_path(netdir)
+            nodedir,
+            authority=code,
+            endpoint="127.0.0.1:0",
+            manifest_path=network.manifest_path(netdir),
+            linkage_key=linkage_key,
         )
+        linkage_key = (nodedir / "identity" / "linkage.key").read_bytes()
         cert, ca_cert, _ = network.admit(netdir, request)
         complete_join(
             nodedir,
