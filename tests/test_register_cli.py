@@ -5,6 +5,7 @@ and the coordinator-side verify-log. Every command's --json output is parsed."""
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -84,6 +85,7 @@ def test_the_register_from_the_command_line(tmp_path: Path) -> None:
     verified = _run("register", "verify", str(receipt))
     assert verified["verified"] and [e["leaf_index"] for e in verified["entries"]] == [0, 1, 2]
     assert _run("register", "verify", str(receipt), "--node", str(net.nodedirs[MEDWAY]))["verified"]
+    _docs_verifier(receipt)
     strict = CliRunner().invoke(app, ["register", "verify", str(receipt), "--quorum", "4"])
     assert isinstance(strict.exception, InconsistentLog) and strict.exit_code != 0
 
@@ -92,6 +94,8 @@ def test_the_register_from_the_command_line(tmp_path: Path) -> None:
     receipt.write_text(json.dumps(doc))
     tampered = CliRunner().invoke(app, ["register", "verify", str(receipt)])
     assert isinstance(tampered.exception, InconsistentLog)
+    with pytest.raises(AssertionError):
+        _docs_verifier(receipt)
 
     assert _run("register", "verify-log", str(net.netdir), "--database-url", url) == {"verified": True, "size": 3}
     engine = store.open_register(url)
@@ -101,6 +105,15 @@ def test_the_register_from_the_command_line(tmp_path: Path) -> None:
     engine.dispose()
     edited = CliRunner().invoke(app, ["register", "verify-log", str(net.netdir), "--database-url", url])
     assert isinstance(edited.exception, InconsistentLog) and "leaf 2" in str(edited.exception)
+
+
+def _docs_verifier(receipt: Path) -> None:
+    """The hashlib-only RFC 6962 verifier printed in docs/register.md, run as printed."""
+    doc = (Path(__file__).resolve().parent.parent / "docs" / "register.md").read_text()
+    code = re.search(r"```python\n(.*?)```", doc, re.DOTALL)
+    assert code is not None
+    source = code.group(1).replace('Path("receipt.json")', f"Path({str(receipt)!r})")
+    exec(compile(source, "docs/register.md", "exec"), {})
 
 
 @pytest.mark.parametrize("field", ["authority", "origin"])
