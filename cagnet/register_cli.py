@@ -103,8 +103,8 @@ def _checkpoint_line(verified: VerifiedCheckpoint) -> str:
     cp = verified.checkpoint
     final = "[green]final[/]" if verified.final else "[yellow]not yet final[/]"
     return (
-        f"checkpoint: {cp.size} entries, root {cp.root.hex()[:16]}…, cosigned by "
-        f"{len(verified.cosigners)} of {verified.quorum} needed ({', '.join(verified.cosigners) or 'none'}): {final}"
+        f"checkpoint: {cp.size} entries, root {cp.root.hex()[:16]}…, cosigned by {len(verified.cosigners)} "
+        f"members, {verified.quorum} needed ({', '.join(verified.cosigners) or 'none'}): {final}"
     )
 
 
@@ -136,7 +136,7 @@ def submit(
     else:
         err.print(
             f"[green]logged[/]: {config.authority} {entry.decision} {entry.provider.name} "
-            f"({entry.provider.key}) at leaf {index}; the log now holds {size} entries"
+            f"({entry.provider.key}) at leaf {index}; log size {size}"
         )
 
 
@@ -307,7 +307,7 @@ def verify(
     out.print(
         f"[green]verified[/]: {len(entries)} entries included in the checkpoint of {checkpoint.checkpoint.size}, "
         f"each signed by its authority; checkpoint signed by the coordinator and cosigned by "
-        f"{', '.join(checkpoint.cosigners) or 'no member'} ({len(checkpoint.cosigners)} of {checkpoint.quorum} needed)"
+        f"{', '.join(checkpoint.cosigners) or 'no member'} ({checkpoint.quorum} needed)"
     )
 
 
@@ -365,7 +365,7 @@ def node_witness(
     final = "final" if r.final else "not yet final"
     err.print(
         f"[green]cosigned[/] checkpoint {r.size} (from {r.previous_size}: {r.new_entries} new entries checked, "
-        f"{r.audited} older re-checked); {r.cosignatures} of {r.quorum} cosignatures, {final}"
+        f"{r.audited} older re-checked); {r.cosignatures} cosignatures, {r.quorum} needed: {final}"
     )
 
 
