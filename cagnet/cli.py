@@ -11,6 +11,7 @@ import typer
 from rich.console import Console
 
 import coordinator.records_cli  # noqa: F401  (registers the client-record queries)
+from cagnet.register_cli import node_witness, register_app
 from coordinator import network
 from coordinator.cli import coordinator_app, network_app, query_app, verify
 from coordinator.client import Refused
@@ -29,6 +30,8 @@ app.add_typer(node_app, name="node")
 app.add_typer(coordinator_app, name="coordinator")
 app.add_typer(query_app, name="query")
 app.command("verify")(verify)
+app.add_typer(register_app, name="register")
+node_app.command("witness")(node_witness)
 
 err = Console(stderr=True)
 

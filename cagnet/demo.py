@@ -22,6 +22,7 @@ import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from rich.console import Console
 
+from cagnet.demo_register import run_register_demo
 from coordinator import bundle as bundle_mod
 from coordinator import network
 from coordinator.cli import render_supply_map
@@ -205,6 +206,7 @@ def run_demo(*, as_json: bool = False, keep: Path | None = None) -> int:
                 "[dim]Each refusal is in that node's audit log (`cagnet node audit show NODEDIR`), "
                 "with who asked and the rule, never the figures.[/]"
             )
+            run_register_demo(console, netdir, nodes, root / "register")
 
             _show_movement(console, netdir, root)
 

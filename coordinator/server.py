@@ -22,6 +22,8 @@ from coordinator.bundle import build_bundle, sign_bundle
 from coordinator.fanout import Contribution, Missing, NodeClients, fan_out
 from coordinator.kinds import KINDS
 from coordinator.records import RepeatMovers, count_repeat_movers
+from coordinator.register_server import SERVICE as REGISTER_SERVICE
+from coordinator.register_server import RegisterRuntime, add_to_server
 from shared import dsse
 from shared.auth import (
     NonceCache,
@@ -207,10 +209,18 @@ class CoordinatorServicer(coordinator_pb2_grpc.CoordinatorServicer):
         return envelope_to_proto(self.rt.joint_query(envelope_from_proto(request), verified.message))
 
 
-def create_server(runtime: CoordinatorRuntime, *, address: str, max_workers: int = 8) -> tuple[grpc.Server, int]:
+def create_server(
+    runtime: CoordinatorRuntime, *, address: str, max_workers: int = 8, register: RegisterRuntime | None = None
+) -> tuple[grpc.Server, int]:
+    """The coordinator's server, also hosting the accreditation register (`register`, by default
+    opened from the network folder; its store opens on first use)."""
     interceptor = SignedEnvelopeInterceptor((SERVICE,), runtime.authenticate, runtime.on_reject)
-    server = grpc.server(futures.ThreadPoolExecutor(max_workers=max_workers), interceptors=[interceptor])
+    register = register or RegisterRuntime(runtime.netdir, runtime.identity, runtime.manifests, nonces=runtime.nonces)
+    server = grpc.server(
+        futures.ThreadPoolExecutor(max_workers=max_workers), interceptors=[interceptor, register.interceptor()]
+    )
     coordinator_pb2_grpc.add_CoordinatorServicer_to_server(CoordinatorServicer(runtime), server)
+    add_to_server(server, register)
     health_servicer = health.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     identity = runtime.identity
@@ -222,6 +232,7 @@ def create_server(runtime: CoordinatorRuntime, *, address: str, max_workers: int
     server.start()
     health_servicer.set("", health_pb2.HealthCheckResponse.SERVING)
     health_servicer.set(SERVICE, health_pb2.HealthCheckResponse.SERVING)
+    health_servicer.set(REGISTER_SERVICE, health_pb2.HealthCheckResponse.SERVING)
     return server, port
 
 
@@ -229,7 +240,8 @@ def serve(netdir: Path, *, listen: str) -> None:
     """Run until SIGTERM or SIGINT, then stop gracefully."""
     network.set_endpoint(netdir, COORDINATOR, listen)
     runtime = CoordinatorRuntime.open(netdir)
-    server, port = create_server(runtime, address=listen)
+    register = RegisterRuntime.open(netdir)
+    server, port = create_server(runtime, address=listen, register=register)
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
@@ -237,3 +249,4 @@ def serve(netdir: Path, *, listen: str) -> None:
     stop.wait()
     server.stop(grace=5).wait()
     runtime.clients.close()
+    register.close()

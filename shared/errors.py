@@ -12,6 +12,7 @@
     |   +-- ExpiredRequest           DEADLINE_EXCEEDED
     |   +-- ReplayedRequest          ALREADY_EXISTS
     |   +-- BundleMismatch           DATA_LOSS
+    |   +-- InconsistentLog          DATA_LOSS (a register proof, checkpoint or stored entry)
     +-- NotPermitted                 PERMISSION_DENIED
     +-- DisclosureRefused            FAILED_PRECONDITION
     +-- StalePolicy                  FAILED_PRECONDITION
@@ -94,6 +95,13 @@ class ReplayedRequest(VerificationError):
 class BundleMismatch(VerificationError):
     code = grpc.StatusCode.DATA_LOSS
     default_message = "the bundle's result is not what its contributions combine to"
+
+
+class InconsistentLog(VerificationError):
+    """A Merkle proof, a checkpoint or a stored entry of the accreditation register does not check out."""
+
+    code = grpc.StatusCode.DATA_LOSS
+    default_message = "the register's log does not check out"
 
 
 class NotPermitted(CagnetError):

@@ -32,6 +32,8 @@ def test_demo_runs_the_six_authority_network_and_cleans_up() -> None:
     assert "bundle verified offline: 6 node signatures" in log
     assert "query-set restriction" in log and "differencing" in log
     assert "missing: E06000043 (Brighton & Hove) — unreachable" in log
+    assert "register receipt verified offline: 3 entries in checkpoint 5" in log and "checkpoint final" in log
+    assert "suspended by East Sussex" in log
     workdir = re.search(r"logs in (\S+)/logs", log)
     assert workdir is not None
     assert not Path(workdir.group(1)).exists()

@@ -1,0 +1,375 @@
+"""`cagnet register ...` and `cagnet node witness`: the shared accreditation register from the
+command line. Every command takes --json. A member acts through its node folder (--node NODEDIR);
+the CAG chair through the network folder (--network NETDIR, default $CAGNET_NETWORK).
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from coordinator import network
+from coordinator import register_store as store
+from coordinator.register_server import RegisterSettings, default_database_url
+from node.config import load_config
+from node.witness import WitnessRound, witness_round
+from shared import dsse
+from shared.accreditation import (
+    ProviderStatus,
+    entry_bytes,
+    entry_from_toml,
+    open_entry,
+    provider_status,
+    sign_entry,
+    verify_entry,
+)
+from shared.checkpoint import (
+    VerifiedCheckpoint,
+    load_receipt,
+    make_receipt,
+    register_origin,
+    verify_checkpoint,
+    verify_receipt,
+)
+from shared.errors import InvalidRequest
+from shared.identity import Identity
+from shared.manifest import CAG_CHAIR, Manifest, ManifestSource
+from shared.register_client import RegisterClient, fetch_history
+
+register_app = typer.Typer(
+    help="The shared accreditation register (a witnessed transparency log).", no_args_is_help=True
+)
+
+out = Console()
+err = Console(stderr=True)
+
+NodeOpt = Annotated[Path | None, typer.Option("--node", help="Act as this member's node folder.")]
+NetworkOpt = Annotated[
+    Path | None, typer.Option("--network", help="Act as a principal of this network folder (default: $CAGNET_NETWORK).")
+]
+PrincipalOpt = Annotated[str, typer.Option(help="With --network: the principal to act as.")]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON.")]
+QuorumOpt = Annotated[
+    int | None, typer.Option(help="Member cosignatures that make a checkpoint final (default: a majority).")
+]
+
+
+@dataclass(frozen=True)
+class Actor:
+    identity: Identity
+    manifest: Callable[[], Manifest]
+    netdir: Path | None
+
+
+def _actor(node: Path | None, network_dir: Path | None, principal: str) -> Actor:
+    if node is not None:
+        config = load_config(node)
+        trusted = dsse.load_public_key(base64.b64decode(config.coordinator_key))
+        return Actor(config.identity(), ManifestSource(config.manifest_path, trusted).current, None)
+    netdir = network_dir or (Path(os.environ["CAGNET_NETWORK"]) if os.environ.get("CAGNET_NETWORK") else None)
+    if netdir is None:
+        raise typer.BadParameter("give --node NODEDIR or --network NETDIR", param_hint="--node/--network")
+    return Actor(Identity.load(network.principal_dir(netdir, principal)), lambda: network.read(netdir), netdir)
+
+
+def _print_json(value: object) -> None:
+    print(json.dumps(value, indent=2, default=str))
+
+
+def _checkpoint_json(verified: VerifiedCheckpoint) -> dict[str, object]:
+    cp = verified.checkpoint
+    return {
+        "origin": cp.origin,
+        "size": cp.size,
+        "root": cp.root.hex(),
+        "time": datetime.fromtimestamp(cp.time_ms / 1000, UTC).isoformat(timespec="seconds"),
+        "cosigned_by": list(verified.cosigners),
+        "quorum": verified.quorum,
+        "final": verified.final,
+    }
+
+
+def _checkpoint_line(verified: VerifiedCheckpoint) -> str:
+    cp = verified.checkpoint
+    final = "[green]final[/]" if verified.final else "[yellow]not yet final[/]"
+    return (
+        f"checkpoint: {cp.size} entries, root {cp.root.hex()[:16]}…, cosigned by {len(verified.cosigners)} "
+        f"members, {verified.quorum} needed ({', '.join(verified.cosigners) or 'none'}): {final}"
+    )
+
+
+@register_app.command("submit")
+def submit(
+    nodedir: Annotated[Path, typer.Argument(help="The accrediting authority's node folder.")],
+    entry_file: Annotated[Path, typer.Argument(help="The decision as TOML (see docs/register.md).")],
+    as_json: JsonOpt = False,
+) -> None:
+    """Sign a decision with this authority's key and append it to the register."""
+    config = load_config(nodedir)
+    trusted = dsse.load_public_key(base64.b64decode(config.coordinator_key))
+    manifests = ManifestSource(config.manifest_path, trusted)
+    try:
+        text = entry_file.read_text()
+    except FileNotFoundError:
+        raise typer.BadParameter(f"no such file: {entry_file}", param_hint="ENTRY") from None
+    entry = entry_from_toml(
+        text, authority=config.authority, register=register_origin(manifests.current()), base=entry_file.parent
+    )
+    identity = config.identity()
+    data = entry_bytes(sign_entry(entry, identity.signing_key))
+    with RegisterClient(identity, manifests.current) as client:
+        index, size = client.submit(data)
+    if as_json:
+        _print_json(
+            {"leaf_index": index, "tree_size": size, "provider": entry.provider.key, "decision": entry.decision}
+        )
+    else:
+        err.print(
+            f"[green]logged[/]: {config.authority} {entry.decision} {entry.provider.name} "
+            f"({entry.provider.key}) at leaf {index}; log size {size}"
+        )
+
+
+def _history(
+    provider: str, node: Path | None, network_dir: Path | None, principal: str, quorum: int | None
+) -> tuple[Any, Actor]:
+    actor = _actor(node, network_dir, principal)
+    with RegisterClient(actor.identity, actor.manifest) as client:
+        return fetch_history(client, provider, quorum=quorum, network_dir=actor.netdir), actor
+
+
+def _status_json(status: ProviderStatus) -> dict[str, object]:
+    return status.model_dump(mode="json")
+
+
+@register_app.command("status")
+def status(
+    provider: Annotated[str, typer.Argument(help='A key ("charity:1149085") or the provider\'s name.')],
+    node: NodeOpt = None,
+    network_dir: NetworkOpt = None,
+    principal: PrincipalOpt = CAG_CHAIR,
+    on: Annotated[str | None, typer.Option(help="Status on this date (YYYY-MM-DD; default today).")] = None,
+    quorum: QuorumOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """A provider's current status, derived from every authority's verified entries."""
+    day = date.fromisoformat(on) if on else date.today()
+    history, _ = _history(provider, node, network_dir, principal, quorum)
+    if not history.entries:
+        raise InvalidRequest(f"no entries in the register for {history.provider}")
+    result = provider_status(history.provider, history.entries, on=day)
+    if as_json:
+        _print_json({**_status_json(result), "checkpoint": _checkpoint_json(history.checkpoint)})
+        return
+    colour = {"accredited": "green", "passported": "green", "suspended": "red"}.get(result.overall, "yellow")
+    out.print(f"{' / '.join(result.names)} ({result.provider}) on {day.isoformat()}: [{colour}]{result.overall}[/]")
+    if result.suspended_by:
+        out.print(f"[red]suspended by[/]: {', '.join(result.suspended_by)}")
+    table = Table()
+    for col in ("authority", "status", "latest decision", "leaf", "valid", "note"):
+        table.add_column(col)
+    for a in result.authorities:
+        table.add_row(
+            a.authority,
+            a.status,
+            a.decision,
+            str(a.leaf_index),
+            f"{a.valid_from.isoformat()} to {a.valid_to.isoformat()}",
+            a.note,
+        )
+    out.print(table)
+    out.print(_checkpoint_line(history.checkpoint))
+
+
+@register_app.command("history")
+def history_cmd(
+    provider: Annotated[str, typer.Argument(help='A key ("charity:1149085") or the provider\'s name.')],
+    node: NodeOpt = None,
+    network_dir: NetworkOpt = None,
+    principal: PrincipalOpt = CAG_CHAIR,
+    quorum: QuorumOpt = None,
+    out_file: Annotated[
+        Path | None, typer.Option("--out", help="Save the entries, proofs and checkpoint for `verify`.")
+    ] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Every verified entry about a provider, in log order."""
+    history, _ = _history(provider, node, network_dir, principal, quorum)
+    if out_file is not None:
+        out_file.write_text(json.dumps(history.receipt, indent=2) + "\n")
+        err.print(f"receipt saved to {out_file} (check it with `cagnet register verify {out_file}`)")
+    if as_json:
+        _print_json(
+            {
+                "provider": history.provider,
+                "entries": [
+                    {"leaf_index": e.leaf_index, **e.entry.model_dump(mode="json", by_alias=True)}
+                    for e in history.entries
+                ],
+                "checkpoint": _checkpoint_json(history.checkpoint),
+            }
+        )
+        return
+    table = Table(title=f"{history.provider}: {len(history.entries)} entries")
+    for col in ("leaf", "authority", "decision", "decided", "valid", "criteria", "QAF", "evidence"):
+        table.add_column(col)
+    for logged in history.entries:
+        e = logged.entry
+        decision = e.decision + (f" from {e.passported_from}" if e.passported_from else "")
+        met = sum(1 for v in e.criteria.model_dump().values() if v == "met")
+        table.add_row(
+            str(logged.leaf_index),
+            e.authority,
+            decision,
+            e.decided_on.isoformat(),
+            f"{e.valid_from.isoformat()} to {e.valid_to.isoformat()}",
+            f"{met}/5 met",
+            "".join(v[0] if v != "not-assessed" else "-" for v in e.qaf.model_dump().values()),
+            e.evidence_sha256[:12] + "…",
+        )
+    out.print(table)
+    out.print(_checkpoint_line(history.checkpoint))
+
+
+@register_app.command("checkpoint")
+def checkpoint_cmd(
+    node: NodeOpt = None,
+    network_dir: NetworkOpt = None,
+    principal: PrincipalOpt = CAG_CHAIR,
+    quorum: QuorumOpt = None,
+    out_file: Annotated[Path | None, typer.Option("--out", help="Save the signed checkpoint for `verify`.")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """The register's newest checkpoint: size, root, and which members have cosigned it."""
+    actor = _actor(node, network_dir, principal)
+    with RegisterClient(actor.identity, actor.manifest) as client:
+        envelope = client.checkpoint()
+    verified = verify_checkpoint(envelope, actor.manifest(), quorum=quorum)
+    if out_file is not None:
+        out_file.write_text(json.dumps(make_receipt(envelope, [], network_dir=actor.netdir), indent=2) + "\n")
+        err.print(f"checkpoint saved to {out_file}")
+    if as_json:
+        _print_json(_checkpoint_json(verified))
+    else:
+        out.print(_checkpoint_line(verified))
+
+
+def _manifest_for(receipt: dict[str, object], network_dir: Path | None, node: Path | None) -> Manifest:
+    if node is not None:
+        config = load_config(node)
+        return ManifestSource(
+            config.manifest_path, dsse.load_public_key(base64.b64decode(config.coordinator_key))
+        ).current()
+    hint = receipt.get("network_dir")
+    netdir = network_dir or (Path(os.environ["CAGNET_NETWORK"]) if os.environ.get("CAGNET_NETWORK") else None)
+    netdir = netdir or (Path(str(hint)) if hint else None)
+    if netdir is None:
+        raise typer.BadParameter("the file names no network folder; give --network or --node", param_hint="--network")
+    return network.read(netdir)
+
+
+@register_app.command("verify")
+def verify(
+    file: Annotated[Path, typer.Argument(help="A receipt saved by `history --out` or `checkpoint --out`.")],
+    network_dir: Annotated[
+        Path | None, typer.Option("--network", help="Check against this network's manifest.")
+    ] = None,
+    node: Annotated[Path | None, typer.Option("--node", help="Check against this node's manifest.")] = None,
+    quorum: QuorumOpt = None,
+    allow_pending: Annotated[
+        bool, typer.Option(help="Accept a checkpoint with fewer cosignatures than the quorum.")
+    ] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Offline: the checkpoint's signatures and quorum, each entry's signature, each inclusion proof."""
+    receipt = load_receipt(file)
+    manifest = _manifest_for(receipt, network_dir, node)
+    checkpoint, entries = verify_receipt(receipt, manifest, quorum=quorum, require_final=not allow_pending)
+    if as_json:
+        _print_json(
+            {
+                "verified": True,
+                "checkpoint": _checkpoint_json(checkpoint),
+                "entries": [{"leaf_index": e.leaf_index, "authority": e.entry.authority} for e in entries],
+            }
+        )
+        return
+    out.print(
+        f"[green]verified[/]: {len(entries)} entries included in the checkpoint of {checkpoint.checkpoint.size}, "
+        f"each signed by its authority; checkpoint signed by the coordinator and cosigned by "
+        f"{', '.join(checkpoint.cosigners) or 'no member'} ({checkpoint.quorum} needed)"
+    )
+
+
+@register_app.command("verify-log")
+def verify_log(
+    netdir: Annotated[Path, typer.Argument(help="The network folder (the coordinator's side).")],
+    database_url: Annotated[str | None, typer.Option(help="The register's database (default: as the server).")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """On the coordinator: re-hash every stored entry and check the whole tree and every checkpoint."""
+    manifest = network.read(netdir)
+    origin = register_origin(manifest)
+    url = database_url or RegisterSettings().database_url or default_database_url(netdir)
+    engine = store.open_register(url)
+
+    def check(index: int, data: bytes) -> None:
+        try:
+            verify_entry(data, manifest, register=origin)
+        except Exception as exc:
+            raise InvalidRequest(f"leaf {index}: {exc}") from None
+
+    try:
+        size = store.verify_log(engine, check_entry=check)
+    finally:
+        engine.dispose()
+    if as_json:
+        _print_json({"verified": True, "size": size})
+    else:
+        out.print(f"[green]log intact[/]: {size} entries re-hashed, every subtree and checkpoint matches")
+
+
+def _round_json(r: WitnessRound) -> dict[str, object]:
+    return {
+        "authority": r.authority,
+        "previous_size": r.previous_size,
+        "size": r.size,
+        "root": r.root.hex(),
+        "new_entries": r.new_entries,
+        "audited": r.audited,
+        "cosignatures": r.cosignatures,
+        "quorum": r.quorum,
+        "final": r.final,
+    }
+
+
+def node_witness(
+    nodedir: Annotated[Path, typer.Argument(help="The node folder made by `cagnet node init`.")],
+    as_json: JsonOpt = False,
+) -> None:
+    """Witness the register once: check the newest checkpoint against the last one cosigned, then cosign."""
+    r = witness_round(load_config(nodedir))
+    if as_json:
+        _print_json(_round_json(r))
+        return
+    final = "final" if r.final else "not yet final"
+    err.print(
+        f"[green]cosigned[/] checkpoint {r.size} (from {r.previous_size}: {r.new_entries} new entries checked, "
+        f"{r.audited} older re-checked); {r.cosignatures} cosignatures, {r.quorum} needed: {final}"
+    )
+
+
+def entry_summary(data: bytes) -> str:
+    """One line about a logged entry (for the demo and logs)."""
+    _, entry = open_entry(data)
+    return f"{entry.authority} {entry.decision} {entry.provider.name}"
