@@ -494,7 +494,7 @@ def _count_lines(path: Path) -> int:
 
 @dataclass
 class _Reader:
-    """Yields (row number, {column: value}) for each non-blank data row; collects file-level problems."""
+    """Reads a CSV file row by row (`records` as dicts, `rows` as cell lists); collects file-level problems."""
 
     path: Path
     label: str
@@ -502,11 +502,18 @@ class _Reader:
     problems: list[ImportProblem]
     header: list[str] = field(default_factory=list)
     rows_seen: int = 0  # records read so far, the header included
+    _unnamed: list[int] = field(default_factory=list)  # columns with no name, whose cells must stay empty
 
     def problem(self, row: int | None, column: str | None, reason: str) -> None:
         self.problems.append(ImportProblem(self.label, row, column, reason))
 
     def records(self) -> Iterator[tuple[int, dict[str, str]]]:
+        for row, cells in self.rows():
+            yield row, {name: value for name, value in zip(self.header, cells, strict=True) if value}
+
+    def rows(self) -> Iterator[tuple[int, list[str]]]:
+        """(row number, stripped cells in header order) for each non-blank data row whose cells
+        line up with the header; the header and anything wrong with a row go to `problems`."""
         bad: list[_BadByte] = []
         with self.path.open("rb") as f:
             reader = csv.reader(_decoded_lines(f, bad), strict=True)
@@ -543,6 +550,7 @@ class _Reader:
 
     def _read_header(self, cells: list[str]) -> bool:
         self.header = [_header_key(c) for c in cells]
+        self._unnamed = [i for i, name in enumerate(self.header) if not name]
         known = set(self.columns.all)
         ok = True
         seen: set[str] = set()
@@ -562,22 +570,19 @@ class _Reader:
                 ok = False
         return ok
 
-    def _values(self, row: int, cells: list[str]) -> dict[str, str] | None:
+    def _values(self, row: int, cells: list[str]) -> list[str] | None:
         stripped = [c.strip() for c in cells]
         if not any(stripped):
             return None
         if len(stripped) != len(self.header):
             self.problem(row, None, f"row has {len(stripped)} cells but the header has {len(self.header)}")
             return None
-        values = {}
-        for index, (name, value) in enumerate(zip(self.header, stripped, strict=True)):
-            if not value:
-                continue
-            if not name:
+        for index in self._unnamed:
+            if stripped[index]:
+                value = stripped[index]
                 self.problem(row, None, f"cell {index + 1} holds {value!r} but its column has no name in the header")
                 return None
-            values[name] = value
-        return values
+        return stripped
 
 
 def _problems_from(error: ValidationError, label: str, row: int, values: dict[str, str]) -> list[ImportProblem]:
