@@ -13,7 +13,7 @@ import csv
 import math
 import random
 import tempfile
-from dataclasses import astuple, dataclass, fields
+from dataclasses import astuple, dataclass, fields, replace
 from datetime import date, timedelta
 from decimal import ROUND_HALF_UP, Decimal
 from pathlib import Path
@@ -676,19 +676,45 @@ class LoadSummary:
     providers: ImportSummary
     services: ImportSummary
     contracts: ImportSummary
+    client_records: ImportSummary | None = None  # None when client records were not loaded
+    outcomes: ImportSummary | None = None
 
     def __str__(self) -> str:
-        return "; ".join(str(s) for s in (self.providers, self.services, self.contracts))
+        parts = (self.providers, self.services, self.contracts, self.client_records, self.outcomes)
+        return "; ".join(str(s) for s in parts if s is not None)
 
 
-def load(engine: Engine, *, authority_code: str, seed: int) -> LoadSummary:
-    """Generate the authority's synthetic supply and import it through the same importer as real files."""
+def load(
+    engine: Engine,
+    *,
+    authority_code: str,
+    seed: int,
+    person_key: bytes | None = None,
+    clients: int | None = None,
+    with_clients: bool = True,
+    network_seed: int = 0,
+) -> LoadSummary:
+    """Generate the authority's synthetic supply and import it through the same importers as real
+    files; then, given the node's `person_key`, its client records and outcomes
+    (`node.synth_clients`): `clients` of them (default: the realistic volume), or none when
+    `with_clients` is false. Without a person key only the supply is loaded: records sealed under
+    any other key would be useless to the node."""
+    from node import synth_clients
+    from node.client_records import PersonSealer
+    from node.records_import import import_client_records, import_outcomes
+
     ensure_authority(engine, authority_code=authority_code)
     supply = generate(authority_code, seed=seed)
     with tempfile.TemporaryDirectory(prefix="cagnet-synth-") as tmp:
         paths = write_csvs(supply, Path(tmp))
-        return LoadSummary(
+        summary = LoadSummary(
             providers=import_csv(engine, kind="providers", path=paths["providers"]),
             services=import_csv(engine, kind="services", path=paths["services"]),
             contracts=import_csv(engine, kind="contracts", path=paths["contracts"]),
         )
+        if not with_clients or person_key is None:
+            return summary
+        files = synth_clients.write_client_csvs(supply, Path(tmp), count=clients, network_seed=network_seed)
+        records = import_client_records(engine, path=files["client-records"], sealer=PersonSealer(person_key))
+        outcomes = import_outcomes(engine, path=files["outcomes"])
+    return replace(summary, client_records=records, outcomes=outcomes)
