@@ -36,28 +36,49 @@ def _engine(nodedir: Path):  # type: ignore[no-untyped-def]
 def synth(
     nodedir: NodeDir,
     seed: Annotated[int, typer.Option(help="Random seed: the same seed gives the same data.")] = 1,
+    clients: Annotated[
+        int | None, typer.Option(help="How many client records (default: about 3.9 per 1,000 people a year).")
+    ] = None,
+    no_clients: Annotated[bool, typer.Option("--no-clients", help="Load supply only, no client records.")] = False,
 ) -> None:
-    """Load realistic synthetic providers, services and contracts for this node's authority."""
+    """Load realistic synthetic providers, services and contracts for this node's authority, and
+    client records and outcomes for the financial years 2008-09 and 2009-10."""
     from node import synth as synth_mod
+    from node.client_records import load_person_key
 
+    if clients is not None and clients < 0:
+        raise typer.BadParameter("must be 0 or more", param_hint="--clients")
     config, engine = _engine(nodedir)
-    with err.status(f"generating synthetic supply for {config.authority} (seed {seed})"):
-        counts = synth_mod.load(engine, authority_code=config.authority, seed=seed)
+    with err.status(f"generating synthetic data for {config.authority} (seed {seed})"):
+        counts = synth_mod.load(
+            engine,
+            authority_code=config.authority,
+            seed=seed,
+            person_key=load_person_key(config.person_key_path),
+            clients=clients,
+            with_clients=not no_clients,
+        )
     err.print(f"[green]loaded[/] {counts}")
+
+
+KINDS = ("providers", "services", "contracts", "client-records", "outcomes")
 
 
 @app.command("import")
 def import_(
     nodedir: NodeDir,
-    kind: Annotated[str, typer.Argument(help="providers, services or contracts")],
+    kind: Annotated[str, typer.Argument(help="providers, services, contracts, client-records or outcomes")],
     file: Annotated[Path, typer.Argument(help="A CSV file (UTF-8; an Excel BOM is fine).", exists=False)],
 ) -> None:
-    """Import a CSV file: every row is checked, and nothing is written unless every row is good."""
-    from node.importer import import_csv
+    """Import a CSV file: every row is checked, and nothing is written unless every row is good.
+    Import providers, services and contracts, then client records, then outcomes."""
+    from node.client_records import PersonSealer, load_person_key
+    from node.importer import ImportSummary, import_csv
+    from node.records_import import import_client_records, import_outcomes
 
-    if kind not in ("providers", "services", "contracts"):
-        raise typer.BadParameter("must be one of providers, services, contracts", param_hint="KIND")
-    _config, engine = _engine(nodedir)
+    if kind not in KINDS:
+        raise typer.BadParameter(f"must be one of {', '.join(KINDS)}", param_hint="KIND")
+    config, engine = _engine(nodedir)
     with Progress(
         TextColumn(f"importing {file.name}"),
         BarColumn(),
@@ -70,7 +91,15 @@ def import_(
         def tick(done: int, total: int) -> None:
             progress.update(task, completed=done, total=total)
 
-        summary = import_csv(engine, kind=kind, path=file, progress=tick)  # type: ignore[arg-type]
+        summary: ImportSummary
+        if kind == "client-records":
+            # The person fields are sealed under this node's own key as they are read.
+            sealer = PersonSealer(load_person_key(config.person_key_path))
+            summary = import_client_records(engine, path=file, sealer=sealer, progress=tick)
+        elif kind == "outcomes":
+            summary = import_outcomes(engine, path=file, progress=tick)
+        else:
+            summary = import_csv(engine, kind=kind, path=file, progress=tick)  # type: ignore[arg-type]
     err.print(f"[green]imported[/] {summary}")
 
 
