@@ -116,9 +116,11 @@ def open_bundle(envelope: dsse.Envelope, manifest: Manifest) -> Bundle:
 def verify_bundle(envelope: dsse.Envelope, manifest: Manifest) -> Bundle:
     """Every signature in the chain, every binding between them, and the result. Raises on any fault.
 
-    For repeat movers the result cannot be recomputed (the bundle holds each node's signed receipt
-    for its tokens, not the tokens); what is checked is that each receipt was made for this query
-    under this policy, and that every node used the same linkage key."""
+    For repeat movers and VFM the result cannot be recomputed (the bundle holds each node's signed
+    receipt for its tokens or masked histogram, not those); what is checked is that each receipt
+    was made for this query under this policy, that every node used the same linkage key, and (VFM)
+    that every node masked for exactly the authorities that answered. Common providers are
+    recomputed from the nodes' signed reveals."""
     bundle = open_bundle(envelope, manifest)
     coordinator = manifest.party(COORDINATOR)
     query_env = dsse.Envelope.from_json(bundle.query)
@@ -140,7 +142,7 @@ def verify_bundle(envelope: dsse.Envelope, manifest: Manifest) -> Bundle:
             raise BundleMismatch("a contribution's request was addressed to another authority or method")
         if envelope_from_proto(request.header.on_behalf_of) != query_env:
             raise BundleMismatch("a contribution's request was not made for this query")
-        if not asks_same_question(query, request):
+        if not asks_same_question(query, request, filled_in=spec.filled_in):
             raise BundleMismatch("a contribution's request asked a different question")
         response = verify_response(
             dsse.Envelope.from_json(c.response),
@@ -160,6 +162,11 @@ def verify_bundle(envelope: dsse.Envelope, manifest: Manifest) -> Bundle:
             raise BundleMismatch("the contributions were made under different linkage keys")
         if tuple(sorted(r.authority for r in responses)) != bundle.result.authorities:  # type: ignore[union-attr]
             raise BundleMismatch("the result does not name the authorities that contributed")
+        # A masked sum means something only over exactly the participants every node was told.
+        if bundle.kind == "vfm" and (
+            any(tuple(sorted(r.participants)) != bundle.answered for r in responses) or bundle.missing
+        ):
+            raise BundleMismatch("the benchmark's sum is not over exactly the authorities that answered")
     elif spec.combine(responses, query) != bundle.result:
         raise BundleMismatch()
     return bundle

@@ -60,6 +60,7 @@ class CoordinatorClient:
         to_date: str = "",
         period: str = "",
         min_share_percent: int = 0,
+        service_type: str = "",
     ) -> tuple[Bundle, dsse.Envelope]:
         # Ask under the policy this principal has: a coordinator or node on another one refuses.
         policy_digest = network.read_policy(self.netdir).digest
@@ -74,6 +75,7 @@ class CoordinatorClient:
             to_date=to_date,
             period=period,
             min_share_percent=min_share_percent,
+            service_type=service_type,
         )
         envelope = sign_message(request, self.identity)
         try:
@@ -113,6 +115,7 @@ def joint_query(
     to_date: str = "",
     period: str = "",
     min_share_percent: int = 0,
+    service_type: str = "",
 ) -> tuple[Bundle, dsse.Envelope]:
     """One query on a fresh channel (what a CLI invocation does)."""
     with CoordinatorClient(netdir, principal=principal, endpoint=endpoint) as client:
@@ -126,4 +129,5 @@ def joint_query(
             to_date=to_date,
             period=period,
             min_share_percent=min_share_percent,
+            service_type=service_type,
         )

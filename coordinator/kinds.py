@@ -11,6 +11,7 @@ from typing import Annotated, Any
 from pydantic import Field
 
 from coordinator.combine import JointSupplyMap, combine_supply_maps
+from coordinator.providers import CommonProviders, VfmBenchmarks, combine_common_providers
 from coordinator.records import (
     JointKpi,
     JointMovement,
@@ -28,7 +29,14 @@ from shared.serde import count_table_from_proto, non_local_services_from_proto, 
 __all__ = ["KINDS", "JointKind", "JointResult"]
 
 JointResult = Annotated[
-    JointSupplyMap | JointMovement | JointNetFlow | JointKpi | JointNonLocalServices | RepeatMovers,
+    JointSupplyMap
+    | JointMovement
+    | JointNetFlow
+    | JointKpi
+    | JointNonLocalServices
+    | RepeatMovers
+    | CommonProviders
+    | VfmBenchmarks,
     Field(discriminator="kind"),
 ]
 
@@ -41,9 +49,14 @@ class JointKind:
     rpc: str  # the node method, e.g. "SupplyMap"
     request_cls: type[Any]
     response_cls: type[Any]  # what the node signs for the coordinator
-    # What the bundle carries for each node: the response itself, or (repeat movers) the node's
-    # signed receipt, since a principal never receives linkage tokens.
+    # What the bundle carries for each node: the response itself, or (repeat movers, VFM) the
+    # node's signed receipt, since a principal never receives linkage tokens or masked histograms.
     receipt_cls: type[Any] | None = None
+    # Fields of the node request that are the coordinator's part of a round, not the principal's
+    # question (evidence for a reveal, the participants of a masked sum); the node checks them.
+    filled_in: tuple[str, ...] = ()
+    # A first round under the same principal query (common providers: the tokens), never in the bundle.
+    first_rpc: str = ""
 
     @property
     def method(self) -> str:
@@ -64,6 +77,8 @@ class JointKind:
                 [non_local_services_from_proto(m) for m in responses],
                 min_share_percent=query.min_share_percent or DEFAULT_MIN_SHARE,
             )
+        if self.kind == "common-providers":
+            return combine_common_providers(responses)
         raise ValueError(f"{self.kind} is not combined from the bundle's contributions")
 
 
@@ -81,6 +96,22 @@ KINDS: dict[str, JointKind] = {
             node_pb2.RecordsQuery,
             node_pb2.LinkageTokensResponse,
             receipt_cls=node_pb2.LinkageReceipt,
+        ),
+        JointKind(
+            "common-providers",
+            "RevealProviders",
+            node_pb2.RevealRequest,
+            node_pb2.RevealResponse,
+            filled_in=("tokens", "commitments", "evidence"),
+            first_rpc="ProviderTokens",
+        ),
+        JointKind(
+            "vfm",
+            "Vfm",
+            node_pb2.VfmQuery,
+            node_pb2.VfmResponse,
+            receipt_cls=node_pb2.VfmReceipt,
+            filled_in=("participants",),
         ),
     )
 }

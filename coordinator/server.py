@@ -19,11 +19,12 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from coordinator import network
 from coordinator.bundle import build_bundle, sign_bundle
-from coordinator.fanout import Contribution, Missing, NodeClients, fan_out
+from coordinator.fanout import Contribution, Missing, NodeClients
 from coordinator.kinds import KINDS
 from coordinator.records import RepeatMovers, count_repeat_movers
 from coordinator.register_server import SERVICE as REGISTER_SERVICE
 from coordinator.register_server import RegisterRuntime, add_to_server
+from coordinator.rounds import Round, common_providers, vfm_benchmarks
 from shared import dsse
 from shared.auth import (
     NonceCache,
@@ -122,23 +123,19 @@ class CoordinatorRuntime:
             )
             return forwarded_request(spec.request_cls, header, query)
 
-        answered, missing = fan_out(
-            self.clients,
-            self.identity,
-            manifest.members,
-            rpc=spec.rpc,
-            build=build,
-            response_cls=spec.response_cls,
-            deadline_s=deadline_ms / 1000,
+        rounds = Round(
+            self.clients, self.identity, manifest, policy, rule, query_envelope, query, deadline_s=deadline_ms / 1000
         )
-        # Figures made under two policies are not comparable: never combine them.
-        for c in list(answered):
-            if c.message.header.policy_digest != policy.digest:
-                answered.remove(c)
-                missing.append(Missing(c.authority, "answered under a different network policy"))
-        result = None
-        if spec.receipt_cls is not None:
-            _check_receipts(answered, missing, manifest)
+        result: Any = None
+        if spec.kind == "common-providers":
+            answered, missing = common_providers(rounds, spec)
+        elif spec.kind == "vfm":
+            answered, missing, result = vfm_benchmarks(rounds, spec)
+        else:
+            # Figures made under two policies are not comparable: Round.ask never combines them.
+            answered, missing = rounds.ask(manifest.members, spec.rpc, build, spec.response_cls)
+            if spec.receipt_cls is not None:
+                _check_receipts(answered, missing, manifest)
         try:
             require_min_authorities(len(answered), rule)
         except DisclosureRefused as exc:
@@ -148,7 +145,7 @@ class CoordinatorRuntime:
                 by_reason.setdefault(m.reason, []).append(m.authority)
             why = "; ".join(f"{', '.join(codes)}: {reason}" for reason, codes in by_reason.items())
             raise DisclosureRefused(f"{exc.public_message} ({why})" if why else exc.public_message) from None
-        if spec.receipt_cls is not None:
+        if spec.kind == "repeat-movers":
             result = self._repeat_movers(answered, rule)
         bundle = build_bundle(
             manifest=manifest,

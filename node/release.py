@@ -24,6 +24,7 @@ from node.ledger import SqlReleaseStore, keep_answer, last_answer
 from node.movement import Question
 from node.store import data_version
 from node.supply import CellKey, RawCell, RawSupply, contract_values, supply_map
+from node.vfm import check_participants
 from shared import vocabulary
 from shared.disclosure import (
     TOTAL,
@@ -43,6 +44,7 @@ from shared.disclosure import (
 from shared.errors import DisclosureRefused, InvalidRequest
 from shared.models import CountCell, CountTable, NonLocalService, NonLocalServices, SupplyCell, SupplyMap
 from shared.policy import AggregateRule, Policy
+from shared.vfm import Cell
 
 __all__ = ["KPI", "MOVEMENT", "NET_FLOW", "NON_LOCAL_SERVICES", "SUPPLY_MAP", "Releaser", "load_rounding_secret"]
 
@@ -87,6 +89,11 @@ class Releaser:
             answer = self._supply_map(rule, policy.digest, signature, by_district=by_district, groups=groups)
             self._answers[(policy.digest, signature)] = (version, answer)
             return answer
+
+    def admit_participants(self, rule: AggregateRule, selected: Sequence[Cell], participants: Sequence[str]) -> None:
+        """The VFM participant-set check (`node.vfm.check_participants`), one release at a time."""
+        with self._lock:
+            check_participants(self.ledger, selected, participants, rule)
 
     # --- client records ------------------------------------------------------------------------
 

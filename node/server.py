@@ -14,21 +14,24 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import grpc
+from google.protobuf.message import DecodeError
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from sqlalchemy.engine import Engine
 
-from node import linkage, service
+from node import linkage, providers, service, vfm
 from node.client_records import PersonSealer, load_person_key
 from node.config import NodeConfig
 from node.movement import check_question
 from node.release import Releaser, load_rounding_secret
 from node.store import ensure_authority, open_store
-from shared import dsse
+from shared import dsse, vocabulary
+from shared import vfm as vfm_layout
 from shared.auth import (
     NonceCache,
     Verified,
     asks_same_question,
     now_ms,
+    open_signed,
     require_role,
     response_header,
     sign_message,
@@ -43,6 +46,7 @@ from shared.policy import Policy, PolicySource
 from shared.serde import (
     count_table_to_proto,
     description_to_proto,
+    envelope_from_proto,
     envelope_to_proto,
     non_local_services_to_proto,
     records_question_from_proto,
@@ -59,7 +63,12 @@ NET_FLOW = f"/{SERVICE}/NetFlow"
 KPI = f"/{SERVICE}/Kpi"
 NON_LOCAL_SERVICES = f"/{SERVICE}/NonLocalServices"
 LINKAGE_TOKENS = f"/{SERVICE}/LinkageTokens"
+PROVIDER_TOKENS = f"/{SERVICE}/ProviderTokens"
+REVEAL_PROVIDERS = f"/{SERVICE}/RevealProviders"
+VFM = f"/{SERVICE}/Vfm"
 JOINT_QUERY = "/cagnet.v1.Coordinator/JointQuery"
+COMMON_PROVIDERS = "common-providers"
+VFM_KIND = "vfm"
 
 # Which request payload each method takes, and which roles may ask for it.
 METHODS: dict[str, tuple[type[Any], tuple[str, ...]]] = {
@@ -70,6 +79,9 @@ METHODS: dict[str, tuple[type[Any], tuple[str, ...]]] = {
     KPI: (node_pb2.RecordsQuery, (MEMBER_AUTHORITY, CAG_CHAIR)),
     NON_LOCAL_SERVICES: (node_pb2.RecordsQuery, (MEMBER_AUTHORITY, CAG_CHAIR)),
     LINKAGE_TOKENS: (node_pb2.RecordsQuery, (MEMBER_AUTHORITY, CAG_CHAIR)),
+    PROVIDER_TOKENS: (node_pb2.ProvidersQuery, (MEMBER_AUTHORITY, CAG_CHAIR)),
+    REVEAL_PROVIDERS: (node_pb2.RevealRequest, (MEMBER_AUTHORITY, CAG_CHAIR)),
+    VFM: (node_pb2.VfmQuery, (MEMBER_AUTHORITY, CAG_CHAIR)),
 }
 # Aggregates the coordinator may only ask for on a principal's behalf, with the joint query kind.
 FORWARDED_KIND = {
@@ -79,10 +91,20 @@ FORWARDED_KIND = {
     KPI: "kpi",
     NON_LOCAL_SERVICES: "non-local-services",
     LINKAGE_TOKENS: "repeat-movers",
+    PROVIDER_TOKENS: "common-providers",
+    REVEAL_PROVIDERS: "common-providers",
+    VFM: "vfm",
+}
+# The fields of a forwarded request that are the coordinator's part of a round rather than the
+# principal's question; the node checks them itself (evidence, participants).
+FILLED_IN = {
+    REVEAL_PROVIDERS: ("tokens", "commitments", "evidence"),
+    VFM: ("participants",),
 }
 # Answered only to the coordinator forwarding a principal's query, never to a principal directly:
-# a member officer whose own node holds the linkage key could test guesses against the tokens.
-COORDINATOR_ONLY = frozenset({LINKAGE_TOKENS})
+# a member officer whose own node holds the linkage key could test guesses against the tokens, or
+# (VFM) take the pairwise masks off a node's histogram.
+COORDINATOR_ONLY = frozenset({LINKAGE_TOKENS, PROVIDER_TOKENS, REVEAL_PROVIDERS, VFM})
 
 
 @dataclass
@@ -139,10 +161,12 @@ class NodeRuntime:
                 raise NotPermitted(f"role coordinator may not call {method} on its own account")
             if inner.kind != FORWARDED_KIND[method]:
                 raise NotPermitted("the forwarded request asked for a different aggregate")
-            if not asks_same_question(inner, verified.message):
+            if not asks_same_question(inner, verified.message, filled_in=FILLED_IN.get(method, ())):
                 raise NotPermitted("the forwarded request asked a different question from the principal's")
-            # Each node sees a principal's query once: the coordinator may not ask again in their name.
-            self.nonces.check_and_add(b"on-behalf-of:" + inner.header.nonce, inner.header.expires_at_ms, now_ms())
+            # Each node sees a principal's query once per method (common providers takes two rounds,
+            # each once): the coordinator may not ask again in their name.
+            once = b"on-behalf-of:" + method.encode() + b"\x00" + inner.header.nonce
+            self.nonces.check_and_add(once, inner.header.expires_at_ms, now_ms())
         elif method in COORDINATOR_ONLY:
             raise NotPermitted(f"{method} is answered only to the coordinator, for a joint query")
         require_role(verified.principal, roles, method)
@@ -248,6 +272,161 @@ class NodeServicer(node_pb2_grpc.NodeServicer):
             )
 
         return self._records(LINKAGE_TOKENS, answer)
+
+    def ProviderTokens(self, request: envelope_pb2.Envelope, context: grpc.ServicerContext) -> envelope_pb2.Envelope:
+        def answer(policy: Policy, verified: Verified[Any]) -> Any:
+            policy.require_any_role(COMMON_PROVIDERS, verified.principal.roles)
+            key, analysis, found = self._provider_tokens(verified)
+            header = self._header(verified, policy)
+            check = linkage.key_check(key)
+            commitment = node_pb2.ProviderCommitment(
+                header=header,
+                authority=self.rt.config.authority,
+                analysis=analysis,
+                key_check=check,
+                size=len(found.tokens),
+                root=providers.token_root(found.tokens),
+            )
+            return node_pb2.ProviderTokensResponse(
+                header=header,
+                authority=self.rt.config.authority,
+                key_check=check,
+                tokens=found.tokens,
+                providers=found.providers,
+                commitment=self.rt.sign(commitment),
+            )
+
+        return self._answer(PROVIDER_TOKENS, {}, answer)
+
+    def RevealProviders(self, request: envelope_pb2.Envelope, context: grpc.ServicerContext) -> envelope_pb2.Envelope:
+        def answer(policy: Policy, verified: Verified[Any]) -> Any:
+            rule = policy.require_any_role(COMMON_PROVIDERS, verified.principal.roles)
+            key, analysis, found = self._provider_tokens(verified)
+            message = verified.message
+            check = linkage.key_check(key)
+            manifest = self.rt.manifests.current()
+
+            def opener(envelope: envelope_pb2.Envelope) -> Any:
+                def open_commitment() -> tuple[str, int, bytes]:
+                    env = envelope_from_proto(envelope)
+                    try:
+                        claimed = node_pb2.ProviderCommitment.FromString(env.payload).authority
+                        holder = manifest.party(claimed)
+                        commitment = open_signed(env, node_pb2.ProviderCommitment, holder)
+                    except (CagnetError, DecodeError):
+                        raise InvalidRequest("a commitment in the evidence does not verify") from None
+                    if not holder.has_role(MEMBER_AUTHORITY) or commitment.header.responder != holder.id:
+                        raise InvalidRequest("a commitment in the evidence is not a member authority's")
+                    if commitment.analysis != analysis or commitment.key_check != check:
+                        raise InvalidRequest("a commitment in the evidence was made for another analysis")
+                    return holder.id, commitment.size, commitment.root
+
+                return open_commitment
+
+            holders = providers.holders_of(
+                message.tokens,
+                ((e.token, e.commitment, e.index, list(e.proof)) for e in message.evidence),
+                [opener(c) for c in message.commitments],
+                me=self.rt.config.authority,
+                mine=frozenset(found.tokens),
+            )
+            common = sorted(t for t, members in holders.items() if len(members) >= rule.min_authorities)
+            owner = dict(zip(found.tokens, found.providers, strict=True))
+            by_provider: dict[int, list[bytes]] = {}
+            for token in common:
+                by_provider.setdefault(owner[token], []).append(token)
+            revealed = []
+            for index, tokens in sorted(by_provider.items()):
+                p = found.by_provider[index]
+                revealed.append(
+                    node_pb2.RevealedProvider(
+                        tokens=tokens,
+                        name=p.name,
+                        national_provider_id=p.national_provider_id,
+                        charity_number=p.charity_number,
+                        company_number=p.company_number,
+                        services=p.services,
+                        units=p.units,
+                        designated=p.designated,
+                    )
+                )
+            return node_pb2.RevealResponse(
+                header=self._header(verified, policy), authority=self.rt.config.authority, providers=revealed
+            )
+
+        asked = current_request().message
+        return self._answer(REVEAL_PROVIDERS, {"tokens_asked": len(asked.tokens)}, answer)
+
+    def Vfm(self, request: envelope_pb2.Envelope, context: grpc.ServicerContext) -> envelope_pb2.Envelope:
+        asked = current_request().message
+        groups = sorted(set(asked.client_groups))
+        participants = list(asked.participants)
+        parameters: dict[str, object] = {
+            "client_groups": groups,
+            "service_type": asked.service_type,
+            "participants": participants,
+        }
+
+        def answer(policy: Policy, verified: Verified[Any]) -> Any:
+            rule = policy.require_any_role(VFM_KIND, verified.principal.roles)
+            if any(g not in vocabulary.CLIENT_GROUPS for g in groups):
+                raise InvalidRequest("client_groups: each must be an SP client group code, 1 to 21")
+            if asked.service_type and asked.service_type not in {t.value for t in vocabulary.ServiceType}:
+                raise InvalidRequest("service_type: not a service type")
+            members = sorted(p.id for p in self.rt.manifests.current().members)
+            if len(set(participants)) != len(participants) or sorted(participants) != members:
+                raise DisclosureRefused("secure aggregation: the participants must be every member authority")
+            if len(participants) < rule.min_authorities:
+                raise DisclosureRefused("minimum authorities: a joint figure needs more authorities")
+            selected = vfm_layout.cells(groups, asked.service_type)
+            self.rt.releaser.admit_participants(rule, selected, participants)
+            key = linkage.load_linkage_key(self.rt.config.linkage_key_path)
+            costs = vfm.unit_costs(self.rt.engine, authority_code=self.rt.config.authority)
+            plain = vfm_layout.cell_vector(selected, [(u.cell, u.cost) for u in costs])
+            inner = verified.principal_request
+            assert isinstance(inner, coordinator_pb2.JointQueryRequest)  # COORDINATOR_ONLY saw to it
+            masked = vfm.masked_vector(
+                plain, me=self.rt.config.authority, participants=participants, key=key, analysis=inner.header.nonce
+            )
+            header = self._header(verified, policy)
+            check = linkage.key_check(key)
+            receipt = node_pb2.VfmReceipt(
+                header=header,
+                authority=self.rt.config.authority,
+                key_check=check,
+                participants=participants,
+                masked_digest=vfm_layout.masks_digest(masked),
+            )
+            return node_pb2.VfmResponse(
+                header=header,
+                authority=self.rt.config.authority,
+                key_check=check,
+                masked=masked,
+                receipt=self.rt.sign(receipt),
+            )
+
+        return self._answer(VFM, parameters, answer)
+
+    def _provider_tokens(self, verified: Verified[Any]) -> tuple[bytes, bytes, providers.ProviderTokens]:
+        key = linkage.load_linkage_key(self.rt.config.linkage_key_path)
+        inner = verified.principal_request
+        assert isinstance(inner, coordinator_pb2.JointQueryRequest)  # COORDINATOR_ONLY saw to it
+        analysis = inner.header.nonce
+        found = providers.local_providers(self.rt.engine, authority_code=self.rt.config.authority)
+        return key, analysis, providers.provider_tokens(found, key=key, analysis=analysis)
+
+    def _answer(self, method: str, parameters: dict[str, object], answer: Any) -> envelope_pb2.Envelope:
+        """Check, answer, sign, audit: the path for questions that are not about client records."""
+        verified = current_request()
+        try:
+            policy = self.rt.policy_for(verified)
+            message = answer(policy, verified)
+        except CagnetError as exc:
+            self._refuse(verified, method, parameters, exc)
+            raise
+        reply = self.rt.sign(message)
+        self._record(verified, method, parameters, reply.payload, policy.digest)
+        return reply
 
     def _header(self, verified: Verified[Any], policy: Policy) -> envelope_pb2.ResponseHeader:
         return response_header(self.rt.identity, request_digest=verified.request_digest, policy_digest=policy.digest)

@@ -13,7 +13,7 @@ import hashlib
 import secrets
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
@@ -229,12 +229,19 @@ def verify_response(envelope: dsse.Envelope, message_cls: type[M], *, signer: Pa
 ResponseBuilder = Callable[[Verified[M]], Message]
 
 
-def forwarded_request(request_cls: type[M], header: envelope_pb2.RequestHeader, principal_query: Message) -> M:
+def forwarded_request(
+    request_cls: type[M],
+    header: envelope_pb2.RequestHeader,
+    principal_query: Message,
+    *,
+    filled_in: Collection[str] = (),
+) -> M:
     """The node request that asks exactly the principal's question: every field besides the
-    header is copied from the principal's query field of the same name (sets sorted)."""
+    header (and the coordinator's own `filled_in` fields, left for the caller) is copied from the
+    principal's query field of the same name (sets sorted)."""
     request = request_cls(header=header)
     for descriptor in request.DESCRIPTOR.fields:
-        if descriptor.name == "header":
+        if descriptor.name == "header" or descriptor.name in filled_in:
             continue
         value = getattr(principal_query, descriptor.name)
         if descriptor.is_repeated:
@@ -244,10 +251,12 @@ def forwarded_request(request_cls: type[M], header: envelope_pb2.RequestHeader, 
     return request
 
 
-def asks_same_question(principal_query: Message, forwarded: Message) -> bool:
-    """Whether a forwarded request asks the principal's own question and nothing else."""
+def asks_same_question(principal_query: Message, forwarded: Message, *, filled_in: Collection[str] = ()) -> bool:
+    """Whether a forwarded request asks the principal's own question and nothing else. Fields in
+    `filled_in` are the coordinator's part of a round (tokens, evidence, participants), which the
+    receiver checks on their own terms."""
     for descriptor in forwarded.DESCRIPTOR.fields:
-        if descriptor.name == "header":
+        if descriptor.name == "header" or descriptor.name in filled_in:
             continue
         mine, theirs = getattr(principal_query, descriptor.name), getattr(forwarded, descriptor.name)
         if descriptor.is_repeated:

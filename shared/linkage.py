@@ -8,7 +8,9 @@ import hashlib
 import hmac
 from collections.abc import Sequence
 
-__all__ = ["key_check", "tokens_digest"]
+from shared import merkle
+
+__all__ = ["key_check", "token_root", "tokens_digest"]
 
 _CHECK_CONTEXT = b"cagnet/linkage-key-check/v1"
 
@@ -25,3 +27,9 @@ def tokens_digest(tokens: Sequence[bytes], masks: Sequence[int]) -> bytes:
         h.update(len(token).to_bytes(1, "big") + token)
         h.update(mask.to_bytes(4, "big"))
     return h.digest()
+
+
+def token_root(tokens: Sequence[bytes]) -> bytes:
+    """The RFC 6962 root over sorted provider tokens, each token a leaf: what a node's signed
+    commitment holds, so that one token can later be proved without showing the others."""
+    return merkle.root_of([merkle.leaf_hash(t) for t in tokens])

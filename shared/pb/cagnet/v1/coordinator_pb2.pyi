@@ -36,9 +36,10 @@ class JointQueryRequest(_message.Message):
     TO_DATE_FIELD_NUMBER: _builtins.int
     PERIOD_FIELD_NUMBER: _builtins.int
     MIN_SHARE_PERCENT_FIELD_NUMBER: _builtins.int
+    SERVICE_TYPE_FIELD_NUMBER: _builtins.int
     kind: _builtins.str
-    """The aggregate kind: "supply-map", "movement", "net-flow", "kpi", "non-local-services" or
-    "repeat-movers".
+    """The aggregate kind: "supply-map", "movement", "net-flow", "kpi", "non-local-services",
+    "repeat-movers", "common-providers" or "vfm".
     """
     by_district: _builtins.bool
     node_deadline_ms: _builtins.int
@@ -51,6 +52,8 @@ class JointQueryRequest(_message.Message):
     to_date: _builtins.str
     period: _builtins.str
     min_share_percent: _builtins.int
+    service_type: _builtins.str
+    """For "vfm": only this service type; empty means every type."""
     @_builtins.property
     def header(self) -> _envelope_pb2.RequestHeader: ...
     @_builtins.property
@@ -69,10 +72,11 @@ class JointQueryRequest(_message.Message):
         to_date: _builtins.str = ...,
         period: _builtins.str = ...,
         min_share_percent: _builtins.int = ...,
+        service_type: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["header", b"header"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["by_district", b"by_district", "client_groups", b"client_groups", "from_date", b"from_date", "header", b"header", "kind", b"kind", "min_share_percent", b"min_share_percent", "node_deadline_ms", b"node_deadline_ms", "period", b"period", "to_date", b"to_date"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["by_district", b"by_district", "client_groups", b"client_groups", "from_date", b"from_date", "header", b"header", "kind", b"kind", "min_share_percent", b"min_share_percent", "node_deadline_ms", b"node_deadline_ms", "period", b"period", "service_type", b"service_type", "to_date", b"to_date"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -559,3 +559,359 @@ class LinkageReceipt(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___LinkageReceipt: _TypeAlias = LinkageReceipt  # noqa: Y015
+
+@_typing.final
+class ProvidersQuery(_message.Message):
+    """Round 1 of "common-providers": the question has nothing but its header."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    HEADER_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def header(self) -> _envelope_pb2.RequestHeader: ...
+    def __init__(
+        self,
+        *,
+        header: _envelope_pb2.RequestHeader | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["header", b"header"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["header", b"header"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ProvidersQuery: _TypeAlias = ProvidersQuery  # noqa: Y015
+
+@_typing.final
+class ProviderTokensResponse(_message.Message):
+    """One node's per-analysis provider tokens: HMAC under the network linkage key of the principal's
+    query nonce and each identifier key of each provider with a service (see shared/provider_identity).
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    HEADER_FIELD_NUMBER: _builtins.int
+    AUTHORITY_FIELD_NUMBER: _builtins.int
+    KEY_CHECK_FIELD_NUMBER: _builtins.int
+    TOKENS_FIELD_NUMBER: _builtins.int
+    PROVIDERS_FIELD_NUMBER: _builtins.int
+    COMMITMENT_FIELD_NUMBER: _builtins.int
+    authority: _builtins.str
+    key_check: _builtins.str
+    @_builtins.property
+    def header(self) -> _envelope_pb2.ResponseHeader: ...
+    @_builtins.property
+    def tokens(self) -> _containers.RepeatedScalarFieldContainer[_builtins.bytes]:
+        """Sorted distinct 16-byte tokens, and for each the per-analysis index of the provider here that
+        holds it, so that the coordinator can tell which tokens are one provider.
+        """
+
+    @_builtins.property
+    def providers(self) -> _containers.RepeatedScalarFieldContainer[_builtins.int]: ...
+    @_builtins.property
+    def commitment(self) -> _envelope_pb2.Envelope:
+        """A ProviderCommitment envelope: what other nodes are shown as evidence, never the tokens."""
+
+    def __init__(
+        self,
+        *,
+        header: _envelope_pb2.ResponseHeader | None = ...,
+        authority: _builtins.str = ...,
+        key_check: _builtins.str = ...,
+        tokens: _abc.Iterable[_builtins.bytes] | None = ...,
+        providers: _abc.Iterable[_builtins.int] | None = ...,
+        commitment: _envelope_pb2.Envelope | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["commitment", b"commitment", "header", b"header"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["authority", b"authority", "commitment", b"commitment", "header", b"header", "key_check", b"key_check", "providers", b"providers", "tokens", b"tokens"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ProviderTokensResponse: _TypeAlias = ProviderTokensResponse  # noqa: Y015
+
+@_typing.final
+class ProviderCommitment(_message.Message):
+    """A node's signed commitment to its token list: an RFC 6962 Merkle root over the sorted tokens
+    (each token a leaf), for one analysis. With an inclusion proof it shows that this node holds one
+    token without showing any other.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    HEADER_FIELD_NUMBER: _builtins.int
+    AUTHORITY_FIELD_NUMBER: _builtins.int
+    ANALYSIS_FIELD_NUMBER: _builtins.int
+    KEY_CHECK_FIELD_NUMBER: _builtins.int
+    SIZE_FIELD_NUMBER: _builtins.int
+    ROOT_FIELD_NUMBER: _builtins.int
+    authority: _builtins.str
+    analysis: _builtins.bytes
+    """The principal query's nonce: commitments from another analysis are no evidence."""
+    key_check: _builtins.str
+    size: _builtins.int
+    root: _builtins.bytes
+    @_builtins.property
+    def header(self) -> _envelope_pb2.ResponseHeader: ...
+    def __init__(
+        self,
+        *,
+        header: _envelope_pb2.ResponseHeader | None = ...,
+        authority: _builtins.str = ...,
+        analysis: _builtins.bytes = ...,
+        key_check: _builtins.str = ...,
+        size: _builtins.int = ...,
+        root: _builtins.bytes = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["header", b"header"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["analysis", b"analysis", "authority", b"authority", "header", b"header", "key_check", b"key_check", "root", b"root", "size", b"size"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ProviderCommitment: _TypeAlias = ProviderCommitment  # noqa: Y015
+
+@_typing.final
+class TokenEvidence(_message.Message):
+    """Evidence that the holder of commitments[commitment] signed a list holding `token`."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TOKEN_FIELD_NUMBER: _builtins.int
+    COMMITMENT_FIELD_NUMBER: _builtins.int
+    INDEX_FIELD_NUMBER: _builtins.int
+    PROOF_FIELD_NUMBER: _builtins.int
+    token: _builtins.bytes
+    commitment: _builtins.int
+    index: _builtins.int
+    @_builtins.property
+    def proof(self) -> _containers.RepeatedScalarFieldContainer[_builtins.bytes]: ...
+    def __init__(
+        self,
+        *,
+        token: _builtins.bytes = ...,
+        commitment: _builtins.int = ...,
+        index: _builtins.int = ...,
+        proof: _abc.Iterable[_builtins.bytes] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["commitment", b"commitment", "index", b"index", "proof", b"proof", "token", b"token"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___TokenEvidence: _TypeAlias = TokenEvidence  # noqa: Y015
+
+@_typing.final
+class RevealRequest(_message.Message):
+    """Round 2: reveal these tokens of yours, given that other members hold them too."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    HEADER_FIELD_NUMBER: _builtins.int
+    TOKENS_FIELD_NUMBER: _builtins.int
+    COMMITMENTS_FIELD_NUMBER: _builtins.int
+    EVIDENCE_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def header(self) -> _envelope_pb2.RequestHeader: ...
+    @_builtins.property
+    def tokens(self) -> _containers.RepeatedScalarFieldContainer[_builtins.bytes]: ...
+    @_builtins.property
+    def commitments(self) -> _containers.RepeatedCompositeFieldContainer[_envelope_pb2.Envelope]: ...
+    @_builtins.property
+    def evidence(self) -> _containers.RepeatedCompositeFieldContainer[Global___TokenEvidence]: ...
+    def __init__(
+        self,
+        *,
+        header: _envelope_pb2.RequestHeader | None = ...,
+        tokens: _abc.Iterable[_builtins.bytes] | None = ...,
+        commitments: _abc.Iterable[_envelope_pb2.Envelope] | None = ...,
+        evidence: _abc.Iterable[Global___TokenEvidence] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["header", b"header"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["commitments", b"commitments", "evidence", b"evidence", "header", b"header", "tokens", b"tokens"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RevealRequest: _TypeAlias = RevealRequest  # noqa: Y015
+
+@_typing.final
+class RevealedProvider(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TOKENS_FIELD_NUMBER: _builtins.int
+    NAME_FIELD_NUMBER: _builtins.int
+    NATIONAL_PROVIDER_ID_FIELD_NUMBER: _builtins.int
+    CHARITY_NUMBER_FIELD_NUMBER: _builtins.int
+    COMPANY_NUMBER_FIELD_NUMBER: _builtins.int
+    SERVICES_FIELD_NUMBER: _builtins.int
+    UNITS_FIELD_NUMBER: _builtins.int
+    DESIGNATED_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    national_provider_id: _builtins.str
+    charity_number: _builtins.str
+    company_number: _builtins.str
+    services: _builtins.int
+    units: _builtins.int
+    designated: _builtins.bool
+    """Whether any of its services here is designated cross-authority."""
+    @_builtins.property
+    def tokens(self) -> _containers.RepeatedScalarFieldContainer[_builtins.bytes]:
+        """This node's tokens for the provider that were asked for and proved common."""
+
+    def __init__(
+        self,
+        *,
+        tokens: _abc.Iterable[_builtins.bytes] | None = ...,
+        name: _builtins.str = ...,
+        national_provider_id: _builtins.str = ...,
+        charity_number: _builtins.str = ...,
+        company_number: _builtins.str = ...,
+        services: _builtins.int = ...,
+        units: _builtins.int = ...,
+        designated: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["charity_number", b"charity_number", "company_number", b"company_number", "designated", b"designated", "name", b"name", "national_provider_id", b"national_provider_id", "services", b"services", "tokens", b"tokens", "units", b"units"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RevealedProvider: _TypeAlias = RevealedProvider  # noqa: Y015
+
+@_typing.final
+class RevealResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    HEADER_FIELD_NUMBER: _builtins.int
+    AUTHORITY_FIELD_NUMBER: _builtins.int
+    PROVIDERS_FIELD_NUMBER: _builtins.int
+    authority: _builtins.str
+    @_builtins.property
+    def header(self) -> _envelope_pb2.ResponseHeader: ...
+    @_builtins.property
+    def providers(self) -> _containers.RepeatedCompositeFieldContainer[Global___RevealedProvider]: ...
+    def __init__(
+        self,
+        *,
+        header: _envelope_pb2.ResponseHeader | None = ...,
+        authority: _builtins.str = ...,
+        providers: _abc.Iterable[Global___RevealedProvider] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["header", b"header"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["authority", b"authority", "header", b"header", "providers", b"providers"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RevealResponse: _TypeAlias = RevealResponse  # noqa: Y015
+
+@_typing.final
+class VfmQuery(_message.Message):
+    """"vfm": unit costs by client group x service type as fixed-edge histograms, masked so that only
+    the sum over every participant means anything (docs/vfm.md).
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    HEADER_FIELD_NUMBER: _builtins.int
+    CLIENT_GROUPS_FIELD_NUMBER: _builtins.int
+    SERVICE_TYPE_FIELD_NUMBER: _builtins.int
+    PARTICIPANTS_FIELD_NUMBER: _builtins.int
+    service_type: _builtins.str
+    @_builtins.property
+    def header(self) -> _envelope_pb2.RequestHeader: ...
+    @_builtins.property
+    def client_groups(self) -> _containers.RepeatedScalarFieldContainer[_builtins.int]: ...
+    @_builtins.property
+    def participants(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """The authorities whose masks cancel: the coordinator fixes them, each node checks them."""
+
+    def __init__(
+        self,
+        *,
+        header: _envelope_pb2.RequestHeader | None = ...,
+        client_groups: _abc.Iterable[_builtins.int] | None = ...,
+        service_type: _builtins.str = ...,
+        participants: _abc.Iterable[_builtins.str] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["header", b"header"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["client_groups", b"client_groups", "header", b"header", "participants", b"participants", "service_type", b"service_type"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___VfmQuery: _TypeAlias = VfmQuery  # noqa: Y015
+
+@_typing.final
+class VfmResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    HEADER_FIELD_NUMBER: _builtins.int
+    AUTHORITY_FIELD_NUMBER: _builtins.int
+    KEY_CHECK_FIELD_NUMBER: _builtins.int
+    MASKED_FIELD_NUMBER: _builtins.int
+    RECEIPT_FIELD_NUMBER: _builtins.int
+    authority: _builtins.str
+    key_check: _builtins.str
+    @_builtins.property
+    def header(self) -> _envelope_pb2.ResponseHeader: ...
+    @_builtins.property
+    def masked(self) -> _containers.RepeatedScalarFieldContainer[_builtins.int]:
+        """The node's histograms plus its pairwise masks, modulo 2^64 (layout in shared/vfm.py)."""
+
+    @_builtins.property
+    def receipt(self) -> _envelope_pb2.Envelope:
+        """A VfmReceipt envelope, which the bundle carries instead of the masked vector."""
+
+    def __init__(
+        self,
+        *,
+        header: _envelope_pb2.ResponseHeader | None = ...,
+        authority: _builtins.str = ...,
+        key_check: _builtins.str = ...,
+        masked: _abc.Iterable[_builtins.int] | None = ...,
+        receipt: _envelope_pb2.Envelope | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["header", b"header", "receipt", b"receipt"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["authority", b"authority", "header", b"header", "key_check", b"key_check", "masked", b"masked", "receipt", b"receipt"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___VfmResponse: _TypeAlias = VfmResponse  # noqa: Y015
+
+@_typing.final
+class VfmReceipt(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    HEADER_FIELD_NUMBER: _builtins.int
+    AUTHORITY_FIELD_NUMBER: _builtins.int
+    KEY_CHECK_FIELD_NUMBER: _builtins.int
+    PARTICIPANTS_FIELD_NUMBER: _builtins.int
+    MASKED_DIGEST_FIELD_NUMBER: _builtins.int
+    authority: _builtins.str
+    key_check: _builtins.str
+    masked_digest: _builtins.bytes
+    """SHA-256 over the masked vector exactly as sent."""
+    @_builtins.property
+    def header(self) -> _envelope_pb2.ResponseHeader: ...
+    @_builtins.property
+    def participants(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
+    def __init__(
+        self,
+        *,
+        header: _envelope_pb2.ResponseHeader | None = ...,
+        authority: _builtins.str = ...,
+        key_check: _builtins.str = ...,
+        participants: _abc.Iterable[_builtins.str] | None = ...,
+        masked_digest: _builtins.bytes = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["header", b"header"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["authority", b"authority", "header", b"header", "key_check", b"key_check", "masked_digest", b"masked_digest", "participants", b"participants"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___VfmReceipt: _TypeAlias = VfmReceipt  # noqa: Y015

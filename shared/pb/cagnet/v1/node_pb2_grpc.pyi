@@ -50,6 +50,12 @@ class NodeStub:
     """RecordsQuery -> NonLocalServicesResponse"""
     LinkageTokens: _grpc.UnaryUnaryMultiCallable[_envelope_pb2.Envelope, _envelope_pb2.Envelope]
     """RecordsQuery -> LinkageTokensResponse (for the coordinator only; never forwarded on)"""
+    ProviderTokens: _grpc.UnaryUnaryMultiCallable[_envelope_pb2.Envelope, _envelope_pb2.Envelope]
+    """ProvidersQuery -> ProviderTokensResponse (for the coordinator only): round 1 of common providers."""
+    RevealProviders: _grpc.UnaryUnaryMultiCallable[_envelope_pb2.Envelope, _envelope_pb2.Envelope]
+    """RevealRequest -> RevealResponse: round 2 of common providers, under the same principal query."""
+    Vfm: _grpc.UnaryUnaryMultiCallable[_envelope_pb2.Envelope, _envelope_pb2.Envelope]
+    """VfmQuery -> VfmResponse (for the coordinator only): a masked unit-cost histogram."""
 
 @_typing.type_check_only
 class NodeAsyncStub(NodeStub):
@@ -70,6 +76,12 @@ class NodeAsyncStub(NodeStub):
     """RecordsQuery -> NonLocalServicesResponse"""
     LinkageTokens: _aio.UnaryUnaryMultiCallable[_envelope_pb2.Envelope, _envelope_pb2.Envelope]  # type: ignore[assignment]
     """RecordsQuery -> LinkageTokensResponse (for the coordinator only; never forwarded on)"""
+    ProviderTokens: _aio.UnaryUnaryMultiCallable[_envelope_pb2.Envelope, _envelope_pb2.Envelope]  # type: ignore[assignment]
+    """ProvidersQuery -> ProviderTokensResponse (for the coordinator only): round 1 of common providers."""
+    RevealProviders: _aio.UnaryUnaryMultiCallable[_envelope_pb2.Envelope, _envelope_pb2.Envelope]  # type: ignore[assignment]
+    """RevealRequest -> RevealResponse: round 2 of common providers, under the same principal query."""
+    Vfm: _aio.UnaryUnaryMultiCallable[_envelope_pb2.Envelope, _envelope_pb2.Envelope]  # type: ignore[assignment]
+    """VfmQuery -> VfmResponse (for the coordinator only): a masked unit-cost histogram."""
 
 class NodeServicer(metaclass=_abc_1.ABCMeta):
     @_abc_1.abstractmethod
@@ -129,5 +141,29 @@ class NodeServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_envelope_pb2.Envelope, _abc.Awaitable[_envelope_pb2.Envelope]]:
         """RecordsQuery -> LinkageTokensResponse (for the coordinator only; never forwarded on)"""
+
+    @_abc_1.abstractmethod
+    def ProviderTokens(
+        self,
+        request: _envelope_pb2.Envelope,
+        context: _ServicerContext,
+    ) -> _typing.Union[_envelope_pb2.Envelope, _abc.Awaitable[_envelope_pb2.Envelope]]:
+        """ProvidersQuery -> ProviderTokensResponse (for the coordinator only): round 1 of common providers."""
+
+    @_abc_1.abstractmethod
+    def RevealProviders(
+        self,
+        request: _envelope_pb2.Envelope,
+        context: _ServicerContext,
+    ) -> _typing.Union[_envelope_pb2.Envelope, _abc.Awaitable[_envelope_pb2.Envelope]]:
+        """RevealRequest -> RevealResponse: round 2 of common providers, under the same principal query."""
+
+    @_abc_1.abstractmethod
+    def Vfm(
+        self,
+        request: _envelope_pb2.Envelope,
+        context: _ServicerContext,
+    ) -> _typing.Union[_envelope_pb2.Envelope, _abc.Awaitable[_envelope_pb2.Envelope]]:
+        """VfmQuery -> VfmResponse (for the coordinator only): a masked unit-cost histogram."""
 
 def add_NodeServicer_to_server(servicer: NodeServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
