@@ -10,6 +10,8 @@ import grpc
 import typer
 from rich.console import Console
 
+import cagnet.vfm_position  # noqa: F401  (registers `cagnet node vfm-position`)
+import coordinator.providers_cli
 import coordinator.records_cli  # noqa: F401  (registers the client-record queries)
 from cagnet.register_cli import node_witness, register_app
 from coordinator import network

@@ -254,8 +254,9 @@ def verify(
         f"[green]verified[/]: {bundle.kind} bundle from {bundle.network}, "
         f"{len(bundle.contributions)} signed contributions ({', '.join(bundle.answered)}), "
         + (
-            "each node's signed receipt checked (repeat movers are counted from tokens the bundle does not hold); "
-            if bundle.kind == "repeat-movers"
+            "each node's signed receipt checked (repeat movers are counted from tokens, and VFM summed from "
+            "masked histograms, that the bundle does not hold); "
+            if bundle.kind in ("repeat-movers", "vfm")
             else "result recomputed and identical; "
         )
         + f"missing: {', '.join(m.authority for m in bundle.missing) or 'none'}"

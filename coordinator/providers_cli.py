@@ -1,0 +1,148 @@
+"""`cagnet query common-providers | vfm`: providers that work for two or more authorities, and the
+CAG's unit-cost benchmarks, as a CAG chair asks for them. Each prints a table, or with `--json` the
+verified bundle; `--out FILE` keeps the signed bundle for `cagnet verify` (and, for VFM, for
+`cagnet node vfm-position`)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from coordinator.bundle import Bundle
+from coordinator.cli import NetworkOpt, _render_coverage, _short_name, out, query_app
+from coordinator.providers import CommonProviders, VfmBenchmarks
+from coordinator.records_cli import (
+    DeadlineOpt,
+    GroupOpt,
+    JsonOpt,
+    OutOpt,
+    PrincipalOpt,
+    _ask,
+    _group_label,
+    _n,
+    _table,
+)
+from shared import vocabulary
+
+
+def _authority(code: str) -> str:
+    return _short_name(vocabulary.AUTHORITIES[code].name) if code in vocabulary.AUTHORITIES else code
+
+
+def render_common_providers(bundle: Bundle, console: Console) -> None:
+    r = bundle.result
+    assert isinstance(r, CommonProviders)
+    table = _table("Providers working for two or more authorities")
+    for column in ("provider", "identifier", "authority", "as spelt there", "services", "units", "designated", ""):
+        table.add_column(column, justify="right" if column in ("services", "units") else "left")
+    for p in r.providers:
+        ident = (
+            f"npi {p.national_provider_id}"
+            if p.national_provider_id
+            else f"charity {p.charity_number}"
+            if p.charity_number
+            else f"company {p.company_number}"
+            if p.company_number
+            else "by name"
+        )
+        for i, a in enumerate(p.authorities):
+            first = i == 0
+            table.add_row(
+                p.name if first else "",
+                ident if first else "",
+                _authority(a.authority),
+                a.name,
+                f"{a.services:,}",
+                f"{a.units:,}",
+                "yes" if a.designated else "",
+                "[bold]joint review candidate[/]" if first and p.joint_review_candidate else "",
+                end_section=i == len(p.authorities) - 1,
+            )
+    console.print(table)
+    candidates = sum(p.joint_review_candidate for p in r.providers)
+    console.print(
+        f"{len(r.providers)} common providers; {candidates} joint review candidates "
+        "(common to three or more authorities, or running a designated service). "
+        "Providers working for fewer authorities are not shown to anyone."
+    )
+    _render_coverage(bundle, console)
+
+
+def render_vfm(bundle: Bundle, console: Console) -> None:
+    r = bundle.result
+    assert isinstance(r, VfmBenchmarks)
+    table = _table("Unit cost benchmarks (CAG quartiles, to the pound)")
+    for column in ("client group", "service type", "measure", "authorities", "services", "Q1", "median", "Q3", ""):
+        table.add_column(
+            column, justify="right" if column in ("authorities", "services", "Q1", "median", "Q3") else "left"
+        )
+    for c in r.cells:
+        table.add_row(
+            _group_label(c.client_group),
+            c.service_type,
+            c.measure,
+            _n(c.authorities),
+            _n(c.services),
+            "" if c.lower_quartile is None else f"£{c.lower_quartile:,}",
+            "" if c.median is None else f"£{c.median:,}",
+            "" if c.upper_quartile is None else f"£{c.upper_quartile:,}",
+            f"[yellow]{c.suppressed}[/]" if c.suppressed else "",
+        )
+    console.print(table)
+    console.print(
+        "Lower unit cost alone is not better value: read it with utilisation, outcomes and quality. "
+        "Quartiles are read from histograms 10% wide, so are accurate to about 5%."
+    )
+    _render_coverage(bundle, console)
+
+
+@query_app.command("common-providers")
+def query_common_providers(
+    network_dir: NetworkOpt = None,
+    deadline_ms: DeadlineOpt = 0,
+    as_json: JsonOpt = False,
+    out_file: OutOpt = None,
+    principal: PrincipalOpt = "cag-chair",
+) -> None:
+    """Providers that work for two or more authorities (never those that work for fewer)."""
+    bundle = _ask(
+        "common-providers",
+        network_dir,
+        principal=principal,
+        deadline_ms=deadline_ms,
+        out_file=out_file,
+        as_json=as_json,
+    )
+    if bundle is not None:
+        render_common_providers(bundle, out)
+
+
+@query_app.command("vfm")
+def query_vfm(
+    network_dir: NetworkOpt = None,
+    client_group: GroupOpt = None,
+    service_type: Annotated[str, typer.Option(help="Only this service type, e.g. floating-support.")] = "",
+    deadline_ms: DeadlineOpt = 0,
+    as_json: JsonOpt = False,
+    out_file: OutOpt = None,
+    principal: PrincipalOpt = "cag-chair",
+) -> None:
+    """Unit-cost benchmarks by client group x service type; no one's own prices are released."""
+    if service_type and service_type not in {t.value for t in vocabulary.ServiceType}:
+        raise typer.BadParameter(
+            f"use one of: {', '.join(t.value for t in vocabulary.ServiceType)}", param_hint="--service-type"
+        )
+    bundle = _ask(
+        "vfm",
+        network_dir,
+        principal=principal,
+        deadline_ms=deadline_ms,
+        out_file=out_file,
+        as_json=as_json,
+        client_groups=client_group or (),
+        service_type=service_type,
+    )
+    if bundle is not None:
+        render_vfm(bundle, out)
