@@ -28,7 +28,9 @@ this authority; service_type, unit_type and term come from shared.vocabulary (ca
 underscores forgiven); unit_type, when given, must be the one the service type counts;
 client_group is 1-21; units a whole number >= 0; contracted_hours > 0, required for
 floating-support; designated true/false/yes/no/1/0; annual_value pounds >= 0 with at most 2
-decimals ("£" and thousands commas allowed); dates YYYY-MM-DD with end_date >= start_date; charity
+decimals ("£" and thousands commas allowed), for a service with at least one unit; dates YYYY-MM-DD
+with end_date >= start_date; a provider needs a name with a letter or digit besides its legal form
+("Ltd"), or a national provider id, charity or company number; charity
 numbers 6-7 digits; company numbers 8 characters (leading zeros a spreadsheet dropped are restored).
 """
 
@@ -60,6 +62,7 @@ from sqlmodel import SQLModel
 
 from node.store import Contract, DistrictRow, Provider, Service, store_authority, utcnow
 from shared.errors import ImportError_, ImportProblem
+from shared.provider_identity import normalise_name
 from shared.vocabulary import CLIENT_GROUPS, UNIT_TYPE_FOR, ServiceType, Term, UnitType
 
 __all__ = ["COLUMNS", "MAX_PROBLEMS", "ImportSummary", "Kind", "import_csv"]
@@ -295,6 +298,7 @@ class _Context:
     district_names: list[str]
     provider_ids: dict[str, int] = field(default_factory=dict)
     service_ids: dict[str, int] = field(default_factory=dict)
+    service_units: dict[str, int] = field(default_factory=dict)  # contracts: what a unit cost divides by
 
 
 def _context(info: ValidationInfo) -> _Context:
@@ -313,10 +317,26 @@ class _Row(BaseModel):
 
 class ProviderRow(_Row):
     provider_ref: Ref
-    name: Name
     national_provider_id: Annotated[str | None, AfterValidator(_optional_text(32))] = None
     charity_number: Annotated[str | None, BeforeValidator(_charity_number)] = None
     company_number: Annotated[str | None, BeforeValidator(_company_number)] = None
+    name: Name  # after the identifiers, which its identity check reads
+
+    @field_validator("name")
+    @classmethod
+    def _has_an_identity(cls, name: str, info: ValidationInfo) -> str:
+        # Common providers and the accreditation register key providers by identity; a provider
+        # with none could be matched with nothing and reported under no name.
+        ids = (info.data.get(k) for k in ("national_provider_id", "charity_number", "company_number"))
+        if not any(ids):
+            try:
+                normalise_name(name)
+            except ValueError:
+                raise ValueError(
+                    f"the provider has no identity: {name!r} has no letters or digits besides a legal form, "
+                    "and there is no national provider id, charity number or company number"
+                ) from None
+        return name
 
     def columns(self, context: _Context) -> dict[str, Any]:
         return self.model_dump()
@@ -399,8 +419,12 @@ class ContractRow(_Row):
     @field_validator("service_ref")
     @classmethod
     def _known_service(cls, ref: str, info: ValidationInfo) -> str:
-        if ref not in _context(info).service_ids:
+        context = _context(info)
+        if ref not in context.service_ids:
             raise ValueError(f"unknown service_ref {ref!r}: no such service in the store; import services first")
+        if context.service_units.get(ref) == 0:
+            # A price for nothing: it has no unit cost, and would poison the VFM benchmarks.
+            raise ValueError(f"service {ref!r} has 0 units: a contract needs a service with at least one unit")
         return ref
 
     @field_validator("end_date")
@@ -658,7 +682,9 @@ def _load_context(conn: Connection, kind: str, authority_code: str, authority_na
         context.provider_ids = dict(conn.execute(select(provider.c.provider_ref, provider.c.id)).all())
     if kind == "contracts":
         service = _table(Service)
-        context.service_ids = dict(conn.execute(select(service.c.service_ref, service.c.id)).all())
+        services = conn.execute(select(service.c.service_ref, service.c.id, service.c.units)).all()
+        context.service_ids = {ref: sid for ref, sid, _ in services}
+        context.service_units = {ref: units for ref, _, units in services}
     return context
 
 

@@ -521,3 +521,36 @@ def _snapshot(engine: Engine) -> dict[str, list[tuple[object, ...]]]:
             name: [tuple(row) for row in conn.execute(select(SQLModel.metadata.tables[name]).order_by(text("id")))]
             for name in ("provider", "service", "contract")
         }
+
+
+def test_a_provider_with_no_identity_at_all_is_refused(engine: Engine, tmp_path: Path) -> None:
+    rows = [*PROVIDERS, ["KCC-P0099", "- - -", "", "", ""]]
+    problems = refused(engine, "providers", write(tmp_path / "providers.csv", PROVIDER_HEADER, rows))
+    assert len(problems) == 1 and problems[0][:3] == ("providers.csv", 6, "name")
+    assert "no identity" in problems[0][3]
+    # The same name with a charity number is a provider cagnet can key.
+    import_csv(
+        engine,
+        kind="providers",
+        path=write(tmp_path / "ok.csv", PROVIDER_HEADER, [["KCC-P0099", "- - -", "", "1149085", ""]]),
+    )
+
+
+def test_a_contract_for_a_service_with_no_units_is_refused(engine: Engine, tmp_path: Path) -> None:
+    import_csv(engine, kind="providers", path=write(tmp_path / "providers.csv", PROVIDER_HEADER, PROVIDERS))
+    services = with_cell(SERVICES, SERVICE_HEADER, 0, "units", "0")
+    import_csv(engine, kind="services", path=write(tmp_path / "services.csv", SERVICE_HEADER, services))
+    empty = services[0][0]
+    path = write(tmp_path / "contracts.csv", CONTRACT_HEADER, CONTRACTS)
+    problems = refused(engine, "contracts", path)
+    rows_for_empty = [i + 2 for i, r in enumerate(CONTRACTS) if r[1] == empty]
+    assert rows_for_empty
+    assert problems == [
+        (
+            "contracts.csv",
+            row,
+            "service_ref",
+            f"service {empty!r} has 0 units: a contract needs a service with at least one unit",
+        )
+        for row in rows_for_empty
+    ]
