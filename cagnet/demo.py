@@ -27,6 +27,7 @@ from coordinator import bundle as bundle_mod
 from coordinator import network
 from coordinator.cli import render_supply_map
 from coordinator.client import Refused, joint_query
+from coordinator.providers_cli import render_common_providers, render_vfm
 from coordinator.records_cli import render_kpi, render_movement, render_net_flow, render_non_local, render_repeat_movers
 from node.config import complete_join, init_node, load_config
 from node.store import ensure_authority, open_store
@@ -158,6 +159,23 @@ def _show_movement(console: Console, netdir: Path, root: Path) -> None:
     console.print(f"[green]movement bundle verified offline[/] ({saved.name}); no record left any node")
 
 
+def _show_providers(console: Console, netdir: Path, root: Path) -> None:
+    """Common providers (never one authority's own) and VFM benchmarks (never anyone's prices)."""
+    console.rule("Providers common to two or more authorities, and value-for-money benchmarks")
+    with console.status("CAG chair: common providers (tokens, then reveals on signed evidence)"):
+        common, _ = joint_query(netdir, kind="common-providers")
+    render_common_providers(common, console)
+    with console.status("CAG chair: unit-cost benchmarks from masked histograms"):
+        benchmarks, envelope = joint_query(netdir, kind="vfm")
+    render_vfm(benchmarks, console)
+    saved = root / "vfm.bundle.json"
+    bundle_mod.save(saved, envelope, network_dir=netdir)
+    console.print(
+        f"[dim]The coordinator saw only the CAG-wide sum of six masked histograms; each authority can place "
+        f"its own services against it with `cagnet node vfm-position NODEDIR --bundle {saved.name}`.[/]"
+    )
+
+
 def run_demo(*, as_json: bool = False, keep: Path | None = None) -> int:
     console = Console(stderr=True) if as_json else Console()
     root = keep or Path(tempfile.mkdtemp(prefix="cagnet-demo-"))
@@ -209,6 +227,7 @@ def run_demo(*, as_json: bool = False, keep: Path | None = None) -> int:
             run_register_demo(console, netdir, nodes, root / "register")
 
             _show_movement(console, netdir, root)
+            _show_providers(console, netdir, root)
 
             stopped = "E06000043"
             console.rule(f"Stopping {vocabulary.AUTHORITIES[stopped].name}'s node: the query still answers")
