@@ -29,6 +29,7 @@ from coordinator.cli import render_supply_map
 from coordinator.client import Refused, joint_query
 from coordinator.providers_cli import render_common_providers, render_vfm
 from coordinator.records_cli import render_kpi, render_movement, render_net_flow, render_non_local, render_repeat_movers
+from node.client_records import load_person_key
 from node.config import complete_join, init_node, load_config
 from node.store import ensure_authority, open_store
 from node.synth import load as load_synthetic
@@ -95,7 +96,8 @@ def build_network(root: Path, console: Console, *, seed: int = 1) -> tuple[Path,
         config = load_config(nodedir)
         engine = open_store(config.database_url)
         ensure_authority(engine, authority_code=code)
-        load_synthetic(engine, authority_code=code, seed=seed + i)
+        person_key = load_person_key(config.person_key_path)
+        load_synthetic(engine, authority_code=code, seed=seed + i, person_key=person_key)
         engine.dispose()
         console.print(
             f"  node {vocabulary.AUTHORITIES[code].name:<16} {code}  {config.endpoint}  synthetic data loaded"

@@ -14,6 +14,7 @@ import grpc
 from coordinator import network
 from coordinator.server import CoordinatorRuntime
 from coordinator.server import create_server as create_coordinator
+from node.client_records import load_person_key
 from node.config import complete_join, init_node, load_config
 from node.server import NodeRuntime
 from node.server import create_server as create_node
@@ -61,7 +62,8 @@ def make_network(root: Path, codes: tuple[str, ...] = THREE, *, seed: int = 7) -
         )
         nodedirs[code] = nodedir
         runtime = NodeRuntime.open(load_config(nodedir))
-        load_synthetic(runtime.engine, authority_code=code, seed=seed + i)
+        person_key = load_person_key(runtime.config.person_key_path)
+        load_synthetic(runtime.engine, authority_code=code, seed=seed + i, person_key=person_key)
         runtime.engine.dispose()
     return LiveNetwork(netdir, nodedirs)
 
