@@ -61,7 +61,7 @@ class Flow(_Model):
 
     origin: str
     host: str
-    client_group: int  # 0: every client group
+    client_group: int  # 0: every client group (then period is "*": the whole period asked)
     period: str
     clients: int | None  # None: suppressed at the host's node
     suppressed: str = ""
@@ -83,13 +83,14 @@ def combine_movement(tables: Sequence[CountTable]) -> JointMovement:
     for t in sorted(tables, key=lambda t: t.authority):
         for c in t.cells:
             origin, group, period = c.key
-            if not c.margin or (group == TOTAL and origin != TOTAL and period != TOTAL):
-                # Interior cells, and each origin's total over client groups (client group 0).
+            if not c.margin or (group == TOTAL and period == TOTAL and origin != TOTAL):
+                # Interior cells, and each origin's total over client groups and periods (the
+                # node's row margin: client group 0, period "*").
                 flows.append(
                     Flow(
                         origin=origin,
                         host=t.authority,
-                        client_group=int(group),
+                        client_group=0 if group == TOTAL else int(group),
                         period=period,
                         clients=c.count,
                         suppressed=c.suppressed,
@@ -101,7 +102,7 @@ def combine_movement(tables: Sequence[CountTable]) -> JointMovement:
     return JointMovement(
         hosts=tuple(sorted(t.authority for t in tables)),
         origins=tuple(sorted({f.origin for f in flows}, key=_origin_order)),
-        periods=tuple(sorted({f.period for f in flows})),
+        periods=tuple(sorted({f.period for f in flows} - {TOTAL})),
         flows=tuple(flows),
         intake=dict(sorted(intake.items())),
     )
@@ -153,11 +154,15 @@ def combine_net_flow(tables: Sequence[CountTable]) -> JointNetFlow:
     groups: set[int] = set()
     for t in tables:
         for c in t.cells:
-            if c.margin:
-                continue
             origin, label = c.key
-            cells[(t.authority, origin, int(label))] = c.count
-            groups.add(int(label))
+            if origin == TOTAL or (c.margin and label != TOTAL):
+                continue
+            # Client group 0 is the node's own total over client groups (its row margin), which
+            # is released whole even where some of the groups' cells are suppressed.
+            group = 0 if label == TOTAL else int(label)
+            cells[(t.authority, origin, group)] = c.count
+            if group:
+                groups.add(group)
     rows = []
     shares = []
     for group in [*sorted(groups), 0]:
@@ -165,7 +170,7 @@ def combine_net_flow(tables: Sequence[CountTable]) -> JointNetFlow:
         for a in answered:
             imported, exported = Tally(), Tally()
             for (host, origin, g), n in cells.items():
-                if group and g != group:
+                if g != group:
                     continue
                 if host == a and origin not in (a, UNKNOWN):
                     imported = imported.add(n)

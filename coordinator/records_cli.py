@@ -82,6 +82,21 @@ def place_label(code: str) -> str:
         return code
 
 
+# Column heads for tables with a column per authority, so seven columns fit 80 characters.
+_ABBREVIATIONS = {
+    "E10000016": "Kent",
+    "E06000035": "Med",
+    "E10000030": "Sry",
+    "E10000032": "WSx",
+    "E10000011": "ESx",
+    "E06000043": "B&H",
+}
+
+
+def _abbrev(code: str) -> str:
+    return _ABBREVIATIONS.get(code, code)
+
+
 def _n(value: int | None) -> str:
     return "*" if value is None else f"{value:,}"
 
@@ -101,16 +116,18 @@ def _table(title: str) -> Table:
 def render_movement(bundle: Bundle, console: Console) -> None:
     r = bundle.result
     assert isinstance(r, JointMovement)
-    groups = sorted({f.client_group for f in r.flows if f.client_group}) if _filtered(bundle) else [0]
-    for group in groups:
-        for period in r.periods:
-            flows = {(f.origin, f.host): f.clients for f in r.flows if f.client_group == group and f.period == period}
-            if not flows:
-                continue
-            table = _table(f"New clients by previous authority → host: {_group_label(group)}, {period}")
-            table.add_column("came from", no_wrap=True)
+    if _filtered(bundle):
+        grid = [(g, p) for g in sorted({f.client_group for f in r.flows if f.client_group}) for p in r.periods]
+    else:
+        grid = [(0, "*")]
+    for group, period in grid:
+        flows = {(f.origin, f.host): f.clients for f in r.flows if f.client_group == group and f.period == period}
+        if flows:
+            when = "the whole period" if period == "*" else period
+            table = _table(f"New clients by previous authority → host: {_group_label(group)}, {when}")
+            table.add_column("came from", no_wrap=True, overflow="ellipsis", max_width=24)
             for host in r.hosts:
-                table.add_column(place_label(host), justify="right", no_wrap=True)
+                table.add_column(_abbrev(host), justify="right", no_wrap=True)
             for origin in r.origins:
                 if any((origin, host) in flows for host in r.hosts):
                     table.add_row(place_label(origin), *(_n(flows.get((origin, h), 0)) for h in r.hosts))
@@ -162,9 +179,9 @@ def render_kpi(bundle: Bundle, console: Console) -> None:
     assert isinstance(r, JointKpi)
     heads = [*r.authorities, "CAG"]
     table = _table("KPI 2: planned moves from short-term services, % of departures")
-    table.add_column("client group", no_wrap=True, overflow="ellipsis", max_width=32)
+    table.add_column("client group", no_wrap=True, overflow="ellipsis", max_width=26)
     for head in heads:
-        table.add_column(place_label(head) if head != "CAG" else "CAG", justify="right", no_wrap=True)
+        table.add_column(_abbrev(head), justify="right", no_wrap=True)
     cells = {(row.authority, row.client_group): row for row in r.rows}
     for group in sorted({row.client_group for row in r.rows}, key=lambda g: (g == 0, g)):
         values = []
@@ -181,12 +198,16 @@ def render_non_local(bundle: Bundle, console: Console) -> None:
     r = bundle.result
     assert isinstance(r, JointNonLocalServices)
     table = _table(f"Services taking at least {r.min_share_percent}% of their intake from outside their authority")
-    for col in ("authority", "provider", "service", "group", "new clients", "non-local", "designated"):
-        table.add_column(col, overflow="ellipsis", max_width=28 if col in ("provider", "service") else None)
+    for col, width in (("at", 4), ("provider", 0), ("service", 0), ("group", 5), ("new", 5), ("non-local", 9)):
+        if width:
+            table.add_column(col, no_wrap=True, min_width=width)
+        else:
+            table.add_column(col, no_wrap=True, overflow="ellipsis", max_width=16)
+    table.add_column("desig.", no_wrap=True, min_width=6)
     for hosted in r.services:
         s = hosted.service
         table.add_row(
-            place_label(hosted.authority),
+            _abbrev(hosted.authority),
             s.provider,
             s.name,
             str(s.client_group),
@@ -197,7 +218,7 @@ def render_non_local(bundle: Bundle, console: Console) -> None:
     console.print(table)
     console.print(
         f"[dim]{r.too_small} services had too few new clients to describe. Intake and share are shown in bands;"
-        " domestic violence services are named at authority level only.[/]"
+        " domestic violence services are shown at authority level only, with no name or provider.[/]"
     )
     _render_coverage(bundle, console)
 

@@ -243,8 +243,9 @@ class Releaser:
             protected = s.client_group == vocabulary.DOMESTIC_VIOLENCE
             services.append(
                 NonLocalService(
-                    provider=s.provider,
-                    name="(withheld: domestic violence service)" if protected else s.name,
+                    # A refuge's provider ("Lewes Women's Aid") can say where it is as plainly as its name.
+                    provider="(withheld)" if protected else s.provider,
+                    name="(withheld: DV service)" if protected else s.name,
                     service_type=s.service_type,
                     client_group=s.client_group,
                     district="" if protected else s.district,

@@ -274,13 +274,14 @@ def test_non_local_services_in_bands_with_refuges_unnamed(medway: Engine) -> Non
     answer = releaser.non_local_services(POLICY, roles=MEMBER, question=check_question(RecordsQuestion()))
     assert [s.client_group for s in answer.services] == [DV]
     refuge = answer.services[0]
-    assert refuge.name == "(withheld: domestic violence service)" and refuge.district == ""
+    assert refuge.name == "(withheld: DV service)" and refuge.district == ""
+    assert refuge.provider == "(withheld)"
     assert refuge.intake_band == "20-49"  # 40 new clients
     assert refuge.share_band == "80-89%"  # 34 of 40 from outside Medway
     lower = releaser.non_local_services(
         POLICY, roles=MEMBER, question=check_question(RecordsQuestion(min_share_percent=20))
     )
-    assert {s.name for s in lower.services} == {"Chatham Foyer Hostel", "(withheld: domestic violence service)"}
+    assert {s.name for s in lower.services} == {"Chatham Foyer Hostel", "(withheld: DV service)"}
     assert lower.services[0].share_band == "20-29%"  # 15 of 55
 
 
@@ -329,6 +330,33 @@ def test_net_flow_imports_exports_and_share_inside_the_cag() -> None:
     assert rows[(KENT, DV)].net_importer
     share = next(s for s in result.shares if s.client_group == DV)
     assert share.within_cag.count == 65 and share.movers.count == 80
+
+
+def test_net_flow_over_every_group_uses_the_nodes_released_totals() -> None:
+    # Medway's outside cell for group 14 is suppressed, but its total over groups is released.
+    cells = {(KENT, "14"): 25, ("outside", "14"): None, (KENT, "7"): 40, ("outside", "7"): 30}
+    medway = _table(MEDWAY, "net-flow", ("origin", "client_group"), cells)
+    medway = medway.model_copy(
+        update={
+            "cells": (
+                *medway.cells,
+                CountCell(key=(KENT, "*"), count=65, margin=True),
+                CountCell(key=("outside", "*"), count=35, margin=True),
+                CountCell(key=("*", "14"), count=30, margin=True),
+            )
+        }
+    )
+    overall = next(r for r in combine_net_flow([medway]).rows if r.client_group == 0)
+    assert overall.imported.count == 100 and overall.imported.complete
+    movement = combine_movement(
+        [
+            _table(MEDWAY, "movement", ("origin", "client_group", "period"), {(KENT, "7", "2009-10"): 40}).model_copy(
+                update={"cells": (CountCell(key=(KENT, "*", "*"), count=65, margin=True),)}
+            )
+        ]
+    )
+    assert [(f.origin, f.client_group, f.period, f.clients) for f in movement.flows] == [(KENT, 0, "*", 65)]
+    assert movement.periods == ()
 
 
 def test_kpi_and_movement_combine_released_figures_only() -> None:
