@@ -11,7 +11,7 @@ import typer
 from rich.console import Console
 
 from coordinator.bundle import Bundle
-from coordinator.cli import NetworkOpt, _render_coverage, _short_name, out, query_app
+from coordinator.cli import NetworkOpt, _render_coverage, out, query_app
 from coordinator.providers import CommonProviders, VfmBenchmarks
 from coordinator.records_cli import (
     DeadlineOpt,
@@ -19,6 +19,7 @@ from coordinator.records_cli import (
     JsonOpt,
     OutOpt,
     PrincipalOpt,
+    _abbrev,
     _ask,
     _group_label,
     _n,
@@ -27,39 +28,30 @@ from coordinator.records_cli import (
 from shared import vocabulary
 
 
-def _authority(code: str) -> str:
-    return _short_name(vocabulary.AUTHORITIES[code].name) if code in vocabulary.AUTHORITIES else code
-
-
 def render_common_providers(bundle: Bundle, console: Console) -> None:
     r = bundle.result
     assert isinstance(r, CommonProviders)
+    # One line per provider, so the list fits a screen; each authority's spelling and figures are
+    # in the --json output.
     table = _table("Providers working for two or more authorities")
-    for column in ("provider", "identifier", "authority", "as spelt there", "services", "units", "designated", ""):
-        table.add_column(column, justify="right" if column in ("services", "units") else "left")
+    table.add_column("provider", no_wrap=True, overflow="ellipsis", max_width=26)
+    table.add_column("works for", no_wrap=True)
+    table.add_column("services", justify="right", no_wrap=True)
+    table.add_column("units", justify="right", no_wrap=True)
+    table.add_column("", no_wrap=True)
     for p in r.providers:
-        ident = (
-            f"npi {p.national_provider_id}"
-            if p.national_provider_id
-            else f"charity {p.charity_number}"
-            if p.charity_number
-            else f"company {p.company_number}"
-            if p.company_number
-            else "by name"
+        notes = " ".join(
+            note
+            for note, applies in (("designated", p.designated), ("[bold]joint review[/]", p.joint_review_candidate))
+            if applies
         )
-        for i, a in enumerate(p.authorities):
-            first = i == 0
-            table.add_row(
-                p.name if first else "",
-                ident if first else "",
-                _authority(a.authority),
-                a.name,
-                f"{a.services:,}",
-                f"{a.units:,}",
-                "yes" if a.designated else "",
-                "[bold]joint review candidate[/]" if first and p.joint_review_candidate else "",
-                end_section=i == len(p.authorities) - 1,
-            )
+        table.add_row(
+            p.name,
+            " ".join(_abbrev(a.authority) for a in p.authorities),
+            f"{sum(a.services for a in p.authorities):,}",
+            f"{sum(a.units for a in p.authorities):,}",
+            notes,
+        )
     console.print(table)
     candidates = sum(p.joint_review_candidate for p in r.providers)
     console.print(
@@ -73,21 +65,26 @@ def render_common_providers(bundle: Bundle, console: Console) -> None:
 def render_vfm(bundle: Bundle, console: Console) -> None:
     r = bundle.result
     assert isinstance(r, VfmBenchmarks)
-    table = _table("Unit cost benchmarks (CAG quartiles, to the pound)")
-    for column in ("client group", "service type", "measure", "authorities", "services", "Q1", "median", "Q3", ""):
-        table.add_column(
-            column, justify="right" if column in ("authorities", "services", "Q1", "median", "Q3") else "left"
-        )
+    table = _table("Unit cost benchmarks: CAG quartiles, to the pound")
+    table.add_column("client group", no_wrap=True, overflow="ellipsis", max_width=22)
+    table.add_column("service type", no_wrap=True, overflow="ellipsis", max_width=16)
+    for column in ("AAs", "svcs", "Q1", "median", "Q3"):
+        table.add_column(column, justify="right", no_wrap=True)
+    table.add_column("", no_wrap=True, overflow="ellipsis", max_width=14)
     for c in r.cells:
+        per = "/h" if "hour" in c.measure else "/wk"
+
+        def pounds(value: int | None, per: str = per) -> str:
+            return "" if value is None else f"£{value:,}{per}"
+
         table.add_row(
             _group_label(c.client_group),
             c.service_type,
-            c.measure,
             _n(c.authorities),
             _n(c.services),
-            "" if c.lower_quartile is None else f"£{c.lower_quartile:,}",
-            "" if c.median is None else f"£{c.median:,}",
-            "" if c.upper_quartile is None else f"£{c.upper_quartile:,}",
+            pounds(c.lower_quartile),
+            pounds(c.median),
+            pounds(c.upper_quartile),
             f"[yellow]{c.suppressed}[/]" if c.suppressed else "",
         )
     console.print(table)
