@@ -22,6 +22,7 @@ from decimal import Decimal
 from typing import Any, TypeVar
 
 from sqlalchemy import CheckConstraint, DateTime, Numeric, create_engine, event, func
+from sqlalchemy import select as sa_select
 from sqlalchemy.engine import Dialect, Engine
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.types import TypeDecorator
@@ -338,15 +339,24 @@ def get_contract(engine: Engine, *, contract_ref: str) -> Contract | None:
         return session.exec(select(Contract).where(col(Contract.contract_ref) == contract_ref)).first()
 
 
+def _data_version_query() -> Any:
+    # One statement, one round trip, one row, built once: each table's count, max id, max updated_at.
+    columns = []
+    for row in (Provider, Service, Contract):
+        table = row.__table__  # type: ignore[union-attr]
+        for column in (func.count(), func.max(table.c.id), func.max(table.c.updated_at)):
+            columns.append(sa_select(column).select_from(table).scalar_subquery())
+    return sa_select(*columns)
+
+
+_DATA_VERSION = _data_version_query()
+
+
 def data_version(engine: Engine) -> tuple[object, ...]:
     """A cheap fingerprint of the records an aggregate reads: changes whenever a provider, service
     or contract is added, updated (every write sets `updated_at`) or removed."""
-    parts = []
-    for row in (Provider, Service, Contract):
-        table = row.__table__  # type: ignore[union-attr]
-        parts.append(select(func.count(), func.max(table.c.id), func.max(table.c.updated_at)).select_from(table))
     with engine.connect() as conn:
-        return tuple(value for query in parts for value in conn.execute(query).one())
+        return tuple(conn.execute(_DATA_VERSION).one())
 
 
 def row_counts(engine: Engine) -> dict[str, int]:
