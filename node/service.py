@@ -46,7 +46,7 @@ def record(
     principal_id: str | None = None,
 ) -> None:
     """Append one request to the node's audit log: who, what, the decision, and what left."""
-    audit.append(
+    audit.write(
         engine,
         principal=principal.id if principal else (principal_id or "unknown"),
         role=",".join(principal.roles) if principal else "",
