@@ -35,8 +35,21 @@ def envelope_from_proto(message: envelope_pb2.Envelope) -> dsse.Envelope:
 
 
 def supply_cell_to_proto(cell: SupplyCell) -> node_pb2.SupplyCell:
-    # Absent optional fields are how a suppressed figure travels; None must not become 0.
-    return node_pb2.SupplyCell(**{k: v for k, v in cell.model_dump().items() if v is not None})
+    # Absent optional fields are how a suppressed figure travels; None must not become 0, and a
+    # None passed to a message constructor leaves the field unset (no model_dump: this runs per cell).
+    return node_pb2.SupplyCell(
+        client_group=cell.client_group,
+        service_type=cell.service_type,
+        district=cell.district,
+        unit_type=cell.unit_type,
+        services=cell.services,
+        units=cell.units,
+        designated_services=cell.designated_services,
+        designated_units=cell.designated_units,
+        contracted_hours=cell.contracted_hours,
+        annual_value=cell.annual_value,
+        suppressed=cell.suppressed,
+    )
 
 
 def supply_cell_from_proto(c: node_pb2.SupplyCell) -> SupplyCell:
