@@ -41,6 +41,7 @@ from shared.errors import CagnetError, DisclosureRefused, InvalidRequest, NotPer
 from shared.identity import Identity
 from shared.interceptor import SignedEnvelopeInterceptor, current_request, server_credentials
 from shared.manifest import CAG_CHAIR, COORDINATOR, MEMBER_AUTHORITY, ManifestSource
+from shared.models import SupplyMap
 from shared.pb.cagnet.v1 import coordinator_pb2, envelope_pb2, node_pb2, node_pb2_grpc
 from shared.policy import Policy, PolicySource
 from shared.serde import (
@@ -195,6 +196,18 @@ class NodeRuntime:
 class NodeServicer(node_pb2_grpc.NodeServicer):
     def __init__(self, runtime: NodeRuntime) -> None:
         self.rt = runtime
+        # The last answer the releaser gave and its message (no header): the releaser hands back the
+        # same object while the answer stands, so a repeat copies the message rather than rebuild it.
+        self._last_answer: tuple[SupplyMap, node_pb2.SupplyMapResponse] | None = None
+
+    def _supply_map_message(self, supply: SupplyMap, header: envelope_pb2.ResponseHeader) -> node_pb2.SupplyMapResponse:
+        last = self._last_answer
+        if last is None or last[0] is not supply:
+            last = self._last_answer = (supply, supply_map_to_proto(supply, envelope_pb2.ResponseHeader()))
+        message = node_pb2.SupplyMapResponse()
+        message.CopyFrom(last[1])
+        message.header.CopyFrom(header)
+        return message
 
     def _via(self, verified: Verified[Any]) -> str:
         return verified.issuer.id if verified.issuer is not verified.principal else ""
@@ -223,7 +236,7 @@ class NodeServicer(node_pb2_grpc.NodeServicer):
             self._refuse(verified, SUPPLY_MAP, parameters, exc)
             raise
         header = response_header(self.rt.identity, request_digest=verified.request_digest, policy_digest=policy.digest)
-        reply = self.rt.sign(supply_map_to_proto(supply, header))
+        reply = self.rt.sign(self._supply_map_message(supply, header))
         self._record(verified, SUPPLY_MAP, parameters, reply.payload, policy.digest)
         return reply
 
