@@ -8,6 +8,7 @@ parties listed in a manifest whose signature checks out against the key they pin
 from __future__ import annotations
 
 import base64
+import functools
 import json
 from pathlib import Path
 from threading import Lock
@@ -40,14 +41,25 @@ class Party(BaseModel):
 
     @property
     def public_key(self) -> Ed25519PublicKey:
-        return dsse.load_public_key(base64.b64decode(self.signing_key))
+        return _public_key(self.signing_key)
 
     @property
     def keyid(self) -> str:
-        return dsse.keyid(self.public_key)
+        return _keyid(self.signing_key)
 
     def has_role(self, role: str) -> bool:
         return role in self.roles
+
+
+# Every verification looks a signer up by key id and loads its key: from the key's text, once.
+@functools.lru_cache(maxsize=1024)
+def _public_key(signing_key: str) -> Ed25519PublicKey:
+    return dsse.load_public_key(base64.b64decode(signing_key))
+
+
+@functools.lru_cache(maxsize=1024)
+def _keyid(signing_key: str) -> str:
+    return dsse.keyid(_public_key(signing_key))
 
 
 class Manifest(BaseModel):
