@@ -10,6 +10,7 @@ INTERNAL with the detail only in this server's log. Health checks pass through (
 from __future__ import annotations
 
 import contextvars
+import functools
 import logging
 from collections.abc import Callable
 from typing import Any
@@ -42,9 +43,16 @@ def peer_party_id(context: grpc.ServicerContext) -> str | None:
     if not pems:
         return None
     try:
-        return pki.party_id_from_certificate(pki.load_cert(pems[0]))
+        return _party_id_of(bytes(pems[0]))
     except CagnetError:
         raise PeerMismatch("the TLS client certificate carries no cagnet identity") from None
+
+
+@functools.lru_cache(maxsize=256)
+def _party_id_of(cert_pem: bytes) -> str:
+    # A pure function of the certificate's bytes (gRPC has already checked the chain), asked on every
+    # call with the same few certificates: parse each once. A certificate without an id is not cached.
+    return pki.party_id_from_certificate(pki.load_cert(cert_pem))
 
 
 class SignedEnvelopeInterceptor(grpc.ServerInterceptor):
