@@ -53,19 +53,23 @@ def supply_cell_to_proto(cell: SupplyCell) -> node_pb2.SupplyCell:
 
 
 def supply_cell_from_proto(c: node_pb2.SupplyCell) -> SupplyCell:
-    return SupplyCell(
-        client_group=c.client_group,
-        service_type=c.service_type,
-        district=c.district,
-        unit_type=c.unit_type,
-        services=c.services if c.HasField("services") else None,
-        units=c.units,
-        designated_services=c.designated_services if c.HasField("designated_services") else None,
-        designated_units=c.designated_units,
-        contracted_hours=c.contracted_hours,
-        annual_value=c.annual_value if c.HasField("annual_value") else None,
-        suppressed=tuple(c.suppressed),
-    )
+    return SupplyCell.model_validate(_supply_cell_fields(c))
+
+
+def _supply_cell_fields(c: node_pb2.SupplyCell) -> dict[str, object]:
+    return {
+        "client_group": c.client_group,
+        "service_type": c.service_type,
+        "district": c.district,
+        "unit_type": c.unit_type,
+        "services": c.services if c.HasField("services") else None,
+        "units": c.units,
+        "designated_services": c.designated_services if c.HasField("designated_services") else None,
+        "designated_units": c.designated_units,
+        "contracted_hours": c.contracted_hours,
+        "annual_value": c.annual_value if c.HasField("annual_value") else None,
+        "suppressed": tuple(c.suppressed),
+    }
 
 
 def supply_map_to_proto(supply: SupplyMap, header: envelope_pb2.ResponseHeader) -> node_pb2.SupplyMapResponse:
@@ -82,14 +86,19 @@ def supply_map_to_proto(supply: SupplyMap, header: envelope_pb2.ResponseHeader) 
 
 
 def supply_map_from_proto(message: node_pb2.SupplyMapResponse) -> SupplyMap:
-    return SupplyMap(
-        authority=message.authority,
-        population=message.population,
-        by_district=message.by_district,
-        client_groups=tuple(message.client_groups),
-        cells=tuple(supply_cell_from_proto(c) for c in message.cells),
-        client_group_totals=tuple(supply_cell_from_proto(c) for c in message.client_group_totals),
-        total=supply_cell_from_proto(message.total),
+    # One validation of the whole map (pydantic validates the nested cells in one pass), not one
+    # model constructor call per cell: this runs on every contribution, at the coordinator and the
+    # client alike.
+    return SupplyMap.model_validate(
+        {
+            "authority": message.authority,
+            "population": message.population,
+            "by_district": message.by_district,
+            "client_groups": tuple(message.client_groups),
+            "cells": [_supply_cell_fields(c) for c in message.cells],
+            "client_group_totals": [_supply_cell_fields(c) for c in message.client_group_totals],
+            "total": _supply_cell_fields(message.total),
+        }
     )
 
 
