@@ -4,6 +4,7 @@ over mTLS, and verify the bundle that comes back before anyone reads a figure fr
 
 from __future__ import annotations
 
+import base64
 from collections.abc import Sequence
 from pathlib import Path
 from types import TracebackType
@@ -17,8 +18,9 @@ from shared.auth import request_header, sign_message
 from shared.errors import BundleMismatch, CagnetError, Unavailable
 from shared.identity import Identity
 from shared.interceptor import secure_channel
-from shared.manifest import CAG_CHAIR, COORDINATOR
+from shared.manifest import CAG_CHAIR, COORDINATOR, ManifestSource
 from shared.pb.cagnet.v1 import coordinator_pb2, coordinator_pb2_grpc
+from shared.policy import PolicySource
 from shared.serde import envelope_from_proto, envelope_to_proto
 
 JOINT_QUERY = "/cagnet.v1.Coordinator/JointQuery"
@@ -47,6 +49,18 @@ class CoordinatorClient:
             cert_pem=self.identity.tls_cert_pem,
         )
         self._stub = coordinator_pb2_grpc.CoordinatorStub(self._channel)
+        # The manifest and policy as the files now say: re-read and re-verified whenever a file
+        # changes (a member admitted since this client started must verify too), not on every query.
+        self._sources: tuple[ManifestSource, PolicySource] | None = None
+
+    def _current(self) -> tuple[ManifestSource, PolicySource]:
+        if self._sources is None:
+            key = dsse.load_public_key(base64.b64decode(network.coordinator_key_b64(self.netdir)))
+            self._sources = (
+                ManifestSource(network.manifest_path(self.netdir), key),
+                PolicySource(network.policy_path(self.netdir), key),
+            )
+        return self._sources
 
     def query(
         self,
@@ -63,7 +77,8 @@ class CoordinatorClient:
         service_type: str = "",
     ) -> tuple[Bundle, dsse.Envelope]:
         # Ask under the policy this principal has: a coordinator or node on another one refuses.
-        policy_digest = network.read_policy(self.netdir).digest
+        manifests, policies = self._current()
+        policy_digest = policies.current().digest
         header = request_header(self.identity, audience=COORDINATOR, method=JOINT_QUERY, policy_digest=policy_digest)
         request = coordinator_pb2.JointQueryRequest(
             header=header,
@@ -85,8 +100,7 @@ class CoordinatorClient:
                 raise Unavailable(f"the coordinator at {self.target} is not reachable") from None
             raise Refused(exc.code(), exc.details() or "") from None
         bundle_envelope = envelope_from_proto(reply)
-        # Read the manifest afresh: a member admitted since this client started must verify too.
-        bundle = verify_bundle(bundle_envelope, network.read(self.netdir))
+        bundle = verify_bundle(bundle_envelope, manifests.current())
         if bundle.query != envelope.to_json():
             raise BundleMismatch("the bundle answers another query than the one just sent")
         return bundle, bundle_envelope
