@@ -6,6 +6,7 @@ SHA-256 digest. Nodes refuse to serve without a valid one and stamp every respon
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import tomllib
@@ -155,7 +156,7 @@ class Policy(BaseModel):
     @property
     def digest(self) -> str:
         """ "sha256:<hex>" of the exact bytes this policy was parsed from."""
-        return digest(self.source)
+        return _source_digest(self.source)
 
     @classmethod
     def from_toml(cls, data: bytes) -> Policy:
@@ -190,6 +191,13 @@ class Policy(BaseModel):
             return self.require_role(kind, roles[0])
         shown = " or ".join(repr(r) if r in ROLES else "an unknown role" for r in roles) or "a principal with no role"
         raise NotPermitted(f"the network policy does not let {shown} ask for {kind!r}")
+
+
+@functools.lru_cache(maxsize=16)
+def _source_digest(policy_bytes: bytes) -> str:
+    # Asked several times a query by every server (each response is stamped with it); the bytes of
+    # the policy in force are few and rarely change. Keyed on the bytes themselves.
+    return digest(policy_bytes)
 
 
 def digest(policy_bytes: bytes) -> str:
