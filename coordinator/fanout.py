@@ -32,6 +32,7 @@ class Contribution:
     request: dsse.Envelope
     response: dsse.Envelope
     message: Any
+    parsed: Any = None  # `parse(message)`, when fan_out was given a parse
 
 
 @dataclass(frozen=True)
@@ -93,25 +94,35 @@ def fan_out(
     build: Callable[[Party], Any],
     response_cls: type[Any],
     deadline_s: float,
+    parse: Callable[[Any], Any] | None = None,
 ) -> tuple[list[Contribution], list[Missing]]:
-    """Send `build(member)` (signed) to every member concurrently; collect what verifies in time."""
+    """Send `build(member)` (signed) to every member concurrently; collect what verifies in time.
+
+    Each answer is verified (and `parse`d) on the thread that waited for it, as soon as it arrives,
+    so the work on early answers overlaps the wait for the slowest.
+    """
+
+    def ask(member: Party, request: dsse.Envelope) -> tuple[dsse.Envelope, Any, Any]:
+        call = getattr(clients.stub(member), rpc)
+        # Each call carries the deadline itself, so every future below settles within it.
+        reply = envelope_from_proto(call(envelope_to_proto(request), timeout=deadline_s))
+        message = verify_response(reply, response_cls, signer=member, request_digest=digest(request.payload))
+        return reply, message, parse(message) if parse is not None else None
+
     pending = []
     for member in members:
         request = sign_message(build(member), identity)
-        call = getattr(clients.stub(member), rpc)
-        # Each call carries the deadline itself, so every future below settles within it.
-        pending.append((member, request, clients.pool.submit(call, envelope_to_proto(request), timeout=deadline_s)))
+        pending.append((member, request, clients.pool.submit(ask, member, request)))
     answered: list[Contribution] = []
     missing: list[Missing] = []
     for member, request, future in pending:
         try:
-            reply = envelope_from_proto(future.result())
-            message = verify_response(reply, response_cls, signer=member, request_digest=digest(request.payload))
+            reply, message, parsed = future.result()
         except grpc.RpcError as exc:
             missing.append(Missing(member.id, _reason(exc, deadline_s)))
             continue
         except CagnetError as exc:
             missing.append(Missing(member.id, f"response failed verification: {exc.public_message}"))
             continue
-        answered.append(Contribution(member.id, request, reply, message))
+        answered.append(Contribution(member.id, request, reply, message, parsed))
     return answered, missing
