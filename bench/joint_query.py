@@ -1,17 +1,26 @@
 """Benchmark: the joint supply-map query over six nodes with mTLS and signatures, against the floor.
 
 Six node processes and a coordinator process run on loopback, as in the demo. The client keeps
-one channel open and runs the query N times. Two floors run on the same machine:
+one channel open and runs the query N times. Three floors run on the same machine:
   - plain round trip: one unsigned, insecure unary call carrying a node-sized payload;
   - plain fan-out: the same shape as the joint query (client -> relay -> six servers in parallel)
     with unsigned, insecure calls and canned payloads: what the topology costs with no security
-    and no database.
+    and no database;
+  - plain joint query: the same query through the same code the real servers call, on the same
+    six stores, over insecure gRPC with nothing signed or verified. Bench-only servers (below; the
+    production servers have no insecure mode) call the node's `Releaser.supply_map`, its serde
+    and its audit append (`node.service.record`), and the coordinator's fan-out pattern, serde and
+    `combine_supply_maps`; the client parses the combined result. Left out, and so what the gap to
+    the real query measures: mTLS, request headers with nonces and expiry, every signature made
+    and checked, and the bundle (the signed contributions and the client re-checking them and
+    recomputing the result).
 Prints p50/p95 for each and the ratios. Run: .venv/bin/python bench/joint_query.py [--queries N]
 """
 
 from __future__ import annotations
 
 import argparse
+import base64
 import multiprocessing as mp
 import statistics
 import sys
@@ -35,7 +44,7 @@ from shared.auth import request_header, sign_message  # noqa: E402
 from shared.identity import Identity  # noqa: E402
 from shared.interceptor import secure_channel  # noqa: E402
 from shared.manifest import COORDINATOR  # noqa: E402
-from shared.pb.cagnet.v1 import node_pb2, node_pb2_grpc  # noqa: E402
+from shared.pb.cagnet.v1 import coordinator_pb2, node_pb2, node_pb2_grpc  # noqa: E402
 from shared.serde import envelope_to_proto  # noqa: E402
 
 METHOD = "/bench.Plain/Call"
@@ -63,6 +72,129 @@ def _plain_server(port: int, payload_size: int, fanout: list[int]) -> None:
     server.add_insecure_port(f"127.0.0.1:{port}")
     server.start()
     server.wait_for_termination()
+
+
+PLAIN_SUPPLY_MAP = "/bench.PlainNode/SupplyMap"
+PLAIN_JOINT_QUERY = "/bench.PlainCoordinator/JointQuery"
+BENCH_PRINCIPAL = "bench-plain"
+
+
+def _plain_node(port: int, nodedir: str) -> None:
+    """A bench-only insecure node: the real release path, serde and audit append, nothing signed."""
+    from node import service
+    from node.config import load_config
+    from node.release import Releaser, load_rounding_secret
+    from node.store import open_store
+    from shared import dsse
+    from shared.pb.cagnet.v1 import envelope_pb2
+    from shared.policy import PolicySource
+    from shared.serde import supply_map_to_proto
+
+    config = load_config(Path(nodedir))
+    policies = PolicySource(config.policy_file, dsse.load_public_key(base64.b64decode(config.coordinator_key)))
+    engine = open_store(config.database_url)
+    releaser = Releaser(engine, config.authority, load_rounding_secret(config.rounding_key_path))
+
+    def handle(request: node_pb2.SupplyMapRequest, context: grpc.ServicerContext) -> node_pb2.SupplyMapResponse:
+        by_district, groups = bool(request.by_district), sorted(set(request.client_groups))
+        policy = policies.current()
+        supply = releaser.supply_map(policy, roles=("cag-chair",), by_district=by_district, client_groups=groups)
+        reply = supply_map_to_proto(supply, envelope_pb2.ResponseHeader(policy_digest=policy.digest))
+        service.record(
+            engine,
+            principal=None,
+            principal_id=BENCH_PRINCIPAL,
+            via="",
+            method=PLAIN_SUPPLY_MAP,
+            parameters={"by_district": by_district, "client_groups": groups},
+            decision="released",
+            released=reply.SerializeToString(deterministic=True),
+            policy_digest=policy.digest,
+        )
+        return reply
+
+    handler = grpc.unary_unary_rpc_method_handler(
+        handle,
+        request_deserializer=node_pb2.SupplyMapRequest.FromString,
+        response_serializer=lambda m: m.SerializeToString(deterministic=True),
+    )
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=8))
+    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler("bench.PlainNode", {"SupplyMap": handler}),))
+    server.add_insecure_port(f"127.0.0.1:{port}")
+    server.start()
+    server.wait_for_termination()
+
+
+def _plain_coordinator(port: int, node_ports: list[int]) -> None:
+    """A bench-only insecure coordinator: fan out, convert with the real serde, combine for real."""
+    from coordinator.combine import combine_supply_maps
+    from shared.serde import supply_map_from_proto
+
+    pool = futures.ThreadPoolExecutor(max_workers=32)
+    calls = [
+        grpc.insecure_channel(f"127.0.0.1:{p}").unary_unary(
+            PLAIN_SUPPLY_MAP,
+            request_serializer=lambda m: m.SerializeToString(deterministic=True),
+            response_deserializer=node_pb2.SupplyMapResponse.FromString,
+        )
+        for p in node_ports
+    ]
+
+    def ask(call, request):  # type: ignore[no-untyped-def]
+        return supply_map_from_proto(call(request, timeout=5))
+
+    def handle(request: coordinator_pb2.JointQueryRequest, context: grpc.ServicerContext) -> bytes:
+        forwarded = node_pb2.SupplyMapRequest(
+            by_district=request.by_district, client_groups=sorted(set(request.client_groups))
+        )
+        pending = [pool.submit(ask, call, forwarded) for call in calls]
+        maps = [f.result() for f in pending]
+        return combine_supply_maps(maps, client_groups=request.client_groups).model_dump_json().encode()
+
+    handler = grpc.unary_unary_rpc_method_handler(
+        handle, request_deserializer=coordinator_pb2.JointQueryRequest.FromString, response_serializer=_identity
+    )
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=8))
+    server.add_generic_rpc_handlers(
+        (grpc.method_handlers_generic_handler("bench.PlainCoordinator", {"JointQuery": handler}),)
+    )
+    server.add_insecure_port(f"127.0.0.1:{port}")
+    server.start()
+    server.wait_for_termination()
+
+
+def _plain_joint(n: int, nodes: dict[str, Path]) -> list[float]:
+    from coordinator.combine import JointSupplyMap
+
+    ctx = mp.get_context("spawn")
+    node_ports = [free_port() for _ in nodes]
+    front = free_port()
+    procs = [
+        ctx.Process(target=_plain_node, args=(port, str(nodedir)), daemon=True)
+        for port, nodedir in zip(node_ports, nodes.values(), strict=True)
+    ]
+    procs.append(ctx.Process(target=_plain_coordinator, args=(front, node_ports), daemon=True))
+    for p in procs:
+        p.start()
+    try:
+        channel = grpc.insecure_channel(f"127.0.0.1:{front}")
+        grpc.channel_ready_future(channel).result(timeout=30)
+        call = channel.unary_unary(
+            PLAIN_JOINT_QUERY,
+            request_serializer=lambda m: m.SerializeToString(deterministic=True),
+            response_deserializer=_identity,
+        )
+
+        def query() -> None:
+            result = JointSupplyMap.model_validate_json(
+                call(coordinator_pb2.JointQueryRequest(kind="supply-map"), timeout=30)
+            )
+            assert len(result.authorities) == len(nodes)
+
+        return _time_calls(query, n)
+    finally:
+        for p in procs:
+            p.terminate()
 
 
 def _time_calls(call, n: int) -> list[float]:  # type: ignore[no-untyped-def]
@@ -144,7 +276,8 @@ def main() -> None:
                 node_payload = max(len(c.response["payload"]) * 3 // 4 for c in bundle.contributions)
                 joint = _time_calls(lambda: client.query(kind="supply-map"), args.queries)
             single = _time_calls(_direct_call(netdir, "E10000016"), args.queries)
-    console.print("running the plain floors ...")
+        console.print("running the plain floors ...")
+        plain_joint = _plain_joint(args.queries, nodes)  # the same stores, the real servers stopped
     floor = _plain(args.queries, node_payload, relay=False)
     fan = _plain(args.queries, node_payload, relay=True)
 
@@ -155,6 +288,7 @@ def main() -> None:
     for name, s in [
         ("plain round trip (floor)", floor),
         ("plain fan-out, six servers", fan),
+        ("plain joint query (same code and stores, no TLS, nothing signed)", plain_joint),
         ("one node's signed supply map, asked directly (Kent)", single),
         ("cagnet joint query (mTLS + signatures + DB)", joint),
     ]:
@@ -168,7 +302,9 @@ def main() -> None:
     console.print(table)
     console.print(
         f"node response payload ~{node_payload:,} bytes; bundle {len(envelope.payload):,} bytes; "
-        f"target: joint query within 3x of the floor -> {_pct(joint, 50) / p50_floor:.1f}x"
+        f"target: joint query within 3x of the floor -> {_pct(joint, 50) / p50_floor:.1f}x; "
+        f"security's share of the joint query (p50, real minus plain joint query): "
+        f"{_pct(joint, 50) - _pct(plain_joint, 50):.2f} ms"
     )
 
 
