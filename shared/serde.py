@@ -4,6 +4,8 @@ Protobuf types go no further than the servicers and the clients that call them.
 
 from __future__ import annotations
 
+import functools
+
 from shared import dsse
 from shared.models import (
     CountCell,
@@ -86,9 +88,20 @@ def supply_map_to_proto(supply: SupplyMap, header: envelope_pb2.ResponseHeader) 
 
 
 def supply_map_from_proto(message: node_pb2.SupplyMapResponse) -> SupplyMap:
+    # The map is everything but the header, and the same figures arrive again and again (a node
+    # repeats its answer while its records stand; the coordinator and the client each see it every
+    # query): validate each distinct map once, keyed on its exact bytes.
+    body = node_pb2.SupplyMapResponse()
+    body.CopyFrom(message)
+    body.ClearField("header")
+    return _supply_map_from_bytes(body.SerializeToString(deterministic=True))
+
+
+@functools.lru_cache(maxsize=64)
+def _supply_map_from_bytes(body: bytes) -> SupplyMap:
+    message = node_pb2.SupplyMapResponse.FromString(body)
     # One validation of the whole map (pydantic validates the nested cells in one pass), not one
-    # model constructor call per cell: this runs on every contribution, at the coordinator and the
-    # client alike.
+    # model constructor call per cell.
     return SupplyMap.model_validate(
         {
             "authority": message.authority,

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import pytest
+from pydantic import ValidationError
+
 from shared.models import SupplyCell, SupplyMap
 from shared.pb.cagnet.v1 import envelope_pb2
 from shared.serde import supply_cell_to_proto, supply_map_from_proto, supply_map_to_proto
@@ -50,3 +53,16 @@ def test_supply_map_round_trips_exactly() -> None:
     message = supply_map_to_proto(supply, envelope_pb2.ResponseHeader(responder="E10000016"))
     again = supply_map_from_proto(type(message).FromString(message.SerializeToString()))
     assert again == supply
+
+
+def test_the_same_figures_under_another_header_give_the_same_map_and_a_bad_one_always_fails() -> None:
+    supply = SupplyMap(authority="E10000016", population=1000, cells=(_cell(),), total=_cell(client_group=0))
+    first = supply_map_to_proto(supply, envelope_pb2.ResponseHeader(responder="E10000016", request_digest=b"a"))
+    second = supply_map_to_proto(supply, envelope_pb2.ResponseHeader(responder="E10000016", request_digest=b"b"))
+    assert supply_map_from_proto(first) == supply_map_from_proto(second) == supply
+    bad = type(first)()
+    bad.CopyFrom(first)
+    bad.cells[0].units = -1  # a negative capacity is refused, however often it is asked
+    for _ in range(2):
+        with pytest.raises(ValidationError):
+            supply_map_from_proto(bad)
