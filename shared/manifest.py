@@ -138,13 +138,13 @@ class ManifestSource:
     def __init__(self, path: Path, trusted_key: Ed25519PublicKey) -> None:
         self._path, self._key = path, trusted_key
         self._lock = Lock()
-        self._stamp: tuple[int, int] | None = None
+        self._stamp: tuple[int, int, int] | None = None
         self._manifest: Manifest | None = None
         self.current()
 
     def current(self) -> Manifest:
         st = self._path.stat()
-        stamp = (st.st_mtime_ns, st.st_size)
+        stamp = (st.st_ino, st.st_mtime_ns, st.st_size)  # a replaced file is a new inode
         with self._lock:
             if self._manifest is None or stamp != self._stamp:
                 self._manifest = read_manifest(self._path, self._key)

@@ -294,7 +294,7 @@ class PolicySource:
     def __init__(self, path: Path, trusted_key: Ed25519PublicKey) -> None:
         self._path, self._key = path, trusted_key
         self._lock = Lock()
-        self._stamp: tuple[int, int] | None = None
+        self._stamp: tuple[int, int, int] | None = None
         self._policy: Policy | None = None
 
     @property
@@ -306,7 +306,7 @@ class PolicySource:
             st = self._path.stat()
         except OSError:
             raise Unavailable("no valid network policy", detail=f"{self._path} is missing") from None
-        stamp = (st.st_mtime_ns, st.st_size)
+        stamp = (st.st_ino, st.st_mtime_ns, st.st_size)  # a replaced file is a new inode
         with self._lock:
             if self._policy is None or stamp != self._stamp:
                 try:
