@@ -34,43 +34,51 @@ def render_common_providers(bundle: Bundle, console: Console) -> None:
     # One line per provider, so the list fits a screen; each authority's spelling and figures are
     # in the --json output.
     table = _table("Providers working for two or more authorities")
-    table.add_column("provider", no_wrap=True, overflow="ellipsis", max_width=26)
-    table.add_column("works for", no_wrap=True)
-    table.add_column("services", justify="right", no_wrap=True)
-    table.add_column("units", justify="right", no_wrap=True)
-    table.add_column("", no_wrap=True)
+    table.add_column("provider", no_wrap=True, overflow="ellipsis", max_width=22)
+    table.add_column("works for", no_wrap=True, min_width=20)
+    table.add_column("services", justify="right", no_wrap=True, min_width=8)
+    table.add_column("units", justify="right", no_wrap=True, min_width=6)
+    table.add_column("", no_wrap=True, min_width=3)
     for p in r.providers:
-        notes = " ".join(
-            note
-            for note, applies in (("designated", p.designated), ("[bold]joint review[/]", p.joint_review_candidate))
-            if applies
-        )
+        flags = ("D" if p.designated else " ") + ("R" if p.joint_review_candidate else " ")
         table.add_row(
             p.name,
             " ".join(_abbrev(a.authority) for a in p.authorities),
             f"{sum(a.services for a in p.authorities):,}",
             f"{sum(a.units for a in p.authorities):,}",
-            notes,
+            flags.rstrip(),
         )
     console.print(table)
     candidates = sum(p.joint_review_candidate for p in r.providers)
     console.print(
-        f"{len(r.providers)} common providers; {candidates} joint review candidates "
-        "(common to three or more authorities, or running a designated service). "
+        f"{len(r.providers)} common providers; {candidates} joint review candidates (R) "
+        "(common to three or more authorities, or running a designated service: D). "
         "Providers working for fewer authorities are not shown to anyone."
     )
     _render_coverage(bundle, console)
+
+
+# Service types as a narrow table can show them.
+_SERVICE_TYPE_SHORT = {
+    "accommodation-based": "accommodation",
+    "floating-support": "floating",
+    "community-alarm": "alarm",
+    "home-improvement-agency": "HIA",
+    "accommodation-with-floating-support": "acc + floating",
+}
 
 
 def render_vfm(bundle: Bundle, console: Console) -> None:
     r = bundle.result
     assert isinstance(r, VfmBenchmarks)
     table = _table("Unit cost benchmarks: CAG quartiles, to the pound")
-    table.add_column("client group", no_wrap=True, overflow="ellipsis", max_width=22)
-    table.add_column("service type", no_wrap=True, overflow="ellipsis", max_width=16)
-    for column in ("AAs", "svcs", "Q1", "median", "Q3"):
-        table.add_column(column, justify="right", no_wrap=True)
-    table.add_column("", no_wrap=True, overflow="ellipsis", max_width=14)
+    table.add_column("client group", no_wrap=True, overflow="ellipsis", max_width=20)
+    table.add_column("service type", no_wrap=True, overflow="ellipsis", max_width=13)
+    table.add_column("AAs", justify="right", no_wrap=True, min_width=3)
+    table.add_column("svcs", justify="right", no_wrap=True, min_width=4)
+    for column in ("Q1", "median", "Q3"):
+        table.add_column(column, justify="right", no_wrap=True, min_width=7)
+    table.add_column("", no_wrap=True, overflow="ellipsis", max_width=9)
     for c in r.cells:
         per = "/h" if "hour" in c.measure else "/wk"
 
@@ -79,7 +87,7 @@ def render_vfm(bundle: Bundle, console: Console) -> None:
 
         table.add_row(
             _group_label(c.client_group),
-            c.service_type,
+            _SERVICE_TYPE_SHORT.get(c.service_type, c.service_type),
             _n(c.authorities),
             _n(c.services),
             pounds(c.lower_quartile),
@@ -90,7 +98,8 @@ def render_vfm(bundle: Bundle, console: Console) -> None:
     console.print(table)
     console.print(
         "Lower unit cost alone is not better value: read it with utilisation, outcomes and quality. "
-        "Quartiles are read from histograms 10% wide, so are accurate to about 5%."
+        "Quartiles are read from histograms 10% wide, so are accurate to about 5%. /wk: per unit per week;"
+        " /h: per hour. AAs: authorities contributing; blank: withheld by the policy (--json names the rule)."
     )
     _render_coverage(bundle, console)
 
