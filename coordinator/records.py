@@ -222,8 +222,8 @@ def combine_kpi(tables: Sequence[CountTable]) -> JointKpi:
     cag: dict[int, tuple[Tally, Tally]] = {}
     for t in sorted(tables, key=lambda t: t.authority):
         for group_label in sorted({c.key[0] for c in t.cells}, key=lambda g: (g == TOTAL, g.zfill(2))):
-            planned = Tally().add(_value(t, group_label, "planned"))
-            departures = Tally().add(_value(t, group_label, TOTAL))
+            planned = Tally().add(t.value(group_label, "planned"))
+            departures = Tally().add(t.value(group_label, TOTAL))
             group = 0 if group_label == TOTAL else int(group_label)
             rows.append(
                 KpiRow(
@@ -250,10 +250,6 @@ def combine_kpi(tables: Sequence[CountTable]) -> JointKpi:
             )
         )
     return JointKpi(authorities=tuple(sorted(t.authority for t in tables)), rows=tuple(rows))
-
-
-def _value(table: CountTable, *key: str) -> int | None:
-    return table.value(*key)
 
 
 # --- services that serve non-local people ----------------------------------------------------------

@@ -8,6 +8,7 @@ its own freshly created database, dropped afterwards.
 from __future__ import annotations
 
 import os
+import socket
 import uuid
 from collections.abc import Iterator
 
@@ -18,13 +19,35 @@ from sqlalchemy.engine import make_url
 POSTGRES_ENV = "CAGNET_TEST_POSTGRES_URL"
 
 
+def _docker_engine_answers() -> bool:
+    """Whether a Docker engine listens, asked without the docker library: when none does, the
+    library leaks its socket, and this suite makes the ResourceWarning an error."""
+    host = os.environ.get("DOCKER_HOST", "unix:///var/run/docker.sock")
+    if not host.startswith("unix://"):
+        return True  # a TCP engine: let the library find out
+    with socket.socket(socket.AF_UNIX) as probe:
+        try:
+            probe.connect(host.removeprefix("unix://"))
+        except OSError:
+            return False
+    return True
+
+
 def _docker_postgres() -> str | None:
+    if not _docker_engine_answers():
+        return None
     try:
         import docker  # type: ignore[import-untyped]
 
-        docker.from_env().ping()
+        client = docker.from_env()
     except Exception:
         return None
+    try:
+        client.ping()
+    except Exception:
+        return None
+    finally:
+        client.close()  # an unclosed socket would be a ResourceWarning, which this suite makes an error
     from testcontainers.postgres import PostgresContainer
 
     container = PostgresContainer("postgres:16-alpine", driver="psycopg")
