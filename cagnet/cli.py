@@ -17,6 +17,7 @@ from cagnet.register_cli import node_witness, register_app
 from coordinator import network
 from coordinator.cli import coordinator_app, network_app, query_app, verify
 from coordinator.client import Refused
+from coordinator.feed_cli import feed_app
 from node.cli import app as node_app
 from node.config import complete_join, init_node
 from shared import pki
@@ -33,6 +34,7 @@ app.add_typer(coordinator_app, name="coordinator")
 app.add_typer(query_app, name="query")
 app.command("verify")(verify)
 app.add_typer(register_app, name="register")
+app.add_typer(feed_app, name="feed")
 node_app.command("witness")(node_witness)
 
 err = Console(stderr=True)

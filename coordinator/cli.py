@@ -67,6 +67,25 @@ def network_show(netdir: Annotated[Path, typer.Argument()]) -> None:
     out.print(table)
 
 
+principal_app = typer.Typer(help="Principals: people who ask, not nodes that answer.", no_args_is_help=True)
+network_app.add_typer(principal_app, name="principal")
+
+
+@principal_app.command("add")
+def principal_add(
+    netdir: Annotated[Path, typer.Argument()],
+    party_id: Annotated[str, typer.Option("--id", help="The principal's id, e.g. regional-board.")],
+    role: Annotated[str, typer.Option(help="cag-chair or regional-board.")],
+    name: Annotated[str, typer.Option(help="A display name, e.g. 'South East Regional Housing Board'.")] = "",
+) -> None:
+    """Make a principal's keys and certificate under NETDIR/principals/ID and list it in the manifest."""
+    manifest = network.add_principal(netdir, party_id=party_id, role=role, name=name)
+    err.print(
+        f"[green]principal {party_id} ({role})[/] created in {network.principal_dir(netdir, party_id)}, "
+        f"listed in manifest version {manifest.version}"
+    )
+
+
 policy_app = typer.Typer(help="Show or change the signed network policy.", no_args_is_help=True)
 network_app.add_typer(policy_app, name="policy")
 

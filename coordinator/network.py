@@ -24,6 +24,7 @@ from shared.manifest import (
     CAG_CHAIR,
     COORDINATOR,
     MEMBER_AUTHORITY,
+    REGIONAL_BOARD,
     Manifest,
     Party,
     encode_key,
@@ -200,6 +201,32 @@ def admit(netdir: Path, request: JoinRequest) -> tuple[x509.Certificate, x509.Ce
     manifest = manifest.with_party(party)
     write_manifest(manifest_path(netdir), manifest, coordinator.signing_key)
     return cert, ca_cert, manifest
+
+
+# Roles a principal made here may hold: never member-authority (a node joins with its own keys)
+# nor coordinator (there is one, made at init).
+PRINCIPAL_ROLES = (CAG_CHAIR, REGIONAL_BOARD)
+
+
+def add_principal(netdir: Path, *, party_id: str, role: str, name: str = "") -> Manifest:
+    """A new principal (e.g. a regional housing board): its identity under `principals/<id>/`, a
+    client certificate from the network CA, and a new manifest version listing it with `role`."""
+    if role not in PRINCIPAL_ROLES:
+        raise InvalidRequest(f"a principal's role must be one of {', '.join(PRINCIPAL_ROLES)}")
+    if not party_id or not all(c.isalnum() or c == "-" for c in party_id):
+        raise InvalidRequest("a principal's id is letters, digits and hyphens")
+    manifest = read(netdir)
+    if any(p.id == party_id for p in manifest.parties):
+        raise InvalidRequest(f"{party_id} is already a party in this network")
+    if principal_dir(netdir, party_id).exists():
+        raise InvalidRequest(f"{principal_dir(netdir, party_id)} already exists")
+    ca_key, ca_cert = load_ca(netdir)
+    identity = create_identity(
+        principal_dir(netdir, party_id), party_id=party_id, ca_key=ca_key, ca_cert=ca_cert, server=False
+    )
+    manifest = manifest.with_party(_party(identity, name=name or party_id, roles=(role,)))
+    write_manifest(manifest_path(netdir), manifest, coordinator_identity(netdir).signing_key)
+    return manifest
 
 
 def set_endpoint(netdir: Path, party_id: str, endpoint: str) -> Manifest:

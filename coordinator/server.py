@@ -7,9 +7,12 @@ from __future__ import annotations
 import logging
 import signal
 import threading
+import time
 from collections import Counter
+from collections.abc import Iterator
 from concurrent import futures
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -18,8 +21,9 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from coordinator import network
-from coordinator.bundle import build_bundle, sign_bundle
+from coordinator.bundle import Bundle, build_bundle, sign_bundle, verify_bundle
 from coordinator.fanout import Contribution, Missing, NodeClients
+from coordinator.feeds import FEED_KINDS, FeedStore, build_snapshot, provider_counts, sign_snapshot
 from coordinator.kinds import KINDS
 from coordinator.records import RepeatMovers, count_repeat_movers
 from coordinator.register_server import SERVICE as REGISTER_SERVICE
@@ -39,9 +43,9 @@ from shared.auth import (
 from shared.disclosure import load_secret, require_min_authorities
 from shared.errors import CagnetError, DisclosureRefused, InvalidRequest, StalePolicy
 from shared.identity import Identity
-from shared.interceptor import SignedEnvelopeInterceptor, current_request, server_credentials
+from shared.interceptor import SignedEnvelopeInterceptor, current_request, peer_party_id, server_credentials
 from shared.linkage import tokens_digest
-from shared.manifest import CAG_CHAIR, COORDINATOR, MEMBER_AUTHORITY, Manifest, ManifestSource
+from shared.manifest import CAG_CHAIR, COORDINATOR, MEMBER_AUTHORITY, REGIONAL_BOARD, Manifest, ManifestSource
 from shared.pb.cagnet.v1 import coordinator_pb2, coordinator_pb2_grpc, envelope_pb2, node_pb2
 from shared.policy import AggregateRule, PolicySource
 from shared.serde import envelope_from_proto, envelope_to_proto
@@ -50,6 +54,15 @@ log = logging.getLogger(__name__)
 
 SERVICE = "cagnet.v1.Coordinator"
 JOINT_QUERY = f"/{SERVICE}/JointQuery"
+PUBLISH_FEED = f"/{SERVICE}/PublishFeed"
+FEED = f"/{SERVICE}/Feed"
+# Each method's request payload and the roles that may call it. Who may read a feed is then the
+# policy's `feed` rule; publishing needs the chair, who signs the joint queries a snapshot is made of.
+METHODS: dict[str, tuple[type[Any], tuple[str, ...]]] = {
+    JOINT_QUERY: (coordinator_pb2.JointQueryRequest, (CAG_CHAIR, MEMBER_AUTHORITY)),
+    PUBLISH_FEED: (coordinator_pb2.FeedPublishRequest, (CAG_CHAIR,)),
+    FEED: (coordinator_pb2.FeedRequest, (CAG_CHAIR, MEMBER_AUTHORITY, REGIONAL_BOARD)),
+}
 
 
 class CoordinatorSettings(BaseSettings):
@@ -59,6 +72,10 @@ class CoordinatorSettings(BaseSettings):
 
     node_deadline_ms: int = 5000
     max_node_deadline_ms: int = 30000
+    # Where feed snapshots are kept (default: sqlite file feeds.db in the network folder).
+    feed_database_url: str = ""
+    # A feed stream ends after this long; the subscriber reconnects with a fresh signed request.
+    feed_stream_max_s: int = 3600
 
 
 @dataclass
@@ -70,9 +87,26 @@ class CoordinatorRuntime:
     settings: CoordinatorSettings = field(default_factory=CoordinatorSettings)
     nonces: NonceCache = field(default_factory=NonceCache)
     clients: NodeClients = field(init=False)
+    register: RegisterRuntime | None = None
+    _feeds: FeedStore | None = field(default=None, init=False)
+    _feeds_lock: threading.Lock = field(default_factory=threading.Lock, init=False)
 
     def __post_init__(self) -> None:
         self.clients = NodeClients(self.identity)
+
+    @property
+    def feeds(self) -> FeedStore:
+        with self._feeds_lock:
+            if self._feeds is None:
+                url = self.settings.feed_database_url or f"sqlite:///{(self.netdir / 'feeds.db').resolve()}"
+                self._feeds = FeedStore(url)
+            return self._feeds
+
+    def close(self) -> None:
+        self.clients.close()
+        with self._feeds_lock:
+            if self._feeds is not None:
+                self._feeds.close()
 
     @classmethod
     def open(cls, netdir: Path) -> CoordinatorRuntime:
@@ -82,19 +116,92 @@ class CoordinatorRuntime:
         return cls(netdir, identity, ManifestSource(network.manifest_path(netdir), identity.public_key), policies)
 
     def authenticate(self, method: str, envelope: dsse.Envelope, peer: str | None) -> Verified[Any]:
-        if method != JOINT_QUERY:
-            raise InvalidRequest("unknown method")
+        try:
+            message_cls, roles = METHODS[method]
+        except KeyError:
+            raise InvalidRequest("unknown method") from None
         verified = verify_request(
             envelope,
-            coordinator_pb2.JointQueryRequest,
+            message_cls,
             manifest=self.manifests.current(),
             audience=COORDINATOR,
             method=method,
             nonces=self.nonces,
             peer_party_id=peer,
         )
-        require_role(verified.principal, (CAG_CHAIR, MEMBER_AUTHORITY), method)
+        require_role(verified.principal, roles, method)
         return verified
+
+    def publish_feed(self, verified: Verified[Any], peer: str | None) -> dsse.Envelope:
+        """Run the chair's signed joint queries, keep CAG-level figures and receipts, sign, store."""
+        message: coordinator_pb2.FeedPublishRequest = verified.message
+        manifest = self.manifests.current()
+        policy = self.policies.current()
+        rule = policy.require_any_role("feed", verified.principal.roles)
+        queries: dict[str, tuple[dsse.Envelope, coordinator_pb2.JointQueryRequest]] = {}
+        for proto in message.queries:
+            env = envelope_from_proto(proto)
+            # Each inner query is checked as if sent on its own: same signer, fresh nonce, unexpired.
+            inner = verify_request(
+                env,
+                coordinator_pb2.JointQueryRequest,
+                manifest=manifest,
+                audience=COORDINATOR,
+                method=JOINT_QUERY,
+                nonces=self.nonces,
+                peer_party_id=peer,
+            )
+            if inner.issuer.id != verified.issuer.id:
+                raise InvalidRequest("a feed's queries must be signed by its publisher")
+            if inner.message.kind not in FEED_KINDS or inner.message.kind in queries:
+                raise InvalidRequest(f"a feed is published from one query of each kind: {', '.join(FEED_KINDS)}")
+            queries[inner.message.kind] = (env, inner.message)
+        if set(queries) != set(FEED_KINDS):
+            raise InvalidRequest(f"a feed is published from one query of each kind: {', '.join(FEED_KINDS)}")
+        bundles: dict[str, Bundle] = {}
+        envelopes: dict[str, dsse.Envelope] = {}
+        for kind in FEED_KINDS:
+            env, query = queries[kind]
+            envelopes[kind] = self.joint_query(env, query)
+            bundles[kind] = verify_bundle(envelopes[kind], manifest)
+        common = set.intersection(*(set(b.answered) for b in bundles.values()))
+        try:
+            require_min_authorities(len(common), rule)
+        except DisclosureRefused as exc:
+            raise DisclosureRefused(f"{exc.public_message} (for a feed, in every figure)") from None
+        register = self.register or RegisterRuntime(self.netdir, self.identity, self.manifests)
+        providers = provider_counts(register.engine, on=datetime.now(UTC).date())
+
+        def make(sequence: int) -> tuple[dsse.Envelope, list[dsse.Envelope]]:
+            snapshot = build_snapshot(
+                manifest=manifest,
+                sequence=sequence,
+                publisher=verified.issuer.id,
+                policy_digest=policy.digest,
+                bundles=bundles,
+                bundle_payloads={k: e.payload for k, e in envelopes.items()},
+                providers=providers,
+            )
+            return sign_snapshot(snapshot, self.identity.signing_key), [envelopes[k] for k in FEED_KINDS]
+
+        envelope = self.feeds.publish(make)
+        log.info("feed snapshot published by %s", verified.issuer.id)
+        return envelope
+
+    def feed(self, verified: Verified[Any], context: grpc.ServicerContext) -> Iterator[dsse.Envelope]:
+        message: coordinator_pb2.FeedRequest = verified.message
+        policy = self.policies.current()
+        policy.require_any_role("feed", verified.principal.roles)
+        if message.from_sequence < 1:
+            raise InvalidRequest("from_sequence: snapshots are numbered from 1")
+        store = self.feeds
+        context.add_callback(store.wake)  # a subscriber that goes away stops waiting at once
+        ends = time.monotonic() + self.settings.feed_stream_max_s
+
+        def active() -> bool:
+            return bool(context.is_active()) and time.monotonic() < ends
+
+        yield from store.stream(message.from_sequence, follow=message.follow, active=active)
 
     def on_reject(self, method: str, peer: str | None, error: CagnetError) -> None:
         log.info("rejected %s from %s: %s", method, peer, error.public_message)
@@ -205,6 +312,13 @@ class CoordinatorServicer(coordinator_pb2_grpc.CoordinatorServicer):
         verified = current_request()
         return envelope_to_proto(self.rt.joint_query(envelope_from_proto(request), verified.message))
 
+    def PublishFeed(self, request: envelope_pb2.Envelope, context: grpc.ServicerContext) -> envelope_pb2.Envelope:
+        return envelope_to_proto(self.rt.publish_feed(current_request(), peer_party_id(context)))
+
+    def Feed(self, request: envelope_pb2.Envelope, context: grpc.ServicerContext) -> Iterator[envelope_pb2.Envelope]:
+        for envelope in self.rt.feed(current_request(), context):
+            yield envelope_to_proto(envelope)
+
 
 def create_server(
     runtime: CoordinatorRuntime, *, address: str, max_workers: int = 8, register: RegisterRuntime | None = None
@@ -213,6 +327,7 @@ def create_server(
     opened from the network folder; its store opens on first use)."""
     interceptor = SignedEnvelopeInterceptor((SERVICE,), runtime.authenticate, runtime.on_reject)
     register = register or RegisterRuntime(runtime.netdir, runtime.identity, runtime.manifests, nonces=runtime.nonces)
+    runtime.register = register
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=max_workers), interceptors=[interceptor, register.interceptor()]
     )
@@ -245,5 +360,5 @@ def serve(netdir: Path, *, listen: str) -> None:
     log.info("coordinator serving on port %d", port)
     stop.wait()
     server.stop(grace=5).wait()
-    runtime.clients.close()
+    runtime.close()
     register.close()

@@ -30,6 +30,7 @@ from shared.auth import (
     NonceCache,
     Verified,
     asks_same_question,
+    attach_receipt,
     now_ms,
     open_signed,
     require_role,
@@ -236,7 +237,10 @@ class NodeServicer(node_pb2_grpc.NodeServicer):
             self._refuse(verified, SUPPLY_MAP, parameters, exc)
             raise
         header = response_header(self.rt.identity, request_digest=verified.request_digest, policy_digest=policy.digest)
-        reply = self.rt.sign(self._supply_map_message(supply, header))
+        message = self._supply_map_message(supply, header)
+        # A receipt without the figures, for feeds whose readers may not see one authority's figures.
+        attach_receipt(message, self.rt.identity, authority=self.rt.config.authority)
+        reply = self.rt.sign(message)
         self._record(verified, SUPPLY_MAP, parameters, reply.payload, policy.digest)
         return reply
 
@@ -445,12 +449,14 @@ class NodeServicer(node_pb2_grpc.NodeServicer):
         return response_header(self.rt.identity, request_digest=verified.request_digest, policy_digest=policy.digest)
 
     def _counts(self, method: str, release: Any) -> envelope_pb2.Envelope:
-        return self._records(
-            method,
-            lambda policy, verified, question: count_table_to_proto(
+        def answer(policy: Policy, verified: Verified[Any], question: Any) -> Any:
+            message = count_table_to_proto(
                 release(policy, roles=verified.principal.roles, question=question), self._header(verified, policy)
-            ),
-        )
+            )
+            attach_receipt(message, self.rt.identity, authority=self.rt.config.authority)
+            return message
+
+        return self._records(method, answer)
 
     def _records(self, method: str, answer: Any) -> envelope_pb2.Envelope:
         """The one path for questions about client records: check, release, sign, audit."""

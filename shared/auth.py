@@ -264,3 +264,25 @@ def asks_same_question(principal_query: Message, forwarded: Message, *, filled_i
         if mine != theirs:
             return False
     return True
+
+
+def contribution_digest(response: Message) -> bytes:
+    """SHA-256 of a node response's deterministic serialisation with its `receipt` left empty:
+    what a ContributionReceipt attests. The holder of the response recomputes it; the holder of
+    the receipt alone (a regional board) learns nothing of the figures from it."""
+    bare = type(response)()
+    bare.CopyFrom(response)
+    bare.ClearField("receipt")
+    return digest(bare.SerializeToString(deterministic=True))
+
+
+def attach_receipt(response: Message, identity: Identity, *, authority: str) -> None:
+    """Sign a ContributionReceipt for `response` (whose header is set) and put it in `receipt`."""
+    from shared.pb.cagnet.v1 import node_pb2
+
+    receipt = node_pb2.ContributionReceipt(
+        header=response.header,  # type: ignore[attr-defined]
+        authority=authority,
+        response_digest=contribution_digest(response),
+    )
+    response.receipt.CopyFrom(envelope_to_proto(sign_message(receipt, identity)))  # type: ignore[attr-defined]

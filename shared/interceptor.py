@@ -1,6 +1,7 @@
 """The authentication interceptor every cagnet server installs.
 
-For each unary call on a cagnet service it takes the TLS peer's party id from the client
+For each unary call on a cagnet service, and for the request that opens a server-streaming call
+(a feed), it takes the TLS peer's party id from the client
 certificate, verifies the signed envelope (through the `authenticate` function the server gives
 it), exposes the verified request to the servicer through `current_request()`, and maps every
 error to a gRPC status: a CagnetError to its own code and public message, anything else to
@@ -12,7 +13,7 @@ from __future__ import annotations
 import contextvars
 import functools
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import grpc
@@ -64,8 +65,24 @@ class SignedEnvelopeInterceptor(grpc.ServerInterceptor):
     def intercept_service(self, continuation: Any, handler_call_details: Any) -> Any:
         handler = continuation(handler_call_details)
         method: str = handler_call_details.method
-        if handler is None or not method.startswith(self._prefixes) or handler.unary_unary is None:
+        if handler is None or not method.startswith(self._prefixes):
             return handler
+        if handler.unary_unary is not None:
+            return self._unary(method, handler)
+        if handler.unary_stream is not None:
+            return self._stream(method, handler)
+        return handler
+
+    def _refuse(self, method: str, peer: str | None, exc: BaseException, context: grpc.ServicerContext) -> None:
+        if isinstance(exc, CagnetError):
+            log.info("refused %s from %s: %s", method, peer or "unknown peer", exc)
+            self._on_reject(method, peer, exc)
+            context.abort(exc.code, exc.public_message)
+        log.error("unexpected error in %s", method, exc_info=exc)
+        self._on_reject(method, peer, CagnetError())
+        context.abort(grpc.StatusCode.INTERNAL, "internal error")
+
+    def _unary(self, method: str, handler: Any) -> Any:
         inner = handler.unary_unary
 
         def behaviour(request: Any, context: grpc.ServicerContext) -> Any:
@@ -78,16 +95,39 @@ class SignedEnvelopeInterceptor(grpc.ServerInterceptor):
                     return inner(request, context)
                 finally:
                     _current.reset(token)
-            except CagnetError as exc:
-                log.info("refused %s from %s: %s", method, peer or "unknown peer", exc)
-                self._on_reject(method, peer, exc)
-                context.abort(exc.code, exc.public_message)
-            except Exception:
-                log.exception("unexpected error in %s", method)
-                self._on_reject(method, peer, CagnetError())
-                context.abort(grpc.StatusCode.INTERNAL, "internal error")
+            except Exception as exc:
+                self._refuse(method, peer, exc, context)
 
         return grpc.unary_unary_rpc_method_handler(
+            behaviour,
+            request_deserializer=handler.request_deserializer,
+            response_serializer=handler.response_serializer,
+        )
+
+    def _stream(self, method: str, handler: Any) -> Any:
+        # The one request that opens the stream is checked exactly as a unary request is (issuer,
+        # audience, method, expiry, nonce, signature, TLS peer = signer); every message the server
+        # then sends is signed by the servicer itself.
+        inner = handler.unary_stream
+
+        def behaviour(request: Any, context: grpc.ServicerContext) -> Iterator[Any]:
+            peer: str | None = None
+            try:
+                peer = peer_party_id(context)
+                verified = self._authenticate(method, envelope_from_proto(request), peer)
+            except Exception as exc:
+                self._refuse(method, peer, exc, context)
+                return
+            # gRPC iterates this generator on one worker thread, so the variable holds throughout.
+            token = _current.set(verified)
+            try:
+                yield from inner(request, context)
+            except CagnetError as exc:
+                self._refuse(method, peer, exc, context)
+            finally:
+                _current.reset(token)
+
+        return grpc.unary_stream_rpc_method_handler(
             behaviour,
             request_deserializer=handler.request_deserializer,
             response_serializer=handler.response_serializer,

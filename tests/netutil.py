@@ -86,6 +86,6 @@ def running(net: LiveNetwork) -> Iterator[LiveNetwork]:
         for server in net.servers.values():
             server.stop(grace=None).wait()
         if net.coordinator is not None:
-            net.coordinator.clients.close()
+            net.coordinator.close()
         for runtime in net.runtimes.values():
             runtime.engine.dispose()

@@ -37,12 +37,24 @@ class CoordinatorStub:
     def __new__(cls, channel: _aio.Channel) -> CoordinatorAsyncStub: ...
     JointQuery: _grpc.UnaryUnaryMultiCallable[_envelope_pb2.Envelope, _envelope_pb2.Envelope]
     """JointQueryRequest -> bundle JSON"""
+    PublishFeed: _grpc.UnaryUnaryMultiCallable[_envelope_pb2.Envelope, _envelope_pb2.Envelope]
+    """FeedPublishRequest -> FeedSnapshot envelope (signed by the coordinator), after it is stored."""
+    Feed: _grpc.UnaryStreamMultiCallable[_envelope_pb2.Envelope, _envelope_pb2.Envelope]
+    """FeedRequest -> a stream of FeedSnapshot envelopes from `from_sequence` on, then each new one
+    as it is published, until the caller goes away or the request expires (docs/feeds.md).
+    """
 
 @_typing.type_check_only
 class CoordinatorAsyncStub(CoordinatorStub):
     def __init__(self, channel: _aio.Channel) -> None: ...
     JointQuery: _aio.UnaryUnaryMultiCallable[_envelope_pb2.Envelope, _envelope_pb2.Envelope]  # type: ignore[assignment]
     """JointQueryRequest -> bundle JSON"""
+    PublishFeed: _aio.UnaryUnaryMultiCallable[_envelope_pb2.Envelope, _envelope_pb2.Envelope]  # type: ignore[assignment]
+    """FeedPublishRequest -> FeedSnapshot envelope (signed by the coordinator), after it is stored."""
+    Feed: _aio.UnaryStreamMultiCallable[_envelope_pb2.Envelope, _envelope_pb2.Envelope]  # type: ignore[assignment]
+    """FeedRequest -> a stream of FeedSnapshot envelopes from `from_sequence` on, then each new one
+    as it is published, until the caller goes away or the request expires (docs/feeds.md).
+    """
 
 class CoordinatorServicer(metaclass=_abc_1.ABCMeta):
     @_abc_1.abstractmethod
@@ -52,5 +64,23 @@ class CoordinatorServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_envelope_pb2.Envelope, _abc.Awaitable[_envelope_pb2.Envelope]]:
         """JointQueryRequest -> bundle JSON"""
+
+    @_abc_1.abstractmethod
+    def PublishFeed(
+        self,
+        request: _envelope_pb2.Envelope,
+        context: _ServicerContext,
+    ) -> _typing.Union[_envelope_pb2.Envelope, _abc.Awaitable[_envelope_pb2.Envelope]]:
+        """FeedPublishRequest -> FeedSnapshot envelope (signed by the coordinator), after it is stored."""
+
+    @_abc_1.abstractmethod
+    def Feed(
+        self,
+        request: _envelope_pb2.Envelope,
+        context: _ServicerContext,
+    ) -> _typing.Union[_abc.Iterator[_envelope_pb2.Envelope], _abc.AsyncIterator[_envelope_pb2.Envelope]]:
+        """FeedRequest -> a stream of FeedSnapshot envelopes from `from_sequence` on, then each new one
+        as it is published, until the caller goes away or the request expires (docs/feeds.md).
+        """
 
 def add_CoordinatorServicer_to_server(servicer: CoordinatorServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

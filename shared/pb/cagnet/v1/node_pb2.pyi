@@ -225,6 +225,7 @@ class SupplyMapResponse(_message.Message):
     CLIENT_GROUP_TOTALS_FIELD_NUMBER: _builtins.int
     TOTAL_FIELD_NUMBER: _builtins.int
     CLIENT_GROUPS_FIELD_NUMBER: _builtins.int
+    RECEIPT_FIELD_NUMBER: _builtins.int
     authority: _builtins.str
     population: _builtins.int
     by_district: _builtins.bool
@@ -244,6 +245,10 @@ class SupplyMapResponse(_message.Message):
     def client_groups(self) -> _containers.RepeatedScalarFieldContainer[_builtins.int]:
         """The client-group filter the node applied (empty: every group)."""
 
+    @_builtins.property
+    def receipt(self) -> _envelope_pb2.Envelope:
+        """A ContributionReceipt envelope for this response (see there)."""
+
     def __init__(
         self,
         *,
@@ -255,10 +260,11 @@ class SupplyMapResponse(_message.Message):
         client_group_totals: _abc.Iterable[Global___SupplyCell] | None = ...,
         total: Global___SupplyCell | None = ...,
         client_groups: _abc.Iterable[_builtins.int] | None = ...,
+        receipt: _envelope_pb2.Envelope | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["header", b"header", "total", b"total"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["header", b"header", "receipt", b"receipt", "total", b"total"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["authority", b"authority", "by_district", b"by_district", "cells", b"cells", "client_group_totals", b"client_group_totals", "client_groups", b"client_groups", "header", b"header", "population", b"population", "total", b"total"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["authority", b"authority", "by_district", b"by_district", "cells", b"cells", "client_group_totals", b"client_group_totals", "client_groups", b"client_groups", "header", b"header", "population", b"population", "receipt", b"receipt", "total", b"total"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -356,6 +362,7 @@ class CountsResponse(_message.Message):
     TO_DATE_FIELD_NUMBER: _builtins.int
     PERIOD_FIELD_NUMBER: _builtins.int
     CLIENT_GROUPS_FIELD_NUMBER: _builtins.int
+    RECEIPT_FIELD_NUMBER: _builtins.int
     authority: _builtins.str
     kind: _builtins.str
     """What the table counts, e.g. "movement"."""
@@ -371,6 +378,10 @@ class CountsResponse(_message.Message):
     def cells(self) -> _containers.RepeatedCompositeFieldContainer[Global___CountCell]: ...
     @_builtins.property
     def client_groups(self) -> _containers.RepeatedScalarFieldContainer[_builtins.int]: ...
+    @_builtins.property
+    def receipt(self) -> _envelope_pb2.Envelope:
+        """A ContributionReceipt envelope for this response (see there)."""
+
     def __init__(
         self,
         *,
@@ -383,14 +394,47 @@ class CountsResponse(_message.Message):
         to_date: _builtins.str = ...,
         period: _builtins.str = ...,
         client_groups: _abc.Iterable[_builtins.int] | None = ...,
+        receipt: _envelope_pb2.Envelope | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["header", b"header"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["header", b"header", "receipt", b"receipt"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["authority", b"authority", "cells", b"cells", "client_groups", b"client_groups", "dimensions", b"dimensions", "from_date", b"from_date", "header", b"header", "kind", b"kind", "period", b"period", "to_date", b"to_date"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["authority", b"authority", "cells", b"cells", "client_groups", b"client_groups", "dimensions", b"dimensions", "from_date", b"from_date", "header", b"header", "kind", b"kind", "period", b"period", "receipt", b"receipt", "to_date", b"to_date"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___CountsResponse: _TypeAlias = CountsResponse  # noqa: Y015
+
+@_typing.final
+class ContributionReceipt(_message.Message):
+    """What a node attests about a response without its figures: that it answered this request, under
+    this policy, with a response whose deterministic serialisation with `receipt` left empty hashes
+    to `response_digest`. A feed snapshot carries these, so a regional board can check every
+    contributing node's signature without seeing any one authority's figures.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    HEADER_FIELD_NUMBER: _builtins.int
+    AUTHORITY_FIELD_NUMBER: _builtins.int
+    RESPONSE_DIGEST_FIELD_NUMBER: _builtins.int
+    authority: _builtins.str
+    response_digest: _builtins.bytes
+    @_builtins.property
+    def header(self) -> _envelope_pb2.ResponseHeader: ...
+    def __init__(
+        self,
+        *,
+        header: _envelope_pb2.ResponseHeader | None = ...,
+        authority: _builtins.str = ...,
+        response_digest: _builtins.bytes = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["header", b"header"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["authority", b"authority", "header", b"header", "response_digest", b"response_digest"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ContributionReceipt: _TypeAlias = ContributionReceipt  # noqa: Y015
 
 @_typing.final
 class NonLocalService(_message.Message):
