@@ -84,6 +84,20 @@ def node_init(
     )
 
 
+@app.command("report")
+def report(
+    out_file: Annotated[Path, typer.Option("--out", help="The HTML file to write.")] = Path("report.html"),
+    network_dir: Annotated[Path | None, typer.Option("--network", help="The network folder.")] = None,
+    principal: Annotated[str, typer.Option(help="The principal to act as.")] = "cag-chair",
+) -> None:
+    """The CAG's joint analyses as one self-contained HTML file with charts (no request leaves it)."""
+    from coordinator.cli import _netdir
+    from coordinator.report import write_report
+
+    path = write_report(_netdir(network_dir), out_file, principal=principal)
+    err.print(f"[green]report written[/]: {path.resolve()}")
+
+
 @app.command("demo")
 def demo(
     as_json: Annotated[bool, typer.Option("--json", help="Print the joint bundle as JSON only.")] = False,

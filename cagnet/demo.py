@@ -178,6 +178,28 @@ def _show_providers(console: Console, netdir: Path, root: Path) -> None:
     )
 
 
+def _show_feed_and_report(console: Console, netdir: Path, root: Path, *, keep: bool) -> None:
+    from coordinator.feed_client import publish, subscribe
+    from coordinator.report import write_report
+
+    console.rule("The regional housing board's feed, and the chair's report")
+    network.add_principal(netdir, party_id="regional-board", role="regional-board", name="SE Regional Housing Board")
+    with console.status("CAG chair: publishing a feed snapshot (supply, flows, KPI 2, accreditation)"):
+        publish(netdir)
+    written = subscribe(netdir, root / "feed", principal="regional-board")
+    snapshot = json.loads((root / "feed" / f"snapshot-{written[-1]:06d}.json").read_text())
+    console.print(
+        f"[green]regional board received snapshot {written[-1]}[/], verified end to end "
+        f"(node receipts, no authority's own figures): {len(snapshot['supply'])} client groups, "
+        f"{len(snapshot['authorities'])} authorities"
+    )
+    # Outlives the demo's temporary folder, so it can be opened afterwards.
+    out = (root if keep else Path(tempfile.gettempdir())) / "cagnet-demo-report.html"
+    with console.status("CAG chair: building the report (supply, flows, net import, VFM, accreditation)"):
+        write_report(netdir, out)
+    console.print(f"[green]report written[/]: {out}")
+
+
 def run_demo(*, as_json: bool = False, keep: Path | None = None) -> int:
     console = Console(stderr=True) if as_json else Console()
     root = keep or Path(tempfile.mkdtemp(prefix="cagnet-demo-"))
@@ -230,6 +252,7 @@ def run_demo(*, as_json: bool = False, keep: Path | None = None) -> int:
 
             _show_movement(console, netdir, root)
             _show_providers(console, netdir, root)
+            _show_feed_and_report(console, netdir, root, keep=keep is not None)
 
             stopped = "E06000043"
             console.rule(f"Stopping {vocabulary.AUTHORITIES[stopped].name}'s node: the query still answers")

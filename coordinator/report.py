@@ -1,0 +1,259 @@
+"""`cagnet report`: the CAG chair's joint analyses as one self-contained HTML file with charts.
+
+The charts are plotly figures with plotly.js inlined once, so the file makes no request when it is
+opened. Each figure is drawn from a bundle the chair's client has verified, and says which policy
+it was made under, which cells the policy suppressed, and which authorities did not answer.
+`build_report` is a pure function of those bundles; `write_report` asks the questions.
+"""
+
+from __future__ import annotations
+
+import html
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
+from pathlib import Path
+
+import plotly.graph_objects as go
+import plotly.io as pio
+from plotly.offline import get_plotlyjs
+
+from coordinator.bundle import Bundle
+from coordinator.combine import JointSupplyMap
+from coordinator.providers import VfmBenchmarks
+from coordinator.records import JointMovement, JointNetFlow
+from shared import vocabulary
+
+# The page may fetch nothing: everything it needs is inline.
+_CSP = "default-src 'none'; script-src 'unsafe-inline' 'unsafe-eval'; style-src 'unsafe-inline'; img-src data:; font-src data:"
+CHART_IDS = ("supply-heatmap", "flows", "net-flow", "vfm", "accreditation")
+
+
+@dataclass(frozen=True)
+class Accreditation:
+    """Providers by overall status in the register, at a verified tree size."""
+
+    tree_size: int
+    by_status: dict[str, int]
+    by_authority: dict[str, dict[str, int]]  # authority -> its own status -> providers
+
+
+def _name(code: str) -> str:
+    if code in vocabulary.AUTHORITIES:
+        return vocabulary.AUTHORITIES[code].name
+    if code in vocabulary.REGIONS:
+        return vocabulary.REGIONS[code]
+    return {"outside": "outside the CAG", "unknown": "unknown"}.get(code, code)
+
+
+def _coverage(bundle: Bundle, suppressed: Sequence[str]) -> str:
+    missing = "; ".join(f"{_name(m.authority)} ({m.reason})" for m in bundle.missing) or "none"
+    cells = f"{len(suppressed)}: " + ", ".join(suppressed[:12]) if suppressed else "none"
+    if len(suppressed) > 12:
+        cells += f" and {len(suppressed) - 12} more"
+    return (
+        f"<p class='coverage'>Policy applied: <code>{html.escape(bundle.policy_digest)}</code>. "
+        f"Cells suppressed: {html.escape(cells)}. Authorities missing: {html.escape(missing)}. "
+        f"Answered: {html.escape(', '.join(_name(a) for a in bundle.answered))}.</p>"
+    )
+
+
+def _div(fig: go.Figure, div_id: str) -> str:
+    fig.update_layout(margin={"l": 60, "r": 20, "t": 50, "b": 60}, height=460, template="plotly_white")
+    return str(pio.to_html(fig, include_plotlyjs=False, full_html=False, div_id=div_id))
+
+
+def supply_heatmap(bundle: Bundle) -> str:
+    r = bundle.result
+    assert isinstance(r, JointSupplyMap)
+    codes = [a.authority for a in r.authorities]
+    groups = r.client_groups
+    z = [[g.rates[c] for c in codes] + [g.cag_rate] for g in groups]
+    fig = go.Figure(
+        go.Heatmap(
+            z=z,
+            x=[_name(c) for c in codes] + ["CAG"],
+            y=[f"{g.client_group} {g.name}" for g in groups],
+            colorscale="Viridis",
+            colorbar={"title": "units per 1,000"},
+            hovertemplate="%{y}<br>%{x}: %{z:.2f} units per 1,000<extra></extra>",
+        )
+    )
+    fig.update_layout(title="Supply per 1,000 population: authority × client group", height=640)
+    fig.update_yaxes(autorange="reversed")
+    # Units are capacity and released exactly; only service counts and money are ever suppressed.
+    suppressed = [f"{_name(a.authority)}: services" for a in r.authorities if a.services is None]
+    suppressed += [f"{_name(a.authority)}: contract value" for a in r.authorities if a.annual_value is None]
+    return _div(fig, "supply-heatmap") + _coverage(bundle, suppressed)
+
+
+def flows_chart(bundle: Bundle) -> str:
+    r = bundle.result
+    assert isinstance(r, JointMovement)
+    flows = [f for f in r.flows if f.client_group == 0 and f.period == "*"]
+    origins = [o for o in r.origins if any(f.origin == o for f in flows)]
+    labels = [f"from {_name(o)}" for o in origins] + [f"at {_name(h)}" for h in r.hosts]
+    at = {o: i for i, o in enumerate(origins)}
+    host_at = {h: len(origins) + i for i, h in enumerate(r.hosts)}
+    released = [f for f in flows if f.clients]
+    fig = go.Figure(
+        go.Sankey(
+            node={"label": labels, "pad": 12, "thickness": 14},
+            link={
+                "source": [at[f.origin] for f in released],
+                "target": [host_at[f.host] for f in released],
+                "value": [f.clients for f in released],
+            },
+        )
+    )
+    fig.update_layout(title="Origin → destination: new clients by previous authority and host authority")
+    suppressed = [f"{_name(f.origin)} → {_name(f.host)}" for f in flows if f.clients is None]
+    return _div(fig, "flows") + _coverage(bundle, suppressed)
+
+
+def net_flow_chart(bundle: Bundle) -> str:
+    r = bundle.result
+    assert isinstance(r, JointNetFlow)
+    rows = [row for row in r.rows if row.client_group == 0]
+    names = [_name(row.authority) for row in rows]
+    fig = go.Figure()
+    fig.add_bar(name="imported", x=names, y=[row.imported.count for row in rows])
+    fig.add_bar(name="exported (to CAG authorities)", x=names, y=[-row.exported.count for row in rows])
+    fig.add_scatter(name="net", x=names, y=[row.net for row in rows], mode="markers", marker={"size": 12})
+    fig.update_layout(title="Net import (+) and export (−) by authority, all client groups", barmode="relative")
+    suppressed = [
+        f"{_name(row.authority)}: {what} (sum is at least)"
+        for row in rows
+        for what, t in (("imported", row.imported), ("exported", row.exported))
+        if not t.complete
+    ]
+    return _div(fig, "net-flow") + _coverage(bundle, suppressed)
+
+
+def vfm_chart(bundle: Bundle) -> str:
+    r = bundle.result
+    assert isinstance(r, VfmBenchmarks)
+    fig = go.Figure()
+    shown = [c for c in r.cells if c.median is not None and "hour" not in c.measure]
+    for c in shown:
+        label = f"{c.client_group} {vocabulary.CLIENT_GROUPS[c.client_group][:28]} · {c.service_type}"
+        fig.add_trace(
+            go.Box(
+                name=label,
+                x=[label],
+                q1=[c.lower_quartile],
+                median=[c.median],
+                q3=[c.upper_quartile],
+                lowerfence=[c.lower_quartile],
+                upperfence=[c.upper_quartile],
+                showlegend=False,
+            )
+        )
+    fig.update_layout(title="Unit cost quartiles by client group and service type (£ per unit per week)", height=620)
+    fig.update_xaxes(tickangle=45)
+    suppressed = [
+        f"{c.client_group}/{c.service_type} ({c.suppressed})" for c in r.cells if c.suppressed or c.median is None
+    ]
+    note = "<p class='note'>Lower unit cost alone is not better value: read it with outcomes and quality.</p>"
+    return _div(fig, "vfm") + note + _coverage(bundle, suppressed)
+
+
+def accreditation_chart(acc: Accreditation, policy_digest: str) -> str:
+    statuses = ("accredited", "passported", "applied", "suspended", "withdrawn", "expired")
+    authorities = sorted(acc.by_authority)
+    fig = go.Figure()
+    for status in statuses:
+        fig.add_bar(
+            name=status, x=[_name(a) for a in authorities], y=[acc.by_authority[a].get(status, 0) for a in authorities]
+        )
+    fig.update_layout(title="Accreditation: providers by each authority's own status", barmode="stack")
+    overall = ", ".join(f"{s}: {n}" for s, n in sorted(acc.by_status.items())) or "no entries"
+    return _div(fig, "accreditation") + (
+        f"<p class='coverage'>From the shared register at tree size {acc.tree_size}, every entry signed by the "
+        f"member that made the decision. Overall status (a suspension by any member counts): {html.escape(overall)}. "
+        f"Policy applied: <code>{html.escape(policy_digest)}</code> (the register is not subject to suppression: "
+        "accreditation decisions are shared in full among members). Cells suppressed: none. "
+        "Authorities missing: those with no entries are not shown.</p>"
+    )
+
+
+def build_report(
+    *, network: str, supply: Bundle, movement: Bundle, net_flow: Bundle, vfm: Bundle, accreditation: Accreditation
+) -> str:
+    """The whole HTML document (plotly.js inlined), from verified bundles."""
+    sections = [
+        ("Supply", supply_heatmap(supply)),
+        ("Where new clients came from", flows_chart(movement)),
+        ("Net importers and exporters", net_flow_chart(net_flow)),
+        ("Value for money", vfm_chart(vfm)),
+        ("Provider accreditation", accreditation_chart(accreditation, supply.policy_digest)),
+    ]
+    plotly_js = f'<script type="text/javascript">{get_plotlyjs()}</script>'
+    body = "\n".join(f"<section><h2>{html.escape(t)}</h2>{content}</section>" for t, content in sections)
+    made = datetime.now(UTC).isoformat(timespec="seconds")
+    return f"""<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8">
+<meta http-equiv="Content-Security-Policy" content="{_CSP}">
+<title>{html.escape(network)}: joint analyses</title>
+<style>body{{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;color:#222}}
+.coverage{{font-size:.85em;color:#555}} code{{font-size:.9em}} section{{margin-bottom:2.5em}}</style>
+{plotly_js}
+</head><body>
+<h1>{html.escape(network)}: joint analyses for the Core Strategy Group</h1>
+<p>Made {made} by the CAG chair from signed bundles verified back to each node. Figures are as the
+network policy released them: small counts suppressed, others rounded; units are capacity and exact.</p>
+{body}
+</body></html>
+"""
+
+
+def accreditation_from_register(netdir: Path, principal: str) -> Accreditation:
+    """Read every entry of the shared register (verified checkpoint) as `principal`, and count."""
+    from coordinator import network
+    from shared.accreditation import LoggedEntry, provider_status, verify_entry
+    from shared.checkpoint import register_origin, verify_checkpoint
+    from shared.identity import Identity
+    from shared.register_client import RegisterClient
+
+    identity = Identity.load(network.principal_dir(netdir, principal))
+    with RegisterClient(identity, lambda: network.read(netdir)) as client:
+        manifest = client.manifest
+        checkpoint = verify_checkpoint(client.checkpoint(), manifest)
+        size = checkpoint.checkpoint.size
+        data = client.entries(0, size) if size else []
+    by_provider: dict[str, list[LoggedEntry]] = {}
+    for index, entry_data in enumerate(data):
+        entry, _ = verify_entry(entry_data, manifest, register=register_origin(manifest))
+        by_provider.setdefault(entry.provider.keys[0], []).append(LoggedEntry(leaf_index=index, entry=entry))
+    overall: Counter[str] = Counter()
+    per: dict[str, Counter[str]] = {}
+    for key, entries in by_provider.items():
+        status = provider_status(key, entries, on=date.today())
+        overall[status.overall] += 1
+        for a in status.authorities:
+            per.setdefault(a.authority, Counter())[a.status] += 1
+    return Accreditation(
+        tree_size=size, by_status=dict(overall), by_authority={a: dict(c) for a, c in sorted(per.items())}
+    )
+
+
+def write_report(netdir: Path, out: Path, *, principal: str = "cag-chair") -> Path:
+    """Ask the report's questions as `principal`, verify every answer, and write one HTML file."""
+    from coordinator.client import CoordinatorClient
+
+    with CoordinatorClient(netdir, principal=principal) as client:
+        supply, _ = client.query(kind="supply-map")
+        movement, _ = client.query(kind="movement", period="all")
+        net_flow, _ = client.query(kind="net-flow", period="all")
+        vfm, _ = client.query(kind="vfm")
+    document = build_report(
+        network=supply.network,
+        supply=supply,
+        movement=movement,
+        net_flow=net_flow,
+        vfm=vfm,
+        accreditation=accreditation_from_register(netdir, principal),
+    )
+    out.write_text(document, encoding="utf-8")
+    return out
