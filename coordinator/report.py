@@ -26,7 +26,10 @@ from coordinator.records import JointMovement, JointNetFlow
 from shared import vocabulary
 
 # The page may fetch nothing: everything it needs is inline.
-_CSP = "default-src 'none'; script-src 'unsafe-inline' 'unsafe-eval'; style-src 'unsafe-inline'; img-src data:; font-src data:"
+_CSP = (
+    "default-src 'none'; script-src 'unsafe-inline' 'unsafe-eval'; style-src 'unsafe-inline'; "
+    "img-src data:; font-src data:"
+)
 CHART_IDS = ("supply-heatmap", "flows", "net-flow", "vfm", "accreditation")
 
 
