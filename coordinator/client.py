@@ -56,10 +56,8 @@ class CoordinatorClient:
     def _current(self) -> tuple[ManifestSource, PolicySource]:
         if self._sources is None:
             key = dsse.load_public_key(base64.b64decode(network.coordinator_key_b64(self.netdir)))
-            self._sources = (
-                ManifestSource(network.manifest_path(self.netdir), key),
-                PolicySource(network.policy_path(self.netdir), key),
-            )
+            manifests = ManifestSource(network.manifest_path(self.netdir), key)
+            self._sources = (manifests, PolicySource(network.policy_path(self.netdir), key, manifests=manifests))
         return self._sources
 
     def query(

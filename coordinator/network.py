@@ -3,7 +3,9 @@
 NETDIR holds the network CA, the coordinator's identity, principals' identities (the CAG chair
 and any others made here), `manifest.json`, the manifest signed by the coordinator's key, and
 `policy.json`, the signed network policy every node applies.
-Admission here is by the network operator; quorum approval by members comes with governance.
+In the founding phase the operator admits parties and signs with the founding coordinator key;
+once members adopt a charter, every change is a proposal that a quorum of members approves
+(`coordinator.governance`, docs/governance.md) and the functions here that sign alone refuse.
 """
 
 from __future__ import annotations
@@ -15,10 +17,11 @@ from pathlib import Path
 
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from cryptography.hazmat.primitives.serialization import load_pem_public_key
 
 from shared import dsse, pki
-from shared.errors import InvalidRequest
+from shared.errors import InvalidRequest, ManifestRefused
 from shared.identity import Identity, create_identity
 from shared.manifest import (
     CAG_CHAIR,
@@ -26,9 +29,9 @@ from shared.manifest import (
     MEMBER_AUTHORITY,
     REGIONAL_BOARD,
     Manifest,
+    ManifestSource,
     Party,
     encode_key,
-    read_manifest,
     write_manifest,
 )
 from shared.models import JoinRequest
@@ -101,14 +104,22 @@ def init_network(netdir: Path, *, name: str, coordinator_endpoint: str = "127.0.
 
 
 def read_policy(netdir: Path) -> Policy:
-    """The network policy, verified against the pinned coordinator key."""
-    key = dsse.load_public_key(base64.b64decode(coordinator_key_b64(netdir)))
-    return PolicySource(policy_path(netdir), key).current()
+    """The network policy: the governed manifest's, or (founding phase) the file signed by the
+    pinned coordinator key."""
+    return PolicySource(policy_path(netdir), root_key(netdir), manifests=_source(netdir)).current()
+
+
+def _founding(netdir: Path, what: str) -> None:
+    if read(netdir).governed:
+        raise InvalidRequest(
+            f"the network is governed by its members: {what} needs a proposal (see `cagnet network propose`)"
+        )
 
 
 def set_policy(netdir: Path, policy_bytes: bytes) -> Policy:
     """Sign and publish a new policy; its revision must be above the current one, so that a
     node that sees two can tell which is newer. Nodes pick it up when the file changes."""
+    _founding(netdir, "a policy change")
     new = parse_policy(policy_bytes)
     current = read_policy(netdir)
     if new.revision <= current.revision:
@@ -119,8 +130,13 @@ def set_policy(netdir: Path, policy_bytes: bytes) -> Policy:
     return new
 
 
+def write_policy_file(netdir: Path, policy_bytes: bytes) -> None:
+    """policy.json for founding-phase readers; once governed, nodes take the manifest's policy."""
+    _write_policy(netdir, policy_bytes, coordinator_identity(netdir))
+
+
 def _write_policy(netdir: Path, policy_bytes: bytes, coordinator: Identity) -> None:
-    # Signed by the coordinator for now; by a quorum of members once governance lands.
+    # The founding key signs the file; once governed it only mirrors the quorum-signed manifest.
     envelope = sign_policy(policy_bytes, coordinator.signing_key)
     tmp = policy_path(netdir).with_suffix(".tmp")
     tmp.write_text(json.dumps(envelope, indent=2) + "\n")
@@ -167,14 +183,42 @@ def network_name(netdir: Path) -> str:
     return str(_network_toml(netdir)["name"])
 
 
+def root_key(netdir: Path) -> Ed25519PublicKey:
+    """The founding coordinator key: the root of the manifest chain (version 1 and the founding phase)."""
+    return dsse.load_public_key(base64.b64decode(coordinator_key_b64(netdir)))
+
+
+_sources: dict[Path, ManifestSource] = {}
+
+
+def _source(netdir: Path) -> ManifestSource:
+    # One verified chain per network folder per process: reading the manifest checks only new versions.
+    path = manifest_path(netdir).resolve()
+    source = _sources.get(path)
+    if source is None:
+        source = _sources[path] = ManifestSource(path, root_key(netdir))
+    return source
+
+
 def read(netdir: Path) -> Manifest:
-    """The current manifest, verified against the pinned coordinator key."""
-    key = dsse.load_public_key(base64.b64decode(coordinator_key_b64(netdir)))
-    return read_manifest(manifest_path(netdir), key)
+    """The current manifest, verified along its chain from version 1."""
+    source = _source(netdir)
+    manifest = source.current()
+    if source.refused:
+        raise ManifestRefused(source.refused)
+    return manifest
+
+
+def history(netdir: Path) -> list[tuple[Manifest, dsse.Envelope]]:
+    """Every published version, verified from version 1, oldest first."""
+    read(netdir)
+    return _source(netdir).history
 
 
 def admit(netdir: Path, request: JoinRequest) -> tuple[x509.Certificate, x509.Certificate, Manifest]:
-    """Issue the node's certificate and list it as a member authority in a new manifest version."""
+    """Issue the node's certificate and list it as a member authority in a new manifest version
+    (founding phase only: a governed network admits by `propose-join` and a quorum)."""
+    _founding(netdir, "admitting a member")
     ca_key, ca_cert = load_ca(netdir)
     coordinator = coordinator_identity(netdir)
     manifest = read(netdir)
@@ -235,6 +279,7 @@ def set_endpoint(netdir: Path, party_id: str, endpoint: str) -> Manifest:
     party = manifest.party(party_id)
     if party.endpoint == endpoint:
         return manifest
+    _founding(netdir, "an endpoint change")
     manifest = manifest.with_party(party.model_copy(update={"endpoint": endpoint}))
     if party_id == COORDINATOR:
         manifest = manifest.model_copy(update={"coordinator_endpoint": endpoint})

@@ -43,7 +43,13 @@ from shared.auth import (
 from shared.disclosure import load_secret, require_min_authorities
 from shared.errors import CagnetError, DisclosureRefused, InvalidRequest, StalePolicy
 from shared.identity import Identity
-from shared.interceptor import SignedEnvelopeInterceptor, current_request, peer_party_id, server_credentials
+from shared.interceptor import (
+    SignedEnvelopeInterceptor,
+    current_peer_fingerprint,
+    current_request,
+    peer_party_id,
+    server_credentials,
+)
 from shared.linkage import tokens_digest
 from shared.manifest import CAG_CHAIR, COORDINATOR, MEMBER_AUTHORITY, REGIONAL_BOARD, Manifest, ManifestSource
 from shared.pb.cagnet.v1 import coordinator_pb2, coordinator_pb2_grpc, envelope_pb2, node_pb2
@@ -111,9 +117,10 @@ class CoordinatorRuntime:
     @classmethod
     def open(cls, netdir: Path) -> CoordinatorRuntime:
         identity = network.coordinator_identity(netdir)
-        policies = PolicySource(network.policy_path(netdir), identity.public_key)
+        manifests = ManifestSource(network.manifest_path(netdir), network.root_key(netdir))
+        policies = PolicySource(network.policy_path(netdir), network.root_key(netdir), manifests=manifests)
         policies.current()  # the coordinator combines nothing without a valid network policy
-        return cls(netdir, identity, ManifestSource(network.manifest_path(netdir), identity.public_key), policies)
+        return cls(netdir, identity, manifests, policies)
 
     def authenticate(self, method: str, envelope: dsse.Envelope, peer: str | None) -> Verified[Any]:
         try:
@@ -128,6 +135,7 @@ class CoordinatorRuntime:
             method=method,
             nonces=self.nonces,
             peer_party_id=peer,
+            peer_fingerprint=current_peer_fingerprint(),
         )
         require_role(verified.principal, roles, method)
         return verified

@@ -52,6 +52,11 @@ class NodeConfig(BaseModel):
         return self.policy_path or self.manifest_path.parent / "policy.json"
 
     @property
+    def manifest_history(self) -> Path:
+        """Every manifest version this node has accepted, verified link by link from version 1."""
+        return self.nodedir / "manifests"
+
+    @property
     def rounding_key_path(self) -> Path:
         return self.identity_dir / "rounding.key"
 

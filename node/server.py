@@ -40,7 +40,12 @@ from shared.auth import (
 )
 from shared.errors import CagnetError, DisclosureRefused, InvalidRequest, NotPermitted, StalePolicy
 from shared.identity import Identity
-from shared.interceptor import SignedEnvelopeInterceptor, current_request, server_credentials
+from shared.interceptor import (
+    SignedEnvelopeInterceptor,
+    current_peer_fingerprint,
+    current_request,
+    server_credentials,
+)
 from shared.manifest import CAG_CHAIR, COORDINATOR, MEMBER_AUTHORITY, ManifestSource
 from shared.models import SupplyMap
 from shared.pb.cagnet.v1 import coordinator_pb2, envelope_pb2, node_pb2, node_pb2_grpc
@@ -125,12 +130,14 @@ class NodeRuntime:
     def open(cls, config: NodeConfig) -> NodeRuntime:
         identity = config.identity()
         trusted = dsse.load_public_key(base64.b64decode(config.coordinator_key))
-        policies = PolicySource(config.policy_file, trusted)
+        # The node keeps every manifest version it accepts, so that it refuses an older one put back.
+        manifests = ManifestSource(config.manifest_path, trusted, keep=config.manifest_history)
+        policies = PolicySource(config.policy_file, trusted, manifests=manifests)
         policies.current()  # a node without a valid signed policy does not start
         engine = open_store(config.database_url)
         ensure_authority(engine, authority_code=config.authority)
         releaser = Releaser(engine, config.authority, load_rounding_secret(config.rounding_key_path))
-        return cls(config, identity, engine, ManifestSource(config.manifest_path, trusted), policies, releaser)
+        return cls(config, identity, engine, manifests, policies, releaser)
 
     def policy_for(self, verified: Verified[Any]) -> Policy:
         """The policy this node applies, if the request was made under it; else StalePolicy."""
@@ -153,6 +160,7 @@ class NodeRuntime:
             method=method,
             nonces=self.nonces,
             peer_party_id=peer,
+            peer_fingerprint=current_peer_fingerprint(),
             inner_cls=coordinator_pb2.JointQueryRequest,
             inner_method=JOINT_QUERY,
         )
@@ -171,6 +179,8 @@ class NodeRuntime:
             self.nonces.check_and_add(once, inner.header.expires_at_ms, now_ms())
         elif method in COORDINATOR_ONLY:
             raise NotPermitted(f"{method} is answered only to the coordinator, for a joint query")
+        # The code's ceiling for the method; the servicer then applies the network policy's roles for
+        # the aggregate (quorum-signed once governed), and audits a refusal with who asked and what.
         require_role(verified.principal, roles, method)
         return verified
 

@@ -96,9 +96,19 @@ def response_header(
     )
 
 
-def open_signed(envelope: dsse.Envelope, message_cls: type[M], signer: Party) -> M:
-    """Verify `envelope` against `signer`'s key and parse it as `message_cls` (raises on any fault)."""
-    payload = dsse.verify(envelope, signer.public_key)
+def open_signed(envelope: dsse.Envelope, message_cls: type[M], signer: Party, *, now: int | None = None) -> M:
+    """Verify `envelope` against `signer`'s key and parse it as `message_cls` (raises on any fault).
+
+    With `now`, a key the signer rotated out is still accepted until its overlap window ends."""
+    keys = signer.keys_at(now) if now is not None else (signer.public_key,)
+    payload = b""
+    for i, key in enumerate(keys):
+        try:
+            payload = dsse.verify(envelope, key)
+            break
+        except BadSignature:
+            if i == len(keys) - 1:
+                raise
     if envelope.payload_type != payload_type_for(message_cls):
         raise InvalidRequest(f"expected a {message_cls.DESCRIPTOR.name} payload")
     message = message_cls()
@@ -109,11 +119,11 @@ def open_signed(envelope: dsse.Envelope, message_cls: type[M], signer: Party) ->
     return message
 
 
-def _signer(envelope: dsse.Envelope, manifest: Manifest) -> Party:
+def _signer(envelope: dsse.Envelope, manifest: Manifest, now: int) -> Party:
     """The listed party whose key made a signature; the key id only picks which key to try."""
     for signature in envelope.signatures:
         try:
-            party = manifest.by_keyid(signature.keyid)
+            party = manifest.by_keyid(signature.keyid, now)
         except UnknownIssuer:
             continue
         return party
@@ -156,6 +166,7 @@ def verify_request(
     method: str,
     nonces: NonceCache,
     peer_party_id: str | None,
+    peer_fingerprint: str | None = None,
     now: int | None = None,
     inner_cls: type[Message] | None = None,
     inner_method: str | None = None,
@@ -167,8 +178,8 @@ def verify_request(
     except for the nonce (the coordinator has already spent it).
     """
     now = now_ms() if now is None else now
-    issuer = _signer(envelope, manifest)
-    message = open_signed(envelope, message_cls, issuer)
+    issuer = _signer(envelope, manifest, now)
+    message = open_signed(envelope, message_cls, issuer, now=now)
     header = getattr(message, "header", None)
     if not isinstance(header, envelope_pb2.RequestHeader):
         raise InvalidRequest("the payload has no request header")
@@ -176,6 +187,9 @@ def verify_request(
         raise BadSignature("the header's issuer is not the signer")
     if peer_party_id is not None and peer_party_id != issuer.id:
         raise PeerMismatch()
+    if peer_fingerprint is not None and peer_fingerprint != issuer.cert_fingerprint:
+        # A certificate from the network CA is not enough: it must be the one the manifest lists.
+        raise PeerMismatch("the TLS certificate is not the one the manifest lists for this party")
     _check_header(header, audience=audience, method=method, now=now)
     if len(header.nonce) < NONCE_BYTES:
         raise InvalidRequest("the request nonce is too short")
@@ -184,8 +198,8 @@ def verify_request(
     principal, inner = issuer, None
     if inner_cls is not None and inner_method is not None and header.HasField("on_behalf_of"):
         inner_env = envelope_from_proto(header.on_behalf_of)
-        principal = _signer(inner_env, manifest)
-        inner = open_signed(inner_env, inner_cls, principal)
+        principal = _signer(inner_env, manifest, now)
+        inner = open_signed(inner_env, inner_cls, principal, now=now)
         inner_header = getattr(inner, "header", None)
         if not isinstance(inner_header, envelope_pb2.RequestHeader) or inner_header.issuer != principal.id:
             raise BadSignature("the forwarded request's issuer is not its signer")

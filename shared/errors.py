@@ -13,6 +13,7 @@
     |   +-- ReplayedRequest          ALREADY_EXISTS
     |   +-- BundleMismatch           DATA_LOSS
     |   +-- InconsistentLog          DATA_LOSS (a register proof, checkpoint or stored entry)
+    |   +-- ManifestRefused          FAILED_PRECONDITION (a manifest version that breaks the chain)
     +-- NotPermitted                 PERMISSION_DENIED
     +-- DisclosureRefused            FAILED_PRECONDITION
     +-- StalePolicy                  FAILED_PRECONDITION
@@ -102,6 +103,14 @@ class InconsistentLog(VerificationError):
 
     code = grpc.StatusCode.DATA_LOSS
     default_message = "the register's log does not check out"
+
+
+class ManifestRefused(VerificationError):
+    """A manifest version that does not follow from the one before: too few member signatures,
+    a skipped or older version, or a fork of a version already accepted."""
+
+    code = grpc.StatusCode.FAILED_PRECONDITION
+    default_message = "manifest version refused"
 
 
 class NotPermitted(CagnetError):

@@ -30,6 +30,12 @@ Authenticate = Callable[[str, Envelope, str | None], Verified[Any]]
 OnReject = Callable[[str, str | None, CagnetError], None]
 
 _current: contextvars.ContextVar[Verified[Any]] = contextvars.ContextVar("cagnet_verified_request")
+_peer_fingerprint: contextvars.ContextVar[str | None] = contextvars.ContextVar("cagnet_peer_fingerprint", default=None)
+
+
+def current_peer_fingerprint() -> str | None:
+    """The SHA-256 fingerprint of the TLS client certificate of the call being authenticated."""
+    return _peer_fingerprint.get()
 
 
 def current_request() -> Verified[Any]:
@@ -44,16 +50,25 @@ def peer_party_id(context: grpc.ServicerContext) -> str | None:
     if not pems:
         return None
     try:
-        return _party_id_of(bytes(pems[0]))
+        return _party_id_of(bytes(pems[0]))[0]
     except CagnetError:
         raise PeerMismatch("the TLS client certificate carries no cagnet identity") from None
 
 
+def peer_fingerprint(context: grpc.ServicerContext) -> str | None:
+    """The fingerprint of the client's TLS certificate, or None on an insecure channel."""
+    pems = (context.auth_context() or {}).get("x509_pem_cert")
+    if not pems:
+        return None
+    return _party_id_of(bytes(pems[0]))[1]
+
+
 @functools.lru_cache(maxsize=256)
-def _party_id_of(cert_pem: bytes) -> str:
+def _party_id_of(cert_pem: bytes) -> tuple[str, str]:
     # A pure function of the certificate's bytes (gRPC has already checked the chain), asked on every
     # call with the same few certificates: parse each once. A certificate without an id is not cached.
-    return pki.party_id_from_certificate(pki.load_cert(cert_pem))
+    cert = pki.load_cert(cert_pem)
+    return pki.party_id_from_certificate(cert), pki.fingerprint(cert)
 
 
 class SignedEnvelopeInterceptor(grpc.ServerInterceptor):
@@ -89,7 +104,11 @@ class SignedEnvelopeInterceptor(grpc.ServerInterceptor):
             peer: str | None = None
             try:
                 peer = peer_party_id(context)
-                verified = self._authenticate(method, envelope_from_proto(request), peer)
+                fingerprint = _peer_fingerprint.set(peer_fingerprint(context))
+                try:
+                    verified = self._authenticate(method, envelope_from_proto(request), peer)
+                finally:
+                    _peer_fingerprint.reset(fingerprint)
                 token = _current.set(verified)
                 try:
                     return inner(request, context)

@@ -1,8 +1,9 @@
 """The network manifest: who the parties are (authorities, the coordinator, principals such as the
 CAG chair), their roles, endpoints, signing keys and certificate fingerprints.
 
-The manifest travels as a signed DSSE envelope (JSON form) in `manifest.json`. Nodes trust only
-parties listed in a manifest whose signature checks out against the key they pinned at init.
+The manifest travels as a signed DSSE envelope (JSON form) in `manifest.json`, and every version
+ever published in `manifests/` beside it. Nodes trust only parties listed in a manifest whose chain
+of versions checks out from version 1 (see `shared.governance` and docs/governance.md).
 """
 
 from __future__ import annotations
@@ -10,14 +11,17 @@ from __future__ import annotations
 import base64
 import functools
 import json
+import logging
 from pathlib import Path
 from threading import Lock
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from shared import dsse
 from shared.errors import InvalidRequest, UnknownIssuer
+
+log = logging.getLogger(__name__)
 
 MANIFEST_PAYLOAD_TYPE = "application/vnd.cagnet.v1.manifest+json"
 
@@ -38,10 +42,24 @@ class Party(BaseModel):
     cert_fingerprint: str
     endpoint: str = ""
     population: int = 0
+    # Key rotation: the key this one replaced, accepted on requests until `previous_key_until_ms`.
+    previous_key: str = ""
+    previous_key_until_ms: int = 0
 
     @property
     def public_key(self) -> Ed25519PublicKey:
         return _public_key(self.signing_key)
+
+    def keys_at(self, now_ms: int) -> tuple[Ed25519PublicKey, ...]:
+        """The keys that may sign a request from this party at `now_ms` (the new key first)."""
+        if self.previous_key and now_ms < self.previous_key_until_ms:
+            return (self.public_key, _public_key(self.previous_key))
+        return (self.public_key,)
+
+    def holds_keyid(self, keyid: str, now_ms: int) -> bool:
+        if keyid == self.keyid:
+            return True
+        return bool(self.previous_key) and now_ms < self.previous_key_until_ms and keyid == _keyid(self.previous_key)
 
     @property
     def keyid(self) -> str:
@@ -62,6 +80,26 @@ def _keyid(signing_key: str) -> str:
     return dsse.keyid(_public_key(signing_key))
 
 
+class Governance(BaseModel):
+    """The network's voting rules (its terms of reference), carried in the manifest itself.
+
+    `quorum`: member authorities whose signatures a new version needs (0: a simple majority).
+    `loosening_quorum`: the same for a version whose policy loosens any rule (0: every member).
+    A version is checked against the rules of the version before it, so changing these needs the
+    old quorum.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    quorum: int = Field(default=0, ge=0)
+    loosening_quorum: int = Field(default=0, ge=0)
+
+    def required(self, members: int, *, loosens: bool) -> int:
+        """Signatures needed from `members` member authorities (never fewer than one)."""
+        wanted = (self.loosening_quorum or members) if loosens else (self.quorum or members // 2 + 1)
+        return max(1, min(wanted, members))
+
+
 class Manifest(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
@@ -70,6 +108,11 @@ class Manifest(BaseModel):
     ca_fingerprint: str
     coordinator_endpoint: str = ""
     parties: tuple[Party, ...] = ()
+    # Set from the charter version on: every later version needs a quorum of member authorities
+    # (shared.governance); absent in the founding phase, when the founding coordinator key signs.
+    governance: Governance | None = None
+    # The network policy's exact TOML text, once governed: it changes only with a new version.
+    policy: str = ""
 
     def party(self, party_id: str) -> Party:
         for p in self.parties:
@@ -77,11 +120,17 @@ class Manifest(BaseModel):
                 return p
         raise UnknownIssuer(detail=party_id)
 
-    def by_keyid(self, keyid: str) -> Party:
+    def by_keyid(self, keyid: str, now_ms: int | None = None) -> Party:
+        """The party holding the key `keyid` (a hint only: callers verify the signature). With
+        `now_ms`, a rotated-out key still names its party until the overlap window ends."""
         for p in self.parties:
-            if p.keyid == keyid:
+            if p.keyid == keyid or (now_ms is not None and p.holds_keyid(keyid, now_ms)):
                 return p
         raise UnknownIssuer()
+
+    @property
+    def governed(self) -> bool:
+        return self.governance is not None
 
     @property
     def members(self) -> tuple[Party, ...]:
@@ -106,13 +155,21 @@ def sign_manifest(manifest: Manifest, key: Ed25519PrivateKey) -> dsse.Envelope:
 
 
 def write_manifest(path: Path, manifest: Manifest, key: Ed25519PrivateKey) -> None:
-    envelope = sign_manifest(manifest, key)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(envelope.to_json(), indent=2) + "\n")
-    tmp.replace(path)  # atomic: a node reloading never sees half a manifest
+    """Publish a founding-phase version signed by the founding coordinator key (see governance)."""
+    publish_manifest(path, sign_manifest(manifest, key))
+
+
+def publish_manifest(path: Path, envelope: dsse.Envelope) -> None:
+    """Write a signed version into the history beside `path`, then make it the current one."""
+    from shared import governance
+
+    version = governance.parse_unverified(envelope).version
+    governance.write_envelope(governance.history_file(governance.history_dir(path), version), envelope)
+    governance.write_envelope(path, envelope)
 
 
 def parse_manifest(envelope: dsse.Envelope, trusted_key: Ed25519PublicKey) -> Manifest:
+    """A single founding-phase manifest signed by `trusted_key` (no chain: see ManifestSource)."""
     payload = dsse.verify(envelope, trusted_key)
     if envelope.payload_type != MANIFEST_PAYLOAD_TYPE:
         raise InvalidRequest("not a cagnet manifest")
@@ -123,30 +180,67 @@ def parse_manifest(envelope: dsse.Envelope, trusted_key: Ed25519PublicKey) -> Ma
 
 
 def read_manifest(path: Path, trusted_key: Ed25519PublicKey) -> Manifest:
-    try:
-        data = json.loads(path.read_text())
-    except FileNotFoundError:
-        raise InvalidRequest(f"no manifest at {path}") from None
-    except json.JSONDecodeError as exc:
-        raise InvalidRequest(f"{path} is not JSON: {exc}") from None
-    return parse_manifest(dsse.Envelope.from_json(data), trusted_key)
+    """The current manifest at `path`, verified along its whole chain from version 1."""
+    return ManifestSource(path, trusted_key).current()
 
 
 class ManifestSource:
-    """The current manifest from a file, re-read (and re-verified) whenever the file changes."""
+    """The current manifest from a file, re-read whenever the file changes, and accepted only as
+    the next link of the chain this source holds (verified from version 1; versions it has not
+    seen are fetched from the published history beside the file).
 
-    def __init__(self, path: Path, trusted_key: Ed25519PublicKey) -> None:
-        self._path, self._key = path, trusted_key
+    With `keep`, every accepted version is also kept in that folder (a node's own copy), so a
+    restarted node still refuses an older or forked manifest. A refused file does not replace the
+    manifest in force: `current()` keeps answering with the last good version and `refused` says
+    why the newer file was not taken.
+    """
+
+    def __init__(self, path: Path, trusted_key: Ed25519PublicKey, *, keep: Path | None = None) -> None:
+        from shared import governance
+
+        self._path, self._key, self._keep = path, trusted_key, keep
         self._lock = Lock()
         self._stamp: tuple[int, int, int] | None = None
-        self._manifest: Manifest | None = None
+        self._chain = governance.Chain(trusted_key)
+        self.refused: str | None = None
+        if keep is not None and any(keep.glob("[0-9]*.json")):
+            self._chain = governance.load_chain(keep, trusted_key)
         self.current()
 
+    @property
+    def history(self) -> list[tuple[Manifest, dsse.Envelope]]:
+        """Every accepted version, oldest first, with its signed envelope."""
+        with self._lock:
+            return list(self._chain.versions)
+
     def current(self) -> Manifest:
-        st = self._path.stat()
+        from shared import governance
+        from shared.errors import CagnetError
+
+        try:
+            st = self._path.stat()
+        except FileNotFoundError:
+            raise InvalidRequest(f"no manifest at {self._path}") from None
         stamp = (st.st_ino, st.st_mtime_ns, st.st_size)  # a replaced file is a new inode
         with self._lock:
-            if self._manifest is None or stamp != self._stamp:
-                self._manifest = read_manifest(self._path, self._key)
+            if stamp != self._stamp:
+                history = governance.history_dir(self._path)
+                try:
+                    envelope = governance.read_envelope(self._path)
+                    added = self._chain.advance(
+                        envelope, lambda v: governance.read_envelope(governance.history_file(history, v))
+                    )
+                except (CagnetError, ValueError) as exc:
+                    if not self._chain.versions:
+                        raise
+                    # Keep the version in force; a refused file is not retried until it changes.
+                    self.refused = str(exc)
+                    log.warning("manifest at %s refused: %s", self._path, exc)
+                else:
+                    self.refused = None
+                    if self._keep is not None:
+                        for env in added:
+                            version = governance.parse_unverified(env).version
+                            governance.write_envelope(governance.history_file(self._keep, version), env)
                 self._stamp = stamp
-            return self._manifest
+            return self._chain.head

@@ -21,6 +21,8 @@ from shared.errors import CagnetError, DisclosureRefused, InvalidRequest, NotPer
 if TYPE_CHECKING:
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
+    from shared.manifest import ManifestSource
+
 __all__ = [
     "AGGREGATE_KINDS",
     "POLICY_PAYLOAD_TYPE",
@@ -289,10 +291,14 @@ class PolicySource:
 
     `current()` raises Unavailable when there is no valid signed policy: a node serves nothing
     without one, rather than falling back to some default.
+
+    With `manifests`, once the network is governed the policy is the one the quorum-signed
+    manifest carries, and the file is not read: the coordinator's signature alone cannot change it.
     """
 
-    def __init__(self, path: Path, trusted_key: Ed25519PublicKey) -> None:
+    def __init__(self, path: Path, trusted_key: Ed25519PublicKey, *, manifests: ManifestSource | None = None) -> None:
         self._path, self._key = path, trusted_key
+        self._manifests = manifests
         self._lock = Lock()
         self._stamp: tuple[int, int, int] | None = None
         self._policy: Policy | None = None
@@ -302,6 +308,10 @@ class PolicySource:
         return self._path
 
     def current(self) -> Policy:
+        if self._manifests is not None:
+            manifest = self._manifests.current()
+            if manifest.governed:
+                return _governed_policy(manifest.policy.encode())
         try:
             st = self._path.stat()
         except OSError:
@@ -318,6 +328,14 @@ class PolicySource:
                     raise Unavailable("no valid network policy", detail=f"{self._path}: {exc}") from None
                 self._policy, self._stamp = policy, stamp
             return self._policy
+
+
+@functools.lru_cache(maxsize=8)
+def _governed_policy(policy_bytes: bytes) -> Policy:
+    try:
+        return parse_policy(policy_bytes)
+    except CagnetError as exc:
+        raise Unavailable("no valid network policy", detail=f"the manifest's policy: {exc}") from None
 
 
 def default_policy_toml() -> bytes:

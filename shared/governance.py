@@ -1,0 +1,363 @@
+"""Governance: how one manifest version follows from the one before, and proposals for changes.
+
+Version 1 and every founding-phase version (no `governance` in the manifest) are signed by the
+founding coordinator key that nodes pin. The charter version (the first with `governance`) must be
+signed by that key and by every member authority it lists. From then on a version N+1 counts only
+if a quorum of the member authorities of version N signed its exact bytes (more when its policy
+loosens a rule); the coordinator's key counts for nothing, and no version may drop governance.
+See docs/governance.md.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Literal
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from shared import dsse
+from shared.errors import BadSignature, CagnetError, InvalidRequest, ManifestRefused
+from shared.manifest import MANIFEST_PAYLOAD_TYPE, ROLES, Governance, Manifest, Party
+
+PROPOSAL_PAYLOAD_TYPE = "application/vnd.cagnet.v1.proposal+json"
+HISTORY = "manifests"
+
+Action = Literal[
+    "charter",
+    "add-member",
+    "remove-member",
+    "rotate-key",
+    "set-endpoints",
+    "set-roles",
+    "set-policy",
+    "set-governance",
+]
+
+
+# --- the chain -------------------------------------------------------------------------------
+
+
+def parse_unverified(envelope: dsse.Envelope) -> Manifest:
+    """The manifest an envelope carries, before any signature is checked (to learn its version)."""
+    if envelope.payload_type != MANIFEST_PAYLOAD_TYPE:
+        raise InvalidRequest("not a cagnet manifest")
+    try:
+        return Manifest.model_validate_json(envelope.payload)
+    except ValidationError as exc:
+        raise InvalidRequest("the manifest is malformed", detail=str(exc)) from None
+
+
+def verify_first(envelope: dsse.Envelope, root_key: Ed25519PublicKey) -> Manifest:
+    """Version 1: signed by the founding coordinator key, and not yet governed."""
+    manifest = parse_unverified(envelope)
+    if manifest.version != 1:
+        raise ManifestRefused(f"the chain starts at version {manifest.version}, not 1")
+    if manifest.governed:
+        raise ManifestRefused("version 1 must be a founding manifest (no governance yet)")
+    dsse.verify(envelope, root_key)
+    return manifest
+
+
+def verify_step(previous: Manifest, envelope: dsse.Envelope, root_key: Ed25519PublicKey) -> Manifest:
+    """The version after `previous`, if `envelope` carries exactly that with the signatures it
+    needs; else ManifestRefused (or BadSignature) naming the rule broken."""
+    manifest = parse_unverified(envelope)
+    if manifest.network != previous.network:
+        raise ManifestRefused("the manifest is for another network")
+    if manifest.version <= previous.version:
+        raise ManifestRefused(f"version {manifest.version} is not newer than version {previous.version} (rollback)")
+    if manifest.version != previous.version + 1:
+        raise ManifestRefused(f"version {manifest.version} skips versions after {previous.version}")
+    if previous.governance is None:
+        dsse.verify(envelope, root_key)
+        if manifest.governance is not None:
+            # The charter: every founding member agrees to it, each with its own key.
+            members = manifest.members
+            if not members:
+                raise ManifestRefused("a charter needs member authorities")
+            _quorum(envelope, members, len(members), "the charter needs every member authority")
+        return manifest
+    if manifest.governance is None:
+        raise ManifestRefused("a governed network cannot go back to the founding phase")
+    members = previous.members
+    loosens = policy_loosens(previous.policy, manifest.policy)
+    need = previous.governance.required(len(members), loosens=loosens)
+    what = "a policy that loosens a rule" if loosens else "a new manifest version"
+    _quorum(envelope, members, need, f"{what} needs {need} of {len(members)} member authorities")
+    return manifest
+
+
+def _quorum(envelope: dsse.Envelope, members: Iterable[Party], need: int, rule: str) -> set[str]:
+    keys = {p.id: p.public_key for p in members}
+    try:
+        return dsse.verify_threshold(envelope, keys, need)
+    except BadSignature as exc:
+        # Signatures by anyone outside `members` (the coordinator, a non-member) never count.
+        raise ManifestRefused(f"{rule}: {exc.public_message}") from None
+
+
+def signers(previous: Manifest | None, envelope: dsse.Envelope) -> list[str]:
+    """Member authorities of `previous` whose signature on `envelope` verifies (for display)."""
+    if previous is None:
+        return []
+    message = dsse.pae(envelope.payload_type, envelope.payload)
+    found = []
+    for party in previous.members:
+        for s in envelope.signatures:
+            try:
+                party.public_key.verify(s.sig, message)
+            except Exception:
+                continue
+            found.append(party.id)
+            break
+    return found
+
+
+def policy_loosens(old: str, new: str) -> bool:
+    """Whether policy text `new` lets out anything `old` would not: a kind or role added, or any
+    disclosure rule made less strict. An unreadable policy, or none, is treated as loosening."""
+    if old == new:
+        return False
+    from shared.policy import parse_policy
+
+    try:
+        before, after = parse_policy(old.encode()), parse_policy(new.encode())
+    except CagnetError:
+        return True
+    for kind, rule in after.aggregates.items():
+        was = before.aggregates.get(kind)
+        if was is None or not set(rule.roles) <= set(was.roles):
+            return True
+        lower_is_looser = ("threshold", "rounding_base", "min_authorities", "min_contributors", "p_percent")
+        if any(getattr(rule, f) < getattr(was, f) for f in lower_is_looser):
+            return True
+        if rule.max_dimensions > was.max_dimensions or rule.dominance_k > was.dominance_k:
+            return True
+        if rule.dominance_n != was.dominance_n or rule.rounding_mode != was.rounding_mode:
+            return True  # not simply stricter or looser: the stricter quorum decides
+        for group, value in was.group_thresholds.items():
+            if rule.threshold_for(group) < value:
+                return True
+    return False
+
+
+# --- published history -----------------------------------------------------------------------
+
+
+def history_dir(manifest_path: Path) -> Path:
+    return manifest_path.parent / HISTORY
+
+
+def history_file(directory: Path, version: int) -> Path:
+    return directory / f"{version:06d}.json"
+
+
+def read_envelope(path: Path) -> dsse.Envelope:
+    try:
+        return dsse.Envelope.from_json(path.read_text())
+    except FileNotFoundError:
+        raise InvalidRequest(f"no manifest at {path}") from None
+
+
+def write_envelope(path: Path, envelope: dsse.Envelope) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(envelope.to_json(), indent=2) + "\n")
+    tmp.replace(path)  # atomic: a reader never sees half a manifest
+
+
+def envelope_digest(envelope: dsse.Envelope) -> str:
+    return hashlib.sha256(dsse.pae(envelope.payload_type, envelope.payload)).hexdigest()
+
+
+class Chain:
+    """The verified versions of one network's manifest, from version 1, each with its envelope.
+
+    `advance` accepts only the next versions (fetching any in between from `fetch`), and refuses
+    an older version, a skipped one, or a different envelope for a version already held.
+    """
+
+    def __init__(self, root_key: Ed25519PublicKey) -> None:
+        self._root = root_key
+        self.versions: list[tuple[Manifest, dsse.Envelope]] = []
+
+    @property
+    def head(self) -> Manifest:
+        return self.versions[-1][0]
+
+    def advance(self, envelope: dsse.Envelope, fetch: Callable[[int], dsse.Envelope]) -> list[dsse.Envelope]:
+        """Verify `envelope` and every version before it that is not yet held; returns the newly
+        accepted envelopes, oldest first."""
+        claimed = parse_unverified(envelope)
+        if self.versions:
+            held = self.head.version
+            if claimed.version < held:
+                raise ManifestRefused(f"version {claimed.version} is older than version {held} (rollback)")
+            if claimed.version == held:
+                if envelope.payload != self.versions[-1][1].payload:
+                    raise ManifestRefused(f"a different version {held} from the one already accepted")
+                return []
+        added: list[dsse.Envelope] = []
+        start = self.head.version + 1 if self.versions else 1
+        for version in range(start, claimed.version + 1):
+            step = envelope if version == claimed.version else fetch(version)
+            manifest = verify_step(self.head, step, self._root) if self.versions else verify_first(step, self._root)
+            if manifest.version != version:
+                raise ManifestRefused(f"the history file for version {version} holds version {manifest.version}")
+            self.versions.append((manifest, step))
+            added.append(step)
+        return added
+
+
+def load_chain(directory: Path, root_key: Ed25519PublicKey, *, upto: int | None = None) -> Chain:
+    """Every version in a history folder, verified from version 1 (to `upto`, or the last)."""
+    chain = Chain(root_key)
+    last = upto or max((int(f.stem) for f in directory.glob("[0-9]*.json")), default=0)
+    if last == 0:
+        raise InvalidRequest(f"no manifest history in {directory}")
+    chain.advance(read_envelope(history_file(directory, last)), lambda v: read_envelope(history_file(directory, v)))
+    return chain
+
+
+# --- proposals --------------------------------------------------------------------------------
+
+
+class Change(BaseModel):
+    """One change to the manifest. Which fields matter depends on `action`."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    action: Action
+    party: Party | None = None  # add-member: the authority as it will be listed
+    party_id: str = ""  # remove-member, rotate-key, set-roles
+    endpoints: dict[str, str] = {}  # set-endpoints: party id -> host:port
+    roles: tuple[str, ...] = ()  # set-roles
+    signing_key: str = ""  # rotate-key: the new key (base64 raw Ed25519)
+    overlap_until_ms: int = 0  # rotate-key: the old key is accepted on requests until then
+    policy: str = ""  # set-policy, charter: the policy's exact TOML text
+    governance: Governance | None = None  # set-governance, charter
+
+    def describe(self) -> str:
+        match self.action:
+            case "add-member":
+                assert self.party is not None
+                return f"add member {self.party.id} ({self.party.name}) at {self.party.endpoint}"
+            case "remove-member":
+                return f"remove {self.party_id}"
+            case "rotate-key":
+                return f"rotate {self.party_id}'s signing key (old key accepted until {self.overlap_until_ms} ms)"
+            case "set-endpoints":
+                return "endpoints: " + ", ".join(f"{k} -> {v}" for k, v in sorted(self.endpoints.items()))
+            case "set-roles":
+                return f"roles of {self.party_id}: {', '.join(self.roles) or 'none'}"
+            case "set-policy":
+                from shared.policy import digest
+
+                return f"policy {digest(self.policy.encode())}"
+            case "set-governance":
+                assert self.governance is not None
+                rules = self.governance
+                return f"quorum {rules.quorum or 'majority'}, loosening {rules.loosening_quorum or 'all'}"
+            case _:
+                return "charter: members govern the network from this version"
+
+
+def apply_change(manifest: Manifest, change: Change) -> Manifest:
+    """The next version: `manifest` with exactly `change` applied (InvalidRequest if it cannot be)."""
+    parties = list(manifest.parties)
+    update: dict[str, object] = {"version": manifest.version + 1}
+
+    def index(party_id: str) -> int:
+        for i, p in enumerate(parties):
+            if p.id == party_id:
+                return i
+        raise InvalidRequest(f"{party_id} is not listed in manifest version {manifest.version}")
+
+    if change.action == "charter":
+        if manifest.governed:
+            raise InvalidRequest("the network is already governed")
+        update["governance"] = change.governance or Governance()
+        update["policy"] = change.policy
+    elif not manifest.governed:
+        raise InvalidRequest("the network is in its founding phase: adopt a charter first")
+    elif change.action == "add-member":
+        if change.party is None or any(p.id == change.party.id for p in parties):
+            raise InvalidRequest("add-member needs a party not yet listed")
+        parties.append(change.party)
+    elif change.action == "remove-member":
+        parties.pop(index(change.party_id))
+    elif change.action == "rotate-key":
+        i = index(change.party_id)
+        old = parties[i]
+        if not change.signing_key or change.signing_key == old.signing_key:
+            raise InvalidRequest("rotate-key needs a new key")
+        parties[i] = old.model_copy(
+            update={
+                "signing_key": change.signing_key,
+                "previous_key": old.signing_key,
+                "previous_key_until_ms": change.overlap_until_ms,
+            }
+        )
+    elif change.action == "set-endpoints":
+        for party_id, endpoint in change.endpoints.items():
+            i = index(party_id)
+            parties[i] = parties[i].model_copy(update={"endpoint": endpoint})
+            if party_id == "coordinator":
+                update["coordinator_endpoint"] = endpoint
+    elif change.action == "set-roles":
+        unknown = [r for r in change.roles if r not in ROLES]
+        if unknown:
+            raise InvalidRequest(f"unknown role {unknown[0]!r}; roles are {', '.join(ROLES)}")
+        i = index(change.party_id)
+        parties[i] = parties[i].model_copy(update={"roles": change.roles})
+    elif change.action == "set-policy":
+        from shared.policy import parse_policy
+
+        parse_policy(change.policy.encode())
+        if change.policy == manifest.policy:
+            raise InvalidRequest("the policy is unchanged")
+        update["policy"] = change.policy
+    elif change.action == "set-governance":
+        if change.governance is None:
+            raise InvalidRequest("set-governance needs the new rules")
+        update["governance"] = change.governance
+    update["parties"] = tuple(parties)
+    return manifest.model_copy(update=update)
+
+
+class Proposal(BaseModel):
+    """What a proposer signs: the change and the version it applies to."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    network: str
+    applies_to: int
+    proposed_by: str
+    change: Change
+
+    def canonical_bytes(self) -> bytes:
+        return json.dumps(self.model_dump(mode="json"), sort_keys=True, separators=(",", ":")).encode()
+
+
+def proposal_id(envelope: dsse.Envelope) -> str:
+    return hashlib.sha256(envelope.payload).hexdigest()[:12]
+
+
+def open_proposal(envelope: dsse.Envelope, manifest: Manifest) -> Proposal:
+    """The proposal, if it is signed by its proposer: a listed party, or the authority it adds."""
+    if envelope.payload_type != PROPOSAL_PAYLOAD_TYPE:
+        raise InvalidRequest("not a cagnet proposal")
+    try:
+        proposal = Proposal.model_validate_json(envelope.payload)
+    except ValidationError as exc:
+        raise InvalidRequest("the proposal is malformed", detail=str(exc)) from None
+    joining = proposal.change.party
+    if joining is not None and proposal.proposed_by == joining.id:
+        dsse.verify(envelope, joining.public_key)  # the joiner proves it holds the key it lists
+    else:
+        dsse.verify(envelope, manifest.party(proposal.proposed_by).public_key)
+    return proposal
