@@ -285,3 +285,16 @@ def set_endpoint(netdir: Path, party_id: str, endpoint: str) -> Manifest:
         manifest = manifest.model_copy(update={"coordinator_endpoint": endpoint})
     write_manifest(manifest_path(netdir), manifest, coordinator_identity(netdir).signing_key)
     return manifest
+
+
+def add_principal(netdir: Path, party_id: str, *, name: str, role: str) -> Manifest:
+    """A principal (e.g. a regional-board) with its identity made in NETDIR (founding phase only;
+    once governed, listing a party is a quorum's decision)."""
+    _founding(netdir, "adding a principal")
+    ca_key, ca_cert = load_ca(netdir)
+    identity = create_identity(
+        principal_dir(netdir, party_id), party_id=party_id, ca_key=ca_key, ca_cert=ca_cert, server=False
+    )
+    manifest = read(netdir).with_party(_party(identity, name=name, roles=(role,)))
+    write_manifest(manifest_path(netdir), manifest, coordinator_identity(netdir).signing_key)
+    return manifest
