@@ -17,6 +17,7 @@ from cagnet.register_cli import node_witness, register_app
 from coordinator import network
 from coordinator.cli import coordinator_app, network_app, query_app, verify
 from coordinator.client import Refused
+from coordinator.governance_cli import node_complete_join, write_join_request
 from coordinator.feed_cli import feed_app
 from node.cli import app as node_app
 from node.config import complete_join, init_node
@@ -36,6 +37,7 @@ app.command("verify")(verify)
 app.add_typer(register_app, name="register")
 app.add_typer(feed_app, name="feed")
 node_app.command("witness")(node_witness)
+node_app.command("complete-join")(node_complete_join)
 
 err = Console(stderr=True)
 
@@ -54,7 +56,8 @@ def node_init(
         ),
     ] = None,
 ) -> None:
-    """Create a node's keys and configuration and admit it to the network."""
+    """Create a node's keys and configuration and admit it to the network (founding phase), or
+    write its join request for `cagnet network propose-join` (a governed network)."""
     from node import linkage
 
     # Refuse a file that is not a key before anything is made.
@@ -71,6 +74,14 @@ def node_init(
             f"made a new network linkage key in {nodedir / 'identity' / 'linkage.key'}: give a copy to each"
             " member that joins (`--linkage-key`), never to the coordinator"
         )
+    if network.read(network_dir).governed:
+        write_join_request(nodedir, request)
+        err.print(
+            f"node {request.name} ({authority}) created in {nodedir}; the network is governed by its members:"
+            f" run `cagnet network propose-join {network_dir} --node {nodedir}`, then members approve, then"
+            f" `cagnet node complete-join {nodedir} --network {network_dir}`"
+        )
+        return
     cert, ca_cert, manifest = network.admit(network_dir, request)
     complete_join(
         nodedir,

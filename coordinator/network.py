@@ -111,9 +111,7 @@ def read_policy(netdir: Path) -> Policy:
 
 def _founding(netdir: Path, what: str) -> None:
     if read(netdir).governed:
-        raise InvalidRequest(
-            f"the network is governed by its members: {what} needs a proposal (see `cagnet network propose`)"
-        )
+        raise InvalidRequest(f"the network is governed by its members: {what} needs a proposal (docs/governance.md)")
 
 
 def set_policy(netdir: Path, policy_bytes: bytes) -> Policy:

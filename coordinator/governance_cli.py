@@ -1,0 +1,167 @@
+"""`cagnet network charter | propose-join | proposals | approve | history | status` and
+`cagnet node complete-join`: the members' side of governance (docs/governance.md)."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from coordinator import governance as gov
+from coordinator import network
+from coordinator.cli import err, network_app, out
+from node.config import complete_join, load_config
+from shared import dsse, governance, pki
+from shared.identity import Identity
+from shared.models import JoinRequest
+
+NodeOpt = Annotated[Path, typer.Option("--node", help="A member node's folder: its signing key signs.")]
+
+
+def _member(nodedir: Path) -> Identity:
+    return Identity.load(nodedir / "identity")
+
+
+def _report(filed: gov.Filed) -> None:
+    state = "published" if filed.published else f"{len(filed.approvals)} of {filed.needed} approvals"
+    err.print(f"proposal {filed.id}: {filed.proposal.change.describe()} -> version {filed.candidate.version} ({state})")
+
+
+@network_app.command("charter")
+def charter(netdir: Annotated[Path, typer.Argument()], node: NodeOpt) -> None:
+    """Propose that the members govern the network from the next version (every member approves)."""
+    _report(gov.charter(netdir, _member(node)))
+
+
+@network_app.command("propose-join")
+def propose_join(netdir: Annotated[Path, typer.Argument()], node: NodeOpt) -> None:
+    """File a node's request to join (made by `cagnet node init`), signed with its own new key."""
+    request = JoinRequest.model_validate_json((node / "join-request.json").read_text())
+    key = dsse.load_private_key((node / "identity" / "signing.key").read_bytes())
+    _report(gov.propose_join(netdir, request, gov.Joiner(request.party_id, key)))
+
+
+@network_app.command("proposals")
+def proposals(netdir: Annotated[Path, typer.Argument()]) -> None:
+    """Proposals that apply to the current version, and who has approved them."""
+    table = Table(title=f"open proposals (manifest version {network.read(netdir).version})")
+    for col in ("id", "change", "proposed by", "approvals", "needed"):
+        table.add_column(col)
+    for f in gov.pending(netdir):
+        table.add_row(f.id, f.proposal.change.describe(), f.proposal.proposed_by, ", ".join(f.approvals), str(f.needed))
+    out.print(table)
+
+
+@network_app.command("approve")
+def approve(netdir: Annotated[Path, typer.Argument()], proposal_id: str, node: NodeOpt) -> None:
+    """Check a proposal's candidate manifest against the change it names and sign it."""
+    _report(gov.approve(netdir, proposal_id, _member(node)))
+
+
+@network_app.command("history")
+def history(netdir: Annotated[Path, typer.Argument()]) -> None:
+    """Every manifest version, verified from version 1, with who signed it."""
+    table = Table(title="manifest history (verified from version 1)")
+    for col in ("version", "digest", "phase", "signed by", "members"):
+        table.add_column(col)
+    previous = None
+    for manifest, envelope in network.history(netdir):
+        if previous is None or not previous.governed:
+            signed = "founding key" + (
+                " + " + ", ".join(governance.signers(manifest, envelope)) if manifest.governed else ""
+            )
+        else:
+            signed = ", ".join(governance.signers(previous, envelope))
+        phase = "governed" if manifest.governed else "founding"
+        members = ", ".join(p.id for p in manifest.members)
+        table.add_row(str(manifest.version), governance.envelope_digest(envelope)[:16], phase, signed, members)
+        previous = manifest
+    out.print(table)
+
+
+@network_app.command("status")
+def status(
+    netdir: Annotated[Path, typer.Argument()],
+    timeout_s: Annotated[float, typer.Option(help="Seconds to wait for each party's health check.")] = 2.0,
+) -> None:
+    """Members, reachability, manifest version, policy digest and certificates expiring within 30 days."""
+    import grpc
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+    from shared.interceptor import secure_channel
+
+    manifest = network.read(netdir)
+    policy = network.read_policy(netdir)
+    me = network.coordinator_identity(netdir)
+    out.print(
+        f"{manifest.network}: manifest version {manifest.version}"
+        f" ({'governed' if manifest.governed else 'founding phase'})"
+    )
+    out.print(f"policy {policy.digest} (revision {policy.revision})")
+    table = Table()
+    for col in ("party", "roles", "endpoint", "reachable"):
+        table.add_column(col)
+    for party in manifest.parties:
+        reachable = "-"
+        if party.endpoint:
+            channel = secure_channel(
+                party.endpoint,
+                peer_party_id=party.id,
+                ca_pem=me.ca_cert_pem,
+                key_pem=me.tls_key_pem,
+                cert_pem=me.tls_cert_pem,
+            )
+            try:
+                reply = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=timeout_s)
+                reachable = "yes" if reply.status == health_pb2.HealthCheckResponse.SERVING else "not serving"
+            except grpc.RpcError as exc:
+                reachable = f"no ({exc.code().name})"
+            finally:
+                channel.close()
+        table.add_row(party.id, ",".join(party.roles), party.endpoint, reachable)
+    out.print(table)
+    soon = datetime.now(UTC) + timedelta(days=30)
+    for path in sorted([*netdir.glob("*/tls.crt"), *netdir.glob("*/*/tls.crt"), netdir / "ca" / "ca.crt"]):
+        cert = pki.load_cert(path.read_bytes())
+        if cert.not_valid_after_utc < soon:
+            out.print(f"[yellow]certificate {path.relative_to(netdir)} expires {cert.not_valid_after_utc:%Y-%m-%d}[/]")
+
+
+def node_complete_join(
+    nodedir: Annotated[Path, typer.Argument()],
+    network_dir: Annotated[Path, typer.Option("--network", help="The network folder.")],
+) -> None:
+    """Install the certificate issued when the members' quorum admitted this node."""
+    request = JoinRequest.model_validate_json((nodedir / "join-request.json").read_text())
+    folder = gov.joined_dir(network_dir, request.party_id)
+    if not (folder / "tls.crt").exists():
+        raise typer.BadParameter("not admitted yet: members approve with `cagnet network approve`")
+    complete_join(
+        nodedir,
+        cert_pem=(folder / "tls.crt").read_bytes(),
+        ca_pem=(folder / "ca.crt").read_bytes(),
+        coordinator_key=network.coordinator_key_b64(network_dir),
+    )
+    load_config(nodedir)
+    err.print(f"[green]{request.name}[/] joined: certificate installed in {nodedir / 'identity'}")
+
+
+def write_join_request(nodedir: Path, request: JoinRequest) -> None:
+    (nodedir / "join-request.json").write_text(json.dumps(request.model_dump(mode="json"), indent=2) + "\n")
+
+
+@network_app.command("propose-policy")
+def propose_policy(netdir: Annotated[Path, typer.Argument()], file: Path, node: NodeOpt) -> None:
+    """Propose a new network policy (a loosening needs every member; see docs/governance.md)."""
+    change = governance.Change(action="set-policy", policy=file.read_text(encoding="utf-8"))
+    _report(gov.propose(netdir, change, _member(node)))
+
+
+@network_app.command("propose-remove")
+def propose_remove(netdir: Annotated[Path, typer.Argument()], party_id: str, node: NodeOpt) -> None:
+    """Propose removing a party: every node refuses it from the version that drops it."""
+    _report(gov.propose(netdir, governance.Change(action="remove-member", party_id=party_id), _member(node)))
