@@ -13,11 +13,11 @@ from rich.console import Console
 import cagnet.vfm_position  # noqa: F401  (registers `cagnet node vfm-position`)
 import coordinator.providers_cli
 import coordinator.records_cli  # noqa: F401  (registers the client-record queries)
+from cagnet.governance_cli import node_complete_join, write_join_request
 from cagnet.register_cli import node_witness, register_app
 from coordinator import network
 from coordinator.cli import coordinator_app, network_app, query_app, verify
 from coordinator.client import Refused
-from coordinator.governance_cli import node_complete_join, write_join_request
 from coordinator.feed_cli import feed_app
 from node.cli import app as node_app
 from node.config import complete_join, init_node
