@@ -252,7 +252,9 @@ PRINCIPAL_ROLES = (CAG_CHAIR, REGIONAL_BOARD)
 
 def add_principal(netdir: Path, *, party_id: str, role: str, name: str = "") -> Manifest:
     """A new principal (e.g. a regional housing board): its identity under `principals/<id>/`, a
-    client certificate from the network CA, and a new manifest version listing it with `role`."""
+    client certificate from the network CA, and a new manifest version listing it with `role`
+    (founding phase only: once governed, listing a party is a quorum's decision)."""
+    _founding(netdir, "adding a principal")
     if role not in PRINCIPAL_ROLES:
         raise InvalidRequest(f"a principal's role must be one of {', '.join(PRINCIPAL_ROLES)}")
     if not party_id or not all(c.isalnum() or c == "-" for c in party_id):
@@ -281,18 +283,5 @@ def set_endpoint(netdir: Path, party_id: str, endpoint: str) -> Manifest:
     manifest = manifest.with_party(party.model_copy(update={"endpoint": endpoint}))
     if party_id == COORDINATOR:
         manifest = manifest.model_copy(update={"coordinator_endpoint": endpoint})
-    write_manifest(manifest_path(netdir), manifest, coordinator_identity(netdir).signing_key)
-    return manifest
-
-
-def add_principal(netdir: Path, party_id: str, *, name: str, role: str) -> Manifest:
-    """A principal (e.g. a regional-board) with its identity made in NETDIR (founding phase only;
-    once governed, listing a party is a quorum's decision)."""
-    _founding(netdir, "adding a principal")
-    ca_key, ca_cert = load_ca(netdir)
-    identity = create_identity(
-        principal_dir(netdir, party_id), party_id=party_id, ca_key=ca_key, ca_cert=ca_cert, server=False
-    )
-    manifest = read(netdir).with_party(_party(identity, name=name, roles=(role,)))
     write_manifest(manifest_path(netdir), manifest, coordinator_identity(netdir).signing_key)
     return manifest
