@@ -5,6 +5,7 @@ verified bundle; `--out FILE` keeps the signed bundle for `cagnet verify`."""
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated
 
@@ -270,60 +271,51 @@ def query_movement(
         render_movement(bundle, out)
 
 
-@query_app.command("net-flow")
-def query_net_flow(
-    network_dir: NetworkOpt = None,
-    from_date: FromOpt = "",
-    to_date: ToOpt = "",
-    client_group: GroupOpt = None,
-    deadline_ms: DeadlineOpt = 0,
-    as_json: JsonOpt = False,
-    out_file: OutOpt = None,
-    principal: PrincipalOpt = "cag-chair",
-) -> None:
-    """Net importers and exporters of vulnerable people, and how much movement stays in the CAG."""
-    bundle = _ask(
-        "net-flow",
-        network_dir,
-        principal=principal,
-        deadline_ms=deadline_ms,
-        out_file=out_file,
-        as_json=as_json,
-        from_date=from_date,
-        to_date=to_date,
-        period="all",
-        client_groups=client_group or (),
-    )
-    if bundle is not None:
-        render_net_flow(bundle, out)
+def _whole_period_command(kind: str, render: Callable[[Bundle, Console], None], help_text: str) -> None:
+    """`cagnet query KIND`: a question over the whole period asked, with the common options."""
+
+    def command(
+        network_dir: NetworkOpt = None,
+        from_date: FromOpt = "",
+        to_date: ToOpt = "",
+        client_group: GroupOpt = None,
+        deadline_ms: DeadlineOpt = 0,
+        as_json: JsonOpt = False,
+        out_file: OutOpt = None,
+        principal: PrincipalOpt = "cag-chair",
+    ) -> None:
+        bundle = _ask(
+            kind,
+            network_dir,
+            principal=principal,
+            deadline_ms=deadline_ms,
+            out_file=out_file,
+            as_json=as_json,
+            from_date=from_date,
+            to_date=to_date,
+            period="all",
+            client_groups=client_group or (),
+        )
+        if bundle is not None:
+            render(bundle, out)
+
+    command.__doc__ = help_text
+    query_app.command(kind)(command)
 
 
-@query_app.command("kpi")
-def query_kpi(
-    network_dir: NetworkOpt = None,
-    from_date: FromOpt = "",
-    to_date: ToOpt = "",
-    client_group: GroupOpt = None,
-    deadline_ms: DeadlineOpt = 0,
-    as_json: JsonOpt = False,
-    out_file: OutOpt = None,
-    principal: PrincipalOpt = "cag-chair",
-) -> None:
-    """KPI 2: planned moves on from short-term services, by client group, per authority and CAG."""
-    bundle = _ask(
-        "kpi",
-        network_dir,
-        principal=principal,
-        deadline_ms=deadline_ms,
-        out_file=out_file,
-        as_json=as_json,
-        from_date=from_date,
-        to_date=to_date,
-        period="all",
-        client_groups=client_group or (),
-    )
-    if bundle is not None:
-        render_kpi(bundle, out)
+_whole_period_command(
+    "net-flow",
+    render_net_flow,
+    "Net importers and exporters of vulnerable people, and how much movement stays in the CAG.",
+)
+_whole_period_command(
+    "kpi", render_kpi, "KPI 2: planned moves on from short-term services, by client group, per authority and CAG."
+)
+_whole_period_command(
+    "repeat-movers",
+    render_repeat_movers,
+    "How many people appear in two or more authorities' records, without anyone learning who.",
+)
 
 
 @query_app.command("non-local-services")
@@ -354,31 +346,3 @@ def query_non_local(
     )
     if bundle is not None:
         render_non_local(bundle, out)
-
-
-@query_app.command("repeat-movers")
-def query_repeat_movers(
-    network_dir: NetworkOpt = None,
-    from_date: FromOpt = "",
-    to_date: ToOpt = "",
-    client_group: GroupOpt = None,
-    deadline_ms: DeadlineOpt = 0,
-    as_json: JsonOpt = False,
-    out_file: OutOpt = None,
-    principal: PrincipalOpt = "cag-chair",
-) -> None:
-    """How many people appear in two or more authorities' records, without anyone learning who."""
-    bundle = _ask(
-        "repeat-movers",
-        network_dir,
-        principal=principal,
-        deadline_ms=deadline_ms,
-        out_file=out_file,
-        as_json=as_json,
-        from_date=from_date,
-        to_date=to_date,
-        period="all",
-        client_groups=client_group or (),
-    )
-    if bundle is not None:
-        render_repeat_movers(bundle, out)
