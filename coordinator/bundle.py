@@ -16,11 +16,11 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from coordinator.fanout import Contribution, Missing
-from coordinator.kinds import KINDS, JointResult
+from coordinator.kinds import KINDS, JointKind, JointResult
 from shared import dsse
 from shared.auth import asks_same_question, digest, open_signed, verify_response
 from shared.errors import BadSignature, BundleMismatch, InvalidRequest, UnknownIssuer
-from shared.manifest import COORDINATOR, MEMBER_AUTHORITY, Manifest
+from shared.manifest import COORDINATOR, MEMBER_AUTHORITY, Manifest, Party
 from shared.pb.cagnet.v1 import coordinator_pb2
 from shared.serde import envelope_from_proto
 
@@ -113,6 +113,35 @@ def open_bundle(envelope: dsse.Envelope, manifest: Manifest) -> Bundle:
         raise InvalidRequest("the bundle is malformed", detail=str(exc)) from None
 
 
+def open_contribution_request(
+    authority: str,
+    request_json: dict[str, Any],
+    *,
+    spec: JointKind,
+    manifest: Manifest,
+    query: coordinator_pb2.JointQueryRequest,
+    query_env: dsse.Envelope,
+    seen: set[str],
+) -> tuple[Party, dsse.Envelope, Any]:
+    """What every holder of a node's contribution checks first, in a bundle or a feed snapshot:
+    it comes from a member authority not already counted (added to `seen`), and the coordinator's
+    request to it is signed, addressed to it and the kind's method, made for `query` and asking
+    exactly its question. Returns the member, the request envelope and the request."""
+    member = manifest.party(authority)
+    if not member.has_role(MEMBER_AUTHORITY) or authority in seen:
+        raise BundleMismatch("a contribution is not from a distinct member authority")
+    seen.add(authority)
+    request_env = dsse.Envelope.from_json(request_json)
+    request = open_signed(request_env, spec.request_cls, manifest.party(COORDINATOR))
+    if request.header.audience != authority or request.header.method != spec.method:
+        raise BundleMismatch("a contribution's request was addressed to another authority or method")
+    if envelope_from_proto(request.header.on_behalf_of) != query_env:
+        raise BundleMismatch("a contribution's request was not made for this query")
+    if not asks_same_question(query, request, filled_in=spec.filled_in):
+        raise BundleMismatch("a contribution's request asked a different question")
+    return member, request_env, request
+
+
 def verify_bundle(envelope: dsse.Envelope, manifest: Manifest) -> Bundle:
     """Every signature in the chain, every binding between them, and the result. Raises on any fault.
 
@@ -122,7 +151,6 @@ def verify_bundle(envelope: dsse.Envelope, manifest: Manifest) -> Bundle:
     that every node masked for exactly the authorities that answered. Common providers are
     recomputed from the nodes' signed reveals."""
     bundle = open_bundle(envelope, manifest)
-    coordinator = manifest.party(COORDINATOR)
     query_env = dsse.Envelope.from_json(bundle.query)
     principal = _signer(query_env, manifest)
     query = open_signed(query_env, coordinator_pb2.JointQueryRequest, principal)
@@ -130,20 +158,11 @@ def verify_bundle(envelope: dsse.Envelope, manifest: Manifest) -> Bundle:
         raise BundleMismatch("the bundle's kind is not the query's")
     spec = KINDS[bundle.kind]
     responses = []
-    seen = set()
+    seen: set[str] = set()
     for c in bundle.contributions:
-        member = manifest.party(c.authority)
-        if not member.has_role(MEMBER_AUTHORITY) or c.authority in seen:
-            raise BundleMismatch("a contribution is not from a distinct member authority")
-        seen.add(c.authority)
-        request_env = dsse.Envelope.from_json(c.request)
-        request = open_signed(request_env, spec.request_cls, coordinator)
-        if request.header.audience != c.authority or request.header.method != spec.method:
-            raise BundleMismatch("a contribution's request was addressed to another authority or method")
-        if envelope_from_proto(request.header.on_behalf_of) != query_env:
-            raise BundleMismatch("a contribution's request was not made for this query")
-        if not asks_same_question(query, request, filled_in=spec.filled_in):
-            raise BundleMismatch("a contribution's request asked a different question")
+        member, request_env, request = open_contribution_request(
+            c.authority, c.request, spec=spec, manifest=manifest, query=query, query_env=query_env, seen=seen
+        )
         response = verify_response(
             dsse.Envelope.from_json(c.response),
             spec.receipt_cls or spec.response_cls,

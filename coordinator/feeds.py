@@ -28,16 +28,16 @@ from sqlalchemy import Column, Integer, MetaData, String, Table, Text, create_en
 from sqlalchemy.engine import Engine
 
 from coordinator import register_store
-from coordinator.bundle import Bundle, MissingAuthority, verify_bundle
+from coordinator.bundle import Bundle, MissingAuthority, open_contribution_request, verify_bundle
 from coordinator.combine import JointSupplyMap
 from coordinator.kinds import KINDS
 from coordinator.records import OUTSIDE, UNKNOWN, JointKpi, Tally
 from shared import dsse, vocabulary
 from shared.accreditation import LoggedEntry, open_entry, provider_status
-from shared.auth import asks_same_question, contribution_digest, digest, open_signed, verify_response
+from shared.auth import contribution_digest, digest, open_signed, verify_response
 from shared.disclosure import TOTAL
 from shared.errors import BadSignature, BundleMismatch, InvalidRequest, UnknownIssuer
-from shared.manifest import COORDINATOR, MEMBER_AUTHORITY, Manifest
+from shared.manifest import COORDINATOR, Manifest
 from shared.pb.cagnet.v1 import coordinator_pb2, node_pb2
 from shared.serde import count_table_from_proto, envelope_from_proto
 
@@ -303,20 +303,12 @@ def verify_snapshot(
         seen: set[str] = set()
         for c in ev.contributions:
             try:
-                member = manifest.party(c.authority)
+                manifest.party(c.authority)
             except UnknownIssuer:
                 raise BundleMismatch("a contribution is from an authority not in the manifest") from None
-            if not member.has_role(MEMBER_AUTHORITY) or c.authority in seen:
-                raise BundleMismatch("a contribution is not from a distinct member authority")
-            seen.add(c.authority)
-            request_env = dsse.Envelope.from_json(c.request)
-            request = open_signed(request_env, spec.request_cls, coordinator)
-            if request.header.audience != c.authority or request.header.method != spec.method:
-                raise BundleMismatch("a contribution's request was addressed to another authority or method")
-            if envelope_from_proto(request.header.on_behalf_of) != query_env:
-                raise BundleMismatch("a contribution's request was not made for this query")
-            if not asks_same_question(query, request, filled_in=spec.filled_in):
-                raise BundleMismatch("a contribution's request asked a different question")
+            member, request_env, request = open_contribution_request(
+                c.authority, c.request, spec=spec, manifest=manifest, query=query, query_env=query_env, seen=seen
+            )
             receipt = verify_response(
                 dsse.Envelope.from_json(c.receipt),
                 node_pb2.ContributionReceipt,
