@@ -32,17 +32,17 @@ from rich.console import Console  # noqa: E402
 from rich.table import Table  # noqa: E402
 from sqlalchemy import select  # noqa: E402
 
-from cagnet.demo import free_port, processes, spawn, wait_healthy  # noqa: E402
+from cagnet.demo import free_port, join_founding_member, processes, spawn, wait_healthy  # noqa: E402
 from coordinator import network  # noqa: E402
 from coordinator.client import CoordinatorClient  # noqa: E402
 from node.client_records import ClientRecord, PersonSealer, load_person_key  # noqa: E402
-from node.config import complete_join, init_node, load_config  # noqa: E402
+from node.config import load_config  # noqa: E402
 from node.importer import import_csv  # noqa: E402
 from node.records_import import IMPORT_CACHE_KIB, import_client_records  # noqa: E402
 from node.store import ensure_authority, open_store  # noqa: E402
 from node.synth import generate, write_csvs  # noqa: E402
 from node.synth_clients import write_client_csvs  # noqa: E402
-from shared import pki, vocabulary  # noqa: E402
+from shared import vocabulary  # noqa: E402
 from shared.manifest import COORDINATOR  # noqa: E402
 
 console = Console()
@@ -67,20 +67,8 @@ def build(root: Path, records: int) -> tuple[Path, dict[str, Path], list[tuple[s
     linkage_key: bytes | None = None
     for i, code in enumerate(vocabulary.AUTHORITIES):
         nodedir = root / "nodes" / code
-        request = init_node(
-            nodedir,
-            authority=code,
-            endpoint=f"127.0.0.1:{free_port()}",
-            manifest_path=network.manifest_path(netdir),
-            linkage_key=linkage_key,
-        )
-        linkage_key = (nodedir / "identity" / "linkage.key").read_bytes()
-        cert, ca_cert, _ = network.admit(netdir, request)
-        complete_join(
-            nodedir,
-            cert_pem=pki.cert_pem(cert),
-            ca_pem=pki.cert_pem(ca_cert),
-            coordinator_key=network.coordinator_key_b64(netdir),
+        linkage_key = join_founding_member(
+            netdir, nodedir, authority=code, endpoint=f"127.0.0.1:{free_port()}", linkage_key=linkage_key
         )
         config = load_config(nodedir)
         engine = open_store(config.database_url)

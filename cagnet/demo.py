@@ -70,6 +70,29 @@ def wait_healthy(target: str, party_id: str, identity: Identity, *, timeout_s: f
             time.sleep(0.1)
 
 
+def join_founding_member(
+    netdir: Path, nodedir: Path, *, authority: str, endpoint: str, linkage_key: bytes | None
+) -> bytes:
+    """`cagnet node init` for a network still being set up: make the node, admit it, install its
+    certificate. The first member makes the linkage key (`linkage_key` None); pass the returned key
+    to the next, so that every member holds the same one."""
+    request = init_node(
+        nodedir,
+        authority=authority,
+        endpoint=endpoint,
+        manifest_path=network.manifest_path(netdir),
+        linkage_key=linkage_key,
+    )
+    cert, ca_cert, _ = network.admit(netdir, request)
+    complete_join(
+        nodedir,
+        cert_pem=pki.cert_pem(cert),
+        ca_pem=pki.cert_pem(ca_cert),
+        coordinator_key=network.coordinator_key_b64(netdir),
+    )
+    return (nodedir / "identity" / "linkage.key").read_bytes()
+
+
 def build_network(root: Path, console: Console, *, seed: int = 1) -> tuple[Path, dict[str, Path]]:
     """The network folder and six node folders with synthetic data, ports chosen free on loopback."""
     netdir = root / "network"
@@ -78,20 +101,8 @@ def build_network(root: Path, console: Console, *, seed: int = 1) -> tuple[Path,
     linkage_key: bytes | None = None  # the first node makes the network linkage key; the rest get a copy
     for i, code in enumerate(vocabulary.AUTHORITIES):
         nodedir = root / "nodes" / code
-        request = init_node(
-            nodedir,
-            authority=code,
-            endpoint=f"127.0.0.1:{free_port()}",
-            manifest_path=network.manifest_path(netdir),
-            linkage_key=linkage_key,
-        )
-        linkage_key = (nodedir / "identity" / "linkage.key").read_bytes()
-        cert, ca_cert, _ = network.admit(netdir, request)
-        complete_join(
-            nodedir,
-            cert_pem=pki.cert_pem(cert),
-            ca_pem=pki.cert_pem(ca_cert),
-            coordinator_key=network.coordinator_key_b64(netdir),
+        linkage_key = join_founding_member(
+            netdir, nodedir, authority=code, endpoint=f"127.0.0.1:{free_port()}", linkage_key=linkage_key
         )
         config = load_config(nodedir)
         engine = open_store(config.database_url)

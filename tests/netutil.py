@@ -11,15 +11,15 @@ from pathlib import Path
 
 import grpc
 
+from cagnet.demo import join_founding_member
 from coordinator import network
 from coordinator.server import CoordinatorRuntime
 from coordinator.server import create_server as create_coordinator
 from node.client_records import load_person_key
-from node.config import complete_join, init_node, load_config
+from node.config import load_config
 from node.server import NodeRuntime
 from node.server import create_server as create_node
 from node.synth import load as load_synthetic
-from shared import pki
 from shared.manifest import COORDINATOR
 
 # Kent, Medway, Brighton & Hove: a county with twelve districts and two unitaries.
@@ -45,20 +45,8 @@ def make_network(root: Path, codes: tuple[str, ...] = THREE, *, seed: int = 7) -
     linkage_key: bytes | None = None  # the first node makes the network linkage key; the rest get a copy
     for i, code in enumerate(codes):
         nodedir = root / code
-        request = init_node(
-            nodedir,
-            authority=code,
-            endpoint="127.0.0.1:0",
-            manifest_path=network.manifest_path(netdir),
-            linkage_key=linkage_key,
-        )
-        linkage_key = (nodedir / "identity" / "linkage.key").read_bytes()
-        cert, ca_cert, _ = network.admit(netdir, request)
-        complete_join(
-            nodedir,
-            cert_pem=pki.cert_pem(cert),
-            ca_pem=pki.cert_pem(ca_cert),
-            coordinator_key=network.coordinator_key_b64(netdir),
+        linkage_key = join_founding_member(
+            netdir, nodedir, authority=code, endpoint="127.0.0.1:0", linkage_key=linkage_key
         )
         nodedirs[code] = nodedir
         runtime = NodeRuntime.open(load_config(nodedir))
