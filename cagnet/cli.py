@@ -13,7 +13,7 @@ from rich.console import Console
 import cagnet.vfm_position  # noqa: F401  (registers `cagnet node vfm-position`)
 import coordinator.providers_cli
 import coordinator.records_cli  # noqa: F401  (registers the client-record queries)
-from cagnet.governance_cli import node_complete_join, write_join_request
+from cagnet.governance_cli import node_complete_join, node_rotate_key, write_join_request
 from cagnet.register_cli import node_witness, register_app
 from coordinator import network
 from coordinator.cli import coordinator_app, network_app, query_app, verify
@@ -38,6 +38,7 @@ app.add_typer(register_app, name="register")
 app.add_typer(feed_app, name="feed")
 node_app.command("witness")(node_witness)
 node_app.command("complete-join")(node_complete_join)
+node_app.command("rotate-key")(node_rotate_key)
 
 err = Console(stderr=True)
 

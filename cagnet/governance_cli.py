@@ -15,11 +15,15 @@ from coordinator import governance as gov
 from coordinator import network
 from coordinator.cli import err, network_app, out
 from node.config import complete_join, load_config
-from shared import dsse, governance, pki
+from shared import dsse, governance, keys, pki
 from shared.identity import Identity
+from shared.manifest import COORDINATOR, ROLES, Governance, encode_key
 from shared.models import JoinRequest
 
 NodeOpt = Annotated[Path, typer.Option("--node", help="A member node's folder: its signing key signs.")]
+OverlapOpt = Annotated[
+    int, typer.Option(min=0, max=90, help="Days the old key stays accepted on requests after the proposal.")
+]
 
 
 def _member(nodedir: Path) -> Identity:
@@ -154,14 +158,118 @@ def write_join_request(nodedir: Path, request: JoinRequest) -> None:
     (nodedir / "join-request.json").write_text(json.dumps(request.model_dump(mode="json"), indent=2) + "\n")
 
 
+def _file(netdir: Path, change: governance.Change, node: Path) -> None:
+    """File `change` as a proposal signed by `node`'s member authority (its approval counts at once)."""
+    _report(gov.propose(netdir, change, _member(node)))
+
+
 @network_app.command("propose-policy")
 def propose_policy(netdir: Annotated[Path, typer.Argument()], file: Path, node: NodeOpt) -> None:
     """Propose a new network policy (a loosening needs every member; see docs/governance.md)."""
-    change = governance.Change(action="set-policy", policy=file.read_text(encoding="utf-8"))
-    _report(gov.propose(netdir, change, _member(node)))
+    _file(netdir, governance.Change(action="set-policy", policy=file.read_text(encoding="utf-8")), node)
 
 
 @network_app.command("propose-remove")
 def propose_remove(netdir: Annotated[Path, typer.Argument()], party_id: str, node: NodeOpt) -> None:
     """Propose removing a party: every node refuses it from the version that drops it."""
-    _report(gov.propose(netdir, governance.Change(action="remove-member", party_id=party_id), _member(node)))
+    _file(netdir, governance.Change(action="remove-member", party_id=party_id), node)
+
+
+@network_app.command("propose-endpoint")
+def propose_endpoint(
+    netdir: Annotated[Path, typer.Argument()],
+    party_id: Annotated[str, typer.Argument(help="The party that moves, e.g. E06000035 or coordinator.")],
+    endpoint: Annotated[str, typer.Argument(help="Where it will listen, HOST:PORT.")],
+    node: NodeOpt,
+) -> None:
+    """Propose a party's new endpoint (its certificate names the party, not the host, so it stays valid)."""
+    host, _, port = endpoint.rpartition(":")
+    if not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise typer.BadParameter(f"{endpoint!r} is not HOST:PORT", param_hint="ENDPOINT")
+    _file(netdir, governance.Change(action="set-endpoints", endpoints={party_id: endpoint}), node)
+
+
+@network_app.command("propose-roles")
+def propose_roles(
+    netdir: Annotated[Path, typer.Argument()],
+    party_id: str,
+    role: Annotated[list[str], typer.Option("--role", help=f"A role it will hold (repeat): {', '.join(ROLES)}.")],
+    node: NodeOpt,
+) -> None:
+    """Propose the exact roles a party holds from the next version (those not listed are taken away)."""
+    unknown = [r for r in role if r not in ROLES]
+    if unknown:
+        raise typer.BadParameter(f"unknown role {unknown[0]!r}; roles are {', '.join(ROLES)}", param_hint="--role")
+    _file(netdir, governance.Change(action="set-roles", party_id=party_id, roles=tuple(dict.fromkeys(role))), node)
+
+
+@network_app.command("propose-quorum")
+def propose_quorum(
+    netdir: Annotated[Path, typer.Argument()],
+    node: NodeOpt,
+    quorum: Annotated[int, typer.Option(min=0, help="Members a change needs (0: a simple majority).")] = 0,
+    loosening_quorum: Annotated[
+        int, typer.Option(min=0, help="Members a policy that loosens a rule needs (0: every member).")
+    ] = 0,
+) -> None:
+    """Propose new voting rules; the rules in force decide, so changing them needs the old quorum."""
+    members = len(network.read(netdir).members)
+    for flag, value in (("--quorum", quorum), ("--loosening-quorum", loosening_quorum)):
+        if value > members:
+            raise typer.BadParameter(f"{value} is more than the {members} member authorities", param_hint=flag)
+    rules = Governance(quorum=quorum, loosening_quorum=loosening_quorum)
+    _file(netdir, governance.Change(action="set-governance", governance=rules), node)
+
+
+@network_app.command("propose-principal")
+def propose_principal(
+    netdir: Annotated[Path, typer.Argument()],
+    party_id: Annotated[str, typer.Option("--id", help="The principal's id, e.g. regional-board.")],
+    role: Annotated[str, typer.Option(help="cag-chair or regional-board.")],
+    node: NodeOpt,
+    name: Annotated[str, typer.Option(help="A display name.")] = "",
+) -> None:
+    """Make a principal's keys and certificate under NETDIR/principals/ID and propose listing it
+    (in the founding phase, `cagnet network principal add` lists it at once)."""
+    party = network.make_principal(netdir, party_id=party_id, role=role, name=name)
+    _file(netdir, governance.Change(action="add-member", party=party), node)
+
+
+@network_app.command("rotate-key")
+def rotate_principal_key(
+    netdir: Annotated[Path, typer.Argument()],
+    party_id: Annotated[str, typer.Argument(help="A principal (e.g. cag-chair) or coordinator.")],
+    node: NodeOpt,
+    overlap_days: OverlapOpt = 7,
+) -> None:
+    """Make a new signing key for a principal or the coordinator and propose it; the holder switches
+    to it once the manifest lists it (restart `cagnet coordinator serve` within the overlap)."""
+    folder = netdir / "coordinator" if party_id == COORDINATOR else network.principal_dir(netdir, party_id)
+    _propose_rotation(netdir, folder, party_id, node, overlap_days)
+
+
+def node_rotate_key(
+    nodedir: Annotated[Path, typer.Argument(help="The node folder made by `cagnet node init`.")],
+    network_dir: Annotated[Path, typer.Option("--network", help="The network folder.")],
+    overlap_days: OverlapOpt = 7,
+) -> None:
+    """Make this node a new signing key and propose it, signed with the current one. A running node
+    switches to the new key by itself when it accepts the version that lists it."""
+    _propose_rotation(network_dir, nodedir / "identity", load_config(nodedir).authority, nodedir, overlap_days)
+
+
+def _propose_rotation(netdir: Path, folder: Path, party_id: str, node: Path, overlap_days: int) -> None:
+    network.read(netdir).party(party_id)  # UnknownIssuer: not listed
+    new = keys.next_key(folder)
+    until = datetime.now(UTC) + timedelta(days=overlap_days)
+    change = governance.Change(
+        action="rotate-key",
+        party_id=party_id,
+        signing_key=encode_key(new.public_key()),
+        overlap_until_ms=int(until.timestamp() * 1000),
+    )
+    _file(netdir, change, node)
+    err.print(
+        f"new key waiting in {folder / keys.NEXT}; the old one is accepted until {until:%Y-%m-%d %H:%M} UTC "
+        "once the rotation is published"
+    )

@@ -79,7 +79,7 @@ def _actor(node: Path | None, network_dir: Path | None, principal: str) -> Actor
     netdir = network_dir or (Path(os.environ["CAGNET_NETWORK"]) if os.environ.get("CAGNET_NETWORK") else None)
     if netdir is None:
         raise typer.BadParameter("give --node NODEDIR or --network NETDIR", param_hint="--node/--network")
-    return Actor(Identity.load(network.principal_dir(netdir, principal)), lambda: network.read(netdir), netdir)
+    return Actor(network.principal_identity(netdir, principal), lambda: network.read(netdir), netdir)
 
 
 def _print_json(value: object) -> None:

@@ -16,7 +16,6 @@ from coordinator.bundle import Bundle, verify_bundle
 from shared import dsse
 from shared.auth import request_header, sign_message
 from shared.errors import BundleMismatch, CagnetError, Unavailable
-from shared.identity import Identity
 from shared.interceptor import secure_channel
 from shared.manifest import CAG_CHAIR, COORDINATOR, ManifestSource
 from shared.pb.cagnet.v1 import coordinator_pb2, coordinator_pb2_grpc
@@ -39,7 +38,7 @@ class CoordinatorClient:
 
     def __init__(self, netdir: Path, *, principal: str = CAG_CHAIR, endpoint: str | None = None) -> None:
         self.netdir = netdir
-        self.identity = Identity.load(network.principal_dir(netdir, principal))
+        self.identity = network.principal_identity(netdir, principal)
         self.target = endpoint or network.read(netdir).coordinator_endpoint
         self._channel = secure_channel(
             self.target,

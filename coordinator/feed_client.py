@@ -65,7 +65,7 @@ def publish(
     netdir: Path, *, principal: str = CAG_CHAIR, from_date: str = "", to_date: str = "", timeout_s: float = 120.0
 ) -> FeedSnapshot:
     """Sign the feed's joint queries as the chair, have the coordinator run them, verify the snapshot."""
-    identity = Identity.load(network.principal_dir(netdir, principal))
+    identity = network.principal_identity(netdir, principal)
     manifests, policies = _sources(netdir)
     policy_digest = policies.current().digest
     queries: list[dsse.Envelope] = []
@@ -144,7 +144,7 @@ def subscribe(
     """Fetch every snapshot after those held in `out`, verify and write each; with `follow`, keep
     the stream open for new ones, reconnecting after a dropped connection, until `stop` is set.
     Returns the sequence numbers written."""
-    identity = Identity.load(network.principal_dir(netdir, principal))
+    identity = network.principal_identity(netdir, principal)
     manifests, policies = _sources(netdir)
     stop = stop or threading.Event()
     written: list[int] = []

@@ -20,7 +20,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from cryptography.hazmat.primitives.serialization import load_pem_public_key
 
-from shared import dsse, pki
+from shared import dsse, keys, pki
 from shared.errors import InvalidRequest, ManifestRefused
 from shared.identity import Identity, create_identity
 from shared.manifest import (
@@ -162,7 +162,18 @@ def load_ca(netdir: Path) -> tuple[ec.EllipticCurvePrivateKey, x509.Certificate]
 
 
 def coordinator_identity(netdir: Path) -> Identity:
-    return Identity.load(netdir / "coordinator")
+    return _holder_identity(netdir, netdir / "coordinator", COORDINATOR)
+
+
+def principal_identity(netdir: Path, principal_id: str) -> Identity:
+    return _holder_identity(netdir, principal_dir(netdir, principal_id), principal_id)
+
+
+def _holder_identity(netdir: Path, folder: Path, party_id: str) -> Identity:
+    # A rotation waiting for the quorum: switch once the manifest lists the new key (shared/keys.py).
+    if (folder / keys.NEXT).exists():
+        keys.promote_if_listed(folder, read(netdir), party_id)
+    return Identity.load(folder)
 
 
 def _network_toml(netdir: Path) -> dict[str, object]:
@@ -253,24 +264,28 @@ PRINCIPAL_ROLES = (CAG_CHAIR, REGIONAL_BOARD)
 def add_principal(netdir: Path, *, party_id: str, role: str, name: str = "") -> Manifest:
     """A new principal (e.g. a regional housing board): its identity under `principals/<id>/`, a
     client certificate from the network CA, and a new manifest version listing it with `role`
-    (founding phase only: once governed, listing a party is a quorum's decision)."""
+    (founding phase only: once governed, listing a party is a quorum's decision, and
+    `make_principal` makes the party for the proposal)."""
     _founding(netdir, "adding a principal")
+    manifest = read(netdir).with_party(make_principal(netdir, party_id=party_id, role=role, name=name))
+    write_manifest(manifest_path(netdir), manifest, coordinator_identity(netdir).signing_key)
+    return manifest
+
+
+def make_principal(netdir: Path, *, party_id: str, role: str, name: str = "") -> Party:
+    """A principal's identity under `principals/<id>/` and the party that would list it."""
     if role not in PRINCIPAL_ROLES:
         raise InvalidRequest(f"a principal's role must be one of {', '.join(PRINCIPAL_ROLES)}")
     if not party_id or not all(c.isalnum() or c == "-" for c in party_id):
         raise InvalidRequest("a principal's id is letters, digits and hyphens")
-    manifest = read(netdir)
-    if any(p.id == party_id for p in manifest.parties):
+    if any(p.id == party_id for p in read(netdir).parties):
         raise InvalidRequest(f"{party_id} is already a party in this network")
-    if principal_dir(netdir, party_id).exists():
-        raise InvalidRequest(f"{principal_dir(netdir, party_id)} already exists")
+    folder = principal_dir(netdir, party_id)
+    if folder.exists():
+        raise InvalidRequest(f"{folder} already exists")
     ca_key, ca_cert = load_ca(netdir)
-    identity = create_identity(
-        principal_dir(netdir, party_id), party_id=party_id, ca_key=ca_key, ca_cert=ca_cert, server=False
-    )
-    manifest = manifest.with_party(_party(identity, name=name or party_id, roles=(role,)))
-    write_manifest(manifest_path(netdir), manifest, coordinator_identity(netdir).signing_key)
-    return manifest
+    identity = create_identity(folder, party_id=party_id, ca_key=ca_key, ca_cert=ca_cert, server=False)
+    return _party(identity, name=name or party_id, roles=(role,))
 
 
 def set_endpoint(netdir: Path, party_id: str, endpoint: str) -> Manifest:

@@ -216,10 +216,9 @@ def accreditation_from_register(netdir: Path, principal: str) -> Accreditation:
     from coordinator import network
     from shared.accreditation import LoggedEntry, provider_status, verify_entry
     from shared.checkpoint import register_origin, verify_checkpoint
-    from shared.identity import Identity
     from shared.register_client import RegisterClient
 
-    identity = Identity.load(network.principal_dir(netdir, principal))
+    identity = network.principal_identity(netdir, principal)
     with RegisterClient(identity, lambda: network.read(netdir)) as client:
         manifest = client.manifest
         checkpoint = verify_checkpoint(client.checkpoint(), manifest)

@@ -24,7 +24,7 @@ from node.config import NodeConfig
 from node.movement import check_question
 from node.release import Releaser, load_rounding_secret
 from node.store import ensure_authority, open_store
-from shared import dsse, vocabulary
+from shared import dsse, keys, vocabulary
 from shared import vfm as vfm_layout
 from shared.auth import (
     NonceCache,
@@ -119,12 +119,24 @@ class NodeRuntime:
     """Everything a running node holds: its configuration, identity, store and trust anchors."""
 
     config: NodeConfig
-    identity: Identity
+    _identity: Identity
     engine: Engine
     manifests: ManifestSource
     policies: PolicySource
     releaser: Releaser
     nonces: NonceCache = field(default_factory=NonceCache)
+    _keys_checked_at: int = 0  # the manifest version last checked for this node's next signing key
+
+    @property
+    def identity(self) -> Identity:
+        """The node's identity, switched to its next signing key once a manifest lists that key
+        (shared/keys.py): checked once per manifest version, so a rotation needs no restart."""
+        manifest = self.manifests.current()
+        if manifest.version != self._keys_checked_at:
+            self._keys_checked_at = manifest.version
+            if keys.promote_if_listed(self.config.identity_dir, manifest, self.config.authority):
+                self._identity = self.config.identity()
+        return self._identity
 
     @classmethod
     def open(cls, config: NodeConfig) -> NodeRuntime:

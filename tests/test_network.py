@@ -94,7 +94,8 @@ def test_hung_node_is_missing_after_its_deadline(net: LiveNetwork) -> None:
         hung.bind(("127.0.0.1", 0))
         hung.listen(8)
         network.set_endpoint(net.netdir, "E06000035", f"127.0.0.1:{hung.getsockname()[1]}")
-        bundle, _ = joint_query(net.netdir, kind="supply-map", node_deadline_ms=400)
+        # Long enough for the answering nodes on a loaded machine; the hung one never answers.
+        bundle, _ = joint_query(net.netdir, kind="supply-map", node_deadline_ms=2000)
     assert [m.authority for m in bundle.missing] == ["E06000035"]
     assert bundle.missing[0].reason.startswith("no answer within the deadline")
     assert bundle.answered == ("E06000043", "E10000016")
@@ -103,7 +104,7 @@ def test_hung_node_is_missing_after_its_deadline(net: LiveNetwork) -> None:
 def test_node_signing_with_the_wrong_key_is_rejected_by_the_coordinator(net: LiveNetwork, tmp_path: Path) -> None:
     # Medway's node signs with a key the manifest does not list: its answer must not be used.
     runtime = net.runtimes["E06000035"]
-    runtime.identity = Identity(
+    runtime._identity = Identity(  # what the node signs with, as if its key file were swapped
         runtime.identity.party_id,
         Ed25519PrivateKey.generate(),
         runtime.identity.tls_key_pem,
