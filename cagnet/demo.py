@@ -1,6 +1,8 @@
 """`cagnet demo`: the South East CAG on one machine. Six nodes and a coordinator run as separate
-processes on loopback with mTLS and signatures on; the CAG chair runs a joint supply map, saves
-and verifies the bundle, then one node is stopped to show what a partial answer looks like.
+processes on loopback with mTLS and signatures on. The members adopt a charter (from then on only
+a quorum of them changes the manifest); the CAG chair runs a joint supply map, saves and verifies
+the bundle, and the other joint analyses; a member rotates its key by quorum; then one node is
+stopped to show what a partial answer looks like.
 Everything is cleaned up afterwards unless --keep names a folder.
 """
 
@@ -16,6 +18,7 @@ import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import grpc
@@ -24,6 +27,7 @@ from rich.console import Console
 
 from cagnet.demo_register import run_register_demo
 from coordinator import bundle as bundle_mod
+from coordinator import governance as gov
 from coordinator import network
 from coordinator.cli import render_supply_map
 from coordinator.client import Refused, joint_query
@@ -33,10 +37,12 @@ from node.client_records import load_person_key
 from node.config import complete_join, init_node, load_config
 from node.store import ensure_authority, open_store
 from node.synth import load as load_synthetic
-from shared import pki, vocabulary
+from shared import keys, pki, vocabulary
+from shared.errors import CagnetError
+from shared.governance import Change
 from shared.identity import Identity
 from shared.interceptor import secure_channel
-from shared.manifest import COORDINATOR
+from shared.manifest import COORDINATOR, encode_key
 
 READY_TIMEOUT_S = 60
 
@@ -114,6 +120,8 @@ def build_network(root: Path, console: Console, *, seed: int = 1) -> tuple[Path,
             f"  node {vocabulary.AUTHORITIES[code].name:<16} {code}  {config.endpoint}  synthetic data loaded"
         )
         nodes[code] = nodedir
+    # Listed while the network is still being set up; once chartered, a new principal is a proposal.
+    network.add_principal(netdir, party_id="regional-board", role="regional-board", name="SE Regional Housing Board")
     return netdir, nodes
 
 
@@ -189,12 +197,66 @@ def _show_providers(console: Console, netdir: Path, root: Path) -> None:
     )
 
 
+def _charter(console: Console, netdir: Path, nodes: dict[str, Path]) -> None:
+    console.rule("Governance: the six members take charge of the network")
+    members = [Identity.load(nodedir / "identity") for nodedir in nodes.values()]
+    filed = gov.charter(netdir, members[0])
+    for member in members[1:]:
+        filed = gov.approve(netdir, filed.id, member)
+    manifest = network.read(netdir)
+    rules = manifest.governance
+    assert filed.published and rules is not None
+    console.print(
+        f"[green]charter adopted[/]: manifest version {manifest.version}, signed by all "
+        f"{len(filed.approvals)} member authorities; from now on a change needs "
+        f"{rules.required(len(manifest.members), loosens=False)} of {len(manifest.members)} "
+        "(a looser policy: all), and the coordinator's key counts for nothing"
+    )
+    rogue = network.read(netdir).party(members[0].party_id).model_copy(update={"id": "E10000014", "name": "Hampshire"})
+    coordinator = network.coordinator_identity(netdir)
+    attempt = gov.propose(netdir, Change(action="add-member", party=rogue), coordinator)
+    try:
+        gov.approve(netdir, attempt.id, coordinator)
+    except CagnetError as exc:
+        console.print(f"coordinator tries to add a member on its own: [red]refused[/] — {exc.public_message}")
+
+
+def _rotate_key(console: Console, netdir: Path, nodes: dict[str, Path], code: str) -> None:
+    name = vocabulary.AUTHORITIES[code].name
+    console.rule(f"{name} rotates its signing key; a quorum of members approves")
+    identity_dir = nodes[code] / "identity"
+    new = keys.next_key(identity_dir)
+    until = datetime.now(UTC) + timedelta(days=7)
+    change = Change(
+        action="rotate-key",
+        party_id=code,
+        signing_key=encode_key(new.public_key()),
+        overlap_until_ms=int(until.timestamp() * 1000),
+    )
+    filed = gov.propose(netdir, change, Identity.load(identity_dir))
+    approvers = [c for c in nodes if c != code]
+    for other in approvers:
+        if filed.published:
+            break
+        filed = gov.approve(netdir, filed.id, Identity.load(nodes[other] / "identity"))
+    console.print(
+        f"proposal {filed.id} approved by {', '.join(filed.approvals)} "
+        f"({len(filed.approvals)} of {len(network.read(netdir).members)}): manifest version {filed.candidate.version}"
+    )
+    bundle, _ = joint_query(netdir, kind="supply-map")
+    answered = code in bundle.answered and Identity.load(identity_dir).keyid == network.read(netdir).party(code).keyid
+    console.print(
+        f"[green]{name}'s node switched to its new key by itself[/] and answered the next joint query"
+        if answered
+        else f"[red]{name}'s node did not answer with its new key[/]"
+    )
+
+
 def _show_feed_and_report(console: Console, netdir: Path, root: Path, *, keep: bool) -> None:
     from coordinator.feed_client import publish, subscribe
     from coordinator.report import write_report
 
     console.rule("The regional housing board's feed, and the chair's report")
-    network.add_principal(netdir, party_id="regional-board", role="regional-board", name="SE Regional Housing Board")
     with console.status("CAG chair: publishing a feed snapshot (supply, flows, KPI 2, accreditation)"):
         publish(netdir)
     written = subscribe(netdir, root / "feed", principal="regional-board")
@@ -232,6 +294,7 @@ def run_demo(*, as_json: bool = False, keep: Path | None = None) -> int:
                     wait_healthy(party.endpoint, party.id, coordinator)
                 wait_healthy(manifest.coordinator_endpoint, COORDINATOR, coordinator)
             console.print(f"[green]all seven processes up[/]; logs in {logdir}")
+            _charter(console, netdir, nodes)
 
             with console.status("CAG chair: joint supply map across six authorities"):
                 bundle, envelope = joint_query(netdir, kind="supply-map")
@@ -264,6 +327,8 @@ def run_demo(*, as_json: bool = False, keep: Path | None = None) -> int:
             _show_movement(console, netdir, root)
             _show_providers(console, netdir, root)
             _show_feed_and_report(console, netdir, root, keep=keep is not None)
+
+            _rotate_key(console, netdir, nodes, "E06000035")
 
             stopped = "E06000043"
             console.rule(f"Stopping {vocabulary.AUTHORITIES[stopped].name}'s node: the query still answers")

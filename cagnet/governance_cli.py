@@ -92,11 +92,9 @@ def status(
     netdir: Annotated[Path, typer.Argument()],
     timeout_s: Annotated[float, typer.Option(help="Seconds to wait for each party's health check.")] = 2.0,
 ) -> None:
-    """Members, reachability, manifest version, policy digest and certificates expiring within 30 days."""
-    import grpc
-    from grpc_health.v1 import health_pb2, health_pb2_grpc
-
-    from shared.interceptor import secure_channel
+    """Members, reachability, manifest version, policy digest, and each party's certificate: the one
+    it presents checked against the manifest, and flagged if it expires within 30 days."""
+    from coordinator import status as party_status
 
     manifest = network.read(netdir)
     policy = network.read_policy(netdir)
@@ -107,32 +105,22 @@ def status(
     )
     out.print(f"policy {policy.digest} (revision {policy.revision})")
     table = Table()
-    for col in ("party", "roles", "endpoint", "reachable"):
+    for col in ("party", "roles", "endpoint", "reachable", "certificate"):
         table.add_column(col)
+    now = party_status.now()
     for party in manifest.parties:
-        reachable = "-"
-        if party.endpoint:
-            channel = secure_channel(
-                party.endpoint,
-                peer_party_id=party.id,
-                ca_pem=me.ca_cert_pem,
-                key_pem=me.tls_key_pem,
-                cert_pem=me.tls_cert_pem,
-            )
-            try:
-                reply = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=timeout_s)
-                reachable = "yes" if reply.status == health_pb2.HealthCheckResponse.SERVING else "not serving"
-            except grpc.RpcError as exc:
-                reachable = f"no ({exc.code().name})"
-            finally:
-                channel.close()
-        table.add_row(party.id, ",".join(party.roles), party.endpoint, reachable)
+        found = party_status.check(party, me, netdir / "coordinator", timeout_s=timeout_s, now=now)
+        if not party.endpoint:  # a principal: its certificate is in the network folder, if anywhere
+            held = network.principal_dir(netdir, party.id) / "tls.crt"
+            if held.exists():
+                shown = party_status.describe(party, pki.load_cert(held.read_bytes()), now=now)
+                found = party_status.PartyStatus(party, "-", shown.certificate, shown.warning)
+        cert = f"[yellow]{found.certificate}[/]" if found.warning else found.certificate
+        table.add_row(party.id, ",".join(party.roles), party.endpoint, found.reachable, cert)
     out.print(table)
-    soon = datetime.now(UTC) + timedelta(days=30)
-    for path in sorted([*netdir.glob("*/tls.crt"), *netdir.glob("*/*/tls.crt"), netdir / "ca" / "ca.crt"]):
-        cert = pki.load_cert(path.read_bytes())
-        if cert.not_valid_after_utc < soon:
-            out.print(f"[yellow]certificate {path.relative_to(netdir)} expires {cert.not_valid_after_utc:%Y-%m-%d}[/]")
+    ca = pki.load_cert((netdir / "ca" / "ca.crt").read_bytes())
+    if ca.not_valid_after_utc < now + party_status.EXPIRY_WARNING:
+        out.print(f"[yellow]the network CA certificate expires {ca.not_valid_after_utc:%Y-%m-%d}[/]")
 
 
 def node_complete_join(

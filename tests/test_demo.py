@@ -1,6 +1,6 @@
 """The README's first command, end to end: `cagnet demo --json` starts six node processes and a
-coordinator on loopback, prints a verified bundle, shows refusals and a missing node, exits 0 and
-leaves nothing behind."""
+coordinator on loopback, the members charter the network, it prints a verified bundle, shows
+refusals, a key rotated by quorum and a missing node, exits 0 and leaves nothing behind."""
 
 from __future__ import annotations
 
@@ -34,6 +34,11 @@ def test_demo_runs_the_six_authority_network_and_cleans_up() -> None:
     assert "missing: E06000043 (Brighton & Hove) — unreachable" in log
     assert "register receipt verified offline: 3 entries in checkpoint 5" in log and "checkpoint final" in log
     assert "suspended by East Sussex" in log
+    # Governed from the charter on: the coordinator alone is refused; a key rotation needs 4 of 6.
+    assert "charter adopted: manifest version 9, signed by all 6 member authorities" in log
+    assert "coordinator tries to add a member on its own: refused" in log
+    assert "(4 of 6): manifest version 10" in log
+    assert "Medway's node switched to its new key by itself and answered the next joint query" in log
     workdir = re.search(r"logs in (\S+)/logs", log)
     assert workdir is not None
     assert not Path(workdir.group(1)).exists()

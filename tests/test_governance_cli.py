@@ -37,10 +37,10 @@ def net(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveNetwork]:
 
 def _cli(*args: str, ok: bool = True) -> str:
     """The command's output; with `ok=False`, also the error it stopped with (as `cagnet` prints it)."""
-    result = CliRunner().invoke(app, list(args))
+    result = CliRunner().invoke(app, list(args), env={"COLUMNS": "200"})  # rich tables unwrapped
     if ok:
         assert result.exit_code == 0, result.output
-        return " ".join(result.output.split())  # as one line: rich wraps at the terminal's width
+        return " ".join(result.output.split())  # as one line
     assert result.exit_code != 0
     return " ".join((result.output + (str(result.exception) if result.exception else "")).split())
 
@@ -152,3 +152,34 @@ def test_bad_proposals_are_refused_with_the_reason_and_nothing_filed(net: LiveNe
         output = _cli("network", *args, ok=False)
         assert reason in output, output
     assert sorted((net.netdir / "proposals").glob("*.json")) == before
+
+
+def test_status_shows_each_party_reachable_with_the_certificate_it_presents(net: LiveNetwork) -> None:
+    output = _cli("network", "status", str(net.netdir))
+    manifest = network.read(net.netdir)
+    assert f"manifest version {manifest.version} (governed)" in output
+    for code in (KENT, MEDWAY, BRIGHTON):
+        row = output[output.index(code) :]
+        assert re.match(rf"{code} │ member-authority │ 127\.0\.0\.1:\d+ │ yes │ expires \d{{4}}-", row), row
+
+
+def test_status_flags_a_certificate_the_manifest_does_not_list_or_that_expires_soon(net: LiveNetwork) -> None:
+    from coordinator import status
+    from shared import pki
+
+    ca_key, ca_cert = network.load_ca(net.netdir)
+    kent = network.read(net.netdir).party(KENT)
+    now = status.now()
+    other = pki.issue_certificate(
+        ca_key, ca_cert, party_id=KENT, public_key=pki.new_tls_key().public_key(), server=True
+    )
+    assert status.describe(kent, other, now=now).certificate == "not the one the manifest lists"
+    soon = pki.issue_certificate(
+        ca_key, ca_cert, party_id=KENT, public_key=pki.new_tls_key().public_key(), server=True, valid_days=10
+    )
+    listed = kent.model_copy(update={"cert_fingerprint": pki.fingerprint(soon)})
+    found = status.describe(listed, soon, now=now)
+    assert found.warning and found.certificate.startswith("expires ")
+    assert not status.describe(
+        kent, pki.load_cert((net.nodedirs[KENT] / "identity" / "tls.crt").read_bytes()), now=now
+    ).warning
