@@ -124,7 +124,7 @@ def status(
 
 
 def node_complete_join(
-    nodedir: Annotated[Path, typer.Argument()],
+    nodedir: Annotated[Path, typer.Argument(metavar="NODEDIR", help="The joining node's folder.")],
     network_dir: Annotated[Path, typer.Option("--network", help="The network folder.")],
 ) -> None:
     """Install the certificate issued when the members' quorum admitted this node."""
@@ -237,7 +237,7 @@ def rotate_principal_key(
 
 
 def node_rotate_key(
-    nodedir: Annotated[Path, typer.Argument(help="The node folder made by `cagnet node init`.")],
+    nodedir: Annotated[Path, typer.Argument(metavar="NODEDIR", help="The node folder made by `cagnet node init`.")],
     network_dir: Annotated[Path, typer.Option("--network", help="The network folder.")],
     overlap_days: OverlapOpt = 7,
 ) -> None:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Callable, Iterable
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Literal
 
@@ -249,7 +250,8 @@ class Change(BaseModel):
             case "remove-member":
                 return f"remove {self.party_id}"
             case "rotate-key":
-                return f"rotate {self.party_id}'s signing key (old key accepted until {self.overlap_until_ms} ms)"
+                until = datetime.fromtimestamp(self.overlap_until_ms / 1000, UTC)
+                return f"rotate {self.party_id}'s signing key (old key accepted until {until:%Y-%m-%d %H:%M} UTC)"
             case "set-endpoints":
                 return "endpoints: " + ", ".join(f"{k} -> {v}" for k, v in sorted(self.endpoints.items()))
             case "set-roles":
