@@ -9,6 +9,7 @@ it was made under, which cells the policy suppressed, and which authorities did 
 from __future__ import annotations
 
 import html
+import math
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -67,23 +68,48 @@ def _div(fig: go.Figure, div_id: str) -> str:
     return str(pio.to_html(fig, include_plotlyjs=False, full_html=False, div_id=div_id))
 
 
+def relative_to_cag(rate: float, cag_rate: float) -> float | None:
+    """log2 of an authority's rate over the CAG rate for the group, held to ±2 (a quarter to four
+    times): 0 is at the CAG rate. None where the CAG has no supply for the group."""
+    if cag_rate <= 0:
+        return None
+    if rate <= 0:
+        return -2.0
+    return max(-2.0, min(2.0, math.log2(rate / cag_rate)))
+
+
 def supply_heatmap(bundle: Bundle) -> str:
     r = bundle.result
     assert isinstance(r, JointSupplyMap)
     codes = [a.authority for a in r.authorities]
     groups = r.client_groups
-    z = [[g.rates[c] for c in codes] + [g.cag_rate] for g in groups]
+    # Colour by each authority's rate against the CAG rate for that group, not by the rate itself:
+    # older people's sheltered units run to tens per 1,000 and would wash out every other group.
+    # The cells still show the rate per 1,000.
+    z = [[relative_to_cag(g.rates[c], g.cag_rate) for c in codes] + [0.0] for g in groups]
+    text = [[f"{g.rates[c]:.2f}" for c in codes] + [f"{g.cag_rate:.2f}"] for g in groups]
     fig = go.Figure(
         go.Heatmap(
             z=z,
+            text=text,
+            texttemplate="%{text}",
             x=[_name(c) for c in codes] + ["CAG"],
             y=[f"{g.client_group} {g.name}" for g in groups],
-            colorscale="Viridis",
-            colorbar={"title": "units per 1,000"},
-            hovertemplate="%{y}<br>%{x}: %{z:.2f} units per 1,000<extra></extra>",
+            colorscale="RdBu",
+            zmid=0,
+            zmin=-2,
+            zmax=2,
+            colorbar={
+                "title": "against the CAG rate",
+                "tickvals": [-2, -1, 0, 1, 2],
+                "ticktext": ["¼ or less", "½", "at the CAG rate", "2×", "4× or more"],
+            },
+            hovertemplate="%{y}<br>%{x}: %{text} units per 1,000<extra></extra>",
         )
     )
-    fig.update_layout(title="Supply per 1,000 population: authority × client group", height=640)
+    fig.update_layout(
+        title="Supply per 1,000 population: authority × client group (colour: against the CAG rate)", height=680
+    )
     fig.update_yaxes(autorange="reversed")
     # Units are capacity and released exactly; only service counts and money are ever suppressed.
     suppressed = [f"{_name(a.authority)}: services" for a in r.authorities if a.services is None]
@@ -171,6 +197,11 @@ def accreditation_chart(acc: Accreditation, policy_digest: str) -> str:
             name=status, x=[_name(a) for a in authorities], y=[acc.by_authority[a].get(status, 0) for a in authorities]
         )
     fig.update_layout(title="Accreditation: providers by each authority's own status", barmode="stack")
+    if not authorities:
+        # An empty register: say so on the chart rather than draw bare axes.
+        fig.add_annotation(text="No accreditation decisions in the register yet", showarrow=False, font={"size": 16})
+        fig.update_xaxes(visible=False)
+        fig.update_yaxes(visible=False)
     overall = ", ".join(f"{s}: {n}" for s, n in sorted(acc.by_status.items())) or "no entries"
     return _div(fig, "accreditation") + (
         f"<p class='coverage'>From the shared register at tree size {acc.tree_size}, every entry signed by the "
