@@ -11,71 +11,35 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from types import TracebackType
-from typing import Any, TypeVar
-
-import grpc
-from google.protobuf.message import Message
+from typing import Any
 
 from shared import dsse, merkle
 from shared.accreditation import LoggedEntry, verify_entry
-from shared.auth import digest, request_header, sign_message, verify_response
+from shared.channel import CoordinatorChannel, ServiceRefused
 from shared.checkpoint import VerifiedCheckpoint, make_receipt, verify_checkpoint
-from shared.errors import CagnetError, InconsistentLog, Unavailable
+from shared.errors import InconsistentLog
 from shared.identity import Identity
-from shared.interceptor import secure_channel
-from shared.manifest import COORDINATOR, Manifest
+from shared.manifest import Manifest
 from shared.pb.cagnet.v1 import register_pb2, register_pb2_grpc
-from shared.serde import envelope_from_proto, envelope_to_proto
+from shared.serde import envelope_from_proto
 
 SERVICE = "cagnet.v1.Register"
-R = TypeVar("R", bound=Message)
 
 
-class RegisterRefused(CagnetError):
+class RegisterRefused(ServiceRefused):
     """The register refused a request: its gRPC status and its message (a rule, never data)."""
 
-    def __init__(self, code: grpc.StatusCode, message: str) -> None:
-        super().__init__(message or code.name.lower().replace("_", " "))
-        self.code = code
 
-
-class RegisterClient:
+class RegisterClient(CoordinatorChannel):
     """One mTLS channel to the coordinator's register, acting as `identity`."""
 
+    service = SERVICE
+    what = "the register"
+    refused = RegisterRefused
+
     def __init__(self, identity: Identity, manifest: Callable[[], Manifest], *, endpoint: str | None = None) -> None:
-        self.identity = identity
-        self._manifest = manifest
-        self.target = endpoint or manifest().coordinator_endpoint
-        self._channel = secure_channel(
-            self.target,
-            peer_party_id=COORDINATOR,
-            ca_pem=identity.ca_cert_pem,
-            key_pem=identity.tls_key_pem,
-            cert_pem=identity.tls_cert_pem,
-        )
+        super().__init__(identity, manifest, endpoint=endpoint)
         self._stub = register_pb2_grpc.RegisterStub(self._channel)
-
-    @property
-    def manifest(self) -> Manifest:
-        return self._manifest()
-
-    def _call(self, name: str, request: Message, response_cls: type[R], *, timeout_s: float = 30.0) -> R:
-        header = request_header(self.identity, audience=COORDINATOR, method=f"/{SERVICE}/{name}")
-        request.header.CopyFrom(header)  # type: ignore[attr-defined]
-        envelope = sign_message(request, self.identity)
-        try:
-            reply = getattr(self._stub, name)(envelope_to_proto(envelope), timeout=timeout_s)
-        except grpc.RpcError as exc:
-            if exc.code() == grpc.StatusCode.UNAVAILABLE:
-                raise Unavailable(f"the register at {self.target} is not reachable") from None
-            raise RegisterRefused(exc.code(), exc.details() or "") from None
-        return verify_response(
-            envelope_from_proto(reply),
-            response_cls,
-            signer=self.manifest.party(COORDINATOR),
-            request_digest=digest(envelope.payload),
-        )
 
     def submit(self, data: bytes) -> tuple[int, int]:
         """Submit an entry (its canonical DSSE JSON bytes); returns (leaf index, tree size)."""
@@ -122,15 +86,6 @@ class RegisterClient:
 
     def history(self, provider: str) -> register_pb2.HistoryResponse:
         return self._call("History", register_pb2.HistoryRequest(provider=provider), register_pb2.HistoryResponse)
-
-    def close(self) -> None:
-        self._channel.close()
-
-    def __enter__(self) -> RegisterClient:
-        return self
-
-    def __exit__(self, *exc: tuple[type[BaseException] | None, BaseException | None, TracebackType | None]) -> None:
-        self.close()
 
 
 @dataclass(frozen=True)
