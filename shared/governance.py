@@ -10,19 +10,26 @@ See docs/governance.md.
 
 from __future__ import annotations
 
+import base64
+import difflib
+import functools
 import hashlib
 import json
+import os
+import secrets
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Literal
 
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from shared import dsse
 from shared.errors import BadSignature, CagnetError, InvalidRequest, ManifestRefused
-from shared.manifest import MANIFEST_PAYLOAD_TYPE, ROLES, Governance, Manifest, Party
+from shared.manifest import MANIFEST_PAYLOAD_TYPE, ROLES, Governance, Manifest, Party, encode_key
+from shared.models import JoinRequest
 
 PROPOSAL_PAYLOAD_TYPE = "application/vnd.cagnet.v1.proposal+json"
 HISTORY = "manifests"
@@ -166,7 +173,8 @@ def read_envelope(path: Path) -> dsse.Envelope:
 
 def write_envelope(path: Path, envelope: dsse.Envelope) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
+    # A name of its own: two processes (a node's sync and its server) may write the same version.
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
     tmp.write_text(json.dumps(envelope.to_json(), indent=2) + "\n")
     tmp.replace(path)  # atomic: a reader never sees half a manifest
 
@@ -185,6 +193,11 @@ class Chain:
     def __init__(self, root_key: Ed25519PublicKey) -> None:
         self._root = root_key
         self.versions: list[tuple[Manifest, dsse.Envelope]] = []
+
+    def copy(self) -> Chain:
+        chain = Chain(self._root)
+        chain.versions = list(self.versions)
+        return chain
 
     @property
     def head(self) -> Manifest:
@@ -349,17 +362,192 @@ def proposal_id(envelope: dsse.Envelope) -> str:
     return hashlib.sha256(envelope.payload).hexdigest()[:12]
 
 
-def open_proposal(envelope: dsse.Envelope, manifest: Manifest) -> Proposal:
-    """The proposal, if it is signed by its proposer: a listed party, or the authority it adds."""
+def parse_proposal(envelope: dsse.Envelope) -> Proposal:
+    """The proposal an envelope carries, before its signature is checked."""
     if envelope.payload_type != PROPOSAL_PAYLOAD_TYPE:
         raise InvalidRequest("not a cagnet proposal")
     try:
-        proposal = Proposal.model_validate_json(envelope.payload)
+        return Proposal.model_validate_json(envelope.payload)
     except ValidationError as exc:
         raise InvalidRequest("the proposal is malformed", detail=str(exc)) from None
+
+
+def open_proposal(envelope: dsse.Envelope, manifest: Manifest) -> Proposal:
+    """The proposal, if it is signed by its proposer: a listed party, or the authority it adds."""
+    proposal = parse_proposal(envelope)
     joining = proposal.change.party
     if joining is not None and proposal.proposed_by == joining.id:
         dsse.verify(envelope, joining.public_key)  # the joiner proves it holds the key it lists
     else:
         dsse.verify(envelope, manifest.party(proposal.proposed_by).public_key)
     return proposal
+
+
+# --- joining, reviewing, approving ------------------------------------------------------------
+
+JOIN_REQUEST_PAYLOAD_TYPE = "application/vnd.cagnet.v1.join-request+json"
+
+
+def sign_join_request(request: JoinRequest, key: Ed25519PrivateKey) -> dsse.Envelope:
+    """A join request signed with the new key it lists: the joiner's proof that it holds that key,
+    which a sponsoring member hands to the coordinator."""
+    if encode_key(key.public_key()) != request.signing_key:
+        raise InvalidRequest("a join request is signed with the key it lists")
+    payload = json.dumps(request.model_dump(mode="json"), sort_keys=True, separators=(",", ":")).encode()
+    return dsse.sign(JOIN_REQUEST_PAYLOAD_TYPE, payload, key)
+
+
+def open_join_request(envelope: dsse.Envelope) -> JoinRequest:
+    """The join request, if it is signed with the key it lists (else BadSignature / InvalidRequest)."""
+    if envelope.payload_type != JOIN_REQUEST_PAYLOAD_TYPE:
+        raise InvalidRequest("not a cagnet join request")
+    try:
+        request = JoinRequest.model_validate_json(envelope.payload)
+        key = dsse.load_public_key(base64.b64decode(request.signing_key, validate=True))
+    except (ValidationError, ValueError) as exc:
+        raise InvalidRequest("the join request is malformed", detail=str(exc)) from None
+    dsse.verify(envelope, key)
+    return request
+
+
+@dataclass(frozen=True)
+class Filed:
+    """A proposal as the coordinator holds it: the proposer's signed proposal, the candidate
+    collecting approvals and, for a join, the certificate and the joiner's signed request.
+    `approvals`, `needed` and `published` are the holder's view; a member recomputes them."""
+
+    id: str
+    signed: dsse.Envelope
+    envelope: dsse.Envelope
+    approvals: tuple[str, ...]
+    needed: int
+    published: bool = False
+    certificate: bytes = b""
+    join_request: dsse.Envelope | None = None
+    sponsor: str = ""
+
+    @functools.cached_property
+    def proposal(self) -> Proposal:
+        return parse_proposal(self.signed)
+
+    @functools.cached_property
+    def candidate(self) -> Manifest:
+        return parse_unverified(self.envelope)
+
+
+def voters(base: Manifest, proposal: Proposal) -> Manifest:
+    """The version whose member authorities sign a proposal: for a charter the members it lists
+    (every one of them), for any other change the members of the version it applies to."""
+    if proposal.change.action == "charter":
+        return apply_change(base, proposal.change)
+    return base
+
+
+def needed(base: Manifest, proposal: Proposal, candidate: Manifest) -> int:
+    """Signatures the candidate needs to become the version after `base`."""
+    if proposal.change.action == "charter":
+        return len(candidate.members)
+    if base.governance is None:
+        return 0
+    loosens = policy_loosens(base.policy, candidate.policy)
+    return base.governance.required(len(base.members), loosens=loosens)
+
+
+@dataclass(frozen=True)
+class Review:
+    """A proposal as one member checked it against its own verified chain."""
+
+    id: str
+    proposal: Proposal
+    base: Manifest  # the reviewer's head: the version the proposal applies to
+    candidate: Manifest  # recomputed by the reviewer: the change applied to `base`
+    approvals: tuple[str, ...]  # members whose signatures on the candidate verify
+    needed: int
+    sponsor: str = ""
+
+    def diff(self) -> list[str]:
+        return manifest_diff(self.base, self.candidate)
+
+
+def review(base: Manifest, filed: Filed, *, ca_cert_pem: bytes) -> Review:
+    """Check a filed proposal against `base`, the reviewer's own head: the proposer's signature,
+    the version it applies to, the candidate's exact bytes against the change applied to `base`,
+    and for a join the certificate and the joiner's proof of its key. Raises on the first fault
+    (ManifestRefused when what the holder shows is not what the change yields)."""
+    proposal = open_proposal(filed.signed, base)
+    if proposal.network != base.network:
+        raise ManifestRefused("the proposal is for another network")
+    if proposal.applies_to != base.version:
+        raise InvalidRequest(
+            f"proposal {filed.id} applies to version {proposal.applies_to}, this chain is at version {base.version}"
+        )
+    candidate = apply_change(base, proposal.change)
+    if filed.envelope.payload_type != MANIFEST_PAYLOAD_TYPE or filed.envelope.payload != candidate.canonical_bytes():
+        raise ManifestRefused(
+            f"proposal {filed.id}'s candidate manifest is not its change applied to version {base.version}"
+        )
+    if proposal.change.action == "add-member":
+        _check_join(proposal, filed, ca_cert_pem)
+    counted = voters(base, proposal)
+    return Review(
+        id=filed.id,
+        proposal=proposal,
+        base=base,
+        candidate=candidate,
+        approvals=tuple(signers(counted, filed.envelope)),
+        needed=needed(base, proposal, candidate),
+        sponsor=filed.sponsor,
+    )
+
+
+def _check_join(proposal: Proposal, filed: Filed, ca_cert_pem: bytes) -> None:
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.serialization import load_pem_public_key
+
+    from shared import pki
+    from shared.errors import VerificationError
+
+    party = proposal.change.party
+    assert party is not None  # apply_change refuses an add-member without one
+    if not filed.certificate:
+        raise ManifestRefused("a join comes with the certificate its candidate lists")
+    cert = pki.load_cert(filed.certificate)
+    try:
+        holder = pki.verify_certificate(cert, pki.load_cert(ca_cert_pem))
+    except VerificationError as exc:
+        raise ManifestRefused(f"the joiner's certificate: {exc.public_message}") from None
+    if holder != party.id or pki.fingerprint(cert) != party.cert_fingerprint:
+        raise ManifestRefused("the joiner's certificate is not the one its candidate lists")
+    if filed.join_request is not None:
+        request = open_join_request(filed.join_request)
+        asked = (request.party_id, request.name, request.endpoint, request.population, request.signing_key)
+        if asked != (party.id, party.name, party.endpoint, party.population, party.signing_key):
+            raise ManifestRefused("the candidate lists the joiner otherwise than its signed request")
+        spki = serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+        theirs = load_pem_public_key(request.tls_public_key_pem.encode()).public_bytes(*spki)
+        if cert.public_key().public_bytes(*spki) != theirs:
+            raise ManifestRefused("the joiner's certificate is not for the TLS key in its signed request")
+    elif proposal.proposed_by != party.id:
+        raise ManifestRefused("a join needs the joiner's own signature: its signed request or its proposal")
+
+
+def approval(candidate: Manifest, key: Ed25519PrivateKey) -> bytes:
+    """An approver's signature: over the candidate it computed itself, never the bytes it was shown."""
+    return key.sign(dsse.pae(MANIFEST_PAYLOAD_TYPE, candidate.canonical_bytes()))
+
+
+def manifest_diff(old: Manifest, new: Manifest) -> list[str]:
+    """What `new` changes from `old`, as unified-diff lines (the policy as a diff of its own)."""
+    from shared.policy import digest
+
+    def lines(manifest: Manifest) -> list[str]:
+        data = manifest.model_dump(mode="json")
+        data["policy"] = digest(manifest.policy.encode()) if manifest.policy else ""
+        return json.dumps(data, indent=2, sort_keys=True).splitlines()
+
+    old_name, new_name = f"manifest version {old.version}", f"manifest version {new.version}"
+    out = list(difflib.unified_diff(lines(old), lines(new), old_name, new_name, lineterm="", n=2))
+    if old.policy != new.policy:
+        before, after = old.policy.splitlines(), new.policy.splitlines()
+        out += difflib.unified_diff(before, after, f"policy in {old_name}", f"policy in {new_name}", lineterm="")
+    return out

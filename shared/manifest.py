@@ -12,6 +12,7 @@ import base64
 import functools
 import json
 import logging
+from collections.abc import Callable
 from pathlib import Path
 from threading import Lock
 
@@ -244,3 +245,49 @@ class ManifestSource:
                             governance.write_envelope(governance.history_file(self._keep, version), env)
                 self._stamp = stamp
             return self._chain.head
+
+    def offer(self, envelope: dsse.Envelope, fetch: Callable[[int], dsse.Envelope]) -> list[dsse.Envelope]:
+        """Advance with a version obtained from elsewhere (the coordinator's Manifest RPC), by the
+        same rules as a new file: the next link only, any skipped versions fetched by number and
+        checked one by one. Raises ManifestRefused (or BadSignature) and keeps the head on
+        anything else. Accepted versions go to `keep` and to the manifest file (with the history
+        beside it) when the file is behind, so every reader of the file sees them too."""
+        from shared import governance
+
+        fetched: dict[int, dsse.Envelope] = {}
+
+        def remember(version: int) -> dsse.Envelope:
+            if version not in fetched:
+                fetched[version] = fetch(version)
+            return fetched[version]
+
+        self.current()  # take any newer file first: a version already held is then no news
+        with self._lock:
+            trial = self._chain.copy()
+        trial.advance(envelope, remember)  # the fetching happens here, without holding the lock
+        with self._lock:
+            added = self._chain.advance(envelope, remember)
+            if not added:
+                return []
+            for env in added:
+                version = governance.parse_unverified(env).version
+                if self._keep is not None:
+                    governance.write_envelope(governance.history_file(self._keep, version), env)
+            if self._file_version() < self._chain.head.version:
+                history = governance.history_dir(self._path)
+                for env in added:
+                    version = governance.parse_unverified(env).version
+                    governance.write_envelope(governance.history_file(history, version), env)
+                governance.write_envelope(self._path, added[-1])
+                st = self._path.stat()
+                self._stamp = (st.st_ino, st.st_mtime_ns, st.st_size)
+            return added
+
+    def _file_version(self) -> int:
+        from shared import governance
+        from shared.errors import CagnetError
+
+        try:
+            return governance.parse_unverified(governance.read_envelope(self._path)).version
+        except (CagnetError, ValueError):
+            return 0

@@ -7,6 +7,7 @@ from __future__ import annotations
 import functools
 
 from shared import dsse
+from shared.governance import Filed
 from shared.models import (
     CountCell,
     CountTable,
@@ -17,7 +18,7 @@ from shared.models import (
     SupplyCell,
     SupplyMap,
 )
-from shared.pb.cagnet.v1 import envelope_pb2, node_pb2
+from shared.pb.cagnet.v1 import envelope_pb2, governance_pb2, node_pb2
 
 
 def envelope_to_proto(envelope: dsse.Envelope) -> envelope_pb2.Envelope:
@@ -33,6 +34,35 @@ def envelope_from_proto(message: envelope_pb2.Envelope) -> dsse.Envelope:
         payload_type=message.payload_type,
         payload=message.payload,
         signatures=tuple(dsse.Signature(keyid=s.keyid, sig=s.sig) for s in message.signatures),
+    )
+
+
+def filed_to_proto(filed: Filed) -> governance_pb2.OpenProposal:
+    return governance_pb2.OpenProposal(
+        id=filed.id,
+        proposal=envelope_to_proto(filed.signed),
+        candidate=envelope_to_proto(filed.envelope),
+        approvals=filed.approvals,
+        needed=filed.needed,
+        published=filed.published,
+        certificate=filed.certificate,
+        join_request=envelope_to_proto(filed.join_request) if filed.join_request is not None else None,
+        sponsor=filed.sponsor,
+    )
+
+
+def filed_from_proto(message: governance_pb2.OpenProposal) -> Filed:
+    """A proposal as the coordinator reports it: nothing in it is verified yet (see governance.review)."""
+    return Filed(
+        id=message.id,
+        signed=envelope_from_proto(message.proposal),
+        envelope=envelope_from_proto(message.candidate),
+        approvals=tuple(message.approvals),
+        needed=message.needed,
+        published=message.published,
+        certificate=bytes(message.certificate),
+        join_request=envelope_from_proto(message.join_request) if message.HasField("join_request") else None,
+        sponsor=message.sponsor,
     )
 
 

@@ -1,0 +1,51 @@
+"""A member's client for the Governance service on the coordinator (proto/cagnet/v1/governance.proto).
+
+It carries signed requests and returns what the coordinator says, verified only as the
+coordinator's reply: a manifest envelope must still be checked against the chain
+(`ManifestSource.offer`), and a proposal reviewed against the member's own head
+(`shared.governance.review`) before anyone signs it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from shared import dsse
+from shared.channel import CoordinatorChannel
+from shared.governance import Filed
+from shared.identity import Identity
+from shared.manifest import Manifest
+from shared.pb.cagnet.v1 import governance_pb2, governance_pb2_grpc
+from shared.serde import envelope_from_proto, envelope_to_proto, filed_from_proto
+
+SERVICE = "cagnet.v1.Governance"
+
+
+class GovernanceClient(CoordinatorChannel):
+    service = SERVICE
+
+    def __init__(self, identity: Identity, manifest: Callable[[], Manifest], *, endpoint: str | None = None) -> None:
+        super().__init__(identity, manifest, endpoint=endpoint)
+        self._stub = governance_pb2_grpc.GovernanceStub(self._channel)
+
+    def manifest_envelope(self, version: int = 0) -> tuple[dsse.Envelope, int]:
+        """The published envelope of `version` (0: the latest), and the latest version number."""
+        reply = self._call("Manifest", governance_pb2.ManifestRequest(version=version), governance_pb2.ManifestResponse)
+        return envelope_from_proto(reply.manifest), reply.latest
+
+    def proposals(self) -> tuple[int, list[Filed]]:
+        """The version open proposals apply to, and the proposals (unverified)."""
+        reply = self._call("Proposals", governance_pb2.ProposalsRequest(), governance_pb2.ProposalsResponse)
+        return reply.version, [filed_from_proto(p) for p in reply.proposals]
+
+    def propose(self, signed: dsse.Envelope, *, approval: bytes = b"") -> Filed:
+        request = governance_pb2.ProposeRequest(proposal=envelope_to_proto(signed), approval=approval)
+        return filed_from_proto(self._call("Propose", request, governance_pb2.ProposalResponse).proposal)
+
+    def sponsor_join(self, join_request: dsse.Envelope) -> Filed:
+        request = governance_pb2.ProposeRequest(join_request=envelope_to_proto(join_request))
+        return filed_from_proto(self._call("Propose", request, governance_pb2.ProposalResponse).proposal)
+
+    def approve(self, proposal_id: str, signature: bytes) -> Filed:
+        request = governance_pb2.ApproveRequest(proposal_id=proposal_id, signature=signature)
+        return filed_from_proto(self._call("Approve", request, governance_pb2.ProposalResponse).proposal)
