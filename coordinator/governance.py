@@ -2,17 +2,24 @@
 
     NETDIR/proposals/<id>.json   the signed proposal, the candidate next manifest collecting
                                  approvals (DSSE signatures over its exact bytes) and, for a join,
-                                 the certificate that goes with it
+                                 the certificate that goes with it and the joiner's signed request
+    NETDIR/proposals/.lock       held while a proposal is changed, so no approval is lost
     NETDIR/joined/<party>/       a new member's certificate, once its join is published
 
 The coordinator only collects and publishes: a candidate becomes the manifest only when
 `shared.governance.verify_step` accepts it, which needs the members' signatures, not the
-coordinator's. Each approver recomputes the candidate from the proposal before signing it.
+coordinator's. Each approver recomputes the candidate from the proposal before signing it (here
+for the folder's own commands; `node.governance` for a member over gRPC), and an approval is a
+signature over those bytes, so one made for a different candidate does not verify.
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
+import threading
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -23,9 +30,17 @@ from cryptography.hazmat.primitives.serialization import load_pem_public_key
 
 from coordinator import network
 from shared import dsse, governance, pki
-from shared.errors import CagnetError, InvalidRequest, NotFound, NotPermitted
-from shared.governance import Change, Proposal
-from shared.manifest import MANIFEST_PAYLOAD_TYPE, MEMBER_AUTHORITY, Governance, Manifest, Party, publish_manifest
+from shared.errors import BadSignature, CagnetError, InvalidRequest, NotFound, NotPermitted
+from shared.governance import Change, Filed, Proposal
+from shared.manifest import (
+    COORDINATOR,
+    MANIFEST_PAYLOAD_TYPE,
+    MEMBER_AUTHORITY,
+    Governance,
+    Manifest,
+    Party,
+    publish_manifest,
+)
 from shared.models import JoinRequest
 
 
@@ -44,24 +59,39 @@ class Joiner:
     signing_key: Ed25519PrivateKey
 
 
-@dataclass(frozen=True)
-class Filed:
-    """A proposal as it stands in the network folder."""
-
-    id: str
-    proposal: Proposal
-    candidate: Manifest
-    approvals: tuple[str, ...]  # member authorities (of the version it applies to) that signed
-    needed: int
-    published: bool = False
-
-
 def proposals_dir(netdir: Path) -> Path:
     return netdir / "proposals"
 
 
 def joined_dir(netdir: Path, party_id: str) -> Path:
     return netdir / "joined" / party_id
+
+
+# Changes to proposals are read-modify-write: one at a time, across threads (a server's workers)
+# and processes (the server and an operator's command), or two approvals at once lose one.
+_thread_lock = threading.RLock()
+_held = threading.local()
+
+
+@contextlib.contextmanager
+def _exclusive(netdir: Path) -> Iterator[None]:
+    with _thread_lock:
+        if getattr(_held, "depth", 0):
+            _held.depth += 1
+            try:
+                yield
+            finally:
+                _held.depth -= 1
+            return
+        folder = proposals_dir(netdir)
+        folder.mkdir(parents=True, exist_ok=True)
+        with (folder / ".lock").open("a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
+            _held.depth = 1
+            try:
+                yield
+            finally:
+                _held.depth = 0
 
 
 def propose(netdir: Path, change: Change, proposer: Signer, *, certificate: bytes = b"") -> Filed:
@@ -71,23 +101,51 @@ def propose(netdir: Path, change: Change, proposer: Signer, *, certificate: byte
         network=manifest.network, applies_to=manifest.version, proposed_by=proposer.party_id, change=change
     )
     signed = dsse.sign(governance.PROPOSAL_PAYLOAD_TYPE, proposal.canonical_bytes(), proposer.signing_key)
-    governance.open_proposal(signed, manifest)  # the proposer is listed (or is the joiner)
-    candidate = governance.apply_change(manifest, change)
-    envelope = dsse.Envelope(MANIFEST_PAYLOAD_TYPE, candidate.canonical_bytes(), ())
-    if change.action == "charter":
-        # Leaving the founding phase is the one step the founding key also signs.
-        envelope = dsse.add_signature(envelope, network.coordinator_identity(netdir).signing_key)
-    pid = governance.proposal_id(signed)
-    _save(netdir, pid, signed, envelope, certificate)
+    filed = file_proposal(netdir, signed, certificate=certificate)
     if proposer.party_id in {p.id for p in manifest.members}:
-        return approve(netdir, pid, proposer)
-    return status(netdir, pid)
+        return approve(netdir, filed.id, proposer)
+    return filed
 
 
-def propose_join(netdir: Path, request: JoinRequest, joiner: Signer) -> Filed:
-    """File an authority's request to join, signed with its own new key. The certificate is made
-    now, so that members approve the exact certificate the manifest will list; the node gets it
-    only at quorum, and until then it opens no door (nodes trust only listed fingerprints)."""
+def file_proposal(
+    netdir: Path,
+    signed: dsse.Envelope,
+    *,
+    proposer: str | None = None,
+    certificate: bytes = b"",
+    join_request: dsse.Envelope | None = None,
+    sponsor: str = "",
+) -> Filed:
+    """File a proposal already signed by its proposer (`proposer`, when given, must be the one who
+    signed it: a caller files its own proposals). The candidate is the change applied to the
+    current version; filing the same signed proposal again changes nothing."""
+    with _exclusive(netdir):
+        manifest = network.read(netdir)
+        proposal = governance.open_proposal(signed, manifest)
+        if proposer is not None and proposal.proposed_by != proposer:
+            raise NotPermitted("a party files only proposals it signed itself")
+        if proposal.network != manifest.network:
+            raise InvalidRequest("the proposal is for another network")
+        if proposal.applies_to != manifest.version:
+            raise InvalidRequest(
+                f"the proposal applies to version {proposal.applies_to}, the network is at {manifest.version}"
+            )
+        pid = governance.proposal_id(signed)
+        if (proposals_dir(netdir) / f"{pid}.json").exists():
+            return status(netdir, pid)
+        candidate = governance.apply_change(manifest, proposal.change)
+        envelope = dsse.Envelope(MANIFEST_PAYLOAD_TYPE, candidate.canonical_bytes(), ())
+        if proposal.change.action == "charter":
+            if proposal.change.policy != network.read_policy(netdir).source.decode("utf-8"):
+                raise InvalidRequest("a charter carries the network policy in force; propose a new policy after it")
+            # Leaving the founding phase is the one step the founding key also signs.
+            envelope = dsse.add_signature(envelope, network.coordinator_identity(netdir).signing_key)
+        _save(netdir, pid, _Stored(signed, envelope, certificate, join_request, sponsor))
+        return status(netdir, pid)
+
+
+def _issue_certificate(netdir: Path, request: JoinRequest) -> tuple[Party, bytes]:
+    """The joiner's certificate and the party the candidate will list (by the certificate's fingerprint)."""
     ca_key, ca_cert = network.load_ca(netdir)
     tls_key = load_pem_public_key(request.tls_public_key_pem.encode())
     if not isinstance(tls_key, ec.EllipticCurvePublicKey):
@@ -109,7 +167,41 @@ def propose_join(netdir: Path, request: JoinRequest, joiner: Signer) -> Filed:
         endpoint=request.endpoint,
         population=request.population,
     )
-    return propose(netdir, Change(action="add-member", party=party), joiner, certificate=pki.cert_pem(cert))
+    return party, pki.cert_pem(cert)
+
+
+def propose_join(netdir: Path, request: JoinRequest, joiner: Signer) -> Filed:
+    """File an authority's request to join, signed with its own new key. The certificate is made
+    now, so that members approve the exact certificate the manifest will list; the node gets it
+    only at quorum, and until then it opens no door (nodes trust only listed fingerprints)."""
+    party, certificate = _issue_certificate(netdir, request)
+    return propose(netdir, Change(action="add-member", party=party), joiner, certificate=certificate)
+
+
+def sponsor_join(netdir: Path, join_request: dsse.Envelope, sponsor: str) -> Filed:
+    """File a join that member `sponsor` hands in: the joiner's request, signed with the key it
+    lists. The coordinator issues the certificate and files the change under its own key as the
+    clerk (its signature is no approval); members, the sponsor first, approve it as any other."""
+    request = governance.open_join_request(join_request)
+    with _exclusive(netdir):
+        manifest = network.read(netdir)
+        if sponsor not in {p.id for p in manifest.members}:
+            raise NotPermitted(f"only a member authority may sponsor a join; {sponsor} is not one")
+        if any(p.id == request.party_id for p in manifest.parties):
+            raise InvalidRequest(f"{request.party_id} is already listed")
+        for filed in pending(netdir):
+            if filed.join_request is not None and filed.join_request.payload == join_request.payload:
+                return filed  # the same request again: one certificate, one proposal
+        party, certificate = _issue_certificate(netdir, request)
+        proposal = Proposal(
+            network=manifest.network,
+            applies_to=manifest.version,
+            proposed_by=COORDINATOR,
+            change=Change(action="add-member", party=party),
+        )
+        coordinator = network.coordinator_identity(netdir)
+        signed = dsse.sign(governance.PROPOSAL_PAYLOAD_TYPE, proposal.canonical_bytes(), coordinator.signing_key)
+        return file_proposal(netdir, signed, certificate=certificate, join_request=join_request, sponsor=sponsor)
 
 
 def charter(netdir: Path, proposer: Signer, rules: Governance | None = None) -> Filed:
@@ -122,67 +214,97 @@ def charter(netdir: Path, proposer: Signer, rules: Governance | None = None) -> 
 def approve(netdir: Path, pid: str, approver: Signer) -> Filed:
     """Sign the candidate of proposal `pid` with a member's key, after checking that it is exactly
     the proposed change applied to the current version; publish it if that makes a quorum."""
-    manifest = network.read(netdir)
-    signed, envelope, certificate = _load(netdir, pid)
-    proposal = governance.open_proposal(signed, manifest)
-    if proposal.applies_to != manifest.version:
-        raise InvalidRequest(
-            f"proposal {pid} applies to version {proposal.applies_to}, "
-            f"the network is at {manifest.version}: propose again"
+    with _exclusive(netdir):
+        manifest = network.read(netdir)
+        filed = status(netdir, pid)
+        _require_voter(manifest, filed, approver.party_id)
+        checked = governance.review(manifest, filed, ca_cert_pem=(netdir / "ca" / "ca.crt").read_bytes())
+        return add_approval(
+            netdir, pid, approver.party_id, governance.approval(checked.candidate, approver.signing_key)
         )
-    expected = governance.apply_change(manifest, proposal.change)
-    if envelope.payload != expected.canonical_bytes():
-        raise InvalidRequest(f"proposal {pid}'s candidate manifest is not the change it describes")
-    charter_members = {p.id for p in expected.members} if proposal.change.action == "charter" else set()
-    if approver.party_id not in {p.id for p in manifest.members} | charter_members:
-        raise NotPermitted(f"only a member authority may approve; {approver.party_id} is not one")
-    if approver.party_id not in governance.signers(_voters(manifest, proposal), envelope):
-        envelope = dsse.add_signature(envelope, approver.signing_key)
-        _save(netdir, pid, signed, envelope, certificate)
-    return publish_if_ready(netdir, pid)
+
+
+def add_approval(netdir: Path, pid: str, approver: str, signature: bytes) -> Filed:
+    """Add member `approver`'s signature over proposal `pid`'s candidate, then publish if that
+    makes a quorum. The signature must verify over the candidate's exact bytes under the key the
+    manifest lists for the approver, so an approver who computed a different candidate adds nothing."""
+    with _exclusive(netdir):
+        manifest = network.read(netdir)
+        filed = status(netdir, pid)
+        if filed.published:
+            return filed
+        proposal = filed.proposal
+        if proposal.applies_to != manifest.version:
+            raise InvalidRequest(
+                f"proposal {pid} applies to version {proposal.applies_to}, "
+                f"the network is at {manifest.version}: propose again"
+            )
+        party = _require_voter(manifest, filed, approver)
+        envelope = filed.envelope
+        try:
+            party.public_key.verify(signature, dsse.pae(envelope.payload_type, envelope.payload))
+        except Exception:
+            raise BadSignature(
+                f"the approval is not {approver}'s signature over proposal {pid}'s candidate under its listed key"
+            ) from None
+        if approver not in filed.approvals:
+            signature_ = dsse.Signature(keyid=party.keyid, sig=signature)
+            envelope = dsse.Envelope(envelope.payload_type, envelope.payload, (*envelope.signatures, signature_))
+            _save(netdir, pid, _Stored(filed.signed, envelope, filed.certificate, filed.join_request, filed.sponsor))
+        return publish_if_ready(netdir, pid)
+
+
+def _require_voter(manifest: Manifest, filed: Filed, party_id: str) -> Party:
+    counted = governance.voters(manifest, filed.proposal)
+    for party in counted.members:
+        if party.id == party_id:
+            return party
+    raise NotPermitted(f"only a member authority may approve; {party_id} is not one")
 
 
 def publish_if_ready(netdir: Path, pid: str) -> Filed:
-    filed = status(netdir, pid)
-    if filed.published or len(filed.approvals) < filed.needed:
-        return filed
-    manifest = network.read(netdir)
-    _, envelope, certificate = _load(netdir, pid)
-    governance.verify_step(manifest, envelope, network.root_key(netdir))  # what every node will check
-    if filed.proposal.change.action == "add-member" and certificate:
-        party = filed.proposal.change.party
-        assert party is not None
-        folder = joined_dir(netdir, party.id)
-        folder.mkdir(parents=True, exist_ok=True)
-        (folder / "tls.crt").write_bytes(certificate)
-        (folder / "ca.crt").write_bytes((netdir / "ca" / "ca.crt").read_bytes())
-    publish_manifest(network.manifest_path(netdir), envelope)
-    if filed.candidate.governed:
-        # Founding-phase readers of policy.json see the same bytes; nodes read the manifest's.
-        network.write_policy_file(netdir, filed.candidate.policy.encode())
-    network.read(netdir)
-    return status(netdir, pid)
+    with _exclusive(netdir):
+        filed = status(netdir, pid)
+        if filed.published or len(filed.approvals) < filed.needed:
+            return filed
+        manifest = network.read(netdir)
+        envelope = filed.envelope
+        governance.verify_step(manifest, envelope, network.root_key(netdir))  # what every node will check
+        if filed.proposal.change.action == "add-member" and filed.certificate:
+            party = filed.proposal.change.party
+            assert party is not None
+            folder = joined_dir(netdir, party.id)
+            folder.mkdir(parents=True, exist_ok=True)
+            (folder / "tls.crt").write_bytes(filed.certificate)
+            (folder / "ca.crt").write_bytes((netdir / "ca" / "ca.crt").read_bytes())
+        publish_manifest(network.manifest_path(netdir), envelope)
+        if filed.candidate.governed:
+            # Founding-phase readers of policy.json see the same bytes; nodes read the manifest's.
+            network.write_policy_file(netdir, filed.candidate.policy.encode())
+        network.read(netdir)
+        return status(netdir, pid)
 
 
 def status(netdir: Path, pid: str) -> Filed:
     manifest = network.read(netdir)
-    signed, envelope, _ = _load(netdir, pid)
-    proposal = Proposal.model_validate_json(signed.payload)
-    candidate = governance.parse_unverified(envelope)
+    stored = _load(netdir, pid)
+    proposal = governance.parse_proposal(stored.signed)
+    candidate = governance.parse_unverified(stored.envelope)
     published = manifest.version >= candidate.version and any(
-        env.payload == envelope.payload for _, env in network.history(netdir)
+        env.payload == stored.envelope.payload for _, env in network.history(netdir)
     )
     base = _base(netdir, proposal.applies_to)
-    voters = _voters(base, proposal)
-    if proposal.change.action == "charter":
-        needed = len(candidate.members)
-    elif base.governance is None:
-        needed = 0
-    else:
-        loosens = governance.policy_loosens(base.policy, candidate.policy)
-        needed = base.governance.required(len(base.members), loosens=loosens)
-    approvals = tuple(governance.signers(voters, envelope))
-    return Filed(pid, proposal, candidate, approvals, needed, published)
+    return Filed(
+        id=pid,
+        signed=stored.signed,
+        envelope=stored.envelope,
+        approvals=tuple(governance.signers(governance.voters(base, proposal), stored.envelope)),
+        needed=governance.needed(base, proposal, candidate),
+        published=published,
+        certificate=stored.certificate,
+        join_request=stored.join_request,
+        sponsor=stored.sponsor,
+    )
 
 
 def pending(netdir: Path) -> list[Filed]:
@@ -206,33 +328,43 @@ def _base(netdir: Path, version: int) -> Manifest:
     raise NotFound(f"no manifest version {version}")
 
 
-def _voters(base: Manifest, proposal: Proposal) -> Manifest:
-    # A charter is signed by the members it lists; any other change by the members before it.
-    if proposal.change.action == "charter":
-        return governance.apply_change(base, proposal.change)
-    return base
+@dataclass(frozen=True)
+class _Stored:
+    signed: dsse.Envelope
+    envelope: dsse.Envelope
+    certificate: bytes = b""
+    join_request: dsse.Envelope | None = None
+    sponsor: str = ""
 
 
-def _save(netdir: Path, pid: str, signed: dsse.Envelope, candidate: dsse.Envelope, certificate: bytes) -> None:
+def _save(netdir: Path, pid: str, stored: _Stored) -> None:
     folder = proposals_dir(netdir)
     folder.mkdir(parents=True, exist_ok=True)
     record = {
         "id": pid,
-        "proposal": signed.to_json(),
-        "manifest": candidate.to_json(),
-        "certificate": certificate.decode() if certificate else "",
+        "proposal": stored.signed.to_json(),
+        "manifest": stored.envelope.to_json(),
+        "certificate": stored.certificate.decode() if stored.certificate else "",
+        "join_request": stored.join_request.to_json() if stored.join_request is not None else None,
+        "sponsor": stored.sponsor,
     }
     tmp = folder / f"{pid}.tmp"
     tmp.write_text(json.dumps(record, indent=2) + "\n")
     tmp.replace(folder / f"{pid}.json")
 
 
-def _load(netdir: Path, pid: str) -> tuple[dsse.Envelope, dsse.Envelope, bytes]:
+def _load(netdir: Path, pid: str) -> _Stored:
     if not pid.isalnum():
         raise InvalidRequest("a proposal id is hex")
     try:
         record = json.loads((proposals_dir(netdir) / f"{pid}.json").read_text())
     except FileNotFoundError:
         raise NotFound(f"no proposal {pid}") from None
-    certificate = str(record.get("certificate", "")).encode()
-    return dsse.Envelope.from_json(record["proposal"]), dsse.Envelope.from_json(record["manifest"]), certificate
+    join_request = record.get("join_request")
+    return _Stored(
+        signed=dsse.Envelope.from_json(record["proposal"]),
+        envelope=dsse.Envelope.from_json(record["manifest"]),
+        certificate=str(record.get("certificate", "")).encode(),
+        join_request=dsse.Envelope.from_json(join_request) if join_request else None,
+        sponsor=str(record.get("sponsor", "")),
+    )

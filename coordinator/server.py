@@ -24,6 +24,9 @@ from coordinator import network
 from coordinator.bundle import Bundle, build_bundle, sign_bundle, verify_bundle
 from coordinator.fanout import Contribution, Missing, NodeClients
 from coordinator.feeds import FEED_KINDS, FeedStore, build_snapshot, provider_counts, sign_snapshot
+from coordinator.governance_server import SERVICE as GOVERNANCE_SERVICE
+from coordinator.governance_server import GovernanceRuntime
+from coordinator.governance_server import add_to_server as add_governance
 from coordinator.kinds import KINDS
 from coordinator.records import RepeatMovers, count_repeat_movers
 from coordinator.register_server import SERVICE as REGISTER_SERVICE
@@ -329,18 +332,29 @@ class CoordinatorServicer(coordinator_pb2_grpc.CoordinatorServicer):
 
 
 def create_server(
-    runtime: CoordinatorRuntime, *, address: str, max_workers: int = 8, register: RegisterRuntime | None = None
+    runtime: CoordinatorRuntime,
+    *,
+    address: str,
+    max_workers: int = 8,
+    register: RegisterRuntime | None = None,
+    governance: GovernanceRuntime | None = None,
 ) -> tuple[grpc.Server, int]:
     """The coordinator's server, also hosting the accreditation register (`register`, by default
-    opened from the network folder; its store opens on first use)."""
+    opened from the network folder; its store opens on first use) and the members' governance
+    service (proposals and the published manifests)."""
     interceptor = SignedEnvelopeInterceptor((SERVICE,), runtime.authenticate, runtime.on_reject)
     register = register or RegisterRuntime(runtime.netdir, runtime.identity, runtime.manifests, nonces=runtime.nonces)
+    governance = governance or GovernanceRuntime(
+        runtime.netdir, runtime.identity, runtime.manifests, nonces=runtime.nonces
+    )
     runtime.register = register
     server = grpc.server(
-        futures.ThreadPoolExecutor(max_workers=max_workers), interceptors=[interceptor, register.interceptor()]
+        futures.ThreadPoolExecutor(max_workers=max_workers),
+        interceptors=[interceptor, register.interceptor(), governance.interceptor()],
     )
     coordinator_pb2_grpc.add_CoordinatorServicer_to_server(CoordinatorServicer(runtime), server)
     add_to_server(server, register)
+    add_governance(server, governance)
     health_servicer = health.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     identity = runtime.identity
@@ -353,6 +367,7 @@ def create_server(
     health_servicer.set("", health_pb2.HealthCheckResponse.SERVING)
     health_servicer.set(SERVICE, health_pb2.HealthCheckResponse.SERVING)
     health_servicer.set(REGISTER_SERVICE, health_pb2.HealthCheckResponse.SERVING)
+    health_servicer.set(GOVERNANCE_SERVICE, health_pb2.HealthCheckResponse.SERVING)
     return server, port
 
 

@@ -1,0 +1,159 @@
+"""The Governance gRPC service, hosted by the coordinator process beside Coordinator and Register.
+
+The same signed-envelope interceptor and request checks as every cagnet service (issuer, audience
+"coordinator", method, expiry, nonce, signature, TLS peer = signer and the certificate the
+manifest lists), then a role check: any listed member authority or principal may read the
+manifest; only member authorities of the current manifest may list, propose and approve. Every
+decision, taken or refused, is logged and appended to NETDIR/governance-log.jsonl with who asked.
+The servicer converts and signs; `coordinator.governance` holds the rules.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import grpc
+from google.protobuf.message import Message
+
+from coordinator import governance as gov
+from coordinator import network
+from shared import dsse
+from shared.auth import NonceCache, Verified, require_role, response_header, sign_message, verify_request
+from shared.errors import CagnetError, InvalidRequest, NotFound
+from shared.governance import Filed
+from shared.identity import Identity
+from shared.interceptor import SignedEnvelopeInterceptor, current_peer_fingerprint, current_request
+from shared.manifest import CAG_CHAIR, COORDINATOR, MEMBER_AUTHORITY, REGIONAL_BOARD, ManifestSource
+from shared.pb.cagnet.v1 import envelope_pb2, governance_pb2, governance_pb2_grpc
+from shared.serde import envelope_from_proto, envelope_to_proto, filed_to_proto
+
+log = logging.getLogger(__name__)
+
+SERVICE = "cagnet.v1.Governance"
+MANIFEST = f"/{SERVICE}/Manifest"
+PROPOSALS = f"/{SERVICE}/Proposals"
+PROPOSE = f"/{SERVICE}/Propose"
+APPROVE = f"/{SERVICE}/Approve"
+METHODS: dict[str, tuple[type[Message], tuple[str, ...]]] = {
+    MANIFEST: (governance_pb2.ManifestRequest, (MEMBER_AUTHORITY, CAG_CHAIR, REGIONAL_BOARD)),
+    PROPOSALS: (governance_pb2.ProposalsRequest, (MEMBER_AUTHORITY,)),
+    PROPOSE: (governance_pb2.ProposeRequest, (MEMBER_AUTHORITY,)),
+    APPROVE: (governance_pb2.ApproveRequest, (MEMBER_AUTHORITY,)),
+}
+DECISIONS = "governance-log.jsonl"
+
+
+@dataclass
+class GovernanceRuntime:
+    netdir: Path
+    identity: Identity
+    manifests: ManifestSource
+    nonces: NonceCache = field(default_factory=NonceCache)
+    _log_lock: threading.Lock = field(default_factory=threading.Lock, init=False)
+
+    def authenticate(self, method: str, envelope: dsse.Envelope, peer: str | None) -> Verified[Any]:
+        try:
+            message_cls, roles = METHODS[method]
+        except KeyError:
+            raise InvalidRequest("unknown method") from None
+        verified = verify_request(
+            envelope,
+            message_cls,
+            manifest=self.manifests.current(),
+            audience=COORDINATOR,
+            method=method,
+            nonces=self.nonces,
+            peer_party_id=peer,
+            peer_fingerprint=current_peer_fingerprint(),
+        )
+        require_role(verified.principal, roles, method)
+        return verified
+
+    def on_reject(self, method: str, peer: str | None, error: CagnetError) -> None:
+        log.warning("governance refused %s from %s: %s", method, peer or "unknown peer", error.public_message)
+        self.record(peer or "", method, f"refused: {error.public_message}")
+
+    def record(self, party: str, method: str, decision: str, proposal: str = "") -> None:
+        """Append one decision to NETDIR/governance-log.jsonl (who, what, when, the outcome)."""
+        line = {
+            "at": datetime.now(UTC).isoformat(timespec="milliseconds"),
+            "party": party,
+            "method": method,
+            "proposal": proposal,
+            "decision": decision,
+        }
+        try:
+            with self._log_lock, (self.netdir / DECISIONS).open("a") as f:
+                f.write(json.dumps(line, sort_keys=True) + "\n")
+        except OSError:
+            log.exception("could not write to the governance log")
+
+    def manifest_envelope(self, version: int) -> tuple[dsse.Envelope, int]:
+        """The published envelope of `version` (0: the latest), unchanged, and the latest version."""
+        history = network.history(self.netdir)
+        latest = history[-1][0].version
+        for manifest, envelope in reversed(history):
+            if manifest.version == (version or latest):
+                return envelope, latest
+        raise NotFound(f"no manifest version {version}; the latest is {latest}")
+
+    def interceptor(self) -> SignedEnvelopeInterceptor:
+        return SignedEnvelopeInterceptor((SERVICE,), self.authenticate, self.on_reject)
+
+
+class GovernanceServicer(governance_pb2_grpc.GovernanceServicer):
+    def __init__(self, runtime: GovernanceRuntime) -> None:
+        self.rt = runtime
+
+    def _reply(self, verified: Verified[Any], message: Message) -> envelope_pb2.Envelope:
+        header = response_header(self.rt.identity, request_digest=verified.request_digest)
+        message.header.CopyFrom(header)  # type: ignore[attr-defined]
+        return envelope_to_proto(sign_message(message, self.rt.identity))
+
+    def _filed(self, verified: Verified[Any], method: str, filed: Filed) -> envelope_pb2.Envelope:
+        state = "published" if filed.published else f"{len(filed.approvals)} of {filed.needed} approvals"
+        self.rt.record(verified.issuer.id, method, f"accepted ({state})", filed.id)
+        log.info("governance: %s %s proposal %s (%s)", verified.issuer.id, method.rsplit("/", 1)[-1], filed.id, state)
+        return self._reply(verified, governance_pb2.ProposalResponse(proposal=filed_to_proto(filed)))
+
+    def Manifest(self, request: envelope_pb2.Envelope, context: grpc.ServicerContext) -> envelope_pb2.Envelope:
+        verified = current_request()
+        envelope, latest = self.rt.manifest_envelope(verified.message.version)
+        reply = governance_pb2.ManifestResponse(manifest=envelope_to_proto(envelope), latest=latest)
+        return self._reply(verified, reply)
+
+    def Proposals(self, request: envelope_pb2.Envelope, context: grpc.ServicerContext) -> envelope_pb2.Envelope:
+        verified = current_request()
+        version = network.read(self.rt.netdir).version
+        found = [filed_to_proto(f) for f in gov.pending(self.rt.netdir)]
+        return self._reply(verified, governance_pb2.ProposalsResponse(version=version, proposals=found))
+
+    def Propose(self, request: envelope_pb2.Envelope, context: grpc.ServicerContext) -> envelope_pb2.Envelope:
+        verified = current_request()
+        message: governance_pb2.ProposeRequest = verified.message
+        caller = verified.issuer.id
+        if message.HasField("join_request") == message.HasField("proposal"):
+            raise InvalidRequest("a proposal, or a join request to sponsor: one of the two")
+        if message.HasField("join_request"):
+            filed = gov.sponsor_join(self.rt.netdir, envelope_from_proto(message.join_request), sponsor=caller)
+        else:
+            filed = gov.file_proposal(self.rt.netdir, envelope_from_proto(message.proposal), proposer=caller)
+            if message.approval:
+                filed = gov.add_approval(self.rt.netdir, filed.id, caller, bytes(message.approval))
+        return self._filed(verified, PROPOSE, filed)
+
+    def Approve(self, request: envelope_pb2.Envelope, context: grpc.ServicerContext) -> envelope_pb2.Envelope:
+        verified = current_request()
+        message: governance_pb2.ApproveRequest = verified.message
+        filed = gov.add_approval(self.rt.netdir, message.proposal_id, verified.issuer.id, bytes(message.signature))
+        return self._filed(verified, APPROVE, filed)
+
+
+def add_to_server(server: grpc.Server, runtime: GovernanceRuntime) -> None:
+    governance_pb2_grpc.add_GovernanceServicer_to_server(GovernanceServicer(runtime), server)
