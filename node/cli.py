@@ -114,6 +114,22 @@ def serve_(nodedir: NodeDir) -> None:
     serve(config)
 
 
+@app.command("sync-manifest")
+def sync_manifest(
+    nodedir: NodeDir,
+    endpoint: Annotated[str | None, typer.Option(help="The coordinator (default: as the manifest says).")] = None,
+) -> None:
+    """Fetch the coordinator's latest manifest now; accept it only as the next verified version(s)
+    of this node's own chain (`cagnet node serve` does this every manifest_poll_s seconds)."""
+    from node.governance import Member
+
+    with Member(nodedir, endpoint=endpoint) as member:
+        synced = member.sync()
+    if synced.accepted:
+        err.print(f"[green]accepted[/] manifest versions {', '.join(map(str, synced.accepted))}")
+    err.print(f"manifest version {synced.version} in force")
+
+
 @audit_app.command("show")
 def audit_show(nodedir: NodeDir, last: Annotated[int, typer.Option(help="Show the last N entries.")] = 50) -> None:
     """List the audit log: who asked what, when, and what was decided."""

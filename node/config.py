@@ -1,7 +1,7 @@
 """A node's folder: its configuration (node.toml), its identity and, by default, its SQLite file.
 
     NODEDIR/node.toml        authority, endpoint, manifest and policy paths, pinned coordinator key,
-                             database URL
+                             database URL, manifest_poll_s (seconds between manifest syncs)
     NODEDIR/identity/        signing.key, tls.key, tls.crt, ca.crt, rounding.key (made on first serve)
     NODEDIR/node.db          the embedded store (unless database_url points elsewhere)
 
@@ -46,6 +46,8 @@ class NodeConfig(BaseModel):
     database_url: str
     # The signed network policy; by default beside the manifest, as `cagnet network init` writes it.
     policy_path: Path | None = None
+    # How often `cagnet node serve` asks the coordinator for a newer manifest (0: never).
+    manifest_poll_s: float = 30.0
 
     @property
     def policy_file(self) -> Path:

@@ -547,8 +547,13 @@ def create_server(runtime: NodeRuntime, *, address: str | None = None, max_worke
 
 def serve(config: NodeConfig, *, ready: Any = None) -> None:
     """Run until SIGTERM or SIGINT, then stop gracefully (in-flight calls get 5 s to finish)."""
+    from node.governance import ManifestPoller
+
     runtime = NodeRuntime.open(config)
     server, port = create_server(runtime)
+    # New manifest versions come from the coordinator's Governance service, checked link by link.
+    poller = ManifestPoller(runtime.manifests, runtime.identity, config.manifest_poll_s)
+    poller.start()
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
@@ -556,5 +561,6 @@ def serve(config: NodeConfig, *, ready: Any = None) -> None:
     if ready is not None:
         ready(port)
     stop.wait()
+    poller.stop()
     server.stop(grace=5).wait()
     runtime.engine.dispose()

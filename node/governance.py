@@ -1,0 +1,202 @@
+"""The members' side of governance, run from a node's folder, over gRPC to the coordinator.
+
+`sync` keeps the node's manifest chain up to date from the coordinator's Manifest RPC (one-shot
+with `cagnet node sync-manifest`, and every `manifest_poll_s` seconds while `cagnet node serve`
+runs). `Member` reviews, approves and proposes changes with the node's identity. Nothing the
+coordinator sends is taken as it stands: a manifest counts only as the next link of the node's own
+verified chain (the same rules as a new file: no rollback, no skip, a quorum of the previous
+members), and a proposal's candidate only if it is exactly the change applied to the node's own
+head; the node then signs the candidate it computed itself. See docs/governance.md.
+"""
+
+from __future__ import annotations
+
+import base64
+import logging
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+
+from node.config import NodeConfig, load_config
+from shared import dsse, governance
+from shared.channel import ServiceRefused
+from shared.errors import CagnetError, NotFound, NotPermitted, Unavailable
+from shared.governance import Change, Filed, Proposal, Review
+from shared.governance_client import GovernanceClient
+from shared.identity import Identity
+from shared.manifest import Governance, Manifest, ManifestSource
+from shared.policy import PolicySource
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Synced:
+    """What one sync did: the version the node holds now and the versions it accepted."""
+
+    version: int
+    accepted: tuple[int, ...]
+
+
+def node_manifests(config: NodeConfig) -> ManifestSource:
+    """The node's verified chain: its kept history, then its manifest file."""
+    trusted = dsse.load_public_key(base64.b64decode(config.coordinator_key))
+    return ManifestSource(config.manifest_path, trusted, keep=config.manifest_history)
+
+
+def sync(manifests: ManifestSource, client: GovernanceClient) -> Synced:
+    """Fetch the coordinator's latest manifest and take it only as the next verified link(s) of
+    `manifests` (versions skipped in between are fetched by number and checked one by one).
+    Raises ManifestRefused (or another VerificationError) and keeps the head on anything else."""
+
+    def fetch(version: int) -> dsse.Envelope:
+        return client.manifest_envelope(version)[0]
+
+    latest, _ = client.manifest_envelope(0)
+    added = manifests.offer(latest, fetch)
+    accepted = tuple(governance.parse_unverified(env).version for env in added)
+    return Synced(manifests.current().version, accepted)
+
+
+class ManifestPoller:
+    """Runs `sync` now and then every `interval_s` seconds on a thread until stopped, logging what
+    it accepts and what it refuses (a refusal keeps the version in force)."""
+
+    def __init__(
+        self, manifests: ManifestSource, identity: Identity, interval_s: float, *, endpoint: str | None = None
+    ) -> None:
+        self._manifests, self._identity, self._interval = manifests, identity, interval_s
+        self._endpoint = endpoint
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="manifest-poller", daemon=True)
+
+    def start(self) -> None:
+        if self._interval > 0:
+            self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout=10)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self.run_once()
+            self._stop.wait(self._interval)
+
+    def run_once(self) -> Synced | None:
+        try:
+            # A fresh channel each round: the coordinator's endpoint is whatever the head says now.
+            with GovernanceClient(self._identity, self._manifests.current, endpoint=self._endpoint) as client:
+                synced = sync(self._manifests, client)
+        except Unavailable as exc:
+            log.info("manifest sync: %s", exc.public_message)
+            return None
+        except ServiceRefused as exc:
+            log.warning("manifest sync: the coordinator refused (%s): %s", exc.code.name, exc.public_message)
+            return None
+        except CagnetError as exc:
+            log.warning("manifest from the coordinator refused, keeping version %s: %s", self._head(), exc)
+            return None
+        if synced.accepted:
+            log.info("manifest versions %s accepted from the coordinator", ", ".join(map(str, synced.accepted)))
+        return synced
+
+    def _head(self) -> int:
+        return self._manifests.current().version
+
+
+class Member:
+    """A member authority acting through its node's folder: its identity signs, its own verified
+    chain is what proposals are checked against. Use as a context manager (one channel)."""
+
+    def __init__(self, nodedir: Path, *, endpoint: str | None = None) -> None:
+        self.config = load_config(nodedir)
+        self.identity = self.config.identity()
+        self.manifests = node_manifests(self.config)
+        self.client = GovernanceClient(self.identity, self.manifests.current, endpoint=endpoint)
+
+    @property
+    def head(self) -> Manifest:
+        return self.manifests.current()
+
+    def sync(self) -> Synced:
+        return sync(self.manifests, self.client)
+
+    def review(self, filed: Filed) -> Review:
+        """Check a proposal against this node's head (raises if the coordinator's candidate is not
+        exactly the change applied to it)."""
+        return governance.review(self.head, filed, ca_cert_pem=self.identity.ca_cert_pem)
+
+    def proposals(self) -> list[tuple[Filed, Review | CagnetError]]:
+        """Open proposals after a sync, each with this node's review or the reason it fails."""
+        self.sync()
+        _, found = self.client.proposals()
+        out: list[tuple[Filed, Review | CagnetError]] = []
+        for filed in found:
+            try:
+                out.append((filed, self.review(filed)))
+            except CagnetError as exc:
+                out.append((filed, exc))
+        return out
+
+    def find(self, proposal_id: str) -> Review:
+        """Proposal `proposal_id`, reviewed (after a sync, so the head is the network's latest)."""
+        self.sync()
+        _, found = self.client.proposals()
+        for filed in found:
+            if filed.id == proposal_id:
+                return self.review(filed)
+        raise NotFound(f"no open proposal {proposal_id}")
+
+    def approve(self, review: Review) -> Filed:
+        """Sign the candidate this node computed in `review` and send the signature; a published
+        version is synced into the node at once."""
+        voters = governance.voters(review.base, review.proposal)
+        if self.identity.party_id not in {p.id for p in voters.members}:
+            raise NotPermitted(f"only a member authority may approve; {self.identity.party_id} is not one")
+        signature = governance.approval(review.candidate, self.identity.signing_key)
+        filed = self.client.approve(review.id, signature)
+        return self._settle(filed)
+
+    def propose(self, change: Change) -> Filed:
+        """Sign `change` against this node's head (after a sync) and file it with this member's
+        approval of the candidate it computed."""
+        self.sync()
+        head = self.head
+        proposal = Proposal(
+            network=head.network, applies_to=head.version, proposed_by=self.identity.party_id, change=change
+        )
+        candidate = governance.apply_change(head, change)  # a change that cannot apply is refused here
+        signed = dsse.sign(governance.PROPOSAL_PAYLOAD_TYPE, proposal.canonical_bytes(), self.identity.signing_key)
+        filed = self.client.propose(signed, approval=governance.approval(candidate, self.identity.signing_key))
+        return self._settle(filed)
+
+    def charter(self, rules: Governance | None = None) -> Filed:
+        """Propose the charter, carrying the policy this node applies now (every member approves)."""
+        trusted = dsse.load_public_key(base64.b64decode(self.config.coordinator_key))
+        policy = PolicySource(self.config.policy_file, trusted, manifests=self.manifests).current()
+        change = Change(action="charter", governance=rules or Governance(), policy=policy.source.decode("utf-8"))
+        return self.propose(change)
+
+    def sponsor_join(self, join_request: dsse.Envelope) -> Review:
+        """Hand a joiner's self-signed request to the coordinator, which issues its certificate and
+        files the change; returns this member's review of it (approve it to count as sponsor)."""
+        governance.open_join_request(join_request)  # the joiner's own signature, before anything is sent
+        self.sync()
+        return self.review(self.client.sponsor_join(join_request))
+
+    def _settle(self, filed: Filed) -> Filed:
+        if filed.published:
+            self.sync()
+        return filed
+
+    def close(self) -> None:
+        self.client.close()
+
+    def __enter__(self) -> Member:
+        return self
+
+    def __exit__(self, *exc: tuple[type[BaseException] | None, BaseException | None, TracebackType | None]) -> None:
+        self.close()
