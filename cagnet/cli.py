@@ -22,6 +22,7 @@ from coordinator.feed_cli import feed_app
 from node.cli import app as node_app
 from node.config import complete_join, init_node
 from shared import pki
+from shared.channel import ServiceRefused
 from shared.errors import CagnetError, ImportError_
 
 app = typer.Typer(
@@ -76,11 +77,11 @@ def node_init(
             " member that joins (`--linkage-key`), never to the coordinator"
         )
     if network.read(network_dir).governed:
-        write_join_request(nodedir, request)
+        signed = write_join_request(nodedir, request)
         err.print(
             f"node {request.name} ({authority}) created in {nodedir}; the network is governed by its members:"
-            f" run `cagnet network propose-join {network_dir} --node {nodedir}`, then members approve, then"
-            f" `cagnet node complete-join {nodedir} --network {network_dir}`"
+            f" hand {signed} to a member authority, who runs `cagnet network propose-join {signed} --node"
+            f" THEIR_NODEDIR`; once a quorum approves, `cagnet node complete-join {nodedir} --network {network_dir}`"
         )
         return
     cert, ca_cert, manifest = network.admit(network_dir, request)
@@ -131,7 +132,7 @@ def main() -> None:
         if len(exc.problems) > 50:
             err.print(f"  ... and {len(exc.problems) - 50} more")
         sys.exit(2)
-    except Refused as exc:
+    except (Refused, ServiceRefused) as exc:
         err.print(f"[red]refused[/] ({exc.code.name}): {exc.public_message}")
         sys.exit(2)
     except CagnetError as exc:

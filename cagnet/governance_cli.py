@@ -1,12 +1,17 @@
-"""`cagnet network charter | propose-join | proposals | approve | history | status` and
-`cagnet node complete-join`: the members' side of governance (docs/governance.md)."""
+"""`cagnet network charter | propose-join | propose-policy | propose-remove | proposals | approve |
+history | status` and `cagnet node complete-join`: the members' side of governance (docs/governance.md).
+
+A member runs them from its node's folder (`--node`): they go over gRPC to the coordinator the
+node's manifest names, signed with the node's key, and every proposal is checked against the
+node's own verified chain before it signs. With `--network NETDIR` the same steps act on the
+coordinator's network folder directly (its operator's machine, no server needed).
+"""
 
 from __future__ import annotations
 
-import json
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Protocol
 
 import typer
 from rich.table import Table
@@ -15,65 +20,232 @@ from coordinator import governance as gov
 from coordinator import network
 from coordinator.cli import err, network_app, out
 from node.config import complete_join, load_config
+from node.governance import Member, node_manifests
 from shared import dsse, governance, keys, pki
+from shared.errors import CagnetError
+from shared.governance import Change, Filed, Review
 from shared.identity import Identity
-from shared.manifest import COORDINATOR, ROLES, Governance, encode_key
+from shared.manifest import COORDINATOR, ROLES, Governance, Manifest, encode_key
 from shared.models import JoinRequest
 
-NodeOpt = Annotated[Path, typer.Option("--node", help="A member node's folder: its signing key signs.")]
+JOIN_REQUEST = "join-request.json"
+
+NodeOpt = Annotated[
+    Path,
+    typer.Option(
+        "--node", help="Your member node's folder: its key signs, and its verified manifest chain is the reference."
+    ),
+]
+FolderOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--network",
+        help="Act on the coordinator's network folder directly (its operator's machine) instead of over gRPC.",
+    ),
+]
+YesOpt = Annotated[bool, typer.Option("--yes", help="Sign without asking (for scripts).")]
 OverlapOpt = Annotated[
     int, typer.Option(min=0, max=90, help="Days the old key stays accepted on requests after the proposal.")
 ]
 
 
-def _member(nodedir: Path) -> Identity:
-    return Identity.load(nodedir / "identity")
+class _Governance(Protocol):
+    """The one path every command takes: a member over gRPC (node.governance.Member), or the same
+    steps on the network folder (_Folder)."""
+
+    @property
+    def head(self) -> Manifest: ...
+    def propose(self, change: Change) -> Filed: ...
+    def charter(self, rules: Governance | None = None) -> Filed: ...
+    def sponsor_join(self, join_request: dsse.Envelope) -> Review: ...
+    def proposals(self) -> list[tuple[Filed, Review | CagnetError]]: ...
+    def find(self, proposal_id: str) -> Review: ...
+    def approve(self, review: Review) -> Filed: ...
+    def close(self) -> None: ...
 
 
-def _report(filed: gov.Filed) -> None:
+class _Folder:
+    """A member's steps on the coordinator's network folder: checked against the folder's verified
+    chain, signed with the member node's key."""
+
+    def __init__(self, netdir: Path, nodedir: Path) -> None:
+        self.netdir = netdir
+        self.identity = Identity.load(nodedir / "identity")
+
+    @property
+    def head(self) -> Manifest:
+        return network.read(self.netdir)
+
+    def propose(self, change: Change) -> Filed:
+        return gov.propose(self.netdir, change, self.identity)
+
+    def charter(self, rules: Governance | None = None) -> Filed:
+        return gov.charter(self.netdir, self.identity, rules)
+
+    def sponsor_join(self, join_request: dsse.Envelope) -> Review:
+        return self._review(gov.sponsor_join(self.netdir, join_request, self.identity.party_id))
+
+    def proposals(self) -> list[tuple[Filed, Review | CagnetError]]:
+        out: list[tuple[Filed, Review | CagnetError]] = []
+        for filed in gov.pending(self.netdir):
+            try:
+                out.append((filed, self._review(filed)))
+            except CagnetError as exc:
+                out.append((filed, exc))
+        return out
+
+    def find(self, proposal_id: str) -> Review:
+        return self._review(gov.status(self.netdir, proposal_id))
+
+    def approve(self, review: Review) -> Filed:
+        signature = governance.approval(review.candidate, self.identity.signing_key)
+        return gov.add_approval(self.netdir, review.id, self.identity.party_id, signature)
+
+    def _review(self, filed: Filed) -> Review:
+        return governance.review(self.head, filed, ca_cert_pem=self.identity.ca_cert_pem)
+
+    def close(self) -> None:
+        pass
+
+
+def _open(folder: Path | None, nodedir: Path) -> _Governance:
+    return _Folder(folder, nodedir) if folder is not None else Member(nodedir)
+
+
+def _report(filed: Filed) -> None:
     state = "published" if filed.published else f"{len(filed.approvals)} of {filed.needed} approvals"
     err.print(f"proposal {filed.id}: {filed.proposal.change.describe()} -> version {filed.candidate.version} ({state})")
 
 
+def _propose(folder: Path | None, nodedir: Path, change: Change) -> None:
+    member = _open(folder, nodedir)
+    try:
+        _report(member.propose(change))
+    finally:
+        member.close()
+
+
+def _show(review: Review) -> None:
+    """The change, who proposed it, and the candidate against the version in force, line by line."""
+    proposer = review.proposal.proposed_by + (f" (sponsored by {review.sponsor})" if review.sponsor else "")
+    out.print(f"proposal {review.id}: {review.proposal.change.describe()}", markup=False)
+    out.print(f"proposed by {proposer}; approvals so far: {', '.join(review.approvals) or 'none'}", markup=False)
+    out.print(
+        f"manifest version {review.base.version} -> {review.candidate.version}"
+        f" (needs {review.needed}; candidate recomputed from your own chain: it matches)",
+        markup=False,
+    )
+    for line in review.diff():
+        style = "green" if line.startswith("+") else "red" if line.startswith("-") else None
+        out.print(line, style=style, markup=False, highlight=False)
+
+
+def _sign(member: _Governance, review: Review, yes: bool) -> None:
+    _show(review)
+    if not yes and not typer.confirm(f"Sign manifest version {review.candidate.version}?"):
+        err.print("not signed")
+        raise typer.Exit(1)
+    _report(member.approve(review))
+
+
 @network_app.command("charter")
-def charter(netdir: Annotated[Path, typer.Argument()], node: NodeOpt) -> None:
+def charter(node: NodeOpt, folder: FolderOpt = None) -> None:
     """Propose that the members govern the network from the next version (every member approves)."""
-    _report(gov.charter(netdir, _member(node)))
+    member = _open(folder, node)
+    try:
+        _report(member.charter())
+    finally:
+        member.close()
+
+
+def read_join_request(path: Path) -> tuple[dsse.Envelope, JoinRequest]:
+    """A joiner's signed request (a node folder or its join-request.json), checked against the key it lists."""
+    file = path / JOIN_REQUEST if path.is_dir() else path
+    try:
+        envelope = dsse.Envelope.from_json(file.read_text())
+    except FileNotFoundError:
+        raise typer.BadParameter(f"no join request at {file} (made by `cagnet node init`)") from None
+    return envelope, governance.open_join_request(envelope)
 
 
 @network_app.command("propose-join")
-def propose_join(netdir: Annotated[Path, typer.Argument()], node: NodeOpt) -> None:
-    """File a node's request to join (made by `cagnet node init`), signed with its own new key."""
-    request = JoinRequest.model_validate_json((node / "join-request.json").read_text())
-    key = dsse.load_private_key((node / "identity" / "signing.key").read_bytes())
-    _report(gov.propose_join(netdir, request, gov.Joiner(request.party_id, key)))
+def propose_join(
+    request: Annotated[Path, typer.Argument(help="The joiner's join-request.json (or its node folder).")],
+    node: NodeOpt,
+    folder: FolderOpt = None,
+    yes: YesOpt = False,
+) -> None:
+    """Sponsor an authority's request to join: the coordinator issues its certificate and files
+    the change; you check it and approve it as its first member signature."""
+    envelope, _ = read_join_request(request)
+    member = _open(folder, node)
+    try:
+        _sign(member, member.sponsor_join(envelope), yes)
+    finally:
+        member.close()
 
 
 @network_app.command("proposals")
-def proposals(netdir: Annotated[Path, typer.Argument()]) -> None:
-    """Proposals that apply to the current version, and who has approved them."""
-    table = Table(title=f"open proposals (manifest version {network.read(netdir).version})")
-    for col in ("id", "change", "proposed by", "approvals", "needed"):
+def proposals(
+    node: Annotated[Path | None, typer.Option("--node", help="Your member node's folder.")] = None,
+    folder: FolderOpt = None,
+) -> None:
+    """Open proposals, who has approved them, and whether each checks out against your chain
+    (with only --network, the operator's view: nothing is checked)."""
+    rows: list[tuple[Filed, Review | CagnetError | None]] = []
+    if node is not None:
+        member = _open(folder, node)
+        try:
+            rows.extend(member.proposals())
+            version = member.head.version
+        finally:
+            member.close()
+    elif folder is not None:
+        rows.extend((f, None) for f in gov.pending(folder))
+        version = network.read(folder).version
+    else:
+        raise typer.BadParameter("give --node NODEDIR (a member) or --network NETDIR (the operator)")
+    table = Table(title=f"open proposals (manifest version {version})")
+    for col in ("id", "change", "proposed by", "approvals", "needed", "check"):
         table.add_column(col)
-    for f in gov.pending(netdir):
-        table.add_row(f.id, f.proposal.change.describe(), f.proposal.proposed_by, ", ".join(f.approvals), str(f.needed))
+    for filed, checked in rows:
+        proposer = filed.proposal.proposed_by + (f" for {filed.sponsor}" if filed.sponsor else "")
+        verdict = "-" if checked is None else "ok" if isinstance(checked, Review) else f"refused: {checked}"
+        approvals = checked.approvals if isinstance(checked, Review) else filed.approvals
+        table.add_row(
+            filed.id, filed.proposal.change.describe(), proposer, ", ".join(approvals), str(filed.needed), verdict
+        )
     out.print(table)
 
 
 @network_app.command("approve")
-def approve(netdir: Annotated[Path, typer.Argument()], proposal_id: str, node: NodeOpt) -> None:
-    """Check a proposal's candidate manifest against the change it names and sign it."""
-    _report(gov.approve(netdir, proposal_id, _member(node)))
+def approve(proposal_id: str, node: NodeOpt, folder: FolderOpt = None, yes: YesOpt = False) -> None:
+    """Recompute a proposal's candidate manifest from your own chain and the change, show what it
+    changes, and sign it (a candidate that differs is refused, unsigned)."""
+    member = _open(folder, node)
+    try:
+        _sign(member, member.find(proposal_id), yes)
+    finally:
+        member.close()
 
 
 @network_app.command("history")
-def history(netdir: Annotated[Path, typer.Argument()]) -> None:
+def history(
+    netdir: Annotated[Path | None, typer.Argument(help="The network folder (or give --node).")] = None,
+    node: Annotated[Path | None, typer.Option("--node", help="A node's folder: the chain it holds.")] = None,
+) -> None:
     """Every manifest version, verified from version 1, with who signed it."""
+    if netdir is not None:
+        versions = network.history(netdir)
+    elif node is not None:
+        versions = node_manifests(load_config(node)).history
+    else:
+        raise typer.BadParameter("give NETDIR or --node NODEDIR")
     table = Table(title="manifest history (verified from version 1)")
     for col in ("version", "digest", "phase", "signed by", "members"):
         table.add_column(col)
     previous = None
-    for manifest, envelope in network.history(netdir):
+    for manifest, envelope in versions:
         if previous is None or not previous.governed:
             signed = "founding key" + (
                 " + " + ", ".join(governance.signers(manifest, envelope)) if manifest.governed else ""
@@ -128,7 +300,7 @@ def node_complete_join(
     network_dir: Annotated[Path, typer.Option("--network", help="The network folder.")],
 ) -> None:
     """Install the certificate issued when the members' quorum admitted this node."""
-    request = JoinRequest.model_validate_json((nodedir / "join-request.json").read_text())
+    _, request = read_join_request(nodedir)
     folder = gov.joined_dir(network_dir, request.party_id)
     if not (folder / "tls.crt").exists():
         raise typer.BadParameter("not admitted yet: members approve with `cagnet network approve`")
@@ -142,121 +314,138 @@ def node_complete_join(
     err.print(f"[green]{request.name}[/] joined: certificate installed in {nodedir / 'identity'}")
 
 
-def write_join_request(nodedir: Path, request: JoinRequest) -> None:
-    (nodedir / "join-request.json").write_text(json.dumps(request.model_dump(mode="json"), indent=2) + "\n")
-
-
-def _file(netdir: Path, change: governance.Change, node: Path) -> None:
-    """File `change` as a proposal signed by `node`'s member authority (its approval counts at once)."""
-    _report(gov.propose(netdir, change, _member(node)))
+def write_join_request(nodedir: Path, request: JoinRequest) -> Path:
+    """The join request, signed with the node's new key, for a member to sponsor."""
+    key = dsse.load_private_key((nodedir / "identity" / "signing.key").read_bytes())
+    path = nodedir / JOIN_REQUEST
+    governance.write_envelope(path, governance.sign_join_request(request, key))
+    return path
 
 
 @network_app.command("propose-policy")
-def propose_policy(netdir: Annotated[Path, typer.Argument()], file: Path, node: NodeOpt) -> None:
+def propose_policy(file: Path, node: NodeOpt, folder: FolderOpt = None) -> None:
     """Propose a new network policy (a loosening needs every member; see docs/governance.md)."""
-    _file(netdir, governance.Change(action="set-policy", policy=file.read_text(encoding="utf-8")), node)
+    _propose(folder, node, Change(action="set-policy", policy=file.read_text(encoding="utf-8")))
 
 
 @network_app.command("propose-remove")
-def propose_remove(netdir: Annotated[Path, typer.Argument()], party_id: str, node: NodeOpt) -> None:
+def propose_remove(party_id: str, node: NodeOpt, folder: FolderOpt = None) -> None:
     """Propose removing a party: every node refuses it from the version that drops it."""
-    _file(netdir, governance.Change(action="remove-member", party_id=party_id), node)
+    _propose(folder, node, Change(action="remove-member", party_id=party_id))
 
 
 @network_app.command("propose-endpoint")
 def propose_endpoint(
-    netdir: Annotated[Path, typer.Argument()],
     party_id: Annotated[str, typer.Argument(help="The party that moves, e.g. E06000035 or coordinator.")],
     endpoint: Annotated[str, typer.Argument(help="Where it will listen, HOST:PORT.")],
     node: NodeOpt,
+    folder: FolderOpt = None,
 ) -> None:
     """Propose a party's new endpoint (its certificate names the party, not the host, so it stays valid)."""
     host, _, port = endpoint.rpartition(":")
     if not host or not port.isdigit() or not 0 < int(port) < 65536:
         raise typer.BadParameter(f"{endpoint!r} is not HOST:PORT", param_hint="ENDPOINT")
-    _file(netdir, governance.Change(action="set-endpoints", endpoints={party_id: endpoint}), node)
+    _propose(folder, node, Change(action="set-endpoints", endpoints={party_id: endpoint}))
 
 
 @network_app.command("propose-roles")
 def propose_roles(
-    netdir: Annotated[Path, typer.Argument()],
     party_id: str,
     role: Annotated[list[str], typer.Option("--role", help=f"A role it will hold (repeat): {', '.join(ROLES)}.")],
     node: NodeOpt,
+    folder: FolderOpt = None,
 ) -> None:
     """Propose the exact roles a party holds from the next version (those not listed are taken away)."""
     unknown = [r for r in role if r not in ROLES]
     if unknown:
         raise typer.BadParameter(f"unknown role {unknown[0]!r}; roles are {', '.join(ROLES)}", param_hint="--role")
-    _file(netdir, governance.Change(action="set-roles", party_id=party_id, roles=tuple(dict.fromkeys(role))), node)
+    _propose(folder, node, Change(action="set-roles", party_id=party_id, roles=tuple(dict.fromkeys(role))))
 
 
 @network_app.command("propose-quorum")
 def propose_quorum(
-    netdir: Annotated[Path, typer.Argument()],
     node: NodeOpt,
+    folder: FolderOpt = None,
     quorum: Annotated[int, typer.Option(min=0, help="Members a change needs (0: a simple majority).")] = 0,
     loosening_quorum: Annotated[
         int, typer.Option(min=0, help="Members a policy that loosens a rule needs (0: every member).")
     ] = 0,
 ) -> None:
     """Propose new voting rules; the rules in force decide, so changing them needs the old quorum."""
-    members = len(network.read(netdir).members)
-    for flag, value in (("--quorum", quorum), ("--loosening-quorum", loosening_quorum)):
-        if value > members:
-            raise typer.BadParameter(f"{value} is more than the {members} member authorities", param_hint=flag)
-    rules = Governance(quorum=quorum, loosening_quorum=loosening_quorum)
-    _file(netdir, governance.Change(action="set-governance", governance=rules), node)
+    member = _open(folder, node)
+    try:
+        members = len(member.head.members)
+        for flag, value in (("--quorum", quorum), ("--loosening-quorum", loosening_quorum)):
+            if value > members:
+                raise typer.BadParameter(f"{value} is more than the {members} member authorities", param_hint=flag)
+        rules = Governance(quorum=quorum, loosening_quorum=loosening_quorum)
+        _report(member.propose(Change(action="set-governance", governance=rules)))
+    finally:
+        member.close()
+
+
+NetworkDirOpt = Annotated[
+    Path, typer.Option("--network", help="The coordinator's network folder, where the new key material is made.")
+]
 
 
 @network_app.command("propose-principal")
 def propose_principal(
-    netdir: Annotated[Path, typer.Argument()],
     party_id: Annotated[str, typer.Option("--id", help="The principal's id, e.g. regional-board.")],
     role: Annotated[str, typer.Option(help="cag-chair or regional-board.")],
     node: NodeOpt,
+    folder: NetworkDirOpt,
     name: Annotated[str, typer.Option(help="A display name.")] = "",
 ) -> None:
     """Make a principal's keys and certificate under NETDIR/principals/ID and propose listing it
-    (in the founding phase, `cagnet network principal add` lists it at once)."""
-    party = network.make_principal(netdir, party_id=party_id, role=role, name=name)
-    _file(netdir, governance.Change(action="add-member", party=party), node)
+    (in the founding phase, `cagnet network principal add` lists it at once). The coordinator's
+    operator runs it, on the network folder, with a member node's key signing."""
+    party = network.make_principal(folder, party_id=party_id, role=role, name=name)
+    _propose(folder, node, Change(action="add-member", party=party))
 
 
 @network_app.command("rotate-key")
 def rotate_principal_key(
-    netdir: Annotated[Path, typer.Argument()],
     party_id: Annotated[str, typer.Argument(help="A principal (e.g. cag-chair) or coordinator.")],
     node: NodeOpt,
+    folder: NetworkDirOpt,
     overlap_days: OverlapOpt = 7,
 ) -> None:
     """Make a new signing key for a principal or the coordinator and propose it; the holder switches
     to it once the manifest lists it (restart `cagnet coordinator serve` within the overlap)."""
-    folder = netdir / "coordinator" if party_id == COORDINATOR else network.principal_dir(netdir, party_id)
-    _propose_rotation(netdir, folder, party_id, node, overlap_days)
+    keys_dir = folder / "coordinator" if party_id == COORDINATOR else network.principal_dir(folder, party_id)
+    member = _open(folder, node)
+    try:
+        _propose_rotation(member, keys_dir, party_id, overlap_days)
+    finally:
+        member.close()
 
 
 def node_rotate_key(
     nodedir: Annotated[Path, typer.Argument(metavar="NODEDIR", help="The node folder made by `cagnet node init`.")],
-    network_dir: Annotated[Path, typer.Option("--network", help="The network folder.")],
+    folder: FolderOpt = None,
     overlap_days: OverlapOpt = 7,
 ) -> None:
     """Make this node a new signing key and propose it, signed with the current one. A running node
     switches to the new key by itself when it accepts the version that lists it."""
-    _propose_rotation(network_dir, nodedir / "identity", load_config(nodedir).authority, nodedir, overlap_days)
+    member = _open(folder, nodedir)
+    try:
+        _propose_rotation(member, nodedir / "identity", load_config(nodedir).authority, overlap_days)
+    finally:
+        member.close()
 
 
-def _propose_rotation(netdir: Path, folder: Path, party_id: str, node: Path, overlap_days: int) -> None:
-    network.read(netdir).party(party_id)  # UnknownIssuer: not listed
+def _propose_rotation(member: _Governance, folder: Path, party_id: str, overlap_days: int) -> None:
+    member.head.party(party_id)  # UnknownIssuer: not listed
     new = keys.next_key(folder)
     until = datetime.now(UTC) + timedelta(days=overlap_days)
-    change = governance.Change(
+    change = Change(
         action="rotate-key",
         party_id=party_id,
         signing_key=encode_key(new.public_key()),
         overlap_until_ms=int(until.timestamp() * 1000),
     )
-    _file(netdir, change, node)
+    _report(member.propose(change))
     err.print(
         f"new key waiting in {folder / keys.NEXT}; the old one is accepted until {until:%Y-%m-%d %H:%M} UTC "
         "once the rotation is published"

@@ -30,7 +30,7 @@ def net(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveNetwork]:
     with running(built) as live:
         pid = _propose(live, "charter", node=KENT)
         for code in (MEDWAY, BRIGHTON):
-            _cli("network", "approve", str(live.netdir), pid, "--node", str(live.nodedirs[code]))
+            _cli("network", "approve", pid, "--node", str(live.nodedirs[code]), "--network", str(live.netdir), "--yes")
         assert network.read(live.netdir).governed
         yield live
 
@@ -46,8 +46,8 @@ def _cli(*args: str, ok: bool = True) -> str:
 
 
 def _propose(net: LiveNetwork, command: str, *args: str, node: str) -> str:
-    """Run `cagnet network COMMAND NETDIR ARGS --node NODE` and return the proposal's id."""
-    output = _cli("network", command, str(net.netdir), *args, "--node", str(net.nodedirs[node]))
+    """Run `cagnet network COMMAND ARGS --node NODE --network NETDIR` and return the proposal's id."""
+    output = _cli("network", command, *args, "--node", str(net.nodedirs[node]), "--network", str(net.netdir))
     found = re.search(r"proposal (\w+):", output)
     assert found, output
     return found.group(1)
@@ -56,7 +56,9 @@ def _propose(net: LiveNetwork, command: str, *args: str, node: str) -> str:
 def _approve(net: LiveNetwork, pid: str, *codes: str) -> str:
     output = ""
     for code in codes:
-        output = _cli("network", "approve", str(net.netdir), pid, "--node", str(net.nodedirs[code]))
+        output = _cli(
+            "network", "approve", pid, "--node", str(net.nodedirs[code]), "--network", str(net.netdir), "--yes"
+        )
     return output
 
 
@@ -142,14 +144,14 @@ def test_bad_proposals_are_refused_with_the_reason_and_nothing_filed(net: LiveNe
     netdir, kent = str(net.netdir), str(net.nodedirs[KENT])
     before = sorted((net.netdir / "proposals").glob("*.json"))
     cases = [
-        (["propose-endpoint", netdir, BRIGHTON, "no-port", "--node", kent], "is not HOST:PORT"),
-        (["propose-roles", netdir, KENT, "--role", "superuser", "--node", kent], "unknown role 'superuser'"),
-        (["propose-quorum", netdir, "--quorum", "4", "--node", kent], "more than the 3 member authorities"),
-        (["propose-principal", netdir, "--id", "x", "--role", MEMBER_AUTHORITY, "--node", kent], "must be one of"),
-        (["rotate-key", netdir, "nobody", "--node", kent], "unknown"),
+        (["propose-endpoint", BRIGHTON, "no-port"], "is not HOST:PORT"),
+        (["propose-roles", KENT, "--role", "superuser"], "unknown role 'superuser'"),
+        (["propose-quorum", "--quorum", "4"], "more than the 3 member authorities"),
+        (["propose-principal", "--id", "x", "--role", MEMBER_AUTHORITY], "must be one of"),
+        (["rotate-key", "nobody"], "unknown"),
     ]
     for args, reason in cases:
-        output = _cli("network", *args, ok=False)
+        output = _cli("network", *args, "--node", kent, "--network", netdir, ok=False)
         assert reason in output, output
     assert sorted((net.netdir / "proposals").glob("*.json")) == before
 
