@@ -401,7 +401,10 @@ def propose_principal(
     (in the founding phase, `cagnet network principal add` lists it at once). The coordinator's
     operator runs it, on the network folder, with a member node's key signing."""
     party = network.make_principal(folder, party_id=party_id, role=role, name=name)
-    _propose(folder, node, Change(action="add-member", party=party))
+    # The certificate goes with the proposal, so that approvers check it is the one listed.
+    certificate = (network.principal_dir(folder, party_id) / "tls.crt").read_bytes()
+    identity = _Folder(folder, node).identity
+    _report(gov.propose(folder, Change(action="add-member", party=party), identity, certificate=certificate))
 
 
 @network_app.command("rotate-key")

@@ -28,7 +28,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 
 from shared import dsse
 from shared.errors import BadSignature, CagnetError, InvalidRequest, ManifestRefused
-from shared.manifest import MANIFEST_PAYLOAD_TYPE, ROLES, Governance, Manifest, Party, encode_key
+from shared.manifest import MANIFEST_PAYLOAD_TYPE, MEMBER_AUTHORITY, ROLES, Governance, Manifest, Party, encode_key
 from shared.models import JoinRequest
 
 PROPOSAL_PAYLOAD_TYPE = "application/vnd.cagnet.v1.proposal+json"
@@ -518,6 +518,8 @@ def _check_join(proposal: Proposal, filed: Filed, ca_cert_pem: bytes) -> None:
         raise ManifestRefused(f"the joiner's certificate: {exc.public_message}") from None
     if holder != party.id or pki.fingerprint(cert) != party.cert_fingerprint:
         raise ManifestRefused("the joiner's certificate is not the one its candidate lists")
+    if filed.join_request is None and MEMBER_AUTHORITY not in party.roles:
+        return  # a principal: its keys are made in the network folder (`propose-principal`), not by it
     if filed.join_request is not None:
         request = open_join_request(filed.join_request)
         asked = (request.party_id, request.name, request.endpoint, request.population, request.signing_key)
@@ -528,7 +530,7 @@ def _check_join(proposal: Proposal, filed: Filed, ca_cert_pem: bytes) -> None:
         if cert.public_key().public_bytes(*spki) != theirs:
             raise ManifestRefused("the joiner's certificate is not for the TLS key in its signed request")
     elif proposal.proposed_by != party.id:
-        raise ManifestRefused("a join needs the joiner's own signature: its signed request or its proposal")
+        raise ManifestRefused("a member authority joins with its own signature: its signed request or its proposal")
 
 
 def approval(candidate: Manifest, key: Ed25519PrivateKey) -> bytes:
