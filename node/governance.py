@@ -14,12 +14,13 @@ from __future__ import annotations
 import base64
 import logging
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 
 from node.config import NodeConfig, load_config
-from shared import dsse, governance
+from shared import dsse, governance, keys
 from shared.channel import ServiceRefused
 from shared.errors import CagnetError, NotFound, NotPermitted, Unavailable
 from shared.governance import Change, Filed, Proposal, Review
@@ -64,8 +65,14 @@ class ManifestPoller:
     it accepts and what it refuses (a refusal keeps the version in force)."""
 
     def __init__(
-        self, manifests: ManifestSource, identity: Identity, interval_s: float, *, endpoint: str | None = None
+        self,
+        manifests: ManifestSource,
+        identity: Callable[[], Identity],
+        interval_s: float,
+        *,
+        endpoint: str | None = None,
     ) -> None:
+        # `identity` is asked each round: a node that rotated its key signs with the one in force.
         self._manifests, self._identity, self._interval = manifests, identity, interval_s
         self._endpoint = endpoint
         self._stop = threading.Event()
@@ -88,7 +95,7 @@ class ManifestPoller:
     def run_once(self) -> Synced | None:
         try:
             # A fresh channel each round: the coordinator's endpoint is whatever the head says now.
-            with GovernanceClient(self._identity, self._manifests.current, endpoint=self._endpoint) as client:
+            with GovernanceClient(self._identity(), self._manifests.current, endpoint=self._endpoint) as client:
                 synced = sync(self._manifests, client)
         except Unavailable as exc:
             log.info("manifest sync: %s", exc.public_message)
@@ -113,8 +120,10 @@ class Member:
 
     def __init__(self, nodedir: Path, *, endpoint: str | None = None) -> None:
         self.config = load_config(nodedir)
-        self.identity = self.config.identity()
         self.manifests = node_manifests(self.config)
+        # A rotated key the node has not switched to yet (it is not running): switch as it would.
+        keys.promote_if_listed(self.config.identity_dir, self.manifests.current(), self.config.authority)
+        self.identity = self.config.identity()
         self.client = GovernanceClient(self.identity, self.manifests.current, endpoint=endpoint)
 
     @property

@@ -552,7 +552,7 @@ def serve(config: NodeConfig, *, ready: Any = None) -> None:
     runtime = NodeRuntime.open(config)
     server, port = create_server(runtime)
     # New manifest versions come from the coordinator's Governance service, checked link by link.
-    poller = ManifestPoller(runtime.manifests, runtime.identity, config.manifest_poll_s)
+    poller = ManifestPoller(runtime.manifests, lambda: runtime.identity, config.manifest_poll_s)
     poller.start()
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):

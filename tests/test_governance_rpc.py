@@ -167,7 +167,7 @@ def test_a_full_join_over_grpc(net: LiveNetwork, tmp_path: Path) -> None:
 
     # The nodes pick the version up over gRPC: Kent's server through its poller, Brighton by a sync.
     kent_runtime = net.runtimes[KENT]
-    poller = ManifestPoller(kent_runtime.manifests, kent_runtime.identity, 0)
+    poller = ManifestPoller(kent_runtime.manifests, lambda: kent_runtime.identity, 0)
     synced = poller.run_once()
     assert synced is not None and synced.version == joined.version
     with _member(net, BRIGHTON) as brighton:
@@ -315,58 +315,47 @@ def test_a_node_refuses_a_forged_or_older_manifest_from_the_coordinator(
         kept = _kept_versions(runtime.config.nodedir)
         coordinator_key = network.coordinator_identity(net.netdir).signing_key
         kent_key = Identity.load(net.nodedirs[KENT] / "identity").signing_key
+        published = {manifest.version: envelope for manifest, envelope in history}
         next_version = governance.apply_change(head, Change(action="remove-member", party_id=MEDWAY))
+        after_next = next_version.model_copy(update={"version": next_version.version + 1})
+        forked = head.model_copy(update={"coordinator_endpoint": "203.0.113.9:1"})
         needed = head.governance.required(len(head.members), loosens=False)  # type: ignore[union-attr]
         assert needed >= 2
         cases = {
             # one member's signature (and the coordinator's, which counts for nothing) where a quorum is needed
             "short quorum": (
-                {
-                    **dict(enumerate([e for _, e in history], 1)),
-                    next_version.version: _envelope(next_version, kent_key, coordinator_key),
-                },
+                {**published, next_version.version: _envelope(next_version, kent_key, coordinator_key)},
                 f"needs {needed} of",
             ),
             # an older version offered as the latest
-            "rollback": (dict(enumerate([e for _, e in history[:-1]], 1)), "rollback"),
+            "rollback": ({v: e for v, e in published.items() if v < head.version}, "rollback"),
             # a different envelope for the version already held
-            "fork": (
-                {
-                    **dict(enumerate([e for _, e in history], 1)),
-                    head.version: _envelope(
-                        head.model_copy(update={"coordinator_endpoint": "203.0.113.9:1"}), coordinator_key
-                    ),
-                },
-                "different version",
-            ),
+            "fork": ({**published, head.version: _envelope(forked, coordinator_key)}, "different version"),
             # two versions ahead, the one in between forged
             "skip": (
                 {
-                    **dict(enumerate([e for _, e in history], 1)),
+                    **published,
                     next_version.version: _envelope(next_version, coordinator_key),
-                    next_version.version + 1: _envelope(
-                        next_version.model_copy(update={"version": next_version.version + 1}), kent_key
-                    ),
+                    after_next.version: _envelope(after_next, kent_key),
                 },
                 "needs",
             ),
         }
         endpoint = f"127.0.0.1:{port}"
+        poller = ManifestPoller(runtime.manifests, lambda: runtime.identity, 0, endpoint=endpoint)
         for name, (served, reason) in cases.items():
             forger.served = served
             with _member(net, BRIGHTON, endpoint=endpoint) as brighton, pytest.raises(ManifestRefused, match=reason):
                 brighton.sync()
             caplog.clear()
             with caplog.at_level(logging.WARNING, logger="node.governance"):
-                assert ManifestPoller(runtime.manifests, runtime.identity, 0, endpoint=endpoint).run_once() is None, (
-                    name
-                )
+                assert poller.run_once() is None, name
             assert "manifest from the coordinator refused" in caplog.text, name
             assert runtime.manifests.current() == head, name
             assert _kept_versions(runtime.config.nodedir) == kept, name
         # The honest coordinator still brings it nothing new, and the node's own file was never replaced.
         with _member(net, BRIGHTON) as brighton:
-            assert brighton.sync() == type(brighton.sync())(head.version, ())
+            assert brighton.sync().accepted == ()
         assert governance.parse_unverified(governance.read_envelope(runtime.config.manifest_path)) == head
     finally:
         server.stop(grace=None).wait()
