@@ -1,5 +1,5 @@
-"""`cagnet network charter | propose-join | propose-policy | propose-remove | proposals | approve |
-history | status` and `cagnet node complete-join`: the members' side of governance (docs/governance.md).
+"""`cagnet network charter | propose-* | proposals | approve | rotate-key | history | status` and
+`cagnet node complete-join | rotate-key`: the members' side of governance (docs/governance.md).
 
 A member runs them from its node's folder (`--node`): they go over gRPC to the coordinator the
 node's manifest names, signed with the node's key, and every proposal is checked against the
@@ -132,7 +132,7 @@ def _show(review: Review) -> None:
     out.print(f"proposed by {proposer}; approvals so far: {', '.join(review.approvals) or 'none'}", markup=False)
     out.print(
         f"manifest version {review.base.version} -> {review.candidate.version}"
-        f" (needs {review.needed}; candidate recomputed from your own chain: it matches)",
+        f" (needs {review.needed}; recomputed from the verified chain, the candidate matches the change)",
         markup=False,
     )
     for line in review.diff():
