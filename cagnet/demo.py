@@ -35,11 +35,12 @@ from coordinator.providers_cli import render_common_providers, render_vfm
 from coordinator.records_cli import render_kpi, render_movement, render_net_flow, render_non_local, render_repeat_movers
 from node.client_records import load_person_key
 from node.config import complete_join, init_node, load_config
+from node.governance import Member
 from node.store import ensure_authority, open_store
 from node.synth import load as load_synthetic
-from shared import keys, pki, vocabulary
+from shared import governance, keys, pki, vocabulary
 from shared.errors import CagnetError
-from shared.governance import Change
+from shared.governance import Change, Filed
 from shared.identity import Identity
 from shared.interceptor import secure_channel
 from shared.manifest import COORDINATOR, encode_key
@@ -197,26 +198,36 @@ def _show_providers(console: Console, netdir: Path, root: Path) -> None:
     )
 
 
+def _approve_over_grpc(nodedir: Path, proposal_id: str) -> Filed:
+    """What a member's SP team does with `cagnet network approve ID --node NODEDIR`: fetch the
+    proposal from the coordinator, recompute the candidate from the node's own chain, sign it."""
+    with Member(nodedir) as member:
+        return member.approve(member.find(proposal_id))
+
+
 def _charter(console: Console, netdir: Path, nodes: dict[str, Path]) -> None:
     console.rule("Governance: the six members take charge of the network")
-    members = [Identity.load(nodedir / "identity") for nodedir in nodes.values()]
-    filed = gov.charter(netdir, members[0])
-    for member in members[1:]:
-        filed = gov.approve(netdir, filed.id, member)
+    first, *others = nodes.values()
+    with Member(first) as member:
+        filed = member.charter()
+    for nodedir in others:
+        filed = _approve_over_grpc(nodedir, filed.id)
     manifest = network.read(netdir)
     rules = manifest.governance
     assert filed.published and rules is not None
     console.print(
         f"[green]charter adopted[/]: manifest version {manifest.version}, signed by all "
-        f"{len(filed.approvals)} member authorities; from now on a change needs "
-        f"{rules.required(len(manifest.members), loosens=False)} of {len(manifest.members)} "
-        "(a looser policy: all), and the coordinator's key counts for nothing"
+        f"{len(filed.approvals)} member authorities over signed gRPC, each after checking it against "
+        f"its own chain; from now on a change needs {rules.required(len(manifest.members), loosens=False)} "
+        f"of {len(manifest.members)} (a looser policy: all), and the coordinator's key counts for nothing"
     )
-    rogue = network.read(netdir).party(members[0].party_id).model_copy(update={"id": "E10000014", "name": "Hampshire"})
+    rogue = manifest.party(next(iter(nodes))).model_copy(update={"id": "E10000014", "name": "Hampshire"})
     coordinator = network.coordinator_identity(netdir)
     attempt = gov.propose(netdir, Change(action="add-member", party=rogue), coordinator)
     try:
-        gov.approve(netdir, attempt.id, coordinator)
+        gov.add_approval(
+            netdir, attempt.id, COORDINATOR, governance.approval(attempt.candidate, coordinator.signing_key)
+        )
     except CagnetError as exc:
         console.print(f"coordinator tries to add a member on its own: [red]refused[/] — {exc.public_message}")
 
@@ -233,12 +244,12 @@ def _rotate_key(console: Console, netdir: Path, nodes: dict[str, Path], code: st
         signing_key=encode_key(new.public_key()),
         overlap_until_ms=int(until.timestamp() * 1000),
     )
-    filed = gov.propose(netdir, change, Identity.load(identity_dir))
-    approvers = [c for c in nodes if c != code]
-    for other in approvers:
+    with Member(nodes[code]) as member:
+        filed = member.propose(change)
+    for other in (c for c in nodes if c != code):
         if filed.published:
             break
-        filed = gov.approve(netdir, filed.id, Identity.load(nodes[other] / "identity"))
+        filed = _approve_over_grpc(nodes[other], filed.id)
     console.print(
         f"proposal {filed.id} approved by {', '.join(filed.approvals)} "
         f"({len(filed.approvals)} of {len(network.read(netdir).members)}): manifest version {filed.candidate.version}"

@@ -35,7 +35,7 @@ def test_demo_runs_the_six_authority_network_and_cleans_up() -> None:
     assert "register receipt verified offline: 3 entries in checkpoint 5" in log and "checkpoint final" in log
     assert "suspended by East Sussex" in log
     # Governed from the charter on: the coordinator alone is refused; a key rotation needs 4 of 6.
-    assert "charter adopted: manifest version 9, signed by all 6 member authorities" in log
+    assert "charter adopted: manifest version 9, signed by all 6 member authorities over signed gRPC" in log
     assert "coordinator tries to add a member on its own: refused" in log
     assert "(4 of 6): manifest version 10" in log
     assert "Medway's node switched to its new key by itself and answered the next joint query" in log
