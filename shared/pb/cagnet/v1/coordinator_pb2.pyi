@@ -37,6 +37,8 @@ class JointQueryRequest(_message.Message):
     PERIOD_FIELD_NUMBER: _builtins.int
     MIN_SHARE_PERCENT_FIELD_NUMBER: _builtins.int
     SERVICE_TYPE_FIELD_NUMBER: _builtins.int
+    MANDATE_FIELD_NUMBER: _builtins.int
+    SLOT_FIELD_NUMBER: _builtins.int
     kind: _builtins.str
     """The aggregate kind: "supply-map", "movement", "net-flow", "kpi", "non-local-services",
     "repeat-movers", "common-providers" or "vfm".
@@ -54,11 +56,22 @@ class JointQueryRequest(_message.Message):
     min_share_percent: _builtins.int
     service_type: _builtins.str
     """For "vfm": only this service type; empty means every type."""
+    slot: _builtins.int
     @_builtins.property
     def header(self) -> _envelope_pb2.RequestHeader: ...
     @_builtins.property
     def client_groups(self) -> _containers.RepeatedScalarFieldContainer[_builtins.int]:
         """Only these client groups (SP codes 1-21); empty means every group."""
+
+    @_builtins.property
+    def mandate(self) -> _envelope_pb2.Envelope:
+        """Set only on a query the coordinator signs itself to publish a scheduled feed snapshot: the CAG
+        chair's signed standing mandate (DSSE, payload type application/vnd.cagnet.v1.feed-mandate+json)
+        and the slot it is run for (whole intervals since the mandate's not_before). A node answers it
+        only if the mandate verifies, allows exactly this question and the slot is the current one; it
+        applies the policy to the chair, audits the chair, and answers each (mandate, slot, method) once
+        (docs/feeds.md). A principal's own query never carries one.
+        """
 
     def __init__(
         self,
@@ -73,10 +86,12 @@ class JointQueryRequest(_message.Message):
         period: _builtins.str = ...,
         min_share_percent: _builtins.int = ...,
         service_type: _builtins.str = ...,
+        mandate: _envelope_pb2.Envelope | None = ...,
+        slot: _builtins.int = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["header", b"header"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["header", b"header", "mandate", b"mandate"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["by_district", b"by_district", "client_groups", b"client_groups", "from_date", b"from_date", "header", b"header", "kind", b"kind", "min_share_percent", b"min_share_percent", "node_deadline_ms", b"node_deadline_ms", "period", b"period", "service_type", b"service_type", "to_date", b"to_date"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["by_district", b"by_district", "client_groups", b"client_groups", "from_date", b"from_date", "header", b"header", "kind", b"kind", "mandate", b"mandate", "min_share_percent", b"min_share_percent", "node_deadline_ms", b"node_deadline_ms", "period", b"period", "service_type", b"service_type", "slot", b"slot", "to_date", b"to_date"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
