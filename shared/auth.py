@@ -15,7 +15,7 @@ import threading
 import time
 from collections.abc import Callable, Collection
 from dataclasses import dataclass
-from typing import Generic, TypeVar
+from typing import TYPE_CHECKING, Generic, TypeVar
 
 from google.protobuf.message import DecodeError, Message
 
@@ -34,6 +34,9 @@ from shared.identity import Identity
 from shared.manifest import Manifest, Party
 from shared.pb.cagnet.v1 import envelope_pb2
 from shared.serde import envelope_from_proto, envelope_to_proto
+
+if TYPE_CHECKING:
+    from shared.mandate import MandateUse
 
 REQUEST_LIFETIME_S = 60
 # Clocks at councils drift; allow this much either side before calling a request expired.
@@ -155,6 +158,9 @@ class Verified(Generic[M]):
     request_digest: bytes
     principal: Party  # who the request is ultimately for: the issuer, or whom the coordinator forwards
     principal_request: Message | None = None
+    # For a query the coordinator sends under a CAG chair's feed mandate: the mandate and slot
+    # (the principal is then the chair).
+    mandate: MandateUse | None = None
 
 
 def verify_request(
