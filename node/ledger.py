@@ -6,6 +6,9 @@ answered last week (or before a restart) would isolate a few people is still ref
 
     release_ledger  id PK, kind (indexed), query_signature, dimensions (JSON list of names),
                     cells (canonical JSON: [[key...], count] pairs sorted by key), at (UTC)
+    mandate_slot    (mandate_id, slot, method) PK, kind, at (UTC): each slot of a CAG chair's feed
+                    mandate the coordinator has used here, so that it is answered once, even
+                    across a restart
 """
 
 from __future__ import annotations
@@ -17,12 +20,22 @@ from types import MappingProxyType
 
 from sqlalchemy import Text, insert
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import IntegrityError
 from sqlmodel import Field, Session, SQLModel, col, select
 
 from node.store import UtcDateTime
 from shared.disclosure import CellKey, Release
+from shared.errors import ReplayedRequest
 
-__all__ = ["AnswerRow", "ReleaseRow", "SqlReleaseStore", "keep_answer", "last_answer"]
+__all__ = [
+    "AnswerRow",
+    "MandateSlotRow",
+    "ReleaseRow",
+    "SqlReleaseStore",
+    "keep_answer",
+    "last_answer",
+    "spend_mandate_slot",
+]
 
 
 class ReleaseRow(SQLModel, table=True):
@@ -125,3 +138,26 @@ def last_answer(engine: Engine, *, kind: str, query_signature: str, policy_diges
             .limit(1)
         ).first()
         return row.answer if row is not None else None
+
+
+class MandateSlotRow(SQLModel, table=True):
+    """A slot of a feed mandate the coordinator has asked under, for one method."""
+
+    __tablename__ = "mandate_slot"
+
+    mandate_id: str = Field(primary_key=True, max_length=32)
+    slot: int = Field(primary_key=True)
+    method: str = Field(primary_key=True, max_length=80)
+    kind: str = Field(max_length=40)
+    at: datetime = Field(sa_type=UtcDateTime, nullable=False)
+
+
+def spend_mandate_slot(engine: Engine, *, mandate_id: str, slot: int, method: str, kind: str) -> None:
+    """Record that the coordinator asked under this mandate, slot and method; ReplayedRequest if it
+    already has. The primary key decides, so two concurrent requests cannot both pass."""
+    row = {"mandate_id": mandate_id, "slot": slot, "method": method, "kind": kind, "at": datetime.now(UTC)}
+    try:
+        with engine.begin() as conn:
+            conn.execute(insert(MandateSlotRow).values(**row))
+    except IntegrityError:
+        raise ReplayedRequest("the feed mandate's query was already answered in this slot") from None

@@ -10,7 +10,7 @@ import logging
 import signal
 import threading
 from concurrent import futures
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import grpc
@@ -21,6 +21,7 @@ from sqlalchemy.engine import Engine
 from node import linkage, providers, service, vfm
 from node.client_records import PersonSealer, load_person_key
 from node.config import NodeConfig
+from node.ledger import spend_mandate_slot
 from node.movement import check_question
 from node.release import Releaser, load_rounding_secret
 from node.store import ensure_authority, open_store
@@ -46,7 +47,8 @@ from shared.interceptor import (
     current_request,
     server_credentials,
 )
-from shared.manifest import CAG_CHAIR, COORDINATOR, MEMBER_AUTHORITY, ManifestSource
+from shared.mandate import check_use, mandate_of
+from shared.manifest import CAG_CHAIR, COORDINATOR, MEMBER_AUTHORITY, ManifestSource, Party
 from shared.models import SupplyMap
 from shared.pb.cagnet.v1 import coordinator_pb2, envelope_pb2, node_pb2, node_pb2_grpc
 from shared.policy import Policy, PolicySource
@@ -179,22 +181,85 @@ class NodeRuntime:
         if method in FORWARDED_KIND and verified.issuer.has_role(COORDINATOR):
             # The coordinator has no right to an aggregate on its own account.
             inner = verified.principal_request
-            if not isinstance(inner, coordinator_pb2.JointQueryRequest) or verified.principal is verified.issuer:
+            if not isinstance(inner, coordinator_pb2.JointQueryRequest):
                 raise NotPermitted(f"role coordinator may not call {method} on its own account")
+            if verified.principal is verified.issuer:
+                # Its own query is answered only under a CAG chair's standing feed mandate.
+                verified = self._mandated(method, verified, inner)
+            elif inner.HasField("mandate"):
+                raise InvalidRequest("only the coordinator's own scheduled query carries a feed mandate")
             if inner.kind != FORWARDED_KIND[method]:
                 raise NotPermitted("the forwarded request asked for a different aggregate")
             if not asks_same_question(inner, verified.message, filled_in=FILLED_IN.get(method, ())):
                 raise NotPermitted("the forwarded request asked a different question from the principal's")
-            # Each node sees a principal's query once per method (common providers takes two rounds,
-            # each once): the coordinator may not ask again in their name.
-            once = b"on-behalf-of:" + method.encode() + b"\x00" + inner.header.nonce
-            self.nonces.check_and_add(once, inner.header.expires_at_ms, now_ms())
+            if verified.mandate is None:
+                # Each node sees a principal's query once per method (common providers takes two
+                # rounds, each once): the coordinator may not ask again in their name.
+                once = b"on-behalf-of:" + method.encode() + b"\x00" + inner.header.nonce
+                self.nonces.check_and_add(once, inner.header.expires_at_ms, now_ms())
+            else:
+                self._spend_slot(method, verified)
         elif method in COORDINATOR_ONLY:
             raise NotPermitted(f"{method} is answered only to the coordinator, for a joint query")
         # The code's ceiling for the method; the servicer then applies the network policy's roles for
         # the aggregate (quorum-signed once governed), and audits a refusal with who asked and what.
         require_role(verified.principal, roles, method)
         return verified
+
+    def _mandated(
+        self, method: str, verified: Verified[Any], query: coordinator_pb2.JointQueryRequest
+    ) -> Verified[Any]:
+        """The coordinator's own query under a feed mandate: answered as the chair's, if the
+        mandate checks out now (`shared.mandate`). A refusal is audited with what was verified."""
+        try:
+            mandate, chair, envelope = mandate_of(query, self.manifests.current())
+        except CagnetError as exc:
+            self._audit_mandate_refusal(method, verified, query, None, exc)
+            raise
+        try:
+            use = check_use(query, mandate, chair, envelope, current=True)
+        except CagnetError as exc:
+            self._audit_mandate_refusal(method, verified, query, (chair, mandate.mandate_id), exc)
+            raise
+        return replace(verified, principal=use.chair, mandate=use)
+
+    def _spend_slot(self, method: str, verified: Verified[Any]) -> None:
+        """Each (mandate, slot, method) once, kept in the store: the coordinator may not run a
+        mandated query twice in a slot to difference the answers, even across a restart."""
+        use = verified.mandate
+        assert use is not None
+        try:
+            spend_mandate_slot(
+                self.engine, mandate_id=use.mandate.mandate_id, slot=use.slot, method=method, kind=use.kind
+            )
+        except CagnetError as exc:
+            query = verified.principal_request
+            assert isinstance(query, coordinator_pb2.JointQueryRequest)
+            self._audit_mandate_refusal(method, verified, query, (use.chair, use.mandate.mandate_id), exc)
+            raise
+
+    def _audit_mandate_refusal(
+        self,
+        method: str,
+        verified: Verified[Any],
+        query: coordinator_pb2.JointQueryRequest,
+        mandate: tuple[Party, str] | None,
+        exc: CagnetError,
+    ) -> None:
+        # Only what verified goes in: the coordinator signed the kind and slot; the mandate's id
+        # and chair only once the mandate itself checked out.
+        parameters: dict[str, object] = {"kind": query.kind[:40], "slot": query.slot}
+        if mandate is not None:
+            parameters["mandate"] = mandate[1]
+        service.record(
+            self.engine,
+            principal=mandate[0] if mandate is not None else verified.issuer,
+            via=verified.issuer.id if mandate is not None else "",
+            method=method,
+            parameters=parameters,
+            decision=f"rejected: {exc.public_message}",
+        )
+        exc.audited = True  # type: ignore[attr-defined]
 
     def on_reject(self, method: str, peer: str | None, error: CagnetError) -> None:
         if getattr(error, "audited", False):
@@ -504,7 +569,7 @@ class NodeServicer(node_pb2_grpc.NodeServicer):
             principal=verified.principal,
             via=self._via(verified),
             method=method,
-            parameters=parameters,
+            parameters=_with_mandate(verified, parameters),
             decision="released",
             released=released,
             policy_digest=policy_digest,
@@ -520,11 +585,16 @@ class NodeServicer(node_pb2_grpc.NodeServicer):
             principal=verified.principal,
             via=self._via(verified),
             method=method,
-            parameters=parameters,
+            parameters=_with_mandate(verified, parameters),
             decision=f"refused: {exc.public_message}",
             policy_digest=policy_digest,
         )
         exc.audited = True  # type: ignore[attr-defined]
+
+
+def _with_mandate(verified: Verified[Any], parameters: dict[str, object]) -> dict[str, object]:
+    """The audit parameters, with the feed mandate and slot a scheduled query was asked under."""
+    return parameters if verified.mandate is None else {**parameters, **verified.mandate.audit_parameters()}
 
 
 def create_server(runtime: NodeRuntime, *, address: str | None = None, max_workers: int = 8) -> tuple[grpc.Server, int]:
