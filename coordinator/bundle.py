@@ -20,6 +20,7 @@ from coordinator.kinds import KINDS, JointKind, JointResult
 from shared import dsse
 from shared.auth import asks_same_question, digest, open_signed, verify_response
 from shared.errors import BadSignature, BundleMismatch, InvalidRequest, UnknownIssuer
+from shared.mandate import check_mandated_query
 from shared.manifest import COORDINATOR, MEMBER_AUTHORITY, Manifest, Party
 from shared.pb.cagnet.v1 import coordinator_pb2
 from shared.serde import envelope_from_proto
@@ -154,6 +155,11 @@ def verify_bundle(envelope: dsse.Envelope, manifest: Manifest) -> Bundle:
     query_env = dsse.Envelope.from_json(bundle.query)
     principal = _signer(query_env, manifest)
     query = open_signed(query_env, coordinator_pb2.JointQueryRequest, principal)
+    if principal.has_role(COORDINATOR):
+        # The coordinator's own query stands only under a CAG chair's feed mandate, in its slot.
+        check_mandated_query(query, manifest, current=False)
+    elif query.HasField("mandate"):
+        raise BundleMismatch("only the coordinator's scheduled query carries a feed mandate")
     if query.kind != bundle.kind or bundle.kind not in KINDS or bundle.result.kind != bundle.kind:
         raise BundleMismatch("the bundle's kind is not the query's")
     spec = KINDS[bundle.kind]

@@ -1,7 +1,9 @@
-"""`cagnet feed publish` (as the CAG chair) and `cagnet feed subscribe` (as a regional board)."""
+"""`cagnet feed publish`, `authorise`, `mandate` and `revoke` (as the CAG chair) and `cagnet feed
+subscribe` (as a regional board)."""
 
 from __future__ import annotations
 
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Annotated
 
@@ -11,6 +13,7 @@ from rich.table import Table
 from coordinator.cli import NetworkOpt, _netdir, err, out
 from coordinator.feeds import FeedSnapshot
 from shared import vocabulary
+from shared.mandate import FeedMandate, format_interval, parse_interval
 
 feed_app = typer.Typer(help="The signed sub-regional feed for regional housing boards.", no_args_is_help=True)
 
@@ -52,6 +55,104 @@ def feed_publish(
     snapshot = publish(_netdir(network_dir), principal=principal, from_date=from_date, to_date=to_date)
     err.print(f"[green]snapshot {snapshot.sequence} published[/] and verified")
     render_snapshot(snapshot)
+
+
+def _when(value: str, option: str, *, end_of_day: bool) -> datetime:
+    """A day (YYYY-MM-DD: its start, or with `end_of_day` the start of the next) or a time (ISO 8601,
+    UTC unless it says otherwise)."""
+    try:
+        if len(value) == 10:
+            day = date.fromisoformat(value)
+            return datetime(day.year, day.month, day.day, tzinfo=UTC) + timedelta(days=1 if end_of_day else 0)
+        at = datetime.fromisoformat(value)
+    except ValueError:
+        raise typer.BadParameter(
+            f"{value!r} is not a day (YYYY-MM-DD) or an ISO 8601 time", param_hint=option
+        ) from None
+    return at if at.tzinfo is not None else at.replace(tzinfo=UTC)
+
+
+def render_mandate(mandate: FeedMandate) -> None:
+    starts, ends = mandate.not_before.isoformat(), mandate.not_after.isoformat()
+    out.print(
+        f"mandate {mandate.mandate_id} signed by {mandate.chair} for {mandate.network}: a snapshot every "
+        f"{format_interval(mandate.interval_s)} from {starts} to {ends}"
+    )
+    for q in mandate.queries:
+        period = f"client records {q.from_date or 'all'} to {q.to_date or 'now'}, period {q.period}"
+        out.print(f"  {q.kind}" + ("" if q.kind == "supply-map" else f" ({period})"))
+
+
+@feed_app.command("authorise")
+def feed_authorise(
+    every: Annotated[str, typer.Option(help="How often the coordinator may publish: 7d, 24h, 30m, ...")],
+    network_dir: NetworkOpt = None,
+    until: Annotated[
+        str, typer.Option(help="The last day (YYYY-MM-DD, inclusive) or time it holds; default one year.")
+    ] = "",
+    starting: Annotated[
+        str, typer.Option(help="When the first slot begins (YYYY-MM-DD or ISO time); default now.")
+    ] = "",
+    from_date: Annotated[str, typer.Option("--from", help="Client records from this day (YYYY-MM-DD).")] = "",
+    to_date: Annotated[str, typer.Option("--to", help="Client records to this day (YYYY-MM-DD).")] = "",
+    principal: Annotated[str, typer.Option(help="The principal to act as (a CAG chair).")] = "cag-chair",
+) -> None:
+    """Sign a standing mandate for the coordinator's schedule to publish the feed's queries, at most
+    once an interval, until it ends or is revoked; it replaces any mandate before it."""
+    from coordinator.feed_client import authorise
+
+    try:
+        every_s = parse_interval(every)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--every") from None
+    not_before = _when(starting, "--starting", end_of_day=False) if starting else datetime.now(UTC)
+    not_after = _when(until, "--until", end_of_day=True) if until else not_before + timedelta(days=365)
+    if not_after <= not_before:
+        raise typer.BadParameter("the mandate must end after it starts", param_hint="--until")
+    mandate, path = authorise(
+        _netdir(network_dir),
+        every_s=every_s,
+        not_before=not_before,
+        not_after=not_after,
+        principal=principal,
+        from_date=from_date,
+        to_date=to_date,
+    )
+    err.print(f"[green]mandate signed[/] and written to {path}")
+    render_mandate(mandate)
+    err.print(
+        f"The coordinator publishes under it when its settings say `publish_every` (at least "
+        f"{format_interval(every_s)}) in the [feed] section of coordinator.toml; `cagnet feed revoke` ends it."
+    )
+
+
+@feed_app.command("mandate")
+def feed_mandate(network_dir: NetworkOpt = None) -> None:
+    """Show the mandate the coordinator's schedule publishes under (verified), if any."""
+    from coordinator.feed_client import current_mandate, mandate_path
+
+    netdir = _netdir(network_dir)
+    found = current_mandate(netdir)
+    if found is None:
+        err.print(f"no mandate at {mandate_path(netdir)}: the coordinator publishes no scheduled snapshots")
+        return
+    render_mandate(found[0])
+
+
+@feed_app.command("revoke")
+def feed_revoke(network_dir: NetworkOpt = None) -> None:
+    """Remove the mandate: the coordinator's schedule publishes nothing more under it."""
+    from coordinator.feed_client import revoke
+
+    mandate, path = revoke(_netdir(network_dir))
+    if mandate is None:
+        err.print(f"no valid mandate was at {path}; there is none now: the schedule publishes nothing")
+    else:
+        err.print(
+            f"[green]mandate {mandate.mandate_id} revoked[/]: removed from {path}. A coordinator that kept a copy "
+            f"could still use it until {mandate.not_after.isoformat()}; to end it at every node at once, rotate "
+            "the chair's key or remove its cag-chair role (docs/feeds.md)."
+        )
 
 
 @feed_app.command("subscribe")

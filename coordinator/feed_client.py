@@ -1,9 +1,11 @@
 """Publishing and subscribing to the sub-regional feed.
 
 `publish` is what a CAG chair runs: it signs one joint query per figure and a publish request
-around them. `subscribe` is what a regional board runs: it asks for every snapshot after the last
-one it holds in order, verifies each end to end before writing it (JSON and CSV), and on a dropped
-connection reconnects and resumes from what it holds, so a snapshot is fetched, never skipped.
+around them. `authorise` signs, as the chair, a standing mandate for the coordinator's schedule to
+publish the same queries once an interval; `revoke` takes it away. `subscribe` is what a regional
+board runs: it asks for every snapshot after the last one it holds in order, verifies each end to
+end before writing it (JSON and CSV), and on a dropped connection reconnects and resumes from what
+it holds, so a snapshot is fetched, never skipped.
 """
 
 from __future__ import annotations
@@ -14,18 +16,22 @@ import logging
 import re
 import threading
 from collections.abc import Callable
+from datetime import datetime
 from pathlib import Path
 
 import grpc
 
 from coordinator import network
 from coordinator.client import Refused
-from coordinator.feeds import FEED_KINDS, FeedSnapshot, snapshot_csv, verify_snapshot
+from coordinator.feed_schedule import read_mandate_file, write_mandate_file
+from coordinator.feeds import FeedSnapshot, snapshot_csv, verify_snapshot
+from coordinator.settings import CoordinatorSettings
 from shared import dsse
 from shared.auth import request_header, sign_message
-from shared.errors import BundleMismatch, Unavailable
+from shared.errors import BundleMismatch, CagnetError, Unavailable
 from shared.identity import Identity
 from shared.interceptor import secure_channel
+from shared.mandate import FeedMandate, feed_queries, make_mandate, open_mandate, query_message, sign_mandate
 from shared.manifest import CAG_CHAIR, COORDINATOR, REGIONAL_BOARD, ManifestSource
 from shared.pb.cagnet.v1 import coordinator_pb2, coordinator_pb2_grpc
 from shared.policy import PolicySource
@@ -69,17 +75,9 @@ def publish(
     manifests, policies = _sources(netdir)
     policy_digest = policies.current().digest
     queries: list[dsse.Envelope] = []
-    for kind in FEED_KINDS:
+    for question in feed_queries(from_date=from_date, to_date=to_date):
         header = request_header(identity, audience=COORDINATOR, method=JOINT_QUERY, policy_digest=policy_digest)
-        records = kind != "supply-map"
-        query = coordinator_pb2.JointQueryRequest(
-            header=header,
-            kind=kind,
-            from_date=from_date if records else "",
-            to_date=to_date if records else "",
-            period="all" if records else "",
-        )
-        queries.append(sign_message(query, identity))
+        queries.append(sign_message(query_message(question, header), identity))
     header = request_header(identity, audience=COORDINATOR, method=PUBLISH_FEED, policy_digest=policy_digest)
     request = coordinator_pb2.FeedPublishRequest(header=header, queries=[envelope_to_proto(q) for q in queries])
     channel = _channel(netdir, identity)
@@ -94,6 +92,70 @@ def publish(
     if [e.query for e in snapshot.evidence] != [q.to_json() for q in queries]:
         raise BundleMismatch("the snapshot was not made from the queries just signed")
     return snapshot
+
+
+# --- the standing mandate for the coordinator's schedule ---------------------------------------------
+
+
+def mandate_path(netdir: Path) -> Path:
+    """Where the coordinator's settings say the mandate lives (NETDIR/feed-mandate.json by default)."""
+    return CoordinatorSettings.load(netdir).mandate_path(netdir)
+
+
+def authorise(
+    netdir: Path,
+    *,
+    every_s: int,
+    not_before: datetime,
+    not_after: datetime,
+    principal: str = CAG_CHAIR,
+    from_date: str = "",
+    to_date: str = "",
+) -> tuple[FeedMandate, Path]:
+    """Sign, as the chair, a mandate for the feed's queries once every `every_s` seconds between
+    the two times, and put it where the coordinator reads it (replacing any before it)."""
+    identity = Identity.load(network.principal_dir(netdir, principal))
+    manifests, _ = _sources(netdir)
+    manifest = manifests.current()
+    mandate = make_mandate(
+        network=manifest.network,
+        chair=identity.party_id,
+        interval_s=every_s,
+        not_before=not_before,
+        not_after=not_after,
+        queries=feed_queries(from_date=from_date, to_date=to_date),
+    )
+    envelope = sign_mandate(mandate, identity)
+    open_mandate(envelope, manifest)  # refuse here what every node would refuse (not a chair, ...)
+    path = mandate_path(netdir)
+    write_mandate_file(path, envelope)
+    return mandate, path
+
+
+def current_mandate(netdir: Path) -> tuple[FeedMandate, Path] | None:
+    """The mandate on file, verified against the network's manifest, or None."""
+    path = mandate_path(netdir)
+    envelope = read_mandate_file(path)
+    if envelope is None:
+        return None
+    manifests, _ = _sources(netdir)
+    return open_mandate(envelope, manifests.current())[0], path
+
+
+def revoke(netdir: Path) -> tuple[FeedMandate | None, Path]:
+    """Remove the mandate from the coordinator's folder; the schedule stops at its next tick.
+    Returns what was there (None if nothing, or if it no longer verified)."""
+    path = mandate_path(netdir)
+    envelope = read_mandate_file(path)
+    if envelope is None:
+        return None, path
+    manifests, _ = _sources(netdir)
+    try:
+        mandate: FeedMandate | None = open_mandate(envelope, manifests.current())[0]
+    except CagnetError:
+        mandate = None
+    path.unlink()
+    return mandate, path
 
 
 # --- subscribing ------------------------------------------------------------------------------------

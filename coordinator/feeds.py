@@ -3,12 +3,15 @@
 A snapshot is made when a CAG chair publishes: the chair signs one ordinary joint query per figure
 (supply map, net flow, KPI 2), the coordinator runs each exactly as `JointQuery` does (nodes see the
 chair's query on_behalf_of and apply the policy to the chair), and keeps from the verified bundles
-only CAG-level figures. For evidence the snapshot carries the chair's signed queries, the
-coordinator's signed request to each node and each node's signed ContributionReceipt, never a
-node's response: a board can check who contributed, to which question, under which policy, without
-seeing one authority's figure. The figures themselves rest on the coordinator's signature; the full
-bundles are kept in the feed store, and `verify_snapshot(..., bundles=...)` recomputes the figures
-from them for whoever may read them (the chair).
+only CAG-level figures. Or on the coordinator's schedule, under the chair's standing mandate
+(`shared.mandate`): the coordinator signs the queries the mandate allows, with the mandate and the
+slot attached, and the snapshot carries the mandate in place of the chair's per-query signatures.
+For evidence the snapshot carries the signed queries, the coordinator's signed request to each node
+and each node's signed ContributionReceipt, never a node's response: a board can check who
+contributed, to which question, under which policy, without seeing one authority's figure. The
+figures themselves rest on the coordinator's signature; the full bundles are kept in the feed
+store, and `verify_snapshot(..., bundles=...)` recomputes the figures from them for whoever may
+read them (the chair).
 """
 
 from __future__ import annotations
@@ -37,13 +40,13 @@ from shared.accreditation import LoggedEntry, open_entry, provider_status
 from shared.auth import contribution_digest, digest, open_signed, verify_response
 from shared.disclosure import TOTAL
 from shared.errors import BadSignature, BundleMismatch, InvalidRequest, UnknownIssuer
+from shared.mandate import FEED_KINDS, FeedMandate, check_mandated_query, open_mandate
 from shared.manifest import COORDINATOR, Manifest
 from shared.pb.cagnet.v1 import coordinator_pb2, node_pb2
 from shared.serde import count_table_from_proto, envelope_from_proto
 
 SNAPSHOT_PAYLOAD_TYPE = "application/vnd.cagnet.v1.feed-snapshot+json"
-# The joint queries a snapshot is made of, each signed by the publishing chair.
-FEED_KINDS = ("supply-map", "net-flow", "kpi")
+# FEED_KINDS, the joint queries a snapshot is made of, lives in `shared.mandate`: nodes check it too.
 
 
 class _Model(BaseModel):
@@ -96,11 +99,26 @@ class ReceiptContribution(_Model):
 
 class Evidence(_Model):
     kind: str
-    query: dict[str, Any]  # DSSE JSON: the chair's signed JointQueryRequest
+    # DSSE JSON: the chair's signed JointQueryRequest, or (a scheduled snapshot) the coordinator's,
+    # carrying the chair's mandate and the slot
+    query: dict[str, Any]
     answered: tuple[str, ...]
     missing: tuple[MissingAuthority, ...]
     bundle_digest: str  # hex SHA-256 of the full bundle's payload, kept by the coordinator
     contributions: tuple[ReceiptContribution, ...]
+
+
+class MandateEvidence(_Model):
+    """What a scheduled snapshot was published under: the CAG chair's signed standing mandate and
+    the slot (whole intervals since its not_before)."""
+
+    mandate_id: str
+    slot: int
+    envelope: dict[str, Any]  # DSSE JSON: the chair's signed FeedMandate
+
+    @classmethod
+    def of(cls, mandate: FeedMandate, envelope: dsse.Envelope, slot: int) -> MandateEvidence:
+        return cls(mandate_id=mandate.mandate_id, slot=slot, envelope=envelope.to_json())
 
 
 class FeedSnapshot(_Model):
@@ -118,6 +136,9 @@ class FeedSnapshot(_Model):
     kpi2: tuple[KpiRow, ...]
     providers: ProviderCounts
     evidence: tuple[Evidence, ...]
+    # Set on a snapshot the coordinator published on its schedule; `publisher` is then the chair
+    # whose mandate it was.
+    mandate: MandateEvidence | None = None
 
     def payload(self) -> bytes:
         return json.dumps(self.model_dump(mode="json"), sort_keys=True, separators=(",", ":")).encode()
@@ -231,6 +252,7 @@ def build_snapshot(
     bundles: dict[str, Bundle],
     bundle_payloads: dict[str, bytes],
     providers: ProviderCounts,
+    mandate: MandateEvidence | None = None,
 ) -> FeedSnapshot:
     figures = figures_from_bundles(bundles)
     answered = [set(b.answered) for b in bundles.values()]
@@ -256,6 +278,7 @@ def build_snapshot(
         kpi2=figures.kpi2,
         providers=providers,
         evidence=tuple(evidence_from_bundle(bundles[k], bundle_payloads[k], manifest) for k in FEED_KINDS),
+        mandate=mandate,
     )
 
 
@@ -272,7 +295,10 @@ def verify_snapshot(
     """Every signature and binding a snapshot carries; raises on the first fault.
 
     1. the coordinator's signature, the payload type, and a well-formed snapshot;
-    2. for each figure, a query signed by the publisher (a listed party), of that kind;
+    2. for each figure, a query signed by the publisher (a listed party), of that kind; or, for a
+       scheduled snapshot, a mandate signed by the publisher, a CAG chair, for this network, and
+       for each figure a query the coordinator signed in the snapshot's slot under that mandate,
+       asking exactly one of the questions it allows (`shared.mandate.check_mandated_query`);
     3. for each contribution: a distinct member authority; the coordinator's request to it, for the
        kind's method, made for that query and asking its question; the node's receipt, signed by
        that authority, naming it, answering that request, under the snapshot's policy;
@@ -295,10 +321,11 @@ def verify_snapshot(
     for ev in snapshot.evidence:
         spec = KINDS[ev.kind]
         query_env = dsse.Envelope.from_json(ev.query)
-        if not any(s.keyid == publisher.keyid for s in query_env.signatures):
-            raise BadSignature("a figure's query is not signed by the publisher")
-        query = open_signed(query_env, coordinator_pb2.JointQueryRequest, publisher)
-        if query.kind != ev.kind or query.header.issuer != publisher.id:
+        if snapshot.mandate is None:
+            query = _publishers_query(query_env, publisher)
+        else:
+            query = _mandated_query(query_env, snapshot.mandate, publisher, manifest)
+        if query.kind != ev.kind:
             raise BundleMismatch("a figure's query is not the publisher's query for that figure")
         seen: set[str] = set()
         for c in ev.contributions:
@@ -327,6 +354,32 @@ def verify_snapshot(
     if bundles:
         _check_bundles(snapshot, bundles, manifest)
     return snapshot
+
+
+def _publishers_query(query_env: dsse.Envelope, publisher: Any) -> coordinator_pb2.JointQueryRequest:
+    if not any(s.keyid == publisher.keyid for s in query_env.signatures):
+        raise BadSignature("a figure's query is not signed by the publisher")
+    query = open_signed(query_env, coordinator_pb2.JointQueryRequest, publisher)
+    if query.header.issuer != publisher.id or query.HasField("mandate"):
+        raise BundleMismatch("a figure's query is not the publisher's query for that figure")
+    return query
+
+
+def _mandated_query(
+    query_env: dsse.Envelope, evidence: MandateEvidence, publisher: Any, manifest: Manifest
+) -> coordinator_pb2.JointQueryRequest:
+    """A scheduled snapshot's query: the coordinator's, under the publisher's mandate, in its slot."""
+    mandate_env = dsse.Envelope.from_json(evidence.envelope)
+    mandate, chair = open_mandate(mandate_env, manifest)
+    if chair.id != publisher.id or mandate.mandate_id != evidence.mandate_id:
+        raise BundleMismatch("the snapshot's mandate is not its publisher's")
+    query = open_signed(query_env, coordinator_pb2.JointQueryRequest, manifest.party(COORDINATOR))
+    if query.header.issuer != COORDINATOR or query.slot != evidence.slot:
+        raise BundleMismatch("a figure's query was not made for the snapshot's slot")
+    if not query.HasField("mandate") or envelope_from_proto(query.mandate) != mandate_env:
+        raise BundleMismatch("a figure's query was not made under the snapshot's mandate")
+    check_mandated_query(query, manifest, current=False)
+    return query
 
 
 def _check_bundles(snapshot: FeedSnapshot, envelopes: Sequence[dsse.Envelope], manifest: Manifest) -> None:
@@ -430,6 +483,18 @@ class FeedStore:
         with self._published:
             self._published.notify_all()
         return envelope
+
+    def last_published_under(self, mandate_id: str, *, scan: int = 1000) -> float | None:
+        """When (epoch seconds) the coordinator began the latest snapshot published under this
+        feed mandate, looking back `scan` snapshots: when it signed the first figure's query."""
+        with self.engine.connect() as conn:
+            rows = conn.execute(select(_snapshots.c.envelope).order_by(_snapshots.c.sequence.desc()).limit(scan)).all()
+        for row in rows:
+            snapshot = FeedSnapshot.model_validate_json(dsse.Envelope.from_json(json.loads(row.envelope)).payload)
+            if snapshot.mandate is not None and snapshot.mandate.mandate_id == mandate_id:
+                first = dsse.Envelope.from_json(snapshot.evidence[0].query).payload
+                return coordinator_pb2.JointQueryRequest.FromString(first).header.issued_at_ms / 1000
+        return None
 
     def since(self, sequence: int, *, limit: int = 100) -> list[tuple[int, dsse.Envelope]]:
         with self.engine.connect() as conn:

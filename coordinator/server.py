@@ -18,12 +18,12 @@ from typing import Any
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
-from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from coordinator import network
 from coordinator.bundle import Bundle, build_bundle, sign_bundle, verify_bundle
 from coordinator.fanout import Contribution, Missing, NodeClients
-from coordinator.feeds import FEED_KINDS, FeedStore, build_snapshot, provider_counts, sign_snapshot
+from coordinator.feed_schedule import FeedSchedule
+from coordinator.feeds import FEED_KINDS, FeedStore, MandateEvidence, build_snapshot, provider_counts, sign_snapshot
 from coordinator.governance_server import SERVICE as GOVERNANCE_SERVICE
 from coordinator.governance_server import GovernanceRuntime
 from coordinator.governance_server import add_to_server as add_governance
@@ -32,14 +32,17 @@ from coordinator.records import RepeatMovers, count_repeat_movers
 from coordinator.register_server import SERVICE as REGISTER_SERVICE
 from coordinator.register_server import RegisterRuntime, add_to_server
 from coordinator.rounds import Round, common_providers, vfm_benchmarks
+from coordinator.settings import CoordinatorSettings
 from shared import dsse
 from shared.auth import (
     NonceCache,
     Verified,
     digest,
     forwarded_request,
+    now_ms,
     request_header,
     require_role,
+    sign_message,
     verify_request,
     verify_response,
 )
@@ -54,9 +57,10 @@ from shared.interceptor import (
     server_credentials,
 )
 from shared.linkage import tokens_digest
-from shared.manifest import CAG_CHAIR, COORDINATOR, MEMBER_AUTHORITY, REGIONAL_BOARD, Manifest, ManifestSource
+from shared.mandate import check_mandated_query, open_mandate, query_message
+from shared.manifest import CAG_CHAIR, COORDINATOR, MEMBER_AUTHORITY, REGIONAL_BOARD, Manifest, ManifestSource, Party
 from shared.pb.cagnet.v1 import coordinator_pb2, coordinator_pb2_grpc, envelope_pb2, node_pb2
-from shared.policy import AggregateRule, PolicySource
+from shared.policy import AggregateRule, Policy, PolicySource
 from shared.serde import envelope_from_proto, envelope_to_proto
 
 log = logging.getLogger(__name__)
@@ -72,19 +76,6 @@ METHODS: dict[str, tuple[type[Any], tuple[str, ...]]] = {
     PUBLISH_FEED: (coordinator_pb2.FeedPublishRequest, (CAG_CHAIR,)),
     FEED: (coordinator_pb2.FeedRequest, (CAG_CHAIR, MEMBER_AUTHORITY, REGIONAL_BOARD)),
 }
-
-
-class CoordinatorSettings(BaseSettings):
-    """Read from CAGNET_COORDINATOR_* environment variables."""
-
-    model_config = SettingsConfigDict(env_prefix="CAGNET_COORDINATOR_")
-
-    node_deadline_ms: int = 5000
-    max_node_deadline_ms: int = 30000
-    # Where feed snapshots are kept (default: sqlite file feeds.db in the network folder).
-    feed_database_url: str = ""
-    # A feed stream ends after this long; the subscriber reconnects with a fresh signed request.
-    feed_stream_max_s: int = 3600
 
 
 @dataclass
@@ -119,11 +110,12 @@ class CoordinatorRuntime:
 
     @classmethod
     def open(cls, netdir: Path) -> CoordinatorRuntime:
+        settings = CoordinatorSettings.load(netdir)  # a bad setting stops the coordinator here
         identity = network.coordinator_identity(netdir)
         manifests = ManifestSource(network.manifest_path(netdir), network.root_key(netdir))
         policies = PolicySource(network.policy_path(netdir), network.root_key(netdir), manifests=manifests)
         policies.current()  # the coordinator combines nothing without a valid network policy
-        return cls(netdir, identity, manifests, policies)
+        return cls(netdir, identity, manifests, policies, settings)
 
     def authenticate(self, method: str, envelope: dsse.Envelope, peer: str | None) -> Verified[Any]:
         try:
@@ -169,12 +161,53 @@ class CoordinatorRuntime:
             queries[inner.message.kind] = (env, inner.message)
         if set(queries) != set(FEED_KINDS):
             raise InvalidRequest(f"a feed is published from one query of each kind: {', '.join(FEED_KINDS)}")
-        bundles: dict[str, Bundle] = {}
+        envelopes = {kind: self.joint_query(*queries[kind]) for kind in FEED_KINDS}
+        envelope = self._store_snapshot(envelopes, rule, publisher=verified.issuer, manifest=manifest, policy=policy)
+        log.info("feed snapshot published by %s", verified.issuer.id)
+        return envelope
+
+    def publish_mandated(self, mandate: dsse.Envelope, *, now: int | None = None) -> dsse.Envelope:
+        """A scheduled snapshot: the feed's queries signed by the coordinator under the CAG chair's
+        mandate for the slot `now` falls in. Each node checks the mandate and the slot, applies the
+        policy to the chair and answers each (mandate, slot, method) once (`shared.mandate`)."""
+        manifest = self.manifests.current()
+        policy = self.policies.current()
+        now = now_ms() if now is None else now
+        opened, chair = open_mandate(mandate, manifest, now=now)
+        slot = opened.slot_at(now / 1000)
+        rule = policy.require_any_role("feed", chair.roles)
         envelopes: dict[str, dsse.Envelope] = {}
         for kind in FEED_KINDS:
-            env, query = queries[kind]
-            envelopes[kind] = self.joint_query(env, query)
-            bundles[kind] = verify_bundle(envelopes[kind], manifest)
+            header = request_header(
+                self.identity, audience=COORDINATOR, method=JOINT_QUERY, policy_digest=policy.digest
+            )
+            query = query_message(opened.query(kind), header)
+            query.mandate.CopyFrom(envelope_to_proto(mandate))
+            query.slot = slot
+            # The nodes check all this; checking first spares them a query they would refuse.
+            check_mandated_query(query, manifest, current=True, now=now)
+            query_env = sign_message(query, self.identity)
+            envelopes[kind] = self._joint_query(query_env, query, principal=chair)
+        evidence = MandateEvidence.of(opened, mandate, slot)
+        envelope = self._store_snapshot(
+            envelopes, rule, publisher=chair, manifest=manifest, policy=policy, mandate=evidence
+        )
+        log.info("feed snapshot published under %s's mandate %s, slot %d", chair.id, opened.mandate_id, slot)
+        return envelope
+
+    def _store_snapshot(
+        self,
+        envelopes: dict[str, dsse.Envelope],
+        rule: AggregateRule,
+        *,
+        publisher: Party,
+        manifest: Manifest,
+        policy: Policy,
+        mandate: MandateEvidence | None = None,
+    ) -> dsse.Envelope:
+        """Verify the three bundles, require the feed's minimum of authorities in every figure,
+        and sign and store the snapshot."""
+        bundles: dict[str, Bundle] = {kind: verify_bundle(envelopes[kind], manifest) for kind in FEED_KINDS}
         common = set.intersection(*(set(b.answered) for b in bundles.values()))
         try:
             require_min_authorities(len(common), rule)
@@ -187,17 +220,16 @@ class CoordinatorRuntime:
             snapshot = build_snapshot(
                 manifest=manifest,
                 sequence=sequence,
-                publisher=verified.issuer.id,
+                publisher=publisher.id,
                 policy_digest=policy.digest,
                 bundles=bundles,
                 bundle_payloads={k: e.payload for k, e in envelopes.items()},
                 providers=providers,
+                mandate=mandate,
             )
             return sign_snapshot(snapshot, self.identity.signing_key), [envelopes[k] for k in FEED_KINDS]
 
-        envelope = self.feeds.publish(make)
-        log.info("feed snapshot published by %s", verified.issuer.id)
-        return envelope
+        return self.feeds.publish(make)
 
     def feed(self, verified: Verified[Any], context: grpc.ServicerContext) -> Iterator[dsse.Envelope]:
         message: coordinator_pb2.FeedRequest = verified.message
@@ -218,6 +250,14 @@ class CoordinatorRuntime:
         log.info("rejected %s from %s: %s", method, peer, error.public_message)
 
     def joint_query(self, query_envelope: dsse.Envelope, query: coordinator_pb2.JointQueryRequest) -> dsse.Envelope:
+        """A principal's own signed query (already verified), fanned out on their behalf."""
+        if query.HasField("mandate"):
+            raise InvalidRequest("a principal's query carries no feed mandate")
+        return self._joint_query(query_envelope, query, principal=self.manifests.current().party(query.header.issuer))
+
+    def _joint_query(
+        self, query_envelope: dsse.Envelope, query: coordinator_pb2.JointQueryRequest, *, principal: Party
+    ) -> dsse.Envelope:
         spec = KINDS.get(query.kind)
         if spec is None:
             raise InvalidRequest(f"unknown query kind; this coordinator answers: {', '.join(KINDS)}")
@@ -229,7 +269,7 @@ class CoordinatorRuntime:
         if query.header.policy_digest and query.header.policy_digest != policy.digest:
             raise StalePolicy()
         # Each node checks this too; refusing here spares them the round trip.
-        rule = policy.require_any_role(query.kind, manifest.party(query.header.issuer).roles)
+        rule = policy.require_any_role(query.kind, principal.roles)
 
         def build(member: Any) -> Any:
             header = request_header(
@@ -375,13 +415,19 @@ def serve(netdir: Path, *, listen: str) -> None:
     """Run until SIGTERM or SIGINT, then stop gracefully."""
     network.set_endpoint(netdir, COORDINATOR, listen)
     runtime = CoordinatorRuntime.open(netdir)
+    # A schedule more frequent than the chair's mandate allows stops the start here, before listening.
+    schedule = FeedSchedule.prepare(runtime)
     register = RegisterRuntime.open(netdir)
     server, port = create_server(runtime, address=listen, register=register)
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
     log.info("coordinator serving on port %d", port)
+    if schedule is not None:
+        schedule.start()
     stop.wait()
+    if schedule is not None:
+        schedule.stop()
     server.stop(grace=5).wait()
     runtime.close()
     register.close()
