@@ -9,6 +9,7 @@ from typing import Annotated
 import grpc
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 import cagnet.vfm_position  # noqa: F401  (registers `cagnet node vfm-position`)
 import coordinator.providers_cli
@@ -136,7 +137,7 @@ def main() -> None:
         err.print(f"[red]refused[/] ({exc.code.name}): {exc.public_message}")
         sys.exit(2)
     except CagnetError as exc:
-        err.print(f"[red]error:[/] {exc}")
+        err.print(f"[red]error:[/] {escape(str(exc))}")  # a message may name a [section] of a file
         sys.exit(2)
     except grpc.RpcError as exc:
         err.print(f"[red]refused:[/] {exc.code().name}: {exc.details()}")

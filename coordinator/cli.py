@@ -140,8 +140,10 @@ def coordinator_serve(
 ) -> None:
     """Run the coordinator until stopped (Ctrl-C or SIGTERM)."""
     from coordinator.server import serve
+    from coordinator.settings import CoordinatorSettings
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    CoordinatorSettings.load(netdir)  # a bad setting is reported before anything starts
     address = listen or network.read(netdir).coordinator_endpoint
     err.print(f"coordinator listening on {address}")
     serve(netdir, listen=address)

@@ -122,7 +122,7 @@ def feed_authorise(
     render_mandate(mandate)
     err.print(
         f"The coordinator publishes under it when its settings say `publish_every` (at least "
-        f"{format_interval(every_s)}) in the [feed] section of coordinator.toml; `cagnet feed revoke` ends it."
+        f"{format_interval(every_s)}) in the \\[feed] section of coordinator.toml; `cagnet feed revoke` ends it."
     )
 
 

@@ -5,6 +5,9 @@ authorise`, `mandate` and `revoke` as the chair runs them."""
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -356,3 +359,18 @@ def test_authorise_refuses_a_bad_interval_or_a_non_chair(tmp_path: Path) -> None
             principal="regional-board",
         )
     assert not (netdir / "feed-mandate.json").exists()
+
+
+def test_the_coordinator_does_not_start_with_a_bad_setting(tmp_path: Path) -> None:
+    netdir = tmp_path / "network"
+    network.init_network(netdir, name="Test CAG")
+    (netdir / "coordinator.toml").write_text('[feed]\npublish_every = "1 minute"\n')
+    ran = subprocess.run(
+        [sys.executable, "-m", "cagnet.cli", "coordinator", "serve", str(netdir), "--listen", "127.0.0.1:0"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "COLUMNS": "200"},
+    )
+    assert ran.returncode == 2
+    assert "[feed] publish_every: '1 minute' is not an interval" in ran.stderr
