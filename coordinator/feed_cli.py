@@ -79,8 +79,15 @@ def render_mandate(mandate: FeedMandate) -> None:
         f"{format_interval(mandate.interval_s)} from {starts} to {ends}"
     )
     for q in mandate.queries:
-        period = f"client records {q.from_date or 'all'} to {q.to_date or 'now'}, period {q.period}"
-        out.print(f"  {q.kind}" + ("" if q.kind == "supply-map" else f" ({period})"))
+        if q.kind == "supply-map":
+            out.print(f"  {q.kind} (supply as it stands)")
+            continue
+        records = (
+            f"client records from {q.from_date or 'the first'} to {q.to_date or 'the last'}"
+            if q.from_date or q.to_date
+            else "all client records"
+        )
+        out.print(f"  {q.kind} ({records}, period {q.period})")
 
 
 @feed_app.command("authorise")
