@@ -157,8 +157,8 @@ def feed_revoke(network_dir: NetworkOpt = None) -> None:
     else:
         err.print(
             f"[green]mandate {mandate.mandate_id} revoked[/]: removed from {path}. A coordinator that kept a copy "
-            f"could still use it until {mandate.not_after.isoformat()}; to end it at every node at once, rotate "
-            "the chair's key or remove its cag-chair role (docs/feeds.md)."
+            f"could still use it until {mandate.not_after.isoformat()}; to end it at every node, the members rotate "
+            "the chair's key (`cagnet network rotate-key NETDIR cag-chair`) or take away its role (docs/feeds.md)."
         )
 
 

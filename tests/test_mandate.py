@@ -374,3 +374,27 @@ def test_the_coordinator_does_not_start_with_a_bad_setting(tmp_path: Path) -> No
     )
     assert ran.returncode == 2
     assert "[feed] publish_every: '1 minute' is not an interval" in ran.stderr
+
+
+def test_rotating_the_chairs_key_or_removing_its_role_ends_a_mandate(netdir: Path, manifest: Manifest) -> None:
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    from shared.manifest import encode_key
+
+    envelope = sign_mandate(_mandate(manifest), _chair(netdir))
+    chair = manifest.party("cag-chair")
+    now = _ms(datetime.now(UTC))
+
+    def with_chair(**changes: object) -> Manifest:
+        return manifest.with_party(chair.model_copy(update=changes))
+
+    rotated = {
+        "signing_key": encode_key(Ed25519PrivateKey.generate().public_key()),
+        "previous_key": chair.signing_key,
+    }
+    # Within the rotation's overlap the old key still signs; after it, the mandate no longer verifies.
+    open_mandate(envelope, with_chair(**rotated, previous_key_until_ms=now + 60_000), now=now)
+    with pytest.raises(BadSignature):
+        open_mandate(envelope, with_chair(**rotated, previous_key_until_ms=now - 1), now=now)
+    with pytest.raises(NotPermitted):
+        open_mandate(envelope, with_chair(roles=("regional-board",)), now=now)
