@@ -259,6 +259,8 @@ class Change(BaseModel):
         match self.action:
             case "add-member":
                 assert self.party is not None
+                if not self.party.endpoint:  # a principal: it asks, it does not answer
+                    return f"add {self.party.id} ({self.party.name}) as {', '.join(self.party.roles)}"
                 return f"add member {self.party.id} ({self.party.name}) at {self.party.endpoint}"
             case "remove-member":
                 return f"remove {self.party_id}"

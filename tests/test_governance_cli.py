@@ -123,6 +123,8 @@ def test_a_new_principal_is_listed_only_at_the_quorum(net: LiveNetwork) -> None:
     args = ("--id", "regional-board", "--role", REGIONAL_BOARD, "--name", "SE Regional Housing Board")
     pid = _propose(net, "propose-principal", *args, node=KENT)
     assert "regional-board" not in {p.id for p in network.read(net.netdir).parties}
+    listed = _cli("network", "proposals", "--node", str(net.nodedirs[MEDWAY]), "--network", str(net.netdir))
+    assert "add regional-board (SE Regional Housing Board) as regional-board" in listed
     _approve(net, pid, MEDWAY)
     assert network.read(net.netdir).party("regional-board").roles == (REGIONAL_BOARD,)
 
