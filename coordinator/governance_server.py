@@ -24,11 +24,11 @@ from google.protobuf.message import Message
 from coordinator import governance as gov
 from coordinator import network
 from shared import dsse
-from shared.auth import NonceCache, Verified, require_role, response_header, sign_message, verify_request
+from shared.auth import NonceCache, Verified, response_header, sign_message
 from shared.errors import CagnetError, InvalidRequest, NotFound
 from shared.governance import Filed
 from shared.identity import Identity
-from shared.interceptor import SignedEnvelopeInterceptor, current_peer_fingerprint, current_request
+from shared.interceptor import SignedEnvelopeInterceptor, authenticate_call, current_request
 from shared.manifest import CAG_CHAIR, COORDINATOR, MEMBER_AUTHORITY, REGIONAL_BOARD, ManifestSource
 from shared.pb.cagnet.v1 import envelope_pb2, governance_pb2, governance_pb2_grpc
 from shared.serde import envelope_from_proto, envelope_to_proto, filed_to_proto
@@ -58,22 +58,10 @@ class GovernanceRuntime:
     _log_lock: threading.Lock = field(default_factory=threading.Lock, init=False)
 
     def authenticate(self, method: str, envelope: dsse.Envelope, peer: str | None) -> Verified[Any]:
-        try:
-            message_cls, roles = METHODS[method]
-        except KeyError:
-            raise InvalidRequest("unknown method") from None
-        verified = verify_request(
-            envelope,
-            message_cls,
-            manifest=self.manifests.current(),
-            audience=COORDINATOR,
-            method=method,
-            nonces=self.nonces,
-            peer_party_id=peer,
-            peer_fingerprint=current_peer_fingerprint(),
+        manifest = self.manifests.current()
+        return authenticate_call(
+            METHODS, method, envelope, manifest=manifest, audience=COORDINATOR, nonces=self.nonces, peer=peer
         )
-        require_role(verified.principal, roles, method)
-        return verified
 
     def on_reject(self, method: str, peer: str | None, error: CagnetError) -> None:
         log.warning("governance refused %s from %s: %s", method, peer or "unknown peer", error.public_message)

@@ -25,10 +25,10 @@ from coordinator import network
 from coordinator import register as logic
 from coordinator import register_store as store
 from shared import dsse
-from shared.auth import NonceCache, Verified, require_role, response_header, sign_message, verify_request
-from shared.errors import CagnetError, InvalidRequest
+from shared.auth import NonceCache, Verified, response_header, sign_message
+from shared.errors import CagnetError
 from shared.identity import Identity
-from shared.interceptor import SignedEnvelopeInterceptor, current_request
+from shared.interceptor import SignedEnvelopeInterceptor, authenticate_call, current_request
 from shared.manifest import CAG_CHAIR, COORDINATOR, MEMBER_AUTHORITY, ManifestSource
 from shared.pb.cagnet.v1 import envelope_pb2, register_pb2, register_pb2_grpc
 from shared.serde import envelope_to_proto
@@ -101,21 +101,10 @@ class RegisterRuntime:
                 self._engine = None
 
     def authenticate(self, method: str, envelope: dsse.Envelope, peer: str | None) -> Verified[Any]:
-        try:
-            message_cls, roles = METHODS[method]
-        except KeyError:
-            raise InvalidRequest("unknown method") from None
-        verified = verify_request(
-            envelope,
-            message_cls,
-            manifest=self.manifests.current(),
-            audience=COORDINATOR,
-            method=method,
-            nonces=self.nonces,
-            peer_party_id=peer,
+        manifest = self.manifests.current()
+        return authenticate_call(
+            METHODS, method, envelope, manifest=manifest, audience=COORDINATOR, nonces=self.nonces, peer=peer
         )
-        require_role(verified.principal, roles, method)
-        return verified
 
     def on_reject(self, method: str, peer: str | None, error: CagnetError) -> None:
         log.info("register rejected %s from %s: %s", method, peer, error.public_message)

@@ -41,7 +41,6 @@ from shared.auth import (
     forwarded_request,
     now_ms,
     request_header,
-    require_role,
     sign_message,
     verify_request,
     verify_response,
@@ -51,7 +50,7 @@ from shared.errors import CagnetError, DisclosureRefused, InvalidRequest, StaleP
 from shared.identity import Identity
 from shared.interceptor import (
     SignedEnvelopeInterceptor,
-    current_peer_fingerprint,
+    authenticate_call,
     current_request,
     peer_party_id,
     server_credentials,
@@ -118,22 +117,10 @@ class CoordinatorRuntime:
         return cls(netdir, identity, manifests, policies, settings)
 
     def authenticate(self, method: str, envelope: dsse.Envelope, peer: str | None) -> Verified[Any]:
-        try:
-            message_cls, roles = METHODS[method]
-        except KeyError:
-            raise InvalidRequest("unknown method") from None
-        verified = verify_request(
-            envelope,
-            message_cls,
-            manifest=self.manifests.current(),
-            audience=COORDINATOR,
-            method=method,
-            nonces=self.nonces,
-            peer_party_id=peer,
-            peer_fingerprint=current_peer_fingerprint(),
+        manifest = self.manifests.current()
+        return authenticate_call(
+            METHODS, method, envelope, manifest=manifest, audience=COORDINATOR, nonces=self.nonces, peer=peer
         )
-        require_role(verified.principal, roles, method)
-        return verified
 
     def publish_feed(self, verified: Verified[Any], peer: str | None) -> dsse.Envelope:
         """Run the chair's signed joint queries, keep CAG-level figures and receipts, sign, store."""

@@ -13,15 +13,17 @@ from __future__ import annotations
 import contextvars
 import functools
 import logging
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 import grpc
+from google.protobuf.message import Message
 
 from shared import pki
-from shared.auth import Verified
+from shared.auth import NonceCache, Verified, require_role, verify_request
 from shared.dsse import Envelope
-from shared.errors import CagnetError, PeerMismatch
+from shared.errors import CagnetError, InvalidRequest, PeerMismatch
+from shared.manifest import Manifest
 from shared.serde import envelope_from_proto
 
 log = logging.getLogger(__name__)
@@ -36,6 +38,38 @@ _peer_fingerprint: contextvars.ContextVar[str | None] = contextvars.ContextVar("
 def current_peer_fingerprint() -> str | None:
     """The SHA-256 fingerprint of the TLS client certificate of the call being authenticated."""
     return _peer_fingerprint.get()
+
+
+def authenticate_call(
+    methods: Mapping[str, tuple[type[Message], tuple[str, ...]]],
+    method: str,
+    envelope: Envelope,
+    *,
+    manifest: Manifest,
+    audience: str,
+    nonces: NonceCache,
+    peer: str | None,
+) -> Verified[Any]:
+    """One call to a service that asks nothing more of a request than the common rules: `method`
+    is one it serves, the request verifies (signer, audience, expiry, nonce, signature, the TLS
+    peer and the certificate the manifest lists for it), and the caller holds one of the roles
+    `methods` allows for it."""
+    try:
+        message_cls, roles = methods[method]
+    except KeyError:
+        raise InvalidRequest("unknown method") from None
+    verified = verify_request(
+        envelope,
+        message_cls,
+        manifest=manifest,
+        audience=audience,
+        method=method,
+        nonces=nonces,
+        peer_party_id=peer,
+        peer_fingerprint=current_peer_fingerprint(),
+    )
+    require_role(verified.principal, roles, method)
+    return verified
 
 
 def current_request() -> Verified[Any]:

@@ -220,3 +220,27 @@ def test_every_member_can_witness(net: RegisterNetwork, database_url: str) -> No
         rounds = [_witness(net, code) for code in FIVE]
         assert [r.cosignatures for r in rounds] == [1, 2, 3, 4, 5]
         assert [r.final for r in rounds] == [False] * 4 + [True]
+
+
+def test_a_certificate_the_manifest_does_not_list_is_refused_by_the_register(
+    net: RegisterNetwork, database_url: str
+) -> None:
+    # A second certificate for Kent from the network CA, with Kent's own signing key: the CA alone
+    # does not make a member, at the register as at every node.
+    from shared import pki
+    from shared.identity import Identity
+    from shared.register_client import RegisterClient
+
+    ca_key, ca_cert = network.load_ca(net.netdir)
+    kent = load_config(net.nodedirs[KENT]).identity()
+    tls_key = pki.new_tls_key()
+    cert = pki.issue_certificate(ca_key, ca_cert, party_id=KENT, public_key=tls_key.public_key(), server=False)
+    impostor = Identity(KENT, kent.signing_key, pki.key_pem(tls_key), pki.cert_pem(cert), kent.ca_cert_pem)
+    with serving(net, database_url) as register:
+        with (
+            RegisterClient(impostor, lambda: network.read(net.netdir)) as client,
+            pytest.raises(RegisterRefused) as exc,
+        ):
+            client.submit(signed(net, make_entry(net.origin, KENT)))
+        assert "not the one the manifest lists" in _refused(exc, grpc.StatusCode.UNAUTHENTICATED)
+        assert store.tree_head(register.engine)[0] == 0
