@@ -56,24 +56,38 @@ def make_network(root: Path, codes: tuple[str, ...] = THREE, *, seed: int = 7) -
     return LiveNetwork(netdir, nodedirs)
 
 
+def start_node(net: LiveNetwork, code: str) -> None:
+    """Serve `code`'s node on port 0 and list its real port in the manifest."""
+    runtime = NodeRuntime.open(load_config(net.nodedirs[code]))
+    server, port = create_node(runtime, address="127.0.0.1:0")
+    net.runtimes[code], net.servers[code] = runtime, server
+    network.set_endpoint(net.netdir, code, f"127.0.0.1:{port}")
+
+
+def start_coordinator(net: LiveNetwork) -> None:
+    """Serve the coordinator on port 0 and list its real port in the manifest."""
+    coordinator = CoordinatorRuntime.open(net.netdir)
+    server, port = create_coordinator(coordinator, address="127.0.0.1:0")
+    net.coordinator, net.servers[COORDINATOR] = coordinator, server
+    network.set_endpoint(net.netdir, COORDINATOR, f"127.0.0.1:{port}")
+
+
+def stop_all(net: LiveNetwork) -> None:
+    for server in net.servers.values():
+        server.stop(grace=None).wait()
+    if net.coordinator is not None:
+        net.coordinator.close()
+    for runtime in net.runtimes.values():
+        runtime.engine.dispose()
+
+
 @contextmanager
 def running(net: LiveNetwork) -> Iterator[LiveNetwork]:
     """Start every node and the coordinator on port 0 and list their real ports in the manifest."""
     try:
-        for code, nodedir in net.nodedirs.items():
-            runtime = NodeRuntime.open(load_config(nodedir))
-            server, port = create_node(runtime, address="127.0.0.1:0")
-            net.runtimes[code], net.servers[code] = runtime, server
-            network.set_endpoint(net.netdir, code, f"127.0.0.1:{port}")
-        coordinator = CoordinatorRuntime.open(net.netdir)
-        server, port = create_coordinator(coordinator, address="127.0.0.1:0")
-        net.coordinator, net.servers[COORDINATOR] = coordinator, server
-        network.set_endpoint(net.netdir, COORDINATOR, f"127.0.0.1:{port}")
+        for code in net.nodedirs:
+            start_node(net, code)
+        start_coordinator(net)
         yield net
     finally:
-        for server in net.servers.values():
-            server.stop(grace=None).wait()
-        if net.coordinator is not None:
-            net.coordinator.close()
-        for runtime in net.runtimes.values():
-            runtime.engine.dispose()
+        stop_all(net)

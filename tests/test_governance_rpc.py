@@ -30,7 +30,6 @@ from coordinator import governance as gov
 from coordinator import network
 from coordinator.client import joint_query
 from coordinator.governance_server import DECISIONS, GovernanceRuntime
-from coordinator.server import CoordinatorRuntime
 from coordinator.server import create_server as create_coordinator
 from node.client_records import load_person_key
 from node.config import init_node, load_config
@@ -45,8 +44,8 @@ from shared.errors import ManifestRefused
 from shared.governance import Change
 from shared.governance_client import GovernanceClient
 from shared.identity import Identity
-from shared.manifest import COORDINATOR, MANIFEST_PAYLOAD_TYPE, REGIONAL_BOARD, Governance, Manifest
-from tests.netutil import LiveNetwork, make_network
+from shared.manifest import MANIFEST_PAYLOAD_TYPE, REGIONAL_BOARD, Governance, Manifest
+from tests.netutil import LiveNetwork, make_network, start_coordinator, start_node, stop_all
 
 KENT, MEDWAY, BRIGHTON, SURREY = "E10000016", "E06000035", "E06000043", "E10000030"
 
@@ -70,24 +69,13 @@ def _own_copy(netdir: Path, nodedir: Path) -> None:
 def running_apart(net: LiveNetwork) -> Iterator[LiveNetwork]:
     """The coordinator first (so each node's copy names where it is), then every node on port 0."""
     try:
-        coordinator = CoordinatorRuntime.open(net.netdir)
-        server, port = create_coordinator(coordinator, address="127.0.0.1:0")
-        net.coordinator, net.servers[COORDINATOR] = coordinator, server
-        network.set_endpoint(net.netdir, COORDINATOR, f"127.0.0.1:{port}")
+        start_coordinator(net)
         for code, nodedir in net.nodedirs.items():
             _own_copy(net.netdir, nodedir)
-            runtime = NodeRuntime.open(load_config(nodedir))
-            server, port = create_node(runtime, address="127.0.0.1:0")
-            net.runtimes[code], net.servers[code] = runtime, server
-            network.set_endpoint(net.netdir, code, f"127.0.0.1:{port}")
+            start_node(net, code)
         yield net
     finally:
-        for server in net.servers.values():
-            server.stop(grace=None).wait()
-        if net.coordinator is not None:
-            net.coordinator.close()
-        for runtime in net.runtimes.values():
-            runtime.engine.dispose()
+        stop_all(net)
 
 
 def _member(net: LiveNetwork, code: str, *, endpoint: str | None = None) -> Member:
