@@ -86,13 +86,7 @@ class _Folder:
         return self._review(gov.sponsor_join(self.netdir, join_request, self.identity.party_id))
 
     def proposals(self) -> list[tuple[Filed, Review | CagnetError]]:
-        out: list[tuple[Filed, Review | CagnetError]] = []
-        for filed in gov.pending(self.netdir):
-            try:
-                out.append((filed, self._review(filed)))
-            except CagnetError as exc:
-                out.append((filed, exc))
-        return out
+        return governance.review_all(self.head, gov.pending(self.netdir), ca_cert_pem=self.identity.ca_cert_pem)
 
     def find(self, proposal_id: str) -> Review:
         return self._review(gov.status(self.netdir, proposal_id))

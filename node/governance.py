@@ -142,13 +142,7 @@ class Member:
         """Open proposals after a sync, each with this node's review or the reason it fails."""
         self.sync()
         _, found = self.client.proposals()
-        out: list[tuple[Filed, Review | CagnetError]] = []
-        for filed in found:
-            try:
-                out.append((filed, self.review(filed)))
-            except CagnetError as exc:
-                out.append((filed, exc))
-        return out
+        return governance.review_all(self.head, found, ca_cert_pem=self.identity.ca_cert_pem)
 
     def find(self, proposal_id: str) -> Review:
         """Proposal `proposal_id`, reviewed (after a sync, so the head is the network's latest)."""

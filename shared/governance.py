@@ -471,6 +471,19 @@ class Review:
         return manifest_diff(self.base, self.candidate)
 
 
+def review_all(
+    base: Manifest, filed: Iterable[Filed], *, ca_cert_pem: bytes
+) -> list[tuple[Filed, Review | CagnetError]]:
+    """Each proposal with the reviewer's review, or the reason it fails review (to list them all)."""
+    out: list[tuple[Filed, Review | CagnetError]] = []
+    for f in filed:
+        try:
+            out.append((f, review(base, f, ca_cert_pem=ca_cert_pem)))
+        except CagnetError as exc:
+            out.append((f, exc))
+    return out
+
+
 def review(base: Manifest, filed: Filed, *, ca_cert_pem: bytes) -> Review:
     """Check a filed proposal against `base`, the reviewer's own head: the proposer's signature,
     the version it applies to, the candidate's exact bytes against the change applied to `base`,
