@@ -20,7 +20,10 @@ from node.config import load_config
 from node.server import NodeRuntime
 from node.server import create_server as create_node
 from node.synth import load as load_synthetic
+from shared.identity import Identity
+from shared.interceptor import secure_channel
 from shared.manifest import COORDINATOR
+from shared.pb.cagnet.v1 import node_pb2_grpc
 
 # Kent, Medway, Brighton & Hove: a county with twelve districts and two unitaries.
 THREE = ("E10000016", "E06000035", "E06000043")
@@ -54,6 +57,21 @@ def make_network(root: Path, codes: tuple[str, ...] = THREE, *, seed: int = 7) -
         load_synthetic(runtime.engine, authority_code=code, seed=seed + i, person_key=person_key)
         runtime.engine.dispose()
     return LiveNetwork(netdir, nodedirs)
+
+
+def node_channel(net: LiveNetwork, identity: Identity, code: str) -> grpc.Channel:
+    """An mTLS channel to `code`'s node as `identity` (at the endpoint the manifest lists now)."""
+    return secure_channel(
+        network.read(net.netdir).party(code).endpoint,
+        peer_party_id=code,
+        ca_pem=identity.ca_cert_pem,
+        key_pem=identity.tls_key_pem,
+        cert_pem=identity.tls_cert_pem,
+    )
+
+
+def node_stub(net: LiveNetwork, identity: Identity, code: str) -> node_pb2_grpc.NodeStub:
+    return node_pb2_grpc.NodeStub(node_channel(net, identity, code))
 
 
 def start_node(net: LiveNetwork, code: str) -> None:

@@ -29,7 +29,6 @@ from shared import dsse
 from shared.auth import forwarded_request, request_header, sign_message
 from shared.errors import BadSignature, BundleMismatch, InvalidRequest
 from shared.identity import Identity
-from shared.interceptor import secure_channel
 from shared.mandate import (
     MANDATE_PAYLOAD_TYPE,
     FeedMandate,
@@ -42,7 +41,7 @@ from shared.mandate import (
 from shared.manifest import COORDINATOR
 from shared.pb.cagnet.v1 import node_pb2_grpc
 from shared.serde import envelope_to_proto
-from tests.netutil import LiveNetwork, make_network, running
+from tests.netutil import LiveNetwork, make_network, node_stub, running
 
 BOARD = "regional-board"
 MEDWAY = "E06000035"
@@ -206,14 +205,7 @@ def test_a_scheduled_snapshot_with_its_mandate_swapped_or_a_query_altered_is_ref
 
 
 def _node_stub(net: LiveNetwork, identity: Identity, code: str = MEDWAY) -> node_pb2_grpc.NodeStub:
-    channel = secure_channel(
-        network.read(net.netdir).party(code).endpoint,
-        peer_party_id=code,
-        ca_pem=identity.ca_cert_pem,
-        key_pem=identity.tls_key_pem,
-        cert_pem=identity.tls_cert_pem,
-    )
-    return node_pb2_grpc.NodeStub(channel)
+    return node_stub(net, identity, code)
 
 
 def _ask(

@@ -21,7 +21,6 @@ from shared.auth import NonceCache, now_ms, request_header, sign_message, verify
 from shared.errors import ManifestRefused, NotPermitted, UnknownIssuer
 from shared.governance import Change
 from shared.identity import Identity
-from shared.interceptor import secure_channel
 from shared.manifest import (
     MANIFEST_PAYLOAD_TYPE,
     MEMBER_AUTHORITY,
@@ -35,7 +34,7 @@ from shared.manifest import (
 from shared.pb.cagnet.v1 import coordinator_pb2, node_pb2, node_pb2_grpc
 from shared.policy import default_policy_toml
 from shared.serde import envelope_to_proto
-from tests.netutil import LiveNetwork, make_network, running
+from tests.netutil import LiveNetwork, make_network, node_stub, running
 
 KENT, MEDWAY, BRIGHTON = "E10000016", "E06000035", "E06000043"
 DESCRIBE = "/cagnet.v1.Node/Describe"
@@ -145,14 +144,7 @@ def _principal(net: LiveNetwork, party: str) -> Identity:
 
 
 def _stub(net: LiveNetwork, identity: Identity, code: str) -> node_pb2_grpc.NodeStub:
-    channel = secure_channel(
-        network.read(net.netdir).party(code).endpoint,
-        peer_party_id=code,
-        ca_pem=identity.ca_cert_pem,
-        key_pem=identity.tls_key_pem,
-        cert_pem=identity.tls_cert_pem,
-    )
-    return node_pb2_grpc.NodeStub(channel)
+    return node_stub(net, identity, code)
 
 
 def _describe(net: LiveNetwork, identity: Identity, code: str) -> None:

@@ -23,10 +23,9 @@ from shared import dsse
 from shared.auth import request_header, sign_message
 from shared.errors import BundleMismatch
 from shared.identity import Identity
-from shared.interceptor import secure_channel
 from shared.pb.cagnet.v1 import node_pb2, node_pb2_grpc
 from shared.serde import envelope_to_proto
-from tests.netutil import THREE, LiveNetwork, make_network, running
+from tests.netutil import THREE, LiveNetwork, make_network, node_channel, running
 
 KENT, MEDWAY, BRIGHTON = THREE
 
@@ -117,20 +116,10 @@ def test_repeat_movers_counted_without_tokens_reaching_the_principal(net: LiveNe
 
 def test_linkage_tokens_are_never_answered_to_a_principal(net: LiveNetwork) -> None:
     chair = Identity.load(network.principal_dir(net.netdir, "cag-chair"))
-    party = network.read(net.netdir).party(KENT)
     method = "/cagnet.v1.Node/LinkageTokens"
     header = request_header(chair, audience=KENT, method=method)
     request = sign_message(node_pb2.RecordsQuery(header=header), chair)
-    with (
-        secure_channel(
-            party.endpoint,
-            peer_party_id=KENT,
-            ca_pem=chair.ca_cert_pem,
-            key_pem=chair.tls_key_pem,
-            cert_pem=chair.tls_cert_pem,
-        ) as channel,
-        pytest.raises(grpc.RpcError) as caught,
-    ):
+    with node_channel(net, chair, KENT) as channel, pytest.raises(grpc.RpcError) as caught:
         node_pb2_grpc.NodeStub(channel).LinkageTokens(envelope_to_proto(request), timeout=10)
     assert caught.value.code() == grpc.StatusCode.PERMISSION_DENIED
     assert "coordinator" in (caught.value.details() or "")

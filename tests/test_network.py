@@ -21,10 +21,9 @@ from shared import dsse
 from shared.auth import request_header, sign_message
 from shared.errors import BadSignature, BundleMismatch
 from shared.identity import Identity
-from shared.interceptor import secure_channel
 from shared.pb.cagnet.v1 import coordinator_pb2, node_pb2, node_pb2_grpc
 from shared.serde import envelope_to_proto
-from tests.netutil import THREE, LiveNetwork, make_network, running
+from tests.netutil import THREE, LiveNetwork, make_network, node_stub, running
 
 SUPPLY_MAP = "/cagnet.v1.Node/SupplyMap"
 
@@ -167,15 +166,7 @@ def test_saved_bundle_verifies_and_tampering_is_detected(net: LiveNetwork, tmp_p
 
 
 def _node_stub(net: LiveNetwork, identity: Identity, code: str = "E06000035") -> node_pb2_grpc.NodeStub:
-    endpoint = network.read(net.netdir).party(code).endpoint
-    channel = secure_channel(
-        endpoint,
-        peer_party_id=code,
-        ca_pem=identity.ca_cert_pem,
-        key_pem=identity.tls_key_pem,
-        cert_pem=identity.tls_cert_pem,
-    )
-    return node_pb2_grpc.NodeStub(channel)
+    return node_stub(net, identity, code)
 
 
 def _supply_request(identity: Identity, *, audience: str = "E06000035", lifetime_s: int = 60) -> dsse.Envelope:

@@ -23,11 +23,10 @@ from shared import dsse
 from shared.auth import open_signed, request_header, sign_message
 from shared.errors import BundleMismatch, Unavailable
 from shared.identity import Identity
-from shared.interceptor import secure_channel
 from shared.pb.cagnet.v1 import node_pb2, node_pb2_grpc
 from shared.policy import PolicySource, default_policy_toml, sign_policy
 from shared.serde import envelope_to_proto
-from tests.netutil import LiveNetwork, make_network, running
+from tests.netutil import LiveNetwork, make_network, node_stub, running
 
 SUPPLY_MAP = "/cagnet.v1.Node/SupplyMap"
 MEDWAY, KENT, BRIGHTON = "E06000035", "E10000016", "E06000043"
@@ -53,14 +52,7 @@ def _chair(net: LiveNetwork) -> Identity:
 
 
 def _stub(net: LiveNetwork, identity: Identity, code: str = MEDWAY) -> node_pb2_grpc.NodeStub:
-    channel = secure_channel(
-        network.read(net.netdir).party(code).endpoint,
-        peer_party_id=code,
-        ca_pem=identity.ca_cert_pem,
-        key_pem=identity.tls_key_pem,
-        cert_pem=identity.tls_cert_pem,
-    )
-    return node_pb2_grpc.NodeStub(channel)
+    return node_stub(net, identity, code)
 
 
 def _ask(net: LiveNetwork, *, policy_digest: str, client_groups: tuple[int, ...] = ()) -> node_pb2.SupplyMapResponse:

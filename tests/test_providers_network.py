@@ -30,12 +30,11 @@ from shared import dsse, vfm
 from shared.auth import request_header, sign_message
 from shared.errors import BundleMismatch
 from shared.identity import Identity
-from shared.interceptor import secure_channel
 from shared.manifest import COORDINATOR
 from shared.pb.cagnet.v1 import coordinator_pb2, node_pb2, node_pb2_grpc
 from shared.policy import default_policy
 from shared.serde import envelope_from_proto, envelope_to_proto
-from tests.netutil import LiveNetwork, make_network, running
+from tests.netutil import LiveNetwork, make_network, node_channel, running
 
 KENT, MEDWAY, BRIGHTON, SURREY = "E10000016", "E06000035", "E06000043", "E10000030"
 FOUR = (KENT, MEDWAY, BRIGHTON, SURREY)
@@ -120,14 +119,7 @@ def _as_coordinator(net: LiveNetwork, *, kind: str) -> tuple[dsse.Envelope, Iden
 
 
 def _call(net: LiveNetwork, code: str, rpc: str, request: dsse.Envelope, identity: Identity) -> dsse.Envelope:
-    party = network.read(net.netdir).party(code)
-    with secure_channel(
-        party.endpoint,
-        peer_party_id=code,
-        ca_pem=identity.ca_cert_pem,
-        key_pem=identity.tls_key_pem,
-        cert_pem=identity.tls_cert_pem,
-    ) as channel:
+    with node_channel(net, identity, code) as channel:
         reply = getattr(node_pb2_grpc.NodeStub(channel), rpc)(envelope_to_proto(request), timeout=10)
     return envelope_from_proto(reply)
 
