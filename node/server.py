@@ -133,7 +133,8 @@ class NodeRuntime:
     def identity(self) -> Identity:
         """The node's identity, switched to its next signing key once a manifest lists that key
         (shared/keys.py): checked once per manifest version, so a rotation needs no restart."""
-        manifest = self.manifests.current()
+        # Every request has just read the manifest to authenticate it: no need to look at the file again.
+        manifest = self.manifests.last_accepted
         if manifest.version != self._keys_checked_at:
             self._keys_checked_at = manifest.version
             if keys.promote_if_listed(self.config.identity_dir, manifest, self.config.authority):

@@ -209,6 +209,12 @@ class ManifestSource:
         self.current()
 
     @property
+    def last_accepted(self) -> Manifest:
+        """The version in force as of the last `current()`, without looking at the file again."""
+        with self._lock:
+            return self._chain.head
+
+    @property
     def history(self) -> list[tuple[Manifest, dsse.Envelope]]:
         """Every accepted version, oldest first, with its signed envelope."""
         with self._lock:
