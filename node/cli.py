@@ -2,24 +2,20 @@
 
 from __future__ import annotations
 
-import json
 import logging
-import sys
 from pathlib import Path
 from typing import Annotated
 
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-from rich.table import Table
+from sqlalchemy.engine import Engine
 
-from node import audit
 from node.config import load_config
 from node.store import ensure_authority, open_store
+from shared.audit_cli import audit_app
 
 app = typer.Typer(help="Run and manage one authority's node.", no_args_is_help=True)
-audit_app = typer.Typer(help="The node's hash-chained audit log.", no_args_is_help=True)
-app.add_typer(audit_app, name="audit")
 
 err = Console(stderr=True)
 NodeDir = Annotated[Path, typer.Argument(help="The node folder made by `cagnet node init`.")]
@@ -30,6 +26,21 @@ def _engine(nodedir: Path):  # type: ignore[no-untyped-def]
     engine = open_store(config.database_url)
     ensure_authority(engine, authority_code=config.authority)
     return config, engine
+
+
+def _audit_log(nodedir: Path) -> Engine:
+    return _engine(nodedir)[1]
+
+
+app.add_typer(
+    audit_app(
+        about="The node's hash-chained audit log.",
+        metavar="NODEDIR",
+        folder_help="The node folder made by `cagnet node init`.",
+        open_log=_audit_log,
+    ),
+    name="audit",
+)
 
 
 @app.command("synth")
@@ -128,48 +139,3 @@ def sync_manifest(
     if synced.accepted:
         err.print(f"[green]accepted[/] manifest versions {', '.join(map(str, synced.accepted))}")
     err.print(f"manifest version {synced.version} in force")
-
-
-@audit_app.command("show")
-def audit_show(nodedir: NodeDir, last: Annotated[int, typer.Option(help="Show the last N entries.")] = 50) -> None:
-    """List the audit log: who asked what, when, and what was decided."""
-    _config, engine = _engine(nodedir)
-    rows = audit.entries(engine)[-last:]
-    table = Table(title=f"Audit log ({len(rows)} shown)")
-    for col in ("seq", "at", "principal", "role", "via", "method", "decision", "released"):
-        table.add_column(col)
-    for e in rows:
-        table.add_row(
-            str(e.seq),
-            str(e.at),
-            e.principal,
-            e.role,
-            e.via,
-            e.method.rsplit("/", 1)[-1],
-            e.decision,
-            e.release_digest[:19],
-        )
-    Console().print(table)
-
-
-@audit_app.command("verify")
-def audit_verify(nodedir: NodeDir) -> None:
-    """Check the hash chain; names the first bad entry and exits non-zero if anything was altered."""
-    _config, engine = _engine(nodedir)
-    count = audit.verify_chain(engine)
-    Console().print(f"[green]audit log intact[/]: {count} entries verified")
-
-
-@audit_app.command("export")
-def audit_export(
-    nodedir: NodeDir,
-    out: Annotated[Path | None, typer.Option(help="File to write (default: stdout).")] = None,
-) -> None:
-    """Write the audit log as JSON lines."""
-    _config, engine = _engine(nodedir)
-    if out is None:
-        count = audit.export_jsonl(engine, sys.stdout)
-    else:
-        with out.open("w") as f:
-            count = audit.export_jsonl(engine, f)
-    err.print(json.dumps({"exported": count}))

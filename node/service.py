@@ -12,8 +12,7 @@ from collections.abc import Mapping
 
 from sqlalchemy.engine import Engine
 
-from node import audit
-from shared import __version__, vocabulary
+from shared import __version__, audit, vocabulary
 from shared.manifest import Party
 from shared.models import NodeDescription
 

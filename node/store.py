@@ -186,12 +186,10 @@ def open_store(url: str) -> Engine:
         event.listen(engine, "connect", _sqlite_on_connect)
     else:
         engine = create_engine(url, pool_pre_ping=True)
-    # The audit log's and the release ledger's tables sit on the same metadata; importing them here
-    # means a store opened by any command has every table the node keeps. Imported late so that they
-    # may use this module.
-    import node.audit
-    import node.client_records
-    import node.ledger  # noqa: F401
+    # The audit log's (`shared.audit`) and the release ledger's tables sit on the same metadata;
+    # importing them here means a store opened by any command has every table the node keeps. Imported
+    # late so that they may use this module.
+    import shared.audit  # noqa: F401
 
     SQLModel.metadata.create_all(engine)
     return engine

@@ -19,7 +19,7 @@ from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import SQLModel
 
-from node.audit import (
+from shared.audit import (
     GENESIS_HASH,
     AuditChainBroken,
     append,
@@ -473,7 +473,7 @@ def test_sqlite_engine_that_begins_its_own_transactions_is_still_serialised(tmp_
 
 
 def _recompute(record: dict[str, object]) -> str:
-    """The entry hash as the module docstring defines it, computed here without node.audit."""
+    """The entry hash as the module docstring defines it, computed here without shared.audit."""
     body = {name: value for name, value in record.items() if name != "entry_hash"}
     canonical = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
     return hashlib.sha256(canonical.encode("utf-8")).hexdigest()

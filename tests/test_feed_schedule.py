@@ -23,9 +23,8 @@ from coordinator.feed_schedule import FeedSchedule, write_mandate_file
 from coordinator.feeds import FeedSnapshot, verify_snapshot
 from coordinator.kinds import KINDS
 from coordinator.server import CoordinatorRuntime
-from node import audit
 from node.config import load_config
-from shared import dsse
+from shared import audit, dsse
 from shared.auth import forwarded_request, request_header, sign_message
 from shared.errors import BadSignature, BundleMismatch, InvalidRequest
 from shared.identity import Identity

@@ -15,8 +15,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from coordinator import governance as gov
 from coordinator import network
 from coordinator.client import Refused, joint_query
-from node import audit
-from shared import dsse, governance
+from shared import audit, dsse, governance
 from shared.auth import NonceCache, now_ms, request_header, sign_message, verify_request
 from shared.errors import ManifestRefused, NotPermitted, UnknownIssuer
 from shared.governance import Change

@@ -15,9 +15,8 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from coordinator import bundle as bundle_mod
 from coordinator import network
 from coordinator.client import joint_query
-from node import audit
 from node.supply import supply_map
-from shared import dsse
+from shared import audit, dsse
 from shared.auth import request_header, sign_message
 from shared.errors import BadSignature, BundleMismatch
 from shared.identity import Identity

@@ -15,11 +15,10 @@ import pytest
 from coordinator import bundle as bundle_mod
 from coordinator import network
 from coordinator.client import Refused, joint_query
-from node import audit
 from node.config import load_config
 from node.server import NodeRuntime
 from node.supply import supply_map
-from shared import dsse
+from shared import audit, dsse
 from shared.auth import open_signed, request_header, sign_message
 from shared.errors import BundleMismatch, Unavailable
 from shared.identity import Identity

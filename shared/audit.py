@@ -1,4 +1,5 @@
-"""The node's audit log: every request the node receives, appended to a hash chain in its own database.
+"""An audit log: every request a node (or the coordinator) receives, appended to a hash chain in its
+own database. Each node keeps one in its store; the coordinator keeps one for its services.
 
 Each entry records who asked (principal, role, and the party that forwarded it), what they asked
 (method and parameters), when, the decision, and a digest of the bytes released. Editing, deleting,
@@ -51,7 +52,7 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any, TextIO
 
-from sqlalchemy import String, desc, insert, select, text, type_coerce
+from sqlalchemy import String, create_engine, desc, event, insert, select, text, type_coerce
 from sqlalchemy.engine import Connection, Dialect, Engine, Result
 from sqlalchemy.types import TypeDecorator
 from sqlmodel import Field, Session, SQLModel, col
@@ -69,6 +70,7 @@ __all__ = [
     "entry_hash",
     "export_jsonl",
     "head",
+    "open_log",
     "verify_chain",
     "write",
 ]
@@ -135,7 +137,7 @@ class _UtcIsoTimestamp(TypeDecorator[datetime]):
 
 
 class AuditEntry(SQLModel, table=True):
-    """One request the node received and what it decided; one link of the hash chain."""
+    """One request received and what was decided; one link of the hash chain."""
 
     __tablename__ = "audit_log"
 
@@ -154,6 +156,31 @@ class AuditEntry(SQLModel, table=True):
     # Unique: no two entries may claim the same predecessor, a second guard against a fork.
     prev_hash: str = Field(unique=True, max_length=64)
     entry_hash: str = Field(max_length=64)
+
+
+SQLITE_BUSY_TIMEOUT_S = 30.0
+
+
+def _sqlite_on_connect(dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    try:
+        # WAL lets `show` and `verify` read while the server appends; FULL keeps an entry through a power cut.
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA synchronous=FULL")
+    finally:
+        cursor.close()
+
+
+def open_log(url: str) -> Engine:
+    """An engine for an audit log in a database of its own (the coordinator's), with the one table
+    created if missing. A node's log lives in its store instead (`node.store.open_store`)."""
+    if url.startswith("sqlite"):
+        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": SQLITE_BUSY_TIMEOUT_S})
+        event.listen(engine, "connect", _sqlite_on_connect)
+    else:
+        engine = create_engine(url, pool_pre_ping=True)
+    AuditEntry.__table__.create(engine, checkfirst=True)  # type: ignore[attr-defined]
+    return engine
 
 
 def digest_of(payload: bytes) -> str:
@@ -344,14 +371,16 @@ def _last(conn: Connection) -> tuple[int, str]:
     return (0, GENESIS_HASH) if last is None else (int(last[0]), str(last[1]))
 
 
-def _stored_records(conn: Connection) -> Result[Any]:
-    """Every entry as the exact stored values that are hashed (the timestamp as its text), in seq order.
-    Streamed, so a long log is never held in memory; use the result as a context manager."""
+def _stored_records(conn: Connection, since_seq: int = 0) -> Result[Any]:
+    """Every entry (after `since_seq`) as the exact stored values that are hashed (the timestamp as its
+    text), in seq order. Streamed, so a long log is never held in memory; use the result as a context
+    manager."""
     columns = [
         type_coerce(col(AuditEntry.at), String).label("at") if name == "at" else col(getattr(AuditEntry, name))
         for name in _ALL_FIELDS
     ]
-    return conn.execution_options(yield_per=1000).execute(select(*columns).order_by(col(AuditEntry.seq)))
+    query = select(*columns).where(col(AuditEntry.seq) > since_seq).order_by(col(AuditEntry.seq))
+    return conn.execution_options(yield_per=1000).execute(query)
 
 
 def verify_chain(engine: Engine, expected_head: tuple[int, str] | None = None) -> int:
@@ -397,14 +426,15 @@ def verify_chain(engine: Engine, expected_head: tuple[int, str] | None = None) -
     return previous_seq
 
 
-def export_jsonl(engine: Engine, out: TextIO) -> int:
-    """Write every entry as one canonical JSON object per line, in seq order; return how many.
+def export_jsonl(engine: Engine, out: TextIO, *, since_seq: int = 0) -> int:
+    """Write every entry (after `since_seq`) as one canonical JSON object per line, in seq order;
+    return how many.
 
     Values are exactly as stored and hashed, so each line verifies on its own (see the module
     docstring). The export is not verified first: run `verify_chain` for that.
     """
     count = 0
-    with engine.connect() as conn, _stored_records(conn) as stored:
+    with engine.connect() as conn, _stored_records(conn, since_seq) as stored:
         for row in stored:
             out.write(_canonical_json(row._asdict()) + "\n")
             count += 1
