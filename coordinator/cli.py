@@ -13,11 +13,15 @@ import typer
 from rich import box
 from rich.console import Console
 from rich.table import Table
+from sqlalchemy.engine import Engine
 
+from coordinator import audit as coordinator_audit
 from coordinator import bundle as bundle_mod
 from coordinator import network
 from coordinator.bundle import Bundle, verify_bundle
 from coordinator.combine import JointSupplyMap
+from shared import audit as shared_audit
+from shared.audit_cli import audit_app
 
 network_app = typer.Typer(help="Create and inspect a network folder.", no_args_is_help=True)
 coordinator_app = typer.Typer(help="Run the coordinator.", no_args_is_help=True)
@@ -147,6 +151,23 @@ def coordinator_serve(
     address = listen or network.read(netdir).coordinator_endpoint
     err.print(f"coordinator listening on {address}")
     serve(netdir, listen=address)
+
+
+def _audit_log(netdir: Path) -> Engine:
+    if not network.manifest_path(netdir).is_file():
+        raise typer.BadParameter(f"{netdir} is not a network folder (no manifest)", param_hint="NETDIR")
+    return shared_audit.open_log(coordinator_audit.database_url(netdir))
+
+
+coordinator_app.add_typer(
+    audit_app(
+        about="The coordinator's hash-chained audit log: every call to its services, and every scheduled snapshot.",
+        metavar="NETDIR",
+        folder_help="The network folder the coordinator serves.",
+        open_log=_audit_log,
+    ),
+    name="audit",
+)
 
 
 def render_supply_map(bundle: Bundle, console: Console) -> None:

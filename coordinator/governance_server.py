@@ -4,17 +4,14 @@ The same signed-envelope interceptor and request checks as every cagnet service 
 "coordinator", method, expiry, nonce, signature, TLS peer = signer and the certificate the
 manifest lists), then a role check: any listed member authority or principal may read the
 manifest; only member authorities of the current manifest may list, propose and approve. Every
-decision, taken or refused, is logged and appended to NETDIR/governance-log.jsonl with who asked.
-The servicer converts and signs; `coordinator.governance` holds the rules.
+call, answered or refused, is logged and written to the coordinator's audit log (`coordinator.audit`)
+with who asked. The servicer converts and signs; `coordinator.governance` holds the rules.
 """
 
 from __future__ import annotations
 
-import json
 import logging
-import threading
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -23,13 +20,14 @@ from google.protobuf.message import Message
 
 from coordinator import governance as gov
 from coordinator import network
+from coordinator.audit import CoordinatorAudit, request_parameters
 from shared import dsse
 from shared.auth import NonceCache, Verified, response_header, sign_message
 from shared.errors import CagnetError, InvalidRequest, NotFound
 from shared.governance import Filed
 from shared.identity import Identity
-from shared.interceptor import SignedEnvelopeInterceptor, authenticate_call, current_request
-from shared.manifest import CAG_CHAIR, COORDINATOR, MEMBER_AUTHORITY, REGIONAL_BOARD, ManifestSource
+from shared.interceptor import SignedEnvelopeInterceptor, current_request
+from shared.manifest import CAG_CHAIR, MEMBER_AUTHORITY, REGIONAL_BOARD, ManifestSource
 from shared.pb.cagnet.v1 import envelope_pb2, governance_pb2, governance_pb2_grpc
 from shared.serde import envelope_from_proto, envelope_to_proto, filed_to_proto
 
@@ -46,7 +44,6 @@ METHODS: dict[str, tuple[type[Message], tuple[str, ...]]] = {
     PROPOSE: (governance_pb2.ProposeRequest, (MEMBER_AUTHORITY,)),
     APPROVE: (governance_pb2.ApproveRequest, (MEMBER_AUTHORITY,)),
 }
-DECISIONS = "governance-log.jsonl"
 
 
 @dataclass
@@ -55,32 +52,18 @@ class GovernanceRuntime:
     identity: Identity
     manifests: ManifestSource
     nonces: NonceCache = field(default_factory=NonceCache)
-    _log_lock: threading.Lock = field(default_factory=threading.Lock, init=False)
+    # The coordinator's audit log; `coordinator.server.create_server` puts in the one its services share.
+    audit: CoordinatorAudit = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.audit = CoordinatorAudit(self.netdir, self.manifests)
 
     def authenticate(self, method: str, envelope: dsse.Envelope, peer: str | None) -> Verified[Any]:
-        manifest = self.manifests.current()
-        return authenticate_call(
-            METHODS, method, envelope, manifest=manifest, audience=COORDINATOR, nonces=self.nonces, peer=peer
-        )
+        return self.audit.authenticate(METHODS, method, envelope, peer, nonces=self.nonces)
 
-    def on_reject(self, method: str, peer: str | None, error: CagnetError) -> None:
+    def on_reject(self, method: str, peer: str | None, error: CagnetError, verified: Verified[Any] | None) -> None:
         log.warning("governance refused %s from %s: %s", method, peer or "unknown peer", error.public_message)
-        self.record(peer or "", method, f"refused: {error.public_message}")
-
-    def record(self, party: str, method: str, decision: str, proposal: str = "") -> None:
-        """Append one decision to NETDIR/governance-log.jsonl (who, what, when, the outcome)."""
-        line = {
-            "at": datetime.now(UTC).isoformat(timespec="milliseconds"),
-            "party": party,
-            "method": method,
-            "proposal": proposal,
-            "decision": decision,
-        }
-        try:
-            with self._log_lock, (self.netdir / DECISIONS).open("a") as f:
-                f.write(json.dumps(line, sort_keys=True) + "\n")
-        except OSError:
-            log.exception("could not write to the governance log")
+        self.audit.on_reject(method, peer, error, verified)
 
     def manifest_envelope(self, version: int) -> tuple[dsse.Envelope, int]:
         """The published envelope of `version` (0: the latest), unchanged, and the latest version."""
@@ -99,28 +82,35 @@ class GovernanceServicer(governance_pb2_grpc.GovernanceServicer):
     def __init__(self, runtime: GovernanceRuntime) -> None:
         self.rt = runtime
 
-    def _reply(self, verified: Verified[Any], message: Message) -> envelope_pb2.Envelope:
+    def _reply(
+        self, method: str, verified: Verified[Any], message: Message, outcome: dict[str, object] | None = None
+    ) -> envelope_pb2.Envelope:
+        """Sign the response and write the call, with `outcome`, to the audit log."""
         header = response_header(self.rt.identity, request_digest=verified.request_digest)
         message.header.CopyFrom(header)  # type: ignore[attr-defined]
-        return envelope_to_proto(sign_message(message, self.rt.identity))
+        signed = sign_message(message, self.rt.identity)
+        parameters = {**request_parameters(verified.message), **(outcome or {})}
+        self.rt.audit.released(verified.principal, method, parameters, signed)
+        return envelope_to_proto(signed)
 
     def _filed(self, verified: Verified[Any], method: str, filed: Filed) -> envelope_pb2.Envelope:
         state = "published" if filed.published else f"{len(filed.approvals)} of {filed.needed} approvals"
-        self.rt.record(verified.issuer.id, method, f"accepted ({state})", filed.id)
         log.info("governance: %s %s proposal %s (%s)", verified.issuer.id, method.rsplit("/", 1)[-1], filed.id, state)
-        return self._reply(verified, governance_pb2.ProposalResponse(proposal=filed_to_proto(filed)))
+        reply = governance_pb2.ProposalResponse(proposal=filed_to_proto(filed))
+        return self._reply(method, verified, reply, {"proposal": filed.id, "state": state})
 
     def Manifest(self, request: envelope_pb2.Envelope, context: grpc.ServicerContext) -> envelope_pb2.Envelope:
         verified = current_request()
         envelope, latest = self.rt.manifest_envelope(verified.message.version)
         reply = governance_pb2.ManifestResponse(manifest=envelope_to_proto(envelope), latest=latest)
-        return self._reply(verified, reply)
+        return self._reply(MANIFEST, verified, reply, {"latest": latest})
 
     def Proposals(self, request: envelope_pb2.Envelope, context: grpc.ServicerContext) -> envelope_pb2.Envelope:
         verified = current_request()
         version = network.read(self.rt.netdir).version
-        found = [filed_to_proto(f) for f in gov.pending(self.rt.netdir)]
-        return self._reply(verified, governance_pb2.ProposalsResponse(version=version, proposals=found))
+        pending = gov.pending(self.rt.netdir)
+        reply = governance_pb2.ProposalsResponse(version=version, proposals=[filed_to_proto(f) for f in pending])
+        return self._reply(PROPOSALS, verified, reply, {"version": version, "open": [f.id for f in pending]})
 
     def Propose(self, request: envelope_pb2.Envelope, context: grpc.ServicerContext) -> envelope_pb2.Envelope:
         verified = current_request()

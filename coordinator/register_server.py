@@ -24,18 +24,22 @@ from sqlalchemy.engine import Engine
 from coordinator import network
 from coordinator import register as logic
 from coordinator import register_store as store
+from coordinator.audit import CoordinatorAudit, request_parameters
 from shared import dsse
 from shared.auth import NonceCache, Verified, response_header, sign_message
 from shared.errors import CagnetError
 from shared.identity import Identity
-from shared.interceptor import SignedEnvelopeInterceptor, authenticate_call, current_request
-from shared.manifest import CAG_CHAIR, COORDINATOR, MEMBER_AUTHORITY, ManifestSource
+from shared.interceptor import SignedEnvelopeInterceptor, current_request
+from shared.manifest import CAG_CHAIR, MEMBER_AUTHORITY, ManifestSource
 from shared.pb.cagnet.v1 import envelope_pb2, register_pb2, register_pb2_grpc
 from shared.serde import envelope_to_proto
 
 log = logging.getLogger(__name__)
 
 SERVICE = "cagnet.v1.Register"
+# Response fields written to the audit log beside the request's: where an entry landed, how far a
+# checkpoint got. Entries, proofs and checkpoints themselves are covered by the response's digest.
+_OUTCOME = ("leaf_index", "tree_size", "cosignatures", "quorum", "final")
 READERS = (MEMBER_AUTHORITY, CAG_CHAIR)
 METHODS: dict[str, tuple[type[Message], tuple[str, ...]]] = {
     f"/{SERVICE}/Submit": (register_pb2.SubmitRequest, (MEMBER_AUTHORITY,)),
@@ -72,6 +76,11 @@ class RegisterRuntime:
     nonces: NonceCache = field(default_factory=NonceCache)
     _engine: Engine | None = field(default=None, init=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, init=False)
+    # The coordinator's audit log; `coordinator.server.create_server` puts in the one its services share.
+    audit: CoordinatorAudit = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.audit = CoordinatorAudit(self.netdir, self.manifests)
 
     @classmethod
     def open(cls, netdir: Path, *, database_url: str | None = None, quorum: int | None = None) -> RegisterRuntime:
@@ -101,13 +110,11 @@ class RegisterRuntime:
                 self._engine = None
 
     def authenticate(self, method: str, envelope: dsse.Envelope, peer: str | None) -> Verified[Any]:
-        manifest = self.manifests.current()
-        return authenticate_call(
-            METHODS, method, envelope, manifest=manifest, audience=COORDINATOR, nonces=self.nonces, peer=peer
-        )
+        return self.audit.authenticate(METHODS, method, envelope, peer, nonces=self.nonces)
 
-    def on_reject(self, method: str, peer: str | None, error: CagnetError) -> None:
+    def on_reject(self, method: str, peer: str | None, error: CagnetError, verified: Verified[Any] | None) -> None:
         log.info("register rejected %s from %s: %s", method, peer, error.public_message)
+        self.audit.on_reject(method, peer, error, verified)
 
     def interceptor(self) -> SignedEnvelopeInterceptor:
         return SignedEnvelopeInterceptor((SERVICE,), self.authenticate, self.on_reject)
@@ -117,9 +124,17 @@ class RegisterServicer(register_pb2_grpc.RegisterServicer):
     def __init__(self, runtime: RegisterRuntime) -> None:
         self.rt = runtime
 
-    def _reply(self, verified: Verified[Any], message_cls: type[Message], **fields: Any) -> envelope_pb2.Envelope:
+    def _reply(
+        self, method: str, verified: Verified[Any], message_cls: type[Message], **fields: Any
+    ) -> envelope_pb2.Envelope:
+        """Sign the response and write the call to the audit log: what was asked, and where it was
+        appended or cosigned (the response's own digest covers the rest)."""
         header = response_header(self.rt.identity, request_digest=verified.request_digest)
-        return envelope_to_proto(sign_message(message_cls(header=header, **fields), self.rt.identity))
+        signed = sign_message(message_cls(header=header, **fields), self.rt.identity)
+        parameters = request_parameters(verified.message)
+        parameters.update({k: v for k, v in fields.items() if k in _OUTCOME})
+        self.rt.audit.released(verified.principal, method, parameters, signed)
+        return envelope_to_proto(signed)
 
     def Submit(self, request: envelope_pb2.Envelope, context: grpc.ServicerContext) -> envelope_pb2.Envelope:
         verified = current_request()
@@ -127,7 +142,12 @@ class RegisterServicer(register_pb2_grpc.RegisterServicer):
         index, size = logic.submit(self.rt.register, self.rt.manifests.current(), issuer=verified.issuer, data=data)
         log.info("register: %s appended leaf %d", verified.issuer.id, index)
         return self._reply(
-            verified, register_pb2.SubmitResponse, leaf_index=index, tree_size=size, leaf_hash=logic.leaf_hash(data)
+            f"/{SERVICE}/Submit",
+            verified,
+            register_pb2.SubmitResponse,
+            leaf_index=index,
+            tree_size=size,
+            leaf_hash=logic.leaf_hash(data),
         )
 
     def GetCheckpoint(self, request: envelope_pb2.Envelope, context: grpc.ServicerContext) -> envelope_pb2.Envelope:
@@ -136,6 +156,7 @@ class RegisterServicer(register_pb2_grpc.RegisterServicer):
         register = self.rt.register
         checkpoint = logic.checkpoint_envelope(register, logic.current_checkpoint(register, manifest))
         return self._reply(
+            f"/{SERVICE}/GetCheckpoint",
             verified,
             register_pb2.CheckpointResponse,
             checkpoint=envelope_to_proto(checkpoint),
@@ -155,7 +176,12 @@ class RegisterServicer(register_pb2_grpc.RegisterServicer):
             signature=bytes(message.signature),
         )
         return self._reply(
-            verified, register_pb2.CosignResponse, cosignatures=count, quorum=quorum, final=count >= quorum
+            f"/{SERVICE}/Cosign",
+            verified,
+            register_pb2.CosignResponse,
+            cosignatures=count,
+            quorum=quorum,
+            final=count >= quorum,
         )
 
     def InclusionProof(self, request: envelope_pb2.Envelope, context: grpc.ServicerContext) -> envelope_pb2.Envelope:
@@ -165,6 +191,7 @@ class RegisterServicer(register_pb2_grpc.RegisterServicer):
         path = store.inclusion_proof(engine, m.leaf_index, m.tree_size)
         (data,) = store.entries(engine, m.leaf_index, m.leaf_index + 1)
         return self._reply(
+            f"/{SERVICE}/InclusionProof",
             verified,
             register_pb2.InclusionProofResponse,
             leaf_index=m.leaf_index,
@@ -177,13 +204,20 @@ class RegisterServicer(register_pb2_grpc.RegisterServicer):
         verified = current_request()
         m = verified.message
         path = store.consistency_proof(self.rt.engine, m.first, m.second)
-        return self._reply(verified, register_pb2.ConsistencyProofResponse, first=m.first, second=m.second, path=path)
+        return self._reply(
+            f"/{SERVICE}/ConsistencyProof",
+            verified,
+            register_pb2.ConsistencyProofResponse,
+            first=m.first,
+            second=m.second,
+            path=path,
+        )
 
     def Entries(self, request: envelope_pb2.Envelope, context: grpc.ServicerContext) -> envelope_pb2.Envelope:
         verified = current_request()
         m = verified.message
         page = logic.entries_page(self.rt.register, start=m.start, end=m.end, page=self.rt.settings.page_size)
-        return self._reply(verified, register_pb2.EntriesResponse, start=m.start, entries=page)
+        return self._reply(f"/{SERVICE}/Entries", verified, register_pb2.EntriesResponse, start=m.start, entries=page)
 
     def History(self, request: envelope_pb2.Envelope, context: grpc.ServicerContext) -> envelope_pb2.Envelope:
         verified = current_request()
@@ -191,6 +225,7 @@ class RegisterServicer(register_pb2_grpc.RegisterServicer):
         register = self.rt.register
         key, checkpoint, found = logic.history(register, manifest, verified.message.provider)
         return self._reply(
+            f"/{SERVICE}/History",
             verified,
             register_pb2.HistoryResponse,
             provider=key,

@@ -4,6 +4,7 @@ nodes, verifies and combines their answers, and returns a bundle it signs. Holds
 
 from __future__ import annotations
 
+import json
 import logging
 import signal
 import threading
@@ -20,6 +21,8 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 from coordinator import network
+from coordinator.audit import CoordinatorAudit, request_parameters
+from coordinator.audit import default_database_url as default_audit_url
 from coordinator.bundle import Bundle, build_bundle, sign_bundle, verify_bundle
 from coordinator.fanout import Contribution, Missing, NodeClients
 from coordinator.feed_schedule import FeedSchedule
@@ -50,13 +53,12 @@ from shared.errors import CagnetError, DisclosureRefused, InvalidRequest, StaleP
 from shared.identity import Identity
 from shared.interceptor import (
     SignedEnvelopeInterceptor,
-    authenticate_call,
     current_request,
     peer_party_id,
     server_credentials,
 )
 from shared.linkage import tokens_digest
-from shared.mandate import check_mandated_query, open_mandate, query_message
+from shared.mandate import FeedMandate, check_mandated_query, open_mandate, query_message
 from shared.manifest import CAG_CHAIR, COORDINATOR, MEMBER_AUTHORITY, REGIONAL_BOARD, Manifest, ManifestSource, Party
 from shared.pb.cagnet.v1 import coordinator_pb2, coordinator_pb2_grpc, envelope_pb2, node_pb2
 from shared.policy import AggregateRule, Policy, PolicySource
@@ -87,11 +89,15 @@ class CoordinatorRuntime:
     nonces: NonceCache = field(default_factory=NonceCache)
     clients: NodeClients = field(init=False)
     register: RegisterRuntime | None = None
+    # Every call to the coordinator's services and every scheduled snapshot (`coordinator.audit`).
+    audit: CoordinatorAudit = field(init=False)
     _feeds: FeedStore | None = field(default=None, init=False)
     _feeds_lock: threading.Lock = field(default_factory=threading.Lock, init=False)
 
     def __post_init__(self) -> None:
         self.clients = NodeClients(self.identity)
+        url = self.settings.audit_database_url or default_audit_url(self.netdir)
+        self.audit = CoordinatorAudit(self.netdir, self.manifests, self.policies, url=url)
 
     @property
     def feeds(self) -> FeedStore:
@@ -106,6 +112,7 @@ class CoordinatorRuntime:
         with self._feeds_lock:
             if self._feeds is not None:
                 self._feeds.close()
+        self.audit.close()
 
     @classmethod
     def open(cls, netdir: Path) -> CoordinatorRuntime:
@@ -117,10 +124,7 @@ class CoordinatorRuntime:
         return cls(netdir, identity, manifests, policies, settings)
 
     def authenticate(self, method: str, envelope: dsse.Envelope, peer: str | None) -> Verified[Any]:
-        manifest = self.manifests.current()
-        return authenticate_call(
-            METHODS, method, envelope, manifest=manifest, audience=COORDINATOR, nonces=self.nonces, peer=peer
-        )
+        return self.audit.authenticate(METHODS, method, envelope, peer, nonces=self.nonces)
 
     def publish_feed(self, verified: Verified[Any], peer: str | None) -> dsse.Envelope:
         """Run the chair's signed joint queries, keep CAG-level figures and receipts, sign, store."""
@@ -162,6 +166,34 @@ class CoordinatorRuntime:
         now = now_ms() if now is None else now
         opened, chair = open_mandate(mandate, manifest, now=now)
         slot = opened.slot_at(now / 1000)
+        parameters: dict[str, object] = {"mandate": opened.mandate_id, "slot": slot}
+        try:
+            envelope = self._publish_mandated(mandate, manifest, policy, opened, chair, slot, now)
+        except CagnetError as exc:
+            self.audit.refused(chair, PUBLISH_FEED, parameters, exc, via=COORDINATOR, policy_digest=policy.digest)
+            raise
+        sequence, policy_digest = _snapshot_facts(envelope)
+        self.audit.released(
+            chair,
+            PUBLISH_FEED,
+            {**parameters, "sequence": sequence},
+            envelope,
+            via=COORDINATOR,
+            policy_digest=policy_digest,
+        )
+        log.info("feed snapshot published under %s's mandate %s, slot %d", chair.id, opened.mandate_id, slot)
+        return envelope
+
+    def _publish_mandated(
+        self,
+        mandate: dsse.Envelope,
+        manifest: Manifest,
+        policy: Policy,
+        opened: FeedMandate,
+        chair: Party,
+        slot: int,
+        now: int,
+    ) -> dsse.Envelope:
         rule = policy.require_any_role("feed", chair.roles)
         envelopes: dict[str, dsse.Envelope] = {}
         for kind in FEED_KINDS:
@@ -176,11 +208,9 @@ class CoordinatorRuntime:
             query_env = sign_message(query, self.identity)
             envelopes[kind] = self._joint_query(query_env, query, principal=chair)
         evidence = MandateEvidence.of(opened, mandate, slot)
-        envelope = self._store_snapshot(
+        return self._store_snapshot(
             envelopes, rule, publisher=chair, manifest=manifest, policy=policy, mandate=evidence
         )
-        log.info("feed snapshot published under %s's mandate %s, slot %d", chair.id, opened.mandate_id, slot)
-        return envelope
 
     def _store_snapshot(
         self,
@@ -233,8 +263,9 @@ class CoordinatorRuntime:
 
         yield from store.stream(message.from_sequence, follow=message.follow, active=active)
 
-    def on_reject(self, method: str, peer: str | None, error: CagnetError) -> None:
+    def on_reject(self, method: str, peer: str | None, error: CagnetError, verified: Verified[Any] | None) -> None:
         log.info("rejected %s from %s: %s", method, peer, error.public_message)
+        self.audit.on_reject(method, peer, error, verified)
 
     def joint_query(self, query_envelope: dsse.Envelope, query: coordinator_pb2.JointQueryRequest) -> dsse.Envelope:
         """A principal's own signed query (already verified), fanned out on their behalf."""
@@ -342,20 +373,51 @@ def _check_receipts(answered: list[Contribution], missing: list[Missing], manife
             missing.append(Missing(c.authority, "it holds a different network linkage key"))
 
 
+def _snapshot_facts(envelope: dsse.Envelope) -> tuple[int, str]:
+    """A signed feed snapshot's sequence number and the policy its figures were made under."""
+    snapshot = json.loads(envelope.payload)
+    return int(snapshot["sequence"]), str(snapshot["policy_digest"])
+
+
 class CoordinatorServicer(coordinator_pb2_grpc.CoordinatorServicer):
+    """Each call converts, asks the runtime, and writes what it sent to the audit log; a refusal is
+    written by the interceptor's `on_reject`."""
+
     def __init__(self, runtime: CoordinatorRuntime) -> None:
         self.rt = runtime
 
     def JointQuery(self, request: envelope_pb2.Envelope, context: grpc.ServicerContext) -> envelope_pb2.Envelope:
         verified = current_request()
-        return envelope_to_proto(self.rt.joint_query(envelope_from_proto(request), verified.message))
+        bundle = self.rt.joint_query(envelope_from_proto(request), verified.message)
+        # Who answered and who did not (authority codes only: never a figure or a reason's detail).
+        summary = json.loads(bundle.payload)
+        parameters = {
+            **request_parameters(verified.message),
+            "answered": summary["answered"],
+            "missing": [m["authority"] for m in summary["missing"]],
+        }
+        self.rt.audit.released(
+            verified.principal, JOINT_QUERY, parameters, bundle, policy_digest=summary["policy_digest"]
+        )
+        return envelope_to_proto(bundle)
 
     def PublishFeed(self, request: envelope_pb2.Envelope, context: grpc.ServicerContext) -> envelope_pb2.Envelope:
-        return envelope_to_proto(self.rt.publish_feed(current_request(), peer_party_id(context)))
+        verified = current_request()
+        snapshot = self.rt.publish_feed(verified, peer_party_id(context))
+        sequence, policy_digest = _snapshot_facts(snapshot)
+        parameters = {**request_parameters(verified.message), "sequence": sequence}
+        self.rt.audit.released(verified.principal, PUBLISH_FEED, parameters, snapshot, policy_digest=policy_digest)
+        return envelope_to_proto(snapshot)
 
     def Feed(self, request: envelope_pb2.Envelope, context: grpc.ServicerContext) -> Iterator[envelope_pb2.Envelope]:
-        for envelope in self.rt.feed(current_request(), context):
-            yield envelope_to_proto(envelope)
+        verified = current_request()
+        asked = request_parameters(verified.message)
+        for snapshot in self.rt.feed(verified, context):
+            # One entry per snapshot sent: who received which signed snapshot, on which subscription.
+            sequence, policy_digest = _snapshot_facts(snapshot)
+            parameters = {**asked, "sequence": sequence}
+            self.rt.audit.released(verified.principal, FEED, parameters, snapshot, policy_digest=policy_digest)
+            yield envelope_to_proto(snapshot)
 
 
 def create_server(
@@ -375,6 +437,8 @@ def create_server(
         runtime.netdir, runtime.identity, runtime.manifests, nonces=runtime.nonces
     )
     runtime.register = register
+    # One audit log for the three services, whoever built the other two runtimes.
+    register.audit = governance.audit = runtime.audit
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=max_workers),
         interceptors=[interceptor, register.interceptor(), governance.interceptor()],

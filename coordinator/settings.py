@@ -39,6 +39,8 @@ class CoordinatorSettings(BaseSettings):
     max_node_deadline_ms: int = 30000
     # Where feed snapshots are kept (default: sqlite file feeds.db in the network folder).
     feed_database_url: str = ""
+    # The coordinator's audit log (default: sqlite file coordinator-audit.db in the network folder).
+    audit_database_url: str = ""
     # A feed stream ends after this long; the subscriber reconnects with a fresh signed request.
     feed_stream_max_s: int = 3600
     # How often the coordinator publishes a snapshot under the chair's mandate; "off" by default.

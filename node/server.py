@@ -260,10 +260,10 @@ class NodeRuntime:
             parameters=parameters,
             decision=f"rejected: {exc.public_message}",
         )
-        exc.audited = True  # type: ignore[attr-defined]
+        exc.audited = True
 
-    def on_reject(self, method: str, peer: str | None, error: CagnetError) -> None:
-        if getattr(error, "audited", False):
+    def on_reject(self, method: str, peer: str | None, error: CagnetError, _verified: Verified[Any] | None) -> None:
+        if error.audited:
             return  # a refusal the servicer has already written, with who asked and what
         try:
             service.record(
@@ -590,7 +590,7 @@ class NodeServicer(node_pb2_grpc.NodeServicer):
             decision=f"refused: {exc.public_message}",
             policy_digest=policy_digest,
         )
-        exc.audited = True  # type: ignore[attr-defined]
+        exc.audited = True
 
 
 def _with_mandate(verified: Verified[Any], parameters: dict[str, object]) -> dict[str, object]:

@@ -33,6 +33,9 @@ class CagnetError(Exception):
 
     code: grpc.StatusCode = grpc.StatusCode.INTERNAL
     default_message = "internal error"
+    # Set once the error has been written to an audit log with who asked and what, so the
+    # interceptor's catch-all (which knows only the TLS peer) does not write it a second time.
+    audited = False
 
     def __init__(self, public_message: str | None = None, *, detail: str | None = None) -> None:
         self.public_message = public_message or self.default_message

@@ -29,7 +29,8 @@ from shared.serde import envelope_from_proto
 log = logging.getLogger(__name__)
 
 Authenticate = Callable[[str, Envelope, str | None], Verified[Any]]
-OnReject = Callable[[str, str | None, CagnetError], None]
+# (method, TLS peer's party id, the error, the verified request when it got that far)
+OnReject = Callable[[str, str | None, CagnetError, Verified[Any] | None], None]
 
 _current: contextvars.ContextVar[Verified[Any]] = contextvars.ContextVar("cagnet_verified_request")
 _peer_fingerprint: contextvars.ContextVar[str | None] = contextvars.ContextVar("cagnet_peer_fingerprint", default=None)
@@ -54,11 +55,28 @@ def authenticate_call(
     is one it serves, the request verifies (signer, audience, expiry, nonce, signature, the TLS
     peer and the certificate the manifest lists for it), and the caller holds one of the roles
     `methods` allows for it."""
+    verified = verify_call(methods, method, envelope, manifest=manifest, audience=audience, nonces=nonces, peer=peer)
+    require_role(verified.principal, methods[method][1], method)
+    return verified
+
+
+def verify_call(
+    methods: Mapping[str, tuple[type[Message], tuple[str, ...]]],
+    method: str,
+    envelope: Envelope,
+    *,
+    manifest: Manifest,
+    audience: str,
+    nonces: NonceCache,
+    peer: str | None,
+) -> Verified[Any]:
+    """`authenticate_call` up to, not including, the role check: for a server that records who was
+    refused a method by role (the caller is known by then) apart from who could not be verified."""
     try:
-        message_cls, roles = methods[method]
+        message_cls, _roles = methods[method]
     except KeyError:
         raise InvalidRequest("unknown method") from None
-    verified = verify_request(
+    return verify_request(
         envelope,
         message_cls,
         manifest=manifest,
@@ -68,8 +86,6 @@ def authenticate_call(
         peer_party_id=peer,
         peer_fingerprint=current_peer_fingerprint(),
     )
-    require_role(verified.principal, roles, method)
-    return verified
 
 
 def current_request() -> Verified[Any]:
@@ -122,13 +138,20 @@ class SignedEnvelopeInterceptor(grpc.ServerInterceptor):
             return self._stream(method, handler)
         return handler
 
-    def _refuse(self, method: str, peer: str | None, exc: BaseException, context: grpc.ServicerContext) -> None:
+    def _refuse(
+        self,
+        method: str,
+        peer: str | None,
+        verified: Verified[Any] | None,
+        exc: BaseException,
+        context: grpc.ServicerContext,
+    ) -> None:
         if isinstance(exc, CagnetError):
             log.info("refused %s from %s: %s", method, peer or "unknown peer", exc)
-            self._on_reject(method, peer, exc)
+            self._on_reject(method, peer, exc, verified)
             context.abort(exc.code, exc.public_message)
         log.error("unexpected error in %s", method, exc_info=exc)
-        self._on_reject(method, peer, CagnetError())
+        self._on_reject(method, peer, CagnetError(), verified)
         context.abort(grpc.StatusCode.INTERNAL, "internal error")
 
     def _unary(self, method: str, handler: Any) -> Any:
@@ -136,6 +159,7 @@ class SignedEnvelopeInterceptor(grpc.ServerInterceptor):
 
         def behaviour(request: Any, context: grpc.ServicerContext) -> Any:
             peer: str | None = None
+            verified: Verified[Any] | None = None
             try:
                 peer = peer_party_id(context)
                 fingerprint = _peer_fingerprint.set(peer_fingerprint(context))
@@ -149,7 +173,7 @@ class SignedEnvelopeInterceptor(grpc.ServerInterceptor):
                 finally:
                     _current.reset(token)
             except Exception as exc:
-                self._refuse(method, peer, exc, context)
+                self._refuse(method, peer, verified, exc, context)
 
         return grpc.unary_unary_rpc_method_handler(
             behaviour,
@@ -169,14 +193,14 @@ class SignedEnvelopeInterceptor(grpc.ServerInterceptor):
                 peer = peer_party_id(context)
                 verified = self._authenticate(method, envelope_from_proto(request), peer)
             except Exception as exc:
-                self._refuse(method, peer, exc, context)
+                self._refuse(method, peer, None, exc, context)
                 return
             # gRPC iterates this generator on one worker thread, so the variable holds throughout.
             token = _current.set(verified)
             try:
                 yield from inner(request, context)
             except CagnetError as exc:
-                self._refuse(method, peer, exc, context)
+                self._refuse(method, peer, verified, exc, context)
             finally:
                 _current.reset(token)
 

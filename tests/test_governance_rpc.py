@@ -29,7 +29,7 @@ from cagnet.governance_cli import node_complete_join, read_join_request, write_j
 from coordinator import governance as gov
 from coordinator import network
 from coordinator.client import joint_query
-from coordinator.governance_server import DECISIONS, GovernanceRuntime
+from coordinator.governance_server import GovernanceRuntime
 from coordinator.server import create_server as create_coordinator
 from node.client_records import load_person_key
 from node.config import init_node, load_config
@@ -38,7 +38,7 @@ from node.linkage import load_linkage_key
 from node.server import NodeRuntime
 from node.server import create_server as create_node
 from node.synth import load as load_synthetic
-from shared import dsse, governance
+from shared import audit, dsse, governance
 from shared.channel import ServiceRefused
 from shared.errors import ManifestRefused
 from shared.governance import Change
@@ -265,9 +265,16 @@ def test_a_principal_may_not_propose_or_approve(net: LiveNetwork, principal: str
             assert refused.value.public_message == f"role {principal} may not call /cagnet.v1.Governance/{method}"
     assert {p.name: p.read_bytes() for p in gov.proposals_dir(net.netdir).glob("*.json")} == before
     assert network.read(net.netdir).version == version
-    logged = [json.loads(line) for line in (net.netdir / DECISIONS).read_text().splitlines()]
-    refusals = [e for e in logged if e["party"] == principal and e["decision"].startswith("refused")]
-    assert [e["method"].rsplit("/", 1)[-1] for e in refusals[-3:]] == ["Propose", "Approve", "Proposals"]
+    # Each refusal is in the coordinator's audit log with who asked, as which role, and the rule.
+    assert net.coordinator is not None
+    logged = audit.entries(net.coordinator.audit.engine)
+    refusals = [e for e in logged if e.principal == principal and e.decision.startswith("refused")][-3:]
+    assert [e.method.rsplit("/", 1)[-1] for e in refusals] == ["Propose", "Approve", "Proposals"]
+    for entry in refusals:
+        assert entry.role == principal and entry.release_digest == ""
+        assert entry.decision == f"refused: role {principal} may not call {entry.method}"
+    assert json.loads(refusals[1].parameters)["proposal_id"] == open_one.id
+    audit.verify_chain(net.coordinator.audit.engine)
 
 
 class _Forger(GovernanceRuntime):
@@ -380,3 +387,15 @@ def test_two_members_approving_at_once_both_count(net: LiveNetwork) -> None:
     assert all(isinstance(r, governance.Filed) for r in results.values()), results
     final = gov.status(net.netdir, filed.id)
     assert {MEDWAY, BRIGHTON} <= set(final.approvals)
+    # Both approvals are in the coordinator's audit log, each with the signed response it was sent.
+    assert net.coordinator is not None
+    approvals = [
+        e
+        for e in audit.entries(net.coordinator.audit.engine)
+        if e.method == "/cagnet.v1.Governance/Approve" and json.loads(e.parameters).get("proposal") == filed.id
+    ]
+    assert sorted(e.principal for e in approvals) == sorted((MEDWAY, BRIGHTON))
+    for entry in approvals:
+        assert entry.decision == "released" and entry.role == "member-authority"
+        assert entry.release_digest.startswith("sha256:") and json.loads(entry.parameters)["state"]
+    audit.verify_chain(net.coordinator.audit.engine)
