@@ -14,7 +14,7 @@ from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
-from sqlalchemy import create_engine, event, text
+from sqlalchemy import create_engine, event, inspect, text
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import SQLModel
@@ -27,6 +27,7 @@ from shared.audit import (
     entries,
     export_jsonl,
     head,
+    open_log,
     verify_chain,
 )
 from shared.errors import CagnetError
@@ -521,3 +522,22 @@ def test_export_of_an_empty_log_writes_nothing(engine: Engine) -> None:
     out = io.StringIO()
     assert export_jsonl(engine, out) == 0
     assert out.getvalue() == ""
+
+
+def test_a_log_in_a_database_of_its_own_holds_only_its_table(database_url: str) -> None:
+    """The coordinator's log: `open_log` makes the one table (again, harmlessly, on a second open),
+    and the chain, the head and a partial export work there as in a node's store."""
+    engine = open_log(database_url)
+    try:
+        assert inspect(engine).get_table_names() == ["audit_log"]
+        _append_session(engine)
+        again = open_log(database_url)
+        try:
+            assert verify_chain(again, expected_head=head(engine)) == 5
+        finally:
+            again.dispose()
+        out = io.StringIO()
+        assert export_jsonl(engine, out, since_seq=3) == 2
+        assert [json.loads(line)["seq"] for line in out.getvalue().splitlines()] == [4, 5]
+    finally:
+        engine.dispose()

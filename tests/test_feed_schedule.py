@@ -169,6 +169,22 @@ def test_the_coordinator_publishes_on_its_schedule_and_a_board_verifies_it(clean
             for e in released:
                 assert (e.principal, e.role, e.via) == ("cag-chair", "cag-chair", COORDINATOR)
                 assert json.loads(e.parameters)["mandate"] == mandate.mandate_id
+        # The coordinator wrote each publication to its own audit log: the chair's, via itself.
+        published = {
+            json.loads(e.parameters)["sequence"]: e
+            for e in audit.entries(net.coordinator.audit.engine)
+            if e.method == "/cagnet.v1.Coordinator/PublishFeed" and e.decision == "released"
+        }
+        for snapshot in (first, second):
+            entry = published[snapshot.sequence]
+            assert snapshot.mandate is not None
+            assert (entry.principal, entry.role, entry.via) == ("cag-chair", "cag-chair", COORDINATOR)
+            assert json.loads(entry.parameters) == {
+                "mandate": mandate.mandate_id,
+                "slot": snapshot.mandate.slot,
+                "sequence": snapshot.sequence,
+            }
+        audit.verify_chain(net.coordinator.audit.engine)
 
 
 def test_a_scheduled_snapshot_with_its_mandate_swapped_or_a_query_altered_is_refused(net: LiveNetwork) -> None:
