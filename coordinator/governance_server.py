@@ -83,14 +83,21 @@ class GovernanceServicer(governance_pb2_grpc.GovernanceServicer):
         self.rt = runtime
 
     def _reply(
-        self, method: str, verified: Verified[Any], message: Message, outcome: dict[str, object] | None = None
+        self,
+        method: str,
+        verified: Verified[Any],
+        message: Message,
+        outcome: dict[str, object] | None = None,
+        *,
+        audited: bool = True,
     ) -> envelope_pb2.Envelope:
-        """Sign the response and write the call, with `outcome`, to the audit log."""
+        """Sign the response and (if `audited`) write the call, with `outcome`, to the audit log."""
         header = response_header(self.rt.identity, request_digest=verified.request_digest)
         message.header.CopyFrom(header)  # type: ignore[attr-defined]
         signed = sign_message(message, self.rt.identity)
-        parameters = {**request_parameters(verified.message), **(outcome or {})}
-        self.rt.audit.released(verified.principal, method, parameters, signed)
+        if audited:
+            parameters = {**request_parameters(verified.message), **(outcome or {})}
+            self.rt.audit.released(verified.principal, method, parameters, signed)
         return envelope_to_proto(signed)
 
     def _filed(self, verified: Verified[Any], method: str, filed: Filed) -> envelope_pb2.Envelope:
@@ -103,7 +110,9 @@ class GovernanceServicer(governance_pb2_grpc.GovernanceServicer):
         verified = current_request()
         envelope, latest = self.rt.manifest_envelope(verified.message.version)
         reply = governance_pb2.ManifestResponse(manifest=envelope_to_proto(envelope), latest=latest)
-        return self._reply(MANIFEST, verified, reply, {"latest": latest})
+        # Not written when served: every node polls for it every 30 s, and a published manifest is
+        # every member's already. A refused or rejected read is written like any other call.
+        return self._reply(MANIFEST, verified, reply, audited=False)
 
     def Proposals(self, request: envelope_pb2.Envelope, context: grpc.ServicerContext) -> envelope_pb2.Envelope:
         verified = current_request()

@@ -113,3 +113,15 @@ def test_the_cli_shows_and_verifies_the_log_and_names_an_edited_entry(net: LiveN
                 text("UPDATE audit_log SET decision = :d WHERE seq = :seq"), {"d": refusal.decision, "seq": refusal.seq}
             )
     audit.verify_chain(_log(net))
+
+
+def test_a_served_manifest_read_is_not_written_but_a_refused_call_is(net: LiveNetwork) -> None:
+    from node.governance import Member
+
+    before = len(audit.entries(_log(net)))
+    with Member(net.nodedirs[THREE[0]]) as member:
+        member.sync()  # what every node's poller does every 30 s
+    assert len(audit.entries(_log(net))) == before
+    with pytest.raises(Refused):
+        joint_query(net.netdir, kind="supply-map", principal="regional-board")
+    assert len(audit.entries(_log(net))) == before + 1
