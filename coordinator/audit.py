@@ -175,8 +175,8 @@ class CoordinatorAudit:
     def authenticate(
         self, methods: Methods, method: str, envelope: dsse.Envelope, peer: str | None, *, nonces: NonceCache
     ) -> Verified[Any]:
-        """`shared.interceptor.authenticate_call` for a coordinator service, with a caller refused by
-        role written as who they are and what they asked."""
+        """Verify a call to a coordinator service (`shared.interceptor.verify_call`) and check the
+        caller's role; a caller refused by role is written as who they are and what they asked."""
         verified = verify_call(
             methods,
             method,

@@ -20,7 +20,7 @@ import grpc
 from google.protobuf.message import Message
 
 from shared import pki
-from shared.auth import NonceCache, Verified, require_role, verify_request
+from shared.auth import NonceCache, Verified, verify_request
 from shared.dsse import Envelope
 from shared.errors import CagnetError, InvalidRequest, PeerMismatch
 from shared.manifest import Manifest
@@ -41,25 +41,6 @@ def current_peer_fingerprint() -> str | None:
     return _peer_fingerprint.get()
 
 
-def authenticate_call(
-    methods: Mapping[str, tuple[type[Message], tuple[str, ...]]],
-    method: str,
-    envelope: Envelope,
-    *,
-    manifest: Manifest,
-    audience: str,
-    nonces: NonceCache,
-    peer: str | None,
-) -> Verified[Any]:
-    """One call to a service that asks nothing more of a request than the common rules: `method`
-    is one it serves, the request verifies (signer, audience, expiry, nonce, signature, the TLS
-    peer and the certificate the manifest lists for it), and the caller holds one of the roles
-    `methods` allows for it."""
-    verified = verify_call(methods, method, envelope, manifest=manifest, audience=audience, nonces=nonces, peer=peer)
-    require_role(verified.principal, methods[method][1], method)
-    return verified
-
-
 def verify_call(
     methods: Mapping[str, tuple[type[Message], tuple[str, ...]]],
     method: str,
@@ -70,8 +51,10 @@ def verify_call(
     nonces: NonceCache,
     peer: str | None,
 ) -> Verified[Any]:
-    """`authenticate_call` up to, not including, the role check: for a server that records who was
-    refused a method by role (the caller is known by then) apart from who could not be verified."""
+    """One call to a service that asks nothing more of a request than the common rules: `method` is
+    one it serves, and the request verifies (signer, audience, expiry, nonce, signature, the TLS peer
+    and the certificate the manifest lists for it). The role check is the caller's, so that a server
+    can record who was refused a method by role (known by then) apart from who could not be verified."""
     try:
         message_cls, _roles = methods[method]
     except KeyError:
