@@ -24,9 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
-from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from cryptography.hazmat.primitives.serialization import load_pem_public_key
 
 from coordinator import network
 from shared import dsse, governance, pki
@@ -35,7 +33,6 @@ from shared.governance import Change, Filed, Proposal
 from shared.manifest import (
     COORDINATOR,
     MANIFEST_PAYLOAD_TYPE,
-    MEMBER_AUTHORITY,
     Governance,
     Manifest,
     Party,
@@ -146,27 +143,7 @@ def file_proposal(
 
 def _issue_certificate(netdir: Path, request: JoinRequest) -> tuple[Party, bytes]:
     """The joiner's certificate and the party the candidate will list (by the certificate's fingerprint)."""
-    ca_key, ca_cert = network.load_ca(netdir)
-    tls_key = load_pem_public_key(request.tls_public_key_pem.encode())
-    if not isinstance(tls_key, ec.EllipticCurvePublicKey):
-        raise InvalidRequest("the node's TLS key must be an EC key")
-    cert = pki.issue_certificate(
-        ca_key,
-        ca_cert,
-        party_id=request.party_id,
-        public_key=tls_key,
-        server=True,
-        hosts=(request.endpoint.rsplit(":", 1)[0].strip("[]"),),
-    )
-    party = Party(
-        id=request.party_id,
-        name=request.name,
-        roles=(MEMBER_AUTHORITY,),
-        signing_key=request.signing_key,
-        cert_fingerprint=pki.fingerprint(cert),
-        endpoint=request.endpoint,
-        population=request.population,
-    )
+    cert, party = network.member_certificate(netdir, request)
     return party, pki.cert_pem(cert)
 
 

@@ -228,9 +228,16 @@ def admit(netdir: Path, request: JoinRequest) -> tuple[x509.Certificate, x509.Ce
     """Issue the node's certificate and list it as a member authority in a new manifest version
     (founding phase only: a governed network admits by `propose-join` and a quorum)."""
     _founding(netdir, "admitting a member")
+    cert, party = member_certificate(netdir, request)
+    manifest = read(netdir).with_party(party)
+    write_manifest(manifest_path(netdir), manifest, coordinator_identity(netdir).signing_key)
+    return cert, load_ca(netdir)[1], manifest
+
+
+def member_certificate(netdir: Path, request: JoinRequest) -> tuple[x509.Certificate, Party]:
+    """A joining node's certificate from the network CA, for the TLS key in its request, and the
+    member authority the manifest will list (with that certificate's fingerprint)."""
     ca_key, ca_cert = load_ca(netdir)
-    coordinator = coordinator_identity(netdir)
-    manifest = read(netdir)
     tls_key = load_pem_public_key(request.tls_public_key_pem.encode())
     if not isinstance(tls_key, ec.EllipticCurvePublicKey):
         raise InvalidRequest("the node's TLS key must be an EC key")
@@ -251,9 +258,7 @@ def admit(netdir: Path, request: JoinRequest) -> tuple[x509.Certificate, x509.Ce
         endpoint=request.endpoint,
         population=request.population,
     )
-    manifest = manifest.with_party(party)
-    write_manifest(manifest_path(netdir), manifest, coordinator.signing_key)
-    return cert, ca_cert, manifest
+    return cert, party
 
 
 # Roles a principal made here may hold: never member-authority (a node joins with its own keys)
