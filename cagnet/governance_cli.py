@@ -9,6 +9,8 @@ coordinator's network folder directly (its operator's machine, no server needed)
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Annotated, Protocol
@@ -102,8 +104,14 @@ class _Folder:
         pass
 
 
-def _open(folder: Path | None, nodedir: Path) -> _Governance:
-    return _Folder(folder, nodedir) if folder is not None else Member(nodedir)
+@contextmanager
+def _open(folder: Path | None, nodedir: Path) -> Iterator[_Governance]:
+    """The member acting: over gRPC (one channel), or on the network folder; closed after use."""
+    member: _Governance = _Folder(folder, nodedir) if folder is not None else Member(nodedir)
+    try:
+        yield member
+    finally:
+        member.close()
 
 
 def _report(filed: Filed) -> None:
@@ -112,11 +120,8 @@ def _report(filed: Filed) -> None:
 
 
 def _propose(folder: Path | None, nodedir: Path, change: Change) -> None:
-    member = _open(folder, nodedir)
-    try:
+    with _open(folder, nodedir) as member:
         _report(member.propose(change))
-    finally:
-        member.close()
 
 
 def _show(review: Review) -> None:
@@ -145,11 +150,8 @@ def _sign(member: _Governance, review: Review, yes: bool) -> None:
 @network_app.command("charter")
 def charter(node: NodeOpt, folder: FolderOpt = None) -> None:
     """Propose that the members govern the network from the next version (every member approves)."""
-    member = _open(folder, node)
-    try:
+    with _open(folder, node) as member:
         _report(member.charter())
-    finally:
-        member.close()
 
 
 def read_join_request(path: Path) -> tuple[dsse.Envelope, JoinRequest]:
@@ -172,11 +174,8 @@ def propose_join(
     """Sponsor an authority's request to join: the coordinator issues its certificate and files
     the change; you check it and approve it as its first member signature."""
     envelope, _ = read_join_request(request)
-    member = _open(folder, node)
-    try:
+    with _open(folder, node) as member:
         _sign(member, member.sponsor_join(envelope), yes)
-    finally:
-        member.close()
 
 
 @network_app.command("proposals")
@@ -188,12 +187,9 @@ def proposals(
     (with only --network, the operator's view: nothing is checked)."""
     rows: list[tuple[Filed, Review | CagnetError | None]] = []
     if node is not None:
-        member = _open(folder, node)
-        try:
+        with _open(folder, node) as member:
             rows.extend(member.proposals())
             version = member.head.version
-        finally:
-            member.close()
     elif folder is not None:
         rows.extend((f, None) for f in gov.pending(folder))
         version = network.read(folder).version
@@ -216,11 +212,8 @@ def proposals(
 def approve(proposal_id: str, node: NodeOpt, folder: FolderOpt = None, yes: YesOpt = False) -> None:
     """Recompute a proposal's candidate manifest from your own chain and the change, show what it
     changes, and sign it (a candidate that differs is refused, unsigned)."""
-    member = _open(folder, node)
-    try:
+    with _open(folder, node) as member:
         _sign(member, member.find(proposal_id), yes)
-    finally:
-        member.close()
 
 
 @network_app.command("history")
@@ -366,16 +359,13 @@ def propose_quorum(
     ] = 0,
 ) -> None:
     """Propose new voting rules; the rules in force decide, so changing them needs the old quorum."""
-    member = _open(folder, node)
-    try:
+    with _open(folder, node) as member:
         members = len(member.head.members)
         for flag, value in (("--quorum", quorum), ("--loosening-quorum", loosening_quorum)):
             if value > members:
                 raise typer.BadParameter(f"{value} is more than the {members} member authorities", param_hint=flag)
         rules = Governance(quorum=quorum, loosening_quorum=loosening_quorum)
         _report(member.propose(Change(action="set-governance", governance=rules)))
-    finally:
-        member.close()
 
 
 NetworkDirOpt = Annotated[
@@ -411,11 +401,8 @@ def rotate_principal_key(
     """Make a new signing key for a principal or the coordinator and propose it; the holder switches
     to it once the manifest lists it (restart `cagnet coordinator serve` within the overlap)."""
     keys_dir = folder / "coordinator" if party_id == COORDINATOR else network.principal_dir(folder, party_id)
-    member = _open(folder, node)
-    try:
+    with _open(folder, node) as member:
         _propose_rotation(member, keys_dir, party_id, overlap_days)
-    finally:
-        member.close()
 
 
 def node_rotate_key(
@@ -425,11 +412,8 @@ def node_rotate_key(
 ) -> None:
     """Make this node a new signing key and propose it, signed with the current one. A running node
     switches to the new key by itself when it accepts the version that lists it."""
-    member = _open(folder, nodedir)
-    try:
+    with _open(folder, nodedir) as member:
         _propose_rotation(member, nodedir / "identity", load_config(nodedir).authority, overlap_days)
-    finally:
-        member.close()
 
 
 def _propose_rotation(member: _Governance, folder: Path, party_id: str, overlap_days: int) -> None:
