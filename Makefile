@@ -4,12 +4,17 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint types pytest proto bench clean browser
+.PHONY: demo test lint types pytest proto bench clean browser lock
 
-$(STAMP): pyproject.toml
+LOCK := requirements/dev.lock
+
+# Install exactly the locked set, every file checked against its hash, then cagnet itself with
+# no dependency resolution at all: a fresh clone gets today's tools today and in a month.
+$(STAMP): $(LOCK) pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/python -m pip install --quiet --require-hashes --no-deps -r $(LOCK)
+	$(BIN)/python -m pip install --quiet --no-deps --no-build-isolation -e .
+	$(BIN)/python -m pip check
 	touch $(STAMP)
 
 ## demo: set up and run the six-authority demo network on this machine
@@ -46,6 +51,18 @@ proto: $(STAMP)
 ## bench: the joint-query benchmark (prints a table and the ratio to the floor)
 bench: $(STAMP)
 	$(BIN)/python bench/joint_query.py
+
+## lock: re-resolve requirements/*.lock from pyproject.toml (commit both; `make test` installs from them)
+lock:
+	$(PYTHON) -m venv .lock-venv
+	.lock-venv/bin/python -m pip install --quiet pip-tools==7.7.0
+	PIP_CONFIG_FILE=/dev/null PIP_FIND_LINKS= .lock-venv/bin/pip-compile --quiet --upgrade --extra dev \
+		--generate-hashes --allow-unsafe --strip-extras --no-emit-index-url --no-emit-find-links \
+		--output-file requirements/dev.lock pyproject.toml
+	PIP_CONFIG_FILE=/dev/null PIP_FIND_LINKS= .lock-venv/bin/pip-compile --quiet \
+		--generate-hashes --allow-unsafe --strip-extras --no-emit-index-url --no-emit-find-links \
+		--constraint requirements/dev.lock --output-file requirements/runtime.lock pyproject.toml
+	rm -rf .lock-venv
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache *.egg-info

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -125,7 +126,7 @@ class RegisterServicer(register_pb2_grpc.RegisterServicer):
         self.rt = runtime
 
     def _reply(
-        self, method: str, verified: Verified[Any], message_cls: type[Message], **fields: Any
+        self, method: str, verified: Verified[Any], message_cls: Callable[..., Message], **fields: Any
     ) -> envelope_pb2.Envelope:
         """Sign the response and write the call to the audit log: what was asked, and where it was
         appended or cosigned (the response's own digest covers the rest)."""

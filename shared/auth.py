@@ -259,7 +259,8 @@ def forwarded_request(
     """The node request that asks exactly the principal's question: every field besides the
     header (and the coordinator's own `filled_in` fields, left for the caller) is copied from the
     principal's query field of the same name (sets sorted)."""
-    request = request_cls(header=header)
+    request = request_cls()
+    request.header.CopyFrom(header)  # type: ignore[attr-defined]  # every request type has one
     for descriptor in request.DESCRIPTOR.fields:
         if descriptor.name == "header" or descriptor.name in filled_in:
             continue
