@@ -52,11 +52,12 @@ proto: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python bench/joint_query.py
 
-## lock: re-resolve requirements/*.lock from pyproject.toml (commit both; `make test` installs from them)
+## lock: bring requirements/*.lock in line with pyproject.toml, keeping every existing pin
+## (`make lock LOCK_FLAGS=--upgrade` moves everything to the newest); commit both files
 lock:
 	$(PYTHON) -m venv .lock-venv
 	.lock-venv/bin/python -m pip install --quiet pip-tools==7.7.0
-	PIP_CONFIG_FILE=/dev/null PIP_FIND_LINKS= .lock-venv/bin/pip-compile --quiet --upgrade --extra dev \
+	PIP_CONFIG_FILE=/dev/null PIP_FIND_LINKS= .lock-venv/bin/pip-compile --quiet $(LOCK_FLAGS) --extra dev \
 		--generate-hashes --allow-unsafe --strip-extras --no-emit-index-url --no-emit-find-links \
 		--output-file requirements/dev.lock pyproject.toml
 	PIP_CONFIG_FILE=/dev/null PIP_FIND_LINKS= .lock-venv/bin/pip-compile --quiet \
