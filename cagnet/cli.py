@@ -49,7 +49,9 @@ err = Console(stderr=True)
 def node_init(
     nodedir: Annotated[Path, typer.Argument(help="An empty folder for this node.")],
     network_dir: Annotated[Path, typer.Option("--network", help="The network folder to join.")],
-    authority: Annotated[str, typer.Option(help="The authority's GSS code, e.g. E06000035 (Medway).")],
+    authority: Annotated[
+        str, typer.Option(help="The authority's GSS code (2011), as the network's register lists it.")
+    ],
     endpoint: Annotated[str, typer.Option(help="host:port this node will listen on.")],
     linkage_key: Annotated[
         Path | None,
@@ -71,6 +73,7 @@ def node_init(
         endpoint=endpoint,
         manifest_path=network.manifest_path(network_dir),
         linkage_key=key,
+        register=network.read_register(network_dir),
     )
     if key is None:
         err.print(

@@ -1,4 +1,4 @@
-"""`cagnet demo`: the South East CAG on one machine. Six nodes and a coordinator run as separate
+"""`cagnet demo`: a CAG on one machine (its members in `cagnet/demo.toml`). Six nodes and a coordinator run as separate
 processes on loopback with mTLS and signatures on. The members adopt a charter (from then on only
 a quorum of them changes the manifest); the CAG chair runs a joint supply map, saves and verifies
 the bundle, and the other joint analyses; a member rotates its key by quorum; then one node is
@@ -16,10 +16,13 @@ import subprocess
 import sys
 import tempfile
 import time
+import tomllib
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
+from importlib import resources
 from pathlib import Path
+from typing import Any
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
@@ -38,7 +41,8 @@ from node.config import complete_join, init_node, load_config
 from node.governance import Member
 from node.store import ensure_authority, open_store
 from node.synth import load as load_synthetic
-from shared import governance, keys, pki, vocabulary
+from shared import governance, keys, pki
+from shared.authorities import shipped_register
 from shared.errors import CagnetError
 from shared.governance import Change, Filed
 from shared.identity import Identity
@@ -46,6 +50,17 @@ from shared.interceptor import secure_channel
 from shared.manifest import COORDINATOR, encode_key
 
 READY_TIMEOUT_S = 60
+
+
+def _load_demo() -> dict[str, Any]:
+    return tomllib.loads(resources.files("cagnet").joinpath("demo.toml").read_text(encoding="utf-8"))
+
+
+DEMO = _load_demo()  # the demo network's members and scenario: data, not code
+
+
+def _name(code: str) -> str:
+    return shipped_register().authority(code).name
 
 
 def free_port() -> int:
@@ -103,26 +118,32 @@ def join_founding_member(
 def build_network(root: Path, console: Console, *, seed: int = 1) -> tuple[Path, dict[str, Path]]:
     """The network folder and six node folders with synthetic data, ports chosen free on loopback."""
     netdir = root / "network"
-    network.init_network(netdir, name="South East CAG", coordinator_endpoint=f"127.0.0.1:{free_port()}")
+    network.init_network(netdir, name=DEMO["name"], coordinator_endpoint=f"127.0.0.1:{free_port()}")
+    register = network.read_register(netdir)
     nodes: dict[str, Path] = {}
     linkage_key: bytes | None = None  # the first node makes the network linkage key; the rest get a copy
-    for i, code in enumerate(vocabulary.AUTHORITIES):
+    for i, code in enumerate(DEMO["members"]):
         nodedir = root / "nodes" / code
         linkage_key = join_founding_member(
             netdir, nodedir, authority=code, endpoint=f"127.0.0.1:{free_port()}", linkage_key=linkage_key
         )
         config = load_config(nodedir)
         engine = open_store(config.database_url)
-        ensure_authority(engine, authority_code=code)
+        ensure_authority(engine, authority_code=code, register=register)
         person_key = load_person_key(config.person_key_path)
-        load_synthetic(engine, authority_code=code, seed=seed + i, person_key=person_key)
-        engine.dispose()
-        console.print(
-            f"  node {vocabulary.AUTHORITIES[code].name:<16} {code}  {config.endpoint}  synthetic data loaded"
+        load_synthetic(
+            engine,
+            authority_code=code,
+            seed=seed + i,
+            person_key=person_key,
+            register=register,
+            members=DEMO["members"],
         )
+        engine.dispose()
+        console.print(f"  node {register.authority(code).name:<16} {code}  {config.endpoint}  synthetic data loaded")
         nodes[code] = nodedir
     # Listed while the network is still being set up; once chartered, a new principal is a proposal.
-    network.add_principal(netdir, party_id="regional-board", role="regional-board", name="SE Regional Housing Board")
+    network.add_principal(netdir, party_id="regional-board", role="regional-board", name=DEMO["regional_board"])
     return netdir, nodes
 
 
@@ -155,10 +176,9 @@ def _show_refusals(console: Console, netdir: Path, *, client_groups: list[int]) 
     except Refused as exc:
         console.print(f"  [red]refused by the coordinator[/]: {exc.public_message}")
         return
-    names = vocabulary.AUTHORITIES
-    console.print(f"  answered: {', '.join(names[a].name for a in bundle.answered) or 'none'}")
+    console.print(f"  answered: {', '.join(_name(a) for a in bundle.answered) or 'none'}")
     for m in bundle.missing:
-        console.print(f"  [yellow]{names[m.authority].name}'s node[/]: {m.reason}")
+        console.print(f"  [yellow]{_name(m.authority)}'s node[/]: {m.reason}")
 
 
 def _show_movement(console: Console, netdir: Path, root: Path) -> None:
@@ -221,7 +241,8 @@ def _charter(console: Console, netdir: Path, nodes: dict[str, Path]) -> None:
         f"its own chain; from now on a change needs {rules.required(len(manifest.members), loosens=False)} "
         f"of {len(manifest.members)} (a looser policy: all), and the coordinator's key counts for nothing"
     )
-    rogue = manifest.party(next(iter(nodes))).model_copy(update={"id": "E10000014", "name": "Hampshire"})
+    outsider = DEMO["outsider"]
+    rogue = manifest.party(next(iter(nodes))).model_copy(update={"id": outsider, "name": _name(outsider)})
     coordinator = network.coordinator_identity(netdir)
     attempt = gov.propose(netdir, Change(action="add-member", party=rogue), coordinator)
     try:
@@ -233,7 +254,7 @@ def _charter(console: Console, netdir: Path, nodes: dict[str, Path]) -> None:
 
 
 def _rotate_key(console: Console, netdir: Path, nodes: dict[str, Path], code: str) -> None:
-    name = vocabulary.AUTHORITIES[code].name
+    name = _name(code)
     console.rule(f"{name} rotates its signing key; a quorum of members approves")
     identity_dir = nodes[code] / "identity"
     new = keys.next_key(identity_dir)
@@ -289,7 +310,7 @@ def run_demo(*, as_json: bool = False, keep: Path | None = None) -> int:
     root = keep or Path(tempfile.mkdtemp(prefix="cagnet-demo-"))
     root.mkdir(parents=True, exist_ok=True)
     try:
-        console.rule("cagnet demo: the South East Cross Authority Group")
+        console.rule(f"cagnet demo: {DEMO['title']}")
         console.print("Creating the network (CA, coordinator, CAG chair) and six nodes:")
         netdir, nodes = build_network(root, console)
         logdir = root / "logs"
@@ -339,19 +360,17 @@ def run_demo(*, as_json: bool = False, keep: Path | None = None) -> int:
             _show_providers(console, netdir, root)
             _show_feed_and_report(console, netdir, root, keep=keep is not None)
 
-            _rotate_key(console, netdir, nodes, "E06000035")
+            _rotate_key(console, netdir, nodes, DEMO["rotates_key"])
 
-            stopped = "E06000043"
-            console.rule(f"Stopping {vocabulary.AUTHORITIES[stopped].name}'s node: the query still answers")
+            stopped = DEMO["stopped"]
+            console.rule(f"Stopping {_name(stopped)}'s node: the query still answers")
             running[stopped].terminate()
             running[stopped].wait(timeout=10)
             with console.status("CAG chair: joint supply map with one node down (1 s per-node deadline)"):
                 partial, _ = joint_query(netdir, kind="supply-map", node_deadline_ms=1000)
             console.print(f"answered: {', '.join(partial.answered)}")
             for m in partial.missing:
-                console.print(
-                    f"[yellow]missing[/]: {m.authority} ({vocabulary.AUTHORITIES[m.authority].name}) — {m.reason}"
-                )
+                console.print(f"[yellow]missing[/]: {m.authority} ({_name(m.authority)}) — {m.reason}")
         console.rule("done")
         if keep:
             console.print(f"network kept in {root}")

@@ -1,6 +1,7 @@
 """The demo's accreditation register part: five authorities log decisions about three providers
-(an accreditation, a passport, a suspension, an application), every node witnesses the log, and
-the CAG chair's view of a provider is checked offline from a saved receipt.
+(an accreditation, a passport, a suspension, an application; the decisions are in
+`cagnet/demo.toml`), every node witnesses the log, and the CAG chair's view of a provider is
+checked offline from a saved receipt.
 """
 
 from __future__ import annotations
@@ -16,8 +17,9 @@ from rich.table import Table
 from coordinator import network
 from node.config import load_config
 from node.witness import witness_round
-from shared import dsse, vocabulary
+from shared import dsse
 from shared.accreditation import entry_bytes, entry_from_toml, provider_status, sign_entry
+from shared.authorities import shipped_register
 from shared.checkpoint import register_origin, verify_receipt
 from shared.manifest import ManifestSource
 from shared.register_client import RegisterClient, fetch_history
@@ -37,16 +39,6 @@ fair_access_diversity_and_inclusion = "{q}"
 client_involvement = "C"
 """
 
-WEALD = 'charity_number = "1149085"\nname = '
-# (authority, decision, extra TOML, provider TOML, QAF level): as each authority's system spells the provider.
-_DECISIONS = [
-    ("E10000016", "accredited", "", WEALD + '"Weald & Downs Housing Association Ltd"', "A"),
-    ("E06000035", "accredited", "", 'name = "Medway Foyer Limited"\ncompany_number = "2812345"', "B"),
-    ("E10000030", "passported", 'passported_from = "E10000016"', WEALD + '"WEALD AND DOWNS HA"', ""),
-    ("E06000043", "applied", "", 'name = "Coastal Refuge Trust"', ""),
-    ("E10000011", "suspended", "", WEALD + '"Weald and Downs H.A."', ""),
-]
-
 
 def _entry_toml(decision: str, extra: str, provider: str, qaf: str) -> str:
     body = f'decision = "{decision}"\n{extra}\nvalid_from = 2025-04-01\nevidence = ["evidence.pdf"]\n'
@@ -56,12 +48,22 @@ def _entry_toml(decision: str, extra: str, provider: str, qaf: str) -> str:
 
 def run_register_demo(console: Console, netdir: Path, nodes: dict[str, Path], workdir: Path) -> None:
     """Submit, witness, and show a provider's status and the cosigned checkpoint (all verified)."""
-    names = vocabulary.AUTHORITIES
+    from cagnet.demo import DEMO
+
+    names = shipped_register().authorities
+    scenario = DEMO["register"]
     console.rule("The shared accreditation register: each decision signed by its authority, witnessed by all")
     workdir.mkdir(parents=True, exist_ok=True)
     (workdir / "evidence.pdf").write_bytes(b"the evidence stays at the authority; only its digest is logged")
     origin = register_origin(network.read(netdir))
-    for code, decision, extra, provider, qaf in _DECISIONS:
+    for d in scenario["decisions"]:
+        code, decision, extra, provider, qaf = (
+            d["authority"],
+            d["decision"],
+            d.get("extra", ""),
+            d["provider"],
+            d.get("qaf", ""),
+        )
         config = load_config(nodes[code])
         path = workdir / f"{code}.toml"
         path.write_text(_entry_toml(decision, extra, provider, qaf))
@@ -84,13 +86,13 @@ def run_register_demo(console: Console, netdir: Path, nodes: dict[str, Path], wo
             f"{r.quorum} needed{state}"
         )
 
-    # A member's view: Medway asks about the provider by the name its own system uses.
-    medway = load_config(nodes["E06000035"])
-    manifests = ManifestSource(medway.manifest_path, dsse.load_public_key(base64.b64decode(medway.coordinator_key)))
-    with RegisterClient(medway.identity(), manifests.current) as client:
-        history = fetch_history(client, "charity:1149085", network_dir=netdir)
+    # A member's view: it asks about the provider by the name its own system uses.
+    asker = load_config(nodes[scenario["asks"]])
+    manifests = ManifestSource(asker.manifest_path, dsse.load_public_key(base64.b64decode(asker.coordinator_key)))
+    with RegisterClient(asker.identity(), manifests.current) as client:
+        history = fetch_history(client, scenario["provider_key"], network_dir=netdir)
     status = provider_status(history.provider, history.entries, on=date.today())
-    console.print(f"Medway asks for {history.provider}, known as: {'; '.join(status.names)}")
+    console.print(f"{names[scenario['asks']].name} asks for {history.provider}, known as: {'; '.join(status.names)}")
     table = Table(title=f"{history.provider} on {status.on.isoformat()}: {status.overall}")
     for col in ("authority", "status", "note"):
         table.add_column(col)

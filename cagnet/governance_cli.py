@@ -323,7 +323,7 @@ def propose_remove(party_id: str, node: NodeOpt, folder: FolderOpt = None) -> No
 
 @network_app.command("propose-endpoint")
 def propose_endpoint(
-    party_id: Annotated[str, typer.Argument(help="The party that moves, e.g. E06000035 or coordinator.")],
+    party_id: Annotated[str, typer.Argument(help="The party that moves: a member's GSS code, or coordinator.")],
     endpoint: Annotated[str, typer.Argument(help="Where it will listen, HOST:PORT.")],
     node: NodeOpt,
     folder: FolderOpt = None,

@@ -49,14 +49,24 @@ def _netdir(value: Path | None) -> Path:
 @network_app.command("init")
 def network_init(
     netdir: Annotated[Path, typer.Argument(help="An empty folder for the network's keys and manifest.")],
-    name: Annotated[str, typer.Option(help="The network's name.")] = "South East CAG",
+    name: Annotated[str, typer.Option(help="The network's name, e.g. the CAG's.")] = "Supporting People network",
     coordinator_endpoint: Annotated[
         str, typer.Option(help="host:port the coordinator will listen on.")
     ] = "127.0.0.1:7100",
+    authorities: Annotated[
+        Path | None,
+        typer.Option(help="An authority register file to start from (default: the shipped 2011 list)."),
+    ] = None,
 ) -> None:
-    """Create a network: its CA, the coordinator's identity, a cag-chair principal and the manifest."""
-    manifest = network.init_network(netdir, name=name, coordinator_endpoint=coordinator_endpoint)
-    err.print(f"[green]network {manifest.network!r} created[/] in {netdir} (manifest version {manifest.version})")
+    """Create a network: its CA, the coordinator's identity, a cag-chair principal and the manifest,
+    with the authority register members' names, districts and populations come from."""
+    manifest = network.init_network(
+        netdir, name=name, coordinator_endpoint=coordinator_endpoint, authorities=authorities
+    )
+    err.print(
+        f"[green]network {manifest.network!r} created[/] in {netdir} (manifest version {manifest.version},"
+        f" {len(network.read_register(netdir).authorities)} authorities in its register)"
+    )
 
 
 @network_app.command("show")
@@ -80,7 +90,7 @@ def principal_add(
     netdir: Annotated[Path, typer.Argument()],
     party_id: Annotated[str, typer.Option("--id", help="The principal's id, e.g. regional-board.")],
     role: Annotated[str, typer.Option(help="cag-chair or regional-board.")],
-    name: Annotated[str, typer.Option(help="A display name, e.g. 'South East Regional Housing Board'.")] = "",
+    name: Annotated[str, typer.Option(help="A display name, e.g. 'the Regional Housing Board'.")] = "",
 ) -> None:
     """Make a principal's keys and certificate under NETDIR/principals/ID and list it in the manifest."""
     manifest = network.add_principal(netdir, party_id=party_id, role=role, name=name)
@@ -232,7 +242,7 @@ def _figure(value: int | None) -> str:
 
 
 def _short_name(name: str) -> str:
-    """Column headings for narrow tables: "West Sussex" -> "W Sussex", "Brighton & Hove" -> "B&H"."""
+    """Column headings for narrow tables: "North Yorkshire" -> "N Yorkshire", "Bath & Wells" -> "B&W"."""
     if " & " in name:
         return "&".join(part[0] for part in name.split(" & "))
     first, _, rest = name.partition(" ")

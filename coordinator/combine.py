@@ -12,7 +12,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict
 
-from shared import vocabulary
+from shared import places, vocabulary
 from shared.models import SupplyMap
 
 
@@ -96,7 +96,7 @@ def combine_supply_maps(maps: Sequence[SupplyMap], *, client_groups: Sequence[in
         totals.append(
             AuthorityTotals(
                 authority=m.authority,
-                name=vocabulary.AUTHORITIES[m.authority].name if m.authority in vocabulary.AUTHORITIES else m.authority,
+                name=_authority_name(m.authority),
                 population=m.population,
                 services=m.total.services,
                 units=m.total.units,
@@ -136,3 +136,10 @@ def combine_supply_maps(maps: Sequence[SupplyMap], *, client_groups: Sequence[in
             for t, r in sorted(type_rows.items())
         ),
     )
+
+
+def _authority_name(code: str) -> str:
+    try:
+        return places.place_name(code)
+    except KeyError:
+        return code

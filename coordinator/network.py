@@ -21,6 +21,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from cryptography.hazmat.primitives.serialization import load_pem_public_key
 
 from shared import dsse, keys, pki
+from shared.authorities import Register, parse_register, register_of, shipped_register
 from shared.errors import InvalidRequest, ManifestRefused
 from shared.identity import Identity, create_identity
 from shared.manifest import (
@@ -62,10 +63,15 @@ def principal_dir(netdir: Path, principal_id: str) -> Path:
     return netdir / "principals" / principal_id
 
 
-def init_network(netdir: Path, *, name: str, coordinator_endpoint: str = "127.0.0.1:7100") -> Manifest:
-    """A new network: CA, coordinator identity, a cag-chair principal and version 1 of the manifest."""
+def init_network(
+    netdir: Path, *, name: str, coordinator_endpoint: str = "127.0.0.1:7100", authorities: Path | None = None
+) -> Manifest:
+    """A new network: CA, coordinator identity, a cag-chair principal and version 1 of the manifest,
+    whose authority register is the shipped 2011 list, or the register file `authorities`."""
     if manifest_path(netdir).exists():
         raise InvalidRequest(f"{netdir} already holds a network; choose an empty folder")
+    # Checked before anything is written: a bad register leaves no half-made network behind.
+    register = shipped_register() if authorities is None else read_register_file(authorities)
     netdir.mkdir(parents=True, exist_ok=True)
     ca_key, ca_cert = pki.create_ca(name)
     (netdir / "ca").mkdir(exist_ok=True)
@@ -97,10 +103,25 @@ def init_network(netdir: Path, *, name: str, coordinator_endpoint: str = "127.0.
             _party(coordinator, name="Coordinator", roles=(COORDINATOR,), endpoint=coordinator_endpoint),
             _party(chair, name="CAG chair", roles=(CAG_CHAIR,)),
         ),
+        authorities=register.to_csv(),
     )
     write_manifest(manifest_path(netdir), manifest, coordinator.signing_key)
     _write_policy(netdir, default_policy_toml(), coordinator)
     return manifest
+
+
+def read_register_file(path: Path) -> Register:
+    """An authority register file (the shipped list's format), checked row by row."""
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except (FileNotFoundError, IsADirectoryError, UnicodeDecodeError) as exc:
+        raise InvalidRequest(f"{path}: cannot read the authority register ({exc.__class__.__name__})") from None
+    return parse_register(text, source=str(path))
+
+
+def read_register(netdir: Path) -> Register:
+    """The network's authority register, from its current verified manifest."""
+    return register_of(read(netdir))
 
 
 def read_policy(netdir: Path) -> Policy:

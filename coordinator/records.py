@@ -109,7 +109,7 @@ def combine_movement(tables: Sequence[CountTable]) -> JointMovement:
 
 
 def _origin_order(origin: str) -> tuple[int, str]:
-    if origin in vocabulary.AUTHORITIES:
+    if vocabulary.GSS_UPPER_TIER.match(origin):  # a member; other places are shown by region
         return (0, origin)
     return (2, origin) if origin == UNKNOWN else (1, origin)
 

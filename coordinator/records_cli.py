@@ -71,31 +71,34 @@ def _ask(
 
 def place_label(code: str) -> str:
     """An origin as a CAG chair reads it: an authority's short name, a region's name, or unknown."""
-    if code in vocabulary.AUTHORITIES:
-        return _short_name(vocabulary.AUTHORITIES[code].name)
-    if code in vocabulary.REGIONS:
-        return vocabulary.REGIONS[code] + " (region)"
     if code == "outside":
         return "outside the CAG"
+    if code in places.REGIONS:
+        return places.REGIONS[code] + " (region)"
     try:
-        return places.place_name(code)
+        name = places.place_name(code)
     except KeyError:
         return code
+    return _short_name(name) if vocabulary.GSS_UPPER_TIER.match(code) else name
 
 
-# Column heads for tables with a column per authority, so seven columns fit 80 characters.
-_ABBREVIATIONS = {
-    "E10000016": "Kent",
-    "E06000035": "Med",
-    "E10000030": "Sry",
-    "E10000032": "WSx",
-    "E10000011": "ESx",
-    "E06000043": "B&H",
-}
+_JOINERS = frozenset({"and", "upon", "on", "of", "the", "with", "in"})
 
 
 def _abbrev(code: str) -> str:
-    return _ABBREVIATIONS.get(code, code)
+    """A column head short enough for seven columns in 80 characters, from the register's name:
+    "Medway" -> "Med", "West Sussex" -> "WSx", "Brighton & Hove" -> "B&H", "Kent" -> "Kent"."""
+    try:
+        name = places.place_name(code)
+    except KeyError:
+        return code
+    if " & " in name:
+        return "&".join(part[0] for part in name.split(" & "))
+    words = [w for w in name.replace("-", " ").split() if w.lower() not in _JOINERS]
+    if len(words) == 1:
+        return name if len(name) <= 4 else name[:3]
+    last = words[-1]
+    return "".join(w[0] for w in words[:-1]) + last[0] + last[-1]
 
 
 def _n(value: int | None) -> str:

@@ -24,7 +24,7 @@ from coordinator.bundle import Bundle
 from coordinator.combine import JointSupplyMap
 from coordinator.providers import VfmBenchmarks
 from coordinator.records import JointMovement, JointNetFlow
-from shared import vocabulary
+from shared import places, vocabulary
 
 # The page may fetch nothing: everything it needs is inline.
 _CSP = (
@@ -44,11 +44,12 @@ class Accreditation:
 
 
 def _name(code: str) -> str:
-    if code in vocabulary.AUTHORITIES:
-        return vocabulary.AUTHORITIES[code].name
-    if code in vocabulary.REGIONS:
-        return vocabulary.REGIONS[code]
-    return {"outside": "outside the CAG", "unknown": "unknown"}.get(code, code)
+    if code in ("outside", "unknown"):
+        return {"outside": "outside the CAG", "unknown": "unknown"}[code]
+    try:
+        return places.place_name(code)
+    except KeyError:
+        return code
 
 
 def _coverage(bundle: Bundle, suppressed: Sequence[str]) -> str:

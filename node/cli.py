@@ -11,9 +11,11 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from sqlalchemy.engine import Engine
 
-from node.config import load_config
+from node.config import NodeConfig, load_config
 from node.store import ensure_authority, open_store
 from shared.audit_cli import audit_app
+from shared.authorities import register_of
+from shared.manifest import Manifest
 
 app = typer.Typer(help="Run and manage one authority's node.", no_args_is_help=True)
 
@@ -21,10 +23,16 @@ err = Console(stderr=True)
 NodeDir = Annotated[Path, typer.Argument(help="The node folder made by `cagnet node init`.")]
 
 
+def _manifest(config: NodeConfig) -> Manifest:
+    from node.governance import node_manifests
+
+    return node_manifests(config).current()
+
+
 def _engine(nodedir: Path):  # type: ignore[no-untyped-def]
     config = load_config(nodedir)
     engine = open_store(config.database_url)
-    ensure_authority(engine, authority_code=config.authority)
+    ensure_authority(engine, authority_code=config.authority, register=register_of(_manifest(config)))
     return config, engine
 
 
@@ -52,14 +60,16 @@ def synth(
     ] = None,
     no_clients: Annotated[bool, typer.Option("--no-clients", help="Load supply only, no client records.")] = False,
 ) -> None:
-    """Load realistic synthetic providers, services and contracts for this node's authority, and
-    client records and outcomes for the financial years 2008-09 and 2009-10."""
+    """Load realistic synthetic providers, services and contracts for this node's authority, sized by
+    its population in the network's register, and client records and outcomes for the financial
+    years 2008-09 and 2009-10 (sharing repeat movers with the network's members as listed now)."""
     from node import synth as synth_mod
     from node.client_records import load_person_key
 
     if clients is not None and clients < 0:
         raise typer.BadParameter("must be 0 or more", param_hint="--clients")
     config, engine = _engine(nodedir)
+    manifest = _manifest(config)
     with err.status(f"generating synthetic data for {config.authority} (seed {seed})"):
         counts = synth_mod.load(
             engine,
@@ -68,6 +78,8 @@ def synth(
             person_key=load_person_key(config.person_key_path),
             clients=clients,
             with_clients=not no_clients,
+            register=register_of(manifest),
+            members=[p.id for p in manifest.members],
         )
     err.print(f"[green]loaded[/] {counts}")
 

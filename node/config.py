@@ -17,7 +17,8 @@ from pathlib import Path
 from pydantic import BaseModel, ConfigDict
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from shared import pki, vocabulary
+from shared import pki
+from shared.authorities import Register, shipped_register
 from shared.errors import InvalidRequest
 from shared.identity import Identity, install_certificate, write_keys
 from shared.manifest import encode_key
@@ -89,14 +90,21 @@ def _toml_str(value: str) -> str:
 
 
 def init_node(
-    nodedir: Path, *, authority: str, endpoint: str, manifest_path: Path, linkage_key: bytes | None = None
+    nodedir: Path,
+    *,
+    authority: str,
+    endpoint: str,
+    manifest_path: Path,
+    linkage_key: bytes | None = None,
+    register: Register | None = None,
 ) -> JoinRequest:
     """Make the node's keys and configuration; returns the join request to hand to the network.
 
     `linkage_key` is the network linkage key the members already hold (see node.linkage); the
-    first member leaves it out and a new one is made."""
+    first member leaves it out and a new one is made. The authority's name and population come
+    from the network's `register` (default: the shipped 2011 list)."""
     try:
-        info = vocabulary.authority(authority)
+        info = (register or shipped_register()).authority(authority)
     except KeyError as exc:
         raise InvalidRequest(str(exc.args[0])) from None
     if (nodedir / CONFIG).exists():

@@ -147,9 +147,12 @@ def _within(column: Any, question: Question) -> list[ColumnElement[bool]]:
     return conditions
 
 
-def new_clients(engine: Engine, *, authority_code: str, question: Question) -> dict[tuple[str, int, Month], int]:
-    """New client records by (origin, primary client group, month of start): true counts."""
-    cag = frozenset(vocabulary.AUTHORITIES)
+def new_clients(
+    engine: Engine, *, authority_code: str, question: Question, members: frozenset[str] = frozenset()
+) -> dict[tuple[str, int, Month], int]:
+    """New client records by (origin, primary client group, month of start): true counts. An origin
+    among the network's `members` (or this authority) is shown by its code, any other by region."""
+    cag = members | {authority_code}
     year = func.extract("year", _RECORD.start_date)
     month = func.extract("month", _RECORD.start_date)
     conditions = _within(_RECORD.start_date, question)
@@ -203,7 +206,7 @@ class ServiceIntake:
 
 def service_intake(engine: Engine, *, authority_code: str, question: Question) -> list[ServiceIntake]:
     """Each service's intake in the period, split into local, non-local and unknown origin."""
-    cag = frozenset(vocabulary.AUTHORITIES)
+    cag = frozenset({authority_code})  # only "is it this authority?" matters here
     conditions = _within(_RECORD.start_date, question)
     if question.client_groups:
         conditions.append(_SERVICE.client_group.in_(question.client_groups))

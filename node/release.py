@@ -65,6 +65,9 @@ class Releaser:
     engine: Engine
     authority: str
     secret: bytes
+    # The network's member authorities now (from the verified manifest): origins among them are
+    # shown by code, others by region. Without it, only this authority's own code is.
+    members: Callable[[], frozenset[str]] = frozenset
 
     def __post_init__(self) -> None:
         self.ledger = ReleaseLedger(SqlReleaseStore(self.engine))
@@ -99,12 +102,15 @@ class Releaser:
 
     def movement(self, policy: Policy, *, roles: Iterable[str], question: Question) -> CountTable:
         """New clients by origin x client group x period (financial year, quarter or all)."""
+        members = self.members()
         return self._counts(
             policy,
             kind=MOVEMENT,
             roles=roles,
             question=question,
-            finest=lambda: movement.new_clients(self.engine, authority_code=self.authority, question=question),
+            finest=lambda: movement.new_clients(
+                self.engine, authority_code=self.authority, question=question, members=members
+            ),
             finest_dims=("origin", "client_group", "month"),
             dims=("origin", "client_group", "period"),
             project=lambda k: (k[0], k[1], movement.period_of(k[2], question.period)),
@@ -113,13 +119,15 @@ class Releaser:
     def net_flow(self, policy: Policy, *, roles: Iterable[str], question: Question) -> CountTable:
         """New clients over the whole period by origin class (each CAG authority, "outside" the
         CAG, "unknown") x client group: what net imports and exports are worked out from."""
-        cag = frozenset(vocabulary.AUTHORITIES)
+        cag = self.members() | {self.authority}
         return self._counts(
             policy,
             kind=NET_FLOW,
             roles=roles,
             question=question,
-            finest=lambda: movement.new_clients(self.engine, authority_code=self.authority, question=question),
+            finest=lambda: movement.new_clients(
+                self.engine, authority_code=self.authority, question=question, members=cag
+            ),
             finest_dims=("origin", "client_group", "month"),
             dims=("origin", "client_group"),
             project=lambda k: (movement.origin_class(k[0], cag), k[1]),
@@ -156,7 +164,8 @@ class Releaser:
         asked = question.as_asked()
         signature = _signature({"kind": kind, **asked.model_dump(mode="json")})
         with self._lock:
-            version = (*data_version(self.engine), *movement.records_version(self.engine))
+            # Origins are classed by membership, so a new member makes a new answer.
+            version = (*data_version(self.engine), *movement.records_version(self.engine), *sorted(self.members()))
             cached = self._answers.get((policy.digest, signature))
             if cached is not None and cached[0] == version:
                 return cached[1]

@@ -39,6 +39,7 @@ from shared.auth import (
     sign_message,
     verify_request,
 )
+from shared.authorities import register_of
 from shared.errors import CagnetError, DisclosureRefused, InvalidRequest, NotPermitted, StalePolicy
 from shared.identity import Identity
 from shared.interceptor import (
@@ -150,8 +151,13 @@ class NodeRuntime:
         policies = PolicySource(config.policy_file, trusted, manifests=manifests)
         policies.current()  # a node without a valid signed policy does not start
         engine = open_store(config.database_url)
-        ensure_authority(engine, authority_code=config.authority)
-        releaser = Releaser(engine, config.authority, load_rounding_secret(config.rounding_key_path))
+        ensure_authority(engine, authority_code=config.authority, register=register_of(manifests.current()))
+        releaser = Releaser(
+            engine,
+            config.authority,
+            load_rounding_secret(config.rounding_key_path),
+            members=lambda: frozenset(p.id for p in manifests.last_accepted.members),
+        )
         return cls(config, identity, engine, manifests, policies, releaser)
 
     def policy_for(self, verified: Verified[Any]) -> Policy:
@@ -304,7 +310,11 @@ class NodeServicer(node_pb2_grpc.NodeServicer):
     def Describe(self, request: envelope_pb2.Envelope, context: grpc.ServicerContext) -> envelope_pb2.Envelope:
         verified = current_request()
         policy = self.rt.policy_for(verified)
-        description = service.describe(authority_code=self.rt.config.authority, key_fingerprint=self.rt.identity.keyid)
+        description = service.describe(
+            authority_code=self.rt.config.authority,
+            key_fingerprint=self.rt.identity.keyid,
+            register=register_of(self.rt.manifests.current()),
+        )
         header = response_header(self.rt.identity, request_digest=verified.request_digest, policy_digest=policy.digest)
         reply = self.rt.sign(description_to_proto(description, header))
         self._record(verified, DESCRIBE, {}, reply.payload, policy.digest)

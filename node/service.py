@@ -12,15 +12,16 @@ from collections.abc import Mapping
 
 from sqlalchemy.engine import Engine
 
-from shared import __version__, audit, vocabulary
+from shared import __version__, audit
+from shared.authorities import Register, shipped_register
 from shared.manifest import Party
 from shared.models import NodeDescription
 
 CAPABILITIES = ("supply-map", "movement", "net-flow", "kpi", "non-local-services", "repeat-movers")
 
 
-def describe(*, authority_code: str, key_fingerprint: str) -> NodeDescription:
-    info = vocabulary.authority(authority_code)
+def describe(*, authority_code: str, key_fingerprint: str, register: Register | None = None) -> NodeDescription:
+    info = (register or shipped_register()).authority(authority_code)
     return NodeDescription(
         authority=info.code,
         name=info.name,

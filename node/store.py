@@ -29,6 +29,7 @@ from sqlalchemy.types import TypeDecorator
 from sqlmodel import Field, Session, SQLModel, col, select
 
 from shared import vocabulary
+from shared.authorities import Register, shipped_register
 from shared.errors import InvalidRequest, NotFound
 from shared.vocabulary import UNIT_TYPE_FOR, ServiceType
 
@@ -195,13 +196,14 @@ def open_store(url: str) -> Engine:
     return engine
 
 
-def ensure_authority(engine: Engine, *, authority_code: str) -> AuthorityRow:
-    """Write the authority and its districts from `shared.vocabulary.AUTHORITIES`; idempotent.
+def ensure_authority(engine: Engine, *, authority_code: str, register: Register | None = None) -> AuthorityRow:
+    """Write the authority, its population and its districts from the network's authority register
+    (default: the shipped 2011 list); idempotent, and a corrected register updates them.
 
-    Raises KeyError for a code outside the CAG, and InvalidRequest when the store already belongs to
-    another authority: one store never mixes two authorities' records.
+    Raises KeyError for a code the register does not hold, and InvalidRequest when the store already
+    belongs to another authority: one store never mixes two authorities' records.
     """
-    info = vocabulary.authority(authority_code)
+    info = (register or shipped_register()).authority(authority_code)
     for attempt in (1, 2):
         try:
             with Session(engine) as session:

@@ -10,9 +10,11 @@ and provider number here is invented. The same authority and seed always give th
 from __future__ import annotations
 
 import csv
+import hashlib
 import math
 import random
 import tempfile
+from collections.abc import Sequence
 from dataclasses import astuple, dataclass, fields, replace
 from datetime import date, timedelta
 from decimal import ROUND_HALF_UP, Decimal
@@ -23,6 +25,7 @@ from sqlalchemy.engine import Engine
 from node.importer import COLUMNS, ImportSummary, import_csv
 from node.store import ensure_authority
 from shared import vocabulary
+from shared.authorities import Authority, District, Register, shipped_register
 from shared.vocabulary import UNIT_TYPE_FOR, ServiceType, Term
 
 __all__ = [
@@ -36,17 +39,20 @@ __all__ = [
     "write_csvs",
 ]
 
-KENT, MEDWAY, SURREY, WEST_SUSSEX, EAST_SUSSEX, BRIGHTON = (
-    "E10000016",
-    "E06000035",
-    "E10000030",
-    "E10000032",
-    "E10000011",
-    "E06000043",
-)
+# Words left out of the initials an authority's SP system puts on its references.
+_JOINERS = frozenset({"and", "upon", "on", "of", "the", "with", "in", "&"})
 
-# The prefix each authority's SP system puts on its own references.
-REF_PREFIX = {KENT: "KCC", MEDWAY: "MED", SURREY: "SCC", WEST_SUSSEX: "WSCC", EAST_SUSSEX: "ESCC", BRIGHTON: "BHCC"}
+
+def ref_prefix(info: Authority) -> str:
+    """The prefix an authority's SP system puts on its own references, from its name: a county
+    council's initials and CC ("North Yorkshire" -> "NYCC"), else its initials ("Telford and
+    Wrekin" -> "TW") or, for a one-word name, its first three letters ("Medway" -> "MED")."""
+    words = [w for w in info.name.replace("-", " ").replace(".", "").split() if w.lower() not in _JOINERS]
+    initials = "".join(w[0] for w in words).upper()
+    if info.kind == "county":
+        return initials + "CC"
+    return initials if len(words) > 1 else info.name[:3].upper()
+
 
 POPULATION_PER_SERVICE = (3000, 4000)  # roughly one service per 3,000-4,000 residents (assumed)
 FLOATING_SUPPORT_HOURLY_RATE = (16.0, 19.0)  # £ an hour (source)
@@ -179,16 +185,27 @@ RARE: dict[int, _Template] = {
     17: _Template(17, FS, (20, 40), _FLOATING, SHORT, 0.0, 0, "{place} Refugee Support Service"),
     20: _Template(20, FS, (20, 30), _FLOATING, SHORT, 0.0, 0, "{place} Traveller Support Service"),
 }
-# The small groups appear only where they are known to be concentrated: HIV in Brighton & Hove and
-# Thanet, refugees at the Channel ports and Gatwick, Gypsy and Traveller sites in Kent, Surrey and Sussex.
-RARE_SERVICES: dict[str, tuple[tuple[int, str], ...]] = {
-    KENT: ((17, "E07000108"), (20, "E07000113"), (15, "E07000114")),
-    MEDWAY: (),
-    SURREY: ((20, "E07000207"),),
-    WEST_SUSSEX: ((17, "E07000226"),),
-    EAST_SUSSEX: ((20, "E07000063"),),
-    BRIGHTON: ((15, "E06000043"), (17, "E06000043")),
-}
+# The small groups are concentrated in a few places: an authority has a service for one with a
+# chance growing with its population, in a district of its own (the same whatever the seed).
+RARE_CHANCE = (0.15, 0.45)  # the chance at no population, and the rise per million residents
+RARE_MAX = 0.8
+
+
+def _rare_services(info: Authority) -> list[tuple[int, District]]:
+    chance = min(RARE_MAX, RARE_CHANCE[0] + RARE_CHANCE[1] * info.population / 1_000_000)
+    placed = []
+    for group in sorted(RARE):
+        rng = random.Random(f"cagnet-synth-rare:{info.code}:{group}")
+        if rng.random() < chance:
+            placed.append((group, rng.choice(info.districts)))
+    return placed
+
+
+def _share(*parts: object) -> float:
+    """A fixed number in [0, 1) for these parts: what every node works out alike, whatever its seed."""
+    digest = hashlib.sha256(":".join(str(p) for p in parts).encode()).digest()
+    return int.from_bytes(digest[:8], "big") / 2**64
+
 
 _STEMS = (
     "Abbey", "Albion", "Beacon", "Beech", "Bramley", "Brook", "Cedar", "Chestnut", "Church", "Clarendon",
@@ -206,186 +223,104 @@ _HOUSING = frozenset({ACC, FS, ACC_FS, OUTREACH, RESETTLEMENT})
 
 @dataclass(frozen=True)
 class _Org:
-    names: dict[str, str]  # authority code -> how that authority's system spells it
+    spellings: tuple[str, ...]  # how different authorities' systems spell it
     groups: frozenset[int]
+    coverage: float  # the share of authorities it works for
     types: frozenset[ServiceType] = _HOUSING
     charity_number: str | None = None
     company_number: str | None = None
     national_provider_id: str | None = None
 
+    def works_for(self, authority_code: str) -> bool:
+        return _share("org", self.spellings[0], authority_code) < self.coverage
+
+    def spelt_by(self, authority_code: str) -> str:
+        return self.spellings[int(_share("spelling", self.spellings[0], authority_code) * len(self.spellings))]
+
 
 def _org(
-    names: dict[str, str],
+    spellings: tuple[str, ...],
     groups: set[int],
     *,
+    coverage: float,
     charity: str | None = None,
     company: str | None = None,
     national: str | None = None,
     types: frozenset[ServiceType] = _HOUSING,
 ) -> _Org:
-    return _Org(names, frozenset(groups), types, charity, company, national)
+    return _Org(spellings, frozenset(groups), coverage, types, charity, company, national)
 
 
 _OLDER = _HOUSING | {ALARM}
 
 # Numbers are invented, in ranges the local providers never use, so that only the same organisation
 # shares a number. YMCA Thames Gateway is a different charity from YMCA DownsLink, as in life.
+# Which authorities an organisation works for, and how each spells it, is fixed by the
+# organisation and the authority alone, so that nodes generated apart agree.
 REGIONAL: tuple[_Org, ...] = (
     _org(
-        {
-            KENT: "Look Ahead Housing & Care Ltd",
-            SURREY: "Look Ahead Housing and Care Limited",
-            BRIGHTON: "Look Ahead Housing and Care",
-            EAST_SUSSEX: "LookAhead Housing & Care",
-        },
-        {4, 7, 12, 13, 19},
-        charity="254101",
-        company="02101101",
-        national="100101",
+        ("Look Ahead Housing & Care Ltd", "Look Ahead Housing and Care Limited", "Look Ahead Housing and Care",
+         "LookAhead Housing & Care"),
+        {4, 7, 12, 13, 19}, coverage=0.6, charity="254101", company="02101101", national="100101",
     ),
+    _org(("The Riverside Group Ltd", "Riverside Group", "Riverside ECHG"), {7, 16, 19, 10},
+         coverage=0.5, company="02102102", national="100102"),
+    _org(("YMCA Downslink Group", "Y.M.C.A. DownsLink Group", "YMCA DownsLink Group Ltd", "YMCA Downslink"),
+         {12, 13, 18}, coverage=0.35, charity="254103", national="100103"),
+    _org(("YMCA Thames Gateway", "Y.M.C.A. Thames Gateway"), {12, 13}, coverage=0.35, charity="254104"),
     _org(
-        {KENT: "The Riverside Group Ltd", MEDWAY: "Riverside Group", SURREY: "Riverside ECHG"},
-        {7, 16, 19, 10},
-        company="02102102",
-        national="100102",
+        ("Home Group Ltd", "Stonham (Home Group)", "Home Group Limited", "Stonham Housing Association",
+         "Home Group Ltd (Stonham)"),
+        {4, 7, 8, 9, 10, 11, 14}, coverage=0.8, company="02105105", national="100105",
     ),
+    _org(("St Mungo's", "St Mungos", "St. Mungo's Community Housing Association"), {7, 19, 4, 8},
+         coverage=0.5, charity="254106", company="02106106", national="100106"),
     _org(
-        {
-            WEST_SUSSEX: "YMCA Downslink Group",
-            EAST_SUSSEX: "Y.M.C.A. DownsLink Group",
-            BRIGHTON: "YMCA DownsLink Group Ltd",
-            SURREY: "YMCA Downslink",
-        },
-        {12, 13, 18},
-        charity="254103",
-        national="100103",
+        ("Sanctuary Housing Association", "Sanctuary HA", "Sanctuary Housing Assoc.",
+         "Sanctuary Housing Association Ltd"),
+        {1, 3, 5, 16}, coverage=0.65, types=_OLDER, company="02107107", national="100107",
     ),
-    _org({KENT: "YMCA Thames Gateway", MEDWAY: "Y.M.C.A. Thames Gateway"}, {12, 13}, charity="254104"),
+    _org(("Carr-Gomm", "Carr Gomm Society", "Carr-Gomm Society Ltd"), {4, 5, 21},
+         coverage=0.6, charity="254108", company="02108108"),
+    _org(("Porchlight", "Porchlight Ltd"), {7, 19, 12, 21}, coverage=0.3, charity="254109", national="100109"),
     _org(
-        {
-            KENT: "Home Group Ltd",
-            MEDWAY: "Stonham (Home Group)",
-            WEST_SUSSEX: "Home Group Limited",
-            EAST_SUSSEX: "Stonham Housing Association",
-            SURREY: "Home Group Ltd (Stonham)",
-        },
-        {4, 7, 8, 9, 10, 11, 14},
-        company="02105105",
-        national="100105",
+        ("Rethink", "Rethink Mental Illness", "RETHINK", "Rethink (National Schizophrenia Fellowship)"),
+        {4, 11, 2}, coverage=0.9, charity="254110", company="02110110", national="100110",
     ),
-    _org(
-        {SURREY: "St Mungo's", KENT: "St Mungos", BRIGHTON: "St. Mungo's Community Housing Association"},
-        {7, 19, 4, 8},
-        charity="254106",
-        company="02106106",
-        national="100106",
-    ),
-    _org(
-        {
-            KENT: "Sanctuary Housing Association",
-            SURREY: "Sanctuary HA",
-            WEST_SUSSEX: "Sanctuary Housing Assoc.",
-            EAST_SUSSEX: "Sanctuary Housing Association Ltd",
-        },
-        {1, 3, 5, 16},
-        types=_OLDER,
-        company="02107107",
-        national="100107",
-    ),
-    _org(
-        {
-            KENT: "Carr-Gomm",
-            EAST_SUSSEX: "Carr Gomm Society",
-            WEST_SUSSEX: "Carr-Gomm Society Ltd",
-            BRIGHTON: "Carr-Gomm",
-        },
-        {4, 5, 21},
-        charity="254108",
-        company="02108108",
-    ),
-    _org({KENT: "Porchlight", MEDWAY: "Porchlight (Kent)"}, {7, 19, 12, 21}, charity="254109", national="100109"),
-    _org(
-        {
-            KENT: "Rethink",
-            MEDWAY: "Rethink Mental Illness",
-            SURREY: "RETHINK",
-            WEST_SUSSEX: "Rethink (National Schizophrenia Fellowship)",
-            EAST_SUSSEX: "Rethink",
-            BRIGHTON: "Rethink Mental Illness",
-        },
-        {4, 11, 2},
-        charity="254110",
-        company="02110110",
-        national="100110",
-    ),
-    _org(
-        {KENT: "Anchor Trust", MEDWAY: "Anchor Trust Ltd", SURREY: "Anchor Housing Trust", WEST_SUSSEX: "Anchor"},
-        {1, 2, 3},
-        types=_OLDER | {HIA},
-        charity="254111",
-        national="100111",
-    ),
-    _org(
-        {SURREY: "Hanover Housing Association", WEST_SUSSEX: "Hanover HA", BRIGHTON: "Hanover Housing Assoc"},
-        {1, 3},
-        types=_OLDER,
-        charity="254112",
-        national="100112",
-    ),
-    _org({KENT: "Housing 21", SURREY: "Housing21", EAST_SUSSEX: "Housing 21 Ltd"}, {1, 3}, types=_OLDER),
-    _org(
-        {
-            KENT: "Turning Point",
-            MEDWAY: "Turning Point Services Ltd",
-            SURREY: "Turning Point",
-            BRIGHTON: "Turning Point",
-        },
-        {8, 9, 5},
-        charity="254114",
-        company="02114114",
-        national="100114",
-    ),
-    _org(
-        {KENT: "Nacro", MEDWAY: "NACRO", SURREY: "Nacro Community Enterprises", EAST_SUSSEX: "NACRO"},
-        {10, 11},
-        charity="254115",
-        company="02115115",
-    ),
-    _org(
-        {BRIGHTON: "Brighton Housing Trust", EAST_SUSSEX: "BHT", WEST_SUSSEX: "Brighton Housing Trust (BHT)"},
-        {7, 8, 9, 19},
-        charity="254116",
-        company="02116116",
-        national="100116",
-    ),
-    _org(
-        {
-            BRIGHTON: "Southdown Housing Association",
-            EAST_SUSSEX: "Southdown HA",
-            WEST_SUSSEX: "Southdown Housing Assoc Ltd",
-        },
-        {4, 5, 12},
-        company="02117117",
-    ),
-    _org(
-        {KENT: "Salvation Army Housing Association", SURREY: "SAHA", MEDWAY: "The Salvation Army Housing Association"},
-        {7, 16, 19},
-        charity="254118",
-        national="100118",
-    ),
-    _org({KENT: "Terrence Higgins Trust", BRIGHTON: "The Terrence Higgins Trust"}, {15}, charity="254119"),
-    _org({KENT: "Migrant Helpline", WEST_SUSSEX: "Migrant Helpline Ltd"}, {17}, charity="254120"),
-    _org(
-        {EAST_SUSSEX: "Friends, Families and Travellers", SURREY: "Friends Families & Travellers"},
-        {20},
-        charity="254121",
-    ),
-)
+    _org(("Anchor Trust", "Anchor Trust Ltd", "Anchor Housing Trust", "Anchor"), {1, 2, 3},
+         coverage=0.65, types=_OLDER | {HIA}, charity="254111", national="100111"),
+    _org(("Hanover Housing Association", "Hanover HA", "Hanover Housing Assoc"), {1, 3},
+         coverage=0.5, types=_OLDER, charity="254112", national="100112"),
+    _org(("Housing 21", "Housing21", "Housing 21 Ltd"), {1, 3}, coverage=0.5, types=_OLDER),
+    _org(("Turning Point", "Turning Point Services Ltd"), {8, 9, 5},
+         coverage=0.65, charity="254114", company="02114114", national="100114"),
+    _org(("Nacro", "NACRO", "Nacro Community Enterprises"), {10, 11},
+         coverage=0.65, charity="254115", company="02115115"),
+    _org(("Southdown Housing Association", "Southdown HA", "Southdown Housing Assoc Ltd"), {4, 5, 12},
+         coverage=0.3, company="02117117"),
+    _org(("Salvation Army Housing Association", "SAHA", "The Salvation Army Housing Association"), {7, 16, 19},
+         coverage=0.5, charity="254118", national="100118"),
+    _org(("Terrence Higgins Trust", "The Terrence Higgins Trust"), {15}, coverage=0.35, charity="254119"),
+    _org(("Migrant Helpline", "Migrant Helpline Ltd"), {17}, coverage=0.35, charity="254120"),
+    _org(("Friends, Families and Travellers", "Friends Families & Travellers"), {20},
+         coverage=0.35, charity="254121"),
+)  # fmt: skip
 
-# Authorities whose exports leave the national provider id blank (their systems never held it).
-NO_NATIONAL_ID = frozenset({MEDWAY, EAST_SUSSEX})
-# Authorities whose exports drop the leading zero of company numbers, as spreadsheets do.
-DROPS_LEADING_ZERO = frozenset({MEDWAY, WEST_SUSSEX})
+# Export quirks, fixed per authority: about a third of systems never held the national provider id,
+# and about a third drop the leading zero of company numbers, as spreadsheets do.
+NO_NATIONAL_ID_SHARE = 1 / 3
+DROPS_LEADING_ZERO_SHARE = 1 / 3
+
+
+def no_national_id(authority_code: str) -> bool:
+    """Whether this authority's exports leave the national provider id blank."""
+    return _share("no-national-id", authority_code) < NO_NATIONAL_ID_SHARE
+
+
+def drops_leading_zero(authority_code: str) -> bool:
+    """Whether this authority's exports drop the leading zero of company numbers."""
+    return _share("drops-leading-zero", authority_code) < DROPS_LEADING_ZERO_SHARE
+
 
 # Local organisations, made per district: (name pattern, client groups, service types, registered as).
 LOCAL_KINDS: tuple[tuple[str, frozenset[int], frozenset[ServiceType], str], ...] = (
@@ -413,14 +348,14 @@ class _Provider:
     services: int = 0
 
 
-def _local_numbers(authority_code: str) -> tuple[int, int, int]:
+def _local_numbers(authority_code: str, register: Register) -> tuple[int, int, int]:
     """Bases of disjoint per-authority ranges for invented charity, company and provider numbers."""
-    index = list(vocabulary.AUTHORITIES).index(authority_code)
+    index = list(register.authorities).index(authority_code)
     return 1_000_000 + index * 20_000, 4_000_000 + index * 100_000, 200_000 + index * 10_000
 
 
-def _providers(info: vocabulary.Authority, rng: random.Random) -> list[_Provider]:
-    prefix = REF_PREFIX[info.code]
+def _providers(info: Authority, rng: random.Random, register: Register) -> list[_Provider]:
+    prefix = ref_prefix(info)
     providers: list[_Provider] = []
 
     def add(
@@ -437,15 +372,16 @@ def _providers(info: vocabulary.Authority, rng: random.Random) -> list[_Provider
         providers.append(_Provider(record, groups, types, regional=regional))
         return providers[-1]
 
+    no_national = no_national_id(info.code)
     for org in REGIONAL:
-        if info.code not in org.names:
+        if not org.works_for(info.code):
             continue
         company = org.company_number
-        if company and info.code in DROPS_LEADING_ZERO:
+        if company and drops_leading_zero(info.code):
             company = company.lstrip("0")
-        national = None if info.code in NO_NATIONAL_ID else org.national_provider_id
+        national = None if no_national else org.national_provider_id
         add(
-            org.names[info.code],
+            org.spelt_by(info.code),
             org.groups,
             org.types,
             regional=True,
@@ -454,14 +390,14 @@ def _providers(info: vocabulary.Authority, rng: random.Random) -> list[_Provider
             company=company,
         )
 
-    charity_base, company_base, national_base = _local_numbers(info.code)
+    charity_base, company_base, national_base = _local_numbers(info.code, register)
     charities = iter(rng.sample(range(charity_base, charity_base + 20_000), 200))
     companies = iter(rng.sample(range(company_base, company_base + 100_000), 200))
     nationals = iter(rng.sample(range(national_base, national_base + 10_000), 400))
 
     def national_id(chance: float = 1.0) -> str | None:
         number = str(next(nationals))
-        return None if info.code in NO_NATIONAL_ID or rng.random() >= chance else number
+        return None if no_national or rng.random() >= chance else number
 
     # Each district council runs its own alarm service and sheltered housing, and some run an HIA.
     for district in info.districts:
@@ -510,11 +446,11 @@ def _pounds(value: float | Decimal) -> Decimal:
 @dataclass(frozen=True)
 class _Planned:
     template: _Template
-    district: vocabulary.District
+    district: District
     provider: _Provider | None = None
 
 
-def _plan(info: vocabulary.Authority, rng: random.Random, providers: list[_Provider]) -> list[_Planned]:
+def _plan(info: Authority, rng: random.Random, providers: list[_Provider]) -> list[_Planned]:
     """Which services the authority has: the fixed core first, then the weighted mix up to its size."""
     total = round(info.population / rng.uniform(*POPULATION_PER_SERVICE))
     districts = info.districts
@@ -526,8 +462,7 @@ def _plan(info: vocabulary.Authority, rng: random.Random, providers: list[_Provi
         plan.append(_Planned(HOME_IMPROVEMENT, districts[(2 * i) % len(districts)]))
     for _ in range(max(1, round(info.population / 200_000))):
         plan.append(_Planned(REFUGE, rng.choice(districts)))
-    for group, district_code in RARE_SERVICES[info.code]:
-        district = next(d for d in districts if d.code == district_code)
+    for group, district in _rare_services(info):
         plan.append(_Planned(RARE[group], district))
     # Every common client group has at least one service in every authority.
     for group in sorted({t.client_group for t in CATALOGUE}):
@@ -606,12 +541,14 @@ def _annual_value_range(service: ServiceRecord, template: _Template) -> tuple[De
     return _pounds(Decimal(str(low)) * per_week * 52), _pounds(Decimal(str(high)) * per_week * 52)
 
 
-def generate(authority_code: str, *, seed: int) -> SyntheticSupply:
-    """The authority's synthetic providers, services and contracts; the same seed, the same supply."""
-    info = vocabulary.authority(authority_code)
+def generate(authority_code: str, *, seed: int, register: Register | None = None) -> SyntheticSupply:
+    """The authority's synthetic providers, services and contracts, sized by its population in the
+    `register` (default: the shipped 2011 list); the same seed, the same supply."""
+    register = register or shipped_register()
+    info = register.authority(authority_code)
     rng = random.Random(f"cagnet-synth:{authority_code}:{seed}")
-    prefix = REF_PREFIX[authority_code]
-    providers = _providers(info, rng)
+    prefix = ref_prefix(info)
+    providers = _providers(info, rng, register)
     plan = _plan(info, rng, providers)
     services: list[ServiceRecord] = []
     contracts: list[ContractRecord] = []
@@ -693,18 +630,22 @@ def load(
     clients: int | None = None,
     with_clients: bool = True,
     network_seed: int = 0,
+    register: Register | None = None,
+    members: Sequence[str] = (),
 ) -> LoadSummary:
     """Generate the authority's synthetic supply and import it through the same importers as real
     files; then, given the node's `person_key`, its client records and outcomes
     (`node.synth_clients`): `clients` of them (default: the realistic volume), or none when
     `with_clients` is false. Without a person key only the supply is loaded: records sealed under
-    any other key would be useless to the node."""
+    any other key would be useless to the node. `register` is the network's authority register
+    (default: the shipped list) and `members` the network's member authorities, who share repeat
+    movers (`node.synth_clients.repeat_movers`): give every node the same list."""
     from node import synth_clients
     from node.client_records import PersonSealer
     from node.records_import import import_client_records, import_outcomes
 
-    ensure_authority(engine, authority_code=authority_code)
-    supply = generate(authority_code, seed=seed)
+    ensure_authority(engine, authority_code=authority_code, register=register)
+    supply = generate(authority_code, seed=seed, register=register)
     with tempfile.TemporaryDirectory(prefix="cagnet-synth-") as tmp:
         paths = write_csvs(supply, Path(tmp))
         summary = LoadSummary(
@@ -714,7 +655,9 @@ def load(
         )
         if not with_clients or person_key is None:
             return summary
-        files = synth_clients.write_client_csvs(supply, Path(tmp), count=clients, network_seed=network_seed)
+        files = synth_clients.write_client_csvs(
+            supply, Path(tmp), count=clients, network_seed=network_seed, members=members, register=register
+        )
         records = import_client_records(engine, path=files["client-records"], sealer=PersonSealer(person_key))
         outcomes = import_outcomes(engine, path=files["outcomes"])
     return replace(summary, client_records=records, outcomes=outcomes)

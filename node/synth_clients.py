@@ -6,14 +6,17 @@ Volumes and mixes follow /work/shared/domain.md: about 3.9 new client records pe
 year over the financial years 2008-09 and 2009-10; each record's client group follows its service's;
 the share of clients from outside the host authority depends on the kind of service (refuges about
 70%, offender and substance services 25-40%, direct access 15-30%, floating support 5-15%, older
-people 3-8%), with the heavier flows between Medway and Kent and between Brighton & Hove and the
-Sussexes, London into Surrey and Kent, and about 2% of previous authorities unknown.
+people 3-8%). Where out-of-area clients come from is a gravity model over the authority register:
+every other authority in proportion to its population, falling off with distance, with a floor for
+moves from anywhere in England and London's boroughs pushing more out (their homeless households
+placed in neighbouring regions); about 2% of previous authorities are unknown.
 
-Repeat movers: for each pair of CAG authorities a fixed list of people (`repeat_movers`) has a record
-in each, the later one naming the earlier authority as previous authority. The list comes from the
-pair and a network seed alone, never from the node's own seed or volume, so nodes generated
-separately agree. Ordinary clients are made so that they can never match another authority's (each
-authority's are born on days of their own, and movers on days of theirs), so the people in two or
+Repeat movers: for each pair of the network's members a fixed list of people (`repeat_movers`) has
+a record in each, the later one naming the earlier authority as previous authority, more of them
+the nearer the two are. The list comes from the pair, the membership and a network seed alone,
+never from the node's own seed or volume, so nodes generated separately agree (given the same
+members). Ordinary clients are made so that they can never match another authority's (each
+member's are born on days of their own, and movers on days of theirs), so the people in two or
 more authorities' records are exactly the movers. Some ordinary clients return within one
 authority. The same authority, seed and count always give the same bytes.
 """
@@ -27,14 +30,14 @@ from collections import deque
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date
-from itertools import combinations
 from pathlib import Path
 from typing import TypeVar
 
 from node.client_records import AGE_BANDS, OUTCOME_DOMAINS
 from node.records_import import COLUMNS
-from node.synth import REF_PREFIX, ServiceRecord, SyntheticSupply
-from shared import places, vocabulary
+from node.synth import ServiceRecord, SyntheticSupply, ref_prefix
+from shared import vocabulary
+from shared.authorities import Authority, Register, shipped_register
 from shared.vocabulary import ServiceType
 
 __all__ = [
@@ -47,16 +50,6 @@ __all__ = [
     "service_kind",
     "write_client_csvs",
 ]
-
-KENT, MEDWAY, SURREY, WEST_SUSSEX, EAST_SUSSEX, BRIGHTON = (
-    "E10000016",
-    "E06000035",
-    "E10000030",
-    "E10000032",
-    "E10000011",
-    "E06000043",
-)
-CAG = tuple(vocabulary.AUTHORITIES)
 
 WINDOW_START, WINDOW_END = date(2008, 4, 1), date(2010, 3, 31)  # financial years 2008-09 and 2009-10
 RECORDS_PER_1000_A_YEAR = 3.9  # new client records a year per 1,000 population (assumed, domain.md)
@@ -265,51 +258,51 @@ SURNAMES = (
 INITIALS = "AAABBCCDDEEEFGGHHIJJJKKLLMMMNOPPRRSSSTTVWW"
 
 # ---------------------------------------------------------------------------------------------
-# Where out-of-area clients come from, per host: CAG authorities by name, the rest of England by
-# region (London boroughs and a few neighbours weighted up where the flows are known to be heavy).
+# Where out-of-area clients come from: a gravity model over the register (assumed). An origin's
+# weight is its population times (exp(-distance / DISTANCE_KM) + ANYWHERE), London's boroughs times
+# LONDON_PUSH for a host outside London. The distance is between centres, widened by each area's
+# spread (a county's residents live far from its centre, a borough's near it).
 
-_LONDON_TO: dict[str, dict[str, float]] = {
-    KENT: {"E09000004": 5, "E09000006": 4, "E09000011": 4, "E09000023": 3, "E09000025": 2, "E09000028": 2},
-    SURREY: {"E09000008": 5, "E09000029": 4, "E09000021": 4, "E09000027": 3, "E09000024": 3, "E09000032": 3},
-    MEDWAY: {"E09000004": 4, "E09000011": 4, "E09000002": 2, "E09000025": 2},
-}
-_NEAR_TO: dict[str, dict[str, float]] = {
-    KENT: {"E10000012": 5, "E06000034": 4, "E06000033": 2},
-    MEDWAY: {"E10000012": 5, "E06000034": 5, "E06000033": 3},
-    SURREY: {"E10000014": 6, "E06000036": 3, "E06000040": 3, "E06000041": 2, "E06000038": 2},
-    WEST_SUSSEX: {"E10000014": 6, "E06000044": 4, "E06000045": 2},
-}
-ORIGINS: dict[str, dict[str, float]] = {
-    # host: {CAG authority or "London" / "near" (other neighbours) / "elsewhere": weight}
-    KENT: {MEDWAY: 28, EAST_SUSSEX: 7, SURREY: 4, WEST_SUSSEX: 2, BRIGHTON: 2, "London": 35, "near": 10,
-           "elsewhere": 12},
-    MEDWAY: {KENT: 52, SURREY: 1, EAST_SUSSEX: 1, "London": 24, "near": 10, "elsewhere": 12},
-    SURREY: {WEST_SUSSEX: 10, KENT: 5, EAST_SUSSEX: 2, BRIGHTON: 2, MEDWAY: 1, "London": 45, "near": 20,
-             "elsewhere": 15},
-    WEST_SUSSEX: {BRIGHTON: 28, EAST_SUSSEX: 10, SURREY: 12, KENT: 3, "London": 15, "near": 17,
-                  "elsewhere": 15},
-    EAST_SUSSEX: {BRIGHTON: 33, KENT: 15, WEST_SUSSEX: 10, SURREY: 4, MEDWAY: 1, "London": 15,
-                  "elsewhere": 22},
-    BRIGHTON: {EAST_SUSSEX: 30, WEST_SUSSEX: 30, SURREY: 5, KENT: 3, "London": 20, "elsewhere": 12},
-}  # fmt: skip
-
-# Pairs of CAG authorities and how many people each shares, per 1,000 of the geometric mean of
-# their default volumes: the heavy flows first, then neighbours, then the rest.
-MOVER_RATE: dict[frozenset[str], float] = {
-    frozenset(pair): rate
-    for pairs, rate in (
-        (((KENT, MEDWAY), (BRIGHTON, EAST_SUSSEX), (BRIGHTON, WEST_SUSSEX)), 12.0),
-        (((KENT, EAST_SUSSEX), (KENT, SURREY), (SURREY, WEST_SUSSEX), (EAST_SUSSEX, WEST_SUSSEX)), 5.0),
-    )
-    for pair in pairs
-}
-OTHER_MOVER_RATE = 2.0
+DISTANCE_KM = 22.0  # how fast flows fall off with distance
+ANYWHERE = 0.002  # moves from anywhere in England, whatever the distance
+LONDON_PUSH = 1.5
+SPREAD_KM = {"county": 20.0}  # every other kind: DEFAULT_SPREAD_KM
+DEFAULT_SPREAD_KM = 5.0
+COUNTY_AS_DISTRICT = 0.3  # a county origin named by one of its districts, as its export may
+# Repeat movers shared by two members, per 1,000 of the geometric mean of their default volumes:
+# MOVER_NEAR more for neighbours, falling off over MOVER_DISTANCE_KM, and MOVER_FLOOR for any pair.
+MOVER_NEAR, MOVER_DISTANCE_KM, MOVER_FLOOR = 16.0, 30.0, 0.3
 MOVER_GROUPS = {14: 25, 7: 25, 10: 12, 9: 10, 8: 5, 4: 8, 12: 8, 16: 7}
 
 
-def default_count(authority_code: str) -> int:
+def distance_km(a: Authority, b: Authority) -> float:
+    """Between two authorities' centres, on a sphere (near enough for England)."""
+    lat1, lon1, lat2, lon2 = map(math.radians, (a.lat, a.lon, b.lat, b.lon))
+    h = math.sin((lat2 - lat1) / 2) ** 2 + math.cos(lat1) * math.cos(lat2) * math.sin((lon2 - lon1) / 2) ** 2
+    return 2 * 6371.0 * math.asin(math.sqrt(h))
+
+
+def origin_weights(host: str, register: Register | None = None) -> dict[str, float]:
+    """Every other authority's share of `host`'s clients from outside it (upper-tier codes)."""
+    register = register or shipped_register()
+    here = register.authority(host)
+    weights = {}
+    for code, other in register.authorities.items():
+        if code == host:
+            continue
+        spread = SPREAD_KM.get(here.kind, DEFAULT_SPREAD_KM) ** 2 + SPREAD_KM.get(other.kind, DEFAULT_SPREAD_KM) ** 2
+        distance = math.sqrt(distance_km(here, other) ** 2 + spread)
+        weight = other.population * (math.exp(-distance / DISTANCE_KM) + ANYWHERE)
+        if other.kind == "london-borough" and here.kind != "london-borough":
+            weight *= LONDON_PUSH
+        weights[code] = weight
+    total = sum(weights.values())
+    return {code: w / total for code, w in weights.items()}
+
+
+def default_count(authority_code: str, register: Register | None = None) -> int:
     """The realistic number of new client records for the window: 3.9 per 1,000 people a year."""
-    population = vocabulary.authority(authority_code).population
+    population = (register or shipped_register()).authority(authority_code).population
     years = (WINDOW_END - WINDOW_START).days / 365.25
     return round(RECORDS_PER_1000_A_YEAR * population / 1000 * years)
 
@@ -353,18 +346,26 @@ class _Days:
         return day
 
 
-def _birth(rng: random.Random, band: str, start: int, residue: int) -> int:
-    """A birth date giving an age in `band` at `start`, on a day whose ordinal is `residue` mod 7."""
+def _birth(rng: random.Random, band: str, start: int, residue: int, modulus: int) -> int:
+    """A birth date giving an age in `band` at `start`, on a day whose ordinal is `residue` mod `modulus`."""
     low, high = _BAND_YEARS[band]
     years = low + rng.random() * (high + 1 - low)
     birth = start - int(years * 365.2425)
-    birth -= (birth - residue) % 7
+    birth -= (birth - residue) % modulus
     return birth
+
+
+def _days_of_birth(members: Sequence[str], code: str) -> tuple[int, int, int]:
+    """(this member's residue, the movers' residue, the modulus): member i of n is born on days
+    i mod max(7, n + 1), movers on the last residue, so no two members' ordinary clients coincide."""
+    everyone = sorted(set(members) | {code})
+    modulus = max(7, len(everyone) + 1)
+    return everyone.index(code), modulus - 1, modulus
 
 
 @dataclass(frozen=True)
 class Mover:
-    """One person with a record in each of two CAG authorities: first `first`, then `second`,
+    """One person with a record in each of two member authorities: first `first`, then `second`,
     whose record names `first` as the previous authority."""
 
     surname: str
@@ -378,17 +379,25 @@ class Mover:
     second_start: date
 
 
-_MOVER_RESIDUE = len(CAG)  # ordinary clients of authority i are born on days i mod 7; movers on day 6
-
-
-def repeat_movers(authority_a: str, authority_b: str, *, network_seed: int = 0) -> list[Mover]:
-    """The people shared by two CAG authorities, from the pair and the network seed alone: each
-    authority's generator makes the same list whatever its own seed or volume."""
-    a, b = sorted((vocabulary.authority(authority_a).code, vocabulary.authority(authority_b).code))
+def repeat_movers(
+    authority_a: str,
+    authority_b: str,
+    *,
+    network_seed: int = 0,
+    members: Sequence[str] = (),
+    register: Register | None = None,
+) -> list[Mover]:
+    """The people shared by two member authorities, from the pair, the network's `members` and the
+    network seed alone: each authority's generator makes the same list whatever its own seed or
+    volume. More of them the nearer the two are."""
+    register = register or shipped_register()
+    a, b = sorted((register.authority(authority_a).code, register.authority(authority_b).code))
     if a == b:
         raise ValueError("repeat movers are shared by two different authorities")
-    rate = MOVER_RATE.get(frozenset((a, b)), OTHER_MOVER_RATE)
-    count = round(rate / 1000 * math.sqrt(default_count(a) * default_count(b)))
+    _, mover_residue, modulus = _days_of_birth((*members, a, b), a)
+    distance = distance_km(register.authority(a), register.authority(b))
+    rate = MOVER_FLOOR + MOVER_NEAR * math.exp(-distance / MOVER_DISTANCE_KM)
+    count = round(rate / 1000 * math.sqrt(default_count(a, register) * default_count(b, register)))
     rng = random.Random(f"cagnet-movers:{network_seed}:{a}:{b}")
     last_first_start = WINDOW_END.toordinal() - 60
     movers = []
@@ -399,7 +408,7 @@ def repeat_movers(authority_a: str, authority_b: str, *, network_seed: int = 0) 
         second_start = min(first_start + rng.randint(14, 300), WINDOW_END.toordinal())
         ages = AGE_MIX[group]
         band = rng.choices(list(ages), weights=list(ages.values()))[0]
-        birth = _birth(rng, band, first_start, _MOVER_RESIDUE)
+        birth = _birth(rng, band, first_start, mover_residue, modulus)
         first, second = (a, b) if rng.random() < 0.5 else (b, a)
         movers.append(
             Mover(
@@ -433,8 +442,7 @@ class _Profile:
     throughput: float  # new clients a year
 
 
-def _profiles(supply: SyntheticSupply, rng: random.Random) -> list[_Profile]:
-    info = vocabulary.authority(supply.authority_code)
+def _profiles(supply: SyntheticSupply, rng: random.Random, info: Authority) -> list[_Profile]:
     district_code = {d.name: d.code for d in info.districts} | {d.code: d.code for d in info.districts}
     profiles = []
     for service in supply.services:
@@ -470,37 +478,19 @@ def _service_pool(profiles: Sequence[_Profile], size: int = 20_000) -> tuple[_Pr
     return tuple(pool)
 
 
-def _origin_pool(host: str) -> tuple[str, ...]:
-    """Previous authorities of clients from outside `host`, in proportion; CAG counties sometimes
-    as one of their districts, as a county's export may name one."""
+def _origin_pool(host: str, register: Register) -> tuple[str, ...]:
+    """Previous authorities of clients from outside `host`, in proportion; a county with listed
+    districts sometimes as one of them, as a county's export may name one."""
     weights: dict[str, float] = {}
-    for origin, weight in ORIGINS[host].items():
-        if origin in vocabulary.AUTHORITIES:
-            info = vocabulary.AUTHORITIES[origin]
-            weights[origin] = weight * (0.7 if info.kind == "county" else 1.0)
-            if info.kind == "county":
-                for d in info.districts:
-                    weights[d.code] = weight * 0.3 / len(info.districts)
-        elif origin == "London":
-            boroughs = {code: 1.0 for code in places.UPPER_TIER if code.startswith("E09")}
-            boroughs |= _LONDON_TO.get(host, {})
-            _spread(weights, boroughs, weight)
-        elif origin == "near":
-            _spread(weights, _NEAR_TO[host], weight)
-        else:  # the rest of England, London and the CAG aside
-            rest = {
-                code: 1.0
-                for code, (_name, region) in places.UPPER_TIER.items()
-                if region != "E12000007" and code not in vocabulary.AUTHORITIES
-            }
-            _spread(weights, rest, weight)
-    return _pool(weights, 5000)
-
-
-def _spread(weights: dict[str, float], within: dict[str, float], weight: float) -> None:
-    total = sum(within.values())
-    for code, share in within.items():
-        weights[code] = weights.get(code, 0.0) + weight * share / total
+    for origin, weight in origin_weights(host, register).items():
+        districts = register.authority(origin).listed_districts
+        if not districts:
+            weights[origin] = weight
+            continue
+        weights[origin] = weight * (1 - COUNTY_AS_DISTRICT)
+        for d in districts:
+            weights[d.code] = weight * COUNTY_AS_DISTRICT / len(districts)
+    return _pool(weights, 20_000)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -518,11 +508,14 @@ _DRAWS = 2048  # pre-drawn combinations of a group's other details, per group
 class _Writer:
     """Writes client records and their outcomes line by line, drawing each record's details."""
 
-    def __init__(self, supply: SyntheticSupply, directory: Path, rng: random.Random) -> None:
+    def __init__(
+        self, supply: SyntheticSupply, directory: Path, rng: random.Random, register: Register, members: Sequence[str]
+    ) -> None:
         self.code = supply.authority_code
-        self.info = vocabulary.authority(self.code)
+        self.register = register
+        self.info = register.authority(self.code)
         self.rng = rng
-        self.prefix = REF_PREFIX[self.code]
+        self.prefix = ref_prefix(self.info)
         self.number = self.outcomes = 0
         self.days = _Days()
         self.record_path = directory / "client-records.csv"
@@ -534,8 +527,8 @@ class _Writer:
         groups = tuple(vocabulary.CLIENT_GROUPS)
         self.ages = {g: _pool(AGE_MIX[g]) for g in groups}
         self.generic = _pool(GENERIC_MIX)
-        self.outside = _origin_pool(self.code)
-        self.residue = CAG.index(self.code)
+        self.outside = _origin_pool(self.code, register)
+        self.residue, _, self.modulus = _days_of_birth(members, self.code)
         self.returning: dict[int, deque[_Person]] = {g: deque(maxlen=256) for g in groups}
         # Per group, drawn up front when the group is first met (one index per record instead of
         # a draw per cell): secondary groups; ethnicity, economic status, referral source and
@@ -628,7 +621,7 @@ class _Writer:
             person = (
                 SURNAMES[int(random_() * len(SURNAMES))],
                 INITIALS[int(random_() * len(INITIALS))],
-                _birth(rng, ages[int(random_() * len(ages))], start, self.residue),
+                _birth(rng, ages[int(random_() * len(ages))], start, self.residue, self.modulus),
                 "female" if random_() < FEMALE_SHARE[group] else "male",
             )
             returning.append(person)
@@ -658,18 +651,20 @@ class _Writer:
             end = max(start, mover.second_start.toordinal() - rng.randint(0, 14)) if profile.short else 0
             self.record(profile, mover.client_group, start, person, self._local(profile), end)
             return
-        first = vocabulary.authority(mover.first)
+        first = self.register.authority(mover.first)
         previous = first.code
         if first.kind == "county" and rng.random() < 0.3:
             previous = rng.choice(first.districts).code
         self.record(profile, mover.client_group, mover.second_start.toordinal(), person, previous, 0)
 
 
-def _movers_here(code: str, network_seed: int) -> list[Mover]:
+def _movers_here(code: str, network_seed: int, members: Sequence[str], register: Register) -> list[Mover]:
+    everyone = sorted(set(members) | {code})
     movers = []
-    for a, b in combinations(CAG, 2):
-        if code in (a, b):
-            movers.extend(repeat_movers(a, b, network_seed=network_seed))
+    for other in everyone:
+        if other != code:
+            a, b = sorted((code, other))
+            movers.extend(repeat_movers(a, b, network_seed=network_seed, members=everyone, register=register))
     return movers
 
 
@@ -679,24 +674,29 @@ def write_client_csvs(
     *,
     count: int | None = None,
     network_seed: int = 0,
+    members: Sequence[str] = (),
+    register: Register | None = None,
 ) -> dict[str, Path]:
     """client-records.csv and outcomes.csv for the supply's authority, in the records importer's
     format; returns {"client-records": path, "outcomes": path}.
 
     `count` is the number of client records (default: `default_count`); the authority's repeat
     movers are among them, and are all written even when `count` is smaller. The supply's seed
-    seeds everything but the movers, which come from `network_seed` (see `repeat_movers`).
+    seeds everything but the movers, which come from `network_seed` and `members`, the network's
+    member authorities (see `repeat_movers`); without members the authority shares no one.
+    `register` is the network's authority register (default: the shipped list).
     """
+    register = register or shipped_register()
     code = supply.authority_code
     rng = random.Random(f"cagnet-clients:{code}:{supply.seed}")
-    profiles = _profiles(supply, rng)
+    profiles = _profiles(supply, rng, register.authority(code))
     pool = _service_pool(profiles)
-    movers = _movers_here(code, network_seed)
-    total = max(default_count(code) if count is None else count, len(movers))
+    movers = _movers_here(code, network_seed, members, register)
+    total = max(default_count(code, register) if count is None else count, len(movers))
     # Where each mover's record goes among the ordinary ones: sampled positions, in file order.
     positions = dict(zip(sorted(rng.sample(range(total), len(movers))), movers, strict=True))
     directory.mkdir(parents=True, exist_ok=True)
-    writer = _Writer(supply, directory, rng)
+    writer = _Writer(supply, directory, rng, register, members)
     # Nothing made here forms a reference cycle, and the collector's passes over the pools and
     # caches would take a third of the time.
     collecting = gc.isenabled()

@@ -114,6 +114,9 @@ class Manifest(BaseModel):
     governance: Governance | None = None
     # The network policy's exact TOML text, once governed: it changes only with a new version.
     policy: str = ""
+    # The authority register's canonical CSV text (shared.authorities), from version 1 on: members'
+    # names, districts and populations come from here. Empty in manifests made before it was signed.
+    authorities: str = ""
 
     def party(self, party_id: str) -> Party:
         for p in self.parties:

@@ -354,7 +354,7 @@ _DEFAULT_POLICY_TOML = """\
 
 version = 1            # policy format version; nodes refuse any version they do not understand
 revision = 1           # this document's own revision; raise it with every change
-name = "South East CAG default disclosure policy"
+name = "cagnet default disclosure policy"
 
 # Every [aggregates.<kind>] starts from these and overrides what it names.
 [defaults]

@@ -31,7 +31,8 @@ from shared.disclosure import (
 )
 from shared.errors import DisclosureRefused, InvalidRequest
 from shared.policy import AggregateRule, default_policy
-from shared.vocabulary import AUTHORITIES, DOMESTIC_VIOLENCE, REFUGEES
+from shared.vocabulary import DOMESTIC_VIOLENCE, REFUGEES
+from tests.sixutil import AUTHORITIES
 
 SECRET = b"node-rounding-secret-for-tests!!"
 POLICY = default_policy()

@@ -29,7 +29,8 @@ from shared.disclosure import (
 )
 from shared.errors import DisclosureRefused, InvalidRequest, NotPermitted
 from shared.policy import AGGREGATE_KINDS, default_policy, default_policy_toml, parse_policy
-from shared.vocabulary import AUTHORITIES, DOMESTIC_VIOLENCE
+from shared.vocabulary import DOMESTIC_VIOLENCE
+from tests.sixutil import AUTHORITIES
 from tests.test_disclosure import _determined
 
 SECRET = b"node-rounding-secret-for-tests!!"

@@ -60,7 +60,7 @@ def test_joint_supply_map_combines_every_node(net: LiveNetwork) -> None:
     kent = next(a for a in bundle.result.authorities if a.authority == "E10000016")
     medway = next(a for a in bundle.result.authorities if a.authority == "E06000035")
     assert kent.units > medway.units > 0
-    assert bundle.result.population == 1_400_000 + 260_000 + 260_000
+    assert bundle.result.population == 1_464_000 + 264_000 + 273_000  # the register's 2011 figures
     assert bundle.policy_digest == network.read_policy(net.netdir).digest
     # Gaps: shortfalls against the CAG rate net to roughly zero across the authorities.
     for row in bundle.result.client_groups:

@@ -28,7 +28,8 @@ from shared.disclosure import Protection
 from shared.errors import DisclosureRefused, InvalidRequest, NotFound, NotPermitted
 from shared.models import SupplyCell, SupplyMap
 from shared.policy import AggregateRule, Policy, default_policy, default_policy_toml, parse_policy
-from shared.vocabulary import AUTHORITIES, ServiceType, Term
+from shared.vocabulary import ServiceType, Term
+from tests.sixutil import AUTHORITIES
 
 KENT, MEDWAY = "E10000016", "E06000035"
 ASHFORD, CANTERBURY, DOVER, MAIDSTONE, THANET = "E07000105", "E07000106", "E07000108", "E07000110", "E07000114"
@@ -666,8 +667,9 @@ def test_a_stricter_policy_suppresses_more(engine: Engine) -> None:
         _assert_protected(engine, stricter, strict.rule(SUPPLY_MAP))
 
         assert small(default) < small(stricter)  # every small count still hidden, and more besides
+        # Never fewer service counts hidden (an 8 or 9 may already be hidden by secondary suppression).
         hidden = sum(v is None for v in _services_figures(stricter))
-        assert hidden > sum(v is None for v in _services_figures(default))
+        assert hidden >= sum(v is None for v in _services_figures(default))
         for value in _services_figures(stricter):
             assert value is None or not 1 <= value <= 9
 

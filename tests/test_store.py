@@ -28,8 +28,10 @@ from node.store import (
     row_counts,
     store_authority,
 )
+from shared.authorities import shipped_register
 from shared.errors import InvalidRequest, NotFound
-from shared.vocabulary import AUTHORITIES, ServiceType, Term
+from shared.vocabulary import ServiceType, Term
+from tests.sixutil import AUTHORITIES
 
 KENT, MEDWAY = "E10000016", "E06000035"
 
@@ -74,7 +76,7 @@ def test_ensure_authority_writes_the_authority_and_its_districts_once(engine: En
     ensure_authority(engine, authority_code=KENT)
     row = ensure_authority(engine, authority_code=KENT)
 
-    assert (row.code, row.name, row.population) == (KENT, "Kent", 1_400_000)
+    assert (row.code, row.name, row.population) == (KENT, "Kent", AUTHORITIES[KENT].population)
     assert store_authority(engine).code == KENT
     kent = districts(engine, authority_code=KENT)
     assert [(d.code, d.name) for d in kent] == [(d.code, d.name) for d in AUTHORITIES[KENT].districts]
@@ -95,9 +97,30 @@ def test_a_store_never_takes_a_second_authority(engine: Engine) -> None:
     assert store_authority(engine).code == MEDWAY
 
 
-def test_an_authority_outside_the_cag_is_refused(engine: Engine) -> None:
-    with pytest.raises(KeyError, match="E09000001"):
-        ensure_authority(engine, authority_code="E09000001")
+def test_an_authority_the_register_does_not_hold_is_refused(engine: Engine) -> None:
+    for code in ("E09000034", "E07000110", "E12000008"):  # no such borough; a district; a region
+        with pytest.raises(KeyError, match=code):
+            ensure_authority(engine, authority_code=code)
+    with engine.connect() as conn:
+        assert conn.execute(text("SELECT count(*) FROM authority")).scalar() == 0
+
+
+def test_any_authority_in_the_register_and_a_correction_to_it(engine: Engine) -> None:
+    hampshire = "E10000014"
+    ensure_authority(engine, authority_code=hampshire)
+    assert len(districts(engine, authority_code=hampshire)) == 11
+    corrected = shipped_register().corrected(
+        hampshire, population=1_317_800, districts={"E07000094": "City of Winchester"}
+    )
+    row = ensure_authority(engine, authority_code=hampshire, register=corrected)
+    assert row.population == 1_317_800
+    names = {d.code: d.name for d in districts(engine, authority_code=hampshire)}
+    assert names["E07000094"] == "City of Winchester" and len(names) == 11
+
+
+def test_a_county_whose_districts_are_not_listed_is_its_own_district(engine: Engine) -> None:
+    ensure_authority(engine, authority_code="E10000006")  # Cumbria
+    assert [(d.code, d.name) for d in districts(engine, authority_code="E10000006")] == [("E10000006", "Cumbria")]
 
 
 def test_a_store_without_an_authority_says_so(engine: Engine) -> None:

@@ -15,7 +15,8 @@ from sqlalchemy.engine import Engine
 
 from node.store import get_provider, get_service, open_store, row_counts
 from node.synth import REGIONAL, SyntheticSupply, generate, load, write_csvs
-from shared.vocabulary import AUTHORITIES, ServiceType
+from shared.vocabulary import ServiceType
+from tests.sixutil import AUTHORITIES
 
 KENT, MEDWAY, SURREY, WEST_SUSSEX, EAST_SUSSEX, BRIGHTON = (
     "E10000016",
