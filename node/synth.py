@@ -464,13 +464,15 @@ def _plan(info: Authority, rng: random.Random, providers: list[_Provider]) -> li
         plan.append(_Planned(REFUGE, rng.choice(districts)))
     for group, district in _rare_services(info):
         plan.append(_Planned(RARE[group], district))
-    # Every common client group has at least one service in every authority.
-    for group in sorted({t.client_group for t in CATALOGUE}):
+    groups = sorted({t.client_group for t in CATALOGUE})
+    # Every common client group has at least one service in every authority big enough to have a
+    # service for each (a small one, such as a unitary of 40,000 people, has the mix alone).
+    for group in groups if total >= 2 * len(groups) else ():
         options = [t for t in CATALOGUE if t.client_group == group]
         plan.append(_Planned(rng.choices(options, weights=[t.weight for t in options])[0], rng.choice(districts)))
-    # Every regional provider working here runs at least one service it specialises in.
+    # Every regional provider working here runs at least one service it specialises in, room allowing.
     # (The specialists in the small groups have none in the mix: they run the services placed above.)
-    for provider in providers:
+    for provider in providers if total >= 2 * len(groups) else ():
         options = [t for t in CATALOGUE if t.client_group in provider.groups and t.service_type in provider.types]
         if provider.regional and options:
             choice = rng.choices(options, weights=[t.weight for t in options])[0]

@@ -642,7 +642,12 @@ class _Writer:
     def mover(self, mover: Mover, profiles: Sequence[_Profile]) -> None:
         """A repeat mover's record here: the first of their two, or the second, from `first`."""
         rng = self.rng
-        matching = [p for p in profiles if p.group == mover.client_group] or [p for p in profiles if p.group == 21]
+        # A small authority may have no service for the group, nor a generic one: then any service.
+        matching = (
+            [p for p in profiles if p.group == mover.client_group]
+            or [p for p in profiles if p.group == 21]
+            or list(profiles)
+        )
         profile = rng.choices(matching, weights=[p.throughput for p in matching])[0]
         person = (mover.surname, mover.first_initial, mover.date_of_birth.toordinal(), mover.sex)
         if mover.first == self.code:

@@ -163,7 +163,9 @@ def test_synthetic_supply_totals_match_the_generated_records_and_districts_add_u
 def test_an_authority_with_no_services_has_an_empty_map(engine: Engine) -> None:
     ensure_authority(engine, authority_code=BRIGHTON)
     result = supply_map(engine, authority_code=BRIGHTON, by_district=True)
-    assert result == RawSupply(authority=BRIGHTON, population=AUTHORITIES[BRIGHTON].population, by_district=True, cells=())
+    assert result == RawSupply(
+        authority=BRIGHTON, population=AUTHORITIES[BRIGHTON].population, by_district=True, cells=()
+    )
 
 
 def test_an_authority_the_store_does_not_hold_is_not_found(small_kent: Engine) -> None:

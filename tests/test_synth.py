@@ -14,9 +14,10 @@ import pytest
 from sqlalchemy.engine import Engine
 
 from node.store import get_provider, get_service, open_store, row_counts
-from node.synth import REGIONAL, SyntheticSupply, generate, load, write_csvs
+from node.synth import REGIONAL, SyntheticSupply, drops_leading_zero, generate, load, ref_prefix, write_csvs
+from shared.authorities import shipped_register
 from shared.vocabulary import ServiceType
-from tests.sixutil import AUTHORITIES
+from tests.sixutil import AUTHORITIES, SIX
 
 KENT, MEDWAY, SURREY, WEST_SUSSEX, EAST_SUSSEX, BRIGHTON = (
     "E10000016",
@@ -183,7 +184,7 @@ def test_regional_providers_recur_under_other_spellings(cag: dict[str, Synthetic
     respelt = {n for n in shared if len(names_by_charity[n]) >= 2}
     assert len(respelt) >= 5
     # Only organisations that really are the same share a number: never two local providers.
-    regional_names = {name for org in REGIONAL for name in org.names.values()}
+    regional_names = {name for org in REGIONAL for name in org.spellings}
     for number in shared:
         assert names_by_charity[number] <= regional_names, names_by_charity[number]
     # Two YMCAs are two charities, however alike their names.
@@ -242,10 +243,16 @@ def test_every_authority_loads_through_the_importer(tmp_path: Path, code: str) -
 
 
 def test_the_importer_puts_back_the_zeros_an_export_dropped(tmp_path: Path) -> None:
+    # An authority whose exports drop leading zeros and one whose exports keep them, both working
+    # with the same regional organisation: the importer stores the same company number for both.
+    dropping = next(code for code in SIX if drops_leading_zero(code))
+    keeping = next(code for code in SIX if not drops_leading_zero(code))
+    org = next(o for o in REGIONAL if o.company_number and o.works_for(dropping) and o.works_for(keeping))
+    assert org.company_number is not None and org.company_number.startswith("0")
     numbers = {}
-    for code, name in ((KENT, "Home Group Ltd"), (MEDWAY, "Stonham (Home Group)")):
+    for code in (dropping, keeping):
         supply = generate(code, seed=1)
-        exported = next(p for p in supply.providers if p.name == name)
+        exported = next(p for p in supply.providers if p.name == org.spelt_by(code))
         engine = open_store(f"sqlite:///{tmp_path}/{code}.db")
         try:
             load(engine, authority_code=code, seed=1)
@@ -254,5 +261,24 @@ def test_the_importer_puts_back_the_zeros_an_export_dropped(tmp_path: Path) -> N
             engine.dispose()
         assert stored is not None
         numbers[code] = (exported.company_number, stored.company_number)
-    assert numbers[MEDWAY][0] != numbers[KENT][0]  # "2105105" in Medway's export, "02105105" in Kent's
-    assert numbers[MEDWAY][1] == numbers[KENT][1] == "02105105"
+    assert numbers[dropping][0] == org.company_number.lstrip("0") != numbers[keeping][0]
+    assert numbers[dropping][1] == numbers[keeping][1] == org.company_number
+
+
+def test_any_authority_is_synthesised_in_proportion_to_its_population(tmp_path: Path) -> None:
+    # A county (whose districts are listed), a county without listed districts, two London
+    # boroughs and a small unitary: one service per 3,000-4,000 residents everywhere.
+    for code in ("E10000014", "E10000006", "E09000022", "E09000028", "E06000017"):
+        info = shipped_register().authority(code)
+        supply = generate(code, seed=2)
+        assert 3000 <= info.population / len(supply.services) <= 4000, code
+        labels = {d.name for d in info.districts} if info.kind == "county" else {d.code for d in info.districts}
+        assert {s.district for s in supply.services} <= labels, code
+        assert all(s.service_ref.startswith(ref_prefix(info) + "-S") for s in supply.services)
+    assert ref_prefix(shipped_register().authority("E10000014")) == "HCC"  # Hampshire County Council
+    hampshire = open_store(f"sqlite:///{tmp_path}/hampshire.db")
+    try:
+        summary = load(hampshire, authority_code="E10000014", seed=2)
+        assert summary.services.rows == len(generate("E10000014", seed=2).services)
+    finally:
+        hampshire.dispose()

@@ -28,6 +28,8 @@ from node.synth_clients import (
     write_client_csvs,
 )
 from shared import places, vocabulary
+from shared.authorities import shipped_register
+from tests.sixutil import SIX
 
 KENT, MEDWAY, SURREY, BRIGHTON = "E10000016", "E06000035", "E10000030", "E06000043"
 EAST_SUSSEX, WEST_SUSSEX = "E10000011", "E10000032"
@@ -39,8 +41,10 @@ def rows(path: Path) -> list[dict[str, str]]:
         return list(csv.DictReader(f))
 
 
-def written(supply: SyntheticSupply, directory: Path, count: int | None = None) -> tuple[list[dict[str, str]], ...]:
-    paths = write_client_csvs(supply, directory, count=count)
+def written(
+    supply: SyntheticSupply, directory: Path, count: int | None = None, members: tuple[str, ...] = ()
+) -> tuple[list[dict[str, str]], ...]:
+    paths = write_client_csvs(supply, directory, count=count, members=members)
     return rows(paths["client-records"]), rows(paths["outcomes"])
 
 
@@ -79,7 +83,7 @@ def test_the_same_seed_gives_the_same_bytes(tmp_path: Path) -> None:
 
 def test_the_default_volume_is_about_3_9_per_1000_people_a_year() -> None:
     assert default_count(KENT) == pytest.approx(3.9 * 1464 * 2, rel=0.01)  # Kent: 1,464,000 in 2011
-    total = sum(default_count(code) for code in vocabulary.AUTHORITIES)
+    total = sum(default_count(code) for code in SIX)
     assert 15_000 * 2 <= total <= 20_000 * 2  # the CAG: 15-20k new client records a year
 
 
@@ -111,12 +115,14 @@ def test_where_out_of_area_clients_come_from(tmp_path: Path, kent: tuple) -> Non
     assert len(regions) == 9  # and some from every region
     brighton, _ = written(generate(BRIGHTON, seed=1), tmp_path)
     from_brighton = Counter(places.upper_tier(r["previous_authority"]) for r in brighton if is_outside(r, BRIGHTON))
-    assert {code for code, _ in from_brighton.most_common(2)} == {EAST_SUSSEX, WEST_SUSSEX}
+    # Its neighbours first (Surrey, a county of 1.1m, is close behind East Sussex).
+    assert {EAST_SUSSEX, WEST_SUSSEX} <= {code for code, _ in from_brighton.most_common(3)}
+    assert from_brighton.most_common(1)[0][0] == WEST_SUSSEX
     surrey, _ = written(generate(SURREY, seed=1), tmp_path / "surrey", count=4000)
     beyond_the_cag = Counter(
         places.region_of(r["previous_authority"])
         for r in surrey
-        if is_outside(r, SURREY) and places.upper_tier(r["previous_authority"]) not in vocabulary.AUTHORITIES
+        if is_outside(r, SURREY) and places.upper_tier(r["previous_authority"]) not in SIX
     )
     assert beyond_the_cag.most_common(1)[0][0] == LONDON  # London into Surrey
     assert beyond_the_cag[LONDON] > 0.4 * sum(beyond_the_cag.values())
@@ -163,10 +169,10 @@ def test_outcomes_follow_departures_from_short_term_services(kent: tuple) -> Non
 
 def test_repeat_movers_agree_between_authorities_generated_apart(tmp_path: Path) -> None:
     # Different seeds and volumes, as the demo's nodes have: only the pair decides who moved.
-    kent, _ = written(generate(KENT, seed=11), tmp_path / "kent", count=800)
-    medway, _ = written(generate(MEDWAY, seed=2), tmp_path / "medway", count=300)
-    movers = repeat_movers(KENT, MEDWAY)
-    assert movers == repeat_movers(MEDWAY, KENT)
+    kent, _ = written(generate(KENT, seed=11), tmp_path / "kent", count=800, members=SIX)
+    medway, _ = written(generate(MEDWAY, seed=2), tmp_path / "medway", count=300, members=SIX)
+    movers = repeat_movers(KENT, MEDWAY, members=SIX)
+    assert movers == repeat_movers(MEDWAY, KENT, members=SIX)
     assert len(movers) >= 30  # Medway-Kent is one of the heavy flows
 
     shared = {person(r) for r in kent} & {person(r) for r in medway}
@@ -181,14 +187,20 @@ def test_repeat_movers_agree_between_authorities_generated_apart(tmp_path: Path)
         )
         assert places.upper_tier(later["previous_authority"]) == mover.first
         assert int(earlier["client_group"]) == int(later["client_group"]) == mover.client_group
-    # Kent shares people with every other CAG authority too.
-    others = [code for code in vocabulary.AUTHORITIES if code != KENT]
-    assert all(repeat_movers(KENT, code) for code in others)
-    assert sum(len(repeat_movers(KENT, code)) for code in others) <= len(kent)
+    # Kent shares people with every other CAG authority too, more with its neighbours.
+    others = [code for code in SIX if code != KENT]
+    shared_with = {code: len(repeat_movers(KENT, code, members=SIX)) for code in others}
+    assert all(shared_with.values())
+    assert max(shared_with, key=shared_with.__getitem__) == MEDWAY
+    assert shared_with[EAST_SUSSEX] > shared_with[BRIGHTON]  # next door, against across Sussex
+    assert sum(shared_with.values()) <= len(kent)
+    # Without the membership an authority shares no one.
+    alone, _ = written(generate(KENT, seed=11), tmp_path / "alone", count=800)
+    assert not {person(r) for r in alone} & expected
 
 
 def test_a_mover_is_never_a_stranger_s_double() -> None:
-    everyone = [m for a in vocabulary.AUTHORITIES for b in vocabulary.AUTHORITIES if a < b for m in repeat_movers(a, b)]
+    everyone = [m for a in SIX for b in SIX if a < b for m in repeat_movers(a, b, members=SIX)]
     keys = [(m.surname, m.first_initial, m.date_of_birth, m.sex) for m in everyone]
     assert len(set(keys)) == len(keys)
     assert all(date(1900, 1, 1) < m.date_of_birth < m.first_start for m in everyone)
@@ -225,3 +237,31 @@ def test_load_without_clients_or_a_key_loads_supply_only(tmp_path: Path) -> None
         with engine.connect() as conn:
             assert conn.execute(select(func.count()).select_from(ClientRecord.__table__)).scalar_one() == 0  # type: ignore[attr-defined]
         engine.dispose()
+
+
+def test_a_network_of_any_size_shares_exactly_its_movers(tmp_path: Path) -> None:
+    # Twenty members from four regions: each pair's movers, and no one else, are in both pairs' files.
+    register = shipped_register()
+    members = tuple(sorted(register.authorities))[::7][:20]
+    assert len(members) == 20
+    picked = (members[0], members[1], members[10])
+    files = {
+        code: {person(r) for r in written(generate(code, seed=i), tmp_path / code, count=300, members=members)[0]}
+        for i, code in enumerate(picked)
+    }
+    for a, b in ((picked[0], picked[1]), (picked[0], picked[2]), (picked[1], picked[2])):
+        movers = repeat_movers(a, b, members=members)
+        expected = {(m.surname, m.first_initial, m.date_of_birth.isoformat(), m.sex) for m in movers}
+        assert files[a] & files[b] == expected
+    # Neighbours share more people than authorities at opposite ends of England.
+    lambeth, southwark, cornwall = "E09000022", "E09000028", "E06000052"
+    assert len(repeat_movers(lambeth, southwark)) > 5 * len(repeat_movers(lambeth, cornwall))
+
+
+def test_a_london_borough_s_clients_come_mostly_from_london(tmp_path: Path) -> None:
+    lambeth = "E09000022"
+    records, _ = written(generate(lambeth, seed=1), tmp_path, count=3000)
+    regions = Counter(places.region_of(r["previous_authority"]) for r in records if is_outside(r, lambeth))
+    assert regions.most_common(1)[0][0] == LONDON
+    assert regions[LONDON] > 0.6 * sum(regions.values())
+    assert len(regions) >= 6  # and from far away now and then
