@@ -20,7 +20,7 @@ from rich.table import Table
 
 from coordinator import governance as gov
 from coordinator import network
-from coordinator.cli import err, network_app, out
+from coordinator.cli import err, network_app, out, parse_districts
 from node.config import complete_join, load_config
 from node.governance import Member, node_manifests
 from shared import dsse, governance, keys, pki
@@ -313,6 +313,29 @@ def write_join_request(nodedir: Path, request: JoinRequest) -> Path:
 def propose_policy(file: Path, node: NodeOpt, folder: FolderOpt = None) -> None:
     """Propose a new network policy (a loosening needs every member; see docs/governance.md)."""
     _propose(folder, node, Change(action="set-policy", policy=file.read_text(encoding="utf-8")))
+
+
+@network_app.command("propose-authority")
+def propose_authority(
+    authority: Annotated[str, typer.Argument(help="The authority's GSS code, as the register lists it.")],
+    node: NodeOpt,
+    population: Annotated[int | None, typer.Option(help="Its corrected population.")] = None,
+    year: Annotated[int | None, typer.Option(help="The year of that population (default: the latest held).")] = None,
+    district: Annotated[
+        list[str] | None, typer.Option("--district", help="A county's district to add or rename, CODE=NAME (repeat).")
+    ] = None,
+    folder: FolderOpt = None,
+) -> None:
+    """Propose a correction to the authority register: a population, or a county's districts. Refused
+    with the reason, and nothing filed, for a code the register does not hold or a bad figure."""
+    change = Change(
+        action="set-authority",
+        authority=authority,
+        population=population,
+        year=year,
+        districts=parse_districts(district or []),
+    )
+    _propose(folder, node, change)
 
 
 @network_app.command("propose-remove")

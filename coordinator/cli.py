@@ -81,6 +81,59 @@ def network_show(netdir: Annotated[Path, typer.Argument()]) -> None:
     out.print(table)
 
 
+def parse_districts(values: list[str]) -> dict[str, str]:
+    """--district CODE=NAME options as code -> name; a malformed one is refused before anything is written."""
+    districts: dict[str, str] = {}
+    for value in values:
+        code, sep, name = value.partition("=")
+        if not sep or not code.strip() or not name.strip():
+            raise typer.BadParameter(f"{value!r} is not CODE=NAME", param_hint="--district")
+        if code.strip() in districts:
+            raise typer.BadParameter(f"{code.strip()} is given twice", param_hint="--district")
+        districts[code.strip()] = name.strip()
+    return districts
+
+
+@network_app.command("authorities")
+def network_authorities(
+    netdir: Annotated[Path, typer.Argument()],
+    members_only: Annotated[bool, typer.Option("--members", help="Only the member authorities.")] = False,
+) -> None:
+    """The network's authority register (from the verified manifest): code, name, kind, region,
+    population and districts."""
+    from shared.places import REGIONS
+
+    manifest = network.read(netdir)
+    register = network.read_register(netdir)
+    members = {p.id for p in manifest.members}
+    table = Table(title=f"{manifest.network}: authority register ({register.digest[:19]}…)")
+    for col in ("code", "name", "kind", "region", f"population {register.years[-1]}", "districts", "member"):
+        table.add_column(col)
+    for a in register.authorities.values():
+        if members_only and a.code not in members:
+            continue
+        districts = str(len(a.listed_districts)) if a.listed_districts else "-"
+        member = "yes" if a.code in members else ""
+        table.add_row(a.code, a.name, a.kind, REGIONS[a.region], f"{a.population:,}", districts, member)
+    out.print(table)
+
+
+@network_app.command("set-authority")
+def network_set_authority(
+    netdir: Annotated[Path, typer.Argument()],
+    authority: Annotated[str, typer.Argument(help="The authority's GSS code, as the register lists it.")],
+    population: Annotated[int | None, typer.Option(help="Its corrected population.")] = None,
+    year: Annotated[int | None, typer.Option(help="The year of that population (default: the latest held).")] = None,
+    district: Annotated[
+        list[str] | None, typer.Option("--district", help="A county's district to add or rename, CODE=NAME (repeat).")
+    ] = None,
+) -> None:
+    """Correct the register while the network is being set up (once governed: `propose-authority`)."""
+    districts = parse_districts(district or [])
+    manifest = network.set_authority(netdir, authority, population=population, year=year, districts=districts)
+    err.print(f"[green]authority register corrected[/]: {authority}, manifest version {manifest.version}")
+
+
 principal_app = typer.Typer(help="Principals: people who ask, not nodes that answer.", no_args_is_help=True)
 network_app.add_typer(principal_app, name="principal")
 

@@ -124,6 +124,24 @@ def read_register(netdir: Path) -> Register:
     return register_of(read(netdir))
 
 
+def set_authority(
+    netdir: Path,
+    code: str,
+    *,
+    population: int | None = None,
+    year: int | None = None,
+    districts: dict[str, str] | None = None,
+) -> Manifest:
+    """Correct one authority in the register (founding phase: a new version signed by the founding
+    key; once governed, `cagnet network propose-authority`). Checked before anything is written."""
+    _founding(netdir, "a register correction")
+    manifest = read(netdir)
+    corrected = register_of(manifest).corrected(code, population=population, year=year, districts=districts or {})
+    manifest = manifest.model_copy(update={"version": manifest.version + 1, "authorities": corrected.to_csv()})
+    write_manifest(manifest_path(netdir), manifest, coordinator_identity(netdir).signing_key)
+    return manifest
+
+
 def read_policy(netdir: Path) -> Policy:
     """The network policy: the governed manifest's, or (founding phase) the file signed by the
     pinned coordinator key."""

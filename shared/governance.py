@@ -43,6 +43,7 @@ Action = Literal[
     "set-roles",
     "set-policy",
     "set-governance",
+    "set-authority",
 ]
 
 
@@ -254,6 +255,11 @@ class Change(BaseModel):
     overlap_until_ms: int = 0  # rotate-key: the old key is accepted on requests until then
     policy: str = ""  # set-policy, charter: the policy's exact TOML text
     governance: Governance | None = None  # set-governance, charter
+    # set-authority: a correction to the authority register (shared.authorities)
+    authority: str = ""  # its GSS code
+    population: int | None = None  # for `year` (None: unchanged)
+    year: int | None = None  # None: the latest year the register holds
+    districts: dict[str, str] = {}  # a county's districts to add or rename: code -> name
 
     def describe(self) -> str:
         match self.action:
@@ -275,6 +281,11 @@ class Change(BaseModel):
                 from shared.policy import digest
 
                 return f"policy {digest(self.policy.encode())}"
+            case "set-authority":
+                what = [f"population {self.population:,}" + (f" ({self.year})" if self.year else "")]
+                what = what if self.population is not None else []
+                what += [f"district {code} {name}" for code, name in sorted(self.districts.items())]
+                return f"authority register: {self.authority} " + ", ".join(what)
             case "set-governance":
                 assert self.governance is not None
                 rules = self.governance
@@ -342,6 +353,13 @@ def apply_change(manifest: Manifest, change: Change) -> Manifest:
         if change.governance is None:
             raise InvalidRequest("set-governance needs the new rules")
         update["governance"] = change.governance
+    elif change.action == "set-authority":
+        from shared.authorities import register_of
+
+        corrected = register_of(manifest).corrected(
+            change.authority, population=change.population, year=change.year, districts=change.districts
+        )
+        update["authorities"] = corrected.to_csv()
     update["parties"] = tuple(parties)
     return manifest.model_copy(update=update)
 
@@ -560,6 +578,7 @@ def manifest_diff(old: Manifest, new: Manifest) -> list[str]:
     def lines(manifest: Manifest) -> list[str]:
         data = manifest.model_dump(mode="json")
         data["policy"] = digest(manifest.policy.encode()) if manifest.policy else ""
+        data["authorities"] = digest(manifest.authorities.encode()) if manifest.authorities else ""
         return json.dumps(data, indent=2, sort_keys=True).splitlines()
 
     old_name, new_name = f"manifest version {old.version}", f"manifest version {new.version}"
@@ -567,4 +586,9 @@ def manifest_diff(old: Manifest, new: Manifest) -> list[str]:
     if old.policy != new.policy:
         before, after = old.policy.splitlines(), new.policy.splitlines()
         out += difflib.unified_diff(before, after, f"policy in {old_name}", f"policy in {new_name}", lineterm="")
+    if old.authorities != new.authorities:
+        before, after = old.authorities.splitlines(), new.authorities.splitlines()
+        out += difflib.unified_diff(
+            before, after, f"authority register in {old_name}", f"authority register in {new_name}", lineterm="", n=0
+        )
     return out
