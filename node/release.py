@@ -77,6 +77,11 @@ class Releaser:
         # and the ledger would repeat itself), so it need not be worked out again.
         self._answers: dict[tuple[str, str], tuple[tuple[object, ...], Any]] = {}
 
+    def forget_answers(self) -> None:
+        """Drop remembered answers: the authority's population or districts changed in the register."""
+        with self._lock:
+            self._answers.clear()
+
     def supply_map(
         self, policy: Policy, *, roles: Iterable[str], by_district: bool, client_groups: Sequence[int] = ()
     ) -> SupplyMap:

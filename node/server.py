@@ -49,7 +49,7 @@ from shared.interceptor import (
     server_credentials,
 )
 from shared.mandate import check_use, mandate_of
-from shared.manifest import CAG_CHAIR, COORDINATOR, MEMBER_AUTHORITY, ManifestSource, Party
+from shared.manifest import CAG_CHAIR, COORDINATOR, MEMBER_AUTHORITY, Manifest, ManifestSource, Party
 from shared.models import SupplyMap
 from shared.pb.cagnet.v1 import coordinator_pb2, envelope_pb2, node_pb2, node_pb2_grpc
 from shared.policy import Policy, PolicySource
@@ -129,18 +129,39 @@ class NodeRuntime:
     releaser: Releaser
     nonces: NonceCache = field(default_factory=NonceCache)
     _keys_checked_at: int = 0  # the manifest version last checked for this node's next signing key
+    _register_text: str | None = None  # the authority register the store was last written from
+    _following: threading.Lock = field(default_factory=threading.Lock)  # one request follows a new version
 
     @property
     def identity(self) -> Identity:
         """The node's identity, switched to its next signing key once a manifest lists that key
         (shared/keys.py): checked once per manifest version, so a rotation needs no restart."""
+        self._follow_manifest()
+        return self._identity
+
+    def _follow_manifest(self) -> None:
+        """Once per manifest version: switch to the next signing key once listed, and take a
+        corrected authority register."""
         # Every request has just read the manifest to authenticate it: no need to look at the file again.
         manifest = self.manifests.last_accepted
-        if manifest.version != self._keys_checked_at:
-            self._keys_checked_at = manifest.version
+        if manifest.version == self._keys_checked_at:
+            return
+        with self._following:  # the others wait: none answers from figures about to change
+            if manifest.version == self._keys_checked_at:
+                return
             if keys.promote_if_listed(self.config.identity_dir, manifest, self.config.authority):
                 self._identity = self.config.identity()
-        return self._identity
+            self._follow_register(manifest)
+            self._keys_checked_at = manifest.version
+
+    def _follow_register(self, manifest: Manifest) -> None:
+        """A corrected register (a population or district) reaches the store, and answers made from
+        the old figures are dropped, without a restart."""
+        if manifest.authorities == self._register_text:
+            return
+        self._register_text = manifest.authorities
+        ensure_authority(self.engine, authority_code=self.config.authority, register=register_of(manifest))
+        self.releaser.forget_answers()
 
     @classmethod
     def open(cls, config: NodeConfig) -> NodeRuntime:
@@ -151,17 +172,19 @@ class NodeRuntime:
         policies = PolicySource(config.policy_file, trusted, manifests=manifests)
         policies.current()  # a node without a valid signed policy does not start
         engine = open_store(config.database_url)
-        ensure_authority(engine, authority_code=config.authority, register=register_of(manifests.current()))
+        manifest = manifests.current()
+        ensure_authority(engine, authority_code=config.authority, register=register_of(manifest))
         releaser = Releaser(
             engine,
             config.authority,
             load_rounding_secret(config.rounding_key_path),
             members=lambda: frozenset(p.id for p in manifests.last_accepted.members),
         )
-        return cls(config, identity, engine, manifests, policies, releaser)
+        return cls(config, identity, engine, manifests, policies, releaser, _register_text=manifest.authorities)
 
     def policy_for(self, verified: Verified[Any]) -> Policy:
         """The policy this node applies, if the request was made under it; else StalePolicy."""
+        self._follow_manifest()  # before any answer is worked out: the register may have changed
         policy = self.policies.current()
         asked_under = verified.message.header.policy_digest
         if asked_under and asked_under != policy.digest:

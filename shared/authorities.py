@@ -283,6 +283,14 @@ def _parsed(text: str) -> Register:
     return parse_register(text, source="the manifest's authority register")
 
 
+def register_text_check(text: str) -> None:
+    """Raise ValueError (for pydantic) when a manifest's register text does not read."""
+    try:
+        _parsed(text)
+    except RegisterError as exc:
+        raise ValueError(exc.public_message) from None
+
+
 def register_of(manifest: Manifest) -> Register:
     """The register a manifest carries; a manifest without one (made before registers were signed)
     uses the shipped list."""

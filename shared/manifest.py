@@ -17,7 +17,7 @@ from pathlib import Path
 from threading import Lock
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from shared import dsse
 from shared.errors import InvalidRequest, UnknownIssuer
@@ -117,6 +117,16 @@ class Manifest(BaseModel):
     # The authority register's canonical CSV text (shared.authorities), from version 1 on: members'
     # names, districts and populations come from here. Empty in manifests made before it was signed.
     authorities: str = ""
+
+    @field_validator("authorities")
+    @classmethod
+    def _register_reads(cls, text: str) -> str:
+        # A manifest whose register does not read is refused with the manifest, not at first use.
+        if text:
+            from shared.authorities import register_text_check
+
+            register_text_check(text)
+        return text
 
     def party(self, party_id: str) -> Party:
         for p in self.parties:

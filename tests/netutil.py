@@ -41,9 +41,14 @@ class LiveNetwork:
         self.servers.pop(code).stop(grace=None).wait()
 
 
-def make_network(root: Path, codes: tuple[str, ...] = THREE, *, seed: int = 7) -> LiveNetwork:
+def make_network(
+    root: Path, codes: tuple[str, ...] = THREE, *, seed: int = 7, clients: int | None = None
+) -> LiveNetwork:
+    """`codes` as founding members, each loaded with synthetic data (`clients` client records each,
+    default the realistic volume), sharing repeat movers with one another."""
     netdir = root / "network"
     network.init_network(netdir, name="Test CAG", coordinator_endpoint="127.0.0.1:0")
+    register = network.read_register(netdir)
     nodedirs = {}
     linkage_key: bytes | None = None  # the first node makes the network linkage key; the rest get a copy
     for i, code in enumerate(codes):
@@ -54,7 +59,15 @@ def make_network(root: Path, codes: tuple[str, ...] = THREE, *, seed: int = 7) -
         nodedirs[code] = nodedir
         runtime = NodeRuntime.open(load_config(nodedir))
         person_key = load_person_key(runtime.config.person_key_path)
-        load_synthetic(runtime.engine, authority_code=code, seed=seed + i, person_key=person_key)
+        load_synthetic(
+            runtime.engine,
+            authority_code=code,
+            seed=seed + i,
+            person_key=person_key,
+            clients=clients,
+            register=register,
+            members=codes,
+        )
         runtime.engine.dispose()
     return LiveNetwork(netdir, nodedirs)
 
