@@ -32,7 +32,14 @@ from rich.console import Console  # noqa: E402
 from rich.table import Table  # noqa: E402
 from sqlalchemy import select  # noqa: E402
 
-from cagnet.demo import free_port, join_founding_member, processes, spawn, wait_healthy  # noqa: E402
+from cagnet.demo import (  # noqa: E402
+    DEMO,
+    free_port,
+    join_founding_member,
+    processes,
+    spawn,
+    wait_healthy,
+)
 from coordinator import network  # noqa: E402
 from coordinator.client import CoordinatorClient  # noqa: E402
 from node.client_records import ClientRecord, PersonSealer, load_person_key  # noqa: E402
@@ -42,7 +49,6 @@ from node.records_import import IMPORT_CACHE_KIB, import_client_records  # noqa:
 from node.store import ensure_authority, open_store  # noqa: E402
 from node.synth import generate, write_csvs  # noqa: E402
 from node.synth_clients import write_client_csvs  # noqa: E402
-from shared import vocabulary  # noqa: E402
 from shared.manifest import COORDINATOR  # noqa: E402
 
 console = Console()
@@ -65,7 +71,7 @@ def build(root: Path, records: int) -> tuple[Path, dict[str, Path], list[tuple[s
     timings = []
     csv_bytes = 0
     linkage_key: bytes | None = None
-    for i, code in enumerate(vocabulary.AUTHORITIES):
+    for i, code in enumerate(DEMO["members"]):
         nodedir = root / "nodes" / code
         linkage_key = join_founding_member(
             netdir, nodedir, authority=code, endpoint=f"127.0.0.1:{free_port()}", linkage_key=linkage_key
@@ -76,7 +82,7 @@ def build(root: Path, records: int) -> tuple[Path, dict[str, Path], list[tuple[s
         files = root / "files" / code
         supply = _load_supply(engine, files, code, seed=1 + i)
         with console.status(f"{code}: writing {records:,} synthetic client records"):
-            paths = write_client_csvs(supply, files, count=records)  # type: ignore[arg-type]
+            paths = write_client_csvs(supply, files, count=records, members=DEMO["members"])  # type: ignore[arg-type]
         csv_bytes += paths["client-records"].stat().st_size
         sealer = PersonSealer(load_person_key(config.person_key_path))
         with console.status(f"{code}: importing client records"):

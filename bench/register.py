@@ -32,6 +32,7 @@ from sqlalchemy import BigInteger, Column, LargeBinary, MetaData, String, insert
 from sqlalchemy import Table as SqlTable  # noqa: E402
 from sqlalchemy.engine import Engine  # noqa: E402
 
+from cagnet.demo import DEMO  # noqa: E402
 from coordinator import register_store as store  # noqa: E402
 from shared import dsse, merkle  # noqa: E402
 from shared.accreditation import (  # noqa: E402
@@ -57,7 +58,7 @@ plain_leaf = SqlTable(
     Column("decision", String(16), nullable=False),
     Column("appended_at", String(32), nullable=False),
 )
-AUTHORITIES = ("E10000016", "E06000035", "E10000030", "E10000032", "E10000011", "E06000043")
+AUTHORITIES = tuple(DEMO["members"])
 
 
 def make_entries(n: int, key: Ed25519PrivateKey) -> list[store.PreparedEntry]:
