@@ -315,6 +315,10 @@ def apply_change(manifest: Manifest, change: Change) -> Manifest:
     elif change.action == "add-member":
         if change.party is None or any(p.id == change.party.id for p in parties):
             raise InvalidRequest("add-member needs a party not yet listed")
+        from shared.authorities import register_of
+
+        if change.party.has_role(MEMBER_AUTHORITY) and change.party.id not in register_of(manifest):
+            raise InvalidRequest(f"{change.party.id!r} is not an English upper-tier authority in the register")
         parties.append(change.party)
     elif change.action == "remove-member":
         parties.pop(index(change.party_id))

@@ -131,3 +131,16 @@ def test_a_manifest_whose_register_does_not_read_is_refused() -> None:
 
     with pytest.raises(ValidationError, match="row 3, column code"):
         Manifest(network="n", version=1, ca_fingerprint="x", authorities=HEADER + LAMBETH + LAMBETH)
+
+
+def test_a_member_authority_must_be_in_the_register(tmp_path: Path) -> None:
+    from shared import governance
+    from shared.governance import Change, Governance
+    from shared.manifest import MEMBER_AUTHORITY, Party
+
+    netdir = tmp_path / "net"
+    network.init_network(netdir, name="Test network")
+    governed = network.read(netdir).model_copy(update={"governance": Governance()})
+    stranger = Party(id="W06000015", name="Cardiff", roles=(MEMBER_AUTHORITY,), signing_key="x", cert_fingerprint="y")
+    with pytest.raises(InvalidRequest, match="'W06000015' is not an English upper-tier authority in the register"):
+        governance.apply_change(governed, Change(action="add-member", party=stranger))
