@@ -236,7 +236,7 @@ def _previous_authority(value: str) -> str | None:
     if code == "UNKNOWN":
         return None
     raise ValueError(
-        f"{value!r} is not the GSS code of an English upper-tier authority (2011) or of a CAG district; "
+        f"{value!r} is not the GSS code of an English upper-tier authority (2011) or of a listed county district; "
         "leave it blank or write unknown when the previous authority is not known"
     )
 
