@@ -15,7 +15,7 @@ import functools
 import hashlib
 import io
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from importlib import resources
 from typing import TYPE_CHECKING
@@ -32,9 +32,11 @@ __all__ = [
     "Authority",
     "District",
     "Register",
+    "RegisterError",
     "parse_register",
     "regions",
     "register_of",
+    "register_text_check",
     "shipped_register",
 ]
 
@@ -295,13 +297,3 @@ def register_of(manifest: Manifest) -> Register:
     """The register a manifest carries; a manifest without one (made before registers were signed)
     uses the shipped list."""
     return _parsed(manifest.authorities) if manifest.authorities else shipped_register()
-
-
-def member_authorities(manifest: Manifest) -> tuple[Authority, ...]:
-    """The manifest's member authorities as the register describes them, in code order."""
-    register = register_of(manifest)
-    return tuple(register.authority(p.id) for p in manifest.members if p.id in register)
-
-
-def codes(authorities: Iterable[Authority]) -> frozenset[str]:
-    return frozenset(a.code for a in authorities)
