@@ -118,7 +118,8 @@ def import_(
         if kind == "client-records":
             # The person fields are sealed under this node's own key as they are read.
             sealer = PersonSealer(load_person_key(config.person_key_path))
-            summary = import_client_records(engine, path=file, sealer=sealer, progress=tick)
+            register = register_of(_manifest(config))
+            summary = import_client_records(engine, path=file, sealer=sealer, progress=tick, register=register)
         elif kind == "outcomes":
             summary = import_outcomes(engine, path=file, progress=tick)
         else:

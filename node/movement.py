@@ -22,6 +22,7 @@ from sqlmodel import SQLModel
 from node.client_records import ClientRecord, Outcome
 from node.store import Provider, Service
 from shared import places, vocabulary
+from shared.authorities import Register
 from shared.errors import InvalidRequest
 from shared.models import RecordsQuestion
 
@@ -104,14 +105,15 @@ def check_question(question: RecordsQuestion, *, default_share: int = 50) -> Que
     return Question(start, end, question.period, tuple(sorted(set(question.client_groups))), share)
 
 
-def origin_of(previous_authority: str | None, cag: frozenset[str]) -> str:
+def origin_of(previous_authority: str | None, cag: frozenset[str], register: Register | None = None) -> str:
     """How a record's previous authority is shown: a CAG authority by its code, elsewhere in
-    England by its region's code, or "unknown"."""
+    England by its region's code, or "unknown" (places from the network's `register`, default
+    the shipped list)."""
     if not previous_authority:
         return UNKNOWN
     try:
-        upper = places.upper_tier(previous_authority)
-        return upper if upper in cag else places.region_of(upper)
+        upper = places.upper_tier(previous_authority, register)
+        return upper if upper in cag else places.region_of(upper, register)
     except KeyError:
         return UNKNOWN  # the importer refuses unknown codes; an old row is shown as unknown
 
@@ -148,10 +150,16 @@ def _within(column: Any, question: Question) -> list[ColumnElement[bool]]:
 
 
 def new_clients(
-    engine: Engine, *, authority_code: str, question: Question, members: frozenset[str] = frozenset()
+    engine: Engine,
+    *,
+    authority_code: str,
+    question: Question,
+    members: frozenset[str] = frozenset(),
+    register: Register | None = None,
 ) -> dict[tuple[str, int, Month], int]:
     """New client records by (origin, primary client group, month of start): true counts. An origin
-    among the network's `members` (or this authority) is shown by its code, any other by region."""
+    among the network's `members` (or this authority) is shown by its code, any other by region,
+    as the network's authority `register` places it (default: the shipped list)."""
     cag = members | {authority_code}
     year = func.extract("year", _RECORD.start_date)
     month = func.extract("month", _RECORD.start_date)
@@ -166,7 +174,7 @@ def new_clients(
     counts: dict[tuple[str, int, Month], int] = {}
     with engine.connect() as conn:
         for previous, group, y, m, n in conn.execute(query):
-            key = (origin_of(previous, cag), int(group), _month(y, m))
+            key = (origin_of(previous, cag, register), int(group), _month(y, m))
             counts[key] = counts.get(key, 0) + int(n)
     return counts
 

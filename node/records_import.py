@@ -56,6 +56,7 @@ from node.importer import (
 )
 from node.store import Service, utcnow
 from shared import places
+from shared.authorities import Register
 from shared.errors import ImportError_, ImportProblem
 from shared.vocabulary import CLIENT_GROUPS
 
@@ -229,16 +230,21 @@ def _secondary_groups(value: str) -> str:
     return ",".join(str(code) for code in sorted(codes))
 
 
-def _previous_authority(value: str) -> str | None:
-    code = value.upper()
-    if places.is_known(code):
-        return code
-    if code == "UNKNOWN":
-        return None
-    raise ValueError(
-        f"{value!r} is not the GSS code of an English upper-tier authority (2011) or of a listed county district; "
-        "leave it blank or write unknown when the previous authority is not known"
-    )
+def _previous_authority(register: Register | None) -> _Check:
+    """A place the authority register knows (the network's; default the shipped list)."""
+
+    def check(value: str) -> str | None:
+        code = value.upper()
+        if places.is_known(code, register):
+            return code
+        if code == "UNKNOWN":
+            return None
+        raise ValueError(
+            f"{value!r} is not the GSS code of an English upper-tier authority or of a county district in the"
+            " authority register; leave it blank or write unknown when the previous authority is not known"
+        )
+
+    return check
 
 
 def _person_name(what: str, max_length: int) -> _Check:
@@ -504,8 +510,10 @@ def import_client_records(
     sealer: PersonSealer,
     progress: Callable[[int, int], None] | None = None,
     today: date | None = None,
+    register: Register | None = None,
 ) -> ImportSummary:
-    """Import a client-records.csv file; all or nothing.
+    """Import a client-records.csv file; all or nothing. A previous authority must be a place the
+    network's authority `register` knows (default: the shipped list).
 
     `sealer` holds the node's person key (`PersonSealer(load_person_key(config.person_key_path))`):
     the person fields become `sealer.seal(person_hash(...))` and are kept nowhere else.
@@ -528,7 +536,7 @@ def import_client_records(
         pending: list[tuple[Any, ...]] = []
         for row, cells in run.records():
             if not columns:  # the header has just been read
-                columns = _record_columns(run.reader, service_ids, _today(today))
+                columns = _record_columns(run.reader, service_ids, _today(today), register)
                 pick = itemgetter(*(c.index for c in columns))
                 ref_index = run.reader.header.index("record_ref")
             ref = run.ref(row, cells, ref_index, first_row_of, "duplicate record_ref {ref}: already on row {first}")
@@ -555,7 +563,9 @@ def import_client_records(
     return ImportSummary(kind="client-records", rows=run.rows, inserted=writer.inserted, updated=writer.updated)
 
 
-def _record_columns(reader: _Reader, service_ids: dict[str, int], today: str) -> list[_Column]:
+def _record_columns(
+    reader: _Reader, service_ids: dict[str, int], today: str, register: Register | None
+) -> list[_Column]:
     """The checked columns of client-records.csv (record_ref aside), in the order
     `import_client_records` unpacks them."""
 
@@ -578,7 +588,7 @@ def _record_columns(reader: _Reader, service_ids: dict[str, int], today: str) ->
             ("economic_status", _vocabulary("an economic status", ECONOMIC_STATUSES)),
             ("referral_source", _vocabulary("a referral source", REFERRAL_SOURCES)),
             ("accommodation_before", _vocabulary("an accommodation type", ACCOMMODATION_BEFORE)),
-            ("previous_authority", _previous_authority, None),
+            ("previous_authority", _previous_authority(register), None),
             ("surname", _person_name("surname", 100)),
             ("first_initial", _person_name("first_initial", 100)),
             ("date_of_birth", _dates(today, 1880)),

@@ -26,6 +26,7 @@ from node.store import data_version
 from node.supply import CellKey, RawCell, RawSupply, contract_values, supply_map
 from node.vfm import check_participants
 from shared import vocabulary
+from shared.authorities import Register, shipped_register
 from shared.disclosure import (
     TOTAL,
     MagnitudeCell,
@@ -68,6 +69,8 @@ class Releaser:
     # The network's member authorities now (from the verified manifest): origins among them are
     # shown by code, others by region. Without it, only this authority's own code is.
     members: Callable[[], frozenset[str]] = frozenset
+    # The network's authority register now, which places each origin (default: the shipped list).
+    register: Callable[[], Register] = shipped_register
 
     def __post_init__(self) -> None:
         self.ledger = ReleaseLedger(SqlReleaseStore(self.engine))
@@ -107,14 +110,14 @@ class Releaser:
 
     def movement(self, policy: Policy, *, roles: Iterable[str], question: Question) -> CountTable:
         """New clients by origin x client group x period (financial year, quarter or all)."""
-        members = self.members()
+        members, register = self.members(), self.register()
         return self._counts(
             policy,
             kind=MOVEMENT,
             roles=roles,
             question=question,
             finest=lambda: movement.new_clients(
-                self.engine, authority_code=self.authority, question=question, members=members
+                self.engine, authority_code=self.authority, question=question, members=members, register=register
             ),
             finest_dims=("origin", "client_group", "month"),
             dims=("origin", "client_group", "period"),
@@ -124,14 +127,14 @@ class Releaser:
     def net_flow(self, policy: Policy, *, roles: Iterable[str], question: Question) -> CountTable:
         """New clients over the whole period by origin class (each CAG authority, "outside" the
         CAG, "unknown") x client group: what net imports and exports are worked out from."""
-        cag = self.members() | {self.authority}
+        cag, register = self.members() | {self.authority}, self.register()
         return self._counts(
             policy,
             kind=NET_FLOW,
             roles=roles,
             question=question,
             finest=lambda: movement.new_clients(
-                self.engine, authority_code=self.authority, question=question, members=cag
+                self.engine, authority_code=self.authority, question=question, members=cag, register=register
             ),
             finest_dims=("origin", "client_group", "month"),
             dims=("origin", "client_group"),

@@ -179,6 +179,7 @@ class NodeRuntime:
             config.authority,
             load_rounding_secret(config.rounding_key_path),
             members=lambda: frozenset(p.id for p in manifests.last_accepted.members),
+            register=lambda: register_of(manifests.last_accepted),
         )
         return cls(config, identity, engine, manifests, policies, releaser, _register_text=manifest.authorities)
 

@@ -660,6 +660,8 @@ def load(
         files = synth_clients.write_client_csvs(
             supply, Path(tmp), count=clients, network_seed=network_seed, members=members, register=register
         )
-        records = import_client_records(engine, path=files["client-records"], sealer=PersonSealer(person_key))
+        records = import_client_records(
+            engine, path=files["client-records"], sealer=PersonSealer(person_key), register=register
+        )
         outcomes = import_outcomes(engine, path=files["outcomes"])
     return replace(summary, client_records=records, outcomes=outcomes)

@@ -22,8 +22,10 @@ from sqlmodel import SQLModel
 
 from node.client_records import ClientRecord, Outcome, PersonSealer, person_hash
 from node.importer import ImportSummary
+from node.movement import origin_of
 from node.records_import import COLUMNS, MAX_PROBLEMS, import_client_records, import_outcomes
 from node.store import add_provider, add_service, ensure_authority, open_store
+from shared.authorities import shipped_register
 from shared.errors import ImportError_
 from shared.vocabulary import ServiceType, Term
 
@@ -366,3 +368,22 @@ def test_each_bad_outcome_is_named_and_nothing_is_written(engine: Engine, tmp_pa
         if len(problems) != 1 or problems[0][:2] != (row + 2, column) or reason not in problems[0][2]:
             wrong.append((column, value, problems))
     assert not wrong
+
+
+def test_a_district_the_network_s_register_adds_is_a_known_origin(
+    engine: Engine, tmp_path: Path, sealer: PersonSealer
+) -> None:
+    # Carlisle: Cumbria's districts are not in the shipped list, so only a corrected register knows it.
+    corrected = shipped_register().corrected("E10000006", districts={"E07000028": "Carlisle"})
+    path = write(
+        tmp_path / "client-records.csv",
+        RECORD_HEADER,
+        with_cell(RECORDS, RECORD_HEADER, 0, "previous_authority", "E07000028"),
+    )
+    assert [reason for _, column, reason in refused_records(engine, path, sealer) if column == "previous_authority"]
+    summary = import_client_records(engine, path=path, sealer=sealer, today=TODAY, register=corrected)
+    assert summary.inserted == len(RECORDS)
+    assert stored_records(engine)["KCC-CR1"].previous_authority == "E07000028"
+    # Movement reads it as Cumbria, or as its region, with the same register.
+    assert origin_of("E07000028", frozenset({"E10000006"}), corrected) == "E10000006"
+    assert origin_of("E07000028", frozenset(), corrected) == "E12000002"  # North West
