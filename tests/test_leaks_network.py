@@ -13,6 +13,7 @@ import csv
 from collections import Counter
 from collections.abc import Callable, Iterable
 from datetime import date, timedelta
+from itertools import pairwise
 from pathlib import Path
 
 import grpc
@@ -34,10 +35,22 @@ RULE = default_policy().rule("repeat-movers")
 DV_THRESHOLD = RULE.threshold_for(DOMESTIC_VIOLENCE)  # 10 under the default policy
 FY_START, FY_END = date(2009, 4, 1), date(2010, 3, 31)
 
-_COLUMNS = (
-    "record_ref,service_ref,start_date,client_group,age_band,sex,ethnicity,economic_status,referral_source,"
-    "accommodation_before,previous_authority,surname,first_initial,date_of_birth"
-).split(",")
+_COLUMNS = [
+    "record_ref",
+    "service_ref",
+    "start_date",
+    "client_group",
+    "age_band",
+    "sex",
+    "ethnicity",
+    "economic_status",
+    "referral_source",
+    "accommodation_before",
+    "previous_authority",
+    "surname",
+    "first_initial",
+    "date_of_birth",
+]
 
 
 def _dv_service(nodedir: Path) -> str:
@@ -200,7 +213,7 @@ def _pinned(ask: Callable[[int], JointNonLocalServices | None]) -> list[tuple[Si
             )
     pinned = []
     asked = sorted(listed)
-    for below, above in zip(asked, asked[1:], strict=False):
+    for below, above in pairwise(asked):
         dropped = listed[below] - listed[above]
         for signature in dropped.elements():
             low_share, high_share = below, above  # share in [below, above) percent
