@@ -324,7 +324,12 @@ def count_repeat_movers(
     groups = protect_counts(
         Table.of(("client_group",), {(g,): n for g, n in by_group.items()}), rule, secret=secret, margins=False
     )
-    total = protect_counts(Table.of(("people",), {("all",): people}), rule, secret=secret, margins=False)
+    # The total covers every client group its people are in: it takes the strictest of their
+    # thresholds (with `-g 14` it is the DV count itself, and must be protected as one).
+    covered = frozenset(int(g) for g, n in by_group.items() if n > 0)
+    total = protect_counts(
+        Table.of(("people",), {("all",): people}), rule, secret=secret, group_of=lambda _: covered, margins=False
+    )
     suppressed = tuple(f"client group {c.key[0]}: {c.rule.value}" for c in groups.cells if c.value is None)
     return RepeatMovers(
         authorities=tuple(sorted(authorities)),

@@ -13,7 +13,7 @@ import hmac
 import json
 import math
 import secrets
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -52,7 +52,8 @@ __all__ = [
 ]
 
 CellKey = tuple[str, ...]
-GroupOf = Callable[[CellKey], int | None]
+# The client group of a cell (None: not one group), or the client groups a total covers.
+GroupOf = Callable[[CellKey], int | Collection[int] | None]
 
 # The label a margin carries in place of the dimension it sums over: ("14", "*") is the total
 # for client group 14 over every district; ("*", "*") is the grand total.
@@ -446,8 +447,12 @@ def protect_counts(
 
     - Counts 1..`rule.threshold` are suppressed; for a cell of a client group with a stricter
       threshold (by default 10 for groups 14 and 17), 1..that threshold. `group_of(key)` gives a
-      cell's client group; by default the table's "client_group" dimension, if it has one (a
-      margin summing over client groups then takes the general threshold).
+      cell's client group, or the client groups a stand-alone total covers; by default the
+      table's "client_group" dimension, if it has one.
+    - A margin takes the strictest threshold of the groups it covers: its own (`group_of`) and
+      that of every non-zero cell it sums. A total of domestic violence clients only is as
+      sensitive as their own cell, so it is never released where their cell is suppressed. (A
+      cell's being non-zero is public already: it is released as 0 or not.)
     - Zeros are released as 0: an empty cell says that nobody is there, which is not about
       anyone (NHS Digital and OpenSAFELY release zeros too). Where "nobody in this group here"
       would itself be sensitive, leave that dimension out or ask the node for a coarser table.
@@ -466,7 +471,9 @@ def protect_counts(
     values = {c.key: c.value for c in table.cells}
     layout = _layout(table.dimensions, [c.key for c in table.cells], lambda k: values.get(k, 0), margins)
     for entry in layout.entries:
-        entry.threshold = rule.threshold_for(group_of(entry.key))
+        entry.threshold = _threshold(rule, group_of(entry.key))
+    _margin_thresholds(layout)
+    for entry in layout.entries:
         count = int(entry.true)
         if 1 <= count <= rule.threshold:
             entry.rule = Protection.PRIMARY
@@ -482,6 +489,27 @@ def protect_counts(
         value = _round(int(entry.true), rule, entry.threshold, secret, identity)
         released.append(ReleasedCell(entry.key, value, Protection.RELEASED, entry.margin))
     return ReleasedTable(table.dimensions, tuple(released))
+
+
+def _threshold(rule: AggregateRule, groups: int | Collection[int] | None) -> int:
+    if groups is None or isinstance(groups, int):
+        return rule.threshold_for(groups)
+    return rule.threshold_over(groups)
+
+
+def _margin_thresholds(layout: _Layout) -> None:
+    """Raise each margin's threshold to the strictest of the non-zero cells it sums."""
+    interior = [e for e in layout.entries if not e.margin]
+    for entry in layout.entries:
+        if not entry.margin:
+            continue
+        covered = [
+            layout.entries[i] for line in entry.lines for i in layout.lines[line] if not layout.entries[i].margin
+        ]
+        # The grand total of a two-way table shares its lines with margins only: it sums everything.
+        for cell in covered or interior:
+            if cell.true > 0:
+                entry.threshold = max(entry.threshold, cell.threshold)
 
 
 def _group_of_dimension(dimensions: tuple[str, ...]) -> GroupOf:

@@ -388,7 +388,31 @@ def test_suppression_is_only_ever_of_sensitive_or_protecting_cells(table: Table)
         if cell.rule is Protection.PRIMARY:
             assert 1 <= value <= 7
         if cell.rule is Protection.GROUP:
-            assert 8 <= value <= 10 and int(cell.key[0]) in STRICT
+            # A strict group's own cell, or a total that sums a non-zero one.
+            covered = [
+                k
+                for k, v in truth.items()
+                if v > 0
+                and all(part in (TOTAL, mine) for part, mine in zip(cell.key, k, strict=True))
+                and TOTAL not in k
+            ]
+            assert 8 <= value <= 10 and any(int(k[0]) in STRICT for k in covered), cell
+
+
+def test_a_total_of_one_strict_group_only_takes_its_threshold() -> None:
+    """A margin that sums only domestic violence clients is as sensitive as their cell: where
+    the cell is suppressed, the total is too, even though it sums over client groups."""
+    values = {("14", KENT_DISTRICTS[0]): 9, ("1", KENT_DISTRICTS[0]): 0, ("1", KENT_DISTRICTS[1]): 30}
+    released = protect_counts(_table(values), SUPPLY, secret=SECRET)
+    assert released["14", KENT_DISTRICTS[0]].rule is Protection.GROUP
+    assert released[TOTAL, KENT_DISTRICTS[0]].suppressed
+    # A stand-alone total says which groups it covers.
+    total = Table.of(("people",), {("all",): 9})
+    assert (
+        protect_counts(total, SUPPLY, secret=SECRET, group_of=lambda _: {1, 14}, margins=False)[("all",)].rule
+        is Protection.GROUP
+    )
+    assert protect_counts(total, SUPPLY, secret=SECRET, group_of=lambda _: {1, 7}, margins=False)[("all",)].value == 10
 
 
 @PROPERTY

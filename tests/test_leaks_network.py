@@ -164,7 +164,6 @@ def net(built: LiveNetwork) -> Iterable[LiveNetwork]:
 # --- leak 1: a total that covers only DV clients -----------------------------------------------
 
 
-@pytest.mark.xfail(strict=True, reason="issue 15: the total is protected at the general threshold")
 def test_repeat_movers_total_of_dv_only_clients_is_protected_at_the_dv_threshold(net: LiveNetwork) -> None:
     """The analyst asked for repeat movers in group 14 for one financial year: the group-14 cell
     was suppressed, but the total (the same nine women) was released as 10 under the general
