@@ -26,6 +26,7 @@ from coordinator.records import (
     Tally,
 )
 from shared import dsse, places, vocabulary
+from shared.disclosure import SHARE_GRID, check_share_threshold
 from shared.pb.cagnet.v1 import coordinator_pb2
 
 FromOpt = Annotated[str, typer.Option("--from", help="First day of the period, YYYY-MM-DD (default: all records).")]
@@ -218,8 +219,9 @@ def render_non_local(bundle: Bundle, console: Console) -> None:
         )
     console.print(table)
     console.print(
-        f"[dim]{r.too_small} services had too few new clients to describe. Intake and share are shown in bands;"
-        " domestic violence services are shown at authority level only, with no name or provider.[/]"
+        f"[dim]{r.too_small} services taking at least {SHARE_GRID[0]}% from elsewhere had too few new or non-local"
+        " clients to describe. Intake and share are shown in bands; domestic violence and refugee services in"
+        " coarser intake bands, and domestic violence services at authority level only, with no name or provider.[/]"
     )
     _render_coverage(bundle, console)
 
@@ -323,7 +325,10 @@ def query_non_local(
     network_dir: NetworkOpt = None,
     from_date: FromOpt = "",
     to_date: ToOpt = "",
-    min_share: Annotated[int, typer.Option(help="Smallest share of intake from outside the authority, %.")] = 50,
+    min_share: Annotated[
+        int,
+        typer.Option(help="Smallest share of intake from outside the authority: 25, 50 or 75 (%)."),
+    ] = 50,
     client_group: GroupOpt = None,
     deadline_ms: DeadlineOpt = 0,
     as_json: JsonOpt = False,
@@ -331,6 +336,7 @@ def query_non_local(
     principal: PrincipalOpt = "cag-chair",
 ) -> None:
     """Services that routinely serve people from other authorities."""
+    check_share_threshold(min_share, field="--min-share")
     bundle = _ask(
         "non-local-services",
         network_dir,

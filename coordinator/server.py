@@ -48,7 +48,7 @@ from shared.auth import (
     verify_request,
     verify_response,
 )
-from shared.disclosure import load_secret, require_min_authorities
+from shared.disclosure import check_share_threshold, load_secret, require_min_authorities
 from shared.errors import CagnetError, DisclosureRefused, InvalidRequest, StalePolicy
 from shared.identity import Identity
 from shared.interceptor import (
@@ -279,6 +279,8 @@ class CoordinatorRuntime:
         spec = KINDS.get(query.kind)
         if spec is None:
             raise InvalidRequest(f"unknown query kind; this coordinator answers: {', '.join(KINDS)}")
+        if spec.kind == "non-local-services" and query.min_share_percent:
+            check_share_threshold(query.min_share_percent)  # the grid only: a free value could be bisected
         deadline_ms = query.node_deadline_ms or self.settings.node_deadline_ms
         if not 0 < deadline_ms <= self.settings.max_node_deadline_ms:
             raise InvalidRequest(f"node deadline must be between 1 and {self.settings.max_node_deadline_ms} ms")

@@ -22,6 +22,7 @@ from sqlmodel import SQLModel
 from node.client_records import ClientRecord, Outcome
 from node.store import Provider, Service
 from shared import places, vocabulary
+from shared.disclosure import check_share_threshold
 from shared.errors import InvalidRequest
 from shared.models import RecordsQuestion
 
@@ -32,6 +33,7 @@ __all__ = [
     "Question",
     "check_question",
     "departures",
+    "intake_by_month",
     "linkage_persons",
     "new_clients",
     "origin_class",
@@ -98,9 +100,7 @@ def check_question(question: RecordsQuestion, *, default_share: int = 50) -> Que
     for group in question.client_groups:
         if group not in vocabulary.CLIENT_GROUPS:
             raise InvalidRequest("client_groups: each must be an SP client group code, 1 to 21")
-    share = question.min_share_percent or default_share
-    if not 1 <= share <= 100:
-        raise InvalidRequest("min_share_percent: a percentage, 1 to 100")
+    share = check_share_threshold(question.min_share_percent or default_share)
     return Question(start, end, question.period, tuple(sorted(set(question.client_groups))), share)
 
 
@@ -243,6 +243,33 @@ def service_intake(engine: Engine, *, authority_code: str, question: Question) -
         ServiceIntake(ref, provider, name, stype, int(group), district, bool(designated), *tally[int(sid)])
         for sid, ref, provider, name, stype, group, district, designated in sorted(rows, key=lambda r: r[1])
     ]
+
+
+def intake_by_month(
+    engine: Engine, *, authority_code: str, question: Question
+) -> dict[tuple[str, str, str, Month], int]:
+    """Each service's new clients by (client group, service, local / non-local / unknown origin,
+    month of start): the finest grain of a non-local services answer, for the release ledger."""
+    cag = frozenset(vocabulary.AUTHORITIES)
+    year = func.extract("year", _RECORD.start_date)
+    month = func.extract("month", _RECORD.start_date)
+    conditions = _within(_RECORD.start_date, question)
+    if question.client_groups:
+        conditions.append(_SERVICE.client_group.in_(question.client_groups))
+    query = (
+        select(_SERVICE.client_group, _SERVICE.service_ref, _RECORD.previous_authority, year, month, func.count())
+        .join(_table(Service), _RECORD.service_id == _SERVICE.id)
+        .where(and_(true(), *conditions))
+        .group_by(_SERVICE.client_group, _SERVICE.service_ref, _RECORD.previous_authority, year, month)
+    )
+    counts: dict[tuple[str, str, str, Month], int] = {}
+    with engine.connect() as conn:
+        for group, ref, previous, y, m, n in conn.execute(query):
+            origin = origin_of(previous, cag)
+            where = "local" if origin == authority_code else UNKNOWN if origin == UNKNOWN else "non-local"
+            key = (str(int(group)), str(ref), where, _month(y, m))
+            counts[key] = counts.get(key, 0) + int(n)
+    return counts
 
 
 def linkage_persons(engine: Engine, *, question: Question) -> Iterator[tuple[bytes, int]]:

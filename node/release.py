@@ -15,8 +15,9 @@ import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
+from pydantic import BaseModel
 from sqlalchemy.engine import Engine
 
 from node import movement
@@ -27,6 +28,7 @@ from node.supply import CellKey, RawCell, RawSupply, contract_values, supply_map
 from node.vfm import check_participants
 from shared import vocabulary
 from shared.disclosure import (
+    SHARE_GRID,
     TOTAL,
     MagnitudeCell,
     MagnitudeTable,
@@ -54,6 +56,7 @@ NET_FLOW = "net-flow"
 KPI = "kpi"
 NON_LOCAL_SERVICES = "non-local-services"
 DESIGNATED = "supply-map/designated-services"  # the ledger's kind for designated-service counts
+_Answer = TypeVar("_Answer", bound=BaseModel)
 # The ledger keeps every supply map at its finest grain, so that any two can be compared.
 _LEDGER_DIMENSIONS = ("client_group", "service_type", "district")
 
@@ -153,13 +156,41 @@ class Releaser:
         """One path for every count table from client records: role, query-set restriction,
         the ledger at the finest grain (months), then suppression and rounding at the grain asked."""
         rule = policy.require_any_role(kind, tuple(roles))
+        return self._through_ledger(
+            policy,
+            rule,
+            kind=kind,
+            question=question,
+            finest=finest,
+            finest_dims=finest_dims,
+            describe=lambda raw: self._protect_counts(
+                rule, kind, raw, dims, project, asked_groups=question.client_groups, question=question
+            ),
+            parse=CountTable.model_validate_json,
+        )
+
+    def _through_ledger(
+        self,
+        policy: Policy,
+        rule: AggregateRule,
+        *,
+        kind: str,
+        question: Question,
+        finest: Callable[[], Mapping[Any, int]],
+        finest_dims: tuple[str, ...],
+        describe: Callable[[Mapping[tuple[str, ...], int]], _Answer],
+        parse: Callable[[str], _Answer],
+    ) -> _Answer:
+        """Every answer about client records: the query-set restriction, the release ledger at the
+        finest grain, then `describe` (the protected answer) kept for a repeat of the question."""
         asked = question.as_asked()
         signature = _signature({"kind": kind, **asked.model_dump(mode="json")})
         with self._lock:
             version = (*data_version(self.engine), *movement.records_version(self.engine))
             cached = self._answers.get((policy.digest, signature))
             if cached is not None and cached[0] == version:
-                return cached[1]
+                answer: _Answer = cached[1]
+                return answer
             raw = {tuple(str(part) for part in key): n for key, n in finest().items()}
             groups = question.client_groups
             if groups:
@@ -172,9 +203,9 @@ class Releaser:
                     raise DisclosureRefused(
                         "differencing: the answer would differ from an earlier release by too few people"
                     )
-                answer = CountTable.model_validate_json(earlier)
+                answer = parse(earlier)
             else:
-                answer = self._protect_counts(rule, kind, raw, dims, project, asked_groups=groups, question=question)
+                answer = describe(raw)
                 keep_answer(
                     self.engine,
                     kind=kind,
@@ -226,17 +257,35 @@ class Releaser:
 
     def non_local_services(self, policy: Policy, *, roles: Iterable[str], question: Question) -> NonLocalServices:
         """Services whose share of intake from outside the authority is at least the question's
-        share. Intake and share are released in bands only; a service whose intake is within the
-        small-count threshold is not described at all, only counted; a refuge's name and
-        district are never released (domestic violence services are shared at authority level)."""
+        share, a value on the share grid. Through the release ledger like every count (each
+        service's intake by origin and month), then described in bands only: intake in bands
+        above the group's threshold (coarser for domestic violence and refugees), share by the
+        grid. A service whose intake, known intake or non-local intake is within its group's
+        threshold is not described at all, only counted; a refuge's name and district are never
+        released (domestic violence services are shared at authority level)."""
         rule = policy.require_any_role(NON_LOCAL_SERVICES, tuple(roles))
+        return self._through_ledger(
+            policy,
+            rule,
+            kind=NON_LOCAL_SERVICES,
+            question=question,
+            finest=lambda: movement.intake_by_month(self.engine, authority_code=self.authority, question=question),
+            finest_dims=("client_group", "service", "origin", "month"),
+            describe=lambda _raw: self._describe_services(rule, question),
+            parse=NonLocalServices.model_validate_json,
+        )
+
+    def _describe_services(self, rule: AggregateRule, question: Question) -> NonLocalServices:
         services = []
         too_small = 0
         for s in movement.service_intake(self.engine, authority_code=self.authority, question=question):
             known = s.intake - s.unknown
+            threshold = rule.threshold_for(s.client_group)
             band = intake_band(s.intake, rule, client_group=s.client_group)
-            if band is None or known <= rule.threshold_for(s.client_group):
-                too_small += 1
+            if band is None or known <= threshold or s.non_local <= threshold:
+                # Counted whatever share was asked, so that the count says nothing about a share.
+                if known == 0 or 100 * s.non_local >= SHARE_GRID[0] * known:
+                    too_small += 1
                 continue
             if 100 * s.non_local < question.min_share_percent * known:
                 continue

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import itertools
 import json
 import math
 import secrets
@@ -27,6 +28,7 @@ from shared.policy import AggregateRule
 
 __all__ = [
     "GROUP_DIMENSION",
+    "SHARE_GRID",
     "TOTAL",
     "Cell",
     "CellKey",
@@ -41,6 +43,7 @@ __all__ = [
     "ReleasedTable",
     "Table",
     "check_differencing",
+    "check_share_threshold",
     "intake_band",
     "load_secret",
     "protect_counts",
@@ -208,25 +211,50 @@ def load_secret(path: Path) -> bytes:
     return secret
 
 
+# The only share thresholds a non-local services question may name, in percent. A free threshold
+# (1 to 100) could be bisected to give each service's exact share, which with its intake band
+# pinned small counts; on this grid a share is never known more finely than a quarter.
+SHARE_GRID = (25, 50, 75)
+
+
+def check_share_threshold(percent: int, *, field: str = "min_share_percent") -> int:
+    """A share threshold on the grid, or InvalidRequest naming the field."""
+    if percent not in SHARE_GRID:
+        shown = ", ".join(str(p) for p in SHARE_GRID)
+        raise InvalidRequest(f"{field}: one of {shown} (percent); a free threshold is not allowed")
+    return percent
+
+
 def intake_band(count: int, rule: AggregateRule, *, client_group: int | None = None) -> str | None:
     """A count shown only as a band whose lowest value is above the small-count threshold
-    ("8-19", "20-49", "50-99", "100+"); None when the count is too small to describe at all."""
+    ("8-19", "20-49", "50-99", "100+"); None when the count is too small to describe at all.
+
+    A client group with a stricter threshold (domestic violence, refugees) is described more
+    coarsely, from above its own threshold to 49 ("11-49"): set against a share band, a band as
+    narrow as "11-19" would narrow the service's local or non-local count to a few values."""
     threshold = rule.threshold_for(client_group)
     if count <= threshold:
         return None
-    for low, high in ((threshold + 1, 19), (20, 49), (50, 99)):
+    highs = (49, 99) if threshold > rule.threshold else (19, 49, 99)
+    low = threshold + 1
+    for high in highs:
+        if high < low:
+            continue
         if count <= high:
-            return f"{max(low, threshold + 1)}-{high}"
-    return "100+"
+            return f"{low}-{high}"
+        low = high + 1
+    return f"{low}+"
 
 
-def share_band(part: int, whole: int, *, width: int = 10) -> str:
-    """A share as a band of `width` percentage points ("50-59%", ..., "90-100%")."""
+def share_band(part: int, whole: int) -> str:
+    """A share as the band of the share grid it falls in ("0-24%", "25-49%", "50-74%", "75-100%")."""
     if whole <= 0 or not 0 <= part <= whole:
         raise InvalidRequest("a share needs 0 <= part <= whole and whole > 0")
-    percent = 100 * part // whole
-    low = min(percent // width * width, 100 - width)
-    return f"{low}-{100 if low + width >= 100 else low + width - 1}%"
+    edges = (0, *SHARE_GRID, 101)
+    for low, high in itertools.pairwise(edges):
+        if 100 * part < high * whole:
+            return f"{low}-{min(high - 1, 100)}%"
+    return f"{SHARE_GRID[-1]}-100%"
 
 
 # --- the layout of a table with its margins -------------------------------------------------------

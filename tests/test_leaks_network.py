@@ -231,7 +231,6 @@ def _pinned(ask: Callable[[int], JointNonLocalServices | None]) -> list[tuple[Si
     return pinned
 
 
-@pytest.mark.xfail(strict=True, reason="issue 15: a free share threshold can be bisected")
 def test_non_local_services_share_cannot_be_bisected_to_pin_a_dv_count(net: LiveNetwork) -> None:
     """The analyst asked for the non-local services list with every `--min-share` from 1 to 100:
     where a DV service leaves the list is its exact share, which with its intake band left three

@@ -49,7 +49,8 @@ class JointQueryRequest(_message.Message):
     from_date: _builtins.str
     """For questions about client records: the period (ISO dates, inclusive; empty: unbounded),
     its grain ("year", "quarter" or "all"), and for non-local services the smallest share of
-    intake from outside the host authority, in percent.
+    intake from outside the host authority, in percent: 25, 50 or 75 (0: 50); any other value
+    is refused.
     """
     to_date: _builtins.str
     period: _builtins.str

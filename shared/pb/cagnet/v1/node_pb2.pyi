@@ -289,7 +289,9 @@ class RecordsQuery(_message.Message):
     period: _builtins.str
     """"year" (financial years, "2009-10"), "quarter" ("2009-10 Q1") or "all"."""
     min_share_percent: _builtins.int
-    """Non-local services: the smallest share of intake from outside the authority, in percent."""
+    """Non-local services: the smallest share of intake from outside the authority, in percent:
+    25, 50 or 75 (0: 50). Any other value is refused (INVALID_ARGUMENT naming the field).
+    """
     @_builtins.property
     def header(self) -> _envelope_pb2.RequestHeader: ...
     @_builtins.property
@@ -438,8 +440,10 @@ Global___ContributionReceipt: _TypeAlias = ContributionReceipt  # noqa: Y015
 
 @_typing.final
 class NonLocalService(_message.Message):
-    """A service whose intake is mostly from outside its host authority. Intake and share are in
-    bands; a refuge's name and district are never released.
+    """A service whose intake is mostly from outside its host authority. Intake is in bands above
+    the client group's threshold ("8-19", "20-49", "50-99", "100+"; "11-49" and up for domestic
+    violence and refugees), share in the grid's bands ("25-49%", "50-74%", "75-100%"); a refuge's
+    name and district are never released.
     """
 
     DESCRIPTOR: _descriptor.Descriptor
