@@ -21,7 +21,7 @@ from sqlalchemy.engine import Engine
 from node import linkage, providers, service, vfm
 from node.client_records import PersonSealer, load_person_key
 from node.config import NodeConfig
-from node.ledger import spend_mandate_slot
+from node.ledger import PersistentNonceCache, spend_mandate_slot
 from node.movement import check_question
 from node.release import Releaser, load_rounding_secret
 from node.store import ensure_authority, open_store
@@ -152,7 +152,8 @@ class NodeRuntime:
         engine = open_store(config.database_url)
         ensure_authority(engine, authority_code=config.authority)
         releaser = Releaser(engine, config.authority, load_rounding_secret(config.rounding_key_path))
-        return cls(config, identity, engine, manifests, policies, releaser)
+        # Seen nonces are kept in the store until they expire: a restart does not reopen a replay.
+        return cls(config, identity, engine, manifests, policies, releaser, nonces=PersistentNonceCache(engine))
 
     def policy_for(self, verified: Verified[Any]) -> Policy:
         """The policy this node applies, if the request was made under it; else StalePolicy."""
