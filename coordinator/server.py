@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import signal
 import threading
 import time
@@ -49,7 +50,7 @@ from shared.auth import (
     verify_response,
 )
 from shared.disclosure import check_share_threshold, load_secret, require_min_authorities
-from shared.errors import CagnetError, DisclosureRefused, InvalidRequest, StalePolicy
+from shared.errors import CagnetError, DisclosureRefused, InvalidRequest, NotPermitted, StalePolicy
 from shared.identity import Identity
 from shared.interceptor import (
     SignedEnvelopeInterceptor,
@@ -317,12 +318,7 @@ class CoordinatorRuntime:
         try:
             require_min_authorities(len(answered), rule)
         except DisclosureRefused as exc:
-            # Say why each authority is missing (rules and reasons only, never figures).
-            by_reason: dict[str, list[str]] = {}
-            for m in sorted(missing, key=lambda m: m.authority):
-                by_reason.setdefault(m.reason, []).append(m.authority)
-            why = "; ".join(f"{', '.join(codes)}: {reason}" for reason, codes in by_reason.items())
-            raise DisclosureRefused(f"{exc.public_message} ({why})" if why else exc.public_message) from None
+            raise _too_few_answered(exc, missing) from None
         if spec.kind == "repeat-movers":
             result = self._repeat_movers(answered, rule)
         bundle = build_bundle(
@@ -344,6 +340,35 @@ class CoordinatorRuntime:
             rule,
             secret=load_secret(network.rounding_key_path(self.netdir)),
         )
+
+
+_NODE_REFUSAL = re.compile(r"refused \((?P<code>[A-Z_]+)\): (?P<rule>.+)")
+_REFUSAL_ERRORS: dict[str, type[CagnetError]] = {"INVALID_ARGUMENT": InvalidRequest, "PERMISSION_DENIED": NotPermitted}
+
+
+def _too_few_answered(exc: DisclosureRefused, missing: list[Missing]) -> CagnetError:
+    """The refusal of a joint query too few authorities answered, saying why in the nodes' own
+    words: a rule the nodes applied ("differencing: …", with the authorities that applied it)
+    comes first, and the status is that rule's, so that the asker reads the real reason rather
+    than "minimum authorities". Rules and reasons only, never a figure."""
+    refused: dict[tuple[str, str], list[str]] = {}  # (status, the node's message) -> authorities
+    other: dict[str, list[str]] = {}
+    for m in sorted(missing, key=lambda m: m.authority):
+        match = _NODE_REFUSAL.fullmatch(m.reason)
+        if match is not None and match["code"] != "UNAVAILABLE":
+            refused.setdefault((match["code"], match["rule"]), []).append(m.authority)
+        else:
+            other.setdefault(m.reason, []).append(m.authority)
+    why = "; ".join(f"{', '.join(codes)}: {reason}" for reason, codes in other.items())
+    if not refused:
+        return DisclosureRefused(f"{exc.public_message} ({why})" if why else exc.public_message)
+    # The rule most authorities applied leads.
+    ranked = sorted(refused.items(), key=lambda item: (-len(item[1]), item[0]))
+    (code, _), _codes = ranked[0]
+    rules = "; ".join(f"{rule} (at {', '.join(codes)})" for (_, rule), codes in ranked)
+    tail = f"; {why}" if why else ""
+    message = f"{rules}{tail}; so {exc.public_message.replace('minimum authorities: ', 'too few answered: ')}"
+    return _REFUSAL_ERRORS.get(code, DisclosureRefused)(message)
 
 
 def _check_receipts(answered: list[Contribution], missing: list[Missing], manifest: Manifest) -> None:

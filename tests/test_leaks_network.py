@@ -10,6 +10,7 @@ through the node's own importer where the synthetic records hold too few for the
 from __future__ import annotations
 
 import csv
+import re
 from collections import Counter
 from collections.abc import Callable, Iterable
 from datetime import date, timedelta
@@ -255,3 +256,21 @@ def test_non_local_services_share_cannot_be_bisected_to_pin_a_dv_count(net: Live
         return bundle.result
 
     assert _pinned(ask) == []
+
+
+# --- refusals name the rule the nodes applied ------------------------------------------------------
+
+
+def test_a_refusal_names_differencing_and_no_figures(net: LiveNetwork) -> None:
+    """A quarter, then the same quarter and one more day: at every node the day adds a handful of
+    people, so each node refuses as differencing. The analyst is told that, at the top level,
+    rather than "minimum authorities", and the message holds no figure."""
+    quarter = {"from_date": "2008-07-01", "to_date": "2008-09-30", "period": "quarter"}
+    joint_query(net.netdir, kind="movement", **quarter)
+    with pytest.raises(Refused) as refused:
+        joint_query(net.netdir, kind="movement", **{**quarter, "to_date": "2008-10-01"})
+    message = refused.value.public_message
+    assert refused.value.code == grpc.StatusCode.FAILED_PRECONDITION
+    assert message.startswith("differencing:"), message
+    assert all(code in message for code in THREE)
+    assert not re.search(r"\d", re.sub(r"E\d{8}", "", message)), message
