@@ -1,6 +1,7 @@
-"""`cagnet query movement | net-flow | kpi | non-local-services | repeat-movers`: the CAG's joint
-questions about client records, as a CAG chair asks them. Each prints tables, or with `--json` the
-verified bundle; `--out FILE` keeps the signed bundle for `cagnet verify`."""
+"""`cagnet query movement | net-flow | kpi | non-local-services | repeat-movers | plan`: the CAG's
+joint questions about client records, as a CAG chair asks them, and which of them would be
+answered now. Each prints tables, or with `--json` the verified bundle; `--out FILE` keeps the
+signed bundle for `cagnet verify`."""
 
 from __future__ import annotations
 
@@ -17,11 +18,14 @@ from rich.table import Table
 from coordinator import bundle as bundle_mod
 from coordinator.bundle import Bundle
 from coordinator.cli import NetworkOpt, _netdir, _render_coverage, _short_name, err, out, query_app
+from coordinator.kinds import PLAN
 from coordinator.records import (
     JointKpi,
     JointMovement,
     JointNetFlow,
     JointNonLocalServices,
+    JointPlan,
+    PlanRow,
     RepeatMovers,
     Tally,
 )
@@ -352,3 +356,73 @@ def query_non_local(
     )
     if bundle is not None:
         render_non_local(bundle, out)
+
+
+def _period_label(row: PlanRow) -> str:
+    year = int(row.from_date[:4]) if int(row.from_date[5:7]) >= 4 else int(row.from_date[:4]) - 1
+    label = f"{year}-{(year + 1) % 100:02d}"
+    if row.period == "year":
+        return label
+    month = int(row.from_date[5:7])
+    return f"{label} Q{((month - 4) % 12) // 3 + 1}"
+
+
+def render_plan(bundle: Bundle, console: Console) -> None:
+    r = bundle.result
+    assert isinstance(r, JointPlan)
+    table = _table("Would the standard questions be answered now? (nothing was released or recorded)")
+    for col in ("question", "period", "groups", "answered", "why not"):
+        table.add_column(col, no_wrap=col != "why not")
+    for row in r.rows:
+        groups = ", ".join(str(g) for g in row.client_groups) or "all"
+        if row.answered and not row.refused_at:
+            verdict, why = "[green]yes[/]", ""
+        elif row.answered:
+            verdict = f"[yellow]yes, {len(row.answerable_at)} of {len(r.authorities)}[/]"
+            why = "; ".join(f"{_abbrev(a)}: {rule}" for a, rule in sorted(row.refused_at.items()))
+        else:
+            verdict = "[red]no[/]"
+            rules = sorted(set(row.refused_at.values()))
+            why = "; ".join(rules) or "too few authorities answered"
+            if len(row.answerable_at) < row.min_authorities:
+                needs = f"{row.min_authorities} {'authority' if row.min_authorities == 1 else 'authorities'}"
+                why += f" (needs {needs}, {len(row.answerable_at)} would answer)"
+        table.add_row(row.kind, _period_label(row), groups, verdict, why)
+    console.print(table)
+    console.print(
+        "[dim]Each node checked the question as it would if asked now: the policy's roles, the"
+        " query-set restriction and its release ledger. Asking one question can change the answer"
+        " for others (each answer is compared with every later question).[/]"
+    )
+    _render_coverage(bundle, console)
+
+
+@query_app.command("plan")
+def query_plan(
+    from_date: Annotated[str, typer.Option("--from", help="First day of the span, YYYY-MM-DD.")],
+    to_date: Annotated[str, typer.Option("--to", help="Last day of the span, YYYY-MM-DD.")],
+    network_dir: NetworkOpt = None,
+    client_group: Annotated[
+        list[int] | None,
+        typer.Option("--client-group", "-g", help="Also plan the questions for this client group alone; repeatable."),
+    ] = None,
+    deadline_ms: DeadlineOpt = 0,
+    as_json: JsonOpt = False,
+    principal: PrincipalOpt = "cag-chair",
+) -> None:
+    """Before asking: which standard questions (movement, net flow, KPI 2, non-local services,
+    repeat movers; each financial year and quarter in the span; every client group, and each
+    `-g` group alone) the nodes would answer now, and why not the others. Releases no figure."""
+    bundle = _ask(
+        PLAN,
+        network_dir,
+        principal=principal,
+        deadline_ms=deadline_ms,
+        out_file=None,
+        as_json=as_json,
+        from_date=from_date,
+        to_date=to_date,
+        client_groups=client_group or (),
+    )
+    if bundle is not None:
+        render_plan(bundle, out)

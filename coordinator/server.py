@@ -31,7 +31,7 @@ from coordinator.feeds import FEED_KINDS, FeedStore, MandateEvidence, build_snap
 from coordinator.governance_server import SERVICE as GOVERNANCE_SERVICE
 from coordinator.governance_server import GovernanceRuntime
 from coordinator.governance_server import add_to_server as add_governance
-from coordinator.kinds import KINDS
+from coordinator.kinds import KINDS, PLAN
 from coordinator.records import RepeatMovers, count_repeat_movers
 from coordinator.register_server import SERVICE as REGISTER_SERVICE
 from coordinator.register_server import RegisterRuntime, add_to_server
@@ -61,6 +61,7 @@ from shared.interceptor import (
 from shared.linkage import tokens_digest
 from shared.mandate import FeedMandate, check_mandated_query, open_mandate, query_message
 from shared.manifest import CAG_CHAIR, COORDINATOR, MEMBER_AUTHORITY, REGIONAL_BOARD, Manifest, ManifestSource, Party
+from shared.models import PLAN_KINDS
 from shared.pb.cagnet.v1 import coordinator_pb2, coordinator_pb2_grpc, envelope_pb2, node_pb2
 from shared.policy import AggregateRule, Policy, PolicySource
 from shared.serde import envelope_from_proto, envelope_to_proto
@@ -290,7 +291,9 @@ class CoordinatorRuntime:
         if query.header.policy_digest and query.header.policy_digest != policy.digest:
             raise StalePolicy()
         # Each node checks this too; refusing here spares them the round trip.
-        rule = policy.require_any_role(query.kind, principal.roles)
+        rule = (
+            _plan_rule(policy, principal) if spec.kind == PLAN else policy.require_any_role(query.kind, principal.roles)
+        )
 
         def build(member: Any) -> Any:
             header = request_header(
@@ -340,6 +343,16 @@ class CoordinatorRuntime:
             rule,
             secret=load_secret(network.rounding_key_path(self.netdir)),
         )
+
+
+def _plan_rule(policy: Policy, principal: Party) -> AggregateRule:
+    """A plan ("would you answer?") is for a principal who may ask some client-record question;
+    each node then says, question by question, what the policy lets them ask. It releases no
+    figure, so one authority's answer is enough."""
+    for kind in PLAN_KINDS:
+        if any(policy.permits(kind, role) for role in principal.roles):
+            return policy.rule(kind).model_copy(update={"min_authorities": 1})
+    raise NotPermitted("the network policy does not let this principal ask any client-record question")
 
 
 _NODE_REFUSAL = re.compile(r"refused \((?P<code>[A-Z_]+)\): (?P<rule>.+)")

@@ -11,7 +11,8 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, timedelta
+from itertools import pairwise
 from typing import Any
 
 from sqlalchemy import Table, and_, func, select, true
@@ -41,6 +42,7 @@ __all__ = [
     "period_of",
     "records_version",
     "service_intake",
+    "standard_periods",
 ]
 
 
@@ -102,6 +104,30 @@ def check_question(question: RecordsQuestion, *, default_share: int = 50) -> Que
             raise InvalidRequest("client_groups: each must be an SP client group code, 1 to 21")
     share = check_share_threshold(question.min_share_percent or default_share)
     return Question(start, end, question.period, tuple(sorted(set(question.client_groups))), share)
+
+
+# A plan covers at most this many financial years: its work grows with the span.
+PLAN_MAX_YEARS = 5
+
+
+def standard_periods(question: Question) -> list[tuple[date, date, str]]:
+    """The standard periods wholly inside the question's span, for a plan: each financial year
+    (1 April to 31 March, grain "year") and each of its quarters (grain "quarter")."""
+    if question.from_date is None or question.to_date is None:
+        raise InvalidRequest("from_date: a plan needs a period with a first and a last day")
+    first = question.from_date.year if question.from_date.month >= 4 else question.from_date.year - 1
+    last = question.to_date.year if question.to_date.month >= 4 else question.to_date.year - 1
+    if last - first + 1 > PLAN_MAX_YEARS:
+        raise InvalidRequest(f"to_date: a plan covers at most {PLAN_MAX_YEARS} financial years")
+    periods: list[tuple[date, date, str]] = []
+    for year in range(first, last + 1):
+        starts = [date(year, 4, 1), date(year, 7, 1), date(year, 10, 1), date(year + 1, 1, 1), date(year + 1, 4, 1)]
+        inside = [
+            (start, end - timedelta(days=1), grain)
+            for start, end, grain in [(starts[0], starts[4], "year"), *((a, b, "quarter") for a, b in pairwise(starts))]
+        ]
+        periods.extend(p for p in inside if question.from_date <= p[0] and p[1] <= question.to_date)
+    return periods
 
 
 def origin_of(previous_authority: str | None, cag: frozenset[str]) -> str:

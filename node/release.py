@@ -43,18 +43,38 @@ from shared.disclosure import (
     require_min_records,
     share_band,
 )
-from shared.errors import DisclosureRefused, InvalidRequest
-from shared.models import CountCell, CountTable, NonLocalService, NonLocalServices, SupplyCell, SupplyMap
+from shared.errors import CagnetError, DisclosureRefused, InvalidRequest, NotPermitted
+from shared.models import (
+    PLAN_KINDS,
+    CountCell,
+    CountTable,
+    NodePlan,
+    NonLocalService,
+    NonLocalServices,
+    PlannedQuestion,
+    SupplyCell,
+    SupplyMap,
+)
 from shared.policy import AggregateRule, Policy
 from shared.vfm import Cell
 
-__all__ = ["KPI", "MOVEMENT", "NET_FLOW", "NON_LOCAL_SERVICES", "SUPPLY_MAP", "Releaser", "load_rounding_secret"]
+__all__ = [
+    "KPI",
+    "MOVEMENT",
+    "NET_FLOW",
+    "NON_LOCAL_SERVICES",
+    "REPEAT_MOVERS",
+    "SUPPLY_MAP",
+    "Releaser",
+    "load_rounding_secret",
+]
 
 SUPPLY_MAP = "supply-map"
 MOVEMENT = "movement"
 NET_FLOW = "net-flow"
 KPI = "kpi"
 NON_LOCAL_SERVICES = "non-local-services"
+REPEAT_MOVERS = "repeat-movers"
 DESIGNATED = "supply-map/designated-services"  # the ledger's kind for designated-service counts
 _Answer = TypeVar("_Answer", bound=BaseModel)
 # The ledger keeps every supply map at its finest grain, so that any two can be compared.
@@ -107,8 +127,6 @@ class Releaser:
             kind=MOVEMENT,
             roles=roles,
             question=question,
-            finest=lambda: movement.new_clients(self.engine, authority_code=self.authority, question=question),
-            finest_dims=("origin", "client_group", "month"),
             dims=("origin", "client_group", "period"),
             project=lambda k: (k[0], k[1], movement.period_of(k[2], question.period)),
         )
@@ -122,8 +140,6 @@ class Releaser:
             kind=NET_FLOW,
             roles=roles,
             question=question,
-            finest=lambda: movement.new_clients(self.engine, authority_code=self.authority, question=question),
-            finest_dims=("origin", "client_group", "month"),
             dims=("origin", "client_group"),
             project=lambda k: (movement.origin_class(k[0], cag), k[1]),
         )
@@ -135,8 +151,6 @@ class Releaser:
             kind=KPI,
             roles=roles,
             question=question,
-            finest=lambda: movement.departures(self.engine, question=question),
-            finest_dims=("client_group", "departure", "month"),
             dims=("client_group", "departure"),
             project=lambda k: (k[0], k[1]),
         )
@@ -148,8 +162,6 @@ class Releaser:
         kind: str,
         roles: Iterable[str],
         question: Question,
-        finest: Callable[[], Mapping[Any, int]],
-        finest_dims: tuple[str, ...],
         dims: tuple[str, ...],
         project: Callable[[tuple[str, ...]], tuple[str, ...]],
     ) -> CountTable:
@@ -161,8 +173,6 @@ class Releaser:
             rule,
             kind=kind,
             question=question,
-            finest=finest,
-            finest_dims=finest_dims,
             describe=lambda raw: self._protect_counts(
                 rule, kind, raw, dims, project, asked_groups=question.client_groups, question=question
             ),
@@ -176,8 +186,6 @@ class Releaser:
         *,
         kind: str,
         question: Question,
-        finest: Callable[[], Mapping[Any, int]],
-        finest_dims: tuple[str, ...],
         describe: Callable[[Mapping[tuple[str, ...], int]], _Answer],
         parse: Callable[[str], _Answer],
     ) -> _Answer:
@@ -191,15 +199,10 @@ class Releaser:
             if cached is not None and cached[0] == version:
                 answer: _Answer = cached[1]
                 return answer
-            raw = {tuple(str(part) for part in key): n for key, n in finest().items()}
-            groups = question.client_groups
-            if groups:
-                strictest = max(groups, key=rule.threshold_for)
-                require_min_records(sum(raw.values()), rule, client_group=strictest)
-            admitted = self.ledger.admit(kind, signature, finest_dims, raw, rule)
-            if dict(admitted) != raw:
+            raw = self._admitted(policy, rule, kind, question, signature, record=True)
+            if raw is None:
                 earlier = last_answer(self.engine, kind=kind, query_signature=signature, policy_digest=policy.digest)
-                if earlier is None:
+                if earlier is None:  # `_admitted` has just found it; refuse rather than guess
                     raise DisclosureRefused(
                         "differencing: the answer would differ from an earlier release by too few people"
                     )
@@ -215,6 +218,82 @@ class Releaser:
                 )
             self._answers[(policy.digest, signature)] = (version, answer)
             return answer
+
+    def _finest(self, kind: str, question: Question) -> tuple[dict[tuple[str, ...], int], tuple[str, ...]]:
+        """A records question's true counts at the grain the ledger keeps (calendar months)."""
+        counts: Mapping[Any, int]
+        if kind in (MOVEMENT, NET_FLOW):
+            counts = movement.new_clients(self.engine, authority_code=self.authority, question=question)
+            dims: tuple[str, ...] = ("origin", "client_group", "month")
+        elif kind == KPI:
+            counts, dims = movement.departures(self.engine, question=question), ("client_group", "departure", "month")
+        elif kind == NON_LOCAL_SERVICES:
+            counts = movement.intake_by_month(self.engine, authority_code=self.authority, question=question)
+            dims = ("client_group", "service", "origin", "month")
+        else:
+            raise InvalidRequest(f"no release ledger for {kind!r}")
+        return {tuple(str(part) for part in key): n for key, n in counts.items()}, dims
+
+    def _admitted(
+        self, policy: Policy, rule: AggregateRule, kind: str, question: Question, signature: str, *, record: bool
+    ) -> dict[tuple[str, ...], int] | None:
+        """The query-set restriction and the ledger, under the lock: the true counts to describe,
+        or None when the earlier answer to this question stands (it is then kept under this
+        policy); DisclosureRefused otherwise. With `record=False` the ledger is left as it was."""
+        raw, finest_dims = self._finest(kind, question)
+        groups = question.client_groups
+        if groups:
+            strictest = max(groups, key=rule.threshold_for)
+            require_min_records(sum(raw.values()), rule, client_group=strictest)
+        admitted = self.ledger.admit(kind, signature, finest_dims, raw, rule, record=record)
+        if dict(admitted) == raw:
+            return raw
+        if last_answer(self.engine, kind=kind, query_signature=signature, policy_digest=policy.digest) is None:
+            raise DisclosureRefused("differencing: the answer would differ from an earlier release by too few people")
+        return None
+
+    # --- "would you answer?" -------------------------------------------------------------------
+
+    def plan(self, policy: Policy, *, roles: Iterable[str], question: Question) -> NodePlan:
+        """Whether this node would answer each standard question over the question's span now:
+        every financial year and quarter wholly inside it, for every client group and for each
+        group of its filter on its own, of each client-record kind. Exactly the checks a release
+        makes (role, query-set restriction, release ledger), with nothing recorded and no figure
+        in the answer: only answerable, or the rule's public message."""
+        roles = tuple(roles)
+        planned = []
+        for start, end, grain in movement.standard_periods(question):
+            for groups in [(), *((g,) for g in question.client_groups)]:
+                asked = Question(start, end, grain, groups, question.min_share_percent)
+                for kind in PLAN_KINDS:
+                    try:
+                        needs = policy.rule(kind).min_authorities
+                    except CagnetError:
+                        needs = 1
+                    planned.append(
+                        PlannedQuestion(
+                            kind=kind,
+                            from_date=start.isoformat(),
+                            to_date=end.isoformat(),
+                            period=grain,
+                            client_groups=groups,
+                            refused=self._would_refuse(policy, roles, kind, asked),
+                            min_authorities=needs,
+                        )
+                    )
+        return NodePlan(authority=self.authority, questions=tuple(planned))
+
+    def _would_refuse(self, policy: Policy, roles: tuple[str, ...], kind: str, question: Question) -> str:
+        try:
+            rule = policy.require_any_role(kind, roles)
+            if kind == REPEAT_MOVERS:
+                return ""  # no ledger at the node: the coordinator protects each count on its own
+            signature = _signature({"kind": kind, **question.as_asked().model_dump(mode="json")})
+            with self._lock:
+                self._admitted(policy, rule, kind, question, signature, record=False)
+        except (DisclosureRefused, NotPermitted) as exc:
+            return exc.public_message
+        return ""
 
     def _protect_counts(
         self,
@@ -269,8 +348,6 @@ class Releaser:
             rule,
             kind=NON_LOCAL_SERVICES,
             question=question,
-            finest=lambda: movement.intake_by_month(self.engine, authority_code=self.authority, question=question),
-            finest_dims=("client_group", "service", "origin", "month"),
             describe=lambda _raw: self._describe_services(rule, question),
             parse=NonLocalServices.model_validate_json,
         )

@@ -58,6 +58,7 @@ from shared.serde import (
     envelope_from_proto,
     envelope_to_proto,
     non_local_services_to_proto,
+    plan_to_proto,
     records_question_from_proto,
     supply_map_to_proto,
 )
@@ -75,6 +76,7 @@ LINKAGE_TOKENS = f"/{SERVICE}/LinkageTokens"
 PROVIDER_TOKENS = f"/{SERVICE}/ProviderTokens"
 REVEAL_PROVIDERS = f"/{SERVICE}/RevealProviders"
 VFM = f"/{SERVICE}/Vfm"
+PLAN = f"/{SERVICE}/Plan"
 JOINT_QUERY = "/cagnet.v1.Coordinator/JointQuery"
 COMMON_PROVIDERS = "common-providers"
 VFM_KIND = "vfm"
@@ -91,6 +93,7 @@ METHODS: dict[str, tuple[type[Any], tuple[str, ...]]] = {
     PROVIDER_TOKENS: (node_pb2.ProvidersQuery, (MEMBER_AUTHORITY, CAG_CHAIR)),
     REVEAL_PROVIDERS: (node_pb2.RevealRequest, (MEMBER_AUTHORITY, CAG_CHAIR)),
     VFM: (node_pb2.VfmQuery, (MEMBER_AUTHORITY, CAG_CHAIR)),
+    PLAN: (node_pb2.RecordsQuery, (MEMBER_AUTHORITY, CAG_CHAIR)),
 }
 # Aggregates the coordinator may only ask for on a principal's behalf, with the joint query kind.
 FORWARDED_KIND = {
@@ -103,6 +106,7 @@ FORWARDED_KIND = {
     PROVIDER_TOKENS: "common-providers",
     REVEAL_PROVIDERS: "common-providers",
     VFM: "vfm",
+    PLAN: "plan",
 }
 # The fields of a forwarded request that are the coordinator's part of a round rather than the
 # principal's question; the node checks them itself (evidence, participants).
@@ -347,6 +351,17 @@ class NodeServicer(node_pb2_grpc.NodeServicer):
             NON_LOCAL_SERVICES,
             lambda policy, verified, question: non_local_services_to_proto(
                 self.rt.releaser.non_local_services(policy, roles=verified.principal.roles, question=question),
+                self._header(verified, policy),
+            ),
+        )
+
+    def Plan(self, request: envelope_pb2.Envelope, context: grpc.ServicerContext) -> envelope_pb2.Envelope:
+        """Would this node answer each standard question now? Checked, signed and audited like any
+        request; the answer holds no figure and the release ledger is left as it was."""
+        return self._records(
+            PLAN,
+            lambda policy, verified, question: plan_to_proto(
+                self.rt.releaser.plan(policy, roles=verified.principal.roles, question=question),
                 self._header(verified, policy),
             ),
         )

@@ -739,7 +739,10 @@ class ReleaseLedger:
         rule: AggregateRule,
         *,
         at: datetime | None = None,
+        record: bool = True,
     ) -> Mapping[CellKey, int]:
+        """With `record=False`, the same decision without keeping the release: "would you
+        answer?" (a plan), which must leave the ledger exactly as it was."""
         dims = tuple(dimensions)
         cells = _checked_cells(dims, true_cells)
         earlier = None
@@ -753,7 +756,8 @@ class ReleaseLedger:
                 # Late or corrected records would show as a tiny change: repeat the earlier answer.
                 return earlier.cells
         check_differencing(kind, dims, cells, self.store, rule)
-        self.store.record(kind, query_signature, dims, cells, at or datetime.now(UTC))
+        if record:
+            self.store.record(kind, query_signature, dims, cells, at or datetime.now(UTC))
         return cells
 
 

@@ -21,15 +21,21 @@ import grpc
 import pytest
 from sqlmodel import Session, col, select
 
+from coordinator import network
 from coordinator.client import Refused, joint_query
-from coordinator.records import HostedService, JointNonLocalServices, RepeatMovers
+from coordinator.records import HostedService, JointNonLocalServices, JointPlan, RepeatMovers
 from node.client_records import ClientRecord, PersonSealer, load_person_key
 from node.config import load_config
+from node.ledger import ReleaseRow
 from node.records_import import import_client_records
 from node.store import Service, open_store
+from shared import audit
+from shared.auth import request_header, sign_message
+from shared.pb.cagnet.v1 import node_pb2, node_pb2_grpc
 from shared.policy import default_policy
+from shared.serde import envelope_to_proto
 from shared.vocabulary import DOMESTIC_VIOLENCE
-from tests.netutil import THREE, LiveNetwork, make_network, running
+from tests.netutil import THREE, LiveNetwork, make_network, node_channel, running
 
 KENT, MEDWAY, BRIGHTON = THREE
 RULE = default_policy().rule("repeat-movers")
@@ -274,3 +280,69 @@ def test_a_refusal_names_differencing_and_no_figures(net: LiveNetwork) -> None:
     assert message.startswith("differencing:"), message
     assert all(code in message for code in THREE)
     assert not re.search(r"\d", re.sub(r"E\d{8}", "", message)), message
+
+
+# --- "would you answer?" -----------------------------------------------------------------------------
+
+
+def _ledger_rows(net: LiveNetwork) -> dict[str, int]:
+    counts = {}
+    for code, nodedir in net.nodedirs.items():
+        engine = open_store(load_config(nodedir).database_url)
+        with Session(engine) as session:
+            counts[code] = len(session.exec(select(ReleaseRow.id)).all())
+        engine.dispose()
+    return counts
+
+
+def test_a_plan_says_what_would_be_answered_without_releasing_or_recording(net: LiveNetwork) -> None:
+    """After the financial year, a plan over it says which standard questions the nodes would
+    still answer and why not the others; it holds no figure, leaves every ledger as it was, is
+    audited at each node, and agrees with what asking then does."""
+    year = {"from_date": "2008-04-01", "to_date": "2009-03-31"}
+    joint_query(net.netdir, kind="kpi", period="year", **year)
+    before = _ledger_rows(net)
+    bundle, _ = joint_query(net.netdir, kind="plan", client_groups=[DOMESTIC_VIOLENCE], **year)
+    plan = bundle.result
+    assert isinstance(plan, JointPlan) and plan.authorities == tuple(sorted(THREE))
+    assert _ledger_rows(net) == before
+    rows = {(r.kind, r.period, r.from_date, r.client_groups): r for r in plan.rows}
+    assert len(rows) == len(plan.rows) == 5 * 5 * 2  # five kinds, the year and its quarters, all and group 14
+    asked_again = rows[("kpi", "year", "2008-04-01", ())]
+    assert asked_again.answered and not asked_again.refused_at  # the same question gets the same answer
+    refused = [r for r in plan.rows if not r.answered]
+    assert refused, "a quarter of a year already released differs from it by a few people somewhere"
+    for row in plan.rows:
+        for rule in row.refused_at.values():
+            assert rule.split(":")[0] in {"differencing", "query-set restriction"}
+            assert not re.search(r"\d", rule), rule
+    # What the plan says is what asking does.
+    first_refused = refused[0]
+    with pytest.raises(Refused) as refusal:
+        joint_query(
+            net.netdir,
+            kind=first_refused.kind,
+            from_date=first_refused.from_date,
+            to_date=first_refused.to_date,
+            period=first_refused.period,
+            client_groups=list(first_refused.client_groups),
+        )
+    assert refusal.value.public_message.split(":")[0] == next(iter(first_refused.refused_at.values())).split(":")[0]
+    engine = open_store(load_config(net.nodedirs[KENT]).database_url)
+    try:
+        entries = audit.entries(engine)
+    finally:
+        engine.dispose()
+    planned = [e for e in entries if e.method == "/cagnet.v1.Node/Plan"]
+    assert planned and planned[-1].decision == "released" and planned[-1].principal == "cag-chair"
+
+
+def test_a_plan_is_refused_to_the_coordinator_on_its_own_account(net: LiveNetwork) -> None:
+    coordinator = network.coordinator_identity(net.netdir)
+    header = request_header(coordinator, audience=KENT, method="/cagnet.v1.Node/Plan")
+    request = sign_message(
+        node_pb2.RecordsQuery(header=header, from_date="2008-04-01", to_date="2009-03-31"), coordinator
+    )
+    with node_channel(net, coordinator, KENT) as channel, pytest.raises(grpc.RpcError) as caught:
+        node_pb2_grpc.NodeStub(channel).Plan(envelope_to_proto(request), timeout=10)
+    assert caught.value.code() == grpc.StatusCode.PERMISSION_DENIED

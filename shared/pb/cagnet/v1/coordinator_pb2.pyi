@@ -41,7 +41,8 @@ class JointQueryRequest(_message.Message):
     SLOT_FIELD_NUMBER: _builtins.int
     kind: _builtins.str
     """The aggregate kind: "supply-map", "movement", "net-flow", "kpi", "non-local-services",
-    "repeat-movers", "common-providers" or "vfm".
+    "repeat-movers", "common-providers" or "vfm"; or "plan": which standard client-record
+    questions over the period the nodes would answer now (no figures).
     """
     by_district: _builtins.bool
     node_deadline_ms: _builtins.int
