@@ -106,8 +106,9 @@ def check_question(question: RecordsQuestion, *, default_share: int = 50) -> Que
     return Question(start, end, question.period, tuple(sorted(set(question.client_groups))), share)
 
 
-# A plan covers at most this many financial years: its work grows with the span.
+# A plan covers at most this many financial years and client groups: its work grows with both.
 PLAN_MAX_YEARS = 5
+PLAN_MAX_GROUPS = 4
 
 
 def standard_periods(question: Question) -> list[tuple[date, date, str]]:
@@ -115,6 +116,8 @@ def standard_periods(question: Question) -> list[tuple[date, date, str]]:
     (1 April to 31 March, grain "year") and each of its quarters (grain "quarter")."""
     if question.from_date is None or question.to_date is None:
         raise InvalidRequest("from_date: a plan needs a period with a first and a last day")
+    if len(question.client_groups) > PLAN_MAX_GROUPS:
+        raise InvalidRequest(f"client_groups: a plan takes at most {PLAN_MAX_GROUPS} client groups")
     first = question.from_date.year if question.from_date.month >= 4 else question.from_date.year - 1
     last = question.to_date.year if question.to_date.month >= 4 else question.to_date.year - 1
     if last - first + 1 > PLAN_MAX_YEARS:

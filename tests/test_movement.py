@@ -16,7 +16,7 @@ from coordinator.records import combine_kpi, combine_movement, combine_net_flow,
 from node import linkage
 from node.client_records import ClientRecord, Outcome, PersonSealer, person_hash
 from node.ledger import SqlReleaseStore
-from node.movement import check_question, origin_of, period_of
+from node.movement import check_question, origin_of, period_of, standard_periods
 from node.release import Releaser
 from node.store import add_provider, add_service, ensure_authority, get_service, open_store
 from shared import vocabulary
@@ -415,3 +415,29 @@ def test_repeat_movers_are_counted_then_protected() -> None:
         [("E10000016", shared[:3], [1 << DV] * 3), ("E06000035", shared[:3], [1 << DV] * 3)], rule, secret=SECRET
     )
     assert few.people is None and few.by_client_group[DV] is None
+
+
+def test_a_plan_covers_whole_financial_years_and_quarters_within_limits() -> None:
+    span = check_question(RecordsQuestion(from_date="2008-05-01", to_date="2010-03-31"))
+    periods = standard_periods(span)
+    # 2008-09 is not wholly inside the span: its last three quarters are, and all of 2009-10.
+    assert [(p[0].isoformat(), p[2]) for p in periods] == [
+        ("2008-07-01", "quarter"),
+        ("2008-10-01", "quarter"),
+        ("2009-01-01", "quarter"),
+        ("2009-04-01", "year"),
+        ("2009-04-01", "quarter"),
+        ("2009-07-01", "quarter"),
+        ("2009-10-01", "quarter"),
+        ("2010-01-01", "quarter"),
+    ]
+    for question, field in (
+        (RecordsQuestion(to_date="2010-03-31"), "from_date"),
+        (RecordsQuestion(from_date="2003-04-01", to_date="2010-03-31"), "to_date"),
+        (
+            RecordsQuestion(from_date="2009-04-01", to_date="2010-03-31", client_groups=(1, 7, 9, 14, 17)),
+            "client_groups",
+        ),
+    ):
+        with pytest.raises(InvalidRequest, match=field):
+            standard_periods(check_question(question))
