@@ -224,8 +224,8 @@ def render_non_local(bundle: Bundle, console: Console) -> None:
     console.print(table)
     console.print(
         f"[dim]{r.too_small} services taking at least {SHARE_GRID[0]}% from elsewhere had too few new or non-local"
-        " clients to describe. Intake and share are shown in bands; domestic violence and refugee services in"
-        " coarser intake bands, and domestic violence services at authority level only, with no name or provider.[/]"
+        " clients to describe. Intake and share are shown in bands; domestic violence services at authority"
+        " level only, with no name or provider.[/]"
     )
     _render_coverage(bundle, console)
 

@@ -226,18 +226,18 @@ def check_share_threshold(percent: int, *, field: str = "min_share_percent") -> 
 
 
 def intake_band(count: int, rule: AggregateRule, *, client_group: int | None = None) -> str | None:
-    """A count shown only as a band whose lowest value is above the small-count threshold
-    ("8-19", "20-49", "50-99", "100+"); None when the count is too small to describe at all.
+    """A count shown only as a band whose lowest value is above the client group's small-count
+    threshold ("8-49", "50-99", "100+"; "11-49" for domestic violence and refugees); None when the
+    count is too small to describe at all.
 
-    A client group with a stricter threshold (domestic violence, refugees) is described more
-    coarsely, from above its own threshold to 49 ("11-49"): set against a share band, a band as
-    narrow as "11-19" would narrow the service's local or non-local count to a few values."""
+    The lowest band reaches 49: set against a share band on the grid, a band as narrow as "8-19"
+    would narrow a service's local count to a few small values (0 to 4 for "75-100%"); from "8-49"
+    or "11-49" it leaves at least thirteen."""
     threshold = rule.threshold_for(client_group)
     if count <= threshold:
         return None
-    highs = (49, 99) if threshold > rule.threshold else (19, 49, 99)
     low = threshold + 1
-    for high in highs:
+    for high in (49, 99):
         if high < low:
             continue
         if count <= high:

@@ -280,7 +280,7 @@ def test_non_local_services_in_bands_with_refuges_unnamed(medway: Engine) -> Non
     refuge = answer.services[0]
     assert refuge.name == "(withheld: DV service)" and refuge.district == ""
     assert refuge.provider == "(withheld)"
-    assert refuge.intake_band == "11-49"  # 40 new clients, in the DV bands (nothing finer below 50)
+    assert refuge.intake_band == "11-49"  # 40 new clients: nothing finer than 11-49 below 50
     assert refuge.share_band == "75-100%"  # 34 of 40 from outside Medway, on the share grid
     lower = releaser.non_local_services(
         POLICY, roles=MEMBER, question=check_question(RecordsQuestion(min_share_percent=25))

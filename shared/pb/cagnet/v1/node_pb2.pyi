@@ -441,8 +441,8 @@ Global___ContributionReceipt: _TypeAlias = ContributionReceipt  # noqa: Y015
 @_typing.final
 class NonLocalService(_message.Message):
     """A service whose intake is mostly from outside its host authority. Intake is in bands above
-    the client group's threshold ("8-19", "20-49", "50-99", "100+"; "11-49" and up for domestic
-    violence and refugees), share in the grid's bands ("25-49%", "50-74%", "75-100%"); a refuge's
+    the client group's threshold ("8-49", "50-99", "100+"; "11-49" and up for domestic violence
+    and refugees), share in the grid's bands ("25-49%", "50-74%", "75-100%"); a refuge's
     name and district are never released.
     """
 
