@@ -11,6 +11,7 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
+import cagnet.onboarding_cli
 import cagnet.vfm_position  # noqa: F401  (registers `cagnet node vfm-position`)
 import coordinator.providers_cli
 import coordinator.records_cli  # noqa: F401  (registers the client-record queries)

@@ -141,16 +141,27 @@ def coordinator_serve(
     listen: Annotated[
         str | None, typer.Option(help="host:port (default: the manifest's coordinator endpoint).")
     ] = None,
+    onboarding: Annotated[
+        str | None,
+        typer.Option(
+            help="host:port of the onboarding port, where joining authorities with an invite connect"
+            " (default: onboarding_listen in coordinator.toml, else the coordinator's port + 1)."
+        ),
+    ] = None,
 ) -> None:
     """Run the coordinator until stopped (Ctrl-C or SIGTERM)."""
     from coordinator.server import serve
     from coordinator.settings import CoordinatorSettings
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    CoordinatorSettings.load(netdir)  # a bad setting is reported before anything starts
+    settings = CoordinatorSettings.load(netdir)  # a bad setting is reported before anything starts
     address = listen or network.read(netdir).coordinator_endpoint
-    err.print(f"coordinator listening on {address}")
-    serve(netdir, listen=address)
+    onboarding_address = onboarding or settings.onboarding_address(address)
+    err.print(
+        f"coordinator listening on {address} (mTLS)"
+        + (f", onboarding on {onboarding_address} (TLS)" if onboarding_address else "")
+    )
+    serve(netdir, listen=address, onboarding_listen=onboarding_address)
 
 
 def _audit_log(netdir: Path) -> Engine:

@@ -20,7 +20,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from cryptography.hazmat.primitives.serialization import load_pem_public_key
 
-from shared import dsse, keys, pki
+from shared import dsse, keyfile, keys, pki
 from shared.errors import InvalidRequest, ManifestRefused
 from shared.identity import Identity, create_identity
 from shared.manifest import (
@@ -69,8 +69,7 @@ def init_network(netdir: Path, *, name: str, coordinator_endpoint: str = "127.0.
     netdir.mkdir(parents=True, exist_ok=True)
     ca_key, ca_cert = pki.create_ca(name)
     (netdir / "ca").mkdir(exist_ok=True)
-    (netdir / "ca" / "ca.key").write_bytes(pki.key_pem(ca_key))
-    (netdir / "ca" / "ca.key").chmod(0o600)
+    keyfile.write_private_key(netdir / "ca" / "ca.key", ca_key)
     (netdir / "ca" / "ca.crt").write_bytes(pki.cert_pem(ca_cert))
 
     coordinator = create_identity(
@@ -154,7 +153,7 @@ def _party(identity: Identity, *, name: str, roles: tuple[str, ...], endpoint: s
 
 def load_ca(netdir: Path) -> tuple[ec.EllipticCurvePrivateKey, x509.Certificate]:
     try:
-        key = pki.load_tls_key((netdir / "ca" / "ca.key").read_bytes())
+        key, _ = keyfile.read_tls_key(netdir / "ca" / "ca.key")
         cert = pki.load_cert((netdir / "ca" / "ca.crt").read_bytes())
     except FileNotFoundError:
         raise InvalidRequest(f"{netdir} is not a network folder (run `cagnet network init` first)") from None

@@ -502,14 +502,22 @@ def create_server(
     return server, port
 
 
-def serve(netdir: Path, *, listen: str) -> None:
+def serve(netdir: Path, *, listen: str, onboarding_listen: str | None = None) -> None:
     """Run until SIGTERM or SIGINT, then stop gracefully."""
     network.set_endpoint(netdir, COORDINATOR, listen)
     runtime = CoordinatorRuntime.open(netdir)
     # A schedule more frequent than the chair's mandate allows stops the start here, before listening.
     schedule = FeedSchedule.prepare(runtime)
     register = RegisterRuntime.open(netdir)
-    server, port = create_server(runtime, address=listen, register=register)
+    governance = GovernanceRuntime(netdir, runtime.identity, runtime.manifests, nonces=runtime.nonces)
+    server, port = create_server(runtime, address=listen, register=register, governance=governance)
+    onboarding_server = None
+    onboarding_address = onboarding_listen or runtime.settings.onboarding_address(listen)
+    if onboarding_address is not None:
+        from coordinator.onboarding_server import create_server as create_onboarding
+
+        onboarding_server, onboarding_port = create_onboarding(governance, address=onboarding_address)
+        log.info("onboarding port %d (TLS, no client certificate; docs/onboarding.md)", onboarding_port)
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
@@ -519,6 +527,8 @@ def serve(netdir: Path, *, listen: str) -> None:
     stop.wait()
     if schedule is not None:
         schedule.stop()
+    if onboarding_server is not None:
+        onboarding_server.stop(grace=5).wait()
     server.stop(grace=5).wait()
     runtime.close()
     register.close()

@@ -190,6 +190,16 @@ class Member:
         self.sync()
         return self.review(self.client.sponsor_join(join_request))
 
+    def join_requests(self) -> list[dsse.Envelope]:
+        """Join requests filed over the onboarding port that wait for a sponsor (each still to be
+        checked against the key it lists: `shared.governance.open_join_request`)."""
+        _, _, waiting = self.client.proposals_and_joins()
+        return waiting
+
+    def file_sealed(self, sealed: dsse.Envelope) -> str:
+        """Hand the coordinator the linkage key this member sealed to a joiner."""
+        return self.client.file_sealed_key(sealed)
+
     def _settle(self, filed: Filed) -> Filed:
         if filed.published:
             self.sync()

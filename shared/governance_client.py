@@ -35,8 +35,20 @@ class GovernanceClient(CoordinatorChannel):
 
     def proposals(self) -> tuple[int, list[Filed]]:
         """The version open proposals apply to, and the proposals (unverified)."""
+        version, filed, _ = self.proposals_and_joins()
+        return version, filed
+
+    def proposals_and_joins(self) -> tuple[int, list[Filed], list[dsse.Envelope]]:
+        """As `proposals`, with the join requests filed over the onboarding port that wait for a
+        sponsor (unverified: `shared.governance.open_join_request` checks each)."""
         reply = self._call("Proposals", governance_pb2.ProposalsRequest(), governance_pb2.ProposalsResponse)
-        return reply.version, [filed_from_proto(p) for p in reply.proposals]
+        joins = [envelope_from_proto(e) for e in reply.join_requests]
+        return reply.version, [filed_from_proto(p) for p in reply.proposals], joins
+
+    def file_sealed_key(self, sealed: dsse.Envelope) -> str:
+        """Hand the coordinator a linkage key this member sealed to a joiner; the joiner's id."""
+        request = governance_pb2.SealedKeyRequest(sealed=envelope_to_proto(sealed))
+        return self._call("FileSealedKey", request, governance_pb2.SealedKeyResponse).party_id
 
     def propose(self, signed: dsse.Envelope, *, approval: bytes = b"") -> Filed:
         request = governance_pb2.ProposeRequest(proposal=envelope_to_proto(signed), approval=approval)

@@ -143,3 +143,6 @@ class JoinRequest(_Model):
     population: int
     signing_key: str  # base64 raw Ed25519 public key
     tls_public_key_pem: str
+    # base64 raw X25519 public key a sponsoring member seals the network linkage key to (a join
+    # over the wire, docs/onboarding.md); "" when the key was handed over some other way.
+    sealing_key: str = ""
