@@ -164,7 +164,26 @@ def coordinator_identity(netdir: Path) -> Identity:
     return _holder_identity(netdir, netdir / "coordinator", COORDINATOR)
 
 
-def principal_identity(netdir: Path, principal_id: str) -> Identity:
+KIT = "kit.toml"
+
+
+def kit_principal(netdir: Path) -> str | None:
+    """The principal a kit (`coordinator.kit`) is for, or None when `netdir` is not a kit."""
+    try:
+        return str(tomllib.loads((netdir / KIT).read_text())["principal"])
+    except FileNotFoundError:
+        return None
+    except (tomllib.TOMLDecodeError, KeyError):
+        raise InvalidRequest(f"{netdir / KIT} is not a cagnet kit file") from None
+
+
+def principal_identity(netdir: Path, principal_id: str = "") -> Identity:
+    """A principal's identity in a network folder or a kit; "" for the kit's own principal (in a
+    network folder, the CAG chair)."""
+    kit = kit_principal(netdir)
+    principal_id = principal_id or kit or CAG_CHAIR
+    if kit is not None and principal_id != kit:
+        raise InvalidRequest(f"{netdir} is {kit}'s kit: it holds no keys of {principal_id}")
     return _holder_identity(netdir, principal_dir(netdir, principal_id), principal_id)
 
 
@@ -221,6 +240,15 @@ def history(netdir: Path) -> list[tuple[Manifest, dsse.Envelope]]:
     """Every published version, verified from version 1, oldest first."""
     read(netdir)
     return _source(netdir).history
+
+
+def party_names(netdir: Path) -> dict[str, str]:
+    """Every party id any published version listed, with the name the latest such version gives
+    it (a principal's is the person's, e.g. "Jane Smith, Lead Officer"): who an audit entry names."""
+    names: dict[str, str] = {}
+    for manifest, _ in history(netdir):
+        names.update({p.id: p.name for p in manifest.parties})
+    return names
 
 
 def admit(netdir: Path, request: JoinRequest) -> tuple[x509.Certificate, x509.Certificate, Manifest]:

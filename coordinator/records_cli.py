@@ -17,7 +17,7 @@ from rich.table import Table
 
 from coordinator import bundle as bundle_mod
 from coordinator.bundle import Bundle
-from coordinator.cli import NetworkOpt, _netdir, _render_coverage, _short_name, err, out, query_app
+from coordinator.cli import AskerOpt, PrincipalOpt, _netdir, _render_coverage, _short_name, err, out, query_app
 from coordinator.kinds import PLAN
 from coordinator.records import (
     JointKpi,
@@ -41,7 +41,6 @@ GroupOpt = Annotated[
 ]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print the verified bundle as JSON.")]
 OutOpt = Annotated[Path | None, typer.Option("--out", help="Save the signed bundle for `cagnet verify`.")]
-PrincipalOpt = Annotated[str, typer.Option(help="The principal to act as.")]
 DeadlineOpt = Annotated[int, typer.Option(help="Per-node deadline in ms (0: the coordinator's default).")]
 
 
@@ -250,7 +249,7 @@ def render_repeat_movers(bundle: Bundle, console: Console) -> None:
 
 @query_app.command("movement")
 def query_movement(
-    network_dir: NetworkOpt = None,
+    network_dir: AskerOpt = None,
     from_date: FromOpt = "",
     to_date: ToOpt = "",
     period: Annotated[str, typer.Option(help="Break down by financial 'year', 'quarter', or 'all'.")] = "year",
@@ -258,7 +257,7 @@ def query_movement(
     deadline_ms: DeadlineOpt = 0,
     as_json: JsonOpt = False,
     out_file: OutOpt = None,
-    principal: PrincipalOpt = "cag-chair",
+    principal: PrincipalOpt = "",
 ) -> None:
     """Where new clients came from: previous authority x host authority x client group x period."""
     bundle = _ask(
@@ -281,14 +280,14 @@ def _whole_period_command(kind: str, render: Callable[[Bundle, Console], None], 
     """`cagnet query KIND`: a question over the whole period asked, with the common options."""
 
     def command(
-        network_dir: NetworkOpt = None,
+        network_dir: AskerOpt = None,
         from_date: FromOpt = "",
         to_date: ToOpt = "",
         client_group: GroupOpt = None,
         deadline_ms: DeadlineOpt = 0,
         as_json: JsonOpt = False,
         out_file: OutOpt = None,
-        principal: PrincipalOpt = "cag-chair",
+        principal: PrincipalOpt = "",
     ) -> None:
         bundle = _ask(
             kind,
@@ -326,7 +325,7 @@ _whole_period_command(
 
 @query_app.command("non-local-services")
 def query_non_local(
-    network_dir: NetworkOpt = None,
+    network_dir: AskerOpt = None,
     from_date: FromOpt = "",
     to_date: ToOpt = "",
     min_share: Annotated[
@@ -337,7 +336,7 @@ def query_non_local(
     deadline_ms: DeadlineOpt = 0,
     as_json: JsonOpt = False,
     out_file: OutOpt = None,
-    principal: PrincipalOpt = "cag-chair",
+    principal: PrincipalOpt = "",
 ) -> None:
     """Services that routinely serve people from other authorities."""
     check_share_threshold(min_share, field="--min-share")
@@ -401,14 +400,14 @@ def render_plan(bundle: Bundle, console: Console) -> None:
 def query_plan(
     from_date: Annotated[str, typer.Option("--from", help="First day of the span, YYYY-MM-DD.")],
     to_date: Annotated[str, typer.Option("--to", help="Last day of the span, YYYY-MM-DD.")],
-    network_dir: NetworkOpt = None,
+    network_dir: AskerOpt = None,
     client_group: Annotated[
         list[int] | None,
         typer.Option("--client-group", "-g", help="Also plan the questions for this client group alone; repeatable."),
     ] = None,
     deadline_ms: DeadlineOpt = 0,
     as_json: JsonOpt = False,
-    principal: PrincipalOpt = "cag-chair",
+    principal: PrincipalOpt = "",
 ) -> None:
     """Before asking: which standard questions (movement, net flow, KPI 2, non-local services,
     repeat movers; each financial year and quarter in the span; every client group, and each

@@ -14,11 +14,26 @@ from shared import dsse
 from shared.channel import CoordinatorChannel
 from shared.governance import Filed
 from shared.identity import Identity
-from shared.manifest import Manifest
+from shared.manifest import Manifest, ManifestSource
 from shared.pb.cagnet.v1 import governance_pb2, governance_pb2_grpc
 from shared.serde import envelope_from_proto, envelope_to_proto, filed_from_proto
 
 SERVICE = "cagnet.v1.Governance"
+
+
+def sync_manifests(manifests: ManifestSource, client: GovernanceClient) -> tuple[int, tuple[int, ...]]:
+    """Fetch the coordinator's latest manifest and take it only as the next verified link(s) of
+    `manifests` (versions skipped in between are fetched by number and checked one by one); the
+    version held now and the versions accepted. Raises ManifestRefused (or another
+    VerificationError) and keeps the head on anything else."""
+    from shared import governance
+
+    def fetch(version: int) -> dsse.Envelope:
+        return client.manifest_envelope(version)[0]
+
+    latest, _ = client.manifest_envelope(0)
+    added = manifests.offer(latest, fetch)
+    return manifests.current().version, tuple(governance.parse_unverified(env).version for env in added)
 
 
 class GovernanceClient(CoordinatorChannel):
