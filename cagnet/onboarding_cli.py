@@ -30,18 +30,20 @@ def invite(
     endpoint: Annotated[
         str | None,
         typer.Option(
-            help="HOST:PORT the joiner reaches the onboarding port at (default: onboarding_listen, else"
-            " the coordinator's endpoint with its port + 1)."
+            help="HOST:PORT the joiner reaches the onboarding port at (default: onboarding_listen in"
+            " coordinator.toml, when it names a host a joiner can reach)."
         ),
     ] = None,
 ) -> None:
     """Print a one-time invite code for an authority to join with `cagnet node join`. It pins the
     network, the founding coordinator key and the CA fingerprint; only its secret's digest is kept."""
-    manifest = network.read(network_dir)
-    address = endpoint or CoordinatorSettings.load(network_dir).onboarding_address(manifest.coordinator_endpoint)
+    network.read(network_dir)  # a folder that is not a network is refused before anything is made
+    address = endpoint or CoordinatorSettings.load(network_dir).onboarding_address
     if address is None:
         raise typer.BadParameter(
-            "the onboarding port is off (onboarding_listen); give --endpoint", param_hint="--endpoint"
+            "give --endpoint HOST:PORT, where joiners reach the onboarding port (`cagnet coordinator serve"
+            " --onboarding HOST:PORT` or onboarding_listen in coordinator.toml opens it)",
+            param_hint="--endpoint",
         )
     host, _, port = address.rpartition(":")
     if not host or not port.isdigit() or not 0 < int(port) < 65536 or host in ("0.0.0.0", "::", "[::]"):

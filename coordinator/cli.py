@@ -187,7 +187,7 @@ def coordinator_serve(
         str | None,
         typer.Option(
             help="host:port of the onboarding port, where joining authorities with an invite connect"
-            " (default: onboarding_listen in coordinator.toml, else the coordinator's port + 1)."
+            " (default: onboarding_listen in coordinator.toml; off when neither is given)."
         ),
     ] = None,
 ) -> None:
@@ -198,7 +198,7 @@ def coordinator_serve(
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     settings = CoordinatorSettings.load(netdir)  # a bad setting is reported before anything starts
     address = listen or network.read(netdir).coordinator_endpoint
-    onboarding_address = onboarding or settings.onboarding_address(address)
+    onboarding_address = onboarding or settings.onboarding_address
     err.print(
         f"coordinator listening on {address} (mTLS)"
         + (f", onboarding on {onboarding_address} (TLS)" if onboarding_address else "")

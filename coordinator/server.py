@@ -512,7 +512,7 @@ def serve(netdir: Path, *, listen: str, onboarding_listen: str | None = None) ->
     governance = GovernanceRuntime(netdir, runtime.identity, runtime.manifests, nonces=runtime.nonces)
     server, port = create_server(runtime, address=listen, register=register, governance=governance)
     onboarding_server = None
-    onboarding_address = onboarding_listen or runtime.settings.onboarding_address(listen)
+    onboarding_address = onboarding_listen or runtime.settings.onboarding_address
     if onboarding_address is not None:
         from coordinator.onboarding_server import create_server as create_onboarding
 

@@ -3,7 +3,7 @@ environment variable. The file's top-level keys are the settings below; its `[fe
 the feed's (`publish_every` there is CAGNET_COORDINATOR_FEED_PUBLISH_EVERY, and so on)::
 
     node_deadline_ms = 5000
-    onboarding_listen = "0.0.0.0:7443"   # the onboarding port (default: the coordinator's port + 1)
+    onboarding_listen = "0.0.0.0:7443"   # the onboarding port for joiners with an invite (default: off)
 
     [feed]
     publish_every = "7d"            # the schedule: "7d", "24h", "30m", ...; "off" (the default)
@@ -50,18 +50,15 @@ class CoordinatorSettings(BaseSettings):
     feed_mandate: str = "feed-mandate.json"
     # The shortest schedule accepted: a slip such as "7s" for "7d" is refused rather than run.
     feed_min_interval: str = "1m"
-    # Where the onboarding port listens (docs/onboarding.md): HOST:PORT, "" for the coordinator's
-    # host and its port + 1, "off" for none.
+    # Where the onboarding port listens (docs/onboarding.md), HOST:PORT; off ("") unless set, so
+    # that a coordinator opens no port a certificate-less peer may reach unless its operator asks.
     onboarding_listen: str = ""
 
-    def onboarding_address(self, coordinator_listen: str) -> str | None:
-        """The onboarding port's address beside a coordinator listening on `coordinator_listen`."""
-        if self.onboarding_listen.strip().lower() in _OFF[1:]:
-            return None
-        if self.onboarding_listen:
-            return self.onboarding_listen
-        host, _, port = coordinator_listen.rpartition(":")
-        return f"{host}:{int(port) + 1}" if port.isdigit() and int(port) else f"{host}:0"
+    @property
+    def onboarding_address(self) -> str | None:
+        """The onboarding port's listen address, or None when it is off."""
+        value = self.onboarding_listen.strip()
+        return None if value.lower() in _OFF else value
 
     @field_validator("feed_publish_every")
     @classmethod

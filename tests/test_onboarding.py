@@ -36,6 +36,7 @@ from shared.channel import ServiceRefused
 from shared.errors import BadSignature, InviteExpired, InviteRefused, InviteUsed, VerificationError
 from shared.identity import Identity
 from shared.invite import decode
+from shared.onboarding_client import OnboardingClient, fetch_network_ca
 from tests.netutil import LiveNetwork, make_network, running, start_onboarding
 
 KENT, MEDWAY, SURREY, WEST_SUSSEX, EAST_SUSSEX, BRIGHTON = (
@@ -296,3 +297,30 @@ def test_a_seventh_authority_joins_from_its_own_folder_and_answers_joint_queries
     assert {e.principal for e in calls if e.method.endswith("FileJoin")} == {JOINER}
     assert all(base64.b64encode(decode(code).secret).decode() not in e.parameters for e in calls)
     audit.verify_chain(live.coordinator.audit.engine)
+
+
+def test_coordinator_serve_opens_the_onboarding_port_only_when_asked(tmp_path: Path) -> None:
+    netdir = tmp_path / "net"
+    network.init_network(netdir, name="Test CAG", coordinator_endpoint="127.0.0.1:0")
+    listen, port = f"127.0.0.1:{free_port()}", f"127.0.0.1:{free_port()}"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CAGNET_")}
+    server = subprocess.Popen(
+        [sys.executable, "-m", "cagnet", "coordinator", "serve", str(netdir), "--listen", listen, "--onboarding", port],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        wait_healthy(listen, "coordinator", network.principal_identity(netdir), timeout_s=60)
+        invite = onboarding.create_invite(netdir, endpoint=port)
+        signing = Identity.load(network.principal_dir(netdir, "cag-chair")).signing_key  # any Ed25519 key
+        ca_pem = fetch_network_ca(port, invite.ca_fingerprint)
+        with OnboardingClient(port, invite, party_id=JOINER, signing_key=signing, ca_pem=ca_pem) as client:
+            files = client.public_files()
+        assert files.manifest.network == "Test CAG" and files.ca_pem == (netdir / "ca" / "ca.crt").read_bytes()
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+    # Without --onboarding (and no onboarding_listen), `network invite` needs an address to print.
+    result = CliRunner().invoke(app, ["network", "invite", "--network", str(netdir)])
+    assert result.exit_code != 0 and "--endpoint" in result.output
