@@ -317,6 +317,12 @@ def test_coordinator_serve_opens_the_onboarding_port_only_when_asked(tmp_path: P
         ca_pem = fetch_network_ca(port, invite.ca_fingerprint)
         with OnboardingClient(port, invite, party_id=JOINER, signing_key=signing, ca_pem=ca_pem) as client:
             files = client.public_files()
+            # Nothing but onboarding is served there: the mTLS services do not exist on that port.
+            for method in ("/cagnet.v1.Coordinator/JointQuery", "/cagnet.v1.Governance/Proposals"):
+                call = client._channel.unary_unary(method)
+                with pytest.raises(grpc.RpcError) as refused:
+                    call(b"", timeout=10)
+                assert refused.value.code() == grpc.StatusCode.UNIMPLEMENTED
         assert files.manifest.network == "Test CAG" and files.ca_pem == (netdir / "ca" / "ca.crt").read_bytes()
     finally:
         server.terminate()
