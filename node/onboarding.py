@@ -14,6 +14,7 @@ against the CA and the quorum-signed manifest, opens the linkage key and complet
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import shutil
@@ -31,9 +32,11 @@ from shared import dsse, governance, keyfile, pki, sealing, vocabulary
 from shared.errors import InvalidRequest, ManifestRefused, VerificationError
 from shared.identity import SEALING_KEY, write_sealing_key
 from shared.invite import Invite, decode
+from shared.manifest import ManifestSource
 from shared.onboarding_client import OnboardingClient, PublicFiles, fetch_network_ca
 from shared.pb.cagnet.v1 import onboarding_pb2
 from shared.policy import PolicySource
+from shared.serde import envelope_from_proto
 
 JOIN_STATE = "join.json"
 JOIN_REQUEST = "join-request.json"
@@ -79,10 +82,6 @@ def _write_public_files(nodedir: Path, files: PublicFiles) -> Path:
 
 def _check_policy(manifest_path: Path, coordinator_key: str) -> None:
     """The policy file verifies as a node will verify it when it starts."""
-    import base64
-
-    from shared.manifest import ManifestSource
-
     root = dsse.load_public_key(base64.b64decode(coordinator_key))
     manifests = ManifestSource(manifest_path, root)
     PolicySource(manifest_path.parent / "policy.json", root, manifests=manifests).current()
@@ -176,8 +175,6 @@ def collect(
 
 def _complete(join: Pending, files: PublicFiles, status: Status) -> None:
     """Check what the coordinator hands over against the verified chain, then install it."""
-    from shared.serde import envelope_from_proto
-
     nodedir, request = join.nodedir, governance.open_join_request(join.join_request)
     manifest = files.manifest
     listed = next((p for p in manifest.members if p.id == request.party_id), None)
