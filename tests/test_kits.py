@@ -105,3 +105,16 @@ def test_a_member_authoritys_officer_asks_from_the_nodes_folder(net: LiveNetwork
     assert net.coordinator is not None
     last = audit.entries(net.coordinator.audit.engine)[-1]
     assert last.principal == kent and last.role == "member-authority" and last.decision == "released"
+
+
+def test_the_report_is_written_from_a_kit(net: LiveNetwork, tmp_path: Path) -> None:
+    kit = tmp_path / "kit"
+    _cli("network", "principal", "export", JANE, "--network", str(net.netdir), "--out", str(kit))
+    report = tmp_path / "report.html"
+    assert net.coordinator is not None
+    before, _ = audit.head(net.coordinator.audit.engine)
+    _cli("report", "--kit", str(kit), "--out", str(report))
+    assert "<html" in report.read_text(encoding="utf-8").lower()
+    asked = audit.entries(net.coordinator.audit.engine, since_seq=before)
+    assert sum(e.method.endswith("/JointQuery") for e in asked) == 4  # supply, movement, net flow, VFM
+    assert {e.principal for e in asked} == {JANE}
