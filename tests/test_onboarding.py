@@ -52,9 +52,10 @@ KENT, MEDWAY, SURREY, WEST_SUSSEX, EAST_SUSSEX, BRIGHTON = (
 # The joiner. Until reference data accepts authorities beyond the six, Surrey joins the other five;
 # then JOINER = "E10000014" (Hampshire) and the six founders are all of the South East CAG.
 def _accepted(code: str) -> bool:
+    """Whether this cagnet's reference data knows the authority (whatever error it says no with)."""
     try:
         vocabulary.authority(code)
-    except KeyError:
+    except Exception:
         return False
     return True
 
