@@ -4,6 +4,7 @@ authority): joining a governed network over the wire, nothing copied by hand (do
 
 from __future__ import annotations
 
+import sys
 import time
 from pathlib import Path
 from typing import Annotated
@@ -63,8 +64,11 @@ def invite(
 
 
 def _read_invite(value: str) -> invites.Invite:
-    """An invite code, or @FILE holding one (keeps the secret out of shell history)."""
-    if value.startswith("@"):
+    """An invite code, @FILE holding one, or - to read it from standard input (both keep the
+    secret out of shell history and process lists)."""
+    if value == "-":
+        value = sys.stdin.read()
+    elif value.startswith("@"):
         try:
             value = Path(value[1:]).read_text()
         except FileNotFoundError:
@@ -92,7 +96,8 @@ def join(
         Path, typer.Argument(metavar="NODEDIR", help="An empty folder for this node (or its folder, to resume).")
     ],
     invite_code: Annotated[
-        str | None, typer.Option("--invite", help="The invite code, or @FILE holding it (not needed to resume).")
+        str | None,
+        typer.Option("--invite", help="The invite code, @FILE holding it, or - for stdin (not needed to resume)."),
     ] = None,
     authority: Annotated[str | None, typer.Option(help="Your authority's GSS code.")] = None,
     endpoint: Annotated[
