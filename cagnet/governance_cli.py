@@ -165,8 +165,6 @@ def charter(node: NodeOpt, folder: FolderOpt = None) -> None:
 def read_join_request(path: Path) -> tuple[dsse.Envelope, JoinRequest]:
     """A joiner's signed request (a node folder or its join-request.json), checked against the key it lists."""
     file = path / JOIN_REQUEST if path.is_dir() else path
-    if not file.exists() and pki.is_party_id(str(path)):
-        raise typer.BadParameter(f"no join request file {file}; to sponsor one filed over the wire give --node")
     try:
         envelope = dsse.Envelope.from_json(file.read_text())
     except FileNotFoundError:

@@ -28,7 +28,6 @@ __all__ = [
     "create_ca",
     "dns_name_for",
     "fingerprint",
-    "is_party_id",
     "issue_certificate",
     "key_pem",
     "load_cert",
@@ -254,11 +253,6 @@ def load_tls_key(pem: bytes) -> ec.EllipticCurvePrivateKey:
     if not isinstance(key, ec.EllipticCurvePrivateKey):
         raise InvalidRequest("TLS key is not an EC private key")
     return key
-
-
-def is_party_id(value: str) -> bool:
-    """Whether `value` has the form of a party id (one DNS label)."""
-    return bool(_PARTY_ID.fullmatch(value))
 
 
 def _checked_party_id(party_id: str) -> str:
