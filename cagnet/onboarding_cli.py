@@ -63,6 +63,40 @@ def invite(
     print(made.encode())
 
 
+@network_app.command("invites")
+def list_invites(
+    network_dir: Annotated[Path, typer.Option("--network", help="The coordinator's network folder.")],
+    revoke: Annotated[
+        str | None, typer.Option(help="Revoke this invite (its id): every further use is refused.")
+    ] = None,
+) -> None:
+    """The invites made for this network: for whom, until when, and whether used or revoked."""
+    from rich.table import Table
+
+    from coordinator.cli import out
+
+    if revoke is not None:
+        coordinator_onboarding.revoke_invite(network_dir, revoke)
+        err.print(f"invite {revoke} revoked")
+    table = Table(title="invites")
+    for col in ("id", "authority", "endpoint", "expires", "state"):
+        table.add_column(col)
+    now = time.time()
+    for record in coordinator_onboarding.list_invites(network_dir):
+        state = (
+            "revoked"
+            if record.get("revoked")
+            else f"used by {record['party_id']}"
+            if record.get("party_id")
+            else "expired"
+            if now > int(str(record["expires_at"]))
+            else "open"
+        )
+        expires = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(int(str(record["expires_at"]))))
+        table.add_row(str(record["id"]), str(record["authority"] or "any"), str(record["endpoint"]), expires, state)
+    out.print(table)
+
+
 def _read_invite(value: str) -> invites.Invite:
     """An invite code, @FILE holding one, or - to read it from standard input (both keep the
     secret out of shell history and process lists)."""

@@ -85,6 +85,23 @@ def create_invite(
     return invite
 
 
+def list_invites(netdir: Path) -> list[dict[str, object]]:
+    """Every invite made here (never a secret: only its digest is kept), oldest first."""
+    records = [json.loads(p.read_text()) for p in invites_dir(netdir).glob("*.json")]
+    return sorted(records, key=lambda r: (int(r["created_at"]), str(r["id"])))
+
+
+def revoke_invite(netdir: Path, invite_id: str) -> None:
+    """Refuse every further use of an invite (a join already filed with it stays filed)."""
+    path = invites_dir(netdir) / f"{invite_id}.json"
+    if not invite_id.isalnum() or not path.exists():
+        raise InvalidRequest(f"no invite {invite_id} in {netdir}")
+    with gov.exclusive(netdir):
+        record = json.loads(path.read_text())
+        record["revoked"] = True
+        _write_json(path, record)
+
+
 @dataclass(frozen=True)
 class Proof:
     """What an onboarding call shows: the invite's id and secret, the network it names, and the
@@ -110,6 +127,8 @@ def check(netdir: Path, proof: Proof, *, now: float | None = None) -> dict[str, 
     secret_digest = hashlib.sha256(proof.secret).hexdigest()
     if not hmac.compare_digest(secret_digest, str(record["secret_sha256"])):
         raise InviteRefused("unknown invite")
+    if record.get("revoked"):
+        raise InviteRefused("the invite was revoked by the coordinator's operator")
     bound = str(record.get("signing_key", ""))
     if bound:
         if bound != proof.signing_key:

@@ -159,6 +159,23 @@ def test_bad_invites_are_refused_with_nothing_written(net: tuple[LiveNetwork, st
     assert any("already been used" in e.decision for e in refused)
 
 
+def test_a_revoked_invite_is_refused_and_listed_as_such(net: tuple[LiveNetwork, str], tmp_path: Path) -> None:
+    live, port = net
+    code = _invite(live.netdir, port, authority=JOINER)
+    invite_id = decode(code).invite_id
+
+    def row(output: str) -> list[str]:
+        return [cell.strip() for cell in output.rsplit(invite_id, 1)[1].split("│")[1:5]]
+
+    assert row(_cli("network", "invites", "--network", str(live.netdir)))[0] == JOINER
+    assert row(_cli("network", "invites", "--network", str(live.netdir)))[3] == "open"
+    assert row(_cli("network", "invites", "--network", str(live.netdir), "--revoke", invite_id))[3] == "revoked"
+    with pytest.raises(ServiceRefused) as refused:
+        _start(tmp_path, code, port)
+    assert refused.value.code == grpc.StatusCode.PERMISSION_DENIED and "revoked" in refused.value.public_message
+    assert not (tmp_path / "node").exists()
+
+
 def _proof(code: str, netdir: Path) -> onboarding.Proof:
     invite = decode(code)
     return onboarding.Proof(invite.invite_id, invite.secret, invite.network, "")
