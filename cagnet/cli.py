@@ -11,17 +11,19 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
+import cagnet.onboarding_cli
 import cagnet.vfm_position  # noqa: F401  (registers `cagnet node vfm-position`)
+import coordinator.client
 import coordinator.providers_cli
-import coordinator.records_cli  # noqa: F401  (registers the client-record queries)
+import coordinator.records_cli
 from cagnet.governance_cli import node_complete_join, node_rotate_key, write_join_request
 from cagnet.register_cli import node_witness, register_app
 from coordinator import network
 from coordinator.cli import coordinator_app, network_app, query_app, verify
-from coordinator.client import Refused
+from coordinator.client import Asker, Refused
 from coordinator.feed_cli import feed_app
 from node.cli import app as node_app
-from node.config import complete_join, init_node
+from node.config import complete_join, init_node, load_config
 from shared import pki
 from shared.channel import ServiceRefused
 from shared.errors import CagnetError, ImportError_
@@ -43,6 +45,26 @@ node_app.command("complete-join")(node_complete_join)
 node_app.command("rotate-key")(node_rotate_key)
 
 err = Console(stderr=True)
+
+
+def _member_asker(nodedir: Path) -> Asker:
+    """A member authority's officer asking from its node's folder: the node's key signs, and the
+    node's own verified chain and policy check the answers (`cagnet query ... --node NODEDIR`)."""
+    import base64
+
+    from node.governance import node_manifests
+    from shared import dsse, keys
+    from shared.policy import PolicySource
+
+    config = load_config(nodedir)
+    manifests = node_manifests(config)
+    # A rotated key the node has not switched to yet (it is not running): switch as it would.
+    keys.promote_if_listed(config.identity_dir, manifests.current(), config.authority)
+    trusted = dsse.load_public_key(base64.b64decode(config.coordinator_key))
+    return Asker(config.identity(), manifests, PolicySource(config.policy_file, trusted, manifests=manifests))
+
+
+coordinator.client.member_asker = _member_asker
 
 
 @node_app.command("init")
@@ -104,8 +126,12 @@ def node_init(
 @app.command("report")
 def report(
     out_file: Annotated[Path, typer.Option("--out", help="The HTML file to write.")] = Path("report.html"),
-    network_dir: Annotated[Path | None, typer.Option("--network", help="The network folder.")] = None,
-    principal: Annotated[str, typer.Option(help="The principal to act as.")] = "cag-chair",
+    network_dir: Annotated[
+        Path | None, typer.Option("--network", "--kit", help="The network folder, or a principal's kit.")
+    ] = None,
+    principal: Annotated[
+        str, typer.Option(help="The principal to act as (default: a kit's own, else cag-chair).")
+    ] = "",
 ) -> None:
     """The CAG's joint analyses as one self-contained HTML file with charts (no request leaves it)."""
     from coordinator.cli import _netdir

@@ -19,11 +19,11 @@ import typer
 from rich.table import Table
 
 from coordinator import governance as gov
-from coordinator import network
+from coordinator import network, onboarding
 from coordinator.cli import err, network_app, out, parse_districts
 from node.config import complete_join, load_config
 from node.governance import Member, node_manifests
-from shared import dsse, governance, keys, pki
+from shared import dsse, governance, keyfile, keys, pki, sealing
 from shared.errors import CagnetError
 from shared.governance import Change, Filed, Review
 from shared.identity import Identity
@@ -63,6 +63,8 @@ class _Governance(Protocol):
     def proposals(self) -> list[tuple[Filed, Review | CagnetError]]: ...
     def find(self, proposal_id: str) -> Review: ...
     def approve(self, review: Review) -> Filed: ...
+    def join_requests(self) -> list[dsse.Envelope]: ...
+    def file_sealed(self, sealed: dsse.Envelope) -> str: ...
     def close(self) -> None: ...
 
 
@@ -99,6 +101,12 @@ class _Folder:
 
     def _review(self, filed: Filed) -> Review:
         return governance.review(self.head, filed, ca_cert_pem=self.identity.ca_cert_pem)
+
+    def join_requests(self) -> list[dsse.Envelope]:
+        return onboarding.awaiting_sponsor(self.netdir)
+
+    def file_sealed(self, sealed: dsse.Envelope) -> str:
+        return onboarding.store_sealed(self.netdir, self.head.party(self.identity.party_id), sealed)
 
     def close(self) -> None:
         pass
@@ -164,18 +172,74 @@ def read_join_request(path: Path) -> tuple[dsse.Envelope, JoinRequest]:
     return envelope, governance.open_join_request(envelope)
 
 
+def _filed_join(member: _Governance, party_id: str) -> dsse.Envelope:
+    """The join request `party_id` filed over the onboarding port (waiting for a sponsor, or in an
+    open proposal), checked against the key it lists."""
+    proposed = [f.join_request for f, _ in member.proposals() if f.join_request is not None]
+    for envelope in [*member.join_requests(), *proposed]:
+        request = governance.open_join_request(envelope)
+        if request.party_id == party_id:
+            return envelope
+    raise typer.BadParameter(f"no join request from {party_id} is filed with the coordinator", param_hint="REQUEST")
+
+
+def _seal_for(member: _Governance, nodedir: Path, envelope: dsse.Envelope) -> None:
+    """Seal this member's network linkage key to the joiner (its X25519 key, in its signed
+    request) and file it through the coordinator, which cannot open it."""
+    from node.linkage import load_linkage_key
+
+    request = governance.open_join_request(envelope)
+    if not request.sealing_key:
+        return  # a request made by `cagnet node init`: the key goes with --linkage-key instead
+    identity = Identity.load(nodedir / "identity")
+    sealed = sealing.seal(
+        load_linkage_key(nodedir / "identity" / "linkage.key"),
+        network=member.head.network,
+        party_id=request.party_id,
+        recipient_key=request.sealing_key,
+        join_request=envelope,
+        sealed_by=identity.party_id,
+        signing_key=identity.signing_key,
+    )
+    member.file_sealed(sealed)
+    err.print(f"network linkage key sealed to {request.name} ({request.party_id}) and filed; only it can open it")
+
+
 @network_app.command("propose-join")
 def propose_join(
-    request: Annotated[Path, typer.Argument(help="The joiner's join-request.json (or its node folder).")],
+    request: Annotated[
+        str,
+        typer.Argument(
+            help="The joiner's authority code, for a request it filed with `cagnet node join`; or its"
+            " join-request.json (or node folder) from `cagnet node init`."
+        ),
+    ],
     node: NodeOpt,
     folder: FolderOpt = None,
     yes: YesOpt = False,
 ) -> None:
     """Sponsor an authority's request to join: the coordinator issues its certificate and files
-    the change; you check it and approve it as its first member signature."""
-    envelope, _ = read_join_request(request)
+    the change; you check it and approve it as its first member signature, and seal the network
+    linkage key to the joiner."""
     with _open(folder, node) as member:
+        if Path(request).exists():
+            envelope, _ = read_join_request(Path(request))
+        else:
+            envelope = _filed_join(member, request)
         _sign(member, member.sponsor_join(envelope), yes)
+        _seal_for(member, node, envelope)
+
+
+@network_app.command("seal-linkage-key")
+def seal_linkage_key(
+    party_id: Annotated[str, typer.Argument(help="The joining authority's code.")],
+    node: NodeOpt,
+    folder: FolderOpt = None,
+) -> None:
+    """Seal the network linkage key to an authority whose join request was filed over the wire
+    (`propose-join` does this for its sponsor; any member may do it)."""
+    with _open(folder, node) as member:
+        _seal_for(member, node, _filed_join(member, party_id))
 
 
 @network_app.command("proposals")
@@ -195,6 +259,12 @@ def proposals(
         version = network.read(folder).version
     else:
         raise typer.BadParameter("give --node NODEDIR (a member) or --network NETDIR (the operator)")
+    if node is not None:
+        with _open(folder, node) as member:
+            waiting = [governance.open_join_request(e) for e in member.join_requests()]
+    else:
+        assert folder is not None
+        waiting = [governance.open_join_request(e) for e in onboarding.awaiting_sponsor(folder)]
     table = Table(title=f"open proposals (manifest version {version})")
     for col in ("id", "change", "proposed by", "approvals", "needed", "check"):
         table.add_column(col)
@@ -206,6 +276,19 @@ def proposals(
             filed.id, filed.proposal.change.describe(), proposer, ", ".join(approvals), str(filed.needed), verdict
         )
     out.print(table)
+    if waiting:
+        joins = Table(title="join requests filed over the wire, waiting for a sponsor")
+        for col in ("authority", "name", "endpoint", "signing key", "sponsor with"):
+            joins.add_column(col)
+        for request in waiting:
+            joins.add_row(
+                request.party_id,
+                request.name,
+                request.endpoint,
+                request.signing_key,
+                f"cagnet network propose-join {request.party_id} --node NODEDIR",
+            )
+        out.print(joins)
 
 
 @network_app.command("approve")
@@ -303,7 +386,7 @@ def node_complete_join(
 
 def write_join_request(nodedir: Path, request: JoinRequest) -> Path:
     """The join request, signed with the node's new key, for a member to sponsor."""
-    key = dsse.load_private_key((nodedir / "identity" / "signing.key").read_bytes())
+    key = keyfile.read_signing_key(nodedir / "identity" / "signing.key")
     path = nodedir / JOIN_REQUEST
     governance.write_envelope(path, governance.sign_join_request(request, key))
     return path

@@ -36,13 +36,34 @@ def _default_network() -> Path | None:
     return Path(env) if env else None
 
 
-NetworkOpt = Annotated[Path | None, typer.Option("--network", help="The network folder (default: $CAGNET_NETWORK).")]
+NetworkOpt = Annotated[
+    Path | None,
+    typer.Option("--network", "--kit", help="The network folder, or a principal's kit (default: $CAGNET_NETWORK)."),
+]
+# Joint queries may also be asked as a member authority's officer, from its node's folder.
+AskerOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--network",
+        "--kit",
+        "--node",
+        help="The network folder, a principal's kit (--kit KIT), or a member node's folder (--node NODEDIR:"
+        " ask as that authority's officer) (default: $CAGNET_NETWORK).",
+    ),
+]
+PrincipalOpt = Annotated[
+    str, typer.Option(help="The principal to act as (default: a kit's own principal, else cag-chair).")
+]
 
 
 def _netdir(value: Path | None) -> Path:
     netdir = value or _default_network()
     if netdir is None:
         raise typer.BadParameter("give --network NETDIR or set CAGNET_NETWORK", param_hint="--network")
+    if network.kit_principal(netdir) is not None:
+        from coordinator import kit
+
+        kit.refresh(netdir)  # the kit's manifest, brought up to date and verified, before it is used
     return netdir
 
 
@@ -138,12 +159,33 @@ principal_app = typer.Typer(help="Principals: people who ask, not nodes that ans
 network_app.add_typer(principal_app, name="principal")
 
 
+@principal_app.command("export")
+def principal_export(
+    party_id: Annotated[str, typer.Argument(metavar="ID", help="The principal, e.g. cag-chair.")],
+    network_dir: Annotated[Path, typer.Option("--network", help="The coordinator's network folder.")],
+    out_dir: Annotated[Path, typer.Option("--out", help="A new folder for the kit.")],
+) -> None:
+    """Write a principal's kit: its own keys, the CA certificate and the public files, never the CA
+    key or the coordinator's keys. Its holder passes `--kit KIT` to query, report and feed commands."""
+    from coordinator import kit
+
+    kit.export(network_dir, party_id, out_dir)
+    party = network.read(network_dir).party(party_id)
+    err.print(
+        f"[green]kit for {party.name} ({party_id})[/] written to {out_dir}: hand it over as you would a key"
+        " (the private key is in it; set CAGNET_KEY_PASSPHRASE before `principal add` to have it encrypted)"
+    )
+
+
 @principal_app.command("add")
 def principal_add(
     netdir: Annotated[Path, typer.Argument()],
     party_id: Annotated[str, typer.Option("--id", help="The principal's id, e.g. regional-board.")],
     role: Annotated[str, typer.Option(help="cag-chair or regional-board.")],
-    name: Annotated[str, typer.Option(help="A display name, e.g. 'the Regional Housing Board'.")] = "",
+    name: Annotated[
+        str,
+        typer.Option(help="The person or body, e.g. 'Jane Smith, Lead Officer' (shown with the id in audit logs)."),
+    ] = "",
 ) -> None:
     """Make a principal's keys and certificate under NETDIR/principals/ID and list it in the manifest."""
     manifest = network.add_principal(netdir, party_id=party_id, role=role, name=name)
@@ -204,16 +246,27 @@ def coordinator_serve(
     listen: Annotated[
         str | None, typer.Option(help="host:port (default: the manifest's coordinator endpoint).")
     ] = None,
+    onboarding: Annotated[
+        str | None,
+        typer.Option(
+            help="host:port of the onboarding port, where joining authorities with an invite connect"
+            " (default: onboarding_listen in coordinator.toml; off when neither is given)."
+        ),
+    ] = None,
 ) -> None:
     """Run the coordinator until stopped (Ctrl-C or SIGTERM)."""
     from coordinator.server import serve
     from coordinator.settings import CoordinatorSettings
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    CoordinatorSettings.load(netdir)  # a bad setting is reported before anything starts
+    settings = CoordinatorSettings.load(netdir)  # a bad setting is reported before anything starts
     address = listen or network.read(netdir).coordinator_endpoint
-    err.print(f"coordinator listening on {address}")
-    serve(netdir, listen=address)
+    onboarding_address = onboarding or settings.onboarding_address
+    err.print(
+        f"coordinator listening on {address} (mTLS)"
+        + (f", onboarding on {onboarding_address} (TLS)" if onboarding_address else "")
+    )
+    serve(netdir, listen=address, onboarding_listen=onboarding_address)
 
 
 def _audit_log(netdir: Path) -> Engine:
@@ -228,6 +281,7 @@ coordinator_app.add_typer(
         metavar="NETDIR",
         folder_help="The network folder the coordinator serves.",
         open_log=_audit_log,
+        principal_names=lambda netdir: network.party_names(netdir),
     ),
     name="audit",
 )
@@ -312,7 +366,7 @@ def _render_coverage(bundle: Bundle, console: Console) -> None:
 
 @query_app.command("supply-map")
 def query_supply_map(
-    network_dir: NetworkOpt = None,
+    network_dir: AskerOpt = None,
     by_district: Annotated[bool, typer.Option(help="Break down by district as well.")] = False,
     client_group: Annotated[
         list[int] | None,
@@ -321,7 +375,7 @@ def query_supply_map(
     deadline_ms: Annotated[int, typer.Option(help="Per-node deadline (0: the coordinator's default).")] = 0,
     as_json: Annotated[bool, typer.Option("--json", help="Print the verified bundle as JSON.")] = False,
     out_file: Annotated[Path | None, typer.Option("--out", help="Save the signed bundle for `cagnet verify`.")] = None,
-    principal: Annotated[str, typer.Option(help="The principal to act as.")] = "cag-chair",
+    principal: PrincipalOpt = "",
 ) -> None:
     """The joint supply map: per-authority and CAG supply, rates per 1,000 and gaps."""
     from coordinator.client import joint_query

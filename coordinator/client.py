@@ -5,7 +5,8 @@ over mTLS, and verify the bundle that comes back before anyone reads a figure fr
 from __future__ import annotations
 
 import base64
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 
@@ -15,9 +16,10 @@ from coordinator import network
 from coordinator.bundle import Bundle, verify_bundle
 from shared import dsse
 from shared.auth import request_header, sign_message
-from shared.errors import BundleMismatch, CagnetError, Unavailable
+from shared.errors import BundleMismatch, CagnetError, InvalidRequest, Unavailable
+from shared.identity import Identity
 from shared.interceptor import secure_channel
-from shared.manifest import CAG_CHAIR, COORDINATOR, ManifestSource
+from shared.manifest import COORDINATOR, ManifestSource
 from shared.pb.cagnet.v1 import coordinator_pb2, coordinator_pb2_grpc
 from shared.policy import PolicySource
 from shared.serde import envelope_from_proto, envelope_to_proto
@@ -33,13 +35,46 @@ class Refused(CagnetError):
         self.code = code
 
 
-class CoordinatorClient:
-    """One mTLS channel to the coordinator, reused across queries (the handshake is paid once)."""
+@dataclass(frozen=True)
+class Asker:
+    """Who asks, and the verified manifest and policy the answers are checked against."""
 
-    def __init__(self, netdir: Path, *, principal: str = CAG_CHAIR, endpoint: str | None = None) -> None:
+    identity: Identity
+    manifests: ManifestSource
+    policies: PolicySource
+
+
+# How a member node's folder becomes an Asker (`cagnet query ... --node NODEDIR`, as that
+# authority's officer): node/ reads its own folder and coordinator/ may not import node/, so the
+# `cagnet` command line, which imports both, registers it (cagnet/cli.py).
+member_asker: Callable[[Path], Asker] | None = None
+
+
+def _folder_asker(folder: Path, principal: str) -> Asker:
+    """A network folder (as `principal`), a principal's kit (refreshed first) or a member node's folder."""
+    if (folder / "node.toml").exists():
+        if member_asker is None:
+            raise InvalidRequest(f"{folder} is a node folder: ask from the `cagnet` command line")
+        return member_asker(folder)
+    if network.kit_principal(folder) is not None:
+        from coordinator import kit
+
+        kit.refresh(folder)
+    identity = network.principal_identity(folder, principal)
+    key = dsse.load_public_key(base64.b64decode(network.coordinator_key_b64(folder)))
+    manifests = ManifestSource(network.manifest_path(folder), key)
+    return Asker(identity, manifests, PolicySource(network.policy_path(folder), key, manifests=manifests))
+
+
+class CoordinatorClient:
+    """One mTLS channel to the coordinator, reused across queries (the handshake is paid once).
+    `netdir` is a network folder, a principal's kit, or a member node's folder (docs/onboarding.md)."""
+
+    def __init__(self, netdir: Path, *, principal: str = "", endpoint: str | None = None) -> None:
         self.netdir = netdir
-        self.identity = network.principal_identity(netdir, principal)
-        self.target = endpoint or network.read(netdir).coordinator_endpoint
+        asker = _folder_asker(netdir, principal)
+        self.identity = asker.identity
+        self.target = endpoint or asker.manifests.current().coordinator_endpoint
         self._channel = secure_channel(
             self.target,
             peer_party_id=COORDINATOR,
@@ -50,13 +85,9 @@ class CoordinatorClient:
         self._stub = coordinator_pb2_grpc.CoordinatorStub(self._channel)
         # The manifest and policy as the files now say: re-read and re-verified whenever a file
         # changes (a member admitted since this client started must verify too), not on every query.
-        self._sources: tuple[ManifestSource, PolicySource] | None = None
+        self._sources = (asker.manifests, asker.policies)
 
     def _current(self) -> tuple[ManifestSource, PolicySource]:
-        if self._sources is None:
-            key = dsse.load_public_key(base64.b64decode(network.coordinator_key_b64(self.netdir)))
-            manifests = ManifestSource(network.manifest_path(self.netdir), key)
-            self._sources = (manifests, PolicySource(network.policy_path(self.netdir), key, manifests=manifests))
         return self._sources
 
     def query(
@@ -116,7 +147,7 @@ def joint_query(
     netdir: Path,
     *,
     kind: str,
-    principal: str = CAG_CHAIR,
+    principal: str = "",
     by_district: bool = False,
     client_groups: Sequence[int] = (),
     node_deadline_ms: int = 0,

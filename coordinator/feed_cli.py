@@ -47,7 +47,9 @@ def feed_publish(
     network_dir: NetworkOpt = None,
     from_date: Annotated[str, typer.Option("--from", help="Client records from this day (YYYY-MM-DD).")] = "",
     to_date: Annotated[str, typer.Option("--to", help="Client records to this day (YYYY-MM-DD).")] = "",
-    principal: Annotated[str, typer.Option(help="The principal to act as (a CAG chair).")] = "cag-chair",
+    principal: Annotated[
+        str, typer.Option(help="The principal to act as, a CAG chair (default: a kit's own, else cag-chair).")
+    ] = "",
 ) -> None:
     """Sign the feed's joint queries as the CAG chair; the coordinator runs them and stores a snapshot."""
     from coordinator.feed_client import publish
@@ -102,7 +104,9 @@ def feed_authorise(
     ] = "",
     from_date: Annotated[str, typer.Option("--from", help="Client records from this day (YYYY-MM-DD).")] = "",
     to_date: Annotated[str, typer.Option("--to", help="Client records to this day (YYYY-MM-DD).")] = "",
-    principal: Annotated[str, typer.Option(help="The principal to act as (a CAG chair).")] = "cag-chair",
+    principal: Annotated[
+        str, typer.Option(help="The principal to act as, a CAG chair (default: a kit's own, else cag-chair).")
+    ] = "",
 ) -> None:
     """Sign a standing mandate for the coordinator's schedule to publish the feed's queries, at most
     once an interval, until it ends or is revoked; it replaces any mandate before it."""
@@ -167,15 +171,19 @@ def feed_subscribe(
     out_dir: Annotated[Path, typer.Option("--out", help="Folder for the snapshots (JSON, CSV, signed envelope).")],
     network_dir: NetworkOpt = None,
     follow: Annotated[bool, typer.Option(help="Keep waiting for new snapshots until stopped.")] = False,
-    principal: Annotated[str, typer.Option(help="The principal to act as.")] = "regional-board",
+    principal: Annotated[
+        str, typer.Option(help="The principal to act as (default: a kit's own, else regional-board).")
+    ] = "",
 ) -> None:
     """Fetch, verify and write every snapshot after those already in --out (resuming where it left off)."""
+    from coordinator import network
     from coordinator.feed_client import subscribe
 
+    netdir = _netdir(network_dir)
     written = subscribe(
-        _netdir(network_dir),
+        netdir,
         out_dir,
-        principal=principal,
+        principal=principal or network.kit_principal(netdir) or "regional-board",
         follow=follow,
         on_snapshot=lambda s: err.print(f"snapshot {s.sequence} verified and written"),
     )

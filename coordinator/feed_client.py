@@ -114,7 +114,7 @@ def authorise(
 ) -> tuple[FeedMandate, Path]:
     """Sign, as the chair, a mandate for the feed's queries once every `every_s` seconds between
     the two times, and put it where the coordinator reads it (replacing any before it)."""
-    identity = Identity.load(network.principal_dir(netdir, principal))
+    identity = network.principal_identity(netdir, principal)
     manifests, _ = _sources(netdir)
     manifest = manifests.current()
     mandate = make_mandate(

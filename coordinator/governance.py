@@ -91,6 +91,10 @@ def _exclusive(netdir: Path) -> Iterator[None]:
                 _held.depth = 0
 
 
+# For the other writers of the network folder's governance state (onboarding's join requests).
+exclusive = _exclusive
+
+
 def propose(netdir: Path, change: Change, proposer: Signer, *, certificate: bytes = b"") -> Filed:
     """File a change signed by `proposer`; a member proposer's approval is counted at once."""
     manifest = network.read(netdir)

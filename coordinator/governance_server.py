@@ -19,7 +19,7 @@ import grpc
 from google.protobuf.message import Message
 
 from coordinator import governance as gov
-from coordinator import network
+from coordinator import network, onboarding
 from coordinator.audit import CoordinatorAudit, request_parameters
 from shared import dsse
 from shared.auth import NonceCache, Verified, response_header, sign_message
@@ -38,11 +38,13 @@ MANIFEST = f"/{SERVICE}/Manifest"
 PROPOSALS = f"/{SERVICE}/Proposals"
 PROPOSE = f"/{SERVICE}/Propose"
 APPROVE = f"/{SERVICE}/Approve"
+FILE_SEALED_KEY = f"/{SERVICE}/FileSealedKey"
 METHODS: dict[str, tuple[type[Message], tuple[str, ...]]] = {
     MANIFEST: (governance_pb2.ManifestRequest, (MEMBER_AUTHORITY, CAG_CHAIR, REGIONAL_BOARD)),
     PROPOSALS: (governance_pb2.ProposalsRequest, (MEMBER_AUTHORITY,)),
     PROPOSE: (governance_pb2.ProposeRequest, (MEMBER_AUTHORITY,)),
     APPROVE: (governance_pb2.ApproveRequest, (MEMBER_AUTHORITY,)),
+    FILE_SEALED_KEY: (governance_pb2.SealedKeyRequest, (MEMBER_AUTHORITY,)),
 }
 
 
@@ -118,8 +120,14 @@ class GovernanceServicer(governance_pb2_grpc.GovernanceServicer):
         verified = current_request()
         version = network.read(self.rt.netdir).version
         pending = gov.pending(self.rt.netdir)
-        reply = governance_pb2.ProposalsResponse(version=version, proposals=[filed_to_proto(f) for f in pending])
-        return self._reply(PROPOSALS, verified, reply, {"version": version, "open": [f.id for f in pending]})
+        waiting = onboarding.awaiting_sponsor(self.rt.netdir)
+        reply = governance_pb2.ProposalsResponse(
+            version=version,
+            proposals=[filed_to_proto(f) for f in pending],
+            join_requests=[envelope_to_proto(e) for e in waiting],
+        )
+        outcome = {"version": version, "open": [f.id for f in pending], "join_requests": len(waiting)}
+        return self._reply(PROPOSALS, verified, reply, outcome)
 
     def Propose(self, request: envelope_pb2.Envelope, context: grpc.ServicerContext) -> envelope_pb2.Envelope:
         verified = current_request()
@@ -140,6 +148,16 @@ class GovernanceServicer(governance_pb2_grpc.GovernanceServicer):
         message: governance_pb2.ApproveRequest = verified.message
         filed = gov.add_approval(self.rt.netdir, message.proposal_id, verified.issuer.id, bytes(message.signature))
         return self._filed(verified, APPROVE, filed)
+
+    def FileSealedKey(self, request: envelope_pb2.Envelope, context: grpc.ServicerContext) -> envelope_pb2.Envelope:
+        verified = current_request()
+        message: governance_pb2.SealedKeyRequest = verified.message
+        if not message.HasField("sealed"):
+            raise InvalidRequest("sealed: the sealed linkage key is missing")
+        party_id = onboarding.store_sealed(self.rt.netdir, verified.issuer, envelope_from_proto(message.sealed))
+        log.info("governance: %s filed a sealed linkage key for %s", verified.issuer.id, party_id)
+        reply = governance_pb2.SealedKeyResponse(party_id=party_id)
+        return self._reply(FILE_SEALED_KEY, verified, reply, {"joiner": party_id})
 
 
 def add_to_server(server: grpc.Server, runtime: GovernanceRuntime) -> None:

@@ -17,16 +17,23 @@ from coordinator.records import (
     JointMovement,
     JointNetFlow,
     JointNonLocalServices,
+    JointPlan,
     RepeatMovers,
     combine_kpi,
     combine_movement,
     combine_net_flow,
     combine_non_local_services,
+    combine_plan,
 )
 from shared.pb.cagnet.v1 import coordinator_pb2, node_pb2
-from shared.serde import count_table_from_proto, non_local_services_from_proto, supply_map_from_proto
+from shared.serde import (
+    count_table_from_proto,
+    non_local_services_from_proto,
+    plan_from_proto,
+    supply_map_from_proto,
+)
 
-__all__ = ["KINDS", "JointKind", "JointResult"]
+__all__ = ["KINDS", "PLAN", "JointKind", "JointResult"]
 
 JointResult = Annotated[
     JointSupplyMap
@@ -34,6 +41,7 @@ JointResult = Annotated[
     | JointNetFlow
     | JointKpi
     | JointNonLocalServices
+    | JointPlan
     | RepeatMovers
     | CommonProviders
     | VfmBenchmarks,
@@ -41,6 +49,9 @@ JointResult = Annotated[
 ]
 
 DEFAULT_MIN_SHARE = 50  # percent of intake from outside the host authority
+# "Would you answer?" for the standard client-record questions: no figures, and no ledger entry.
+PLAN = "plan"
+_UNUSED = None  # percent of intake from outside the host authority
 
 
 @dataclass(frozen=True)
@@ -79,6 +90,8 @@ class JointKind:
             )
         if self.kind == "common-providers":
             return combine_common_providers(responses)
+        if self.kind == PLAN:
+            return combine_plan([plan_from_proto(m) for m in responses])
         raise ValueError(f"{self.kind} is not combined from the bundle's contributions")
 
 
@@ -90,6 +103,7 @@ KINDS: dict[str, JointKind] = {
         JointKind("net-flow", "NetFlow", node_pb2.RecordsQuery, node_pb2.CountsResponse),
         JointKind("kpi", "Kpi", node_pb2.RecordsQuery, node_pb2.CountsResponse),
         JointKind("non-local-services", "NonLocalServices", node_pb2.RecordsQuery, node_pb2.NonLocalServicesResponse),
+        JointKind(PLAN, "Plan", node_pb2.RecordsQuery, node_pb2.PlanResponse),
         JointKind(
             "repeat-movers",
             "LinkageTokens",

@@ -20,7 +20,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from cryptography.hazmat.primitives.serialization import load_pem_public_key
 
-from shared import dsse, keys, pki
+from shared import dsse, keyfile, keys, pki
 from shared.authorities import Register, parse_register, register_of, shipped_register
 from shared.errors import InvalidRequest, ManifestRefused
 from shared.identity import Identity, create_identity
@@ -75,8 +75,7 @@ def init_network(
     netdir.mkdir(parents=True, exist_ok=True)
     ca_key, ca_cert = pki.create_ca(name)
     (netdir / "ca").mkdir(exist_ok=True)
-    (netdir / "ca" / "ca.key").write_bytes(pki.key_pem(ca_key))
-    (netdir / "ca" / "ca.key").chmod(0o600)
+    keyfile.write_private_key(netdir / "ca" / "ca.key", ca_key)
     (netdir / "ca" / "ca.crt").write_bytes(pki.cert_pem(ca_cert))
 
     coordinator = create_identity(
@@ -193,7 +192,7 @@ def _party(identity: Identity, *, name: str, roles: tuple[str, ...], endpoint: s
 
 def load_ca(netdir: Path) -> tuple[ec.EllipticCurvePrivateKey, x509.Certificate]:
     try:
-        key = pki.load_tls_key((netdir / "ca" / "ca.key").read_bytes())
+        key, _ = keyfile.read_tls_key(netdir / "ca" / "ca.key")
         cert = pki.load_cert((netdir / "ca" / "ca.crt").read_bytes())
     except FileNotFoundError:
         raise InvalidRequest(f"{netdir} is not a network folder (run `cagnet network init` first)") from None
@@ -204,7 +203,26 @@ def coordinator_identity(netdir: Path) -> Identity:
     return _holder_identity(netdir, netdir / "coordinator", COORDINATOR)
 
 
-def principal_identity(netdir: Path, principal_id: str) -> Identity:
+KIT = "kit.toml"
+
+
+def kit_principal(netdir: Path) -> str | None:
+    """The principal a kit (`coordinator.kit`) is for, or None when `netdir` is not a kit."""
+    try:
+        return str(tomllib.loads((netdir / KIT).read_text())["principal"])
+    except FileNotFoundError:
+        return None
+    except (tomllib.TOMLDecodeError, KeyError):
+        raise InvalidRequest(f"{netdir / KIT} is not a cagnet kit file") from None
+
+
+def principal_identity(netdir: Path, principal_id: str = "") -> Identity:
+    """A principal's identity in a network folder or a kit; "" for the kit's own principal (in a
+    network folder, the CAG chair)."""
+    kit = kit_principal(netdir)
+    principal_id = principal_id or kit or CAG_CHAIR
+    if kit is not None and principal_id != kit:
+        raise InvalidRequest(f"{netdir} is {kit}'s kit: it holds no keys of {principal_id}")
     return _holder_identity(netdir, principal_dir(netdir, principal_id), principal_id)
 
 
@@ -261,6 +279,15 @@ def history(netdir: Path) -> list[tuple[Manifest, dsse.Envelope]]:
     """Every published version, verified from version 1, oldest first."""
     read(netdir)
     return _source(netdir).history
+
+
+def party_names(netdir: Path) -> dict[str, str]:
+    """Every party id any published version listed, with the name the latest such version gives
+    it (a principal's is the person's, e.g. "Jane Smith, Lead Officer"): who an audit entry names."""
+    names: dict[str, str] = {}
+    for manifest, _ in history(netdir):
+        names.update({p.id: p.name for p in manifest.parties})
+    return names
 
 
 def admit(netdir: Path, request: JoinRequest) -> tuple[x509.Certificate, x509.Certificate, Manifest]:

@@ -11,14 +11,13 @@ import typer
 from rich.console import Console
 
 from coordinator.bundle import Bundle
-from coordinator.cli import NetworkOpt, _render_coverage, out, query_app
+from coordinator.cli import AskerOpt, PrincipalOpt, _render_coverage, out, query_app
 from coordinator.providers import CommonProviders, VfmBenchmarks
 from coordinator.records_cli import (
     DeadlineOpt,
     GroupOpt,
     JsonOpt,
     OutOpt,
-    PrincipalOpt,
     _abbrev,
     _ask,
     _group_label,
@@ -106,11 +105,11 @@ def render_vfm(bundle: Bundle, console: Console) -> None:
 
 @query_app.command("common-providers")
 def query_common_providers(
-    network_dir: NetworkOpt = None,
+    network_dir: AskerOpt = None,
     deadline_ms: DeadlineOpt = 0,
     as_json: JsonOpt = False,
     out_file: OutOpt = None,
-    principal: PrincipalOpt = "cag-chair",
+    principal: PrincipalOpt = "",
 ) -> None:
     """Providers that work for two or more authorities (never those that work for fewer)."""
     bundle = _ask(
@@ -127,13 +126,13 @@ def query_common_providers(
 
 @query_app.command("vfm")
 def query_vfm(
-    network_dir: NetworkOpt = None,
+    network_dir: AskerOpt = None,
     client_group: GroupOpt = None,
     service_type: Annotated[str, typer.Option(help="Only this service type, e.g. floating-support.")] = "",
     deadline_ms: DeadlineOpt = 0,
     as_json: JsonOpt = False,
     out_file: OutOpt = None,
-    principal: PrincipalOpt = "cag-chair",
+    principal: PrincipalOpt = "",
 ) -> None:
     """Unit-cost benchmarks by client group x service type; no one's own prices are released."""
     if service_type and service_type not in {t.value for t in vocabulary.ServiceType}:

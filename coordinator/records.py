@@ -18,7 +18,7 @@ from pydantic import BaseModel, ConfigDict
 
 from shared import vocabulary
 from shared.disclosure import TOTAL, Table, protect_counts
-from shared.models import CountTable, NonLocalService, NonLocalServices
+from shared.models import CountTable, NodePlan, NonLocalService, NonLocalServices
 from shared.policy import AggregateRule
 
 __all__ = [
@@ -26,11 +26,13 @@ __all__ = [
     "JointMovement",
     "JointNetFlow",
     "JointNonLocalServices",
+    "JointPlan",
     "RepeatMovers",
     "combine_kpi",
     "combine_movement",
     "combine_net_flow",
     "combine_non_local_services",
+    "combine_plan",
     "count_repeat_movers",
 ]
 
@@ -324,11 +326,72 @@ def count_repeat_movers(
     groups = protect_counts(
         Table.of(("client_group",), {(g,): n for g, n in by_group.items()}), rule, secret=secret, margins=False
     )
-    total = protect_counts(Table.of(("people",), {("all",): people}), rule, secret=secret, margins=False)
+    # The total covers every client group its people are in: it takes the strictest of their
+    # thresholds (with `-g 14` it is the DV count itself, and must be protected as one).
+    covered = frozenset(int(g) for g, n in by_group.items() if n > 0)
+    total = protect_counts(
+        Table.of(("people",), {("all",): people}), rule, secret=secret, group_of=lambda _: covered, margins=False
+    )
     suppressed = tuple(f"client group {c.key[0]}: {c.rule.value}" for c in groups.cells if c.value is None)
     return RepeatMovers(
         authorities=tuple(sorted(authorities)),
         people=total[("all",)].value,
         by_client_group={int(c.key[0]): c.value for c in groups.cells},
         suppressed=suppressed + (("total: " + total[("all",)].rule.value,) if total[("all",)].value is None else ()),
+    )
+
+
+# --- "would you answer?" ----------------------------------------------------------------------------
+
+
+class PlanRow(_Model):
+    """One standard question: which authorities would answer it now, which would refuse it and
+    by which rule, and whether the joint figure would be made (enough authorities answer)."""
+
+    kind: str
+    from_date: str
+    to_date: str
+    period: str
+    client_groups: tuple[int, ...] = ()
+    answerable_at: tuple[str, ...]
+    refused_at: dict[str, str]  # authority -> the rule's public message
+    min_authorities: int
+    answered: bool  # the joint figure would be made now
+
+
+class JointPlan(_Model):
+    """What the nodes say they would answer now; no figure."""
+
+    kind: Literal["plan"] = "plan"
+    authorities: tuple[str, ...]
+    rows: tuple[PlanRow, ...]
+
+
+def combine_plan(plans: Sequence[NodePlan]) -> JointPlan:
+    rows: dict[tuple[str, str, str, str, tuple[int, ...]], tuple[list[str], dict[str, str], int]] = {}
+    for plan in sorted(plans, key=lambda p: p.authority):
+        for q in plan.questions:
+            key = (q.kind, q.from_date, q.to_date, q.period, tuple(q.client_groups))
+            answerable, refused, needs = rows.setdefault(key, ([], {}, q.min_authorities))
+            if q.refused:
+                refused[plan.authority] = q.refused
+            else:
+                answerable.append(plan.authority)
+            rows[key] = (answerable, refused, max(needs, q.min_authorities))
+    return JointPlan(
+        authorities=tuple(sorted(p.authority for p in plans)),
+        rows=tuple(
+            PlanRow(
+                kind=kind,
+                from_date=start,
+                to_date=end,
+                period=period,
+                client_groups=groups,
+                answerable_at=tuple(answerable),
+                refused_at=refused,
+                min_authorities=needs,
+                answered=len(answerable) >= needs,
+            )
+            for (kind, start, end, period, groups), (answerable, refused, needs) in rows.items()
+        ),
     )

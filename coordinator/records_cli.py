@@ -1,6 +1,7 @@
-"""`cagnet query movement | net-flow | kpi | non-local-services | repeat-movers`: the CAG's joint
-questions about client records, as a CAG chair asks them. Each prints tables, or with `--json` the
-verified bundle; `--out FILE` keeps the signed bundle for `cagnet verify`."""
+"""`cagnet query movement | net-flow | kpi | non-local-services | repeat-movers | plan`: the CAG's
+joint questions about client records, as a CAG chair asks them, and which of them would be
+answered now. Each prints tables, or with `--json` the verified bundle; `--out FILE` keeps the
+signed bundle for `cagnet verify`."""
 
 from __future__ import annotations
 
@@ -16,16 +17,20 @@ from rich.table import Table
 
 from coordinator import bundle as bundle_mod
 from coordinator.bundle import Bundle
-from coordinator.cli import NetworkOpt, _netdir, _render_coverage, _short_name, err, out, query_app
+from coordinator.cli import AskerOpt, PrincipalOpt, _netdir, _render_coverage, _short_name, err, out, query_app
+from coordinator.kinds import PLAN
 from coordinator.records import (
     JointKpi,
     JointMovement,
     JointNetFlow,
     JointNonLocalServices,
+    JointPlan,
+    PlanRow,
     RepeatMovers,
     Tally,
 )
 from shared import dsse, places, vocabulary
+from shared.disclosure import SHARE_GRID, check_share_threshold
 from shared.pb.cagnet.v1 import coordinator_pb2
 
 FromOpt = Annotated[str, typer.Option("--from", help="First day of the period, YYYY-MM-DD (default: all records).")]
@@ -36,7 +41,6 @@ GroupOpt = Annotated[
 ]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print the verified bundle as JSON.")]
 OutOpt = Annotated[Path | None, typer.Option("--out", help="Save the signed bundle for `cagnet verify`.")]
-PrincipalOpt = Annotated[str, typer.Option(help="The principal to act as.")]
 DeadlineOpt = Annotated[int, typer.Option(help="Per-node deadline in ms (0: the coordinator's default).")]
 
 
@@ -221,8 +225,9 @@ def render_non_local(bundle: Bundle, console: Console) -> None:
         )
     console.print(table)
     console.print(
-        f"[dim]{r.too_small} services had too few new clients to describe. Intake and share are shown in bands;"
-        " domestic violence services are shown at authority level only, with no name or provider.[/]"
+        f"[dim]{r.too_small} services taking at least {SHARE_GRID[0]}% from elsewhere had too few new or non-local"
+        " clients to describe. Intake and share are shown in bands; domestic violence services at authority"
+        " level only, with no name or provider.[/]"
     )
     _render_coverage(bundle, console)
 
@@ -247,7 +252,7 @@ def render_repeat_movers(bundle: Bundle, console: Console) -> None:
 
 @query_app.command("movement")
 def query_movement(
-    network_dir: NetworkOpt = None,
+    network_dir: AskerOpt = None,
     from_date: FromOpt = "",
     to_date: ToOpt = "",
     period: Annotated[str, typer.Option(help="Break down by financial 'year', 'quarter', or 'all'.")] = "year",
@@ -255,7 +260,7 @@ def query_movement(
     deadline_ms: DeadlineOpt = 0,
     as_json: JsonOpt = False,
     out_file: OutOpt = None,
-    principal: PrincipalOpt = "cag-chair",
+    principal: PrincipalOpt = "",
 ) -> None:
     """Where new clients came from: previous authority x host authority x client group x period."""
     bundle = _ask(
@@ -278,14 +283,14 @@ def _whole_period_command(kind: str, render: Callable[[Bundle, Console], None], 
     """`cagnet query KIND`: a question over the whole period asked, with the common options."""
 
     def command(
-        network_dir: NetworkOpt = None,
+        network_dir: AskerOpt = None,
         from_date: FromOpt = "",
         to_date: ToOpt = "",
         client_group: GroupOpt = None,
         deadline_ms: DeadlineOpt = 0,
         as_json: JsonOpt = False,
         out_file: OutOpt = None,
-        principal: PrincipalOpt = "cag-chair",
+        principal: PrincipalOpt = "",
     ) -> None:
         bundle = _ask(
             kind,
@@ -323,17 +328,21 @@ _whole_period_command(
 
 @query_app.command("non-local-services")
 def query_non_local(
-    network_dir: NetworkOpt = None,
+    network_dir: AskerOpt = None,
     from_date: FromOpt = "",
     to_date: ToOpt = "",
-    min_share: Annotated[int, typer.Option(help="Smallest share of intake from outside the authority, %.")] = 50,
+    min_share: Annotated[
+        int,
+        typer.Option(help="Smallest share of intake from outside the authority: 25, 50 or 75 (%)."),
+    ] = 50,
     client_group: GroupOpt = None,
     deadline_ms: DeadlineOpt = 0,
     as_json: JsonOpt = False,
     out_file: OutOpt = None,
-    principal: PrincipalOpt = "cag-chair",
+    principal: PrincipalOpt = "",
 ) -> None:
     """Services that routinely serve people from other authorities."""
+    check_share_threshold(min_share, field="--min-share")
     bundle = _ask(
         "non-local-services",
         network_dir,
@@ -349,3 +358,73 @@ def query_non_local(
     )
     if bundle is not None:
         render_non_local(bundle, out)
+
+
+def _period_label(row: PlanRow) -> str:
+    year = int(row.from_date[:4]) if int(row.from_date[5:7]) >= 4 else int(row.from_date[:4]) - 1
+    label = f"{year}-{(year + 1) % 100:02d}"
+    if row.period == "year":
+        return label
+    month = int(row.from_date[5:7])
+    return f"{label} Q{((month - 4) % 12) // 3 + 1}"
+
+
+def render_plan(bundle: Bundle, console: Console) -> None:
+    r = bundle.result
+    assert isinstance(r, JointPlan)
+    table = _table("Would the standard questions be answered now? (nothing was released or recorded)")
+    for col in ("question", "period", "groups", "answered", "why not"):
+        table.add_column(col, no_wrap=col != "why not")
+    for row in r.rows:
+        groups = ", ".join(str(g) for g in row.client_groups) or "all"
+        if row.answered and not row.refused_at:
+            verdict, why = "[green]yes[/]", ""
+        elif row.answered:
+            verdict = f"[yellow]yes, {len(row.answerable_at)} of {len(r.authorities)}[/]"
+            why = "; ".join(f"{_abbrev(a)}: {rule}" for a, rule in sorted(row.refused_at.items()))
+        else:
+            verdict = "[red]no[/]"
+            rules = sorted(set(row.refused_at.values()))
+            why = "; ".join(rules) or "too few authorities answered"
+            if len(row.answerable_at) < row.min_authorities:
+                needs = f"{row.min_authorities} {'authority' if row.min_authorities == 1 else 'authorities'}"
+                why += f" (needs {needs}, {len(row.answerable_at)} would answer)"
+        table.add_row(row.kind, _period_label(row), groups, verdict, why)
+    console.print(table)
+    console.print(
+        "[dim]Each node checked the question as it would if asked now: the policy's roles, the"
+        " query-set restriction and its release ledger. Asking one question can change the answer"
+        " for others (each answer is compared with every later question).[/]"
+    )
+    _render_coverage(bundle, console)
+
+
+@query_app.command("plan")
+def query_plan(
+    from_date: Annotated[str, typer.Option("--from", help="First day of the span, YYYY-MM-DD.")],
+    to_date: Annotated[str, typer.Option("--to", help="Last day of the span, YYYY-MM-DD.")],
+    network_dir: AskerOpt = None,
+    client_group: Annotated[
+        list[int] | None,
+        typer.Option("--client-group", "-g", help="Also plan the questions for this client group alone; repeatable."),
+    ] = None,
+    deadline_ms: DeadlineOpt = 0,
+    as_json: JsonOpt = False,
+    principal: PrincipalOpt = "",
+) -> None:
+    """Before asking: which standard questions (movement, net flow, KPI 2, non-local services,
+    repeat movers; each financial year and quarter in the span; every client group, and each
+    `-g` group alone) the nodes would answer now, and why not the others. Releases no figure."""
+    bundle = _ask(
+        PLAN,
+        network_dir,
+        principal=principal,
+        deadline_ms=deadline_ms,
+        out_file=None,
+        as_json=as_json,
+        from_date=from_date,
+        to_date=to_date,
+        client_groups=client_group or (),
+    )
+    if bundle is not None:
+        render_plan(bundle, out)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import signal
 import threading
 import time
@@ -30,7 +31,7 @@ from coordinator.feeds import FEED_KINDS, FeedStore, MandateEvidence, build_snap
 from coordinator.governance_server import SERVICE as GOVERNANCE_SERVICE
 from coordinator.governance_server import GovernanceRuntime
 from coordinator.governance_server import add_to_server as add_governance
-from coordinator.kinds import KINDS
+from coordinator.kinds import KINDS, PLAN
 from coordinator.records import RepeatMovers, count_repeat_movers
 from coordinator.register_server import SERVICE as REGISTER_SERVICE
 from coordinator.register_server import RegisterRuntime, add_to_server
@@ -48,8 +49,8 @@ from shared.auth import (
     verify_request,
     verify_response,
 )
-from shared.disclosure import load_secret, require_min_authorities
-from shared.errors import CagnetError, DisclosureRefused, InvalidRequest, StalePolicy
+from shared.disclosure import check_share_threshold, load_secret, require_min_authorities
+from shared.errors import CagnetError, DisclosureRefused, InvalidRequest, NotPermitted, StalePolicy
 from shared.identity import Identity
 from shared.interceptor import (
     SignedEnvelopeInterceptor,
@@ -60,6 +61,7 @@ from shared.interceptor import (
 from shared.linkage import tokens_digest
 from shared.mandate import FeedMandate, check_mandated_query, open_mandate, query_message
 from shared.manifest import CAG_CHAIR, COORDINATOR, MEMBER_AUTHORITY, REGIONAL_BOARD, Manifest, ManifestSource, Party
+from shared.models import PLAN_KINDS
 from shared.pb.cagnet.v1 import coordinator_pb2, coordinator_pb2_grpc, envelope_pb2, node_pb2
 from shared.policy import AggregateRule, Policy, PolicySource
 from shared.serde import envelope_from_proto, envelope_to_proto
@@ -279,6 +281,8 @@ class CoordinatorRuntime:
         spec = KINDS.get(query.kind)
         if spec is None:
             raise InvalidRequest(f"unknown query kind; this coordinator answers: {', '.join(KINDS)}")
+        if spec.kind == "non-local-services" and query.min_share_percent:
+            check_share_threshold(query.min_share_percent)  # the grid only: a free value could be bisected
         deadline_ms = query.node_deadline_ms or self.settings.node_deadline_ms
         if not 0 < deadline_ms <= self.settings.max_node_deadline_ms:
             raise InvalidRequest(f"node deadline must be between 1 and {self.settings.max_node_deadline_ms} ms")
@@ -287,7 +291,9 @@ class CoordinatorRuntime:
         if query.header.policy_digest and query.header.policy_digest != policy.digest:
             raise StalePolicy()
         # Each node checks this too; refusing here spares them the round trip.
-        rule = policy.require_any_role(query.kind, principal.roles)
+        rule = (
+            _plan_rule(policy, principal) if spec.kind == PLAN else policy.require_any_role(query.kind, principal.roles)
+        )
 
         def build(member: Any) -> Any:
             header = request_header(
@@ -315,12 +321,7 @@ class CoordinatorRuntime:
         try:
             require_min_authorities(len(answered), rule)
         except DisclosureRefused as exc:
-            # Say why each authority is missing (rules and reasons only, never figures).
-            by_reason: dict[str, list[str]] = {}
-            for m in sorted(missing, key=lambda m: m.authority):
-                by_reason.setdefault(m.reason, []).append(m.authority)
-            why = "; ".join(f"{', '.join(codes)}: {reason}" for reason, codes in by_reason.items())
-            raise DisclosureRefused(f"{exc.public_message} ({why})" if why else exc.public_message) from None
+            raise _too_few_answered(exc, missing) from None
         if spec.kind == "repeat-movers":
             result = self._repeat_movers(answered, rule)
         bundle = build_bundle(
@@ -342,6 +343,45 @@ class CoordinatorRuntime:
             rule,
             secret=load_secret(network.rounding_key_path(self.netdir)),
         )
+
+
+def _plan_rule(policy: Policy, principal: Party) -> AggregateRule:
+    """A plan ("would you answer?") is for a principal who may ask some client-record question;
+    each node then says, question by question, what the policy lets them ask. It releases no
+    figure, so one authority's answer is enough."""
+    for kind in PLAN_KINDS:
+        if any(policy.permits(kind, role) for role in principal.roles):
+            return policy.rule(kind).model_copy(update={"min_authorities": 1})
+    raise NotPermitted("the network policy does not let this principal ask any client-record question")
+
+
+_NODE_REFUSAL = re.compile(r"refused \((?P<code>[A-Z_]+)\): (?P<rule>.+)")
+_REFUSAL_ERRORS: dict[str, type[CagnetError]] = {"INVALID_ARGUMENT": InvalidRequest, "PERMISSION_DENIED": NotPermitted}
+
+
+def _too_few_answered(exc: DisclosureRefused, missing: list[Missing]) -> CagnetError:
+    """The refusal of a joint query too few authorities answered, saying why in the nodes' own
+    words: a rule the nodes applied ("differencing: …", with the authorities that applied it)
+    comes first, and the status is that rule's, so that the asker reads the real reason rather
+    than "minimum authorities". Rules and reasons only, never a figure."""
+    refused: dict[tuple[str, str], list[str]] = {}  # (status, the node's message) -> authorities
+    other: dict[str, list[str]] = {}
+    for m in sorted(missing, key=lambda m: m.authority):
+        match = _NODE_REFUSAL.fullmatch(m.reason)
+        if match is not None and match["code"] != "UNAVAILABLE":
+            refused.setdefault((match["code"], match["rule"]), []).append(m.authority)
+        else:
+            other.setdefault(m.reason, []).append(m.authority)
+    why = "; ".join(f"{', '.join(codes)}: {reason}" for reason, codes in other.items())
+    if not refused:
+        return DisclosureRefused(f"{exc.public_message} ({why})" if why else exc.public_message)
+    # The rule most authorities applied leads.
+    ranked = sorted(refused.items(), key=lambda item: (-len(item[1]), item[0]))
+    (code, _), _codes = ranked[0]
+    rules = "; ".join(f"{rule} (at {', '.join(codes)})" for (_, rule), codes in ranked)
+    tail = f"; {why}" if why else ""
+    message = f"{rules}{tail}; so {exc.public_message.replace('minimum authorities: ', 'too few answered: ')}"
+    return _REFUSAL_ERRORS.get(code, DisclosureRefused)(message)
 
 
 def _check_receipts(answered: list[Contribution], missing: list[Missing], manifest: Manifest) -> None:
@@ -462,14 +502,22 @@ def create_server(
     return server, port
 
 
-def serve(netdir: Path, *, listen: str) -> None:
+def serve(netdir: Path, *, listen: str, onboarding_listen: str | None = None) -> None:
     """Run until SIGTERM or SIGINT, then stop gracefully."""
     network.set_endpoint(netdir, COORDINATOR, listen)
     runtime = CoordinatorRuntime.open(netdir)
     # A schedule more frequent than the chair's mandate allows stops the start here, before listening.
     schedule = FeedSchedule.prepare(runtime)
     register = RegisterRuntime.open(netdir)
-    server, port = create_server(runtime, address=listen, register=register)
+    governance = GovernanceRuntime(netdir, runtime.identity, runtime.manifests, nonces=runtime.nonces)
+    server, port = create_server(runtime, address=listen, register=register, governance=governance)
+    onboarding_server = None
+    onboarding_address = onboarding_listen or runtime.settings.onboarding_address
+    if onboarding_address is not None:
+        from coordinator.onboarding_server import create_server as create_onboarding
+
+        onboarding_server, onboarding_port = create_onboarding(governance, address=onboarding_address)
+        log.info("onboarding port %d (TLS, no client certificate; docs/onboarding.md)", onboarding_port)
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
@@ -479,6 +527,8 @@ def serve(netdir: Path, *, listen: str) -> None:
     stop.wait()
     if schedule is not None:
         schedule.stop()
+    if onboarding_server is not None:
+        onboarding_server.stop(grace=5).wait()
     server.stop(grace=5).wait()
     runtime.close()
     register.close()

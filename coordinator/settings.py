@@ -3,6 +3,7 @@ environment variable. The file's top-level keys are the settings below; its `[fe
 the feed's (`publish_every` there is CAGNET_COORDINATOR_FEED_PUBLISH_EVERY, and so on)::
 
     node_deadline_ms = 5000
+    onboarding_listen = "0.0.0.0:7443"   # the onboarding port for joiners with an invite (default: off)
 
     [feed]
     publish_every = "7d"            # the schedule: "7d", "24h", "30m", ...; "off" (the default)
@@ -49,6 +50,15 @@ class CoordinatorSettings(BaseSettings):
     feed_mandate: str = "feed-mandate.json"
     # The shortest schedule accepted: a slip such as "7s" for "7d" is refused rather than run.
     feed_min_interval: str = "1m"
+    # Where the onboarding port listens (docs/onboarding.md), HOST:PORT; off ("") unless set, so
+    # that a coordinator opens no port a certificate-less peer may reach unless its operator asks.
+    onboarding_listen: str = ""
+
+    @property
+    def onboarding_address(self) -> str | None:
+        """The onboarding port's listen address, or None when it is off."""
+        value = self.onboarding_listen.strip()
+        return None if value.lower() in _OFF else value
 
     @field_validator("feed_publish_every")
     @classmethod

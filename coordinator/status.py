@@ -17,7 +17,7 @@ import grpc
 from cryptography import x509
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from shared import pki
+from shared import keyfile, pki
 from shared.identity import Identity
 from shared.interceptor import secure_channel
 from shared.manifest import Party
@@ -72,7 +72,7 @@ def _presented_certificate(endpoint: str, ca_pem: bytes, identity_dir: Path, tim
     context = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cadata=ca_pem.decode())
     # The certificate names the party, not the host; it is checked by fingerprint instead.
     context.check_hostname = False
-    context.load_cert_chain(identity_dir / "tls.crt", identity_dir / "tls.key")
+    context.load_cert_chain(identity_dir / "tls.crt", identity_dir / "tls.key", password=keyfile.passphrase())
     context.set_alpn_protocols(["h2"])
     address = (host.strip("[]"), int(port))
     with socket.create_connection(address, timeout=timeout_s) as raw, context.wrap_socket(raw) as tls:

@@ -40,12 +40,23 @@ def _audit_log(nodedir: Path) -> Engine:
     return _engine(nodedir)[1]
 
 
+def _party_names(nodedir: Path) -> dict[str, str]:
+    """The names the node's verified manifest chain gives the parties its audit log names."""
+    from node.governance import node_manifests
+
+    names: dict[str, str] = {}
+    for manifest, _ in node_manifests(load_config(nodedir)).history:
+        names.update({p.id: p.name for p in manifest.parties})
+    return names
+
+
 app.add_typer(
     audit_app(
         about="The node's hash-chained audit log.",
         metavar="NODEDIR",
         folder_help="The node folder made by `cagnet node init`.",
         open_log=_audit_log,
+        principal_names=lambda nodedir: _party_names(nodedir),
     ),
     name="audit",
 )

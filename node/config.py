@@ -14,6 +14,8 @@ from __future__ import annotations
 import tomllib
 from pathlib import Path
 
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from pydantic import BaseModel, ConfigDict
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -96,13 +98,17 @@ def init_node(
     endpoint: str,
     manifest_path: Path,
     linkage_key: bytes | None = None,
+    await_linkage_key: bool = False,
+    keys: tuple[Ed25519PrivateKey, ec.EllipticCurvePrivateKey] | None = None,
     register: Register | None = None,
 ) -> JoinRequest:
     """Make the node's keys and configuration; returns the join request to hand to the network.
 
     `linkage_key` is the network linkage key the members already hold (see node.linkage); the
-    first member leaves it out and a new one is made. The authority's name and population come
-    from the network's `register` (default: the shipped 2011 list)."""
+    first member leaves it out and a new one is made, unless `await_linkage_key` (a join over the
+    wire: a sponsoring member seals it to the node, `node.onboarding`). `keys` are the signing and
+    TLS keys when already made. The authority's name and population come from the network's
+    `register` (default: the shipped 2011 list)."""
     try:
         info = (register or shipped_register()).authority(authority)
     except KeyError as exc:
@@ -110,10 +116,13 @@ def init_node(
     if (nodedir / CONFIG).exists():
         raise InvalidRequest(f"{nodedir} already holds a node; choose an empty folder")
     nodedir.mkdir(parents=True, exist_ok=True)
-    signing, tls_key = write_keys(nodedir / "identity")
+    signing, tls_key = write_keys(
+        nodedir / "identity", signing=keys[0] if keys else None, tls_key=keys[1] if keys else None
+    )
     from node import linkage
 
-    linkage.install_linkage_key(nodedir / "identity" / "linkage.key", linkage_key)
+    if not await_linkage_key:
+        linkage.install_linkage_key(nodedir / "identity" / "linkage.key", linkage_key)
     from cryptography.hazmat.primitives import serialization
 
     tls_public = tls_key.public_key().public_bytes(

@@ -24,7 +24,7 @@ from shared import dsse, governance, keys
 from shared.channel import ServiceRefused
 from shared.errors import CagnetError, NotFound, NotPermitted, Unavailable
 from shared.governance import Change, Filed, Proposal, Review
-from shared.governance_client import GovernanceClient
+from shared.governance_client import GovernanceClient, sync_manifests
 from shared.identity import Identity
 from shared.manifest import Governance, Manifest, ManifestSource
 from shared.policy import PolicySource
@@ -51,13 +51,7 @@ def sync(manifests: ManifestSource, client: GovernanceClient) -> Synced:
     `manifests` (versions skipped in between are fetched by number and checked one by one).
     Raises ManifestRefused (or another VerificationError) and keeps the head on anything else."""
 
-    def fetch(version: int) -> dsse.Envelope:
-        return client.manifest_envelope(version)[0]
-
-    latest, _ = client.manifest_envelope(0)
-    added = manifests.offer(latest, fetch)
-    accepted = tuple(governance.parse_unverified(env).version for env in added)
-    return Synced(manifests.current().version, accepted)
+    return Synced(*sync_manifests(manifests, client))
 
 
 class ManifestPoller:
@@ -189,6 +183,16 @@ class Member:
         governance.open_join_request(join_request)  # the joiner's own signature, before anything is sent
         self.sync()
         return self.review(self.client.sponsor_join(join_request))
+
+    def join_requests(self) -> list[dsse.Envelope]:
+        """Join requests filed over the onboarding port that wait for a sponsor (each still to be
+        checked against the key it lists: `shared.governance.open_join_request`)."""
+        _, _, waiting = self.client.proposals_and_joins()
+        return waiting
+
+    def file_sealed(self, sealed: dsse.Envelope) -> str:
+        """Hand the coordinator the linkage key this member sealed to a joiner."""
+        return self.client.file_sealed_key(sealed)
 
     def _settle(self, filed: Filed) -> Filed:
         if filed.published:

@@ -9,28 +9,37 @@ answered last week (or before a restart) would isolate a few people is still ref
     mandate_slot    (mandate_id, slot, method) PK, kind, at (UTC): each slot of a CAG chair's feed
                     mandate the coordinator has used here, so that it is answered once, even
                     across a restart
+    seen_nonce      nonce_digest PK (hex SHA-256 of what was spent), expires_at_ms (indexed): every
+                    request nonce and every (principal query, method) pair answered, kept until
+                    the request has expired, so that a replay after a restart is still refused
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
+import threading
+import time
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from types import MappingProxyType
 
-from sqlalchemy import Text, insert
+from sqlalchemy import BigInteger, Text, delete, insert
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Field, Session, SQLModel, col, select
 
 from node.store import UtcDateTime
+from shared.auth import CLOCK_SKEW_S, NonceCache
 from shared.disclosure import CellKey, Release
 from shared.errors import ReplayedRequest
 
 __all__ = [
     "AnswerRow",
     "MandateSlotRow",
+    "PersistentNonceCache",
     "ReleaseRow",
+    "SeenNonceRow",
     "SqlReleaseStore",
     "keep_answer",
     "last_answer",
@@ -161,3 +170,50 @@ def spend_mandate_slot(engine: Engine, *, mandate_id: str, slot: int, method: st
             conn.execute(insert(MandateSlotRow).values(**row))
     except IntegrityError:
         raise ReplayedRequest("the feed mandate's query was already answered in this slot") from None
+
+
+class SeenNonceRow(SQLModel, table=True):
+    """A nonce (or a principal query's nonce at one method) this node has accepted."""
+
+    __tablename__ = "seen_nonce"
+
+    nonce_digest: str = Field(primary_key=True, max_length=64)
+    expires_at_ms: int = Field(sa_type=BigInteger, index=True)
+
+
+class PersistentNonceCache(NonceCache):
+    """The nonce cache in the node's database as well as in memory.
+
+    A node that restarts would otherwise answer a replay of a request it answered a moment before,
+    within the request's lifetime; and "each principal query once per method", which the common
+    providers and repeat movers protocols rely on, would hold only per process. Memory stays the
+    fast path for a replay to the same process; the primary key decides otherwise, so two
+    processes on one database cannot both accept a nonce. Rows are dropped once their request can
+    no longer be accepted (expiry plus the clock skew allowed)."""
+
+    _PRUNE_EVERY_S = 60.0
+
+    def __init__(self, engine: Engine) -> None:
+        super().__init__()
+        self.engine = engine
+        self._pruned_at = 0.0
+        self._prune_lock = threading.Lock()
+
+    def check_and_add(self, nonce: bytes, expires_at_ms: int, now: int) -> None:
+        super().check_and_add(nonce, expires_at_ms, now)
+        self._prune(now)
+        row = {"nonce_digest": hashlib.sha256(nonce).hexdigest(), "expires_at_ms": expires_at_ms}
+        try:
+            with self.engine.begin() as conn:
+                conn.execute(insert(SeenNonceRow).values(**row))
+        except IntegrityError:
+            raise ReplayedRequest() from None
+
+    def _prune(self, now: int) -> None:
+        with self._prune_lock:
+            if time.monotonic() - self._pruned_at < self._PRUNE_EVERY_S:
+                return
+            self._pruned_at = time.monotonic()
+        horizon = now - CLOCK_SKEW_S * 1000
+        with self.engine.begin() as conn:
+            conn.execute(delete(SeenNonceRow).where(col(SeenNonceRow.expires_at_ms) < horizon))

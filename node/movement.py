@@ -11,7 +11,8 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, timedelta
+from itertools import pairwise
 from typing import Any
 
 from sqlalchemy import Table, and_, func, select, true
@@ -23,6 +24,7 @@ from node.client_records import ClientRecord, Outcome
 from node.store import Provider, Service
 from shared import places, vocabulary
 from shared.authorities import Register
+from shared.disclosure import check_share_threshold
 from shared.errors import InvalidRequest
 from shared.models import RecordsQuestion
 
@@ -33,6 +35,7 @@ __all__ = [
     "Question",
     "check_question",
     "departures",
+    "intake_by_month",
     "linkage_persons",
     "new_clients",
     "origin_class",
@@ -40,6 +43,7 @@ __all__ = [
     "period_of",
     "records_version",
     "service_intake",
+    "standard_periods",
 ]
 
 
@@ -99,10 +103,35 @@ def check_question(question: RecordsQuestion, *, default_share: int = 50) -> Que
     for group in question.client_groups:
         if group not in vocabulary.CLIENT_GROUPS:
             raise InvalidRequest("client_groups: each must be an SP client group code, 1 to 21")
-    share = question.min_share_percent or default_share
-    if not 1 <= share <= 100:
-        raise InvalidRequest("min_share_percent: a percentage, 1 to 100")
+    share = check_share_threshold(question.min_share_percent or default_share)
     return Question(start, end, question.period, tuple(sorted(set(question.client_groups))), share)
+
+
+# A plan covers at most this many financial years and client groups: its work grows with both.
+PLAN_MAX_YEARS = 5
+PLAN_MAX_GROUPS = 4
+
+
+def standard_periods(question: Question) -> list[tuple[date, date, str]]:
+    """The standard periods wholly inside the question's span, for a plan: each financial year
+    (1 April to 31 March, grain "year") and each of its quarters (grain "quarter")."""
+    if question.from_date is None or question.to_date is None:
+        raise InvalidRequest("from_date: a plan needs a period with a first and a last day")
+    if len(question.client_groups) > PLAN_MAX_GROUPS:
+        raise InvalidRequest(f"client_groups: a plan takes at most {PLAN_MAX_GROUPS} client groups")
+    first = question.from_date.year if question.from_date.month >= 4 else question.from_date.year - 1
+    last = question.to_date.year if question.to_date.month >= 4 else question.to_date.year - 1
+    if last - first + 1 > PLAN_MAX_YEARS:
+        raise InvalidRequest(f"to_date: a plan covers at most {PLAN_MAX_YEARS} financial years")
+    periods: list[tuple[date, date, str]] = []
+    for year in range(first, last + 1):
+        starts = [date(year, 4, 1), date(year, 7, 1), date(year, 10, 1), date(year + 1, 1, 1), date(year + 1, 4, 1)]
+        inside = [
+            (start, end - timedelta(days=1), grain)
+            for start, end, grain in [(starts[0], starts[4], "year"), *((a, b, "quarter") for a, b in pairwise(starts))]
+        ]
+        periods.extend(p for p in inside if question.from_date <= p[0] and p[1] <= question.to_date)
+    return periods
 
 
 def origin_of(previous_authority: str | None, cag: frozenset[str], register: Register | None = None) -> str:
@@ -212,7 +241,9 @@ class ServiceIntake:
     unknown: int  # of whom the previous authority is not known
 
 
-def service_intake(engine: Engine, *, authority_code: str, question: Question) -> list[ServiceIntake]:
+def service_intake(
+    engine: Engine, *, authority_code: str, question: Question, register: Register | None = None
+) -> list[ServiceIntake]:
     """Each service's intake in the period, split into local, non-local and unknown origin."""
     cag = frozenset({authority_code})  # only "is it this authority?" matters here
     conditions = _within(_RECORD.start_date, question)
@@ -228,7 +259,7 @@ def service_intake(engine: Engine, *, authority_code: str, question: Question) -
     with engine.connect() as conn:
         for service_id, previous, n in conn.execute(query):
             counts = tally.setdefault(int(service_id), [0, 0, 0])
-            origin = origin_of(previous, cag)
+            origin = origin_of(previous, cag, register)
             counts[0] += int(n)
             if origin == UNKNOWN:
                 counts[2] += int(n)
@@ -254,6 +285,33 @@ def service_intake(engine: Engine, *, authority_code: str, question: Question) -
         ServiceIntake(ref, provider, name, stype, int(group), district, bool(designated), *tally[int(sid)])
         for sid, ref, provider, name, stype, group, district, designated in sorted(rows, key=lambda r: r[1])
     ]
+
+
+def intake_by_month(
+    engine: Engine, *, authority_code: str, question: Question, register: Register | None = None
+) -> dict[tuple[str, str, str, Month], int]:
+    """Each service's new clients by (client group, service, local / non-local / unknown origin,
+    month of start): the finest grain of a non-local services answer, for the release ledger."""
+    cag = frozenset({authority_code})  # only "is it this authority?" matters here
+    year = func.extract("year", _RECORD.start_date)
+    month = func.extract("month", _RECORD.start_date)
+    conditions = _within(_RECORD.start_date, question)
+    if question.client_groups:
+        conditions.append(_SERVICE.client_group.in_(question.client_groups))
+    query = (
+        select(_SERVICE.client_group, _SERVICE.service_ref, _RECORD.previous_authority, year, month, func.count())
+        .join(_table(Service), _RECORD.service_id == _SERVICE.id)
+        .where(and_(true(), *conditions))
+        .group_by(_SERVICE.client_group, _SERVICE.service_ref, _RECORD.previous_authority, year, month)
+    )
+    counts: dict[tuple[str, str, str, Month], int] = {}
+    with engine.connect() as conn:
+        for group, ref, previous, y, m, n in conn.execute(query):
+            origin = origin_of(previous, cag, register)
+            where = "local" if origin == authority_code else UNKNOWN if origin == UNKNOWN else "non-local"
+            key = (str(int(group)), str(ref), where, _month(y, m))
+            counts[key] = counts.get(key, 0) + int(n)
+    return counts
 
 
 def linkage_persons(engine: Engine, *, question: Question) -> Iterator[tuple[bytes, int]]:

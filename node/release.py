@@ -15,8 +15,9 @@ import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
+from pydantic import BaseModel
 from sqlalchemy.engine import Engine
 
 from node import movement
@@ -28,6 +29,7 @@ from node.vfm import check_participants
 from shared import vocabulary
 from shared.authorities import Register, shipped_register
 from shared.disclosure import (
+    SHARE_GRID,
     TOTAL,
     MagnitudeCell,
     MagnitudeTable,
@@ -42,19 +44,40 @@ from shared.disclosure import (
     require_min_records,
     share_band,
 )
-from shared.errors import DisclosureRefused, InvalidRequest
-from shared.models import CountCell, CountTable, NonLocalService, NonLocalServices, SupplyCell, SupplyMap
+from shared.errors import CagnetError, DisclosureRefused, InvalidRequest, NotPermitted
+from shared.models import (
+    PLAN_KINDS,
+    CountCell,
+    CountTable,
+    NodePlan,
+    NonLocalService,
+    NonLocalServices,
+    PlannedQuestion,
+    SupplyCell,
+    SupplyMap,
+)
 from shared.policy import AggregateRule, Policy
 from shared.vfm import Cell
 
-__all__ = ["KPI", "MOVEMENT", "NET_FLOW", "NON_LOCAL_SERVICES", "SUPPLY_MAP", "Releaser", "load_rounding_secret"]
+__all__ = [
+    "KPI",
+    "MOVEMENT",
+    "NET_FLOW",
+    "NON_LOCAL_SERVICES",
+    "REPEAT_MOVERS",
+    "SUPPLY_MAP",
+    "Releaser",
+    "load_rounding_secret",
+]
 
 SUPPLY_MAP = "supply-map"
 MOVEMENT = "movement"
 NET_FLOW = "net-flow"
 KPI = "kpi"
 NON_LOCAL_SERVICES = "non-local-services"
+REPEAT_MOVERS = "repeat-movers"
 DESIGNATED = "supply-map/designated-services"  # the ledger's kind for designated-service counts
+_Answer = TypeVar("_Answer", bound=BaseModel)
 # The ledger keeps every supply map at its finest grain, so that any two can be compared.
 _LEDGER_DIMENSIONS = ("client_group", "service_type", "district")
 
@@ -110,16 +133,11 @@ class Releaser:
 
     def movement(self, policy: Policy, *, roles: Iterable[str], question: Question) -> CountTable:
         """New clients by origin x client group x period (financial year, quarter or all)."""
-        members, register = self.members(), self.register()
         return self._counts(
             policy,
             kind=MOVEMENT,
             roles=roles,
             question=question,
-            finest=lambda: movement.new_clients(
-                self.engine, authority_code=self.authority, question=question, members=members, register=register
-            ),
-            finest_dims=("origin", "client_group", "month"),
             dims=("origin", "client_group", "period"),
             project=lambda k: (k[0], k[1], movement.period_of(k[2], question.period)),
         )
@@ -127,16 +145,12 @@ class Releaser:
     def net_flow(self, policy: Policy, *, roles: Iterable[str], question: Question) -> CountTable:
         """New clients over the whole period by origin class (each CAG authority, "outside" the
         CAG, "unknown") x client group: what net imports and exports are worked out from."""
-        cag, register = self.members() | {self.authority}, self.register()
+        cag = self.members() | {self.authority}
         return self._counts(
             policy,
             kind=NET_FLOW,
             roles=roles,
             question=question,
-            finest=lambda: movement.new_clients(
-                self.engine, authority_code=self.authority, question=question, members=cag, register=register
-            ),
-            finest_dims=("origin", "client_group", "month"),
             dims=("origin", "client_group"),
             project=lambda k: (movement.origin_class(k[0], cag), k[1]),
         )
@@ -148,8 +162,6 @@ class Releaser:
             kind=KPI,
             roles=roles,
             question=question,
-            finest=lambda: movement.departures(self.engine, question=question),
-            finest_dims=("client_group", "departure", "month"),
             dims=("client_group", "departure"),
             project=lambda k: (k[0], k[1]),
         )
@@ -161,14 +173,35 @@ class Releaser:
         kind: str,
         roles: Iterable[str],
         question: Question,
-        finest: Callable[[], Mapping[Any, int]],
-        finest_dims: tuple[str, ...],
         dims: tuple[str, ...],
         project: Callable[[tuple[str, ...]], tuple[str, ...]],
     ) -> CountTable:
         """One path for every count table from client records: role, query-set restriction,
         the ledger at the finest grain (months), then suppression and rounding at the grain asked."""
         rule = policy.require_any_role(kind, tuple(roles))
+        return self._through_ledger(
+            policy,
+            rule,
+            kind=kind,
+            question=question,
+            describe=lambda raw: self._protect_counts(
+                rule, kind, raw, dims, project, asked_groups=question.client_groups, question=question
+            ),
+            parse=CountTable.model_validate_json,
+        )
+
+    def _through_ledger(
+        self,
+        policy: Policy,
+        rule: AggregateRule,
+        *,
+        kind: str,
+        question: Question,
+        describe: Callable[[Mapping[tuple[str, ...], int]], _Answer],
+        parse: Callable[[str], _Answer],
+    ) -> _Answer:
+        """Every answer about client records: the query-set restriction, the release ledger at the
+        finest grain, then `describe` (the protected answer) kept for a repeat of the question."""
         asked = question.as_asked()
         signature = _signature({"kind": kind, **asked.model_dump(mode="json")})
         with self._lock:
@@ -176,22 +209,18 @@ class Releaser:
             version = (*data_version(self.engine), *movement.records_version(self.engine), *sorted(self.members()))
             cached = self._answers.get((policy.digest, signature))
             if cached is not None and cached[0] == version:
-                return cached[1]
-            raw = {tuple(str(part) for part in key): n for key, n in finest().items()}
-            groups = question.client_groups
-            if groups:
-                strictest = max(groups, key=rule.threshold_for)
-                require_min_records(sum(raw.values()), rule, client_group=strictest)
-            admitted = self.ledger.admit(kind, signature, finest_dims, raw, rule)
-            if dict(admitted) != raw:
+                answer: _Answer = cached[1]
+                return answer
+            raw = self._admitted(policy, rule, kind, question, signature, record=True)
+            if raw is None:
                 earlier = last_answer(self.engine, kind=kind, query_signature=signature, policy_digest=policy.digest)
-                if earlier is None:
+                if earlier is None:  # `_admitted` has just found it; refuse rather than guess
                     raise DisclosureRefused(
                         "differencing: the answer would differ from an earlier release by too few people"
                     )
-                answer = CountTable.model_validate_json(earlier)
+                answer = parse(earlier)
             else:
-                answer = self._protect_counts(rule, kind, raw, dims, project, asked_groups=groups, question=question)
+                answer = describe(raw)
                 keep_answer(
                     self.engine,
                     kind=kind,
@@ -201,6 +230,91 @@ class Releaser:
                 )
             self._answers[(policy.digest, signature)] = (version, answer)
             return answer
+
+    def _finest(self, kind: str, question: Question) -> tuple[dict[tuple[str, ...], int], tuple[str, ...]]:
+        """A records question's true counts at the grain the ledger keeps (calendar months)."""
+        counts: Mapping[Any, int]
+        if kind in (MOVEMENT, NET_FLOW):
+            # Origins among the members by code, others by region, as the network's register places them.
+            counts = movement.new_clients(
+                self.engine,
+                authority_code=self.authority,
+                question=question,
+                members=self.members(),
+                register=self.register(),
+            )
+            dims: tuple[str, ...] = ("origin", "client_group", "month")
+        elif kind == KPI:
+            counts, dims = movement.departures(self.engine, question=question), ("client_group", "departure", "month")
+        elif kind == NON_LOCAL_SERVICES:
+            counts = movement.intake_by_month(
+                self.engine, authority_code=self.authority, question=question, register=self.register()
+            )
+            dims = ("client_group", "service", "origin", "month")
+        else:
+            raise InvalidRequest(f"no release ledger for {kind!r}")
+        return {tuple(str(part) for part in key): n for key, n in counts.items()}, dims
+
+    def _admitted(
+        self, policy: Policy, rule: AggregateRule, kind: str, question: Question, signature: str, *, record: bool
+    ) -> dict[tuple[str, ...], int] | None:
+        """The query-set restriction and the ledger, under the lock: the true counts to describe,
+        or None when the earlier answer to this question stands (it is then kept under this
+        policy); DisclosureRefused otherwise. With `record=False` the ledger is left as it was."""
+        raw, finest_dims = self._finest(kind, question)
+        groups = question.client_groups
+        if groups:
+            strictest = max(groups, key=rule.threshold_for)
+            require_min_records(sum(raw.values()), rule, client_group=strictest)
+        admitted = self.ledger.admit(kind, signature, finest_dims, raw, rule, record=record)
+        if dict(admitted) == raw:
+            return raw
+        if last_answer(self.engine, kind=kind, query_signature=signature, policy_digest=policy.digest) is None:
+            raise DisclosureRefused("differencing: the answer would differ from an earlier release by too few people")
+        return None
+
+    # --- "would you answer?" -------------------------------------------------------------------
+
+    def plan(self, policy: Policy, *, roles: Iterable[str], question: Question) -> NodePlan:
+        """Whether this node would answer each standard question over the question's span now:
+        every financial year and quarter wholly inside it, for every client group and for each
+        group of its filter on its own, of each client-record kind. Exactly the checks a release
+        makes (role, query-set restriction, release ledger), with nothing recorded and no figure
+        in the answer: only answerable, or the rule's public message."""
+        roles = tuple(roles)
+        planned = []
+        for start, end, grain in movement.standard_periods(question):
+            for groups in [(), *((g,) for g in question.client_groups)]:
+                asked = Question(start, end, grain, groups, question.min_share_percent)
+                for kind in PLAN_KINDS:
+                    try:
+                        needs = policy.rule(kind).min_authorities
+                    except CagnetError:
+                        needs = 1
+                    planned.append(
+                        PlannedQuestion(
+                            kind=kind,
+                            from_date=start.isoformat(),
+                            to_date=end.isoformat(),
+                            period=grain,
+                            client_groups=groups,
+                            refused=self._would_refuse(policy, roles, kind, asked),
+                            min_authorities=needs,
+                        )
+                    )
+        return NodePlan(authority=self.authority, questions=tuple(planned))
+
+    def _would_refuse(self, policy: Policy, roles: tuple[str, ...], kind: str, question: Question) -> str:
+        try:
+            rule = policy.require_any_role(kind, roles)
+            if kind == REPEAT_MOVERS:
+                return ""  # no ledger at the node: the coordinator protects each count on its own
+            signature = _signature({"kind": kind, **question.as_asked().model_dump(mode="json")})
+            with self._lock:
+                self._admitted(policy, rule, kind, question, signature, record=False)
+        except (DisclosureRefused, NotPermitted) as exc:
+            return exc.public_message
+        return ""
 
     def _protect_counts(
         self,
@@ -243,17 +357,36 @@ class Releaser:
 
     def non_local_services(self, policy: Policy, *, roles: Iterable[str], question: Question) -> NonLocalServices:
         """Services whose share of intake from outside the authority is at least the question's
-        share. Intake and share are released in bands only; a service whose intake is within the
-        small-count threshold is not described at all, only counted; a refuge's name and
-        district are never released (domestic violence services are shared at authority level)."""
+        share, a value on the share grid. Through the release ledger like every count (each
+        service's intake by origin and month), then described in bands only: intake in bands
+        above the group's threshold (coarser for domestic violence and refugees), share by the
+        grid. A service whose intake, known intake or non-local intake is within its group's
+        threshold is not described at all, only counted; a refuge's name and district are never
+        released (domestic violence services are shared at authority level)."""
         rule = policy.require_any_role(NON_LOCAL_SERVICES, tuple(roles))
+        return self._through_ledger(
+            policy,
+            rule,
+            kind=NON_LOCAL_SERVICES,
+            question=question,
+            describe=lambda _raw: self._describe_services(rule, question),
+            parse=NonLocalServices.model_validate_json,
+        )
+
+    def _describe_services(self, rule: AggregateRule, question: Question) -> NonLocalServices:
         services = []
         too_small = 0
-        for s in movement.service_intake(self.engine, authority_code=self.authority, question=question):
+        intake = movement.service_intake(
+            self.engine, authority_code=self.authority, question=question, register=self.register()
+        )
+        for s in intake:
             known = s.intake - s.unknown
+            threshold = rule.threshold_for(s.client_group)
             band = intake_band(s.intake, rule, client_group=s.client_group)
-            if band is None or known <= rule.threshold_for(s.client_group):
-                too_small += 1
+            if band is None or known <= threshold or s.non_local <= threshold:
+                # Counted whatever share was asked, so that the count says nothing about a share.
+                if known == 0 or 100 * s.non_local >= SHARE_GRID[0] * known:
+                    too_small += 1
                 continue
             if 100 * s.non_local < question.min_share_percent * known:
                 continue

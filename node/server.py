@@ -21,7 +21,7 @@ from sqlalchemy.engine import Engine
 from node import linkage, providers, service, vfm
 from node.client_records import PersonSealer, load_person_key
 from node.config import NodeConfig
-from node.ledger import spend_mandate_slot
+from node.ledger import PersistentNonceCache, spend_mandate_slot
 from node.movement import check_question
 from node.release import Releaser, load_rounding_secret
 from node.store import ensure_authority, open_store
@@ -59,6 +59,7 @@ from shared.serde import (
     envelope_from_proto,
     envelope_to_proto,
     non_local_services_to_proto,
+    plan_to_proto,
     records_question_from_proto,
     supply_map_to_proto,
 )
@@ -76,6 +77,7 @@ LINKAGE_TOKENS = f"/{SERVICE}/LinkageTokens"
 PROVIDER_TOKENS = f"/{SERVICE}/ProviderTokens"
 REVEAL_PROVIDERS = f"/{SERVICE}/RevealProviders"
 VFM = f"/{SERVICE}/Vfm"
+PLAN = f"/{SERVICE}/Plan"
 JOINT_QUERY = "/cagnet.v1.Coordinator/JointQuery"
 COMMON_PROVIDERS = "common-providers"
 VFM_KIND = "vfm"
@@ -92,6 +94,7 @@ METHODS: dict[str, tuple[type[Any], tuple[str, ...]]] = {
     PROVIDER_TOKENS: (node_pb2.ProvidersQuery, (MEMBER_AUTHORITY, CAG_CHAIR)),
     REVEAL_PROVIDERS: (node_pb2.RevealRequest, (MEMBER_AUTHORITY, CAG_CHAIR)),
     VFM: (node_pb2.VfmQuery, (MEMBER_AUTHORITY, CAG_CHAIR)),
+    PLAN: (node_pb2.RecordsQuery, (MEMBER_AUTHORITY, CAG_CHAIR)),
 }
 # Aggregates the coordinator may only ask for on a principal's behalf, with the joint query kind.
 FORWARDED_KIND = {
@@ -104,6 +107,7 @@ FORWARDED_KIND = {
     PROVIDER_TOKENS: "common-providers",
     REVEAL_PROVIDERS: "common-providers",
     VFM: "vfm",
+    PLAN: "plan",
 }
 # The fields of a forwarded request that are the coordinator's part of a round rather than the
 # principal's question; the node checks them itself (evidence, participants).
@@ -181,7 +185,17 @@ class NodeRuntime:
             members=lambda: frozenset(p.id for p in manifests.last_accepted.members),
             register=lambda: register_of(manifests.last_accepted),
         )
-        return cls(config, identity, engine, manifests, policies, releaser, _register_text=manifest.authorities)
+        # Seen nonces are kept in the store until they expire: a restart does not reopen a replay.
+        return cls(
+            config,
+            identity,
+            engine,
+            manifests,
+            policies,
+            releaser,
+            nonces=PersistentNonceCache(engine),
+            _register_text=manifest.authorities,
+        )
 
     def policy_for(self, verified: Verified[Any]) -> Policy:
         """The policy this node applies, if the request was made under it; else StalePolicy."""
@@ -380,6 +394,17 @@ class NodeServicer(node_pb2_grpc.NodeServicer):
             NON_LOCAL_SERVICES,
             lambda policy, verified, question: non_local_services_to_proto(
                 self.rt.releaser.non_local_services(policy, roles=verified.principal.roles, question=question),
+                self._header(verified, policy),
+            ),
+        )
+
+    def Plan(self, request: envelope_pb2.Envelope, context: grpc.ServicerContext) -> envelope_pb2.Envelope:
+        """Would this node answer each standard question now? Checked, signed and audited like any
+        request; the answer holds no figure and the release ledger is left as it was."""
+        return self._records(
+            PLAN,
+            lambda policy, verified, question: plan_to_proto(
+                self.rt.releaser.plan(policy, roles=verified.principal.roles, question=question),
                 self._header(verified, policy),
             ),
         )

@@ -5,9 +5,10 @@ commands for any hash-chained audit log (`shared.audit`), given how to open the 
 # No `from __future__ import annotations`: typer reads the commands' annotations at run time, and
 # they name this factory's `folder` argument type, which only exists inside it.
 
+import contextlib
 import json
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Annotated
 
@@ -18,12 +19,22 @@ from rich.table import Table
 from sqlalchemy.engine import Engine
 
 from shared import audit
+from shared.errors import CagnetError
 
 __all__ = ["audit_app"]
 
 
-def audit_app(*, about: str, metavar: str, folder_help: str, open_log: Callable[[Path], Engine]) -> typer.Typer:
-    """A `show | verify | export FOLDER` command group for the audit log `open_log(FOLDER)` opens."""
+def audit_app(
+    *,
+    about: str,
+    metavar: str,
+    folder_help: str,
+    open_log: Callable[[Path], Engine],
+    principal_names: Callable[[Path], Mapping[str, str]] | None = None,
+) -> typer.Typer:
+    """A `show | verify | export FOLDER` command group for the audit log `open_log(FOLDER)` opens.
+    `principal_names(FOLDER)` gives the names (people, councils) the signed manifest lists for the
+    party ids the log holds, shown beside them."""
     app = typer.Typer(help=about, no_args_is_help=True)
     Folder = Annotated[Path, typer.Argument(metavar=metavar, help=folder_help, show_default=False)]
 
@@ -44,6 +55,10 @@ def audit_app(*, about: str, metavar: str, folder_help: str, open_log: Callable[
             rows = audit.entries(engine, since_seq=since_seq)
         finally:
             engine.dispose()
+        names: Mapping[str, str] = {}
+        if principal_names is not None:
+            with contextlib.suppress(CagnetError, OSError):  # the log is shown even if the manifest is not
+                names = principal_names(folder)
         table = Table(title=f"Audit log ({len(rows)} of {last_seq} shown)")
         for column in ("seq", "at", "principal", "role", "via", "method", "parameters", "decision", "released"):
             table.add_column(column)
@@ -51,7 +66,9 @@ def audit_app(*, about: str, metavar: str, folder_help: str, open_log: Callable[
             table.add_row(
                 str(e.seq),
                 e.at.isoformat(timespec="seconds"),
-                e.principal,
+                f"{e.principal} ({names[e.principal]})"
+                if names.get(e.principal, e.principal) != e.principal
+                else e.principal,
                 e.role,
                 e.via,
                 e.method.rsplit("/", 1)[-1],

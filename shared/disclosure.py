@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import itertools
 import json
 import math
 import secrets
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -27,6 +28,7 @@ from shared.policy import AggregateRule
 
 __all__ = [
     "GROUP_DIMENSION",
+    "SHARE_GRID",
     "TOTAL",
     "Cell",
     "CellKey",
@@ -41,6 +43,7 @@ __all__ = [
     "ReleasedTable",
     "Table",
     "check_differencing",
+    "check_share_threshold",
     "intake_band",
     "load_secret",
     "protect_counts",
@@ -52,7 +55,8 @@ __all__ = [
 ]
 
 CellKey = tuple[str, ...]
-GroupOf = Callable[[CellKey], int | None]
+# The client group of a cell (None: not one group), or the client groups a total covers.
+GroupOf = Callable[[CellKey], int | Collection[int] | None]
 
 # The label a margin carries in place of the dimension it sums over: ("14", "*") is the total
 # for client group 14 over every district; ("*", "*") is the grand total.
@@ -207,25 +211,50 @@ def load_secret(path: Path) -> bytes:
     return secret
 
 
+# The only share thresholds a non-local services question may name, in percent. A free threshold
+# (1 to 100) could be bisected to give each service's exact share, which with its intake band
+# pinned small counts; on this grid a share is never known more finely than a quarter.
+SHARE_GRID = (25, 50, 75)
+
+
+def check_share_threshold(percent: int, *, field: str = "min_share_percent") -> int:
+    """A share threshold on the grid, or InvalidRequest naming the field."""
+    if percent not in SHARE_GRID:
+        shown = ", ".join(str(p) for p in SHARE_GRID)
+        raise InvalidRequest(f"{field}: one of {shown} (percent); a free threshold is not allowed")
+    return percent
+
+
 def intake_band(count: int, rule: AggregateRule, *, client_group: int | None = None) -> str | None:
-    """A count shown only as a band whose lowest value is above the small-count threshold
-    ("8-19", "20-49", "50-99", "100+"); None when the count is too small to describe at all."""
+    """A count shown only as a band whose lowest value is above the client group's small-count
+    threshold ("8-49", "50-99", "100+"; "11-49" for domestic violence and refugees); None when the
+    count is too small to describe at all.
+
+    The lowest band reaches 49: set against a share band on the grid, a band as narrow as "8-19"
+    would narrow a service's local count to a few small values (0 to 4 for "75-100%"); from "8-49"
+    or "11-49" it leaves at least thirteen."""
     threshold = rule.threshold_for(client_group)
     if count <= threshold:
         return None
-    for low, high in ((threshold + 1, 19), (20, 49), (50, 99)):
+    low = threshold + 1
+    for high in (49, 99):
+        if high < low:
+            continue
         if count <= high:
-            return f"{max(low, threshold + 1)}-{high}"
-    return "100+"
+            return f"{low}-{high}"
+        low = high + 1
+    return f"{low}+"
 
 
-def share_band(part: int, whole: int, *, width: int = 10) -> str:
-    """A share as a band of `width` percentage points ("50-59%", ..., "90-100%")."""
+def share_band(part: int, whole: int) -> str:
+    """A share as the band of the share grid it falls in ("0-24%", "25-49%", "50-74%", "75-100%")."""
     if whole <= 0 or not 0 <= part <= whole:
         raise InvalidRequest("a share needs 0 <= part <= whole and whole > 0")
-    percent = 100 * part // whole
-    low = min(percent // width * width, 100 - width)
-    return f"{low}-{100 if low + width >= 100 else low + width - 1}%"
+    edges = (0, *SHARE_GRID, 101)
+    for low, high in itertools.pairwise(edges):
+        if 100 * part < high * whole:
+            return f"{low}-{min(high - 1, 100)}%"
+    return f"{SHARE_GRID[-1]}-100%"
 
 
 # --- the layout of a table with its margins -------------------------------------------------------
@@ -446,8 +475,12 @@ def protect_counts(
 
     - Counts 1..`rule.threshold` are suppressed; for a cell of a client group with a stricter
       threshold (by default 10 for groups 14 and 17), 1..that threshold. `group_of(key)` gives a
-      cell's client group; by default the table's "client_group" dimension, if it has one (a
-      margin summing over client groups then takes the general threshold).
+      cell's client group, or the client groups a stand-alone total covers; by default the
+      table's "client_group" dimension, if it has one.
+    - A margin takes the strictest threshold of the groups it covers: its own (`group_of`) and
+      that of every non-zero cell it sums. A total of domestic violence clients only is as
+      sensitive as their own cell, so it is never released where their cell is suppressed. (A
+      cell's being non-zero is public already: it is released as 0 or not.)
     - Zeros are released as 0: an empty cell says that nobody is there, which is not about
       anyone (NHS Digital and OpenSAFELY release zeros too). Where "nobody in this group here"
       would itself be sensitive, leave that dimension out or ask the node for a coarser table.
@@ -466,7 +499,9 @@ def protect_counts(
     values = {c.key: c.value for c in table.cells}
     layout = _layout(table.dimensions, [c.key for c in table.cells], lambda k: values.get(k, 0), margins)
     for entry in layout.entries:
-        entry.threshold = rule.threshold_for(group_of(entry.key))
+        entry.threshold = _threshold(rule, group_of(entry.key))
+    _margin_thresholds(layout)
+    for entry in layout.entries:
         count = int(entry.true)
         if 1 <= count <= rule.threshold:
             entry.rule = Protection.PRIMARY
@@ -482,6 +517,27 @@ def protect_counts(
         value = _round(int(entry.true), rule, entry.threshold, secret, identity)
         released.append(ReleasedCell(entry.key, value, Protection.RELEASED, entry.margin))
     return ReleasedTable(table.dimensions, tuple(released))
+
+
+def _threshold(rule: AggregateRule, groups: int | Collection[int] | None) -> int:
+    if groups is None or isinstance(groups, int):
+        return rule.threshold_for(groups)
+    return rule.threshold_over(groups)
+
+
+def _margin_thresholds(layout: _Layout) -> None:
+    """Raise each margin's threshold to the strictest of the non-zero cells it sums."""
+    interior = [e for e in layout.entries if not e.margin]
+    for entry in layout.entries:
+        if not entry.margin:
+            continue
+        covered = [
+            layout.entries[i] for line in entry.lines for i in layout.lines[line] if not layout.entries[i].margin
+        ]
+        # The grand total of a two-way table shares its lines with margins only: it sums everything.
+        for cell in covered or interior:
+            if cell.true > 0:
+                entry.threshold = max(entry.threshold, cell.threshold)
 
 
 def _group_of_dimension(dimensions: tuple[str, ...]) -> GroupOf:
@@ -683,7 +739,10 @@ class ReleaseLedger:
         rule: AggregateRule,
         *,
         at: datetime | None = None,
+        record: bool = True,
     ) -> Mapping[CellKey, int]:
+        """With `record=False`, the same decision without keeping the release: "would you
+        answer?" (a plan), which must leave the ledger exactly as it was."""
         dims = tuple(dimensions)
         cells = _checked_cells(dims, true_cells)
         earlier = None
@@ -697,7 +756,8 @@ class ReleaseLedger:
                 # Late or corrected records would show as a tiny change: repeat the earlier answer.
                 return earlier.cells
         check_differencing(kind, dims, cells, self.store, rule)
-        self.store.record(kind, query_signature, dims, cells, at or datetime.now(UTC))
+        if record:
+            self.store.record(kind, query_signature, dims, cells, at or datetime.now(UTC))
         return cells
 
 

@@ -15,6 +15,10 @@
     |   +-- InconsistentLog          DATA_LOSS (a register proof, checkpoint or stored entry)
     |   +-- ManifestRefused          FAILED_PRECONDITION (a manifest version that breaks the chain)
     +-- NotPermitted                 PERMISSION_DENIED
+    +-- InviteRefused                PERMISSION_DENIED (unknown, wrong secret, another network or authority)
+    |   +-- InviteExpired            FAILED_PRECONDITION
+    |   +-- InviteUsed               ALREADY_EXISTS (another joiner already filed with it)
+    +-- KeyLocked                    (a private key file is encrypted and no or the wrong passphrase was given)
     +-- DisclosureRefused            FAILED_PRECONDITION
     +-- StalePolicy                  FAILED_PRECONDITION
     +-- ImportError_                 (CSV import; never crosses the wire)
@@ -119,6 +123,30 @@ class ManifestRefused(VerificationError):
 class NotPermitted(CagnetError):
     code = grpc.StatusCode.PERMISSION_DENIED
     default_message = "not permitted"
+
+
+class InviteRefused(CagnetError):
+    """An onboarding call whose invite does not admit it (docs/onboarding.md)."""
+
+    code = grpc.StatusCode.PERMISSION_DENIED
+    default_message = "invite refused"
+
+
+class InviteExpired(InviteRefused):
+    code = grpc.StatusCode.FAILED_PRECONDITION
+    default_message = "the invite has expired: ask the coordinator's operator for a new one"
+
+
+class InviteUsed(InviteRefused):
+    code = grpc.StatusCode.ALREADY_EXISTS
+    default_message = "the invite has already been used by another joiner"
+
+
+class KeyLocked(CagnetError):
+    """A private key file is encrypted and CAGNET_KEY_PASSPHRASE is unset or wrong (local only)."""
+
+    code = grpc.StatusCode.FAILED_PRECONDITION
+    default_message = "a private key is encrypted: set CAGNET_KEY_PASSPHRASE"
 
 
 class DisclosureRefused(CagnetError):

@@ -14,11 +14,26 @@ from shared import dsse
 from shared.channel import CoordinatorChannel
 from shared.governance import Filed
 from shared.identity import Identity
-from shared.manifest import Manifest
+from shared.manifest import Manifest, ManifestSource
 from shared.pb.cagnet.v1 import governance_pb2, governance_pb2_grpc
 from shared.serde import envelope_from_proto, envelope_to_proto, filed_from_proto
 
 SERVICE = "cagnet.v1.Governance"
+
+
+def sync_manifests(manifests: ManifestSource, client: GovernanceClient) -> tuple[int, tuple[int, ...]]:
+    """Fetch the coordinator's latest manifest and take it only as the next verified link(s) of
+    `manifests` (versions skipped in between are fetched by number and checked one by one); the
+    version held now and the versions accepted. Raises ManifestRefused (or another
+    VerificationError) and keeps the head on anything else."""
+    from shared import governance
+
+    def fetch(version: int) -> dsse.Envelope:
+        return client.manifest_envelope(version)[0]
+
+    latest, _ = client.manifest_envelope(0)
+    added = manifests.offer(latest, fetch)
+    return manifests.current().version, tuple(governance.parse_unverified(env).version for env in added)
 
 
 class GovernanceClient(CoordinatorChannel):
@@ -35,8 +50,20 @@ class GovernanceClient(CoordinatorChannel):
 
     def proposals(self) -> tuple[int, list[Filed]]:
         """The version open proposals apply to, and the proposals (unverified)."""
+        version, filed, _ = self.proposals_and_joins()
+        return version, filed
+
+    def proposals_and_joins(self) -> tuple[int, list[Filed], list[dsse.Envelope]]:
+        """As `proposals`, with the join requests filed over the onboarding port that wait for a
+        sponsor (unverified: `shared.governance.open_join_request` checks each)."""
         reply = self._call("Proposals", governance_pb2.ProposalsRequest(), governance_pb2.ProposalsResponse)
-        return reply.version, [filed_from_proto(p) for p in reply.proposals]
+        joins = [envelope_from_proto(e) for e in reply.join_requests]
+        return reply.version, [filed_from_proto(p) for p in reply.proposals], joins
+
+    def file_sealed_key(self, sealed: dsse.Envelope) -> str:
+        """Hand the coordinator a linkage key this member sealed to a joiner; the joiner's id."""
+        request = governance_pb2.SealedKeyRequest(sealed=envelope_to_proto(sealed))
+        return self._call("FileSealedKey", request, governance_pb2.SealedKeyResponse).party_id
 
     def propose(self, signed: dsse.Envelope, *, approval: bytes = b"") -> Filed:
         request = governance_pb2.ProposeRequest(proposal=envelope_to_proto(signed), approval=approval)

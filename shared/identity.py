@@ -1,20 +1,21 @@
 """A party's key material on disk: its Ed25519 signing key, its TLS key and certificate, and
 the network CA certificate. Key material is only ever read from these files, never from flags.
 
-Layout of an identity folder: signing.key, tls.key, tls.crt, ca.crt (keys mode 0600).
+Layout of an identity folder: signing.key, tls.key, tls.crt, ca.crt (keys mode 0600, encrypted when
+CAGNET_KEY_PASSPHRASE is set: `shared.keyfile`), and for a node that joined over the wire
+sealing.key (X25519, what the network linkage key was sealed to).
 """
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
 from cryptography import x509
-from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric import ec, x25519
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
-from shared import dsse, pki
+from shared import dsse, keyfile, pki
 from shared.errors import InvalidRequest
 
 
@@ -41,8 +42,8 @@ class Identity:
     @classmethod
     def load(cls, directory: Path) -> Identity:
         try:
-            signing = dsse.load_private_key((directory / "signing.key").read_bytes())
-            tls_key = (directory / "tls.key").read_bytes()
+            signing = keyfile.read_signing_key(directory / "signing.key")
+            _, tls_key = keyfile.read_tls_key(directory / "tls.key")
             tls_cert = (directory / "tls.crt").read_bytes()
             ca = (directory / "ca.crt").read_bytes()
         except FileNotFoundError as exc:
@@ -53,19 +54,31 @@ class Identity:
         return cls(party_id, signing, tls_key, tls_cert, ca)
 
 
-def _write_secret(path: Path, data: bytes) -> None:
-    path.write_bytes(data)
-    os.chmod(path, 0o600)
-
-
-def write_keys(directory: Path) -> tuple[Ed25519PrivateKey, ec.EllipticCurvePrivateKey]:
-    """Make a fresh signing key and TLS key in `directory` (the private halves never leave it)."""
+def write_keys(
+    directory: Path,
+    *,
+    signing: Ed25519PrivateKey | None = None,
+    tls_key: ec.EllipticCurvePrivateKey | None = None,
+) -> tuple[Ed25519PrivateKey, ec.EllipticCurvePrivateKey]:
+    """Write a signing key and a TLS key in `directory`, fresh unless given (a joiner makes them
+    in memory first, and writes them once the network has answered); the private halves never
+    leave it."""
     directory.mkdir(parents=True, exist_ok=True)
-    signing = Ed25519PrivateKey.generate()
-    tls_key = pki.new_tls_key()
-    _write_secret(directory / "signing.key", dsse.private_key_pem(signing))
-    _write_secret(directory / "tls.key", pki.key_pem(tls_key))
+    signing = signing or Ed25519PrivateKey.generate()
+    tls_key = tls_key or pki.new_tls_key()
+    keyfile.write_private_key(directory / "signing.key", signing)
+    keyfile.write_private_key(directory / "tls.key", tls_key)
     return signing, tls_key
+
+
+SEALING_KEY = "sealing.key"
+
+
+def write_sealing_key(directory: Path) -> x25519.X25519PrivateKey:
+    """A fresh X25519 key a sponsoring member seals the network linkage key to (`shared.sealing`)."""
+    key = x25519.X25519PrivateKey.generate()
+    keyfile.write_private_key(directory / SEALING_KEY, key)
+    return key
 
 
 def install_certificate(directory: Path, *, cert: x509.Certificate, ca_cert: x509.Certificate) -> None:

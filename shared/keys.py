@@ -10,12 +10,11 @@ flight breaks.
 from __future__ import annotations
 
 import logging
-import os
 from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from shared import dsse
+from shared import keyfile
 from shared.errors import InvalidRequest
 from shared.manifest import Manifest, encode_key
 
@@ -30,14 +29,11 @@ def next_key(identity_dir: Path) -> Ed25519PrivateKey:
     made (so a rotation proposed again after it lapsed offers the same key)."""
     path = identity_dir / NEXT
     if path.exists():
-        return dsse.load_private_key(path.read_bytes())
+        return keyfile.read_signing_key(path)
     if not (identity_dir / CURRENT).exists():
         raise InvalidRequest(f"{identity_dir} holds no signing key: is this an identity folder?")
     key = Ed25519PrivateKey.generate()
-    tmp = path.with_suffix(".tmp")
-    tmp.write_bytes(dsse.private_key_pem(key))
-    os.chmod(tmp, 0o600)
-    tmp.replace(path)
+    keyfile.write_private_key(path, key)
     return key
 
 
@@ -49,7 +45,7 @@ def promote_if_listed(identity_dir: Path, manifest: Manifest, party_id: str) -> 
     private key only adds risk (requests it signed stop counting when the overlap ends)."""
     path = identity_dir / NEXT
     try:
-        waiting = dsse.load_private_key(path.read_bytes())
+        waiting = keyfile.read_signing_key(path)
     except FileNotFoundError:
         return False
     listed = next((p for p in manifest.parties if p.id == party_id), None)

@@ -94,6 +94,29 @@ class NonLocalService(_Model):
     share_band: str
 
 
+# The standard client-record questions a plan covers, in the order it lists them.
+PLAN_KINDS = ("movement", "net-flow", "kpi", "non-local-services", "repeat-movers")
+
+
+class PlannedQuestion(_Model):
+    """A standard question and whether one node would answer it now ("" if so, else the rule)."""
+
+    kind: str
+    from_date: str
+    to_date: str
+    period: str
+    client_groups: tuple[int, ...] = ()
+    refused: str = ""
+    min_authorities: int = Field(ge=1, default=1)
+
+
+class NodePlan(_Model):
+    """One node's answer to "would you answer?": no figure, only answerable or the rule."""
+
+    authority: str
+    questions: tuple[PlannedQuestion, ...] = ()
+
+
 class NonLocalServices(_Model):
     authority: str
     services: tuple[NonLocalService, ...] = ()
@@ -120,3 +143,6 @@ class JoinRequest(_Model):
     population: int
     signing_key: str  # base64 raw Ed25519 public key
     tls_public_key_pem: str
+    # base64 raw X25519 public key a sponsoring member seals the network linkage key to (a join
+    # over the wire, docs/onboarding.md); "" when the key was handed over some other way.
+    sealing_key: str = ""

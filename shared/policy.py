@@ -10,6 +10,7 @@ import functools
 import hashlib
 import json
 import tomllib
+from collections.abc import Iterable
 from pathlib import Path
 from threading import Lock
 from typing import TYPE_CHECKING, Any, Literal
@@ -130,6 +131,11 @@ class AggregateRule(BaseModel):
         if client_group is None:
             return self.threshold
         return self.group_thresholds.get(client_group, self.threshold)
+
+    def threshold_over(self, client_groups: Iterable[int]) -> int:
+        """The threshold of a figure that covers these client groups: the strictest of theirs
+        (a total of refuges only is as sensitive as a refuge's own count)."""
+        return max([self.threshold, *(self.threshold_for(g) for g in client_groups)])
 
     @property
     def strictest_threshold(self) -> int:

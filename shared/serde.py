@@ -12,8 +12,10 @@ from shared.models import (
     CountCell,
     CountTable,
     NodeDescription,
+    NodePlan,
     NonLocalService,
     NonLocalServices,
+    PlannedQuestion,
     RecordsQuestion,
     SupplyCell,
     SupplyMap,
@@ -248,6 +250,32 @@ def non_local_services_from_proto(message: node_pb2.NonLocalServicesResponse) ->
         too_small=message.too_small,
         question=RecordsQuestion(
             from_date=message.from_date, to_date=message.to_date, min_share_percent=message.min_share_percent
+        ),
+    )
+
+
+def plan_to_proto(plan: NodePlan, header: envelope_pb2.ResponseHeader) -> node_pb2.PlanResponse:
+    return node_pb2.PlanResponse(
+        header=header,
+        authority=plan.authority,
+        questions=[node_pb2.PlannedQuestion(**q.model_dump()) for q in plan.questions],
+    )
+
+
+def plan_from_proto(message: node_pb2.PlanResponse) -> NodePlan:
+    return NodePlan(
+        authority=message.authority,
+        questions=tuple(
+            PlannedQuestion(
+                kind=q.kind,
+                from_date=q.from_date,
+                to_date=q.to_date,
+                period=q.period,
+                client_groups=tuple(q.client_groups),
+                refused=q.refused,
+                min_authorities=q.min_authorities,
+            )
+            for q in message.questions
         ),
     )
 

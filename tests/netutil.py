@@ -103,6 +103,21 @@ def start_coordinator(net: LiveNetwork) -> None:
     network.set_endpoint(net.netdir, COORDINATOR, f"127.0.0.1:{port}")
 
 
+def start_onboarding(net: LiveNetwork) -> str:
+    """Serve the coordinator's onboarding port (TLS, no client certificate) on port 0, sharing the
+    running coordinator's audit log and nonces; returns its HOST:PORT."""
+    from coordinator.governance_server import GovernanceRuntime
+    from coordinator.onboarding_server import create_server as create_onboarding
+
+    assert net.coordinator is not None, "start the coordinator first"
+    coordinator = net.coordinator
+    runtime = GovernanceRuntime(net.netdir, coordinator.identity, coordinator.manifests, nonces=coordinator.nonces)
+    runtime.audit = coordinator.audit
+    server, port = create_onboarding(runtime, address="127.0.0.1:0")
+    net.servers["onboarding"] = server
+    return f"127.0.0.1:{port}"
+
+
 def stop_all(net: LiveNetwork) -> None:
     for server in net.servers.values():
         server.stop(grace=None).wait()

@@ -24,10 +24,13 @@ from shared.disclosure import (
     ReleaseLedger,
     ReleaseStore,
     Table,
+    check_share_threshold,
+    intake_band,
     protect_counts,
     protect_magnitudes,
     require_min_authorities,
     require_min_records,
+    share_band,
 )
 from shared.errors import DisclosureRefused, InvalidRequest
 from shared.policy import AggregateRule, default_policy
@@ -389,7 +392,31 @@ def test_suppression_is_only_ever_of_sensitive_or_protecting_cells(table: Table)
         if cell.rule is Protection.PRIMARY:
             assert 1 <= value <= 7
         if cell.rule is Protection.GROUP:
-            assert 8 <= value <= 10 and int(cell.key[0]) in STRICT
+            # A strict group's own cell, or a total that sums a non-zero one.
+            covered = [
+                k
+                for k, v in truth.items()
+                if v > 0
+                and all(part in (TOTAL, mine) for part, mine in zip(cell.key, k, strict=True))
+                and TOTAL not in k
+            ]
+            assert 8 <= value <= 10 and any(int(k[0]) in STRICT for k in covered), cell
+
+
+def test_a_total_of_one_strict_group_only_takes_its_threshold() -> None:
+    """A margin that sums only domestic violence clients is as sensitive as their cell: where
+    the cell is suppressed, the total is too, even though it sums over client groups."""
+    values = {("14", KENT_DISTRICTS[0]): 9, ("1", KENT_DISTRICTS[0]): 0, ("1", KENT_DISTRICTS[1]): 30}
+    released = protect_counts(_table(values), SUPPLY, secret=SECRET)
+    assert released["14", KENT_DISTRICTS[0]].rule is Protection.GROUP
+    assert released[TOTAL, KENT_DISTRICTS[0]].suppressed
+    # A stand-alone total says which groups it covers.
+    total = Table.of(("people",), {("all",): 9})
+    assert (
+        protect_counts(total, SUPPLY, secret=SECRET, group_of=lambda _: {1, 14}, margins=False)[("all",)].rule
+        is Protection.GROUP
+    )
+    assert protect_counts(total, SUPPLY, secret=SECRET, group_of=lambda _: {1, 7}, margins=False)[("all",)].value == 10
 
 
 @PROPERTY
@@ -454,3 +481,43 @@ def test_money_releases_respect_every_rule_and_hide_suppressed_cells(table: Magn
         assert amounts[0] + amounts[1] <= 0.9 * total
         assert total - amounts[0] - amounts[1] >= 0.10 * amounts[0]
     assert _determined(released) == []
+
+
+@pytest.mark.parametrize("group", [1, DOMESTIC_VIOLENCE, REFUGEES])
+def test_an_intake_band_and_a_share_band_never_narrow_a_count_to_a_few_values(group: int) -> None:
+    """Every way a service could be described (intake band, share band) against every intake,
+    unknown-origin and non-local count that gives that description: the non-local count and the
+    local count each keep at least thirteen possible values, and the non-local count is above the
+    group's threshold (a service with fewer is not described)."""
+    rule = default_policy().rule("non-local-services")
+    threshold = rule.threshold_for(group)
+    possible: dict[tuple[str, str], tuple[set[int], set[int]]] = {}
+    for intake in range(100):
+        band = intake_band(intake, rule, client_group=group)
+        for known in range(threshold + 1, intake + 1):
+            for non_local in range(threshold + 1, known + 1):
+                if band is None or 100 * non_local < 25 * known:
+                    continue
+                non_locals, locals_ = possible.setdefault((band, share_band(non_local, known)), (set(), set()))
+                non_locals.add(non_local)
+                locals_.add(known - non_local)
+    assert possible
+    for description, (non_locals, locals_) in possible.items():
+        assert min(non_locals) > threshold, description
+        assert len(non_locals) >= 13 and len(locals_) >= 13, (description, sorted(non_locals), sorted(locals_))
+
+
+def test_share_thresholds_are_a_fixed_grid() -> None:
+    assert [check_share_threshold(p) for p in (25, 50, 75)] == [25, 50, 75]
+    for free in (0, 1, 49, 51, 67, 100):
+        with pytest.raises(InvalidRequest, match="min_share_percent"):
+            check_share_threshold(free)
+    assert [share_band(n, 100) for n in (0, 24, 25, 50, 74, 75, 100)] == [
+        "0-24%",
+        "0-24%",
+        "25-49%",
+        "50-74%",
+        "50-74%",
+        "75-100%",
+        "75-100%",
+    ]

@@ -14,10 +14,10 @@ from sqlalchemy import select
 from sqlalchemy.engine import Engine
 from sqlmodel import col
 
-from node.ledger import ReleaseRow, SqlReleaseStore
+from node.ledger import PersistentNonceCache, ReleaseRow, SeenNonceRow, SqlReleaseStore
 from node.store import open_store
 from shared.disclosure import CellKey, InMemoryReleaseStore, ReleaseLedger, ReleaseStore
-from shared.errors import DisclosureRefused
+from shared.errors import DisclosureRefused, ReplayedRequest
 from shared.policy import default_policy
 
 SUPPLY = default_policy().rule("supply-map")
@@ -195,3 +195,33 @@ def test_a_restart_does_not_forget_what_was_released(database_url: str) -> None:
             ledger.admit("supply-map", "groups 1-14", BY_GROUP_AND_TYPE, few_dv, SUPPLY)
     finally:
         restarted.dispose()
+
+
+# --- seen nonces -------------------------------------------------------------------------------------
+
+
+def test_a_seen_nonce_outlives_the_process_until_it_expires(database_url: str) -> None:
+    """A nonce accepted by one runtime is refused by the next on the same database while its
+    request could still be accepted, and forgotten (pruned) once it cannot."""
+    now = 1_259_000_000_000  # milliseconds
+    first = open_store(database_url)
+    try:
+        cache = PersistentNonceCache(first)
+        cache.check_and_add(b"n" * 16, now + 60_000, now)
+        with pytest.raises(ReplayedRequest):
+            cache.check_and_add(b"n" * 16, now + 60_000, now)  # the same process: memory says so
+        cache.check_and_add(b"old-nonce-16byte", now - 120_000, now - 180_000)
+    finally:
+        first.dispose()
+    second = open_store(database_url)
+    try:
+        restarted = PersistentNonceCache(second)
+        with pytest.raises(ReplayedRequest):
+            restarted.check_and_add(b"n" * 16, now + 60_000, now + 1_000)
+        restarted.check_and_add(b"m" * 16, now + 61_000, now + 1_000)
+        with second.connect() as conn:
+            kept = set(conn.execute(select(col(SeenNonceRow.expires_at_ms))).scalars())
+        # The expired one was pruned on the first check; nothing kept holds a nonce in clear.
+        assert kept == {now + 60_000, now + 61_000}
+    finally:
+        second.dispose()

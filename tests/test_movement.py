@@ -15,7 +15,8 @@ from sqlmodel import Session
 from coordinator.records import combine_kpi, combine_movement, combine_net_flow, count_repeat_movers
 from node import linkage
 from node.client_records import ClientRecord, Outcome, PersonSealer, person_hash
-from node.movement import check_question, origin_of, period_of
+from node.ledger import SqlReleaseStore
+from node.movement import check_question, origin_of, period_of, standard_periods
 from node.release import Releaser
 from node.store import add_provider, add_service, ensure_authority, get_service, open_store
 from shared.errors import DisclosureRefused, InvalidRequest, NotPermitted
@@ -63,6 +64,9 @@ def test_periods_are_financial_years_and_quarters() -> None:
         (RecordsQuestion(period="month"), "period"),
         (RecordsQuestion(client_groups=(22,)), "client_groups"),
         (RecordsQuestion(min_share_percent=101), "min_share_percent"),
+        # Off the share grid: a free threshold could be bisected to each service's exact share.
+        (RecordsQuestion(min_share_percent=20), "min_share_percent"),
+        (RecordsQuestion(min_share_percent=67), "min_share_percent"),
     ],
 )
 def test_bad_questions_name_the_field(question: RecordsQuestion, field: str) -> None:
@@ -278,13 +282,29 @@ def test_non_local_services_in_bands_with_refuges_unnamed(medway: Engine) -> Non
     refuge = answer.services[0]
     assert refuge.name == "(withheld: DV service)" and refuge.district == ""
     assert refuge.provider == "(withheld)"
-    assert refuge.intake_band == "20-49"  # 40 new clients
-    assert refuge.share_band == "80-89%"  # 34 of 40 from outside Medway
+    assert refuge.intake_band == "11-49"  # 40 new clients: nothing finer than 11-49 below 50
+    assert refuge.share_band == "75-100%"  # 34 of 40 from outside Medway, on the share grid
     lower = releaser.non_local_services(
-        POLICY, roles=MEMBER, question=check_question(RecordsQuestion(min_share_percent=20))
+        POLICY, roles=MEMBER, question=check_question(RecordsQuestion(min_share_percent=25))
     )
     assert {s.name for s in lower.services} == {"Chatham Foyer Hostel", "(withheld: DV service)"}
-    assert lower.services[0].share_band == "20-29%"  # 15 of 55
+    assert lower.services[0].intake_band == "50-99" and lower.services[0].share_band == "25-49%"  # 15 of 55
+
+
+def test_non_local_services_go_through_the_release_ledger(medway: Engine) -> None:
+    """Each answer is kept in the ledger (each service's intake by origin and month), so that a
+    period one month longer, which adds four people at one service, is refused as differencing;
+    the same question again gets the same answer."""
+    releaser = Releaser(medway, MEDWAY, SECRET)
+    to_february = check_question(RecordsQuestion(from_date="2009-04-01", to_date="2010-02-28"))
+    first = releaser.non_local_services(POLICY, roles=MEMBER, question=to_february)
+    kept = list(SqlReleaseStore(medway).previous("non-local-services"))
+    assert len(kept) == 1 and kept[0].dimensions == ("client_group", "service", "origin", "month")
+    assert kept[0].cells[(str(OFFENDERS), "MED-S3", "local", "2010-02")] == 30
+    to_march = check_question(RecordsQuestion(from_date="2009-04-01", to_date="2010-03-31"))
+    with pytest.raises(DisclosureRefused, match="differencing"):
+        Releaser(medway, MEDWAY, SECRET).non_local_services(POLICY, roles=MEMBER, question=to_march)
+    assert Releaser(medway, MEDWAY, SECRET).non_local_services(POLICY, roles=MEMBER, question=to_february) == first
 
 
 def test_linkage_tokens_are_per_analysis_and_per_person(medway: Engine) -> None:
@@ -397,3 +417,29 @@ def test_repeat_movers_are_counted_then_protected() -> None:
         [("E10000016", shared[:3], [1 << DV] * 3), ("E06000035", shared[:3], [1 << DV] * 3)], rule, secret=SECRET
     )
     assert few.people is None and few.by_client_group[DV] is None
+
+
+def test_a_plan_covers_whole_financial_years_and_quarters_within_limits() -> None:
+    span = check_question(RecordsQuestion(from_date="2008-05-01", to_date="2010-03-31"))
+    periods = standard_periods(span)
+    # 2008-09 is not wholly inside the span: its last three quarters are, and all of 2009-10.
+    assert [(p[0].isoformat(), p[2]) for p in periods] == [
+        ("2008-07-01", "quarter"),
+        ("2008-10-01", "quarter"),
+        ("2009-01-01", "quarter"),
+        ("2009-04-01", "year"),
+        ("2009-04-01", "quarter"),
+        ("2009-07-01", "quarter"),
+        ("2009-10-01", "quarter"),
+        ("2010-01-01", "quarter"),
+    ]
+    for question, field in (
+        (RecordsQuestion(to_date="2010-03-31"), "from_date"),
+        (RecordsQuestion(from_date="2003-04-01", to_date="2010-03-31"), "to_date"),
+        (
+            RecordsQuestion(from_date="2009-04-01", to_date="2010-03-31", client_groups=(1, 7, 9, 14, 17)),
+            "client_groups",
+        ),
+    ):
+        with pytest.raises(InvalidRequest, match=field):
+            standard_periods(check_question(question))

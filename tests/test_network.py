@@ -22,7 +22,7 @@ from shared.errors import BadSignature, BundleMismatch
 from shared.identity import Identity
 from shared.pb.cagnet.v1 import coordinator_pb2, node_pb2, node_pb2_grpc
 from shared.serde import envelope_to_proto
-from tests.netutil import THREE, LiveNetwork, make_network, node_stub, running
+from tests.netutil import THREE, LiveNetwork, make_network, node_stub, running, start_node
 
 SUPPLY_MAP = "/cagnet.v1.Node/SupplyMap"
 
@@ -274,6 +274,35 @@ def test_coordinator_may_not_reuse_a_principals_query_at_the_same_node(net: Live
     stub.SupplyMap(envelope_to_proto(_forwarded(net, query)), timeout=10)
     error = _call(stub, _forwarded(net, query))  # a fresh outer nonce, the same principal query
     assert (error.code(), error.details()) == (grpc.StatusCode.ALREADY_EXISTS, "replayed request")
+
+
+def _restart_node(net: LiveNetwork, code: str) -> None:
+    """Stop the node's server and close its store, then serve it again on the same database: a
+    new process would start with nothing in memory, and so does this runtime."""
+    net.servers.pop(code).stop(grace=None).wait()
+    net.runtimes.pop(code).engine.dispose()
+    start_node(net, code)
+
+
+def test_a_replay_after_a_restart_is_still_refused(net: LiveNetwork) -> None:
+    """A request answered just before the node restarted, replayed byte for byte within its
+    lifetime, gets the typed replay refusal; so does the coordinator asking again in a principal's
+    name with a fresh outer nonce (each principal query once per method, across restarts)."""
+    chair = _chair(net)
+    request = _supply_request(chair)
+    _node_stub(net, chair).SupplyMap(envelope_to_proto(request), timeout=10)
+    query = _chair_query(net)
+    coordinator_stub = _node_stub(net, network.coordinator_identity(net.netdir))
+    coordinator_stub.SupplyMap(envelope_to_proto(_forwarded(net, query)), timeout=10)
+
+    _restart_node(net, "E06000035")
+
+    error = _call(_node_stub(net, chair), request)
+    assert (error.code(), error.details()) == (grpc.StatusCode.ALREADY_EXISTS, "replayed request")
+    error = _call(_node_stub(net, network.coordinator_identity(net.netdir)), _forwarded(net, query))
+    assert (error.code(), error.details()) == (grpc.StatusCode.ALREADY_EXISTS, "replayed request")
+    # A fresh request is answered as ever.
+    assert _node_stub(net, chair).SupplyMap(envelope_to_proto(_supply_request(chair)), timeout=10).signatures
 
 
 def test_audit_log_records_releases_and_rejections(net: LiveNetwork) -> None:

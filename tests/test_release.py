@@ -277,9 +277,11 @@ def _assert_protected(engine: Engine, released: SupplyMap, rule: AggregateRule =
 
     for figure, group, members, contributions in _truths(released, raw, money):
         named = _named(figure)
-        threshold = rule.threshold_for(group)
         for name in COUNTS:
             true = sum(getattr(m, name) for m in members)
+            # A total takes the strictest threshold of the groups it sums (and of a filter's groups).
+            covered = {m.client_group for m in members if getattr(m, name) > 0} | set(released.client_groups)
+            threshold = rule.threshold_for(group) if group is not None else rule.threshold_over(covered)
             value = getattr(figure, name)
             if value is None:
                 if 1 <= true <= rule.threshold:

@@ -41,7 +41,8 @@ class JointQueryRequest(_message.Message):
     SLOT_FIELD_NUMBER: _builtins.int
     kind: _builtins.str
     """The aggregate kind: "supply-map", "movement", "net-flow", "kpi", "non-local-services",
-    "repeat-movers", "common-providers" or "vfm".
+    "repeat-movers", "common-providers" or "vfm"; or "plan": which standard client-record
+    questions over the period the nodes would answer now (no figures).
     """
     by_district: _builtins.bool
     node_deadline_ms: _builtins.int
@@ -49,7 +50,8 @@ class JointQueryRequest(_message.Message):
     from_date: _builtins.str
     """For questions about client records: the period (ISO dates, inclusive; empty: unbounded),
     its grain ("year", "quarter" or "all"), and for non-local services the smallest share of
-    intake from outside the host authority, in percent.
+    intake from outside the host authority, in percent: 25, 50 or 75 (0: 50); any other value
+    is refused.
     """
     to_date: _builtins.str
     period: _builtins.str

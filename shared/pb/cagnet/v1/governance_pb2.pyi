@@ -178,22 +178,30 @@ class ProposalsResponse(_message.Message):
     HEADER_FIELD_NUMBER: _builtins.int
     VERSION_FIELD_NUMBER: _builtins.int
     PROPOSALS_FIELD_NUMBER: _builtins.int
+    JOIN_REQUESTS_FIELD_NUMBER: _builtins.int
     version: _builtins.int
     """The manifest version the proposals apply to."""
     @_builtins.property
     def header(self) -> _envelope_pb2.ResponseHeader: ...
     @_builtins.property
     def proposals(self) -> _containers.RepeatedCompositeFieldContainer[Global___OpenProposal]: ...
+    @_builtins.property
+    def join_requests(self) -> _containers.RepeatedCompositeFieldContainer[_envelope_pb2.Envelope]:
+        """Join requests filed over the onboarding port that no member has sponsored yet (DSSE
+        "application/vnd.cagnet.v1.join-request+json", each signed with the key it lists).
+        """
+
     def __init__(
         self,
         *,
         header: _envelope_pb2.ResponseHeader | None = ...,
         version: _builtins.int = ...,
         proposals: _abc.Iterable[Global___OpenProposal] | None = ...,
+        join_requests: _abc.Iterable[_envelope_pb2.Envelope] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["header", b"header"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["header", b"header", "proposals", b"proposals", "version", b"version"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["header", b"header", "join_requests", b"join_requests", "proposals", b"proposals", "version", b"version"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -294,3 +302,55 @@ class ProposalResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___ProposalResponse: _TypeAlias = ProposalResponse  # noqa: Y015
+
+@_typing.final
+class SealedKeyRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    HEADER_FIELD_NUMBER: _builtins.int
+    SEALED_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def header(self) -> _envelope_pb2.RequestHeader: ...
+    @_builtins.property
+    def sealed(self) -> _envelope_pb2.Envelope:
+        """DSSE "application/vnd.cagnet.v1.sealed-linkage-key+json" signed by the caller: the linkage key
+        encrypted to the joiner's X25519 key, bound to the digest of its join request.
+        """
+
+    def __init__(
+        self,
+        *,
+        header: _envelope_pb2.RequestHeader | None = ...,
+        sealed: _envelope_pb2.Envelope | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["header", b"header", "sealed", b"sealed"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["header", b"header", "sealed", b"sealed"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SealedKeyRequest: _TypeAlias = SealedKeyRequest  # noqa: Y015
+
+@_typing.final
+class SealedKeyResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    HEADER_FIELD_NUMBER: _builtins.int
+    PARTY_ID_FIELD_NUMBER: _builtins.int
+    party_id: _builtins.str
+    """The joiner the sealed key is kept for."""
+    @_builtins.property
+    def header(self) -> _envelope_pb2.ResponseHeader: ...
+    def __init__(
+        self,
+        *,
+        header: _envelope_pb2.ResponseHeader | None = ...,
+        party_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["header", b"header"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["header", b"header", "party_id", b"party_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SealedKeyResponse: _TypeAlias = SealedKeyResponse  # noqa: Y015

@@ -48,6 +48,10 @@ class GovernanceStub:
     """ProposeRequest -> ProposalResponse (member authorities)"""
     Approve: _grpc.UnaryUnaryMultiCallable[_envelope_pb2.Envelope, _envelope_pb2.Envelope]
     """ApproveRequest -> ProposalResponse (member authorities)"""
+    FileSealedKey: _grpc.UnaryUnaryMultiCallable[_envelope_pb2.Envelope, _envelope_pb2.Envelope]
+    """SealedKeyRequest -> SealedKeyResponse (member authorities): the network linkage key sealed to
+    a joiner's X25519 key, which the coordinator keeps for the joiner and cannot open
+    """
 
 @_typing.type_check_only
 class GovernanceAsyncStub(GovernanceStub):
@@ -60,6 +64,10 @@ class GovernanceAsyncStub(GovernanceStub):
     """ProposeRequest -> ProposalResponse (member authorities)"""
     Approve: _aio.UnaryUnaryMultiCallable[_envelope_pb2.Envelope, _envelope_pb2.Envelope]  # type: ignore[assignment]
     """ApproveRequest -> ProposalResponse (member authorities)"""
+    FileSealedKey: _aio.UnaryUnaryMultiCallable[_envelope_pb2.Envelope, _envelope_pb2.Envelope]  # type: ignore[assignment]
+    """SealedKeyRequest -> SealedKeyResponse (member authorities): the network linkage key sealed to
+    a joiner's X25519 key, which the coordinator keeps for the joiner and cannot open
+    """
 
 class GovernanceServicer(metaclass=_abc_1.ABCMeta):
     @_abc_1.abstractmethod
@@ -93,5 +101,15 @@ class GovernanceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_envelope_pb2.Envelope, _abc.Awaitable[_envelope_pb2.Envelope]]:
         """ApproveRequest -> ProposalResponse (member authorities)"""
+
+    @_abc_1.abstractmethod
+    def FileSealedKey(
+        self,
+        request: _envelope_pb2.Envelope,
+        context: _ServicerContext,
+    ) -> _typing.Union[_envelope_pb2.Envelope, _abc.Awaitable[_envelope_pb2.Envelope]]:
+        """SealedKeyRequest -> SealedKeyResponse (member authorities): the network linkage key sealed to
+        a joiner's X25519 key, which the coordinator keeps for the joiner and cannot open
+        """
 
 def add_GovernanceServicer_to_server(servicer: GovernanceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

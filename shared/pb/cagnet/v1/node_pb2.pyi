@@ -289,7 +289,9 @@ class RecordsQuery(_message.Message):
     period: _builtins.str
     """"year" (financial years, "2009-10"), "quarter" ("2009-10 Q1") or "all"."""
     min_share_percent: _builtins.int
-    """Non-local services: the smallest share of intake from outside the authority, in percent."""
+    """Non-local services: the smallest share of intake from outside the authority, in percent:
+    25, 50 or 75 (0: 50). Any other value is refused (INVALID_ARGUMENT naming the field).
+    """
     @_builtins.property
     def header(self) -> _envelope_pb2.RequestHeader: ...
     @_builtins.property
@@ -438,8 +440,10 @@ Global___ContributionReceipt: _TypeAlias = ContributionReceipt  # noqa: Y015
 
 @_typing.final
 class NonLocalService(_message.Message):
-    """A service whose intake is mostly from outside its host authority. Intake and share are in
-    bands; a refuge's name and district are never released.
+    """A service whose intake is mostly from outside its host authority. Intake is in bands above
+    the client group's threshold ("8-49", "50-99", "100+"; "11-49" and up for domestic violence
+    and refugees), share in the grid's bands ("25-49%", "50-74%", "75-100%"); a refuge's
+    name and district are never released.
     """
 
     DESCRIPTOR: _descriptor.Descriptor
@@ -959,3 +963,82 @@ class VfmReceipt(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___VfmReceipt: _TypeAlias = VfmReceipt  # noqa: Y015
+
+@_typing.final
+class PlannedQuestion(_message.Message):
+    """One standard question and whether this node would answer it now, against its release ledger
+    as it stands: no figure, only answerable or the rule it would be refused by.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    KIND_FIELD_NUMBER: _builtins.int
+    FROM_DATE_FIELD_NUMBER: _builtins.int
+    TO_DATE_FIELD_NUMBER: _builtins.int
+    PERIOD_FIELD_NUMBER: _builtins.int
+    CLIENT_GROUPS_FIELD_NUMBER: _builtins.int
+    REFUSED_FIELD_NUMBER: _builtins.int
+    MIN_AUTHORITIES_FIELD_NUMBER: _builtins.int
+    kind: _builtins.str
+    """"movement", "net-flow", "kpi", "non-local-services" or "repeat-movers"."""
+    from_date: _builtins.str
+    to_date: _builtins.str
+    period: _builtins.str
+    """"year" (a financial year) or "quarter"."""
+    refused: _builtins.str
+    """Empty: this node would answer. Otherwise the rule's public message ("differencing: ...")."""
+    min_authorities: _builtins.int
+    """How many authorities the policy needs for a joint figure of this kind."""
+    @_builtins.property
+    def client_groups(self) -> _containers.RepeatedScalarFieldContainer[_builtins.int]:
+        """The client-group filter; empty means every group."""
+
+    def __init__(
+        self,
+        *,
+        kind: _builtins.str = ...,
+        from_date: _builtins.str = ...,
+        to_date: _builtins.str = ...,
+        period: _builtins.str = ...,
+        client_groups: _abc.Iterable[_builtins.int] | None = ...,
+        refused: _builtins.str = ...,
+        min_authorities: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["client_groups", b"client_groups", "from_date", b"from_date", "kind", b"kind", "min_authorities", b"min_authorities", "period", b"period", "refused", b"refused", "to_date", b"to_date"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___PlannedQuestion: _TypeAlias = PlannedQuestion  # noqa: Y015
+
+@_typing.final
+class PlanResponse(_message.Message):
+    """A node's plan for a RecordsQuery's span: each financial year and quarter wholly inside it, for
+    every client group and for each group of the query's filter on its own.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    HEADER_FIELD_NUMBER: _builtins.int
+    AUTHORITY_FIELD_NUMBER: _builtins.int
+    QUESTIONS_FIELD_NUMBER: _builtins.int
+    authority: _builtins.str
+    @_builtins.property
+    def header(self) -> _envelope_pb2.ResponseHeader: ...
+    @_builtins.property
+    def questions(self) -> _containers.RepeatedCompositeFieldContainer[Global___PlannedQuestion]: ...
+    def __init__(
+        self,
+        *,
+        header: _envelope_pb2.ResponseHeader | None = ...,
+        authority: _builtins.str = ...,
+        questions: _abc.Iterable[Global___PlannedQuestion] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["header", b"header"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["authority", b"authority", "header", b"header", "questions", b"questions"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___PlanResponse: _TypeAlias = PlanResponse  # noqa: Y015

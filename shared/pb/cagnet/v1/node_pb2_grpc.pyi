@@ -56,6 +56,10 @@ class NodeStub:
     """RevealRequest -> RevealResponse: round 2 of common providers, under the same principal query."""
     Vfm: _grpc.UnaryUnaryMultiCallable[_envelope_pb2.Envelope, _envelope_pb2.Envelope]
     """VfmQuery -> VfmResponse (for the coordinator only): a masked unit-cost histogram."""
+    Plan: _grpc.UnaryUnaryMultiCallable[_envelope_pb2.Envelope, _envelope_pb2.Envelope]
+    """RecordsQuery -> PlanResponse: "would you answer?" for the standard client-record questions
+    over the query's span. Releases no figure and records nothing in the release ledger.
+    """
 
 @_typing.type_check_only
 class NodeAsyncStub(NodeStub):
@@ -82,6 +86,10 @@ class NodeAsyncStub(NodeStub):
     """RevealRequest -> RevealResponse: round 2 of common providers, under the same principal query."""
     Vfm: _aio.UnaryUnaryMultiCallable[_envelope_pb2.Envelope, _envelope_pb2.Envelope]  # type: ignore[assignment]
     """VfmQuery -> VfmResponse (for the coordinator only): a masked unit-cost histogram."""
+    Plan: _aio.UnaryUnaryMultiCallable[_envelope_pb2.Envelope, _envelope_pb2.Envelope]  # type: ignore[assignment]
+    """RecordsQuery -> PlanResponse: "would you answer?" for the standard client-record questions
+    over the query's span. Releases no figure and records nothing in the release ledger.
+    """
 
 class NodeServicer(metaclass=_abc_1.ABCMeta):
     @_abc_1.abstractmethod
@@ -165,5 +173,15 @@ class NodeServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_envelope_pb2.Envelope, _abc.Awaitable[_envelope_pb2.Envelope]]:
         """VfmQuery -> VfmResponse (for the coordinator only): a masked unit-cost histogram."""
+
+    @_abc_1.abstractmethod
+    def Plan(
+        self,
+        request: _envelope_pb2.Envelope,
+        context: _ServicerContext,
+    ) -> _typing.Union[_envelope_pb2.Envelope, _abc.Awaitable[_envelope_pb2.Envelope]]:
+        """RecordsQuery -> PlanResponse: "would you answer?" for the standard client-record questions
+        over the query's span. Releases no figure and records nothing in the release ledger.
+        """
 
 def add_NodeServicer_to_server(servicer: NodeServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
