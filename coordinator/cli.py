@@ -4,7 +4,6 @@ what the network operator and a CAG chair run."""
 from __future__ import annotations
 
 import json
-import logging
 import os
 from pathlib import Path
 from typing import Annotated
@@ -21,6 +20,7 @@ from coordinator import network
 from coordinator.bundle import Bundle, verify_bundle
 from coordinator.combine import JointSupplyMap
 from shared import audit as shared_audit
+from shared import logs
 from shared.audit_cli import audit_app
 
 network_app = typer.Typer(help="Create and inspect a network folder.", no_args_is_help=True)
@@ -253,13 +253,21 @@ def coordinator_serve(
             " (default: onboarding_listen in coordinator.toml; off when neither is given)."
         ),
     ] = None,
+    log_format: Annotated[
+        logs.LogFormat | None,
+        typer.Option(
+            "--log-format",
+            help="text, or json for one object per line (default: log_format in coordinator.toml, else text).",
+        ),
+    ] = None,
 ) -> None:
-    """Run the coordinator until stopped (Ctrl-C or SIGTERM)."""
+    """Run the coordinator until stopped (Ctrl-C or SIGTERM). Metrics are served on metrics_listen
+    when coordinator.toml (or CAGNET_COORDINATOR_METRICS_LISTEN) sets it."""
     from coordinator.server import serve
     from coordinator.settings import CoordinatorSettings
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     settings = CoordinatorSettings.load(netdir)  # a bad setting is reported before anything starts
+    logs.configure(log_format.value if log_format is not None else settings.log_format)
     address = listen or network.read(netdir).coordinator_endpoint
     onboarding_address = onboarding or settings.onboarding_address
     err.print(

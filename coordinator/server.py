@@ -37,6 +37,7 @@ from coordinator.register_server import SERVICE as REGISTER_SERVICE
 from coordinator.register_server import RegisterRuntime, add_to_server
 from coordinator.rounds import Round, common_providers, vfm_benchmarks
 from coordinator.settings import CoordinatorSettings
+from shared import audit as audit_log
 from shared import dsse
 from shared.auth import (
     NonceCache,
@@ -61,6 +62,7 @@ from shared.interceptor import (
 from shared.linkage import tokens_digest
 from shared.mandate import FeedMandate, check_mandated_query, open_mandate, query_message
 from shared.manifest import CAG_CHAIR, COORDINATOR, MEMBER_AUTHORITY, REGIONAL_BOARD, Manifest, ManifestSource, Party
+from shared.metrics import CallObserver, MetricsListener, ServerMetrics, serve_metrics
 from shared.models import PLAN_KINDS
 from shared.pb.cagnet.v1 import coordinator_pb2, coordinator_pb2_grpc, envelope_pb2, node_pb2
 from shared.policy import AggregateRule, Policy, PolicySource
@@ -95,11 +97,33 @@ class CoordinatorRuntime:
     audit: CoordinatorAudit = field(init=False)
     _feeds: FeedStore | None = field(default=None, init=False)
     _feeds_lock: threading.Lock = field(default_factory=threading.Lock, init=False)
+    metrics: ServerMetrics = field(init=False)
 
     def __post_init__(self) -> None:
         self.clients = NodeClients(self.identity)
         url = self.settings.audit_database_url or default_audit_url(self.netdir)
         self.audit = CoordinatorAudit(self.netdir, self.manifests, self.policies, url=url)
+        self.metrics = ServerMetrics(COORDINATOR, COORDINATOR)
+        self.metrics.reading(
+            "cagnet_audit_log_entries",
+            "Entries in the coordinator's hash-chained audit log.",
+            lambda: audit_log.head(self.audit.engine)[0],
+        )
+        self.metrics.reading(
+            "cagnet_manifest_version",
+            "The network manifest version in force.",
+            lambda: self.manifests.current().version,
+        )
+        self.metrics.reading(
+            "cagnet_policy_revision",
+            "The revision of the signed network policy in force (absent: no valid policy).",
+            lambda: self.policies.current().revision,
+        )
+        self.metrics.reading(
+            "cagnet_member_nodes",
+            "Member authorities the manifest lists.",
+            lambda: len(self.manifests.current().members),
+        )
 
     @property
     def feeds(self) -> FeedStore:
@@ -318,6 +342,7 @@ class CoordinatorRuntime:
             answered, missing = rounds.ask(manifest.members, spec.rpc, build, spec.response_cls)
             if spec.receipt_cls is not None:
                 _check_receipts(answered, missing, manifest)
+        self.metrics.fanned_out(spec.kind, missing=((m.authority, m.reason) for m in missing))
         try:
             require_min_authorities(len(answered), rule)
         except DisclosureRefused as exc:
@@ -481,7 +506,7 @@ def create_server(
     register.audit = governance.audit = runtime.audit
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=max_workers),
-        interceptors=[interceptor, register.interceptor(), governance.interceptor()],
+        interceptors=[CallObserver(runtime.metrics), interceptor, register.interceptor(), governance.interceptor()],
     )
     coordinator_pb2_grpc.add_CoordinatorServicer_to_server(CoordinatorServicer(runtime), server)
     add_to_server(server, register)
@@ -518,6 +543,9 @@ def serve(netdir: Path, *, listen: str, onboarding_listen: str | None = None) ->
 
         onboarding_server, onboarding_port = create_onboarding(governance, address=onboarding_address)
         log.info("onboarding port %d (TLS, no client certificate; docs/onboarding.md)", onboarding_port)
+    metrics: MetricsListener | None = None
+    if runtime.settings.metrics_listen:
+        metrics = serve_metrics(runtime.metrics, runtime.settings.metrics_listen)
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
@@ -530,5 +558,7 @@ def serve(netdir: Path, *, listen: str, onboarding_listen: str | None = None) ->
     if onboarding_server is not None:
         onboarding_server.stop(grace=5).wait()
     server.stop(grace=5).wait()
+    if metrics is not None:
+        metrics.close()
     runtime.close()
     register.close()

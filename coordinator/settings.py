@@ -4,6 +4,8 @@ the feed's (`publish_every` there is CAGNET_COORDINATOR_FEED_PUBLISH_EVERY, and 
 
     node_deadline_ms = 5000
     onboarding_listen = "0.0.0.0:7443"   # the onboarding port for joiners with an invite (default: off)
+    metrics_listen = "127.0.0.1:9465"  # the Prometheus endpoint; off unless set (loopback only)
+    log_format = "json"                # `coordinator serve`'s log lines: "text" (default) or "json"
 
     [feed]
     publish_every = "7d"            # the schedule: "7d", "24h", "30m", ...; "off" (the default)
@@ -16,13 +18,14 @@ from __future__ import annotations
 import os
 import tomllib
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from shared.errors import InvalidRequest
 from shared.mandate import format_interval, parse_interval
+from shared.metrics import parse_listen
 
 SETTINGS_FILE = "coordinator.toml"
 ENV_PREFIX = "CAGNET_COORDINATOR_"
@@ -59,6 +62,20 @@ class CoordinatorSettings(BaseSettings):
         """The onboarding port's listen address, or None when it is off."""
         value = self.onboarding_listen.strip()
         return None if value.lower() in _OFF else value
+
+    # The plain-HTTP Prometheus endpoint ("127.0.0.1:9465" or a port); "" is off (docs/operations.md).
+    metrics_listen: str = ""
+    log_format: Literal["text", "json"] = "text"
+
+    @field_validator("metrics_listen")
+    @classmethod
+    def _metrics_listen(cls, value: str) -> str:
+        if value.strip():
+            try:
+                parse_listen(value, setting="metrics_listen")
+            except InvalidRequest as exc:
+                raise ValueError(exc.public_message.removeprefix("metrics_listen: ")) from None
+        return value.strip()
 
     @field_validator("feed_publish_every")
     @classmethod

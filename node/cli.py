@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 from pathlib import Path
 from typing import Annotated
 
@@ -13,8 +12,10 @@ from sqlalchemy.engine import Engine
 
 from node.config import NodeConfig, load_config
 from node.store import ensure_authority, open_store
+from shared import logs
 from shared.audit_cli import audit_app
 from shared.authorities import register_of
+from shared.logs import LogFormat
 from shared.manifest import Manifest
 
 app = typer.Typer(help="Run and manage one authority's node.", no_args_is_help=True)
@@ -138,13 +139,25 @@ def import_(
     err.print(f"[green]imported[/] {summary}")
 
 
+LogFormatOpt = Annotated[
+    LogFormat | None,
+    typer.Option(
+        "--log-format",
+        help="text, or json for one object per line (default: log_format in node.toml, else text).",
+    ),
+]
+
+
 @app.command("serve")
-def serve_(nodedir: NodeDir) -> None:
-    """Serve this node's aggregates over mTLS until stopped (Ctrl-C or SIGTERM)."""
+def serve_(nodedir: NodeDir, log_format: LogFormatOpt = None) -> None:
+    """Serve this node's aggregates over mTLS until stopped (Ctrl-C or SIGTERM). Metrics are
+    served on metrics_listen when node.toml (or CAGNET_NODE_METRICS_LISTEN) sets it."""
     from node.server import serve
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     config = load_config(nodedir)
+    if log_format is not None:
+        config = config.model_copy(update={"log_format": log_format.value})
+    logs.configure(config.log_format)
     err.print(f"node {config.authority} listening on {config.listen}")
     serve(config)
 

@@ -1,7 +1,8 @@
 """A node's folder: its configuration (node.toml), its identity and, by default, its SQLite file.
 
     NODEDIR/node.toml        authority, endpoint, manifest and policy paths, pinned coordinator key,
-                             database URL, manifest_poll_s (seconds between manifest syncs)
+                             database URL, manifest_poll_s (seconds between manifest syncs),
+                             metrics_listen (off unless set; loopback only), log_format (text|json)
     NODEDIR/identity/        signing.key, tls.key, tls.crt, ca.crt, rounding.key (made on first serve)
     NODEDIR/node.db          the embedded store (unless database_url points elsewhere)
 
@@ -13,6 +14,7 @@ from __future__ import annotations
 
 import tomllib
 from pathlib import Path
+from typing import Literal
 
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -36,6 +38,8 @@ class NodeSettings(BaseSettings):
 
     database_url: str | None = None
     listen: str | None = None
+    metrics_listen: str | None = None
+    log_format: str | None = None
 
 
 class NodeConfig(BaseModel):
@@ -51,6 +55,10 @@ class NodeConfig(BaseModel):
     policy_path: Path | None = None
     # How often `cagnet node serve` asks the coordinator for a newer manifest (0: never).
     manifest_poll_s: float = 30.0
+    # The plain-HTTP Prometheus endpoint, "127.0.0.1:9464" or a port; off when unset (docs/operations.md).
+    metrics_listen: str | None = None
+    # `cagnet node serve`'s log lines: "text", or "json" for one object per line.
+    log_format: Literal["text", "json"] = "text"
 
     @property
     def policy_file(self) -> Path:
@@ -162,8 +170,10 @@ def load_config(nodedir: Path) -> NodeConfig:
     if "coordinator_key" not in raw:
         raise InvalidRequest(f"{nodedir} has not completed joining a network (no coordinator_key)")
     settings = NodeSettings()
-    if settings.database_url:
-        raw["database_url"] = settings.database_url
+    for key in ("database_url", "metrics_listen", "log_format"):
+        value = getattr(settings, key)
+        if value:
+            raw[key] = value
     try:
         return NodeConfig(nodedir=nodedir, **raw)
     except Exception as exc:

@@ -25,7 +25,7 @@ from node.ledger import PersistentNonceCache, spend_mandate_slot
 from node.movement import check_question
 from node.release import Releaser, load_rounding_secret
 from node.store import ensure_authority, open_store
-from shared import dsse, keys, vocabulary
+from shared import audit, dsse, keys, vocabulary
 from shared import vfm as vfm_layout
 from shared.auth import (
     NonceCache,
@@ -50,6 +50,7 @@ from shared.interceptor import (
 )
 from shared.mandate import check_use, mandate_of
 from shared.manifest import CAG_CHAIR, COORDINATOR, MEMBER_AUTHORITY, Manifest, ManifestSource, Party
+from shared.metrics import CallObserver, MetricsListener, ServerMetrics, parse_listen, serve_metrics
 from shared.models import SupplyMap
 from shared.pb.cagnet.v1 import coordinator_pb2, envelope_pb2, node_pb2, node_pb2_grpc
 from shared.policy import Policy, PolicySource
@@ -135,6 +136,25 @@ class NodeRuntime:
     _keys_checked_at: int = 0  # the manifest version last checked for this node's next signing key
     _register_text: str | None = None  # the authority register the store was last written from
     _following: threading.Lock = field(default_factory=threading.Lock)  # one request follows a new version
+    metrics: ServerMetrics = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.metrics = ServerMetrics("node", self.config.authority)
+        self.metrics.reading(
+            "cagnet_audit_log_entries",
+            "Entries in the node's hash-chained audit log.",
+            lambda: audit.head(self.engine)[0],
+        )
+        self.metrics.reading(
+            "cagnet_manifest_version",
+            "The network manifest version the node has accepted.",
+            lambda: self.manifests.last_accepted.version,
+        )
+        self.metrics.reading(
+            "cagnet_policy_revision",
+            "The revision of the signed network policy the node applies (absent: no valid policy).",
+            lambda: self.policies.current().revision,
+        )
 
     @property
     def identity(self) -> Identity:
@@ -660,7 +680,10 @@ def _with_mandate(verified: Verified[Any], parameters: dict[str, object]) -> dic
 def create_server(runtime: NodeRuntime, *, address: str | None = None, max_workers: int = 8) -> tuple[grpc.Server, int]:
     """A started server on `address` (default: the configured endpoint; use port 0 in tests)."""
     interceptor = SignedEnvelopeInterceptor((SERVICE,), runtime.authenticate, runtime.on_reject)
-    server = grpc.server(futures.ThreadPoolExecutor(max_workers=max_workers), interceptors=[interceptor])
+    server = grpc.server(
+        futures.ThreadPoolExecutor(max_workers=max_workers),
+        interceptors=[CallObserver(runtime.metrics), interceptor],
+    )
     node_pb2_grpc.add_NodeServicer_to_server(NodeServicer(runtime), server)
     health_servicer = health.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
@@ -679,8 +702,13 @@ def serve(config: NodeConfig, *, ready: Any = None) -> None:
     """Run until SIGTERM or SIGINT, then stop gracefully (in-flight calls get 5 s to finish)."""
     from node.governance import ManifestPoller
 
+    if config.metrics_listen:
+        parse_listen(config.metrics_listen, setting="metrics_listen")  # a bad address stops the start here
     runtime = NodeRuntime.open(config)
     server, port = create_server(runtime)
+    metrics: MetricsListener | None = None
+    if config.metrics_listen:
+        metrics = serve_metrics(runtime.metrics, config.metrics_listen)
     # New manifest versions come from the coordinator's Governance service, checked link by link.
     poller = ManifestPoller(runtime.manifests, lambda: runtime.identity, config.manifest_poll_s)
     poller.start()
@@ -693,4 +721,6 @@ def serve(config: NodeConfig, *, ready: Any = None) -> None:
     stop.wait()
     poller.stop()
     server.stop(grace=5).wait()
+    if metrics is not None:
+        metrics.close()
     runtime.engine.dispose()

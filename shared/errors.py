@@ -24,10 +24,13 @@
     +-- ImportError_                 (CSV import; never crosses the wire)
 
 Every `public_message` names the rule or reason and never carries data: no figures, no names,
-no record identifiers. It is what a remote caller sees.
+no record identifiers. It is what a remote caller sees. `rule_of` gives a refusal's rule as a short
+fixed name for metrics and logs (see docs/operations.md).
 """
 
 from __future__ import annotations
+
+import re
 
 import grpc
 
@@ -192,3 +195,34 @@ class ImportProblem:
 
     def __repr__(self) -> str:
         return f"ImportProblem({self.file!r}, {self.row!r}, {self.column!r}, {self.reason!r})"
+
+
+# The disclosure rules a DisclosureRefused names before its colon (shared/disclosure.py and the
+# release path). A closed set: a metric label or log field never carries the rest of a message.
+DISCLOSURE_RULES = (
+    "maximum dimensions",
+    "query-set restriction",
+    "minimum authorities",
+    "secondary suppression",
+    "differencing",
+    "secure aggregation",
+)
+
+
+def rule_of(error: BaseException) -> str:
+    """The rule a refusal was made under, as a fixed name: `disclosure:differencing`,
+    `not-permitted`, `replayed-request`... (the error class, or for a disclosure refusal the rule
+    its message names); `internal` for anything that is not a CagnetError."""
+    if not isinstance(error, CagnetError):
+        return "internal"
+    if isinstance(error, DisclosureRefused):
+        named = error.public_message.split(":", 1)[0].strip().lower()
+        if named in DISCLOSURE_RULES:
+            return "disclosure:" + named.replace(" ", "-")
+        if error.public_message.startswith("no rule for this aggregate kind"):
+            return "disclosure:no-rule"
+        return "disclosure"
+    if type(error) is CagnetError:
+        return "internal"
+    name = type(error).__name__.rstrip("_")
+    return re.sub(r"(?<!^)(?=[A-Z])", "-", name).lower()

@@ -24,6 +24,7 @@ from shared.auth import NonceCache, Verified, verify_request
 from shared.dsse import Envelope
 from shared.errors import CagnetError, InvalidRequest, PeerMismatch
 from shared.manifest import Manifest
+from shared.metrics import note_principal, note_refusal
 from shared.serde import envelope_from_proto
 
 log = logging.getLogger(__name__)
@@ -129,6 +130,7 @@ class SignedEnvelopeInterceptor(grpc.ServerInterceptor):
         exc: BaseException,
         context: grpc.ServicerContext,
     ) -> None:
+        note_refusal(exc, peer)
         if isinstance(exc, CagnetError):
             log.info("refused %s from %s: %s", method, peer or "unknown peer", exc)
             self._on_reject(method, peer, exc, verified)
@@ -150,6 +152,7 @@ class SignedEnvelopeInterceptor(grpc.ServerInterceptor):
                     verified = self._authenticate(method, envelope_from_proto(request), peer)
                 finally:
                     _peer_fingerprint.reset(fingerprint)
+                note_principal(verified.principal.id)
                 token = _current.set(verified)
                 try:
                     return inner(request, context)
@@ -178,6 +181,7 @@ class SignedEnvelopeInterceptor(grpc.ServerInterceptor):
             except Exception as exc:
                 self._refuse(method, peer, None, exc, context)
                 return
+            note_principal(verified.principal.id)
             # gRPC iterates this generator on one worker thread, so the variable holds throughout.
             token = _current.set(verified)
             try:
