@@ -162,6 +162,52 @@ def serve_(nodedir: NodeDir, log_format: LogFormatOpt = None) -> None:
     serve(config)
 
 
+@app.command("backup")
+def backup_(
+    nodedir: NodeDir,
+    out: Annotated[Path, typer.Option("--out", help="The archive to write (a new file; .tar.gz).")],
+) -> None:
+    """Back up the node while it serves: a consistent copy of its database (audit log and release
+    ledger included), its keys, node.toml and the network manifest, with a SHA-256 for every file.
+    The archive holds the node's PRIVATE KEYS: keep it encrypted and off the node's host."""
+    from node.backup import backup
+
+    config = load_config(nodedir)
+    with err.status(f"backing up {config.authority}'s node"):
+        summary = backup(config, out)
+    err.print(
+        f"[green]backed up[/] {summary.authority}: {summary.files} files, database "
+        f"{summary.database_bytes:,} bytes, audit log {summary.audit_entries} entries (chain verified)"
+    )
+    err.print(f"wrote {summary.path} (mode 0600), SHA-256 {summary.sha256}")
+    err.print("[bold red]this archive holds the node's private keys[/]: keep it encrypted and off this host")
+
+
+@app.command("restore")
+def restore_(
+    archive: Annotated[Path, typer.Argument(help="An archive written by `cagnet node backup`.")],
+    nodedir: Annotated[Path, typer.Argument(help="A new (absent or empty) folder for the restored node.")],
+    database_url: Annotated[
+        str | None,
+        typer.Option(
+            help="An empty database to restore into (default: CAGNET_NODE_DATABASE_URL, else NODEDIR/node.db "
+            "for an SQLite node, else the node's own PostgreSQL URL)."
+        ),
+    ] = None,
+) -> None:
+    """Restore a node from a backup: every file is checked against the archive's SHA-256 list and
+    the audit log against its recorded head before anything is written."""
+    from node.backup import restore
+
+    summary = restore(archive, nodedir, database_url=database_url)
+    err.print(
+        f"[green]restored[/] {summary.authority}'s node into {summary.nodedir}: {summary.files} files, "
+        f"audit log {summary.audit_entries} entries (chain verified)"
+    )
+    err.print(f"database: {summary.database_url}")
+    err.print(f"next: cagnet node audit verify {nodedir}, then cagnet node serve {nodedir}")
+
+
 @app.command("sync-manifest")
 def sync_manifest(
     nodedir: NodeDir,
