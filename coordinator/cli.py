@@ -4,6 +4,7 @@ what the network operator and a CAG chair run."""
 from __future__ import annotations
 
 import json
+import logging
 import os
 from pathlib import Path
 from typing import Annotated
@@ -270,9 +271,11 @@ def coordinator_serve(
     logs.configure(log_format.value if log_format is not None else settings.log_format)
     address = listen or network.read(netdir).coordinator_endpoint
     onboarding_address = onboarding or settings.onboarding_address
-    err.print(
-        f"coordinator listening on {address} (mTLS)"
-        + (f", onboarding on {onboarding_address} (TLS)" if onboarding_address else "")
+    # Through the log, not the console: with --log-format json every line on stderr is one object.
+    logging.getLogger("cagnet.coordinator").info(
+        "coordinator listening on %s (mTLS)%s",
+        address,
+        f", onboarding on {onboarding_address} (TLS)" if onboarding_address else "",
     )
     serve(netdir, listen=address, onboarding_listen=onboarding_address)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Annotated
 
@@ -158,7 +159,8 @@ def serve_(nodedir: NodeDir, log_format: LogFormatOpt = None) -> None:
     if log_format is not None:
         config = config.model_copy(update={"log_format": log_format.value})
     logs.configure(config.log_format)
-    err.print(f"node {config.authority} listening on {config.listen}")
+    # Through the log, not the console: with --log-format json every line on stderr is one object.
+    logging.getLogger("cagnet.node").info("node %s listening on %s", config.authority, config.listen)
     serve(config)
 
 

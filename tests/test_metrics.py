@@ -8,14 +8,23 @@ from __future__ import annotations
 import io
 import json
 import logging
+import os
+import queue
 import re
+import signal
+import subprocess
+import sys
+import threading
 import urllib.request
 from collections.abc import Iterator
+from pathlib import Path
+from typing import IO
 
 import grpc
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from cagnet.demo import join_founding_member
 from coordinator import network
 from coordinator.client import Refused, joint_query
 from coordinator.kinds import KINDS
@@ -218,12 +227,8 @@ def test_the_listener_binds_only_to_loopback() -> None:
         parse_listen("127.0.0.1:metrics", setting="metrics_listen")
 
 
-def test_coordinator_setting_refuses_a_public_metrics_address(
-    tmp_path: object, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    from pathlib import Path
-
-    netdir = Path(str(tmp_path))
+def test_coordinator_setting_refuses_a_public_metrics_address(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    netdir = tmp_path
     (netdir / "coordinator.toml").write_text('metrics_listen = "0.0.0.0:9465"\n')
     with pytest.raises(InvalidRequest, match=r"coordinator.toml metrics_listen: .*loopback"):
         CoordinatorSettings.load(netdir)
@@ -246,3 +251,70 @@ def test_two_servers_in_one_process_keep_separate_registries() -> None:
     assert _value(one, "cagnet_node_missing_total", authority="E06000043", reason="unreachable") == 1
     assert _value(two, "cagnet_node_missing_total") == 0
     assert _value(two, "cagnet_server_info", party="E06000035") == 1
+
+
+def _json_lines(stream: IO[str], into: queue.Queue[dict[str, object]]) -> None:
+    for line in stream:
+        if line.startswith("{"):  # gRPC's C core writes a few plain lines of its own (GRPC_VERBOSITY)
+            into.put(json.loads(line))
+
+
+def test_node_serve_logs_json_lines_and_serves_metrics_on_loopback(tmp_path: Path) -> None:
+    netdir, nodedir = tmp_path / "network", tmp_path / "medway"
+    network.init_network(netdir, name="Test CAG", coordinator_endpoint="127.0.0.1:0")
+    join_founding_member(netdir, nodedir, authority=MEDWAY, endpoint="127.0.0.1:0", linkage_key=None)
+    env = {
+        **os.environ,
+        "CAGNET_NODE_METRICS_LISTEN": "127.0.0.1:0",
+        "CAGNET_NODE_LISTEN": "127.0.0.1:0",
+        "COLUMNS": "200",
+    }
+    # manifest_poll_s = 0: the test has no coordinator to poll.
+    with (nodedir / "node.toml").open("a") as f:
+        f.write("manifest_poll_s = 0\n")
+    serving = subprocess.Popen(
+        [sys.executable, "-m", "cagnet.cli", "node", "serve", str(nodedir), "--log-format", "json"],
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+    lines: queue.Queue[dict[str, object]] = queue.Queue()
+    assert serving.stderr is not None
+    reader = threading.Thread(target=_json_lines, args=(serving.stderr, lines), daemon=True)
+    reader.start()
+    seen: list[dict[str, object]] = []
+    try:
+        port = None
+        while port is None:
+            line = lines.get(timeout=60)
+            seen.append(line)
+            found = re.search(r"metrics on http://127\.0\.0\.1:(\d+)/metrics", str(line["message"]))
+            port = int(found.group(1)) if found else None
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as reply:
+            scraped = _samples(reply.read().decode())
+    finally:
+        serving.send_signal(signal.SIGTERM)
+        code = serving.wait(timeout=60)
+        reader.join(timeout=10)
+        serving.stderr.close()
+    assert code == 0
+    while not lines.empty():
+        seen.append(lines.get())
+    assert _value(scraped, "cagnet_server_info", role="node", party=MEDWAY) == 1
+    assert _value(scraped, "cagnet_audit_log_entries") == 0
+    assert {"node E06000035 listening on 127.0.0.1:0"} <= {str(line["message"]) for line in seen}
+    assert all({"time", "level", "logger", "message"} <= set(line) for line in seen)
+
+
+def test_the_coordinator_does_not_start_with_a_public_metrics_address(tmp_path: Path) -> None:
+    netdir = tmp_path / "network"
+    network.init_network(netdir, name="Test CAG")
+    ran = subprocess.run(
+        [sys.executable, "-m", "cagnet.cli", "coordinator", "serve", str(netdir), "--listen", "127.0.0.1:0"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "COLUMNS": "200", "CAGNET_COORDINATOR_METRICS_LISTEN": "0.0.0.0:9465"},
+    )
+    assert ran.returncode == 2
+    assert "CAGNET_COORDINATOR_METRICS_LISTEN" in ran.stderr and "loopback" in ran.stderr
