@@ -14,6 +14,7 @@ from __future__ import annotations
 import base64
 import logging
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -71,6 +72,8 @@ class ManifestPoller:
         self._endpoint = endpoint
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="manifest-poller", daemon=True)
+        # When a round last reached the coordinator and checked its manifest (Unix time; a metric).
+        self.last_synced_at: float | None = None
 
     def start(self) -> None:
         if self._interval > 0:
@@ -100,6 +103,7 @@ class ManifestPoller:
         except CagnetError as exc:
             log.warning("manifest from the coordinator refused, keeping version %s: %s", self._head(), exc)
             return None
+        self.last_synced_at = time.time()
         if synced.accepted:
             log.info("manifest versions %s accepted from the coordinator", ", ".join(map(str, synced.accepted)))
         return synced

@@ -711,6 +711,11 @@ def serve(config: NodeConfig, *, ready: Any = None) -> None:
         metrics = serve_metrics(runtime.metrics, config.metrics_listen)
     # New manifest versions come from the coordinator's Governance service, checked link by link.
     poller = ManifestPoller(runtime.manifests, lambda: runtime.identity, config.manifest_poll_s)
+    runtime.metrics.reading(
+        "cagnet_manifest_last_sync_timestamp_seconds",
+        "When the node last reached the coordinator and checked its manifest (absent: not yet).",
+        lambda: poller.last_synced_at,
+    )
     poller.start()
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):

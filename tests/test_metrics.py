@@ -57,6 +57,7 @@ EXPECTED_CAGNET_METRICS = {
     "cagnet_manifest_version",
     "cagnet_policy_revision",
     "cagnet_member_nodes",
+    "cagnet_manifest_last_sync_timestamp_seconds",
 }
 
 
