@@ -336,8 +336,9 @@ def _unpack(archive: Path, staging: Path) -> dict[str, Any]:
 
 
 def _set_key(config_text: str, key: str, value: str) -> str:
+    # First in the file: a top-level key must come before any [section] a later version may add.
     lines = [line for line in config_text.splitlines() if not line.replace(" ", "").startswith(key + "=")]
-    return "\n".join([*lines, f"{key} = {_toml_str(value)}"]) + "\n"
+    return "\n".join([f"{key} = {_toml_str(value)}", *lines]) + "\n"
 
 
 def _check_empty(engine: Engine, tables: list[Table]) -> None:
