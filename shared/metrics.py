@@ -39,6 +39,13 @@ log = logging.getLogger("cagnet.calls")
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 MISSING_BUCKETS = (0, 1, 2, 3, 5, 10, 20, 50)
 _PREFIX = "/cagnet."
+# Every other status is a typed refusal (shared/errors.py).
+_OUTCOMES = {
+    grpc.StatusCode.OK: "ok",
+    grpc.StatusCode.INTERNAL: "error",
+    grpc.StatusCode.UNKNOWN: "error",
+    grpc.StatusCode.CANCELLED: "cancelled",
+}
 
 
 @dataclass
@@ -116,7 +123,7 @@ class ServerMetrics:
         info.labels(role=role, party=party).set(1)
         self.requests = Counter(
             "cagnet_requests",
-            "Calls to a cagnet service, by method and outcome (ok, refused, error) and gRPC status code.",
+            "Calls to a cagnet service, by method, outcome (ok, refused, error, cancelled) and gRPC status code.",
             ["method", "outcome", "code"],
             registry=self.registry,
         )
@@ -170,7 +177,7 @@ class ServerMetrics:
             self.node_missing.labels(authority=authority, reason=missing_reason(reason)).inc()
 
     def finished(self, call: _Call, code: grpc.StatusCode, seconds: float) -> None:
-        outcome = "ok" if code == grpc.StatusCode.OK else "error" if code == grpc.StatusCode.INTERNAL else "refused"
+        outcome = _OUTCOMES.get(code, "refused")
         method = call.method
         self.requests.labels(method=method, outcome=outcome, code=code.name).inc()
         self.latency.labels(method=method).observe(seconds)
@@ -252,14 +259,21 @@ class CallObserver(grpc.ServerInterceptor):
             # gRPC iterates the generator on one worker thread, so the variable holds throughout.
             token = _call.set(call)
             started = time.perf_counter()
-            failed = True
+            code: grpc.StatusCode | None = None
             try:
                 yield from inner(request, context)
-                failed = False
+            except GeneratorExit:
+                code = grpc.StatusCode.CANCELLED  # the subscriber went away: not a failure of ours
+                raise
+            except BaseException:
+                code = _code(context, failed=True)
+                raise
             finally:
                 with contextlib.suppress(ValueError):  # a stream closed from another context
                     _call.reset(token)
-                self._metrics.finished(call, _code(context, failed), time.perf_counter() - started)
+                if code is None:
+                    code = _code(context, failed=False)
+                self._metrics.finished(call, code, time.perf_counter() - started)
 
         return behaviour
 

@@ -15,6 +15,7 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -27,6 +28,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from cagnet.demo import join_founding_member
 from coordinator import network
 from coordinator.client import Refused, joint_query
+from coordinator.feed_client import publish, subscribe
 from coordinator.kinds import KINDS
 from coordinator.settings import CoordinatorSettings
 from shared import audit, logs
@@ -39,6 +41,7 @@ from shared.serde import envelope_to_proto
 from tests.netutil import THREE, LiveNetwork, make_network, node_stub, running
 
 MEDWAY = "E06000035"
+BOARD = "regional-board"
 SUPPLY_MAP = "/cagnet.v1.Node/SupplyMap"
 # Mentally disordered offenders (11) alone select a handful of services at every node of the
 # three: each refuses (query-set restriction), so the coordinator refuses (minimum authorities).
@@ -63,7 +66,9 @@ EXPECTED_CAGNET_METRICS = {
 
 @pytest.fixture(scope="module")
 def built(tmp_path_factory: pytest.TempPathFactory) -> LiveNetwork:
-    return make_network(tmp_path_factory.mktemp("net"))
+    net = make_network(tmp_path_factory.mktemp("net"))
+    network.add_principal(net.netdir, party_id=BOARD, role="regional-board", name="SE Regional Housing Board")
+    return net
 
 
 @pytest.fixture
@@ -171,7 +176,7 @@ def test_metrics_count_releases_and_refusals_by_rule_and_disclose_nothing(
     rules = {"disclosure:" + r.replace(" ", "-") for r in DISCLOSURE_RULES} | {"replayed-request"}
     allowed = {
         "method": lambda v: re.fullmatch(r"cagnet\.v1\.[A-Za-z]+/[A-Za-z]+", v) is not None,
-        "outcome": lambda v: v in {"ok", "refused", "error"},
+        "outcome": lambda v: v in {"ok", "refused", "error", "cancelled"},
         "code": lambda v: v in grpc.StatusCode.__members__,
         "rule": lambda v: v in rules,
         "kind": lambda v: v in KINDS,
@@ -215,6 +220,43 @@ def test_metrics_count_releases_and_refusals_by_rule_and_disclose_nothing(
     for figure in figures:
         assert not re.search(rf"(?<![\d.]){figure}(?![\d.])", text), figure
     assert "client_groups" not in text
+
+
+def test_a_feed_subscriber_that_leaves_is_not_counted_as_an_error(built: LiveNetwork, tmp_path: Path) -> None:
+    with running(LiveNetwork(built.netdir, built.nodedirs)) as net:
+        assert net.coordinator is not None
+        listener = serve_metrics(net.coordinator.metrics, "127.0.0.1:0")
+        try:
+            sequence = publish(net.netdir).sequence
+            subscribe(net.netdir, tmp_path / "once", principal=BOARD)  # what there is, then the stream ends
+            stop = threading.Event()
+            # Following: the stream stays open for new snapshots until the subscriber leaves.
+            subscribe(
+                net.netdir,
+                tmp_path / "follow",
+                principal=BOARD,
+                follow=True,
+                stop=stop,
+                on_snapshot=lambda s: stop.set() if s.sequence == sequence else None,
+            )
+            deadline = time.monotonic() + 30
+            while True:  # the server notices the cancellation a moment after the client
+                feed = _samples(_scrape(listener))
+                if _value(feed, "cagnet_requests_total", method="cagnet.v1.Coordinator/Feed") == 2:
+                    break
+                assert time.monotonic() < deadline
+                time.sleep(0.05)
+        finally:
+            listener.close()
+    method = "cagnet.v1.Coordinator/Feed"
+    # The stream that followed ends when the server sees the subscriber gone: ok (or cancelled),
+    # never an error that would page someone.
+    left = _value(feed, "cagnet_requests_total", method=method, outcome="cancelled", code="CANCELLED")
+    assert _value(feed, "cagnet_requests_total", method=method, outcome="ok") + left == 2
+    assert _value(feed, "cagnet_requests_total", outcome="error") == 0
+    assert _value(feed, "cagnet_refusals_total") == 0
+    assert _value(feed, "cagnet_requests_total", method="cagnet.v1.Coordinator/PublishFeed", outcome="ok") == 1
+    assert _value(feed, "cagnet_joint_queries_total") == 3  # the snapshot's three joint queries
 
 
 def test_the_listener_binds_only_to_loopback() -> None:
