@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import importlib
 import io
 import json
 import os
@@ -85,9 +86,14 @@ def _sha256_file(path: Path) -> str:
     return h.hexdigest()
 
 
+# The modules that define a node's tables: imported so that every table is on SQLModel.metadata
+# whatever this process imported before.
+_TABLE_MODULES = ("node.store", "node.client_records", "node.ledger", "shared.audit")
+
+
 def _node_tables() -> None:
-    # Every table a node keeps, on SQLModel.metadata, whatever this process imported before.
-    import shared.audit  # noqa: F401
+    for module in _TABLE_MODULES:
+        importlib.import_module(module)
 
 
 def _tables(engine: Engine) -> list[Table]:
@@ -101,6 +107,11 @@ def _tables(engine: Engine) -> list[Table]:
         return known
     reflected = MetaData()
     reflected.reflect(bind=engine, only=other)
+    for table in reflected.tables.values():
+        for column in table.columns:
+            # BYTEA, JSONB...: the generic type, so the table can be made in the other backend too.
+            with contextlib.suppress(NotImplementedError):
+                column.type = column.type.as_generic()
     return known + [reflected.tables[name] for name in other]
 
 
@@ -174,9 +185,10 @@ def _copy_database(url: str, out: Path) -> None:
             source.close()
         return
     source_engine = open_store(url)
+    tables = _tables(source_engine)
     copy_engine = open_store(f"sqlite:///{out}")
     try:
-        _copy_tables(source_engine, copy_engine, _tables(source_engine), snapshot=True)
+        _copy_tables(source_engine, copy_engine, tables, snapshot=True)
     finally:
         source_engine.dispose()
         copy_engine.dispose()
@@ -385,17 +397,17 @@ def restore(archive: Path, nodedir: Path, *, database_url: str | None = None) ->
         if target_path is not None and target_path.exists():
             raise InvalidRequest(f"{target_path} already exists; restore into a new database file")
         if target_path is None:
-            engine = open_store(url)
+            source = open_store(f"sqlite:///{database}")
             try:
-                source = open_store(f"sqlite:///{database}")
+                tables = _tables(source)  # first: it puts every node table on the metadata open_store creates
+                engine = open_store(url)
                 try:
-                    tables = _tables(source)
                     _check_empty(engine, tables)
                     _copy_tables(source, engine, tables, snapshot=False)
                 finally:
-                    source.dispose()
+                    engine.dispose()
             finally:
-                engine.dispose()
+                source.dispose()
 
         # Only now does anything land in the folder: the files with their recorded modes, keys 0600.
         nodedir.mkdir(parents=True, exist_ok=True)

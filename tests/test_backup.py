@@ -6,6 +6,9 @@ from __future__ import annotations
 
 import io
 import json
+import os
+import subprocess
+import sys
 import tarfile
 import uuid
 from collections.abc import Iterator
@@ -17,9 +20,7 @@ import pytest
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import Engine, make_url
 from sqlmodel import Session, select
-from typer.testing import CliRunner
 
-from cagnet.cli import app
 from cagnet.demo import join_founding_member
 from coordinator import network
 from node.backup import restore
@@ -39,7 +40,6 @@ from tests.conftest import _postgres_base_url
 
 MEDWAY = "E06000035"
 SUPPLY_MAP = "/cagnet.v1.Node/SupplyMap"
-runner = CliRunner()
 
 
 @dataclass
@@ -127,9 +127,16 @@ def second_postgres() -> Iterator[str]:
 
 
 def _cli(*args: str) -> str:
-    result = runner.invoke(app, list(args))
-    assert result.exit_code == 0, result.output
-    return result.output
+    """The command as an operator runs it: a fresh process, which has imported nothing before."""
+    ran = subprocess.run(
+        [sys.executable, "-m", "cagnet.cli", *args],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "COLUMNS": "200"},
+    )
+    assert ran.returncode == 0, ran.stderr
+    return ran.stdout + ran.stderr
 
 
 def test_backup_of_a_serving_node_restores_to_the_same_signed_answers(
