@@ -37,7 +37,7 @@ from datetime import UTC, datetime
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from sqlalchemy import MetaData, Table, func, insert, inspect, select, text
+from sqlalchemy import MetaData, Table, create_engine, func, insert, inspect, select, text
 from sqlalchemy.engine import Engine, make_url
 from sqlmodel import SQLModel
 
@@ -400,9 +400,13 @@ def restore(archive: Path, nodedir: Path, *, database_url: str | None = None) ->
             source = open_store(f"sqlite:///{database}")
             try:
                 tables = _tables(source)  # first: it puts every node table on the metadata open_store creates
+                plain = create_engine(url)
+                try:
+                    _check_empty(plain, tables)  # before open_store creates any table in it
+                finally:
+                    plain.dispose()
                 engine = open_store(url)
                 try:
-                    _check_empty(engine, tables)
                     _copy_tables(source, engine, tables, snapshot=False)
                 finally:
                     engine.dispose()
