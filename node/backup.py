@@ -242,22 +242,18 @@ def backup(config: NodeConfig, out: Path) -> BackupSummary:
         database = Path(work) / "node.db"
         _copy_database(config.database_url, database)
         head = _audit_head(database)
-        members: list[tuple[str, Path]] = [
-            *_folder_files(config),
-            *_network_files(config),
-            (DATABASE, database),
-        ]
+        # Each file is copied first and the copy hashed and archived: the serving node may replace
+        # one (a new manifest version) while this runs, and the archive must match its index.
+        members: list[tuple[str, Path]] = [(DATABASE, database)]
+        for name, path in [*_folder_files(config), *_network_files(config)]:
+            copy = Path(work) / "files" / name
+            copy.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(path, copy)
+            members.append((name, copy))
         readme = Path(work) / README
         readme.write_text(WARNING)
         members.append((README, readme))
-        files = {
-            name: {
-                "sha256": _sha256_file(path),
-                "size": path.stat().st_size,
-                "mode": f"{path.stat().st_mode & 0o777:04o}",
-            }
-            for name, path in members
-        }
+        files = {name: _describe(path) for name, path in members}
         index = {
             "format": FORMAT,
             "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
@@ -270,18 +266,19 @@ def backup(config: NodeConfig, out: Path) -> BackupSummary:
         index_bytes = json.dumps(index, indent=2, sort_keys=True).encode()
         partial = Path(work) / "archive.tar.gz"
         fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "wb") as raw, tarfile.open(fileobj=raw, mode="w:gz") as tar:
-            info = tarfile.TarInfo(INDEX)
-            info.size, info.mode, info.mtime = len(index_bytes), 0o600, int(datetime.now(UTC).timestamp())
-            tar.addfile(info, io.BytesIO(index_bytes))
-            for name, path in members:
-                member = tar.gettarinfo(str(path), arcname=name)
-                member.uid = member.gid = 0
-                member.uname = member.gname = ""
-                with path.open("rb") as f:
-                    tar.addfile(member, f)
+        with os.fdopen(fd, "wb") as raw:
+            with tarfile.open(fileobj=raw, mode="w:gz") as tar:
+                info = tarfile.TarInfo(INDEX)
+                info.size, info.mode, info.mtime = len(index_bytes), 0o600, int(datetime.now(UTC).timestamp())
+                tar.addfile(info, io.BytesIO(index_bytes))
+                for name, path in members:
+                    member = tar.gettarinfo(str(path), arcname=name)
+                    member.uid = member.gid = 0
+                    member.uname = member.gname = ""
+                    with path.open("rb") as f:
+                        tar.addfile(member, f)
             raw.flush()
-            os.fsync(raw.fileno())
+            os.fsync(raw.fileno())  # the whole archive, gzip trailer included, is on disk before the rename
         digest = _sha256_file(partial)
         database_bytes = database.stat().st_size
         partial.replace(out)
