@@ -44,7 +44,7 @@ MEDWAY = "E06000035"
 BOARD = "regional-board"
 SUPPLY_MAP = "/cagnet.v1.Node/SupplyMap"
 # Mentally disordered offenders (11) alone select a handful of services at every node of the
-# three: each refuses (query-set restriction), so the coordinator refuses (minimum authorities).
+# three: each refuses (query-set restriction), so the coordinator refuses under that rule.
 FEW_SERVICES = [11]
 # Groups 1-13 after the full map: the difference would single out the services of 14-21.
 DIFFERENCING = list(range(1, 14))
@@ -127,7 +127,8 @@ def test_metrics_count_releases_and_refusals_by_rule_and_disclose_nothing(
         medway = serve_metrics(net.runtimes[MEDWAY].metrics, "127.0.0.1:0")
         try:
             figures = _figures(net)
-            with pytest.raises(Refused, match="minimum authorities"):
+            # Refused by the coordinator under the rule the nodes applied.
+            with pytest.raises(Refused, match=r"^query-set restriction: .*too few answered"):
                 joint_query(net.netdir, kind="supply-map", client_groups=FEW_SERVICES)
             # Straight to Medway's node as the chair: a differencing question, then a replay.
             chair = Identity.load(network.principal_dir(net.netdir, "cag-chair"))
@@ -162,7 +163,7 @@ def test_metrics_count_releases_and_refusals_by_rule_and_disclose_nothing(
     coord = _samples(coordinator_text)
     joint = "cagnet.v1.Coordinator/JointQuery"
     assert _value(coord, "cagnet_requests_total", method=joint, outcome="ok") == 1
-    assert _value(coord, "cagnet_refusals_total", method=joint, rule="disclosure:minimum-authorities") == 1
+    assert _value(coord, "cagnet_refusals_total", method=joint, rule="disclosure:query-set-restriction") == 1
     assert _value(coord, "cagnet_joint_queries_total", kind="supply-map") == 2
     # Every node refused the filtered map: three missing from it, none from the full map.
     assert _value(coord, "cagnet_joint_query_missing_nodes_sum", kind="supply-map") == 3
