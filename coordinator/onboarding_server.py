@@ -31,6 +31,7 @@ from shared.auth import NONCE_BYTES, check_header, digest, now_ms, payload_type_
 from shared.errors import BadSignature, CagnetError, InvalidRequest
 from shared.identity import Identity
 from shared.manifest import COORDINATOR
+from shared.metrics import CallObserver, ServerMetrics
 from shared.pb.cagnet.v1 import envelope_pb2, onboarding_pb2, onboarding_pb2_grpc
 from shared.serde import envelope_from_proto, envelope_to_proto
 
@@ -165,12 +166,16 @@ class OnboardingServicer(onboarding_pb2_grpc.OnboardingServicer):
         )
 
 
-def create_server(runtime: GovernanceRuntime, *, address: str, max_workers: int = 4) -> tuple[grpc.Server, int]:
+def create_server(
+    runtime: GovernanceRuntime, *, address: str, max_workers: int = 4, metrics: ServerMetrics | None = None
+) -> tuple[grpc.Server, int]:
     """The onboarding server on `address` (TLS, no client certificate asked for). It presents the
     coordinator's certificate with the network CA after it, so that a joiner holding only the CA's
-    fingerprint can check the chain (`shared.onboarding_client`)."""
+    fingerprint can check the chain (`shared.onboarding_client`). With `metrics`, its calls are
+    counted and logged with the coordinator's (`shared.metrics`)."""
     identity = runtime.identity
-    server = grpc.server(futures.ThreadPoolExecutor(max_workers=max_workers))
+    observers = [CallObserver(metrics)] if metrics is not None else []
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=max_workers), interceptors=observers)
     onboarding_pb2_grpc.add_OnboardingServicer_to_server(OnboardingServicer(runtime, identity), server)
     health_servicer = health.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)

@@ -541,7 +541,9 @@ def serve(netdir: Path, *, listen: str, onboarding_listen: str | None = None) ->
     if onboarding_address is not None:
         from coordinator.onboarding_server import create_server as create_onboarding
 
-        onboarding_server, onboarding_port = create_onboarding(governance, address=onboarding_address)
+        onboarding_server, onboarding_port = create_onboarding(
+            governance, address=onboarding_address, metrics=runtime.metrics
+        )
         log.info("onboarding port %d (TLS, no client certificate; docs/onboarding.md)", onboarding_port)
     metrics: MetricsListener | None = None
     if runtime.settings.metrics_listen:
