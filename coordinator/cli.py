@@ -264,11 +264,13 @@ def coordinator_serve(
 ) -> None:
     """Run the coordinator until stopped (Ctrl-C or SIGTERM). Metrics are served on metrics_listen
     when coordinator.toml (or CAGNET_COORDINATOR_METRICS_LISTEN) sets it."""
+    from coordinator.migrations import check_databases
     from coordinator.server import serve
     from coordinator.settings import CoordinatorSettings
 
     settings = CoordinatorSettings.load(netdir)  # a bad setting is reported before anything starts
     logs.configure(log_format.value if log_format is not None else settings.log_format)
+    check_databases(netdir)  # and so is a database that needs `cagnet coordinator upgrade`
     address = listen or network.read(netdir).coordinator_endpoint
     onboarding_address = onboarding or settings.onboarding_address
     # Through the log, not the console: with --log-format json every line on stderr is one object.
@@ -278,6 +280,32 @@ def coordinator_serve(
         f", onboarding on {onboarding_address} (TLS)" if onboarding_address else "",
     )
     serve(netdir, listen=address, onboarding_listen=onboarding_address)
+
+
+@coordinator_app.command("upgrade")
+def coordinator_upgrade(
+    netdir: Annotated[Path, typer.Argument(help="The network folder the coordinator serves.")],
+) -> None:
+    """Bring the coordinator's databases (register, feeds, audit log) to this cagnet's schema, in place
+    (back them up first). Prints each schema's revision before and after; running it again changes nothing."""
+    from sqlalchemy import create_engine
+
+    from coordinator.migrations import databases
+    from shared.migrate import missing_sqlite_file, upgrade_database
+
+    if not network.manifest_path(netdir).is_file():
+        raise typer.BadParameter(f"{netdir} is not a network folder (no manifest)", param_hint="NETDIR")
+    for store, url in databases(netdir):
+        missing = missing_sqlite_file(url)
+        if missing is not None:
+            err.print(f"{store.title}: none at {missing} yet (made at this revision when first used)")
+            continue
+        engine = create_engine(url)
+        try:
+            upgrade_database(engine, store, err.print)
+        finally:
+            engine.dispose()
+    err.print("[green]the coordinator's databases are up to date[/]")
 
 
 def _audit_log(netdir: Path) -> Engine:

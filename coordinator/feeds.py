@@ -24,6 +24,7 @@ import threading
 from collections import defaultdict
 from collections.abc import Iterator, Sequence
 from datetime import UTC, date, datetime
+from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, ValidationError
@@ -42,6 +43,7 @@ from shared.disclosure import TOTAL
 from shared.errors import BadSignature, BundleMismatch, InvalidRequest, UnknownIssuer
 from shared.mandate import FEED_KINDS, FeedMandate, check_mandated_query, open_mandate
 from shared.manifest import COORDINATOR, Manifest
+from shared.migrate import ensure_current
 from shared.pb.cagnet.v1 import coordinator_pb2, node_pb2
 from shared.serde import count_table_from_proto, envelope_from_proto
 
@@ -436,10 +438,10 @@ def snapshot_csv(snapshot: FeedSnapshot) -> str:
 
 # --- the store --------------------------------------------------------------------------------------
 
-_metadata = MetaData()
+metadata = MetaData()
 _snapshots = Table(
     "feed_snapshot",
-    _metadata,
+    metadata,
     Column("sequence", Integer, primary_key=True, autoincrement=False),
     Column("published_at", String(40), nullable=False),
     Column("envelope", Text, nullable=False),  # DSSE JSON, exactly as signed
@@ -447,13 +449,24 @@ _snapshots = Table(
 )
 
 
+def default_database_url(netdir: Path) -> str:
+    """Where a coordinator keeps its feed snapshots unless `feed_database_url` says otherwise."""
+    return f"sqlite:///{(netdir / 'feeds.db').resolve()}"
+
+
 class FeedStore:
     """Snapshots by sequence number (SQLite file in the network folder, or any database URL), and a
     condition subscribers wait on for the next one."""
 
     def __init__(self, url: str) -> None:
+        from coordinator.migrations.feeds import STORE  # late: its metadata imports this module
+
         self.engine = create_engine(url)
-        _metadata.create_all(self.engine)
+        try:
+            ensure_current(self.engine, STORE)  # refuses an older or newer schema (`shared.migrate`)
+        except BaseException:
+            self.engine.dispose()
+            raise
         self._published = threading.Condition()
         self._publish_lock = threading.Lock()
 

@@ -34,6 +34,7 @@ from sqlmodel import Field, SQLModel, col
 
 from shared import merkle
 from shared.errors import InconsistentLog, InvalidRequest, NotFound, ReplayedRequest
+from shared.migrate import ensure_current
 
 __all__ = [
     "PreparedEntry",
@@ -155,13 +156,20 @@ def _sqlite_on_connect(dbapi_connection: Any, _record: Any) -> None:
 
 
 def open_register(url: str) -> Engine:
-    """An engine for the register at `url`, with its tables created if missing."""
+    """An engine for the register at `url`: an empty database gets the newest schema revision, an
+    older or newer one is refused (`shared.migrate`; `cagnet coordinator upgrade NETDIR` upgrades)."""
     if url.startswith("sqlite"):
         engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": SQLITE_BUSY_TIMEOUT_S})
         event.listen(engine, "connect", _sqlite_on_connect)
     else:
         engine = create_engine(url, pool_pre_ping=True)
-    metadata.create_all(engine)
+    from coordinator.migrations.register import STORE  # late: its metadata imports this module
+
+    try:
+        ensure_current(engine, STORE)
+    except BaseException:
+        engine.dispose()
+        raise
     return engine
 
 

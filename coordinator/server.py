@@ -28,6 +28,7 @@ from coordinator.bundle import Bundle, build_bundle, sign_bundle, verify_bundle
 from coordinator.fanout import Contribution, Missing, NodeClients
 from coordinator.feed_schedule import FeedSchedule
 from coordinator.feeds import FEED_KINDS, FeedStore, MandateEvidence, build_snapshot, provider_counts, sign_snapshot
+from coordinator.feeds import default_database_url as feeds_default_url
 from coordinator.governance_server import SERVICE as GOVERNANCE_SERVICE
 from coordinator.governance_server import GovernanceRuntime
 from coordinator.governance_server import add_to_server as add_governance
@@ -129,7 +130,7 @@ class CoordinatorRuntime:
     def feeds(self) -> FeedStore:
         with self._feeds_lock:
             if self._feeds is None:
-                url = self.settings.feed_database_url or f"sqlite:///{(self.netdir / 'feeds.db').resolve()}"
+                url = self.settings.feed_database_url or feeds_default_url(self.netdir)
                 self._feeds = FeedStore(url)
             return self._feeds
 

@@ -12,7 +12,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from sqlalchemy.engine import Engine
 
 from node.config import NodeConfig, load_config
-from node.store import ensure_authority, open_store
+from node.store import ensure_authority, open_store, store_engine
 from shared import logs
 from shared.audit_cli import audit_app
 from shared.authorities import register_of
@@ -138,6 +138,26 @@ def import_(
         else:
             summary = import_csv(engine, kind=kind, path=file, progress=tick)  # type: ignore[arg-type]
     err.print(f"[green]imported[/] {summary}")
+
+
+@app.command("upgrade")
+def upgrade(nodedir: NodeDir) -> None:
+    """Bring the node database to this cagnet's schema, in place (back it up first). Prints each
+    schema's revision before and after; running it again changes nothing."""
+    from node.migrations import STORE
+    from shared.migrate import missing_sqlite_file, upgrade_database
+
+    config = load_config(nodedir)
+    missing = missing_sqlite_file(config.database_url)
+    if missing is not None:
+        err.print(f"no node database at {missing} yet: the first command that opens it makes it at this revision")
+        return
+    engine = store_engine(config.database_url)
+    try:
+        upgrade_database(engine, STORE, err.print)
+    finally:
+        engine.dispose()
+    err.print("[green]the node database is up to date[/]")
 
 
 LogFormatOpt = Annotated[

@@ -145,7 +145,9 @@ class ClientRecord(SQLModel, table=True):
     previous_authority: str | None = Field(default=None, max_length=9)
     person: bytes = Field(sa_type=LargeBinary, index=True)
     created_at: datetime = Field(default_factory=utcnow, sa_type=UtcDateTime, nullable=False)
-    updated_at: datetime = Field(default_factory=utcnow, sa_type=UtcDateTime, nullable=False)
+    # Indexed so that `node.movement.records_version`, read before every answer, finds the newest
+    # change without reading the table (schema revision 0002).
+    updated_at: datetime = Field(default_factory=utcnow, sa_type=UtcDateTime, nullable=False, index=True)
 
 
 class Outcome(SQLModel, table=True):
@@ -170,7 +172,9 @@ class Outcome(SQLModel, table=True):
     stay_safe: str = Field(max_length=14)
     positive_contribution: str = Field(max_length=14)
     created_at: datetime = Field(default_factory=utcnow, sa_type=UtcDateTime, nullable=False)
-    updated_at: datetime = Field(default_factory=utcnow, sa_type=UtcDateTime, nullable=False)
+    # Indexed so that `node.movement.records_version`, read before every answer, finds the newest
+    # change without reading the table (schema revision 0002).
+    updated_at: datetime = Field(default_factory=utcnow, sa_type=UtcDateTime, nullable=False, index=True)
 
 
 # Cached: an import of a million records sees a few thousand surnames, and this is most of the hash's cost.

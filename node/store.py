@@ -3,7 +3,8 @@
 One code path for both backends: an SQLite file by default, PostgreSQL by URL. A store belongs to
 exactly one administering authority (`ensure_authority` refuses a second), so every row in it is
 that authority's. Every table lives on the single `SQLModel.metadata`, with the audit log's and
-the release ledger's.
+the release ledger's; the schema is made and changed only by the migrations in node/migrations
+(docs/migrations.md).
 
     authority   code (GSS) PK, name, population
     district    code (GSS) PK, name, authority_code -> authority
@@ -31,6 +32,7 @@ from sqlmodel import Field, Session, SQLModel, col, select
 from shared import vocabulary
 from shared.authorities import Register, shipped_register
 from shared.errors import InvalidRequest, NotFound
+from shared.migrate import ensure_current
 from shared.vocabulary import UNIT_TYPE_FOR, ServiceType
 
 __all__ = [
@@ -51,6 +53,7 @@ __all__ = [
     "open_store",
     "row_counts",
     "store_authority",
+    "store_engine",
     "utcnow",
 ]
 
@@ -179,20 +182,32 @@ def _sqlite_on_connect(dbapi_connection: Any, _record: Any) -> None:
         cursor.close()
 
 
-def open_store(url: str) -> Engine:
-    """An engine for the store at `url` ("sqlite:///path/node.db" or "postgresql+psycopg://..."),
-    with every table created if missing."""
+def store_engine(url: str) -> Engine:
+    """An engine for the store at `url` with no schema check: for `cagnet node upgrade`. Everything
+    else opens the store with `open_store`."""
     if url.startswith("sqlite"):
         engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": SQLITE_BUSY_TIMEOUT_S})
         event.listen(engine, "connect", _sqlite_on_connect)
-    else:
-        engine = create_engine(url, pool_pre_ping=True)
-    # The audit log's (`shared.audit`) and the release ledger's tables sit on the same metadata;
-    # importing them here means a store opened by any command has every table the node keeps. Imported
-    # late so that they may use this module.
-    import shared.audit  # noqa: F401
+        return engine
+    return create_engine(url, pool_pre_ping=True)
 
-    SQLModel.metadata.create_all(engine)
+
+def open_store(url: str) -> Engine:
+    """An engine for the store at `url` ("sqlite:///path/node.db" or "postgresql+psycopg://...").
+
+    An empty database gets every table at the newest schema revision; one at an older revision (or
+    made before migrations) is refused with SchemaMismatch naming `cagnet node upgrade NODEDIR`, and
+    one newer than this code is refused too (`shared.migrate`)."""
+    engine = store_engine(url)
+    # The node's tables and its audit log's, each schema at its newest revision (node/migrations,
+    # shared/migrations/audit). Imported late: the migrations' metadata imports this module.
+    from node.migrations import STORE
+
+    try:
+        ensure_current(engine, STORE)
+    except BaseException:
+        engine.dispose()
+        raise
     return engine
 
 

@@ -59,6 +59,7 @@ from sqlmodel import Field, Session, SQLModel, col
 from sqlmodel import select as select_entries
 
 from shared.errors import CagnetError
+from shared.migrate import ensure_current
 
 __all__ = [
     "GENESIS_HASH",
@@ -172,14 +173,21 @@ def _sqlite_on_connect(dbapi_connection: Any, _record: Any) -> None:
 
 
 def open_log(url: str) -> Engine:
-    """An engine for an audit log in a database of its own (the coordinator's), with the one table
-    created if missing. A node's log lives in its store instead (`node.store.open_store`)."""
+    """An engine for an audit log in a database of its own (the coordinator's): an empty database
+    gets the newest schema revision, an older or newer one is refused (`shared.migrate`). A node's
+    log lives in its store instead (`node.store.open_store`)."""
     if url.startswith("sqlite"):
         engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": SQLITE_BUSY_TIMEOUT_S})
         event.listen(engine, "connect", _sqlite_on_connect)
     else:
         engine = create_engine(url, pool_pre_ping=True)
-    AuditEntry.__table__.create(engine, checkfirst=True)  # type: ignore[attr-defined]
+    from shared.migrations.audit import LOG_STORE  # late: its metadata imports this module
+
+    try:
+        ensure_current(engine, LOG_STORE)
+    except BaseException:
+        engine.dispose()
+        raise
     return engine
 
 

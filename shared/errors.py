@@ -22,6 +22,7 @@
     +-- DisclosureRefused            FAILED_PRECONDITION
     +-- StalePolicy                  FAILED_PRECONDITION
     +-- ImportError_                 (CSV import; never crosses the wire)
+    +-- SchemaMismatch               (a store's database at another schema revision; local only)
 
 Every `public_message` names the rule or reason and never carries data: no figures, no names,
 no record identifiers. It is what a remote caller sees. `rule_of` gives a refusal's rule as a short
@@ -162,6 +163,15 @@ class StalePolicy(CagnetError):
 
     code = grpc.StatusCode.FAILED_PRECONDITION
     default_message = "stale policy: the request was made under a different network policy"
+
+
+class SchemaMismatch(CagnetError):
+    """A store's database is at a schema revision this code does not run on: an older one (upgrade
+    it with the command the detail names) or one newer than this code (run the newer cagnet).
+    Raised when a store is opened, before anything is read or written; never crosses the wire."""
+
+    code = grpc.StatusCode.FAILED_PRECONDITION
+    default_message = "the database's schema is not the one this cagnet runs on"
 
 
 class ImportError_(CagnetError):

@@ -1,0 +1,40 @@
+"""The coordinator's migrations: the accreditation register's (register/) and the feed store's
+(feeds/); its audit log's are `shared.migrations.audit`. `databases` lists the three databases a
+coordinator keeps, where its settings put them, for `cagnet coordinator upgrade NETDIR`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from shared.migrate import Store, ensure_current
+
+
+def check_databases(netdir: Path) -> None:
+    """Refuse (SchemaMismatch) when any of the coordinator's databases needs an upgrade, before the
+    coordinator starts rather than at the first call that opens it; an empty one is made current."""
+    from sqlalchemy import create_engine
+
+    for store, url in databases(netdir):
+        engine = create_engine(url)
+        try:
+            ensure_current(engine, store)
+        finally:
+            engine.dispose()
+
+
+def databases(netdir: Path) -> list[tuple[Store, str]]:
+    """The coordinator's databases and their URLs, as `cagnet coordinator serve` would open them."""
+    from coordinator import audit, feeds
+    from coordinator.migrations import feeds as feed_migrations
+    from coordinator.migrations import register as register_migrations
+    from coordinator.register_server import RegisterSettings
+    from coordinator.register_server import default_database_url as default_register_url
+    from coordinator.settings import CoordinatorSettings
+    from shared.migrations.audit import LOG_STORE
+
+    settings = CoordinatorSettings.load(netdir)
+    return [
+        (register_migrations.STORE, RegisterSettings().database_url or default_register_url(netdir)),
+        (feed_migrations.STORE, settings.feed_database_url or feeds.default_database_url(netdir)),
+        (LOG_STORE, settings.audit_database_url or audit.default_database_url(netdir)),
+    ]

@@ -1,0 +1,1 @@
+"""Migrations of the schemas shared/ owns: the audit log's (audit/)."""
