@@ -378,7 +378,9 @@ def run_environment(schema: Schema) -> None:
         with context.begin_transaction():
             context.run_migrations()
         return
-    url = context.get_x_argument(as_dictionary=True).get("url", "sqlite:///migrations-scratch.db")
+    url = context.get_x_argument(as_dictionary=True).get("url")
+    if not url:
+        raise SystemExit("name the database: alembic -x url=DATABASE_URL ... (or use scripts/new_migration.py)")
     engine = create_engine(url)
     try:
         with engine.begin() as conn:

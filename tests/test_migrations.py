@@ -52,7 +52,6 @@ from shared.errors import SchemaMismatch, Unavailable
 from shared.migrations import audit as audit_migrations
 from tests.netutil import LiveNetwork, running
 
-ROOT = Path(__file__).resolve().parent.parent
 PREMIGRATION = Path(__file__).parent / "data" / "premigration"
 MEDWAY = "E06000035"
 SCHEMAS = (node_migrations.SCHEMA, audit_migrations.SCHEMA, register_migrations.SCHEMA, feed_migrations.SCHEMA)
@@ -201,16 +200,23 @@ def test_an_older_node_upgrades_in_place_and_serves(medway: LiveNetwork, made: s
     assert "cagnet node upgrade NODEDIR" in str(refused.value)
     assert _contents(engine) == before  # refused before writing anything
 
-    upgrade = [sys.executable, "-m", "cagnet", "node", "upgrade", str(medway.nodedirs[MEDWAY])]
-    environment = {**os.environ, "COLUMNS": "200"}
-    first = subprocess.run(upgrade, capture_output=True, text=True, env=environment, cwd=ROOT, timeout=120)
-    assert first.returncode == 0, first.stderr
+    upgrade = ["node", "upgrade", str(medway.nodedirs[MEDWAY])]
+    if made == "before-migrations":  # as an operator would run it: the installed command, in a process of its own
+        environment = {**os.environ, "COLUMNS": "200"}
+        cagnet_command = str(Path(sys.executable).with_name("cagnet"))  # the entry point installed beside python
+        run = subprocess.run([cagnet_command, *upgrade], capture_output=True, text=True, env=environment, timeout=120)
+        assert run.returncode == 0, run.stderr
+        printed = run.stderr
+    else:
+        result = runner.invoke(app, upgrade, env={"COLUMNS": "200"})
+        assert result.exit_code == 0, result.output
+        printed = result.output
     head = migrate.head_revision(node_migrations.SCHEMA)
     was = "made before migrations" if made == "before-migrations" else "0001"
-    assert f"node: {was} → {head} (ran " in first.stderr
-    again = subprocess.run(upgrade, capture_output=True, text=True, env=environment, cwd=ROOT, timeout=120)
-    assert again.returncode == 0, again.stderr
-    assert f"node: {head} → {head} (already up to date)" in again.stderr
+    assert f"node: {was} → {head} (ran " in printed
+    again = runner.invoke(app, upgrade, env={"COLUMNS": "200"})
+    assert again.exit_code == 0, again.output
+    assert f"node: {head} → {head} (already up to date)" in again.output
 
     after = _contents(engine)
     assert {name: rows for name, rows in after.items() if name in before} == before
@@ -344,5 +350,22 @@ def test_processes_opening_an_empty_database_at_once_make_it_once(database_url: 
     try:
         with engine.connect() as conn:
             assert conn.execute(text("SELECT count(*) FROM alembic_version_node")).scalar_one() == 1
+    finally:
+        engine.dispose()
+
+
+def test_a_revision_that_fails_leaves_the_database_as_it_was(database_url: str) -> None:
+    engine = store_engine(database_url)
+    try:
+        _upgrade_to(engine, audit_migrations.SCHEMA, "0001")
+        _upgrade_to(engine, node_migrations.SCHEMA, "0001")
+        with engine.begin() as conn:
+            # A name 0002 means to use for its second index, taken: 0002 fails after making its first.
+            conn.execute(text("CREATE INDEX ix_outcome_updated_at ON provider (name)"))
+        with pytest.raises(Exception, match="ix_outcome_updated_at"):
+            migrate.upgrade(engine, node_migrations.STORE)
+        with engine.connect() as conn:
+            assert migrate.current_revision(conn, node_migrations.SCHEMA) == "0001"
+        assert "ix_client_record_updated_at" not in {ix["name"] for ix in inspect(engine).get_indexes("client_record")}
     finally:
         engine.dispose()

@@ -225,24 +225,5 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    op.drop_index("ix_outcome_end_date", table_name="outcome")
-    op.drop_table("outcome")
-    op.drop_index("ix_contract_service_id", table_name="contract")
-    op.drop_table("contract")
-    op.drop_index("ix_client_record_service_id", table_name="client_record")
-    op.drop_index("ix_client_record_person", table_name="client_record")
-    op.drop_index("ix_client_record_movement", table_name="client_record")
-    op.drop_table("client_record")
-    op.drop_index("ix_service_provider_id", table_name="service")
-    op.drop_index("ix_service_district_code", table_name="service")
-    op.drop_table("service")
-    op.drop_index("ix_district_authority_code", table_name="district")
-    op.drop_table("district")
-    op.drop_index("ix_released_answer_query_signature", table_name="released_answer")
-    op.drop_index("ix_released_answer_kind", table_name="released_answer")
-    op.drop_table("released_answer")
-    op.drop_index("ix_release_ledger_kind", table_name="release_ledger")
-    op.drop_table("release_ledger")
-    op.drop_table("provider")
-    op.drop_table("mandate_slot")
-    op.drop_table("authority")
+    # Below the baseline there is no schema, only lost rows: cagnet has no downgrade (docs/migrations.md).
+    raise RuntimeError("revision 0001 is the baseline: downgrading it would drop every table and its rows")

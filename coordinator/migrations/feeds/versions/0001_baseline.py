@@ -34,4 +34,5 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    op.drop_table("feed_snapshot")
+    # Below the baseline there is no schema, only lost rows: cagnet has no downgrade (docs/migrations.md).
+    raise RuntimeError("revision 0001 is the baseline: downgrading it would drop every table and its rows")

@@ -84,11 +84,5 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    op.drop_table("register_tree")
-    op.drop_table("register_provider_index")
-    op.drop_table("register_node")
-    op.drop_index("ix_register_leaf_provider_key", table_name="register_leaf")
-    op.drop_index("ix_register_leaf_authority", table_name="register_leaf")
-    op.drop_table("register_leaf")
-    op.drop_table("register_cosignature")
-    op.drop_table("register_checkpoint")
+    # Below the baseline there is no schema, only lost rows: cagnet has no downgrade (docs/migrations.md).
+    raise RuntimeError("revision 0001 is the baseline: downgrading it would drop every table and its rows")
