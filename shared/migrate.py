@@ -12,14 +12,14 @@ schemas can share one database (a node's database holds the node and audit schem
 may put the coordinator's three in one PostgreSQL database) without either seeing the other's
 tables as strangers.
 
-Opening a store calls `ensure_current`: an empty database is brought to the newest revision at
-once; a database at the newest revision opens as it is; anything else is refused with
-`SchemaMismatch`, before a row is read or written. An older database is upgraded only by the
-operator's `cagnet node upgrade NODEDIR` / `cagnet coordinator upgrade NETDIR` (which call
-`upgrade`), after a backup: a schema change to an authority's records is a step someone chose to
-take, never a side effect of a restart. A database made before cagnet had migrations (its tables
-there, no version table) is recognised by its tables and taken as revision 0001 (which adds any
-baseline table it lacks) before upgrading. How to add a revision: docs/migrations.md.
+Opening a store calls `ensure_current`: an empty database is made at the newest revision at once
+(its tables from the models, stamped at the head); a database at the newest revision opens as it
+is; anything else is refused with `SchemaMismatch`, before a row is read or written. An older
+database is upgraded only by the operator's `cagnet node upgrade NODEDIR` or `cagnet coordinator
+upgrade NETDIR` (which call `upgrade`), after a backup: a schema change to an authority's records
+is a step someone chose to take, never a side effect of a restart. A database made before cagnet
+had migrations (its tables there, no version table) is recognised by its tables and taken as
+revision 0001 (which adds any baseline table it lacks) before upgrading. How to add a revision: docs/migrations.md.
 """
 
 from __future__ import annotations
@@ -34,10 +34,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from alembic import command
 from alembic.autogenerate.api import AutogenContext
 from alembic.config import Config
 from alembic.migration import MigrationContext, MigrationInfo
+from alembic.runtime.environment import EnvironmentContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import MetaData, inspect, text
 from sqlalchemy.engine import Connection, Engine
@@ -242,7 +242,22 @@ def ensure_current(engine: Engine, store: Store) -> None:
             )
     for schema, revision, _ in states:
         if revision is None:
-            _upgrade_schema(engine, store, schema)
+            _create_current(engine, store, schema)
+
+
+def _create_current(engine: Engine, store: Store, schema: Schema) -> None:
+    """An empty database's tables made from the models and stamped at the newest revision, as
+    Alembic's documentation advises: a third of the cost of running every revision on each new store
+    (`bench/migrations.py`), and the same tables, which tests/test_migrations.py checks constraint by
+    constraint on both backends."""
+    with _migrating(engine, store, schema) as conn:
+        [(_, revision, present)] = _states_on(conn, (schema,))
+        if revision is not None or present:
+            return  # another process made it meanwhile; the next open checks its revision
+        metadata = schema.metadata()
+        metadata.create_all(conn, tables=[table for table in metadata.sorted_tables if schema.owns(table.name)])
+        context = MigrationContext.configure(conn, opts={"version_table": schema.version_table})
+        context.stamp(script_directory(schema), "head")
 
 
 def upgrade(engine: Engine, store: Store, progress: Callable[[Upgrade], None] | None = None) -> list[Upgrade]:
@@ -271,7 +286,7 @@ def _upgrade_schema(engine: Engine, store: Store, schema: Schema) -> Upgrade:
         adopted = before is None and bool(present)
         applied: list[str] = []
         if before != head:
-            _run(conn, schema, lambda config: command.upgrade(config, "head"), applied)
+            _run_upgrade(conn, schema, applied)
         if conn.dialect.name == "sqlite":
             # Foreign keys were off while tables were rebuilt (SQLite's documented procedure); check them now.
             problems = conn.exec_driver_sql("PRAGMA foreign_key_check").all()
@@ -325,12 +340,19 @@ def _migrating(engine: Engine, store: Store, schema: Schema) -> Iterator[Connect
                 conn.commit()
 
 
-def _run(conn: Connection, schema: Schema, fn: Callable[[Config], None], applied: list[str] | None = None) -> None:
+def _run_upgrade(conn: Connection, schema: Schema, applied: list[str]) -> None:
+    """`alembic upgrade head` on `conn`, as `alembic.command.upgrade` runs it but with the schema's
+    revisions read once per process rather than once per call: every new store in a process (and
+    the test suite makes hundreds) would otherwise re-read and re-run env.py and each revision file."""
+    script = script_directory(schema)
     config = _config(schema)
-    config.attributes["connection"] = conn
-    config.attributes["schema"] = schema
-    config.attributes["applied"] = applied if applied is not None else []
-    fn(config)
+    config.attributes.update(connection=conn, applied=applied)
+
+    def steps(revision: Any, _context: MigrationContext) -> Any:
+        return script._upgrade_revs("head", revision)  # what command.upgrade hands the environment
+
+    with EnvironmentContext(config, script, fn=steps, destination_rev="head"):
+        run_environment(schema)
 
 
 def _render_item(type_: str, obj: Any, autogen_context: AutogenContext) -> str | Literal[False]:
