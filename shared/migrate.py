@@ -41,7 +41,7 @@ from alembic.runtime.environment import EnvironmentContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import MetaData, inspect, text
 from sqlalchemy.engine import Connection, Engine
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.types import TypeDecorator
 from sqlmodel.sql.sqltypes import AutoString
 
@@ -223,11 +223,28 @@ def _refuse_strangers(engine: Engine, store: Store, states: list[_State]) -> Non
             )
 
 
+def _is_current(engine: Engine, store: Store) -> bool:
+    """Whether every schema is stamped at its head, in one round trip; False (and the full check
+    follows) on anything else, a missing version table included."""
+    query = " UNION ALL ".join(
+        f"SELECT '{schema.name}', version_num FROM {schema.version_table}" for schema in store.schemas
+    )
+    with _connect(engine, store) as conn:
+        try:
+            rows = conn.exec_driver_sql(query).all()
+        except DBAPIError:
+            return False
+    return sorted(rows) == sorted((schema.name, head_revision(schema)) for schema in store.schemas)
+
+
 def ensure_current(engine: Engine, store: Store) -> None:
     """Refuse a database that is not at this code's revisions; make an empty one at them.
 
-    Called by every store's open function: one read of each version table when the database is
-    current. Every schema is checked before any is made, so a refused database is left as it was."""
+    Called by every store's open function: one statement reading every version table when the
+    database is current. Every schema is checked before any is made, so a refused database is left
+    as it was."""
+    if _is_current(engine, store):
+        return
     states = _states(engine, store)
     if all(revision == head_revision(schema) for schema, revision, _ in states):
         return
