@@ -42,9 +42,9 @@ from sqlalchemy.engine import Engine, make_url
 from sqlmodel import SQLModel
 
 from node.config import CONFIG, NodeConfig, NodeSettings, _toml_str
-from node.store import open_store
-from shared import audit
-from shared.errors import InvalidRequest
+from node.store import open_store, store_engine
+from shared import audit, migrate
+from shared.errors import InvalidRequest, SchemaMismatch
 
 FORMAT = "cagnet-node-backup/1"
 INDEX = "BACKUP.json"
@@ -98,9 +98,10 @@ def _node_tables() -> None:
 
 def _tables(engine: Engine) -> list[Table]:
     """The tables present in `engine`'s database, parents before children: the node's own from
-    SQLModel.metadata, then any other (a migration tool's, say) as reflected."""
+    SQLModel.metadata, then any other as reflected. Not the schema version tables (`shared.migrate`):
+    `open_store` stamps the copy at this cagnet's revisions, which it requires of the source too."""
     _node_tables()
-    present = set(inspect(engine).get_table_names())
+    present = {name for name in inspect(engine).get_table_names() if not name.startswith("alembic_version")}
     known = [t for t in SQLModel.metadata.sorted_tables if t.name in present]
     other = sorted(present - {t.name for t in known})
     if not other:
@@ -360,6 +361,21 @@ def _check_empty(engine: Engine, tables: list[Table]) -> None:
                 )
 
 
+def _upgrade_staged(archive: Path, database: Path) -> None:
+    """The unpacked copy of the database brought to this cagnet's schema revisions, when an older
+    cagnet made the backup: the restored node starts at once, and a PostgreSQL target is copied
+    into from a current schema. Only the staging copy changes; the audit chain is checked after."""
+    from node.migrations import STORE
+
+    engine = store_engine(f"sqlite:///{database}")
+    try:
+        migrate.upgrade(engine, STORE)
+    except SchemaMismatch as exc:
+        raise InvalidRequest(f"{archive}: {exc}; nothing was restored") from None
+    finally:
+        engine.dispose()
+
+
 def restore(archive: Path, nodedir: Path, *, database_url: str | None = None) -> RestoreSummary:
     """Restore a backup into `nodedir` (absent or empty) and the database at `database_url` (by
     default CAGNET_NODE_DATABASE_URL, else NODEDIR/node.db for an SQLite source, else the source's
@@ -371,6 +387,7 @@ def restore(archive: Path, nodedir: Path, *, database_url: str | None = None) ->
     try:
         index = _unpack(archive, staging)
         database = staging / DATABASE
+        _upgrade_staged(archive, database)
         try:
             head = _audit_head(database)
         except Exception as exc:

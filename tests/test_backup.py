@@ -278,3 +278,46 @@ def test_restore_needs_an_empty_folder(sqlite_backup: Path, tmp_path: Path) -> N
     with pytest.raises(InvalidRequest, match="is not empty"):
         restore(sqlite_backup, occupied)
     assert [p.name for p in occupied.iterdir()] == ["node.toml"]
+
+
+def test_an_archive_an_older_cagnet_made_restores_at_this_revision(sqlite_backup: Path, tmp_path: Path) -> None:
+    """A backup taken before schema migrations (no version tables, no revision 0002 indexes) is
+    restored and brought to this cagnet's revisions, so the restored node opens at once."""
+    import hashlib
+    import sqlite3
+
+    from node.migrations import SCHEMA
+    from node.store import open_store, row_counts
+    from shared import migrate
+
+    members = _members(sqlite_backup)
+    older = tmp_path / "older.db"
+    older.write_bytes(next(content for member, content in members if member.name == "database/node.db"))
+    with sqlite3.connect(older) as conn:
+        for statement in (
+            "DROP TABLE alembic_version_node",
+            "DROP TABLE alembic_version_audit",
+            "DROP INDEX ix_client_record_updated_at",
+            "DROP INDEX ix_outcome_updated_at",
+        ):
+            conn.execute(statement)
+    conn.close()
+    database = older.read_bytes()
+    for i, (member, content) in enumerate(members):
+        if member.name == "database/node.db":
+            members[i] = (member, database)
+        elif member.name == "BACKUP.json":
+            index = json.loads(content)
+            index["files"]["database/node.db"].update(sha256=hashlib.sha256(database).hexdigest(), size=len(database))
+            members[i] = (member, json.dumps(index).encode())
+    restored = tmp_path / "restored"
+    summary = restore(_rebuild(members, tmp_path / "older.tar.gz"), restored)
+
+    engine = open_store(summary.database_url)  # refused were it not at this cagnet's revisions
+    try:
+        with engine.connect() as conn:
+            assert migrate.current_revision(conn, SCHEMA) == migrate.head_revision(SCHEMA)
+        counts = row_counts(engine)
+        assert counts["provider"] > 0 and counts["service"] > 0
+    finally:
+        engine.dispose()

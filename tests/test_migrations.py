@@ -57,7 +57,7 @@ MEDWAY = "E06000035"
 SCHEMAS = (node_migrations.SCHEMA, audit_migrations.SCHEMA, register_migrations.SCHEMA, feed_migrations.SCHEMA)
 # The tables an older node made only when a command that used them ran (the server): a node that
 # had imported its records but never served lacks them.
-MADE_BY_SERVING = ("release_ledger", "released_answer", "mandate_slot")
+MADE_BY_SERVING = ("release_ledger", "released_answer", "mandate_slot", "seen_nonce")
 
 runner = CliRunner()
 

@@ -23,8 +23,8 @@ SCHEMA = Schema(
     name="node",
     package="node.migrations",
     metadata=_metadata,
-    # What `node.store.open_store` always made; the client-record, ledger and mandate tables were made
-    # only by the commands that imported them, so an older node may lack them (0001 adds them).
+    # What `node.store.open_store` always made; the client-record, ledger, mandate and nonce tables
+    # were made only by the commands that imported them, so an older node may lack them (0001 adds them).
     core_tables=frozenset({"authority", "district", "provider", "service", "contract"}),
     foreign_tables=frozenset({"audit_log"}),
 )

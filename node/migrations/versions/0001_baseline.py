@@ -222,6 +222,14 @@ def upgrade() -> None:
             sa.UniqueConstraint("client_record_id"),
         )
         op.create_index("ix_outcome_end_date", "outcome", ["end_date"], unique=False)
+    if _missing("seen_nonce"):
+        op.create_table(
+            "seen_nonce",
+            sa.Column("nonce_digest", sa.String(length=64), nullable=False),
+            sa.Column("expires_at_ms", sa.BigInteger(), nullable=False),
+            sa.PrimaryKeyConstraint("nonce_digest"),
+        )
+        op.create_index("ix_seen_nonce_expires_at_ms", "seen_nonce", ["expires_at_ms"], unique=False)
 
 
 def downgrade() -> None:

@@ -73,6 +73,14 @@ CREATE INDEX ix_released_answer_kind ON released_answer (kind);
 
 CREATE INDEX ix_released_answer_query_signature ON released_answer (query_signature);
 
+CREATE TABLE seen_nonce (
+	nonce_digest VARCHAR(64) NOT NULL, 
+	expires_at_ms BIGINT NOT NULL, 
+	PRIMARY KEY (nonce_digest)
+);
+
+CREATE INDEX ix_seen_nonce_expires_at_ms ON seen_nonce (expires_at_ms);
+
 CREATE TABLE district (
 	code VARCHAR(9) NOT NULL, 
 	name VARCHAR(100) NOT NULL, 
