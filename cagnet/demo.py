@@ -2,7 +2,9 @@
 processes on loopback with mTLS and signatures on. The members adopt a charter (from then on only
 a quorum of them changes the manifest); the CAG chair runs a joint supply map, saves and verifies
 the bundle, and the other joint analyses; a member rotates its key by quorum; then one node is
-stopped to show what a partial answer looks like.
+stopped to show what a partial answer looks like. After the charter, an outsider the coordinator
+could not add on its own joins over the wire from a folder of its own: an invite, a member's
+sponsorship and a quorum, then its own node process.
 Everything is cleaned up afterwards unless --keep names a folder.
 """
 
@@ -29,13 +31,16 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from rich.console import Console
 
 from cagnet.demo_register import run_register_demo
+from cagnet.governance_cli import filed_join, seal_for
 from coordinator import bundle as bundle_mod
 from coordinator import governance as gov
 from coordinator import network
+from coordinator import onboarding as coordinator_onboarding
 from coordinator.cli import render_supply_map
 from coordinator.client import Refused, joint_query
 from coordinator.providers_cli import render_common_providers, render_vfm
 from coordinator.records_cli import render_kpi, render_movement, render_net_flow, render_non_local, render_repeat_movers
+from node import onboarding as joining
 from node.client_records import load_person_key
 from node.config import complete_join, init_node, load_config
 from node.governance import Member
@@ -47,6 +52,7 @@ from shared.errors import CagnetError
 from shared.governance import Change, Filed
 from shared.identity import Identity
 from shared.interceptor import secure_channel
+from shared.invite import decode
 from shared.manifest import COORDINATOR, encode_key
 
 READY_TIMEOUT_S = 60
@@ -213,7 +219,8 @@ def _show_providers(console: Console, netdir: Path, root: Path) -> None:
     saved = root / "vfm.bundle.json"
     bundle_mod.save(saved, envelope, network_dir=netdir)
     console.print(
-        f"[dim]The coordinator saw only the CAG-wide sum of six masked histograms; each authority can place "
+        f"[dim]The coordinator saw only the CAG-wide sum of {len(benchmarks.answered)} masked histograms; "
+        "each authority can place "
         f"its own services against it with `cagnet node vfm-position NODEDIR --bundle {saved.name}`.[/]"
     )
 
@@ -251,6 +258,70 @@ def _charter(console: Console, netdir: Path, nodes: dict[str, Path]) -> None:
         )
     except CagnetError as exc:
         console.print(f"coordinator tries to add a member on its own: [red]refused[/] — {exc.public_message}")
+
+
+def _join_outsider(
+    console: Console,
+    netdir: Path,
+    nodes: dict[str, Path],
+    running: dict[str, subprocess.Popen[bytes]],
+    *,
+    onboarding_port: str,
+    machine: Path,
+    logdir: Path,
+) -> None:
+    """What docs/onboarding.md walks through, with the calls `cagnet network invite`, `cagnet node
+    join`, `propose-join` and `approve` make; the joiner's folder is outside the network's tree and
+    nothing is copied into it by hand. Adds the joiner to `nodes` and its process to `running`."""
+    code = DEMO["outsider"]
+    name = _name(code)
+    console.rule(f"{name} joins from its own machine")
+    invite = coordinator_onboarding.create_invite(netdir, endpoint=onboarding_port, authority=code).encode()
+    console.print(f"coordinator's operator: invite for {code}, one line of {len(invite)} characters")
+    nodedir = machine / code  # outside the network's tree: only the invite code reaches it
+    endpoint = f"127.0.0.1:{free_port()}"
+    with console.status(f"{name}: `cagnet node join` (checks the CA the invite pins, verifies the chain)"):
+        pending, _ = joining.start(nodedir, invite=decode(invite), authority=code, endpoint=endpoint)
+    console.print(f"{name}: `cagnet node join` in its own folder ({machine.name}/{code}): request filed")
+
+    sponsor, *others = nodes
+    members = len(nodes)
+    with Member(nodes[sponsor]) as member:
+        envelope = filed_join(member, code)
+        filed = member.approve(member.sponsor_join(envelope))
+        seal_for(member, nodes[sponsor], envelope)
+    console.print(f"{_name(sponsor)} sponsors it: proposal {filed.id}, linkage key sealed to {name}")
+    for other in others:
+        if filed.published:
+            break
+        filed = _approve_over_grpc(nodes[other], filed.id)
+    console.print(
+        f"approved by {', '.join(_name(a) for a in filed.approvals)} "
+        f"({len(filed.approvals)} of {members}): manifest version {filed.candidate.version}"
+    )
+    if not joining.collect(pending, poll_s=0.2, timeout_s=60):
+        raise TimeoutError(f"{name} was not admitted within 60 s")
+    linkage_key = (nodes[sponsor] / "identity" / "linkage.key").read_bytes()
+    opened = (nodedir / "identity" / "linkage.key").read_bytes() == linkage_key
+    console.print(
+        f"{name} collects its certificate and "
+        + ("opens the sealed linkage key" if opened else "[red]holds a linkage key not the members'[/]")
+    )
+    with console.status(f"{name}: `cagnet node synth`, then `cagnet node serve`"):
+        done = subprocess.run(
+            [sys.executable, "-m", "cagnet", "node", "synth", str(nodedir), "--seed", str(members + 1)],
+            capture_output=True,
+            text=True,
+            env=os.environ.copy(),
+        )
+        if done.returncode != 0:
+            raise RuntimeError(f"`cagnet node synth` failed for {name}: {done.stderr.strip()}")
+        running[code] = spawn(["node", "serve", str(nodedir)], logdir / f"{code}.log")
+        nodes[code] = nodedir
+        wait_healthy(endpoint, code, network.coordinator_identity(netdir))
+    bundle, _ = joint_query(netdir, kind="supply-map")
+    console.print(f"[green]{name}'s node is up[/]; the next joint supply map answered for {len(bundle.answered)}:")
+    console.print(f"  {', '.join(_name(a) for a in bundle.answered)}")
 
 
 def _rotate_key(console: Console, netdir: Path, nodes: dict[str, Path], code: str) -> None:
@@ -320,15 +391,27 @@ def run_demo(*, as_json: bool = False, keep: Path | None = None) -> int:
         with processes(logdir) as running:
             for code, nodedir in nodes.items():
                 running[code] = spawn(["node", "serve", str(nodedir)], logdir / f"{code}.log")
-            running[COORDINATOR] = spawn(["coordinator", "serve", str(netdir)], logdir / "coordinator.log")
+            onboarding_port = f"127.0.0.1:{free_port()}"  # open only because someone joins below
+            running[COORDINATOR] = spawn(
+                ["coordinator", "serve", str(netdir), "--onboarding", onboarding_port], logdir / "coordinator.log"
+            )
             with console.status("starting six nodes and the coordinator (mTLS, client certificates required)"):
                 for party in manifest.members:
                     wait_healthy(party.endpoint, party.id, coordinator)
                 wait_healthy(manifest.coordinator_endpoint, COORDINATOR, coordinator)
             console.print(f"[green]all seven processes up[/]; logs in {logdir}")
             _charter(console, netdir, nodes)
+            _join_outsider(
+                console,
+                netdir,
+                nodes,
+                running,
+                onboarding_port=onboarding_port,
+                machine=root / "elsewhere",
+                logdir=logdir,
+            )
 
-            with console.status("CAG chair: joint supply map across six authorities"):
+            with console.status(f"CAG chair: joint supply map across {len(nodes)} authorities"):
                 bundle, envelope = joint_query(netdir, kind="supply-map")
             saved = root / "supply-map.bundle.json"
             bundle_mod.save(saved, envelope, network_dir=netdir)

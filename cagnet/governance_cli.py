@@ -172,7 +172,7 @@ def read_join_request(path: Path) -> tuple[dsse.Envelope, JoinRequest]:
     return envelope, governance.open_join_request(envelope)
 
 
-def _filed_join(member: _Governance, party_id: str) -> dsse.Envelope:
+def filed_join(member: _Governance, party_id: str) -> dsse.Envelope:
     """The join request `party_id` filed over the onboarding port (waiting for a sponsor, or in an
     open proposal), checked against the key it lists."""
     proposed = [f.join_request for f, _ in member.proposals() if f.join_request is not None]
@@ -183,14 +183,15 @@ def _filed_join(member: _Governance, party_id: str) -> dsse.Envelope:
     raise typer.BadParameter(f"no join request from {party_id} is filed with the coordinator", param_hint="REQUEST")
 
 
-def _seal_for(member: _Governance, nodedir: Path, envelope: dsse.Envelope) -> None:
+def seal_for(member: _Governance, nodedir: Path, envelope: dsse.Envelope) -> JoinRequest | None:
     """Seal this member's network linkage key to the joiner (its X25519 key, in its signed
-    request) and file it through the coordinator, which cannot open it."""
+    request) and file it through the coordinator, which cannot open it; the request sealed to, or
+    None for a request made by `cagnet node init` (the key goes with --linkage-key instead)."""
     from node.linkage import load_linkage_key
 
     request = governance.open_join_request(envelope)
     if not request.sealing_key:
-        return  # a request made by `cagnet node init`: the key goes with --linkage-key instead
+        return None
     identity = Identity.load(nodedir / "identity")
     sealed = sealing.seal(
         load_linkage_key(nodedir / "identity" / "linkage.key"),
@@ -202,7 +203,13 @@ def _seal_for(member: _Governance, nodedir: Path, envelope: dsse.Envelope) -> No
         signing_key=identity.signing_key,
     )
     member.file_sealed(sealed)
-    err.print(f"network linkage key sealed to {request.name} ({request.party_id}) and filed; only it can open it")
+    return request
+
+
+def _seal_and_say(member: _Governance, nodedir: Path, envelope: dsse.Envelope) -> None:
+    request = seal_for(member, nodedir, envelope)
+    if request is not None:
+        err.print(f"network linkage key sealed to {request.name} ({request.party_id}) and filed; only it can open it")
 
 
 @network_app.command("propose-join")
@@ -225,9 +232,9 @@ def propose_join(
         if Path(request).exists():
             envelope, _ = read_join_request(Path(request))
         else:
-            envelope = _filed_join(member, request)
+            envelope = filed_join(member, request)
         _sign(member, member.sponsor_join(envelope), yes)
-        _seal_for(member, node, envelope)
+        _seal_and_say(member, node, envelope)
 
 
 @network_app.command("seal-linkage-key")
@@ -239,7 +246,7 @@ def seal_linkage_key(
     """Seal the network linkage key to an authority whose join request was filed over the wire
     (`propose-join` does this for its sponsor; any member may do it)."""
     with _open(folder, node) as member:
-        _seal_for(member, node, _filed_join(member, party_id))
+        _seal_and_say(member, node, filed_join(member, party_id))
 
 
 @network_app.command("proposals")

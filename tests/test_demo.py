@@ -1,6 +1,7 @@
 """The README's first command, end to end: `cagnet demo --json` starts six node processes and a
-coordinator on loopback, the members charter the network, it prints a verified bundle, shows
-refusals, a key rotated by quorum and a missing node, exits 0 and leaves nothing behind."""
+coordinator on loopback, the members charter the network, a seventh authority joins over the wire
+from its own folder and serves, it prints a verified bundle across the seven, shows refusals, a
+key rotated by quorum and a missing node, exits 0 and leaves nothing behind."""
 
 from __future__ import annotations
 
@@ -10,10 +11,10 @@ import subprocess
 import sys
 from pathlib import Path
 
-SIX = ["E06000035", "E06000043", "E10000011", "E10000016", "E10000030", "E10000032"]
+SEVEN = ["E06000035", "E06000043", "E10000011", "E10000014", "E10000016", "E10000030", "E10000032"]
 
 
-def test_demo_runs_the_six_authority_network_and_cleans_up() -> None:
+def test_demo_runs_the_six_authority_network_admits_a_seventh_and_cleans_up() -> None:
     done = subprocess.run(
         [sys.executable, "-m", "cagnet", "demo", "--json"],
         capture_output=True,
@@ -23,13 +24,14 @@ def test_demo_runs_the_six_authority_network_and_cleans_up() -> None:
     )
     assert done.returncode == 0, done.stderr
     bundle = json.loads(done.stdout)
-    assert list(bundle["answered"]) == SIX and bundle["missing"] == []
+    assert list(bundle["answered"]) == SEVEN and bundle["missing"] == []
     assert bundle["policy_digest"].startswith("sha256:")
-    assert len(bundle["contributions"]) == 6
-    assert bundle["result"]["population"] == 4_467_000  # the register's 2011 figures for the six
+    assert len(bundle["contributions"]) == 7
+    # The register's 2011 figures: the six founders' 4,467,000 and Hampshire's 1,318,000.
+    assert bundle["result"]["population"] == 5_785_000
 
     log = done.stderr
-    assert "bundle verified offline: 6 node signatures" in log
+    assert "bundle verified offline: 7 node signatures" in log
     assert "query-set restriction" in log and "differencing" in log
     assert "missing: E06000043 (Brighton & Hove) — unreachable" in log
     assert "register receipt verified offline: 3 entries in checkpoint 5" in log and "checkpoint final" in log
@@ -37,7 +39,14 @@ def test_demo_runs_the_six_authority_network_and_cleans_up() -> None:
     # Governed from the charter on: the coordinator alone is refused; a key rotation needs 4 of 6.
     assert "charter adopted: manifest version 9, signed by all 6 member authorities over signed gRPC" in log
     assert "coordinator tries to add a member on its own: refused" in log
-    assert "(4 of 6): manifest version 10" in log
+    # ... but Hampshire, invited, sponsored and approved by a quorum, joins from its own folder.
+    join = log.split("Hampshire joins from its own machine", 1)[1].split("bundle verified offline", 1)[0]
+    assert "request filed" in join and "Kent sponsors it" in join and "linkage key sealed to Hampshire" in join
+    assert "(4 of 6): manifest version 10" in join
+    assert "Hampshire collects its certificate and opens the sealed linkage key" in join
+    answered = join.split("the next joint supply map answered for 7:\n", 1)[1].splitlines()[0].strip()
+    assert answered == "Medway, Brighton & Hove, East Sussex, Hampshire, Kent, Surrey, West Sussex"
+    assert "(4 of 7): manifest version 11" in log
     assert "Medway's node switched to its new key by itself and answered the next joint query" in log
     workdir = re.search(r"logs in (\S+)/logs", log)
     assert workdir is not None
