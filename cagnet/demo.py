@@ -282,7 +282,7 @@ def _join_outsider(
     endpoint = f"127.0.0.1:{free_port()}"
     with console.status(f"{name}: `cagnet node join` (checks the CA the invite pins, verifies the chain)"):
         pending, _ = joining.start(nodedir, invite=decode(invite), authority=code, endpoint=endpoint)
-    console.print(f"{name}: `cagnet node join` in its own folder ({machine.name}/{code}): request filed")
+    console.print(f"{name} runs `cagnet node join` in {machine.name}/{code}: request filed")
 
     sponsor, *others = nodes
     members = len(nodes)
