@@ -17,6 +17,7 @@ import coordinator.client
 import coordinator.providers_cli
 import coordinator.records_cli
 from cagnet.governance_cli import node_complete_join, node_rotate_key, write_join_request
+from cagnet.health_cli import health_command
 from cagnet.register_cli import node_witness, register_app
 from coordinator import network
 from coordinator.cli import coordinator_app, network_app, query_app, verify
@@ -38,6 +39,7 @@ app.add_typer(node_app, name="node")
 app.add_typer(coordinator_app, name="coordinator")
 app.add_typer(query_app, name="query")
 app.command("verify")(verify)
+app.command("health")(health_command)
 app.add_typer(register_app, name="register")
 app.add_typer(feed_app, name="feed")
 node_app.command("witness")(node_witness)
