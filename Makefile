@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint types pytest proto bench clean browser lock
+.PHONY: demo test lint types pytest proto bench clean browser lock image compose-test
 
 LOCK := requirements/dev.lock
 
@@ -65,5 +65,16 @@ lock:
 		--constraint requirements/dev.lock --output-file requirements/runtime.lock pyproject.toml
 	rm -rf .lock-venv
 
+## image: the cagnet and cagnet-postgres images, offline: a local Debian base made with mmdebstrap
+## (CAGNET_BASE_IMAGE, default cagnet-base:bookworm) and a hash-checked wheelhouse (docs/deploy.md)
+image: $(STAMP)
+	scripts/compose.sh images
+
+## compose-test: build the images, run docker-compose.yml (six nodes, each with its own PostgreSQL,
+## and the coordinator), check the chair's joint query is verified and answered by all six, tear
+## down. Needs a Docker engine, or root to install and start Debian's. Not part of `make test`.
+compose-test: $(STAMP)
+	scripts/compose.sh test
+
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache *.egg-info
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache *.egg-info build deploy/wheels/*.whl
