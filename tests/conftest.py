@@ -48,10 +48,14 @@ def _docker_postgres() -> str | None:
         return None
     finally:
         client.close()  # an unclosed socket would be a ResourceWarning, which this suite makes an error
-    from testcontainers.postgres import PostgresContainer
+    from testcontainers.community.postgres import PostgresContainer
 
     container = PostgresContainer("postgres:16-alpine", driver="psycopg")
-    container.start()
+    try:
+        container.start()
+    except Exception as exc:  # e.g. an engine with no registry to pull the image from
+        _base_url["why"] = f"a Docker engine answers but could not start postgres:16-alpine ({type(exc).__name__})"
+        return None
     _containers.append(container)
     return str(container.get_connection_url())
 
@@ -76,7 +80,8 @@ def postgres_url() -> Iterator[str]:
     """A URL to a brand-new PostgreSQL database, dropped after the test."""
     base = _postgres_base_url()
     if base is None:
-        pytest.skip(f"no PostgreSQL: set {POSTGRES_ENV} or run a Docker engine for testcontainers")
+        why = _base_url.get("why") or "no Docker engine for testcontainers"
+        pytest.skip(f"no PostgreSQL: set {POSTGRES_ENV} ({why}; docs/deploy.md has one in docker-compose.yml)")
     name = f"cagnet_test_{uuid.uuid4().hex[:12]}"
     admin = create_engine(base, isolation_level="AUTOCOMMIT")
     with admin.connect() as conn:
