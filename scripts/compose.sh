@@ -21,7 +21,7 @@ export CAGNET_COMPOSE_PORTS=${CAGNET_COMPOSE_PORTS:-271}
 export COMPOSE_HTTP_TIMEOUT=${COMPOSE_HTTP_TIMEOUT:-600}
 BUILD_LOG=${TMPDIR:-/tmp}/cagnet-image-build.log
 
-say() { printf '== %s\n' "$*"; }
+say() { printf '== [%ds] %s\n' "$SECONDS" "$*"; }
 die() { printf 'compose: %s\n' "$*" >&2; exit 1; }
 is_root() { [ "$(id -u)" = 0 ]; }
 
@@ -117,7 +117,7 @@ run_test() {
     status=$(timeout 600 docker wait "$query") || die "the query did not finish within 10 minutes"
     say "the chair's query (exit $status)"
     local output
-    output=$(compose logs --no-color query | sed 's/^[^|]*| //')
+    output=$(compose logs --no-color query | grep -v '^Attaching to' | sed 's/^[^|]*| //')
     printf '%s\n' "$output"
     [ "$status" = 0 ] || { compose logs --tail=30; die "the query failed"; }
     grep -q "verified: supply-map bundle" <<<"$output" || die "no verified bundle"
