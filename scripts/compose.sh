@@ -37,6 +37,7 @@ engine() {
     command -v dockerd >/dev/null || { say "installing Debian's docker.io"; apt_install docker.io; }
     say "starting dockerd --storage-driver=vfs (log: /var/log/cagnet-dockerd.log)"
     nohup dockerd --storage-driver=vfs >/var/log/cagnet-dockerd.log 2>&1 &
+    STARTED_DOCKERD=$!
     for _ in $(seq 60); do docker info >/dev/null 2>&1 && return; sleep 1; done
     die "dockerd did not answer within 60 s; see /var/log/cagnet-dockerd.log"
 }
@@ -97,6 +98,13 @@ teardown() {
     fi
     say "tearing down"
     compose down -v --remove-orphans >/dev/null 2>&1 || true
+    # An engine this run started goes too: left running, it would answer the test suite's probe
+    # for testcontainers, and a machine should be left as it was found.
+    if [ -n "${STARTED_DOCKERD:-}" ]; then
+        say "stopping the dockerd this run started"
+        kill "$STARTED_DOCKERD" 2>/dev/null || true
+        for _ in $(seq 30); do kill -0 "$STARTED_DOCKERD" 2>/dev/null || break; sleep 1; done
+    fi
 }
 
 run_test() {
