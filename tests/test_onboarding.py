@@ -20,6 +20,7 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import grpc
 import pytest
@@ -30,9 +31,9 @@ from cagnet.demo import free_port, wait_healthy
 from coordinator import governance as gov
 from coordinator import network, onboarding
 from coordinator.client import joint_query
+from coordinator.kinds import KINDS, PLAN
 from node import onboarding as joining
 from shared import audit, dsse, keyfile, sealing
-from shared.authorities import shipped_register
 from shared.channel import ServiceRefused
 from shared.errors import BadSignature, InviteExpired, InviteRefused, InviteUsed, VerificationError
 from shared.identity import Identity
@@ -50,19 +51,9 @@ KENT, MEDWAY, SURREY, WEST_SUSSEX, EAST_SUSSEX, BRIGHTON = (
 )
 
 
-# The joiner. Until reference data accepts authorities beyond the six, Surrey joins the other five;
-# then JOINER = "E10000014" (Hampshire) and the six founders are all of the South East CAG.
-def _accepted(code: str) -> bool:
-    """Whether this cagnet's reference data knows the authority (whatever error it says no with)."""
-    try:
-        shipped_register().authority(code)
-    except Exception:
-        return False
-    return True
-
-
-JOINER = "E10000014" if _accepted("E10000014") else SURREY
-FOUNDERS = tuple(code for code in (KENT, MEDWAY, SURREY, WEST_SUSSEX, EAST_SUSSEX, BRIGHTON) if code != JOINER)
+# The joiner is an authority from outside the six founders' group, from the shipped register.
+JOINER = "E10000014"  # Hampshire
+FOUNDERS = (KENT, MEDWAY, SURREY, WEST_SUSSEX, EAST_SUSSEX, BRIGHTON)
 
 
 @pytest.fixture(scope="module")
@@ -295,10 +286,14 @@ def test_a_seventh_authority_joins_from_its_own_folder_and_answers_joint_queries
     try:
         chair = network.principal_identity(netdir, "cag-chair")
         wait_healthy(endpoint, JOINER, chair, timeout_s=60)
-        supply, _ = joint_query(netdir, kind="supply-map")
-        assert set(supply.answered) == {*FOUNDERS, JOINER} and not supply.missing
-        movement, _ = joint_query(netdir, kind="movement", period="year")
-        assert set(movement.answered) == {*FOUNDERS, JOINER} and not movement.missing
+        # Every kind of joint query the coordinator runs is answered by the seven.
+        for kind in KINDS:
+            options: dict[str, Any] = {
+                "non-local-services": {"min_share_percent": 50},
+                PLAN: {"from_date": "2009-04-01", "to_date": "2010-03-31"},
+            }.get(kind, {})
+            bundle, _ = joint_query(netdir, kind=kind, **options)
+            assert set(bundle.answered) == {*FOUNDERS, JOINER} and not bundle.missing, kind
     finally:
         server.terminate()
         server.wait(timeout=30)
