@@ -30,7 +30,7 @@ from rich.table import Table  # noqa: E402
 
 from cagnet.demo import build_network, processes, spawn, wait_healthy  # noqa: E402
 from coordinator import network  # noqa: E402
-from coordinator.client import CoordinatorClient  # noqa: E402
+from coordinator.joint.client import CoordinatorClient  # noqa: E402
 from shared.manifest import COORDINATOR  # noqa: E402
 
 CLIENT = "client (this process)"

@@ -39,7 +39,7 @@ from rich.table import Table  # noqa: E402
 
 from cagnet.demo import build_network, free_port, processes, spawn, wait_healthy  # noqa: E402
 from coordinator import network  # noqa: E402
-from coordinator.client import CoordinatorClient  # noqa: E402
+from coordinator.joint.client import CoordinatorClient  # noqa: E402
 from shared.auth import request_header, sign_message  # noqa: E402
 from shared.identity import Identity  # noqa: E402
 from shared.interceptor import secure_channel  # noqa: E402
@@ -84,7 +84,7 @@ BENCH_PRINCIPAL = "bench-plain"
 
 def _plain_node(port: int, nodedir: str) -> None:
     """A bench-only insecure node: the real release path, serde and audit append, nothing signed."""
-    from node import service
+    from node.answers import service
     from node.config import load_config
     from node.release import Releaser, load_rounding_secret
     from node.store import open_store
@@ -130,7 +130,7 @@ def _plain_node(port: int, nodedir: str) -> None:
 
 def _plain_coordinator(port: int, node_ports: list[int]) -> None:
     """A bench-only insecure coordinator: fan out, convert with the real serde, combine for real."""
-    from coordinator.combine import combine_supply_maps
+    from coordinator.joint.combine import combine_supply_maps
     from shared.serde import supply_map_from_proto
 
     pool = futures.ThreadPoolExecutor(max_workers=32)
@@ -167,7 +167,7 @@ def _plain_coordinator(port: int, node_ports: list[int]) -> None:
 
 
 def _plain_joint(n: int, nodes: dict[str, Path]) -> list[float]:
-    from coordinator.combine import JointSupplyMap
+    from coordinator.joint.combine import JointSupplyMap
 
     ctx = mp.get_context("spawn")
     node_ports = [free_port() for _ in nodes]

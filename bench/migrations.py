@@ -34,8 +34,8 @@ from sqlalchemy.engine import Engine  # noqa: E402
 from sqlmodel import SQLModel  # noqa: E402
 
 from node import migrations  # noqa: E402
+from node.answers.movement import records_version  # noqa: E402
 from node.client_records import ClientRecord  # noqa: E402
-from node.movement import records_version  # noqa: E402
 from node.store import add_provider, add_service, ensure_authority, open_store, store_engine  # noqa: E402
 from shared import migrate  # noqa: E402
 from shared.migrations.audit import SCHEMA as AUDIT  # noqa: E402

@@ -41,14 +41,14 @@ from cagnet.demo import (  # noqa: E402
     wait_healthy,
 )
 from coordinator import network  # noqa: E402
-from coordinator.client import CoordinatorClient  # noqa: E402
+from coordinator.joint.client import CoordinatorClient  # noqa: E402
 from node.client_records import ClientRecord, PersonSealer, load_person_key  # noqa: E402
 from node.config import load_config  # noqa: E402
-from node.importer import import_csv  # noqa: E402
-from node.records_import import IMPORT_CACHE_KIB, import_client_records  # noqa: E402
+from node.imports.records import IMPORT_CACHE_KIB, import_client_records  # noqa: E402
+from node.imports.supply import import_csv  # noqa: E402
 from node.store import ensure_authority, open_store  # noqa: E402
-from node.synth import generate, write_csvs  # noqa: E402
-from node.synth_clients import write_client_csvs  # noqa: E402
+from node.synthetic.clients import write_client_csvs  # noqa: E402
+from node.synthetic.supply import generate, write_csvs  # noqa: E402
 from shared.manifest import COORDINATOR  # noqa: E402
 
 console = Console()

@@ -33,7 +33,7 @@ from sqlalchemy import Table as SqlTable  # noqa: E402
 from sqlalchemy.engine import Engine  # noqa: E402
 
 from cagnet.demo import DEMO  # noqa: E402
-from coordinator import register_store as store  # noqa: E402
+from coordinator.register import store  # noqa: E402
 from shared import dsse, merkle  # noqa: E402
 from shared.accreditation import (  # noqa: E402
     AccreditationEntry,

@@ -30,10 +30,10 @@ from rich.table import Table  # noqa: E402
 
 from cagnet.demo import free_port, join_founding_member, processes, spawn, wait_healthy  # noqa: E402
 from coordinator import network  # noqa: E402
-from coordinator.client import CoordinatorClient  # noqa: E402
+from coordinator.joint.client import CoordinatorClient  # noqa: E402
 from node.config import load_config  # noqa: E402
 from node.store import open_store  # noqa: E402
-from node.synth import load as load_synthetic  # noqa: E402
+from node.synthetic.supply import load as load_synthetic  # noqa: E402
 from shared.manifest import COORDINATOR  # noqa: E402
 
 console = Console()

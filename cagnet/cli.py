@@ -13,7 +13,7 @@ from rich.markup import escape
 
 import cagnet.onboarding_cli
 import cagnet.vfm_position  # noqa: F401  (registers `cagnet node vfm-position`)
-import coordinator.client
+import coordinator.joint.client
 import coordinator.providers_cli
 import coordinator.records_cli
 from cagnet.governance_cli import node_complete_join, node_rotate_key, write_join_request
@@ -21,8 +21,8 @@ from cagnet.health_cli import health_command
 from cagnet.register_cli import node_witness, register_app
 from coordinator import network
 from coordinator.cli import coordinator_app, network_app, query_app, verify
-from coordinator.client import Asker, Refused
 from coordinator.feed_cli import feed_app
+from coordinator.joint.client import Asker, Refused
 from node.cli import app as node_app
 from node.config import complete_join, init_node, load_config
 from shared import pki
@@ -54,7 +54,7 @@ def _member_asker(nodedir: Path) -> Asker:
     node's own verified chain and policy check the answers (`cagnet query ... --node NODEDIR`)."""
     import base64
 
-    from node.governance import node_manifests
+    from node.network.governance import node_manifests
     from shared import dsse, keys
     from shared.policy import PolicySource
 
@@ -66,7 +66,7 @@ def _member_asker(nodedir: Path) -> Asker:
     return Asker(config.identity(), manifests, PolicySource(config.policy_file, trusted, manifests=manifests))
 
 
-coordinator.client.member_asker = _member_asker
+coordinator.joint.client.member_asker = _member_asker
 
 
 @node_app.command("init")
@@ -87,7 +87,7 @@ def node_init(
 ) -> None:
     """Create a node's keys and configuration and admit it to the network (founding phase), or
     write its join request for `cagnet network propose-join` (a governed network)."""
-    from node import linkage
+    from node.answers import linkage
 
     # Refuse a file that is not a key before anything is made.
     key = linkage.load_linkage_key(linkage_key) if linkage_key is not None else None

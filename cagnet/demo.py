@@ -32,20 +32,20 @@ from rich.console import Console
 
 from cagnet.demo_register import run_register_demo
 from cagnet.governance_cli import filed_join, seal_for
-from coordinator import bundle as bundle_mod
-from coordinator import governance as gov
 from coordinator import network
-from coordinator import onboarding as coordinator_onboarding
 from coordinator.cli import render_supply_map
-from coordinator.client import Refused, joint_query
+from coordinator.governance import proposals as gov
+from coordinator.joint import bundle as bundle_mod
+from coordinator.joint.client import Refused, joint_query
+from coordinator.onboarding import invites as coordinator_onboarding
 from coordinator.providers_cli import render_common_providers, render_vfm
 from coordinator.records_cli import render_kpi, render_movement, render_net_flow, render_non_local, render_repeat_movers
-from node import onboarding as joining
 from node.client_records import load_person_key
 from node.config import complete_join, init_node, load_config
-from node.governance import Member
+from node.network import onboarding as joining
+from node.network.governance import Member
 from node.store import ensure_authority, open_store
-from node.synth import load as load_synthetic
+from node.synthetic.supply import load as load_synthetic
 from shared import governance, keys, pki
 from shared.authorities import shipped_register
 from shared.errors import CagnetError
@@ -356,7 +356,7 @@ def _rotate_key(console: Console, netdir: Path, nodes: dict[str, Path], code: st
 
 
 def _show_feed_and_report(console: Console, netdir: Path, root: Path, *, keep: bool) -> None:
-    from coordinator.feed_client import publish, subscribe
+    from coordinator.feeds.client import publish, subscribe
     from coordinator.report import write_report
 
     console.rule("The regional housing board's feed, and the chair's report")

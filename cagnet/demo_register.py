@@ -16,7 +16,7 @@ from rich.table import Table
 
 from coordinator import network
 from node.config import load_config
-from node.witness import witness_round
+from node.network.witness import witness_round
 from shared import dsse
 from shared.accreditation import entry_bytes, entry_from_toml, provider_status, sign_entry
 from shared.authorities import shipped_register

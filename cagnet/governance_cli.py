@@ -18,11 +18,12 @@ from typing import Annotated, Protocol
 import typer
 from rich.table import Table
 
-from coordinator import governance as gov
-from coordinator import network, onboarding
+from coordinator import network
 from coordinator.cli import err, network_app, out, parse_districts
+from coordinator.governance import proposals as gov
+from coordinator.onboarding import invites as onboarding
 from node.config import complete_join, load_config
-from node.governance import Member, node_manifests
+from node.network.governance import Member, node_manifests
 from shared import dsse, governance, keyfile, keys, pki, sealing
 from shared.errors import CagnetError
 from shared.governance import Change, Filed, Review
@@ -187,7 +188,7 @@ def seal_for(member: _Governance, nodedir: Path, envelope: dsse.Envelope) -> Joi
     """Seal this member's network linkage key to the joiner (its X25519 key, in its signed
     request) and file it through the coordinator, which cannot open it; the request sealed to, or
     None for a request made by `cagnet node init` (the key goes with --linkage-key instead)."""
-    from node.linkage import load_linkage_key
+    from node.answers.linkage import load_linkage_key
 
     request = governance.open_join_request(envelope)
     if not request.sealing_key:

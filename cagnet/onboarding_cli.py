@@ -12,11 +12,11 @@ from typing import Annotated
 import typer
 
 from coordinator import network
-from coordinator import onboarding as coordinator_onboarding
 from coordinator.cli import err, network_app
+from coordinator.onboarding import invites as coordinator_onboarding
 from coordinator.settings import CoordinatorSettings
-from node import onboarding
 from node.cli import app as node_app
+from node.network import onboarding
 from shared import invite as invites
 from shared.errors import InvalidRequest
 

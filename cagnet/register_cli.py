@@ -19,10 +19,10 @@ from rich.console import Console
 from rich.table import Table
 
 from coordinator import network
-from coordinator import register_store as store
-from coordinator.register_server import RegisterSettings, default_database_url
+from coordinator.register import store
+from coordinator.register.server import RegisterSettings, default_database_url
 from node.config import load_config
-from node.witness import WitnessRound, witness_round
+from node.network.witness import WitnessRound, witness_round
 from shared import dsse
 from shared.accreditation import (
     ProviderStatus,

@@ -12,10 +12,10 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from coordinator import bundle as bundle_mod
-from coordinator.providers import VfmBenchmarks
+from coordinator.joint import bundle as bundle_mod
+from coordinator.joint.providers import VfmBenchmarks
 from coordinator.records_cli import _group_label, _table
-from node import vfm
+from node.answers import vfm
 from node.cli import app as node_app
 from node.config import load_config
 from node.store import open_store

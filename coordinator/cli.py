@@ -16,10 +16,10 @@ from rich.table import Table
 from sqlalchemy.engine import Engine
 
 from coordinator import audit as coordinator_audit
-from coordinator import bundle as bundle_mod
 from coordinator import network
-from coordinator.bundle import Bundle, verify_bundle
-from coordinator.combine import JointSupplyMap
+from coordinator.joint import bundle as bundle_mod
+from coordinator.joint.bundle import Bundle, verify_bundle
+from coordinator.joint.combine import JointSupplyMap
 from shared import audit as shared_audit
 from shared import logs
 from shared.audit_cli import audit_app
@@ -417,7 +417,7 @@ def query_supply_map(
     principal: PrincipalOpt = "",
 ) -> None:
     """The joint supply map: per-authority and CAG supply, rates per 1,000 and gaps."""
-    from coordinator.client import joint_query
+    from coordinator.joint.client import joint_query
 
     netdir = _netdir(network_dir)
     bundle, envelope = joint_query(

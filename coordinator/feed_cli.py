@@ -11,7 +11,7 @@ import typer
 from rich.table import Table
 
 from coordinator.cli import NetworkOpt, _netdir, err, out
-from coordinator.feeds import FeedSnapshot
+from coordinator.feeds.snapshot import FeedSnapshot
 from shared import vocabulary
 from shared.mandate import FeedMandate, format_interval, parse_interval
 
@@ -52,7 +52,7 @@ def feed_publish(
     ] = "",
 ) -> None:
     """Sign the feed's joint queries as the CAG chair; the coordinator runs them and stores a snapshot."""
-    from coordinator.feed_client import publish
+    from coordinator.feeds.client import publish
 
     snapshot = publish(_netdir(network_dir), principal=principal, from_date=from_date, to_date=to_date)
     err.print(f"[green]snapshot {snapshot.sequence} published[/] and verified")
@@ -110,7 +110,7 @@ def feed_authorise(
 ) -> None:
     """Sign a standing mandate for the coordinator's schedule to publish the feed's queries, at most
     once an interval, until it ends or is revoked; it replaces any mandate before it."""
-    from coordinator.feed_client import authorise
+    from coordinator.feeds.client import authorise
 
     try:
         every_s = parse_interval(every)
@@ -140,7 +140,7 @@ def feed_authorise(
 @feed_app.command("mandate")
 def feed_mandate(network_dir: NetworkOpt = None) -> None:
     """Show the mandate the coordinator's schedule publishes under (verified), if any."""
-    from coordinator.feed_client import current_mandate, mandate_path
+    from coordinator.feeds.client import current_mandate, mandate_path
 
     netdir = _netdir(network_dir)
     found = current_mandate(netdir)
@@ -153,7 +153,7 @@ def feed_mandate(network_dir: NetworkOpt = None) -> None:
 @feed_app.command("revoke")
 def feed_revoke(network_dir: NetworkOpt = None) -> None:
     """Remove the mandate: the coordinator's schedule publishes nothing more under it."""
-    from coordinator.feed_client import revoke
+    from coordinator.feeds.client import revoke
 
     mandate, path = revoke(_netdir(network_dir))
     if mandate is None:
@@ -177,7 +177,7 @@ def feed_subscribe(
 ) -> None:
     """Fetch, verify and write every snapshot after those already in --out (resuming where it left off)."""
     from coordinator import network
-    from coordinator.feed_client import subscribe
+    from coordinator.feeds.client import subscribe
 
     netdir = _netdir(network_dir)
     written = subscribe(

@@ -10,9 +10,9 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from coordinator.bundle import Bundle
 from coordinator.cli import AskerOpt, PrincipalOpt, _render_coverage, out, query_app
-from coordinator.providers import CommonProviders, VfmBenchmarks
+from coordinator.joint.bundle import Bundle
+from coordinator.joint.providers import CommonProviders, VfmBenchmarks
 from coordinator.records_cli import (
     DeadlineOpt,
     GroupOpt,

@@ -15,11 +15,11 @@ from rich import box
 from rich.console import Console
 from rich.table import Table
 
-from coordinator import bundle as bundle_mod
-from coordinator.bundle import Bundle
 from coordinator.cli import AskerOpt, PrincipalOpt, _netdir, _render_coverage, _short_name, err, out, query_app
-from coordinator.kinds import PLAN
-from coordinator.records import (
+from coordinator.joint import bundle as bundle_mod
+from coordinator.joint.bundle import Bundle
+from coordinator.joint.kinds import PLAN
+from coordinator.joint.records import (
     JointKpi,
     JointMovement,
     JointNetFlow,
@@ -54,7 +54,7 @@ def _ask(
     as_json: bool,
     **question: object,
 ) -> Bundle | None:
-    from coordinator.client import joint_query
+    from coordinator.joint.client import joint_query
 
     netdir = _netdir(network_dir)
     bundle, envelope = joint_query(

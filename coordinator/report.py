@@ -20,10 +20,10 @@ import plotly.graph_objects as go
 import plotly.io as pio
 from plotly.offline import get_plotlyjs
 
-from coordinator.bundle import Bundle
-from coordinator.combine import JointSupplyMap
-from coordinator.providers import VfmBenchmarks
-from coordinator.records import JointMovement, JointNetFlow
+from coordinator.joint.bundle import Bundle
+from coordinator.joint.combine import JointSupplyMap
+from coordinator.joint.providers import VfmBenchmarks
+from coordinator.joint.records import JointMovement, JointNetFlow
 from shared import places, vocabulary
 
 # The page may fetch nothing: everything it needs is inline.
@@ -274,7 +274,7 @@ def accreditation_from_register(netdir: Path, principal: str) -> Accreditation:
 
 def write_report(netdir: Path, out: Path, *, principal: str = "cag-chair") -> Path:
     """Ask the report's questions as `principal`, verify every answer, and write one HTML file."""
-    from coordinator.client import CoordinatorClient
+    from coordinator.joint.client import CoordinatorClient
 
     with CoordinatorClient(netdir, principal=principal) as client:
         supply, _ = client.query(kind="supply-map")

@@ -24,19 +24,26 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from coordinator import network
 from coordinator.audit import CoordinatorAudit, request_parameters
 from coordinator.audit import default_database_url as default_audit_url
-from coordinator.bundle import Bundle, build_bundle, sign_bundle, verify_bundle
-from coordinator.fanout import Contribution, Missing, NodeClients
-from coordinator.feed_schedule import FeedSchedule
-from coordinator.feeds import FEED_KINDS, FeedStore, MandateEvidence, build_snapshot, provider_counts, sign_snapshot
-from coordinator.feeds import default_database_url as feeds_default_url
-from coordinator.governance_server import SERVICE as GOVERNANCE_SERVICE
-from coordinator.governance_server import GovernanceRuntime
-from coordinator.governance_server import add_to_server as add_governance
-from coordinator.kinds import KINDS, PLAN
-from coordinator.records import RepeatMovers, count_repeat_movers
-from coordinator.register_server import SERVICE as REGISTER_SERVICE
-from coordinator.register_server import RegisterRuntime, add_to_server
-from coordinator.rounds import Round, common_providers, vfm_benchmarks
+from coordinator.feeds.schedule import FeedSchedule
+from coordinator.feeds.snapshot import (
+    FEED_KINDS,
+    FeedStore,
+    MandateEvidence,
+    build_snapshot,
+    provider_counts,
+    sign_snapshot,
+)
+from coordinator.feeds.snapshot import default_database_url as feeds_default_url
+from coordinator.governance.server import SERVICE as GOVERNANCE_SERVICE
+from coordinator.governance.server import GovernanceRuntime
+from coordinator.governance.server import add_to_server as add_governance
+from coordinator.joint.bundle import Bundle, build_bundle, sign_bundle, verify_bundle
+from coordinator.joint.fanout import Contribution, Missing, NodeClients
+from coordinator.joint.kinds import KINDS, PLAN
+from coordinator.joint.records import RepeatMovers, count_repeat_movers
+from coordinator.joint.rounds import Round, common_providers, vfm_benchmarks
+from coordinator.register.server import SERVICE as REGISTER_SERVICE
+from coordinator.register.server import RegisterRuntime, add_to_server
 from coordinator.settings import CoordinatorSettings
 from shared import audit as audit_log
 from shared import dsse
@@ -540,7 +547,7 @@ def serve(netdir: Path, *, listen: str, onboarding_listen: str | None = None) ->
     onboarding_server = None
     onboarding_address = onboarding_listen or runtime.settings.onboarding_address
     if onboarding_address is not None:
-        from coordinator.onboarding_server import create_server as create_onboarding
+        from coordinator.onboarding.server import create_server as create_onboarding
 
         onboarding_server, onboarding_port = create_onboarding(
             governance, address=onboarding_address, metrics=runtime.metrics

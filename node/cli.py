@@ -26,7 +26,7 @@ NodeDir = Annotated[Path, typer.Argument(help="The node folder made by `cagnet n
 
 
 def _manifest(config: NodeConfig) -> Manifest:
-    from node.governance import node_manifests
+    from node.network.governance import node_manifests
 
     return node_manifests(config).current()
 
@@ -44,7 +44,7 @@ def _audit_log(nodedir: Path) -> Engine:
 
 def _party_names(nodedir: Path) -> dict[str, str]:
     """The names the node's verified manifest chain gives the parties its audit log names."""
-    from node.governance import node_manifests
+    from node.network.governance import node_manifests
 
     names: dict[str, str] = {}
     for manifest, _ in node_manifests(load_config(nodedir)).history:
@@ -76,8 +76,8 @@ def synth(
     """Load realistic synthetic providers, services and contracts for this node's authority, sized by
     its population in the network's register, and client records and outcomes for the financial
     years 2008-09 and 2009-10 (sharing repeat movers with the network's members as listed now)."""
-    from node import synth as synth_mod
     from node.client_records import load_person_key
+    from node.synthetic import supply as synth_mod
 
     if clients is not None and clients < 0:
         raise typer.BadParameter("must be 0 or more", param_hint="--clients")
@@ -109,8 +109,8 @@ def import_(
     """Import a CSV file: every row is checked, and nothing is written unless every row is good.
     Import providers, services and contracts, then client records, then outcomes."""
     from node.client_records import PersonSealer, load_person_key
-    from node.importer import ImportSummary, import_csv
-    from node.records_import import import_client_records, import_outcomes
+    from node.imports.records import import_client_records, import_outcomes
+    from node.imports.supply import ImportSummary, import_csv
 
     if kind not in KINDS:
         raise typer.BadParameter(f"must be one of {', '.join(KINDS)}", param_hint="KIND")
@@ -173,7 +173,7 @@ LogFormatOpt = Annotated[
 def serve_(nodedir: NodeDir, log_format: LogFormatOpt = None) -> None:
     """Serve this node's aggregates over mTLS until stopped (Ctrl-C or SIGTERM). Metrics are
     served on metrics_listen when node.toml (or CAGNET_NODE_METRICS_LISTEN) sets it."""
-    from node.server import serve
+    from node.rpc.server import serve
 
     config = load_config(nodedir)
     if log_format is not None:
@@ -237,7 +237,7 @@ def sync_manifest(
 ) -> None:
     """Fetch the coordinator's latest manifest now; accept it only as the next verified version(s)
     of this node's own chain (`cagnet node serve` does this every manifest_poll_s seconds)."""
-    from node.governance import Member
+    from node.network.governance import Member
 
     with Member(nodedir, endpoint=endpoint) as member:
         synced = member.sync()

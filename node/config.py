@@ -127,7 +127,7 @@ def init_node(
     signing, tls_key = write_keys(
         nodedir / "identity", signing=keys[0] if keys else None, tls_key=keys[1] if keys else None
     )
-    from node import linkage
+    from node.answers import linkage
 
     if not await_linkage_key:
         linkage.install_linkage_key(nodedir / "identity" / "linkage.key", linkage_key)

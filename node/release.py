@@ -20,12 +20,12 @@ from typing import Any, TypeVar
 from pydantic import BaseModel
 from sqlalchemy.engine import Engine
 
-from node import movement
+from node.answers import movement
+from node.answers.movement import Question
+from node.answers.supply import CellKey, RawCell, RawSupply, contract_values, supply_map
+from node.answers.vfm import check_participants
 from node.ledger import SqlReleaseStore, keep_answer, last_answer
-from node.movement import Question
 from node.store import data_version
-from node.supply import CellKey, RawCell, RawSupply, contract_values, supply_map
-from node.vfm import check_participants
 from shared import vocabulary
 from shared.authorities import Register, shipped_register
 from shared.disclosure import (

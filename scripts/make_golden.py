@@ -18,9 +18,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from coordinator import bundle, network  # noqa: E402
-from coordinator.client import joint_query  # noqa: E402
-from coordinator.feed_client import publish, subscribe  # noqa: E402
+from coordinator import network  # noqa: E402
+from coordinator.feeds.client import publish, subscribe  # noqa: E402
+from coordinator.joint import bundle  # noqa: E402
+from coordinator.joint.client import joint_query  # noqa: E402
 from shared.register_client import fetch_history  # noqa: E402
 from tests.netutil import THREE, make_network, running  # noqa: E402
 from tests.registerutil import RegisterNetwork, make_entry, signed  # noqa: E402

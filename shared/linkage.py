@@ -1,5 +1,5 @@
 """What node and coordinator agree on about linkage tokens: the digest a node's receipt attests,
-and the check value that shows two nodes hold the same network linkage key (see node/linkage.py).
+and the check value that shows two nodes hold the same network linkage key (see node/answers/linkage.py).
 """
 
 from __future__ import annotations

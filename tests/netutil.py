@@ -17,9 +17,9 @@ from coordinator.server import CoordinatorRuntime
 from coordinator.server import create_server as create_coordinator
 from node.client_records import load_person_key
 from node.config import load_config
-from node.server import NodeRuntime
-from node.server import create_server as create_node
-from node.synth import load as load_synthetic
+from node.rpc.server import NodeRuntime
+from node.rpc.server import create_server as create_node
+from node.synthetic.supply import load as load_synthetic
 from shared.identity import Identity
 from shared.interceptor import secure_channel
 from shared.manifest import COORDINATOR
@@ -106,8 +106,8 @@ def start_coordinator(net: LiveNetwork) -> None:
 def start_onboarding(net: LiveNetwork) -> str:
     """Serve the coordinator's onboarding port (TLS, no client certificate) on port 0, sharing the
     running coordinator's audit log and nonces; returns its HOST:PORT."""
-    from coordinator.governance_server import GovernanceRuntime
-    from coordinator.onboarding_server import create_server as create_onboarding
+    from coordinator.governance.server import GovernanceRuntime
+    from coordinator.onboarding.server import create_server as create_onboarding
 
     assert net.coordinator is not None, "start the coordinator first"
     coordinator = net.coordinator

@@ -12,7 +12,7 @@ from datetime import date
 from pathlib import Path
 
 from coordinator import network
-from coordinator.register_server import RegisterRuntime
+from coordinator.register.server import RegisterRuntime
 from coordinator.server import CoordinatorRuntime, create_server
 from node.config import complete_join, init_node, load_config
 from shared import dsse, pki

@@ -35,18 +35,18 @@ import shared
 from cagnet.cli import app
 from cagnet.demo import join_founding_member
 from coordinator import network
-from coordinator.client import joint_query
+from coordinator.joint.client import joint_query
 from coordinator.migrations import check_databases, databases
 from coordinator.migrations import feeds as feed_migrations
 from coordinator.migrations import register as register_migrations
-from coordinator.register_store import open_register
+from coordinator.register.store import open_register
 from node import migrations as node_migrations
+from node.answers.movement import records_version
+from node.answers.supply import supply_map
 from node.client_records import load_person_key
 from node.config import load_config
-from node.movement import records_version
 from node.store import open_store, row_counts, store_engine
-from node.supply import supply_map
-from node.synth import load as load_synthetic
+from node.synthetic.supply import load as load_synthetic
 from shared import audit, migrate
 from shared.errors import SchemaMismatch, Unavailable
 from shared.migrations import audit as audit_migrations

@@ -24,11 +24,12 @@ def check_databases(netdir: Path) -> None:
 
 def databases(netdir: Path) -> list[tuple[Store, str]]:
     """The coordinator's databases and their URLs, as `cagnet coordinator serve` would open them."""
-    from coordinator import audit, feeds
+    from coordinator import audit
+    from coordinator.feeds import snapshot as feeds
     from coordinator.migrations import feeds as feed_migrations
     from coordinator.migrations import register as register_migrations
-    from coordinator.register_server import RegisterSettings
-    from coordinator.register_server import default_database_url as default_register_url
+    from coordinator.register.server import RegisterSettings
+    from coordinator.register.server import default_database_url as default_register_url
     from coordinator.settings import CoordinatorSettings
     from shared.migrations.audit import LOG_STORE
 

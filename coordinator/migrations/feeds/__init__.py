@@ -8,7 +8,7 @@ from shared.migrate import Schema, Store
 
 
 def _metadata() -> MetaData:
-    from coordinator import feeds
+    from coordinator.feeds import snapshot as feeds
 
     return feeds.metadata
 

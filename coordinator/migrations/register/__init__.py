@@ -8,7 +8,7 @@ from shared.migrate import Schema, Store
 
 
 def _metadata() -> MetaData:
-    from coordinator import register_store
+    from coordinator.register import store as register_store
 
     return register_store.metadata
 

@@ -1,0 +1,1 @@
+"""Governance on the coordinator: proposals in the network folder and the Governance service."""

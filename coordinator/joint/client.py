@@ -1,0 +1,175 @@
+"""A principal's client for the coordinator: sign a joint query as (say) the CAG chair, send it
+over mTLS, and verify the bundle that comes back before anyone reads a figure from it.
+"""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+
+import grpc
+
+from coordinator import network
+from coordinator.joint.bundle import Bundle, verify_bundle
+from shared import dsse
+from shared.auth import request_header, sign_message
+from shared.errors import BundleMismatch, CagnetError, InvalidRequest, Unavailable
+from shared.identity import Identity
+from shared.interceptor import secure_channel
+from shared.manifest import COORDINATOR, ManifestSource
+from shared.pb.cagnet.v1 import coordinator_pb2, coordinator_pb2_grpc
+from shared.policy import PolicySource
+from shared.serde import envelope_from_proto, envelope_to_proto
+
+JOINT_QUERY = "/cagnet.v1.Coordinator/JointQuery"
+
+
+class Refused(CagnetError):
+    """The coordinator refused the query: its gRPC status and its message (a rule, never data)."""
+
+    def __init__(self, code: grpc.StatusCode, message: str) -> None:
+        super().__init__(message or code.name.lower().replace("_", " "))
+        self.code = code
+
+
+@dataclass(frozen=True)
+class Asker:
+    """Who asks, and the verified manifest and policy the answers are checked against."""
+
+    identity: Identity
+    manifests: ManifestSource
+    policies: PolicySource
+
+
+# How a member node's folder becomes an Asker (`cagnet query ... --node NODEDIR`, as that
+# authority's officer): node/ reads its own folder and coordinator/ may not import node/, so the
+# `cagnet` command line, which imports both, registers it (cagnet/cli.py).
+member_asker: Callable[[Path], Asker] | None = None
+
+
+def _folder_asker(folder: Path, principal: str) -> Asker:
+    """A network folder (as `principal`), a principal's kit (refreshed first) or a member node's folder."""
+    if (folder / "node.toml").exists():
+        if member_asker is None:
+            raise InvalidRequest(f"{folder} is a node folder: ask from the `cagnet` command line")
+        return member_asker(folder)
+    if network.kit_principal(folder) is not None:
+        from coordinator import kit
+
+        kit.refresh(folder)
+    identity = network.principal_identity(folder, principal)
+    key = dsse.load_public_key(base64.b64decode(network.coordinator_key_b64(folder)))
+    manifests = ManifestSource(network.manifest_path(folder), key)
+    return Asker(identity, manifests, PolicySource(network.policy_path(folder), key, manifests=manifests))
+
+
+class CoordinatorClient:
+    """One mTLS channel to the coordinator, reused across queries (the handshake is paid once).
+    `netdir` is a network folder, a principal's kit, or a member node's folder (docs/onboarding.md)."""
+
+    def __init__(self, netdir: Path, *, principal: str = "", endpoint: str | None = None) -> None:
+        self.netdir = netdir
+        asker = _folder_asker(netdir, principal)
+        self.identity = asker.identity
+        self.target = endpoint or asker.manifests.current().coordinator_endpoint
+        self._channel = secure_channel(
+            self.target,
+            peer_party_id=COORDINATOR,
+            ca_pem=self.identity.ca_cert_pem,
+            key_pem=self.identity.tls_key_pem,
+            cert_pem=self.identity.tls_cert_pem,
+        )
+        self._stub = coordinator_pb2_grpc.CoordinatorStub(self._channel)
+        # The manifest and policy as the files now say: re-read and re-verified whenever a file
+        # changes (a member admitted since this client started must verify too), not on every query.
+        self._sources = (asker.manifests, asker.policies)
+
+    def _current(self) -> tuple[ManifestSource, PolicySource]:
+        return self._sources
+
+    def query(
+        self,
+        *,
+        kind: str,
+        by_district: bool = False,
+        client_groups: Sequence[int] = (),
+        node_deadline_ms: int = 0,
+        timeout_s: float = 60.0,
+        from_date: str = "",
+        to_date: str = "",
+        period: str = "",
+        min_share_percent: int = 0,
+        service_type: str = "",
+    ) -> tuple[Bundle, dsse.Envelope]:
+        # Ask under the policy this principal has: a coordinator or node on another one refuses.
+        manifests, policies = self._current()
+        policy_digest = policies.current().digest
+        header = request_header(self.identity, audience=COORDINATOR, method=JOINT_QUERY, policy_digest=policy_digest)
+        request = coordinator_pb2.JointQueryRequest(
+            header=header,
+            kind=kind,
+            by_district=by_district,
+            node_deadline_ms=node_deadline_ms,
+            client_groups=sorted(set(client_groups)),
+            from_date=from_date,
+            to_date=to_date,
+            period=period,
+            min_share_percent=min_share_percent,
+            service_type=service_type,
+        )
+        envelope = sign_message(request, self.identity)
+        try:
+            reply = self._stub.JointQuery(envelope_to_proto(envelope), timeout=timeout_s)
+        except grpc.RpcError as exc:
+            if exc.code() == grpc.StatusCode.UNAVAILABLE:
+                raise Unavailable(f"the coordinator at {self.target} is not reachable") from None
+            raise Refused(exc.code(), exc.details() or "") from None
+        bundle_envelope = envelope_from_proto(reply)
+        bundle = verify_bundle(bundle_envelope, manifests.current())
+        if bundle.query != envelope.to_json():
+            raise BundleMismatch("the bundle answers another query than the one just sent")
+        return bundle, bundle_envelope
+
+    def close(self) -> None:
+        self._channel.close()
+
+    def __enter__(self) -> CoordinatorClient:
+        return self
+
+    def __exit__(self, *exc: tuple[type[BaseException] | None, BaseException | None, TracebackType | None]) -> None:
+        self.close()
+
+
+def joint_query(
+    netdir: Path,
+    *,
+    kind: str,
+    principal: str = "",
+    by_district: bool = False,
+    client_groups: Sequence[int] = (),
+    node_deadline_ms: int = 0,
+    endpoint: str | None = None,
+    timeout_s: float = 60.0,
+    from_date: str = "",
+    to_date: str = "",
+    period: str = "",
+    min_share_percent: int = 0,
+    service_type: str = "",
+) -> tuple[Bundle, dsse.Envelope]:
+    """One query on a fresh channel (what a CLI invocation does)."""
+    with CoordinatorClient(netdir, principal=principal, endpoint=endpoint) as client:
+        return client.query(
+            kind=kind,
+            by_district=by_district,
+            client_groups=client_groups,
+            node_deadline_ms=node_deadline_ms,
+            timeout_s=timeout_s,
+            from_date=from_date,
+            to_date=to_date,
+            period=period,
+            min_share_percent=min_share_percent,
+            service_type=service_type,
+        )

@@ -1,0 +1,1 @@
+"""Onboarding over the wire: invites, join requests and the onboarding port's service."""

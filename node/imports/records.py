@@ -1,0 +1,735 @@
+"""CSV import of client records and short-term outcomes, fast enough for a million rows a file.
+
+The rules are `node.importer`'s: every problem is collected (up to MAX_PROBLEMS), each naming the
+file, row (a spreadsheet's numbering: the header is row 1), column and reason; nothing is written
+unless every row is good (one transaction); rows are matched to the store by record_ref, so a
+re-import of the same file changes nothing and a changed row is updated; an unknown column is
+refused; the file is UTF-8, with or without a byte order mark. Import services first, then client
+records, then outcomes. The columns and the values each accepts are in docs/client-records.md.
+
+The person fields (surname, first_initial, date_of_birth, with sex) are never stored: each row's
+`person_hash` is sealed under the node's person key at once and only the sealed value is written.
+
+Unlike `node.importer`, rows are not validated with pydantic: a client record file is a thousand
+times longer than a services file, so each column has a plain check over precomputed lookups, and
+rows go to the database in large batches (executemany; COPY on PostgreSQL) on the same connection.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import date
+from operator import itemgetter
+from pathlib import Path
+from typing import Any, Literal
+
+from sqlalchemy import Table, select
+from sqlalchemy.engine import Connection, Dialect, Engine
+
+from node.client_records import (
+    ACCOMMODATION_BEFORE,
+    AGE_BANDS,
+    DEPARTURES,
+    ECONOMIC_STATUSES,
+    ETHNICITIES,
+    OUTCOME_DOMAINS,
+    OUTCOME_NEEDS,
+    REFERRAL_SOURCES,
+    SEXES,
+    ClientRecord,
+    Outcome,
+    PersonSealer,
+    person_hash_text,
+)
+from node.imports.supply import (
+    MAX_PROBLEMS,
+    ImportSummary,
+    _Columns,
+    _count_lines,
+    _lock_for_import,
+    _Reader,
+    _table,
+    _vocabulary_key,
+)
+from node.store import Service, utcnow
+from shared import places
+from shared.authorities import Register
+from shared.errors import ImportError_, ImportProblem
+from shared.vocabulary import CLIENT_GROUPS
+
+__all__ = [
+    "BATCH",
+    "COLUMNS",
+    "MAX_PROBLEMS",
+    "RecordKind",
+    "import_client_records",
+    "import_outcomes",
+    "import_records",
+]
+
+RecordKind = Literal["client-records", "outcomes"]
+
+BATCH = 10_000
+"""Rows written per statement, and how often `progress` is called."""
+
+COLUMNS: dict[str, _Columns] = {
+    "client-records": _Columns(
+        (
+            "record_ref",
+            "service_ref",
+            "start_date",
+            "client_group",
+            "secondary_groups",
+            "age_band",
+            "sex",
+            "ethnicity",
+            "economic_status",
+            "referral_source",
+            "accommodation_before",
+            "previous_authority",
+            "surname",
+            "first_initial",
+            "date_of_birth",
+        ),
+        frozenset({"secondary_groups"}),
+    ),
+    "outcomes": _Columns(("record_ref", "end_date", "departure", *OUTCOME_DOMAINS)),
+}
+"""The columns of each kind of file, in the order synthetic files are written, and which may be left out."""
+
+# The stored columns, in the order rows are written; the first is the natural key, and the rest
+# (bar the timestamps) are what a re-import compares to tell an update from no change.
+_RECORD_COLUMNS = (
+    "record_ref",
+    "service_id",
+    "start_date",
+    "client_group",
+    "secondary_groups",
+    "age_band",
+    "sex",
+    "ethnicity",
+    "economic_status",
+    "referral_source",
+    "accommodation_before",
+    "previous_authority",
+    "person",
+)
+_OUTCOME_COLUMNS = ("client_record_id", "end_date", "departure", *OUTCOME_DOMAINS)
+_STAMPS = ("created_at", "updated_at")
+
+
+# ---------------------------------------------------------------------------------------------
+# Cell checks: each takes a non-blank stripped cell and returns the value to store, or raises
+# ValueError with the reason a person needs to fix it. Hot paths are one dict lookup.
+
+_Check = Callable[[str], Any]
+_ISO_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+_GROUP_SEPARATOR = re.compile(r"[;,]")
+_MISS = object()
+_MEMO_LIMIT = 1 << 18  # good cells remembered per column: every date of birth in a large file
+
+
+@dataclass
+class _Column:
+    """One checked column: where it is in the file, its check, and the good cells seen so far
+    (most columns hold a few hundred distinct values over a million rows, so a row is checked
+    by one dict lookup a cell)."""
+
+    name: str
+    index: int  # in the row's cells; a column left out reads the empty cell appended to each row
+    check: _Check
+    required: bool = True
+    blank: Any = None  # the value of a blank cell in an optional column
+    known: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if not self.required:
+            self.known[""] = self.blank
+
+
+def _columns(reader: _Reader, checks: Sequence[tuple[str, _Check] | tuple[str, _Check, Any]]) -> list[_Column]:
+    """Columns in `checks` order; a check with a third item is optional, that item its blank value."""
+    header = reader.header
+    columns = []
+    for name, check, *blank in checks:
+        index = header.index(name) if name in header else len(header)
+        columns.append(_Column(name, index, check, required=not blank, blank=blank[0] if blank else None))
+    return columns
+
+
+def _text(max_length: int) -> _Check:
+    def check(value: str) -> str:
+        if len(value) > max_length:
+            raise ValueError(f"longer than {max_length} characters ({len(value)})")
+        if _CONTROL.search(value):
+            raise ValueError(f"contains a control character: {value!r}")
+        return value
+
+    return check
+
+
+def _vocabulary(what: str, values: Sequence[str], extra: dict[str, str] | None = None) -> _Check:
+    """Case, spaces and underscores forgiven, as `node.importer` forgives them."""
+    lookup = {v: v for v in values} | {_vocabulary_key(v): v for v in values} | (extra or {})
+
+    def check(value: str) -> str:
+        found = lookup.get(value) or lookup.get(_vocabulary_key(value))
+        if found is None:
+            raise ValueError(f"{value!r} is not {what}; use one of: {', '.join(values)}")
+        return found
+
+    return check
+
+
+def _ethnicity() -> _Check:
+    # The 2001 census letter code, or its description; case and runs of spaces forgiven.
+    lookup = {code: code for code in ETHNICITIES} | {code.lower(): code for code in ETHNICITIES}
+    lookup |= {_folded(text): code for code, text in ETHNICITIES.items()}
+
+    def check(value: str) -> str:
+        found = lookup.get(value) or lookup.get(_folded(value))
+        if found is None:
+            raise ValueError(
+                f"{value!r} is not a 2001 census ethnic category; use its letter code "
+                f"({', '.join(ETHNICITIES)}) or its description, e.g. A or 'White: British'"
+            )
+        return found
+
+    return check
+
+
+def _folded(value: str) -> str:
+    return " ".join(value.split()).casefold()
+
+
+_GROUPS = {str(code): code for code in CLIENT_GROUPS} | {f"0{code}": code for code in CLIENT_GROUPS if code < 10}
+
+
+def _client_group(value: str) -> int:
+    code = _GROUPS.get(value)
+    if code is None:
+        if value.lstrip("+-").isdigit():
+            raise ValueError(f"{int(value)} is not an SP client group code: codes are 1 to 21")
+        raise ValueError(f"not an SP client group code (a whole number, 1 to 21): {value!r}")
+    return code
+
+
+def _secondary_groups(value: str) -> str:
+    codes = set()
+    for part in _GROUP_SEPARATOR.split(value):
+        part = part.strip()
+        if part:
+            try:
+                codes.add(_client_group(part))
+            except ValueError as exc:
+                raise ValueError(f"secondary group {exc}") from None
+    return ",".join(str(code) for code in sorted(codes))
+
+
+def _previous_authority(register: Register | None) -> _Check:
+    """A place the authority register knows (the network's; default the shipped list)."""
+
+    def check(value: str) -> str | None:
+        code = value.upper()
+        if places.is_known(code, register):
+            return code
+        if code == "UNKNOWN":
+            return None
+        raise ValueError(
+            f"{value!r} is not the GSS code of an English upper-tier authority or of a county district in the"
+            " authority register; leave it blank or write unknown when the previous authority is not known"
+        )
+
+    return check
+
+
+def _person_name(what: str, max_length: int) -> _Check:
+    text = _text(max_length)
+
+    def check(value: str) -> str:
+        if not any(ch.isalnum() for ch in value):
+            raise ValueError(f"{what} has no letters: {value!r}")
+        return text(value)
+
+    return check
+
+
+def _dates(today: str, earliest_year: int) -> _Check:
+    """A check for YYYY-MM-DD dates from `earliest_year` to `today`; returns the date as that text
+    (dates compare correctly as text)."""
+
+    def check(value: str) -> str:
+        if not _ISO_DATE.fullmatch(value):
+            raise ValueError(f"not a date in the form YYYY-MM-DD (e.g. 2009-04-01): {value!r}")
+        try:
+            parsed = date.fromisoformat(value)
+        except ValueError:
+            raise ValueError(f"not a real date: {value!r}") from None
+        if parsed.year < earliest_year:
+            raise ValueError(f"year {parsed.year} is out of range (from {earliest_year}): {value!r}")
+        if value > today:
+            raise ValueError(f"{value} is in the future (today is {today})")
+        return value
+
+    return check
+
+
+# ---------------------------------------------------------------------------------------------
+# Writing: large batches on the import's own connection and transaction.
+
+
+class _Writer:
+    """Inserts and updates in batches of BATCH rows, with values already in the form the DBAPI
+    driver takes for each column, so that nothing is converted per row on the way in."""
+
+    def __init__(self, conn: Connection, table: Table, columns: tuple[str, ...]) -> None:
+        self.conn = conn
+        dialect = conn.dialect
+        now = utcnow()
+        stamp = _processor(table, "created_at", dialect)
+        self.stamps = (stamp(now), stamp(now)) if stamp else (now, now)
+        self.inserts: list[tuple[Any, ...]] = []
+        self.updates: list[tuple[Any, ...]] = []
+        self.inserted = self.updated = 0
+        marker = "?" if dialect.paramstyle == "qmark" else "%s"
+        names = ", ".join(columns + _STAMPS)
+        self.insert_sql = f"INSERT INTO {table.name} ({names}) VALUES ({', '.join([marker] * (len(columns) + 2))})"
+        sets = ", ".join(f"{c} = {marker}" for c in (*columns[1:], "updated_at"))
+        self.update_sql = f"UPDATE {table.name} SET {sets} WHERE id = {marker}"
+        # COPY is PostgreSQL's bulk load, several times faster than INSERT however batched.
+        self.copy_sql = f"COPY {table.name} ({names}) FROM STDIN" if dialect.driver == "psycopg" else None
+        self.sqlite = dialect.driver == "pysqlite"
+
+    def insert(self, values: tuple[Any, ...]) -> None:
+        self.inserts.append(values + self.stamps)
+        if len(self.inserts) >= BATCH:
+            self.flush()
+
+    def update(self, row_id: int, values: tuple[Any, ...]) -> None:
+        self.updates.append((*values[1:], self.stamps[1], row_id))
+        if len(self.updates) >= BATCH:
+            self.flush()
+
+    def flush(self) -> None:
+        if self.inserts:
+            if self.copy_sql is not None:
+                dbapi_connection: Any = self.conn.connection.dbapi_connection
+                with dbapi_connection.cursor() as cursor, cursor.copy(self.copy_sql) as copy:
+                    for row in self.inserts:
+                        copy.write_row(row)
+            elif self.sqlite:
+                # The driver's own executemany: SQLAlchemy's would add a tenth for nothing here.
+                dbapi_connection = self.conn.connection.dbapi_connection
+                dbapi_connection.cursor().executemany(self.insert_sql, self.inserts)
+            else:
+                self.conn.exec_driver_sql(self.insert_sql, self.inserts)
+            self.inserted += len(self.inserts)
+            self.inserts = []
+        if self.updates:
+            self.conn.exec_driver_sql(self.update_sql, self.updates)
+            self.updated += len(self.updates)
+            self.updates = []
+
+
+IMPORT_CACHE_KIB = 65_536
+"""SQLite page cache for an import's connection while it runs (the default is 2 MiB): with it the
+indexes of a million records stay in memory, which makes the import half as fast again."""
+
+
+@contextmanager
+def _bulk(conn: Connection) -> Iterator[None]:
+    if conn.dialect.name != "sqlite":
+        yield
+        return
+    before = conn.exec_driver_sql("PRAGMA cache_size").scalar()
+    conn.exec_driver_sql(f"PRAGMA cache_size = {-IMPORT_CACHE_KIB}")
+    try:
+        yield
+    finally:
+        conn.exec_driver_sql(f"PRAGMA cache_size = {int(before or -2000)}")
+
+
+def _processor(table: Table, column: str, dialect: Dialect) -> Callable[[Any], Any] | None:
+    kind = table.c[column].type
+    return kind.dialect_impl(dialect).bind_processor(dialect)
+
+
+def _date_values(table: Table, column: str, dialect: Dialect) -> Callable[[str], Any]:
+    """YYYY-MM-DD text -> what the driver stores for a date column (cached: few distinct dates)."""
+    processor = _processor(table, column, dialect)
+    cache: dict[str, Any] = {}
+
+    def value(text: str) -> Any:
+        stored = cache.get(text)
+        if stored is None:
+            parsed = date.fromisoformat(text)
+            stored = cache[text] = processor(parsed) if processor else parsed
+        return stored
+
+    return value
+
+
+def _iso(value: Any) -> str:
+    return value if isinstance(value, str) else value.isoformat()
+
+
+def _has_rows(conn: Connection, table: Table) -> bool:
+    return conn.execute(select(table.c.id).limit(1)).first() is not None
+
+
+def _in_batches(keys: list[Any], size: int = 1000) -> Iterator[list[Any]]:
+    # Well under SQLite's and PostgreSQL's limits on bound parameters.
+    for start in range(0, len(keys), size):
+        yield keys[start : start + size]
+
+
+# ---------------------------------------------------------------------------------------------
+# The import itself.
+
+_STOPPED = f"stopped reading after {MAX_PROBLEMS} problems; fix these and import again"
+
+
+@dataclass
+class _Run:
+    """What one import shares between reading, checking and writing."""
+
+    progress: Callable[[int, int], None] | None
+    problems: list[ImportProblem]
+    reader: _Reader
+    total: int
+    rows: int = 0
+    stopped_at: int | None = None
+
+    def report(self, done: int) -> None:
+        if self.progress is not None:
+            self.progress(done, max(self.total, done))
+
+    def problem(self, row: int | None, column: str | None, reason: str) -> None:
+        self.problems.append(ImportProblem(self.reader.label, row, column, reason))
+
+    def records(self) -> Iterator[tuple[int, list[str]]]:
+        """Each data row whose cells line up with the header, until MAX_PROBLEMS have been found."""
+        for row, cells in self.reader.rows():
+            self.rows += 1
+            if self.rows % BATCH == 0:
+                self.report(self.rows)
+            if len(self.problems) >= MAX_PROBLEMS:
+                self.stopped_at = row
+                return
+            yield row, cells
+
+    def values(self, row: int, cells: list[str], columns: list[_Column], pick: Callable[[list[str]], Any]) -> list[Any]:
+        """Each column's value (None for a bad cell, whose problem is recorded). `pick` is
+        `operator.itemgetter` of the columns' indexes: the fast path is C loops and dict lookups."""
+        cells.append("")  # the cell of every column the file leaves out
+        picked = pick(cells)
+        values = [column.known.get(cell, _MISS) for column, cell in zip(columns, picked, strict=True)]
+        if _MISS in values:  # a cell not seen before, or a bad one
+            for i, value in enumerate(values):
+                if value is _MISS:
+                    values[i] = self._check(row, columns[i], picked[i])
+        return values
+
+    def _check(self, row: int, column: _Column, cell: str) -> Any:
+        if not cell:
+            self.problem(row, column.name, "empty; a value is required")
+            return None
+        try:
+            value = column.check(cell)
+        except ValueError as exc:
+            self.problem(row, column.name, str(exc))
+            return None
+        if len(column.known) < _MEMO_LIMIT:
+            column.known[cell] = value
+        return value
+
+    def ref(self, row: int, cells: list[str], index: int, first_row_of: dict[str, int], duplicate: str) -> str | None:
+        """The row's record_ref, if good and not already in the file (`duplicate` says why not,
+        with {ref} and {first} for the ref and the row it is first on)."""
+        ref = cells[index]
+        if not ref:
+            self.problem(row, "record_ref", "empty; a value is required")
+            return None
+        if len(ref) > 64 or not ref.isprintable():
+            try:
+                _text(64)(ref)
+            except ValueError as exc:
+                self.problem(row, "record_ref", str(exc))
+                return None
+        first = first_row_of.setdefault(ref, row)
+        if first != row:
+            self.problem(row, "record_ref", duplicate.format(ref=repr(ref), first=first))
+            return None
+        return ref
+
+    def finish(self) -> None:
+        """Raise ImportError_ with the problems, in row order, if there are any."""
+        if self.rows == 0 and not self.problems:
+            self.problem(None, None, "no data rows: the file has a header and nothing else")
+        if not self.problems:
+            return
+        # Outcomes are checked against the store a batch at a time, so rows' problems can arrive
+        # late and past the limit: put them in order and cut them at the limit.
+        ordered = sorted(self.problems, key=lambda p: p.row or 0)
+        if len(ordered) > MAX_PROBLEMS:
+            self.stopped_at = ordered[MAX_PROBLEMS].row
+            ordered = ordered[:MAX_PROBLEMS]
+        if self.stopped_at is not None:
+            ordered.append(ImportProblem(self.reader.label, self.stopped_at, None, _STOPPED))
+        raise ImportError_(ordered)
+
+
+def _start(path: Path, kind: str, progress: Callable[[int, int], None] | None) -> _Run:
+    label = path.name
+    try:
+        total = max(_count_lines(path) - 1, 0)
+    except OSError as exc:
+        raise ImportError_([ImportProblem(label, None, None, f"cannot read the file: {exc.strerror}")]) from None
+    problems: list[ImportProblem] = []
+    run = _Run(progress, problems, _Reader(path, label, COLUMNS[kind], problems), total)
+    run.report(0)
+    return run
+
+
+def _index(reader: _Reader, column: str) -> int | None:
+    return reader.header.index(column) if column in reader.header else None
+
+
+def _today(today: date | None) -> str:
+    return (today or date.today()).isoformat()
+
+
+def import_client_records(
+    engine: Engine,
+    *,
+    path: Path,
+    sealer: PersonSealer,
+    progress: Callable[[int, int], None] | None = None,
+    today: date | None = None,
+    register: Register | None = None,
+) -> ImportSummary:
+    """Import a client-records.csv file; all or nothing. A previous authority must be a place the
+    network's authority `register` knows (default: the shipped list).
+
+    `sealer` holds the node's person key (`PersonSealer(load_person_key(config.person_key_path))`):
+    the person fields become `sealer.seal(person_hash(...))` and are kept nowhere else.
+    Raises `ImportError_` listing every problem found and writes nothing. `progress(done, total)`
+    is called every BATCH rows and at the end, as `node.importer.import_csv` calls it. `today`
+    (default: the local date) is the latest date a start date or date of birth may be.
+    """
+    run = _start(path, "client-records", progress)
+    table = _table(ClientRecord)
+    seal = sealer.seal
+    with engine.connect() as conn, conn.begin(), _bulk(conn):
+        _lock_for_import(conn, table)
+        service = _table(Service)
+        service_ids = {ref: id_ for ref, id_ in conn.execute(select(service.c.service_ref, service.c.id))}
+        writer = _Writer(conn, table, _RECORD_COLUMNS)
+        start_value = _date_values(table, "start_date", conn.dialect)
+        compare = _has_rows(conn, table)
+        columns: list[_Column] = []
+        first_row_of: dict[str, int] = {}
+        pending: list[tuple[Any, ...]] = []
+        for row, cells in run.records():
+            if not columns:  # the header has just been read
+                columns = _record_columns(run.reader, service_ids, _today(today), register)
+                pick = itemgetter(*(c.index for c in columns))
+                ref_index = run.reader.header.index("record_ref")
+            ref = run.ref(row, cells, ref_index, first_row_of, "duplicate record_ref {ref}: already on row {first}")
+            (service_id, start, group, secondary, age, sex, ethnicity, economic, referral, before, previous,
+             surname, initial, birth) = run.values(row, cells, columns, pick)  # fmt: skip
+            if secondary and group is not None and str(group) in secondary.split(","):
+                run.problem(row, "secondary_groups", f"client group {group} is the primary group; list it once")
+            if birth is not None and start is not None and birth > start:
+                run.problem(row, "date_of_birth", f"date of birth {birth} is after start_date {start}")
+            if run.problems:
+                continue  # the file will be refused: keep checking, stop writing
+            person = seal(person_hash_text(surname, initial, birth, sex))
+            pending.append(
+                (ref, service_id, start_value(start), group, secondary, age, sex, ethnicity, economic, referral,
+                 before, previous, person)
+            )  # fmt: skip
+            if len(pending) >= BATCH:
+                _write_records(conn, table, writer, pending, compare, start_value)
+                pending.clear()
+        run.finish()
+        _write_records(conn, table, writer, pending, compare, start_value)
+        writer.flush()
+    run.report(run.rows)
+    return ImportSummary(kind="client-records", rows=run.rows, inserted=writer.inserted, updated=writer.updated)
+
+
+def _record_columns(
+    reader: _Reader, service_ids: dict[str, int], today: str, register: Register | None
+) -> list[_Column]:
+    """The checked columns of client-records.csv (record_ref aside), in the order
+    `import_client_records` unpacks them."""
+
+    def known_service(value: str) -> int:
+        found = service_ids.get(value)
+        if found is None:
+            raise ValueError(f"unknown service_ref {value!r}: no such service in the store; import services first")
+        return found
+
+    return _columns(
+        reader,
+        [
+            ("service_ref", known_service),
+            ("start_date", _dates(today, 1990)),
+            ("client_group", _client_group),
+            ("secondary_groups", _secondary_groups, ""),
+            ("age_band", _vocabulary("an SP age band", AGE_BANDS)),
+            ("sex", _vocabulary("a sex", SEXES, {"f": "female", "m": "male", "F": "female", "M": "male"})),
+            ("ethnicity", _ethnicity()),
+            ("economic_status", _vocabulary("an economic status", ECONOMIC_STATUSES)),
+            ("referral_source", _vocabulary("a referral source", REFERRAL_SOURCES)),
+            ("accommodation_before", _vocabulary("an accommodation type", ACCOMMODATION_BEFORE)),
+            ("previous_authority", _previous_authority(register), None),
+            ("surname", _person_name("surname", 100)),
+            ("first_initial", _person_name("first_initial", 100)),
+            ("date_of_birth", _dates(today, 1880)),
+        ],
+    )
+
+
+def _write_records(
+    conn: Connection,
+    table: Table,
+    writer: _Writer,
+    rows: list[tuple[Any, ...]],
+    compare: bool,
+    start_value: Callable[[str], Any],
+) -> None:
+    """Insert new records; update those whose stored values differ; leave the rest alone."""
+    stored: dict[str, tuple[int, tuple[Any, ...]]] = {}
+    if compare:  # an empty table holds nothing to compare with: a node's first import skips this
+        columns = [table.c[c] for c in _RECORD_COLUMNS]
+        date_at = _RECORD_COLUMNS.index("start_date")
+        for refs in _in_batches([r[0] for r in rows]):
+            query = select(table.c.id, *columns).where(table.c.record_ref.in_(refs))
+            for row_id, *found in conn.execute(query):
+                found[date_at] = start_value(_iso(found[date_at]))
+                stored[found[0]] = (row_id, tuple(found))
+    for values in rows:
+        before = stored.get(values[0])
+        if before is None:
+            writer.insert(values)
+        elif before[1] != values:
+            writer.update(before[0], values)
+
+
+def import_outcomes(
+    engine: Engine,
+    *,
+    path: Path,
+    progress: Callable[[int, int], None] | None = None,
+    today: date | None = None,
+) -> ImportSummary:
+    """Import an outcomes.csv file (one row per departure from a short-term service); all or nothing.
+
+    Each record_ref must name a client record already in the store, at most once in the file.
+    Raises `ImportError_` listing every problem found and writes nothing. `progress` and `today`
+    as for `import_client_records`.
+    """
+    run = _start(path, "outcomes", progress)
+    table = _table(Outcome)
+    with engine.connect() as conn, conn.begin(), _bulk(conn):
+        _lock_for_import(conn, table)
+        writer = _Writer(conn, table, _OUTCOME_COLUMNS)
+        end_value = _date_values(table, "end_date", conn.dialect)
+        compare = _has_rows(conn, table)
+        columns: list[_Column] = []
+        first_row_of: dict[str, int] = {}
+        pending: list[tuple[int, str, list[Any]]] = []
+        for row, cells in run.records():
+            if not columns:  # the header has just been read
+                needs = _vocabulary("an outcome need", OUTCOME_NEEDS)
+                columns = _columns(
+                    run.reader,
+                    [
+                        ("end_date", _dates(_today(today), 1990)),
+                        ("departure", _vocabulary("a departure", DEPARTURES)),
+                        *((domain, needs) for domain in OUTCOME_DOMAINS),
+                    ],
+                )
+                pick = itemgetter(*(c.index for c in columns))
+                ref_index = run.reader.header.index("record_ref")
+            duplicate = "duplicate record_ref {ref}: a client record has one outcome, and row {first} gives it"
+            ref = run.ref(row, cells, ref_index, first_row_of, duplicate)
+            values = run.values(row, cells, columns, pick)
+            if ref is not None:
+                pending.append((row, ref, values))  # checked against the store a batch at a time
+            if len(pending) >= BATCH:
+                _write_outcomes(conn, run, writer, pending, compare, end_value)
+                pending.clear()
+        _write_outcomes(conn, run, writer, pending, compare, end_value)
+        run.finish()
+        writer.flush()
+    run.report(run.rows)
+    return ImportSummary(kind="outcomes", rows=run.rows, inserted=writer.inserted, updated=writer.updated)
+
+
+def _write_outcomes(
+    conn: Connection,
+    run: _Run,
+    writer: _Writer,
+    pending: list[tuple[int, str, list[Any]]],
+    compare: bool,
+    end_value: Callable[[str], Any],
+) -> None:
+    """Check a batch of outcome rows against their client records, then insert or update them."""
+    if not pending:
+        return
+    record, table = _table(ClientRecord), _table(Outcome)
+    starts: dict[str, tuple[int, str]] = {}  # record_ref -> (client record id, start date)
+    for refs in _in_batches([ref for _row, ref, _values in pending]):
+        query = select(record.c.record_ref, record.c.id, record.c.start_date).where(record.c.record_ref.in_(refs))
+        for ref, record_id, start in conn.execute(query):
+            starts[ref] = (record_id, _iso(start))
+    stored: dict[int, tuple[int, tuple[Any, ...]]] = {}
+    if compare:
+        columns = [table.c[c] for c in _OUTCOME_COLUMNS]
+        for ids in _in_batches([record_id for record_id, _start in starts.values()]):
+            query = select(table.c.id, *columns).where(table.c.client_record_id.in_(ids))
+            for row_id, *found in conn.execute(query):
+                found[1] = end_value(_iso(found[1]))
+                stored[found[0]] = (row_id, tuple(found))
+    for row, ref, (end, *rest) in pending:
+        known = starts.get(ref)
+        if known is None:
+            run.problem(row, "record_ref", f"unknown record_ref {ref!r}: no such client record in the store; "
+                        "import client records first")  # fmt: skip
+            continue
+        record_id, start = known
+        if end is not None and end < start:
+            run.problem(row, "end_date", f"end_date {end} is before the record's start_date {start}")
+        if run.problems:
+            continue  # the file will be refused: keep checking, stop writing
+        values = (record_id, end_value(end), *rest)
+        before = stored.get(record_id)
+        if before is None:
+            writer.insert(values)
+        elif before[1] != values:
+            writer.update(before[0], values)
+
+
+def import_records(
+    engine: Engine,
+    *,
+    kind: RecordKind,
+    path: Path,
+    sealer: PersonSealer | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> ImportSummary:
+    """`import_client_records` or `import_outcomes` by kind (client records need the sealer)."""
+    if kind == "client-records":
+        if sealer is None:
+            raise ValueError("client records are imported with the node's person sealer")
+        return import_client_records(engine, path=path, sealer=sealer, progress=progress)
+    if kind == "outcomes":
+        return import_outcomes(engine, path=path, progress=progress)
+    raise ValueError(f"kind must be client-records or outcomes: {kind!r}")

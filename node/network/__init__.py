@@ -1,0 +1,1 @@
+"""The node's part in the network's life: joining, governance proposals, witnessing the register."""

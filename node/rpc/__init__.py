@@ -1,0 +1,1 @@
+"""The node's gRPC side: the server, its servicer and the signed-envelope plumbing."""

@@ -1,0 +1,1 @@
+"""Seeded synthetic data for one authority: supply, client records and outcomes."""

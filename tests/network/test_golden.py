@@ -1,0 +1,71 @@
+"""Evidence saved by an older cagnet still verifies: a supply-map and a movement bundle, a
+register receipt and a feed snapshot made by the code of `faa1cc7` (tests/data/golden/README.md),
+checked with the commands a board member or auditor runs. Kind strings, RPC paths and JSON field
+names are signed bytes; any change to them fails here."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from coordinator import network
+from coordinator.feeds.snapshot import verify_snapshot
+from shared import dsse
+from shared.errors import BadSignature
+
+GOLDEN = Path(__file__).parent.parent / "data" / "golden"
+CAGNET = Path(sys.executable).parent / "cagnet"
+
+
+@pytest.fixture
+def golden(tmp_path: Path) -> Path:
+    """A copy, so that nothing a command writes can change the committed files."""
+    return Path(shutil.copytree(GOLDEN, tmp_path / "golden"))
+
+
+def _cagnet(*args: str | Path, cwd: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([CAGNET, *map(str, args)], cwd=cwd, capture_output=True, text=True, timeout=120)
+
+
+@pytest.mark.parametrize(("name", "kind"), [("supply-map", "supply-map"), ("movement", "movement")])
+def test_a_saved_bundle_still_verifies(golden: Path, name: str, kind: str) -> None:
+    done = _cagnet("verify", f"{name}.bundle.json", "--network", "network", cwd=golden)
+    assert done.returncode == 0, done.stderr + done.stdout
+    text = " ".join(done.stdout.split())
+    assert f"verified: {kind} bundle from Test CAG, 3 signed contributions" in text
+    assert "result recomputed and identical" in text
+
+
+def test_a_saved_register_receipt_still_verifies(golden: Path) -> None:
+    done = _cagnet("register", "verify", "register.receipt.json", "--network", "network", "--allow-pending", cwd=golden)
+    assert done.returncode == 0, done.stderr + done.stdout
+    assert "verified: 1 entries included in the checkpoint of 1" in " ".join(done.stdout.split())
+
+
+def test_a_saved_feed_snapshot_still_verifies(golden: Path) -> None:
+    envelope = dsse.Envelope.from_json(json.loads((golden / "feed-snapshot.dsse.json").read_text()))
+    snapshot = verify_snapshot(envelope, network.read(golden / "network"))
+    assert len(snapshot.authorities) == 3 and snapshot.supply
+
+
+def test_the_golden_files_are_not_trivially_accepted(golden: Path) -> None:
+    """The checks above can fail: one changed byte of a signed payload is refused."""
+    path = golden / "supply-map.bundle.json"
+    doc = json.loads(path.read_text())
+    envelope = dsse.Envelope.from_json(doc["envelope"])
+    tampered = dsse.Envelope(
+        envelope.payload_type, envelope.payload.replace(b"supply-map", b"supply-maq", 1), envelope.signatures
+    )
+    doc["envelope"] = tampered.to_json()
+    path.write_text(json.dumps(doc))
+    done = _cagnet("verify", path.name, "--network", "network", cwd=golden)
+    assert done.returncode != 0
+    snapshot = dsse.Envelope.from_json(json.loads((golden / "feed-snapshot.dsse.json").read_text()))
+    forged = dsse.Envelope(snapshot.payload_type, snapshot.payload + b" ", snapshot.signatures)
+    with pytest.raises(BadSignature):
+        verify_snapshot(forged, network.read(golden / "network"))

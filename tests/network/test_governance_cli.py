@@ -1,0 +1,189 @@
+"""Every change to a governed network through the commands a member's SP team runs: charter, key
+rotation (a node and a principal switch to their new key by themselves), endpoints, roles, a new
+principal and the quorum itself, each taking effect only at the quorum, on a real network (gRPC on
+port 0, mTLS, signed envelopes)."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from pathlib import Path
+
+import grpc
+import pytest
+from typer.testing import CliRunner
+
+from cagnet.cli import app
+from coordinator import network
+from coordinator.joint.client import Refused, joint_query
+from shared import keys
+from shared.identity import Identity
+from shared.manifest import CAG_CHAIR, MEMBER_AUTHORITY, REGIONAL_BOARD, encode_key
+from tests.netutil import LiveNetwork, make_network, running
+
+KENT, MEDWAY, BRIGHTON = "E10000016", "E06000035", "E06000043"
+
+
+@pytest.fixture(scope="module")
+def net(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveNetwork]:
+    built = make_network(tmp_path_factory.mktemp("govcli"), (KENT, MEDWAY, BRIGHTON))
+    with running(built) as live:
+        pid = _propose(live, "charter", node=KENT)
+        for code in (MEDWAY, BRIGHTON):
+            _cli("network", "approve", pid, "--node", str(live.nodedirs[code]), "--network", str(live.netdir), "--yes")
+        assert network.read(live.netdir).governed
+        yield live
+
+
+def _cli(*args: str, ok: bool = True) -> str:
+    """The command's output; with `ok=False`, also the error it stopped with (as `cagnet` prints it)."""
+    result = CliRunner().invoke(app, list(args), env={"COLUMNS": "200"})  # rich tables unwrapped
+    if ok:
+        assert result.exit_code == 0, result.output
+        return " ".join(result.output.split())  # as one line
+    assert result.exit_code != 0
+    return " ".join((result.output + (str(result.exception) if result.exception else "")).split())
+
+
+def _propose(net: LiveNetwork, command: str, *args: str, node: str) -> str:
+    """Run `cagnet network COMMAND ARGS --node NODE --network NETDIR` and return the proposal's id."""
+    output = _cli("network", command, *args, "--node", str(net.nodedirs[node]), "--network", str(net.netdir))
+    found = re.search(r"proposal (\w+):", output)
+    assert found, output
+    return found.group(1)
+
+
+def _approve(net: LiveNetwork, pid: str, *codes: str) -> str:
+    output = ""
+    for code in codes:
+        output = _cli(
+            "network", "approve", pid, "--node", str(net.nodedirs[code]), "--network", str(net.netdir), "--yes"
+        )
+    return output
+
+
+def test_a_node_rotates_its_key_and_switches_when_the_quorum_publishes_it(net: LiveNetwork) -> None:
+    identity_dir = net.nodedirs[MEDWAY] / "identity"
+    old = Identity.load(identity_dir)
+    output = _cli("node", "rotate-key", str(net.nodedirs[MEDWAY]), "--network", str(net.netdir), "--overlap-days", "1")
+    pid = re.search(r"proposal (\w+):", output).group(1)  # type: ignore[union-attr]
+    waiting = keys.next_key(identity_dir)  # the key proposed, held beside the current one
+    assert "1 of 2 approvals" in output
+    # Until the quorum publishes it the node signs with the old key, and answers.
+    bundle, _ = joint_query(net.netdir, kind="supply-map")
+    assert MEDWAY in bundle.answered
+    assert net.runtimes[MEDWAY].identity.keyid == old.keyid
+
+    assert "published" in _approve(net, pid, BRIGHTON)
+    listed = network.read(net.netdir).party(MEDWAY)
+    assert listed.signing_key == encode_key(waiting.public_key()) and listed.previous_key == encode_key(old.public_key)
+    # The running node switched by itself; its answers verify against the new key in the manifest.
+    bundle, _ = joint_query(net.netdir, kind="supply-map")
+    assert MEDWAY in bundle.answered
+    assert net.runtimes[MEDWAY].identity.keyid == listed.keyid
+    assert not (identity_dir / keys.NEXT).exists()
+    assert Identity.load(identity_dir).keyid == listed.keyid
+
+
+def test_a_principal_rotates_its_key_the_same_way(net: LiveNetwork) -> None:
+    pid = _propose(net, "rotate-key", CAG_CHAIR, node=KENT)
+    folder = network.principal_dir(net.netdir, CAG_CHAIR)
+    assert (folder / keys.NEXT).exists()
+    _approve(net, pid, MEDWAY)
+    bundle, _ = joint_query(net.netdir, kind="supply-map")  # signed with the chair's new key
+    assert len(bundle.answered) == 3
+    assert Identity.load(folder).keyid == network.read(net.netdir).party(CAG_CHAIR).keyid
+
+
+def test_roles_change_only_at_the_quorum_and_every_node_enforces_them(net: LiveNetwork) -> None:
+    pid = _propose(net, "propose-roles", CAG_CHAIR, "--role", REGIONAL_BOARD, node=KENT)
+    joint_query(net.netdir, kind="supply-map")  # one approval of two: nothing changed yet
+    _approve(net, pid, BRIGHTON)
+    assert network.read(net.netdir).party(CAG_CHAIR).roles == (REGIONAL_BOARD,)
+    with pytest.raises(Refused) as refused:
+        joint_query(net.netdir, kind="supply-map")
+    assert refused.value.code == grpc.StatusCode.PERMISSION_DENIED
+    assert "role regional-board" in refused.value.public_message
+    _approve(net, _propose(net, "propose-roles", CAG_CHAIR, "--role", CAG_CHAIR, node=MEDWAY), KENT)
+    assert len(joint_query(net.netdir, kind="supply-map")[0].answered) == 3
+
+
+def test_an_endpoint_change_takes_effect_at_the_coordinator_and_every_node(net: LiveNetwork) -> None:
+    before = network.read(net.netdir).party(BRIGHTON).endpoint
+    _approve(net, _propose(net, "propose-endpoint", BRIGHTON, "127.0.0.1:9", node=BRIGHTON), KENT)
+    for runtime in net.runtimes.values():
+        assert runtime.manifests.current().party(BRIGHTON).endpoint == "127.0.0.1:9"
+    partial, _ = joint_query(net.netdir, kind="supply-map", node_deadline_ms=2000)
+    assert [m.authority for m in partial.missing] == [BRIGHTON]
+    _approve(net, _propose(net, "propose-endpoint", BRIGHTON, before, node=KENT), MEDWAY)
+    assert len(joint_query(net.netdir, kind="supply-map")[0].answered) == 3
+
+
+def test_a_new_principal_is_listed_only_at_the_quorum(net: LiveNetwork) -> None:
+    args = ("--id", "regional-board", "--role", REGIONAL_BOARD, "--name", "SE Regional Housing Board")
+    pid = _propose(net, "propose-principal", *args, node=KENT)
+    assert "regional-board" not in {p.id for p in network.read(net.netdir).parties}
+    listed = _cli("network", "proposals", "--node", str(net.nodedirs[MEDWAY]), "--network", str(net.netdir))
+    assert "add regional-board (SE Regional Housing Board) as regional-board" in listed
+    _approve(net, pid, MEDWAY)
+    assert network.read(net.netdir).party("regional-board").roles == (REGIONAL_BOARD,)
+
+
+def test_raising_the_quorum_needs_the_old_one_and_then_binds(net: LiveNetwork) -> None:
+    pid = _propose(net, "propose-quorum", "--quorum", "3", node=KENT)
+    assert "1 of 2 approvals" in _approve(net, pid, KENT)  # approving twice is one signature
+    _approve(net, pid, MEDWAY)
+    assert network.read(net.netdir).governance.quorum == 3  # type: ignore[union-attr]
+    version = network.read(net.netdir).version
+    pid = _propose(net, "propose-quorum", "--quorum", "0", node=KENT)
+    assert "2 of 3 approvals" in _approve(net, pid, MEDWAY)
+    assert network.read(net.netdir).version == version  # two of three no longer decide
+    assert "published" in _approve(net, pid, BRIGHTON)
+    assert network.read(net.netdir).governance.quorum == 0  # type: ignore[union-attr]
+
+
+def test_bad_proposals_are_refused_with_the_reason_and_nothing_filed(net: LiveNetwork, tmp_path: Path) -> None:
+    netdir, kent = str(net.netdir), str(net.nodedirs[KENT])
+    before = sorted((net.netdir / "proposals").glob("*.json"))
+    cases = [
+        (["propose-endpoint", BRIGHTON, "no-port"], "is not HOST:PORT"),
+        (["propose-roles", KENT, "--role", "superuser"], "unknown role 'superuser'"),
+        (["propose-quorum", "--quorum", "4"], "more than the 3 member authorities"),
+        (["propose-principal", "--id", "x", "--role", MEMBER_AUTHORITY], "must be one of"),
+        (["rotate-key", "nobody"], "unknown"),
+    ]
+    for args, reason in cases:
+        output = _cli("network", *args, "--node", kent, "--network", netdir, ok=False)
+        assert reason in output, output
+    assert sorted((net.netdir / "proposals").glob("*.json")) == before
+
+
+def test_status_shows_each_party_reachable_with_the_certificate_it_presents(net: LiveNetwork) -> None:
+    output = _cli("network", "status", str(net.netdir))
+    manifest = network.read(net.netdir)
+    assert f"manifest version {manifest.version} (governed)" in output
+    for code in (KENT, MEDWAY, BRIGHTON):
+        row = output[output.index(code) :]
+        assert re.match(rf"{code} │ member-authority │ 127\.0\.0\.1:\d+ │ yes │ expires \d{{4}}-", row), row
+
+
+def test_status_flags_a_certificate_the_manifest_does_not_list_or_that_expires_soon(net: LiveNetwork) -> None:
+    from coordinator import status
+    from shared import pki
+
+    ca_key, ca_cert = network.load_ca(net.netdir)
+    kent = network.read(net.netdir).party(KENT)
+    now = status.now()
+    other = pki.issue_certificate(
+        ca_key, ca_cert, party_id=KENT, public_key=pki.new_tls_key().public_key(), server=True
+    )
+    assert status.describe(kent, other, now=now).certificate == "not the one the manifest lists"
+    soon = pki.issue_certificate(
+        ca_key, ca_cert, party_id=KENT, public_key=pki.new_tls_key().public_key(), server=True, valid_days=10
+    )
+    listed = kent.model_copy(update={"cert_fingerprint": pki.fingerprint(soon)})
+    found = status.describe(listed, soon, now=now)
+    assert found.warning and found.certificate.startswith("expires ")
+    assert not status.describe(
+        kent, pki.load_cert((net.nodedirs[KENT] / "identity" / "tls.crt").read_bytes()), now=now
+    ).warning
