@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from shared.errors import ImportProblem
+from shared.spreadsheet import formula_like
 
 __all__ = [
     "ENCODINGS",
@@ -43,8 +44,6 @@ NOTES_ROW_NAME = "cagnet_notes_row"
 """The defined name a cagnet template gives its notes row, so that reading the filled-in template
 skips it (see node.imports.template)."""
 
-_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
-_NUMBER = re.compile(r"[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?")
 # A multi-byte UTF-8 sequence: its presence in a file that is not valid UTF-8 means mixed encodings.
 _UTF8_SEQUENCE = re.compile(rb"[\xc2-\xf4][\x80-\xbf]+")
 _CP1252_UNDEFINED = frozenset(b"\x81\x8d\x8f\x90\x9d")
@@ -66,13 +65,6 @@ class Columns:
 def header_key(cell: str) -> str:
     """A header cell as a column name: case and surrounding spaces ignored, a space for `_`."""
     return re.sub(r"\s+", "_", cell.strip().lower())
-
-
-def formula_like(value: str) -> bool:
-    """Whether a spreadsheet would take this text as a formula (CSV/formula injection): it starts
-    with = + - @ (or a tab or carriage return, which some programs strip first) and is not a
-    plain number. A lone sign ("-", often written for "none") is not a formula."""
-    return len(value) > 1 and value.startswith(_FORMULA_START) and not _NUMBER.fullmatch(value)
 
 
 def count_lines(path: Path) -> int:
@@ -194,6 +186,8 @@ class Source:
     format: str = ""  # "csv" or "xlsx", once reading starts
     sheet_read: str | None = None  # the worksheet read, for a workbook
     encoding_note: str = ""
+    kind: str = ""  # what the file should hold, for messages
+    _sheets: list[str] = field(default_factory=list)  # every worksheet of a workbook
     _skipped: list[int] = field(default_factory=list)  # columns whose cells must stay empty
     _dropped: list[int] = field(default_factory=list)  # ignored columns: whatever they hold
 
@@ -201,8 +195,12 @@ class Source:
     def label(self) -> str:
         return self.path.name
 
-    def problem(self, row: int | None, column: str | None, reason: str, value: str | None = None) -> None:
-        self.problems.append(ImportProblem(self.label, row, column, reason, sheet=self.sheet_read, value=value))
+    def problem(
+        self, row: int | None, column: str | None, reason: str, value: str | None = None, fix: str | None = None
+    ) -> None:
+        self.problems.append(
+            ImportProblem(self.label, row, column, reason, sheet=self.sheet_read, value=value, fix=fix)
+        )
 
     def records(self) -> Iterator[tuple[int, dict[str, str]]]:
         """Each good row as {column: cell} with the blank cells left out."""
@@ -210,6 +208,20 @@ class Source:
             yield row, {name: value for name, value in zip(self.header, cells, strict=True) if name and value}
 
     def rows(self) -> Iterator[tuple[int, list[str]]]:
+        for row, cells in self.table():
+            self.rows_seen += 1
+            if not self.header:
+                if not self._read_header(row, cells):
+                    return
+                continue
+            values = self._values(row, cells)
+            if values is not None:
+                yield row, values
+        if self.rows_seen == 0 and not self.problems:
+            self.problem(None, None, f"the file is empty: expected a header row naming {', '.join(self.columns.all)}")
+
+    def table(self) -> Iterator[tuple[int, list[str]]]:
+        """Every row of the file or sheet as text cells, the header included, unchecked."""
         try:
             with self.path.open("rb") as f:
                 start = f.read(4)
@@ -230,17 +242,7 @@ class Source:
                 self.problem(None, None, f"--sheet {self.sheet!r} was given, but a CSV file has no sheets")
                 return
             raw = self._csv_rows()
-        for row, cells in raw:
-            self.rows_seen += 1
-            if not self.header:
-                if not self._read_header(row, cells):
-                    return
-                continue
-            values = self._values(row, cells)
-            if values is not None:
-                yield row, values
-        if self.rows_seen == 0 and not self.problems:
-            self.problem(None, None, f"the file is empty: expected a header row naming {', '.join(self.columns.all)}")
+        yield from raw
 
     # -- CSV ---------------------------------------------------------------------------------
 
@@ -278,6 +280,7 @@ class Source:
             return
         try:
             names = book.sheetnames
+            self._sheets = list(names)
             if self.sheet is None:
                 if not names:
                     self.problem(None, None, "the workbook has no worksheets")
@@ -312,6 +315,24 @@ class Source:
         keys = [header_key(c) for c in cells]
         renames = {header_key(k): v for k, v in self.renames.items()}
         ignored = {header_key(k) for k in self.ignored}
+        if self.columns.all and not any(renames.get(k, k) in self.columns.all for k in keys):
+            # Not one known column: the wrong file or sheet, or a title row above the header.
+            other = [s for s in self._sheets if s != self.sheet_read]
+            fix = (
+                f"Choose the sheet with --sheet (the workbook also has: {', '.join(other)})"
+                if other
+                else "Check it is the right file and kind, and that the header is the first row; "
+                "a mapping profile (--mapping) names headers that differ"
+            )
+            self.problem(
+                row,
+                None,
+                f"this is not the header of a {self.kind or 'cagnet import'} file: no cell names one of its columns "
+                f"({', '.join(self.columns.all)})",
+                " | ".join(c for c in cells if c)[:200],
+                fix,
+            )
+            return False
         self.header = []
         known = set(self.columns.all)
         ok = True
@@ -331,12 +352,23 @@ class Source:
                 self.problem(row, name, f"column appears twice in the header{named}", cell)
                 ok = False
             elif name not in known:
-                self.problem(row, name, f"unknown column; the columns are {', '.join(self.columns.all)}", cell)
+                self.problem(
+                    row,
+                    name,
+                    f"unknown column; the columns are {', '.join(self.columns.all)}",
+                    cell,
+                    "Rename or delete the column, or map it (or ignore it) in a mapping profile",
+                )
                 ok = False
             seen[name] = cell
         for name in self.columns.required:
             if name not in seen:
-                self.problem(row, name, "missing column: the header must name it")
+                self.problem(
+                    row,
+                    name,
+                    "missing column: the header must name it",
+                    fix=f"Add a column headed {name}, or map the header that holds it in a mapping profile",
+                )
                 ok = False
         if not self.header:
             self.header = [""]

@@ -200,6 +200,32 @@ def _ethnicity() -> _Check:
     return check
 
 
+_SEX_NAMES = {"f": "female", "m": "male", "F": "female", "M": "male", "woman": "female", "man": "male"}
+_AGE_BANDS = {band.replace(" ", ""): band for band in AGE_BANDS} | {"85andover": "85+", "85plus": "85+", "85-": "85+"}
+
+
+def _numbered(values: Sequence[str]) -> dict[str, str]:
+    """A category by its number on the client record form's list (1 for the first), as an SP
+    system exports it: docs/import-fields.md lists the numbers."""
+    return {str(i): value for i, value in enumerate(values, start=1)}
+
+
+def _age_band(value: str) -> str:
+    """An age band as listed ("25-34", "25 - 34", "85 and over"), or an age in years."""
+    compact = re.sub(r"\s+", "", value.lower())
+    band = _AGE_BANDS.get(compact)
+    if band is not None:
+        return band
+    if compact.isdigit() and len(compact) <= 3:
+        age = int(compact)
+        for candidate in AGE_BANDS:
+            low, _, high = candidate.rstrip("+").partition("-")
+            if int(low) <= age <= (int(high) if high else 120):
+                return candidate
+        raise ValueError(f"an age of {age} is outside the SP age bands (16 to 120)")
+    raise ValueError(f"{value!r} is not an SP age band or an age in years; use one of: {', '.join(AGE_BANDS)}")
+
+
 def _folded(value: str) -> str:
     return " ".join(value.split()).casefold()
 
@@ -489,6 +515,7 @@ def _start(
     translator: Translator,
     sheet: str | None,
     encoding: Encoding,
+    source: list[Source] | None,
 ) -> _Run:
     problems: list[ImportProblem] = []
     reader = Source(
@@ -499,7 +526,10 @@ def _start(
         encoding=encoding,
         renames=translator.renames,
         ignored=translator.ignored,
+        kind=kind,
     )
+    if source is not None:
+        source.append(reader)
     try:
         total = max(count_lines(path) - 1, 0) if path.suffix.lower() == ".csv" else 0
     except OSError as exc:
@@ -530,6 +560,7 @@ def import_client_records(
     translator: Translator | None = None,
     dry_run: bool = False,
     observe: Observer | None = None,
+    source: list[Source] | None = None,
 ) -> ImportSummary:
     """Import a client-records file (CSV or .xlsx); all or nothing. A previous authority must be
     a place the network's authority `register` knows (default: the shipped list), by code or name.
@@ -544,7 +575,7 @@ def import_client_records(
     `encoding`, `translator`, `dry_run` and `observe` as for `import_csv`.
     """
     translator = translator or Translator(register=register, today=today)
-    run = _start(path, "client-records", progress, translator, sheet, encoding)
+    run = _start(path, "client-records", progress, translator, sheet, encoding, source)
     table = _table(ClientRecord)
     seal = sealer.seal
     with engine.connect() as conn, conn.begin() as transaction, _bulk(conn):
@@ -563,6 +594,7 @@ def import_client_records(
                 columns = _record_columns(run.reader, service_ids, _today(today), register, translator)
                 pick = itemgetter(*(c.index for c in columns))
                 ref_index = run.reader.header.index("record_ref")
+            found = len(run.problems)
             ref = run.ref(row, cells, ref_index, first_row_of, "duplicate record_ref {ref}: already on row {first}")
             (service_id, start, group, secondary, age, sex, ethnicity, economic, referral, before, previous,
              surname, initial, birth) = run.values(row, cells, columns, pick)  # fmt: skip
@@ -570,18 +602,18 @@ def import_client_records(
                 run.problem(row, "secondary_groups", f"client group {group} is the primary group; list it once")
             if birth is not None and start is not None and birth > start:
                 run.problem(row, "date_of_birth", f"date of birth {birth} is after start_date {start}", birth)
-            if run.problems:
-                continue  # the file will be refused: keep checking, stop writing
             # Without all three linkage fields a record cannot be recognised elsewhere: no person.
             linkable = surname is not None and initial is not None and birth is not None
+            if observe is not None and len(run.problems) == found:  # a good row, as it would be stored
+                stored = dict(zip(_RECORD_COLUMNS, (ref, service_refs[service_id], start, group, secondary, age, sex,
+                              ethnicity, economic, referral, before, previous), strict=False))  # fmt: skip
+                stored["person"] = "sealed (linkable)" if linkable else "none (not linkable)"
+                observe(row, dict(zip(run.reader.header, cells, strict=False)), stored)
+            if run.problems:
+                continue  # the file will be refused: keep checking, stop writing
             person = seal(person_hash_text(surname, initial, birth, sex)) if linkable else None
             values = (ref, service_id, start_value(start), group, secondary, age, sex, ethnicity, economic, referral,
                       before, previous, person)  # fmt: skip
-            if observe is not None:
-                stored = dict(zip(_RECORD_COLUMNS, values, strict=True))
-                stored |= {"service_id": service_refs[service_id], "start_date": start}
-                stored["person"] = "sealed (linkable)" if linkable else "none (not linkable)"
-                observe(row, dict(zip(run.reader.header, cells, strict=False)), stored)
             pending.append(values)
             if len(pending) >= BATCH:
                 _write_records(conn, table, writer, pending, compare, start_value)
@@ -614,12 +646,15 @@ def _record_columns(
             ("start_date", _dates(today, 1990)),
             ("client_group", _client_group),
             ("secondary_groups", _secondary_groups, ""),
-            ("age_band", _vocabulary("an SP age band", AGE_BANDS)),
-            ("sex", _vocabulary("a sex", SEXES, {"f": "female", "m": "male", "F": "female", "M": "male"})),
+            ("age_band", _age_band),
+            ("sex", _vocabulary("a sex", SEXES, _SEX_NAMES)),
             ("ethnicity", _ethnicity()),
-            ("economic_status", _vocabulary("an economic status", ECONOMIC_STATUSES)),
-            ("referral_source", _vocabulary("a referral source", REFERRAL_SOURCES)),
-            ("accommodation_before", _vocabulary("an accommodation type", ACCOMMODATION_BEFORE)),
+            ("economic_status", _vocabulary("an economic status", ECONOMIC_STATUSES, _numbered(ECONOMIC_STATUSES))),
+            ("referral_source", _vocabulary("a referral source", REFERRAL_SOURCES, _numbered(REFERRAL_SOURCES))),
+            (
+                "accommodation_before",
+                _vocabulary("an accommodation type", ACCOMMODATION_BEFORE, _numbered(ACCOMMODATION_BEFORE)),
+            ),
             ("previous_authority", _previous_authority(register), None),
             ("surname", _person_name("surname", 100), None),
             ("first_initial", _person_name("first_initial", 100), None),
@@ -666,6 +701,7 @@ def import_outcomes(
     translator: Translator | None = None,
     dry_run: bool = False,
     observe: Observer | None = None,
+    source: list[Source] | None = None,
 ) -> ImportSummary:
     """Import an outcomes file (one row per departure from a short-term service); all or nothing.
 
@@ -674,7 +710,7 @@ def import_outcomes(
     for `import_client_records`.
     """
     translator = translator or Translator(today=today)
-    run = _start(path, "outcomes", progress, translator, sheet, encoding)
+    run = _start(path, "outcomes", progress, translator, sheet, encoding, source)
     table = _table(Outcome)
     with engine.connect() as conn, conn.begin() as transaction, _bulk(conn):
         _lock_for_import(conn, table)
@@ -750,11 +786,11 @@ def _write_outcomes(
         record_id, start = known
         if end is not None and end < start:
             run.problem(row, "end_date", f"end_date {end} is before the record's start_date {start}")
+        if observe is not None and end is not None and None not in rest:
+            observe(row, {}, {"record_ref": ref, "end_date": end, **dict(zip(_OUTCOME_COLUMNS[2:], rest, strict=True))})
         if run.problems:
             continue  # the file will be refused: keep checking, stop writing
         values = (record_id, end_value(end), *rest)
-        if observe is not None:
-            observe(row, {}, {"record_ref": ref, "end_date": end, **dict(zip(_OUTCOME_COLUMNS[2:], rest, strict=True))})
         before = stored.get(record_id)
         if before is None:
             writer.insert(values)

@@ -27,7 +27,7 @@ Cells: refs up to 64 characters and names up to 200; district is a GSS code or a
 this authority; service_type, unit_type and term come from shared.vocabulary (case, spaces and
 underscores forgiven); unit_type, when given, must be the one the service type counts;
 client_group is 1-21; units a whole number >= 0; contracted_hours > 0, required for
-floating-support; designated true/false/yes/no/1/0; annual_value pounds >= 0 with at most 2
+floating-support; designated true/false/yes/no/y/n/1/0; annual_value pounds >= 0 with at most 2
 decimals ("£" and thousands commas allowed), for a service with at least one unit; dates YYYY-MM-DD
 with end_date >= start_date; a provider needs a name with a letter or digit besides its legal form
 ("Ltd"), or a national provider id, charity or company number; charity
@@ -228,16 +228,17 @@ def _unit_type(value: object) -> UnitType | None:
 
 def _yes_no(value: object) -> bool:
     text = str(value).lower()
-    if text in ("true", "yes", "1"):
+    if text in ("true", "yes", "y", "1"):
         return True
-    if text in ("false", "no", "0"):
+    if text in ("false", "no", "n", "0"):
         return False
     raise ValueError(f"{value!r} is not yes or no; use true/false, yes/no or 1/0")
 
 
 def _term(value: object) -> Term:
     try:
-        return Term(str(value).lower())
+        # "Long term", "long-term" and "Short Term" are how SP systems write it.
+        return Term(re.sub(r"[\s_-]*term$", "", str(value).strip().lower()))
     except ValueError:
         raise ValueError(f"{value!r} is not a term; use short (28 days to 2 years) or long (over 2 years)") from None
 
@@ -623,6 +624,7 @@ def import_csv(
         encoding=encoding,
         renames=translator.renames,
         ignored=translator.ignored,
+        kind=kind,
     )
     if source is not None:
         source.append(reader)
@@ -682,11 +684,11 @@ def import_csv(
             except ValidationError as exc:
                 problems.extend(_problems_from(exc, reader, row, values))
                 continue
-            if problems:
-                continue  # the file will be refused: keep checking, stop writing
             columns = item.columns(context)
             if observe is not None:
                 observe(row, values, columns)
+            if problems:
+                continue  # the file will be refused: keep checking, stop writing
             before = stored.get(columns[spec.key])
             if before is None:
                 writer.insert(columns)

@@ -300,7 +300,8 @@ BAD_RECORDS = [  # (data row from 0, column, bad value, what the reason must say
     (2, "start_date", "2010-07-01", "2010-07-01 is in the future (today is 2010-06-30)"),
     (2, "start_date", "12/31/2009", "not a real date: '12/31/2009'"),  # dd/mm/yyyy, never a US date
     (2, "start_date", "2009/12/01", "not a date in a format this import reads (yyyy-mm-dd, dd/mm/yyyy"),
-    (1, "age_band", "adult", "'adult' is not an SP age band; use one of: 16-17, 18-24"),
+    (1, "age_band", "adult", "'adult' is not an SP age band or an age in years; use one of: 16-17, 18-24"),
+    (1, "age_band", "12", "an age of 12 is outside the SP age bands (16 to 120)"),
     (1, "ethnicity", "Martian", "'Martian' is not a 2001 census ethnic category"),
     (0, "secondary_groups", "4;14", "client group 14 is the primary group; list it once"),
     (0, "secondary_groups", "4;30", "secondary group 30 is not an SP client group code"),
