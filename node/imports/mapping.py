@@ -45,14 +45,14 @@ __all__ = [
 
 DATE_FORMATS: dict[str, str] = {
     "yyyy-mm-dd": "2010-04-01",
-    "dd/mm/yyyy": "01/04/2010 (1/4/2010 too)",
+    "dd/mm/yyyy": "01/04/2010 or 1/4/2010",
     "dd/mm/yy": "01/04/10",
     "dd-mm-yyyy": "01-04-2010",
     "dd.mm.yyyy": "01.04.2010",
     "d-mmm-yy": "1-Apr-10",
-    "d-mmm-yyyy": "1-Apr-2010 (1 Apr 2010 too)",
-    "mm/dd/yyyy": "04/01/2010 (a US export)",
-    "excel-serial": "40269 (the number Excel keeps for a date)",
+    "d-mmm-yyyy": "1-Apr-2010 or 1 Apr 2010",
+    "mm/dd/yyyy": "04/01/2010, a US export",
+    "excel-serial": "40269, the number Excel keeps for a date",
 }
 """The date formats a profile may name, with an example of 1 April 2010 in each."""
 
@@ -178,7 +178,8 @@ def _date_reader(formats: Iterable[str], today: date) -> Callable[[str], str]:
 
     def read(value: str) -> str:
         text = value.strip()
-        if "yyyy-mm-dd" in formats and re.fullmatch(r"\d{4}-\d{2}-\d{2}", text):
+        if re.fullmatch(r"\d{4}-\d{2}-\d{2}", text):
+            # Always read: it cannot be mistaken, and it is how a workbook's real dates arrive.
             return text  # the importers check it is a real date
         match = _DMY.fullmatch(text)
         if match:
@@ -197,7 +198,8 @@ def _date_reader(formats: Iterable[str], today: date) -> Callable[[str], str]:
             serial = int(float(text))
             if 1 <= serial <= _MAX_SERIAL:
                 return (_EXCEL_EPOCH + timedelta(days=serial)).isoformat()
-        raise ValueError(f"not a date in a format this import reads ({', '.join(formats)}): {value!r}")
+        named = ", ".join(f for f in formats if f != "yyyy-mm-dd")
+        raise ValueError(f"not a date in a format this import reads (yyyy-mm-dd, {named}): {value!r}")
 
     return read
 

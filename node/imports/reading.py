@@ -311,6 +311,9 @@ class Source:
     def _read_header(self, row: int, cells: list[str]) -> bool:
         if not any(cells):
             return True  # blank rows above the header (a workbook's title rows are not blank)
+        if self.format == "xlsx":
+            while cells and not cells[-1]:
+                cells = cells[:-1]  # a workbook's rows reach to its widest row
         self.source_header = list(cells)
         keys = [header_key(c) for c in cells]
         renames = {header_key(k): v for k, v in self.renames.items()}
