@@ -46,7 +46,9 @@ skips it (see node.imports.template)."""
 
 # A multi-byte UTF-8 sequence: its presence in a file that is not valid UTF-8 means mixed encodings.
 _UTF8_SEQUENCE = re.compile(rb"[\xc2-\xf4][\x80-\xbf]+")
-_CP1252_UNDEFINED = frozenset(b"\x81\x8d\x8f\x90\x9d")
+_CP1252_UNDEFINED = re.compile(rb"[\x81\x8d\x8f\x90\x9d]")  # the bytes Windows-1252 leaves undefined
+# A cell that starts as a formula would, found in a whole row at once (cells joined by \x1f).
+_FORMULA_CELL = re.compile("\x1f[=+\\-@\t\r]")  # a literal first character: a fast search
 
 
 @dataclass(frozen=True)
@@ -105,10 +107,9 @@ def _detect(path: Path, wanted: Encoding) -> _Detected:
                     first_bad = (offset + exc.start, chunk[exc.start] if exc.start < len(chunk) else 0)
             utf8_seen = utf8_seen or _UTF8_SEQUENCE.search(chunk) is not None
             if undefined is None:
-                for i, byte in enumerate(chunk):
-                    if byte in _CP1252_UNDEFINED:
-                        undefined = (offset + i, byte)
-                        break
+                found = _CP1252_UNDEFINED.search(chunk)
+                if found is not None:
+                    undefined = (offset + found.start(), chunk[found.start()])
             offset += len(chunk)
     if first_bad is None:
         try:
@@ -396,6 +397,9 @@ class Source:
                 return None
         for index in self._dropped:
             cells[index] = ""
+        joined = "\x1f" + "\x1f".join(cells)
+        if len(joined) <= MAX_CELL and not _FORMULA_CELL.search(joined):
+            return cells  # the common case, decided in C: no long cell, nothing formula-like
         good = True
         for index, cell in enumerate(cells):
             if len(cell) > MAX_CELL:
