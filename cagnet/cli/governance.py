@@ -51,7 +51,7 @@ OverlapOpt = Annotated[
 
 class _Governance(Protocol):
     """The one path every command takes: a member over gRPC (node.governance.Member), or the same
-    steps on the network folder (_Folder)."""
+    steps on the network folder (coordinator.governance.folder.FolderMember)."""
 
     @property
     def head(self) -> Manifest: ...
@@ -66,81 +66,14 @@ class _Governance(Protocol):
     def close(self) -> None: ...
 
 
-class _Folder:
-    """A member's steps on the coordinator's network folder: checked against the folder's verified
-    chain, signed with the member node's key."""
-
-    def __init__(self, netdir: Path, nodedir: Path) -> None:
-        from shared.identity import Identity
-
-        self.netdir = netdir
-        self.identity = Identity.load(nodedir / "identity")
-
-    @property
-    def head(self) -> Manifest:
-        from coordinator import network
-
-        return network.read(self.netdir)
-
-    def propose(self, change: Change) -> Filed:
-        from coordinator.governance import proposals as gov
-
-        return gov.propose(self.netdir, change, self.identity)
-
-    def charter(self, rules: Governance | None = None) -> Filed:
-        from coordinator.governance import proposals as gov
-
-        return gov.charter(self.netdir, self.identity, rules)
-
-    def sponsor_join(self, join_request: dsse.Envelope) -> Review:
-        from coordinator.governance import proposals as gov
-
-        return self._review(gov.sponsor_join(self.netdir, join_request, self.identity.party_id))
-
-    def proposals(self) -> list[tuple[Filed, Review | CagnetError]]:
-        from coordinator.governance import proposals as gov
-        from shared import governance
-
-        return governance.review_all(self.head, gov.pending(self.netdir), ca_cert_pem=self.identity.ca_cert_pem)
-
-    def find(self, proposal_id: str) -> Review:
-        from coordinator.governance import proposals as gov
-
-        return self._review(gov.status(self.netdir, proposal_id))
-
-    def approve(self, review: Review) -> Filed:
-        from coordinator.governance import proposals as gov
-        from shared import governance
-
-        signature = governance.approval(review.candidate, self.identity.signing_key)
-        return gov.add_approval(self.netdir, review.id, self.identity.party_id, signature)
-
-    def _review(self, filed: Filed) -> Review:
-        from shared import governance
-
-        return governance.review(self.head, filed, ca_cert_pem=self.identity.ca_cert_pem)
-
-    def join_requests(self) -> list[dsse.Envelope]:
-        from coordinator.onboarding import invites as onboarding
-
-        return onboarding.awaiting_sponsor(self.netdir)
-
-    def file_sealed(self, sealed: dsse.Envelope) -> str:
-        from coordinator.onboarding import invites as onboarding
-
-        return onboarding.store_sealed(self.netdir, self.head.party(self.identity.party_id), sealed)
-
-    def close(self) -> None:
-        pass
-
-
 @contextmanager
 def _open(folder: Path | None, nodedir: Path) -> Iterator[_Governance]:
     """The member acting: over gRPC (one channel), or on the network folder; closed after use."""
 
+    from coordinator.governance.folder import FolderMember
     from node.network.governance import Member
 
-    member: _Governance = _Folder(folder, nodedir) if folder is not None else Member(nodedir)
+    member: _Governance = FolderMember(folder, nodedir) if folder is not None else Member(nodedir)
     try:
         yield member
     finally:
@@ -563,12 +496,13 @@ def propose_principal(
 
     from coordinator import network
     from coordinator.governance import proposals as gov
+    from coordinator.governance.folder import FolderMember
     from shared.governance import Change
 
     party = network.make_principal(folder, party_id=party_id, role=role, name=name)
     # The certificate goes with the proposal, so that approvers check it is the one listed.
     certificate = (network.principal_dir(folder, party_id) / "tls.crt").read_bytes()
-    identity = _Folder(folder, node).identity
+    identity = FolderMember(folder, node).identity
     _report(gov.propose(folder, Change(action="add-member", party=party), identity, certificate=certificate))
 
 
