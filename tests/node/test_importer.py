@@ -275,6 +275,9 @@ def test_an_unknown_or_repeated_column_is_refused(engine: Engine, tmp_path: Path
         ("units", "twelve", "not a whole number: 'twelve'"),
         ("units", "12.5", "not a whole number: '12.5'"),
         ("units", "-3", "units must be 0 or more, not -3"),
+        ("units", "9" * 20, "a number of 20 digits is far too large"),  # was an OverflowError at insert
+        ("units", "100,001", "100,001 units is more than any service has (at most 100,000)"),
+        ("contracted_hours", "20000.5", "20000.5 contracted hours a week is more than any service has"),
         ("client_group", "22", "22 is not an SP client group code: codes are 1 to 21"),
         ("client_group", "0", "0 is not an SP client group code: codes are 1 to 21"),
         ("client_group", "older people", "not a whole number: 'older people'"),
@@ -336,6 +339,7 @@ def test_floating_support_needs_its_contracted_hours(engine: Engine, tmp_path: P
         ("annual_value", "-5000.00", "annual value must not be negative: -5000.00"),
         ("annual_value", "1200.505", "not an amount in pounds with at most 2 decimal places: '1200.505'"),
         ("annual_value", "1.2e5", "not an amount in pounds with at most 2 decimal places: '1.2e5'"),
+        ("annual_value", "£250,000,000", "an annual value of £250,000,000 is more than any SP contract"),
         (
             "service_ref",
             "KCC-S09999",
