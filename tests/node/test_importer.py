@@ -339,7 +339,11 @@ def test_floating_support_needs_its_contracted_hours(engine: Engine, tmp_path: P
         ("annual_value", "-5000.00", "annual value must not be negative: -5000.00"),
         ("annual_value", "1200.505", "not an amount in pounds with at most 2 decimal places: '1200.505'"),
         ("annual_value", "1.2e5", "not an amount in pounds with at most 2 decimal places: '1.2e5'"),
-        ("annual_value", "£250,000,000", "an annual value of £250,000,000 is more than any SP contract"),
+        (
+            "annual_value",
+            "£250,000,000",
+            "an annual value of £250,000,000 is more than any SP contract (at most £100,000,000)",
+        ),
         (
             "service_ref",
             "KCC-S09999",
