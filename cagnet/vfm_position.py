@@ -13,13 +13,13 @@ import typer
 from rich.console import Console
 
 from coordinator.joint import bundle as bundle_mod
-from coordinator.joint.providers import VfmBenchmarks
 from coordinator.records_cli import _group_label, _table
 from node.answers import vfm
 from node.cli import app as node_app
 from node.config import load_config
 from node.store import open_store
 from shared.errors import InvalidRequest
+from shared.kinds.providers import VfmBenchmarks
 from shared.manifest import ManifestSource
 
 out = Console()

@@ -19,10 +19,10 @@ from coordinator import audit as coordinator_audit
 from coordinator import network
 from coordinator.joint import bundle as bundle_mod
 from coordinator.joint.bundle import Bundle, verify_bundle
-from coordinator.joint.combine import JointSupplyMap
 from shared import audit as shared_audit
 from shared import logs
 from shared.audit_cli import audit_app
+from shared.kinds.supply import JointSupplyMap
 
 network_app = typer.Typer(help="Create and inspect a network folder.", no_args_is_help=True)
 coordinator_app = typer.Typer(help="Run the coordinator.", no_args_is_help=True)

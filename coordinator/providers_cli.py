@@ -12,7 +12,6 @@ from rich.console import Console
 
 from coordinator.cli import AskerOpt, PrincipalOpt, _render_coverage, out, query_app
 from coordinator.joint.bundle import Bundle
-from coordinator.joint.providers import CommonProviders, VfmBenchmarks
 from coordinator.records_cli import (
     DeadlineOpt,
     GroupOpt,
@@ -25,6 +24,7 @@ from coordinator.records_cli import (
     _table,
 )
 from shared import vocabulary
+from shared.kinds.providers import CommonProviders, VfmBenchmarks
 
 
 def render_common_providers(bundle: Bundle, console: Console) -> None:

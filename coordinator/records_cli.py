@@ -18,8 +18,9 @@ from rich.table import Table
 from coordinator.cli import AskerOpt, PrincipalOpt, _netdir, _render_coverage, _short_name, err, out, query_app
 from coordinator.joint import bundle as bundle_mod
 from coordinator.joint.bundle import Bundle
-from coordinator.joint.kinds import PLAN
-from coordinator.joint.records import (
+from shared import dsse, places, vocabulary
+from shared.disclosure import SHARE_GRID, check_share_threshold
+from shared.kinds.records import (
     JointKpi,
     JointMovement,
     JointNetFlow,
@@ -29,8 +30,7 @@ from coordinator.joint.records import (
     RepeatMovers,
     Tally,
 )
-from shared import dsse, places, vocabulary
-from shared.disclosure import SHARE_GRID, check_share_threshold
+from shared.kinds.registry import PLAN
 from shared.pb.cagnet.v1 import coordinator_pb2
 
 FromOpt = Annotated[str, typer.Option("--from", help="First day of the period, YYYY-MM-DD (default: all records).")]

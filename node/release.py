@@ -45,8 +45,8 @@ from shared.disclosure import (
     share_band,
 )
 from shared.errors import CagnetError, DisclosureRefused, InvalidRequest, NotPermitted
+from shared.kinds.registry import PLAN_KINDS
 from shared.models import (
-    PLAN_KINDS,
     CountCell,
     CountTable,
     NodePlan,

@@ -48,6 +48,7 @@ from shared.interceptor import (
     current_request,
     server_credentials,
 )
+from shared.kinds.registry import KINDS
 from shared.mandate import check_use, mandate_of
 from shared.manifest import CAG_CHAIR, COORDINATOR, MEMBER_AUTHORITY, Manifest, ManifestSource, Party
 from shared.metrics import CallObserver, MetricsListener, ServerMetrics, parse_listen, serve_metrics
@@ -69,57 +70,34 @@ log = logging.getLogger(__name__)
 
 SERVICE = "cagnet.v1.Node"
 DESCRIBE = f"/{SERVICE}/Describe"
-SUPPLY_MAP = f"/{SERVICE}/SupplyMap"
-MOVEMENT = f"/{SERVICE}/Movement"
-NET_FLOW = f"/{SERVICE}/NetFlow"
-KPI = f"/{SERVICE}/Kpi"
-NON_LOCAL_SERVICES = f"/{SERVICE}/NonLocalServices"
-LINKAGE_TOKENS = f"/{SERVICE}/LinkageTokens"
-PROVIDER_TOKENS = f"/{SERVICE}/ProviderTokens"
-REVEAL_PROVIDERS = f"/{SERVICE}/RevealProviders"
-VFM = f"/{SERVICE}/Vfm"
-PLAN = f"/{SERVICE}/Plan"
 JOINT_QUERY = "/cagnet.v1.Coordinator/JointQuery"
-COMMON_PROVIDERS = "common-providers"
-VFM_KIND = "vfm"
 
-# Which request payload each method takes, and which roles may ask for it.
+# Which request payload each method takes, and which roles may ask for it: read off the registry
+# of kinds (`shared.kinds.registry`), with Describe, which any party may ask.
 METHODS: dict[str, tuple[type[Any], tuple[str, ...]]] = {
     DESCRIBE: (node_pb2.DescribeRequest, (COORDINATOR, MEMBER_AUTHORITY, CAG_CHAIR)),
-    SUPPLY_MAP: (node_pb2.SupplyMapRequest, (MEMBER_AUTHORITY, CAG_CHAIR)),
-    MOVEMENT: (node_pb2.RecordsQuery, (MEMBER_AUTHORITY, CAG_CHAIR)),
-    NET_FLOW: (node_pb2.RecordsQuery, (MEMBER_AUTHORITY, CAG_CHAIR)),
-    KPI: (node_pb2.RecordsQuery, (MEMBER_AUTHORITY, CAG_CHAIR)),
-    NON_LOCAL_SERVICES: (node_pb2.RecordsQuery, (MEMBER_AUTHORITY, CAG_CHAIR)),
-    LINKAGE_TOKENS: (node_pb2.RecordsQuery, (MEMBER_AUTHORITY, CAG_CHAIR)),
-    PROVIDER_TOKENS: (node_pb2.ProvidersQuery, (MEMBER_AUTHORITY, CAG_CHAIR)),
-    REVEAL_PROVIDERS: (node_pb2.RevealRequest, (MEMBER_AUTHORITY, CAG_CHAIR)),
-    VFM: (node_pb2.VfmQuery, (MEMBER_AUTHORITY, CAG_CHAIR)),
-    PLAN: (node_pb2.RecordsQuery, (MEMBER_AUTHORITY, CAG_CHAIR)),
+    **{method: (spec.request_of(method), spec.roles) for spec in KINDS.values() for method in spec.methods},
 }
 # Aggregates the coordinator may only ask for on a principal's behalf, with the joint query kind.
-FORWARDED_KIND = {
-    SUPPLY_MAP: "supply-map",
-    MOVEMENT: "movement",
-    NET_FLOW: "net-flow",
-    KPI: "kpi",
-    NON_LOCAL_SERVICES: "non-local-services",
-    LINKAGE_TOKENS: "repeat-movers",
-    PROVIDER_TOKENS: "common-providers",
-    REVEAL_PROVIDERS: "common-providers",
-    VFM: "vfm",
-    PLAN: "plan",
-}
+FORWARDED_KIND = {method: spec.kind for spec in KINDS.values() for method in spec.methods}
 # The fields of a forwarded request that are the coordinator's part of a round rather than the
 # principal's question; the node checks them itself (evidence, participants).
-FILLED_IN = {
-    REVEAL_PROVIDERS: ("tokens", "commitments", "evidence"),
-    VFM: ("participants",),
-}
-# Answered only to the coordinator forwarding a principal's query, never to a principal directly:
-# a member officer whose own node holds the linkage key could test guesses against the tokens, or
-# (VFM) take the pairwise masks off a node's histogram.
-COORDINATOR_ONLY = frozenset({LINKAGE_TOKENS, PROVIDER_TOKENS, REVEAL_PROVIDERS, VFM})
+FILLED_IN = {spec.method: spec.filled_in for spec in KINDS.values() if spec.filled_in}
+# Answered only to the coordinator forwarding a principal's query, never to a principal directly
+# (`JointKind.coordinator_only` says why).
+COORDINATOR_ONLY = frozenset(method for spec in KINDS.values() if spec.coordinator_only for method in spec.methods)
+SUPPLY_MAP = KINDS["supply-map"].method
+MOVEMENT = KINDS["movement"].method
+NET_FLOW = KINDS["net-flow"].method
+KPI = KINDS["kpi"].method
+NON_LOCAL_SERVICES = KINDS["non-local-services"].method
+PLAN = KINDS["plan"].method
+LINKAGE_TOKENS = KINDS["repeat-movers"].method
+REVEAL_PROVIDERS = KINDS["common-providers"].method
+PROVIDER_TOKENS = KINDS["common-providers"].methods[0]
+VFM = KINDS["vfm"].method
+COMMON_PROVIDERS = "common-providers"
+VFM_KIND = "vfm"
 
 
 @dataclass
