@@ -21,7 +21,8 @@ def show_check(console: Console, check: Check, *, dry_run: bool) -> None:
         console.print(f"{check.file}: {check.read_as}")
     if check.problems:
         verb = "would be refused" if dry_run else "import refused"
-        console.print(f"[red]{check.kind}: {verb}; nothing was written[/] ({len(check.problems)} problems)")
+        count = len(check.problems)
+        console.print(f"[red]{check.kind}: {verb}; nothing was written[/] ({count} problem{'s' if count != 1 else ''})")
         _problems(console, check)
         if check.preview:
             _preview(console, check)
@@ -43,7 +44,8 @@ def show_check(console: Console, check: Check, *, dry_run: bool) -> None:
 def _preview(console: Console, check: Check) -> None:
     """One line per column and one column per row: a stored row is wider than a terminal."""
     columns = [c for c in check.preview[0] if c != "row"] if check.preview else []
-    table = Table(title=f"the first {len(check.preview)} rows as they will be stored", title_justify="left")
+    title = "rows as they will be stored" if check.ok else "good rows, as they would be stored once the file is fixed"
+    table = Table(title=f"the first {len(check.preview)} {title}", title_justify="left")
     table.add_column("column")
     for row in check.preview:
         table.add_column(f"row {row['row']}", overflow="fold")
