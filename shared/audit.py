@@ -44,7 +44,6 @@ checks that the log still reaches it.
 from __future__ import annotations
 
 import hashlib
-import json
 import re
 import threading
 import weakref
@@ -58,6 +57,7 @@ from sqlalchemy.types import TypeDecorator
 from sqlmodel import Field, Session, SQLModel, col
 from sqlmodel import select as select_entries
 
+from shared.canonical import canonical_json
 from shared.errors import CagnetError
 from shared.migrate import ensure_current
 
@@ -114,7 +114,7 @@ class AuditChainBroken(CagnetError):
 
 
 def _canonical_json(value: object) -> str:
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+    return canonical_json(value, ensure_ascii=False).decode("utf-8")
 
 
 def _format_at(at: datetime) -> str:

@@ -27,6 +27,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from shared import dsse
+from shared.canonical import canonical_json
 from shared.errors import BadSignature, CagnetError, InvalidRequest, ManifestRefused
 from shared.manifest import MANIFEST_PAYLOAD_TYPE, MEMBER_AUTHORITY, ROLES, Governance, Manifest, Party, encode_key
 from shared.models import JoinRequest
@@ -379,7 +380,7 @@ class Proposal(BaseModel):
     change: Change
 
     def canonical_bytes(self) -> bytes:
-        return json.dumps(self.model_dump(mode="json"), sort_keys=True, separators=(",", ":")).encode()
+        return canonical_json(self.model_dump(mode="json"))
 
 
 def proposal_id(envelope: dsse.Envelope) -> str:
@@ -417,7 +418,7 @@ def sign_join_request(request: JoinRequest, key: Ed25519PrivateKey) -> dsse.Enve
     which a sponsoring member hands to the coordinator."""
     if encode_key(key.public_key()) != request.signing_key:
         raise InvalidRequest("a join request is signed with the key it lists")
-    payload = json.dumps(request.model_dump(mode="json"), sort_keys=True, separators=(",", ":")).encode()
+    payload = canonical_json(request.model_dump(mode="json"))
     return dsse.sign(JOIN_REQUEST_PAYLOAD_TYPE, payload, key)
 
 

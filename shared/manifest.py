@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import base64
 import functools
-import json
 import logging
 from collections.abc import Callable
 from pathlib import Path
@@ -20,6 +19,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from shared import dsse
+from shared.canonical import canonical_json
 from shared.errors import InvalidRequest, UnknownIssuer
 
 log = logging.getLogger(__name__)
@@ -157,7 +157,7 @@ class Manifest(BaseModel):
         return self.model_copy(update={"version": self.version + 1, "parties": (*others, party)})
 
     def canonical_bytes(self) -> bytes:
-        return json.dumps(self.model_dump(mode="json"), sort_keys=True, separators=(",", ":")).encode()
+        return canonical_json(self.model_dump(mode="json"))
 
 
 def encode_key(key: Ed25519PublicKey) -> str:

@@ -39,6 +39,7 @@ from coordinator.register import store as register_store
 from shared import dsse, vocabulary
 from shared.accreditation import LoggedEntry, open_entry, provider_status
 from shared.auth import contribution_digest, digest, open_signed, verify_response
+from shared.canonical import canonical_json
 from shared.disclosure import TOTAL
 from shared.errors import BadSignature, BundleMismatch, InvalidRequest, UnknownIssuer
 from shared.mandate import FEED_KINDS, FeedMandate, check_mandated_query, open_mandate
@@ -143,7 +144,7 @@ class FeedSnapshot(_Model):
     mandate: MandateEvidence | None = None
 
     def payload(self) -> bytes:
-        return json.dumps(self.model_dump(mode="json"), sort_keys=True, separators=(",", ":")).encode()
+        return canonical_json(self.model_dump(mode="json"))
 
 
 class Figures(_Model):
