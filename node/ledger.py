@@ -29,7 +29,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Field, Session, SQLModel, col, select
 
-from node.store import UtcDateTime
+from node.columns import UtcDateTime
 from shared.auth import CLOCK_SKEW_S, NonceCache
 from shared.canonical import canonical_json
 from shared.disclosure import CellKey, Release
