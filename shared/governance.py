@@ -29,7 +29,15 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 from shared import dsse
 from shared.canonical import canonical_json
 from shared.errors import BadSignature, CagnetError, InvalidRequest, ManifestRefused
-from shared.manifest import MANIFEST_PAYLOAD_TYPE, MEMBER_AUTHORITY, ROLES, Governance, Manifest, Party, encode_key
+from shared.manifest_document import (
+    MANIFEST_PAYLOAD_TYPE,
+    MEMBER_AUTHORITY,
+    ROLES,
+    Governance,
+    Manifest,
+    Party,
+    encode_key,
+)
 from shared.models import JoinRequest
 
 PROPOSAL_PAYLOAD_TYPE = "application/vnd.cagnet.v1.proposal+json"
