@@ -12,6 +12,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from shared import dsse
+from shared.authorities import register_text_check
 from shared.canonical import canonical_json
 from shared.errors import InvalidRequest, UnknownIssuer
 
@@ -114,8 +115,6 @@ class Manifest(BaseModel):
     def _register_reads(cls, text: str) -> str:
         # A manifest whose register does not read is refused with the manifest, not at first use.
         if text:
-            from shared.authorities import register_text_check
-
             register_text_check(text)
         return text
 
