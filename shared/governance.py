@@ -32,17 +32,10 @@ from shared import dsse, pki
 from shared.authorities import register_of
 from shared.canonical import canonical_json
 from shared.errors import BadSignature, CagnetError, InvalidRequest, ManifestRefused, VerificationError
-from shared.manifest_document import (
-    MANIFEST_PAYLOAD_TYPE,
-    MEMBER_AUTHORITY,
-    ROLES,
-    Governance,
-    Manifest,
-    Party,
-    encode_key,
-)
+from shared.manifest_document import MANIFEST_PAYLOAD_TYPE, Governance, Manifest, Party, encode_key
 from shared.models import JoinRequest
 from shared.policy import digest, parse_policy
+from shared.roles import MEMBER_AUTHORITY, ROLES
 
 PROPOSAL_PAYLOAD_TYPE = "application/vnd.cagnet.v1.proposal+json"
 HISTORY = "manifests"

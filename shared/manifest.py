@@ -18,12 +18,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 from shared import dsse, governance
 from shared.errors import CagnetError, InvalidRequest
 from shared.manifest_document import (
-    CAG_CHAIR,
-    COORDINATOR,
     MANIFEST_PAYLOAD_TYPE,
-    MEMBER_AUTHORITY,
-    REGIONAL_BOARD,
-    ROLES,
     Governance,
     Manifest,
     Party,
@@ -31,6 +26,7 @@ from shared.manifest_document import (
     parse_manifest,
     sign_manifest,
 )
+from shared.roles import CAG_CHAIR, COORDINATOR, MEMBER_AUTHORITY, REGIONAL_BOARD, ROLES
 
 __all__ = [
     "CAG_CHAIR",

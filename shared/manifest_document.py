@@ -15,14 +15,9 @@ from shared import dsse
 from shared.authorities import register_text_check
 from shared.canonical import canonical_json
 from shared.errors import InvalidRequest, UnknownIssuer
+from shared.roles import MEMBER_AUTHORITY
 
 MANIFEST_PAYLOAD_TYPE = "application/vnd.cagnet.v1.manifest+json"
-
-MEMBER_AUTHORITY = "member-authority"
-CAG_CHAIR = "cag-chair"
-REGIONAL_BOARD = "regional-board"
-COORDINATOR = "coordinator"
-ROLES = (MEMBER_AUTHORITY, CAG_CHAIR, REGIONAL_BOARD, COORDINATOR)
 
 
 class Party(BaseModel):
