@@ -16,7 +16,6 @@ read them (the chair).
 
 from __future__ import annotations
 
-import csv
 import hashlib
 import io
 import json
@@ -47,6 +46,7 @@ from shared.manifest import COORDINATOR, Manifest
 from shared.migrate import Schema, Store, ensure_current
 from shared.pb.cagnet.v1 import coordinator_pb2, node_pb2
 from shared.serde import count_table_from_proto, envelope_from_proto
+from shared.spreadsheet import SafeWriter
 
 SNAPSHOT_PAYLOAD_TYPE = "application/vnd.cagnet.v1.feed-snapshot+json"
 # FEED_KINDS, the joint queries a snapshot is made of, lives in `shared.mandate`: nodes check it too.
@@ -409,7 +409,7 @@ def _check_bundles(snapshot: FeedSnapshot, envelopes: Sequence[dsse.Envelope], m
 def snapshot_csv(snapshot: FeedSnapshot) -> str:
     """One row per figure: section, client group, measure, value, and whether the sum is complete."""
     buf = io.StringIO()
-    w = csv.writer(buf, lineterminator="\n")
+    w = SafeWriter(buf, lineterminator="\n")  # names a person opens in Excel: never a formula
     w.writerow(["sequence", "section", "client_group", "client_group_name", "measure", "value", "complete"])
 
     def name(g: int) -> str:

@@ -44,16 +44,9 @@ from node.client_records import (
     PersonSealer,
     person_hash_text,
 )
-from node.imports.supply import (
-    MAX_PROBLEMS,
-    ImportSummary,
-    _Columns,
-    _count_lines,
-    _lock_for_import,
-    _Reader,
-    _table,
-    _vocabulary_key,
-)
+from node.imports.mapping import Translator
+from node.imports.reading import Columns, Encoding, Source, count_lines
+from node.imports.supply import MAX_PROBLEMS, ImportSummary, Observer, _lock_for_import, _table, _vocabulary_key
 from node.store import Service, utcnow
 from shared import places
 from shared.authorities import Register
@@ -75,8 +68,8 @@ RecordKind = Literal["client-records", "outcomes"]
 BATCH = 10_000
 """Rows written per statement, and how often `progress` is called."""
 
-COLUMNS: dict[str, _Columns] = {
-    "client-records": _Columns(
+COLUMNS: dict[str, Columns] = {
+    "client-records": Columns(
         (
             "record_ref",
             "service_ref",
@@ -94,9 +87,10 @@ COLUMNS: dict[str, _Columns] = {
             "first_initial",
             "date_of_birth",
         ),
-        frozenset({"secondary_groups"}),
+        # Many returns lack one of the linkage fields: a record without them is kept, never linked.
+        frozenset({"secondary_groups", "surname", "first_initial", "date_of_birth"}),
     ),
-    "outcomes": _Columns(("record_ref", "end_date", "departure", *OUTCOME_DOMAINS)),
+    "outcomes": Columns(("record_ref", "end_date", "departure", *OUTCOME_DOMAINS)),
 }
 """The columns of each kind of file, in the order synthetic files are written, and which may be left out."""
 
@@ -151,13 +145,17 @@ class _Column:
             self.known[""] = self.blank
 
 
-def _columns(reader: _Reader, checks: Sequence[tuple[str, _Check] | tuple[str, _Check, Any]]) -> list[_Column]:
-    """Columns in `checks` order; a check with a third item is optional, that item its blank value."""
+def _columns(
+    reader: Source, checks: Sequence[tuple[str, _Check] | tuple[str, _Check, Any]], translator: Translator
+) -> list[_Column]:
+    """Columns in `checks` order; a check with a third item is optional, that item its blank value.
+    Each check reads the cell as the mapping profile translates it (memoised with the check)."""
     header = reader.header
     columns = []
     for name, check, *blank in checks:
         index = header.index(name) if name in header else len(header)
-        columns.append(_Column(name, index, check, required=not blank, blank=blank[0] if blank else None))
+        wrapped = translator.wrap(name, check)
+        columns.append(_Column(name, index, wrapped, required=not blank, blank=blank[0] if blank else None))
     return columns
 
 
@@ -202,6 +200,32 @@ def _ethnicity() -> _Check:
     return check
 
 
+_SEX_NAMES = {"f": "female", "m": "male", "F": "female", "M": "male", "woman": "female", "man": "male"}
+_AGE_BANDS = {band.replace(" ", ""): band for band in AGE_BANDS} | {"85andover": "85+", "85plus": "85+", "85-": "85+"}
+
+
+def _numbered(values: Sequence[str]) -> dict[str, str]:
+    """A category by its number on the client record form's list (1 for the first), as an SP
+    system exports it: docs/import-fields.md lists the numbers."""
+    return {str(i): value for i, value in enumerate(values, start=1)}
+
+
+def _age_band(value: str) -> str:
+    """An age band as listed ("25-34", "25 - 34", "85 and over"), or an age in years."""
+    compact = re.sub(r"\s+", "", value.lower())
+    band = _AGE_BANDS.get(compact)
+    if band is not None:
+        return band
+    if compact.isdigit() and len(compact) <= 3:
+        age = int(compact)
+        for candidate in AGE_BANDS:
+            low, _, high = candidate.rstrip("+").partition("-")
+            if int(low) <= age <= (int(high) if high else 120):
+                return candidate
+        raise ValueError(f"an age of {age} is outside the SP age bands (16 to 120)")
+    raise ValueError(f"{value!r} is not an SP age band or an age in years; use one of: {', '.join(AGE_BANDS)}")
+
+
 def _folded(value: str) -> str:
     return " ".join(value.split()).casefold()
 
@@ -212,7 +236,7 @@ _GROUPS = {str(code): code for code in CLIENT_GROUPS} | {f"0{code}": code for co
 def _client_group(value: str) -> int:
     code = _GROUPS.get(value)
     if code is None:
-        if value.lstrip("+-").isdigit():
+        if value.lstrip("+-").isdigit() and len(value) <= 6:  # bounded before int(): a cell may hold any digits
             raise ValueError(f"{int(value)} is not an SP client group code: codes are 1 to 21")
         raise ValueError(f"not an SP client group code (a whole number, 1 to 21): {value!r}")
     return code
@@ -399,7 +423,7 @@ class _Run:
 
     progress: Callable[[int, int], None] | None
     problems: list[ImportProblem]
-    reader: _Reader
+    reader: Source
     total: int
     rows: int = 0
     stopped_at: int | None = None
@@ -408,8 +432,8 @@ class _Run:
         if self.progress is not None:
             self.progress(done, max(self.total, done))
 
-    def problem(self, row: int | None, column: str | None, reason: str) -> None:
-        self.problems.append(ImportProblem(self.reader.label, row, column, reason))
+    def problem(self, row: int | None, column: str | None, reason: str, value: str | None = None) -> None:
+        self.reader.problem(row, column, reason, value)
 
     def records(self) -> Iterator[tuple[int, list[str]]]:
         """Each data row whose cells line up with the header, until MAX_PROBLEMS have been found."""
@@ -441,7 +465,7 @@ class _Run:
         try:
             value = column.check(cell)
         except ValueError as exc:
-            self.problem(row, column.name, str(exc))
+            self.problem(row, column.name, str(exc), cell)
             return None
         if len(column.known) < _MEMO_LIMIT:
             column.known[cell] = value
@@ -458,11 +482,11 @@ class _Run:
             try:
                 _text(64)(ref)
             except ValueError as exc:
-                self.problem(row, "record_ref", str(exc))
+                self.problem(row, "record_ref", str(exc), ref)
                 return None
         first = first_row_of.setdefault(ref, row)
         if first != row:
-            self.problem(row, "record_ref", duplicate.format(ref=repr(ref), first=first))
+            self.problem(row, "record_ref", duplicate.format(ref=repr(ref), first=first), ref)
             return None
         return ref
 
@@ -479,23 +503,43 @@ class _Run:
             self.stopped_at = ordered[MAX_PROBLEMS].row
             ordered = ordered[:MAX_PROBLEMS]
         if self.stopped_at is not None:
-            ordered.append(ImportProblem(self.reader.label, self.stopped_at, None, _STOPPED))
+            sheet = self.reader.sheet_read
+            ordered.append(ImportProblem(self.reader.label, self.stopped_at, None, _STOPPED, sheet=sheet))
         raise ImportError_(ordered)
 
 
-def _start(path: Path, kind: str, progress: Callable[[int, int], None] | None) -> _Run:
-    label = path.name
-    try:
-        total = max(_count_lines(path) - 1, 0)
-    except OSError as exc:
-        raise ImportError_([ImportProblem(label, None, None, f"cannot read the file: {exc.strerror}")]) from None
+def _start(
+    path: Path,
+    kind: str,
+    progress: Callable[[int, int], None] | None,
+    translator: Translator,
+    sheet: str | None,
+    encoding: Encoding,
+    source: list[Source] | None,
+) -> _Run:
     problems: list[ImportProblem] = []
-    run = _Run(progress, problems, _Reader(path, label, COLUMNS[kind], problems), total)
+    reader = Source(
+        path,
+        COLUMNS[kind],
+        problems,
+        sheet=sheet,
+        encoding=encoding,
+        renames=translator.renames,
+        ignored=translator.ignored,
+        kind=kind,
+    )
+    if source is not None:
+        source.append(reader)
+    try:
+        total = max(count_lines(path) - 1, 0) if path.suffix.lower() == ".csv" else 0
+    except OSError as exc:
+        raise ImportError_([ImportProblem(reader.label, None, None, f"cannot read the file: {exc.strerror}")]) from None
+    run = _Run(progress, problems, reader, total)
     run.report(0)
     return run
 
 
-def _index(reader: _Reader, column: str) -> int | None:
+def _index(reader: Source, column: str) -> int | None:
     return reader.header.index(column) if column in reader.header else None
 
 
@@ -511,23 +555,34 @@ def import_client_records(
     progress: Callable[[int, int], None] | None = None,
     today: date | None = None,
     register: Register | None = None,
+    sheet: str | None = None,
+    encoding: Encoding = "auto",
+    translator: Translator | None = None,
+    dry_run: bool = False,
+    observe: Observer | None = None,
+    source: list[Source] | None = None,
 ) -> ImportSummary:
-    """Import a client-records.csv file; all or nothing. A previous authority must be a place the
-    network's authority `register` knows (default: the shipped list).
+    """Import a client-records file (CSV or .xlsx); all or nothing. A previous authority must be
+    a place the network's authority `register` knows (default: the shipped list), by code or name.
 
     `sealer` holds the node's person key (`PersonSealer(load_person_key(config.person_key_path))`):
-    the person fields become `sealer.seal(person_hash(...))` and are kept nowhere else.
+    the person fields become `sealer.seal(person_hash(...))` and are kept nowhere else. A record
+    without all three linkage fields (surname, first initial, date of birth) is imported with no
+    person: it is counted in every figure and never linked.
     Raises `ImportError_` listing every problem found and writes nothing. `progress(done, total)`
-    is called every BATCH rows and at the end, as `node.importer.import_csv` calls it. `today`
-    (default: the local date) is the latest date a start date or date of birth may be.
+    is called every BATCH rows and at the end, as `node.imports.supply.import_csv` calls it. `today`
+    (default: the local date) is the latest date a start date or date of birth may be. `sheet`,
+    `encoding`, `translator`, `dry_run` and `observe` as for `import_csv`.
     """
-    run = _start(path, "client-records", progress)
+    translator = translator or Translator(register=register, today=today)
+    run = _start(path, "client-records", progress, translator, sheet, encoding, source)
     table = _table(ClientRecord)
     seal = sealer.seal
-    with engine.connect() as conn, conn.begin(), _bulk(conn):
+    with engine.connect() as conn, conn.begin() as transaction, _bulk(conn):
         _lock_for_import(conn, table)
         service = _table(Service)
         service_ids = {ref: id_ for ref, id_ in conn.execute(select(service.c.service_ref, service.c.id))}
+        service_refs = {id_: ref for ref, id_ in service_ids.items()}
         writer = _Writer(conn, table, _RECORD_COLUMNS)
         start_value = _date_values(table, "start_date", conn.dialect)
         compare = _has_rows(conn, table)
@@ -536,35 +591,44 @@ def import_client_records(
         pending: list[tuple[Any, ...]] = []
         for row, cells in run.records():
             if not columns:  # the header has just been read
-                columns = _record_columns(run.reader, service_ids, _today(today), register)
+                columns = _record_columns(run.reader, service_ids, _today(today), register, translator)
                 pick = itemgetter(*(c.index for c in columns))
                 ref_index = run.reader.header.index("record_ref")
+            found = len(run.problems)
             ref = run.ref(row, cells, ref_index, first_row_of, "duplicate record_ref {ref}: already on row {first}")
             (service_id, start, group, secondary, age, sex, ethnicity, economic, referral, before, previous,
              surname, initial, birth) = run.values(row, cells, columns, pick)  # fmt: skip
             if secondary and group is not None and str(group) in secondary.split(","):
                 run.problem(row, "secondary_groups", f"client group {group} is the primary group; list it once")
             if birth is not None and start is not None and birth > start:
-                run.problem(row, "date_of_birth", f"date of birth {birth} is after start_date {start}")
+                run.problem(row, "date_of_birth", f"date of birth {birth} is after start_date {start}", birth)
+            # Without all three linkage fields a record cannot be recognised elsewhere: no person.
+            linkable = surname is not None and initial is not None and birth is not None
+            if observe is not None and len(run.problems) == found:  # a good row, as it would be stored
+                stored = dict(zip(_RECORD_COLUMNS, (ref, service_refs[service_id], start, group, secondary, age, sex,
+                              ethnicity, economic, referral, before, previous), strict=False))  # fmt: skip
+                stored["person"] = "sealed (linkable)" if linkable else "none (not linkable)"
+                observe(row, dict(zip(run.reader.header, cells, strict=False)), stored)
             if run.problems:
                 continue  # the file will be refused: keep checking, stop writing
-            person = seal(person_hash_text(surname, initial, birth, sex))
-            pending.append(
-                (ref, service_id, start_value(start), group, secondary, age, sex, ethnicity, economic, referral,
-                 before, previous, person)
-            )  # fmt: skip
+            person = seal(person_hash_text(surname, initial, birth, sex)) if linkable else None
+            values = (ref, service_id, start_value(start), group, secondary, age, sex, ethnicity, economic, referral,
+                      before, previous, person)  # fmt: skip
+            pending.append(values)
             if len(pending) >= BATCH:
                 _write_records(conn, table, writer, pending, compare, start_value)
                 pending.clear()
         run.finish()
         _write_records(conn, table, writer, pending, compare, start_value)
         writer.flush()
+        if dry_run:
+            transaction.rollback()  # counted as an import would count them; nothing kept
     run.report(run.rows)
     return ImportSummary(kind="client-records", rows=run.rows, inserted=writer.inserted, updated=writer.updated)
 
 
 def _record_columns(
-    reader: _Reader, service_ids: dict[str, int], today: str, register: Register | None
+    reader: Source, service_ids: dict[str, int], today: str, register: Register | None, translator: Translator
 ) -> list[_Column]:
     """The checked columns of client-records.csv (record_ref aside), in the order
     `import_client_records` unpacks them."""
@@ -582,17 +646,21 @@ def _record_columns(
             ("start_date", _dates(today, 1990)),
             ("client_group", _client_group),
             ("secondary_groups", _secondary_groups, ""),
-            ("age_band", _vocabulary("an SP age band", AGE_BANDS)),
-            ("sex", _vocabulary("a sex", SEXES, {"f": "female", "m": "male", "F": "female", "M": "male"})),
+            ("age_band", _age_band),
+            ("sex", _vocabulary("a sex", SEXES, _SEX_NAMES)),
             ("ethnicity", _ethnicity()),
-            ("economic_status", _vocabulary("an economic status", ECONOMIC_STATUSES)),
-            ("referral_source", _vocabulary("a referral source", REFERRAL_SOURCES)),
-            ("accommodation_before", _vocabulary("an accommodation type", ACCOMMODATION_BEFORE)),
+            ("economic_status", _vocabulary("an economic status", ECONOMIC_STATUSES, _numbered(ECONOMIC_STATUSES))),
+            ("referral_source", _vocabulary("a referral source", REFERRAL_SOURCES, _numbered(REFERRAL_SOURCES))),
+            (
+                "accommodation_before",
+                _vocabulary("an accommodation type", ACCOMMODATION_BEFORE, _numbered(ACCOMMODATION_BEFORE)),
+            ),
             ("previous_authority", _previous_authority(register), None),
-            ("surname", _person_name("surname", 100)),
-            ("first_initial", _person_name("first_initial", 100)),
-            ("date_of_birth", _dates(today, 1880)),
+            ("surname", _person_name("surname", 100), None),
+            ("first_initial", _person_name("first_initial", 100), None),
+            ("date_of_birth", _dates(today, 1880), None),
         ],
+        translator,
     )
 
 
@@ -628,16 +696,23 @@ def import_outcomes(
     path: Path,
     progress: Callable[[int, int], None] | None = None,
     today: date | None = None,
+    sheet: str | None = None,
+    encoding: Encoding = "auto",
+    translator: Translator | None = None,
+    dry_run: bool = False,
+    observe: Observer | None = None,
+    source: list[Source] | None = None,
 ) -> ImportSummary:
-    """Import an outcomes.csv file (one row per departure from a short-term service); all or nothing.
+    """Import an outcomes file (one row per departure from a short-term service); all or nothing.
 
     Each record_ref must name a client record already in the store, at most once in the file.
-    Raises `ImportError_` listing every problem found and writes nothing. `progress` and `today`
-    as for `import_client_records`.
+    Raises `ImportError_` listing every problem found and writes nothing. The other arguments as
+    for `import_client_records`.
     """
-    run = _start(path, "outcomes", progress)
+    translator = translator or Translator(today=today)
+    run = _start(path, "outcomes", progress, translator, sheet, encoding, source)
     table = _table(Outcome)
-    with engine.connect() as conn, conn.begin(), _bulk(conn):
+    with engine.connect() as conn, conn.begin() as transaction, _bulk(conn):
         _lock_for_import(conn, table)
         writer = _Writer(conn, table, _OUTCOME_COLUMNS)
         end_value = _date_values(table, "end_date", conn.dialect)
@@ -655,6 +730,7 @@ def import_outcomes(
                         ("departure", _vocabulary("a departure", DEPARTURES)),
                         *((domain, needs) for domain in OUTCOME_DOMAINS),
                     ],
+                    translator,
                 )
                 pick = itemgetter(*(c.index for c in columns))
                 ref_index = run.reader.header.index("record_ref")
@@ -664,11 +740,13 @@ def import_outcomes(
             if ref is not None:
                 pending.append((row, ref, values))  # checked against the store a batch at a time
             if len(pending) >= BATCH:
-                _write_outcomes(conn, run, writer, pending, compare, end_value)
+                _write_outcomes(conn, run, writer, pending, compare, end_value, observe)
                 pending.clear()
-        _write_outcomes(conn, run, writer, pending, compare, end_value)
+        _write_outcomes(conn, run, writer, pending, compare, end_value, observe)
         run.finish()
         writer.flush()
+        if dry_run:
+            transaction.rollback()  # counted as an import would count them; nothing kept
     run.report(run.rows)
     return ImportSummary(kind="outcomes", rows=run.rows, inserted=writer.inserted, updated=writer.updated)
 
@@ -680,6 +758,7 @@ def _write_outcomes(
     pending: list[tuple[int, str, list[Any]]],
     compare: bool,
     end_value: Callable[[str], Any],
+    observe: Observer | None = None,
 ) -> None:
     """Check a batch of outcome rows against their client records, then insert or update them."""
     if not pending:
@@ -707,6 +786,8 @@ def _write_outcomes(
         record_id, start = known
         if end is not None and end < start:
             run.problem(row, "end_date", f"end_date {end} is before the record's start_date {start}")
+        if observe is not None and end is not None and None not in rest:
+            observe(row, {}, {"record_ref": ref, "end_date": end, **dict(zip(_OUTCOME_COLUMNS[2:], rest, strict=True))})
         if run.problems:
             continue  # the file will be refused: keep checking, stop writing
         values = (record_id, end_value(end), *rest)
@@ -724,12 +805,14 @@ def import_records(
     path: Path,
     sealer: PersonSealer | None = None,
     progress: Callable[[int, int], None] | None = None,
+    **options: Any,
 ) -> ImportSummary:
-    """`import_client_records` or `import_outcomes` by kind (client records need the sealer)."""
+    """`import_client_records` or `import_outcomes` by kind (client records need the sealer);
+    `options` are their keyword arguments (sheet, encoding, translator, dry_run, observe...)."""
     if kind == "client-records":
         if sealer is None:
             raise ValueError("client records are imported with the node's person sealer")
-        return import_client_records(engine, path=path, sealer=sealer, progress=progress)
+        return import_client_records(engine, path=path, sealer=sealer, progress=progress, **options)
     if kind == "outcomes":
-        return import_outcomes(engine, path=path, progress=progress)
+        return import_outcomes(engine, path=path, progress=progress, **options)
     raise ValueError(f"kind must be client-records or outcomes: {kind!r}")

@@ -9,7 +9,6 @@ and provider number here is invented. The same authority and seed always give th
 
 from __future__ import annotations
 
-import csv
 import hashlib
 import math
 import random
@@ -30,6 +29,7 @@ from node.synthetic import clients as synth_clients
 from node.synthetic.rows import ContractRecord, ProviderRecord, ServiceRecord, SyntheticSupply, ref_prefix
 from shared import vocabulary
 from shared.authorities import Authority, District, Register, shipped_register
+from shared.spreadsheet import SafeWriter
 from shared.vocabulary import UNIT_TYPE_FOR, ServiceType, Term
 
 __all__ = [
@@ -544,7 +544,7 @@ def write_csvs(supply: SyntheticSupply, directory: Path) -> dict[str, Path]:
         columns = COLUMNS[kind].all
         path = directory / f"{kind}.csv"
         with path.open("w", encoding="utf-8", newline="") as f:
-            writer = csv.writer(f)
+            writer = SafeWriter(f)
             writer.writerow(columns)
             for record in records:
                 row = dict(zip((f.name for f in fields(record)), astuple(record), strict=True))
