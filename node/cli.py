@@ -116,25 +116,32 @@ def import_(
         raise typer.BadParameter(f"must be one of {', '.join(KINDS)}", param_hint="KIND")
     config, engine = _engine(nodedir)
     with Progress(
-        TextColumn(f"importing {file.name}"),
+        TextColumn("{task.description}"),
         BarColumn(),
         MofNCompleteColumn(),
         TimeRemainingColumn(),
         console=err,
     ) as progress:
-        task = progress.add_task("import", total=None)
+        task = progress.add_task(f"reading {file.name}", total=None)
 
         def tick(done: int, total: int) -> None:
             progress.update(task, completed=done, total=total)
+
+        def phase(step: str) -> None:
+            # Reading locks nothing; only this last step holds the store's write lock.
+            if step == "staged":
+                progress.update(task, description=f"writing {file.name} to the store")
 
         summary: ImportSummary
         if kind == "client-records":
             # The person fields are sealed under this node's own key as they are read.
             sealer = PersonSealer(load_person_key(config.person_key_path))
             register = register_of(_manifest(config))
-            summary = import_client_records(engine, path=file, sealer=sealer, progress=tick, register=register)
+            summary = import_client_records(
+                engine, path=file, sealer=sealer, progress=tick, register=register, on_phase=phase
+            )
         elif kind == "outcomes":
-            summary = import_outcomes(engine, path=file, progress=tick)
+            summary = import_outcomes(engine, path=file, progress=tick, on_phase=phase)
         else:
             summary = import_csv(engine, kind=kind, path=file, progress=tick)  # type: ignore[arg-type]
     err.print(f"[green]imported[/] {summary}")

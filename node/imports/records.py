@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import date
 from operator import itemgetter
@@ -44,17 +43,17 @@ from node.client_records import (
     PersonSealer,
     person_hash_text,
 )
+from node.imports.staging import IMPORT_CACHE_KIB, Phase, Staging, staging
 from node.imports.supply import (
     MAX_PROBLEMS,
     ImportSummary,
     _Columns,
     _count_lines,
-    _lock_for_import,
     _Reader,
     _table,
     _vocabulary_key,
 )
-from node.store import Service, utcnow
+from node.store import Service
 from shared import places
 from shared.authorities import Register
 from shared.errors import ImportError_, ImportProblem
@@ -63,6 +62,7 @@ from shared.vocabulary import CLIENT_GROUPS
 __all__ = [
     "BATCH",
     "COLUMNS",
+    "IMPORT_CACHE_KIB",
     "MAX_PROBLEMS",
     "RecordKind",
     "import_client_records",
@@ -118,7 +118,6 @@ _RECORD_COLUMNS = (
     "person",
 )
 _OUTCOME_COLUMNS = ("client_record_id", "end_date", "departure", *OUTCOME_DOMAINS)
-_STAMPS = ("created_at", "updated_at")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -279,78 +278,8 @@ def _dates(today: str, earliest_year: int) -> _Check:
 
 
 # ---------------------------------------------------------------------------------------------
-# Writing: large batches on the import's own connection and transaction.
-
-
-class _Writer:
-    """Inserts and updates in batches of BATCH rows, with values already in the form the DBAPI
-    driver takes for each column, so that nothing is converted per row on the way in."""
-
-    def __init__(self, conn: Connection, table: Table, columns: tuple[str, ...]) -> None:
-        self.conn = conn
-        dialect = conn.dialect
-        now = utcnow()
-        stamp = _processor(table, "created_at", dialect)
-        self.stamps = (stamp(now), stamp(now)) if stamp else (now, now)
-        self.inserts: list[tuple[Any, ...]] = []
-        self.updates: list[tuple[Any, ...]] = []
-        self.inserted = self.updated = 0
-        marker = "?" if dialect.paramstyle == "qmark" else "%s"
-        names = ", ".join(columns + _STAMPS)
-        self.insert_sql = f"INSERT INTO {table.name} ({names}) VALUES ({', '.join([marker] * (len(columns) + 2))})"
-        sets = ", ".join(f"{c} = {marker}" for c in (*columns[1:], "updated_at"))
-        self.update_sql = f"UPDATE {table.name} SET {sets} WHERE id = {marker}"
-        # COPY is PostgreSQL's bulk load, several times faster than INSERT however batched.
-        self.copy_sql = f"COPY {table.name} ({names}) FROM STDIN" if dialect.driver == "psycopg" else None
-        self.sqlite = dialect.driver == "pysqlite"
-
-    def insert(self, values: tuple[Any, ...]) -> None:
-        self.inserts.append(values + self.stamps)
-        if len(self.inserts) >= BATCH:
-            self.flush()
-
-    def update(self, row_id: int, values: tuple[Any, ...]) -> None:
-        self.updates.append((*values[1:], self.stamps[1], row_id))
-        if len(self.updates) >= BATCH:
-            self.flush()
-
-    def flush(self) -> None:
-        if self.inserts:
-            if self.copy_sql is not None:
-                dbapi_connection: Any = self.conn.connection.dbapi_connection
-                with dbapi_connection.cursor() as cursor, cursor.copy(self.copy_sql) as copy:
-                    for row in self.inserts:
-                        copy.write_row(row)
-            elif self.sqlite:
-                # The driver's own executemany: SQLAlchemy's would add a tenth for nothing here.
-                dbapi_connection = self.conn.connection.dbapi_connection
-                dbapi_connection.cursor().executemany(self.insert_sql, self.inserts)
-            else:
-                self.conn.exec_driver_sql(self.insert_sql, self.inserts)
-            self.inserted += len(self.inserts)
-            self.inserts = []
-        if self.updates:
-            self.conn.exec_driver_sql(self.update_sql, self.updates)
-            self.updated += len(self.updates)
-            self.updates = []
-
-
-IMPORT_CACHE_KIB = 65_536
-"""SQLite page cache for an import's connection while it runs (the default is 2 MiB): with it the
-indexes of a million records stay in memory, which makes the import half as fast again."""
-
-
-@contextmanager
-def _bulk(conn: Connection) -> Iterator[None]:
-    if conn.dialect.name != "sqlite":
-        yield
-        return
-    before = conn.exec_driver_sql("PRAGMA cache_size").scalar()
-    conn.exec_driver_sql(f"PRAGMA cache_size = {-IMPORT_CACHE_KIB}")
-    try:
-        yield
-    finally:
-        conn.exec_driver_sql(f"PRAGMA cache_size = {int(before or -2000)}")
+# Values in the form the DBAPI driver takes for each column, so that nothing is converted per row
+# on the way in (rows are staged and written by `node.imports.staging`).
 
 
 def _processor(table: Table, column: str, dialect: Dialect) -> Callable[[Any], Any] | None:
@@ -375,10 +304,6 @@ def _date_values(table: Table, column: str, dialect: Dialect) -> Callable[[str],
 
 def _iso(value: Any) -> str:
     return value if isinstance(value, str) else value.isoformat()
-
-
-def _has_rows(conn: Connection, table: Table) -> bool:
-    return conn.execute(select(table.c.id).limit(1)).first() is not None
 
 
 def _in_batches(keys: list[Any], size: int = 1000) -> Iterator[list[Any]]:
@@ -447,9 +372,9 @@ class _Run:
             column.known[cell] = value
         return value
 
-    def ref(self, row: int, cells: list[str], index: int, first_row_of: dict[str, int], duplicate: str) -> str | None:
-        """The row's record_ref, if good and not already in the file (`duplicate` says why not,
-        with {ref} and {first} for the ref and the row it is first on)."""
+    def ref(self, row: int, cells: list[str], index: int) -> str | None:
+        """The row's record_ref, if good (duplicates are found among the staged rows, by
+        `duplicates`, so that no list of every reference is held in memory)."""
         ref = cells[index]
         if not ref:
             self.problem(row, "record_ref", "empty; a value is required")
@@ -460,11 +385,19 @@ class _Run:
             except ValueError as exc:
                 self.problem(row, "record_ref", str(exc))
                 return None
-        first = first_row_of.setdefault(ref, row)
-        if first != row:
-            self.problem(row, "record_ref", duplicate.format(ref=repr(ref), first=first))
-            return None
         return ref
+
+    def duplicates(self, stage: Staging, duplicate: str, supersedes: frozenset[str] = frozenset()) -> None:
+        """A problem for each staged row whose record_ref an earlier row has (`duplicate` says why,
+        with {ref} and {first} for the ref and the row it is first on). Problems of a duplicate row
+        in the `supersedes` columns are dropped: they were found against the record the earlier
+        row names, and follow from the duplicate."""
+        found = stage.duplicates(MAX_PROBLEMS)
+        rows = {row for row, _ref, _first in found}
+        if supersedes and rows:
+            self.problems[:] = [p for p in self.problems if not (p.row in rows and p.column in supersedes)]
+        for row, ref, first in found:
+            self.problem(row, "record_ref", duplicate.format(ref=repr(ref), first=first))
 
     def finish(self) -> None:
         """Raise ImportError_ with the problems, in row order, if there are any."""
@@ -511,6 +444,7 @@ def import_client_records(
     progress: Callable[[int, int], None] | None = None,
     today: date | None = None,
     register: Register | None = None,
+    on_phase: Phase | None = None,
 ) -> ImportSummary:
     """Import a client-records.csv file; all or nothing. A previous authority must be a place the
     network's authority `register` knows (default: the shipped list).
@@ -520,47 +454,55 @@ def import_client_records(
     Raises `ImportError_` listing every problem found and writes nothing. `progress(done, total)`
     is called every BATCH rows and at the end, as `node.importer.import_csv` calls it. `today`
     (default: the local date) is the latest date a start date or date of birth may be.
+
+    Rows are checked and staged without locking the store, then written in one short transaction
+    (`node.imports.staging`): the node answers throughout, and a killed import changes nothing.
+    `on_phase` is told each step (`staging.Phase`).
     """
     run = _start(path, "client-records", progress)
     table = _table(ClientRecord)
     seal = sealer.seal
-    with engine.connect() as conn, conn.begin(), _bulk(conn):
-        _lock_for_import(conn, table)
-        service = _table(Service)
-        service_ids = {ref: id_ for ref, id_ in conn.execute(select(service.c.service_ref, service.c.id))}
-        writer = _Writer(conn, table, _RECORD_COLUMNS)
-        start_value = _date_values(table, "start_date", conn.dialect)
-        compare = _has_rows(conn, table)
-        columns: list[_Column] = []
-        first_row_of: dict[str, int] = {}
-        pending: list[tuple[Any, ...]] = []
-        for row, cells in run.records():
-            if not columns:  # the header has just been read
-                columns = _record_columns(run.reader, service_ids, _today(today), register)
-                pick = itemgetter(*(c.index for c in columns))
-                ref_index = run.reader.header.index("record_ref")
-            ref = run.ref(row, cells, ref_index, first_row_of, "duplicate record_ref {ref}: already on row {first}")
-            (service_id, start, group, secondary, age, sex, ethnicity, economic, referral, before, previous,
-             surname, initial, birth) = run.values(row, cells, columns, pick)  # fmt: skip
-            if secondary and group is not None and str(group) in secondary.split(","):
-                run.problem(row, "secondary_groups", f"client group {group} is the primary group; list it once")
-            if birth is not None and start is not None and birth > start:
-                run.problem(row, "date_of_birth", f"date of birth {birth} is after start_date {start}")
-            if run.problems:
-                continue  # the file will be refused: keep checking, stop writing
-            person = seal(person_hash_text(surname, initial, birth, sex))
-            pending.append(
-                (ref, service_id, start_value(start), group, secondary, age, sex, ethnicity, economic, referral,
-                 before, previous, person)
-            )  # fmt: skip
-            if len(pending) >= BATCH:
-                _write_records(conn, table, writer, pending, compare, start_value)
-                pending.clear()
+    with engine.connect() as conn, staging(conn, table, _RECORD_COLUMNS, "record_ref") as stage:
+        # Staging reads the store and writes only the import's own temporary table: the node goes
+        # on answering (and writing its audit log) however long the file.
+        with conn.begin():
+            service = _table(Service)
+            service_ids = {ref: id_ for ref, id_ in conn.execute(select(service.c.service_ref, service.c.id))}
+            start_value = _date_values(table, "start_date", conn.dialect)
+            columns: list[_Column] = []
+            for row, cells in run.records():
+                if not columns:  # the header has just been read
+                    columns = _record_columns(run.reader, service_ids, _today(today), register)
+                    pick = itemgetter(*(c.index for c in columns))
+                    ref_index = run.reader.header.index("record_ref")
+                ref = run.ref(row, cells, ref_index)
+                (service_id, start, group, secondary, age, sex, ethnicity, economic, referral, before, previous,
+                 surname, initial, birth) = run.values(row, cells, columns, pick)  # fmt: skip
+                if secondary and group is not None and str(group) in secondary.split(","):
+                    run.problem(row, "secondary_groups", f"client group {group} is the primary group; list it once")
+                if birth is not None and start is not None and birth > start:
+                    run.problem(row, "date_of_birth", f"date of birth {birth} is after start_date {start}")
+                if run.problems:
+                    stage.add(row, ref, None)  # the file will be refused: keep checking, stage only the ref
+                    continue
+                person = seal(person_hash_text(surname, initial, birth, sex))
+                stage.add(
+                    row,
+                    ref,
+                    (ref, service_id, start_value(start), group, secondary, age, sex, ethnicity, economic, referral,
+                     before, previous, person),
+                )  # fmt: skip
+            run.duplicates(stage, "duplicate record_ref {ref}: already on row {first}")
         run.finish()
-        _write_records(conn, table, writer, pending, compare, start_value)
-        writer.flush()
+        _phase(on_phase, "staged")
+        inserted, updated = stage.apply(on_phase)
     run.report(run.rows)
-    return ImportSummary(kind="client-records", rows=run.rows, inserted=writer.inserted, updated=writer.updated)
+    return ImportSummary(kind="client-records", rows=run.rows, inserted=inserted, updated=updated)
+
+
+def _phase(on_phase: Phase | None, phase: str) -> None:
+    if on_phase is not None:
+        on_phase(phase)
 
 
 def _record_columns(
@@ -596,38 +538,13 @@ def _record_columns(
     )
 
 
-def _write_records(
-    conn: Connection,
-    table: Table,
-    writer: _Writer,
-    rows: list[tuple[Any, ...]],
-    compare: bool,
-    start_value: Callable[[str], Any],
-) -> None:
-    """Insert new records; update those whose stored values differ; leave the rest alone."""
-    stored: dict[str, tuple[int, tuple[Any, ...]]] = {}
-    if compare:  # an empty table holds nothing to compare with: a node's first import skips this
-        columns = [table.c[c] for c in _RECORD_COLUMNS]
-        date_at = _RECORD_COLUMNS.index("start_date")
-        for refs in _in_batches([r[0] for r in rows]):
-            query = select(table.c.id, *columns).where(table.c.record_ref.in_(refs))
-            for row_id, *found in conn.execute(query):
-                found[date_at] = start_value(_iso(found[date_at]))
-                stored[found[0]] = (row_id, tuple(found))
-    for values in rows:
-        before = stored.get(values[0])
-        if before is None:
-            writer.insert(values)
-        elif before[1] != values:
-            writer.update(before[0], values)
-
-
 def import_outcomes(
     engine: Engine,
     *,
     path: Path,
     progress: Callable[[int, int], None] | None = None,
     today: date | None = None,
+    on_phase: Phase | None = None,
 ) -> ImportSummary:
     """Import an outcomes.csv file (one row per departure from a short-term service); all or nothing.
 
@@ -637,84 +554,66 @@ def import_outcomes(
     """
     run = _start(path, "outcomes", progress)
     table = _table(Outcome)
-    with engine.connect() as conn, conn.begin(), _bulk(conn):
-        _lock_for_import(conn, table)
-        writer = _Writer(conn, table, _OUTCOME_COLUMNS)
-        end_value = _date_values(table, "end_date", conn.dialect)
-        compare = _has_rows(conn, table)
-        columns: list[_Column] = []
-        first_row_of: dict[str, int] = {}
-        pending: list[tuple[int, str, list[Any]]] = []
-        for row, cells in run.records():
-            if not columns:  # the header has just been read
-                needs = _vocabulary("an outcome need", OUTCOME_NEEDS)
-                columns = _columns(
-                    run.reader,
-                    [
-                        ("end_date", _dates(_today(today), 1990)),
-                        ("departure", _vocabulary("a departure", DEPARTURES)),
-                        *((domain, needs) for domain in OUTCOME_DOMAINS),
-                    ],
-                )
-                pick = itemgetter(*(c.index for c in columns))
-                ref_index = run.reader.header.index("record_ref")
+    with engine.connect() as conn, staging(conn, table, _OUTCOME_COLUMNS, "client_record_id") as stage:
+        with conn.begin():  # reads the store, writes only the staged rows (see import_client_records)
+            end_value = _date_values(table, "end_date", conn.dialect)
+            columns: list[_Column] = []
+            pending: list[tuple[int, str | None, list[Any]]] = []
+            for row, cells in run.records():
+                if not columns:  # the header has just been read
+                    needs = _vocabulary("an outcome need", OUTCOME_NEEDS)
+                    columns = _columns(
+                        run.reader,
+                        [
+                            ("end_date", _dates(_today(today), 1990)),
+                            ("departure", _vocabulary("a departure", DEPARTURES)),
+                            *((domain, needs) for domain in OUTCOME_DOMAINS),
+                        ],
+                    )
+                    pick = itemgetter(*(c.index for c in columns))
+                    ref_index = run.reader.header.index("record_ref")
+                ref = run.ref(row, cells, ref_index)
+                pending.append((row, ref, run.values(row, cells, columns, pick)))  # checked a batch at a time
+                if len(pending) >= BATCH:
+                    _stage_outcomes(conn, run, stage, pending, end_value)
+                    pending.clear()
+            _stage_outcomes(conn, run, stage, pending, end_value)
             duplicate = "duplicate record_ref {ref}: a client record has one outcome, and row {first} gives it"
-            ref = run.ref(row, cells, ref_index, first_row_of, duplicate)
-            values = run.values(row, cells, columns, pick)
-            if ref is not None:
-                pending.append((row, ref, values))  # checked against the store a batch at a time
-            if len(pending) >= BATCH:
-                _write_outcomes(conn, run, writer, pending, compare, end_value)
-                pending.clear()
-        _write_outcomes(conn, run, writer, pending, compare, end_value)
+            run.duplicates(stage, duplicate, supersedes=frozenset({"end_date"}))
         run.finish()
-        writer.flush()
+        _phase(on_phase, "staged")
+        inserted, updated = stage.apply(on_phase)
     run.report(run.rows)
-    return ImportSummary(kind="outcomes", rows=run.rows, inserted=writer.inserted, updated=writer.updated)
+    return ImportSummary(kind="outcomes", rows=run.rows, inserted=inserted, updated=updated)
 
 
-def _write_outcomes(
+def _stage_outcomes(
     conn: Connection,
     run: _Run,
-    writer: _Writer,
-    pending: list[tuple[int, str, list[Any]]],
-    compare: bool,
+    stage: Staging,
+    pending: list[tuple[int, str | None, list[Any]]],
     end_value: Callable[[str], Any],
 ) -> None:
-    """Check a batch of outcome rows against their client records, then insert or update them."""
+    """Check a batch of outcome rows against their client records, then stage them."""
     if not pending:
         return
-    record, table = _table(ClientRecord), _table(Outcome)
+    record = _table(ClientRecord)
     starts: dict[str, tuple[int, str]] = {}  # record_ref -> (client record id, start date)
-    for refs in _in_batches([ref for _row, ref, _values in pending]):
+    for refs in _in_batches([ref for _row, ref, _values in pending if ref is not None]):
         query = select(record.c.record_ref, record.c.id, record.c.start_date).where(record.c.record_ref.in_(refs))
         for ref, record_id, start in conn.execute(query):
             starts[ref] = (record_id, _iso(start))
-    stored: dict[int, tuple[int, tuple[Any, ...]]] = {}
-    if compare:
-        columns = [table.c[c] for c in _OUTCOME_COLUMNS]
-        for ids in _in_batches([record_id for record_id, _start in starts.values()]):
-            query = select(table.c.id, *columns).where(table.c.client_record_id.in_(ids))
-            for row_id, *found in conn.execute(query):
-                found[1] = end_value(_iso(found[1]))
-                stored[found[0]] = (row_id, tuple(found))
     for row, ref, (end, *rest) in pending:
-        known = starts.get(ref)
-        if known is None:
+        known = starts.get(ref) if ref is not None else None
+        if ref is not None and known is None:
             run.problem(row, "record_ref", f"unknown record_ref {ref!r}: no such client record in the store; "
                         "import client records first")  # fmt: skip
+        if known is not None and end is not None and end < known[1]:
+            run.problem(row, "end_date", f"end_date {end} is before the record's start_date {known[1]}")
+        if run.problems or known is None:
+            stage.add(row, ref, None)  # the file will be refused: keep checking, stage only the ref
             continue
-        record_id, start = known
-        if end is not None and end < start:
-            run.problem(row, "end_date", f"end_date {end} is before the record's start_date {start}")
-        if run.problems:
-            continue  # the file will be refused: keep checking, stop writing
-        values = (record_id, end_value(end), *rest)
-        before = stored.get(record_id)
-        if before is None:
-            writer.insert(values)
-        elif before[1] != values:
-            writer.update(before[0], values)
+        stage.add(row, ref, (known[0], end_value(end), *rest))
 
 
 def import_records(
