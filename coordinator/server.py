@@ -14,7 +14,7 @@ from collections import Counter
 from collections.abc import Iterator
 from concurrent import futures
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
@@ -315,6 +315,8 @@ class CoordinatorRuntime:
             raise InvalidRequest(f"unknown query kind; this coordinator answers: {', '.join(KINDS)}")
         if spec.kind == "non-local-services" and query.min_share_percent:
             check_share_threshold(query.min_share_percent)  # the grid only: a free value could be bisected
+        if query.as_at:
+            _check_as_at(spec.kind, query.as_at)
         deadline_ms = query.node_deadline_ms or self.settings.node_deadline_ms
         if not 0 < deadline_ms <= self.settings.max_node_deadline_ms:
             raise InvalidRequest(f"node deadline must be between 1 and {self.settings.max_node_deadline_ms} ms")
@@ -376,6 +378,18 @@ class CoordinatorRuntime:
             rule,
             secret=load_secret(network.rounding_key_path(self.netdir)),
         )
+
+
+def _check_as_at(kind: str, as_at: str) -> None:
+    """A supply map may be asked as at a day; no other kind takes one (the nodes check it too)."""
+    if kind != "supply-map":
+        raise InvalidRequest("as_at: only a supply map is asked as at a day")
+    try:
+        date.fromisoformat(as_at)
+    except ValueError:
+        raise InvalidRequest("as_at: a day in the form YYYY-MM-DD") from None
+    if len(as_at) != 10:
+        raise InvalidRequest("as_at: a day in the form YYYY-MM-DD")
 
 
 def _plan_rule(policy: Policy, principal: Party) -> AggregateRule:

@@ -13,7 +13,7 @@ the release ledger's; the schema is made and changed only by the migrations in n
                 name, service_type, client_group 1-21, units >= 0, unit_type, contracted_hours,
                 designated, term, start_date and end_date (both optional: the service's life)
     service_history  id PK, service_id -> service, valid_until (the last day this version held),
-                every supply field of service as it was, recorded_at: the versions a re-import
+                every supply field of service as it was (not its dates), recorded_at: the versions a re-import
                 replaced, so the supply map can be asked as at any date (schema revision 0003)
     contract    id PK, contract_ref UNIQUE, service_id -> service, annual_value (pounds, 2 dp),
                 start_date, end_date >= start_date
@@ -185,8 +185,6 @@ class ServiceHistory(SQLModel, table=True):
     contracted_hours: float | None = None
     designated: bool = False
     term: str = Field(max_length=5)
-    start_date: date | None = None
-    end_date: date | None = None
     recorded_at: datetime = Field(default_factory=utcnow, sa_type=UtcDateTime, nullable=False)
 
 
@@ -201,10 +199,10 @@ SERVICE_VERSION_FIELDS = (
     "contracted_hours",
     "designated",
     "term",
-    "start_date",
-    "end_date",
 )
-"""The fields of a service that make a version of it (ServiceHistory keeps each replaced one)."""
+"""The supply fields of a service that make a version of it (ServiceHistory keeps each replaced
+one). A service's start and end dates are not versioned: they are its life, and a changed date
+corrects it for every day asked."""
 
 
 class Contract(SQLModel, table=True):

@@ -219,9 +219,7 @@ def _older_node_database(net: LiveNetwork, made: str) -> Engine:
     else:
         _upgrade_to(engine, audit_migrations.SCHEMA, "0001")
         _upgrade_to(engine, node_migrations.SCHEMA, made.removeprefix("at-"))
-    load_synthetic(
-        engine, authority_code=MEDWAY, seed=3, person_key=load_person_key(config.person_key_path), clients=400
-    )
+    _load_as_an_older_cagnet(engine, net.netdir.parent / "scratch.db", load_person_key(config.person_key_path))
     for n in range(3):
         audit.write(
             engine,
@@ -234,6 +232,29 @@ def _older_node_database(net: LiveNetwork, made: str) -> Engine:
             release_digest=audit.digest_of(f"release {n}".encode()),
         )
     return engine
+
+
+def _load_as_an_older_cagnet(engine: Engine, scratch: Path, person_key: bytes) -> None:
+    """Medway's synthetic supply, client records and outcomes in an older database: loaded by this
+    cagnet into a scratch store at the newest revision, then copied row for row into the columns
+    the older database has (today's importers read columns an older schema lacks)."""
+    current = open_store(f"sqlite:///{scratch}")
+    try:
+        load_synthetic(current, authority_code=MEDWAY, seed=3, person_key=person_key, clients=400)
+        older = MetaData()
+        older.reflect(engine)
+        newer = MetaData()
+        newer.reflect(current)
+        with current.connect() as source, engine.begin() as target:
+            for table in newer.sorted_tables:
+                if table.name not in older.tables or table.name.startswith("alembic_version"):
+                    continue
+                columns = [c.name for c in older.tables[table.name].columns if c.name in table.c]
+                rows = [dict(r) for r in source.execute(select(*(table.c[c] for c in columns))).mappings()]
+                if rows:
+                    target.execute(older.tables[table.name].insert(), rows)
+    finally:
+        current.dispose()
 
 
 @pytest.mark.parametrize("made", ["before-migrations", "at-0001", "at-0002"])

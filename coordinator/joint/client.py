@@ -103,6 +103,7 @@ class CoordinatorClient:
         period: str = "",
         min_share_percent: int = 0,
         service_type: str = "",
+        as_at: str = "",
     ) -> tuple[Bundle, dsse.Envelope]:
         # Ask under the policy this principal has: a coordinator or node on another one refuses.
         manifests, policies = self._current()
@@ -119,6 +120,7 @@ class CoordinatorClient:
             period=period,
             min_share_percent=min_share_percent,
             service_type=service_type,
+            as_at=as_at,
         )
         envelope = sign_message(request, self.identity)
         try:
@@ -158,6 +160,7 @@ def joint_query(
     period: str = "",
     min_share_percent: int = 0,
     service_type: str = "",
+    as_at: str = "",
 ) -> tuple[Bundle, dsse.Envelope]:
     """One query on a fresh channel (what a CLI invocation does)."""
     with CoordinatorClient(netdir, principal=principal, endpoint=endpoint) as client:
@@ -172,4 +175,5 @@ def joint_query(
             period=period,
             min_share_percent=min_share_percent,
             service_type=service_type,
+            as_at=as_at,
         )

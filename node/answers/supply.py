@@ -17,9 +17,9 @@ from sqlalchemy import Table, select
 from sqlalchemy.engine import Connection, Engine
 
 from node.store import AuthorityRow, Contract, DistrictRow, Provider, Service, ServiceHistory
-from shared.errors import NotFound
+from shared.errors import InvalidRequest, NotFound
 
-__all__ = ["CellKey", "RawCell", "RawSupply", "contract_values", "services_as_at", "supply_map"]
+__all__ = ["CellKey", "RawCell", "RawSupply", "contract_values", "services_as_at", "supply_day", "supply_map"]
 
 # Hours are summed as floats, and backends add in different orders: rounding the sum keeps the
 # map identical on SQLite and PostgreSQL (hours are entered to a tenth or so).
@@ -56,6 +56,23 @@ class RawSupply:
     cells: tuple[RawCell, ...] = ()
 
 
+EARLIEST_DAY = date(1990, 1, 1)  # before Supporting People's forerunners: a typo, not a question
+
+
+def supply_day(text: str) -> date | None:
+    """The day a supply-map request asks for ("YYYY-MM-DD"), or None for today; InvalidRequest
+    for anything else (the message names the field, never data)."""
+    if not text:
+        return None
+    try:
+        day = date.fromisoformat(text)
+    except ValueError:
+        raise InvalidRequest("as_at: a day in the form YYYY-MM-DD") from None
+    if not EARLIEST_DAY <= day <= date(2100, 12, 31) or len(text) != 10:
+        raise InvalidRequest("as_at: a day in the form YYYY-MM-DD, from 1990")
+    return day
+
+
 def _tables() -> tuple[Table, Table, Table, Table, Table]:
     rows: tuple[Any, ...] = (AuthorityRow, DistrictRow, Service, Contract, Provider)
     return tuple(cast(Table, row.__table__) for row in rows)  # type: ignore[return-value]
@@ -76,36 +93,50 @@ class _Version:
     start_date: date | None
     end_date: date | None
 
-    def live_on(self, day: date) -> bool:
-        return (self.start_date is None or self.start_date <= day) and (self.end_date is None or day <= self.end_date)
-
 
 def services_as_at(conn: Connection, *, authority_code: str, as_at: date) -> dict[int, _Version]:
-    """Every service of the authority as it stood on `as_at` and running that day: its version
-    from service_history when a re-import has replaced it since (the earliest version still in
-    force that day), else the service row; a service outside its start and end dates is left out."""
+    """Every service of the authority running on `as_at` (by its start and end dates), as it stood
+    that day: its version from service_history when a re-import has replaced it since (the
+    earliest version still in force that day), else the service row."""
     _, district, service, _, provider = _tables()
     history = cast(Table, ServiceHistory.__table__)  # type: ignore[attr-defined]
-    fields = ("district_code", "service_type", "client_group", "units", "unit_type", "contracted_hours",
-              "designated", "start_date", "end_date")  # fmt: skip
+    fields = ("district_code", "service_type", "client_group", "units", "unit_type", "contracted_hours", "designated")
+    life = select(service.c.id, service.c.start_date, service.c.end_date).where(
+        (service.c.start_date.is_(None) | (service.c.start_date <= as_at))
+        & (service.c.end_date.is_(None) | (service.c.end_date >= as_at))
+    )
+    lives = {sid: (start, end) for sid, start, end in conn.execute(life)}
     versions: dict[int, tuple[Any, ...]] = {}
     current = select(service.c.id, service.c.provider_id, *(service.c[f] for f in fields))
     for row in conn.execute(current):
-        versions[row[0]] = tuple(row[1:])
+        if row[0] in lives:
+            versions[row[0]] = tuple(row[1:])
     past = (
         select(history.c.service_id, history.c.provider_id, *(history.c[f] for f in fields))
         .where(history.c.valid_until >= as_at)
         .order_by(history.c.service_id, history.c.valid_until.desc(), history.c.id.desc())
     )
     for row in conn.execute(past):  # the earliest version still in force on the day comes last, and wins
-        versions[row[0]] = tuple(row[1:])
+        if row[0] in lives:
+            versions[row[0]] = tuple(row[1:])
     providers = dict(conn.execute(select(provider.c.id, provider.c.provider_ref)).all())
     ours = set(conn.execute(select(district.c.code).where(district.c.authority_code == authority_code)).scalars())
     found = {}
-    for sid, (provider_id, district_code, *rest) in versions.items():
-        version = _Version(providers[provider_id], district_code, *rest)
-        if district_code in ours and version.live_on(as_at):
-            found[sid] = version
+    for sid, (provider_id, district_code, service_type, group, units, unit_type, hours, designated) in versions.items():
+        if district_code in ours:
+            start, end = lives[sid]
+            found[sid] = _Version(
+                provider_ref=providers[provider_id],
+                district_code=district_code,
+                service_type=service_type,
+                client_group=group,
+                units=units,
+                unit_type=unit_type,
+                contracted_hours=hours,
+                designated=designated,
+                start_date=start,
+                end_date=end,
+            )
     return found
 
 

@@ -490,7 +490,7 @@ _KINDS: dict[str, _Kind] = {
     "providers": _Kind(
         Provider, "provider_ref", ProviderRow, ("name", "national_provider_id", "charity_number", "company_number")
     ),
-    "services": _Kind(Service, "service_ref", ServiceRow, SERVICE_VERSION_FIELDS),
+    "services": _Kind(Service, "service_ref", ServiceRow, (*SERVICE_VERSION_FIELDS, "start_date", "end_date")),
     "contracts": _Kind(Contract, "contract_ref", ContractRow, ("service_id", "annual_value", "start_date", "end_date")),
 }
 
@@ -725,9 +725,9 @@ _LIFE = ("start_date", "end_date")
 def _keep_undated(columns: dict[str, Any], stored: tuple[Any, ...], header: list[str]) -> None:
     """A file without the start_date or end_date column leaves those of a stored service as they
     are (an older export that never had them does not wipe them)."""
-    for name in _LIFE:
+    for at, name in enumerate(_LIFE, start=len(SERVICE_VERSION_FIELDS)):
         if name not in header:
-            columns[name] = stored[SERVICE_VERSION_FIELDS.index(name)]
+            columns[name] = stored[at]
 
 
 def _replaced_version(before: tuple[int, tuple[Any, ...]], changed_on: date | None, today: date) -> dict[str, Any]:
@@ -738,7 +738,7 @@ def _replaced_version(before: tuple[int, tuple[Any, ...]], changed_on: date | No
         "service_id": service_id,
         "valid_until": date.fromordinal((changed_on or today).toordinal() - 1),
         "recorded_at": utcnow(),
-        **dict(zip(SERVICE_VERSION_FIELDS, values, strict=True)),
+        **dict(zip(SERVICE_VERSION_FIELDS, values[: len(SERVICE_VERSION_FIELDS)], strict=True)),
     }
 
 
@@ -812,7 +812,10 @@ def import_csv(
                 writer.insert(columns)
             elif before[1] != tuple(columns[c] for c in spec.compared):
                 writer.update(before[0], columns)
-                if kind == "services":
+                supply_changed = before[1][: len(SERVICE_VERSION_FIELDS)] != tuple(
+                    columns[c] for c in SERVICE_VERSION_FIELDS
+                )
+                if kind == "services" and supply_changed:  # new dates alone correct the service's life
                     history.append(_replaced_version(before, getattr(item, "changed_on", None), today))
         if rows == 0 and not problems:
             reader.problem(None, None, "no data rows: the file has a header and nothing else")

@@ -20,6 +20,7 @@ from sqlalchemy.engine import Engine
 
 from node.answers import linkage, providers, service, vfm
 from node.answers.movement import check_question
+from node.answers.supply import supply_day
 from node.client_records import PersonSealer, load_person_key
 from node.config import NodeConfig
 from node.ledger import PersistentNonceCache, spend_mandate_slot
@@ -384,12 +385,15 @@ class NodeServicer(node_pb2_grpc.NodeServicer):
         by_district = bool(message.by_district)
         groups = sorted(set(message.client_groups))
         parameters: dict[str, object] = {"by_district": by_district, "client_groups": groups}
+        if message.as_at:
+            parameters["as_at"] = message.as_at
         try:
+            as_at = supply_day(message.as_at)
             policy = self.rt.policy_for(verified)
             supply = self.rt.releaser.supply_map(
-                policy, roles=verified.principal.roles, by_district=by_district, client_groups=groups
+                policy, roles=verified.principal.roles, by_district=by_district, client_groups=groups, as_at=as_at
             )
-        except (DisclosureRefused, NotPermitted, StalePolicy) as exc:
+        except (DisclosureRefused, NotPermitted, StalePolicy, InvalidRequest) as exc:
             self._refuse(verified, SUPPLY_MAP, parameters, exc)
             raise
         header = response_header(self.rt.identity, request_digest=verified.request_digest, policy_digest=policy.digest)

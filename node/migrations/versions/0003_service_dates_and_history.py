@@ -4,8 +4,9 @@ Until now a re-import overwrote a service, so the supply map could show only the
 an SP team asks for supply "as at" a date and over financial years (the seed's "map of current
 supply from 1 April 2005"). `service.start_date` and `service.end_date` are optional (a service
 without them runs always, as every service did before), and `service_history` keeps each replaced
-version with the last day it held (`node.imports.supply`). The new columns are nullable, so they
-are added in place on both backends without rebuilding the table; no row changes.
+version of a service's supply fields with the last day it held (`node.imports.supply`). The new
+columns are nullable, so they are added in place on both backends without rebuilding the table;
+no row changes.
 
 Revision ID: 0003
 Revises: 0002
@@ -40,8 +41,6 @@ def upgrade() -> None:
         sa.Column("contracted_hours", sa.Float(), nullable=True),
         sa.Column("designated", sa.Boolean(), nullable=False),
         sa.Column("term", sa.String(length=5), nullable=False),
-        sa.Column("start_date", sa.Date(), nullable=True),
-        sa.Column("end_date", sa.Date(), nullable=True),
         sa.Column("recorded_at", sa.DateTime(timezone=True), nullable=False),
         sa.CheckConstraint("client_group BETWEEN 1 AND 21", name="ck_service_history_client_group"),
         sa.CheckConstraint("units >= 0", name="ck_service_history_units"),
