@@ -13,8 +13,8 @@ import pytest
 from typer.testing import CliRunner
 
 from cagnet.cli import app
+from cagnet.cli.query import supply_map_day
 from coordinator import network
-from coordinator.cli import supply_map_day
 from coordinator.joint import bundle as bundle_mod
 from coordinator.joint.client import Refused, joint_query
 from node.config import load_config

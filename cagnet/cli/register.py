@@ -12,39 +12,21 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
-from coordinator import network
-from coordinator.register import store
-from coordinator.register.server import RegisterSettings, default_database_url
-from node.config import load_config
-from node.network.witness import WitnessRound, witness_round
-from shared import dsse
-from shared.accreditation import (
-    ProviderStatus,
-    entry_bytes,
-    entry_from_toml,
-    open_entry,
-    provider_status,
-    sign_entry,
-    verify_entry,
-)
-from shared.checkpoint import (
-    VerifiedCheckpoint,
-    load_receipt,
-    make_receipt,
-    register_origin,
-    verify_checkpoint,
-    verify_receipt,
-)
-from shared.errors import InvalidRequest
-from shared.identity import Identity
-from shared.manifest import CAG_CHAIR, Manifest, ManifestSource
-from shared.register_client import RegisterClient, fetch_history
+from shared.roles import CAG_CHAIR
+
+if TYPE_CHECKING:
+    from node.network.witness import WitnessRound
+    from shared.accreditation import ProviderStatus
+    from shared.checkpoint import VerifiedCheckpoint
+    from shared.identity import Identity
+    from shared.manifest import Manifest
+
 
 register_app = typer.Typer(
     help="The shared accreditation register (a witnessed transparency log).", no_args_is_help=True
@@ -72,6 +54,11 @@ class Actor:
 
 
 def _actor(node: Path | None, network_dir: Path | None, principal: str) -> Actor:
+    from coordinator import network
+    from node.config import load_config
+    from shared import dsse
+    from shared.manifest import ManifestSource
+
     if node is not None:
         config = load_config(node)
         trusted = dsse.load_public_key(base64.b64decode(config.coordinator_key))
@@ -115,6 +102,14 @@ def submit(
     as_json: JsonOpt = False,
 ) -> None:
     """Sign a decision with this authority's key and append it to the register."""
+
+    from node.config import load_config
+    from shared import dsse
+    from shared.accreditation import entry_bytes, entry_from_toml, sign_entry
+    from shared.checkpoint import register_origin
+    from shared.manifest import ManifestSource
+    from shared.register_client import RegisterClient
+
     config = load_config(nodedir)
     trusted = dsse.load_public_key(base64.b64decode(config.coordinator_key))
     manifests = ManifestSource(config.manifest_path, trusted)
@@ -152,7 +147,12 @@ def import_list(
     is checked first (as `submit` checks an ENTRY.toml, and as the coordinator will): if any row is
     bad, nothing is submitted. Rows the register already holds are skipped, so an interrupted
     import can be run again."""
+    from node.config import load_config
     from node.network.register_import import read_decisions, sign_decisions, submit_decisions
+    from shared import dsse
+    from shared.checkpoint import register_origin
+    from shared.manifest import ManifestSource
+    from shared.register_client import RegisterClient
 
     config = load_config(nodedir)
     trusted = dsse.load_public_key(base64.b64decode(config.coordinator_key))
@@ -206,7 +206,7 @@ def list_cmd(
     """Every provider in the register and its status, derived from every authority's verified
     entries; filter by status and by expiry to see what is due for renewal."""
     from shared.accreditation import STATUSES, register_statuses
-    from shared.register_client import fetch_register
+    from shared.register_client import RegisterClient, fetch_register
 
     day = date.fromisoformat(on) if on else date.today()
     wanted = set(status_filter or ())
@@ -262,6 +262,8 @@ def _expiry_json(status: ProviderStatus) -> str | None:
 def _history(
     provider: str, node: Path | None, network_dir: Path | None, principal: str, quorum: int | None
 ) -> tuple[Any, Actor]:
+    from shared.register_client import RegisterClient, fetch_history
+
     actor = _actor(node, network_dir, principal)
     with RegisterClient(actor.identity, actor.manifest) as client:
         return fetch_history(client, provider, quorum=quorum, network_dir=actor.netdir), actor
@@ -282,6 +284,10 @@ def status(
     as_json: JsonOpt = False,
 ) -> None:
     """A provider's current status, derived from every authority's verified entries."""
+
+    from shared.accreditation import provider_status
+    from shared.errors import InvalidRequest
+
     day = date.fromisoformat(on) if on else date.today()
     history, _ = _history(provider, node, network_dir, principal, quorum)
     if not history.entries:
@@ -370,6 +376,10 @@ def checkpoint_cmd(
     as_json: JsonOpt = False,
 ) -> None:
     """The register's newest checkpoint: size, root, and which members have cosigned it."""
+
+    from shared.checkpoint import make_receipt, verify_checkpoint
+    from shared.register_client import RegisterClient
+
     actor = _actor(node, network_dir, principal)
     with RegisterClient(actor.identity, actor.manifest) as client:
         envelope = client.checkpoint()
@@ -384,6 +394,11 @@ def checkpoint_cmd(
 
 
 def _manifest_for(receipt: dict[str, object], network_dir: Path | None, node: Path | None) -> Manifest:
+    from coordinator import network
+    from node.config import load_config
+    from shared import dsse
+    from shared.manifest import ManifestSource
+
     if node is not None:
         config = load_config(node)
         return ManifestSource(
@@ -411,6 +426,9 @@ def verify(
     as_json: JsonOpt = False,
 ) -> None:
     """Offline: the checkpoint's signatures and quorum, each entry's signature, each inclusion proof."""
+
+    from shared.checkpoint import load_receipt, verify_receipt
+
     receipt = load_receipt(file)
     manifest = _manifest_for(receipt, network_dir, node)
     checkpoint, entries = verify_receipt(receipt, manifest, quorum=quorum, require_final=not allow_pending)
@@ -437,6 +455,14 @@ def verify_log(
     as_json: JsonOpt = False,
 ) -> None:
     """On the coordinator: re-hash every stored entry and check the whole tree and every checkpoint."""
+
+    from coordinator import network
+    from coordinator.register import store
+    from coordinator.register.server import RegisterSettings, default_database_url
+    from shared.accreditation import verify_entry
+    from shared.checkpoint import register_origin
+    from shared.errors import InvalidRequest
+
     manifest = network.read(netdir)
     origin = register_origin(manifest)
     url = database_url or RegisterSettings().database_url or default_database_url(netdir)
@@ -477,6 +503,10 @@ def node_witness(
     as_json: JsonOpt = False,
 ) -> None:
     """Witness the register once: check the newest checkpoint against the last one cosigned, then cosign."""
+
+    from node.config import load_config
+    from node.network.witness import witness_round
+
     r = witness_round(load_config(nodedir))
     if as_json:
         _print_json(_round_json(r))
@@ -490,5 +520,8 @@ def node_witness(
 
 def entry_summary(data: bytes) -> str:
     """One line about a logged entry (for the demo and logs)."""
+
+    from shared.accreditation import open_entry
+
     _, entry = open_entry(data)
     return f"{entry.authority} {entry.decision} {entry.provider.name}"
