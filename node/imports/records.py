@@ -2,7 +2,7 @@
 
 The rules are `node.importer`'s: every problem is collected (up to MAX_PROBLEMS), each naming the
 file, row (a spreadsheet's numbering: the header is row 1), column and reason; nothing is written
-unless every row is good (one transaction); rows are matched to the store by record_ref, so a
+unless every row is good; rows are matched to the store by record_ref, so a
 re-import of the same file changes nothing and a changed row is updated; an unknown column is
 refused; the file is UTF-8, with or without a byte order mark. Import services first, then client
 records, then outcomes. The columns and the values each accepts are in docs/client-records.md.
@@ -12,7 +12,9 @@ The person fields (surname, first_initial, date_of_birth, with sex) are never st
 
 Unlike `node.importer`, rows are not validated with pydantic: a client record file is a thousand
 times longer than a services file, so each column has a plain check over precomputed lookups, and
-rows go to the database in large batches (executemany; COPY on PostgreSQL) on the same connection.
+rows are staged in large batches (executemany; COPY on PostgreSQL) in a temporary table on the
+import's own connection, then written to the store in one short transaction (`node.imports.staging`):
+the store is not locked while the file is read, and a killed import changes nothing.
 """
 
 from __future__ import annotations
