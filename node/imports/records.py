@@ -131,7 +131,8 @@ _ISO_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 _GROUP_SEPARATOR = re.compile(r"[;,]")
 _MISS = object()
-_MEMO_LIMIT = 1 << 16  # good cells remembered per column: every date of birth from 1880 (47,000 days), and a bound on memory
+# Good cells remembered per column: every date of birth from 1880 (47,000 days), and a bound on memory.
+_MEMO_LIMIT = 1 << 16
 
 
 @dataclass
