@@ -65,7 +65,9 @@ class Staging:
         self.staged = Table(
             self.name,
             MetaData(),
-            Column("row", Integer),
+            # The row number as the key: staged rows are read back in file order without a sort
+            # (on SQLite it is the rowid), which would hold every staged row in memory.
+            Column("row", Integer, primary_key=True, autoincrement=False),
             Column("ref", String),
             *(Column(c, table.c[c].type) for c in columns),
             prefixes=["TEMPORARY"],
