@@ -50,8 +50,19 @@ def _import_child(url: str, csv_path: str, key_path: str, out: Any) -> None:
     summary = import_client_records(engine, path=Path(csv_path), sealer=sealer)
     elapsed = time.perf_counter() - started
     engine.dispose()
-    peak_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    out.put((summary.rows, elapsed, peak_kib))
+    out.put((summary.rows, elapsed, _peak_kib()))
+
+
+def _peak_kib() -> int:
+    """This process's own peak resident memory. Linux's ru_maxrss would include the parent's at the
+    moment it started this process (it is kept across exec), so VmHWM is read where there is one."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1])
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 
 
 def _writer_child(db_path: str, stop: Any, out: Any) -> None:
