@@ -17,9 +17,9 @@ from sqlalchemy import Table, select
 from sqlalchemy.engine import Connection, Engine
 
 from node.store import AuthorityRow, Contract, DistrictRow, Provider, Service, ServiceHistory
-from shared.errors import InvalidRequest, NotFound
+from shared.errors import NotFound
 
-__all__ = ["CellKey", "RawCell", "RawSupply", "contract_values", "services_as_at", "supply_day", "supply_map"]
+__all__ = ["CellKey", "RawCell", "RawSupply", "contract_values", "services_as_at", "supply_map"]
 
 # Hours are summed as floats, and backends add in different orders: rounding the sum keeps the
 # map identical on SQLite and PostgreSQL (hours are entered to a tenth or so).
@@ -54,23 +54,6 @@ class RawSupply:
     population: int
     by_district: bool
     cells: tuple[RawCell, ...] = ()
-
-
-EARLIEST_DAY = date(1990, 1, 1)  # before Supporting People's forerunners: a typo, not a question
-
-
-def supply_day(text: str) -> date | None:
-    """The day a supply-map request asks for ("YYYY-MM-DD"), or None for today; InvalidRequest
-    for anything else (the message names the field, never data)."""
-    if not text:
-        return None
-    try:
-        day = date.fromisoformat(text)
-    except ValueError:
-        raise InvalidRequest("as_at: a day in the form YYYY-MM-DD") from None
-    if not EARLIEST_DAY <= day <= date(2100, 12, 31) or len(text) != 10:
-        raise InvalidRequest("as_at: a day in the form YYYY-MM-DD, from 1990")
-    return day
 
 
 def _tables() -> tuple[Table, Table, Table, Table, Table]:
