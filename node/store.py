@@ -11,7 +11,10 @@ the release ledger's; the schema is made and changed only by the migrations in n
     provider    id PK, provider_ref UNIQUE, name, national_provider_id, charity_number, company_number
     service     id PK, service_ref UNIQUE, provider_id -> provider, district_code -> district,
                 name, service_type, client_group 1-21, units >= 0, unit_type, contracted_hours,
-                designated, term
+                designated, term, start_date and end_date (both optional: the service's life)
+    service_history  id PK, service_id -> service, valid_until (the last day this version held),
+                every supply field of service as it was (not its dates), recorded_at: the versions a re-import
+                replaced, so the supply map can be asked as at any date (schema revision 0003)
     contract    id PK, contract_ref UNIQUE, service_id -> service, annual_value (pounds, 2 dp),
                 start_date, end_date >= start_date
 """
@@ -22,7 +25,7 @@ from datetime import date, datetime
 from decimal import Decimal
 from typing import Any, TypeVar
 
-from sqlalchemy import CheckConstraint, Numeric, create_engine, event, func
+from sqlalchemy import CheckConstraint, Index, Numeric, create_engine, event, func
 from sqlalchemy import select as sa_select
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
@@ -41,11 +44,13 @@ from shared.migrate import Schema, Store, ensure_current
 from shared.vocabulary import UNIT_TYPE_FOR, ServiceType
 
 __all__ = [
+    "SERVICE_VERSION_FIELDS",
     "AuthorityRow",
     "Contract",
     "DistrictRow",
     "Provider",
     "Service",
+    "ServiceHistory",
     "add_contract",
     "add_provider",
     "add_service",
@@ -132,6 +137,54 @@ class Service(SQLModel, table=True):
     term: str = Field(max_length=5)
     created_at: datetime = Field(default_factory=utcnow, sa_type=UtcDateTime, nullable=False)
     updated_at: datetime = Field(default_factory=utcnow, sa_type=UtcDateTime, nullable=False)
+    # When the service began and ended, where the authority's system says; a service without dates
+    # is taken to run always. Last, because schema revision 0003 added them to existing tables.
+    start_date: date | None = None
+    end_date: date | None = None
+
+
+class ServiceHistory(SQLModel, table=True):
+    """A version of a service that a re-import replaced: its supply fields as they were, up to and
+    including `valid_until`. The service row holds the version in force after the newest of these."""
+
+    __tablename__ = "service_history"
+    __table_args__ = (
+        CheckConstraint("client_group BETWEEN 1 AND 21", name="ck_service_history_client_group"),
+        CheckConstraint("units >= 0", name="ck_service_history_units"),
+        Index("ix_service_history_service", "service_id", "valid_until"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    service_id: int = Field(foreign_key="service.id")
+    valid_until: date
+    provider_id: int = Field(foreign_key="provider.id")
+    name: str = Field(max_length=200)
+    district_code: str = Field(foreign_key="district.code", max_length=9)
+    service_type: str = Field(max_length=40)
+    client_group: int
+    units: int
+    unit_type: str = Field(max_length=20)
+    contracted_hours: float | None = None
+    designated: bool = False
+    term: str = Field(max_length=5)
+    recorded_at: datetime = Field(default_factory=utcnow, sa_type=UtcDateTime, nullable=False)
+
+
+SERVICE_VERSION_FIELDS = (
+    "provider_id",
+    "name",
+    "district_code",
+    "service_type",
+    "client_group",
+    "units",
+    "unit_type",
+    "contracted_hours",
+    "designated",
+    "term",
+)
+"""The supply fields of a service that make a version of it (ServiceHistory keeps each replaced
+one). A service's start and end dates are not versioned: they are its life, and a changed date
+corrects it for every day asked."""
 
 
 class Contract(SQLModel, table=True):

@@ -151,17 +151,22 @@ def import_(
     translator = Translator(profile, register=register)
     sealer = PersonSealer(load_person_key(config.person_key_path)) if kind == "client-records" else None
     with Progress(
-        TextColumn(f"{'checking' if dry_run else 'importing'} {file.name}"),
+        TextColumn("{task.description}"),
         BarColumn(),
         MofNCompleteColumn(),
         TimeRemainingColumn(),
         console=err,
         transient=True,
     ) as progress:
-        task = progress.add_task("import", total=None)
+        task = progress.add_task(f"{'checking' if dry_run else 'reading'} {file.name}", total=None)
 
         def tick(done: int, total: int) -> None:
             progress.update(task, completed=done, total=total or None)
+
+        def phase(step: str) -> None:
+            # Reading locks nothing; only this last step holds the store's write lock.
+            if step == "staged" and not dry_run:
+                progress.update(task, description=f"writing {file.name} to the store")
 
         check = check_import(
             engine,
@@ -174,6 +179,7 @@ def import_(
             sheet=sheet,
             encoding=encoding,
             progress=tick,
+            on_phase=phase,
         )
     show_check(err, check, dry_run=dry_run)
     if errors is not None and check.problems:
@@ -262,6 +268,64 @@ def _in_node(nodedir: Path, path: Path) -> Path:
     if path.exists() or path.is_absolute():
         return path
     return nodedir / path
+
+
+@app.command("completeness")
+def completeness_(
+    nodedir: NodeDir,
+    from_date: Annotated[str | None, typer.Option("--from", help="First day, YYYY-MM-DD.")] = None,
+    to_date: Annotated[str | None, typer.Option("--to", help="Last day, YYYY-MM-DD.")] = None,
+    year: Annotated[
+        int | None, typer.Option(help="A financial year by its first calendar year: 2009 is April 2009 to March 2010.")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
+    csv_file: Annotated[Path | None, typer.Option("--csv", help="Also write the report as CSV, for Excel.")] = None,
+) -> None:
+    """Per provider and service: client records and outcomes received each quarter against units,
+    the share with unknown origin, the share linkable, and the services that sent nothing: the
+    list for chasing returns (default: the latest four quarters with records)."""
+    import csv
+    import json
+    from datetime import date
+
+    from node import completeness as report_mod
+
+    first, last = _day(from_date, "--from"), _day(to_date, "--to")
+    if year is not None:
+        if first or last:
+            raise typer.BadParameter("give --year or --from/--to, not both", param_hint="--year")
+        first, last = date(year, 4, 1), date(year + 1, 3, 31)
+    _, engine = _engine(nodedir)
+    try:
+        report = report_mod.completeness(engine, first_day=first, last_day=last)
+    finally:
+        engine.dispose()
+    if csv_file is not None:
+        with csv_file.open("w", newline="", encoding="utf-8-sig") as f:  # with a BOM: Excel reads it as UTF-8
+            csv.writer(f).writerows(report_mod.csv_rows(report))
+        err.print(f"wrote {csv_file}")
+    if as_json:
+        typer.echo(json.dumps(report.to_json(), indent=2))
+        return
+    Console().print(report_mod.table(report))
+    nothing = report.sent_nothing
+    if nothing:
+        err.print(f"[bold]{len(nothing)} services sent nothing[/] in {', '.join(report.quarters)}:")
+        for s in nothing:
+            err.print(f"  {s.provider} ({s.provider_ref}): {s.service} ({s.service_ref}), {s.units} {s.service_type}")
+    else:
+        err.print("every service with units sent client records in the period")
+
+
+def _day(value: str | None, option: str):  # type: ignore[no-untyped-def]
+    from datetime import date
+
+    if value is None:
+        return None
+    try:
+        return date.fromisoformat(value)
+    except ValueError:
+        raise typer.BadParameter(f"not a date in the form YYYY-MM-DD: {value!r}", param_hint=option) from None
 
 
 @app.command("upgrade")

@@ -24,6 +24,7 @@ from node.client_records import PersonSealer
 from node.imports.mapping import Translator
 from node.imports.reading import Encoding, Source
 from node.imports.records import import_client_records, import_outcomes
+from node.imports.staging import Phase
 from node.imports.supply import ImportSummary, import_csv
 from shared.authorities import Register
 from shared.errors import ImportError_, ImportProblem
@@ -105,10 +106,12 @@ def check_import(
     encoding: Encoding = "auto",
     progress: Callable[[int, int], None] | None = None,
     today: date | None = None,
+    on_phase: Phase | None = None,
 ) -> Check:
     """Read and check `path` as an import of `kind`; with `dry_run` (the default) nothing is
     written, otherwise it is imported when every row is good. Never raises for a bad file: the
-    problems are in the result."""
+    problems are in the result. `on_phase` is told each step of a client-record or outcome
+    import's write (`node.imports.staging.Phase`)."""
     if kind not in KINDS:
         raise ValueError(f"kind must be one of {', '.join(KINDS)}: {kind!r}")
     check = Check(kind=kind, file=path.name)
@@ -145,10 +148,10 @@ def check_import(
             if sealer is None:
                 raise ValueError("client records are checked with the node's person sealer")
             check.summary = import_client_records(
-                engine, sealer=sealer, register=register, today=today, source=sources, **options
+                engine, sealer=sealer, register=register, today=today, source=sources, on_phase=on_phase, **options
             )
         elif kind == "outcomes":
-            check.summary = import_outcomes(engine, today=today, source=sources, **options)
+            check.summary = import_outcomes(engine, today=today, source=sources, on_phase=on_phase, **options)
         else:
             check.summary = import_csv(engine, kind=kind, source=sources, **options)  # type: ignore[arg-type]
     except ImportError_ as exc:

@@ -162,6 +162,13 @@ FIELDS: dict[str, Field] = {
             ("end date", "date ended", "contract end", "departure date"),
         ),
         Field(
+            "changed_on",
+            "services: the day a changed service's new figures took effect (default: the day of the import);"
+            " the version it replaces is kept up to the day before",
+            (),
+            ("changed on", "date changed", "effective date", "effective from"),
+        ),
+        Field(
             "record_ref",
             "your own reference for the client record, up to 64 characters",
             (),

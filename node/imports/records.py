@@ -2,7 +2,7 @@
 
 The rules are `node.importer`'s: every problem is collected (up to MAX_PROBLEMS), each naming the
 file, row (a spreadsheet's numbering: the header is row 1), column and reason; nothing is written
-unless every row is good (one transaction); rows are matched to the store by record_ref, so a
+unless every row is good; rows are matched to the store by record_ref, so a
 re-import of the same file changes nothing and a changed row is updated; an unknown column is
 refused; the file is UTF-8, with or without a byte order mark. Import services first, then client
 records, then outcomes. The columns and the values each accepts are in docs/client-records.md.
@@ -12,14 +12,15 @@ The person fields (surname, first_initial, date_of_birth, with sex) are never st
 
 Unlike `node.importer`, rows are not validated with pydantic: a client record file is a thousand
 times longer than a services file, so each column has a plain check over precomputed lookups, and
-rows go to the database in large batches (executemany; COPY on PostgreSQL) on the same connection.
+rows are staged in large batches (executemany; COPY on PostgreSQL) in a temporary table on the
+import's own connection, then written to the store in one short transaction (`node.imports.staging`):
+the store is not locked while the file is read, and a killed import changes nothing.
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import date
 from operator import itemgetter
@@ -46,8 +47,9 @@ from node.client_records import (
 )
 from node.imports.mapping import Translator
 from node.imports.reading import Columns, Encoding, Source, count_lines
-from node.imports.supply import MAX_PROBLEMS, ImportSummary, Observer, _lock_for_import, _table, _vocabulary_key
-from node.store import Service, utcnow
+from node.imports.staging import IMPORT_CACHE_KIB, Phase, Staging, staging
+from node.imports.supply import MAX_PROBLEMS, ImportSummary, Observer, _table, _vocabulary_key
+from node.store import Service
 from shared import places
 from shared.authorities import Register
 from shared.errors import ImportError_, ImportProblem
@@ -56,6 +58,7 @@ from shared.vocabulary import CLIENT_GROUPS
 __all__ = [
     "BATCH",
     "COLUMNS",
+    "IMPORT_CACHE_KIB",
     "MAX_PROBLEMS",
     "RecordKind",
     "import_client_records",
@@ -112,7 +115,6 @@ _RECORD_COLUMNS = (
     "person",
 )
 _OUTCOME_COLUMNS = ("client_record_id", "end_date", "departure", *OUTCOME_DOMAINS)
-_STAMPS = ("created_at", "updated_at")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -124,7 +126,8 @@ _ISO_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 _GROUP_SEPARATOR = re.compile(r"[;,]")
 _MISS = object()
-_MEMO_LIMIT = 1 << 18  # good cells remembered per column: every date of birth in a large file
+# Good cells remembered per column: every date of birth from 1880 (47,000 days), and a bound on memory.
+_MEMO_LIMIT = 1 << 16
 
 
 @dataclass
@@ -303,78 +306,8 @@ def _dates(today: str, earliest_year: int) -> _Check:
 
 
 # ---------------------------------------------------------------------------------------------
-# Writing: large batches on the import's own connection and transaction.
-
-
-class _Writer:
-    """Inserts and updates in batches of BATCH rows, with values already in the form the DBAPI
-    driver takes for each column, so that nothing is converted per row on the way in."""
-
-    def __init__(self, conn: Connection, table: Table, columns: tuple[str, ...]) -> None:
-        self.conn = conn
-        dialect = conn.dialect
-        now = utcnow()
-        stamp = _processor(table, "created_at", dialect)
-        self.stamps = (stamp(now), stamp(now)) if stamp else (now, now)
-        self.inserts: list[tuple[Any, ...]] = []
-        self.updates: list[tuple[Any, ...]] = []
-        self.inserted = self.updated = 0
-        marker = "?" if dialect.paramstyle == "qmark" else "%s"
-        names = ", ".join(columns + _STAMPS)
-        self.insert_sql = f"INSERT INTO {table.name} ({names}) VALUES ({', '.join([marker] * (len(columns) + 2))})"
-        sets = ", ".join(f"{c} = {marker}" for c in (*columns[1:], "updated_at"))
-        self.update_sql = f"UPDATE {table.name} SET {sets} WHERE id = {marker}"
-        # COPY is PostgreSQL's bulk load, several times faster than INSERT however batched.
-        self.copy_sql = f"COPY {table.name} ({names}) FROM STDIN" if dialect.driver == "psycopg" else None
-        self.sqlite = dialect.driver == "pysqlite"
-
-    def insert(self, values: tuple[Any, ...]) -> None:
-        self.inserts.append(values + self.stamps)
-        if len(self.inserts) >= BATCH:
-            self.flush()
-
-    def update(self, row_id: int, values: tuple[Any, ...]) -> None:
-        self.updates.append((*values[1:], self.stamps[1], row_id))
-        if len(self.updates) >= BATCH:
-            self.flush()
-
-    def flush(self) -> None:
-        if self.inserts:
-            if self.copy_sql is not None:
-                dbapi_connection: Any = self.conn.connection.dbapi_connection
-                with dbapi_connection.cursor() as cursor, cursor.copy(self.copy_sql) as copy:
-                    for row in self.inserts:
-                        copy.write_row(row)
-            elif self.sqlite:
-                # The driver's own executemany: SQLAlchemy's would add a tenth for nothing here.
-                dbapi_connection = self.conn.connection.dbapi_connection
-                dbapi_connection.cursor().executemany(self.insert_sql, self.inserts)
-            else:
-                self.conn.exec_driver_sql(self.insert_sql, self.inserts)
-            self.inserted += len(self.inserts)
-            self.inserts = []
-        if self.updates:
-            self.conn.exec_driver_sql(self.update_sql, self.updates)
-            self.updated += len(self.updates)
-            self.updates = []
-
-
-IMPORT_CACHE_KIB = 65_536
-"""SQLite page cache for an import's connection while it runs (the default is 2 MiB): with it the
-indexes of a million records stay in memory, which makes the import half as fast again."""
-
-
-@contextmanager
-def _bulk(conn: Connection) -> Iterator[None]:
-    if conn.dialect.name != "sqlite":
-        yield
-        return
-    before = conn.exec_driver_sql("PRAGMA cache_size").scalar()
-    conn.exec_driver_sql(f"PRAGMA cache_size = {-IMPORT_CACHE_KIB}")
-    try:
-        yield
-    finally:
-        conn.exec_driver_sql(f"PRAGMA cache_size = {int(before or -2000)}")
+# Values in the form the DBAPI driver takes for each column, so that nothing is converted per row
+# on the way in (rows are staged and written by `node.imports.staging`).
 
 
 def _processor(table: Table, column: str, dialect: Dialect) -> Callable[[Any], Any] | None:
@@ -399,10 +332,6 @@ def _date_values(table: Table, column: str, dialect: Dialect) -> Callable[[str],
 
 def _iso(value: Any) -> str:
     return value if isinstance(value, str) else value.isoformat()
-
-
-def _has_rows(conn: Connection, table: Table) -> bool:
-    return conn.execute(select(table.c.id).limit(1)).first() is not None
 
 
 def _in_batches(keys: list[Any], size: int = 1000) -> Iterator[list[Any]]:
@@ -471,9 +400,9 @@ class _Run:
             column.known[cell] = value
         return value
 
-    def ref(self, row: int, cells: list[str], index: int, first_row_of: dict[str, int], duplicate: str) -> str | None:
-        """The row's record_ref, if good and not already in the file (`duplicate` says why not,
-        with {ref} and {first} for the ref and the row it is first on)."""
+    def ref(self, row: int, cells: list[str], index: int) -> str | None:
+        """The row's record_ref, if good (duplicates are found among the staged rows, by
+        `duplicates`, so that no list of every reference is held in memory)."""
         ref = cells[index]
         if not ref:
             self.problem(row, "record_ref", "empty; a value is required")
@@ -484,11 +413,19 @@ class _Run:
             except ValueError as exc:
                 self.problem(row, "record_ref", str(exc), ref)
                 return None
-        first = first_row_of.setdefault(ref, row)
-        if first != row:
-            self.problem(row, "record_ref", duplicate.format(ref=repr(ref), first=first), ref)
-            return None
         return ref
+
+    def duplicates(self, stage: Staging, duplicate: str, supersedes: frozenset[str] = frozenset()) -> None:
+        """A problem for each staged row whose record_ref an earlier row has (`duplicate` says why,
+        with {ref} and {first} for the ref and the row it is first on). Problems of a duplicate row
+        in the `supersedes` columns are dropped: they were found against the record the earlier
+        row names, and follow from the duplicate."""
+        found = stage.duplicates(MAX_PROBLEMS)
+        rows = {row for row, _ref, _first in found}
+        if supersedes and rows:
+            self.problems[:] = [p for p in self.problems if not (p.row in rows and p.column in supersedes)]
+        for row, ref, first in found:
+            self.problem(row, "record_ref", duplicate.format(ref=repr(ref), first=first))
 
     def finish(self) -> None:
         """Raise ImportError_ with the problems, in row order, if there are any."""
@@ -561,6 +498,7 @@ def import_client_records(
     dry_run: bool = False,
     observe: Observer | None = None,
     source: list[Source] | None = None,
+    on_phase: Phase | None = None,
 ) -> ImportSummary:
     """Import a client-records file (CSV or .xlsx); all or nothing. A previous authority must be
     a place the network's authority `register` knows (default: the shipped list), by code or name.
@@ -573,58 +511,65 @@ def import_client_records(
     is called every BATCH rows and at the end, as `node.imports.supply.import_csv` calls it. `today`
     (default: the local date) is the latest date a start date or date of birth may be. `sheet`,
     `encoding`, `translator`, `dry_run` and `observe` as for `import_csv`.
+
+    Rows are checked and staged without locking the store, then written in one short transaction
+    (`node.imports.staging`): the node answers throughout, and a killed import changes nothing.
+    `on_phase` is told each step (`staging.Phase`).
     """
     translator = translator or Translator(register=register, today=today)
     run = _start(path, "client-records", progress, translator, sheet, encoding, source)
     table = _table(ClientRecord)
     seal = sealer.seal
-    with engine.connect() as conn, conn.begin() as transaction, _bulk(conn):
-        _lock_for_import(conn, table)
-        service = _table(Service)
-        service_ids = {ref: id_ for ref, id_ in conn.execute(select(service.c.service_ref, service.c.id))}
-        service_refs = {id_: ref for ref, id_ in service_ids.items()}
-        writer = _Writer(conn, table, _RECORD_COLUMNS)
-        start_value = _date_values(table, "start_date", conn.dialect)
-        compare = _has_rows(conn, table)
-        columns: list[_Column] = []
-        first_row_of: dict[str, int] = {}
-        pending: list[tuple[Any, ...]] = []
-        for row, cells in run.records():
-            if not columns:  # the header has just been read
-                columns = _record_columns(run.reader, service_ids, _today(today), register, translator)
-                pick = itemgetter(*(c.index for c in columns))
-                ref_index = run.reader.header.index("record_ref")
-            found = len(run.problems)
-            ref = run.ref(row, cells, ref_index, first_row_of, "duplicate record_ref {ref}: already on row {first}")
-            (service_id, start, group, secondary, age, sex, ethnicity, economic, referral, before, previous,
-             surname, initial, birth) = run.values(row, cells, columns, pick)  # fmt: skip
-            if secondary and group is not None and str(group) in secondary.split(","):
-                run.problem(row, "secondary_groups", f"client group {group} is the primary group; list it once")
-            if birth is not None and start is not None and birth > start:
-                run.problem(row, "date_of_birth", f"date of birth {birth} is after start_date {start}", birth)
-            # Without all three linkage fields a record cannot be recognised elsewhere: no person.
-            linkable = surname is not None and initial is not None and birth is not None
-            if observe is not None and len(run.problems) == found:  # a good row, as it would be stored
-                stored = dict(zip(_RECORD_COLUMNS, (ref, service_refs[service_id], start, group, secondary, age, sex,
-                              ethnicity, economic, referral, before, previous), strict=False))  # fmt: skip
-                stored["person"] = "sealed (linkable)" if linkable else "none (not linkable)"
-                observe(row, dict(zip(run.reader.header, cells, strict=False)), stored)
-            if run.problems:
-                continue  # the file will be refused: keep checking, stop writing
-            person = seal(person_hash_text(surname, initial, birth, sex)) if linkable else None
-            values = (ref, service_id, start_value(start), group, secondary, age, sex, ethnicity, economic, referral,
-                      before, previous, person)  # fmt: skip
-            pending.append(values)
-            if len(pending) >= BATCH:
-                _write_records(conn, table, writer, pending, compare, start_value)
-                pending.clear()
+    with engine.connect() as conn, staging(conn, table, _RECORD_COLUMNS, "record_ref") as stage:
+        # Staging reads the store and writes only the import's own temporary table: the node goes
+        # on answering (and writing its audit log) however long the file.
+        with conn.begin():
+            service = _table(Service)
+            service_ids = {ref: id_ for ref, id_ in conn.execute(select(service.c.service_ref, service.c.id))}
+            service_refs = {id_: ref for ref, id_ in service_ids.items()}
+            start_value = _date_values(table, "start_date", conn.dialect)
+            columns: list[_Column] = []
+            for row, cells in run.records():
+                if not columns:  # the header has just been read
+                    columns = _record_columns(run.reader, service_ids, _today(today), register, translator)
+                    pick = itemgetter(*(c.index for c in columns))
+                    ref_index = run.reader.header.index("record_ref")
+                found = len(run.problems)
+                ref = run.ref(row, cells, ref_index)
+                (service_id, start, group, secondary, age, sex, ethnicity, economic, referral, before, previous,
+                 surname, initial, birth) = run.values(row, cells, columns, pick)  # fmt: skip
+                if secondary and group is not None and str(group) in secondary.split(","):
+                    run.problem(row, "secondary_groups", f"client group {group} is the primary group; list it once")
+                if birth is not None and start is not None and birth > start:
+                    run.problem(row, "date_of_birth", f"date of birth {birth} is after start_date {start}", birth)
+                # Without all three linkage fields a record cannot be recognised elsewhere: no person.
+                linkable = surname is not None and initial is not None and birth is not None
+                if observe is not None and len(run.problems) == found:  # a good row, as it would be stored
+                    stored = dict(zip(_RECORD_COLUMNS, (ref, service_refs[service_id], start, group, secondary, age,
+                                  sex, ethnicity, economic, referral, before, previous), strict=False))  # fmt: skip
+                    stored["person"] = "sealed (linkable)" if linkable else "none (not linkable)"
+                    observe(row, dict(zip(run.reader.header, cells, strict=False)), stored)
+                if run.problems:
+                    stage.add(row, ref, None)  # the file will be refused: keep checking, stage only the ref
+                    continue
+                person = seal(person_hash_text(surname, initial, birth, sex)) if linkable else None
+                stage.add(
+                    row,
+                    ref,
+                    (ref, service_id, start_value(start), group, secondary, age, sex, ethnicity, economic, referral,
+                     before, previous, person),
+                )  # fmt: skip
+            run.duplicates(stage, "duplicate record_ref {ref}: already on row {first}")
         run.finish()
-        _write_records(conn, table, writer, pending, compare, start_value)
-        writer.flush()
-        if dry_run:
-            transaction.rollback()  # counted as an import would count them; nothing kept
+        _phase(on_phase, "staged")
+        inserted, updated = stage.apply(on_phase, dry_run=dry_run)
     run.report(run.rows)
-    return ImportSummary(kind="client-records", rows=run.rows, inserted=writer.inserted, updated=writer.updated)
+    return ImportSummary(kind="client-records", rows=run.rows, inserted=inserted, updated=updated)
+
+
+def _phase(on_phase: Phase | None, phase: str) -> None:
+    if on_phase is not None:
+        on_phase(phase)
 
 
 def _record_columns(
@@ -664,32 +609,6 @@ def _record_columns(
     )
 
 
-def _write_records(
-    conn: Connection,
-    table: Table,
-    writer: _Writer,
-    rows: list[tuple[Any, ...]],
-    compare: bool,
-    start_value: Callable[[str], Any],
-) -> None:
-    """Insert new records; update those whose stored values differ; leave the rest alone."""
-    stored: dict[str, tuple[int, tuple[Any, ...]]] = {}
-    if compare:  # an empty table holds nothing to compare with: a node's first import skips this
-        columns = [table.c[c] for c in _RECORD_COLUMNS]
-        date_at = _RECORD_COLUMNS.index("start_date")
-        for refs in _in_batches([r[0] for r in rows]):
-            query = select(table.c.id, *columns).where(table.c.record_ref.in_(refs))
-            for row_id, *found in conn.execute(query):
-                found[date_at] = start_value(_iso(found[date_at]))
-                stored[found[0]] = (row_id, tuple(found))
-    for values in rows:
-        before = stored.get(values[0])
-        if before is None:
-            writer.insert(values)
-        elif before[1] != values:
-            writer.update(before[0], values)
-
-
 def import_outcomes(
     engine: Engine,
     *,
@@ -702,6 +621,7 @@ def import_outcomes(
     dry_run: bool = False,
     observe: Observer | None = None,
     source: list[Source] | None = None,
+    on_phase: Phase | None = None,
 ) -> ImportSummary:
     """Import an outcomes file (one row per departure from a short-term service); all or nothing.
 
@@ -712,90 +632,70 @@ def import_outcomes(
     translator = translator or Translator(today=today)
     run = _start(path, "outcomes", progress, translator, sheet, encoding, source)
     table = _table(Outcome)
-    with engine.connect() as conn, conn.begin() as transaction, _bulk(conn):
-        _lock_for_import(conn, table)
-        writer = _Writer(conn, table, _OUTCOME_COLUMNS)
-        end_value = _date_values(table, "end_date", conn.dialect)
-        compare = _has_rows(conn, table)
-        columns: list[_Column] = []
-        first_row_of: dict[str, int] = {}
-        pending: list[tuple[int, str, list[Any]]] = []
-        for row, cells in run.records():
-            if not columns:  # the header has just been read
-                needs = _vocabulary("an outcome need", OUTCOME_NEEDS)
-                columns = _columns(
-                    run.reader,
-                    [
-                        ("end_date", _dates(_today(today), 1990)),
-                        ("departure", _vocabulary("a departure", DEPARTURES)),
-                        *((domain, needs) for domain in OUTCOME_DOMAINS),
-                    ],
-                    translator,
-                )
-                pick = itemgetter(*(c.index for c in columns))
-                ref_index = run.reader.header.index("record_ref")
+    with engine.connect() as conn, staging(conn, table, _OUTCOME_COLUMNS, "client_record_id") as stage:
+        with conn.begin():  # reads the store, writes only the staged rows (see import_client_records)
+            end_value = _date_values(table, "end_date", conn.dialect)
+            columns: list[_Column] = []
+            pending: list[tuple[int, str | None, list[Any]]] = []
+            for row, cells in run.records():
+                if not columns:  # the header has just been read
+                    needs = _vocabulary("an outcome need", OUTCOME_NEEDS)
+                    columns = _columns(
+                        run.reader,
+                        [
+                            ("end_date", _dates(_today(today), 1990)),
+                            ("departure", _vocabulary("a departure", DEPARTURES)),
+                            *((domain, needs) for domain in OUTCOME_DOMAINS),
+                        ],
+                        translator,
+                    )
+                    pick = itemgetter(*(c.index for c in columns))
+                    ref_index = run.reader.header.index("record_ref")
+                ref = run.ref(row, cells, ref_index)
+                pending.append((row, ref, run.values(row, cells, columns, pick)))  # checked a batch at a time
+                if len(pending) >= BATCH:
+                    _stage_outcomes(conn, run, stage, pending, end_value, observe)
+                    pending.clear()
+            _stage_outcomes(conn, run, stage, pending, end_value, observe)
             duplicate = "duplicate record_ref {ref}: a client record has one outcome, and row {first} gives it"
-            ref = run.ref(row, cells, ref_index, first_row_of, duplicate)
-            values = run.values(row, cells, columns, pick)
-            if ref is not None:
-                pending.append((row, ref, values))  # checked against the store a batch at a time
-            if len(pending) >= BATCH:
-                _write_outcomes(conn, run, writer, pending, compare, end_value, observe)
-                pending.clear()
-        _write_outcomes(conn, run, writer, pending, compare, end_value, observe)
+            run.duplicates(stage, duplicate, supersedes=frozenset({"end_date"}))
         run.finish()
-        writer.flush()
-        if dry_run:
-            transaction.rollback()  # counted as an import would count them; nothing kept
+        _phase(on_phase, "staged")
+        inserted, updated = stage.apply(on_phase, dry_run=dry_run)
     run.report(run.rows)
-    return ImportSummary(kind="outcomes", rows=run.rows, inserted=writer.inserted, updated=writer.updated)
+    return ImportSummary(kind="outcomes", rows=run.rows, inserted=inserted, updated=updated)
 
 
-def _write_outcomes(
+def _stage_outcomes(
     conn: Connection,
     run: _Run,
-    writer: _Writer,
-    pending: list[tuple[int, str, list[Any]]],
-    compare: bool,
+    stage: Staging,
+    pending: list[tuple[int, str | None, list[Any]]],
     end_value: Callable[[str], Any],
     observe: Observer | None = None,
 ) -> None:
-    """Check a batch of outcome rows against their client records, then insert or update them."""
+    """Check a batch of outcome rows against their client records, then stage them."""
     if not pending:
         return
-    record, table = _table(ClientRecord), _table(Outcome)
+    record = _table(ClientRecord)
     starts: dict[str, tuple[int, str]] = {}  # record_ref -> (client record id, start date)
-    for refs in _in_batches([ref for _row, ref, _values in pending]):
+    for refs in _in_batches([ref for _row, ref, _values in pending if ref is not None]):
         query = select(record.c.record_ref, record.c.id, record.c.start_date).where(record.c.record_ref.in_(refs))
         for ref, record_id, start in conn.execute(query):
             starts[ref] = (record_id, _iso(start))
-    stored: dict[int, tuple[int, tuple[Any, ...]]] = {}
-    if compare:
-        columns = [table.c[c] for c in _OUTCOME_COLUMNS]
-        for ids in _in_batches([record_id for record_id, _start in starts.values()]):
-            query = select(table.c.id, *columns).where(table.c.client_record_id.in_(ids))
-            for row_id, *found in conn.execute(query):
-                found[1] = end_value(_iso(found[1]))
-                stored[found[0]] = (row_id, tuple(found))
     for row, ref, (end, *rest) in pending:
-        known = starts.get(ref)
-        if known is None:
+        known = starts.get(ref) if ref is not None else None
+        if ref is not None and known is None:
             run.problem(row, "record_ref", f"unknown record_ref {ref!r}: no such client record in the store; "
                         "import client records first")  # fmt: skip
+        if known is not None and end is not None and end < known[1]:
+            run.problem(row, "end_date", f"end_date {end} is before the record's start_date {known[1]}")
+        if run.problems or known is None:
+            stage.add(row, ref, None)  # the file will be refused: keep checking, stage only the ref
             continue
-        record_id, start = known
-        if end is not None and end < start:
-            run.problem(row, "end_date", f"end_date {end} is before the record's start_date {start}")
         if observe is not None and end is not None and None not in rest:
             observe(row, {}, {"record_ref": ref, "end_date": end, **dict(zip(_OUTCOME_COLUMNS[2:], rest, strict=True))})
-        if run.problems:
-            continue  # the file will be refused: keep checking, stop writing
-        values = (record_id, end_value(end), *rest)
-        before = stored.get(record_id)
-        if before is None:
-            writer.insert(values)
-        elif before[1] != values:
-            writer.update(before[0], values)
+        stage.add(row, ref, (known[0], end_value(end), *rest))
 
 
 def import_records(

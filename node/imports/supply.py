@@ -15,7 +15,8 @@ Columns (header names are matched ignoring case and surrounding spaces; a space 
 
     providers.csv  provider_ref, name, [national_provider_id], [charity_number], [company_number]
     services.csv   service_ref, provider_ref, name, district, service_type, client_group, units,
-                   [unit_type], [contracted_hours], designated, term
+                   [unit_type], [contracted_hours], designated, term, [start_date], [end_date],
+                   [changed_on]
     contracts.csv  contract_ref, service_ref, annual_value, start_date, end_date
 
 [Bracketed] columns may be left out, and their cells left blank. A column the importer does not
@@ -29,7 +30,10 @@ underscores forgiven); unit_type, when given, must be the one the service type c
 client_group is 1-21; units a whole number >= 0; contracted_hours > 0, required for
 floating-support; designated true/false/yes/no/y/n/1/0; annual_value pounds >= 0 with at most 2
 decimals ("£" and thousands commas allowed), for a service with at least one unit; dates YYYY-MM-DD
-with end_date >= start_date; a provider needs a name with a letter or digit besides its legal form
+with end_date >= start_date (a service's start_date and end_date, its life, are optional; changed_on,
+the day a changed service's new figures took effect, defaults to the day of the import: the
+version it replaces is kept in service_history up to the day before, so the supply map can be
+asked as at any date); a provider needs a name with a letter or digit besides its legal form
 ("Ltd"), or a national provider id, charity or company number; charity
 numbers 6-7 digits; company numbers 8 characters (leading zeros a spreadsheet dropped are restored).
 """
@@ -60,7 +64,16 @@ from sqlmodel import SQLModel
 
 from node.imports.mapping import Translator
 from node.imports.reading import Columns, Encoding, Source, count_lines
-from node.store import Contract, DistrictRow, Provider, Service, store_authority, utcnow
+from node.store import (
+    SERVICE_VERSION_FIELDS,
+    Contract,
+    DistrictRow,
+    Provider,
+    Service,
+    ServiceHistory,
+    store_authority,
+    utcnow,
+)
 from shared.errors import ImportError_, ImportProblem
 from shared.provider_identity import normalise_name
 from shared.vocabulary import CLIENT_GROUPS, UNIT_TYPE_FOR, ServiceType, Term, UnitType
@@ -95,8 +108,11 @@ COLUMNS: dict[str, Columns] = {
             "contracted_hours",
             "designated",
             "term",
+            "start_date",
+            "end_date",
+            "changed_on",
         ),
-        frozenset({"unit_type", "contracted_hours"}),
+        frozenset({"unit_type", "contracted_hours", "start_date", "end_date", "changed_on"}),
     ),
     "contracts": Columns(("contract_ref", "service_ref", "annual_value", "start_date", "end_date")),
 }
@@ -256,6 +272,10 @@ def _iso_date(value: object) -> date:
     return parsed
 
 
+def _optional_date(value: object) -> date | None:
+    return None if value is None or str(value) == "" else _iso_date(value)
+
+
 def _pounds(value: object) -> Decimal:
     text = str(value)
     if text.lstrip("£").startswith("-"):
@@ -364,6 +384,17 @@ class ServiceRow(_Row):
     contracted_hours: Annotated[float | None, BeforeValidator(_hours)] = Field(default=None, validate_default=True)
     designated: Annotated[bool, BeforeValidator(_yes_no)]
     term: Annotated[Term, BeforeValidator(_term)]
+    start_date: Annotated[date | None, BeforeValidator(_optional_date)] = None
+    end_date: Annotated[date | None, BeforeValidator(_optional_date)] = None
+    changed_on: Annotated[date | None, BeforeValidator(_optional_date)] = None
+
+    @field_validator("end_date")
+    @classmethod
+    def _service_ends_after_it_starts(cls, end: date | None, info: ValidationInfo) -> date | None:
+        start = info.data.get("start_date")
+        if start is not None and end is not None and end < start:
+            raise ValueError(f"end_date {end} is before start_date {start}")
+        return end
 
     @field_validator("provider_ref")
     @classmethod
@@ -415,6 +446,8 @@ class ServiceRow(_Row):
             "contracted_hours": self.contracted_hours,
             "designated": self.designated,
             "term": self.term.value,
+            "start_date": self.start_date,
+            "end_date": self.end_date,
         }
 
 
@@ -466,23 +499,7 @@ _KINDS: dict[str, _Kind] = {
     "providers": _Kind(
         Provider, "provider_ref", ProviderRow, ("name", "national_provider_id", "charity_number", "company_number")
     ),
-    "services": _Kind(
-        Service,
-        "service_ref",
-        ServiceRow,
-        (
-            "provider_id",
-            "name",
-            "district_code",
-            "service_type",
-            "client_group",
-            "units",
-            "unit_type",
-            "contracted_hours",
-            "designated",
-            "term",
-        ),
-    ),
+    "services": _Kind(Service, "service_ref", ServiceRow, (*SERVICE_VERSION_FIELDS, "start_date", "end_date")),
     "contracts": _Kind(Contract, "contract_ref", ContractRow, ("service_id", "annual_value", "start_date", "end_date")),
 }
 
@@ -584,6 +601,27 @@ def _stored(
 Observer = Callable[[int, dict[str, str], dict[str, Any]], None]
 """Called with each good row during a check: (row number, the file's cells by column, the values
 as they will be stored by column)."""
+_LIFE = ("start_date", "end_date")
+
+
+def _keep_undated(columns: dict[str, Any], stored: tuple[Any, ...], header: list[str]) -> None:
+    """A file without the start_date or end_date column leaves those of a stored service as they
+    are (an older export that never had them does not wipe them)."""
+    for at, name in enumerate(_LIFE, start=len(SERVICE_VERSION_FIELDS)):
+        if name not in header:
+            columns[name] = stored[at]
+
+
+def _replaced_version(before: tuple[int, tuple[Any, ...]], changed_on: date | None, today: date) -> dict[str, Any]:
+    """The stored version a re-import replaces, as a service_history row: it held up to the day
+    before the change took effect (`changed_on`, else the day of the import)."""
+    service_id, values = before
+    return {
+        "service_id": service_id,
+        "valid_until": date.fromordinal((changed_on or today).toordinal() - 1),
+        "recorded_at": utcnow(),
+        **dict(zip(SERVICE_VERSION_FIELDS, values[: len(SERVICE_VERSION_FIELDS)], strict=True)),
+    }
 
 
 def import_csv(
@@ -663,6 +701,8 @@ def import_csv(
         context = _load_context(conn, kind, authority.code, authority.name)
         stored = _stored(conn, table, spec.key, spec.compared)
         writer = _Writer(conn, table, utcnow())
+        history: list[dict[str, Any]] = []  # services: the versions this import replaces
+        today = date.today()
         for row, values in reader.records():
             rows += 1
             if rows % BATCH == 0:
@@ -690,15 +730,24 @@ def import_csv(
             if problems:
                 continue  # the file will be refused: keep checking, stop writing
             before = stored.get(columns[spec.key])
+            if before is not None and kind == "services":
+                _keep_undated(columns, before[1], reader.header)
             if before is None:
                 writer.insert(columns)
             elif before[1] != tuple(columns[c] for c in spec.compared):
                 writer.update(before[0], columns)
+                supply_changed = before[1][: len(SERVICE_VERSION_FIELDS)] != tuple(
+                    columns[c] for c in SERVICE_VERSION_FIELDS
+                )
+                if kind == "services" and supply_changed:  # new dates alone correct the service's life
+                    history.append(_replaced_version(before, getattr(item, "changed_on", None), today))
         if rows == 0 and not problems:
             reader.problem(None, None, "no data rows: the file has a header and nothing else")
         if problems:
             raise ImportError_(problems)  # leaving the block rolls back whatever was written
         writer.flush()
+        if history:
+            conn.execute(insert(_table(ServiceHistory)), history)
         if dry_run:
             transaction.rollback()  # counted as an import would count them; nothing kept
     if progress is not None:

@@ -541,7 +541,9 @@ def write_csvs(supply: SyntheticSupply, directory: Path) -> dict[str, Path]:
         ("services", supply.services),
         ("contracts", supply.contracts),
     ):
-        columns = COLUMNS[kind].all
+        # The importer's columns that the records have (services carry no dates of their own).
+        names = {f.name for f in fields(records[0])} if records else set()
+        columns = [c for c in COLUMNS[kind].all if c in names]
         path = directory / f"{kind}.csv"
         with path.open("w", encoding="utf-8", newline="") as f:
             writer = SafeWriter(f)
