@@ -60,6 +60,7 @@ from shared.auth import (
 )
 from shared.disclosure import check_share_threshold, load_secret, require_min_authorities
 from shared.errors import CagnetError, DisclosureRefused, InvalidRequest, NotPermitted, StalePolicy
+from shared.guard import MAX_MESSAGE, RefusalSummary, RequestGuard, server_options
 from shared.identity import Identity
 from shared.interceptor import (
     SignedEnvelopeInterceptor,
@@ -75,6 +76,7 @@ from shared.models import PLAN_KINDS
 from shared.pb.cagnet.v1 import coordinator_pb2, coordinator_pb2_grpc, envelope_pb2, node_pb2
 from shared.policy import AggregateRule, Policy, PolicySource
 from shared.serde import envelope_from_proto, envelope_to_proto
+from shared.serving import bind, folder_lock
 
 log = logging.getLogger(__name__)
 
@@ -297,6 +299,17 @@ class CoordinatorRuntime:
 
         yield from store.stream(message.from_sequence, follow=message.follow, active=active)
 
+    def write_refusals(self, address: str, parameters: dict[str, object], decision: str) -> None:
+        """One audit row for the calls one address made in a minute that were refused before any
+        signature was tried (`shared.guard`)."""
+        self.audit.record(
+            principal=f"address {address}",
+            role="unauthenticated",
+            method="/cagnet.v1.*",
+            parameters=parameters,
+            decision=decision,
+        )
+
     def on_reject(self, method: str, peer: str | None, error: CagnetError, verified: Verified[Any] | None) -> None:
         log.info("rejected %s from %s: %s", method, peer, error.public_message)
         self.audit.on_reject(method, peer, error, verified)
@@ -512,9 +525,17 @@ def create_server(
     runtime.register = register
     # One audit log for the three services, whoever built the other two runtimes.
     register.audit = governance.audit = runtime.audit
+    checks = RequestGuard(summary=RefusalSummary(runtime.write_refusals))
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=max_workers),
-        interceptors=[CallObserver(runtime.metrics), interceptor, register.interceptor(), governance.interceptor()],
+        interceptors=[
+            CallObserver(runtime.metrics),
+            checks,
+            interceptor,
+            register.interceptor(),
+            governance.interceptor(),
+        ],
+        options=server_options(MAX_MESSAGE),
     )
     coordinator_pb2_grpc.add_CoordinatorServicer_to_server(CoordinatorServicer(runtime), server)
     add_to_server(server, register)
@@ -522,11 +543,8 @@ def create_server(
     health_servicer = health.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     identity = runtime.identity
-    port = server.add_secure_port(
-        address, server_credentials(identity.ca_cert_pem, identity.tls_key_pem, identity.tls_cert_pem)
-    )
-    if port == 0:
-        raise InvalidRequest(f"could not listen on {address}")
+    credentials = server_credentials(identity.ca_cert_pem, identity.tls_key_pem, identity.tls_cert_pem)
+    port = bind(server, address, credentials, what="the coordinator")
     server.start()
     health_servicer.set("", health_pb2.HealthCheckResponse.SERVING)
     health_servicer.set(SERVICE, health_pb2.HealthCheckResponse.SERVING)
@@ -536,7 +554,12 @@ def create_server(
 
 
 def serve(netdir: Path, *, listen: str, onboarding_listen: str | None = None) -> None:
-    """Run until SIGTERM or SIGINT, then stop gracefully."""
+    """Run until SIGTERM or SIGINT, then stop gracefully. One coordinator per network folder."""
+    with folder_lock(netdir, "the coordinator of the network"):
+        _serve(netdir, listen=listen, onboarding_listen=onboarding_listen)
+
+
+def _serve(netdir: Path, *, listen: str, onboarding_listen: str | None) -> None:
     network.set_endpoint(netdir, COORDINATOR, listen)
     runtime = CoordinatorRuntime.open(netdir)
     # A schedule more frequent than the chair's mandate allows stops the start here, before listening.
@@ -548,9 +571,11 @@ def serve(netdir: Path, *, listen: str, onboarding_listen: str | None = None) ->
     onboarding_address = onboarding_listen or runtime.settings.onboarding_address
     if onboarding_address is not None:
         from coordinator.onboarding.server import create_server as create_onboarding
+        from coordinator.onboarding.server import guard
 
+        onboarding_checks = guard(governance)
         onboarding_server, onboarding_port = create_onboarding(
-            governance, address=onboarding_address, metrics=runtime.metrics
+            governance, address=onboarding_address, metrics=runtime.metrics, checks=onboarding_checks
         )
         log.info("onboarding port %d (TLS, no client certificate; docs/onboarding.md)", onboarding_port)
     metrics: MetricsListener | None = None
@@ -567,6 +592,8 @@ def serve(netdir: Path, *, listen: str, onboarding_listen: str | None = None) ->
         schedule.stop()
     if onboarding_server is not None:
         onboarding_server.stop(grace=5).wait()
+        if onboarding_checks.summary is not None:
+            onboarding_checks.summary.flush(everything=True)
     server.stop(grace=5).wait()
     if metrics is not None:
         metrics.close()

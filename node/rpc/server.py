@@ -41,6 +41,7 @@ from shared.auth import (
 )
 from shared.authorities import register_of
 from shared.errors import CagnetError, DisclosureRefused, InvalidRequest, NotPermitted, StalePolicy
+from shared.guard import MAX_MESSAGE, RefusalSummary, RequestGuard, server_options
 from shared.identity import Identity
 from shared.interceptor import (
     SignedEnvelopeInterceptor,
@@ -64,6 +65,7 @@ from shared.serde import (
     records_question_from_proto,
     supply_map_to_proto,
 )
+from shared.serving import bind, folder_lock
 
 log = logging.getLogger(__name__)
 
@@ -341,6 +343,19 @@ class NodeRuntime:
             )
         except Exception:
             log.exception("could not write a rejection to the audit log")
+
+    def write_refusals(self, address: str, parameters: dict[str, object], decision: str) -> None:
+        """One audit row for the calls one address made in a minute that were refused before any
+        signature was tried (`shared.guard`)."""
+        service.record(
+            self.engine,
+            principal=None,
+            principal_id=f"address {address}",
+            via="",
+            method=f"/{SERVICE}/*",
+            parameters=parameters,
+            decision=decision,
+        )
 
     def sign(self, message: Any) -> envelope_pb2.Envelope:
         return envelope_to_proto(sign_message(message, self.identity))
@@ -680,18 +695,18 @@ def _with_mandate(verified: Verified[Any], parameters: dict[str, object]) -> dic
 def create_server(runtime: NodeRuntime, *, address: str | None = None, max_workers: int = 8) -> tuple[grpc.Server, int]:
     """A started server on `address` (default: the configured endpoint; use port 0 in tests)."""
     interceptor = SignedEnvelopeInterceptor((SERVICE,), runtime.authenticate, runtime.on_reject)
+    checks = RequestGuard(summary=RefusalSummary(runtime.write_refusals))
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=max_workers),
-        interceptors=[CallObserver(runtime.metrics), interceptor],
+        interceptors=[CallObserver(runtime.metrics), checks, interceptor],
+        options=server_options(MAX_MESSAGE),
     )
     node_pb2_grpc.add_NodeServicer_to_server(NodeServicer(runtime), server)
     health_servicer = health.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     identity = runtime.identity
     creds = server_credentials(identity.ca_cert_pem, identity.tls_key_pem, identity.tls_cert_pem)
-    port = server.add_secure_port(address or runtime.config.listen, creds)
-    if port == 0:
-        raise InvalidRequest(f"could not listen on {address or runtime.config.listen}")
+    port = bind(server, address or runtime.config.listen, creds, what=f"node {runtime.config.authority}")
     server.start()
     health_servicer.set("", health_pb2.HealthCheckResponse.SERVING)
     health_servicer.set(SERVICE, health_pb2.HealthCheckResponse.SERVING)
@@ -699,11 +714,17 @@ def create_server(runtime: NodeRuntime, *, address: str | None = None, max_worke
 
 
 def serve(config: NodeConfig, *, ready: Any = None) -> None:
-    """Run until SIGTERM or SIGINT, then stop gracefully (in-flight calls get 5 s to finish)."""
-    from node.network.governance import ManifestPoller
-
+    """Run until SIGTERM or SIGINT, then stop gracefully (in-flight calls get 5 s to finish). One
+    server per node folder: a second is refused while this one runs (`shared.serving`)."""
     if config.metrics_listen:
         parse_listen(config.metrics_listen, setting="metrics_listen")  # a bad address stops the start here
+    with folder_lock(config.nodedir, f"the node {config.authority}"):
+        _serve(config, ready)
+
+
+def _serve(config: NodeConfig, ready: Any) -> None:
+    from node.network.governance import ManifestPoller
+
     runtime = NodeRuntime.open(config)
     server, port = create_server(runtime)
     metrics: MetricsListener | None = None
