@@ -73,6 +73,7 @@ from shared.mandate import FeedMandate, check_mandated_query, open_mandate, quer
 from shared.manifest import CAG_CHAIR, COORDINATOR, MEMBER_AUTHORITY, REGIONAL_BOARD, Manifest, ManifestSource, Party
 from shared.metrics import CallObserver, MetricsListener, ServerMetrics, serve_metrics
 from shared.models import PLAN_KINDS
+from shared.nonces import StoredNonceCache
 from shared.pb.cagnet.v1 import coordinator_pb2, coordinator_pb2_grpc, envelope_pb2, node_pb2
 from shared.policy import AggregateRule, Policy, PolicySource
 from shared.serde import envelope_from_proto, envelope_to_proto
@@ -100,7 +101,8 @@ class CoordinatorRuntime:
     manifests: ManifestSource
     policies: PolicySource
     settings: CoordinatorSettings = field(default_factory=CoordinatorSettings)
-    nonces: NonceCache = field(default_factory=NonceCache)
+    # None: kept in the audit database as well as memory (`shared.nonces`), so a restart refuses a replay.
+    nonces: NonceCache = field(default=None)  # type: ignore[assignment]
     clients: NodeClients = field(init=False)
     register: RegisterRuntime | None = None
     # Every call to the coordinator's services and every scheduled snapshot (`coordinator.audit`).
@@ -113,6 +115,8 @@ class CoordinatorRuntime:
         self.clients = NodeClients(self.identity)
         url = self.settings.audit_database_url or default_audit_url(self.netdir)
         self.audit = CoordinatorAudit(self.netdir, self.manifests, self.policies, url=url)
+        if self.nonces is None:
+            self.nonces = StoredNonceCache(lambda: self.audit.engine)
         self.metrics = ServerMetrics(COORDINATOR, COORDINATOR)
         self.metrics.reading(
             "cagnet_audit_log_entries",
@@ -523,8 +527,9 @@ def create_server(
         runtime.netdir, runtime.identity, runtime.manifests, nonces=runtime.nonces
     )
     runtime.register = register
-    # One audit log for the three services, whoever built the other two runtimes.
+    # One audit log and one store of nonces for the three services, whoever built the other two runtimes.
     register.audit = governance.audit = runtime.audit
+    register.nonces = governance.nonces = runtime.nonces
     checks = RequestGuard(summary=RefusalSummary(runtime.write_refusals))
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=max_workers),

@@ -6,6 +6,7 @@ from __future__ import annotations
 from sqlalchemy import MetaData
 
 from shared.migrate import Schema, Store
+from shared.migrations.nonces import SCHEMA as NONCES
 
 
 def _metadata() -> MetaData:
@@ -22,7 +23,8 @@ SCHEMA = Schema(
     only_tables=frozenset({"audit_log"}),
 )
 
-# Only the coordinator keeps an audit log in a database of its own (a node's is in its node database).
+# Only the coordinator keeps an audit log in a database of its own (a node's is in its node database),
+# and beside it the nonces of the requests it accepted (`shared.nonces`).
 LOG_STORE = Store(
-    title="the coordinator's audit log", schemas=(SCHEMA,), upgrade_command="cagnet coordinator upgrade NETDIR"
+    title="the coordinator's audit log", schemas=(SCHEMA, NONCES), upgrade_command="cagnet coordinator upgrade NETDIR"
 )
