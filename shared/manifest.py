@@ -12,7 +12,7 @@ import base64
 import functools
 import json
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from threading import Lock
 
@@ -162,6 +162,31 @@ class Manifest(BaseModel):
 
 def encode_key(key: Ed25519PublicKey) -> str:
     return base64.b64encode(dsse.public_key_raw(key)).decode()
+
+
+def claimed_version(payload: bytes) -> int | None:
+    """The manifest version a piece of signed JSON evidence (a bundle, a feed snapshot) says it was
+    made under, read before anything is verified: it only picks which verified version to check
+    the evidence against, and the evidence must then verify under it."""
+    try:
+        version = json.loads(payload).get("manifest_version")
+    except (ValueError, AttributeError):
+        return None
+    return version if isinstance(version, int) and not isinstance(version, bool) else None
+
+
+def manifest_at(history: Sequence[Manifest], version: int, *, what: str) -> Manifest:
+    """Version `version` of a verified chain (`history`, as `ManifestSource.history` gives it): the
+    parties and the keys they held when `what` was made. Evidence is checked against these, not
+    the current keys, so a key rotated since does not make it stop verifying."""
+    for manifest in history:
+        if manifest.version == version:
+            return manifest
+    held = f"versions {history[0].version} to {history[-1].version}" if history else "no versions"
+    raise InvalidRequest(
+        f"{what} was made under manifest version {version}, which this folder's verified manifest "
+        f"chain does not hold ({held})"
+    )
 
 
 def sign_manifest(manifest: Manifest, key: Ed25519PrivateKey) -> dsse.Envelope:

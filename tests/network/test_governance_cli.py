@@ -5,6 +5,8 @@ port 0, mTLS, signed envelopes)."""
 
 from __future__ import annotations
 
+import base64
+import json
 import re
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,8 +17,10 @@ from typer.testing import CliRunner
 
 from cagnet.cli import app
 from coordinator import network
+from coordinator.joint import bundle as bundle_mod
 from coordinator.joint.client import Refused, joint_query
 from shared import keys
+from shared.errors import BadSignature
 from shared.identity import Identity
 from shared.manifest import CAG_CHAIR, MEMBER_AUTHORITY, REGIONAL_BOARD, encode_key
 from tests.netutil import LiveNetwork, make_network, running
@@ -93,6 +97,39 @@ def test_a_principal_rotates_its_key_the_same_way(net: LiveNetwork) -> None:
     bundle, _ = joint_query(net.netdir, kind="supply-map")  # signed with the chair's new key
     assert len(bundle.answered) == 3
     assert Identity.load(folder).keyid == network.read(net.netdir).party(CAG_CHAIR).keyid
+
+
+def test_a_bundle_saved_before_a_member_and_the_chair_rotate_their_keys_still_verifies(
+    net: LiveNetwork, tmp_path: Path
+) -> None:
+    saved = tmp_path / "supply.json"
+    _cli("query", "supply-map", "--network", str(net.netdir), "--out", str(saved))
+    made_under = network.read(net.netdir).version
+    output = _cli("node", "rotate-key", str(net.nodedirs[MEDWAY]), "--network", str(net.netdir), "--overlap-days", "1")
+    _approve(net, re.search(r"proposal (\w+):", output).group(1), BRIGHTON)  # type: ignore[union-attr]
+    _approve(net, _propose(net, "rotate-key", CAG_CHAIR, node=KENT), BRIGHTON)
+    current = network.read(net.netdir)
+    assert current.version == made_under + 2
+    # Against today's keys the bundle no longer verifies: Medway and the chair signed it with keys
+    # the manifest lists no more.
+    envelope, _ = bundle_mod.load(saved)
+    with pytest.raises(BadSignature):
+        bundle_mod.verify_bundle(envelope, current)
+    # `cagnet verify` checks it against the keys they held at the version it names, and says so.
+    verified = _cli("verify", str(saved), "--network", str(net.netdir))
+    assert "verified: supply-map bundle from Test CAG, 3 signed contributions" in verified
+    assert (
+        f"signatures checked against the keys each party held at manifest version {made_under}, from the verified "
+        f"chain (the current version is {made_under + 2}" in verified
+    )
+    # A bundle that claims a version it was not made under is refused, not accepted on old keys.
+    doc = json.loads(saved.read_text())
+    forged = dict(doc["envelope"])
+    payload = json.loads(envelope.payload)
+    payload["manifest_version"] = made_under - 1
+    forged["payload"] = base64.b64encode(json.dumps(payload).encode()).decode()
+    saved.write_text(json.dumps({**doc, "envelope": forged}))
+    assert "bad signature" in _cli("verify", str(saved), "--network", str(net.netdir), ok=False)
 
 
 def test_roles_change_only_at_the_quorum_and_every_node_enforces_them(net: LiveNetwork) -> None:
