@@ -558,14 +558,25 @@ def create_server(
     return server, port
 
 
-def serve(netdir: Path, *, listen: str, onboarding_listen: str | None = None) -> None:
-    """Run until SIGTERM or SIGINT, then stop gracefully. One coordinator per network folder."""
+def serve(netdir: Path, *, listen: str, onboarding_listen: str | None = None, advertise: str | None = None) -> None:
+    """Run until SIGTERM or SIGINT, then stop gracefully. One coordinator per network folder.
+    `advertise`: the endpoint the manifest is to list, if not the one it lists (a new version,
+    founding phase only; the CLI asks before passing it)."""
     with folder_lock(netdir, "the coordinator of the network"):
-        _serve(netdir, listen=listen, onboarding_listen=onboarding_listen)
+        _serve(netdir, listen=listen, onboarding_listen=onboarding_listen, advertise=advertise)
 
 
-def _serve(netdir: Path, *, listen: str, onboarding_listen: str | None) -> None:
-    network.set_endpoint(netdir, COORDINATOR, listen)
+def _serve(netdir: Path, *, listen: str, onboarding_listen: str | None, advertise: str | None) -> None:
+    before = network.read(netdir)
+    if advertise is not None and advertise != before.coordinator_endpoint:
+        after = network.set_endpoint(netdir, COORDINATOR, advertise)
+        log.warning(
+            "manifest version %d lists the coordinator at %s (was %s at version %d)",
+            after.version,
+            advertise,
+            before.coordinator_endpoint or "no address",
+            before.version,
+        )
     runtime = CoordinatorRuntime.open(netdir)
     # A schedule more frequent than the chair's mandate allows stops the start here, before listening.
     schedule = FeedSchedule.prepare(runtime)
