@@ -8,6 +8,7 @@ from __future__ import annotations
 import base64
 import json
 import re
+import shlex
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -17,6 +18,7 @@ from typer.testing import CliRunner
 
 from cagnet.cli import app
 from coordinator import network
+from coordinator.governance import proposals as gov
 from coordinator.joint import bundle as bundle_mod
 from coordinator.joint.client import Refused, joint_query
 from shared import keys
@@ -224,3 +226,21 @@ def test_status_flags_a_certificate_the_manifest_does_not_list_or_that_expires_s
     assert not status.describe(
         kent, pki.load_cert((net.nodedirs[KENT] / "identity" / "tls.crt").read_bytes()), now=now
     ).warning
+
+
+def test_feed_revokes_advice_and_the_docs_run_as_printed(net: LiveNetwork) -> None:
+    netdir = str(net.netdir)
+    _cli("feed", "authorise", "--network", netdir, "--every", "7d", "--until", "2027-03-31")
+    printed = _cli("feed", "revoke", "--network", netdir)
+    advice = re.findall(
+        r"(cagnet network (?:rotate-key|propose-roles) .*?--node NODEDIR(?: --overlap-days 0)?)", printed
+    )
+    docs = (Path(__file__).parents[2] / "docs" / "feeds.md").read_text()
+    documented = re.findall(r"^    (cagnet network (?:rotate-key|propose-roles) .*)$", docs, flags=re.MULTILINE)
+    assert len(advice) == len(documented) == 2, (printed, documented)
+    for command in [*advice, *documented]:
+        filled = command.replace("NETDIR", netdir).replace("NODEDIR", str(net.nodedirs[KENT]))
+        output = _cli(*shlex.split(filled)[1:])
+        pid = re.search(r"proposal (\w+):", output)
+        assert pid, (command, output)
+        gov.withdraw(net.netdir, pid.group(1))  # one open change at a time: the next command files its own
