@@ -244,3 +244,45 @@ def test_feed_revokes_advice_and_the_docs_run_as_printed(net: LiveNetwork) -> No
         pid = re.search(r"proposal (\w+):", output)
         assert pid, (command, output)
         gov.withdraw(net.netdir, pid.group(1))  # one open change at a time: the next command files its own
+
+
+def test_a_refused_or_withdrawn_principal_proposal_leaves_no_keys_and_can_be_made_again(net: LiveNetwork) -> None:
+    netdir = str(net.netdir)
+    args = ("--role", REGIONAL_BOARD, "--node", str(net.nodedirs[KENT]), "--network", netdir)
+    first = re.search(r"proposal (\w+):", _cli("network", "propose-principal", "--id", "auditor", *args))
+    assert first
+    # A second change against the same version, while the first has Kent's approval: refused at
+    # filing, naming the first, and the keys made for it are gone.
+    refused = _cli("network", "propose-principal", "--id", "examiner", *args, ok=False)
+    assert f"proposal {first.group(1)} (add auditor" in refused and "withdraw" in refused
+    assert not network.principal_dir(net.netdir, "examiner").exists()
+    # Withdrawn by the operator: kept, its keys removed, and the principal can be proposed again.
+    withdrawn = _cli("network", "withdraw", first.group(1), "--network", netdir, "--yes")
+    assert "withdrawn" in withdrawn and "removed the keys made for it" in withdrawn
+    assert not network.principal_dir(net.netdir, "auditor").exists()
+    assert (gov.proposals_dir(net.netdir) / "withdrawn" / f"{first.group(1)}.json").exists()
+    again = re.search(r"proposal (\w+):", _cli("network", "propose-principal", "--id", "auditor", *args))
+    assert again
+    gov.withdraw(net.netdir, again.group(1))
+
+
+def test_propose_join_asks_before_filing_and_an_answer_of_no_leaves_nothing(net: LiveNetwork, tmp_path: Path) -> None:
+    surrey = tmp_path / "surrey"
+    _cli(
+        "node",
+        "init",
+        str(surrey),
+        "--network",
+        str(net.netdir),
+        "--authority",
+        "E10000030",
+        "--endpoint",
+        "127.0.0.1:7199",
+    )
+    command = ["network", "propose-join", str(surrey), "--node", str(net.nodedirs[KENT]), "--network", str(net.netdir)]
+    before = sorted(p.name for p in gov.proposals_dir(net.netdir).glob("*.json"))
+    aborted = CliRunner().invoke(app, command, input="n\n", env={"COLUMNS": "200"})
+    assert aborted.exit_code == 1, aborted.output + repr(aborted.exception)
+    assert "asks to join" in aborted.output and "nothing filed" in aborted.output
+    assert sorted(p.name for p in gov.proposals_dir(net.netdir).glob("*.json")) == before
+    assert "--yes" in CliRunner().invoke(app, ["network", "propose-join", "--help"], env={"COLUMNS": "200"}).output
