@@ -110,8 +110,11 @@ class CoordinatorRuntime:
     _feeds: FeedStore | None = field(default=None, init=False)
     _feeds_lock: threading.Lock = field(default_factory=threading.Lock, init=False)
     metrics: ServerMetrics = field(init=False)
+    # Calls refused before any signature was tried, one audit row per address per minute (shared.guard).
+    refusals: RefusalSummary = field(init=False)
 
     def __post_init__(self) -> None:
+        self.refusals = RefusalSummary(self.write_refusals)
         self.clients = NodeClients(self.identity)
         url = self.settings.audit_database_url or default_audit_url(self.netdir)
         self.audit = CoordinatorAudit(self.netdir, self.manifests, self.policies, url=url)
@@ -530,7 +533,7 @@ def create_server(
     # One audit log and one store of nonces for the three services, whoever built the other two runtimes.
     register.audit = governance.audit = runtime.audit
     register.nonces = governance.nonces = runtime.nonces
-    checks = RequestGuard(summary=RefusalSummary(runtime.write_refusals))
+    checks = RequestGuard(summary=runtime.refusals)
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=max_workers),
         interceptors=[
@@ -611,6 +614,7 @@ def _serve(netdir: Path, *, listen: str, onboarding_listen: str | None, advertis
         if onboarding_checks.summary is not None:
             onboarding_checks.summary.flush(everything=True)
     server.stop(grace=5).wait()
+    runtime.refusals.flush(everything=True)
     if metrics is not None:
         metrics.close()
     runtime.close()

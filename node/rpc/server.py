@@ -139,9 +139,12 @@ class NodeRuntime:
     _register_text: str | None = None  # the authority register the store was last written from
     _following: threading.Lock = field(default_factory=threading.Lock)  # one request follows a new version
     metrics: ServerMetrics = field(init=False)
+    # Calls refused before any signature was tried, one audit row per address per minute (shared.guard).
+    refusals: RefusalSummary = field(init=False)
 
     def __post_init__(self) -> None:
         self.metrics = ServerMetrics("node", self.config.authority)
+        self.refusals = RefusalSummary(self.write_refusals)
         self.metrics.reading(
             "cagnet_audit_log_entries",
             "Entries in the node's hash-chained audit log.",
@@ -695,7 +698,7 @@ def _with_mandate(verified: Verified[Any], parameters: dict[str, object]) -> dic
 def create_server(runtime: NodeRuntime, *, address: str | None = None, max_workers: int = 8) -> tuple[grpc.Server, int]:
     """A started server on `address` (default: the configured endpoint; use port 0 in tests)."""
     interceptor = SignedEnvelopeInterceptor((SERVICE,), runtime.authenticate, runtime.on_reject)
-    checks = RequestGuard(summary=RefusalSummary(runtime.write_refusals))
+    checks = RequestGuard(summary=runtime.refusals)
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=max_workers),
         interceptors=[CallObserver(runtime.metrics), checks, interceptor],
@@ -747,6 +750,7 @@ def _serve(config: NodeConfig, ready: Any) -> None:
     stop.wait()
     poller.stop()
     server.stop(grace=5).wait()
+    runtime.refusals.flush(everything=True)
     if metrics is not None:
         metrics.close()
     runtime.engine.dispose()

@@ -322,6 +322,8 @@ def test_a_second_server_on_a_served_folder_or_a_busy_port_is_refused(net: Net) 
             str(net.netdir),
             "--listen",
             f"127.0.0.1:{free_port()}",
+            "--advertise",  # the manifest's address kept: it is the folder that refuses
+            net.coordinator,
         ],
         env=_env(),
         capture_output=True,
