@@ -21,16 +21,11 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from shared import dsse
 from shared.errors import InvalidRequest, UnknownIssuer
+from shared.roles import CAG_CHAIR, COORDINATOR, MEMBER_AUTHORITY, REGIONAL_BOARD, ROLES  # noqa: F401 (re-exported)
 
 log = logging.getLogger(__name__)
 
 MANIFEST_PAYLOAD_TYPE = "application/vnd.cagnet.v1.manifest+json"
-
-MEMBER_AUTHORITY = "member-authority"
-CAG_CHAIR = "cag-chair"
-REGIONAL_BOARD = "regional-board"
-COORDINATOR = "coordinator"
-ROLES = (MEMBER_AUTHORITY, CAG_CHAIR, REGIONAL_BOARD, COORDINATOR)
 
 
 class Party(BaseModel):

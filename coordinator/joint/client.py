@@ -46,11 +46,11 @@ class Asker:
 
 # How a member node's folder becomes an Asker (`cagnet query ... --node NODEDIR`, as that
 # authority's officer): node/ reads its own folder and coordinator/ may not import node/, so the
-# `cagnet` command line, which imports both, registers it (cagnet/cli.py).
-member_asker: Callable[[Path], Asker] | None = None
+# `cagnet` command line, which imports both, passes one in (cagnet/cli/common.py).
+MemberAsker = Callable[[Path], Asker]
 
 
-def _folder_asker(folder: Path, principal: str) -> Asker:
+def _folder_asker(folder: Path, principal: str, member_asker: MemberAsker | None) -> Asker:
     """A network folder (as `principal`), a principal's kit (refreshed first) or a member node's folder."""
     if (folder / "node.toml").exists():
         if member_asker is None:
@@ -68,11 +68,19 @@ def _folder_asker(folder: Path, principal: str) -> Asker:
 
 class CoordinatorClient:
     """One mTLS channel to the coordinator, reused across queries (the handshake is paid once).
-    `netdir` is a network folder, a principal's kit, or a member node's folder (docs/onboarding.md)."""
+    `netdir` is a network folder, a principal's kit, or a member node's folder (docs/onboarding.md),
+    which `member_asker` turns into an Asker."""
 
-    def __init__(self, netdir: Path, *, principal: str = "", endpoint: str | None = None) -> None:
+    def __init__(
+        self,
+        netdir: Path,
+        *,
+        principal: str = "",
+        endpoint: str | None = None,
+        member_asker: MemberAsker | None = None,
+    ) -> None:
         self.netdir = netdir
-        asker = _folder_asker(netdir, principal)
+        asker = _folder_asker(netdir, principal, member_asker)
         self.identity = asker.identity
         self.target = endpoint or asker.manifests.current().coordinator_endpoint
         self._channel = secure_channel(
@@ -158,9 +166,10 @@ def joint_query(
     period: str = "",
     min_share_percent: int = 0,
     service_type: str = "",
+    member_asker: MemberAsker | None = None,
 ) -> tuple[Bundle, dsse.Envelope]:
     """One query on a fresh channel (what a CLI invocation does)."""
-    with CoordinatorClient(netdir, principal=principal, endpoint=endpoint) as client:
+    with CoordinatorClient(netdir, principal=principal, endpoint=endpoint, member_asker=member_asker) as client:
         return client.query(
             kind=kind,
             by_district=by_district,

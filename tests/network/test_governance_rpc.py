@@ -25,7 +25,7 @@ import pytest
 from typer.testing import CliRunner
 
 from cagnet.cli import app
-from cagnet.governance_cli import node_complete_join, read_join_request, write_join_request
+from cagnet.cli.governance import node_complete_join, read_join_request, write_join_request
 from coordinator import network
 from coordinator.governance import proposals as gov
 from coordinator.governance.server import GovernanceRuntime

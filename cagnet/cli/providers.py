@@ -5,15 +5,15 @@ verified bundle; `--out FILE` keeps the signed bundle for `cagnet verify` (and, 
 
 from __future__ import annotations
 
-from typing import Annotated
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
 
-from coordinator.cli import AskerOpt, PrincipalOpt, _render_coverage, out, query_app
-from coordinator.joint.bundle import Bundle
-from coordinator.joint.providers import CommonProviders, VfmBenchmarks
-from coordinator.records_cli import (
+from cagnet.cli.common import AskerOpt, PrincipalOpt, out
+from cagnet.cli.query import _render_coverage
+from cagnet.cli.records import (
     DeadlineOpt,
     GroupOpt,
     JsonOpt,
@@ -24,10 +24,14 @@ from coordinator.records_cli import (
     _n,
     _table,
 )
-from shared import vocabulary
+
+if TYPE_CHECKING:
+    from coordinator.joint.bundle import Bundle
 
 
 def render_common_providers(bundle: Bundle, console: Console) -> None:
+    from coordinator.joint.providers import CommonProviders
+
     r = bundle.result
     assert isinstance(r, CommonProviders)
     # One line per provider, so the list fits a screen; each authority's spelling and figures are
@@ -68,6 +72,8 @@ _SERVICE_TYPE_SHORT = {
 
 
 def render_vfm(bundle: Bundle, console: Console) -> None:
+    from coordinator.joint.providers import VfmBenchmarks
+
     r = bundle.result
     assert isinstance(r, VfmBenchmarks)
     table = _table("Unit cost benchmarks: CAG quartiles, to the pound")
@@ -103,7 +109,6 @@ def render_vfm(bundle: Bundle, console: Console) -> None:
     _render_coverage(bundle, console)
 
 
-@query_app.command("common-providers")
 def query_common_providers(
     network_dir: AskerOpt = None,
     deadline_ms: DeadlineOpt = 0,
@@ -124,7 +129,6 @@ def query_common_providers(
         render_common_providers(bundle, out)
 
 
-@query_app.command("vfm")
 def query_vfm(
     network_dir: AskerOpt = None,
     client_group: GroupOpt = None,
@@ -135,6 +139,9 @@ def query_vfm(
     principal: PrincipalOpt = "",
 ) -> None:
     """Unit-cost benchmarks by client group x service type; no one's own prices are released."""
+
+    from shared import vocabulary
+
     if service_type and service_type not in {t.value for t in vocabulary.ServiceType}:
         raise typer.BadParameter(
             f"use one of: {', '.join(t.value for t in vocabulary.ServiceType)}", param_hint="--service-type"
@@ -151,3 +158,10 @@ def query_vfm(
     )
     if bundle is not None:
         render_vfm(bundle, out)
+
+
+# `cagnet query ...` commands on providers, in the order `cagnet query --help` lists them.
+QUERY_COMMANDS: tuple[tuple[str, Callable[..., None]], ...] = (
+    ("common-providers", query_common_providers),
+    ("vfm", query_vfm),
+)

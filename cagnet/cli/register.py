@@ -12,39 +12,21 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
-from coordinator import network
-from coordinator.register import store
-from coordinator.register.server import RegisterSettings, default_database_url
-from node.config import load_config
-from node.network.witness import WitnessRound, witness_round
-from shared import dsse
-from shared.accreditation import (
-    ProviderStatus,
-    entry_bytes,
-    entry_from_toml,
-    open_entry,
-    provider_status,
-    sign_entry,
-    verify_entry,
-)
-from shared.checkpoint import (
-    VerifiedCheckpoint,
-    load_receipt,
-    make_receipt,
-    register_origin,
-    verify_checkpoint,
-    verify_receipt_in_chain,
-)
-from shared.errors import InvalidRequest
-from shared.identity import Identity
-from shared.manifest import CAG_CHAIR, Manifest, ManifestSource
-from shared.register_client import RegisterClient, fetch_history
+from shared.roles import CAG_CHAIR
+
+if TYPE_CHECKING:
+    from node.network.witness import WitnessRound
+    from shared.accreditation import ProviderStatus
+    from shared.checkpoint import VerifiedCheckpoint
+    from shared.identity import Identity
+    from shared.manifest import Manifest
+
 
 register_app = typer.Typer(
     help="The shared accreditation register (a witnessed transparency log).", no_args_is_help=True
@@ -72,6 +54,11 @@ class Actor:
 
 
 def _actor(node: Path | None, network_dir: Path | None, principal: str) -> Actor:
+    from coordinator import network
+    from node.config import load_config
+    from shared import dsse
+    from shared.manifest import ManifestSource
+
     if node is not None:
         config = load_config(node)
         trusted = dsse.load_public_key(base64.b64decode(config.coordinator_key))
@@ -115,6 +102,14 @@ def submit(
     as_json: JsonOpt = False,
 ) -> None:
     """Sign a decision with this authority's key and append it to the register."""
+
+    from node.config import load_config
+    from shared import dsse
+    from shared.accreditation import entry_bytes, entry_from_toml, sign_entry
+    from shared.checkpoint import register_origin
+    from shared.manifest import ManifestSource
+    from shared.register_client import RegisterClient
+
     config = load_config(nodedir)
     trusted = dsse.load_public_key(base64.b64decode(config.coordinator_key))
     manifests = ManifestSource(config.manifest_path, trusted)
@@ -143,6 +138,8 @@ def submit(
 def _history(
     provider: str, node: Path | None, network_dir: Path | None, principal: str, quorum: int | None
 ) -> tuple[Any, Actor]:
+    from shared.register_client import RegisterClient, fetch_history
+
     actor = _actor(node, network_dir, principal)
     with RegisterClient(actor.identity, actor.manifest) as client:
         return fetch_history(client, provider, quorum=quorum, network_dir=actor.netdir), actor
@@ -163,6 +160,10 @@ def status(
     as_json: JsonOpt = False,
 ) -> None:
     """A provider's current status, derived from every authority's verified entries."""
+
+    from shared.accreditation import provider_status
+    from shared.errors import InvalidRequest
+
     day = date.fromisoformat(on) if on else date.today()
     history, _ = _history(provider, node, network_dir, principal, quorum)
     if not history.entries:
@@ -251,6 +252,10 @@ def checkpoint_cmd(
     as_json: JsonOpt = False,
 ) -> None:
     """The register's newest checkpoint: size, root, and which members have cosigned it."""
+
+    from shared.checkpoint import make_receipt, verify_checkpoint
+    from shared.register_client import RegisterClient
+
     actor = _actor(node, network_dir, principal)
     with RegisterClient(actor.identity, actor.manifest) as client:
         envelope = client.checkpoint()
@@ -268,6 +273,11 @@ def checkpoint_cmd(
 
 def _chain_for(receipt: dict[str, object], network_dir: Path | None, node: Path | None) -> list[Manifest]:
     """The verified manifest chain, oldest first, of the node or network folder the receipt is checked in."""
+    from coordinator import network
+    from node.config import load_config
+    from shared import dsse
+    from shared.manifest import ManifestSource
+
     if node is not None:
         config = load_config(node)
         source = ManifestSource(config.manifest_path, dsse.load_public_key(base64.b64decode(config.coordinator_key)))
@@ -294,6 +304,9 @@ def verify(
     as_json: JsonOpt = False,
 ) -> None:
     """Offline: the checkpoint's signatures and quorum, each entry's signature, each inclusion proof."""
+
+    from shared.checkpoint import load_receipt, verify_receipt_in_chain
+
     receipt = load_receipt(file)
     chain = _chain_for(receipt, network_dir, node)
     checkpoint, entries, manifest = verify_receipt_in_chain(
@@ -333,6 +346,14 @@ def verify_log(
     as_json: JsonOpt = False,
 ) -> None:
     """On the coordinator: re-hash every stored entry and check the whole tree and every checkpoint."""
+
+    from coordinator import network
+    from coordinator.register import store
+    from coordinator.register.server import RegisterSettings, default_database_url
+    from shared.accreditation import verify_entry
+    from shared.checkpoint import register_origin
+    from shared.errors import InvalidRequest
+
     manifest = network.read(netdir)
     origin = register_origin(manifest)
     url = database_url or RegisterSettings().database_url or default_database_url(netdir)
@@ -373,6 +394,10 @@ def node_witness(
     as_json: JsonOpt = False,
 ) -> None:
     """Witness the register once: check the newest checkpoint against the last one cosigned, then cosign."""
+
+    from node.config import load_config
+    from node.network.witness import witness_round
+
     r = witness_round(load_config(nodedir))
     if as_json:
         _print_json(_round_json(r))
@@ -386,5 +411,8 @@ def node_witness(
 
 def entry_summary(data: bytes) -> str:
     """One line about a logged entry (for the demo and logs)."""
+
+    from shared.accreditation import open_entry
+
     _, entry = open_entry(data)
     return f"{entry.authority} {entry.decision} {entry.provider.name}"

@@ -10,27 +10,24 @@ coordinator's network folder directly (its operator's machine, no server needed)
 from __future__ import annotations
 
 import shutil
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Annotated, Protocol
+from typing import TYPE_CHECKING, Annotated, Protocol
 
 import typer
 from rich.table import Table
 
-from coordinator import network
-from coordinator.cli import err, network_app, out, parse_districts
-from coordinator.governance import proposals as gov
-from coordinator.onboarding import invites as onboarding
-from node.config import complete_join, load_config
-from node.network.governance import Member, node_manifests
-from shared import dsse, governance, keyfile, keys, pki, sealing
-from shared.errors import CagnetError
-from shared.governance import Change, Filed, Review
-from shared.identity import Identity
-from shared.manifest import COORDINATOR, ROLES, Governance, Manifest, encode_key
-from shared.models import JoinRequest
+from cagnet.cli.common import err, out, parse_districts
+from shared.roles import ROLES
+
+if TYPE_CHECKING:
+    from shared import dsse
+    from shared.errors import CagnetError
+    from shared.governance import Change, Filed, Review
+    from shared.manifest import Governance, Manifest
+    from shared.models import JoinRequest
 
 JOIN_REQUEST = "join-request.json"
 
@@ -55,7 +52,7 @@ OverlapOpt = Annotated[
 
 class _Governance(Protocol):
     """The one path every command takes: a member over gRPC (node.governance.Member), or the same
-    steps on the network folder (_Folder)."""
+    steps on the network folder (coordinator.governance.folder.FolderMember)."""
 
     @property
     def head(self) -> Manifest: ...
@@ -70,54 +67,14 @@ class _Governance(Protocol):
     def close(self) -> None: ...
 
 
-class _Folder:
-    """A member's steps on the coordinator's network folder: checked against the folder's verified
-    chain, signed with the member node's key."""
-
-    def __init__(self, netdir: Path, nodedir: Path) -> None:
-        self.netdir = netdir
-        self.identity = Identity.load(nodedir / "identity")
-
-    @property
-    def head(self) -> Manifest:
-        return network.read(self.netdir)
-
-    def propose(self, change: Change) -> Filed:
-        return gov.propose(self.netdir, change, self.identity)
-
-    def charter(self, rules: Governance | None = None) -> Filed:
-        return gov.charter(self.netdir, self.identity, rules)
-
-    def sponsor_join(self, join_request: dsse.Envelope) -> Review:
-        return self._review(gov.sponsor_join(self.netdir, join_request, self.identity.party_id))
-
-    def proposals(self) -> list[tuple[Filed, Review | CagnetError]]:
-        return governance.review_all(self.head, gov.pending(self.netdir), ca_cert_pem=self.identity.ca_cert_pem)
-
-    def find(self, proposal_id: str) -> Review:
-        return self._review(gov.status(self.netdir, proposal_id))
-
-    def approve(self, review: Review) -> Filed:
-        signature = governance.approval(review.candidate, self.identity.signing_key)
-        return gov.add_approval(self.netdir, review.id, self.identity.party_id, signature)
-
-    def _review(self, filed: Filed) -> Review:
-        return governance.review(self.head, filed, ca_cert_pem=self.identity.ca_cert_pem)
-
-    def join_requests(self) -> list[dsse.Envelope]:
-        return onboarding.awaiting_sponsor(self.netdir)
-
-    def file_sealed(self, sealed: dsse.Envelope) -> str:
-        return onboarding.store_sealed(self.netdir, self.head.party(self.identity.party_id), sealed)
-
-    def close(self) -> None:
-        pass
-
-
 @contextmanager
 def _open(folder: Path | None, nodedir: Path) -> Iterator[_Governance]:
     """The member acting: over gRPC (one channel), or on the network folder; closed after use."""
-    member: _Governance = _Folder(folder, nodedir) if folder is not None else Member(nodedir)
+
+    from coordinator.governance.folder import FolderMember
+    from node.network.governance import Member
+
+    member: _Governance = FolderMember(folder, nodedir) if folder is not None else Member(nodedir)
     try:
         yield member
     finally:
@@ -157,7 +114,6 @@ def _sign(member: _Governance, review: Review, yes: bool) -> None:
     _report(member.approve(review))
 
 
-@network_app.command("charter")
 def charter(node: NodeOpt, folder: FolderOpt = None) -> None:
     """Propose that the members govern the network from the next version (every member approves)."""
     with _open(folder, node) as member:
@@ -166,6 +122,9 @@ def charter(node: NodeOpt, folder: FolderOpt = None) -> None:
 
 def read_join_request(path: Path) -> tuple[dsse.Envelope, JoinRequest]:
     """A joiner's signed request (a node folder or its join-request.json), checked against the key it lists."""
+
+    from shared import dsse, governance
+
     file = path / JOIN_REQUEST if path.is_dir() else path
     try:
         envelope = dsse.Envelope.from_json(file.read_text())
@@ -177,6 +136,9 @@ def read_join_request(path: Path) -> tuple[dsse.Envelope, JoinRequest]:
 def filed_join(member: _Governance, party_id: str) -> dsse.Envelope:
     """The join request `party_id` filed over the onboarding port (waiting for a sponsor, or in an
     open proposal), checked against the key it lists."""
+
+    from shared import governance
+
     proposed = [f.join_request for f, _ in member.proposals() if f.join_request is not None]
     for envelope in [*member.join_requests(), *proposed]:
         request = governance.open_join_request(envelope)
@@ -189,7 +151,10 @@ def seal_for(member: _Governance, nodedir: Path, envelope: dsse.Envelope) -> Joi
     """Seal this member's network linkage key to the joiner (its X25519 key, in its signed
     request) and file it through the coordinator, which cannot open it; the request sealed to, or
     None for a request made by `cagnet node init` (the key goes with --linkage-key instead)."""
+
     from node.answers.linkage import load_linkage_key
+    from shared import governance, sealing
+    from shared.identity import Identity
 
     request = governance.open_join_request(envelope)
     if not request.sealing_key:
@@ -214,7 +179,6 @@ def _seal_and_say(member: _Governance, nodedir: Path, envelope: dsse.Envelope) -
         err.print(f"network linkage key sealed to {request.name} ({request.party_id}) and filed; only it can open it")
 
 
-@network_app.command("propose-join")
 def propose_join(
     request: Annotated[
         str,
@@ -230,6 +194,9 @@ def propose_join(
     """Sponsor an authority's request to join: the coordinator issues its certificate and files
     the change; you check it and approve it as its first member signature, and seal the network
     linkage key to the joiner. Asks before filing anything unless --yes."""
+
+    from shared import governance
+
     with _open(folder, node) as member:
         if Path(request).exists():
             envelope, _ = read_join_request(Path(request))
@@ -251,7 +218,6 @@ def propose_join(
         _seal_and_say(member, node, envelope)
 
 
-@network_app.command("seal-linkage-key")
 def seal_linkage_key(
     party_id: Annotated[str, typer.Argument(help="The joining authority's code.")],
     node: NodeOpt,
@@ -263,13 +229,19 @@ def seal_linkage_key(
         _seal_and_say(member, node, filed_join(member, party_id))
 
 
-@network_app.command("proposals")
 def proposals(
     node: Annotated[Path | None, typer.Option("--node", help="Your member node's folder.")] = None,
     folder: FolderOpt = None,
 ) -> None:
     """Open proposals, who has approved them, and whether each checks out against your chain
     (with only --network, the operator's view: nothing is checked)."""
+
+    from coordinator import network
+    from coordinator.governance import proposals as gov
+    from coordinator.onboarding import invites as onboarding
+    from shared import governance
+    from shared.governance import Review
+
     rows: list[tuple[Filed, Review | CagnetError | None]] = []
     if node is not None:
         with _open(folder, node) as member:
@@ -312,7 +284,6 @@ def proposals(
         out.print(joins)
 
 
-@network_app.command("approve")
 def approve(proposal_id: str, node: NodeOpt, folder: FolderOpt = None, yes: YesOpt = False) -> None:
     """Recompute a proposal's candidate manifest from your own chain and the change, show what it
     changes, and sign it (a candidate that differs is refused, unsigned). Asks before signing unless --yes."""
@@ -320,12 +291,17 @@ def approve(proposal_id: str, node: NodeOpt, folder: FolderOpt = None, yes: YesO
         _sign(member, member.find(proposal_id), yes)
 
 
-@network_app.command("history")
 def history(
     netdir: Annotated[Path | None, typer.Argument(help="The network folder (or give --node).")] = None,
     node: Annotated[Path | None, typer.Option("--node", help="A node's folder: the chain it holds.")] = None,
 ) -> None:
     """Every manifest version, verified from version 1, with who signed it."""
+
+    from coordinator import network
+    from node.config import load_config
+    from node.network.governance import node_manifests
+    from shared import governance
+
     if netdir is not None:
         versions = network.history(netdir)
     elif node is not None:
@@ -350,14 +326,16 @@ def history(
     out.print(table)
 
 
-@network_app.command("status")
 def status(
     netdir: Annotated[Path, typer.Argument()],
     timeout_s: Annotated[float, typer.Option(help="Seconds to wait for each party's health check.")] = 2.0,
 ) -> None:
     """Members, reachability, manifest version, policy digest, and each party's certificate: the one
     it presents checked against the manifest, and flagged if it expires within 30 days."""
+
+    from coordinator import network
     from coordinator import status as party_status
+    from shared import pki
 
     manifest = network.read(netdir)
     policy = network.read_policy(netdir)
@@ -391,6 +369,11 @@ def node_complete_join(
     network_dir: Annotated[Path, typer.Option("--network", help="The network folder.")],
 ) -> None:
     """Install the certificate issued when the members' quorum admitted this node."""
+
+    from coordinator import network
+    from coordinator.governance import proposals as gov
+    from node.config import complete_join, load_config
+
     _, request = read_join_request(nodedir)
     folder = gov.joined_dir(network_dir, request.party_id)
     if not (folder / "tls.crt").exists():
@@ -407,19 +390,23 @@ def node_complete_join(
 
 def write_join_request(nodedir: Path, request: JoinRequest) -> Path:
     """The join request, signed with the node's new key, for a member to sponsor."""
+
+    from shared import governance, keyfile
+
     key = keyfile.read_signing_key(nodedir / "identity" / "signing.key")
     path = nodedir / JOIN_REQUEST
     governance.write_envelope(path, governance.sign_join_request(request, key))
     return path
 
 
-@network_app.command("propose-policy")
 def propose_policy(file: Path, node: NodeOpt, folder: FolderOpt = None) -> None:
     """Propose a new network policy (a loosening needs every member; see docs/governance.md)."""
+
+    from shared.governance import Change
+
     _propose(folder, node, Change(action="set-policy", policy=file.read_text(encoding="utf-8")))
 
 
-@network_app.command("propose-authority")
 def propose_authority(
     authority: Annotated[str, typer.Argument(help="The authority's GSS code, as the register lists it.")],
     node: NodeOpt,
@@ -432,6 +419,9 @@ def propose_authority(
 ) -> None:
     """Propose a correction to the authority register: a population, or a county's districts. Refused
     with the reason, and nothing filed, for a code the register does not hold or a bad figure."""
+
+    from shared.governance import Change
+
     change = Change(
         action="set-authority",
         authority=authority,
@@ -442,13 +432,14 @@ def propose_authority(
     _propose(folder, node, change)
 
 
-@network_app.command("propose-remove")
 def propose_remove(party_id: str, node: NodeOpt, folder: FolderOpt = None) -> None:
     """Propose removing a party: every node refuses it from the version that drops it."""
+
+    from shared.governance import Change
+
     _propose(folder, node, Change(action="remove-member", party_id=party_id))
 
 
-@network_app.command("propose-endpoint")
 def propose_endpoint(
     party_id: Annotated[str, typer.Argument(help="The party that moves: a member's GSS code, or coordinator.")],
     endpoint: Annotated[str, typer.Argument(help="Where it will listen, HOST:PORT.")],
@@ -456,13 +447,15 @@ def propose_endpoint(
     folder: FolderOpt = None,
 ) -> None:
     """Propose a party's new endpoint (its certificate names the party, not the host, so it stays valid)."""
+
+    from shared.governance import Change
+
     host, _, port = endpoint.rpartition(":")
     if not host or not port.isdigit() or not 0 < int(port) < 65536:
         raise typer.BadParameter(f"{endpoint!r} is not HOST:PORT", param_hint="ENDPOINT")
     _propose(folder, node, Change(action="set-endpoints", endpoints={party_id: endpoint}))
 
 
-@network_app.command("propose-roles")
 def propose_roles(
     party_id: str,
     role: Annotated[list[str], typer.Option("--role", help=f"A role it will hold (repeat): {', '.join(ROLES)}.")],
@@ -470,13 +463,15 @@ def propose_roles(
     folder: FolderOpt = None,
 ) -> None:
     """Propose the exact roles a party holds from the next version (those not listed are taken away)."""
+
+    from shared.governance import Change
+
     unknown = [r for r in role if r not in ROLES]
     if unknown:
         raise typer.BadParameter(f"unknown role {unknown[0]!r}; roles are {', '.join(ROLES)}", param_hint="--role")
     _propose(folder, node, Change(action="set-roles", party_id=party_id, roles=tuple(dict.fromkeys(role))))
 
 
-@network_app.command("propose-quorum")
 def propose_quorum(
     node: NodeOpt,
     folder: FolderOpt = None,
@@ -486,6 +481,10 @@ def propose_quorum(
     ] = 0,
 ) -> None:
     """Propose new voting rules; the rules in force decide, so changing them needs the old quorum."""
+
+    from shared.governance import Change
+    from shared.manifest import Governance
+
     with _open(folder, node) as member:
         members = len(member.head.members)
         for flag, value in (("--quorum", quorum), ("--loosening-quorum", loosening_quorum)):
@@ -500,7 +499,6 @@ NetworkDirOpt = Annotated[
 ]
 
 
-@network_app.command("propose-principal")
 def propose_principal(
     party_id: Annotated[str, typer.Option("--id", help="The principal's id, e.g. regional-board.")],
     role: Annotated[str, typer.Option(help="cag-chair or regional-board.")],
@@ -511,7 +509,12 @@ def propose_principal(
     """Make a principal's keys and certificate under NETDIR/principals/ID and propose listing it
     (in the founding phase, `cagnet network principal add` lists it at once). The coordinator's
     operator runs it, on the network folder, with a member node's key signing."""
-    identity = _Folder(folder, node).identity
+    from coordinator import network
+    from coordinator.governance import proposals as gov
+    from coordinator.governance.folder import FolderMember
+    from shared.governance import Change
+
+    identity = FolderMember(folder, node).identity
     party = network.make_principal(folder, party_id=party_id, role=role, name=name)
     # The certificate goes with the proposal, so that approvers check it is the one listed.
     made = network.principal_dir(folder, party_id)
@@ -525,7 +528,6 @@ def propose_principal(
     _report(filed)
 
 
-@network_app.command("withdraw")
 def withdraw(
     proposal_id: Annotated[str, typer.Argument(help="The open proposal to withdraw.")],
     folder: Annotated[
@@ -536,6 +538,9 @@ def withdraw(
     """Withdraw an open proposal (the coordinator's operator): it is kept in proposals/withdrawn/, the
     keys made for a principal it would have listed are removed, and another change can be proposed.
     Asks first unless --yes."""
+
+    from coordinator.governance import proposals as gov
+
     filed = gov.status(folder, proposal_id)
     if not yes and not typer.confirm(
         f"Withdraw proposal {filed.id} ({filed.proposal.change.describe()}, {len(filed.approvals)} of "
@@ -544,14 +549,12 @@ def withdraw(
         err.print("not withdrawn")
         raise typer.Exit(1)
     withdrawn, removed = gov.withdraw(folder, proposal_id)
-    err.print(
-        f"proposal {withdrawn.id} withdrawn ({withdrawn.proposal.change.describe()}); kept in proposals/withdrawn/"
-    )
+    what = withdrawn.proposal.change.describe()
+    err.print(f"proposal {withdrawn.id} withdrawn ({what}); kept in proposals/withdrawn/")
     for path in removed:
         err.print(f"removed the keys made for it: {path}")
 
 
-@network_app.command("rotate-key")
 def rotate_principal_key(
     party_id: Annotated[str, typer.Argument(help="A principal (e.g. cag-chair) or coordinator.")],
     node: NodeOpt,
@@ -560,6 +563,10 @@ def rotate_principal_key(
 ) -> None:
     """Make a new signing key for a principal or the coordinator and propose it; the holder switches
     to it once the manifest lists it (restart `cagnet coordinator serve` within the overlap)."""
+
+    from coordinator import network
+    from shared.manifest import COORDINATOR
+
     keys_dir = folder / "coordinator" if party_id == COORDINATOR else network.principal_dir(folder, party_id)
     with _open(folder, node) as member:
         _propose_rotation(member, keys_dir, party_id, overlap_days)
@@ -572,11 +579,18 @@ def node_rotate_key(
 ) -> None:
     """Make this node a new signing key and propose it, signed with the current one. A running node
     switches to the new key by itself when it accepts the version that lists it."""
+
+    from node.config import load_config
+
     with _open(folder, nodedir) as member:
         _propose_rotation(member, nodedir / "identity", load_config(nodedir).authority, overlap_days)
 
 
 def _propose_rotation(member: _Governance, folder: Path, party_id: str, overlap_days: int) -> None:
+    from shared import keys
+    from shared.governance import Change
+    from shared.manifest import encode_key
+
     member.head.party(party_id)  # UnknownIssuer: not listed
     new = keys.next_key(folder)
     until = datetime.now(UTC) + timedelta(days=overlap_days)
@@ -591,3 +605,29 @@ def _propose_rotation(member: _Governance, folder: Path, party_id: str, overlap_
         f"new key waiting in {folder / keys.NEXT}; the old one is accepted until {until:%Y-%m-%d %H:%M} UTC "
         "once the rotation is published"
     )
+
+
+# `cagnet network ...` commands of a governed network, in the order `cagnet network --help` lists them.
+NETWORK_COMMANDS: tuple[tuple[str, Callable[..., None]], ...] = (
+    ("charter", charter),
+    ("propose-join", propose_join),
+    ("seal-linkage-key", seal_linkage_key),
+    ("proposals", proposals),
+    ("approve", approve),
+    ("withdraw", withdraw),
+    ("history", history),
+    ("status", status),
+    ("propose-policy", propose_policy),
+    ("propose-authority", propose_authority),
+    ("propose-remove", propose_remove),
+    ("propose-endpoint", propose_endpoint),
+    ("propose-roles", propose_roles),
+    ("propose-quorum", propose_quorum),
+    ("propose-principal", propose_principal),
+    ("rotate-key", rotate_principal_key),
+)
+# `cagnet node ...` commands a member runs on its own folder.
+NODE_COMMANDS: tuple[tuple[str, Callable[..., None]], ...] = (
+    ("complete-join", node_complete_join),
+    ("rotate-key", node_rotate_key),
+)

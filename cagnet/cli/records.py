@@ -8,30 +8,19 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich import box
 from rich.console import Console
 from rich.table import Table
 
-from coordinator.cli import AskerOpt, PrincipalOpt, _netdir, _render_coverage, _short_name, err, out, query_app
-from coordinator.joint import bundle as bundle_mod
-from coordinator.joint.bundle import Bundle
-from coordinator.joint.kinds import PLAN
-from coordinator.joint.records import (
-    JointKpi,
-    JointMovement,
-    JointNetFlow,
-    JointNonLocalServices,
-    JointPlan,
-    PlanRow,
-    RepeatMovers,
-    Tally,
-)
-from shared import dsse, places, vocabulary
-from shared.disclosure import SHARE_GRID, check_share_threshold
-from shared.pb.cagnet.v1 import coordinator_pb2
+from cagnet.cli.common import AskerOpt, PrincipalOpt, _netdir, err, member_asker, out
+from cagnet.cli.query import _render_coverage, _short_name
+
+if TYPE_CHECKING:
+    from coordinator.joint.bundle import Bundle
+    from coordinator.joint.records import PlanRow, Tally
 
 FromOpt = Annotated[str, typer.Option("--from", help="First day of the period, YYYY-MM-DD (default: all records).")]
 ToOpt = Annotated[str, typer.Option("--to", help="Last day of the period, YYYY-MM-DD (default: all records).")]
@@ -54,11 +43,13 @@ def _ask(
     as_json: bool,
     **question: object,
 ) -> Bundle | None:
+    from coordinator.joint import bundle as bundle_mod
     from coordinator.joint.client import joint_query
 
     netdir = _netdir(network_dir)
     bundle, envelope = joint_query(
         netdir,
+        member_asker=member_asker,
         kind=kind,
         principal=principal,
         node_deadline_ms=deadline_ms,
@@ -75,6 +66,9 @@ def _ask(
 
 def place_label(code: str) -> str:
     """An origin as a CAG chair reads it: an authority's short name, a region's name, or unknown."""
+
+    from shared import places, vocabulary
+
     if code == "outside":
         return "outside the CAG"
     if code in places.REGIONS:
@@ -92,6 +86,9 @@ _JOINERS = frozenset({"and", "upon", "on", "of", "the", "with", "in"})
 def _abbrev(code: str) -> str:
     """A column head short enough for seven columns in 80 characters, from the register's name:
     "Medway" -> "Med", "West Sussex" -> "WSx", "Brighton & Hove" -> "B&H", "Kent" -> "Kent"."""
+
+    from shared import places
+
     try:
         name = places.place_name(code)
     except KeyError:
@@ -114,6 +111,8 @@ def _tally(t: Tally) -> str:
 
 
 def _group_label(group: int) -> str:
+    from shared import vocabulary
+
     return "all client groups" if group == 0 else f"{group} {vocabulary.CLIENT_GROUPS[group]}"
 
 
@@ -122,6 +121,8 @@ def _table(title: str) -> Table:
 
 
 def render_movement(bundle: Bundle, console: Console) -> None:
+    from coordinator.joint.records import JointMovement
+
     r = bundle.result
     assert isinstance(r, JointMovement)
     if _filtered(bundle):
@@ -148,11 +149,16 @@ def render_movement(bundle: Bundle, console: Console) -> None:
 
 
 def _filtered(bundle: Bundle) -> bool:
+    from shared import dsse
+    from shared.pb.cagnet.v1 import coordinator_pb2
+
     query = coordinator_pb2.JointQueryRequest.FromString(dsse.Envelope.from_json(bundle.query).payload)
     return bool(query.client_groups)
 
 
 def render_net_flow(bundle: Bundle, console: Console) -> None:
+    from coordinator.joint.records import JointNetFlow
+
     r = bundle.result
     assert isinstance(r, JointNetFlow)
     groups = sorted({row.client_group for row in r.rows})
@@ -183,6 +189,8 @@ def render_net_flow(bundle: Bundle, console: Console) -> None:
 
 
 def render_kpi(bundle: Bundle, console: Console) -> None:
+    from coordinator.joint.records import JointKpi
+
     r = bundle.result
     assert isinstance(r, JointKpi)
     heads = [*r.authorities, "CAG"]
@@ -203,6 +211,9 @@ def render_kpi(bundle: Bundle, console: Console) -> None:
 
 
 def render_non_local(bundle: Bundle, console: Console) -> None:
+    from coordinator.joint.records import JointNonLocalServices
+    from shared.disclosure import SHARE_GRID
+
     r = bundle.result
     assert isinstance(r, JointNonLocalServices)
     table = _table(f"Services taking at least {r.min_share_percent}% of their intake from outside their authority")
@@ -233,6 +244,8 @@ def render_non_local(bundle: Bundle, console: Console) -> None:
 
 
 def render_repeat_movers(bundle: Bundle, console: Console) -> None:
+    from coordinator.joint.records import RepeatMovers
+
     r = bundle.result
     assert isinstance(r, RepeatMovers)
     console.print(f"People in the records of two or more of {len(r.authorities)} authorities: [bold]{_n(r.people)}[/]")
@@ -250,7 +263,6 @@ def render_repeat_movers(bundle: Bundle, console: Console) -> None:
     _render_coverage(bundle, console)
 
 
-@query_app.command("movement")
 def query_movement(
     network_dir: AskerOpt = None,
     from_date: FromOpt = "",
@@ -279,7 +291,7 @@ def query_movement(
         render_movement(bundle, out)
 
 
-def _whole_period_command(kind: str, render: Callable[[Bundle, Console], None], help_text: str) -> None:
+def _whole_period_command(kind: str, render: Callable[[Bundle, Console], None], help_text: str) -> Callable[..., None]:
     """`cagnet query KIND`: a question over the whole period asked, with the common options."""
 
     def command(
@@ -308,25 +320,24 @@ def _whole_period_command(kind: str, render: Callable[[Bundle, Console], None], 
             render(bundle, out)
 
     command.__doc__ = help_text
-    query_app.command(kind)(command)
+    return command
 
 
-_whole_period_command(
+query_net_flow = _whole_period_command(
     "net-flow",
     render_net_flow,
     "Net importers and exporters of vulnerable people, and how much movement stays in the CAG.",
 )
-_whole_period_command(
+query_kpi = _whole_period_command(
     "kpi", render_kpi, "KPI 2: planned moves on from short-term services, by client group, per authority and CAG."
 )
-_whole_period_command(
+query_repeat_movers = _whole_period_command(
     "repeat-movers",
     render_repeat_movers,
     "How many people appear in two or more authorities' records, without anyone learning who.",
 )
 
 
-@query_app.command("non-local-services")
 def query_non_local(
     network_dir: AskerOpt = None,
     from_date: FromOpt = "",
@@ -342,6 +353,9 @@ def query_non_local(
     principal: PrincipalOpt = "",
 ) -> None:
     """Services that routinely serve people from other authorities."""
+
+    from shared.disclosure import check_share_threshold
+
     check_share_threshold(min_share, field="--min-share")
     bundle = _ask(
         "non-local-services",
@@ -370,6 +384,8 @@ def _period_label(row: PlanRow) -> str:
 
 
 def render_plan(bundle: Bundle, console: Console) -> None:
+    from coordinator.joint.records import JointPlan
+
     r = bundle.result
     assert isinstance(r, JointPlan)
     table = _table("Would the standard questions be answered now? (nothing was released or recorded)")
@@ -399,7 +415,6 @@ def render_plan(bundle: Bundle, console: Console) -> None:
     _render_coverage(bundle, console)
 
 
-@query_app.command("plan")
 def query_plan(
     from_date: Annotated[str, typer.Option("--from", help="First day of the span, YYYY-MM-DD.")],
     to_date: Annotated[str, typer.Option("--to", help="Last day of the span, YYYY-MM-DD.")],
@@ -415,6 +430,9 @@ def query_plan(
     """Before asking: which standard questions (movement, net flow, KPI 2, non-local services,
     repeat movers; each financial year and quarter in the span; every client group, and each
     `-g` group alone) the nodes would answer now, and why not the others. Releases no figure."""
+
+    from coordinator.joint.kinds import PLAN
+
     bundle = _ask(
         PLAN,
         network_dir,
@@ -428,3 +446,14 @@ def query_plan(
     )
     if bundle is not None:
         render_plan(bundle, out)
+
+
+# `cagnet query ...` commands on client records, in the order `cagnet query --help` lists them.
+QUERY_COMMANDS: tuple[tuple[str, Callable[..., None]], ...] = (
+    ("movement", query_movement),
+    ("net-flow", query_net_flow),
+    ("kpi", query_kpi),
+    ("repeat-movers", query_repeat_movers),
+    ("non-local-services", query_non_local),
+    ("plan", query_plan),
+)

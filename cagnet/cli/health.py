@@ -10,11 +10,6 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from coordinator import network
-from node.config import load_config
-from shared import health
-from shared.errors import CagnetError
-
 err = Console(stderr=True)
 
 
@@ -37,6 +32,12 @@ def health_command(
     timeout: Annotated[float, typer.Option(help="Seconds to wait for an answer.")] = 5.0,
 ) -> None:
     """Ask a cagnet server whether it is SERVING (exit 0) or not (exit 1), over mTLS."""
+
+    from coordinator import network
+    from node.config import load_config
+    from shared import health
+    from shared.errors import CagnetError
+
     if (nodedir is None) == (netdir is None):
         raise typer.BadParameter("give exactly one of --node NODEDIR or --network NETDIR", param_hint="--node")
     if nodedir is not None:

@@ -4,20 +4,20 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-from sqlalchemy.engine import Engine
 
-from node.config import NodeConfig, load_config
-from node.store import ensure_authority, open_store, store_engine
-from shared import logs
-from shared.audit_cli import audit_app
-from shared.authorities import register_of
+from cagnet.cli.audit import audit_app
 from shared.logs import LogFormat
-from shared.manifest import Manifest
+
+if TYPE_CHECKING:
+    from sqlalchemy.engine import Engine
+
+    from node.config import NodeConfig
+    from shared.manifest import Manifest
 
 app = typer.Typer(help="Run and manage one authority's node.", no_args_is_help=True)
 
@@ -32,6 +32,10 @@ def _manifest(config: NodeConfig) -> Manifest:
 
 
 def _engine(nodedir: Path):  # type: ignore[no-untyped-def]
+    from node.config import load_config
+    from node.store import ensure_authority, open_store
+    from shared.authorities import register_of
+
     config = load_config(nodedir)
     engine = open_store(config.database_url)
     ensure_authority(engine, authority_code=config.authority, register=register_of(_manifest(config)))
@@ -44,6 +48,8 @@ def _audit_log(nodedir: Path) -> Engine:
 
 def _party_names(nodedir: Path) -> dict[str, str]:
     """The names the node's verified manifest chain gives the parties its audit log names."""
+
+    from node.config import load_config
     from node.network.governance import node_manifests
 
     names: dict[str, str] = {}
@@ -76,8 +82,10 @@ def synth(
     """Load realistic synthetic providers, services and contracts for this node's authority, sized by
     its population in the network's register, and client records and outcomes for the financial
     years 2008-09 and 2009-10 (sharing repeat movers with the network's members as listed now)."""
+
     from node.client_records import load_person_key
     from node.synthetic import supply as synth_mod
+    from shared.authorities import register_of
 
     if clients is not None and clients < 0:
         raise typer.BadParameter("must be 0 or more", param_hint="--clients")
@@ -108,9 +116,11 @@ def import_(
 ) -> None:
     """Import a CSV file: every row is checked, and nothing is written unless every row is good.
     Import providers, services and contracts, then client records, then outcomes."""
+
     from node.client_records import PersonSealer, load_person_key
     from node.imports.records import import_client_records, import_outcomes
     from node.imports.supply import ImportSummary, import_csv
+    from shared.authorities import register_of
 
     if kind not in KINDS:
         raise typer.BadParameter(f"must be one of {', '.join(KINDS)}", param_hint="KIND")
@@ -144,7 +154,10 @@ def import_(
 def upgrade(nodedir: NodeDir) -> None:
     """Bring the node database to this cagnet's schema, in place (back it up first). Prints each
     schema's revision before and after; running it again changes nothing."""
+
+    from node.config import load_config
     from node.migrations import STORE
+    from node.store import store_engine
     from shared.migrate import missing_sqlite_file, upgrade_database
 
     config = load_config(nodedir)
@@ -173,7 +186,10 @@ LogFormatOpt = Annotated[
 def serve_(nodedir: NodeDir, log_format: LogFormatOpt = None) -> None:
     """Serve this node's aggregates over mTLS until stopped (Ctrl-C or SIGTERM). Metrics are
     served on metrics_listen when node.toml (or CAGNET_NODE_METRICS_LISTEN) sets it."""
+
+    from node.config import load_config
     from node.rpc.server import serve
+    from shared import logs
 
     config = load_config(nodedir)
     if log_format is not None:
@@ -192,7 +208,9 @@ def backup_(
     """Back up the node while it serves: a consistent copy of its database (audit log and release
     ledger included), its keys, node.toml and the network manifest, with a SHA-256 for every file.
     The archive holds the node's PRIVATE KEYS: keep it encrypted and off the node's host."""
+
     from node.backup import backup
+    from node.config import load_config
 
     config = load_config(nodedir)
     with err.status(f"backing up {config.authority}'s node"):
@@ -244,3 +262,62 @@ def sync_manifest(
     if synced.accepted:
         err.print(f"[green]accepted[/] manifest versions {', '.join(map(str, synced.accepted))}")
     err.print(f"manifest version {synced.version} in force")
+
+
+def node_init(
+    nodedir: Annotated[Path, typer.Argument(help="An empty folder for this node.")],
+    network_dir: Annotated[Path, typer.Option("--network", help="The network folder to join.")],
+    authority: Annotated[
+        str, typer.Option(help="The authority's GSS code (2011), as the network's register lists it.")
+    ],
+    endpoint: Annotated[str, typer.Option(help="host:port this node will listen on.")],
+    linkage_key: Annotated[
+        Path | None,
+        typer.Option(
+            help="The network linkage key, copied from a member node (identity/linkage.key). The first"
+            " member leaves it out and a new key is made; the coordinator must never hold it."
+        ),
+    ] = None,
+) -> None:
+    """Create a node's keys and configuration and admit it to the network (founding phase), or
+    write its join request for `cagnet network propose-join` (a governed network)."""
+    from cagnet.cli.governance import write_join_request
+    from coordinator import network
+    from node.answers import linkage
+    from node.config import complete_join, init_node
+    from shared import pki
+
+    # Refuse a file that is not a key before anything is made.
+    key = linkage.load_linkage_key(linkage_key) if linkage_key is not None else None
+    request = init_node(
+        nodedir,
+        authority=authority,
+        endpoint=endpoint,
+        manifest_path=network.manifest_path(network_dir),
+        linkage_key=key,
+        register=network.read_register(network_dir),
+    )
+    if key is None:
+        err.print(
+            f"made a new network linkage key in {nodedir / 'identity' / 'linkage.key'}: give a copy to each"
+            " member that joins (`--linkage-key`), never to the coordinator"
+        )
+    if network.read(network_dir).governed:
+        signed = write_join_request(nodedir, request)
+        err.print(
+            f"node {request.name} ({authority}) created in {nodedir}; the network is governed by its members:"
+            f" hand {signed} to a member authority, who runs `cagnet network propose-join {signed} --node"
+            f" THEIR_NODEDIR`; once a quorum approves, `cagnet node complete-join {nodedir} --network {network_dir}`"
+        )
+        return
+    cert, ca_cert, manifest = network.admit(network_dir, request)
+    complete_join(
+        nodedir,
+        cert_pem=pki.cert_pem(cert),
+        ca_pem=pki.cert_pem(ca_cert),
+        coordinator_key=network.coordinator_key_b64(network_dir),
+    )
+    err.print(
+        f"[green]node {request.name} ({authority})[/] created in {nodedir}, "
+        f"listed in manifest version {manifest.version}"
+    )

@@ -5,20 +5,23 @@ from __future__ import annotations
 
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.table import Table
 
-from coordinator.cli import NetworkOpt, _netdir, err, out
-from coordinator.feeds.snapshot import FeedSnapshot
-from shared import vocabulary
-from shared.mandate import FeedMandate, format_interval, parse_interval
+from cagnet.cli.common import NetworkOpt, _netdir, err, out
+
+if TYPE_CHECKING:
+    from coordinator.feeds.snapshot import FeedSnapshot
+    from shared.mandate import FeedMandate
 
 feed_app = typer.Typer(help="The signed sub-regional feed for regional housing boards.", no_args_is_help=True)
 
 
 def render_snapshot(snapshot: FeedSnapshot) -> None:
+    from shared import vocabulary
+
     table = Table(title=f"{snapshot.network}: feed snapshot {snapshot.sequence} ({snapshot.published_at})")
     for col in ("client group", "units", "per 1,000", "from outside CAG", "between CAG auth.", "KPI 2"):
         table.add_column(col, justify="left" if col == "client group" else "right")
@@ -75,6 +78,8 @@ def _when(value: str, option: str, *, end_of_day: bool) -> datetime:
 
 
 def render_mandate(mandate: FeedMandate) -> None:
+    from shared.mandate import format_interval
+
     starts, ends = mandate.not_before.isoformat(), mandate.not_after.isoformat()
     out.print(
         f"mandate {mandate.mandate_id} signed by {mandate.chair} for {mandate.network}: a snapshot every "
@@ -110,7 +115,9 @@ def feed_authorise(
 ) -> None:
     """Sign a standing mandate for the coordinator's schedule to publish the feed's queries, at most
     once an interval, until it ends or is revoked; it replaces any mandate before it."""
+
     from coordinator.feeds.client import authorise
+    from shared.mandate import format_interval, parse_interval
 
     try:
         every_s = parse_interval(every)

@@ -6,22 +6,19 @@ from __future__ import annotations
 
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from coordinator import network
-from coordinator.cli import err, network_app
-from coordinator.onboarding import invites as coordinator_onboarding
-from coordinator.settings import CoordinatorSettings
-from node.cli import app as node_app
-from node.network import onboarding
-from shared import invite as invites
-from shared.errors import InvalidRequest
+from cagnet.cli.common import err
+
+if TYPE_CHECKING:
+    from node.network import onboarding
+    from shared import invite as invites
 
 
-@network_app.command("invite")
 def invite(
     network_dir: Annotated[Path, typer.Option("--network", help="The coordinator's network folder.")],
     authority: Annotated[
@@ -38,6 +35,11 @@ def invite(
 ) -> None:
     """Print a one-time invite code for an authority to join with `cagnet node join`. It pins the
     network, the founding coordinator key and the CA fingerprint; only its secret's digest is kept."""
+
+    from coordinator import network
+    from coordinator.onboarding import invites as coordinator_onboarding
+    from coordinator.settings import CoordinatorSettings
+
     network.read(network_dir)  # a folder that is not a network is refused before anything is made
     address = endpoint or CoordinatorSettings.load(network_dir).onboarding_address
     if address is None:
@@ -63,7 +65,6 @@ def invite(
     print(made.encode())
 
 
-@network_app.command("invites")
 def list_invites(
     network_dir: Annotated[Path, typer.Option("--network", help="The coordinator's network folder.")],
     revoke: Annotated[
@@ -71,9 +72,11 @@ def list_invites(
     ] = None,
 ) -> None:
     """The invites made for this network: for whom, until when, and whether used or revoked."""
+
     from rich.table import Table
 
-    from coordinator.cli import out
+    from cagnet.cli.common import out
+    from coordinator.onboarding import invites as coordinator_onboarding
 
     if revoke is not None:
         coordinator_onboarding.revoke_invite(network_dir, revoke)
@@ -100,6 +103,9 @@ def list_invites(
 def _read_invite(value: str) -> invites.Invite:
     """An invite code, @FILE holding one, or - to read it from standard input (both keep the
     secret out of shell history and process lists)."""
+
+    from shared import invite as invites
+
     if value == "-":
         value = sys.stdin.read()
     elif value.startswith("@"):
@@ -124,7 +130,6 @@ def _progress(status: onboarding.Status) -> None:
         err.print(f"admitted in manifest version {status.manifest_version}")
 
 
-@node_app.command("join")
 def join(
     nodedir: Annotated[
         Path, typer.Argument(metavar="NODEDIR", help="An empty folder for this node (or its folder, to resume).")
@@ -151,6 +156,10 @@ def join(
     """Join a governed network over the wire: make this node's keys, fetch and verify the public
     files the invite pins, file the signed join request, wait for the members' quorum, and collect
     the certificate and the sealed network linkage key."""
+
+    from node.network import onboarding
+    from shared.errors import InvalidRequest
+
     if onboarding.joined(nodedir):
         err.print(f"{nodedir} has already joined its network")
         return
@@ -187,3 +196,11 @@ def join(
         f"[green]{join_.party_id} joined[/]: certificate and linkage key installed;"
         f" start it with `cagnet node serve {nodedir}`"
     )
+
+
+# `cagnet network ...` commands (the coordinator's side of joining) and `cagnet node join`.
+NETWORK_COMMANDS: tuple[tuple[str, Callable[..., None]], ...] = (
+    ("invite", invite),
+    ("invites", list_invites),
+)
+NODE_COMMANDS: tuple[tuple[str, Callable[..., None]], ...] = (("join", join),)

@@ -18,28 +18,26 @@ import subprocess
 import sys
 import tempfile
 import time
-import tomllib
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
-from importlib import resources
 from pathlib import Path
-from typing import Any
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from rich.console import Console
 
-from cagnet.demo_register import run_register_demo
-from cagnet.governance_cli import filed_join, seal_for
+from cagnet.cli.governance import filed_join, seal_for
+from cagnet.cli.providers import render_common_providers, render_vfm
+from cagnet.cli.query import render_supply_map
+from cagnet.cli.records import render_kpi, render_movement, render_net_flow, render_non_local, render_repeat_movers
+from cagnet.demo.register import run_register_demo
+from cagnet.demo.scenario import DEMO
 from coordinator import network
-from coordinator.cli import render_supply_map
 from coordinator.governance import proposals as gov
 from coordinator.joint import bundle as bundle_mod
 from coordinator.joint.client import Refused, joint_query
 from coordinator.onboarding import invites as coordinator_onboarding
-from coordinator.providers_cli import render_common_providers, render_vfm
-from coordinator.records_cli import render_kpi, render_movement, render_net_flow, render_non_local, render_repeat_movers
 from node.client_records import load_person_key
 from node.config import complete_join, init_node, load_config
 from node.network import onboarding as joining
@@ -56,13 +54,6 @@ from shared.invite import decode
 from shared.manifest import COORDINATOR, encode_key
 
 READY_TIMEOUT_S = 60
-
-
-def _load_demo() -> dict[str, Any]:
-    return tomllib.loads(resources.files("cagnet").joinpath("demo.toml").read_text(encoding="utf-8"))
-
-
-DEMO = _load_demo()  # the demo network's members and scenario: data, not code
 
 
 def _name(code: str) -> str:

@@ -12,26 +12,26 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from coordinator.joint import bundle as bundle_mod
-from coordinator.joint.providers import VfmBenchmarks
-from coordinator.records_cli import _group_label, _table
-from node.answers import vfm
-from node.cli import app as node_app
-from node.config import load_config
-from node.store import open_store
-from shared.errors import InvalidRequest
-from shared.manifest import ManifestSource
+from cagnet.cli.records import _group_label, _table
 
 out = Console()
 
 
-@node_app.command("vfm-position")
 def vfm_position(
     nodedir: Annotated[Path, typer.Argument(help="The node folder made by `cagnet node init`.")],
     bundle_file: Annotated[Path, typer.Option("--bundle", help="A VFM bundle saved with `cagnet query vfm --out`.")],
     as_json: Annotated[bool, typer.Option("--json", help="Print the positions as JSON.")] = False,
 ) -> None:
     """Each of this authority's services against the released CAG quartiles (computed here, sent nowhere)."""
+
+    from coordinator.joint import bundle as bundle_mod
+    from coordinator.joint.providers import VfmBenchmarks
+    from node.answers import vfm
+    from node.config import load_config
+    from node.store import open_store
+    from shared.errors import InvalidRequest
+    from shared.manifest import ManifestSource
+
     config = load_config(nodedir)
     envelope, _ = bundle_mod.load(bundle_file)
     trusted = ManifestSource(config.manifest_path, _coordinator_key(config.coordinator_key))

@@ -14,6 +14,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
+from cagnet.demo.scenario import DEMO
 from coordinator import network
 from node.config import load_config
 from node.network.witness import witness_round
@@ -48,8 +49,6 @@ def _entry_toml(decision: str, extra: str, provider: str, qaf: str) -> str:
 
 def run_register_demo(console: Console, netdir: Path, nodes: dict[str, Path], workdir: Path) -> None:
     """Submit, witness, and show a provider's status and the cosigned checkpoint (all verified)."""
-    from cagnet.demo import DEMO
-
     names = shipped_register().authorities
     scenario = DEMO["register"]
     console.rule("The shared accreditation register: each decision signed by its authority, witnessed by all")

@@ -10,16 +10,16 @@ import json
 import sys
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
-from sqlalchemy.engine import Engine
 
-from shared import audit
-from shared.errors import CagnetError
+if TYPE_CHECKING:
+    from sqlalchemy.engine import Engine
+
 
 __all__ = ["audit_app"]
 
@@ -29,7 +29,7 @@ def audit_app(
     about: str,
     metavar: str,
     folder_help: str,
-    open_log: Callable[[Path], Engine],
+    open_log: "Callable[[Path], Engine]",
     principal_names: Callable[[Path], Mapping[str, str]] | None = None,
 ) -> typer.Typer:
     """A `show | verify | export FOLDER` command group for the audit log `open_log(FOLDER)` opens.
@@ -45,6 +45,10 @@ def audit_app(
         as_json: Annotated[bool, typer.Option("--json", help="Print the entries as JSON lines.")] = False,
     ) -> None:
         """List the audit log: who asked what, when, and what was decided."""
+
+        from shared import audit
+        from shared.errors import CagnetError
+
         engine = open_log(folder)
         try:
             last_seq, _ = audit.head(engine)
@@ -81,6 +85,9 @@ def audit_app(
     @app.command("verify")
     def verify(folder: Folder) -> None:
         """Check the hash chain; names the first bad entry and exits non-zero if anything was altered."""
+
+        from shared import audit
+
         engine = open_log(folder)
         try:
             count = audit.verify_chain(engine)
@@ -94,6 +101,9 @@ def audit_app(
         out: Annotated[Path | None, typer.Option(help="File to write (default: stdout).")] = None,
     ) -> None:
         """Write the audit log as JSON lines; each line verifies on its own (docs/protocol.md)."""
+
+        from shared import audit
+
         engine = open_log(folder)
         try:
             if out is None:

@@ -1,0 +1,145 @@
+"""The `cagnet` command line: one Typer tree, wired here and nowhere else. Each command group is a
+module of this package; a module that adds commands to another group lists them, and they are
+added below in the order `--help` shows them. Errors are printed plainly (what was wrong, where)
+with exit code 2.
+
+Start-up: `cagnet --help` must not pay for grpc, SQLAlchemy, cryptography, pydantic models or
+protobuf, so the command modules import those inside the commands that need them
+(tests/test_cli_startup.py counts what importing this package loads).
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+
+from cagnet.cli import (
+    coordinator,
+    feed,
+    governance,
+    health,
+    network,
+    node,
+    onboarding,
+    providers,
+    query,
+    records,
+    register,
+    vfm_position,
+)
+
+__all__ = ["app", "main"]
+
+err = Console(stderr=True)
+
+
+def report(
+    out_file: Annotated[Path, typer.Option("--out", help="The HTML file to write.")] = Path("report.html"),
+    network_dir: Annotated[
+        Path | None, typer.Option("--network", "--kit", help="The network folder, or a principal's kit.")
+    ] = None,
+    principal: Annotated[
+        str, typer.Option(help="The principal to act as (default: a kit's own, else cag-chair).")
+    ] = "",
+) -> None:
+    """The CAG's joint analyses as one self-contained HTML file with charts (no request leaves it)."""
+    from cagnet.cli.common import _netdir
+    from coordinator.report import write_report
+
+    path = write_report(_netdir(network_dir), out_file, principal=principal)
+    err.print(f"[green]report written[/]: {path.resolve()}")
+
+
+def demo(
+    as_json: Annotated[bool, typer.Option("--json", help="Print the joint bundle as JSON only.")] = False,
+    keep: Annotated[Path | None, typer.Option(help="Build the network in this folder and keep it.")] = None,
+) -> None:
+    """Six authorities as separate processes on loopback, mTLS and signatures on, a joint supply map."""
+    from cagnet.demo import run_demo
+
+    raise typer.Exit(run_demo(as_json=as_json, keep=keep))
+
+
+app = typer.Typer(
+    help="cagnet: federated data sharing for Supporting People Cross Authority Groups.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+app.command("verify")(query.verify)
+app.command("health")(health.health_command)
+app.command("report")(report)
+app.command("demo")(demo)
+
+for name, command in onboarding.NETWORK_COMMANDS + governance.NETWORK_COMMANDS:
+    network.app.command(name)(command)
+app.add_typer(network.app, name="network")
+
+NODE_COMMANDS: tuple[tuple[str, Callable[..., None]], ...] = (
+    *onboarding.NODE_COMMANDS,
+    ("vfm-position", vfm_position.vfm_position),
+    ("witness", register.node_witness),
+    *governance.NODE_COMMANDS,
+    ("init", node.node_init),
+)
+for name, command in NODE_COMMANDS:
+    node.app.command(name)(command)
+app.add_typer(node.app, name="node")
+
+app.add_typer(coordinator.app, name="coordinator")
+
+for name, command in records.QUERY_COMMANDS + providers.QUERY_COMMANDS:
+    query.app.command(name)(command)
+app.add_typer(query.app, name="query")
+
+app.add_typer(register.register_app, name="register")
+app.add_typer(feed.feed_app, name="feed")
+
+
+def _loaded(module: str, name: str) -> type[BaseException]:
+    """An exception class if its module is loaded: if it is not, no command can have raised it, and
+    importing it just to say so would cost every command grpc's start-up."""
+    loaded = sys.modules.get(module)
+    return getattr(loaded, name) if loaded is not None else _NeverRaised
+
+
+class _NeverRaised(Exception):
+    pass
+
+
+def _explain(exc: Exception) -> bool:
+    """Print a cagnet error or a refusal plainly; False for anything else (a bug: its traceback shows)."""
+    if isinstance(exc, _loaded("shared.errors", "ImportError_")):
+        err.print(f"[red]error:[/] {exc.public_message}")  # type: ignore[attr-defined]
+        problems = exc.problems  # type: ignore[attr-defined]
+        for problem in problems[:50]:
+            err.print(f"  {problem}")
+        if len(problems) > 50:
+            err.print(f"  ... and {len(problems) - 50} more")
+    elif isinstance(exc, (_loaded("coordinator.joint.client", "Refused"), _loaded("shared.channel", "ServiceRefused"))):
+        err.print(f"[red]refused[/] ({exc.code.name}): {exc.public_message}")  # type: ignore[attr-defined]
+    elif isinstance(exc, _loaded("shared.errors", "CagnetError")):
+        err.print(f"[red]error:[/] {escape(str(exc))}")  # a message may name a [section] of a file
+    elif isinstance(exc, _loaded("grpc", "RpcError")):
+        err.print(f"[red]refused:[/] {exc.code().name}: {exc.details()}")  # type: ignore[attr-defined]
+    else:
+        return False
+    return True
+
+
+def main() -> None:
+    try:
+        app()
+    except Exception as exc:
+        if not _explain(exc):
+            raise
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,176 @@
+"""`cagnet query supply-map` and `cagnet verify`: ask the joint supply map as a CAG chair (or a
+member's officer), show it, and re-check a saved bundle offline."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+from rich import box
+from rich.console import Console
+from rich.table import Table
+
+from cagnet.cli.common import AskerOpt, NetworkOpt, PrincipalOpt, _default_network, _netdir, err, member_asker, out
+
+if TYPE_CHECKING:
+    from coordinator.joint.bundle import Bundle
+
+app = typer.Typer(help="Joint queries across the member nodes (as the CAG chair).", no_args_is_help=True)
+
+
+def render_supply_map(bundle: Bundle, console: Console) -> None:
+    from coordinator.joint.combine import JointSupplyMap
+
+    r = bundle.result
+    assert isinstance(r, JointSupplyMap)
+    codes = [a.authority for a in r.authorities]
+    names = {a.authority: a.name for a in r.authorities}
+    title = f"{bundle.network}: joint supply map (manifest v{bundle.manifest_version})"
+    if r.selected_groups:
+        title += f", client groups {', '.join(str(g) for g in r.selected_groups)}"
+    totals = Table(title=title)
+    for col in ("authority", "population", "services", "units", "designated", "contracts £/yr"):
+        totals.add_column(col, justify="right" if col != "authority" else "left")
+    for a in r.authorities:
+        totals.add_row(
+            a.name,
+            f"{a.population:,}",
+            _figure(a.services),
+            f"{a.units:,}",
+            _figure(a.designated_services),
+            _figure(a.annual_value),
+        )
+    totals.add_row(
+        "[bold]CAG[/]",
+        f"{r.population:,}",
+        _figure(r.services),
+        f"{r.units:,}",
+        _figure(r.designated_services),
+        _figure(r.annual_value),
+    )
+    console.print(totals)
+    console.print(
+        "[dim]Service counts are rounded under the network policy (small counts suppressed, shown as *);"
+        " contract values are withheld (*) where a few providers dominate. Units are capacity and exact.[/]"
+    )
+
+    # Two narrow tables rather than one wide one: six authorities must fit an 80-column terminal.
+    heads = {code: _short_name(names[code]) for code in codes}
+    rates = Table(
+        title="Units per 1,000 population by client group", box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False
+    )
+    gaps = Table(title="Gap against the CAG rate, in units", box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False)
+    # Rich never shrinks a no-wrap column, so size the label column to what the numbers leave.
+    numbers = sum(max(len(h), 5) + 3 for h in [*heads.values(), "CAG"])  # padding and a rule each
+    label_width = max(14, min(40, console.width - numbers - 1))
+    for table in (rates, gaps):
+        table.add_column("client group", no_wrap=True, overflow="ellipsis", max_width=label_width)
+        for code in codes:
+            table.add_column(heads[code], justify="right", no_wrap=True, min_width=max(5, len(heads[code])))
+    rates.add_column("CAG", justify="right", no_wrap=True, min_width=5)
+    for g in r.client_groups:
+        label = f"{g.client_group:>2} {g.name}"
+        rates.add_row(label, *(f"{g.rates[code]:.2f}" for code in codes), f"{g.cag_rate:.2f}")
+        gaps.add_row(label, *(f"{g.shortfall[code]:,}" if g.shortfall[code] > 0 else "-" for code in codes))
+    console.print(rates)
+    console.print(gaps)
+    _render_coverage(bundle, console)
+
+
+def _figure(value: int | None) -> str:
+    return "*" if value is None else f"{value:,}"
+
+
+def _short_name(name: str) -> str:
+    """Column headings for narrow tables: "North Yorkshire" -> "N Yorkshire", "Bath & Wells" -> "B&W"."""
+    if " & " in name:
+        return "&".join(part[0] for part in name.split(" & "))
+    first, _, rest = name.partition(" ")
+    return f"{first[0]} {rest}" if rest and first in {"North", "South", "East", "West"} else name
+
+
+def _render_coverage(bundle: Bundle, console: Console) -> None:
+    console.print(f"answered: {', '.join(bundle.answered) or 'none'}  (policy {bundle.policy_digest[:19]}…)")
+    if bundle.missing:
+        for m in bundle.missing:
+            console.print(f"[yellow]missing[/]: {m.authority} — {m.reason}")
+        console.print("[yellow]CAG figures above cover only the authorities that answered.[/]")
+
+
+@app.command("supply-map")
+def query_supply_map(
+    network_dir: AskerOpt = None,
+    by_district: Annotated[bool, typer.Option(help="Break down by district as well.")] = False,
+    client_group: Annotated[
+        list[int] | None,
+        typer.Option("--client-group", "-g", help="Only this SP client group (1-21); repeat for several."),
+    ] = None,
+    deadline_ms: Annotated[int, typer.Option(help="Per-node deadline (0: the coordinator's default).")] = 0,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the verified bundle as JSON.")] = False,
+    out_file: Annotated[Path | None, typer.Option("--out", help="Save the signed bundle for `cagnet verify`.")] = None,
+    principal: PrincipalOpt = "",
+) -> None:
+    """The joint supply map: per-authority and CAG supply, rates per 1,000 and gaps."""
+
+    from coordinator.joint import bundle as bundle_mod
+    from coordinator.joint.client import joint_query
+
+    netdir = _netdir(network_dir)
+    bundle, envelope = joint_query(
+        netdir,
+        member_asker=member_asker,
+        kind="supply-map",
+        principal=principal,
+        by_district=by_district,
+        client_groups=client_group or (),
+        node_deadline_ms=deadline_ms,
+    )
+    if out_file is not None:
+        bundle_mod.save(out_file, envelope, network_dir=netdir)
+        err.print(f"signed bundle saved to {out_file} (check it with `cagnet verify {out_file}`)")
+    if as_json:
+        print(json.dumps(bundle.model_dump(mode="json"), indent=2))
+    else:
+        render_supply_map(bundle, out)
+
+
+def verify(
+    file: Annotated[Path, typer.Argument(help="A bundle saved with `cagnet query ... --out FILE`.")],
+    network_dir: NetworkOpt = None,
+) -> None:
+    """Re-check a saved bundle offline: every signature, every binding, and the combined result."""
+
+    from coordinator import network
+    from coordinator.joint import bundle as bundle_mod
+    from coordinator.joint.bundle import verify_saved_bundle
+
+    envelope, hint = bundle_mod.load(file)
+    netdir = network_dir or _default_network() or hint
+    if netdir is None:
+        raise typer.BadParameter("the file names no network folder; give --network", param_hint="--network")
+    # Against the keys each party held at the version the bundle names, not today's.
+    chain = [m for m, _ in network.history(netdir)]
+    bundle, made_under = verify_saved_bundle(envelope, chain)
+    out.print(
+        f"[green]verified[/]: {bundle.kind} bundle from {bundle.network}, "
+        f"{len(bundle.contributions)} signed contributions ({', '.join(bundle.answered)}), "
+        + (
+            "each node's signed receipt checked (repeat movers are counted from tokens, and VFM summed from "
+            "masked histograms, that the bundle does not hold); "
+            if bundle.kind in ("repeat-movers", "vfm")
+            else "result recomputed and identical; "
+        )
+        + f"missing: {', '.join(m.authority for m in bundle.missing) or 'none'}"
+    )
+    current = network.read_policy(netdir).digest
+    note = "the network's current policy" if current == bundle.policy_digest else "not the network's current policy"
+    out.print(f"made under policy {bundle.policy_digest} ({note})")
+    if made_under.version == chain[-1].version:
+        out.print(f"signatures checked against the keys of manifest version {made_under.version} (the current one)")
+    else:
+        out.print(
+            f"signatures checked against the keys each party held at manifest version {made_under.version}, "
+            f"from the verified chain (the current version is {chain[-1].version}: keys rotated since do not matter)"
+        )
