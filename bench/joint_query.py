@@ -130,7 +130,7 @@ def _plain_node(port: int, nodedir: str) -> None:
 
 def _plain_coordinator(port: int, node_ports: list[int]) -> None:
     """A bench-only insecure coordinator: fan out, convert with the real serde, combine for real."""
-    from coordinator.joint.combine import combine_supply_maps
+    from shared.kinds.supply import combine_supply_maps
     from shared.serde import supply_map_from_proto
 
     pool = futures.ThreadPoolExecutor(max_workers=32)
@@ -167,7 +167,7 @@ def _plain_coordinator(port: int, node_ports: list[int]) -> None:
 
 
 def _plain_joint(n: int, nodes: dict[str, Path]) -> list[float]:
-    from coordinator.joint.combine import JointSupplyMap
+    from shared.kinds.supply import JointSupplyMap
 
     ctx = mp.get_context("spawn")
     node_ports = [free_port() for _ in nodes]

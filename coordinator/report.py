@@ -21,10 +21,10 @@ import plotly.io as pio
 from plotly.offline import get_plotlyjs
 
 from coordinator.joint.bundle import Bundle
-from coordinator.joint.combine import JointSupplyMap
-from coordinator.joint.providers import VfmBenchmarks
-from coordinator.joint.records import JointMovement, JointNetFlow
 from shared import places, vocabulary
+from shared.kinds.providers import VfmBenchmarks
+from shared.kinds.records import JointMovement, JointNetFlow
+from shared.kinds.supply import JointSupplyMap
 
 # The page may fetch nothing: everything it needs is inline.
 _CSP = (

@@ -10,7 +10,6 @@ import re
 import signal
 import threading
 import time
-from collections import Counter
 from collections.abc import Iterator
 from concurrent import futures
 from dataclasses import dataclass, field
@@ -37,11 +36,10 @@ from coordinator.feeds.snapshot import default_database_url as feeds_default_url
 from coordinator.governance.server import SERVICE as GOVERNANCE_SERVICE
 from coordinator.governance.server import GovernanceRuntime
 from coordinator.governance.server import add_to_server as add_governance
+from coordinator.joint import protocols
 from coordinator.joint.bundle import Bundle, build_bundle, sign_bundle, verify_bundle
-from coordinator.joint.fanout import Contribution, Missing, NodeClients
-from coordinator.joint.kinds import KINDS, PLAN
-from coordinator.joint.records import RepeatMovers, count_repeat_movers
-from coordinator.joint.rounds import Round, common_providers, vfm_benchmarks
+from coordinator.joint.fanout import Missing, NodeClients
+from coordinator.joint.rounds import Round
 from coordinator.register.server import SERVICE as REGISTER_SERVICE
 from coordinator.register.server import RegisterRuntime, add_to_server
 from coordinator.settings import CoordinatorSettings
@@ -50,15 +48,12 @@ from shared import dsse
 from shared.auth import (
     NonceCache,
     Verified,
-    digest,
-    forwarded_request,
     now_ms,
     request_header,
     sign_message,
     verify_request,
-    verify_response,
 )
-from shared.disclosure import check_share_threshold, load_secret, require_min_authorities
+from shared.disclosure import load_secret, require_min_authorities
 from shared.errors import CagnetError, DisclosureRefused, InvalidRequest, NotPermitted, StalePolicy
 from shared.guard import MAX_MESSAGE, RefusalSummary, RequestGuard, server_options
 from shared.identity import Identity
@@ -68,13 +63,12 @@ from shared.interceptor import (
     peer_party_id,
     server_credentials,
 )
-from shared.linkage import tokens_digest
+from shared.kinds.registry import KINDS, PLAN_KINDS
 from shared.mandate import FeedMandate, check_mandated_query, open_mandate, query_message
 from shared.manifest import CAG_CHAIR, COORDINATOR, MEMBER_AUTHORITY, REGIONAL_BOARD, Manifest, ManifestSource, Party
 from shared.metrics import CallObserver, MetricsListener, ServerMetrics, serve_metrics
-from shared.models import PLAN_KINDS
 from shared.nonces import StoredNonceCache
-from shared.pb.cagnet.v1 import coordinator_pb2, coordinator_pb2_grpc, envelope_pb2, node_pb2
+from shared.pb.cagnet.v1 import coordinator_pb2, coordinator_pb2_grpc, envelope_pb2
 from shared.policy import AggregateRule, Policy, PolicySource
 from shared.serde import envelope_from_proto, envelope_to_proto
 from shared.serving import bind, folder_lock
@@ -333,8 +327,8 @@ class CoordinatorRuntime:
         spec = KINDS.get(query.kind)
         if spec is None:
             raise InvalidRequest(f"unknown query kind; this coordinator answers: {', '.join(KINDS)}")
-        if spec.kind == "non-local-services" and query.min_share_percent:
-            check_share_threshold(query.min_share_percent)  # the grid only: a free value could be bisected
+        if spec.check is not None:
+            spec.check(query)
         deadline_ms = query.node_deadline_ms or self.settings.node_deadline_ms
         if not 0 < deadline_ms <= self.settings.max_node_deadline_ms:
             raise InvalidRequest(f"node deadline must be between 1 and {self.settings.max_node_deadline_ms} ms")
@@ -344,39 +338,19 @@ class CoordinatorRuntime:
             raise StalePolicy()
         # Each node checks this too; refusing here spares them the round trip.
         rule = (
-            _plan_rule(policy, principal) if spec.kind == PLAN else policy.require_any_role(query.kind, principal.roles)
+            policy.require_any_role(query.kind, principal.roles) if spec.policy_rule else _plan_rule(policy, principal)
         )
-
-        def build(member: Any) -> Any:
-            header = request_header(
-                self.identity,
-                audience=member.id,
-                method=spec.method,
-                on_behalf_of=query_envelope,
-                policy_digest=policy.digest,
-            )
-            return forwarded_request(spec.request_cls, header, query)
-
         rounds = Round(
             self.clients, self.identity, manifest, policy, rule, query_envelope, query, deadline_s=deadline_ms / 1000
         )
-        result: Any = None
-        if spec.kind == "common-providers":
-            answered, missing = common_providers(rounds, spec)
-        elif spec.kind == "vfm":
-            answered, missing, result = vfm_benchmarks(rounds, spec)
-        else:
-            # Figures made under two policies are not comparable: Round.ask never combines them.
-            answered, missing = rounds.ask(manifest.members, spec.rpc, build, spec.response_cls)
-            if spec.receipt_cls is not None:
-                _check_receipts(answered, missing, manifest)
+        answered, missing, finish = protocols.run(
+            rounds, spec, secret=lambda: load_secret(network.rounding_key_path(self.netdir))
+        )
         self.metrics.fanned_out(spec.kind, missing=((m.authority, m.reason) for m in missing))
         try:
             require_min_authorities(len(answered), rule)
         except DisclosureRefused as exc:
             raise _too_few_answered(exc, missing) from None
-        if spec.kind == "repeat-movers":
-            result = self._repeat_movers(answered, rule)
         bundle = build_bundle(
             manifest=manifest,
             query=query_envelope,
@@ -384,18 +358,10 @@ class CoordinatorRuntime:
             answered=answered,
             missing=missing,
             policy_digest=policy.digest,
-            result=result,
+            result=finish(answered),
         )
         log.info("joint %s: %d answered, %d missing", query.kind, len(answered), len(missing))
         return sign_bundle(bundle, self.identity.signing_key)
-
-    def _repeat_movers(self, answered: list[Contribution], rule: AggregateRule) -> RepeatMovers:
-        # The tokens exist only in this call: never logged, stored, or put in the bundle.
-        return count_repeat_movers(
-            ((c.authority, c.message.tokens, c.message.groups) for c in answered),
-            rule,
-            secret=load_secret(network.rounding_key_path(self.netdir)),
-        )
 
 
 def _plan_rule(policy: Policy, principal: Party) -> AggregateRule:
@@ -435,35 +401,6 @@ def _too_few_answered(exc: DisclosureRefused, missing: list[Missing]) -> CagnetE
     tail = f"; {why}" if why else ""
     message = f"{rules}{tail}; so {exc.public_message.replace('minimum authorities: ', 'too few answered: ')}"
     return _REFUSAL_ERRORS.get(code, DisclosureRefused)(message)
-
-
-def _check_receipts(answered: list[Contribution], missing: list[Missing], manifest: Manifest) -> None:
-    """Keep only answers whose signed receipt attests exactly the tokens sent, made under the
-    linkage key most answers share (a node with another key would match nobody)."""
-    good = []
-    for c in answered:
-        try:
-            receipt = verify_response(
-                envelope_from_proto(c.message.receipt),
-                node_pb2.LinkageReceipt,
-                signer=manifest.party(c.authority),
-                request_digest=digest(c.request.payload),
-            )
-        except CagnetError:
-            missing.append(Missing(c.authority, "its receipt for the linkage tokens failed verification"))
-            continue
-        if receipt.tokens_digest != tokens_digest(c.message.tokens, c.message.groups) or (
-            receipt.key_check != c.message.key_check
-        ):
-            missing.append(Missing(c.authority, "its receipt does not match the linkage tokens it sent"))
-            continue
-        good.append(c)
-    checks = Counter(c.message.key_check for c in good)
-    common = checks.most_common(1)[0][0] if checks else ""
-    answered[:] = [c for c in good if c.message.key_check == common]
-    for c in good:
-        if c.message.key_check != common:
-            missing.append(Missing(c.authority, "it holds a different network linkage key"))
 
 
 def _snapshot_facts(envelope: dsse.Envelope) -> tuple[int, str]:

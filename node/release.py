@@ -45,8 +45,8 @@ from shared.disclosure import (
     share_band,
 )
 from shared.errors import CagnetError, DisclosureRefused, InvalidRequest, NotPermitted
+from shared.kinds.registry import PLAN_KINDS
 from shared.models import (
-    PLAN_KINDS,
     CountCell,
     CountTable,
     NodePlan,
@@ -64,7 +64,6 @@ __all__ = [
     "MOVEMENT",
     "NET_FLOW",
     "NON_LOCAL_SERVICES",
-    "REPEAT_MOVERS",
     "SUPPLY_MAP",
     "Releaser",
     "load_rounding_secret",
@@ -75,7 +74,6 @@ MOVEMENT = "movement"
 NET_FLOW = "net-flow"
 KPI = "kpi"
 NON_LOCAL_SERVICES = "non-local-services"
-REPEAT_MOVERS = "repeat-movers"
 DESIGNATED = "supply-map/designated-services"  # the ledger's kind for designated-service counts
 _Answer = TypeVar("_Answer", bound=BaseModel)
 # The ledger keeps every supply map at its finest grain, so that any two can be compared.
@@ -102,6 +100,14 @@ class Releaser:
         # same question over the same records and policy has the same answer (rounding is keyed,
         # and the ledger would repeat itself), so it need not be worked out again.
         self._answers: dict[tuple[str, str], tuple[tuple[object, ...], Any]] = {}
+        # The true counts at the ledger's grain that each client-record kind is released from; the
+        # gate below (`_through_ledger`, `_admitted`, `plan`) reads them here and names no kind.
+        self._sources: dict[str, Callable[[Question], tuple[Mapping[Any, int], tuple[str, ...]]]] = {
+            MOVEMENT: self._new_clients,
+            NET_FLOW: self._new_clients,
+            KPI: self._departures,
+            NON_LOCAL_SERVICES: self._intake,
+        }
 
     def forget_answers(self) -> None:
         """Drop remembered answers: the authority's population or districts changed in the register."""
@@ -231,28 +237,32 @@ class Releaser:
             self._answers[(policy.digest, signature)] = (version, answer)
             return answer
 
+    def _new_clients(self, question: Question) -> tuple[Mapping[Any, int], tuple[str, ...]]:
+        # Origins among the members by code, others by region, as the network's register places them.
+        counts = movement.new_clients(
+            self.engine,
+            authority_code=self.authority,
+            question=question,
+            members=self.members(),
+            register=self.register(),
+        )
+        return counts, ("origin", "client_group", "month")
+
+    def _departures(self, question: Question) -> tuple[Mapping[Any, int], tuple[str, ...]]:
+        return movement.departures(self.engine, question=question), ("client_group", "departure", "month")
+
+    def _intake(self, question: Question) -> tuple[Mapping[Any, int], tuple[str, ...]]:
+        counts = movement.intake_by_month(
+            self.engine, authority_code=self.authority, question=question, register=self.register()
+        )
+        return counts, ("client_group", "service", "origin", "month")
+
     def _finest(self, kind: str, question: Question) -> tuple[dict[tuple[str, ...], int], tuple[str, ...]]:
         """A records question's true counts at the grain the ledger keeps (calendar months)."""
-        counts: Mapping[Any, int]
-        if kind in (MOVEMENT, NET_FLOW):
-            # Origins among the members by code, others by region, as the network's register places them.
-            counts = movement.new_clients(
-                self.engine,
-                authority_code=self.authority,
-                question=question,
-                members=self.members(),
-                register=self.register(),
-            )
-            dims: tuple[str, ...] = ("origin", "client_group", "month")
-        elif kind == KPI:
-            counts, dims = movement.departures(self.engine, question=question), ("client_group", "departure", "month")
-        elif kind == NON_LOCAL_SERVICES:
-            counts = movement.intake_by_month(
-                self.engine, authority_code=self.authority, question=question, register=self.register()
-            )
-            dims = ("client_group", "service", "origin", "month")
-        else:
+        source = self._sources.get(kind)
+        if source is None:
             raise InvalidRequest(f"no release ledger for {kind!r}")
+        counts, dims = source(question)
         return {tuple(str(part) for part in key): n for key, n in counts.items()}, dims
 
     def _admitted(
@@ -307,8 +317,8 @@ class Releaser:
     def _would_refuse(self, policy: Policy, roles: tuple[str, ...], kind: str, question: Question) -> str:
         try:
             rule = policy.require_any_role(kind, roles)
-            if kind == REPEAT_MOVERS:
-                return ""  # no ledger at the node: the coordinator protects each count on its own
+            if kind not in self._sources:
+                return ""  # no ledger at the node (repeat movers): the coordinator protects each count
             signature = _signature({"kind": kind, **question.as_asked().model_dump(mode="json")})
             with self._lock:
                 self._admitted(policy, rule, kind, question, signature, record=False)

@@ -106,8 +106,13 @@ def _party_id_of(cert_pem: bytes) -> tuple[str, str]:
 
 
 class SignedEnvelopeInterceptor(grpc.ServerInterceptor):
-    def __init__(self, services: tuple[str, ...], authenticate: Authenticate, on_reject: OnReject) -> None:
+    def __init__(
+        self, services: tuple[str, ...], authenticate: Authenticate, on_reject: OnReject, *, explicit: bool = False
+    ) -> None:
         self._prefixes = tuple(f"/{s}/" for s in services)
+        # explicit: a unary handler is called with the verified request in place of the raw
+        # envelope, so that it reads nothing ambient (`current_request` is for the others).
+        self._explicit = explicit
         self._authenticate = authenticate
         self._on_reject = on_reject
 
@@ -153,6 +158,8 @@ class SignedEnvelopeInterceptor(grpc.ServerInterceptor):
                 finally:
                     _peer_fingerprint.reset(fingerprint)
                 note_principal(verified.principal.id)
+                if self._explicit:
+                    return inner(verified, context)
                 token = _current.set(verified)
                 try:
                     return inner(request, context)

@@ -24,6 +24,10 @@ from shared import dsse
 from shared.auth import CLOCK_SKEW_S, now_ms
 from shared.errors import BadSignature, ExpiredRequest, InvalidRequest, NotPermitted, WrongAudience
 from shared.identity import Identity
+
+# FEED_KINDS, the joint queries a feed snapshot is made of (a mandate may allow these and
+# nothing else), is read from the registry of kinds.
+from shared.kinds.registry import FEED_KINDS, KINDS
 from shared.manifest import CAG_CHAIR, Manifest, Party
 from shared.pb.cagnet.v1 import coordinator_pb2, envelope_pb2
 from shared.serde import envelope_from_proto
@@ -48,8 +52,6 @@ __all__ = [
 ]
 
 MANDATE_PAYLOAD_TYPE = "application/vnd.cagnet.v1.feed-mandate+json"
-# The joint queries a feed snapshot is made of; a mandate may allow these and nothing else.
-FEED_KINDS = ("supply-map", "net-flow", "kpi")
 # The JointQueryRequest fields that are not the question: who asks and how (header, deadline),
 # and the mandate itself.
 _NOT_THE_QUESTION = frozenset({"header", "node_deadline_ms", "mandate", "slot"})
@@ -152,9 +154,9 @@ def feed_queries(*, from_date: str = "", to_date: str = "") -> tuple[MandatedQue
     """The feed's questions, as `cagnet feed publish` asks them: the supply map as it stands, and
     net flows and KPI 2 over the whole period (optionally bounded by client-record dates)."""
     return tuple(
-        MandatedQuery(kind=kind)
-        if kind == "supply-map"
-        else MandatedQuery(kind=kind, from_date=from_date, to_date=to_date, period="all")
+        MandatedQuery(kind=kind, from_date=from_date, to_date=to_date, period="all")
+        if KINDS[kind].about_records
+        else MandatedQuery(kind=kind)
         for kind in FEED_KINDS
     )
 

@@ -94,10 +94,6 @@ class NonLocalService(_Model):
     share_band: str
 
 
-# The standard client-record questions a plan covers, in the order it lists them.
-PLAN_KINDS = ("movement", "net-flow", "kpi", "non-local-services", "repeat-movers")
-
-
 class PlannedQuestion(_Model):
     """A standard question and whether one node would answer it now ("" if so, else the rule)."""
 

@@ -25,7 +25,6 @@ if TYPE_CHECKING:
     from shared.manifest import ManifestSource
 
 __all__ = [
-    "AGGREGATE_KINDS",
     "POLICY_PAYLOAD_TYPE",
     "ROLES",
     "SUPPORTED_POLICY_VERSIONS",
@@ -46,18 +45,6 @@ POLICY_PAYLOAD_TYPE = "application/vnd.cagnet.v1.policy+toml"
 SUPPORTED_POLICY_VERSIONS = frozenset({1})
 
 ROLES = ("member-authority", "cag-chair", "regional-board", "coordinator")
-
-AGGREGATE_KINDS = (
-    "supply-map",
-    "movement",
-    "net-flow",
-    "repeat-movers",
-    "non-local-services",
-    "kpi",
-    "common-providers",
-    "vfm",
-    "feed",
-)
 
 RoundingMode = Literal["keyed", "nearest", "midpoint6"]
 

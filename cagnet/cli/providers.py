@@ -30,7 +30,7 @@ if TYPE_CHECKING:
 
 
 def render_common_providers(bundle: Bundle, console: Console) -> None:
-    from coordinator.joint.providers import CommonProviders
+    from shared.kinds.providers import CommonProviders
 
     r = bundle.result
     assert isinstance(r, CommonProviders)
@@ -72,7 +72,7 @@ _SERVICE_TYPE_SHORT = {
 
 
 def render_vfm(bundle: Bundle, console: Console) -> None:
-    from coordinator.joint.providers import VfmBenchmarks
+    from shared.kinds.providers import VfmBenchmarks
 
     r = bundle.result
     assert isinstance(r, VfmBenchmarks)

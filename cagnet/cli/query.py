@@ -21,7 +21,7 @@ app = typer.Typer(help="Joint queries across the member nodes (as the CAG chair)
 
 
 def render_supply_map(bundle: Bundle, console: Console) -> None:
-    from coordinator.joint.combine import JointSupplyMap
+    from shared.kinds.supply import JointSupplyMap
 
     r = bundle.result
     assert isinstance(r, JointSupplyMap)

@@ -20,7 +20,7 @@ from cagnet.cli.query import _render_coverage, _short_name
 
 if TYPE_CHECKING:
     from coordinator.joint.bundle import Bundle
-    from coordinator.joint.records import PlanRow, Tally
+    from shared.kinds.records import PlanRow, Tally
 
 FromOpt = Annotated[str, typer.Option("--from", help="First day of the period, YYYY-MM-DD (default: all records).")]
 ToOpt = Annotated[str, typer.Option("--to", help="Last day of the period, YYYY-MM-DD (default: all records).")]
@@ -121,7 +121,7 @@ def _table(title: str) -> Table:
 
 
 def render_movement(bundle: Bundle, console: Console) -> None:
-    from coordinator.joint.records import JointMovement
+    from shared.kinds.records import JointMovement
 
     r = bundle.result
     assert isinstance(r, JointMovement)
@@ -157,7 +157,7 @@ def _filtered(bundle: Bundle) -> bool:
 
 
 def render_net_flow(bundle: Bundle, console: Console) -> None:
-    from coordinator.joint.records import JointNetFlow
+    from shared.kinds.records import JointNetFlow
 
     r = bundle.result
     assert isinstance(r, JointNetFlow)
@@ -189,7 +189,7 @@ def render_net_flow(bundle: Bundle, console: Console) -> None:
 
 
 def render_kpi(bundle: Bundle, console: Console) -> None:
-    from coordinator.joint.records import JointKpi
+    from shared.kinds.records import JointKpi
 
     r = bundle.result
     assert isinstance(r, JointKpi)
@@ -211,8 +211,8 @@ def render_kpi(bundle: Bundle, console: Console) -> None:
 
 
 def render_non_local(bundle: Bundle, console: Console) -> None:
-    from coordinator.joint.records import JointNonLocalServices
     from shared.disclosure import SHARE_GRID
+    from shared.kinds.records import JointNonLocalServices
 
     r = bundle.result
     assert isinstance(r, JointNonLocalServices)
@@ -244,7 +244,7 @@ def render_non_local(bundle: Bundle, console: Console) -> None:
 
 
 def render_repeat_movers(bundle: Bundle, console: Console) -> None:
-    from coordinator.joint.records import RepeatMovers
+    from shared.kinds.records import RepeatMovers
 
     r = bundle.result
     assert isinstance(r, RepeatMovers)
@@ -384,7 +384,7 @@ def _period_label(row: PlanRow) -> str:
 
 
 def render_plan(bundle: Bundle, console: Console) -> None:
-    from coordinator.joint.records import JointPlan
+    from shared.kinds.records import JointPlan
 
     r = bundle.result
     assert isinstance(r, JointPlan)
@@ -431,7 +431,7 @@ def query_plan(
     repeat movers; each financial year and quarter in the span; every client group, and each
     `-g` group alone) the nodes would answer now, and why not the others. Releases no figure."""
 
-    from coordinator.joint.kinds import PLAN
+    from shared.kinds.registry import PLAN
 
     bundle = _ask(
         PLAN,

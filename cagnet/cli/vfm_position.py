@@ -25,11 +25,11 @@ def vfm_position(
     """Each of this authority's services against the released CAG quartiles (computed here, sent nowhere)."""
 
     from coordinator.joint import bundle as bundle_mod
-    from coordinator.joint.providers import VfmBenchmarks
     from node.answers import vfm
     from node.config import load_config
     from node.store import open_store
     from shared.errors import InvalidRequest
+    from shared.kinds.providers import VfmBenchmarks
     from shared.manifest import ManifestSource
 
     config = load_config(nodedir)

@@ -32,15 +32,15 @@ from sqlalchemy import Column, Integer, MetaData, String, Table, Text, create_en
 from sqlalchemy.engine import Engine
 
 from coordinator.joint.bundle import Bundle, MissingAuthority, open_contribution_request, verify_bundle
-from coordinator.joint.combine import JointSupplyMap
-from coordinator.joint.kinds import KINDS
-from coordinator.joint.records import OUTSIDE, UNKNOWN, JointKpi, Tally
 from coordinator.register import store as register_store
 from shared import dsse, vocabulary
 from shared.accreditation import LoggedEntry, open_entry, provider_status
 from shared.auth import contribution_digest, digest, open_signed, verify_response
 from shared.disclosure import TOTAL
 from shared.errors import BadSignature, BundleMismatch, InvalidRequest, UnknownIssuer
+from shared.kinds.records import OUTSIDE, UNKNOWN, JointKpi, Tally
+from shared.kinds.registry import KINDS
+from shared.kinds.supply import JointSupplyMap
 from shared.mandate import FEED_KINDS, FeedMandate, check_mandated_query, open_mandate
 from shared.manifest import COORDINATOR, Manifest, claimed_version, manifest_at
 from shared.migrate import ensure_current

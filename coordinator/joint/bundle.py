@@ -17,10 +17,10 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from coordinator.joint.fanout import Contribution, Missing
-from coordinator.joint.kinds import KINDS, JointKind, JointResult
 from shared import dsse
 from shared.auth import asks_same_question, digest, open_signed, verify_response
 from shared.errors import BadSignature, BundleMismatch, InvalidRequest, UnknownIssuer
+from shared.kinds.registry import KINDS, JointKind, JointResult, Protocol
 from shared.mandate import check_mandated_query
 from shared.manifest import COORDINATOR, MEMBER_AUTHORITY, Manifest, Party, claimed_version, manifest_at
 from shared.pb.cagnet.v1 import coordinator_pb2
@@ -189,7 +189,7 @@ def verify_bundle(envelope: dsse.Envelope, manifest: Manifest) -> Bundle:
         if tuple(sorted(r.authority for r in responses)) != bundle.result.authorities:  # type: ignore[union-attr]
             raise BundleMismatch("the result does not name the authorities that contributed")
         # A masked sum means something only over exactly the participants every node was told.
-        if bundle.kind == "vfm" and (
+        if spec.protocol is Protocol.MASKED_SUM and (
             any(tuple(sorted(r.participants)) != bundle.answered for r in responses) or bundle.missing
         ):
             raise BundleMismatch("the benchmark's sum is not over exactly the authorities that answered")

@@ -12,12 +12,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from coordinator.joint.fanout import Contribution, Missing, NodeClients, fan_out
-from coordinator.joint.kinds import JointKind
-from coordinator.joint.providers import VfmBenchmarks
 from shared import dsse, merkle, vfm
 from shared.auth import digest, forwarded_request, request_header, verify_response
 from shared.errors import CagnetError, DisclosureRefused
 from shared.identity import Identity
+from shared.kinds.providers import VfmBenchmarks
+from shared.kinds.registry import JointKind
 from shared.linkage import token_root
 from shared.manifest import Manifest
 from shared.pb.cagnet.v1 import coordinator_pb2, envelope_pb2, node_pb2

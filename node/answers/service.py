@@ -14,10 +14,12 @@ from sqlalchemy.engine import Engine
 
 from shared import __version__, audit
 from shared.authorities import Register, shipped_register
+from shared.kinds.registry import KINDS
 from shared.manifest import Party
 from shared.models import NodeDescription
 
-CAPABILITIES = ("supply-map", "movement", "net-flow", "kpi", "non-local-services", "repeat-movers")
+# Every joint query kind this node answers: all of the registry.
+CAPABILITIES = tuple(KINDS)
 
 
 def describe(*, authority_code: str, key_fingerprint: str, register: Register | None = None) -> NodeDescription:

@@ -1,5 +1,6 @@
 """The node's gRPC server: mTLS with client certificates required, the signed-envelope
-interceptor, the standard health service, and a thin servicer over `node.service`.
+interceptor, the standard health service, and one method handler that answers every `Node`
+method through the plain functions of `node.answers.kinds` (the methods come from the registry).
 """
 
 from __future__ import annotations
@@ -14,114 +15,64 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 import grpc
-from google.protobuf.message import DecodeError
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from sqlalchemy.engine import Engine
 
-from node.answers import linkage, providers, service, vfm
-from node.answers.movement import check_question
-from node.client_records import PersonSealer, load_person_key
+from node.answers import service
+from node.answers.kinds import ANSWERS, DESCRIBE, NodeParts
 from node.config import NodeConfig
 from node.ledger import PersistentNonceCache, spend_mandate_slot
 from node.release import Releaser, load_rounding_secret
 from node.store import ensure_authority, open_store
-from shared import audit, dsse, keys, vocabulary
-from shared import vfm as vfm_layout
+from shared import audit, dsse, keys
 from shared.auth import (
     NonceCache,
     Verified,
     asks_same_question,
-    attach_receipt,
     now_ms,
-    open_signed,
     require_role,
-    response_header,
     sign_message,
     verify_request,
 )
 from shared.authorities import register_of
-from shared.errors import CagnetError, DisclosureRefused, InvalidRequest, NotPermitted, StalePolicy
+from shared.errors import CagnetError, InvalidRequest, NotPermitted, StalePolicy
 from shared.guard import MAX_MESSAGE, RefusalSummary, RequestGuard, server_options
 from shared.identity import Identity
 from shared.interceptor import (
     SignedEnvelopeInterceptor,
     current_peer_fingerprint,
-    current_request,
     server_credentials,
 )
+from shared.kinds.registry import KINDS
 from shared.mandate import check_use, mandate_of
 from shared.manifest import CAG_CHAIR, COORDINATOR, MEMBER_AUTHORITY, Manifest, ManifestSource, Party
 from shared.metrics import CallObserver, MetricsListener, ServerMetrics, parse_listen, serve_metrics
-from shared.models import SupplyMap
-from shared.pb.cagnet.v1 import coordinator_pb2, envelope_pb2, node_pb2, node_pb2_grpc
+from shared.pb.cagnet.v1 import coordinator_pb2, envelope_pb2, node_pb2
 from shared.policy import Policy, PolicySource
 from shared.serde import (
-    count_table_to_proto,
-    description_to_proto,
-    envelope_from_proto,
     envelope_to_proto,
-    non_local_services_to_proto,
-    plan_to_proto,
-    records_question_from_proto,
-    supply_map_to_proto,
 )
 from shared.serving import bind, folder_lock
 
 log = logging.getLogger(__name__)
 
 SERVICE = "cagnet.v1.Node"
-DESCRIBE = f"/{SERVICE}/Describe"
-SUPPLY_MAP = f"/{SERVICE}/SupplyMap"
-MOVEMENT = f"/{SERVICE}/Movement"
-NET_FLOW = f"/{SERVICE}/NetFlow"
-KPI = f"/{SERVICE}/Kpi"
-NON_LOCAL_SERVICES = f"/{SERVICE}/NonLocalServices"
-LINKAGE_TOKENS = f"/{SERVICE}/LinkageTokens"
-PROVIDER_TOKENS = f"/{SERVICE}/ProviderTokens"
-REVEAL_PROVIDERS = f"/{SERVICE}/RevealProviders"
-VFM = f"/{SERVICE}/Vfm"
-PLAN = f"/{SERVICE}/Plan"
 JOINT_QUERY = "/cagnet.v1.Coordinator/JointQuery"
-COMMON_PROVIDERS = "common-providers"
-VFM_KIND = "vfm"
 
-# Which request payload each method takes, and which roles may ask for it.
+# Which request payload each method takes, and which roles may ask for it: read off the registry
+# of kinds (`shared.kinds.registry`), with Describe, which any party may ask.
 METHODS: dict[str, tuple[type[Any], tuple[str, ...]]] = {
     DESCRIBE: (node_pb2.DescribeRequest, (COORDINATOR, MEMBER_AUTHORITY, CAG_CHAIR)),
-    SUPPLY_MAP: (node_pb2.SupplyMapRequest, (MEMBER_AUTHORITY, CAG_CHAIR)),
-    MOVEMENT: (node_pb2.RecordsQuery, (MEMBER_AUTHORITY, CAG_CHAIR)),
-    NET_FLOW: (node_pb2.RecordsQuery, (MEMBER_AUTHORITY, CAG_CHAIR)),
-    KPI: (node_pb2.RecordsQuery, (MEMBER_AUTHORITY, CAG_CHAIR)),
-    NON_LOCAL_SERVICES: (node_pb2.RecordsQuery, (MEMBER_AUTHORITY, CAG_CHAIR)),
-    LINKAGE_TOKENS: (node_pb2.RecordsQuery, (MEMBER_AUTHORITY, CAG_CHAIR)),
-    PROVIDER_TOKENS: (node_pb2.ProvidersQuery, (MEMBER_AUTHORITY, CAG_CHAIR)),
-    REVEAL_PROVIDERS: (node_pb2.RevealRequest, (MEMBER_AUTHORITY, CAG_CHAIR)),
-    VFM: (node_pb2.VfmQuery, (MEMBER_AUTHORITY, CAG_CHAIR)),
-    PLAN: (node_pb2.RecordsQuery, (MEMBER_AUTHORITY, CAG_CHAIR)),
+    **{method: (spec.request_of(method), spec.roles) for spec in KINDS.values() for method in spec.methods},
 }
 # Aggregates the coordinator may only ask for on a principal's behalf, with the joint query kind.
-FORWARDED_KIND = {
-    SUPPLY_MAP: "supply-map",
-    MOVEMENT: "movement",
-    NET_FLOW: "net-flow",
-    KPI: "kpi",
-    NON_LOCAL_SERVICES: "non-local-services",
-    LINKAGE_TOKENS: "repeat-movers",
-    PROVIDER_TOKENS: "common-providers",
-    REVEAL_PROVIDERS: "common-providers",
-    VFM: "vfm",
-    PLAN: "plan",
-}
+FORWARDED_KIND = {method: spec.kind for spec in KINDS.values() for method in spec.methods}
 # The fields of a forwarded request that are the coordinator's part of a round rather than the
 # principal's question; the node checks them itself (evidence, participants).
-FILLED_IN = {
-    REVEAL_PROVIDERS: ("tokens", "commitments", "evidence"),
-    VFM: ("participants",),
-}
-# Answered only to the coordinator forwarding a principal's query, never to a principal directly:
-# a member officer whose own node holds the linkage key could test guesses against the tokens, or
-# (VFM) take the pairwise masks off a node's histogram.
-COORDINATOR_ONLY = frozenset({LINKAGE_TOKENS, PROVIDER_TOKENS, REVEAL_PROVIDERS, VFM})
+FILLED_IN = {spec.method: spec.filled_in for spec in KINDS.values() if spec.filled_in}
+# Answered only to the coordinator forwarding a principal's query, never to a principal directly
+# (`JointKind.coordinator_only` says why).
+COORDINATOR_ONLY = frozenset(method for spec in KINDS.values() if spec.coordinator_only for method in spec.methods)
 
 
 @dataclass
@@ -364,300 +315,52 @@ class NodeRuntime:
         return envelope_to_proto(sign_message(message, self.identity))
 
 
-class NodeServicer(node_pb2_grpc.NodeServicer):
+class NodeServicer:
+    """The node's one method handler: every `Node` method is authenticated by the interceptor,
+    answered by the plain function `node.answers.kinds.ANSWERS` maps it to, signed and audited."""
+
     def __init__(self, runtime: NodeRuntime) -> None:
         self.rt = runtime
-        # The last answer the releaser gave and its message (no header): the releaser hands back the
-        # same object while the answer stands, so a repeat copies the message rather than rebuild it.
-        self._last_answer: tuple[SupplyMap, node_pb2.SupplyMapResponse] | None = None
+        self.parts = NodeParts(
+            authority=runtime.config.authority,
+            engine=runtime.engine,
+            releaser=runtime.releaser,
+            identity=lambda: runtime.identity,
+            manifests=runtime.manifests,
+            linkage_key_path=runtime.config.linkage_key_path,
+            person_key_path=runtime.config.person_key_path,
+        )
 
-    def _supply_map_message(self, supply: SupplyMap, header: envelope_pb2.ResponseHeader) -> node_pb2.SupplyMapResponse:
-        last = self._last_answer
-        if last is None or last[0] is not supply:
-            last = self._last_answer = (supply, supply_map_to_proto(supply, envelope_pb2.ResponseHeader()))
-        message = node_pb2.SupplyMapResponse()
-        message.CopyFrom(last[1])
-        message.header.CopyFrom(header)
-        return message
+    def handler(self) -> grpc.GenericRpcHandler:
+        """One unary handler per method of the `Node` service, each given the verified request."""
+
+        def handle(method: str) -> Any:
+            return grpc.unary_unary_rpc_method_handler(
+                lambda verified, _context: self.answer(method, verified),
+                request_deserializer=envelope_pb2.Envelope.FromString,
+                response_serializer=envelope_pb2.Envelope.SerializeToString,
+            )
+
+        return grpc.method_handlers_generic_handler(
+            SERVICE, {method.removeprefix(f"/{SERVICE}/"): handle(method) for method in ANSWERS}
+        )
+
+    def answer(self, method: str, verified: Verified[Any]) -> envelope_pb2.Envelope:
+        """Check, answer, sign, audit: the one path for every method."""
+        answer = ANSWERS[method]
+        parameters = answer.parameters(verified.message)
+        try:
+            policy = self.rt.policy_for(verified)
+            message = answer.answer(self.parts, policy, verified)
+        except answer.refused_on as exc:
+            self._refuse(verified, method, parameters, exc)
+            raise
+        reply = self.parts.sign(message)
+        self._record(verified, method, parameters, reply.payload, policy.digest)
+        return reply
 
     def _via(self, verified: Verified[Any]) -> str:
         return verified.issuer.id if verified.issuer is not verified.principal else ""
-
-    def Describe(self, request: envelope_pb2.Envelope, context: grpc.ServicerContext) -> envelope_pb2.Envelope:
-        verified = current_request()
-        policy = self.rt.policy_for(verified)
-        description = service.describe(
-            authority_code=self.rt.config.authority,
-            key_fingerprint=self.rt.identity.keyid,
-            register=register_of(self.rt.manifests.current()),
-        )
-        header = response_header(self.rt.identity, request_digest=verified.request_digest, policy_digest=policy.digest)
-        reply = self.rt.sign(description_to_proto(description, header))
-        self._record(verified, DESCRIBE, {}, reply.payload, policy.digest)
-        return reply
-
-    def SupplyMap(self, request: envelope_pb2.Envelope, context: grpc.ServicerContext) -> envelope_pb2.Envelope:
-        verified = current_request()
-        message = verified.message
-        by_district = bool(message.by_district)
-        groups = sorted(set(message.client_groups))
-        parameters: dict[str, object] = {"by_district": by_district, "client_groups": groups}
-        try:
-            policy = self.rt.policy_for(verified)
-            supply = self.rt.releaser.supply_map(
-                policy, roles=verified.principal.roles, by_district=by_district, client_groups=groups
-            )
-        except (DisclosureRefused, NotPermitted, StalePolicy) as exc:
-            self._refuse(verified, SUPPLY_MAP, parameters, exc)
-            raise
-        header = response_header(self.rt.identity, request_digest=verified.request_digest, policy_digest=policy.digest)
-        message = self._supply_map_message(supply, header)
-        # A receipt without the figures, for feeds whose readers may not see one authority's figures.
-        attach_receipt(message, self.rt.identity, authority=self.rt.config.authority)
-        reply = self.rt.sign(message)
-        self._record(verified, SUPPLY_MAP, parameters, reply.payload, policy.digest)
-        return reply
-
-    def Movement(self, request: envelope_pb2.Envelope, context: grpc.ServicerContext) -> envelope_pb2.Envelope:
-        return self._counts(MOVEMENT, self.rt.releaser.movement)
-
-    def NetFlow(self, request: envelope_pb2.Envelope, context: grpc.ServicerContext) -> envelope_pb2.Envelope:
-        return self._counts(NET_FLOW, self.rt.releaser.net_flow)
-
-    def Kpi(self, request: envelope_pb2.Envelope, context: grpc.ServicerContext) -> envelope_pb2.Envelope:
-        return self._counts(KPI, self.rt.releaser.kpi)
-
-    def NonLocalServices(self, request: envelope_pb2.Envelope, context: grpc.ServicerContext) -> envelope_pb2.Envelope:
-        return self._records(
-            NON_LOCAL_SERVICES,
-            lambda policy, verified, question: non_local_services_to_proto(
-                self.rt.releaser.non_local_services(policy, roles=verified.principal.roles, question=question),
-                self._header(verified, policy),
-            ),
-        )
-
-    def Plan(self, request: envelope_pb2.Envelope, context: grpc.ServicerContext) -> envelope_pb2.Envelope:
-        """Would this node answer each standard question now? Checked, signed and audited like any
-        request; the answer holds no figure and the release ledger is left as it was."""
-        return self._records(
-            PLAN,
-            lambda policy, verified, question: plan_to_proto(
-                self.rt.releaser.plan(policy, roles=verified.principal.roles, question=question),
-                self._header(verified, policy),
-            ),
-        )
-
-    def LinkageTokens(self, request: envelope_pb2.Envelope, context: grpc.ServicerContext) -> envelope_pb2.Envelope:
-        def answer(policy: Policy, verified: Verified[Any], question: Any) -> Any:
-            policy.require_any_role("repeat-movers", verified.principal.roles)
-            key = linkage.load_linkage_key(self.rt.config.linkage_key_path)
-            sealer = PersonSealer(load_person_key(self.rt.config.person_key_path))
-            inner = verified.principal_request
-            assert isinstance(inner, coordinator_pb2.JointQueryRequest)  # COORDINATOR_ONLY saw to it
-            analysis = inner.header.nonce
-            tokens, masks = linkage.tokens(self.rt.engine, sealer=sealer, key=key, analysis=analysis, question=question)
-            header = self._header(verified, policy)
-            check = linkage.key_check(key)
-            receipt = node_pb2.LinkageReceipt(
-                header=header,
-                authority=self.rt.config.authority,
-                key_check=check,
-                tokens_digest=linkage.tokens_digest(tokens, masks),
-            )
-            return node_pb2.LinkageTokensResponse(
-                header=header,
-                authority=self.rt.config.authority,
-                key_check=check,
-                tokens=tokens,
-                groups=masks,
-                receipt=self.rt.sign(receipt),
-            )
-
-        return self._records(LINKAGE_TOKENS, answer)
-
-    def ProviderTokens(self, request: envelope_pb2.Envelope, context: grpc.ServicerContext) -> envelope_pb2.Envelope:
-        def answer(policy: Policy, verified: Verified[Any]) -> Any:
-            policy.require_any_role(COMMON_PROVIDERS, verified.principal.roles)
-            key, analysis, found = self._provider_tokens(verified)
-            header = self._header(verified, policy)
-            check = linkage.key_check(key)
-            commitment = node_pb2.ProviderCommitment(
-                header=header,
-                authority=self.rt.config.authority,
-                analysis=analysis,
-                key_check=check,
-                size=len(found.tokens),
-                root=providers.token_root(found.tokens),
-            )
-            return node_pb2.ProviderTokensResponse(
-                header=header,
-                authority=self.rt.config.authority,
-                key_check=check,
-                tokens=found.tokens,
-                providers=found.providers,
-                commitment=self.rt.sign(commitment),
-            )
-
-        return self._answer(PROVIDER_TOKENS, {}, answer)
-
-    def RevealProviders(self, request: envelope_pb2.Envelope, context: grpc.ServicerContext) -> envelope_pb2.Envelope:
-        def answer(policy: Policy, verified: Verified[Any]) -> Any:
-            rule = policy.require_any_role(COMMON_PROVIDERS, verified.principal.roles)
-            key, analysis, found = self._provider_tokens(verified)
-            message = verified.message
-            check = linkage.key_check(key)
-            manifest = self.rt.manifests.current()
-
-            def opener(envelope: envelope_pb2.Envelope) -> Any:
-                def open_commitment() -> tuple[str, int, bytes]:
-                    env = envelope_from_proto(envelope)
-                    try:
-                        claimed = node_pb2.ProviderCommitment.FromString(env.payload).authority
-                        holder = manifest.party(claimed)
-                        commitment = open_signed(env, node_pb2.ProviderCommitment, holder)
-                    except (CagnetError, DecodeError):
-                        raise InvalidRequest("a commitment in the evidence does not verify") from None
-                    if not holder.has_role(MEMBER_AUTHORITY) or commitment.header.responder != holder.id:
-                        raise InvalidRequest("a commitment in the evidence is not a member authority's")
-                    if commitment.analysis != analysis or commitment.key_check != check:
-                        raise InvalidRequest("a commitment in the evidence was made for another analysis")
-                    return holder.id, commitment.size, commitment.root
-
-                return open_commitment
-
-            holders = providers.holders_of(
-                message.tokens,
-                ((e.token, e.commitment, e.index, list(e.proof)) for e in message.evidence),
-                [opener(c) for c in message.commitments],
-                me=self.rt.config.authority,
-                mine=frozenset(found.tokens),
-            )
-            common = sorted(t for t, members in holders.items() if len(members) >= rule.min_authorities)
-            owner = dict(zip(found.tokens, found.providers, strict=True))
-            by_provider: dict[int, list[bytes]] = {}
-            for token in common:
-                by_provider.setdefault(owner[token], []).append(token)
-            revealed = []
-            for index, tokens in sorted(by_provider.items()):
-                p = found.by_provider[index]
-                revealed.append(
-                    node_pb2.RevealedProvider(
-                        tokens=tokens,
-                        name=p.name,
-                        national_provider_id=p.national_provider_id,
-                        charity_number=p.charity_number,
-                        company_number=p.company_number,
-                        services=p.services,
-                        units=p.units,
-                        designated=p.designated,
-                    )
-                )
-            return node_pb2.RevealResponse(
-                header=self._header(verified, policy), authority=self.rt.config.authority, providers=revealed
-            )
-
-        asked = current_request().message
-        return self._answer(REVEAL_PROVIDERS, {"tokens_asked": len(asked.tokens)}, answer)
-
-    def Vfm(self, request: envelope_pb2.Envelope, context: grpc.ServicerContext) -> envelope_pb2.Envelope:
-        asked = current_request().message
-        groups = sorted(set(asked.client_groups))
-        participants = list(asked.participants)
-        parameters: dict[str, object] = {
-            "client_groups": groups,
-            "service_type": asked.service_type,
-            "participants": participants,
-        }
-
-        def answer(policy: Policy, verified: Verified[Any]) -> Any:
-            rule = policy.require_any_role(VFM_KIND, verified.principal.roles)
-            if any(g not in vocabulary.CLIENT_GROUPS for g in groups):
-                raise InvalidRequest("client_groups: each must be an SP client group code, 1 to 21")
-            if asked.service_type and asked.service_type not in {t.value for t in vocabulary.ServiceType}:
-                raise InvalidRequest("service_type: not a service type")
-            members = sorted(p.id for p in self.rt.manifests.current().members)
-            if len(set(participants)) != len(participants) or sorted(participants) != members:
-                raise DisclosureRefused("secure aggregation: the participants must be every member authority")
-            if len(participants) < rule.min_authorities:
-                raise DisclosureRefused("minimum authorities: a joint figure needs more authorities")
-            selected = vfm_layout.cells(groups, asked.service_type)
-            self.rt.releaser.admit_participants(rule, selected, participants)
-            key = linkage.load_linkage_key(self.rt.config.linkage_key_path)
-            costs = vfm.unit_costs(self.rt.engine, authority_code=self.rt.config.authority)
-            plain = vfm_layout.cell_vector(selected, [(u.cell, u.cost) for u in costs])
-            inner = verified.principal_request
-            assert isinstance(inner, coordinator_pb2.JointQueryRequest)  # COORDINATOR_ONLY saw to it
-            masked = vfm.masked_vector(
-                plain, me=self.rt.config.authority, participants=participants, key=key, analysis=inner.header.nonce
-            )
-            header = self._header(verified, policy)
-            check = linkage.key_check(key)
-            receipt = node_pb2.VfmReceipt(
-                header=header,
-                authority=self.rt.config.authority,
-                key_check=check,
-                participants=participants,
-                masked_digest=vfm_layout.masks_digest(masked),
-            )
-            return node_pb2.VfmResponse(
-                header=header,
-                authority=self.rt.config.authority,
-                key_check=check,
-                masked=masked,
-                receipt=self.rt.sign(receipt),
-            )
-
-        return self._answer(VFM, parameters, answer)
-
-    def _provider_tokens(self, verified: Verified[Any]) -> tuple[bytes, bytes, providers.ProviderTokens]:
-        key = linkage.load_linkage_key(self.rt.config.linkage_key_path)
-        inner = verified.principal_request
-        assert isinstance(inner, coordinator_pb2.JointQueryRequest)  # COORDINATOR_ONLY saw to it
-        analysis = inner.header.nonce
-        found = providers.local_providers(self.rt.engine, authority_code=self.rt.config.authority)
-        return key, analysis, providers.provider_tokens(found, key=key, analysis=analysis)
-
-    def _answer(self, method: str, parameters: dict[str, object], answer: Any) -> envelope_pb2.Envelope:
-        """Check, answer, sign, audit: the path for questions that are not about client records."""
-        verified = current_request()
-        try:
-            policy = self.rt.policy_for(verified)
-            message = answer(policy, verified)
-        except CagnetError as exc:
-            self._refuse(verified, method, parameters, exc)
-            raise
-        reply = self.rt.sign(message)
-        self._record(verified, method, parameters, reply.payload, policy.digest)
-        return reply
-
-    def _header(self, verified: Verified[Any], policy: Policy) -> envelope_pb2.ResponseHeader:
-        return response_header(self.rt.identity, request_digest=verified.request_digest, policy_digest=policy.digest)
-
-    def _counts(self, method: str, release: Any) -> envelope_pb2.Envelope:
-        def answer(policy: Policy, verified: Verified[Any], question: Any) -> Any:
-            message = count_table_to_proto(
-                release(policy, roles=verified.principal.roles, question=question), self._header(verified, policy)
-            )
-            attach_receipt(message, self.rt.identity, authority=self.rt.config.authority)
-            return message
-
-        return self._records(method, answer)
-
-    def _records(self, method: str, answer: Any) -> envelope_pb2.Envelope:
-        """The one path for questions about client records: check, release, sign, audit."""
-        verified = current_request()
-        asked = records_question_from_proto(verified.message)
-        parameters: dict[str, object] = asked.model_dump(mode="json")
-        try:
-            policy = self.rt.policy_for(verified)
-            question = check_question(asked)
-            message = answer(policy, verified, question)
-        except CagnetError as exc:
-            self._refuse(verified, method, parameters, exc)
-            raise
-        reply = self.rt.sign(message)
-        self._record(verified, method, parameters, reply.payload, policy.digest)
-        return reply
 
     def _record(
         self, verified: Verified[Any], method: str, parameters: dict[str, object], released: bytes, policy_digest: str
@@ -697,14 +400,14 @@ def _with_mandate(verified: Verified[Any], parameters: dict[str, object]) -> dic
 
 def create_server(runtime: NodeRuntime, *, address: str | None = None, max_workers: int = 8) -> tuple[grpc.Server, int]:
     """A started server on `address` (default: the configured endpoint; use port 0 in tests)."""
-    interceptor = SignedEnvelopeInterceptor((SERVICE,), runtime.authenticate, runtime.on_reject)
+    interceptor = SignedEnvelopeInterceptor((SERVICE,), runtime.authenticate, runtime.on_reject, explicit=True)
     checks = RequestGuard(summary=runtime.refusals)
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=max_workers),
         interceptors=[CallObserver(runtime.metrics), checks, interceptor],
         options=server_options(MAX_MESSAGE),
     )
-    node_pb2_grpc.add_NodeServicer_to_server(NodeServicer(runtime), server)
+    server.add_generic_rpc_handlers((NodeServicer(runtime).handler(),))
     health_servicer = health.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     identity = runtime.identity

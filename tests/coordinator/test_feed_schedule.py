@@ -21,13 +21,13 @@ from coordinator import network
 from coordinator.feeds.client import authorise, subscribe
 from coordinator.feeds.schedule import FeedSchedule, write_mandate_file
 from coordinator.feeds.snapshot import FeedSnapshot, verify_snapshot
-from coordinator.joint.kinds import KINDS
 from coordinator.server import CoordinatorRuntime
 from node.config import load_config
 from shared import audit, dsse
 from shared.auth import forwarded_request, request_header, sign_message
 from shared.errors import BadSignature, BundleMismatch, InvalidRequest
 from shared.identity import Identity
+from shared.kinds.registry import KINDS
 from shared.mandate import (
     MANDATE_PAYLOAD_TYPE,
     FeedMandate,

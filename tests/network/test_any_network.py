@@ -15,11 +15,11 @@ from typer.testing import CliRunner
 from cagnet.cli import app
 from coordinator import network
 from coordinator.joint.client import joint_query
-from coordinator.joint.combine import JointSupplyMap
-from coordinator.joint.records import JointMovement
 from node.config import load_config
 from node.store import open_store, row_counts, store_authority
 from shared.authorities import shipped_register
+from shared.kinds.records import JointMovement
+from shared.kinds.supply import JointSupplyMap
 from tests.netutil import LiveNetwork, make_network, running
 
 LAMBETH, SOUTHWARK, KENT = "E09000022", "E09000028", "E10000016"

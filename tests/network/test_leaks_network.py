@@ -23,7 +23,6 @@ from sqlmodel import Session, col, select
 
 from coordinator import network
 from coordinator.joint.client import Refused, joint_query
-from coordinator.joint.records import HostedService, JointNonLocalServices, JointPlan, RepeatMovers
 from node.client_records import ClientRecord, PersonSealer, load_person_key
 from node.config import load_config
 from node.imports.records import import_client_records
@@ -31,6 +30,7 @@ from node.ledger import ReleaseRow
 from node.store import Service, open_store
 from shared import audit
 from shared.auth import request_header, sign_message
+from shared.kinds.records import HostedService, JointNonLocalServices, JointPlan, RepeatMovers
 from shared.pb.cagnet.v1 import node_pb2, node_pb2_grpc
 from shared.policy import default_policy
 from shared.serde import envelope_to_proto

@@ -29,12 +29,12 @@ from cagnet.demo import join_founding_member
 from coordinator import network
 from coordinator.feeds.client import publish, subscribe
 from coordinator.joint.client import Refused, joint_query
-from coordinator.joint.kinds import KINDS
 from coordinator.settings import CoordinatorSettings
 from shared import audit, logs
 from shared.auth import request_header, sign_message
 from shared.errors import DISCLOSURE_RULES, InvalidRequest
 from shared.identity import Identity
+from shared.kinds.registry import KINDS
 from shared.metrics import MetricsListener, ServerMetrics, parse_listen, serve_metrics
 from shared.pb.cagnet.v1 import node_pb2
 from shared.serde import envelope_to_proto

@@ -15,7 +15,6 @@ from sqlmodel import Session, select
 from coordinator import network
 from coordinator.joint import bundle as bundle_mod
 from coordinator.joint.client import Refused, joint_query
-from coordinator.joint.records import JointKpi, JointMovement, JointNetFlow, JointNonLocalServices, RepeatMovers
 from node.client_records import ClientRecord, PersonSealer, load_person_key
 from node.config import load_config
 from node.store import open_store
@@ -23,6 +22,7 @@ from shared import dsse
 from shared.auth import request_header, sign_message
 from shared.errors import BundleMismatch
 from shared.identity import Identity
+from shared.kinds.records import JointKpi, JointMovement, JointNetFlow, JointNonLocalServices, RepeatMovers
 from shared.pb.cagnet.v1 import node_pb2, node_pb2_grpc
 from shared.serde import envelope_to_proto
 from tests.netutil import THREE, LiveNetwork, make_network, node_channel, running

@@ -31,7 +31,6 @@ from cagnet.demo import free_port, wait_healthy
 from coordinator import network
 from coordinator.governance import proposals as gov
 from coordinator.joint.client import joint_query
-from coordinator.joint.kinds import KINDS, PLAN
 from coordinator.onboarding import invites as onboarding
 from node.network import onboarding as joining
 from shared import audit, dsse, keyfile, sealing
@@ -39,6 +38,7 @@ from shared.channel import ServiceRefused
 from shared.errors import BadSignature, InviteExpired, InviteRefused, InviteUsed, VerificationError
 from shared.identity import Identity
 from shared.invite import decode
+from shared.kinds.registry import KINDS, PLAN
 from shared.onboarding_client import OnboardingClient, fetch_network_ca
 from tests.netutil import LiveNetwork, make_network, running, start_onboarding
 

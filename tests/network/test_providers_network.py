@@ -22,7 +22,6 @@ from cagnet.cli import app
 from coordinator import network
 from coordinator.joint import bundle as bundle_mod
 from coordinator.joint.client import Refused, joint_query
-from coordinator.joint.providers import CommonProviders, VfmBenchmarks
 from node.answers import vfm as node_vfm
 from node.answers.providers import local_providers
 from node.store import Contract
@@ -30,6 +29,7 @@ from shared import dsse, vfm
 from shared.auth import request_header, sign_message
 from shared.errors import BundleMismatch
 from shared.identity import Identity
+from shared.kinds.providers import CommonProviders, VfmBenchmarks
 from shared.manifest import COORDINATOR
 from shared.pb.cagnet.v1 import coordinator_pb2, node_pb2, node_pb2_grpc
 from shared.policy import default_policy

@@ -12,7 +12,6 @@ import pytest
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
-from coordinator.joint.records import combine_kpi, combine_movement, combine_net_flow, count_repeat_movers
 from node.answers import linkage
 from node.answers.movement import check_question, origin_of, period_of, standard_periods
 from node.client_records import ClientRecord, Outcome, PersonSealer, person_hash
@@ -20,6 +19,7 @@ from node.ledger import SqlReleaseStore
 from node.release import Releaser
 from node.store import add_provider, add_service, ensure_authority, get_service, open_store
 from shared.errors import DisclosureRefused, InvalidRequest, NotPermitted
+from shared.kinds.records import combine_kpi, combine_movement, combine_net_flow, count_repeat_movers
 from shared.models import CountCell, CountTable, RecordsQuestion
 from shared.policy import default_policy
 from shared.vocabulary import ServiceType, Term

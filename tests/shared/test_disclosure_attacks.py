@@ -28,7 +28,8 @@ from shared.disclosure import (
     require_min_records,
 )
 from shared.errors import DisclosureRefused, InvalidRequest, NotPermitted
-from shared.policy import AGGREGATE_KINDS, default_policy, default_policy_toml, parse_policy
+from shared.kinds.registry import AGGREGATE_KINDS
+from shared.policy import default_policy, default_policy_toml, parse_policy
 from shared.vocabulary import DOMESTIC_VIOLENCE
 from tests.shared.test_disclosure import _determined
 from tests.sixutil import AUTHORITIES

@@ -9,8 +9,8 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from shared import dsse
 from shared.errors import BadSignature, DisclosureRefused, InvalidRequest, NotPermitted
+from shared.kinds.registry import AGGREGATE_KINDS
 from shared.policy import (
-    AGGREGATE_KINDS,
     POLICY_PAYLOAD_TYPE,
     default_policy,
     default_policy_toml,
