@@ -19,6 +19,7 @@ from sqlalchemy.exc import IntegrityError
 
 from shared.auth import CLOCK_SKEW_S, NonceCache
 from shared.errors import ReplayedRequest
+from shared.migrate import Schema
 
 metadata = MetaData()
 
@@ -28,6 +29,15 @@ accepted_nonce = Table(
     # SHA-256 of the nonce: a fixed width on every backend, and nothing a request carried.
     Column("nonce_digest", String(64), primary_key=True),
     Column("expires_at_ms", BigInteger, nullable=False, index=True),
+)
+
+# Its migrations (shared/migrations/nonces): a schema of its own beside the coordinator's audit log.
+SCHEMA = Schema(
+    name="nonces",
+    package="shared.migrations.nonces",
+    metadata=metadata,
+    core_tables=frozenset({"accepted_nonce"}),
+    only_tables=frozenset({"accepted_nonce"}),
 )
 
 

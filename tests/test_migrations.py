@@ -50,6 +50,7 @@ from node.synthetic.supply import load as load_synthetic
 from shared import audit, migrate
 from shared.errors import SchemaMismatch, Unavailable
 from shared.migrations import audit as audit_migrations
+from shared.migrations import nonces as nonce_migrations
 from tests.netutil import LiveNetwork, running
 
 PREMIGRATION = Path(__file__).parent / "data" / "premigration"
@@ -57,7 +58,7 @@ MEDWAY = "E06000035"
 SCHEMAS = (
     node_migrations.SCHEMA,
     audit_migrations.SCHEMA,
-    audit_migrations.NONCES,
+    nonce_migrations.SCHEMA,
     register_migrations.SCHEMA,
     feed_migrations.SCHEMA,
 )
@@ -123,7 +124,7 @@ def _differences(engine: Engine, schema: migrate.Schema) -> list[object]:
     """What Alembic's autogenerate would put in a new revision: nothing when the database is the models."""
     with engine.connect() as conn:
         context = MigrationContext.configure(conn, opts={"include_object": schema.include_object, "compare_type": True})
-        return list(compare_metadata(context, schema.metadata()))
+        return list(compare_metadata(context, schema.metadata))
 
 
 @pytest.mark.parametrize("schema", SCHEMAS, ids=lambda s: s.name)
@@ -137,7 +138,7 @@ def test_newest_revision_is_exactly_the_models(schema: migrate.Schema, database_
             f"the {schema.name} models differ from its migrations: add a revision"
         )
         owned = {t for t in inspect(engine).get_table_names() if not t.startswith("alembic_version")}
-        assert owned == {t.name for t in schema.metadata().sorted_tables if schema.owns(t.name)}
+        assert owned == {t.name for t in schema.metadata.sorted_tables if schema.owns(t.name)}
     finally:
         engine.dispose()
 
@@ -194,7 +195,7 @@ def test_every_table_belongs_to_exactly_one_schema() -> None:
     _import_everything()
     owners: dict[str, list[str]] = {}
     for schema in SCHEMAS:
-        for table in schema.metadata().sorted_tables:
+        for table in schema.metadata.sorted_tables:
             if schema.owns(table.name):
                 owners.setdefault(table.name, []).append(schema.name)
     assert {name: names for name, names in owners.items() if len(names) != 1} == {}

@@ -1,23 +1,9 @@
-"""The coordinator's accepted nonces (`shared.nonces`): one table, accepted_nonce, in the
-coordinator's audit database beside the audit log (a node keeps its own in its node schema)."""
+"""The coordinator's accepted nonces (`shared.nonces`, where the schema is declared beside its
+table): one table, accepted_nonce, in the coordinator's audit database beside the audit log (a node
+keeps its own in its node schema); this package holds env.py and the revisions."""
 
 from __future__ import annotations
 
-from sqlalchemy import MetaData
+from shared.nonces import SCHEMA
 
-from shared.migrate import Schema
-
-
-def _metadata() -> MetaData:
-    import shared.nonces
-
-    return shared.nonces.metadata
-
-
-SCHEMA = Schema(
-    name="nonces",
-    package="shared.migrations.nonces",
-    metadata=_metadata,
-    core_tables=frozenset({"accepted_nonce"}),
-    only_tables=frozenset({"accepted_nonce"}),
-)
+__all__ = ["SCHEMA"]
