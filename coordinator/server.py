@@ -55,6 +55,7 @@ from shared.auth import (
 )
 from shared.disclosure import load_secret, require_min_authorities
 from shared.errors import CagnetError, DisclosureRefused, InvalidRequest, NotPermitted, StalePolicy
+from shared.guard import MAX_MESSAGE, RefusalSummary, RequestGuard, server_options
 from shared.identity import Identity
 from shared.interceptor import (
     SignedEnvelopeInterceptor,
@@ -66,9 +67,11 @@ from shared.kinds.registry import KINDS, PLAN_KINDS
 from shared.mandate import FeedMandate, check_mandated_query, open_mandate, query_message
 from shared.manifest import CAG_CHAIR, COORDINATOR, MEMBER_AUTHORITY, REGIONAL_BOARD, Manifest, ManifestSource, Party
 from shared.metrics import CallObserver, MetricsListener, ServerMetrics, serve_metrics
+from shared.nonces import StoredNonceCache
 from shared.pb.cagnet.v1 import coordinator_pb2, coordinator_pb2_grpc, envelope_pb2
 from shared.policy import AggregateRule, Policy, PolicySource
 from shared.serde import envelope_from_proto, envelope_to_proto
+from shared.serving import bind, folder_lock
 
 log = logging.getLogger(__name__)
 
@@ -92,7 +95,8 @@ class CoordinatorRuntime:
     manifests: ManifestSource
     policies: PolicySource
     settings: CoordinatorSettings = field(default_factory=CoordinatorSettings)
-    nonces: NonceCache = field(default_factory=NonceCache)
+    # None: kept in the audit database as well as memory (`shared.nonces`), so a restart refuses a replay.
+    nonces: NonceCache = field(default=None)  # type: ignore[assignment]
     clients: NodeClients = field(init=False)
     register: RegisterRuntime | None = None
     # Every call to the coordinator's services and every scheduled snapshot (`coordinator.audit`).
@@ -100,11 +104,16 @@ class CoordinatorRuntime:
     _feeds: FeedStore | None = field(default=None, init=False)
     _feeds_lock: threading.Lock = field(default_factory=threading.Lock, init=False)
     metrics: ServerMetrics = field(init=False)
+    # Calls refused before any signature was tried, one audit row per address per minute (shared.guard).
+    refusals: RefusalSummary = field(init=False)
 
     def __post_init__(self) -> None:
+        self.refusals = RefusalSummary(self.write_refusals)
         self.clients = NodeClients(self.identity)
         url = self.settings.audit_database_url or default_audit_url(self.netdir)
         self.audit = CoordinatorAudit(self.netdir, self.manifests, self.policies, url=url)
+        if self.nonces is None:
+            self.nonces = StoredNonceCache(lambda: self.audit.engine)
         self.metrics = ServerMetrics(COORDINATOR, COORDINATOR)
         self.metrics.reading(
             "cagnet_audit_log_entries",
@@ -291,6 +300,17 @@ class CoordinatorRuntime:
 
         yield from store.stream(message.from_sequence, follow=message.follow, active=active)
 
+    def write_refusals(self, address: str, parameters: dict[str, object], decision: str) -> None:
+        """One audit row for the calls one address made in a minute that were refused before any
+        signature was tried (`shared.guard`)."""
+        self.audit.record(
+            principal=f"address {address}",
+            role="unauthenticated",
+            method="/cagnet.v1.*",
+            parameters=parameters,
+            decision=decision,
+        )
+
     def on_reject(self, method: str, peer: str | None, error: CagnetError, verified: Verified[Any] | None) -> None:
         log.info("rejected %s from %s: %s", method, peer, error.public_message)
         self.audit.on_reject(method, peer, error, verified)
@@ -450,11 +470,20 @@ def create_server(
         runtime.netdir, runtime.identity, runtime.manifests, nonces=runtime.nonces
     )
     runtime.register = register
-    # One audit log for the three services, whoever built the other two runtimes.
+    # One audit log and one store of nonces for the three services, whoever built the other two runtimes.
     register.audit = governance.audit = runtime.audit
+    register.nonces = governance.nonces = runtime.nonces
+    checks = RequestGuard(summary=runtime.refusals)
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=max_workers),
-        interceptors=[CallObserver(runtime.metrics), interceptor, register.interceptor(), governance.interceptor()],
+        interceptors=[
+            CallObserver(runtime.metrics),
+            checks,
+            interceptor,
+            register.interceptor(),
+            governance.interceptor(),
+        ],
+        options=server_options(MAX_MESSAGE),
     )
     coordinator_pb2_grpc.add_CoordinatorServicer_to_server(CoordinatorServicer(runtime), server)
     add_to_server(server, register)
@@ -462,11 +491,8 @@ def create_server(
     health_servicer = health.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     identity = runtime.identity
-    port = server.add_secure_port(
-        address, server_credentials(identity.ca_cert_pem, identity.tls_key_pem, identity.tls_cert_pem)
-    )
-    if port == 0:
-        raise InvalidRequest(f"could not listen on {address}")
+    credentials = server_credentials(identity.ca_cert_pem, identity.tls_key_pem, identity.tls_cert_pem)
+    port = bind(server, address, credentials, what="the coordinator")
     server.start()
     health_servicer.set("", health_pb2.HealthCheckResponse.SERVING)
     health_servicer.set(SERVICE, health_pb2.HealthCheckResponse.SERVING)
@@ -475,9 +501,25 @@ def create_server(
     return server, port
 
 
-def serve(netdir: Path, *, listen: str, onboarding_listen: str | None = None) -> None:
-    """Run until SIGTERM or SIGINT, then stop gracefully."""
-    network.set_endpoint(netdir, COORDINATOR, listen)
+def serve(netdir: Path, *, listen: str, onboarding_listen: str | None = None, advertise: str | None = None) -> None:
+    """Run until SIGTERM or SIGINT, then stop gracefully. One coordinator per network folder.
+    `advertise`: the endpoint the manifest is to list, if not the one it lists (a new version,
+    founding phase only; the CLI asks before passing it)."""
+    with folder_lock(netdir, "the coordinator of the network"):
+        _serve(netdir, listen=listen, onboarding_listen=onboarding_listen, advertise=advertise)
+
+
+def _serve(netdir: Path, *, listen: str, onboarding_listen: str | None, advertise: str | None) -> None:
+    before = network.read(netdir)
+    if advertise is not None and advertise != before.coordinator_endpoint:
+        after = network.set_endpoint(netdir, COORDINATOR, advertise)
+        log.warning(
+            "manifest version %d lists the coordinator at %s (was %s at version %d)",
+            after.version,
+            advertise,
+            before.coordinator_endpoint or "no address",
+            before.version,
+        )
     runtime = CoordinatorRuntime.open(netdir)
     # A schedule more frequent than the chair's mandate allows stops the start here, before listening.
     schedule = FeedSchedule.prepare(runtime)
@@ -488,9 +530,11 @@ def serve(netdir: Path, *, listen: str, onboarding_listen: str | None = None) ->
     onboarding_address = onboarding_listen or runtime.settings.onboarding_address
     if onboarding_address is not None:
         from coordinator.onboarding.server import create_server as create_onboarding
+        from coordinator.onboarding.server import guard
 
+        onboarding_checks = guard(governance)
         onboarding_server, onboarding_port = create_onboarding(
-            governance, address=onboarding_address, metrics=runtime.metrics
+            governance, address=onboarding_address, metrics=runtime.metrics, checks=onboarding_checks
         )
         log.info("onboarding port %d (TLS, no client certificate; docs/onboarding.md)", onboarding_port)
     metrics: MetricsListener | None = None
@@ -507,7 +551,10 @@ def serve(netdir: Path, *, listen: str, onboarding_listen: str | None = None) ->
         schedule.stop()
     if onboarding_server is not None:
         onboarding_server.stop(grace=5).wait()
+        if onboarding_checks.summary is not None:
+            onboarding_checks.summary.flush(everything=True)
     server.stop(grace=5).wait()
+    runtime.refusals.flush(everything=True)
     if metrics is not None:
         metrics.close()
     runtime.close()

@@ -24,9 +24,9 @@ from sqlalchemy import create_engine  # noqa: E402
 from coordinator.migrations import feeds, register  # noqa: E402
 from node import migrations as node  # noqa: E402
 from shared import migrate  # noqa: E402
-from shared.migrations import audit  # noqa: E402
+from shared.migrations import audit, nonces  # noqa: E402
 
-SCHEMAS = {s.name: s for s in (node.SCHEMA, audit.SCHEMA, register.SCHEMA, feeds.SCHEMA)}
+SCHEMAS = {s.name: s for s in (node.SCHEMA, audit.SCHEMA, nonces.SCHEMA, register.SCHEMA, feeds.SCHEMA)}
 
 
 def main() -> None:

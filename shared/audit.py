@@ -60,6 +60,7 @@ from sqlmodel import select as select_entries
 from shared.canonical import canonical_json
 from shared.errors import CagnetError
 from shared.migrate import Schema, Store, ensure_current
+from shared.nonces import SCHEMA as NONCES
 
 __all__ = [
     "GENESIS_HASH",
@@ -169,9 +170,12 @@ SCHEMA = Schema(
     only_tables=frozenset({"audit_log"}),
 )
 
-# Only the coordinator keeps an audit log in a database of its own (a node's is in its node database).
+# Only the coordinator keeps an audit log in a database of its own (a node's is in its node database),
+# and beside it the nonces of the requests it accepted (`shared.nonces`).
 LOG_STORE = Store(
-    title="the coordinator's audit log", schemas=(SCHEMA,), upgrade_command="cagnet coordinator upgrade NETDIR"
+    title="the coordinator's audit log",
+    schemas=(SCHEMA, NONCES),
+    upgrade_command="cagnet coordinator upgrade NETDIR",
 )
 
 

@@ -25,7 +25,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from shared import dsse, merkle
 from shared.accreditation import LoggedEntry, verify_entry
-from shared.errors import BadSignature, InconsistentLog, InvalidRequest
+from shared.errors import BadSignature, InconsistentLog, InvalidRequest, UnknownIssuer
 from shared.manifest import COORDINATOR, Manifest
 
 __all__ = [
@@ -41,6 +41,7 @@ __all__ = [
     "sign_checkpoint",
     "verify_checkpoint",
     "verify_receipt",
+    "verify_receipt_in_chain",
 ]
 
 CHECKPOINT_PAYLOAD_TYPE = "application/vnd.cagnet.v1.checkpoint+text"
@@ -137,9 +138,14 @@ def verify_checkpoint(
 
 
 def make_receipt(
-    checkpoint: dsse.Envelope, entries: Sequence[tuple[int, bytes, Sequence[bytes]]], *, network_dir: Path | None = None
+    checkpoint: dsse.Envelope,
+    entries: Sequence[tuple[int, bytes, Sequence[bytes]]],
+    *,
+    network_dir: Path | None = None,
+    manifest_version: int | None = None,
 ) -> dict[str, object]:
-    """A receipt: the checkpoint, and for each entry its leaf index, exact bytes and inclusion proof."""
+    """A receipt: the checkpoint, and for each entry its leaf index, exact bytes and inclusion proof;
+    with `manifest_version`, the version whose keys it verifies under (`verify_receipt_in_chain`)."""
     receipt: dict[str, object] = {
         "type": RECEIPT_TYPE,
         "checkpoint": checkpoint.to_json(),
@@ -154,6 +160,8 @@ def make_receipt(
     }
     if network_dir is not None:
         receipt["network_dir"] = str(network_dir.resolve())
+    if manifest_version is not None:
+        receipt["manifest_version"] = manifest_version
     return receipt
 
 
@@ -184,6 +192,36 @@ def verify_receipt(
         entry, _ = verify_entry(data, manifest, register=checkpoint.checkpoint.origin)
         verified.append(LoggedEntry(leaf_index=index, entry=entry))
     return checkpoint, verified
+
+
+def verify_receipt_in_chain(
+    receipt: object, history: Sequence[Manifest], *, quorum: int | None = None, require_final: bool = True
+) -> tuple[VerifiedCheckpoint, list[LoggedEntry], Manifest]:
+    """`verify_receipt` against the keys the parties held when it was made, from the verified chain
+    (oldest first): the version the receipt names (`manifest_version`, which receipts made before it
+    was written lack), else each version from the newest back, until one verifies. The checkpoint's
+    and entries' own bytes carry no version (the checkpoint is a C2SP note, the entries were signed
+    as they are), so the version is a hint that only picks the keys; the signatures decide. Returns
+    the version that verified too. With none verifying, the error under the newest is raised."""
+    if not history:
+        raise InvalidRequest("no verified manifest to check the receipt against")
+    named = receipt.get("manifest_version") if isinstance(receipt, dict) else None
+    if isinstance(named, int) and not isinstance(named, bool):
+        manifest = next((m for m in history if m.version == named), None)
+        candidates = [manifest] if manifest is not None else []
+    else:
+        candidates = list(reversed(history))
+    first: Exception | None = None
+    for manifest in candidates:
+        try:
+            checkpoint, entries = verify_receipt(receipt, manifest, quorum=quorum, require_final=require_final)
+        except (BadSignature, InconsistentLog, UnknownIssuer) as exc:
+            first = first or exc
+            continue
+        return checkpoint, entries, manifest
+    if first is None:
+        raise InvalidRequest(f"the receipt names manifest version {named}, which this folder's chain does not hold")
+    raise first
 
 
 def load_receipt(path: Path) -> dict[str, object]:

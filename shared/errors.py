@@ -15,6 +15,7 @@
     |   +-- InconsistentLog          DATA_LOSS (a register proof, checkpoint or stored entry)
     |   +-- ManifestRefused          FAILED_PRECONDITION (a manifest version that breaks the chain)
     +-- NotPermitted                 PERMISSION_DENIED
+    +-- RateLimited                  RESOURCE_EXHAUSTED (too many calls from one address: wait, then retry)
     +-- InviteRefused                PERMISSION_DENIED (unknown, wrong secret, another network or authority)
     |   +-- InviteExpired            FAILED_PRECONDITION
     |   +-- InviteUsed               ALREADY_EXISTS (another joiner already filed with it)
@@ -127,6 +128,13 @@ class ManifestRefused(VerificationError):
 class NotPermitted(CagnetError):
     code = grpc.StatusCode.PERMISSION_DENIED
     default_message = "not permitted"
+
+
+class RateLimited(CagnetError):
+    """Too many calls from one client address on a port anyone can reach (the onboarding port)."""
+
+    code = grpc.StatusCode.RESOURCE_EXHAUSTED
+    default_message = "too many calls from this address: wait a few seconds, then retry"
 
 
 class InviteRefused(CagnetError):

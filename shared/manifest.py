@@ -8,8 +8,9 @@ of versions checks out from version 1 (see `shared.governance` and docs/governan
 
 from __future__ import annotations
 
+import json
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from threading import Lock
 
@@ -39,7 +40,9 @@ __all__ = [
     "Manifest",
     "ManifestSource",
     "Party",
+    "claimed_version",
     "encode_key",
+    "manifest_at",
     "parse_manifest",
     "publish_manifest",
     "read_manifest",
@@ -48,6 +51,31 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
+
+
+def claimed_version(payload: bytes) -> int | None:
+    """The manifest version a piece of signed JSON evidence (a bundle, a feed snapshot) says it was
+    made under, read before anything is verified: it only picks which verified version to check
+    the evidence against, and the evidence must then verify under it."""
+    try:
+        version = json.loads(payload).get("manifest_version")
+    except (ValueError, AttributeError):
+        return None
+    return version if isinstance(version, int) and not isinstance(version, bool) else None
+
+
+def manifest_at(history: Sequence[Manifest], version: int, *, what: str) -> Manifest:
+    """Version `version` of a verified chain (`history`, as `ManifestSource.history` gives it): the
+    parties and the keys they held when `what` was made. Evidence is checked against these, not
+    the current keys, so a key rotated since does not make it stop verifying."""
+    for manifest in history:
+        if manifest.version == version:
+            return manifest
+    held = f"versions {history[0].version} to {history[-1].version}" if history else "no versions"
+    raise InvalidRequest(
+        f"{what} was made under manifest version {version}, which this folder's verified manifest "
+        f"chain does not hold ({held})"
+    )
 
 
 def write_manifest(path: Path, manifest: Manifest, key: Ed25519PrivateKey) -> None:

@@ -4,6 +4,7 @@ A *schema* is a set of tables that one piece of code owns and one history of rev
 
     node      node/migrations                 the node database's tables (all but the audit log)
     audit     shared/migrations/audit         audit_log, in the node database and the coordinator's
+    nonces    shared/migrations/nonces        accepted_nonce, beside the coordinator's audit log
     register  coordinator/migrations/register the accreditation register's log
     feeds     coordinator/migrations/feeds    the coordinator's feed snapshots
 
@@ -77,7 +78,7 @@ commands had not yet made and is then stamped like any revision."""
 class Schema:
     """One migration environment: the tables it owns and where its revisions live."""
 
-    name: str  # "node", "audit", "register", "feeds"
+    name: str  # "node", "audit", "nonces", "register", "feeds"
     package: str  # the package holding env.py and versions/, e.g. "node.migrations"
     # The tables as the code declares them: the store's own module makes its Schema, so nothing
     # here imports a store (a store imported late by its own migrations was an import cycle).

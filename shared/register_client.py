@@ -117,7 +117,7 @@ def fetch_history(
             raise InconsistentLog("the register returned an entry about another provider")
         entries.append(LoggedEntry(leaf_index=logged.leaf_index, entry=entry))
         proofs.append((logged.leaf_index, data, path))
-    receipt = make_receipt(envelope, proofs, network_dir=network_dir)
+    receipt = make_receipt(envelope, proofs, network_dir=network_dir, manifest_version=manifest.version)
     return History(reply.provider, checkpoint, tuple(entries), receipt)
 
 

@@ -50,11 +50,18 @@ from node.synthetic.supply import load as load_synthetic
 from shared import audit, migrate
 from shared.errors import SchemaMismatch, Unavailable
 from shared.migrations import audit as audit_migrations
+from shared.migrations import nonces as nonce_migrations
 from tests.netutil import LiveNetwork, running
 
 PREMIGRATION = Path(__file__).parent / "data" / "premigration"
 MEDWAY = "E06000035"
-SCHEMAS = (node_migrations.SCHEMA, audit_migrations.SCHEMA, register_migrations.SCHEMA, feed_migrations.SCHEMA)
+SCHEMAS = (
+    node_migrations.SCHEMA,
+    audit_migrations.SCHEMA,
+    nonce_migrations.SCHEMA,
+    register_migrations.SCHEMA,
+    feed_migrations.SCHEMA,
+)
 # The tables an older node made only when a command that used them ran (the server): a node that
 # had imported its records but never served lacks them.
 MADE_BY_SERVING = ("release_ledger", "released_answer", "mandate_slot", "seen_nonce")
@@ -346,8 +353,10 @@ def test_coordinator_databases_made_before_migrations_upgrade_in_place(tmp_path:
     assert result.exit_code == 0, result.output
     for name in ("register", "feeds", "audit"):
         assert f"{name}: made before migrations → 0001 (ran 0001)" in result.output
+    # The coordinator's nonces, a schema older cagnets did not have, are made beside its audit log.
+    assert "nonces: empty → 0001 (ran 0001)" in result.output
     again = runner.invoke(app, ["coordinator", "upgrade", str(netdir)])
-    assert again.exit_code == 0 and again.output.count("(already up to date)") == 3
+    assert again.exit_code == 0 and again.output.count("(already up to date)") == 4
     engine = open_register(register_url)
     try:
         with engine.connect() as conn:

@@ -162,14 +162,20 @@ def feed_revoke(network_dir: NetworkOpt = None) -> None:
     """Remove the mandate: the coordinator's schedule publishes nothing more under it."""
     from coordinator.feeds.client import revoke
 
-    mandate, path = revoke(_netdir(network_dir))
+    netdir = _netdir(network_dir)
+    mandate, path = revoke(netdir)
     if mandate is None:
         err.print(f"no valid mandate was at {path}; there is none now: the schedule publishes nothing")
     else:
+        # The commands exactly as they run, with this folder filled in: the member's node is yours to name.
+        rotate = f"cagnet network rotate-key {mandate.chair} --network {netdir} --node NODEDIR --overlap-days 0"
+        roles = f"cagnet network propose-roles {mandate.chair} --role regional-board --network {netdir} --node NODEDIR"
         err.print(
             f"[green]mandate {mandate.mandate_id} revoked[/]: removed from {path}. A coordinator that kept a copy "
-            f"could still use it until {mandate.not_after.isoformat()}; to end it at every node, the members rotate "
-            "the chair's key (`cagnet network rotate-key NETDIR cag-chair`) or take away its role (docs/feeds.md)."
+            f"could still use it until {mandate.not_after.isoformat()}. To end it at every node, a member authority "
+            f"(NODEDIR: its node's folder) proposes rotating the chair's key:\n  {rotate}\nor taking away its "
+            f"cag-chair role:\n  {roles}\nand a quorum approves (docs/feeds.md).",
+            soft_wrap=True,
         )
 
 

@@ -9,6 +9,7 @@ coordinator's network folder directly (its operator's machine, no server needed)
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
@@ -43,7 +44,7 @@ FolderOpt = Annotated[
         help="Act on the coordinator's network folder directly (its operator's machine) instead of over gRPC.",
     ),
 ]
-YesOpt = Annotated[bool, typer.Option("--yes", help="Sign without asking (for scripts).")]
+YesOpt = Annotated[bool, typer.Option("--yes", help="Do it without asking (for scripts).")]
 OverlapOpt = Annotated[
     int, typer.Option(min=0, max=90, help="Days the old key stays accepted on requests after the proposal.")
 ]
@@ -192,13 +193,28 @@ def propose_join(
 ) -> None:
     """Sponsor an authority's request to join: the coordinator issues its certificate and files
     the change; you check it and approve it as its first member signature, and seal the network
-    linkage key to the joiner."""
+    linkage key to the joiner. Asks before filing anything unless --yes."""
+
+    from shared import governance
+
     with _open(folder, node) as member:
         if Path(request).exists():
             envelope, _ = read_join_request(Path(request))
         else:
             envelope = filed_join(member, request)
-        _sign(member, member.sponsor_join(envelope), yes)
+        joiner = governance.open_join_request(envelope)
+        # Asked before anything is filed: an answer of no leaves no proposal behind.
+        out.print(
+            f"{joiner.name} ({joiner.party_id}) asks to join, reachable at {joiner.endpoint}, signing key "
+            f"{joiner.signing_key}",
+            markup=False,
+        )
+        if not yes and not typer.confirm(
+            f"Sponsor {joiner.party_id}: have the coordinator issue its certificate and file the change, then sign it?"
+        ):
+            err.print("not sponsored: nothing filed")
+            raise typer.Exit(1)
+        _sign(member, member.sponsor_join(envelope), yes=True)
         _seal_and_say(member, node, envelope)
 
 
@@ -270,7 +286,7 @@ def proposals(
 
 def approve(proposal_id: str, node: NodeOpt, folder: FolderOpt = None, yes: YesOpt = False) -> None:
     """Recompute a proposal's candidate manifest from your own chain and the change, show what it
-    changes, and sign it (a candidate that differs is refused, unsigned)."""
+    changes, and sign it (a candidate that differs is refused, unsigned). Asks before signing unless --yes."""
     with _open(folder, node) as member:
         _sign(member, member.find(proposal_id), yes)
 
@@ -493,17 +509,50 @@ def propose_principal(
     """Make a principal's keys and certificate under NETDIR/principals/ID and propose listing it
     (in the founding phase, `cagnet network principal add` lists it at once). The coordinator's
     operator runs it, on the network folder, with a member node's key signing."""
-
     from coordinator import network
     from coordinator.governance import proposals as gov
     from coordinator.governance.folder import FolderMember
     from shared.governance import Change
 
+    identity = FolderMember(folder, node).identity
     party = network.make_principal(folder, party_id=party_id, role=role, name=name)
     # The certificate goes with the proposal, so that approvers check it is the one listed.
-    certificate = (network.principal_dir(folder, party_id) / "tls.crt").read_bytes()
-    identity = FolderMember(folder, node).identity
-    _report(gov.propose(folder, Change(action="add-member", party=party), identity, certificate=certificate))
+    made = network.principal_dir(folder, party_id)
+    certificate = (made / "tls.crt").read_bytes()
+    try:
+        filed = gov.propose(folder, Change(action="add-member", party=party), identity, certificate=certificate)
+    except BaseException:
+        # Not filed: the keys made for it would only lie there, and block proposing the principal again.
+        shutil.rmtree(made, ignore_errors=True)
+        raise
+    _report(filed)
+
+
+def withdraw(
+    proposal_id: Annotated[str, typer.Argument(help="The open proposal to withdraw.")],
+    folder: Annotated[
+        Path, typer.Option("--network", help="The coordinator's network folder (its operator's machine).")
+    ],
+    yes: YesOpt = False,
+) -> None:
+    """Withdraw an open proposal (the coordinator's operator): it is kept in proposals/withdrawn/, the
+    keys made for a principal it would have listed are removed, and another change can be proposed.
+    Asks first unless --yes."""
+
+    from coordinator.governance import proposals as gov
+
+    filed = gov.status(folder, proposal_id)
+    if not yes and not typer.confirm(
+        f"Withdraw proposal {filed.id} ({filed.proposal.change.describe()}, {len(filed.approvals)} of "
+        f"{filed.needed} approvals)?"
+    ):
+        err.print("not withdrawn")
+        raise typer.Exit(1)
+    withdrawn, removed = gov.withdraw(folder, proposal_id)
+    what = withdrawn.proposal.change.describe()
+    err.print(f"proposal {withdrawn.id} withdrawn ({what}); kept in proposals/withdrawn/")
+    for path in removed:
+        err.print(f"removed the keys made for it: {path}")
 
 
 def rotate_principal_key(
@@ -565,6 +614,7 @@ NETWORK_COMMANDS: tuple[tuple[str, Callable[..., None]], ...] = (
     ("seal-linkage-key", seal_linkage_key),
     ("proposals", proposals),
     ("approve", approve),
+    ("withdraw", withdraw),
     ("history", history),
     ("status", status),
     ("propose-policy", propose_policy),

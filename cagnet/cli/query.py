@@ -186,14 +186,15 @@ def verify(
 
     from coordinator import network
     from coordinator.joint import bundle as bundle_mod
-    from coordinator.joint.bundle import verify_bundle
+    from coordinator.joint.bundle import verify_saved_bundle
 
     envelope, hint = bundle_mod.load(file)
     netdir = network_dir or _default_network() or hint
     if netdir is None:
         raise typer.BadParameter("the file names no network folder; give --network", param_hint="--network")
-    manifest = network.read(netdir)
-    bundle = verify_bundle(envelope, manifest)
+    # Against the keys each party held at the version the bundle names, not today's.
+    chain = [m for m, _ in network.history(netdir)]
+    bundle, made_under = verify_saved_bundle(envelope, chain)
     out.print(
         f"[green]verified[/]: {bundle.kind} bundle from {bundle.network}, "
         f"{len(bundle.contributions)} signed contributions ({', '.join(bundle.answered)}), "
@@ -208,3 +209,10 @@ def verify(
     current = network.read_policy(netdir).digest
     note = "the network's current policy" if current == bundle.policy_digest else "not the network's current policy"
     out.print(f"made under policy {bundle.policy_digest} ({note})")
+    if made_under.version == chain[-1].version:
+        out.print(f"signatures checked against the keys of manifest version {made_under.version} (the current one)")
+    else:
+        out.print(
+            f"signatures checked against the keys each party held at manifest version {made_under.version}, "
+            f"from the verified chain (the current version is {chain[-1].version}: keys rotated since do not matter)"
+        )

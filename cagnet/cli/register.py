@@ -383,9 +383,11 @@ def checkpoint_cmd(
     actor = _actor(node, network_dir, principal)
     with RegisterClient(actor.identity, actor.manifest) as client:
         envelope = client.checkpoint()
-    verified = verify_checkpoint(envelope, actor.manifest(), quorum=quorum)
+    manifest = actor.manifest()
+    verified = verify_checkpoint(envelope, manifest, quorum=quorum)
     if out_file is not None:
-        out_file.write_text(json.dumps(make_receipt(envelope, [], network_dir=actor.netdir), indent=2) + "\n")
+        receipt = make_receipt(envelope, [], network_dir=actor.netdir, manifest_version=manifest.version)
+        out_file.write_text(json.dumps(receipt, indent=2) + "\n")
         err.print(f"checkpoint saved to {out_file}")
     if as_json:
         _print_json(_checkpoint_json(verified))
@@ -393,7 +395,8 @@ def checkpoint_cmd(
         out.print(_checkpoint_line(verified))
 
 
-def _manifest_for(receipt: dict[str, object], network_dir: Path | None, node: Path | None) -> Manifest:
+def _chain_for(receipt: dict[str, object], network_dir: Path | None, node: Path | None) -> list[Manifest]:
+    """The verified manifest chain, oldest first, of the node or network folder the receipt is checked in."""
     from coordinator import network
     from node.config import load_config
     from shared import dsse
@@ -401,15 +404,14 @@ def _manifest_for(receipt: dict[str, object], network_dir: Path | None, node: Pa
 
     if node is not None:
         config = load_config(node)
-        return ManifestSource(
-            config.manifest_path, dsse.load_public_key(base64.b64decode(config.coordinator_key))
-        ).current()
+        source = ManifestSource(config.manifest_path, dsse.load_public_key(base64.b64decode(config.coordinator_key)))
+        return [m for m, _ in source.history]
     hint = receipt.get("network_dir")
     netdir = network_dir or (Path(os.environ["CAGNET_NETWORK"]) if os.environ.get("CAGNET_NETWORK") else None)
     netdir = netdir or (Path(str(hint)) if hint else None)
     if netdir is None:
         raise typer.BadParameter("the file names no network folder; give --network or --node", param_hint="--network")
-    return network.read(netdir)
+    return [m for m, _ in network.history(netdir)]
 
 
 @register_app.command("verify")
@@ -427,17 +429,20 @@ def verify(
 ) -> None:
     """Offline: the checkpoint's signatures and quorum, each entry's signature, each inclusion proof."""
 
-    from shared.checkpoint import load_receipt, verify_receipt
+    from shared.checkpoint import load_receipt, verify_receipt_in_chain
 
     receipt = load_receipt(file)
-    manifest = _manifest_for(receipt, network_dir, node)
-    checkpoint, entries = verify_receipt(receipt, manifest, quorum=quorum, require_final=not allow_pending)
+    chain = _chain_for(receipt, network_dir, node)
+    checkpoint, entries, manifest = verify_receipt_in_chain(
+        receipt, chain, quorum=quorum, require_final=not allow_pending
+    )
     if as_json:
         _print_json(
             {
                 "verified": True,
                 "checkpoint": _checkpoint_json(checkpoint),
                 "entries": [{"leaf_index": e.leaf_index, "authority": e.entry.authority} for e in entries],
+                "manifest_version": manifest.version,
             }
         )
         return
@@ -445,6 +450,16 @@ def verify(
         f"[green]verified[/]: {len(entries)} entries included in the checkpoint of {checkpoint.checkpoint.size}, "
         f"each signed by its authority; checkpoint signed by the coordinator and cosigned by "
         f"{', '.join(checkpoint.cosigners) or 'no member'} ({checkpoint.quorum} needed)"
+    )
+    out.print(_keys_note(manifest, chain[-1]))
+
+
+def _keys_note(made_under: Manifest, current: Manifest) -> str:
+    if made_under.version == current.version:
+        return f"checked against the keys of manifest version {made_under.version} (the current one)"
+    return (
+        f"checked against the keys each party held at manifest version {made_under.version}, from the verified "
+        f"chain (the current version is {current.version}: keys rotated since do not matter)"
     )
 
 

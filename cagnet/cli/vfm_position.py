@@ -35,7 +35,9 @@ def vfm_position(
     config = load_config(nodedir)
     envelope, _ = bundle_mod.load(bundle_file)
     trusted = ManifestSource(config.manifest_path, _coordinator_key(config.coordinator_key))
-    bundle = bundle_mod.verify_bundle(envelope, trusted.current())
+    trusted.current()
+    # Against the keys held when it was made: a VFM bundle saved before a rotation still counts.
+    bundle, _ = bundle_mod.verify_saved_bundle(envelope, [m for m, _ in trusted.history])
     if not isinstance(bundle.result, VfmBenchmarks):
         raise InvalidRequest(f"{bundle_file} is a {bundle.kind} bundle, not a VFM one")
     engine = open_store(config.database_url)

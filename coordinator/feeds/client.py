@@ -23,7 +23,7 @@ import grpc
 
 from coordinator import network
 from coordinator.feeds.schedule import read_mandate_file, write_mandate_file
-from coordinator.feeds.snapshot import FeedSnapshot, snapshot_csv, verify_snapshot
+from coordinator.feeds.snapshot import FeedSnapshot, snapshot_csv, verify_snapshot_in_chain
 from coordinator.joint.client import Refused
 from coordinator.settings import CoordinatorSettings
 from shared import dsse
@@ -61,6 +61,13 @@ def _sources(netdir: Path) -> tuple[ManifestSource, PolicySource]:
     return ManifestSource(network.manifest_path(netdir), key), PolicySource(network.policy_path(netdir), key)
 
 
+def _verified(envelope: dsse.Envelope, manifests: ManifestSource) -> FeedSnapshot:
+    """A snapshot checked against the keys its parties held at the manifest version it names (an
+    older snapshot, fetched again after a rotation, still verifies)."""
+    manifests.current()  # the chain as the file says now
+    return verify_snapshot_in_chain(envelope, [m for m, _ in manifests.history])[0]
+
+
 def _refused(exc: grpc.RpcError) -> Exception:
     if exc.code() == grpc.StatusCode.UNAVAILABLE:
         return Unavailable("the coordinator is not reachable")
@@ -88,7 +95,7 @@ def publish(
         raise _refused(exc) from None
     finally:
         channel.close()
-    snapshot = verify_snapshot(envelope_from_proto(reply), manifests.current())
+    snapshot = _verified(envelope_from_proto(reply), manifests)
     if [e.query for e in snapshot.evidence] != [q.to_json() for q in queries]:
         raise BundleMismatch("the snapshot was not made from the queries just signed")
     return snapshot
@@ -224,7 +231,7 @@ def subscribe(
                 threading.Thread(target=lambda c=call: (stop.wait(), c.cancel()), daemon=True).start()
             for proto in call:
                 envelope = envelope_from_proto(proto)
-                snapshot = verify_snapshot(envelope, manifests.current())
+                snapshot = _verified(envelope, manifests)
                 if snapshot.sequence != expected:
                     raise BundleMismatch(f"expected snapshot {expected}, the coordinator sent {snapshot.sequence}")
                 write_snapshot(out, envelope, snapshot)

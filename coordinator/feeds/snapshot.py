@@ -42,7 +42,7 @@ from shared.kinds.records import OUTSIDE, UNKNOWN, JointKpi, Tally
 from shared.kinds.registry import KINDS
 from shared.kinds.supply import JointSupplyMap
 from shared.mandate import FEED_KINDS, FeedMandate, check_mandated_query, open_mandate
-from shared.manifest import COORDINATOR, Manifest
+from shared.manifest import COORDINATOR, Manifest, claimed_version, manifest_at
 from shared.migrate import Schema, Store, ensure_current
 from shared.pb.cagnet.v1 import coordinator_pb2, node_pb2
 from shared.serde import count_table_from_proto, envelope_from_proto
@@ -290,6 +290,19 @@ def sign_snapshot(snapshot: FeedSnapshot, key: Any) -> dsse.Envelope:
 
 
 # --- verification -----------------------------------------------------------------------------------
+
+
+def verify_snapshot_in_chain(
+    envelope: dsse.Envelope, history: Sequence[Manifest], *, bundles: Sequence[dsse.Envelope] = ()
+) -> tuple[FeedSnapshot, Manifest]:
+    """`verify_snapshot` against the manifest version the snapshot names, from the verified chain
+    (oldest first): a snapshot published before a key was rotated still verifies. Returns the
+    snapshot and that version."""
+    version = claimed_version(envelope.payload)
+    if version is None:
+        raise InvalidRequest("not a cagnet feed snapshot: it names no manifest version")
+    manifest = manifest_at(history, version, what="the feed snapshot")
+    return verify_snapshot(envelope, manifest, bundles=bundles), manifest
 
 
 def verify_snapshot(

@@ -4,6 +4,9 @@
                                  approvals (DSSE signatures over its exact bytes) and, for a join,
                                  the certificate that goes with it and the joiner's signed request
     NETDIR/proposals/.lock       held while a proposal is changed, so no approval is lost
+    NETDIR/proposals/withdrawn/  proposals the coordinator's operator withdrew, kept
+    NETDIR/proposals/closed/     proposals closed because another change was published first, kept
+                                 with the reason
     NETDIR/joined/<party>/       a new member's certificate, once its join is published
 
 The coordinator only collects and publishes: a candidate becomes the manifest only when
@@ -18,6 +21,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import json
+import shutil
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -30,9 +34,11 @@ from coordinator import network
 from shared import dsse, governance, pki
 from shared.errors import BadSignature, CagnetError, InvalidRequest, NotFound, NotPermitted
 from shared.governance import Change, Filed, Proposal
+from shared.identity import Identity
 from shared.manifest import (
     COORDINATOR,
     MANIFEST_PAYLOAD_TYPE,
+    MEMBER_AUTHORITY,
     Governance,
     Manifest,
     Party,
@@ -134,6 +140,7 @@ def file_proposal(
         pid = governance.proposal_id(signed)
         if (proposals_dir(netdir) / f"{pid}.json").exists():
             return status(netdir, pid)
+        _refuse_if_another_is_open(netdir, manifest)
         candidate = governance.apply_change(manifest, proposal.change)
         envelope = dsse.Envelope(MANIFEST_PAYLOAD_TYPE, candidate.canonical_bytes(), ())
         if proposal.change.action == "charter":
@@ -143,6 +150,99 @@ def file_proposal(
             envelope = dsse.add_signature(envelope, network.coordinator_identity(netdir).signing_key)
         _save(netdir, pid, _Stored(signed, envelope, certificate, join_request, sponsor))
         return status(netdir, pid)
+
+
+def _refuse_if_another_is_open(netdir: Path, manifest: Manifest) -> None:
+    """Each proposal is signed against one manifest version and becomes the next: of two open
+    against the same version only one can be published. A second change is refused here, while
+    its proposer is there to hear it, when a member has already approved the first (it is under
+    way); one nobody has approved (a coordinator's own attempt, a join not yet signed) does not
+    block, and is closed, with the reason kept, if another is published first (`_close_stale`)."""
+    for other in pending(netdir):
+        if other.approvals:
+            raise InvalidRequest(
+                f"proposal {other.id} ({other.proposal.change.describe()}, proposed by "
+                f"{other.proposal.proposed_by}; {len(other.approvals)} of {other.needed} approvals) is already open "
+                f"against manifest version {manifest.version}, and only one change can become version "
+                f"{manifest.version + 1}: approve it, or have the coordinator's operator withdraw it "
+                f"(`cagnet network withdraw {other.id} --network NETDIR`), then propose again"
+            )
+
+
+def closed_reason(netdir: Path, pid: str) -> str | None:
+    """Why proposal `pid` was closed or withdrawn unpublished, or None if it was not."""
+    for kind in ("closed", "withdrawn"):
+        try:
+            record = json.loads((proposals_dir(netdir) / kind / f"{pid}.json").read_text())
+        except (FileNotFoundError, ValueError):
+            continue
+        return str(record.get("closed_because") or "withdrawn by the coordinator's operator")
+    return None
+
+
+def _close(netdir: Path, pid: str, kind: str, reason: str) -> None:
+    folder = proposals_dir(netdir) / kind
+    folder.mkdir(exist_ok=True)
+    record = json.loads((proposals_dir(netdir) / f"{pid}.json").read_text())
+    record["closed_because"] = reason
+    (folder / f"{pid}.json").write_text(json.dumps(record, indent=2) + "\n")
+    (proposals_dir(netdir) / f"{pid}.json").unlink()
+
+
+def _close_stale(netdir: Path, published: Filed) -> list[str]:
+    """Once `published` is the manifest, every other proposal open against the version it replaced
+    can never be published: close each with the reason, kept in proposals/closed/, and remove key
+    material made for a principal it would have listed, so that proposing it again starts clean."""
+    closed = []
+    base = published.proposal.applies_to
+    for path in sorted(proposals_dir(netdir).glob("*.json")):
+        try:
+            other = status(netdir, path.stem)
+        except CagnetError:
+            continue
+        if other.published or other.proposal.applies_to != base or other.id == published.id:
+            continue
+        reason = (
+            f"version {published.candidate.version} was published from proposal {published.id} "
+            f"({published.proposal.change.describe()}) first: propose this change again against it"
+        )
+        _close(netdir, other.id, "closed", reason)
+        _drop_unlisted_principal(netdir, other)
+        closed.append(other.id)
+    return closed
+
+
+def withdraw(netdir: Path, pid: str) -> tuple[Filed, list[Path]]:
+    """Take an unpublished proposal off the table (the coordinator's operator, on the network
+    folder): its record moves to proposals/withdrawn/ (kept, not deleted), and the key material
+    made for a principal it would have listed is removed, so that proposing it again starts clean.
+    Returns the proposal and the folders removed."""
+    with _exclusive(netdir):
+        filed = status(netdir, pid)
+        if filed.published:
+            raise InvalidRequest(f"proposal {pid} is published (manifest version {filed.candidate.version})")
+        _close(netdir, pid, "withdrawn", "withdrawn by the coordinator's operator")
+        return filed, _drop_unlisted_principal(netdir, filed)
+
+
+def _drop_unlisted_principal(netdir: Path, filed: Filed) -> list[Path]:
+    """The principals/ID folder `propose-principal` made for this proposal, if the manifest does
+    not list ID: its private key would otherwise lie in the folder and block proposing ID again."""
+    change = filed.proposal.change
+    party = change.party
+    if change.action != "add-member" or party is None or party.has_role(MEMBER_AUTHORITY):
+        return []
+    if any(p.id == party.id for p in network.read(netdir).parties):
+        return []
+    folder = network.principal_dir(netdir, party.id)
+    try:
+        listed_key = Identity.load(folder).keyid
+    except (CagnetError, OSError):
+        return []
+    if listed_key != party.keyid:
+        return []  # someone else's key material under that name: not this proposal's to remove
+    shutil.rmtree(folder)
+    return [folder]
 
 
 def _issue_certificate(netdir: Path, request: JoinRequest) -> tuple[Party, bytes]:
@@ -263,7 +363,9 @@ def publish_if_ready(netdir: Path, pid: str) -> Filed:
             # Founding-phase readers of policy.json see the same bytes; nodes read the manifest's.
             network.write_policy_file(netdir, filed.candidate.policy.encode())
         network.read(netdir)
-        return status(netdir, pid)
+        published = status(netdir, pid)
+        _close_stale(netdir, published)
+        return published
 
 
 def status(netdir: Path, pid: str) -> Filed:
@@ -340,7 +442,8 @@ def _load(netdir: Path, pid: str) -> _Stored:
     try:
         record = json.loads((proposals_dir(netdir) / f"{pid}.json").read_text())
     except FileNotFoundError:
-        raise NotFound(f"no proposal {pid}") from None
+        why = closed_reason(netdir, pid)
+        raise NotFound(f"no proposal {pid}" + (f": closed, {why}" if why else "")) from None
     join_request = record.get("join_request")
     return _Stored(
         signed=dsse.Envelope.from_json(record["proposal"]),

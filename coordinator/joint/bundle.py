@@ -9,6 +9,7 @@ coordinator. `verify_bundle` checks every link of that chain and recomputes the 
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -22,7 +23,7 @@ from shared.canonical import canonical_json
 from shared.errors import BadSignature, BundleMismatch, InvalidRequest, UnknownIssuer
 from shared.kinds.registry import KINDS, JointKind, JointResult, Protocol
 from shared.mandate import check_mandated_query
-from shared.manifest import COORDINATOR, MEMBER_AUTHORITY, Manifest, Party
+from shared.manifest import COORDINATOR, MEMBER_AUTHORITY, Manifest, Party, claimed_version, manifest_at
 from shared.pb.cagnet.v1 import coordinator_pb2
 from shared.serde import envelope_from_proto
 
@@ -196,6 +197,18 @@ def verify_bundle(envelope: dsse.Envelope, manifest: Manifest) -> Bundle:
     elif spec.combine(responses, query) != bundle.result:
         raise BundleMismatch()
     return bundle
+
+
+def verify_saved_bundle(envelope: dsse.Envelope, history: Sequence[Manifest]) -> tuple[Bundle, Manifest]:
+    """`verify_bundle` against the manifest version the bundle names, from the verified chain
+    (`history`, oldest first): every signature is checked against the key its party held then, so
+    a bundle saved before a member, a principal or the coordinator rotated its key still verifies.
+    Returns the bundle and that version."""
+    version = claimed_version(envelope.payload)
+    if version is None:
+        raise InvalidRequest("not a cagnet bundle: it names no manifest version")
+    manifest = manifest_at(history, version, what="the bundle")
+    return verify_bundle(envelope, manifest), manifest
 
 
 def _signer(envelope: dsse.Envelope, manifest: Manifest) -> Any:

@@ -8,8 +8,12 @@ exactly as it was and this server hosts nothing but Onboarding and health. Each 
 here, in order: a signed envelope whose payload names the joiner's key, the signature under that
 key, the header (audience `coordinator`, method, expiry, nonce), then the invite
 (`coordinator.onboarding.check`). Only public files and the caller's own join status are served.
-Every call, answered or refused, goes in the coordinator's audit log, as the joiner's authority
-(or the invite) with the role `joiner`.
+Every call answered, or refused once its invite is known, goes in the coordinator's audit log, as
+the joiner's authority (or the invite) with the role `joiner`. Before any of that (`shared.guard`):
+a request over 64 KiB, a body that does not parse or an envelope with more than 4 signatures is
+refused before a signature is tried, and each client address may make 30 calls at once, then 10 a
+second (RESOURCE_EXHAUSTED beyond). Calls refused before their invite is known are counted in the
+metrics and written to the audit log as one row per client address per minute, not one each.
 """
 
 from __future__ import annotations
@@ -28,12 +32,21 @@ from coordinator.governance.server import GovernanceRuntime
 from coordinator.onboarding import invites as onboarding
 from shared import dsse
 from shared.auth import NONCE_BYTES, check_header, digest, now_ms, payload_type_for, response_header, sign_message
-from shared.errors import BadSignature, CagnetError, InvalidRequest
+from shared.errors import BadSignature, CagnetError, InvalidRequest, InviteRefused
+from shared.guard import (
+    ONBOARDING_MAX_MESSAGE,
+    RefusalSummary,
+    RequestGuard,
+    TokenBucket,
+    client_address,
+    server_options,
+)
 from shared.identity import Identity
 from shared.manifest import COORDINATOR
 from shared.metrics import CallObserver, ServerMetrics
 from shared.pb.cagnet.v1 import envelope_pb2, onboarding_pb2, onboarding_pb2_grpc
 from shared.serde import envelope_from_proto, envelope_to_proto
+from shared.serving import bind
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +55,11 @@ PUBLIC_FILES = f"/{SERVICE}/PublicFiles"
 FILE_JOIN = f"/{SERVICE}/FileJoin"
 JOIN_STATUS = f"/{SERVICE}/JoinStatus"
 JOINER = "joiner"
+UNAUTHENTICATED = "unauthenticated"
+# A joiner makes a handful of calls, then asks its status every few seconds: 10 a second with a
+# burst of 30 never slows one, and holds a client trying invites to 10 a second instead of 460.
+RATE_PER_S = 10.0
+BURST = 30
 
 M = TypeVar("M", bound=Message)
 
@@ -70,6 +88,15 @@ def _opened(envelope: dsse.Envelope, message_cls: type[M], method: str, runtime:
     return message
 
 
+def _shows_secret(runtime: GovernanceRuntime, message: Any) -> bool:
+    """Whether the request holds a real invite's secret (whatever the invite's state now)."""
+    try:
+        onboarding.check(runtime.netdir, _proof(message))
+    except InviteRefused as exc:
+        return type(exc) is not InviteRefused or "revoked" in exc.public_message
+    return True
+
+
 def _proof(message: Any) -> onboarding.Proof:
     invite = message.invite
     return onboarding.Proof(
@@ -77,10 +104,29 @@ def _proof(message: Any) -> onboarding.Proof:
     )
 
 
+def guard(runtime: GovernanceRuntime) -> RequestGuard:
+    """The onboarding port's cheap checks, rate limit and summary of anonymous refusals, written
+    to the coordinator's audit log (`shared.guard`)."""
+
+    def write(address: str, parameters: dict[str, object], decision: str) -> None:
+        runtime.audit.record(
+            principal=f"address {address}",
+            role=UNAUTHENTICATED,
+            method=f"/{SERVICE}/*",
+            parameters=parameters,
+            decision=decision,
+        )
+
+    return RequestGuard(
+        (f"/{SERVICE}/",), limiter=TokenBucket(rate=RATE_PER_S, burst=BURST), summary=RefusalSummary(write)
+    )
+
+
 class OnboardingServicer(onboarding_pb2_grpc.OnboardingServicer):
-    def __init__(self, runtime: GovernanceRuntime, identity: Identity) -> None:
+    def __init__(self, runtime: GovernanceRuntime, identity: Identity, summary: RefusalSummary | None = None) -> None:
         self.rt = runtime
         self.identity = identity
+        self.summary = summary
 
     @property
     def audit(self) -> CoordinatorAudit:
@@ -90,12 +136,14 @@ class OnboardingServicer(onboarding_pb2_grpc.OnboardingServicer):
         self, method: str, request: envelope_pb2.Envelope, message_cls: type[M], answer: Any, context: Any
     ) -> Any:
         who, asked = "unknown", {}
+        known = False  # whether the caller has shown an invite's secret
         try:
             envelope = envelope_from_proto(request)
             message = _opened(envelope, message_cls, method, self.rt)
             asked = {k: v for k, v in request_parameters(message).items() if k != "invite"}
             asked["invite"] = message.invite.invite_id  # type: ignore[attr-defined]  # never the secret
             who = f"invite {message.invite.invite_id}"  # type: ignore[attr-defined]
+            known = _shows_secret(self.rt, message)
             reply, outcome, who = answer(message, who)
             reply.header.CopyFrom(response_header(self.identity, request_digest=digest(envelope.payload)))
             signed = sign_message(reply, self.identity)
@@ -109,6 +157,11 @@ class OnboardingServicer(onboarding_pb2_grpc.OnboardingServicer):
             )
             return envelope_to_proto(signed)
         except CagnetError as exc:
+            if not known and self.summary is not None:
+                # Anyone can reach this port: one row per address per minute, not one per call.
+                log.info("onboarding refused %s from %s: %s", method, client_address(context), exc.public_message)
+                self.summary.note(client_address(context), method, exc)
+                context.abort(exc.code, exc.public_message)
             log.warning("onboarding refused %s from %s: %s", method, who, exc.public_message)
             self._record_refusal(who, method, asked, f"refused: {exc.public_message}")
             context.abort(exc.code, exc.public_message)
@@ -167,23 +220,33 @@ class OnboardingServicer(onboarding_pb2_grpc.OnboardingServicer):
 
 
 def create_server(
-    runtime: GovernanceRuntime, *, address: str, max_workers: int = 4, metrics: ServerMetrics | None = None
+    runtime: GovernanceRuntime,
+    *,
+    address: str,
+    max_workers: int = 4,
+    metrics: ServerMetrics | None = None,
+    checks: RequestGuard | None = None,
 ) -> tuple[grpc.Server, int]:
     """The onboarding server on `address` (TLS, no client certificate asked for). It presents the
     coordinator's certificate with the network CA after it, so that a joiner holding only the CA's
     fingerprint can check the chain (`shared.onboarding_client`). With `metrics`, its calls are
-    counted and logged with the coordinator's (`shared.metrics`)."""
+    counted and logged with the coordinator's (`shared.metrics`). `checks`: the port's guard (by
+    default `guard(runtime)`); whoever stops the server flushes its summary."""
     identity = runtime.identity
-    observers = [CallObserver(metrics)] if metrics is not None else []
-    server = grpc.server(futures.ThreadPoolExecutor(max_workers=max_workers), interceptors=observers)
-    onboarding_pb2_grpc.add_OnboardingServicer_to_server(OnboardingServicer(runtime, identity), server)
+    checks = checks or guard(runtime)
+    observers: list[grpc.ServerInterceptor] = [CallObserver(metrics)] if metrics is not None else []
+    server = grpc.server(
+        futures.ThreadPoolExecutor(max_workers=max_workers),
+        interceptors=[*observers, checks],
+        options=server_options(ONBOARDING_MAX_MESSAGE),
+    )
+    servicer = OnboardingServicer(runtime, identity, checks.summary)
+    onboarding_pb2_grpc.add_OnboardingServicer_to_server(servicer, server)
     health_servicer = health.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     chain = identity.tls_cert_pem + identity.ca_cert_pem
     credentials = grpc.ssl_server_credentials([(identity.tls_key_pem, chain)], require_client_auth=False)
-    port = server.add_secure_port(address, credentials)
-    if port == 0:
-        raise InvalidRequest(f"could not listen on {address} for onboarding")
+    port = bind(server, address, credentials, what="the onboarding port")
     server.start()
     health_servicer.set("", health_pb2.HealthCheckResponse.SERVING)
     health_servicer.set(SERVICE, health_pb2.HealthCheckResponse.SERVING)

@@ -149,7 +149,11 @@ class Member:
         for filed in found:
             if filed.id == proposal_id:
                 return self.review(filed)
-        raise NotFound(f"no open proposal {proposal_id}")
+        raise NotFound(
+            f"no open proposal {proposal_id}: it was published, or closed because another change to the same "
+            "manifest version was published first, or withdrawn (`cagnet network proposals` lists the open ones; "
+            "a closed change must be proposed again)"
+        )
 
     def approve(self, review: Review) -> Filed:
         """Sign the candidate this node computed in `review` and send the signature; a published

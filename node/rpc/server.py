@@ -36,6 +36,7 @@ from shared.auth import (
 )
 from shared.authorities import register_of
 from shared.errors import CagnetError, InvalidRequest, NotPermitted, StalePolicy
+from shared.guard import MAX_MESSAGE, RefusalSummary, RequestGuard, server_options
 from shared.identity import Identity
 from shared.interceptor import (
     SignedEnvelopeInterceptor,
@@ -51,6 +52,7 @@ from shared.policy import Policy, PolicySource
 from shared.serde import (
     envelope_to_proto,
 )
+from shared.serving import bind, folder_lock
 
 log = logging.getLogger(__name__)
 
@@ -88,9 +90,12 @@ class NodeRuntime:
     _register_text: str | None = None  # the authority register the store was last written from
     _following: threading.Lock = field(default_factory=threading.Lock)  # one request follows a new version
     metrics: ServerMetrics = field(init=False)
+    # Calls refused before any signature was tried, one audit row per address per minute (shared.guard).
+    refusals: RefusalSummary = field(init=False)
 
     def __post_init__(self) -> None:
         self.metrics = ServerMetrics("node", self.config.authority)
+        self.refusals = RefusalSummary(self.write_refusals)
         self.metrics.reading(
             "cagnet_audit_log_entries",
             "Entries in the node's hash-chained audit log.",
@@ -293,6 +298,19 @@ class NodeRuntime:
         except Exception:
             log.exception("could not write a rejection to the audit log")
 
+    def write_refusals(self, address: str, parameters: dict[str, object], decision: str) -> None:
+        """One audit row for the calls one address made in a minute that were refused before any
+        signature was tried (`shared.guard`)."""
+        service.record(
+            self.engine,
+            principal=None,
+            principal_id=f"address {address}",
+            via="",
+            method=f"/{SERVICE}/*",
+            parameters=parameters,
+            decision=decision,
+        )
+
     def sign(self, message: Any) -> envelope_pb2.Envelope:
         return envelope_to_proto(sign_message(message, self.identity))
 
@@ -383,18 +401,18 @@ def _with_mandate(verified: Verified[Any], parameters: dict[str, object]) -> dic
 def create_server(runtime: NodeRuntime, *, address: str | None = None, max_workers: int = 8) -> tuple[grpc.Server, int]:
     """A started server on `address` (default: the configured endpoint; use port 0 in tests)."""
     interceptor = SignedEnvelopeInterceptor((SERVICE,), runtime.authenticate, runtime.on_reject, explicit=True)
+    checks = RequestGuard(summary=runtime.refusals)
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=max_workers),
-        interceptors=[CallObserver(runtime.metrics), interceptor],
+        interceptors=[CallObserver(runtime.metrics), checks, interceptor],
+        options=server_options(MAX_MESSAGE),
     )
     server.add_generic_rpc_handlers((NodeServicer(runtime).handler(),))
     health_servicer = health.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     identity = runtime.identity
     creds = server_credentials(identity.ca_cert_pem, identity.tls_key_pem, identity.tls_cert_pem)
-    port = server.add_secure_port(address or runtime.config.listen, creds)
-    if port == 0:
-        raise InvalidRequest(f"could not listen on {address or runtime.config.listen}")
+    port = bind(server, address or runtime.config.listen, creds, what=f"node {runtime.config.authority}")
     server.start()
     health_servicer.set("", health_pb2.HealthCheckResponse.SERVING)
     health_servicer.set(SERVICE, health_pb2.HealthCheckResponse.SERVING)
@@ -402,11 +420,17 @@ def create_server(runtime: NodeRuntime, *, address: str | None = None, max_worke
 
 
 def serve(config: NodeConfig, *, ready: Any = None) -> None:
-    """Run until SIGTERM or SIGINT, then stop gracefully (in-flight calls get 5 s to finish)."""
-    from node.network.governance import ManifestPoller
-
+    """Run until SIGTERM or SIGINT, then stop gracefully (in-flight calls get 5 s to finish). One
+    server per node folder: a second is refused while this one runs (`shared.serving`)."""
     if config.metrics_listen:
         parse_listen(config.metrics_listen, setting="metrics_listen")  # a bad address stops the start here
+    with folder_lock(config.nodedir, f"the node {config.authority}"):
+        _serve(config, ready)
+
+
+def _serve(config: NodeConfig, ready: Any) -> None:
+    from node.network.governance import ManifestPoller
+
     runtime = NodeRuntime.open(config)
     server, port = create_server(runtime)
     metrics: MetricsListener | None = None
@@ -429,6 +453,7 @@ def serve(config: NodeConfig, *, ready: Any = None) -> None:
     stop.wait()
     poller.stop()
     server.stop(grace=5).wait()
+    runtime.refusals.flush(everything=True)
     if metrics is not None:
         metrics.close()
     runtime.engine.dispose()

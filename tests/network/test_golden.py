@@ -12,11 +12,15 @@ import sys
 from pathlib import Path
 
 import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from coordinator import network
-from coordinator.feeds.snapshot import verify_snapshot
+from coordinator.feeds.snapshot import verify_snapshot, verify_snapshot_in_chain
+from coordinator.joint import bundle as bundle_mod
 from shared import dsse
-from shared.errors import BadSignature
+from shared.checkpoint import verify_receipt_in_chain
+from shared.errors import BadSignature, InvalidRequest
+from shared.manifest import Party, encode_key
 
 GOLDEN = Path(__file__).parent.parent / "data" / "golden"
 CAGNET = Path(sys.executable).parent / "cagnet"
@@ -69,3 +73,37 @@ def test_the_golden_files_are_not_trivially_accepted(golden: Path) -> None:
     forged = dsse.Envelope(snapshot.payload_type, snapshot.payload + b" ", snapshot.signatures)
     with pytest.raises(BadSignature):
         verify_snapshot(forged, network.read(golden / "network"))
+
+
+def test_saved_evidence_verifies_under_the_keys_held_when_it_was_made(golden: Path) -> None:
+    """After a member, the chair and the coordinator rotate their keys (a later version, here made
+    in memory: the golden network keeps no private key), each piece of evidence still verifies
+    against the version it was made under, from the chain, and not against the rotated keys."""
+    chain = [m for m, _ in network.history(golden / "network")]
+    made = chain[-1]
+
+    def rotated(party: Party) -> Party:
+        if party.id not in ("E10000016", "cag-chair", "coordinator"):
+            return party
+        new = encode_key(Ed25519PrivateKey.generate().public_key())
+        return party.model_copy(update={"signing_key": new, "previous_key": party.signing_key})
+
+    later = made.model_copy(update={"version": made.version + 1, "parties": tuple(map(rotated, made.parties))})
+    bundle_env, _ = bundle_mod.load(golden / "supply-map.bundle.json")
+    with pytest.raises(BadSignature):
+        bundle_mod.verify_bundle(bundle_env, later)
+    bundle, under = bundle_mod.verify_saved_bundle(bundle_env, [*chain, later])
+    assert under.version == bundle.manifest_version == made.version
+    snapshot_env = dsse.Envelope.from_json(json.loads((golden / "feed-snapshot.dsse.json").read_text()))
+    with pytest.raises(BadSignature):
+        verify_snapshot(snapshot_env, later)
+    snapshot, under = verify_snapshot_in_chain(snapshot_env, [*chain, later])
+    assert under.version == snapshot.manifest_version
+    # A receipt made before receipts named their version: the newest version that verifies it.
+    receipt = json.loads((golden / "register.receipt.json").read_text())
+    assert "manifest_version" not in receipt
+    _, entries, under = verify_receipt_in_chain(receipt, [*chain, later], require_final=False)
+    assert under.version == made.version and len(entries) == 1
+    # A version the chain does not hold is named, not guessed.
+    with pytest.raises(InvalidRequest, match="version 99"):
+        verify_receipt_in_chain({**receipt, "manifest_version": 99}, chain, require_final=False)

@@ -5,7 +5,10 @@ port 0, mTLS, signed envelopes)."""
 
 from __future__ import annotations
 
+import base64
+import json
 import re
+import shlex
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -15,8 +18,11 @@ from typer.testing import CliRunner
 
 from cagnet.cli import app
 from coordinator import network
+from coordinator.governance import proposals as gov
+from coordinator.joint import bundle as bundle_mod
 from coordinator.joint.client import Refused, joint_query
 from shared import keys
+from shared.errors import BadSignature
 from shared.identity import Identity
 from shared.manifest import CAG_CHAIR, MEMBER_AUTHORITY, REGIONAL_BOARD, encode_key
 from tests.netutil import LiveNetwork, make_network, running
@@ -93,6 +99,39 @@ def test_a_principal_rotates_its_key_the_same_way(net: LiveNetwork) -> None:
     bundle, _ = joint_query(net.netdir, kind="supply-map")  # signed with the chair's new key
     assert len(bundle.answered) == 3
     assert Identity.load(folder).keyid == network.read(net.netdir).party(CAG_CHAIR).keyid
+
+
+def test_a_bundle_saved_before_a_member_and_the_chair_rotate_their_keys_still_verifies(
+    net: LiveNetwork, tmp_path: Path
+) -> None:
+    saved = tmp_path / "supply.json"
+    _cli("query", "supply-map", "--network", str(net.netdir), "--out", str(saved))
+    made_under = network.read(net.netdir).version
+    output = _cli("node", "rotate-key", str(net.nodedirs[MEDWAY]), "--network", str(net.netdir), "--overlap-days", "1")
+    _approve(net, re.search(r"proposal (\w+):", output).group(1), BRIGHTON)  # type: ignore[union-attr]
+    _approve(net, _propose(net, "rotate-key", CAG_CHAIR, node=KENT), BRIGHTON)
+    current = network.read(net.netdir)
+    assert current.version == made_under + 2
+    # Against today's keys the bundle no longer verifies: Medway and the chair signed it with keys
+    # the manifest lists no more.
+    envelope, _ = bundle_mod.load(saved)
+    with pytest.raises(BadSignature):
+        bundle_mod.verify_bundle(envelope, current)
+    # `cagnet verify` checks it against the keys they held at the version it names, and says so.
+    verified = _cli("verify", str(saved), "--network", str(net.netdir))
+    assert "verified: supply-map bundle from Test CAG, 3 signed contributions" in verified
+    assert (
+        f"signatures checked against the keys each party held at manifest version {made_under}, from the verified "
+        f"chain (the current version is {made_under + 2}" in verified
+    )
+    # A bundle that claims a version it was not made under is refused, not accepted on old keys.
+    doc = json.loads(saved.read_text())
+    forged = dict(doc["envelope"])
+    payload = json.loads(envelope.payload)
+    payload["manifest_version"] = made_under - 1
+    forged["payload"] = base64.b64encode(json.dumps(payload).encode()).decode()
+    saved.write_text(json.dumps({**doc, "envelope": forged}))
+    assert "bad signature" in _cli("verify", str(saved), "--network", str(net.netdir), ok=False)
 
 
 def test_roles_change_only_at_the_quorum_and_every_node_enforces_them(net: LiveNetwork) -> None:
@@ -187,3 +226,63 @@ def test_status_flags_a_certificate_the_manifest_does_not_list_or_that_expires_s
     assert not status.describe(
         kent, pki.load_cert((net.nodedirs[KENT] / "identity" / "tls.crt").read_bytes()), now=now
     ).warning
+
+
+def test_feed_revokes_advice_and_the_docs_run_as_printed(net: LiveNetwork) -> None:
+    netdir = str(net.netdir)
+    _cli("feed", "authorise", "--network", netdir, "--every", "7d", "--until", "2027-03-31")
+    printed = _cli("feed", "revoke", "--network", netdir)
+    advice = re.findall(
+        r"(cagnet network (?:rotate-key|propose-roles) .*?--node NODEDIR(?: --overlap-days 0)?)", printed
+    )
+    docs = (Path(__file__).parents[2] / "docs" / "feeds.md").read_text()
+    documented = re.findall(r"^    (cagnet network (?:rotate-key|propose-roles) .*)$", docs, flags=re.MULTILINE)
+    assert len(advice) == len(documented) == 2, (printed, documented)
+    for command in [*advice, *documented]:
+        filled = command.replace("NETDIR", netdir).replace("NODEDIR", str(net.nodedirs[KENT]))
+        output = _cli(*shlex.split(filled)[1:])
+        pid = re.search(r"proposal (\w+):", output)
+        assert pid, (command, output)
+        gov.withdraw(net.netdir, pid.group(1))  # one open change at a time: the next command files its own
+
+
+def test_a_refused_or_withdrawn_principal_proposal_leaves_no_keys_and_can_be_made_again(net: LiveNetwork) -> None:
+    netdir = str(net.netdir)
+    args = ("--role", REGIONAL_BOARD, "--node", str(net.nodedirs[KENT]), "--network", netdir)
+    first = re.search(r"proposal (\w+):", _cli("network", "propose-principal", "--id", "auditor", *args))
+    assert first
+    # A second change against the same version, while the first has Kent's approval: refused at
+    # filing, naming the first, and the keys made for it are gone.
+    refused = _cli("network", "propose-principal", "--id", "examiner", *args, ok=False)
+    assert f"proposal {first.group(1)} (add auditor" in refused and "withdraw" in refused
+    assert not network.principal_dir(net.netdir, "examiner").exists()
+    # Withdrawn by the operator: kept, its keys removed, and the principal can be proposed again.
+    withdrawn = _cli("network", "withdraw", first.group(1), "--network", netdir, "--yes")
+    assert "withdrawn" in withdrawn and "removed the keys made for it" in withdrawn
+    assert not network.principal_dir(net.netdir, "auditor").exists()
+    assert (gov.proposals_dir(net.netdir) / "withdrawn" / f"{first.group(1)}.json").exists()
+    again = re.search(r"proposal (\w+):", _cli("network", "propose-principal", "--id", "auditor", *args))
+    assert again
+    gov.withdraw(net.netdir, again.group(1))
+
+
+def test_propose_join_asks_before_filing_and_an_answer_of_no_leaves_nothing(net: LiveNetwork, tmp_path: Path) -> None:
+    surrey = tmp_path / "surrey"
+    _cli(
+        "node",
+        "init",
+        str(surrey),
+        "--network",
+        str(net.netdir),
+        "--authority",
+        "E10000030",
+        "--endpoint",
+        "127.0.0.1:7199",
+    )
+    command = ["network", "propose-join", str(surrey), "--node", str(net.nodedirs[KENT]), "--network", str(net.netdir)]
+    before = sorted(p.name for p in gov.proposals_dir(net.netdir).glob("*.json"))
+    aborted = CliRunner().invoke(app, command, input="n\n", env={"COLUMNS": "200"})
+    assert aborted.exit_code == 1, aborted.output + repr(aborted.exception)
+    assert "asks to join" in aborted.output and "nothing filed" in aborted.output
+    assert sorted(p.name for p in gov.proposals_dir(net.netdir).glob("*.json")) == before
+    assert "--yes" in CliRunner().invoke(app, ["network", "propose-join", "--help"], env={"COLUMNS": "200"}).output

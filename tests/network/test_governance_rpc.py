@@ -40,7 +40,7 @@ from node.rpc.server import create_server as create_node
 from node.synthetic.supply import load as load_synthetic
 from shared import audit, dsse, governance
 from shared.channel import ServiceRefused
-from shared.errors import ManifestRefused
+from shared.errors import ManifestRefused, NotFound
 from shared.governance import Change
 from shared.governance_client import GovernanceClient
 from shared.identity import Identity
@@ -230,6 +230,7 @@ def test_the_approve_command_shows_the_change_and_the_diff(net: LiveNetwork) -> 
     signed = runner.invoke(app, ["network", "approve", filed.id, "--node", str(net.nodedirs[MEDWAY]), "--yes"])
     assert signed.exit_code == 0, signed.output
     assert gov.status(net.netdir, filed.id).approvals == (MEDWAY, KENT)
+    gov.withdraw(net.netdir, filed.id)  # left open, it would refuse the next change against this version
 
 
 @pytest.mark.parametrize("principal", ["cag-chair", "regional-board"])
@@ -275,6 +276,7 @@ def test_a_principal_may_not_propose_or_approve(net: LiveNetwork, principal: str
         assert entry.decision == f"refused: role {principal} may not call {entry.method}"
     assert json.loads(refusals[1].parameters)["proposal_id"] == open_one.id
     audit.verify_chain(net.coordinator.audit.engine)
+    gov.withdraw(net.netdir, open_one.id)
 
 
 class _Forger(GovernanceRuntime):
@@ -399,3 +401,33 @@ def test_two_members_approving_at_once_both_count(net: LiveNetwork) -> None:
         assert entry.decision == "released" and entry.role == "member-authority"
         assert entry.release_digest.startswith("sha256:") and json.loads(entry.parameters)["state"]
     audit.verify_chain(net.coordinator.audit.engine)
+    if not final.published:
+        gov.withdraw(net.netdir, filed.id)
+
+
+def test_a_second_change_to_one_version_is_refused_at_filing_or_closed_with_its_reason(net: LiveNetwork) -> None:
+    _sync_all(net)
+    version = network.read(net.netdir).version
+    # Filed by the coordinator with no approval: it does not block, and it does not vanish.
+    coordinator = network.coordinator_identity(net.netdir)
+    idle = gov.propose(net.netdir, Change(action="set-governance", governance=Governance(quorum=3)), coordinator)
+    with _member(net, KENT) as kent:
+        under_way = kent.propose(Change(action="set-roles", party_id="regional-board", roles=(REGIONAL_BOARD,)))
+    assert under_way.approvals == (KENT,)
+    # A second change while one a member has approved is open: refused at once, naming the first.
+    with _member(net, MEDWAY) as medway, pytest.raises(ServiceRefused) as refused:
+        medway.propose(Change(action="set-governance", governance=Governance(quorum=2)))
+    assert refused.value.code == grpc.StatusCode.INVALID_ARGUMENT
+    assert f"proposal {under_way.id} (" in refused.value.public_message
+    assert f"only one change can become version {version + 1}" in refused.value.public_message
+    published = under_way
+    for code in (m.id for m in network.read(net.netdir).members if m.id != KENT):
+        if not published.published:
+            with _member(net, code) as member:
+                published = member.approve(member.find(under_way.id))
+    assert published.published and network.read(net.netdir).version == version + 1
+    # The idle one can never be published now: closed, with the reason kept, and said when asked for.
+    with pytest.raises(NotFound, match=f"closed, version {version + 1} was published from proposal {under_way.id}"):
+        gov.status(net.netdir, idle.id)
+    assert (gov.proposals_dir(net.netdir) / "closed" / f"{idle.id}.json").exists()
+    assert idle.id not in {f.id for f in gov.pending(net.netdir)}

@@ -8,6 +8,9 @@ and the coordinator's audit log shows their names.
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -15,9 +18,11 @@ import pytest
 from typer.testing import CliRunner
 
 from cagnet.cli import app
+from cagnet.demo import free_port, wait_healthy
 from coordinator import network
+from coordinator.server import create_server as create_coordinator
 from shared import audit
-from shared.manifest import CAG_CHAIR, REGIONAL_BOARD
+from shared.manifest import CAG_CHAIR, COORDINATOR, REGIONAL_BOARD
 from tests.netutil import THREE, LiveNetwork, make_network, running
 
 JANE = "jane-smith"
@@ -118,3 +123,73 @@ def test_the_report_is_written_from_a_kit(net: LiveNetwork, tmp_path: Path) -> N
     asked = audit.entries(net.coordinator.audit.engine, since_seq=before)
     assert sum(e.method.endswith("/JointQuery") for e in asked) == 4  # supply, movement, net flow, VFM
     assert {e.principal for e in asked} == {JANE}
+
+
+def test_a_kit_follows_the_coordinator_to_a_new_address_through_the_manifest(net: LiveNetwork, tmp_path: Path) -> None:
+    kit = tmp_path / "jane-kit"
+    _cli("network", "principal", "export", JANE, "--network", str(net.netdir), "--out", str(kit))
+    assert net.coordinator is not None
+    old = network.read(net.netdir).coordinator_endpoint
+    # The coordinator, announcing a move: it serves at the new address as well as the old, and the
+    # manifest (a new version) lists the new one.
+    server, port = create_coordinator(net.coordinator, address="127.0.0.1:0")
+    new = f"127.0.0.1:{port}"
+    try:
+        network.set_endpoint(net.netdir, COORDINATOR, new)
+        # The kit still lists the old address; before its query it fetches the new version from there.
+        assert network.read(kit).coordinator_endpoint == old
+        _cli("query", "supply-map", "--kit", str(kit))
+        assert network.read(kit).coordinator_endpoint == new
+        # The old address closes: the kit asks at the new one.
+        net.servers.pop(COORDINATOR).stop(grace=None).wait()
+        assert "E10000016" in _cli("query", "supply-map", "--kit", str(kit), "--json")
+    finally:
+        net.servers[COORDINATOR] = server
+
+
+def test_serve_on_another_address_than_the_manifest_lists_asks_first(tmp_path: Path) -> None:
+    netdir = tmp_path / "net"
+    listed = f"127.0.0.1:{free_port()}"
+    network.init_network(netdir, name="Test CAG", coordinator_endpoint=listed)
+    before = network.manifest_path(netdir).read_bytes()
+    elsewhere = f"127.0.0.1:{free_port()}"
+    env = {**{k: v for k, v in os.environ.items() if not k.startswith("CAGNET_")}, "COLUMNS": "400"}
+    # Nobody at a terminal to ask: refused, naming --advertise, and the manifest is left as it was.
+    refused = subprocess.run(
+        [sys.executable, "-m", "cagnet", "coordinator", "serve", str(netdir), "--listen", elsewhere],
+        env=env,
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    said = " ".join(refused.stderr.split())
+    assert refused.returncode == 2, refused.stderr
+    assert f"is not the coordinator's address in the manifest ({listed})" in said and "--advertise" in said
+    assert network.manifest_path(netdir).read_bytes() == before
+    # Told to: the new address is published, and said so in the log.
+    server = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "cagnet",
+            "coordinator",
+            "serve",
+            str(netdir),
+            "--listen",
+            elsewhere,
+            "--advertise",
+            elsewhere,
+        ],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        wait_healthy(elsewhere, COORDINATOR, network.principal_identity(netdir), timeout_s=60)
+        assert network.read(netdir).coordinator_endpoint == elsewhere
+    finally:
+        server.terminate()
+        _, log = server.communicate(timeout=30)
+    assert f"lists the coordinator at {elsewhere} (was {listed} at version 1)" in " ".join(log.split())

@@ -19,10 +19,11 @@ from node.answers.supply import supply_map
 from shared import audit, dsse
 from shared.auth import request_header, sign_message
 from shared.errors import BadSignature, BundleMismatch
+from shared.guard import MAX_SIGNATURES
 from shared.identity import Identity
 from shared.pb.cagnet.v1 import coordinator_pb2, node_pb2, node_pb2_grpc
 from shared.serde import envelope_to_proto
-from tests.netutil import THREE, LiveNetwork, make_network, node_stub, running, start_node
+from tests.netutil import THREE, LiveNetwork, make_network, node_channel, node_stub, running, start_node
 
 SUPPLY_MAP = "/cagnet.v1.Node/SupplyMap"
 
@@ -333,3 +334,33 @@ def test_concurrent_joint_queries(net: LiveNetwork) -> None:
     for t in threads:
         t.join()
     assert results == [3] * 6
+
+
+def test_a_node_refuses_many_signatures_and_garbage_before_trying_a_signature(
+    net: LiveNetwork, caplog: pytest.LogCaptureFixture
+) -> None:
+    chair = _chair(net)
+    stub = node_stub(net, chair, "E10000016")
+    header = request_header(chair, audience="E10000016", method=SUPPLY_MAP)
+    envelope = sign_message(node_pb2.SupplyMapRequest(header=header), chair)
+    bogus = tuple(dsse.Signature(keyid=f"k{i}", sig=bytes(64)) for i in range(MAX_SIGNATURES))
+    many = envelope_to_proto(dsse.Envelope(envelope.payload_type, envelope.payload, (*bogus, *envelope.signatures)))
+    before = len(audit.entries(net.runtimes["E10000016"].engine))
+    with pytest.raises(grpc.RpcError) as refused:
+        stub.SupplyMap(many, timeout=10)
+    assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert refused.value.details() == f"an envelope carries at most {MAX_SIGNATURES} signatures"
+    # The same request with its one good signature is answered: the count alone refused it.
+    assert stub.SupplyMap(envelope_to_proto(envelope), timeout=10).payload
+    # A body that is not an envelope: a typed refusal and one log line, not gRPC's traceback.
+    with (
+        node_channel(net, chair, "E10000016") as channel,
+        caplog.at_level("INFO"),
+        pytest.raises(grpc.RpcError) as malformed,
+    ):
+        channel.unary_unary(SUPPLY_MAP)(b"\xff\xfe not a protobuf", timeout=10)
+    assert malformed.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert not [r for r in caplog.records if r.exc_info or "deserializing" in r.getMessage()]
+    assert any("malformed request" in r.getMessage() for r in caplog.records)
+    # Neither was written as a row of its own: they wait for the minute's summary.
+    assert len(audit.entries(net.runtimes["E10000016"].engine)) == before + 1

@@ -525,11 +525,17 @@ def test_export_of_an_empty_log_writes_nothing(engine: Engine) -> None:
 
 
 def test_a_log_in_a_database_of_its_own_holds_only_its_table(database_url: str) -> None:
-    """The coordinator's log: `open_log` makes the one table (again, harmlessly, on a second open),
-    and the chain, the head and a partial export work there as in a node's store."""
+    """The coordinator's log: `open_log` makes its table and the coordinator's nonces beside it
+    (again, harmlessly, on a second open), and the chain, the head and a partial export work there
+    as in a node's store."""
     engine = open_log(database_url)
     try:
-        assert sorted(inspect(engine).get_table_names()) == ["alembic_version_audit", "audit_log"]
+        assert sorted(inspect(engine).get_table_names()) == [
+            "accepted_nonce",
+            "alembic_version_audit",
+            "alembic_version_nonces",
+            "audit_log",
+        ]
         _append_session(engine)
         again = open_log(database_url)
         try:
