@@ -14,6 +14,7 @@ import json
 import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -24,6 +25,7 @@ from node.answers import movement
 from node.answers.movement import Question
 from node.answers.supply import CellKey, RawCell, RawSupply, contract_values, supply_map
 from node.answers.vfm import check_participants
+from node.grid import Block, BlockCell, Dimension, FinancialYear, grid_span, protect_block
 from node.ledger import SqlReleaseStore, keep_answer, last_answer
 from node.store import data_version
 from shared import vocabulary
@@ -37,7 +39,9 @@ from shared.disclosure import (
     ReleasedTable,
     ReleaseLedger,
     Table,
+    check_differencing,
     intake_band,
+    isolates_few,
     load_secret,
     protect_counts,
     protect_magnitudes,
@@ -56,7 +60,7 @@ from shared.models import (
     SupplyCell,
     SupplyMap,
 )
-from shared.policy import AggregateRule, Policy
+from shared.policy import AggregateRule, Policy, StandardGrid
 from shared.vfm import Cell
 
 __all__ = [
@@ -102,6 +106,10 @@ class Releaser:
         self._answers: dict[tuple[str, str], tuple[tuple[object, ...], Any]] = {}
         # The true counts at the ledger's grain that each client-record kind is released from; the
         # gate below (`_through_ledger`, `_admitted`, `plan`) reads them here and names no kind.
+        # The standard table set: each grid year's true cells per kind, and each family's
+        # protected block, for the records edition (and policy) they were made from.
+        self._grid_cells: dict[tuple[str, str, int], tuple[tuple[object, ...], dict[tuple[str, ...], int] | None]] = {}
+        self._blocks: dict[tuple[str, str, int], tuple[tuple[object, ...], Block | None]] = {}
         self._sources: dict[str, Callable[[Question], tuple[Mapping[Any, int], tuple[str, ...]]]] = {
             MOVEMENT: self._new_clients,
             NET_FLOW: self._new_clients,
@@ -185,6 +193,10 @@ class Releaser:
         """One path for every count table from client records: role, query-set restriction,
         the ledger at the finest grain (months), then suppression and rounding at the grain asked."""
         rule = policy.require_any_role(kind, tuple(roles))
+        with self._lock:
+            from_grid = self._grid_table(policy, rule, kind, question)
+        if from_grid is not None:
+            return from_grid
         return self._through_ledger(
             policy,
             rule,
@@ -195,6 +207,200 @@ class Releaser:
             ),
             parse=CountTable.model_validate_json,
         )
+
+    # --- the standard table set ----------------------------------------------------------------
+
+    def _edition(self) -> tuple[object, ...]:
+        """The records edition: the store's data version, its records' fingerprint, the members."""
+        return (*data_version(self.engine), *movement.records_version(self.engine), *sorted(self.members()))
+
+    def _grid_of(self, policy: Policy, kind: str) -> StandardGrid | None:
+        grid = policy.grid
+        return grid if grid is not None and kind in grid.kinds else None
+
+    def _grid_quarter_cells(
+        self, policy: Policy, rule: AggregateRule, kind: str, year: FinancialYear, index: int
+    ) -> dict[tuple[str, ...], int] | None:
+        """The true cells (at the ledger's grain) a grid quarter of `kind` is published from in
+        this edition, kept in the release ledger as a standing release so that every question off
+        the grid is compared with the whole grid, asked or not. None: not published (the quarter
+        has not closed, or publishing it would difference against an earlier release off the grid).
+
+        Closed periods: a quarter is published once it ended before the records were last
+        imported, and then keeps its figures; late records replace them only when every change
+        the ledger can see is larger than the threshold (a revision, recorded in the ledger)."""
+        edition = self._edition()
+        cached = self._grid_cells.get((policy.digest, kind, year.year * 10 + index))
+        if cached is not None and cached[0] == edition:
+            return cached[1]
+        first, last, label = year.quarters()[index]
+        imported = movement.last_import(self.engine)
+        cells: dict[tuple[str, ...], int] | None = None
+        if imported is not None and last < imported:
+            cells = self._publish_quarter(policy, rule, kind, first, last, label)
+        self._grid_cells[(policy.digest, kind, year.year * 10 + index)] = (edition, cells)
+        return cells
+
+    def _publish_quarter(
+        self, policy: Policy, rule: AggregateRule, kind: str, first: date, last: date, label: str
+    ) -> dict[tuple[str, ...], int] | None:
+        grid = policy.grid
+        assert grid is not None
+        raw, dims = self._finest(kind, Question(first, last, "quarter", (), 50))
+        signature = _grid_signature(kind, label)
+        ours = {
+            _grid_signature(kind, q)
+            for y in range(grid.first_year, grid.last_year + 1)
+            for _a, _b, q in FinancialYear(y).quarters()
+        }
+        earlier = None
+        for release in self.ledger.previous(kind):
+            if release.query_signature == signature and release.dimensions == dims:
+                earlier = release
+        if earlier is not None and (dict(earlier.cells) == raw or isolates_few(earlier, dims, raw, rule)):
+            return dict(earlier.cells)  # unchanged, or changed by too few to show: the edition stands
+        try:
+            check_differencing(kind, dims, raw, self.ledger.store, rule, ignore=ours)
+        except DisclosureRefused:
+            return dict(earlier.cells) if earlier is not None else None
+        self.ledger.record(kind, signature, dims, raw, datetime.now(UTC))
+        return raw
+
+    def _year_cells(
+        self, policy: Policy, kind: str, year: FinancialYear
+    ) -> tuple[dict[tuple[str, ...], int] | None, ...]:
+        rule = policy.rule(kind)
+        return tuple(self._grid_quarter_cells(policy, rule, kind, year, i) for i in range(4))
+
+    def _publish_grid(self, policy: Policy, kind: str) -> None:
+        """Put every closed grid quarter of `kind` in the ledger before anything off the grid is
+        compared with it."""
+        grid = self._grid_of(policy, kind)
+        if grid is None:
+            return
+        for year in range(grid.first_year, grid.last_year + 1):
+            self._year_cells(policy, kind, FinancialYear(year))
+
+    def _block(self, policy: Policy, kind: str, year: FinancialYear) -> Block | None:
+        """The protected block a grid question of `kind` is answered from (None: withheld)."""
+        family = KPI if kind == KPI else MOVEMENT
+        edition = self._edition()
+        self._publish_grid(policy, kind)
+        mine = self._year_cells(policy, kind, year)
+        if family != kind and self._year_cells(policy, family, year) != mine:
+            return None  # net flow's published quarters are not movement's: off the grid this edition
+        cached = self._blocks.get((policy.digest, family, year.year))
+        if cached is not None and cached[0] == edition:
+            return cached[1]
+        rule = policy.rule(family)
+        earlier = cached[1] if cached is not None else None
+        if earlier is None:
+            # After a restart: the year's first edition, if a quarter has been revised since.
+            firsts = self._first_editions(family, year)
+            if any(f is not None and f != m for f, m in zip(firsts, mine, strict=True)):
+                earlier = self._protect_year(rule, family, year, firsts, None)
+        block = self._protect_year(rule, family, year, mine, earlier)
+        self._blocks[(policy.digest, family, year.year)] = (edition, block)
+        return block
+
+    def _first_editions(self, kind: str, year: FinancialYear) -> tuple[dict[tuple[str, ...], int] | None, ...]:
+        firsts: dict[str, dict[tuple[str, ...], int]] = {}
+        signatures = {_grid_signature(kind, q): q for _a, _b, q in year.quarters()}
+        for release in self.ledger.previous(kind):
+            label = signatures.get(release.query_signature)
+            if label is not None and label not in firsts:
+                firsts[label] = dict(release.cells)
+        return tuple(firsts.get(q) for _a, _b, q in year.quarters())
+
+    def _protect_year(
+        self,
+        rule: AggregateRule,
+        family: str,
+        year: FinancialYear,
+        quarters: Sequence[Mapping[tuple[str, ...], int] | None],
+        earlier: Block | None,
+    ) -> Block:
+        published = [q for (_a, _b, q), cells in zip(year.quarters(), quarters, strict=True) if cells is not None]
+        cells = {k: v for part in quarters if part is not None for k, v in part.items()}
+        atoms: dict[BlockCell, int] = {}
+        if family == KPI:
+            for (group, departure, month), n in cells.items():
+                key = (movement.period_of(month, "quarter"), group, departure)
+                atoms[key] = atoms.get(key, 0) + n
+            groups = sorted({k[1] for k in atoms}, key=int)
+            departures = sorted({k[2] for k in atoms})
+            dims = (
+                Dimension("client_group", tuple(groups), {TOTAL: frozenset(groups)}),
+                Dimension("departure", tuple(departures), {TOTAL: frozenset(departures)}),
+            )
+            return protect_block(
+                year, atoms, dims, group_position=0, rule=rule, secret=self.secret, published=published, earlier=earlier
+            )
+        for (origin, group, month), n in cells.items():
+            key = (movement.period_of(month, "quarter"), origin, group)
+            atoms[key] = atoms.get(key, 0) + n
+        cag = self.members() | {self.authority}
+        origins = sorted({k[1] for k in atoms})
+        groups = sorted({k[2] for k in atoms}, key=int)
+        outside = frozenset(o for o in origins if movement.origin_class(o, cag) == movement.OUTSIDE)
+        totals = {TOTAL: frozenset(origins), **({movement.OUTSIDE: outside} if outside else {})}
+        dims = (
+            Dimension("origin", tuple(origins), totals),
+            Dimension("client_group", tuple(groups), {TOTAL: frozenset(groups)}),
+        )
+        return protect_block(
+            year, atoms, dims, group_position=1, rule=rule, secret=self.secret, published=published, earlier=earlier
+        )
+
+    def _grid_table(self, policy: Policy, rule: AggregateRule, kind: str, question: Question) -> CountTable | None:
+        """A grid question's table from its year's protected block, the same every time it is
+        asked; None when the question is off the grid (or its year withheld). Called under the lock."""
+        grid = self._grid_of(policy, kind)
+        if grid is None:
+            return None
+        span = grid_span(grid, question) or self._same_as_grid(policy, kind, question)
+        if span is None:
+            return None
+        year, label = span
+        block = self._block(policy, kind, year)
+        if block is None or label not in block.periods:
+            return None
+        group = question.client_groups[0] if question.client_groups else None
+        chosen = str(group) if group is not None else TOTAL
+        if group is not None:
+            # The query-set restriction, as for any question: a filter on a handful is refused.
+            first, second = (TOTAL, chosen) if kind != KPI else (chosen, TOTAL)
+            require_min_records(block.true.get((label, first, second), 0), rule, client_group=group)
+        return _grid_count_table(
+            self.authority, kind, block, label, question, chosen, self.members() | {self.authority}
+        )
+
+    def _same_as_grid(self, policy: Policy, kind: str, question: Question) -> tuple[FinancialYear, str] | None:
+        """The grid period a question off the grid counts exactly the same people as (its other
+        months are empty: the whole records, a half year whose second quarter has no records
+        yet), so that it gets the grid's figures and not a second protection of the same counts."""
+        grid = policy.grid
+        if grid is None or len(question.client_groups) > 1:
+            return None
+        raw, dims = self._finest(kind, question)
+        raw = {k: v for k, v in raw.items() if v}
+        months = {k[-1] for k in raw}
+        years = {int(m[:4]) if int(m[5:7]) >= 4 else int(m[:4]) - 1 for m in months}
+        if len(years) != 1 or not grid.first_year <= min(years) <= grid.last_year:
+            return None
+        year = FinancialYear(min(years))
+        quarters = {movement.period_of(m, "quarter") for m in months}
+        label = min(quarters) if len(quarters) == 1 else year.label
+        published: dict[tuple[str, ...], int] = {}
+        for (_a, _b, quarter), cells in zip(year.quarters(), self._year_cells(policy, kind, year), strict=True):
+            if label in (quarter, year.label):
+                if cells is None:
+                    return None
+                published.update(cells)
+        if question.client_groups:
+            position = dims.index("client_group")
+            published = {k: v for k, v in published.items() if k[position] == str(question.client_groups[0])}
+        return (year, label) if {k: v for k, v in published.items() if v} == raw else None
 
     def _through_ledger(
         self,
@@ -271,6 +477,7 @@ class Releaser:
         """The query-set restriction and the ledger, under the lock: the true counts to describe,
         or None when the earlier answer to this question stands (it is then kept under this
         policy); DisclosureRefused otherwise. With `record=False` the ledger is left as it was."""
+        self._publish_grid(policy, kind)
         raw, finest_dims = self._finest(kind, question)
         groups = question.client_groups
         if groups:
@@ -321,6 +528,10 @@ class Releaser:
                 return ""  # no ledger at the node (repeat movers): the coordinator protects each count
             signature = _signature({"kind": kind, **question.as_asked().model_dump(mode="json")})
             with self._lock:
+                if kind != NON_LOCAL_SERVICES and self._grid_table(policy, rule, kind, question) is not None:
+                    return ""  # a grid question: answered every time
+                if kind == NON_LOCAL_SERVICES and self._grid_services(policy, kind, question):
+                    return ""
                 self._admitted(policy, rule, kind, question, signature, record=False)
         except (DisclosureRefused, NotPermitted) as exc:
             return exc.public_message
@@ -374,6 +585,13 @@ class Releaser:
         threshold is not described at all, only counted; a refuge's name and district are never
         released (domestic violence services are shared at authority level)."""
         rule = policy.require_any_role(NON_LOCAL_SERVICES, tuple(roles))
+        with self._lock:
+            if self._grid_services(policy, NON_LOCAL_SERVICES, question):
+                if question.client_groups:
+                    group = question.client_groups[0]
+                    raw, _dims = self._finest(NON_LOCAL_SERVICES, question)
+                    require_min_records(sum(raw.values()), rule, client_group=group)
+                return self._describe_services(rule, question)
         return self._through_ledger(
             policy,
             rule,
@@ -382,6 +600,24 @@ class Releaser:
             describe=lambda _raw: self._describe_services(rule, question),
             parse=NonLocalServices.model_validate_json,
         )
+
+    def _grid_services(self, policy: Policy, kind: str, question: Question) -> bool:
+        """Whether a non-local services question is on the grid and each quarter it covers is
+        published from the records as they are (its answer, in bands only, is then the same
+        every time it is asked)."""
+        grid = self._grid_of(policy, kind)
+        span = grid_span(grid, question) if grid is not None else None
+        if span is None:
+            return False
+        self._publish_grid(policy, kind)
+        year, label = span
+        published = self._year_cells(policy, kind, year)
+        for (first, last, quarter), cells in zip(year.quarters(), published, strict=True):
+            if label in (quarter, year.label):
+                raw, _dims = self._finest(kind, Question(first, last, "quarter", (), 50))
+                if cells is None or cells != raw:
+                    return False
+        return True
 
     def _describe_services(self, rule: AggregateRule, question: Question) -> NonLocalServices:
         services = []
@@ -554,6 +790,64 @@ def _get(table: ReleasedTable, key: tuple[str, ...]) -> ReleasedCell | None:
         return table[key]
     except KeyError:
         return None
+
+
+def _grid_signature(kind: str, quarter: str) -> str:
+    return _signature({"kind": kind, "grid": quarter})
+
+
+def _grid_count_table(
+    authority: str, kind: str, block: Block, label: str, question: Question, chosen: str, cag: frozenset[str]
+) -> CountTable:
+    """A grid question's table, laid out as `protect_counts` lays out the same question (the
+    interior, each row's total, each column's total, the grand total), every figure the block's."""
+    true = block.true
+    # (table key, block cell) of the interior, rows, columns and grand total.
+    interior: list[tuple[tuple[str, ...], BlockCell]] = []
+    rows_of: list[tuple[tuple[str, ...], BlockCell]] = []
+    cols_of: list[tuple[tuple[str, ...], BlockCell]] = []
+    if kind == KPI:
+        dims: tuple[str, ...] = ("client_group", "departure")
+        groups = [chosen] if chosen != TOTAL else sorted({c[1] for c in true if c[1] != TOTAL}, key=int)
+        rows = [g for g in groups if true.get((label, g, TOTAL), 0)]
+        cols = sorted({c[2] for c in true if c[2] != TOTAL and true.get((label, chosen, c[2]), 0)})
+        interior = [((g, d), (label, g, d)) for g in rows for d in cols]
+        rows_of = [((g, TOTAL), (label, g, TOTAL)) for g in rows]
+        cols_of = [((TOTAL, d), (label, chosen, d)) for d in cols]
+        grand: BlockCell = (label, chosen, TOTAL)
+    else:
+        leaves = sorted({c[1] for c in true if c[1] not in (TOTAL, movement.OUTSIDE)})
+        groups = [chosen] if chosen != TOTAL else sorted({c[2] for c in true if c[2] != TOTAL}, key=int)
+        grand = (label, TOTAL, chosen)
+        if kind == NET_FLOW:
+            dims = ("origin", "client_group")
+            classes = [o for o in leaves if movement.origin_class(o, cag) != movement.OUTSIDE]
+            classes += [movement.OUTSIDE] if true.get((label, movement.OUTSIDE, TOTAL), 0) else []
+            rows = [o for o in classes if true.get((label, o, chosen), 0)]
+            cols = [g for g in groups if true.get((label, TOTAL, g), 0)]
+            interior = [((o, g), (label, o, g)) for o in rows for g in cols]
+            rows_of = [((o, TOTAL), (label, o, chosen)) for o in rows]
+            cols_of = [((TOTAL, g), (label, TOTAL, g)) for g in cols]
+        else:
+            dims = ("origin", "client_group", "period")
+            year_label = block.year.label
+            if question.period == "quarter" and label == year_label:
+                periods = [(q, q) for _a, _b, q in block.year.quarters()]
+            else:
+                shown = {"all": "all", "year": year_label}.get(question.period, label)
+                periods = [(shown, label)]
+            rows = [o for o in leaves if true.get((label, o, chosen), 0)]
+            columns = [(g, shown, at) for g in groups for shown, at in periods if true.get((at, TOTAL, g), 0)]
+            interior = [((o, g, shown), (at, o, g)) for o in rows for g, shown, at in columns]
+            rows_of = [((o, TOTAL, TOTAL), (label, o, chosen)) for o in rows]
+            cols_of = [((TOTAL, g, shown), (at, TOTAL, g)) for g, shown, at in columns]
+    cells = []
+    for key, cell in [*interior, *rows_of, *cols_of]:
+        count, why = block.figure(cell)
+        cells.append(CountCell(key=key, count=count, suppressed=why, margin=TOTAL in key))
+    count, why = block.figure(grand)
+    cells.append(CountCell(key=(TOTAL,) * len(dims), count=count, suppressed=why, margin=True))
+    return CountTable(authority=authority, kind=kind, dimensions=dims, cells=tuple(cells), question=question.as_asked())
 
 
 def _checked_groups(client_groups: Sequence[int]) -> tuple[int, ...]:
