@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date
 
@@ -23,12 +23,14 @@ from shared.disclosure import TOTAL, Protection, consistent_round
 from shared.policy import AggregateRule, StandardGrid
 
 __all__ = [
+    "SPAN",
     "Block",
     "BlockCell",
     "Dimension",
     "FinancialYear",
     "grid_span",
     "protect_block",
+    "protect_span",
 ]
 
 # A block cell: (period label, value of the first dimension, value of the second), where a
@@ -94,10 +96,11 @@ class Dimension:
 class Block:
     """A protected block: each cell's released figure (None: suppressed) and its true count."""
 
-    year: FinancialYear
+    year: FinancialYear | None  # None: the span of every grid year
     periods: frozenset[str]  # the quarters published, and the year once all four are
     released: Mapping[BlockCell, int | None]
     true: Mapping[BlockCell, int]
+    dimensions: tuple[Dimension, Dimension]
 
     def figure(self, cell: BlockCell) -> tuple[int | None, str]:
         """The released figure and why ("" when released); an absent cell is a true zero."""
@@ -157,7 +160,8 @@ def protect_block(
     if earlier is not None:
         suppressed |= {cell for cell, shown in earlier.released.items() if shown is None and cell in values}
     for quarter in quarters:
-        _link(_relations(quarter, [], first, second, values), values, threshold, suppressed, frozenset())
+        relations = _relations(quarter, [], first, second, values)
+        _link(relations, values, threshold, suppressed, frozenset(), slack=rule.rounding_base - 1)
     if closed:
         fixed = frozenset(cell for cell in values if cell[0] != year.label)
         relations = _relations(year.label, quarters, first, second, values)
@@ -174,7 +178,7 @@ def protect_block(
                 return values[cell] - 1
             return min(values[cell] - 1, (rule.rounding_base - 1) * len(parts))
 
-        _link(relations, values, threshold, suppressed, fixed, room)
+        _link(relations, values, threshold, suppressed, fixed, room, slack=rule.rounding_base - 1)
     released: dict[BlockCell, int | None] = {}
     for cell, n in values.items():
         if cell in suppressed:
@@ -183,7 +187,79 @@ def protect_block(
         people = hashlib.sha256(json.dumps(sorted(support[cell]), separators=(",", ":")).encode()).hexdigest()
         released[cell] = consistent_round(n, rule, threshold[cell], secret, [["people", people]])
     periods = frozenset(quarters) | ({year.label} if closed else frozenset())
-    return Block(year, periods, released, values)
+    return Block(year, periods, released, values, dimensions)
+
+
+# The period label of the span of every grid year (the whole records, when they lie inside it).
+SPAN = "all"
+
+
+def protect_span(blocks: Sequence[Block], *, group_position: int, rule: AggregateRule, secret: bytes) -> Block:
+    """The cells over every grid year, once all are closed: each the sum of its years' cells,
+    protected like a year over its quarters, with the years' figures fixed. A span cell that
+    counts the people of one year only shows that year's figure."""
+    firsts = sorted({x for b in blocks for x in b.dimensions[0].leaves})
+    seconds = sorted({y for b in blocks for y in b.dimensions[1].leaves})
+
+    def union(index: int, leaves: list[str]) -> Dimension:
+        totals: dict[str, frozenset[str]] = {}
+        for b in blocks:
+            for name, members in b.dimensions[index].totals.items():
+                totals[name] = totals.get(name, frozenset()) | members
+        return Dimension(blocks[0].dimensions[index].name, tuple(leaves), totals)
+
+    first, second = union(0, firsts), union(1, seconds)
+    labels = [b.year.label for b in blocks if b.year is not None]
+    values: dict[BlockCell, int] = {}
+    suppressed: set[BlockCell] = set()
+    for b in blocks:
+        for cell, n in b.true.items():
+            if b.year is not None and cell[0] == b.year.label and n:
+                values[cell] = n
+                values[(SPAN, cell[1], cell[2])] = values.get((SPAN, cell[1], cell[2]), 0) + n
+                if b.released[cell] is None:
+                    suppressed.add(cell)
+    spans = [c for c in values if c[0] == SPAN]
+    threshold: dict[BlockCell, int] = {}
+    for cell in values:
+        period, group = cell[0], cell[1 + group_position]
+        if group != TOTAL:
+            threshold[cell] = rule.threshold_for(int(group))
+            continue
+        inner = [
+            int(g)
+            for g in (seconds if group_position == 1 else firsts)
+            if values.get((period, cell[1], g) if group_position == 1 else (period, g, cell[2]), 0)
+        ]
+        threshold[cell] = rule.threshold_over(inner)
+    years_of = {c: [(y, c[1], c[2]) for y in labels if values.get((y, c[1], c[2]), 0)] for c in spans}
+    for cell in spans:
+        parts = years_of[cell]
+        if values[cell] <= threshold[cell] or (len(parts) == 1 and parts[0] in suppressed):
+            suppressed.add(cell)
+    fixed = frozenset(c for c in values if c[0] != SPAN)
+
+    def room(cell: BlockCell) -> int:
+        parts = years_of.get(cell, ())
+        if cell[0] != SPAN or any(p in suppressed for p in parts):
+            return values[cell] - 1
+        return min(values[cell] - 1, (rule.rounding_base - 1) * len(parts))
+
+    relations = _relations(SPAN, labels, first, second, values)
+    _link(relations, values, threshold, suppressed, fixed, room, slack=rule.rounding_base - 1)
+    released: dict[BlockCell, int | None] = {}
+    shown = {cell: b.released[cell] for b in blocks for cell in b.released}
+    for cell in spans:
+        parts = years_of[cell]
+        if cell in suppressed:
+            released[cell] = None
+        elif len(parts) == 1:
+            released[cell] = shown[parts[0]]  # the same people as the year's cell: its figure
+        else:
+            identity = [["span", cell[1]], ["by", cell[2]], ["years", ",".join(p[0] for p in parts)]]
+            released[cell] = consistent_round(values[cell], rule, threshold[cell], secret, identity)
+    true = {c: values[c] for c in spans}
+    return Block(None, frozenset({SPAN}), released, true, (first, second))
 
 
 def _relations(
@@ -225,6 +301,7 @@ def _link(
     suppressed: set[BlockCell],
     fixed: frozenset[BlockCell],
     room: Callable[[BlockCell], int] | None = None,
+    slack: int = 0,
 ) -> None:
     """Secondary suppression across every relation at once, until each suppressed cell has, in
     each relation it is in, a suppressed partner able to absorb its threshold band: the parent
@@ -237,10 +314,17 @@ def _link(
         changed = False
         for parent, parts in relations:
             hidden = [c for c in (parent, *parts) if c in suppressed]
+            if not hidden:
+                continue
+            # Released figures are known only to within their rounding: one of the relation's
+            # released cells leaves the suppressed ones `slack` more play.
+            shown = sum(1 for c in (parent, *parts) if c not in suppressed)
+            play = slack * min(1, shown)
             for cell in hidden:
-                if _covered(cell, parent, parts, room, threshold, suppressed):
+                if _covered(cell, parent, parts, values, room, threshold, suppressed, play):
                     continue
-                candidate = _partner(cell, parent, parts, values, room, suppressed | fixed)
+                have = play + sum(room(p) for p in parts if p != cell and p in suppressed)
+                candidate = _partner(cell, parent, parts, values, room, suppressed | fixed, threshold[cell] - have)
                 if candidate is None:
                     break
                 suppressed.add(candidate)
@@ -251,13 +335,18 @@ def _covered(
     cell: BlockCell,
     parent: BlockCell,
     parts: tuple[BlockCell, ...],
+    values: Mapping[BlockCell, int],
     room: Callable[[BlockCell], int],
     threshold: Mapping[BlockCell, int],
     suppressed: set[BlockCell],
+    play: int,
 ) -> bool:
     if cell != parent and parent in suppressed:
         return True
-    return sum(room(p) for p in parts if p != cell and p in suppressed) >= threshold[cell]
+    if room(cell) < values[cell] - 1:
+        return True  # pinned to its released parts' rounding: nothing more can hide it
+    partners = [p for p in parts if p != cell and p in suppressed]
+    return bool(partners) and play + sum(room(p) for p in partners) >= threshold[cell]
 
 
 def _partner(
@@ -267,12 +356,15 @@ def _partner(
     values: Mapping[BlockCell, int],
     room: Callable[[BlockCell], int],
     suppressed: set[BlockCell],
+    short: int,
 ) -> BlockCell | None:
     """The cheapest cell to suppress with `cell`: the smallest released part that could move
-    freely, totals last."""
-    open_parts = [p for p in parts if p != cell and p not in suppressed]
+    freely and makes up the `short` room alone, totals last; else the parent."""
+    # A cell pinned by released parts hides nothing: never chosen.
+    open_parts = [p for p in parts if p != cell and p not in suppressed and room(p) >= values[p] - 1]
     if open_parts:
-        return min(open_parts, key=lambda p: (room(p) < values[p] - 1, TOTAL in p or OUTSIDE in p, values[p], p))
-    if cell != parent and parent not in suppressed:
+        # The smallest that is enough on its own (one more cell, not a cascade of small ones).
+        return min(open_parts, key=lambda p: (room(p) < short, TOTAL in p or OUTSIDE in p, values[p], p))
+    if cell != parent and parent not in suppressed and room(parent) >= values[parent] - 1:
         return parent
     return None

@@ -25,7 +25,7 @@ from node.answers import movement
 from node.answers.movement import Question
 from node.answers.supply import CellKey, RawCell, RawSupply, contract_values, supply_map
 from node.answers.vfm import check_participants
-from node.grid import Block, BlockCell, Dimension, FinancialYear, grid_span, protect_block
+from node.grid import SPAN, Block, BlockCell, Dimension, FinancialYear, grid_span, protect_block, protect_span
 from node.ledger import SqlReleaseStore, keep_answer, last_answer
 from node.store import data_version
 from shared import vocabulary
@@ -303,6 +303,34 @@ class Releaser:
         self._blocks[(policy.digest, family, year.year)] = (edition, block)
         return block
 
+    def _span_block(self, policy: Policy, kind: str) -> Block | None:
+        """Every grid year's cells and the cells over all of them (None until every year has
+        closed): what a question over the whole records is answered from, when they lie inside
+        the grid's years."""
+        grid = policy.grid
+        assert grid is not None
+        family = KPI if kind == KPI else MOVEMENT
+        blocks = [self._block(policy, kind, FinancialYear(y)) for y in range(grid.first_year, grid.last_year + 1)]
+        years = [b for b in blocks if b is not None and b.year is not None and b.year.label in b.periods]
+        if len(years) != len(blocks):
+            return None
+        edition = self._edition()
+        cached = self._blocks.get((policy.digest, family, 0))
+        if cached is not None and cached[0] == edition:
+            return cached[1]
+        span = protect_span(
+            years, group_position=0 if family == KPI else 1, rule=policy.rule(family), secret=self.secret
+        )
+        merged = Block(
+            None,
+            span.periods,
+            {k: v for b in [*years, span] for k, v in b.released.items()},
+            {k: v for b in [*years, span] for k, v in b.true.items()},
+            span.dimensions,
+        )
+        self._blocks[(policy.digest, family, 0)] = (edition, merged)
+        return merged
+
     def _first_editions(self, kind: str, year: FinancialYear) -> tuple[dict[tuple[str, ...], int] | None, ...]:
         firsts: dict[str, dict[tuple[str, ...], int]] = {}
         signatures = {_grid_signature(kind, q): q for _a, _b, q in year.quarters()}
@@ -358,11 +386,12 @@ class Releaser:
         grid = self._grid_of(policy, kind)
         if grid is None:
             return None
-        span = grid_span(grid, question) or self._same_as_grid(policy, kind, question)
+        span: tuple[FinancialYear | None, str] | None = grid_span(grid, question)
+        span = span or self._same_as_grid(policy, kind, question)
         if span is None:
             return None
         year, label = span
-        block = self._block(policy, kind, year)
+        block = self._block(policy, kind, year) if year is not None else self._span_block(policy, kind)
         if block is None or label not in block.periods:
             return None
         group = question.client_groups[0] if question.client_groups else None
@@ -371,11 +400,12 @@ class Releaser:
             # The query-set restriction, as for any question: a filter on a handful is refused.
             first, second = (TOTAL, chosen) if kind != KPI else (chosen, TOTAL)
             require_min_records(block.true.get((label, first, second), 0), rule, client_group=group)
+        years = [FinancialYear(y) for y in range(grid.first_year, grid.last_year + 1)]
         return _grid_count_table(
-            self.authority, kind, block, label, question, chosen, self.members() | {self.authority}
+            self.authority, kind, block, label, question, chosen, self.members() | {self.authority}, years
         )
 
-    def _same_as_grid(self, policy: Policy, kind: str, question: Question) -> tuple[FinancialYear, str] | None:
+    def _same_as_grid(self, policy: Policy, kind: str, question: Question) -> tuple[FinancialYear | None, str] | None:
         """The grid period a question off the grid counts exactly the same people as (its other
         months are empty: the whole records, a half year whose second quarter has no records
         yet), so that it gets the grid's figures and not a second protection of the same counts."""
@@ -386,8 +416,24 @@ class Releaser:
         raw = {k: v for k, v in raw.items() if v}
         months = {k[-1] for k in raw}
         years = {int(m[:4]) if int(m[5:7]) >= 4 else int(m[:4]) - 1 for m in months}
-        if len(years) != 1 or not grid.first_year <= min(years) <= grid.last_year:
+        if not years or not grid.first_year <= min(years) <= max(years) <= grid.last_year:
             return None
+        if len(years) > 1:
+            every = {
+                k: v
+                for y in range(grid.first_year, grid.last_year + 1)
+                for part in self._year_cells(policy, kind, FinancialYear(y))
+                for k, v in (part or {}).items()
+            }
+            complete = all(
+                part is not None
+                for y in range(grid.first_year, grid.last_year + 1)
+                for part in self._year_cells(policy, kind, FinancialYear(y))
+            )
+            if question.client_groups:
+                position = dims.index("client_group")
+                every = {k: v for k, v in every.items() if k[position] == str(question.client_groups[0])}
+            return (None, SPAN) if complete and {k: v for k, v in every.items() if v} == raw else None
         year = FinancialYear(min(years))
         quarters = {movement.period_of(m, "quarter") for m in months}
         label = min(quarters) if len(quarters) == 1 else year.label
@@ -797,7 +843,14 @@ def _grid_signature(kind: str, quarter: str) -> str:
 
 
 def _grid_count_table(
-    authority: str, kind: str, block: Block, label: str, question: Question, chosen: str, cag: frozenset[str]
+    authority: str,
+    kind: str,
+    block: Block,
+    label: str,
+    question: Question,
+    chosen: str,
+    cag: frozenset[str],
+    years: Sequence[FinancialYear],
 ) -> CountTable:
     """A grid question's table, laid out as `protect_counts` lays out the same question (the
     interior, each row's total, each column's total, the grand total), every figure the block's."""
@@ -830,10 +883,15 @@ def _grid_count_table(
             cols_of = [((TOTAL, g), (label, TOTAL, g)) for g in cols]
         else:
             dims = ("origin", "client_group", "period")
-            year_label = block.year.label
-            if question.period == "quarter" and label == year_label:
+            if label == SPAN:
+                periods = {
+                    "year": [(y.label, y.label) for y in years],
+                    "quarter": [(q, q) for y in years for _a, _b, q in y.quarters()],
+                }.get(question.period, [("all", SPAN)])
+            elif question.period == "quarter" and block.year is not None and label == block.year.label:
                 periods = [(q, q) for _a, _b, q in block.year.quarters()]
             else:
+                year_label = years[0].label if block.year is None else block.year.label
                 shown = {"all": "all", "year": year_label}.get(question.period, label)
                 periods = [(shown, label)]
             rows = [o for o in leaves if true.get((label, o, chosen), 0)]

