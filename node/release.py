@@ -273,13 +273,16 @@ class Releaser:
         return tuple(self._grid_quarter_cells(policy, rule, kind, year, i) for i in range(4))
 
     def _publish_grid(self, policy: Policy, kind: str) -> None:
-        """Put every closed grid quarter of `kind` in the ledger before anything off the grid is
-        compared with it."""
+        """Put every closed grid quarter in the ledger before anything off the grid is compared
+        with it: of every kind at once, so that asking one kind (or a plan) never records another
+        kind's quarters later, and a plan leaves the ledger as it was."""
         grid = self._grid_of(policy, kind)
         if grid is None:
             return
-        for year in range(grid.first_year, grid.last_year + 1):
-            self._year_cells(policy, kind, FinancialYear(year))
+        for each in grid.kinds:
+            if each in self._sources:
+                for year in range(grid.first_year, grid.last_year + 1):
+                    self._year_cells(policy, each, FinancialYear(year))
 
     def _block(self, policy: Policy, kind: str, year: FinancialYear) -> Block | None:
         """The protected block a grid question of `kind` is answered from (None: withheld)."""
