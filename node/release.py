@@ -124,6 +124,11 @@ class Releaser:
         """Drop remembered answers: the authority's population or districts changed in the register."""
         with self._lock:
             self._answers.clear()
+            # Origins are placed by the register: the standard table set is read again.
+            self._grid_cells.clear()
+            self._grid_raws.clear()
+            self._blocks.clear()
+            self._published = None
 
     def supply_map(
         self, policy: Policy, *, roles: Iterable[str], by_district: bool, client_groups: Sequence[int] = ()
