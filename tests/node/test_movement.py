@@ -198,8 +198,10 @@ def _check_protected(released: int | None, true: int, threshold: int) -> None:
 
 
 def test_movement_released_against_the_truth(medway: Engine) -> None:
+    # One table protected on its own (the ledger's path); the standard table set, which protects
+    # every table together and hides more, is checked by tests/node/test_grid_attack.py.
     releaser = Releaser(medway, MEDWAY, SECRET, members=lambda: frozenset(SIX))
-    table = releaser.movement(POLICY, roles=MEMBER, question=check_question(RecordsQuestion(period="year")))
+    table = releaser.movement(NO_GRID, roles=MEMBER, question=check_question(RecordsQuestion(period="year")))
     truth = {
         (MEDWAY, str(HOMELESS), "2009-10"): 100,
         (KENT, str(HOMELESS), "2009-10"): 12,
