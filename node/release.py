@@ -13,8 +13,9 @@ import hashlib
 import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import date
+from datetime import UTC, date, datetime
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any, TypeVar
 
 from pydantic import BaseModel
@@ -24,6 +25,7 @@ from node.answers import movement
 from node.answers.movement import Question
 from node.answers.supply import CellKey, RawCell, RawSupply, contract_values, supply_map
 from node.answers.vfm import check_participants
+from node.grid import SPAN, Block, BlockCell, Dimension, FinancialYear, grid_span, protect_block, protect_span
 from node.ledger import SqlReleaseStore, keep_answer, last_answer
 from node.store import data_version
 from shared import vocabulary
@@ -34,11 +36,13 @@ from shared.disclosure import (
     TOTAL,
     MagnitudeCell,
     MagnitudeTable,
+    Release,
     ReleasedCell,
     ReleasedTable,
     ReleaseLedger,
     Table,
     intake_band,
+    isolates_few,
     load_secret,
     protect_counts,
     protect_magnitudes,
@@ -57,7 +61,7 @@ from shared.models import (
     SupplyCell,
     SupplyMap,
 )
-from shared.policy import AggregateRule, Policy
+from shared.policy import AggregateRule, Policy, StandardGrid
 from shared.vfm import Cell
 
 __all__ = [
@@ -95,7 +99,8 @@ class Releaser:
     register: Callable[[], Register] = shipped_register
 
     def __post_init__(self) -> None:
-        self.ledger = ReleaseLedger(SqlReleaseStore(self.engine))
+        self._store = SqlReleaseStore(self.engine)
+        self.ledger = ReleaseLedger(self._store)
         self._lock = threading.Lock()
         # The last answer to each question, with the data version and policy it was made from. The
         # same question over the same records and policy has the same answer (rounding is keyed,
@@ -103,6 +108,16 @@ class Releaser:
         self._answers: dict[tuple[str, str], tuple[tuple[object, ...], Any]] = {}
         # The true counts at the ledger's grain that each client-record kind is released from; the
         # gate below (`_through_ledger`, `_admitted`, `plan`) reads them here and names no kind.
+        # The standard table set: each grid year's true cells per kind, and each family's
+        # protected block, for the records edition (and policy) they were made from.
+        self._grid_cells: dict[tuple[str, str, int], tuple[tuple[object, ...], dict[tuple[str, ...], int] | None]] = {}
+        self._blocks: dict[tuple[str, str, int], tuple[tuple[object, ...], Block | None]] = {}
+        self._grid_raws: dict[tuple[str, str], tuple[tuple[object, ...], Any]] = {}
+        self._imported: tuple[tuple[object, ...], date | None] = ((), None)  # the last import, per edition
+        self._published: tuple[str, tuple[object, ...]] | None = None  # policy and edition in the ledger
+        self._releases: dict[str, list[Release]] = {}
+        self._pending: list[tuple[str, str, tuple[str, ...], Mapping[tuple[str, ...], int], datetime]] = []
+        self._publishing = False
         self._sources: dict[str, Callable[[Question], tuple[Mapping[Any, int], tuple[str, ...]]]] = {
             MOVEMENT: self._new_clients,
             NET_FLOW: self._new_clients,
@@ -114,6 +129,11 @@ class Releaser:
         """Drop remembered answers: the authority's population or districts changed in the register."""
         with self._lock:
             self._answers.clear()
+            # Origins are placed by the register: the standard table set is read again.
+            self._grid_cells.clear()
+            self._grid_raws.clear()
+            self._blocks.clear()
+            self._published = None
 
     def supply_map(
         self,
@@ -200,6 +220,10 @@ class Releaser:
         """One path for every count table from client records: role, query-set restriction,
         the ledger at the finest grain (months), then suppression and rounding at the grain asked."""
         rule = policy.require_any_role(kind, tuple(roles))
+        with self._lock:
+            from_grid = self._grid_table(policy, rule, kind, question)
+        if from_grid is not None:
+            return from_grid
         return self._through_ledger(
             policy,
             rule,
@@ -210,6 +234,287 @@ class Releaser:
             ),
             parse=CountTable.model_validate_json,
         )
+
+    # --- the standard table set ----------------------------------------------------------------
+
+    def _edition(self) -> tuple[object, ...]:
+        """The records edition: the store's data version, its records' fingerprint, the members."""
+        return (*data_version(self.engine), *movement.records_version(self.engine), *sorted(self.members()))
+
+    def _grid_of(self, policy: Policy, kind: str) -> StandardGrid | None:
+        grid = policy.grid
+        return grid if grid is not None and kind in grid.kinds else None
+
+    def _grid_quarter_cells(
+        self, policy: Policy, rule: AggregateRule, kind: str, year: FinancialYear, index: int
+    ) -> dict[tuple[str, ...], int] | None:
+        """The true cells (at the ledger's grain) a grid quarter of `kind` is published from in
+        this edition, kept in the release ledger as a standing release so that every question off
+        the grid is compared with the whole grid, asked or not. None: not published (the quarter
+        has not closed, or publishing it would difference against an earlier release off the grid).
+
+        Closed periods: a quarter is published once it ended before the records were last
+        imported, and then keeps its figures; late records replace them only when every change
+        the ledger can see is larger than the threshold (a revision, recorded in the ledger)."""
+        edition = self._edition()
+        cached = self._grid_cells.get((policy.digest, kind, year.year * 10 + index))
+        if cached is not None and cached[0] == edition:
+            return cached[1]
+        first, last, label = year.quarters()[index]
+        if self._imported[0] != edition:
+            self._imported = (edition, movement.last_import(self.engine))
+        imported = self._imported[1]
+        cells: dict[tuple[str, ...], int] | None = None
+        if imported is not None and last < imported:
+            cells = self._publish_quarter(policy, rule, kind, first, last, label)
+        self._grid_cells[(policy.digest, kind, year.year * 10 + index)] = (edition, cells)
+        return cells
+
+    def _grid_raw(self, policy: Policy, kind: str) -> tuple[dict[str, dict[tuple[str, ...], int]], tuple[str, ...]]:
+        """The true cells of every grid quarter of `kind` now, from one query over the grid's span."""
+        edition = self._edition()
+        cached = self._grid_raws.get((policy.digest, kind))
+        if cached is not None and cached[0] == edition:
+            return cached[1]
+        grid = policy.grid
+        assert grid is not None
+        start, end = FinancialYear(grid.first_year).start, FinancialYear(grid.last_year).end
+        raw, dims = self._finest(kind, Question(start, end, "quarter", (), 50))
+        by_quarter: dict[str, dict[tuple[str, ...], int]] = {}
+        for key, n in raw.items():
+            by_quarter.setdefault(movement.period_of(key[-1], "quarter"), {})[key] = n
+        self._grid_raws[(policy.digest, kind)] = (edition, (by_quarter, dims))
+        return by_quarter, dims
+
+    def _publish_quarter(
+        self, policy: Policy, rule: AggregateRule, kind: str, first: date, last: date, label: str
+    ) -> dict[tuple[str, ...], int] | None:
+        grid = policy.grid
+        assert grid is not None
+        by_quarter, dims = self._grid_raw(policy, kind)
+        raw = by_quarter.get(label, {})
+        signature = _grid_signature(kind, label)
+        ours = {
+            _grid_signature(kind, q)
+            for y in range(grid.first_year, grid.last_year + 1)
+            for _a, _b, q in FinancialYear(y).quarters()
+        }
+        releases = self._releases.get(kind)
+        if releases is None:
+            releases = self._releases[kind] = list(self.ledger.previous(kind))
+        earlier = None
+        for release in releases:
+            if release.query_signature == signature and release.dimensions == dims:
+                earlier = release
+        if earlier is not None and (dict(earlier.cells) == raw or isolates_few(earlier, dims, raw, rule)):
+            return dict(earlier.cells)  # unchanged, or changed by too few to show: the edition stands
+        if any(r.query_signature not in ours and isolates_few(r, dims, raw, rule) for r in releases):
+            return dict(earlier.cells) if earlier is not None else None  # it would difference a release
+        at = datetime.now(UTC)
+        self._pending.append((kind, signature, dims, raw, at))  # written at the end of the publication
+        if not self._publishing:
+            self._store.record_all(self._pending)
+            self._pending = []
+        releases.append(Release(signature, dims, MappingProxyType(dict(raw)), at))
+        return raw
+
+    def _year_cells(
+        self, policy: Policy, kind: str, year: FinancialYear
+    ) -> tuple[dict[tuple[str, ...], int] | None, ...]:
+        rule = policy.rule(kind)
+        return tuple(self._grid_quarter_cells(policy, rule, kind, year, i) for i in range(4))
+
+    def _publish_grid(self, policy: Policy, kind: str) -> None:
+        """Put every closed grid quarter in the ledger before anything off the grid is compared
+        with it: of every kind at once, so that asking one kind (or a plan) never records another
+        kind's quarters later, and a plan leaves the ledger as it was."""
+        grid = self._grid_of(policy, kind)
+        if grid is None:
+            return
+        published = (policy.digest, self._edition())
+        if self._published == published:
+            return  # this edition's grid is in the ledger already
+        self._releases = {}  # each kind's releases, read once for the whole publication
+        self._pending, self._publishing = [], True
+        try:
+            for each in grid.kinds:
+                if each in self._sources:
+                    for year in range(grid.first_year, grid.last_year + 1):
+                        self._year_cells(policy, each, FinancialYear(year))
+            self._store.record_all(self._pending)
+        except BaseException:
+            self._grid_cells.clear()  # nothing was written: publish again next time
+            raise
+        finally:
+            self._releases, self._pending, self._publishing = {}, [], False
+        self._published = published
+
+    def _block(self, policy: Policy, kind: str, year: FinancialYear) -> Block | None:
+        """The protected block a grid question of `kind` is answered from (None: withheld)."""
+        family = KPI if kind == KPI else MOVEMENT
+        edition = self._edition()
+        self._publish_grid(policy, kind)
+        mine = self._year_cells(policy, kind, year)
+        if family != kind and self._year_cells(policy, family, year) != mine:
+            return None  # net flow's published quarters are not movement's: off the grid this edition
+        cached = self._blocks.get((policy.digest, family, year.year))
+        if cached is not None and cached[0] == edition:
+            return cached[1]
+        rule = policy.rule(family)
+        earlier = cached[1] if cached is not None else None
+        if earlier is None:
+            # After a restart: the year's first edition, if a quarter has been revised since.
+            firsts = self._first_editions(family, year)
+            if any(f is not None and f != m for f, m in zip(firsts, mine, strict=True)):
+                earlier = self._protect_year(rule, family, year, firsts, None)
+        block = self._protect_year(rule, family, year, mine, earlier)
+        self._blocks[(policy.digest, family, year.year)] = (edition, block)
+        return block
+
+    def _span_block(self, policy: Policy, kind: str) -> Block | None:
+        """Every grid year's cells and the cells over all of them (None until every year has
+        closed): what a question over the whole records is answered from, when they lie inside
+        the grid's years."""
+        grid = policy.grid
+        assert grid is not None
+        family = KPI if kind == KPI else MOVEMENT
+        blocks = [self._block(policy, kind, FinancialYear(y)) for y in range(grid.first_year, grid.last_year + 1)]
+        years = [b for b in blocks if b is not None and b.year is not None and b.year.label in b.periods]
+        if len(years) != len(blocks):
+            return None
+        edition = self._edition()
+        cached = self._blocks.get((policy.digest, family, 0))
+        if cached is not None and cached[0] == edition:
+            return cached[1]
+        span = protect_span(
+            years, group_position=0 if family == KPI else 1, rule=policy.rule(family), secret=self.secret
+        )
+        merged = Block(
+            None,
+            span.periods,
+            {k: v for b in [*years, span] for k, v in b.released.items()},
+            {k: v for b in [*years, span] for k, v in b.true.items()},
+            span.dimensions,
+        )
+        self._blocks[(policy.digest, family, 0)] = (edition, merged)
+        return merged
+
+    def _first_editions(self, kind: str, year: FinancialYear) -> tuple[dict[tuple[str, ...], int] | None, ...]:
+        firsts: dict[str, dict[tuple[str, ...], int]] = {}
+        signatures = {_grid_signature(kind, q): q for _a, _b, q in year.quarters()}
+        for release in self.ledger.previous(kind):
+            label = signatures.get(release.query_signature)
+            if label is not None and label not in firsts:
+                firsts[label] = dict(release.cells)
+        return tuple(firsts.get(q) for _a, _b, q in year.quarters())
+
+    def _protect_year(
+        self,
+        rule: AggregateRule,
+        family: str,
+        year: FinancialYear,
+        quarters: Sequence[Mapping[tuple[str, ...], int] | None],
+        earlier: Block | None,
+    ) -> Block:
+        published = [q for (_a, _b, q), cells in zip(year.quarters(), quarters, strict=True) if cells is not None]
+        cells = {k: v for part in quarters if part is not None for k, v in part.items()}
+        atoms: dict[BlockCell, int] = {}
+        if family == KPI:
+            for (group, departure, month), n in cells.items():
+                key = (movement.period_of(month, "quarter"), group, departure)
+                atoms[key] = atoms.get(key, 0) + n
+            groups = sorted({k[1] for k in atoms}, key=int)
+            departures = sorted({k[2] for k in atoms})
+            dims = (
+                Dimension("client_group", tuple(groups), {TOTAL: frozenset(groups)}),
+                Dimension("departure", tuple(departures), {TOTAL: frozenset(departures)}),
+            )
+            return protect_block(
+                year, atoms, dims, group_position=0, rule=rule, secret=self.secret, published=published, earlier=earlier
+            )
+        for (origin, group, month), n in cells.items():
+            key = (movement.period_of(month, "quarter"), origin, group)
+            atoms[key] = atoms.get(key, 0) + n
+        cag = self.members() | {self.authority}
+        origins = sorted({k[1] for k in atoms})
+        groups = sorted({k[2] for k in atoms}, key=int)
+        outside = frozenset(o for o in origins if movement.origin_class(o, cag) == movement.OUTSIDE)
+        totals = {TOTAL: frozenset(origins), **({movement.OUTSIDE: outside} if outside else {})}
+        dims = (
+            Dimension("origin", tuple(origins), totals),
+            Dimension("client_group", tuple(groups), {TOTAL: frozenset(groups)}),
+        )
+        return protect_block(
+            year, atoms, dims, group_position=1, rule=rule, secret=self.secret, published=published, earlier=earlier
+        )
+
+    def _grid_table(self, policy: Policy, rule: AggregateRule, kind: str, question: Question) -> CountTable | None:
+        """A grid question's table from its year's protected block, the same every time it is
+        asked; None when the question is off the grid (or its year withheld). Called under the lock."""
+        grid = self._grid_of(policy, kind)
+        if grid is None:
+            return None
+        span: tuple[FinancialYear | None, str] | None = grid_span(grid, question)
+        span = span or self._same_as_grid(policy, kind, question)
+        if span is None:
+            return None
+        year, label = span
+        block = self._block(policy, kind, year) if year is not None else self._span_block(policy, kind)
+        if block is None or label not in block.periods:
+            return None
+        group = question.client_groups[0] if question.client_groups else None
+        chosen = str(group) if group is not None else TOTAL
+        if group is not None:
+            # The query-set restriction, as for any question: a filter on a handful is refused.
+            first, second = (TOTAL, chosen) if kind != KPI else (chosen, TOTAL)
+            require_min_records(block.true.get((label, first, second), 0), rule, client_group=group)
+        years = [FinancialYear(y) for y in range(grid.first_year, grid.last_year + 1)]
+        return _grid_count_table(
+            self.authority, kind, block, label, question, chosen, self.members() | {self.authority}, years
+        )
+
+    def _same_as_grid(self, policy: Policy, kind: str, question: Question) -> tuple[FinancialYear | None, str] | None:
+        """The grid period a question off the grid counts exactly the same people as (its other
+        months are empty: the whole records, a half year whose second quarter has no records
+        yet), so that it gets the grid's figures and not a second protection of the same counts."""
+        grid = policy.grid
+        if grid is None or len(question.client_groups) > 1:
+            return None
+        raw, dims = self._finest(kind, question)
+        raw = {k: v for k, v in raw.items() if v}
+        months = {k[-1] for k in raw}
+        years = {int(m[:4]) if int(m[5:7]) >= 4 else int(m[:4]) - 1 for m in months}
+        if not years or not grid.first_year <= min(years) <= max(years) <= grid.last_year:
+            return None
+        if len(years) > 1:
+            every = {
+                k: v
+                for y in range(grid.first_year, grid.last_year + 1)
+                for part in self._year_cells(policy, kind, FinancialYear(y))
+                for k, v in (part or {}).items()
+            }
+            complete = all(
+                part is not None
+                for y in range(grid.first_year, grid.last_year + 1)
+                for part in self._year_cells(policy, kind, FinancialYear(y))
+            )
+            if question.client_groups:
+                position = dims.index("client_group")
+                every = {k: v for k, v in every.items() if k[position] == str(question.client_groups[0])}
+            return (None, SPAN) if complete and {k: v for k, v in every.items() if v} == raw else None
+        year = FinancialYear(min(years))
+        quarters = {movement.period_of(m, "quarter") for m in months}
+        label = min(quarters) if len(quarters) == 1 else year.label
+        published: dict[tuple[str, ...], int] = {}
+        for (_a, _b, quarter), cells in zip(year.quarters(), self._year_cells(policy, kind, year), strict=True):
+            if label in (quarter, year.label):
+                if cells is None:
+                    return None
+                published.update(cells)
+        if question.client_groups:
+            position = dims.index("client_group")
+            published = {k: v for k, v in published.items() if k[position] == str(question.client_groups[0])}
+        return (year, label) if {k: v for k, v in published.items() if v} == raw else None
 
     def _through_ledger(
         self,
@@ -286,6 +591,7 @@ class Releaser:
         """The query-set restriction and the ledger, under the lock: the true counts to describe,
         or None when the earlier answer to this question stands (it is then kept under this
         policy); DisclosureRefused otherwise. With `record=False` the ledger is left as it was."""
+        self._publish_grid(policy, kind)
         raw, finest_dims = self._finest(kind, question)
         groups = question.client_groups
         if groups:
@@ -336,6 +642,10 @@ class Releaser:
                 return ""  # no ledger at the node (repeat movers): the coordinator protects each count
             signature = _signature({"kind": kind, **question.as_asked().model_dump(mode="json")})
             with self._lock:
+                if kind != NON_LOCAL_SERVICES and self._grid_table(policy, rule, kind, question) is not None:
+                    return ""  # a grid question: answered every time
+                if kind == NON_LOCAL_SERVICES and self._grid_services(policy, kind, question):
+                    return ""
                 self._admitted(policy, rule, kind, question, signature, record=False)
         except (DisclosureRefused, NotPermitted) as exc:
             return exc.public_message
@@ -389,6 +699,13 @@ class Releaser:
         threshold is not described at all, only counted; a refuge's name and district are never
         released (domestic violence services are shared at authority level)."""
         rule = policy.require_any_role(NON_LOCAL_SERVICES, tuple(roles))
+        with self._lock:
+            if self._grid_services(policy, NON_LOCAL_SERVICES, question):
+                if question.client_groups:
+                    group = question.client_groups[0]
+                    raw, _dims = self._finest(NON_LOCAL_SERVICES, question)
+                    require_min_records(sum(raw.values()), rule, client_group=group)
+                return self._describe_services(rule, question)
         return self._through_ledger(
             policy,
             rule,
@@ -397,6 +714,24 @@ class Releaser:
             describe=lambda _raw: self._describe_services(rule, question),
             parse=NonLocalServices.model_validate_json,
         )
+
+    def _grid_services(self, policy: Policy, kind: str, question: Question) -> bool:
+        """Whether a non-local services question is on the grid and each quarter it covers is
+        published from the records as they are (its answer, in bands only, is then the same
+        every time it is asked)."""
+        grid = self._grid_of(policy, kind)
+        span = grid_span(grid, question) if grid is not None else None
+        if span is None:
+            return False
+        self._publish_grid(policy, kind)
+        year, label = span
+        published = self._year_cells(policy, kind, year)
+        for (first, last, quarter), cells in zip(year.quarters(), published, strict=True):
+            if label in (quarter, year.label):
+                raw, _dims = self._finest(kind, Question(first, last, "quarter", (), 50))
+                if cells is None or cells != raw:
+                    return False
+        return True
 
     def _describe_services(self, rule: AggregateRule, question: Question) -> NonLocalServices:
         services = []
@@ -586,6 +921,76 @@ def _get(table: ReleasedTable, key: tuple[str, ...]) -> ReleasedCell | None:
         return table[key]
     except KeyError:
         return None
+
+
+def _grid_signature(kind: str, quarter: str) -> str:
+    return _signature({"kind": kind, "grid": quarter})
+
+
+def _grid_count_table(
+    authority: str,
+    kind: str,
+    block: Block,
+    label: str,
+    question: Question,
+    chosen: str,
+    cag: frozenset[str],
+    years: Sequence[FinancialYear],
+) -> CountTable:
+    """A grid question's table, laid out as `protect_counts` lays out the same question (the
+    interior, each row's total, each column's total, the grand total), every figure the block's."""
+    true = block.true
+    # (table key, block cell) of the interior, rows, columns and grand total.
+    interior: list[tuple[tuple[str, ...], BlockCell]] = []
+    rows_of: list[tuple[tuple[str, ...], BlockCell]] = []
+    cols_of: list[tuple[tuple[str, ...], BlockCell]] = []
+    if kind == KPI:
+        dims: tuple[str, ...] = ("client_group", "departure")
+        groups = [chosen] if chosen != TOTAL else sorted({c[1] for c in true if c[1] != TOTAL}, key=int)
+        rows = [g for g in groups if true.get((label, g, TOTAL), 0)]
+        cols = sorted({c[2] for c in true if c[2] != TOTAL and true.get((label, chosen, c[2]), 0)})
+        interior = [((g, d), (label, g, d)) for g in rows for d in cols]
+        rows_of = [((g, TOTAL), (label, g, TOTAL)) for g in rows]
+        cols_of = [((TOTAL, d), (label, chosen, d)) for d in cols]
+        grand: BlockCell = (label, chosen, TOTAL)
+    else:
+        leaves = sorted({c[1] for c in true if c[1] not in (TOTAL, movement.OUTSIDE)})
+        groups = [chosen] if chosen != TOTAL else sorted({c[2] for c in true if c[2] != TOTAL}, key=int)
+        grand = (label, TOTAL, chosen)
+        if kind == NET_FLOW:
+            dims = ("origin", "client_group")
+            classes = [o for o in leaves if movement.origin_class(o, cag) != movement.OUTSIDE]
+            classes += [movement.OUTSIDE] if true.get((label, movement.OUTSIDE, TOTAL), 0) else []
+            rows = [o for o in classes if true.get((label, o, chosen), 0)]
+            cols = [g for g in groups if true.get((label, TOTAL, g), 0)]
+            interior = [((o, g), (label, o, g)) for o in rows for g in cols]
+            rows_of = [((o, TOTAL), (label, o, chosen)) for o in rows]
+            cols_of = [((TOTAL, g), (label, TOTAL, g)) for g in cols]
+        else:
+            dims = ("origin", "client_group", "period")
+            if label == SPAN:
+                periods = {
+                    "year": [(y.label, y.label) for y in years],
+                    "quarter": [(q, q) for y in years for _a, _b, q in y.quarters()],
+                }.get(question.period, [("all", SPAN)])
+            elif question.period == "quarter" and block.year is not None and label == block.year.label:
+                periods = [(q, q) for _a, _b, q in block.year.quarters()]
+            else:
+                year_label = years[0].label if block.year is None else block.year.label
+                shown = {"all": "all", "year": year_label}.get(question.period, label)
+                periods = [(shown, label)]
+            rows = [o for o in leaves if true.get((label, o, chosen), 0)]
+            columns = [(g, shown, at) for g in groups for shown, at in periods if true.get((at, TOTAL, g), 0)]
+            interior = [((o, g, shown), (at, o, g)) for o in rows for g, shown, at in columns]
+            rows_of = [((o, TOTAL, TOTAL), (label, o, chosen)) for o in rows]
+            cols_of = [((TOTAL, g, shown), (at, TOTAL, g)) for g, shown, at in columns]
+    cells = []
+    for key, cell in [*interior, *rows_of, *cols_of]:
+        count, why = block.figure(cell)
+        cells.append(CountCell(key=key, count=count, suppressed=why, margin=TOTAL in key))
+    count, why = block.figure(grand)
+    cells.append(CountCell(key=(TOTAL,) * len(dims), count=count, suppressed=why, margin=True))
+    return CountTable(authority=authority, kind=kind, dimensions=dims, cells=tuple(cells), question=question.as_asked())
 
 
 def _checked_groups(client_groups: Sequence[int]) -> tuple[int, ...]:

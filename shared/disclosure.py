@@ -44,7 +44,9 @@ __all__ = [
     "Table",
     "check_differencing",
     "check_share_threshold",
+    "consistent_round",
     "intake_band",
+    "isolates_few",
     "load_secret",
     "protect_counts",
     "protect_magnitudes",
@@ -76,6 +78,9 @@ class Protection(StrEnum):
     PRIMARY = "primary-suppression"  # a count of 1..threshold
     GROUP = "group-threshold"  # a count above the threshold but within its client group's
     SECONDARY = "secondary-suppression"  # suppressed so that another cannot be worked out
+    # Standard tables: small, or suppressed so that a small one cannot be worked out; which of the
+    # two is not said, so that a reader cannot bound the cell by the threshold.
+    GRID = "grid-suppression"
     MIN_CONTRIBUTORS = "min-contributors"  # money: too few contributors
     DOMINANCE = "dominance"  # money: (n, k) rule
     P_PERCENT = "p-percent"  # money: p% rule
@@ -557,6 +562,12 @@ def _identity(dimensions: tuple[str, ...], key: CellKey) -> list[list[str]]:
     return sorted([d, v] for d, v in zip(dimensions, key, strict=True) if v != TOTAL)
 
 
+def consistent_round(count: int, rule: AggregateRule, threshold: int, secret: bytes, identity: list[list[str]]) -> int:
+    """A released count rounded by the policy's mode, keyed on `identity` (what makes two cells
+    the same cell) and the true count, never inside 1..`threshold`."""
+    return _round(count, rule, threshold, secret, identity)
+
+
 def _round(count: int, rule: AggregateRule, threshold: int, secret: bytes, identity: list[list[str]]) -> int:
     if count == 0:
         return 0
@@ -768,9 +779,12 @@ def check_differencing(
     new_cells: Mapping[CellKey, int],
     ledger: ReleaseStore,
     rule: AggregateRule,
+    *,
+    ignore: Collection[str] = (),
 ) -> None:
     """Refuse ("differencing") a release that, set against an earlier one of the same kind,
-    would isolate between 1 and the threshold people.
+    would isolate between 1 and the threshold people. Releases whose signatures are in `ignore`
+    are not compared (the standard table set, protected as a whole, against its own tables).
 
     How two releases are compared: both are summed onto the dimensions they share, and for every
     aggregate an attacker could form from those (each cell, each row or column margin, the grand
@@ -789,8 +803,16 @@ def check_differencing(
     dims = tuple(dimensions)
     cells = _checked_cells(dims, new_cells)
     for release in ledger.previous(kind):
-        if _isolates(release, dims, cells, rule):
+        if release.query_signature not in ignore and _isolates(release, dims, cells, rule):
             raise DisclosureRefused("differencing: the answer would differ from an earlier release by too few people")
+
+
+def isolates_few(
+    earlier: Release, dimensions: Sequence[str], cells: Mapping[CellKey, int], rule: AggregateRule
+) -> bool:
+    """Whether `cells` differ from an earlier release by 1 to the threshold people somewhere."""
+    dims = tuple(dimensions)
+    return _isolates(earlier, dims, _checked_cells(dims, cells), rule)
 
 
 def _checked_cells(dimensions: tuple[str, ...], cells: Mapping[CellKey, int]) -> dict[CellKey, int]:

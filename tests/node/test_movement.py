@@ -21,7 +21,7 @@ from node.store import add_provider, add_service, ensure_authority, get_service,
 from shared.errors import DisclosureRefused, InvalidRequest, NotPermitted
 from shared.kinds.records import combine_kpi, combine_movement, combine_net_flow, count_repeat_movers
 from shared.models import CountCell, CountTable, RecordsQuestion
-from shared.policy import default_policy
+from shared.policy import default_policy, default_policy_toml, parse_policy
 from shared.vocabulary import ServiceType, Term
 from tests.sixutil import SIX
 
@@ -29,7 +29,9 @@ MEDWAY, KENT, BRIGHTON, EAST_SUSSEX = "E06000035", "E10000016", "E06000043", "E1
 LAMBETH, LEEDS = "E09000022", "E08000035"  # London; Yorkshire and The Humber
 LONDON, YORKSHIRE = "E12000007", "E12000003"
 HOMELESS, DV, OFFENDERS = 7, 14, 10
-POLICY = default_policy()
+POLICY = parse_policy(default_policy_toml(grid=True))
+# The default policy without its standard table set: the release ledger alone, as before it.
+NO_GRID = default_policy()
 MEMBER = ("member-authority",)
 SECRET = b"medway-rounding-key-0123456789abcdef"
 SEALER = PersonSealer(bytes(range(64)))
@@ -196,8 +198,10 @@ def _check_protected(released: int | None, true: int, threshold: int) -> None:
 
 
 def test_movement_released_against_the_truth(medway: Engine) -> None:
+    # One table protected on its own (the ledger's path); the standard table set, which protects
+    # every table together and hides more, is checked by tests/node/test_grid_attack.py.
     releaser = Releaser(medway, MEDWAY, SECRET, members=lambda: frozenset(SIX))
-    table = releaser.movement(POLICY, roles=MEMBER, question=check_question(RecordsQuestion(period="year")))
+    table = releaser.movement(NO_GRID, roles=MEMBER, question=check_question(RecordsQuestion(period="year")))
     truth = {
         (MEDWAY, str(HOMELESS), "2009-10"): 100,
         (KENT, str(HOMELESS), "2009-10"): 12,
@@ -294,17 +298,32 @@ def test_non_local_services_in_bands_with_refuges_unnamed(medway: Engine) -> Non
 def test_non_local_services_go_through_the_release_ledger(medway: Engine) -> None:
     """Each answer is kept in the ledger (each service's intake by origin and month), so that a
     period one month longer, which adds four people at one service, is refused as differencing;
-    the same question again gets the same answer."""
+    the same question again gets the same answer. (Without a standard table set: with one, the
+    whole year is published first, and April to February is then refused, see below.)"""
     releaser = Releaser(medway, MEDWAY, SECRET)
     to_february = check_question(RecordsQuestion(from_date="2009-04-01", to_date="2010-02-28"))
-    first = releaser.non_local_services(POLICY, roles=MEMBER, question=to_february)
+    first = releaser.non_local_services(NO_GRID, roles=MEMBER, question=to_february)
     kept = list(SqlReleaseStore(medway).previous("non-local-services"))
     assert len(kept) == 1 and kept[0].dimensions == ("client_group", "service", "origin", "month")
     assert kept[0].cells[(str(OFFENDERS), "MED-S3", "local", "2010-02")] == 30
     to_march = check_question(RecordsQuestion(from_date="2009-04-01", to_date="2010-03-31"))
     with pytest.raises(DisclosureRefused, match="differencing"):
-        Releaser(medway, MEDWAY, SECRET).non_local_services(POLICY, roles=MEMBER, question=to_march)
-    assert Releaser(medway, MEDWAY, SECRET).non_local_services(POLICY, roles=MEMBER, question=to_february) == first
+        Releaser(medway, MEDWAY, SECRET).non_local_services(NO_GRID, roles=MEMBER, question=to_march)
+    assert Releaser(medway, MEDWAY, SECRET).non_local_services(NO_GRID, roles=MEMBER, question=to_february) == first
+
+
+def test_with_a_standard_table_set_the_year_is_answered_and_a_month_less_is_refused(medway: Engine) -> None:
+    """The grid year is published as a whole before anything off the grid is compared, so April
+    to February (four people fewer at one service) is refused whoever asks first, and the year
+    itself is answered every time."""
+    to_february = check_question(RecordsQuestion(from_date="2009-04-01", to_date="2010-02-28"))
+    with pytest.raises(DisclosureRefused, match="differencing"):
+        Releaser(medway, MEDWAY, SECRET).non_local_services(POLICY, roles=MEMBER, question=to_february)
+    year = check_question(RecordsQuestion(from_date="2009-04-01", to_date="2010-03-31"))
+    first = Releaser(medway, MEDWAY, SECRET).non_local_services(POLICY, roles=MEMBER, question=year)
+    assert Releaser(medway, MEDWAY, SECRET).non_local_services(POLICY, roles=MEMBER, question=year) == first
+    with pytest.raises(DisclosureRefused, match="differencing"):
+        Releaser(medway, MEDWAY, SECRET).movement(POLICY, roles=MEMBER, question=to_february)
 
 
 def test_linkage_tokens_are_per_analysis_and_per_person(medway: Engine) -> None:
