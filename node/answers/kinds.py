@@ -291,10 +291,14 @@ def vfm_histogram(node: NodeParts, policy: Policy, verified: Verified[Any]) -> n
     if asked.service_type and asked.service_type not in {t.value for t in vocabulary.ServiceType}:
         raise InvalidRequest("service_type: not a service type")
     members = sorted(p.id for p in node.manifests.current().members)
+    # The minimum is the real rule, so it is named first: with too few members no set of
+    # participants would do.
+    if len(members) < rule.min_authorities or len(participants) < rule.min_authorities:
+        raise DisclosureRefused(
+            f"minimum authorities: a joint vfm figure needs at least {rule.min_authorities} authorities"
+        )
     if len(set(participants)) != len(participants) or sorted(participants) != members:
         raise DisclosureRefused("secure aggregation: the participants must be every member authority")
-    if len(participants) < rule.min_authorities:
-        raise DisclosureRefused("minimum authorities: a joint figure needs more authorities")
     selected = vfm_layout.cells(groups, asked.service_type)
     node.releaser.admit_participants(rule, selected, participants)
     key = node.linkage_key()
