@@ -15,7 +15,9 @@ from rich.table import Table
 from cagnet.cli.common import AskerOpt, NetworkOpt, PrincipalOpt, _default_network, _netdir, err, member_asker, out
 
 if TYPE_CHECKING:
-    from coordinator.joint.bundle import Bundle
+    from collections.abc import Sequence
+
+    from coordinator.joint.bundle import AuthorityCurrency, Bundle
 
 app = typer.Typer(help="Joint queries across the member nodes (as the CAG chair).", no_args_is_help=True)
 
@@ -91,7 +93,27 @@ def _short_name(name: str) -> str:
     return f"{first[0]} {rest}" if rest and first in {"North", "South", "East", "West"} else name
 
 
+def currency_lines(currency: Sequence[AuthorityCurrency]) -> list[str]:
+    """Each answering authority's records currency as its signed answer states it, named from the
+    register: "Kent: records to 2010-03-31, last import 2026-12-05 09:14 UTC"."""
+    from shared import places
+
+    lines = []
+    for c in currency:
+        try:
+            name = places.place_name(c.authority)
+        except KeyError:
+            name = c.authority
+        parts = [f"records to {c.records_to}" if c.records_to else "no client records"]
+        if c.last_import:
+            parts.append(f"last import {c.last_import[:10]} {c.last_import[11:16]} UTC")
+        lines.append(f"{name}: {', '.join(parts)}")
+    return lines
+
+
 def _render_coverage(bundle: Bundle, console: Console) -> None:
+    for line in currency_lines(bundle.currency):
+        console.print(f"[dim]{line}[/]")
     console.print(f"answered: {', '.join(bundle.answered) or 'none'}  (policy {bundle.policy_digest[:19]}…)")
     if bundle.missing:
         for m in bundle.missing:

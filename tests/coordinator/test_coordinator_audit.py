@@ -47,6 +47,7 @@ def _policy_digest(net: LiveNetwork) -> str:
     assert net.coordinator is not None
     return net.coordinator.policies.current().digest
 
+
 ROUTE = "its route to the CAG's figures is the signed feed: `cagnet feed subscribe`"
 
 
