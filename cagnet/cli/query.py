@@ -29,7 +29,8 @@ def render_supply_map(bundle: Bundle, console: Console) -> None:
     assert isinstance(r, JointSupplyMap)
     codes = [a.authority for a in r.authorities]
     names = {a.authority: a.name for a in r.authorities}
-    title = f"{bundle.network}: joint supply map (manifest v{bundle.manifest_version})"
+    # Supply is what is commissioned on the day asked; the per-authority lines below say how recent.
+    title = f"{bundle.network}: joint supply map on {bundle.created_at[:10]} (manifest v{bundle.manifest_version})"
     if r.selected_groups:
         title += f", client groups {', '.join(str(g) for g in r.selected_groups)}"
     totals = Table(title=title)
@@ -60,10 +61,16 @@ def render_supply_map(bundle: Bundle, console: Console) -> None:
 
     # Two narrow tables rather than one wide one: six authorities must fit an 80-column terminal.
     heads = {code: _short_name(names[code]) for code in codes}
+    day = bundle.created_at[:10]
     rates = Table(
-        title="Units per 1,000 population by client group", box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False
+        title=f"Units per 1,000 population by client group, on {day}",
+        box=box.SIMPLE_HEAD,
+        show_edge=False,
+        pad_edge=False,
     )
-    gaps = Table(title="Gap against the CAG rate, in units", box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False)
+    gaps = Table(
+        title=f"Gap against the CAG rate, in units, on {day}", box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False
+    )
     # Rich never shrinks a no-wrap column, so size the label column to what the numbers leave.
     numbers = sum(max(len(h), 5) + 3 for h in [*heads.values(), "CAG"])  # padding and a rule each
     label_width = max(14, min(40, console.width - numbers - 1))
