@@ -30,6 +30,7 @@ from shared import dsse
 from shared.authorities import shipped_register
 from shared.errors import BundleMismatch
 from shared.identity import Identity
+from shared.kinds.records import JointKpi, JointNetFlow, JointNonLocalServices, RepeatMovers
 from tests.netutil import THREE, LiveNetwork, make_network, running
 
 
@@ -149,3 +150,21 @@ def test_feed_rows_carry_their_period_and_the_snapshot_each_authoritys_currency(
     assert all(row.split(",")[-1] for row in rows[1:])  # every row names its period
     for code in THREE:
         assert f"records_to {code},{_records_to(net, code)}" in "\n".join(rows)
+
+
+def test_every_row_of_a_records_answer_names_its_period(net: LiveNetwork) -> None:
+    """In the JSON a chair saves, each row says the span of records it covers; an open end is the
+    month the answering authorities' records run to."""
+    span = f"../{max(_records_to(net, code) for code in THREE)}"
+    flows, _ = joint_query(net.netdir, kind="net-flow", period="all")
+    assert isinstance(flows.result, JointNetFlow)
+    assert {r.period for r in flows.result.rows} == {s.period for s in flows.result.shares} == {span}
+    kpi, _ = joint_query(net.netdir, kind="kpi", period="all")
+    assert isinstance(kpi.result, JointKpi) and {r.period for r in kpi.result.rows} == {span}
+    services, _ = joint_query(net.netdir, kind="non-local-services", period="all", min_share_percent=50)
+    assert isinstance(services.result, JointNonLocalServices) and services.result.services
+    assert {h.period for h in services.result.services} == {span}
+    movers, _ = joint_query(net.netdir, kind="repeat-movers", period="all")
+    assert isinstance(movers.result, RepeatMovers) and movers.result.period == span
+    document = json.loads(flows.payload())
+    assert all(row["period"] == span for row in document["result"]["rows"])
