@@ -195,3 +195,5 @@ def verify(
     current = network.read_policy(netdir).digest
     note = "the network's current policy" if current == bundle.policy_digest else "not the network's current policy"
     out.print(f"made under policy {bundle.policy_digest} ({note})")
+    for line in currency_lines(bundle.currency):  # checked against each node's signed statement
+        out.print(line)

@@ -113,6 +113,10 @@ def test_a_bundle_whose_currency_was_altered_does_not_verify(net: LiveNetwork, t
     bundle, envelope = joint_query(net.netdir, kind="net-flow", period="all")
     manifest = network.read(net.netdir)
     assert bundle_mod.verify_bundle(envelope, manifest).currency == bundle.currency
+    saved = tmp_path / "flows.json"
+    bundle_mod.save(saved, envelope, network_dir=net.netdir)
+    checked = " ".join(_cli("verify", str(saved)).split())
+    assert f"Kent: records to {_records_to(net, THREE[0])}, last import" in checked
     coordinator = Identity.load(net.netdir / "coordinator")
     for forge in (
         lambda doc: doc["currency"][0].update(records_to="2026-11-30"),  # fresher than the node said
