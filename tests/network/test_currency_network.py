@@ -172,3 +172,16 @@ def test_every_row_of_a_records_answer_names_its_period(net: LiveNetwork) -> Non
     assert isinstance(movers.result, RepeatMovers) and movers.result.period == span
     document = json.loads(flows.payload())
     assert all(row["period"] == span for row in document["result"]["rows"])
+
+
+def test_the_published_snapshot_shows_its_periods_and_each_authoritys_currency(net: LiveNetwork) -> None:
+    shown = " ".join(_cli("feed", "publish", "--network", str(net.netdir)).split())
+    latest = max(_records_to(net, code) for code in THREE)
+    said = (
+        f"periods: supply as at (\\d{{4}}-\\d\\d-\\d\\d); flows all records to {latest}; KPI 2 all records to {latest}"
+    )
+    found = re.search(said, shown)
+    assert found is not None, shown
+    assert abs((date.fromisoformat(found[1]) - datetime.now(UTC).date()).days) <= 1  # the day it was published
+    for code in THREE:
+        assert f"{shipped_register().authority(code).name}: records to {_records_to(net, code)}" in shown
