@@ -15,7 +15,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -173,10 +173,18 @@ class CoordinatorAudit:
         error.audited = True
 
     def authenticate(
-        self, methods: Methods, method: str, envelope: dsse.Envelope, peer: str | None, *, nonces: NonceCache
+        self,
+        methods: Methods,
+        method: str,
+        envelope: dsse.Envelope,
+        peer: str | None,
+        *,
+        nonces: NonceCache,
+        route: Callable[[Party, str], str] = lambda _principal, _method: "",
     ) -> Verified[Any]:
         """Verify a call to a coordinator service (`shared.interceptor.verify_call`) and check the
-        caller's role; a caller refused by role is written as who they are and what they asked."""
+        caller's role; a caller refused by role is written as who they are and what they asked,
+        and told its `route` to what it wanted where it has one."""
         verified = verify_call(
             methods,
             method,
@@ -189,8 +197,10 @@ class CoordinatorAudit:
         try:
             require_role(verified.principal, methods[method][1], method)
         except NotPermitted as exc:
-            self.refused(verified.principal, method, request_parameters(verified.message), exc)
-            raise
+            instead = route(verified.principal, method)
+            refusal = NotPermitted(f"{exc.public_message}; {instead}") if instead else exc
+            self.refused(verified.principal, method, request_parameters(verified.message), refusal)
+            raise refusal from None
         return verified
 
     def on_reject(self, method: str, peer: str | None, error: CagnetError, verified: Verified[Any] | None) -> None:

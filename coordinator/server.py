@@ -53,8 +53,9 @@ from shared.auth import (
     sign_message,
     verify_request,
 )
+from shared.authorities import register_of
 from shared.disclosure import load_secret, require_min_authorities
-from shared.errors import CagnetError, DisclosureRefused, InvalidRequest, NotPermitted, StalePolicy
+from shared.errors import CagnetError, DisclosureRefused, InvalidRequest, NotPermitted, StalePolicy, TooFewAnswered
 from shared.guard import MAX_MESSAGE, RefusalSummary, RequestGuard, server_options
 from shared.identity import Identity
 from shared.interceptor import (
@@ -161,7 +162,7 @@ class CoordinatorRuntime:
         return cls(netdir, identity, manifests, policies, settings)
 
     def authenticate(self, method: str, envelope: dsse.Envelope, peer: str | None) -> Verified[Any]:
-        return self.audit.authenticate(METHODS, method, envelope, peer, nonces=self.nonces)
+        return self.audit.authenticate(METHODS, method, envelope, peer, nonces=self.nonces, route=_route)
 
     def publish_feed(self, verified: Verified[Any], peer: str | None) -> dsse.Envelope:
         """Run the chair's signed joint queries, keep CAG-level figures and receipts, sign, store."""
@@ -263,10 +264,11 @@ class CoordinatorRuntime:
         and sign and store the snapshot."""
         bundles: dict[str, Bundle] = {kind: verify_bundle(envelopes[kind], manifest) for kind in FEED_KINDS}
         common = set.intersection(*(set(b.answered) for b in bundles.values()))
-        try:
-            require_min_authorities(len(common), rule)
-        except DisclosureRefused as exc:
-            raise DisclosureRefused(f"{exc.public_message} (for a feed, in every figure)") from None
+        if len(common) < rule.min_authorities:
+            raise DisclosureRefused(
+                f"minimum authorities: a feed needs at least {rule.min_authorities} authorities in every figure,"
+                f" and {len(common)} answered all of them"
+            )
         register = self.register or RegisterRuntime(self.netdir, self.identity, self.manifests)
         providers = provider_counts(register.engine, on=datetime.now(UTC).date())
 
@@ -343,6 +345,9 @@ class CoordinatorRuntime:
         rule = (
             policy.require_any_role(query.kind, principal.roles) if spec.policy_rule else _plan_rule(policy, principal)
         )
+        # A network with fewer members than the rule's minimum can never make the figure: say so
+        # first, before any node is asked (and before VFM's "every member must answer").
+        require_enough_members(query.kind, rule, members=len(manifest.members))
         rounds = Round(
             self.clients, self.identity, manifest, policy, rule, query_envelope, query, deadline_s=deadline_ms / 1000
         )
@@ -352,8 +357,8 @@ class CoordinatorRuntime:
         self.metrics.fanned_out(spec.kind, missing=((m.authority, m.reason) for m in missing))
         try:
             require_min_authorities(len(answered), rule)
-        except DisclosureRefused as exc:
-            raise _too_few_answered(exc, missing) from None
+        except DisclosureRefused:
+            raise too_few_answered(missing, answered=len(answered), rule=rule, manifest=manifest) from None
         bundle = build_bundle(
             manifest=manifest,
             query=query_envelope,
@@ -365,6 +370,14 @@ class CoordinatorRuntime:
         )
         log.info("joint %s: %d answered, %d missing", query.kind, len(answered), len(missing))
         return sign_bundle(bundle, self.identity.signing_key)
+
+
+def _route(principal: Party, method: str) -> str:
+    """Where a principal refused `method` reads the CAG's figures instead: a regional board (or
+    anyone who may read feeds but not ask) is pointed at the feed; "" when there is no such route."""
+    if method != FEED and any(principal.has_role(r) for r in METHODS[FEED][1]):
+        return "its route to the CAG's figures is the signed feed: `cagnet feed subscribe`"
+    return ""
 
 
 def _plan_rule(policy: Policy, principal: Party) -> AggregateRule:
@@ -381,11 +394,29 @@ _NODE_REFUSAL = re.compile(r"refused \((?P<code>[A-Z_]+)\): (?P<rule>.+)")
 _REFUSAL_ERRORS: dict[str, type[CagnetError]] = {"INVALID_ARGUMENT": InvalidRequest, "PERMISSION_DENIED": NotPermitted}
 
 
-def _too_few_answered(exc: DisclosureRefused, missing: list[Missing]) -> CagnetError:
+def require_enough_members(kind: str, rule: AggregateRule, *, members: int) -> None:
+    """Refuse at once a kind whose minimum of authorities the network cannot reach."""
+    if members < rule.min_authorities:
+        raise DisclosureRefused(
+            f"minimum authorities: a joint {kind} figure needs at least {rule.min_authorities} authorities,"
+            f" and this network has {members} member{'' if members == 1 else 's'}"
+        )
+
+
+def _named(code: str, manifest: Manifest) -> str:
+    """An authority as its register names it, with its code: "Kent (E10000016)"."""
+    try:
+        return f"{register_of(manifest).authority(code).name} ({code})"
+    except (KeyError, LookupError):
+        return code
+
+
+def too_few_answered(missing: list[Missing], *, answered: int, rule: AggregateRule, manifest: Manifest) -> CagnetError:
     """The refusal of a joint query too few authorities answered, saying why in the nodes' own
     words: a rule the nodes applied ("differencing: …", with the authorities that applied it)
-    comes first, and the status is that rule's, so that the asker reads the real reason rather
-    than "minimum authorities". Rules and reasons only, never a figure."""
+    comes first, and the status is that rule's; authorities that could not be reached are called
+    unreachable, with how many answered and the minimum needed. Rules and reasons only, never a
+    figure."""
     refused: dict[tuple[str, str], list[str]] = {}  # (status, the node's message) -> authorities
     other: dict[str, list[str]] = {}
     for m in sorted(missing, key=lambda m: m.authority):
@@ -394,16 +425,18 @@ def _too_few_answered(exc: DisclosureRefused, missing: list[Missing]) -> CagnetE
             refused.setdefault((match["code"], match["rule"]), []).append(m.authority)
         else:
             other.setdefault(m.reason, []).append(m.authority)
-    why = "; ".join(f"{', '.join(codes)}: {reason}" for reason, codes in other.items())
+    asked = answered + len(missing)
+    count = f"{answered} of {asked} authorities answered and the figure needs at least {rule.min_authorities}"
+    why = "; ".join(f"{', '.join(_named(c, manifest) for c in codes)}: {reason}" for reason, codes in other.items())
     if not refused:
-        return DisclosureRefused(f"{exc.public_message} ({why})" if why else exc.public_message)
+        lead = "unreachable" if set(other) <= {"unreachable"} else "too few answered"
+        return TooFewAnswered(f"{lead}: {count} ({why})" if why else f"{lead}: {count}")
     # The rule most authorities applied leads.
     ranked = sorted(refused.items(), key=lambda item: (-len(item[1]), item[0]))
     (code, _), _codes = ranked[0]
-    rules = "; ".join(f"{rule} (at {', '.join(codes)})" for (_, rule), codes in ranked)
+    rules = "; ".join(f"{rule_message} (at {', '.join(codes)})" for (_, rule_message), codes in ranked)
     tail = f"; {why}" if why else ""
-    message = f"{rules}{tail}; so {exc.public_message.replace('minimum authorities: ', 'too few answered: ')}"
-    return _REFUSAL_ERRORS.get(code, DisclosureRefused)(message)
+    return _REFUSAL_ERRORS.get(code, DisclosureRefused)(f"{rules}{tail}; so too few answered: {count}")
 
 
 def _snapshot_facts(envelope: dsse.Envelope) -> tuple[int, str]:

@@ -311,4 +311,6 @@ def attach_receipt(response: Message, identity: Identity, *, authority: str) -> 
         authority=authority,
         response_digest=contribution_digest(response),
     )
+    if response.HasField("currency"):  # a feed reader sees how recent the figures are, not the figures
+        receipt.currency.CopyFrom(response.currency)  # type: ignore[attr-defined]
     response.receipt.CopyFrom(envelope_to_proto(sign_message(receipt, identity)))  # type: ignore[attr-defined]

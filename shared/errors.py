@@ -22,6 +22,8 @@
     +-- KeyLocked                    (a private key file is encrypted and no or the wrong passphrase was given)
     +-- DisclosureRefused            FAILED_PRECONDITION
     +-- StalePolicy                  FAILED_PRECONDITION
+    +-- TooFewAnswered               FAILED_PRECONDITION (a joint query too few authorities answered:
+    |                                unreachable, late or unverified, rather than refused by a rule)
     +-- ImportError_                 (CSV import; never crosses the wire)
     +-- SchemaMismatch               (a store's database at another schema revision; local only)
 
@@ -164,6 +166,14 @@ class KeyLocked(CagnetError):
 class DisclosureRefused(CagnetError):
     code = grpc.StatusCode.FAILED_PRECONDITION
     default_message = "refused by the disclosure policy"
+
+
+class TooFewAnswered(CagnetError):
+    """Too few member authorities answered a joint query for its figure to be made, because they
+    could not be reached, answered too late or sent something that did not verify: not a rule."""
+
+    code = grpc.StatusCode.FAILED_PRECONDITION
+    default_message = "too few authorities answered"
 
 
 class StalePolicy(CagnetError):

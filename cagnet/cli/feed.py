@@ -11,12 +11,30 @@ import typer
 from rich.table import Table
 
 from cagnet.cli.common import NetworkOpt, _netdir, err, out
+from cagnet.cli.query import currency_lines
 
 if TYPE_CHECKING:
     from coordinator.feeds.snapshot import FeedSnapshot
     from shared.mandate import FeedMandate
 
 feed_app = typer.Typer(help="The signed sub-regional feed for regional housing boards.", no_args_is_help=True)
+
+
+def snapshot_periods(snapshot: FeedSnapshot) -> str:
+    """What each column's figures cover: the day of the supply, the span of the client records."""
+    supply = snapshot.supply[0].period if snapshot.supply else ""
+    flows = snapshot.flows[0].period if snapshot.flows else ""
+    kpi = snapshot.kpi2[0].period if snapshot.kpi2 else ""
+    parts = [f"supply as at {supply}" if supply else "", f"flows {_span(flows)}" if flows else ""]
+    parts.append(f"KPI 2 {_span(kpi)}" if kpi else "")
+    return "periods: " + ("; ".join(p for p in parts if p) or "not stated (a snapshot made before rows said)")
+
+
+def _span(interval: str) -> str:
+    start, _, end = interval.partition("/")
+    if start == "..":
+        return "all records" if end == ".." else f"all records to {end}"
+    return f"{start} to {end}"
 
 
 def render_snapshot(snapshot: FeedSnapshot) -> None:
@@ -38,8 +56,11 @@ def render_snapshot(snapshot: FeedSnapshot) -> None:
             "-" if k is None or k.percent_planned is None else f"{k.percent_planned:.0f}%",
         )
     out.print(table)
+    out.print(snapshot_periods(snapshot))
     by_status = ", ".join(f"{s} {n}" for s, n in snapshot.providers.by_status.items()) or "none logged"
-    out.print(f"providers in the accreditation register: {by_status}")
+    out.print(f"providers in the accreditation register: {by_status} (on {snapshot.providers.on})")
+    for line in currency_lines(snapshot.currency):
+        out.print(f"[dim]{line}[/]")
     out.print(f"authorities: {', '.join(snapshot.authorities)}; policy {snapshot.policy_digest[:19]}…")
     for m in snapshot.missing:
         out.print(f"[yellow]missing[/]: {m.authority} — {m.reason}")

@@ -36,7 +36,7 @@ def render_common_providers(bundle: Bundle, console: Console) -> None:
     assert isinstance(r, CommonProviders)
     # One line per provider, so the list fits a screen; each authority's spelling and figures are
     # in the --json output.
-    table = _table("Providers working for two or more authorities")
+    table = _table(f"Providers working for two or more authorities, on {bundle.created_at[:10]}")
     table.add_column("provider", no_wrap=True, overflow="ellipsis", max_width=22)
     table.add_column("works for", no_wrap=True, min_width=20)
     table.add_column("services", justify="right", no_wrap=True, min_width=8)
@@ -76,7 +76,7 @@ def render_vfm(bundle: Bundle, console: Console) -> None:
 
     r = bundle.result
     assert isinstance(r, VfmBenchmarks)
-    table = _table("Unit cost benchmarks: CAG quartiles, to the pound")
+    table = _table(f"Unit cost benchmarks: CAG quartiles, to the pound, latest contracts, on {bundle.created_at[:10]}")
     table.add_column("client group", no_wrap=True, overflow="ellipsis", max_width=20)
     table.add_column("service type", no_wrap=True, overflow="ellipsis", max_width=13)
     table.add_column("AAs", justify="right", no_wrap=True, min_width=3)

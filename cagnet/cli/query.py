@@ -15,7 +15,9 @@ from rich.table import Table
 from cagnet.cli.common import AskerOpt, NetworkOpt, PrincipalOpt, _default_network, _netdir, err, member_asker, out
 
 if TYPE_CHECKING:
-    from coordinator.joint.bundle import Bundle
+    from collections.abc import Sequence
+
+    from coordinator.joint.bundle import AuthorityCurrency, Bundle
 
 app = typer.Typer(help="Joint queries across the member nodes (as the CAG chair).", no_args_is_help=True)
 
@@ -59,10 +61,16 @@ def render_supply_map(bundle: Bundle, console: Console) -> None:
 
     # Two narrow tables rather than one wide one: six authorities must fit an 80-column terminal.
     heads = {code: _short_name(names[code]) for code in codes}
+    day = bundle.created_at[:10]
     rates = Table(
-        title="Units per 1,000 population by client group", box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False
+        title=f"Units per 1,000 population by client group, on {day}",
+        box=box.SIMPLE_HEAD,
+        show_edge=False,
+        pad_edge=False,
     )
-    gaps = Table(title="Gap against the CAG rate, in units", box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False)
+    gaps = Table(
+        title=f"Gap against the CAG rate, in units, on {day}", box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False
+    )
     # Rich never shrinks a no-wrap column, so size the label column to what the numbers leave.
     numbers = sum(max(len(h), 5) + 3 for h in [*heads.values(), "CAG"])  # padding and a rule each
     label_width = max(14, min(40, console.width - numbers - 1))
@@ -92,7 +100,27 @@ def _short_name(name: str) -> str:
     return f"{first[0]} {rest}" if rest and first in {"North", "South", "East", "West"} else name
 
 
+def currency_lines(currency: Sequence[AuthorityCurrency]) -> list[str]:
+    """Each answering authority's records currency as its signed answer states it, named from the
+    register: "Kent: records to 2010-03-31, last import 2026-12-05 09:14 UTC"."""
+    from shared import places
+
+    lines = []
+    for c in currency:
+        try:
+            name = places.place_name(c.authority)
+        except KeyError:
+            name = c.authority
+        parts = [f"records to {c.records_to}" if c.records_to else "no client records"]
+        if c.last_import:
+            parts.append(f"last import {c.last_import[:10]} {c.last_import[11:16]} UTC")
+        lines.append(f"{name}: {', '.join(parts)}")
+    return lines
+
+
 def _render_coverage(bundle: Bundle, console: Console) -> None:
+    for line in currency_lines(bundle.currency):
+        console.print(f"[dim]{line}[/]")
     console.print(f"answered: {', '.join(bundle.answered) or 'none'}  (policy {bundle.policy_digest[:19]}…)")
     if bundle.missing:
         for m in bundle.missing:
@@ -216,3 +244,5 @@ def verify(
             f"signatures checked against the keys each party held at manifest version {made_under.version}, "
             f"from the verified chain (the current version is {chain[-1].version}: keys rotated since do not matter)"
         )
+    for line in currency_lines(bundle.currency):  # checked against each node's signed statement
+        out.print(line)

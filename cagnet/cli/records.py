@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich import box
@@ -20,7 +20,7 @@ from cagnet.cli.query import _render_coverage, _short_name
 
 if TYPE_CHECKING:
     from coordinator.joint.bundle import Bundle
-    from shared.kinds.records import PlanRow, Tally
+    from shared.kinds.records import JointMovement, PlanRow, Tally
 
 FromOpt = Annotated[str, typer.Option("--from", help="First day of the period, YYYY-MM-DD (default: all records).")]
 ToOpt = Annotated[str, typer.Option("--to", help="Last day of the period, YYYY-MM-DD (default: all records).")]
@@ -110,6 +110,13 @@ def _tally(t: Tally) -> str:
     return f"{t.count:,}" if t.complete else f"≥{t.count:,}"
 
 
+def _intake(t: Tally | None) -> str:
+    """A summed intake: "-" none asked of, "*" every part suppressed, "≥n" some parts suppressed."""
+    if t is None:
+        return "-"
+    return "*" if not t.complete and t.count == 0 else _tally(t)
+
+
 def _group_label(group: int) -> str:
     from shared import vocabulary
 
@@ -120,11 +127,54 @@ def _table(title: str) -> Table:
     return Table(title=title, box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False)
 
 
+def _query(bundle: Bundle) -> Any:
+    from shared import dsse
+    from shared.pb.cagnet.v1 import coordinator_pb2
+
+    return coordinator_pb2.JointQueryRequest.FromString(dsse.Envelope.from_json(bundle.query).payload)
+
+
+def span_label(bundle: Bundle) -> str:
+    """The span of client records a joint answer covers, as a chair reads it: the dates asked, and
+    where the question left the end open, the month the answering authorities' records run to."""
+    query = _query(bundle)
+    latest = max((c.records_to for c in bundle.currency if c.records_to), default="")
+    end = query.to_date or latest
+    if query.from_date:
+        return f"{query.from_date} to {end or 'the latest records'}"
+    return f"all records to {end}" if end else "all records"
+
+
+def _periods_table(r: JointMovement, grain: str, console: Console) -> None:
+    """New clients served in the CAG by client group, one column per financial year or quarter."""
+    from shared.kinds.records import Tally
+
+    periods = [p for p in r.periods if p not in ("all", "*")]
+    if not periods:
+        return
+    unit = "financial quarter" if grain == "quarter" else "financial year"
+    table = _table(f"New clients served in the CAG by client group, per {unit}")
+    table.add_column("client group", no_wrap=True, overflow="ellipsis", max_width=26)
+    for period in periods:
+        table.add_column(period, justify="right", no_wrap=True)
+    groups = sorted({int(key.split("|")[0]) for key in r.intake})
+    totals = {p: Tally() for p in periods}
+    for group in groups:
+        cells = [r.intake.get(f"{group}|{p}") for p in periods]
+        for p, t in zip(periods, cells, strict=True):
+            if t is not None:  # a sum of sums: "at least" if any part was
+                totals[p] = Tally(count=totals[p].count + t.count, complete=totals[p].complete and t.complete)
+        table.add_row(_group_label(group), *(_intake(t) for t in cells))
+    table.add_row(_group_label(0), *(_intake(totals[p]) for p in periods))
+    console.print(table)
+
+
 def render_movement(bundle: Bundle, console: Console) -> None:
     from shared.kinds.records import JointMovement
 
     r = bundle.result
     assert isinstance(r, JointMovement)
+    span = span_label(bundle)
     if _filtered(bundle):
         grid = [(g, p) for g in sorted({f.client_group for f in r.flows if f.client_group}) for p in r.periods]
     else:
@@ -132,7 +182,8 @@ def render_movement(bundle: Bundle, console: Console) -> None:
     for group, period in grid:
         flows = {(f.origin, f.host): f.clients for f in r.flows if f.client_group == group and f.period == period}
         if flows:
-            when = "the whole period" if period == "*" else period
+            grain = "quarter" if " Q" in period else "year"
+            when = f"{span}, every period together" if period in ("*", "all") else f"financial {grain} {period}"
             table = _table(f"New clients by previous authority → host: {_group_label(group)}, {when}")
             table.add_column("came from", no_wrap=True, overflow="ellipsis", max_width=24)
             for host in r.hosts:
@@ -141,6 +192,7 @@ def render_movement(bundle: Bundle, console: Console) -> None:
                 if any((origin, host) in flows for host in r.hosts):
                     table.add_row(place_label(origin), *(_n(flows.get((origin, h), 0)) for h in r.hosts))
             console.print(table)
+    _periods_table(r, _query(bundle).period, console)
     console.print(
         "[dim]Counts are rounded to 5 under the network policy; * is suppressed (a small number, or one that"
         " would let a small number be worked out). Origins outside the CAG are grouped by region.[/]"
@@ -149,11 +201,7 @@ def render_movement(bundle: Bundle, console: Console) -> None:
 
 
 def _filtered(bundle: Bundle) -> bool:
-    from shared import dsse
-    from shared.pb.cagnet.v1 import coordinator_pb2
-
-    query = coordinator_pb2.JointQueryRequest.FromString(dsse.Envelope.from_json(bundle.query).payload)
-    return bool(query.client_groups)
+    return bool(_query(bundle).client_groups)
 
 
 def render_net_flow(bundle: Bundle, console: Console) -> None:
@@ -163,7 +211,7 @@ def render_net_flow(bundle: Bundle, console: Console) -> None:
     assert isinstance(r, JointNetFlow)
     groups = sorted({row.client_group for row in r.rows})
     for group in [g for g in groups if g] + [0] if _filtered(bundle) else [0]:
-        table = _table(f"Net import and export: {_group_label(group)}")
+        table = _table(f"Net import and export: {_group_label(group)}, {span_label(bundle)}")
         for col in ("authority", "imported", "exported", "net", ""):
             table.add_column(col, justify="left" if col in ("authority", "") else "right", no_wrap=True)
         for row in r.rows:
@@ -194,7 +242,7 @@ def render_kpi(bundle: Bundle, console: Console) -> None:
     r = bundle.result
     assert isinstance(r, JointKpi)
     heads = [*r.authorities, "CAG"]
-    table = _table("KPI 2: planned moves from short-term services, % of departures")
+    table = _table(f"KPI 2: planned moves from short-term services, % of departures, {span_label(bundle)}")
     table.add_column("client group", no_wrap=True, overflow="ellipsis", max_width=26)
     for head in heads:
         table.add_column(_abbrev(head), justify="right", no_wrap=True)
@@ -216,7 +264,10 @@ def render_non_local(bundle: Bundle, console: Console) -> None:
 
     r = bundle.result
     assert isinstance(r, JointNonLocalServices)
-    table = _table(f"Services taking at least {r.min_share_percent}% of their intake from outside their authority")
+    table = _table(
+        f"Services taking at least {r.min_share_percent}% of their intake from outside their authority,"
+        f" {span_label(bundle)}"
+    )
     for col, width in (("at", 4), ("provider", 0), ("service", 0), ("group", 5), ("new", 5), ("non-local", 9)):
         if width:
             table.add_column(col, no_wrap=True, min_width=width)
@@ -248,7 +299,10 @@ def render_repeat_movers(bundle: Bundle, console: Console) -> None:
 
     r = bundle.result
     assert isinstance(r, RepeatMovers)
-    console.print(f"People in the records of two or more of {len(r.authorities)} authorities: [bold]{_n(r.people)}[/]")
+    console.print(
+        f"People in the records of two or more of {len(r.authorities)} authorities, {span_label(bundle)}:"
+        f" [bold]{_n(r.people)}[/]"
+    )
     table = _table("By client group (a person counts in each group any of their records carries)")
     table.add_column("client group")
     table.add_column("people", justify="right")

@@ -30,7 +30,14 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 from sqlalchemy import Column, Integer, MetaData, String, Table, Text, create_engine, func, insert, select
 from sqlalchemy.engine import Engine
 
-from coordinator.joint.bundle import Bundle, MissingAuthority, open_contribution_request, verify_bundle
+from coordinator.joint.bundle import (
+    AuthorityCurrency,
+    Bundle,
+    MissingAuthority,
+    currency_of,
+    open_contribution_request,
+    verify_bundle,
+)
 from coordinator.register import store as register_store
 from shared import dsse, vocabulary
 from shared.accreditation import LoggedEntry, open_entry, provider_status
@@ -63,6 +70,7 @@ class SupplyRow(_Model):
     name: str
     units: int
     units_per_1000: float
+    period: str = ""  # the day the supply was in force ("" in a snapshot made before rows said)
 
 
 class FlowRow(_Model):
@@ -73,6 +81,7 @@ class FlowRow(_Model):
     client_group: int
     from_outside: Tally
     between_authorities: Tally
+    period: str = ""  # the records' span, e.g. "2009-04-01/2010-03-31"; see `span_of`
 
 
 class KpiRow(_Model):
@@ -82,6 +91,7 @@ class KpiRow(_Model):
     planned: Tally
     departures: Tally
     percent_planned: float | None
+    period: str = ""  # the records' span, e.g. "2009-04-01/2010-03-31"; see `span_of`
 
 
 class ProviderCounts(_Model):
@@ -142,6 +152,8 @@ class FeedSnapshot(_Model):
     # Set on a snapshot the coordinator published on its schedule; `publisher` is then the chair
     # whose mandate it was.
     mandate: MandateEvidence | None = None
+    # How recent each contributing authority's records were, as its signed receipt states.
+    currency: tuple[AuthorityCurrency, ...] = ()
 
     def payload(self) -> bytes:
         return canonical_json(self.model_dump(mode="json"))
@@ -157,15 +169,31 @@ class Figures(_Model):
 # --- figures from bundles ---------------------------------------------------------------------------
 
 
+def span_of(bundle: Bundle) -> str:
+    """The span of client records a bundle's figures cover, as an ISO 8601 interval: the query's
+    dates, an open start as "..", and an open end as the latest month the answering authorities'
+    records run to (".." if none said)."""
+    query = coordinator_pb2.JointQueryRequest.FromString(dsse.Envelope.from_json(bundle.query).payload)
+    latest = max((c.records_to for c in bundle.currency if c.records_to), default="..")
+    return f"{query.from_date or '..'}/{query.to_date or latest}"
+
+
 def figures_from_bundles(bundles: dict[str, Bundle]) -> Figures:
     """The CAG-level figures of a snapshot: a pure function of the three verified bundles."""
     supply = bundles["supply-map"].result
     kpi = bundles["kpi"].result
     assert isinstance(supply, JointSupplyMap) and isinstance(kpi, JointKpi)
+    kpi_span = span_of(bundles["kpi"])
     return Figures(
         population=supply.population,
         supply=tuple(
-            SupplyRow(client_group=g.client_group, name=g.name, units=g.cag_units, units_per_1000=g.cag_rate)
+            SupplyRow(
+                client_group=g.client_group,
+                name=g.name,
+                units=g.cag_units,
+                units_per_1000=g.cag_rate,
+                period=bundles["supply-map"].created_at[:10],
+            )
             for g in supply.client_groups
         ),
         flows=_cag_flows(bundles["net-flow"]),
@@ -175,11 +203,24 @@ def figures_from_bundles(bundles: dict[str, Bundle]) -> Figures:
                 planned=r.planned,
                 departures=r.departures,
                 percent_planned=r.percent_planned,
+                period=kpi_span,
             )
             for r in kpi.rows
             if r.authority == "CAG"
         ),
     )
+
+
+def currency_of_evidence(evidence: Sequence[Evidence]) -> tuple[AuthorityCurrency, ...]:
+    """Each contributing authority's records currency, from its first signed receipt that states one."""
+    found: dict[str, AuthorityCurrency] = {}
+    for ev in evidence:
+        for c in ev.contributions:
+            receipt = node_pb2.ContributionReceipt.FromString(dsse.Envelope.from_json(c.receipt).payload)
+            stated = currency_of(c.authority, receipt)
+            if stated is not None:
+                found.setdefault(c.authority, stated)
+    return tuple(found[a] for a in sorted(found))
 
 
 def _cag_flows(bundle: Bundle) -> tuple[FlowRow, ...]:
@@ -199,7 +240,10 @@ def _cag_flows(bundle: Bundle) -> tuple[FlowRow, ...]:
             else:
                 within[group] = within[group].add(cell.count)
     groups = sorted(set(outside) | set(within), key=lambda g: (g == 0, g))
-    return tuple(FlowRow(client_group=g, from_outside=outside[g], between_authorities=within[g]) for g in groups)
+    span = span_of(bundle)
+    return tuple(
+        FlowRow(client_group=g, from_outside=outside[g], between_authorities=within[g], period=span) for g in groups
+    )
 
 
 def provider_counts(engine: Engine, *, on: date) -> ProviderCounts:
@@ -258,6 +302,7 @@ def build_snapshot(
     mandate: MandateEvidence | None = None,
 ) -> FeedSnapshot:
     figures = figures_from_bundles(bundles)
+    evidence = tuple(evidence_from_bundle(bundles[k], bundle_payloads[k], manifest) for k in FEED_KINDS)
     answered = [set(b.answered) for b in bundles.values()]
     everywhere = set.intersection(*answered)
     missing: dict[str, str] = {}
@@ -280,8 +325,9 @@ def build_snapshot(
         flows=figures.flows,
         kpi2=figures.kpi2,
         providers=providers,
-        evidence=tuple(evidence_from_bundle(bundles[k], bundle_payloads[k], manifest) for k in FEED_KINDS),
+        evidence=evidence,
         mandate=mandate,
+        currency=currency_of_evidence(evidence),
     )
 
 
@@ -367,6 +413,8 @@ def verify_snapshot(
         answered_sets.append(seen)
     if snapshot.authorities != tuple(sorted(set.intersection(*answered_sets))):
         raise BundleMismatch("`authorities` is not the set that contributed to every figure")
+    if snapshot.currency != currency_of_evidence(snapshot.evidence):
+        raise BundleMismatch("the records' currency is not what the receipts say")
     if bundles:
         _check_bundles(snapshot, bundles, manifest)
     return snapshot
@@ -423,30 +471,34 @@ def snapshot_csv(snapshot: FeedSnapshot) -> str:
     """One row per figure: section, client group, measure, value, and whether the sum is complete."""
     buf = io.StringIO()
     w = SafeWriter(buf, lineterminator="\n")  # names a person opens in Excel: never a formula
-    w.writerow(["sequence", "section", "client_group", "client_group_name", "measure", "value", "complete"])
+    # `period` last, so that readers of the columns before it are unchanged.
+    w.writerow(["sequence", "section", "client_group", "client_group_name", "measure", "value", "complete", "period"])
 
     def name(g: int) -> str:
         return "all client groups" if g == 0 else vocabulary.CLIENT_GROUPS[g]
 
     s = snapshot.sequence
-    w.writerow([s, "cag", "", "", "population", snapshot.population, True])
+    published = snapshot.published_at[:10]
+    supply_day = snapshot.supply[0].period if snapshot.supply else published
+    w.writerow([s, "cag", "", "", "population", snapshot.population, True, supply_day])
     for r in snapshot.supply:
-        w.writerow([s, "supply", r.client_group, r.name, "units", r.units, True])
-        w.writerow([s, "supply", r.client_group, r.name, "units_per_1000", r.units_per_1000, True])
+        w.writerow([s, "supply", r.client_group, r.name, "units", r.units, True, r.period])
+        w.writerow([s, "supply", r.client_group, r.name, "units_per_1000", r.units_per_1000, True, r.period])
     for f in snapshot.flows:
         for measure, t in (("from_outside_cag", f.from_outside), ("between_cag_authorities", f.between_authorities)):
-            w.writerow([s, "flows", f.client_group, name(f.client_group), measure, t.count, t.complete])
+            w.writerow([s, "flows", f.client_group, name(f.client_group), measure, t.count, t.complete, f.period])
     for k in snapshot.kpi2:
-        w.writerow([s, "kpi2", k.client_group, name(k.client_group), "planned", k.planned.count, k.planned.complete])
-        w.writerow(
-            [s, "kpi2", k.client_group, name(k.client_group), "departures", k.departures.count, k.departures.complete]
-        )
+        g, gname, span = k.client_group, name(k.client_group), k.period
+        w.writerow([s, "kpi2", g, gname, "planned", k.planned.count, k.planned.complete, span])
+        w.writerow([s, "kpi2", g, gname, "departures", k.departures.count, k.departures.complete, span])
         pct = "" if k.percent_planned is None else k.percent_planned
-        w.writerow(
-            [s, "kpi2", k.client_group, name(k.client_group), "percent_planned", pct, k.percent_planned is not None]
-        )
+        w.writerow([s, "kpi2", g, gname, "percent_planned", pct, k.percent_planned is not None, span])
     for status, n in snapshot.providers.by_status.items():
-        w.writerow([s, "providers", "", "", status, n, True])
+        w.writerow([s, "providers", "", "", status, n, True, snapshot.providers.on])
+    # Each authority's records currency: the month its client records run to, and its last import.
+    for c in snapshot.currency:
+        w.writerow([s, "currency", "", "", f"records_to {c.authority}", c.records_to, True, c.records_to])
+        w.writerow([s, "currency", "", "", f"last_import {c.authority}", c.last_import, True, c.last_import[:10]])
     return buf.getvalue()
 
 

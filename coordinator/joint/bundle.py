@@ -47,6 +47,28 @@ class SignedContribution(_Model):
     response: dict[str, Any]
 
 
+class AuthorityCurrency(_Model):
+    """How recent one answering authority's records were, as its signed answer states."""
+
+    authority: str
+    records_to: str = ""  # the last day of the month its client records run to
+    last_import: str = ""  # when its records were last imported (UTC)
+
+
+def currency_of(authority: str, message: Any) -> AuthorityCurrency | None:
+    """What a signed answer (or receipt) says of its records' currency; None from a node that
+    says nothing (one older than the field), so an old bundle's list stays empty."""
+    if not message.HasField("currency"):
+        return None
+    c = message.currency
+    return AuthorityCurrency(authority=authority, records_to=c.records_to, last_import=c.last_import)
+
+
+def _currencies(signed: list[tuple[str, Any]]) -> tuple[AuthorityCurrency, ...]:
+    found = (currency_of(authority, message) for authority, message in sorted(signed, key=lambda s: s[0]))
+    return tuple(c for c in found if c is not None)
+
+
 class Bundle(_Model):
     network: str
     manifest_version: int
@@ -58,6 +80,9 @@ class Bundle(_Model):
     policy_digest: str  # the network policy every contribution was made under
     result: JointResult
     contributions: tuple[SignedContribution, ...]
+    # Per answering authority, how recent its records are: read from its signed contribution (a
+    # verifier checks the two agree). Empty in a bundle made before nodes said so.
+    currency: tuple[AuthorityCurrency, ...] = ()
 
     def payload(self) -> bytes:
         return canonical_json(self.model_dump(mode="json"))
@@ -82,6 +107,9 @@ def build_bundle(
     def carried(c: Contribution) -> dsse.Envelope:
         return envelope_from_proto(c.message.receipt) if spec.receipt_cls is not None else c.response
 
+    def signed(c: Contribution) -> Any:
+        return spec.receipt_cls.FromString(carried(c).payload) if spec.receipt_cls is not None else c.message
+
     return Bundle(
         network=manifest.network,
         manifest_version=manifest.version,
@@ -98,6 +126,7 @@ def build_bundle(
             SignedContribution(authority=c.authority, request=c.request.to_json(), response=carried(c).to_json())
             for c in sorted(answered, key=lambda c: c.authority)
         ),
+        currency=_currencies([(c.authority, signed(c)) for c in answered]),
     )
 
 
@@ -180,6 +209,8 @@ def verify_bundle(envelope: dsse.Envelope, manifest: Manifest) -> Bundle:
         if not bundle.policy_digest == request.header.policy_digest == response.header.policy_digest:
             raise BundleMismatch("a contribution was not made under the bundle's policy")
         responses.append(response)
+    if _currencies([(c.authority, r) for c, r in zip(bundle.contributions, responses, strict=True)]) != bundle.currency:
+        raise BundleMismatch("the records' currency is not what the contributions say")
     if tuple(sorted(seen)) != bundle.answered:
         raise BundleMismatch("`answered` does not list exactly the authorities that contributed")
     if seen & {m.authority for m in bundle.missing}:

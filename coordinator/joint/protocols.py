@@ -13,7 +13,7 @@ from coordinator.joint.fanout import Contribution, Missing
 from coordinator.joint.rounds import Round, common_providers, vfm_benchmarks
 from shared.auth import digest, forwarded_request, verify_response
 from shared.errors import CagnetError
-from shared.kinds.records import count_repeat_movers
+from shared.kinds.records import count_repeat_movers, records_span
 from shared.kinds.registry import JointKind, Protocol
 from shared.linkage import tokens_digest
 from shared.manifest import Manifest
@@ -61,9 +61,13 @@ def one_round(r: Round, spec: JointKind) -> tuple[list[Contribution], list[Missi
 
 def _count(answered: list[Contribution], r: Round, secret: bytes) -> Any:
     # The tokens exist only in this call: never logged, stored, or put in the bundle.
-    return count_repeat_movers(
+    counted = count_repeat_movers(
         ((c.authority, c.message.tokens, c.message.groups) for c in answered), r.rule, secret=secret
     )
+    # The span the people were found in, from each node's signed receipt (which the bundle keeps).
+    receipts = [node_pb2.LinkageReceipt.FromString(envelope_from_proto(c.message.receipt).payload) for c in answered]
+    stated = [m.currency.records_to for m in receipts if m.HasField("currency")]
+    return counted.model_copy(update={"period": records_span(r.query.from_date, r.query.to_date, stated)})
 
 
 def _check_receipts(answered: list[Contribution], missing: list[Missing], manifest: Manifest) -> None:

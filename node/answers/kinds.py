@@ -14,6 +14,7 @@ from google.protobuf.message import DecodeError
 from sqlalchemy.engine import Engine
 
 from node.answers import linkage, providers, service, vfm
+from node.answers.currency import records_currency
 from node.answers.movement import Question, check_question
 from node.client_records import PersonSealer, load_person_key
 from node.release import Releaser
@@ -87,6 +88,10 @@ class NodeParts:
     def linkage_key(self) -> bytes:
         return linkage.load_linkage_key(self.linkage_key_path)
 
+    def currency(self) -> node_pb2.RecordsCurrency:
+        """How recent this node's records are, for every answer it signs."""
+        return records_currency(self.engine)
+
 
 AnswerFn = Callable[[NodeParts, Policy, Verified[Any]], Any]
 
@@ -127,6 +132,7 @@ def supply_map(node: NodeParts, policy: Policy, verified: Verified[Any]) -> node
         as_at=as_at_day(asked.as_at),
     )
     message = node._last_supply_map.message_for(supply, node.header(verified, policy))
+    message.currency.CopyFrom(node.currency())
     # A receipt without the figures, for feeds whose readers may not see one authority's figures.
     attach_receipt(message, node.identity(), authority=node.authority)
     return message
@@ -145,6 +151,7 @@ def _counts(release: Callable[[Releaser], Callable[..., Any]]) -> AnswerFn:
         question = _question(verified)
         table = release(node.releaser)(policy, roles=verified.principal.roles, question=question)
         message = count_table_to_proto(table, node.header(verified, policy))
+        message.currency.CopyFrom(node.currency())
         attach_receipt(message, node.identity(), authority=node.authority)
         return message
 
@@ -154,7 +161,9 @@ def _counts(release: Callable[[Releaser], Callable[..., Any]]) -> AnswerFn:
 def non_local_services(node: NodeParts, policy: Policy, verified: Verified[Any]) -> node_pb2.NonLocalServicesResponse:
     question = _question(verified)
     services = node.releaser.non_local_services(policy, roles=verified.principal.roles, question=question)
-    return non_local_services_to_proto(services, node.header(verified, policy))
+    message = non_local_services_to_proto(services, node.header(verified, policy))
+    message.currency.CopyFrom(node.currency())
+    return message
 
 
 def plan(node: NodeParts, policy: Policy, verified: Verified[Any]) -> node_pb2.PlanResponse:
@@ -162,7 +171,9 @@ def plan(node: NodeParts, policy: Policy, verified: Verified[Any]) -> node_pb2.P
     release ledger is left as it was."""
     question = _question(verified)
     answer = node.releaser.plan(policy, roles=verified.principal.roles, question=question)
-    return plan_to_proto(answer, node.header(verified, policy))
+    message = plan_to_proto(answer, node.header(verified, policy))
+    message.currency.CopyFrom(node.currency())
+    return message
 
 
 def linkage_tokens(node: NodeParts, policy: Policy, verified: Verified[Any]) -> node_pb2.LinkageTokensResponse:
@@ -174,7 +185,11 @@ def linkage_tokens(node: NodeParts, policy: Policy, verified: Verified[Any]) -> 
     header = node.header(verified, policy)
     check = linkage.key_check(key)
     receipt = node_pb2.LinkageReceipt(
-        header=header, authority=node.authority, key_check=check, tokens_digest=linkage.tokens_digest(tokens, masks)
+        header=header,
+        authority=node.authority,
+        key_check=check,
+        tokens_digest=linkage.tokens_digest(tokens, masks),
+        currency=node.currency(),
     )
     return node_pb2.LinkageTokensResponse(
         header=header,
@@ -270,7 +285,9 @@ def reveal_providers(node: NodeParts, policy: Policy, verified: Verified[Any]) -
                 designated=p.designated,
             )
         )
-    return node_pb2.RevealResponse(header=node.header(verified, policy), authority=node.authority, providers=revealed)
+    return node_pb2.RevealResponse(
+        header=node.header(verified, policy), authority=node.authority, providers=revealed, currency=node.currency()
+    )
 
 
 def _vfm_parameters(asked: Any) -> dict[str, object]:
@@ -293,6 +310,12 @@ def vfm_histogram(node: NodeParts, policy: Policy, verified: Verified[Any]) -> n
     if asked.service_type and asked.service_type not in {t.value for t in vocabulary.ServiceType}:
         raise InvalidRequest("service_type: not a service type")
     members = sorted(p.id for p in node.manifests.current().members)
+    # The minimum is the real rule, so it is named first: with too few members no set of
+    # participants would do.
+    if len(members) < rule.min_authorities:
+        raise DisclosureRefused(
+            f"minimum authorities: a joint vfm figure needs at least {rule.min_authorities} authorities"
+        )
     if len(set(participants)) != len(participants) or sorted(participants) != members:
         raise DisclosureRefused("secure aggregation: the participants must be every member authority")
     if len(participants) < rule.min_authorities:
@@ -313,6 +336,7 @@ def vfm_histogram(node: NodeParts, policy: Policy, verified: Verified[Any]) -> n
         key_check=check,
         participants=participants,
         masked_digest=vfm_layout.masks_digest(masked),
+        currency=node.currency(),
     )
     return node_pb2.VfmResponse(
         header=header, authority=node.authority, key_check=check, masked=masked, receipt=node.sign(receipt)

@@ -34,6 +34,7 @@ __all__ = [
     "combine_non_local_services",
     "combine_plan",
     "count_repeat_movers",
+    "records_span",
 ]
 
 UNKNOWN = "unknown"
@@ -130,6 +131,7 @@ class NetFlowRow(_Model):
     exported: Tally
     net: int
     net_importer: bool
+    period: str = ""  # the records' span (`records_span`); "" in a bundle made before rows said
 
 
 class CagShare(_Model):
@@ -139,6 +141,7 @@ class CagShare(_Model):
     within_cag: Tally
     movers: Tally
     share_within_cag: float | None  # None when there were no movers to speak of
+    period: str = ""
 
 
 class JointNetFlow(_Model):
@@ -150,7 +153,18 @@ class JointNetFlow(_Model):
     exports_cover: tuple[str, ...]
 
 
-def combine_net_flow(tables: Sequence[CountTable]) -> JointNetFlow:
+def records_span(from_date: str, to_date: str, records_to: Sequence[str]) -> str:
+    """The span of client records a joint answer covers, as an ISO 8601 interval: the question's
+    dates, an open start as "..", an open end closed at the latest month the answering authorities'
+    records run to (`records_to`, from their signed answers). "" when no answer stated its
+    records' currency (nodes older than that field), so that an old bundle recomputes unchanged."""
+    if not records_to:
+        return ""
+    latest = max((d for d in records_to if d), default="..")
+    return f"{from_date or '..'}/{to_date or latest}"
+
+
+def combine_net_flow(tables: Sequence[CountTable], *, period: str = "") -> JointNetFlow:
     answered = sorted(t.authority for t in tables)
     cells: dict[tuple[str, str, int], int | None] = {}  # (host, origin, group) -> released count
     groups: set[int] = set()
@@ -184,11 +198,19 @@ def combine_net_flow(tables: Sequence[CountTable]) -> JointNetFlow:
             net = imported.count - exported.count
             rows.append(
                 NetFlowRow(
-                    authority=a, client_group=group, imported=imported, exported=exported, net=net, net_importer=net > 0
+                    authority=a,
+                    client_group=group,
+                    imported=imported,
+                    exported=exported,
+                    net=net,
+                    net_importer=net > 0,
+                    period=period,
                 )
             )
         share = round(within.count / movers.count, 3) if movers.count else None
-        shares.append(CagShare(client_group=group, within_cag=within, movers=movers, share_within_cag=share))
+        shares.append(
+            CagShare(client_group=group, within_cag=within, movers=movers, share_within_cag=share, period=period)
+        )
     return JointNetFlow(
         authorities=tuple(answered), rows=tuple(rows), shares=tuple(shares), exports_cover=tuple(answered)
     )
@@ -205,6 +227,7 @@ class KpiRow(_Model):
     planned: Tally
     departures: Tally
     percent_planned: float | None  # None when either figure is suppressed or there were none
+    period: str = ""  # the records' span (`records_span`); "" in a bundle made before rows said
 
 
 class JointKpi(_Model):
@@ -219,7 +242,7 @@ def _percent(planned: Tally, departures: Tally) -> float | None:
     return round(100 * planned.count / departures.count, 1)
 
 
-def combine_kpi(tables: Sequence[CountTable]) -> JointKpi:
+def combine_kpi(tables: Sequence[CountTable], *, period: str = "") -> JointKpi:
     rows = []
     cag: dict[int, tuple[Tally, Tally]] = {}
     for t in sorted(tables, key=lambda t: t.authority):
@@ -234,6 +257,7 @@ def combine_kpi(tables: Sequence[CountTable]) -> JointKpi:
                     planned=planned,
                     departures=departures,
                     percent_planned=_percent(planned, departures),
+                    period=period,
                 )
             )
             before = cag.get(group, (Tally(), Tally()))
@@ -249,6 +273,7 @@ def combine_kpi(tables: Sequence[CountTable]) -> JointKpi:
                 planned=planned,
                 departures=departures,
                 percent_planned=_percent(planned, departures),
+                period=period,
             )
         )
     return JointKpi(authorities=tuple(sorted(t.authority for t in tables)), rows=tuple(rows))
@@ -260,6 +285,7 @@ def combine_kpi(tables: Sequence[CountTable]) -> JointKpi:
 class HostedService(_Model):
     authority: str
     service: NonLocalService
+    period: str = ""  # the records' span (`records_span`); "" in a bundle made before rows said
 
 
 class JointNonLocalServices(_Model):
@@ -270,9 +296,11 @@ class JointNonLocalServices(_Model):
     too_small: int  # services at the answering authorities too small to describe
 
 
-def combine_non_local_services(answers: Sequence[NonLocalServices], *, min_share_percent: int) -> JointNonLocalServices:
+def combine_non_local_services(
+    answers: Sequence[NonLocalServices], *, min_share_percent: int, period: str = ""
+) -> JointNonLocalServices:
     services = [
-        HostedService(authority=a.authority, service=s)
+        HostedService(authority=a.authority, service=s, period=period)
         for a in sorted(answers, key=lambda a: a.authority)
         for s in a.services
     ]
@@ -296,6 +324,7 @@ class RepeatMovers(_Model):
     people: int | None  # suppressed: None
     by_client_group: dict[int, int | None]
     suppressed: tuple[str, ...] = ()
+    period: str = ""  # the records' span (`records_span`); "" in a bundle made before rows said
 
 
 def count_repeat_movers(

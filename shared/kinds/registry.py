@@ -26,6 +26,7 @@ from shared.kinds.records import (
     combine_net_flow,
     combine_non_local_services,
     combine_plan,
+    records_span,
 )
 from shared.kinds.supply import JointSupplyMap, as_at_day, combine_supply_maps
 from shared.manifest import CAG_CHAIR, MEMBER_AUTHORITY
@@ -130,7 +131,19 @@ def _supply_day(query: coordinator_pb2.JointQueryRequest) -> None:
     as_at_day(query.as_at)
 
 
-def _counts(combine: Callable[[Any], Any]) -> Combine:
+def _span(responses: Sequence[Any], query: coordinator_pb2.JointQueryRequest) -> str:
+    """The records' span each row of the result names, from the question and the nodes' signed
+    statements of how recent their records are (none from older nodes: then "")."""
+    stated = [m.currency.records_to for m in responses if m.HasField("currency")]
+    return records_span(query.from_date, query.to_date, stated)
+
+
+def _counts(combine: Callable[..., Any], *, periods: bool = False) -> Combine:
+    """A count kind's combine; with `periods`, each row names the span of records it covers."""
+    if periods:
+        return lambda responses, query: combine(
+            [count_table_from_proto(m) for m in responses], period=_span(responses, query)
+        )
     return lambda responses, _query: combine([count_table_from_proto(m) for m in responses])
 
 
@@ -161,7 +174,7 @@ _DECLARED = (
         node_pb2.CountsResponse,
         feed=True,
         planned=True,
-        combiner=_counts(combine_net_flow),
+        combiner=_counts(combine_net_flow, periods=True),
     ),
     JointKind(
         "kpi",
@@ -170,7 +183,7 @@ _DECLARED = (
         node_pb2.CountsResponse,
         feed=True,
         planned=True,
-        combiner=_counts(combine_kpi),
+        combiner=_counts(combine_kpi, periods=True),
     ),
     JointKind(
         "non-local-services",
@@ -182,6 +195,7 @@ _DECLARED = (
         combiner=lambda responses, query: combine_non_local_services(
             [non_local_services_from_proto(m) for m in responses],
             min_share_percent=query.min_share_percent or DEFAULT_MIN_SHARE,
+            period=_span(responses, query),
         ),
     ),
     JointKind(

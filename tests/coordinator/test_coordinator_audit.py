@@ -48,14 +48,19 @@ def _policy_digest(net: LiveNetwork) -> str:
     return net.coordinator.policies.current().digest
 
 
+ROUTE = "its route to the CAG's figures is the signed feed: `cagnet feed subscribe`"
+
+
 def test_a_joint_query_outside_the_role_is_refused_and_written(net: LiveNetwork) -> None:
     with pytest.raises(Refused) as refused:
         joint_query(net.netdir, kind="supply-map", principal="regional-board")
     assert refused.value.code == grpc.StatusCode.PERMISSION_DENIED
-    assert refused.value.public_message == f"role regional-board may not call {JOINT_QUERY}"
+    # Told its route to the CAG's figures, and written as told.
+    said = f"role regional-board may not call {JOINT_QUERY}; {ROUTE}"
+    assert refused.value.public_message == said
     last = audit.entries(_log(net))[-1]
     assert (last.principal, last.role, last.via, last.method) == ("regional-board", "regional-board", "", JOINT_QUERY)
-    assert last.decision == f"refused: role regional-board may not call {JOINT_QUERY}"
+    assert last.decision == f"refused: {said}"
     assert json.loads(last.parameters) == {"kind": "supply-map"}
     assert last.release_digest == "" and last.policy_digest == _policy_digest(net)
     assert audit.verify_chain(_log(net)) == last.seq

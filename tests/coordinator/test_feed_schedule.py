@@ -427,8 +427,8 @@ def test_a_failed_slot_is_logged_and_not_tried_again_in_that_slot(
     before = net.coordinator.feeds.last_sequence()
     with caplog.at_level(logging.WARNING, logger="coordinator.feeds.schedule"):
         said = schedule.tick()
-    assert said.startswith("no snapshot for slot 0: minimum authorities")
-    assert "E06000035: unreachable" in said and "next attempt at" in said
+    assert said.startswith("no snapshot for slot 0: unreachable: 2 of 3 authorities answered")
+    assert "(E06000035): unreachable" in said and "next attempt at" in said
     assert f"feed schedule: {said}" in caplog.text
     # Not again in the same slot, whatever the outcome: the nodes that answered have spent it.
     assert schedule.tick() == "slot 0 already tried"

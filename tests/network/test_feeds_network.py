@@ -92,6 +92,10 @@ def test_a_regional_board_is_refused_per_authority_figures_and_publishing(net: L
         with pytest.raises(Refused) as refused:
             joint_query(net.netdir, kind=kind, principal=BOARD, period="all" if kind != "supply-map" else "")
         assert refused.value.code == grpc.StatusCode.PERMISSION_DENIED
+        # Told where its figures are instead.
+        assert refused.value.public_message.endswith(
+            "its route to the CAG's figures is the signed feed: `cagnet feed subscribe`"
+        )
     with pytest.raises(Refused) as refused:
         publish(net.netdir, principal=BOARD)
     assert refused.value.code == grpc.StatusCode.PERMISSION_DENIED

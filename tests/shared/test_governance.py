@@ -191,7 +191,10 @@ def test_a_regional_board_is_refused_per_authority_figures(net: LiveNetwork) -> 
     with pytest.raises(Refused) as refused:
         joint_query(net.netdir, kind="vfm", principal="regional-board")
     assert refused.value.code == grpc.StatusCode.PERMISSION_DENIED
-    assert refused.value.public_message == "role regional-board may not call /cagnet.v1.Coordinator/JointQuery"
+    assert refused.value.public_message == (
+        "role regional-board may not call /cagnet.v1.Coordinator/JointQuery;"
+        " its route to the CAG's figures is the signed feed: `cagnet feed subscribe`"
+    )
     # A coordinator that forwarded it anyway is refused at the node, which audits the refusal.
     coordinator = network.coordinator_identity(net.netdir)
     query = coordinator_pb2.JointQueryRequest(

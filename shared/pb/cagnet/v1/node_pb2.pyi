@@ -232,6 +232,7 @@ class SupplyMapResponse(_message.Message):
     TOTAL_FIELD_NUMBER: _builtins.int
     CLIENT_GROUPS_FIELD_NUMBER: _builtins.int
     RECEIPT_FIELD_NUMBER: _builtins.int
+    CURRENCY_FIELD_NUMBER: _builtins.int
     authority: _builtins.str
     population: _builtins.int
     by_district: _builtins.bool
@@ -255,6 +256,10 @@ class SupplyMapResponse(_message.Message):
     def receipt(self) -> _envelope_pb2.Envelope:
         """A ContributionReceipt envelope for this response (see there)."""
 
+    @_builtins.property
+    def currency(self) -> Global___RecordsCurrency:
+        """How recent this node's records are (added: an older node's answers leave it unset)."""
+
     def __init__(
         self,
         *,
@@ -267,10 +272,11 @@ class SupplyMapResponse(_message.Message):
         total: Global___SupplyCell | None = ...,
         client_groups: _abc.Iterable[_builtins.int] | None = ...,
         receipt: _envelope_pb2.Envelope | None = ...,
+        currency: Global___RecordsCurrency | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["header", b"header", "receipt", b"receipt", "total", b"total"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["currency", b"currency", "header", b"header", "receipt", b"receipt", "total", b"total"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["authority", b"authority", "by_district", b"by_district", "cells", b"cells", "client_group_totals", b"client_group_totals", "client_groups", b"client_groups", "header", b"header", "population", b"population", "receipt", b"receipt", "total", b"total"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["authority", b"authority", "by_district", b"by_district", "cells", b"cells", "client_group_totals", b"client_group_totals", "client_groups", b"client_groups", "currency", b"currency", "header", b"header", "population", b"population", "receipt", b"receipt", "total", b"total"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -371,6 +377,7 @@ class CountsResponse(_message.Message):
     PERIOD_FIELD_NUMBER: _builtins.int
     CLIENT_GROUPS_FIELD_NUMBER: _builtins.int
     RECEIPT_FIELD_NUMBER: _builtins.int
+    CURRENCY_FIELD_NUMBER: _builtins.int
     authority: _builtins.str
     kind: _builtins.str
     """What the table counts, e.g. "movement"."""
@@ -390,6 +397,10 @@ class CountsResponse(_message.Message):
     def receipt(self) -> _envelope_pb2.Envelope:
         """A ContributionReceipt envelope for this response (see there)."""
 
+    @_builtins.property
+    def currency(self) -> Global___RecordsCurrency:
+        """How recent this node's records are (added: an older node's answers leave it unset)."""
+
     def __init__(
         self,
         *,
@@ -403,14 +414,48 @@ class CountsResponse(_message.Message):
         period: _builtins.str = ...,
         client_groups: _abc.Iterable[_builtins.int] | None = ...,
         receipt: _envelope_pb2.Envelope | None = ...,
+        currency: Global___RecordsCurrency | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["header", b"header", "receipt", b"receipt"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["currency", b"currency", "header", b"header", "receipt", b"receipt"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["authority", b"authority", "cells", b"cells", "client_groups", b"client_groups", "dimensions", b"dimensions", "from_date", b"from_date", "header", b"header", "kind", b"kind", "period", b"period", "receipt", b"receipt", "to_date", b"to_date"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["authority", b"authority", "cells", b"cells", "client_groups", b"client_groups", "currency", b"currency", "dimensions", b"dimensions", "from_date", b"from_date", "header", b"header", "kind", b"kind", "period", b"period", "receipt", b"receipt", "to_date", b"to_date"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___CountsResponse: _TypeAlias = CountsResponse  # noqa: Y015
+
+@_typing.final
+class RecordsCurrency(_message.Message):
+    """How recent a node's records are, stated in every answer it signs, so that a joint result can
+    say per authority what its figures run to ("Kent: records to 2010-03-31").
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    RECORDS_TO_FIELD_NUMBER: _builtins.int
+    LAST_IMPORT_FIELD_NUMBER: _builtins.int
+    records_to: _builtins.str
+    """The last day of the latest month in which one of its client records starts or an outcome
+    ends, "YYYY-MM-DD"; a month, not the day, so that no one client's date is released. Empty:
+    no client records.
+    """
+    last_import: _builtins.str
+    """When its records (supply or client) were last imported or changed, UTC "YYYY-MM-DDTHH:MM:SSZ".
+    Empty: nothing imported.
+    """
+    def __init__(
+        self,
+        *,
+        records_to: _builtins.str = ...,
+        last_import: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["last_import", b"last_import", "records_to", b"records_to"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RecordsCurrency: _TypeAlias = RecordsCurrency  # noqa: Y015
 
 @_typing.final
 class ContributionReceipt(_message.Message):
@@ -425,20 +470,26 @@ class ContributionReceipt(_message.Message):
     HEADER_FIELD_NUMBER: _builtins.int
     AUTHORITY_FIELD_NUMBER: _builtins.int
     RESPONSE_DIGEST_FIELD_NUMBER: _builtins.int
+    CURRENCY_FIELD_NUMBER: _builtins.int
     authority: _builtins.str
     response_digest: _builtins.bytes
     @_builtins.property
     def header(self) -> _envelope_pb2.ResponseHeader: ...
+    @_builtins.property
+    def currency(self) -> Global___RecordsCurrency:
+        """The response's own currency, so that a feed reader sees it without the figures."""
+
     def __init__(
         self,
         *,
         header: _envelope_pb2.ResponseHeader | None = ...,
         authority: _builtins.str = ...,
         response_digest: _builtins.bytes = ...,
+        currency: Global___RecordsCurrency | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["header", b"header"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["currency", b"currency", "header", b"header"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["authority", b"authority", "header", b"header", "response_digest", b"response_digest"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["authority", b"authority", "currency", b"currency", "header", b"header", "response_digest", b"response_digest"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -501,6 +552,7 @@ class NonLocalServicesResponse(_message.Message):
     FROM_DATE_FIELD_NUMBER: _builtins.int
     TO_DATE_FIELD_NUMBER: _builtins.int
     MIN_SHARE_PERCENT_FIELD_NUMBER: _builtins.int
+    CURRENCY_FIELD_NUMBER: _builtins.int
     authority: _builtins.str
     too_small: _builtins.int
     """Services left out because their intake was too small to describe."""
@@ -511,6 +563,10 @@ class NonLocalServicesResponse(_message.Message):
     def header(self) -> _envelope_pb2.ResponseHeader: ...
     @_builtins.property
     def services(self) -> _containers.RepeatedCompositeFieldContainer[Global___NonLocalService]: ...
+    @_builtins.property
+    def currency(self) -> Global___RecordsCurrency:
+        """How recent this node's records are (added: an older node's answers leave it unset)."""
+
     def __init__(
         self,
         *,
@@ -521,10 +577,11 @@ class NonLocalServicesResponse(_message.Message):
         from_date: _builtins.str = ...,
         to_date: _builtins.str = ...,
         min_share_percent: _builtins.int = ...,
+        currency: Global___RecordsCurrency | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["header", b"header"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["currency", b"currency", "header", b"header"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["authority", b"authority", "from_date", b"from_date", "header", b"header", "min_share_percent", b"min_share_percent", "services", b"services", "to_date", b"to_date", "too_small", b"too_small"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["authority", b"authority", "currency", b"currency", "from_date", b"from_date", "header", b"header", "min_share_percent", b"min_share_percent", "services", b"services", "to_date", b"to_date", "too_small", b"too_small"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -592,12 +649,17 @@ class LinkageReceipt(_message.Message):
     AUTHORITY_FIELD_NUMBER: _builtins.int
     KEY_CHECK_FIELD_NUMBER: _builtins.int
     TOKENS_DIGEST_FIELD_NUMBER: _builtins.int
+    CURRENCY_FIELD_NUMBER: _builtins.int
     authority: _builtins.str
     key_check: _builtins.str
     tokens_digest: _builtins.bytes
     """SHA-256 over the tokens and masks exactly as sent."""
     @_builtins.property
     def header(self) -> _envelope_pb2.ResponseHeader: ...
+    @_builtins.property
+    def currency(self) -> Global___RecordsCurrency:
+        """How recent this node's records are (added: an older node's answers leave it unset)."""
+
     def __init__(
         self,
         *,
@@ -605,10 +667,11 @@ class LinkageReceipt(_message.Message):
         authority: _builtins.str = ...,
         key_check: _builtins.str = ...,
         tokens_digest: _builtins.bytes = ...,
+        currency: Global___RecordsCurrency | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["header", b"header"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["currency", b"currency", "header", b"header"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["authority", b"authority", "header", b"header", "key_check", b"key_check", "tokens_digest", b"tokens_digest"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["authority", b"authority", "currency", b"currency", "header", b"header", "key_check", b"key_check", "tokens_digest", b"tokens_digest"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -841,21 +904,27 @@ class RevealResponse(_message.Message):
     HEADER_FIELD_NUMBER: _builtins.int
     AUTHORITY_FIELD_NUMBER: _builtins.int
     PROVIDERS_FIELD_NUMBER: _builtins.int
+    CURRENCY_FIELD_NUMBER: _builtins.int
     authority: _builtins.str
     @_builtins.property
     def header(self) -> _envelope_pb2.ResponseHeader: ...
     @_builtins.property
     def providers(self) -> _containers.RepeatedCompositeFieldContainer[Global___RevealedProvider]: ...
+    @_builtins.property
+    def currency(self) -> Global___RecordsCurrency:
+        """How recent this node's records are (added: an older node's answers leave it unset)."""
+
     def __init__(
         self,
         *,
         header: _envelope_pb2.ResponseHeader | None = ...,
         authority: _builtins.str = ...,
         providers: _abc.Iterable[Global___RevealedProvider] | None = ...,
+        currency: Global___RecordsCurrency | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["header", b"header"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["currency", b"currency", "header", b"header"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["authority", b"authority", "header", b"header", "providers", b"providers"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["authority", b"authority", "currency", b"currency", "header", b"header", "providers", b"providers"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -945,6 +1014,7 @@ class VfmReceipt(_message.Message):
     KEY_CHECK_FIELD_NUMBER: _builtins.int
     PARTICIPANTS_FIELD_NUMBER: _builtins.int
     MASKED_DIGEST_FIELD_NUMBER: _builtins.int
+    CURRENCY_FIELD_NUMBER: _builtins.int
     authority: _builtins.str
     key_check: _builtins.str
     masked_digest: _builtins.bytes
@@ -953,6 +1023,10 @@ class VfmReceipt(_message.Message):
     def header(self) -> _envelope_pb2.ResponseHeader: ...
     @_builtins.property
     def participants(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
+    @_builtins.property
+    def currency(self) -> Global___RecordsCurrency:
+        """How recent this node's records are (added: an older node's answers leave it unset)."""
+
     def __init__(
         self,
         *,
@@ -961,10 +1035,11 @@ class VfmReceipt(_message.Message):
         key_check: _builtins.str = ...,
         participants: _abc.Iterable[_builtins.str] | None = ...,
         masked_digest: _builtins.bytes = ...,
+        currency: Global___RecordsCurrency | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["header", b"header"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["currency", b"currency", "header", b"header"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["authority", b"authority", "header", b"header", "key_check", b"key_check", "masked_digest", b"masked_digest", "participants", b"participants"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["authority", b"authority", "currency", b"currency", "header", b"header", "key_check", b"key_check", "masked_digest", b"masked_digest", "participants", b"participants"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -1029,21 +1104,27 @@ class PlanResponse(_message.Message):
     HEADER_FIELD_NUMBER: _builtins.int
     AUTHORITY_FIELD_NUMBER: _builtins.int
     QUESTIONS_FIELD_NUMBER: _builtins.int
+    CURRENCY_FIELD_NUMBER: _builtins.int
     authority: _builtins.str
     @_builtins.property
     def header(self) -> _envelope_pb2.ResponseHeader: ...
     @_builtins.property
     def questions(self) -> _containers.RepeatedCompositeFieldContainer[Global___PlannedQuestion]: ...
+    @_builtins.property
+    def currency(self) -> Global___RecordsCurrency:
+        """How recent this node's records are (added: an older node's answers leave it unset)."""
+
     def __init__(
         self,
         *,
         header: _envelope_pb2.ResponseHeader | None = ...,
         authority: _builtins.str = ...,
         questions: _abc.Iterable[Global___PlannedQuestion] | None = ...,
+        currency: Global___RecordsCurrency | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["header", b"header"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["currency", b"currency", "header", b"header"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["authority", b"authority", "header", b"header", "questions", b"questions"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["authority", b"authority", "currency", b"currency", "header", b"header", "questions", b"questions"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
