@@ -81,6 +81,7 @@ class KpiRow(_Model):
     planned: Tally
     departures: Tally
     percent_planned: float | None
+    reason: str = ""  # why the percentage is withheld (absent from snapshots made before issue 26)
 
 
 class ProviderCounts(_Model):
@@ -174,6 +175,7 @@ def figures_from_bundles(bundles: dict[str, Bundle]) -> Figures:
                 planned=r.planned,
                 departures=r.departures,
                 percent_planned=r.percent_planned,
+                reason=r.reason,
             )
             for r in kpi.rows
             if r.authority == "CAG"
@@ -406,33 +408,50 @@ def _check_bundles(snapshot: FeedSnapshot, envelopes: Sequence[dsse.Envelope], m
 
 
 def snapshot_csv(snapshot: FeedSnapshot) -> str:
-    """One row per figure: section, client group, measure, value, and whether the sum is complete."""
+    """One row per figure: section, client group, measure, value, whether the figure is whole
+    (a sum with no suppressed part), and a note saying why a figure is "at least" or withheld."""
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
-    w.writerow(["sequence", "section", "client_group", "client_group_name", "measure", "value", "complete"])
+    w.writerow(["sequence", "section", "client_group", "client_group_name", "measure", "value", "complete", "note"])
 
     def name(g: int) -> str:
         return "all client groups" if g == 0 else vocabulary.CLIENT_GROUPS[g]
 
+    def at_least(t: Tally) -> str:
+        return "" if t.complete else "at least: a suppressed count is left out"
+
     s = snapshot.sequence
-    w.writerow([s, "cag", "", "", "population", snapshot.population, True])
+    w.writerow([s, "cag", "", "", "population", snapshot.population, True, ""])
     for r in snapshot.supply:
-        w.writerow([s, "supply", r.client_group, r.name, "units", r.units, True])
-        w.writerow([s, "supply", r.client_group, r.name, "units_per_1000", r.units_per_1000, True])
+        w.writerow([s, "supply", r.client_group, r.name, "units", r.units, True, ""])
+        w.writerow([s, "supply", r.client_group, r.name, "units_per_1000", r.units_per_1000, True, ""])
     for f in snapshot.flows:
         for measure, t in (("from_outside_cag", f.from_outside), ("between_cag_authorities", f.between_authorities)):
-            w.writerow([s, "flows", f.client_group, name(f.client_group), measure, t.count, t.complete])
+            w.writerow([s, "flows", f.client_group, name(f.client_group), measure, t.count, t.complete, at_least(t)])
     for k in snapshot.kpi2:
-        w.writerow([s, "kpi2", k.client_group, name(k.client_group), "planned", k.planned.count, k.planned.complete])
+        g = name(k.client_group)
+        w.writerow([s, "kpi2", k.client_group, g, "planned", k.planned.count, k.planned.complete, at_least(k.planned)])
         w.writerow(
-            [s, "kpi2", k.client_group, name(k.client_group), "departures", k.departures.count, k.departures.complete]
+            [
+                s,
+                "kpi2",
+                k.client_group,
+                g,
+                "departures",
+                k.departures.count,
+                k.departures.complete,
+                at_least(k.departures),
+            ]
         )
+        # A withheld percentage has no value, complete False and its reason; never a number.
         pct = "" if k.percent_planned is None else k.percent_planned
-        w.writerow(
-            [s, "kpi2", k.client_group, name(k.client_group), "percent_planned", pct, k.percent_planned is not None]
-        )
+        why = k.reason  # empty in a snapshot made before issue 26: worked out from the parts
+        if not why and k.percent_planned is None:
+            whole = k.planned.complete and k.departures.complete
+            why = "no departures" if whole else "withheld: a part is suppressed"
+        w.writerow([s, "kpi2", k.client_group, g, "percent_planned", pct, k.percent_planned is not None, why])
     for status, n in snapshot.providers.by_status.items():
-        w.writerow([s, "providers", "", "", status, n, True])
+        w.writerow([s, "providers", "", "", status, n, True, ""])
     return buf.getvalue()
 
 
