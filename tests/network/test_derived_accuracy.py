@@ -8,6 +8,8 @@ asked for 2009-04-01 to 2010-03-31, on SQLite and on PostgreSQL stores.
 
 from __future__ import annotations
 
+import csv
+import io
 from collections import defaultdict
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -259,3 +261,65 @@ def test_every_released_figure_is_within_rounding_of_the_truth(net: LiveNetwork)
     assert not wrong, "\n".join(wrong)
     # The case is one where suppression matters: some figures are withheld or bounded, some whole.
     assert withheld + bounded and whole, (withheld, bounded, whole)
+
+
+# --- how a bound or withheld figure is shown ------------------------------------------------------------
+
+
+def test_a_figure_with_a_suppressed_part_says_so_on_screen_in_the_report_and_the_feed(tmp_path: Path) -> None:
+    from rich.console import Console
+
+    from cagnet.cli.query import render_supply_map
+    from cagnet.cli.records import place_label, render_kpi, render_net_flow
+    from coordinator.feeds.client import publish
+    from coordinator.feeds.snapshot import snapshot_csv
+    from coordinator.report import net_flow_chart
+
+    built = make_network(tmp_path, MEMBERS, seed=1)
+    with running(built):
+        snapshot = publish(built.netdir, from_date=FROM, to_date=TO)
+        flows, _ = joint_query(built.netdir, kind="net-flow", from_date=FROM, to_date=TO)
+        kpi, _ = joint_query(built.netdir, kind="kpi", from_date=FROM, to_date=TO)
+        supply, _ = joint_query(built.netdir, kind="supply-map")
+    nf, k, sm = flows.result, kpi.result, supply.result
+    assert isinstance(nf, JointNetFlow) and isinstance(k, JointKpi) and isinstance(sm, JointSupplyMap)
+
+    console = Console(record=True, width=200)
+    render_net_flow(flows, console)
+    lines = {line.split("  ")[0].strip(): line for line in console.export_text().splitlines()}
+    short = [row for row in nf.rows if row.client_group == ALL and row.status != "whole"]
+    assert short, "the case has a net flow with a suppressed part"
+    for row in nf.rows:
+        if row.client_group != ALL:
+            continue
+        line = lines[place_label(row.authority)]
+        if row.status == "whole":
+            assert f"{row.net:+,}" in line and any(w in line for w in ("importer", "exporter", "balanced")), line
+        else:
+            assert row.reason in line and not any(w in line for w in ("importer", "exporter", "balanced")), line
+            assert ("withheld" if row.net is None else f"{row.status} {row.net:+,}") in line, line
+
+    console = Console(record=True, width=200)
+    render_kpi(kpi, console)
+    text = console.export_text()
+    for row in k.rows:
+        if row.authority == "CAG" and row.percent_planned is None and row.reason:
+            assert row.reason in text
+
+    console = Console(record=True, width=200)
+    render_supply_map(supply, console)
+    text = console.export_text()
+    for name, reason in sm.withheld.items():
+        assert reason in text and getattr(sm, name) is None
+
+    html = net_flow_chart(flows)
+    for row in short:
+        assert row.reason in html
+
+    # The feed's CSV: every figure that is not whole says why, and a withheld percentage has no value.
+    rows = list(csv.reader(io.StringIO(snapshot_csv(snapshot))))[1:]
+    assert any(r[6] == "False" for r in rows)
+    for r in rows:
+        assert (r[6] == "True") == (r[7] == ""), r
+        if r[4] == "percent_planned" and r[6] == "False":
+            assert r[5] == "", r

@@ -81,3 +81,24 @@ def test_the_golden_files_are_not_trivially_accepted(golden: Path) -> None:
     forged = dsse.Envelope(snapshot.payload_type, snapshot.payload + b" ", snapshot.signatures)
     with pytest.raises(BadSignature):
         verify_snapshot(forged, network.read(golden / "network"))
+
+
+def test_an_old_net_flow_verifies_as_version_1_not_as_today(golden: Path) -> None:
+    """The net flows of a bundle saved before issue 26 were computed from "at least" parts; today's
+    combine withholds them, so only the kept version 1 combine makes the saved result again."""
+    from coordinator.joint import bundle
+    from shared.kinds.records import JointNetFlow, combine_net_flow, combine_net_flow_version_1
+    from shared.pb.cagnet.v1 import node_pb2
+    from shared.serde import count_table_from_proto
+
+    envelope, _ = bundle.load(golden / "records" / "net-flow.bundle.json")
+    saved = bundle.verify_bundle(envelope, network.read(golden / "records" / "network"))
+    assert isinstance(saved.result, JointNetFlow) and saved.result.result_version == 1
+    tables = [
+        count_table_from_proto(node_pb2.CountsResponse.FromString(dsse.Envelope.from_json(c.response).payload))
+        for c in saved.contributions
+    ]
+    assert combine_net_flow_version_1(tables) == saved.result
+    today = combine_net_flow(tables)
+    assert today != saved.result and today.result_version == 2
+    assert any(row.status == "withheld" for row in today.rows)
