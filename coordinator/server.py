@@ -309,6 +309,9 @@ class CoordinatorRuntime:
             raise InvalidRequest(f"unknown query kind; this coordinator answers: {', '.join(KINDS)}")
         if spec.check is not None:
             spec.check(query)
+        if query.as_at and "as_at" not in spec.request_cls.DESCRIPTOR.fields_by_name:
+            # A field the kind's node request lacks would be dropped on the way: refuse it instead.
+            raise InvalidRequest("as_at: this kind of query is not asked as at a day")
         deadline_ms = query.node_deadline_ms or self.settings.node_deadline_ms
         if not 0 < deadline_ms <= self.settings.max_node_deadline_ms:
             raise InvalidRequest(f"node deadline must be between 1 and {self.settings.max_node_deadline_ms} ms")

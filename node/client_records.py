@@ -11,7 +11,8 @@ tokens under the network linkage key (see `node.linkage` and docs/movement.md).
     client_record  id PK, record_ref UNIQUE, service_id -> service, start_date, client_group 1-21,
                    secondary_groups ("4,9" or ""), age_band, sex, ethnicity, economic_status,
                    referral_source, accommodation_before, previous_authority (GSS code, NULL when
-                   unknown), person (sealed person hash, 48 bytes)
+                   unknown), person (sealed person hash, 48 bytes; NULL when the return
+                   lacks a linkage field: such a record is counted, never linked)
     outcome        id PK, client_record_id UNIQUE -> client_record, end_date, departure
                    (planned/unplanned), five outcome needs each identified/achieved/not-applicable
 """
@@ -29,7 +30,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESSIV
 from sqlalchemy import CheckConstraint, Index, LargeBinary
 from sqlmodel import Field, SQLModel
 
-from node.store import UtcDateTime, utcnow
+from node.columns import UtcDateTime, utcnow
 from shared.errors import InvalidRequest
 
 __all__ = [
@@ -143,7 +144,8 @@ class ClientRecord(SQLModel, table=True):
     referral_source: str = Field(max_length=30)
     accommodation_before: str = Field(max_length=40)
     previous_authority: str | None = Field(default=None, max_length=9)
-    person: bytes = Field(sa_type=LargeBinary, index=True)
+    # NULL for a record without all three linkage fields: counted in every figure, never linked.
+    person: bytes | None = Field(default=None, sa_type=LargeBinary, index=True, nullable=True)
     created_at: datetime = Field(default_factory=utcnow, sa_type=UtcDateTime, nullable=False)
     # Indexed so that `node.movement.records_version`, read before every answer, finds the newest
     # change without reading the table (schema revision 0002).

@@ -10,10 +10,10 @@ rules for money, all from `shared.disclosure`. The caller signs what comes back 
 from __future__ import annotations
 
 import hashlib
-import json
 import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import date
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -28,6 +28,7 @@ from node.ledger import SqlReleaseStore, keep_answer, last_answer
 from node.store import data_version
 from shared import vocabulary
 from shared.authorities import Register, shipped_register
+from shared.canonical import canonical_json
 from shared.disclosure import (
     SHARE_GRID,
     TOTAL,
@@ -115,18 +116,32 @@ class Releaser:
             self._answers.clear()
 
     def supply_map(
-        self, policy: Policy, *, roles: Iterable[str], by_district: bool, client_groups: Sequence[int] = ()
+        self,
+        policy: Policy,
+        *,
+        roles: Iterable[str],
+        by_district: bool,
+        client_groups: Sequence[int] = (),
+        as_at: date | None = None,
     ) -> SupplyMap:
+        """The supply map as released; as at `as_at` (default: today, as the store stands)."""
         rule = policy.require_any_role(SUPPLY_MAP, tuple(roles))
         groups = _checked_groups(client_groups)
-        signature = _signature({"kind": SUPPLY_MAP, "by_district": by_district, "client_groups": list(groups)})
+        question: dict[str, object] = {"kind": SUPPLY_MAP, "by_district": by_district, "client_groups": list(groups)}
+        if as_at is not None:
+            # Each day asked is its own question in the ledger; a map without a day keeps the
+            # signature it always had, so its ledger history carries on.
+            question["as_at"] = as_at.isoformat()
+        signature = _signature(question)
         # One release at a time: two racing queries must not both pass the differencing check.
         with self._lock:
             version = data_version(self.engine)
             cached = self._answers.get((policy.digest, signature))
             if cached is not None and cached[0] == version:
                 return cached[1]
-            answer = self._supply_map(rule, policy.digest, signature, by_district=by_district, groups=groups)
+            answer = self._supply_map(
+                rule, policy.digest, signature, by_district=by_district, groups=groups, as_at=as_at
+            )
             self._answers[(policy.digest, signature)] = (version, answer)
             return answer
 
@@ -419,9 +434,18 @@ class Releaser:
         )
 
     def _supply_map(
-        self, rule: AggregateRule, policy_digest: str, signature: str, *, by_district: bool, groups: tuple[int, ...]
+        self,
+        rule: AggregateRule,
+        policy_digest: str,
+        signature: str,
+        *,
+        by_district: bool,
+        groups: tuple[int, ...],
+        as_at: date | None,
     ) -> SupplyMap:
-        finest = supply_map(self.engine, authority_code=self.authority, by_district=True, client_groups=groups)
+        finest = supply_map(
+            self.engine, authority_code=self.authority, by_district=True, client_groups=groups, as_at=as_at
+        )
         if groups:
             # Query-set restriction, at the strictest threshold of the groups selected.
             strictest = max(groups, key=rule.threshold_for)
@@ -440,7 +464,7 @@ class Releaser:
                     "differencing: the answer would differ from an earlier release by too few people"
                 )
             return SupplyMap.model_validate_json(earlier)
-        answer = self._protect(rule, finest, by_district=by_district, groups=groups)
+        answer = self._protect(rule, finest, by_district=by_district, groups=groups, as_at=as_at)
         keep_answer(
             self.engine,
             kind=SUPPLY_MAP,
@@ -451,14 +475,22 @@ class Releaser:
         return answer
 
     def _protect(
-        self, rule: AggregateRule, finest: RawSupply, *, by_district: bool, groups: tuple[int, ...]
+        self,
+        rule: AggregateRule,
+        finest: RawSupply,
+        *,
+        by_district: bool,
+        groups: tuple[int, ...],
+        as_at: date | None = None,
     ) -> SupplyMap:
 
         # The finest grain is the by-district map itself; only the plain map needs its own query.
         raw = (
             finest
             if by_district
-            else supply_map(self.engine, authority_code=self.authority, by_district=False, client_groups=groups)
+            else supply_map(
+                self.engine, authority_code=self.authority, by_district=False, client_groups=groups, as_at=as_at
+            )
         )
         population = finest.population
         dims = ("client_group", "service_type", "district") if by_district else ("client_group", "service_type")
@@ -469,7 +501,7 @@ class Releaser:
         services = {key_of(c.key): c.services for c in raw.cells}
         designated = {key_of(c.key): c.designated_services for c in raw.cells}
         money = contract_values(
-            self.engine, authority_code=self.authority, by_district=by_district, client_groups=groups
+            self.engine, authority_code=self.authority, by_district=by_district, client_groups=groups, as_at=as_at
         )
 
         # A total over client groups takes the strictest threshold of the groups a filter kept: a
@@ -569,7 +601,7 @@ def _ledger_key(key: CellKey) -> tuple[str, str, str]:
 
 
 def _signature(query: Mapping[str, object]) -> str:
-    return hashlib.sha256(json.dumps(query, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+    return hashlib.sha256(canonical_json(query)).hexdigest()
 
 
 def load_rounding_secret(path: Path) -> bytes:

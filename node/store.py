@@ -11,36 +11,46 @@ the release ledger's; the schema is made and changed only by the migrations in n
     provider    id PK, provider_ref UNIQUE, name, national_provider_id, charity_number, company_number
     service     id PK, service_ref UNIQUE, provider_id -> provider, district_code -> district,
                 name, service_type, client_group 1-21, units >= 0, unit_type, contracted_hours,
-                designated, term
+                designated, term, start_date and end_date (both optional: the service's life)
+    service_history  id PK, service_id -> service, valid_until (the last day this version held),
+                every supply field of service as it was (not its dates), recorded_at: the versions a re-import
+                replaced, so the supply map can be asked as at any date (schema revision 0003)
     contract    id PK, contract_ref UNIQUE, service_id -> service, annual_value (pounds, 2 dp),
                 start_date, end_date >= start_date
 """
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime
+from datetime import date, datetime
 from decimal import Decimal
 from typing import Any, TypeVar
 
-from sqlalchemy import CheckConstraint, DateTime, Numeric, create_engine, event, func
+from sqlalchemy import CheckConstraint, Index, Numeric, create_engine, event, func
 from sqlalchemy import select as sa_select
-from sqlalchemy.engine import Dialect, Engine
+from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.types import TypeDecorator
 from sqlmodel import Field, Session, SQLModel, col, select
 
+# The ledger's and the client records' tables, so that the node schema below is whole whatever
+# else was imported (they are part of the node database, made and migrated with it).
+import node.client_records
+import node.ledger  # noqa: F401
+from node.columns import UtcDateTime, utcnow
 from shared import vocabulary
+from shared.audit import SCHEMA as AUDIT
 from shared.authorities import Register, shipped_register
 from shared.errors import InvalidRequest, NotFound
-from shared.migrate import ensure_current
+from shared.migrate import Schema, Store, ensure_current
 from shared.vocabulary import UNIT_TYPE_FOR, ServiceType
 
 __all__ = [
+    "SERVICE_VERSION_FIELDS",
     "AuthorityRow",
     "Contract",
     "DistrictRow",
     "Provider",
     "Service",
+    "ServiceHistory",
     "add_contract",
     "add_provider",
     "add_service",
@@ -63,29 +73,6 @@ SQLITE_BUSY_TIMEOUT_S = 30.0
 
 
 _Row = TypeVar("_Row", bound=SQLModel)
-
-
-def utcnow() -> datetime:
-    return datetime.now(UTC)
-
-
-class UtcDateTime(TypeDecorator[datetime]):
-    """A timezone-aware UTC instant on every backend: SQLite keeps no zone, so one is put back on read."""
-
-    impl = DateTime(timezone=True)
-    cache_ok = True
-
-    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
-        if value is None:
-            return None
-        if value.tzinfo is None or value.utcoffset() is None:
-            raise ValueError(f"timestamps must be timezone-aware, got naive {value!r}")
-        return value.astimezone(UTC)
-
-    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
-        if value is None:
-            return None
-        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
 class AuthorityRow(SQLModel, table=True):
@@ -150,6 +137,54 @@ class Service(SQLModel, table=True):
     term: str = Field(max_length=5)
     created_at: datetime = Field(default_factory=utcnow, sa_type=UtcDateTime, nullable=False)
     updated_at: datetime = Field(default_factory=utcnow, sa_type=UtcDateTime, nullable=False)
+    # When the service began and ended, where the authority's system says; a service without dates
+    # is taken to run always. Last, because schema revision 0003 added them to existing tables.
+    start_date: date | None = None
+    end_date: date | None = None
+
+
+class ServiceHistory(SQLModel, table=True):
+    """A version of a service that a re-import replaced: its supply fields as they were, up to and
+    including `valid_until`. The service row holds the version in force after the newest of these."""
+
+    __tablename__ = "service_history"
+    __table_args__ = (
+        CheckConstraint("client_group BETWEEN 1 AND 21", name="ck_service_history_client_group"),
+        CheckConstraint("units >= 0", name="ck_service_history_units"),
+        Index("ix_service_history_service", "service_id", "valid_until"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    service_id: int = Field(foreign_key="service.id")
+    valid_until: date
+    provider_id: int = Field(foreign_key="provider.id")
+    name: str = Field(max_length=200)
+    district_code: str = Field(foreign_key="district.code", max_length=9)
+    service_type: str = Field(max_length=40)
+    client_group: int
+    units: int
+    unit_type: str = Field(max_length=20)
+    contracted_hours: float | None = None
+    designated: bool = False
+    term: str = Field(max_length=5)
+    recorded_at: datetime = Field(default_factory=utcnow, sa_type=UtcDateTime, nullable=False)
+
+
+SERVICE_VERSION_FIELDS = (
+    "provider_id",
+    "name",
+    "district_code",
+    "service_type",
+    "client_group",
+    "units",
+    "unit_type",
+    "contracted_hours",
+    "designated",
+    "term",
+)
+"""The supply fields of a service that make a version of it (ServiceHistory keeps each replaced
+one). A service's start and end dates are not versioned: they are its life, and a changed date
+corrects it for every day asked."""
 
 
 class Contract(SQLModel, table=True):
@@ -182,6 +217,22 @@ def _sqlite_on_connect(dbapi_connection: Any, _record: Any) -> None:
         cursor.close()
 
 
+# The node database's migrations (node/migrations): every table a node keeps except the audit log,
+# whose own history (shared/migrations/audit) runs on the same database.
+SCHEMA = Schema(
+    name="node",
+    package="node.migrations",
+    metadata=SQLModel.metadata,
+    # What `open_store` always made; the client-record, ledger, mandate and nonce tables were made only
+    # by the commands that imported them, so an older node may lack them (0001 adds them).
+    core_tables=frozenset({"authority", "district", "provider", "service", "contract"}),
+    foreign_tables=frozenset({"audit_log"}),
+)
+
+STORE = Store(title="the node database", schemas=(AUDIT, SCHEMA), upgrade_command="cagnet node upgrade NODEDIR")
+"""A node's database: its audit log and its node tables, each schema with its own version table."""
+
+
 def store_engine(url: str) -> Engine:
     """An engine for the store at `url` with no schema check: for `cagnet node upgrade`. Everything
     else opens the store with `open_store`."""
@@ -200,9 +251,7 @@ def open_store(url: str) -> Engine:
     one newer than this code is refused too (`shared.migrate`)."""
     engine = store_engine(url)
     # The node's tables and its audit log's, each schema at its newest revision (node/migrations,
-    # shared/migrations/audit). Imported late: the migrations' metadata imports this module.
-    from node.migrations import STORE
-
+    # shared/migrations/audit).
     try:
         ensure_current(engine, STORE)
     except BaseException:

@@ -10,18 +10,18 @@ See docs/register.md for the fields and the status rules.
 from __future__ import annotations
 
 import hashlib
-import json
 import re
 import tomllib
 from collections.abc import Iterable, Sequence
 from datetime import date
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from shared import dsse
+from shared.canonical import canonical_json
 from shared.errors import BadSignature, InvalidRequest, NotPermitted, UnknownIssuer
 from shared.manifest import MEMBER_AUTHORITY, Manifest, Party
 from shared.provider_identity import identifier_keys
@@ -38,10 +38,12 @@ __all__ = [
     "ProviderRef",
     "ProviderStatus",
     "entry_bytes",
+    "entry_from_mapping",
     "entry_from_toml",
     "evidence_digest",
     "open_entry",
     "provider_status",
+    "register_statuses",
     "sign_entry",
     "three_years_after",
     "verify_entry",
@@ -159,7 +161,7 @@ class AccreditationEntry(_Model):
 
     def canonical_bytes(self) -> bytes:
         doc = self.model_dump(mode="json", by_alias=True)
-        return json.dumps(doc, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+        return canonical_json(doc, ensure_ascii=False)
 
 
 def three_years_after(start: date) -> date:
@@ -176,7 +178,7 @@ def sign_entry(entry: AccreditationEntry, key: Ed25519PrivateKey) -> dsse.Envelo
 
 def entry_bytes(envelope: dsse.Envelope) -> bytes:
     """The exact bytes the log stores and hashes: the DSSE JSON envelope, canonical and compact."""
-    return json.dumps(envelope.to_json(), sort_keys=True, separators=(",", ":")).encode("ascii")
+    return canonical_json(envelope.to_json())
 
 
 def open_entry(data: bytes) -> tuple[dsse.Envelope, AccreditationEntry]:
@@ -245,6 +247,20 @@ def entry_from_toml(
         raw = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise InvalidRequest(f"the entry file is not valid TOML: {exc}") from None
+    try:
+        return entry_from_mapping(raw, authority=authority, register=register, base=base, today=today)
+    except ValidationError as exc:
+        raise InvalidRequest("the entry file is not a valid accreditation entry", detail=str(exc)) from None
+
+
+def entry_from_mapping(
+    raw: dict[str, Any], *, authority: str, register: str, base: Path, today: date | None = None
+) -> AccreditationEntry:
+    """An entry from the fields of ENTRY.toml as a mapping (a TOML file, or a row of an authority's
+    accreditation list): defaults filled in, the provider key derived, the evidence hashed.
+    Raises InvalidRequest for what the file may not say, or pydantic's ValidationError (with
+    each field's location) for what the entry rules refuse."""
+    raw = dict(raw)
     for forbidden in ("authority", "origin", "schema"):
         if forbidden in raw:
             raise InvalidRequest(f"the entry file may not set {forbidden!r}: it comes from the node")
@@ -270,11 +286,11 @@ def entry_from_toml(
             charity_number=provider.get("charity_number"),
             company_number=provider.get("company_number"),
         )
-        return AccreditationEntry.model_validate(
-            {**raw, "authority": authority, "origin": register, "provider": {**provider, "key": keys[0]}}
-        )
-    except (ValidationError, ValueError) as exc:
-        raise InvalidRequest("the entry file is not a valid accreditation entry", detail=str(exc)) from None
+    except ValueError as exc:
+        raise InvalidRequest(f"the provider has no identity: {exc}") from None
+    return AccreditationEntry.model_validate(
+        {**raw, "authority": authority, "origin": register, "provider": {**provider, "key": keys[0]}}
+    )
 
 
 # -- status -------------------------------------------------------------------------------------
@@ -368,3 +384,35 @@ def provider_status(provider: str, entries: Sequence[LoggedEntry], *, on: date) 
 
 # Without a suspension, the best standing any member gives the provider.
 _PRECEDENCE = ("accredited", "passported", "applied", "suspended", "withdrawn", "expired")
+
+
+def register_statuses(entries: Sequence[LoggedEntry], *, on: date) -> list[ProviderStatus]:
+    """Every provider's status on `on`, from the whole register's verified entries.
+
+    Entries are about the same provider when they share any identifier (one authority may key a
+    provider by charity number and another by its name, as long as one entry carries both), as
+    `status` finds them; each provider is named by the key of its strongest identifier."""
+    parent: dict[str, str] = {}
+
+    def root(key: str) -> str:
+        while parent.setdefault(key, key) != key:
+            parent[key] = parent[parent[key]]
+            key = parent[key]
+        return key
+
+    for logged in entries:
+        first, *others = logged.entry.provider.keys
+        for other in others:
+            parent[root(other)] = root(first)
+    groups: dict[str, list[LoggedEntry]] = {}
+    for logged in entries:
+        groups.setdefault(root(logged.entry.provider.key), []).append(logged)
+    statuses = []
+    for members in groups.values():
+        keys = {k for e in members for k in e.entry.provider.keys}
+        strongest = min(keys, key=lambda k: (_KEY_ORDER.index(k.split(":", 1)[0]), k))
+        statuses.append(provider_status(strongest, members, on=on))
+    return sorted(statuses, key=lambda s: (s.names[0].casefold(), s.provider))
+
+
+_KEY_ORDER = ("npi", "charity", "company", "name")

@@ -188,20 +188,34 @@ class ImportError_(CagnetError):
 
 
 class ImportProblem:
-    """One thing wrong with an input file, precise enough to fix: file, row, column and reason."""
+    """One thing wrong with an input file, precise enough to fix: file, sheet (of a workbook), row,
+    column, the value found, the reason, and the fix when the reason does not already say it."""
 
-    __slots__ = ("column", "file", "reason", "row")
+    __slots__ = ("column", "file", "fix", "reason", "row", "sheet", "value")
 
-    def __init__(self, file: str, row: int | None, column: str | None, reason: str) -> None:
+    def __init__(
+        self,
+        file: str,
+        row: int | None,
+        column: str | None,
+        reason: str,
+        *,
+        sheet: str | None = None,
+        value: str | None = None,
+        fix: str | None = None,
+    ) -> None:
         self.file, self.row, self.column, self.reason = file, row, column, reason
+        self.sheet, self.value, self.fix = sheet, value, fix
 
     def __str__(self) -> str:
         where = self.file
+        if self.sheet is not None:
+            where += f", sheet {self.sheet!r}"
         if self.row is not None:
             where += f", row {self.row}"
         if self.column:
             where += f", column {self.column!r}"
-        return f"{where}: {self.reason}"
+        return f"{where}: {self.reason}" + (f"; {self.fix}" if self.fix else "")
 
     def __repr__(self) -> str:
         return f"ImportProblem({self.file!r}, {self.row!r}, {self.column!r}, {self.reason!r})"

@@ -168,12 +168,16 @@ def query_message(question: MandatedQuery, header: envelope_pb2.RequestHeader) -
 
 def question_of(query: coordinator_pb2.JointQueryRequest) -> MandatedQuery:
     """The question a JointQueryRequest asks. A field added to the request but not to
-    MandatedQuery is refused rather than left out of the comparison."""
+    MandatedQuery is refused when set rather than left out of the comparison; left empty, it asks
+    nothing (a supply map's `as_at`: a feed's maps are of the day they are made), and a mandate's
+    signed bytes stay as they were."""
     fields: dict[str, Any] = {}
     for descriptor in query.DESCRIPTOR.fields:
         if descriptor.name in _NOT_THE_QUESTION:
             continue
         value = getattr(query, descriptor.name)
+        if descriptor.name not in MandatedQuery.model_fields and not value:
+            continue
         fields[descriptor.name] = tuple(value) if descriptor.is_repeated else value
     try:
         return MandatedQuery.model_validate(fields)

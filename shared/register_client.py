@@ -119,3 +119,29 @@ def fetch_history(
         proofs.append((logged.leaf_index, data, path))
     receipt = make_receipt(envelope, proofs, network_dir=network_dir)
     return History(reply.provider, checkpoint, tuple(entries), receipt)
+
+
+@dataclass(frozen=True)
+class WholeRegister:
+    """Every entry in the register as verified against a checkpoint."""
+
+    checkpoint: VerifiedCheckpoint
+    entries: tuple[LoggedEntry, ...]
+
+
+def fetch_register(client: RegisterClient, *, quorum: int | None = None) -> WholeRegister:
+    """Every entry up to the newest checkpoint, each checked: signed by the authority it names and
+    for this register; and all of them together hash to the checkpoint's root, so the coordinator
+    can have left none out."""
+    manifest = client.manifest
+    envelope = client.checkpoint()
+    checkpoint = verify_checkpoint(envelope, manifest, quorum=quorum)
+    size = checkpoint.checkpoint.size
+    data = client.entries(0, size) if size else []
+    if merkle.root_of([merkle.leaf_hash(d) for d in data]) != checkpoint.checkpoint.root:
+        raise InconsistentLog("the register's entries do not hash to its checkpoint")
+    entries = []
+    for index, item in enumerate(data):
+        entry, _ = verify_entry(item, manifest, register=checkpoint.checkpoint.origin)
+        entries.append(LoggedEntry(leaf_index=index, entry=entry))
+    return WholeRegister(checkpoint, tuple(entries))

@@ -96,8 +96,8 @@ def _upgrade_to(engine: Engine, schema: migrate.Schema, revision: str) -> None:
         command.upgrade(config, revision)
 
 
-def _contents(engine: Engine) -> dict[str, list[tuple[object, ...]]]:
-    """Every row of every table but the version tables, in primary-key order."""
+def _contents(engine: Engine) -> dict[str, list[dict[str, object]]]:
+    """Every row of every table but the version tables, in primary-key order, by column name."""
     metadata = MetaData()
     metadata.reflect(engine)
     contents = {}
@@ -106,7 +106,7 @@ def _contents(engine: Engine) -> dict[str, list[tuple[object, ...]]]:
             if table.name.startswith("alembic_version"):
                 continue
             order = list(table.primary_key.columns) or list(table.columns)
-            contents[table.name] = [tuple(row) for row in conn.execute(select(table).order_by(*order))]
+            contents[table.name] = [dict(row) for row in conn.execute(select(table).order_by(*order)).mappings()]
     return contents
 
 
@@ -117,7 +117,7 @@ def _differences(engine: Engine, schema: migrate.Schema) -> list[object]:
     """What Alembic's autogenerate would put in a new revision: nothing when the database is the models."""
     with engine.connect() as conn:
         context = MigrationContext.configure(conn, opts={"include_object": schema.include_object, "compare_type": True})
-        return list(compare_metadata(context, schema.metadata()))
+        return list(compare_metadata(context, schema.metadata))
 
 
 @pytest.mark.parametrize("schema", SCHEMAS, ids=lambda s: s.name)
@@ -131,7 +131,7 @@ def test_newest_revision_is_exactly_the_models(schema: migrate.Schema, database_
             f"the {schema.name} models differ from its migrations: add a revision"
         )
         owned = {t for t in inspect(engine).get_table_names() if not t.startswith("alembic_version")}
-        assert owned == {t.name for t in schema.metadata().sorted_tables if schema.owns(t.name)}
+        assert owned == {t.name for t in schema.metadata.sorted_tables if schema.owns(t.name)}
     finally:
         engine.dispose()
 
@@ -188,7 +188,7 @@ def test_every_table_belongs_to_exactly_one_schema() -> None:
     _import_everything()
     owners: dict[str, list[str]] = {}
     for schema in SCHEMAS:
-        for table in schema.metadata().sorted_tables:
+        for table in schema.metadata.sorted_tables:
             if schema.owns(table.name):
                 owners.setdefault(table.name, []).append(schema.name)
     assert {name: names for name, names in owners.items() if len(names) != 1} == {}
@@ -210,17 +210,16 @@ def medway(tmp_path: Path, database_url: str, monkeypatch: pytest.MonkeyPatch) -
 
 def _older_node_database(net: LiveNetwork, made: str) -> Engine:
     """Medway's database as an older cagnet left it, full of synthetic supply, client records,
-    outcomes and audit entries: made before migrations (and never served), or at revision 0001."""
+    outcomes and audit entries: made before migrations (and never served), or at revision 0001 or
+    0002 (the last before services had dates and history)."""
     config = load_config(net.nodedirs[MEDWAY])
     engine = store_engine(config.database_url)
     if made == "before-migrations":
         _run_premigration_sql(engine, "node", leave_out=MADE_BY_SERVING)
     else:
         _upgrade_to(engine, audit_migrations.SCHEMA, "0001")
-        _upgrade_to(engine, node_migrations.SCHEMA, "0001")
-    load_synthetic(
-        engine, authority_code=MEDWAY, seed=3, person_key=load_person_key(config.person_key_path), clients=400
-    )
+        _upgrade_to(engine, node_migrations.SCHEMA, made.removeprefix("at-"))
+    _load_as_an_older_cagnet(engine, net.netdir.parent / "scratch.db", load_person_key(config.person_key_path))
     for n in range(3):
         audit.write(
             engine,
@@ -235,7 +234,30 @@ def _older_node_database(net: LiveNetwork, made: str) -> Engine:
     return engine
 
 
-@pytest.mark.parametrize("made", ["before-migrations", "at-0001"])
+def _load_as_an_older_cagnet(engine: Engine, scratch: Path, person_key: bytes) -> None:
+    """Medway's synthetic supply, client records and outcomes in an older database: loaded by this
+    cagnet into a scratch store at the newest revision, then copied row for row into the columns
+    the older database has (today's importers read columns an older schema lacks)."""
+    current = open_store(f"sqlite:///{scratch}")
+    try:
+        load_synthetic(current, authority_code=MEDWAY, seed=3, person_key=person_key, clients=400)
+        older = MetaData()
+        older.reflect(engine)
+        newer = MetaData()
+        newer.reflect(current)
+        with current.connect() as source, engine.begin() as target:
+            for table in newer.sorted_tables:
+                if table.name not in older.tables or table.name.startswith("alembic_version"):
+                    continue
+                columns = [c.name for c in older.tables[table.name].columns if c.name in table.c]
+                rows = [dict(r) for r in source.execute(select(*(table.c[c] for c in columns))).mappings()]
+                if rows:
+                    target.execute(older.tables[table.name].insert(), rows)
+    finally:
+        current.dispose()
+
+
+@pytest.mark.parametrize("made", ["before-migrations", "at-0001", "at-0002"])
 def test_an_older_node_upgrades_in_place_and_serves(medway: LiveNetwork, made: str) -> None:
     engine = _older_node_database(medway, made)
     before = _contents(engine)
@@ -260,15 +282,23 @@ def test_an_older_node_upgrades_in_place_and_serves(medway: LiveNetwork, made: s
         assert result.exit_code == 0, result.output
         printed = result.output
     head = migrate.head_revision(node_migrations.SCHEMA)
-    was = "made before migrations" if made == "before-migrations" else "0001"
+    was = "made before migrations" if made == "before-migrations" else made.removeprefix("at-")
     assert f"node: {was} → {head} (ran " in printed
     again = runner.invoke(app, upgrade, env={"COLUMNS": "200"})
     assert again.exit_code == 0, again.output
     assert f"node: {head} → {head} (already up to date)" in again.output
 
     after = _contents(engine)
-    assert {name: rows for name, rows in after.items() if name in before} == before
-    assert set(after) - set(before) == (set(MADE_BY_SERVING) if made == "before-migrations" else set())
+    # Every row as it was, in the columns it had; a column a revision added is empty (0003's
+    # service dates: an older service is taken to run always).
+    kept = {name: [{c: row[c] for c in before[name][0]} for row in after[name]] for name in before if before[name]}
+    assert kept == {name: rows for name, rows in before.items() if rows}
+    assert {(row["start_date"], row["end_date"]) for row in after["service"]} == {(None, None)}
+    assert after["service_history"] == []
+    added_by_revisions = {"service_history"}
+    assert set(after) - set(before) - added_by_revisions == (
+        set(MADE_BY_SERVING) if made == "before-migrations" else set()
+    )
     assert _differences(engine, node_migrations.SCHEMA) == _differences(engine, audit_migrations.SCHEMA) == []
     assert audit.verify_chain(engine) == 3
     indexes = {ix["name"] for ix in inspect(engine).get_indexes("client_record")}

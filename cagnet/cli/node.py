@@ -112,42 +112,220 @@ KINDS = ("providers", "services", "contracts", "client-records", "outcomes")
 def import_(
     nodedir: NodeDir,
     kind: Annotated[str, typer.Argument(help="providers, services, contracts, client-records or outcomes")],
-    file: Annotated[Path, typer.Argument(help="A CSV file (UTF-8; an Excel BOM is fine).", exists=False)],
+    file: Annotated[
+        Path, typer.Argument(help="A CSV file (UTF-8, UTF-8 with BOM or Windows-1252) or an Excel workbook (.xlsx).")
+    ],
+    sheet: Annotated[str | None, typer.Option(help="The worksheet to read (default: the first).")] = None,
+    encoding: Annotated[
+        str, typer.Option(help="auto (UTF-8, else Windows-1252, and said), utf-8 or windows-1252.")
+    ] = "auto",
+    mapping: Annotated[
+        Path | None, typer.Option(help="A mapping profile (TOML) for the source system: `cagnet node mapping suggest`.")
+    ] = None,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Read and check everything, show a preview, write nothing.")
+    ] = False,
+    errors: Annotated[Path | None, typer.Option(help="Write every problem to this CSV file (opens in Excel).")] = None,
 ) -> None:
-    """Import a CSV file: every row is checked, and nothing is written unless every row is good.
-    Import providers, services and contracts, then client records, then outcomes."""
-
+    """Import a CSV or Excel file: every row is checked, and nothing is written unless every row is
+    good. Import providers, services and contracts, then client records, then outcomes."""
     from node.client_records import PersonSealer, load_person_key
-    from node.imports.records import import_client_records, import_outcomes
-    from node.imports.supply import ImportSummary, import_csv
+    from node.imports.check import check_import, linkable_by_provider, write_error_report
+    from node.imports.mapping import Translator, load_profile
+    from node.imports.present import show_check
+    from node.imports.reading import ENCODINGS
     from shared.authorities import register_of
+    from shared.errors import ImportError_
 
     if kind not in KINDS:
         raise typer.BadParameter(f"must be one of {', '.join(KINDS)}", param_hint="KIND")
+    if encoding not in ENCODINGS:
+        raise typer.BadParameter(f"must be one of {', '.join(ENCODINGS)}", param_hint="--encoding")
     config, engine = _engine(nodedir)
+    register = register_of(_manifest(config))
+    try:
+        profile = load_profile(_in_node(nodedir, mapping)) if mapping is not None else None
+    except ImportError_ as exc:
+        err.print(f"[red]the mapping profile cannot be used[/]:{exc.detail}")
+        raise typer.Exit(2) from None
+    translator = Translator(profile, register=register)
+    sealer = PersonSealer(load_person_key(config.person_key_path)) if kind == "client-records" else None
     with Progress(
-        TextColumn(f"importing {file.name}"),
+        TextColumn("{task.description}"),
         BarColumn(),
         MofNCompleteColumn(),
         TimeRemainingColumn(),
         console=err,
+        transient=True,
     ) as progress:
-        task = progress.add_task("import", total=None)
+        task = progress.add_task(f"{'checking' if dry_run else 'reading'} {file.name}", total=None)
 
         def tick(done: int, total: int) -> None:
-            progress.update(task, completed=done, total=total)
+            progress.update(task, completed=done, total=total or None)
 
-        summary: ImportSummary
-        if kind == "client-records":
-            # The person fields are sealed under this node's own key as they are read.
-            sealer = PersonSealer(load_person_key(config.person_key_path))
-            register = register_of(_manifest(config))
-            summary = import_client_records(engine, path=file, sealer=sealer, progress=tick, register=register)
-        elif kind == "outcomes":
-            summary = import_outcomes(engine, path=file, progress=tick)
-        else:
-            summary = import_csv(engine, kind=kind, path=file, progress=tick)  # type: ignore[arg-type]
-    err.print(f"[green]imported[/] {summary}")
+        def phase(step: str) -> None:
+            # Reading locks nothing; only this last step holds the store's write lock.
+            if step == "staged" and not dry_run:
+                progress.update(task, description=f"writing {file.name} to the store")
+
+        check = check_import(
+            engine,
+            kind=kind,
+            path=file,
+            dry_run=dry_run,
+            sealer=sealer,
+            register=register,
+            translator=translator,
+            sheet=sheet,
+            encoding=encoding,
+            progress=tick,
+            on_phase=phase,
+        )
+    show_check(err, check, dry_run=dry_run)
+    if errors is not None and check.problems:
+        write_error_report(check.problems, errors)
+        err.print(f"every problem ({len(check.problems)}) is in {errors}")
+    if check.problems:
+        raise typer.Exit(1)
+    if kind == "client-records" and not dry_run:
+        shares = linkable_by_provider(engine)
+        if any(linked < n for _, _, n, linked in shares):
+            err.print("client records that can be linked across authorities (surname, initial and date of birth):")
+            for ref, name, n, linked in shares:
+                err.print(f"  {ref} {name}: {linked:,} of {n:,} ({100 * linked / n:.0f}%)")
+
+
+mapping_app = typer.Typer(help="Mapping profiles: how a source system's export becomes cagnet's columns.")
+app.add_typer(mapping_app, name="mapping")
+
+
+@mapping_app.command("suggest")
+def mapping_suggest(
+    file: Annotated[Path, typer.Argument(help="An export of the source system (CSV or .xlsx).")],
+    kind: Annotated[str | None, typer.Option(help="The kind of file (default: found from its headers).")] = None,
+    node: Annotated[
+        Path | None, typer.Option(help="The node folder: its district names and the network's register.")
+    ] = None,
+    sheet: Annotated[str | None, typer.Option(help="The worksheet to read (default: the first).")] = None,
+    out: Annotated[Path | None, typer.Option(help="Write the profile here (default: print it).")] = None,
+) -> None:
+    """Propose a mapping profile from a file's headers and values, for the officer to read and
+    edit: each header matched to a cagnet column, each listed value against the vocabulary."""
+    from node.config import load_config
+    from node.imports.suggest import suggest_profile
+    from shared.authorities import register_of
+
+    if kind is not None and kind not in KINDS:
+        raise typer.BadParameter(f"must be one of {', '.join(KINDS)}", param_hint="--kind")
+    authority = register = None
+    if node is not None:
+        config = load_config(node)
+        register = register_of(_manifest(config))
+        authority = register.authority(config.authority)
+    suggestion = suggest_profile(file, kind=kind, sheet=sheet, authority=authority, register=register)
+    for problem in suggestion.problems:
+        err.print(f"[red]{problem}[/]")
+    if suggestion.problems:
+        raise typer.Exit(1)
+    text = suggestion.toml(file.name)
+    if suggestion.read_as:
+        err.print(f"{file.name}: {suggestion.read_as}; read as {suggestion.kind}")
+    if out is None:
+        typer.echo(text, nl=False)
+    else:
+        out.write_text(text, encoding="utf-8")
+        err.print(f"wrote {out}: read every line marked CHECK or FILL IN, then `cagnet node import ... --dry-run`")
+
+
+@app.command("template")
+def template(
+    kind: Annotated[str, typer.Argument(help="providers, services, contracts, client-records or outcomes")],
+    out: Annotated[Path, typer.Option("--out", help="The workbook to write (.xlsx).")],
+    node: Annotated[
+        Path | None, typer.Option(help="The node folder: its districts, and the register's authorities.")
+    ] = None,
+) -> None:
+    """Write an Excel template for one kind of import: the columns, a notes row, and drop-down
+    lists of the values each column accepts."""
+    from node.config import load_config
+    from node.imports.template import write_template
+    from shared.authorities import register_of, shipped_register
+
+    if kind not in KINDS:
+        raise typer.BadParameter(f"must be one of {', '.join(KINDS)}", param_hint="KIND")
+    authority = None
+    register = shipped_register()
+    if node is not None:
+        config = load_config(node)
+        register = register_of(_manifest(config))
+        authority = register.authority(config.authority)
+    write_template(kind, out, authority=authority, register=register)
+    err.print(f"wrote {out}: fill in the sheet {kind!r} from row 3, then `cagnet node import NODEDIR {kind} {out}`")
+
+
+def _in_node(nodedir: Path, path: Path) -> Path:
+    """A mapping profile named as given, else in the node folder (where profiles are kept)."""
+    if path.exists() or path.is_absolute():
+        return path
+    return nodedir / path
+
+
+@app.command("completeness")
+def completeness_(
+    nodedir: NodeDir,
+    from_date: Annotated[str | None, typer.Option("--from", help="First day, YYYY-MM-DD.")] = None,
+    to_date: Annotated[str | None, typer.Option("--to", help="Last day, YYYY-MM-DD.")] = None,
+    year: Annotated[
+        int | None, typer.Option(help="A financial year by its first calendar year: 2009 is April 2009 to March 2010.")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
+    csv_file: Annotated[Path | None, typer.Option("--csv", help="Also write the report as CSV, for Excel.")] = None,
+) -> None:
+    """Per provider and service: client records and outcomes received each quarter against units,
+    the share with unknown origin, the share linkable, and the services that sent nothing: the
+    list for chasing returns (default: the latest four quarters with records)."""
+    import csv
+    import json
+    from datetime import date
+
+    from node import completeness as report_mod
+
+    first, last = _day(from_date, "--from"), _day(to_date, "--to")
+    if year is not None:
+        if first or last:
+            raise typer.BadParameter("give --year or --from/--to, not both", param_hint="--year")
+        first, last = date(year, 4, 1), date(year + 1, 3, 31)
+    _, engine = _engine(nodedir)
+    try:
+        report = report_mod.completeness(engine, first_day=first, last_day=last)
+    finally:
+        engine.dispose()
+    if csv_file is not None:
+        with csv_file.open("w", newline="", encoding="utf-8-sig") as f:  # with a BOM: Excel reads it as UTF-8
+            csv.writer(f).writerows(report_mod.csv_rows(report))
+        err.print(f"wrote {csv_file}")
+    if as_json:
+        typer.echo(json.dumps(report.to_json(), indent=2))
+        return
+    Console().print(report_mod.table(report))
+    nothing = report.sent_nothing
+    if nothing:
+        err.print(f"[bold]{len(nothing)} services sent nothing[/] in {', '.join(report.quarters)}:")
+        for s in nothing:
+            err.print(f"  {s.provider} ({s.provider_ref}): {s.service} ({s.service_ref}), {s.units} {s.service_type}")
+    else:
+        err.print("every service with units sent client records in the period")
+
+
+def _day(value: str | None, option: str):  # type: ignore[no-untyped-def]
+    from datetime import date
+
+    if value is None:
+        return None
+    try:
+        return date.fromisoformat(value)
+    except ValueError:
+        raise typer.BadParameter(f"not a date in the form YYYY-MM-DD: {value!r}", param_hint=option) from None
 
 
 @app.command("upgrade")

@@ -28,7 +28,8 @@ def render_supply_map(bundle: Bundle, console: Console) -> None:
     assert isinstance(r, JointSupplyMap)
     codes = [a.authority for a in r.authorities]
     names = {a.authority: a.name for a in r.authorities}
-    title = f"{bundle.network}: joint supply map (manifest v{bundle.manifest_version})"
+    day = supply_map_day(bundle)
+    title = f"{bundle.network}: joint supply map{f' as at {day}' if day else ''} (manifest v{bundle.manifest_version})"
     if r.selected_groups:
         title += f", client groups {', '.join(str(g) for g in r.selected_groups)}"
     totals = Table(title=title)
@@ -127,33 +128,74 @@ def query_supply_map(
         list[int] | None,
         typer.Option("--client-group", "-g", help="Only this SP client group (1-21); repeat for several."),
     ] = None,
+    as_at: Annotated[
+        str | None, typer.Option("--as-at", help="The services running on this day, as they stood (default: today).")
+    ] = None,
+    year: Annotated[
+        list[int] | None,
+        typer.Option(
+            "--year",
+            help="A financial year by its first calendar year: the map as at its 1 April (2005: 1 April 2005). "
+            "Repeat for one map per year.",
+        ),
+    ] = None,
     deadline_ms: Annotated[int, typer.Option(help="Per-node deadline (0: the coordinator's default).")] = 0,
     as_json: Annotated[bool, typer.Option("--json", help="Print the verified bundle as JSON.")] = False,
     out_file: Annotated[Path | None, typer.Option("--out", help="Save the signed bundle for `cagnet verify`.")] = None,
     principal: PrincipalOpt = "",
 ) -> None:
-    """The joint supply map: per-authority and CAG supply, rates per 1,000 and gaps."""
+    """The joint supply map: per-authority and CAG supply, rates per 1,000 and gaps; as at a day
+    (`--as-at`, default today) or at the start of each financial year asked (`--year`)."""
+    from datetime import date
 
     from coordinator.joint import bundle as bundle_mod
     from coordinator.joint.client import joint_query
 
-    netdir = _netdir(network_dir)
-    bundle, envelope = joint_query(
-        netdir,
-        member_asker=member_asker,
-        kind="supply-map",
-        principal=principal,
-        by_district=by_district,
-        client_groups=client_group or (),
-        node_deadline_ms=deadline_ms,
-    )
-    if out_file is not None:
-        bundle_mod.save(out_file, envelope, network_dir=netdir)
-        err.print(f"signed bundle saved to {out_file} (check it with `cagnet verify {out_file}`)")
-    if as_json:
-        print(json.dumps(bundle.model_dump(mode="json"), indent=2))
+    if as_at is not None and year:
+        raise typer.BadParameter("give --as-at or --year, not both", param_hint="--year")
+    if as_at is not None:
+        try:
+            days = [date.fromisoformat(as_at)]
+        except ValueError:
+            raise typer.BadParameter(f"not a day in the form YYYY-MM-DD: {as_at!r}", param_hint="--as-at") from None
+    elif year:
+        days = [date(y, 4, 1) for y in sorted(set(year))]
     else:
-        render_supply_map(bundle, out)
+        days = [date.today()]
+    if out_file is not None and len(days) > 1:
+        raise typer.BadParameter("--out saves one bundle: give one --year", param_hint="--out")
+    netdir = _netdir(network_dir)
+    bundles = []
+    for day in days:
+        bundle, envelope = joint_query(
+            netdir,
+            member_asker=member_asker,
+            kind="supply-map",
+            principal=principal,
+            by_district=by_district,
+            client_groups=client_group or (),
+            node_deadline_ms=deadline_ms,
+            as_at=day.isoformat(),
+        )
+        bundles.append(bundle)
+        if out_file is not None:
+            bundle_mod.save(out_file, envelope, network_dir=netdir)
+            err.print(f"signed bundle saved to {out_file} (check it with `cagnet verify {out_file}`)")
+        if not as_json:
+            render_supply_map(bundle, out)
+    if as_json:
+        documents = [b.model_dump(mode="json") for b in bundles]
+        print(json.dumps(documents[0] if len(documents) == 1 else documents, indent=2))
+
+
+def supply_map_day(bundle: Bundle) -> str:
+    """The day a supply-map bundle describes, from the principal's signed query ("" for a query
+    made before maps had a day, or without one: the nodes' today)."""
+    from shared import dsse
+    from shared.pb.cagnet.v1 import coordinator_pb2
+
+    query = coordinator_pb2.JointQueryRequest.FromString(dsse.Envelope.from_json(bundle.query).payload)
+    return query.as_at
 
 
 def verify(

@@ -135,6 +135,130 @@ def submit(
         )
 
 
+@register_app.command("import")
+def import_list(
+    nodedir: Annotated[Path, typer.Argument(help="The accrediting authority's node folder.")],
+    file: Annotated[Path, typer.Argument(help="The authority's accreditation list: .xlsx or .csv (docs/register.md).")],
+    sheet: Annotated[str | None, typer.Option(help="The sheet of an .xlsx file (default: the first).")] = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Check and sign every row; submit nothing.")] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Submit an authority's existing accreditation decisions, one signed entry per row. Every row
+    is checked first (as `submit` checks an ENTRY.toml, and as the coordinator will): if any row is
+    bad, nothing is submitted. Rows the register already holds are skipped, so an interrupted
+    import can be run again."""
+    from node.config import load_config
+    from node.network.register_import import read_decisions, sign_decisions, submit_decisions
+    from shared import dsse
+    from shared.checkpoint import register_origin
+    from shared.manifest import ManifestSource
+    from shared.register_client import RegisterClient
+
+    config = load_config(nodedir)
+    trusted = dsse.load_public_key(base64.b64decode(config.coordinator_key))
+    manifests = ManifestSource(config.manifest_path, trusted)
+    manifest = manifests.current()
+    origin = register_origin(manifest)
+    members = frozenset(p.id for p in manifest.members)
+    entries = read_decisions(file, authority=config.authority, register=origin, members=members, sheet=sheet)
+    identity = config.identity()
+    signed = sign_decisions(entries, key=identity.signing_key, manifest=manifest, register=origin, label=file.name)
+    if dry_run:
+        if as_json:
+            _print_json({"checked": len(signed), "submitted": 0})
+        else:
+            err.print(f"[green]checked[/] {len(signed)} decisions in {file.name}: every row is good; nothing submitted")
+        return
+    with RegisterClient(identity, manifests.current) as client:
+        summary = submit_decisions(client, signed)
+    if as_json:
+        _print_json(
+            {
+                "logged": [{"row": row, "leaf_index": index} for row, index in summary.logged],
+                "already_logged": list(summary.already),
+            }
+        )
+        return
+    err.print(
+        f"[green]logged[/] {len(summary.logged)} decisions from {file.name} as {config.authority}"
+        + (f"; {len(summary.already)} were already in the register" if summary.already else "")
+    )
+
+
+@register_app.command("list")
+def list_cmd(
+    node: NodeOpt = None,
+    network_dir: NetworkOpt = None,
+    principal: PrincipalOpt = CAG_CHAIR,
+    on: Annotated[str | None, typer.Option(help="Statuses on this date (YYYY-MM-DD; default today).")] = None,
+    status_filter: Annotated[
+        list[str] | None,
+        typer.Option("--status", help="Only providers with this overall status (repeat for several)."),
+    ] = None,
+    expires_before: Annotated[
+        str | None,
+        typer.Option(help="Only providers with an accreditation or passport ending before this date (renewals)."),
+    ] = None,
+    authority: Annotated[str | None, typer.Option(help="Only providers this authority has decided on.")] = None,
+    quorum: QuorumOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Every provider in the register and its status, derived from every authority's verified
+    entries; filter by status and by expiry to see what is due for renewal."""
+    from shared.accreditation import STATUSES, register_statuses
+    from shared.register_client import RegisterClient, fetch_register
+
+    day = date.fromisoformat(on) if on else date.today()
+    wanted = set(status_filter or ())
+    if wanted - set(STATUSES):
+        raise typer.BadParameter(f"one of {', '.join(STATUSES)}", param_hint="--status")
+    before = date.fromisoformat(expires_before) if expires_before else None
+    actor = _actor(node, network_dir, principal)
+    with RegisterClient(actor.identity, actor.manifest) as client:
+        whole = fetch_register(client, quorum=quorum)
+    statuses = register_statuses(whole.entries, on=day)
+    shown = [
+        s
+        for s in statuses
+        if (not wanted or s.overall in wanted)
+        and (authority is None or any(a.authority == authority for a in s.authorities))
+        and (before is None or _next_expiry(s, before) is not None)
+    ]
+    if as_json:
+        _print_json(
+            {
+                "on": day.isoformat(),
+                "providers": [{**_status_json(s), "next_expiry": _expiry_json(s)} for s in shown],
+                "checkpoint": _checkpoint_json(whole.checkpoint),
+            }
+        )
+        return
+    table = Table(title=f"{len(shown)} of {len(statuses)} providers in the register on {day.isoformat()}")
+    for col in ("provider", "key", "status", "authorities", "next expiry"):
+        table.add_column(col)
+    colours = {"accredited": "green", "passported": "green", "suspended": "red"}
+    for s in shown:
+        overall = f"[{colours.get(s.overall, 'yellow')}]{s.overall}[/]"
+        by = ", ".join(f"{a.authority} {a.status}" for a in s.authorities)
+        table.add_row(" / ".join(s.names), s.provider, overall, by, _expiry_json(s) or "")
+    out.print(table)
+    out.print(_checkpoint_line(whole.checkpoint))
+
+
+def _current_ends(status: ProviderStatus) -> list[date]:
+    return [a.valid_to for a in status.authorities if a.status in ("accredited", "passported")]
+
+
+def _next_expiry(status: ProviderStatus, before: date) -> date | None:
+    ends = [end for end in _current_ends(status) if end < before]
+    return min(ends) if ends else None
+
+
+def _expiry_json(status: ProviderStatus) -> str | None:
+    ends = _current_ends(status)
+    return min(ends).isoformat() if ends else None
+
+
 def _history(
     provider: str, node: Path | None, network_dir: Path | None, principal: str, quorum: int | None
 ) -> tuple[Any, Actor]:

@@ -16,7 +16,6 @@ read them (the chair).
 
 from __future__ import annotations
 
-import csv
 import hashlib
 import io
 import json
@@ -36,6 +35,7 @@ from coordinator.register import store as register_store
 from shared import dsse, vocabulary
 from shared.accreditation import LoggedEntry, open_entry, provider_status
 from shared.auth import contribution_digest, digest, open_signed, verify_response
+from shared.canonical import canonical_json
 from shared.disclosure import TOTAL
 from shared.errors import BadSignature, BundleMismatch, InvalidRequest, UnknownIssuer
 from shared.kinds.records import OUTSIDE, UNKNOWN, JointKpi, Tally
@@ -43,9 +43,10 @@ from shared.kinds.registry import KINDS
 from shared.kinds.supply import JointSupplyMap
 from shared.mandate import FEED_KINDS, FeedMandate, check_mandated_query, open_mandate
 from shared.manifest import COORDINATOR, Manifest
-from shared.migrate import ensure_current
+from shared.migrate import Schema, Store, ensure_current
 from shared.pb.cagnet.v1 import coordinator_pb2, node_pb2
 from shared.serde import count_table_from_proto, envelope_from_proto
+from shared.spreadsheet import SafeWriter
 
 SNAPSHOT_PAYLOAD_TYPE = "application/vnd.cagnet.v1.feed-snapshot+json"
 # FEED_KINDS, the joint queries a snapshot is made of, lives in `shared.mandate`: nodes check it too.
@@ -144,7 +145,7 @@ class FeedSnapshot(_Model):
     mandate: MandateEvidence | None = None
 
     def payload(self) -> bytes:
-        return json.dumps(self.model_dump(mode="json"), sort_keys=True, separators=(",", ":")).encode()
+        return canonical_json(self.model_dump(mode="json"))
 
 
 class Figures(_Model):
@@ -411,7 +412,7 @@ def snapshot_csv(snapshot: FeedSnapshot) -> str:
     """One row per figure: section, client group, measure, value, whether the figure is whole
     (a sum with no suppressed part), and a note saying why a figure is "at least" or withheld."""
     buf = io.StringIO()
-    w = csv.writer(buf, lineterminator="\n")
+    w = SafeWriter(buf, lineterminator="\n")  # names a person opens in Excel: never a formula
     w.writerow(["sequence", "section", "client_group", "client_group_name", "measure", "value", "complete", "note"])
 
     def name(g: int) -> str:
@@ -468,6 +469,17 @@ _snapshots = Table(
 )
 
 
+# The feed store's migrations (coordinator/migrations/feeds), declared beside its table.
+SCHEMA = Schema(
+    name="feeds",
+    package="coordinator.migrations.feeds",
+    metadata=metadata,
+    core_tables=frozenset({"feed_snapshot"}),
+)
+
+STORE = Store(title="the feed store's database", schemas=(SCHEMA,), upgrade_command="cagnet coordinator upgrade NETDIR")
+
+
 def default_database_url(netdir: Path) -> str:
     """Where a coordinator keeps its feed snapshots unless `feed_database_url` says otherwise."""
     return f"sqlite:///{(netdir / 'feeds.db').resolve()}"
@@ -478,8 +490,6 @@ class FeedStore:
     condition subscribers wait on for the next one."""
 
     def __init__(self, url: str) -> None:
-        from coordinator.migrations.feeds import STORE  # late: its metadata imports this module
-
         self.engine = create_engine(url)
         try:
             ensure_current(self.engine, STORE)  # refuses an older or newer schema (`shared.migrate`)

@@ -111,6 +111,7 @@ class CoordinatorClient:
         period: str = "",
         min_share_percent: int = 0,
         service_type: str = "",
+        as_at: str = "",
     ) -> tuple[Bundle, dsse.Envelope]:
         # Ask under the policy this principal has: a coordinator or node on another one refuses.
         manifests, policies = self._current()
@@ -127,6 +128,7 @@ class CoordinatorClient:
             period=period,
             min_share_percent=min_share_percent,
             service_type=service_type,
+            as_at=as_at,
         )
         envelope = sign_message(request, self.identity)
         try:
@@ -166,6 +168,7 @@ def joint_query(
     period: str = "",
     min_share_percent: int = 0,
     service_type: str = "",
+    as_at: str = "",
     member_asker: MemberAsker | None = None,
 ) -> tuple[Bundle, dsse.Envelope]:
     """One query on a fresh channel (what a CLI invocation does)."""
@@ -181,4 +184,5 @@ def joint_query(
             period=period,
             min_share_percent=min_share_percent,
             service_type=service_type,
+            as_at=as_at,
         )

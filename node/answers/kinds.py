@@ -24,6 +24,7 @@ from shared.authorities import register_of
 from shared.errors import CagnetError, DisclosureRefused, InvalidRequest, NotPermitted, StalePolicy
 from shared.identity import Identity
 from shared.kinds.registry import KINDS, NODE_METHOD_PREFIX
+from shared.kinds.supply import as_at_day
 from shared.manifest import MEMBER_AUTHORITY, ManifestSource
 from shared.models import SupplyMap
 from shared.pb.cagnet.v1 import coordinator_pb2, envelope_pb2, node_pb2
@@ -123,6 +124,7 @@ def supply_map(node: NodeParts, policy: Policy, verified: Verified[Any]) -> node
         roles=verified.principal.roles,
         by_district=bool(asked.by_district),
         client_groups=sorted(set(asked.client_groups)),
+        as_at=as_at_day(asked.as_at),
     )
     message = node._last_supply_map.message_for(supply, node.header(verified, policy))
     # A receipt without the figures, for feeds whose readers may not see one authority's figures.
@@ -323,8 +325,13 @@ ANSWERS: dict[str, Answer] = {
     DESCRIBE: Answer(describe, refused_on=()),
     KINDS["supply-map"].method: Answer(
         supply_map,
-        parameters=lambda m: {"by_district": bool(m.by_district), "client_groups": sorted(set(m.client_groups))},
-        refused_on=(DisclosureRefused, NotPermitted, StalePolicy),
+        parameters=lambda m: {
+            "by_district": bool(m.by_district),
+            "client_groups": sorted(set(m.client_groups)),
+            # Only when asked: the audit entries of maps without a day read as they always did.
+            **({"as_at": m.as_at} if m.as_at else {}),
+        },
+        refused_on=(DisclosureRefused, NotPermitted, StalePolicy, InvalidRequest),
     ),
     KINDS["movement"].method: Answer(_counts(lambda r: r.movement), _records_parameters),
     KINDS["net-flow"].method: Answer(_counts(lambda r: r.net_flow), _records_parameters),

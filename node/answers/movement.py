@@ -319,7 +319,8 @@ def linkage_persons(engine: Engine, *, question: Question) -> Iterator[tuple[byt
     conditions = _within(_RECORD.start_date, question)
     if question.client_groups:
         conditions.append(_RECORD.client_group.in_(question.client_groups))
-    query = select(_RECORD.person, _RECORD.client_group).where(and_(true(), *conditions))
+    # A record without linkage fields has no person: it is counted elsewhere, never linked.
+    query = select(_RECORD.person, _RECORD.client_group).where(and_(_RECORD.person.is_not(None), *conditions))
     with engine.connect() as conn:
         for person, group in conn.execute(query):
             yield bytes(person), int(group)

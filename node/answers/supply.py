@@ -1,5 +1,6 @@
 """The raw supply map: the authority's services, units and contract money by client group and
-service type (and district), straight from the store.
+service type (and district), straight from the store, as the services stood on a given day
+(their start and end dates, and the versions a re-import replaced: node.store.ServiceHistory).
 
 Nothing here is suppressed or rounded: these are the true figures that `node.release` passes
 through the disclosure-control layer. Never send a `RawSupply` anywhere.
@@ -12,13 +13,13 @@ from dataclasses import dataclass
 from datetime import date
 from typing import Any, cast
 
-from sqlalchemy import Table, case, func, select
-from sqlalchemy.engine import Engine
+from sqlalchemy import Table, select
+from sqlalchemy.engine import Connection, Engine
 
-from node.store import AuthorityRow, Contract, DistrictRow, Provider, Service
+from node.store import AuthorityRow, Contract, DistrictRow, Provider, Service, ServiceHistory
 from shared.errors import NotFound
 
-__all__ = ["CellKey", "RawCell", "RawSupply", "contract_values", "supply_map"]
+__all__ = ["CellKey", "RawCell", "RawSupply", "contract_values", "services_as_at", "supply_map"]
 
 # Hours are summed as floats, and backends add in different orders: rounding the sum keeps the
 # map identical on SQLite and PostgreSQL (hours are entered to a tenth or so).
@@ -60,49 +61,111 @@ def _tables() -> tuple[Table, Table, Table, Table, Table]:
     return tuple(cast(Table, row.__table__) for row in rows)  # type: ignore[return-value]
 
 
+@dataclass(frozen=True)
+class _Version:
+    """A service as it stood on the day asked."""
+
+    provider_ref: str
+    district_code: str
+    service_type: str
+    client_group: int
+    units: int
+    unit_type: str
+    contracted_hours: float | None
+    designated: bool
+    start_date: date | None
+    end_date: date | None
+
+
+def services_as_at(conn: Connection, *, authority_code: str, as_at: date) -> dict[int, _Version]:
+    """Every service of the authority running on `as_at` (by its start and end dates), as it stood
+    that day: its version from service_history when a re-import has replaced it since (the
+    earliest version still in force that day), else the service row."""
+    _, district, service, _, provider = _tables()
+    history = cast(Table, ServiceHistory.__table__)  # type: ignore[attr-defined]
+    fields = ("district_code", "service_type", "client_group", "units", "unit_type", "contracted_hours", "designated")
+    life = select(service.c.id, service.c.start_date, service.c.end_date).where(
+        (service.c.start_date.is_(None) | (service.c.start_date <= as_at))
+        & (service.c.end_date.is_(None) | (service.c.end_date >= as_at))
+    )
+    lives = {sid: (start, end) for sid, start, end in conn.execute(life)}
+    versions: dict[int, tuple[Any, ...]] = {}
+    current = select(service.c.id, service.c.provider_id, *(service.c[f] for f in fields))
+    for row in conn.execute(current):
+        if row[0] in lives:
+            versions[row[0]] = tuple(row[1:])
+    past = (
+        select(history.c.service_id, history.c.provider_id, *(history.c[f] for f in fields))
+        .where(history.c.valid_until >= as_at)
+        .order_by(history.c.service_id, history.c.valid_until.desc(), history.c.id.desc())
+    )
+    for row in conn.execute(past):  # the earliest version still in force on the day comes last, and wins
+        if row[0] in lives:
+            versions[row[0]] = tuple(row[1:])
+    providers = dict(conn.execute(select(provider.c.id, provider.c.provider_ref)).all())
+    ours = set(conn.execute(select(district.c.code).where(district.c.authority_code == authority_code)).scalars())
+    found = {}
+    for sid, (provider_id, district_code, service_type, group, units, unit_type, hours, designated) in versions.items():
+        if district_code in ours:
+            start, end = lives[sid]
+            found[sid] = _Version(
+                provider_ref=providers[provider_id],
+                district_code=district_code,
+                service_type=service_type,
+                client_group=group,
+                units=units,
+                unit_type=unit_type,
+                contracted_hours=hours,
+                designated=designated,
+                start_date=start,
+                end_date=end,
+            )
+    return found
+
+
 def supply_map(
-    engine: Engine, *, authority_code: str, by_district: bool, client_groups: Sequence[int] = ()
+    engine: Engine,
+    *,
+    authority_code: str,
+    by_district: bool,
+    client_groups: Sequence[int] = (),
+    as_at: date | None = None,
 ) -> RawSupply:
     """One cell per client group x service type (x district when `by_district`) with any service,
-    for the given client groups (all when empty). NotFound when the store does not hold
-    `authority_code`."""
-    authority, district, service, _, _ = _tables()
-    keys = [service.c.client_group, service.c.service_type, service.c.unit_type]
-    if by_district:
-        keys.append(service.c.district_code)
-    query = (
-        select(
-            *keys,
-            func.count().label("services"),
-            func.sum(service.c.units).label("units"),
-            func.sum(case((service.c.designated, 1), else_=0)).label("designated_services"),
-            func.sum(case((service.c.designated, service.c.units), else_=0)).label("designated_units"),
-            func.sum(func.coalesce(service.c.contracted_hours, 0.0)).label("contracted_hours"),
-        )
-        .join(district, district.c.code == service.c.district_code)
-        .where(district.c.authority_code == authority_code)
-        .group_by(*keys)
-    )
-    if client_groups:
-        query = query.where(service.c.client_group.in_(sorted(set(client_groups))))
+    for the given client groups (all when empty), as the services stood on `as_at` (default
+    today). NotFound when the store does not hold `authority_code`."""
+    authority = _tables()[0]
+    day = as_at or date.today()
+    wanted = set(client_groups)
     with engine.connect() as conn:
         population = conn.execute(select(authority.c.population).where(authority.c.code == authority_code)).scalar()
         if population is None:
             raise NotFound("no such authority in this store", detail=f"authority {authority_code!r}")
-        rows = conn.execute(query).mappings().all()
+        versions = services_as_at(conn, authority_code=authority_code, as_at=day)
+    sums: dict[tuple[int, str, str, str], list[float]] = {}
+    for v in versions.values():
+        if wanted and v.client_group not in wanted:
+            continue
+        key = (v.client_group, v.service_type, v.district_code if by_district else "", v.unit_type)
+        total = sums.setdefault(key, [0, 0, 0, 0, 0.0])
+        total[0] += 1
+        total[1] += v.units
+        total[2] += 1 if v.designated else 0
+        total[3] += v.units if v.designated else 0
+        total[4] += v.contracted_hours or 0.0
     cells = [
         RawCell(
-            client_group=row["client_group"],
-            service_type=row["service_type"],
-            district=row["district_code"] if by_district else "",
-            unit_type=row["unit_type"],
-            services=row["services"],
-            units=int(row["units"]),
-            designated_services=int(row["designated_services"]),
-            designated_units=int(row["designated_units"]),
-            contracted_hours=round(float(row["contracted_hours"]), HOURS_DECIMALS),
+            client_group=group,
+            service_type=service_type,
+            district=district,
+            unit_type=unit_type,
+            services=int(total[0]),
+            units=int(total[1]),
+            designated_services=int(total[2]),
+            designated_units=int(total[3]),
+            contracted_hours=round(float(total[4]), HOURS_DECIMALS),
         )
-        for row in rows
+        for (group, service_type, district, unit_type), total in sums.items()
     ]
     # Sorted here rather than by ORDER BY: PostgreSQL's collation would order hyphenated names
     # differently from SQLite's byte order.
@@ -111,40 +174,35 @@ def supply_map(
 
 
 def contract_values(
-    engine: Engine, *, authority_code: str, by_district: bool, client_groups: Sequence[int] = ()
+    engine: Engine,
+    *,
+    authority_code: str,
+    by_district: bool,
+    client_groups: Sequence[int] = (),
+    as_at: date | None = None,
 ) -> dict[CellKey, dict[str, float]]:
-    """Annual contract value in pounds by cell and provider: each service's latest contract
-    (by start date), summed per provider, so that the money rules can see who dominates a cell."""
-    _, district, service, contract, provider = _tables()
-    query = (
-        select(
-            service.c.id,
-            service.c.client_group,
-            service.c.service_type,
-            service.c.district_code,
-            provider.c.provider_ref,
-            contract.c.start_date,
-            contract.c.contract_ref,
-            contract.c.annual_value,
-        )
-        .join(district, district.c.code == service.c.district_code)
-        .join(provider, provider.c.id == service.c.provider_id)
-        .join(contract, contract.c.service_id == service.c.id)
-        .where(district.c.authority_code == authority_code)
-    )
-    if client_groups:
-        query = query.where(service.c.client_group.in_(sorted(set(client_groups))))
-    latest: dict[int, tuple[date, str, CellKey, str, float]] = {}
+    """Annual contract value in pounds by cell and provider: for each service running on `as_at`
+    (default today), its latest contract to have started by then (by start date), summed per
+    provider, so that the money rules can see who dominates a cell."""
+    _, _, _, contract, _ = _tables()
+    day = as_at or date.today()
+    wanted = set(client_groups)
+    query = select(
+        contract.c.service_id, contract.c.start_date, contract.c.contract_ref, contract.c.annual_value
+    ).where(contract.c.start_date <= day)
+    latest: dict[int, tuple[date, str, float]] = {}
     with engine.connect() as conn:
-        for row in conn.execute(query):
-            sid, group, service_type, district_code, provider_ref, start, ref, value = row
-            key: CellKey = (group, service_type, district_code if by_district else "")
+        versions = services_as_at(conn, authority_code=authority_code, as_at=day)
+        for sid, start, ref, value in conn.execute(query):
             # The latest contract wins; the reference breaks a tie so both backends agree.
-            candidate = (start, ref, key, provider_ref, float(value))
-            if sid not in latest or (start, ref) > latest[sid][:2]:
-                latest[sid] = candidate
+            if sid in versions and (sid not in latest or (start, ref) > latest[sid][:2]):
+                latest[sid] = (start, ref, float(value))
     values: dict[CellKey, dict[str, float]] = {}
-    for _, _, key, provider_ref, value in latest.values():
+    for sid, (_, _, value) in latest.items():
+        v = versions[sid]
+        if wanted and v.client_group not in wanted:
+            continue
+        key: CellKey = (v.client_group, v.service_type, v.district_code if by_district else "")
         by_provider = values.setdefault(key, {})
-        by_provider[provider_ref] = by_provider.get(provider_ref, 0.0) + value
+        by_provider[v.provider_ref] = by_provider.get(v.provider_ref, 0.0) + value
     return values

@@ -2,7 +2,7 @@
 
 The rules are `node.importer`'s: every problem is collected (up to MAX_PROBLEMS), each naming the
 file, row (a spreadsheet's numbering: the header is row 1), column and reason; nothing is written
-unless every row is good (one transaction); rows are matched to the store by record_ref, so a
+unless every row is good; rows are matched to the store by record_ref, so a
 re-import of the same file changes nothing and a changed row is updated; an unknown column is
 refused; the file is UTF-8, with or without a byte order mark. Import services first, then client
 records, then outcomes. The columns and the values each accepts are in docs/client-records.md.
@@ -12,14 +12,15 @@ The person fields (surname, first_initial, date_of_birth, with sex) are never st
 
 Unlike `node.importer`, rows are not validated with pydantic: a client record file is a thousand
 times longer than a services file, so each column has a plain check over precomputed lookups, and
-rows go to the database in large batches (executemany; COPY on PostgreSQL) on the same connection.
+rows are staged in large batches (executemany; COPY on PostgreSQL) in a temporary table on the
+import's own connection, then written to the store in one short transaction (`node.imports.staging`):
+the store is not locked while the file is read, and a killed import changes nothing.
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import date
 from operator import itemgetter
@@ -44,17 +45,11 @@ from node.client_records import (
     PersonSealer,
     person_hash_text,
 )
-from node.imports.supply import (
-    MAX_PROBLEMS,
-    ImportSummary,
-    _Columns,
-    _count_lines,
-    _lock_for_import,
-    _Reader,
-    _table,
-    _vocabulary_key,
-)
-from node.store import Service, utcnow
+from node.imports.mapping import Translator
+from node.imports.reading import Columns, Encoding, Source, count_lines
+from node.imports.staging import IMPORT_CACHE_KIB, Phase, Staging, staging
+from node.imports.supply import MAX_PROBLEMS, ImportSummary, Observer, _table, _vocabulary_key
+from node.store import Service
 from shared import places
 from shared.authorities import Register
 from shared.errors import ImportError_, ImportProblem
@@ -63,6 +58,7 @@ from shared.vocabulary import CLIENT_GROUPS
 __all__ = [
     "BATCH",
     "COLUMNS",
+    "IMPORT_CACHE_KIB",
     "MAX_PROBLEMS",
     "RecordKind",
     "import_client_records",
@@ -75,8 +71,8 @@ RecordKind = Literal["client-records", "outcomes"]
 BATCH = 10_000
 """Rows written per statement, and how often `progress` is called."""
 
-COLUMNS: dict[str, _Columns] = {
-    "client-records": _Columns(
+COLUMNS: dict[str, Columns] = {
+    "client-records": Columns(
         (
             "record_ref",
             "service_ref",
@@ -94,9 +90,10 @@ COLUMNS: dict[str, _Columns] = {
             "first_initial",
             "date_of_birth",
         ),
-        frozenset({"secondary_groups"}),
+        # Many returns lack one of the linkage fields: a record without them is kept, never linked.
+        frozenset({"secondary_groups", "surname", "first_initial", "date_of_birth"}),
     ),
-    "outcomes": _Columns(("record_ref", "end_date", "departure", *OUTCOME_DOMAINS)),
+    "outcomes": Columns(("record_ref", "end_date", "departure", *OUTCOME_DOMAINS)),
 }
 """The columns of each kind of file, in the order synthetic files are written, and which may be left out."""
 
@@ -118,7 +115,6 @@ _RECORD_COLUMNS = (
     "person",
 )
 _OUTCOME_COLUMNS = ("client_record_id", "end_date", "departure", *OUTCOME_DOMAINS)
-_STAMPS = ("created_at", "updated_at")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -130,7 +126,8 @@ _ISO_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 _GROUP_SEPARATOR = re.compile(r"[;,]")
 _MISS = object()
-_MEMO_LIMIT = 1 << 18  # good cells remembered per column: every date of birth in a large file
+# Good cells remembered per column: every date of birth from 1880 (47,000 days), and a bound on memory.
+_MEMO_LIMIT = 1 << 16
 
 
 @dataclass
@@ -151,13 +148,17 @@ class _Column:
             self.known[""] = self.blank
 
 
-def _columns(reader: _Reader, checks: Sequence[tuple[str, _Check] | tuple[str, _Check, Any]]) -> list[_Column]:
-    """Columns in `checks` order; a check with a third item is optional, that item its blank value."""
+def _columns(
+    reader: Source, checks: Sequence[tuple[str, _Check] | tuple[str, _Check, Any]], translator: Translator
+) -> list[_Column]:
+    """Columns in `checks` order; a check with a third item is optional, that item its blank value.
+    Each check reads the cell as the mapping profile translates it (memoised with the check)."""
     header = reader.header
     columns = []
     for name, check, *blank in checks:
         index = header.index(name) if name in header else len(header)
-        columns.append(_Column(name, index, check, required=not blank, blank=blank[0] if blank else None))
+        wrapped = translator.wrap(name, check)
+        columns.append(_Column(name, index, wrapped, required=not blank, blank=blank[0] if blank else None))
     return columns
 
 
@@ -202,6 +203,32 @@ def _ethnicity() -> _Check:
     return check
 
 
+_SEX_NAMES = {"f": "female", "m": "male", "F": "female", "M": "male", "woman": "female", "man": "male"}
+_AGE_BANDS = {band.replace(" ", ""): band for band in AGE_BANDS} | {"85andover": "85+", "85plus": "85+", "85-": "85+"}
+
+
+def _numbered(values: Sequence[str]) -> dict[str, str]:
+    """A category by its number on the client record form's list (1 for the first), as an SP
+    system exports it: docs/import-fields.md lists the numbers."""
+    return {str(i): value for i, value in enumerate(values, start=1)}
+
+
+def _age_band(value: str) -> str:
+    """An age band as listed ("25-34", "25 - 34", "85 and over"), or an age in years."""
+    compact = re.sub(r"\s+", "", value.lower())
+    band = _AGE_BANDS.get(compact)
+    if band is not None:
+        return band
+    if compact.isdigit() and len(compact) <= 3:
+        age = int(compact)
+        for candidate in AGE_BANDS:
+            low, _, high = candidate.rstrip("+").partition("-")
+            if int(low) <= age <= (int(high) if high else 120):
+                return candidate
+        raise ValueError(f"an age of {age} is outside the SP age bands (16 to 120)")
+    raise ValueError(f"{value!r} is not an SP age band or an age in years; use one of: {', '.join(AGE_BANDS)}")
+
+
 def _folded(value: str) -> str:
     return " ".join(value.split()).casefold()
 
@@ -212,7 +239,7 @@ _GROUPS = {str(code): code for code in CLIENT_GROUPS} | {f"0{code}": code for co
 def _client_group(value: str) -> int:
     code = _GROUPS.get(value)
     if code is None:
-        if value.lstrip("+-").isdigit():
+        if value.lstrip("+-").isdigit() and len(value) <= 6:  # bounded before int(): a cell may hold any digits
             raise ValueError(f"{int(value)} is not an SP client group code: codes are 1 to 21")
         raise ValueError(f"not an SP client group code (a whole number, 1 to 21): {value!r}")
     return code
@@ -279,78 +306,8 @@ def _dates(today: str, earliest_year: int) -> _Check:
 
 
 # ---------------------------------------------------------------------------------------------
-# Writing: large batches on the import's own connection and transaction.
-
-
-class _Writer:
-    """Inserts and updates in batches of BATCH rows, with values already in the form the DBAPI
-    driver takes for each column, so that nothing is converted per row on the way in."""
-
-    def __init__(self, conn: Connection, table: Table, columns: tuple[str, ...]) -> None:
-        self.conn = conn
-        dialect = conn.dialect
-        now = utcnow()
-        stamp = _processor(table, "created_at", dialect)
-        self.stamps = (stamp(now), stamp(now)) if stamp else (now, now)
-        self.inserts: list[tuple[Any, ...]] = []
-        self.updates: list[tuple[Any, ...]] = []
-        self.inserted = self.updated = 0
-        marker = "?" if dialect.paramstyle == "qmark" else "%s"
-        names = ", ".join(columns + _STAMPS)
-        self.insert_sql = f"INSERT INTO {table.name} ({names}) VALUES ({', '.join([marker] * (len(columns) + 2))})"
-        sets = ", ".join(f"{c} = {marker}" for c in (*columns[1:], "updated_at"))
-        self.update_sql = f"UPDATE {table.name} SET {sets} WHERE id = {marker}"
-        # COPY is PostgreSQL's bulk load, several times faster than INSERT however batched.
-        self.copy_sql = f"COPY {table.name} ({names}) FROM STDIN" if dialect.driver == "psycopg" else None
-        self.sqlite = dialect.driver == "pysqlite"
-
-    def insert(self, values: tuple[Any, ...]) -> None:
-        self.inserts.append(values + self.stamps)
-        if len(self.inserts) >= BATCH:
-            self.flush()
-
-    def update(self, row_id: int, values: tuple[Any, ...]) -> None:
-        self.updates.append((*values[1:], self.stamps[1], row_id))
-        if len(self.updates) >= BATCH:
-            self.flush()
-
-    def flush(self) -> None:
-        if self.inserts:
-            if self.copy_sql is not None:
-                dbapi_connection: Any = self.conn.connection.dbapi_connection
-                with dbapi_connection.cursor() as cursor, cursor.copy(self.copy_sql) as copy:
-                    for row in self.inserts:
-                        copy.write_row(row)
-            elif self.sqlite:
-                # The driver's own executemany: SQLAlchemy's would add a tenth for nothing here.
-                dbapi_connection = self.conn.connection.dbapi_connection
-                dbapi_connection.cursor().executemany(self.insert_sql, self.inserts)
-            else:
-                self.conn.exec_driver_sql(self.insert_sql, self.inserts)
-            self.inserted += len(self.inserts)
-            self.inserts = []
-        if self.updates:
-            self.conn.exec_driver_sql(self.update_sql, self.updates)
-            self.updated += len(self.updates)
-            self.updates = []
-
-
-IMPORT_CACHE_KIB = 65_536
-"""SQLite page cache for an import's connection while it runs (the default is 2 MiB): with it the
-indexes of a million records stay in memory, which makes the import half as fast again."""
-
-
-@contextmanager
-def _bulk(conn: Connection) -> Iterator[None]:
-    if conn.dialect.name != "sqlite":
-        yield
-        return
-    before = conn.exec_driver_sql("PRAGMA cache_size").scalar()
-    conn.exec_driver_sql(f"PRAGMA cache_size = {-IMPORT_CACHE_KIB}")
-    try:
-        yield
-    finally:
-        conn.exec_driver_sql(f"PRAGMA cache_size = {int(before or -2000)}")
+# Values in the form the DBAPI driver takes for each column, so that nothing is converted per row
+# on the way in (rows are staged and written by `node.imports.staging`).
 
 
 def _processor(table: Table, column: str, dialect: Dialect) -> Callable[[Any], Any] | None:
@@ -377,10 +334,6 @@ def _iso(value: Any) -> str:
     return value if isinstance(value, str) else value.isoformat()
 
 
-def _has_rows(conn: Connection, table: Table) -> bool:
-    return conn.execute(select(table.c.id).limit(1)).first() is not None
-
-
 def _in_batches(keys: list[Any], size: int = 1000) -> Iterator[list[Any]]:
     # Well under SQLite's and PostgreSQL's limits on bound parameters.
     for start in range(0, len(keys), size):
@@ -399,7 +352,7 @@ class _Run:
 
     progress: Callable[[int, int], None] | None
     problems: list[ImportProblem]
-    reader: _Reader
+    reader: Source
     total: int
     rows: int = 0
     stopped_at: int | None = None
@@ -408,8 +361,8 @@ class _Run:
         if self.progress is not None:
             self.progress(done, max(self.total, done))
 
-    def problem(self, row: int | None, column: str | None, reason: str) -> None:
-        self.problems.append(ImportProblem(self.reader.label, row, column, reason))
+    def problem(self, row: int | None, column: str | None, reason: str, value: str | None = None) -> None:
+        self.reader.problem(row, column, reason, value)
 
     def records(self) -> Iterator[tuple[int, list[str]]]:
         """Each data row whose cells line up with the header, until MAX_PROBLEMS have been found."""
@@ -441,15 +394,15 @@ class _Run:
         try:
             value = column.check(cell)
         except ValueError as exc:
-            self.problem(row, column.name, str(exc))
+            self.problem(row, column.name, str(exc), cell)
             return None
         if len(column.known) < _MEMO_LIMIT:
             column.known[cell] = value
         return value
 
-    def ref(self, row: int, cells: list[str], index: int, first_row_of: dict[str, int], duplicate: str) -> str | None:
-        """The row's record_ref, if good and not already in the file (`duplicate` says why not,
-        with {ref} and {first} for the ref and the row it is first on)."""
+    def ref(self, row: int, cells: list[str], index: int) -> str | None:
+        """The row's record_ref, if good (duplicates are found among the staged rows, by
+        `duplicates`, so that no list of every reference is held in memory)."""
         ref = cells[index]
         if not ref:
             self.problem(row, "record_ref", "empty; a value is required")
@@ -458,13 +411,21 @@ class _Run:
             try:
                 _text(64)(ref)
             except ValueError as exc:
-                self.problem(row, "record_ref", str(exc))
+                self.problem(row, "record_ref", str(exc), ref)
                 return None
-        first = first_row_of.setdefault(ref, row)
-        if first != row:
-            self.problem(row, "record_ref", duplicate.format(ref=repr(ref), first=first))
-            return None
         return ref
+
+    def duplicates(self, stage: Staging, duplicate: str, supersedes: frozenset[str] = frozenset()) -> None:
+        """A problem for each staged row whose record_ref an earlier row has (`duplicate` says why,
+        with {ref} and {first} for the ref and the row it is first on). Problems of a duplicate row
+        in the `supersedes` columns are dropped: they were found against the record the earlier
+        row names, and follow from the duplicate."""
+        found = stage.duplicates(MAX_PROBLEMS)
+        rows = {row for row, _ref, _first in found}
+        if supersedes and rows:
+            self.problems[:] = [p for p in self.problems if not (p.row in rows and p.column in supersedes)]
+        for row, ref, first in found:
+            self.problem(row, "record_ref", duplicate.format(ref=repr(ref), first=first))
 
     def finish(self) -> None:
         """Raise ImportError_ with the problems, in row order, if there are any."""
@@ -479,23 +440,43 @@ class _Run:
             self.stopped_at = ordered[MAX_PROBLEMS].row
             ordered = ordered[:MAX_PROBLEMS]
         if self.stopped_at is not None:
-            ordered.append(ImportProblem(self.reader.label, self.stopped_at, None, _STOPPED))
+            sheet = self.reader.sheet_read
+            ordered.append(ImportProblem(self.reader.label, self.stopped_at, None, _STOPPED, sheet=sheet))
         raise ImportError_(ordered)
 
 
-def _start(path: Path, kind: str, progress: Callable[[int, int], None] | None) -> _Run:
-    label = path.name
-    try:
-        total = max(_count_lines(path) - 1, 0)
-    except OSError as exc:
-        raise ImportError_([ImportProblem(label, None, None, f"cannot read the file: {exc.strerror}")]) from None
+def _start(
+    path: Path,
+    kind: str,
+    progress: Callable[[int, int], None] | None,
+    translator: Translator,
+    sheet: str | None,
+    encoding: Encoding,
+    source: list[Source] | None,
+) -> _Run:
     problems: list[ImportProblem] = []
-    run = _Run(progress, problems, _Reader(path, label, COLUMNS[kind], problems), total)
+    reader = Source(
+        path,
+        COLUMNS[kind],
+        problems,
+        sheet=sheet,
+        encoding=encoding,
+        renames=translator.renames,
+        ignored=translator.ignored,
+        kind=kind,
+    )
+    if source is not None:
+        source.append(reader)
+    try:
+        total = max(count_lines(path) - 1, 0) if path.suffix.lower() == ".csv" else 0
+    except OSError as exc:
+        raise ImportError_([ImportProblem(reader.label, None, None, f"cannot read the file: {exc.strerror}")]) from None
+    run = _Run(progress, problems, reader, total)
     run.report(0)
     return run
 
 
-def _index(reader: _Reader, column: str) -> int | None:
+def _index(reader: Source, column: str) -> int | None:
     return reader.header.index(column) if column in reader.header else None
 
 
@@ -511,60 +492,88 @@ def import_client_records(
     progress: Callable[[int, int], None] | None = None,
     today: date | None = None,
     register: Register | None = None,
+    sheet: str | None = None,
+    encoding: Encoding = "auto",
+    translator: Translator | None = None,
+    dry_run: bool = False,
+    observe: Observer | None = None,
+    source: list[Source] | None = None,
+    on_phase: Phase | None = None,
 ) -> ImportSummary:
-    """Import a client-records.csv file; all or nothing. A previous authority must be a place the
-    network's authority `register` knows (default: the shipped list).
+    """Import a client-records file (CSV or .xlsx); all or nothing. A previous authority must be
+    a place the network's authority `register` knows (default: the shipped list), by code or name.
 
     `sealer` holds the node's person key (`PersonSealer(load_person_key(config.person_key_path))`):
-    the person fields become `sealer.seal(person_hash(...))` and are kept nowhere else.
+    the person fields become `sealer.seal(person_hash(...))` and are kept nowhere else. A record
+    without all three linkage fields (surname, first initial, date of birth) is imported with no
+    person: it is counted in every figure and never linked.
     Raises `ImportError_` listing every problem found and writes nothing. `progress(done, total)`
-    is called every BATCH rows and at the end, as `node.importer.import_csv` calls it. `today`
-    (default: the local date) is the latest date a start date or date of birth may be.
+    is called every BATCH rows and at the end, as `node.imports.supply.import_csv` calls it. `today`
+    (default: the local date) is the latest date a start date or date of birth may be. `sheet`,
+    `encoding`, `translator`, `dry_run` and `observe` as for `import_csv`.
+
+    Rows are checked and staged without locking the store, then written in one short transaction
+    (`node.imports.staging`): the node answers throughout, and a killed import changes nothing.
+    `on_phase` is told each step (`staging.Phase`).
     """
-    run = _start(path, "client-records", progress)
+    translator = translator or Translator(register=register, today=today)
+    run = _start(path, "client-records", progress, translator, sheet, encoding, source)
     table = _table(ClientRecord)
     seal = sealer.seal
-    with engine.connect() as conn, conn.begin(), _bulk(conn):
-        _lock_for_import(conn, table)
-        service = _table(Service)
-        service_ids = {ref: id_ for ref, id_ in conn.execute(select(service.c.service_ref, service.c.id))}
-        writer = _Writer(conn, table, _RECORD_COLUMNS)
-        start_value = _date_values(table, "start_date", conn.dialect)
-        compare = _has_rows(conn, table)
-        columns: list[_Column] = []
-        first_row_of: dict[str, int] = {}
-        pending: list[tuple[Any, ...]] = []
-        for row, cells in run.records():
-            if not columns:  # the header has just been read
-                columns = _record_columns(run.reader, service_ids, _today(today), register)
-                pick = itemgetter(*(c.index for c in columns))
-                ref_index = run.reader.header.index("record_ref")
-            ref = run.ref(row, cells, ref_index, first_row_of, "duplicate record_ref {ref}: already on row {first}")
-            (service_id, start, group, secondary, age, sex, ethnicity, economic, referral, before, previous,
-             surname, initial, birth) = run.values(row, cells, columns, pick)  # fmt: skip
-            if secondary and group is not None and str(group) in secondary.split(","):
-                run.problem(row, "secondary_groups", f"client group {group} is the primary group; list it once")
-            if birth is not None and start is not None and birth > start:
-                run.problem(row, "date_of_birth", f"date of birth {birth} is after start_date {start}")
-            if run.problems:
-                continue  # the file will be refused: keep checking, stop writing
-            person = seal(person_hash_text(surname, initial, birth, sex))
-            pending.append(
-                (ref, service_id, start_value(start), group, secondary, age, sex, ethnicity, economic, referral,
-                 before, previous, person)
-            )  # fmt: skip
-            if len(pending) >= BATCH:
-                _write_records(conn, table, writer, pending, compare, start_value)
-                pending.clear()
+    with engine.connect() as conn, staging(conn, table, _RECORD_COLUMNS, "record_ref") as stage:
+        # Staging reads the store and writes only the import's own temporary table: the node goes
+        # on answering (and writing its audit log) however long the file.
+        with conn.begin():
+            service = _table(Service)
+            service_ids = {ref: id_ for ref, id_ in conn.execute(select(service.c.service_ref, service.c.id))}
+            service_refs = {id_: ref for ref, id_ in service_ids.items()}
+            start_value = _date_values(table, "start_date", conn.dialect)
+            columns: list[_Column] = []
+            for row, cells in run.records():
+                if not columns:  # the header has just been read
+                    columns = _record_columns(run.reader, service_ids, _today(today), register, translator)
+                    pick = itemgetter(*(c.index for c in columns))
+                    ref_index = run.reader.header.index("record_ref")
+                found = len(run.problems)
+                ref = run.ref(row, cells, ref_index)
+                (service_id, start, group, secondary, age, sex, ethnicity, economic, referral, before, previous,
+                 surname, initial, birth) = run.values(row, cells, columns, pick)  # fmt: skip
+                if secondary and group is not None and str(group) in secondary.split(","):
+                    run.problem(row, "secondary_groups", f"client group {group} is the primary group; list it once")
+                if birth is not None and start is not None and birth > start:
+                    run.problem(row, "date_of_birth", f"date of birth {birth} is after start_date {start}", birth)
+                # Without all three linkage fields a record cannot be recognised elsewhere: no person.
+                linkable = surname is not None and initial is not None and birth is not None
+                if observe is not None and len(run.problems) == found:  # a good row, as it would be stored
+                    stored = dict(zip(_RECORD_COLUMNS, (ref, service_refs[service_id], start, group, secondary, age,
+                                  sex, ethnicity, economic, referral, before, previous), strict=False))  # fmt: skip
+                    stored["person"] = "sealed (linkable)" if linkable else "none (not linkable)"
+                    observe(row, dict(zip(run.reader.header, cells, strict=False)), stored)
+                if run.problems:
+                    stage.add(row, ref, None)  # the file will be refused: keep checking, stage only the ref
+                    continue
+                person = seal(person_hash_text(surname, initial, birth, sex)) if linkable else None
+                stage.add(
+                    row,
+                    ref,
+                    (ref, service_id, start_value(start), group, secondary, age, sex, ethnicity, economic, referral,
+                     before, previous, person),
+                )  # fmt: skip
+            run.duplicates(stage, "duplicate record_ref {ref}: already on row {first}")
         run.finish()
-        _write_records(conn, table, writer, pending, compare, start_value)
-        writer.flush()
+        _phase(on_phase, "staged")
+        inserted, updated = stage.apply(on_phase, dry_run=dry_run)
     run.report(run.rows)
-    return ImportSummary(kind="client-records", rows=run.rows, inserted=writer.inserted, updated=writer.updated)
+    return ImportSummary(kind="client-records", rows=run.rows, inserted=inserted, updated=updated)
+
+
+def _phase(on_phase: Phase | None, phase: str) -> None:
+    if on_phase is not None:
+        on_phase(phase)
 
 
 def _record_columns(
-    reader: _Reader, service_ids: dict[str, int], today: str, register: Register | None
+    reader: Source, service_ids: dict[str, int], today: str, register: Register | None, translator: Translator
 ) -> list[_Column]:
     """The checked columns of client-records.csv (record_ref aside), in the order
     `import_client_records` unpacks them."""
@@ -582,44 +591,22 @@ def _record_columns(
             ("start_date", _dates(today, 1990)),
             ("client_group", _client_group),
             ("secondary_groups", _secondary_groups, ""),
-            ("age_band", _vocabulary("an SP age band", AGE_BANDS)),
-            ("sex", _vocabulary("a sex", SEXES, {"f": "female", "m": "male", "F": "female", "M": "male"})),
+            ("age_band", _age_band),
+            ("sex", _vocabulary("a sex", SEXES, _SEX_NAMES)),
             ("ethnicity", _ethnicity()),
-            ("economic_status", _vocabulary("an economic status", ECONOMIC_STATUSES)),
-            ("referral_source", _vocabulary("a referral source", REFERRAL_SOURCES)),
-            ("accommodation_before", _vocabulary("an accommodation type", ACCOMMODATION_BEFORE)),
+            ("economic_status", _vocabulary("an economic status", ECONOMIC_STATUSES, _numbered(ECONOMIC_STATUSES))),
+            ("referral_source", _vocabulary("a referral source", REFERRAL_SOURCES, _numbered(REFERRAL_SOURCES))),
+            (
+                "accommodation_before",
+                _vocabulary("an accommodation type", ACCOMMODATION_BEFORE, _numbered(ACCOMMODATION_BEFORE)),
+            ),
             ("previous_authority", _previous_authority(register), None),
-            ("surname", _person_name("surname", 100)),
-            ("first_initial", _person_name("first_initial", 100)),
-            ("date_of_birth", _dates(today, 1880)),
+            ("surname", _person_name("surname", 100), None),
+            ("first_initial", _person_name("first_initial", 100), None),
+            ("date_of_birth", _dates(today, 1880), None),
         ],
+        translator,
     )
-
-
-def _write_records(
-    conn: Connection,
-    table: Table,
-    writer: _Writer,
-    rows: list[tuple[Any, ...]],
-    compare: bool,
-    start_value: Callable[[str], Any],
-) -> None:
-    """Insert new records; update those whose stored values differ; leave the rest alone."""
-    stored: dict[str, tuple[int, tuple[Any, ...]]] = {}
-    if compare:  # an empty table holds nothing to compare with: a node's first import skips this
-        columns = [table.c[c] for c in _RECORD_COLUMNS]
-        date_at = _RECORD_COLUMNS.index("start_date")
-        for refs in _in_batches([r[0] for r in rows]):
-            query = select(table.c.id, *columns).where(table.c.record_ref.in_(refs))
-            for row_id, *found in conn.execute(query):
-                found[date_at] = start_value(_iso(found[date_at]))
-                stored[found[0]] = (row_id, tuple(found))
-    for values in rows:
-        before = stored.get(values[0])
-        if before is None:
-            writer.insert(values)
-        elif before[1] != values:
-            writer.update(before[0], values)
 
 
 def import_outcomes(
@@ -628,93 +615,87 @@ def import_outcomes(
     path: Path,
     progress: Callable[[int, int], None] | None = None,
     today: date | None = None,
+    sheet: str | None = None,
+    encoding: Encoding = "auto",
+    translator: Translator | None = None,
+    dry_run: bool = False,
+    observe: Observer | None = None,
+    source: list[Source] | None = None,
+    on_phase: Phase | None = None,
 ) -> ImportSummary:
-    """Import an outcomes.csv file (one row per departure from a short-term service); all or nothing.
+    """Import an outcomes file (one row per departure from a short-term service); all or nothing.
 
     Each record_ref must name a client record already in the store, at most once in the file.
-    Raises `ImportError_` listing every problem found and writes nothing. `progress` and `today`
-    as for `import_client_records`.
+    Raises `ImportError_` listing every problem found and writes nothing. The other arguments as
+    for `import_client_records`.
     """
-    run = _start(path, "outcomes", progress)
+    translator = translator or Translator(today=today)
+    run = _start(path, "outcomes", progress, translator, sheet, encoding, source)
     table = _table(Outcome)
-    with engine.connect() as conn, conn.begin(), _bulk(conn):
-        _lock_for_import(conn, table)
-        writer = _Writer(conn, table, _OUTCOME_COLUMNS)
-        end_value = _date_values(table, "end_date", conn.dialect)
-        compare = _has_rows(conn, table)
-        columns: list[_Column] = []
-        first_row_of: dict[str, int] = {}
-        pending: list[tuple[int, str, list[Any]]] = []
-        for row, cells in run.records():
-            if not columns:  # the header has just been read
-                needs = _vocabulary("an outcome need", OUTCOME_NEEDS)
-                columns = _columns(
-                    run.reader,
-                    [
-                        ("end_date", _dates(_today(today), 1990)),
-                        ("departure", _vocabulary("a departure", DEPARTURES)),
-                        *((domain, needs) for domain in OUTCOME_DOMAINS),
-                    ],
-                )
-                pick = itemgetter(*(c.index for c in columns))
-                ref_index = run.reader.header.index("record_ref")
+    with engine.connect() as conn, staging(conn, table, _OUTCOME_COLUMNS, "client_record_id") as stage:
+        with conn.begin():  # reads the store, writes only the staged rows (see import_client_records)
+            end_value = _date_values(table, "end_date", conn.dialect)
+            columns: list[_Column] = []
+            pending: list[tuple[int, str | None, list[Any]]] = []
+            for row, cells in run.records():
+                if not columns:  # the header has just been read
+                    needs = _vocabulary("an outcome need", OUTCOME_NEEDS)
+                    columns = _columns(
+                        run.reader,
+                        [
+                            ("end_date", _dates(_today(today), 1990)),
+                            ("departure", _vocabulary("a departure", DEPARTURES)),
+                            *((domain, needs) for domain in OUTCOME_DOMAINS),
+                        ],
+                        translator,
+                    )
+                    pick = itemgetter(*(c.index for c in columns))
+                    ref_index = run.reader.header.index("record_ref")
+                ref = run.ref(row, cells, ref_index)
+                pending.append((row, ref, run.values(row, cells, columns, pick)))  # checked a batch at a time
+                if len(pending) >= BATCH:
+                    _stage_outcomes(conn, run, stage, pending, end_value, observe)
+                    pending.clear()
+            _stage_outcomes(conn, run, stage, pending, end_value, observe)
             duplicate = "duplicate record_ref {ref}: a client record has one outcome, and row {first} gives it"
-            ref = run.ref(row, cells, ref_index, first_row_of, duplicate)
-            values = run.values(row, cells, columns, pick)
-            if ref is not None:
-                pending.append((row, ref, values))  # checked against the store a batch at a time
-            if len(pending) >= BATCH:
-                _write_outcomes(conn, run, writer, pending, compare, end_value)
-                pending.clear()
-        _write_outcomes(conn, run, writer, pending, compare, end_value)
+            run.duplicates(stage, duplicate, supersedes=frozenset({"end_date"}))
         run.finish()
-        writer.flush()
+        _phase(on_phase, "staged")
+        inserted, updated = stage.apply(on_phase, dry_run=dry_run)
     run.report(run.rows)
-    return ImportSummary(kind="outcomes", rows=run.rows, inserted=writer.inserted, updated=writer.updated)
+    return ImportSummary(kind="outcomes", rows=run.rows, inserted=inserted, updated=updated)
 
 
-def _write_outcomes(
+def _stage_outcomes(
     conn: Connection,
     run: _Run,
-    writer: _Writer,
-    pending: list[tuple[int, str, list[Any]]],
-    compare: bool,
+    stage: Staging,
+    pending: list[tuple[int, str | None, list[Any]]],
     end_value: Callable[[str], Any],
+    observe: Observer | None = None,
 ) -> None:
-    """Check a batch of outcome rows against their client records, then insert or update them."""
+    """Check a batch of outcome rows against their client records, then stage them."""
     if not pending:
         return
-    record, table = _table(ClientRecord), _table(Outcome)
+    record = _table(ClientRecord)
     starts: dict[str, tuple[int, str]] = {}  # record_ref -> (client record id, start date)
-    for refs in _in_batches([ref for _row, ref, _values in pending]):
+    for refs in _in_batches([ref for _row, ref, _values in pending if ref is not None]):
         query = select(record.c.record_ref, record.c.id, record.c.start_date).where(record.c.record_ref.in_(refs))
         for ref, record_id, start in conn.execute(query):
             starts[ref] = (record_id, _iso(start))
-    stored: dict[int, tuple[int, tuple[Any, ...]]] = {}
-    if compare:
-        columns = [table.c[c] for c in _OUTCOME_COLUMNS]
-        for ids in _in_batches([record_id for record_id, _start in starts.values()]):
-            query = select(table.c.id, *columns).where(table.c.client_record_id.in_(ids))
-            for row_id, *found in conn.execute(query):
-                found[1] = end_value(_iso(found[1]))
-                stored[found[0]] = (row_id, tuple(found))
     for row, ref, (end, *rest) in pending:
-        known = starts.get(ref)
-        if known is None:
+        known = starts.get(ref) if ref is not None else None
+        if ref is not None and known is None:
             run.problem(row, "record_ref", f"unknown record_ref {ref!r}: no such client record in the store; "
                         "import client records first")  # fmt: skip
+        if known is not None and end is not None and end < known[1]:
+            run.problem(row, "end_date", f"end_date {end} is before the record's start_date {known[1]}")
+        if run.problems or known is None:
+            stage.add(row, ref, None)  # the file will be refused: keep checking, stage only the ref
             continue
-        record_id, start = known
-        if end is not None and end < start:
-            run.problem(row, "end_date", f"end_date {end} is before the record's start_date {start}")
-        if run.problems:
-            continue  # the file will be refused: keep checking, stop writing
-        values = (record_id, end_value(end), *rest)
-        before = stored.get(record_id)
-        if before is None:
-            writer.insert(values)
-        elif before[1] != values:
-            writer.update(before[0], values)
+        if observe is not None and end is not None and None not in rest:
+            observe(row, {}, {"record_ref": ref, "end_date": end, **dict(zip(_OUTCOME_COLUMNS[2:], rest, strict=True))})
+        stage.add(row, ref, (known[0], end_value(end), *rest))
 
 
 def import_records(
@@ -724,12 +705,14 @@ def import_records(
     path: Path,
     sealer: PersonSealer | None = None,
     progress: Callable[[int, int], None] | None = None,
+    **options: Any,
 ) -> ImportSummary:
-    """`import_client_records` or `import_outcomes` by kind (client records need the sealer)."""
+    """`import_client_records` or `import_outcomes` by kind (client records need the sealer);
+    `options` are their keyword arguments (sheet, encoding, translator, dry_run, observe...)."""
     if kind == "client-records":
         if sealer is None:
             raise ValueError("client records are imported with the node's person sealer")
-        return import_client_records(engine, path=path, sealer=sealer, progress=progress)
+        return import_client_records(engine, path=path, sealer=sealer, progress=progress, **options)
     if kind == "outcomes":
-        return import_outcomes(engine, path=path, progress=progress)
+        return import_outcomes(engine, path=path, progress=progress, **options)
     raise ValueError(f"kind must be client-records or outcomes: {kind!r}")

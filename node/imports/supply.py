@@ -15,7 +15,8 @@ Columns (header names are matched ignoring case and surrounding spaces; a space 
 
     providers.csv  provider_ref, name, [national_provider_id], [charity_number], [company_number]
     services.csv   service_ref, provider_ref, name, district, service_type, client_group, units,
-                   [unit_type], [contracted_hours], designated, term
+                   [unit_type], [contracted_hours], designated, term, [start_date], [end_date],
+                   [changed_on]
     contracts.csv  contract_ref, service_ref, annual_value, start_date, end_date
 
 [Bracketed] columns may be left out, and their cells left blank. A column the importer does not
@@ -27,24 +28,25 @@ Cells: refs up to 64 characters and names up to 200; district is a GSS code or a
 this authority; service_type, unit_type and term come from shared.vocabulary (case, spaces and
 underscores forgiven); unit_type, when given, must be the one the service type counts;
 client_group is 1-21; units a whole number >= 0; contracted_hours > 0, required for
-floating-support; designated true/false/yes/no/1/0; annual_value pounds >= 0 with at most 2
+floating-support; designated true/false/yes/no/y/n/1/0; annual_value pounds >= 0 with at most 2
 decimals ("£" and thousands commas allowed), for a service with at least one unit; dates YYYY-MM-DD
-with end_date >= start_date; a provider needs a name with a letter or digit besides its legal form
+with end_date >= start_date (a service's start_date and end_date, its life, are optional; changed_on,
+the day a changed service's new figures took effect, defaults to the day of the import: the
+version it replaces is kept in service_history up to the day before, so the supply map can be
+asked as at any date); a provider needs a name with a letter or digit besides its legal form
 ("Ltd"), or a national provider id, charity or company number; charity
 numbers 6-7 digits; company numbers 8 characters (leading zeros a spreadsheet dropped are restored).
 """
 
 from __future__ import annotations
 
-import codecs
-import csv
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from decimal import Decimal
 from pathlib import Path
-from typing import Annotated, Any, BinaryIO, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import (
     AfterValidator,
@@ -60,7 +62,18 @@ from sqlalchemy import Table, bindparam, insert, select, update
 from sqlalchemy.engine import Connection, Engine
 from sqlmodel import SQLModel
 
-from node.store import Contract, DistrictRow, Provider, Service, store_authority, utcnow
+from node.imports.mapping import Translator
+from node.imports.reading import Columns, Encoding, Source, count_lines
+from node.store import (
+    SERVICE_VERSION_FIELDS,
+    Contract,
+    DistrictRow,
+    Provider,
+    Service,
+    ServiceHistory,
+    store_authority,
+    utcnow,
+)
 from shared.errors import ImportError_, ImportProblem
 from shared.provider_identity import normalise_name
 from shared.vocabulary import CLIENT_GROUPS, UNIT_TYPE_FOR, ServiceType, Term, UnitType
@@ -69,29 +82,20 @@ __all__ = ["COLUMNS", "MAX_PROBLEMS", "ImportSummary", "Kind", "import_csv"]
 
 Kind = Literal["providers", "services", "contracts"]
 
-MAX_PROBLEMS = 100
-"""Reading stops after this many problems: enough to fix a file in one go, few enough to read."""
+MAX_PROBLEMS = 10_000
+"""Reading stops after this many problems: every problem of a file with a few bad rows, and a bounded
+list (and memory) for a file that is wrong throughout."""
 
 BATCH = 2000
 """Rows written per statement, and how often `progress` is called."""
 
 
-@dataclass(frozen=True)
-class _Columns:
-    all: tuple[str, ...]  # in the order the importer documents and synthetic files are written
-    optional: frozenset[str] = frozenset()
-
-    @property
-    def required(self) -> tuple[str, ...]:
-        return tuple(c for c in self.all if c not in self.optional)
-
-
-COLUMNS: dict[str, _Columns] = {
-    "providers": _Columns(
+COLUMNS: dict[str, Columns] = {
+    "providers": Columns(
         ("provider_ref", "name", "national_provider_id", "charity_number", "company_number"),
         frozenset({"national_provider_id", "charity_number", "company_number"}),
     ),
-    "services": _Columns(
+    "services": Columns(
         (
             "service_ref",
             "provider_ref",
@@ -104,10 +108,13 @@ COLUMNS: dict[str, _Columns] = {
             "contracted_hours",
             "designated",
             "term",
+            "start_date",
+            "end_date",
+            "changed_on",
         ),
-        frozenset({"unit_type", "contracted_hours"}),
+        frozenset({"unit_type", "contracted_hours", "start_date", "end_date", "changed_on"}),
     ),
-    "contracts": _Columns(("contract_ref", "service_ref", "annual_value", "start_date", "end_date")),
+    "contracts": Columns(("contract_ref", "service_ref", "annual_value", "start_date", "end_date")),
 }
 """The columns of each kind of file, and which of them may be left out."""
 
@@ -163,10 +170,21 @@ Ref = Annotated[str, AfterValidator(_text(64))]
 Name = Annotated[str, AfterValidator(_text(200))]
 
 
+MAX_UNITS = 100_000
+"""More units than any one SP service had (the largest, county-wide community alarm services, counted
+tens of thousands of dwellings); a larger figure is a typing or export error, refused by name."""
+MAX_HOURS = 20_000.0
+"""Contracted hours a week: the largest floating-support contracts were a few thousand."""
+MAX_ANNUAL_VALUE = Decimal("100000000")
+"""£100 million a year: more than any one authority's whole SP grant; a larger value is an error."""
+
+
 def _whole_number(value: object) -> int:
     text = str(value)
     if not _WHOLE.fullmatch(text):
-        raise ValueError(f"not a whole number: {text!r}")
+        raise ValueError(f"not a whole number: {text[:40]!r}")
+    if len(text) > 15:  # with its commas, far past any count: refused before it meets a column
+        raise ValueError(f"a number of {len(text)} digits is far too large: {text[:40]!r}")
     return int(text.replace(",", ""))
 
 
@@ -181,6 +199,8 @@ def _units(value: object) -> int:
     units = _whole_number(value)
     if units < 0:
         raise ValueError(f"units must be 0 or more, not {units}")
+    if units > MAX_UNITS:
+        raise ValueError(f"{units:,} units is more than any service has (at most {MAX_UNITS:,})")
     return units
 
 
@@ -190,11 +210,13 @@ def _hours(value: object) -> float | None:
     text = str(value)
     if text.startswith("-"):
         raise ValueError(f"contracted hours must be more than 0, not {text}")
-    if not _DECIMAL.fullmatch(text):
-        raise ValueError(f"not a number of hours a week: {text!r}")
+    if len(text) > 20 or not _DECIMAL.fullmatch(text):
+        raise ValueError(f"not a number of hours a week: {text[:40]!r}")
     hours = float(text)
     if hours <= 0:
         raise ValueError(f"contracted hours must be more than 0, not {text}")
+    if hours > MAX_HOURS:
+        raise ValueError(f"{text} contracted hours a week is more than any service has (at most {MAX_HOURS:,.0f})")
     return hours
 
 
@@ -222,16 +244,17 @@ def _unit_type(value: object) -> UnitType | None:
 
 def _yes_no(value: object) -> bool:
     text = str(value).lower()
-    if text in ("true", "yes", "1"):
+    if text in ("true", "yes", "y", "1"):
         return True
-    if text in ("false", "no", "0"):
+    if text in ("false", "no", "n", "0"):
         return False
     raise ValueError(f"{value!r} is not yes or no; use true/false, yes/no or 1/0")
 
 
 def _term(value: object) -> Term:
     try:
-        return Term(str(value).lower())
+        # "Long term", "long-term" and "Short Term" are how SP systems write it.
+        return Term(re.sub(r"[\s_-]*term$", "", str(value).strip().lower()))
     except ValueError:
         raise ValueError(f"{value!r} is not a term; use short (28 days to 2 years) or long (over 2 years)") from None
 
@@ -249,15 +272,21 @@ def _iso_date(value: object) -> date:
     return parsed
 
 
+def _optional_date(value: object) -> date | None:
+    return None if value is None or str(value) == "" else _iso_date(value)
+
+
 def _pounds(value: object) -> Decimal:
     text = str(value)
     if text.lstrip("£").startswith("-"):
         raise ValueError(f"annual value must not be negative: {text}")
-    if not _POUNDS.fullmatch(text):
-        raise ValueError(f"not an amount in pounds with at most 2 decimal places: {text!r}")
+    if len(text) > 30 or not _POUNDS.fullmatch(text):
+        raise ValueError(f"not an amount in pounds with at most 2 decimal places: {text[:40]!r}")
     amount = Decimal(text.lstrip("£").replace(",", ""))
     if amount > _MAX_POUNDS:
         raise ValueError(f"annual value is more than the store holds (£{_MAX_POUNDS:,}): {text}")
+    if amount > MAX_ANNUAL_VALUE:
+        raise ValueError(f"an annual value of £{amount:,} is more than any SP contract (at most £{MAX_ANNUAL_VALUE:,})")
     return amount
 
 
@@ -355,6 +384,17 @@ class ServiceRow(_Row):
     contracted_hours: Annotated[float | None, BeforeValidator(_hours)] = Field(default=None, validate_default=True)
     designated: Annotated[bool, BeforeValidator(_yes_no)]
     term: Annotated[Term, BeforeValidator(_term)]
+    start_date: Annotated[date | None, BeforeValidator(_optional_date)] = None
+    end_date: Annotated[date | None, BeforeValidator(_optional_date)] = None
+    changed_on: Annotated[date | None, BeforeValidator(_optional_date)] = None
+
+    @field_validator("end_date")
+    @classmethod
+    def _service_ends_after_it_starts(cls, end: date | None, info: ValidationInfo) -> date | None:
+        start = info.data.get("start_date")
+        if start is not None and end is not None and end < start:
+            raise ValueError(f"end_date {end} is before start_date {start}")
+        return end
 
     @field_validator("provider_ref")
     @classmethod
@@ -406,6 +446,8 @@ class ServiceRow(_Row):
             "contracted_hours": self.contracted_hours,
             "designated": self.designated,
             "term": self.term.value,
+            "start_date": self.start_date,
+            "end_date": self.end_date,
         }
 
 
@@ -457,169 +499,23 @@ _KINDS: dict[str, _Kind] = {
     "providers": _Kind(
         Provider, "provider_ref", ProviderRow, ("name", "national_provider_id", "charity_number", "company_number")
     ),
-    "services": _Kind(
-        Service,
-        "service_ref",
-        ServiceRow,
-        (
-            "provider_id",
-            "name",
-            "district_code",
-            "service_type",
-            "client_group",
-            "units",
-            "unit_type",
-            "contracted_hours",
-            "designated",
-            "term",
-        ),
-    ),
+    "services": _Kind(Service, "service_ref", ServiceRow, (*SERVICE_VERSION_FIELDS, "start_date", "end_date")),
     "contracts": _Kind(Contract, "contract_ref", ContractRow, ("service_id", "annual_value", "start_date", "end_date")),
 }
 
 
-# ---------------------------------------------------------------------------------------------
-# Reading: bytes -> UTF-8 lines -> CSV records, keeping byte offsets for encoding errors.
-
-
-@dataclass
-class _BadByte:
-    offset: int  # from the start of the file, counting from 0
-    line: int  # physical line, from 1
-    byte: int
-
-
-def _decoded_lines(f: BinaryIO, bad: list[_BadByte]) -> Iterator[str]:
-    offset = 0
-    for line, raw in enumerate(f, start=1):
-        skip = len(codecs.BOM_UTF8) if line == 1 and raw.startswith(codecs.BOM_UTF8) else 0
-        try:
-            text = raw[skip:].decode("utf-8")
-        except UnicodeDecodeError as exc:
-            bad.append(_BadByte(offset + skip + exc.start, line, raw[skip + exc.start]))
-            # Decoded anyway so that every other problem in the file is still found.
-            text = raw[skip:].decode("utf-8", errors="replace")
-        offset += len(raw)
-        yield text
-
-
-def _header_key(cell: str) -> str:
-    return re.sub(r"\s+", "_", cell.strip().lower())
-
-
-def _count_lines(path: Path) -> int:
-    lines, last = 0, b"\n"
-    with path.open("rb") as f:
-        while chunk := f.read(1 << 20):
-            lines += chunk.count(b"\n")
-            last = chunk[-1:]
-    return lines + (last != b"\n")
-
-
-@dataclass
-class _Reader:
-    """Reads a CSV file row by row (`records` as dicts, `rows` as cell lists); collects file-level problems."""
-
-    path: Path
-    label: str
-    columns: _Columns
-    problems: list[ImportProblem]
-    header: list[str] = field(default_factory=list)
-    rows_seen: int = 0  # records read so far, the header included
-    _unnamed: list[int] = field(default_factory=list)  # columns with no name, whose cells must stay empty
-
-    def problem(self, row: int | None, column: str | None, reason: str) -> None:
-        self.problems.append(ImportProblem(self.label, row, column, reason))
-
-    def records(self) -> Iterator[tuple[int, dict[str, str]]]:
-        for row, cells in self.rows():
-            yield row, {name: value for name, value in zip(self.header, cells, strict=True) if value}
-
-    def rows(self) -> Iterator[tuple[int, list[str]]]:
-        """(row number, stripped cells in header order) for each non-blank data row whose cells
-        line up with the header; the header and anything wrong with a row go to `problems`."""
-        bad: list[_BadByte] = []
-        with self.path.open("rb") as f:
-            reader = csv.reader(_decoded_lines(f, bad), strict=True)
-            try:
-                for cells in reader:
-                    self.rows_seen += 1
-                    row = self.rows_seen
-                    self._encoding_problems(row, cells, bad)
-                    if row == 1:
-                        if not self._read_header(cells):
-                            return
-                        continue
-                    values = self._values(row, cells)
-                    if values is not None:
-                        yield row, values
-            except csv.Error as exc:
-                self._encoding_problems(self.rows_seen + 1, [], bad)
-                self.problem(self.rows_seen + 1, None, f"not valid CSV ({exc}); nothing after this row was read")
-        if self.rows_seen == 0:
-            self.problem(None, None, f"the file is empty: expected a header row naming {', '.join(self.columns.all)}")
-
-    def _encoding_problems(self, row: int, cells: list[str], bad: list[_BadByte]) -> None:
-        for b in bad:
-            column = next((self._column(i) for i, cell in enumerate(cells) if "\ufffd" in cell), None)
-            self.problem(
-                row,
-                column,
-                f"not UTF-8: byte 0x{b.byte:02X} at byte offset {b.offset} (line {b.line}); save the file as CSV UTF-8",
-            )
-        bad.clear()
-
-    def _column(self, index: int) -> str | None:
-        return self.header[index] if index < len(self.header) else None
-
-    def _read_header(self, cells: list[str]) -> bool:
-        self.header = [_header_key(c) for c in cells]
-        self._unnamed = [i for i, name in enumerate(self.header) if not name]
-        known = set(self.columns.all)
-        ok = True
-        seen: set[str] = set()
-        for name in self.header:
-            if not name:
-                continue  # Excel leaves unnamed empty columns; their cells must stay empty (see _values)
-            if name in seen:
-                self.problem(1, name, "column appears twice in the header")
-                ok = False
-            elif name not in known:
-                self.problem(1, name, f"unknown column; the columns are {', '.join(self.columns.all)}")
-                ok = False
-            seen.add(name)
-        for name in self.columns.required:
-            if name not in seen:
-                self.problem(1, name, "missing column: the header must name it")
-                ok = False
-        return ok
-
-    def _values(self, row: int, cells: list[str]) -> list[str] | None:
-        stripped = [c.strip() for c in cells]
-        if not any(stripped):
-            return None
-        if len(stripped) != len(self.header):
-            self.problem(row, None, f"row has {len(stripped)} cells but the header has {len(self.header)}")
-            return None
-        for index in self._unnamed:
-            if stripped[index]:
-                value = stripped[index]
-                self.problem(row, None, f"cell {index + 1} holds {value!r} but its column has no name in the header")
-                return None
-        return stripped
-
-
-def _problems_from(error: ValidationError, label: str, row: int, values: dict[str, str]) -> list[ImportProblem]:
+def _problems_from(error: ValidationError, reader: Source, row: int, values: dict[str, str]) -> list[ImportProblem]:
     problems = []
     for e in error.errors(include_url=False):
         column = str(e["loc"][0]) if e["loc"] else None
+        value = values.get(column or "")
         if e["type"] == "value_error":
             reason = str(e["ctx"]["error"])
         elif e["type"] == "missing":
             reason = "empty; a value is required"
         else:
-            reason = f"{e['msg']} (got {values.get(column or '')!r})"
-        problems.append(ImportProblem(label, row, column, reason))
+            reason = f"{e['msg']} (got {value!r})"
+        problems.append(ImportProblem(reader.label, row, column, reason, sheet=reader.sheet_read, value=value))
     return problems
 
 
@@ -702,33 +598,82 @@ def _stored(
     return {row[0]: (row[1], tuple(row[2:])) for row in conn.execute(query)}
 
 
+Observer = Callable[[int, dict[str, str], dict[str, Any]], None]
+"""Called with each good row during a check: (row number, the file's cells by column, the values
+as they will be stored by column)."""
+_LIFE = ("start_date", "end_date")
+
+
+def _keep_undated(columns: dict[str, Any], stored: tuple[Any, ...], header: list[str]) -> None:
+    """A file without the start_date or end_date column leaves those of a stored service as they
+    are (an older export that never had them does not wipe them)."""
+    for at, name in enumerate(_LIFE, start=len(SERVICE_VERSION_FIELDS)):
+        if name not in header:
+            columns[name] = stored[at]
+
+
+def _replaced_version(before: tuple[int, tuple[Any, ...]], changed_on: date | None, today: date) -> dict[str, Any]:
+    """The stored version a re-import replaces, as a service_history row: it held up to the day
+    before the change took effect (`changed_on`, else the day of the import)."""
+    service_id, values = before
+    return {
+        "service_id": service_id,
+        "valid_until": date.fromordinal((changed_on or today).toordinal() - 1),
+        "recorded_at": utcnow(),
+        **dict(zip(SERVICE_VERSION_FIELDS, values[: len(SERVICE_VERSION_FIELDS)], strict=True)),
+    }
+
+
 def import_csv(
     engine: Engine,
     *,
     kind: Kind,
     path: Path,
     progress: Callable[[int, int], None] | None = None,
+    sheet: str | None = None,
+    encoding: Encoding = "auto",
+    translator: Translator | None = None,
+    dry_run: bool = False,
+    observe: Observer | None = None,
+    source: list[Source] | None = None,
 ) -> ImportSummary:
-    """Import one CSV file of `kind` into the store; all or nothing.
+    """Import one file of `kind` (CSV, or the first sheet or `sheet` of an .xlsx workbook) into
+    the store; all or nothing. `translator` applies a mapping profile (default: the built-in
+    readings of `node.imports.mapping`). With `dry_run` everything is read, checked and compared
+    with the store exactly as for an import, and then nothing is written.
 
-    Raises `ImportError_` listing every problem found (file, row, column, reason) and writes nothing.
-    `progress(done, total)` is called every BATCH rows and at the end: `done` counts data rows read;
-    `total` is the file's line count less the header (an estimate when cells hold line breaks) until
-    the last call, which is exact.
+    Raises `ImportError_` listing every problem found (file, sheet, row, column, reason) and writes
+    nothing. `progress(done, total)` is called every BATCH rows and at the end: `done` counts data
+    rows read; `total` is the file's line count less the header (an estimate when cells hold line
+    breaks, and unknown for a workbook) until the last call, which is exact. `source`, when given,
+    receives the `Source` read (what encoding or sheet it was read as).
     """
     if kind not in _KINDS:
         raise ValueError(f"kind must be one of {', '.join(_KINDS)}: {kind!r}")
     spec = _KINDS[kind]
     table = _table(spec.table)
-    label = path.name
+    translator = translator or Translator()
+    problems: list[ImportProblem] = []
+    reader = Source(
+        path,
+        COLUMNS[kind],
+        problems,
+        sheet=sheet,
+        encoding=encoding,
+        renames=translator.renames,
+        ignored=translator.ignored,
+        kind=kind,
+    )
+    if source is not None:
+        source.append(reader)
+    label = reader.label
     try:
-        total = max(_count_lines(path) - 1, 0)
+        total = max(count_lines(path) - 1, 0) if path.suffix.lower() == ".csv" else 0
     except OSError as exc:
         raise ImportError_([ImportProblem(label, None, None, f"cannot read the file: {exc.strerror}")]) from None
 
     authority = store_authority(engine)
-    problems: list[ImportProblem] = []
-    reader = _Reader(path, label, COLUMNS[kind], problems)
+    translations: dict[str, Callable[[str], str] | None] = {}
     first_row_of: dict[str, int] = {}
     rows = 0
 
@@ -736,12 +681,28 @@ def import_csv(
         if progress is not None:
             progress(done, max(total, done))
 
+    def translated(row: int, values: dict[str, str]) -> dict[str, str] | None:
+        out = dict(values)
+        for column, value in values.items():
+            if column not in translations:
+                translations[column] = translator.for_column(column)
+            translate = translations[column]
+            if translate is not None:
+                try:
+                    out[column] = translate(value)
+                except ValueError as exc:
+                    reader.problem(row, column, str(exc), value)
+                    return None
+        return out
+
     report(0)
-    with engine.connect() as conn, conn.begin():
+    with engine.connect() as conn, conn.begin() as transaction:
         _lock_for_import(conn, table)
         context = _load_context(conn, kind, authority.code, authority.name)
         stored = _stored(conn, table, spec.key, spec.compared)
         writer = _Writer(conn, table, utcnow())
+        history: list[dict[str, Any]] = []  # services: the versions this import replaces
+        today = date.today()
         for row, values in reader.records():
             rows += 1
             if rows % BATCH == 0:
@@ -753,26 +714,42 @@ def import_csv(
             if key is not None:
                 first = first_row_of.setdefault(key, row)
                 if first != row:
-                    reader.problem(row, spec.key, f"duplicate {spec.key} {key!r}: already on row {first}")
+                    reader.problem(row, spec.key, f"duplicate {spec.key} {key!r}: already on row {first}", key)
                     continue
-            try:
-                item = spec.model.model_validate(values, context=context)
-            except ValidationError as exc:
-                problems.extend(_problems_from(exc, label, row, values))
+            cells = translated(row, values)
+            if cells is None:
                 continue
+            try:
+                item = spec.model.model_validate(cells, context=context)
+            except ValidationError as exc:
+                problems.extend(_problems_from(exc, reader, row, values))
+                continue
+            columns = item.columns(context)
+            if observe is not None:
+                observe(row, values, columns)
             if problems:
                 continue  # the file will be refused: keep checking, stop writing
-            columns = item.columns(context)
             before = stored.get(columns[spec.key])
+            if before is not None and kind == "services":
+                _keep_undated(columns, before[1], reader.header)
             if before is None:
                 writer.insert(columns)
             elif before[1] != tuple(columns[c] for c in spec.compared):
                 writer.update(before[0], columns)
+                supply_changed = before[1][: len(SERVICE_VERSION_FIELDS)] != tuple(
+                    columns[c] for c in SERVICE_VERSION_FIELDS
+                )
+                if kind == "services" and supply_changed:  # new dates alone correct the service's life
+                    history.append(_replaced_version(before, getattr(item, "changed_on", None), today))
         if rows == 0 and not problems:
             reader.problem(None, None, "no data rows: the file has a header and nothing else")
         if problems:
             raise ImportError_(problems)  # leaving the block rolls back whatever was written
         writer.flush()
+        if history:
+            conn.execute(insert(_table(ServiceHistory)), history)
+        if dry_run:
+            transaction.rollback()  # counted as an import would count them; nothing kept
     if progress is not None:
         progress(rows, rows)
     return ImportSummary(kind=kind, rows=rows, inserted=writer.inserted, updated=writer.updated)

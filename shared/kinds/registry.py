@@ -28,7 +28,7 @@ from shared.kinds.records import (
     combine_non_local_services,
     combine_plan,
 )
-from shared.kinds.supply import JointSupplyMap, combine_supply_maps
+from shared.kinds.supply import JointSupplyMap, as_at_day, combine_supply_maps
 from shared.manifest import CAG_CHAIR, MEMBER_AUTHORITY
 from shared.pb.cagnet.v1 import coordinator_pb2, node_pb2
 from shared.serde import count_table_from_proto, non_local_services_from_proto, plan_from_proto, supply_map_from_proto
@@ -136,6 +136,10 @@ def _non_local_share(query: coordinator_pb2.JointQueryRequest) -> None:
         check_share_threshold(query.min_share_percent)  # the grid only: a free value could be bisected
 
 
+def _supply_day(query: coordinator_pb2.JointQueryRequest) -> None:
+    as_at_day(query.as_at)
+
+
 def _counts(combine: Callable[[Any], Any]) -> Combine:
     return lambda responses, _query: combine([count_table_from_proto(m) for m in responses])
 
@@ -147,6 +151,7 @@ _DECLARED = (
         node_pb2.SupplyMapRequest,
         node_pb2.SupplyMapResponse,
         feed=True,
+        check=_supply_day,
         combiner=lambda responses, query: combine_supply_maps(
             [supply_map_from_proto(m) for m in responses], client_groups=query.client_groups
         ),

@@ -8,12 +8,32 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Sequence
+from datetime import date
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict
 
 from shared import places, vocabulary
+from shared.errors import InvalidRequest
 from shared.models import SupplyMap
+
+EARLIEST_DAY = date(1990, 1, 1)  # before Supporting People's forerunners: a typo, not a question
+
+
+def as_at_day(text: str) -> date | None:
+    """The day a supply map is asked as at ("YYYY-MM-DD"), or None for none (the node's today);
+    InvalidRequest for anything else. The coordinator checks a principal's query with it, and each
+    node the request it is sent."""
+    if not text:
+        return None
+    try:
+        day = date.fromisoformat(text)
+    except ValueError:
+        raise InvalidRequest("as_at: a day in the form YYYY-MM-DD") from None
+    if len(text) != 10 or not EARLIEST_DAY <= day <= date(2100, 12, 31):
+        raise InvalidRequest("as_at: a day in the form YYYY-MM-DD, from 1990")
+    return day
+
 
 RESULT_VERSION = 2  # 2: a withheld CAG total says why (issue 26)
 

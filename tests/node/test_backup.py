@@ -281,7 +281,7 @@ def test_restore_needs_an_empty_folder(sqlite_backup: Path, tmp_path: Path) -> N
 
 
 def test_an_archive_an_older_cagnet_made_restores_at_this_revision(sqlite_backup: Path, tmp_path: Path) -> None:
-    """A backup taken before schema migrations (no version tables, no revision 0002 indexes) is
+    """A backup taken before schema migrations (no version tables, nothing of revisions 0002-0004) is
     restored and brought to this cagnet's revisions, so the restored node opens at once."""
     import hashlib
     import sqlite3
@@ -299,6 +299,10 @@ def test_an_archive_an_older_cagnet_made_restores_at_this_revision(sqlite_backup
             "DROP TABLE alembic_version_audit",
             "DROP INDEX ix_client_record_updated_at",
             "DROP INDEX ix_outcome_updated_at",
+            # Revision 0004's service dates and history.
+            "DROP TABLE service_history",
+            "ALTER TABLE service DROP COLUMN start_date",
+            "ALTER TABLE service DROP COLUMN end_date",
         ):
             conn.execute(statement)
     conn.close()

@@ -19,6 +19,7 @@ from sqlalchemy import select, text
 from sqlalchemy.engine import Engine
 from sqlmodel import SQLModel
 
+from node.imports.reading import Source
 from node.imports.supply import BATCH, MAX_PROBLEMS, Kind, import_csv
 from node.store import (
     ensure_authority,
@@ -274,6 +275,9 @@ def test_an_unknown_or_repeated_column_is_refused(engine: Engine, tmp_path: Path
         ("units", "twelve", "not a whole number: 'twelve'"),
         ("units", "12.5", "not a whole number: '12.5'"),
         ("units", "-3", "units must be 0 or more, not -3"),
+        ("units", "9" * 20, "a number of 20 digits is far too large"),  # was an OverflowError at insert
+        ("units", "100,001", "100,001 units is more than any service has (at most 100,000)"),
+        ("contracted_hours", "20000.5", "20000.5 contracted hours a week is more than any service has"),
         ("client_group", "22", "22 is not an SP client group code: codes are 1 to 21"),
         ("client_group", "0", "0 is not an SP client group code: codes are 1 to 21"),
         ("client_group", "older people", "not a whole number: 'older people'"),
@@ -322,13 +326,24 @@ def test_floating_support_needs_its_contracted_hours(engine: Engine, tmp_path: P
 @pytest.mark.parametrize(
     ("column", "value", "reason"),
     [
-        ("start_date", "31/03/2006", "not a date in the form YYYY-MM-DD (e.g. 2006-04-01): '31/03/2006'"),
+        ("start_date", "03/31/2006", "not a real date: '03/31/2006'"),  # dd/mm/yyyy, never a US date
+        (
+            "start_date",
+            "31.03.2006",
+            "not a date in a format this import reads (yyyy-mm-dd, dd/mm/yyyy, d-mmm-yy, d-mmm-yyyy, excel-serial): "
+            "'31.03.2006'",
+        ),
         ("start_date", "2006-02-30", "not a real date: '2006-02-30'"),
         ("end_date", "0207-03-31", "year 207 is out of range (1990 to 2100): '0207-03-31'"),
         ("end_date", "2005-03-31", "end_date 2005-03-31 is before start_date 2005-04-01"),
         ("annual_value", "-5000.00", "annual value must not be negative: -5000.00"),
         ("annual_value", "1200.505", "not an amount in pounds with at most 2 decimal places: '1200.505'"),
         ("annual_value", "1.2e5", "not an amount in pounds with at most 2 decimal places: '1.2e5'"),
+        (
+            "annual_value",
+            "£250,000,000",
+            "an annual value of £250,000,000 is more than any SP contract (at most £100,000,000)",
+        ),
         (
             "service_ref",
             "KCC-S09999",
@@ -443,22 +458,43 @@ def test_a_header_without_rows_is_refused(engine: Engine, tmp_path: Path) -> Non
     assert problems == [("contracts.csv", None, None, "no data rows: the file has a header and nothing else")]
 
 
-def test_a_file_that_is_not_utf8_names_the_byte_row_and_column(engine: Engine, tmp_path: Path) -> None:
-    # Excel's plain "CSV" is Windows-1252: é is the single byte 0xE9.
+def test_a_windows_1252_file_is_read_as_such_and_says_so(engine: Engine, tmp_path: Path) -> None:
+    # Excel's plain "CSV" on an English Windows is Windows-1252: é is the single byte 0xE9, £ is 0xA3.
     rows = [*PROVIDERS[:2], ["KCC-P0003", "Café Project", "", "1012345", ""], PROVIDERS[3]]
     path = write(tmp_path / "providers.csv", PROVIDER_HEADER, rows, encoding="cp1252")
     offset = path.read_bytes().index(b"\xe9")
+    read: list[Source] = []
+
+    assert import_csv(engine, kind="providers", path=path, source=read).inserted == 4
+
+    assert read[0].encoding_note == (
+        f"read as Windows-1252: the file is not UTF-8 (byte 0xE9 at byte offset {offset}) and has no UTF-8 text"
+    )
+    with engine.connect() as conn:
+        assert "Café Project" in conn.execute(text("SELECT name FROM provider")).scalars().all()
+
+
+def test_a_file_of_two_encodings_is_refused_naming_the_byte(engine: Engine, tmp_path: Path) -> None:
+    rows = [*PROVIDERS[:2], ["KCC-P0003", "Café Project", "", "1012345", ""], PROVIDERS[3]]
+    path = write(tmp_path / "providers.csv", PROVIDER_HEADER, rows)  # UTF-8: é is 0xC3 0xA9
+    data = path.read_bytes() + "KCC-P0009,Crèche Trust,,1012346,\r\n".encode("cp1252")
+    path.write_bytes(data)
+    offset = data.index(b"\xe8")
 
     problems = refused(engine, "providers", path)
 
     assert problems == [
         (
             "providers.csv",
-            4,
-            "name",
-            f"not UTF-8: byte 0xE9 at byte offset {offset} (line 4); save the file as CSV UTF-8",
+            None,
+            None,
+            f"mixed encodings: the file holds UTF-8 text and also byte 0xE8 at byte offset {offset}, which is not "
+            "UTF-8; save the whole file as CSV UTF-8",
         )
     ]
+    with pytest.raises(ImportError_) as caught:
+        import_csv(engine, kind="providers", path=path, encoding="utf-8")
+    assert caught.value.problems[0].reason.startswith(f"not UTF-8: byte 0xE8 at byte offset {offset}")
 
 
 def test_row_numbers_count_records_and_blank_rows(engine: Engine, tmp_path: Path) -> None:
@@ -524,7 +560,7 @@ def _snapshot(engine: Engine) -> dict[str, list[tuple[object, ...]]]:
 
 
 def test_a_provider_with_no_identity_at_all_is_refused(engine: Engine, tmp_path: Path) -> None:
-    rows = [*PROVIDERS, ["KCC-P0099", "- - -", "", "", ""]]
+    rows = [*PROVIDERS, ["KCC-P0099", "* * *", "", "", ""]]
     problems = refused(engine, "providers", write(tmp_path / "providers.csv", PROVIDER_HEADER, rows))
     assert len(problems) == 1 and problems[0][:3] == ("providers.csv", 6, "name")
     assert "no identity" in problems[0][3]
@@ -532,7 +568,7 @@ def test_a_provider_with_no_identity_at_all_is_refused(engine: Engine, tmp_path:
     import_csv(
         engine,
         kind="providers",
-        path=write(tmp_path / "ok.csv", PROVIDER_HEADER, [["KCC-P0099", "- - -", "", "1149085", ""]]),
+        path=write(tmp_path / "ok.csv", PROVIDER_HEADER, [["KCC-P0099", "* * *", "", "1149085", ""]]),
     )
 
 

@@ -298,15 +298,18 @@ BAD_RECORDS = [  # (data row from 0, column, bad value, what the reason must say
     (0, "client_group", "0", "0 is not an SP client group code: codes are 1 to 21"),
     (3, "client_group", "22", "22 is not an SP client group code: codes are 1 to 21"),
     (2, "start_date", "2010-07-01", "2010-07-01 is in the future (today is 2010-06-30)"),
-    (2, "start_date", "01/12/2009", "not a date in the form YYYY-MM-DD"),
-    (1, "age_band", "adult", "'adult' is not an SP age band; use one of: 16-17, 18-24"),
+    (2, "start_date", "12/31/2009", "not a real date: '12/31/2009'"),  # dd/mm/yyyy, never a US date
+    (2, "start_date", "2009/12/01", "not a date in a format this import reads (yyyy-mm-dd, dd/mm/yyyy"),
+    (1, "age_band", "adult", "'adult' is not an SP age band or an age in years; use one of: 16-17, 18-24"),
+    (1, "age_band", "12", "an age of 12 is outside the SP age bands (16 to 120)"),
     (1, "ethnicity", "Martian", "'Martian' is not a 2001 census ethnic category"),
     (0, "secondary_groups", "4;14", "client group 14 is the primary group; list it once"),
     (0, "secondary_groups", "4;30", "secondary group 30 is not an SP client group code"),
     (1, "service_ref", "KCC-S9", "unknown service_ref 'KCC-S9': no such service in the store"),
     (1, "date_of_birth", "2009-01-01", "date of birth 2009-01-01 is after start_date 2008-11-20"),
-    (3, "surname", "", "empty; a value is required"),
-    (3, "first_initial", "--", "first_initial has no letters: '--'"),
+    (3, "surname", "..", "surname has no letters: '..'"),
+    (3, "first_initial", "..", "first_initial has no letters: '..'"),
+    (3, "first_initial", "=A1", "begins with '=', so a spreadsheet would run it as a formula"),
 ]
 
 

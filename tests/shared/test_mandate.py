@@ -116,7 +116,9 @@ def test_a_bad_interval_says_what_is_accepted(text: str) -> None:
 
 def test_the_question_is_every_field_of_a_joint_query_but_who_asks() -> None:
     fields = {f.name for f in coordinator_pb2.JointQueryRequest.DESCRIPTOR.fields}
-    assert set(MandatedQuery.model_fields) == fields - {"header", "node_deadline_ms", "mandate", "slot"}
+    # A supply map's as_at is not a feed's question (a feed's maps are of the day they are made):
+    # left empty it asks nothing, and set it is refused (below).
+    assert set(MandatedQuery.model_fields) == fields - {"header", "node_deadline_ms", "mandate", "slot", "as_at"}
     everything = MandatedQuery(
         kind="vfm",
         by_district=True,
@@ -130,6 +132,9 @@ def test_the_question_is_every_field_of_a_joint_query_but_who_asks() -> None:
     message = query_message(everything, request_header(_identity_stub(), audience="c", method="m"))
     message.node_deadline_ms = 900  # how it is asked, not what
     assert question_of(message) == everything
+    message.as_at = "2009-04-01"
+    with pytest.raises(InvalidRequest):
+        question_of(message)
     assert everything.client_groups == (7, 14)  # a set: the order given does not make another question
 
 

@@ -39,6 +39,7 @@ class JointQueryRequest(_message.Message):
     SERVICE_TYPE_FIELD_NUMBER: _builtins.int
     MANDATE_FIELD_NUMBER: _builtins.int
     SLOT_FIELD_NUMBER: _builtins.int
+    AS_AT_FIELD_NUMBER: _builtins.int
     kind: _builtins.str
     """The aggregate kind: "supply-map", "movement", "net-flow", "kpi", "non-local-services",
     "repeat-movers", "common-providers" or "vfm"; or "plan": which standard client-record
@@ -59,6 +60,8 @@ class JointQueryRequest(_message.Message):
     service_type: _builtins.str
     """For "vfm": only this service type; empty means every type."""
     slot: _builtins.int
+    as_at: _builtins.str
+    """For "supply-map" only: the day the map describes, ISO "YYYY-MM-DD" (empty: each node's today)."""
     @_builtins.property
     def header(self) -> _envelope_pb2.RequestHeader: ...
     @_builtins.property
@@ -90,10 +93,11 @@ class JointQueryRequest(_message.Message):
         service_type: _builtins.str = ...,
         mandate: _envelope_pb2.Envelope | None = ...,
         slot: _builtins.int = ...,
+        as_at: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["header", b"header", "mandate", b"mandate"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["by_district", b"by_district", "client_groups", b"client_groups", "from_date", b"from_date", "header", b"header", "kind", b"kind", "mandate", b"mandate", "min_share_percent", b"min_share_percent", "node_deadline_ms", b"node_deadline_ms", "period", b"period", "service_type", b"service_type", "slot", b"slot", "to_date", b"to_date"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["as_at", b"as_at", "by_district", b"by_district", "client_groups", b"client_groups", "from_date", b"from_date", "header", b"header", "kind", b"kind", "mandate", b"mandate", "min_share_percent", b"min_share_percent", "node_deadline_ms", b"node_deadline_ms", "period", b"period", "service_type", b"service_type", "slot", b"slot", "to_date", b"to_date"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

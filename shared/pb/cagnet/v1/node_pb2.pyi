@@ -117,8 +117,13 @@ class SupplyMapRequest(_message.Message):
     HEADER_FIELD_NUMBER: _builtins.int
     BY_DISTRICT_FIELD_NUMBER: _builtins.int
     CLIENT_GROUPS_FIELD_NUMBER: _builtins.int
+    AS_AT_FIELD_NUMBER: _builtins.int
     by_district: _builtins.bool
     """Break the map down by district (housing authority) as well."""
+    as_at: _builtins.str
+    """The day the map describes, ISO "YYYY-MM-DD": the services running that day (by their start
+    and end dates), each as it stood then. Empty: the node's today.
+    """
     @_builtins.property
     def header(self) -> _envelope_pb2.RequestHeader: ...
     @_builtins.property
@@ -133,10 +138,11 @@ class SupplyMapRequest(_message.Message):
         header: _envelope_pb2.RequestHeader | None = ...,
         by_district: _builtins.bool = ...,
         client_groups: _abc.Iterable[_builtins.int] | None = ...,
+        as_at: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["header", b"header"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["by_district", b"by_district", "client_groups", b"client_groups", "header", b"header"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["as_at", b"as_at", "by_district", b"by_district", "client_groups", b"client_groups", "header", b"header"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

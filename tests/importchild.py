@@ -1,0 +1,54 @@
+"""A client-record import in a process of its own, which stops or kills itself at a chosen point:
+for the tests that kill an import (kill -9) or hold one part-way while the node answers.
+
+    python -m tests.importchild DATABASE_URL FILE PERSON_KEY ACTION WHERE
+
+ACTION is `kill` (SIGKILL, as kill -9) or `stop` (SIGSTOP, until the test sends SIGCONT); WHERE is
+`rows=N` (after N rows have been read and staged) or a phase of `node.imports.staging.Phase`
+(`staged`, `locked`, `written`), or `never`. Exits 0 after a whole import.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+from pathlib import Path
+
+from node.client_records import PersonSealer, load_person_key
+from node.imports.records import import_client_records
+from node.store import open_store
+
+
+def main(url: str, file: str, key: str, action: str, where: str) -> None:
+    signum = {"kill": signal.SIGKILL, "stop": signal.SIGSTOP}[action]
+    done_once: list[bool] = []
+
+    def act() -> None:
+        if not done_once:  # once: a stopped import goes on to the end when continued
+            done_once.append(True)
+            os.kill(os.getpid(), signum)
+
+    def progress(done: int, total: int) -> None:
+        if where.startswith("rows=") and done >= int(where.removeprefix("rows=")) and done < total:
+            act()
+
+    def on_phase(phase: str) -> None:
+        if phase == where:
+            act()
+
+    engine = open_store(url)
+    try:
+        import_client_records(
+            engine,
+            path=Path(file),
+            sealer=PersonSealer(load_person_key(Path(key))),
+            progress=progress,
+            on_phase=on_phase,
+        )
+    finally:
+        engine.dispose()
+
+
+if __name__ == "__main__":
+    main(*sys.argv[1:])

@@ -1,0 +1,80 @@
+"""A node answers while it imports: a real node server (mTLS, signed envelopes) serves the joint
+supply map, signed and verifiable, while another process is part-way through importing a large
+client-record file into the same store (SQLite, as a new node runs it).
+
+Before imports were staged, the import took the store's one write lock at its first row and held
+it to its last; the node's answer (which records its nonce, ledger and audit entries) waited for
+it past the coordinator's deadline, and the node was reported missing.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from sqlalchemy import func, select
+
+from coordinator import network
+from coordinator.joint import bundle as bundle_mod
+from coordinator.joint.client import joint_query
+from node.client_records import ClientRecord
+from node.config import load_config
+from node.store import open_store
+from node.synthetic.clients import write_client_csvs
+from node.synthetic.supply import generate
+from tests.netutil import make_network, running
+
+ROOT = Path(__file__).resolve().parents[2]
+MEDWAY = "E06000035"
+RECORDS = 60_000
+
+
+def _stopped(pid: int) -> bool:
+    state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    return state == "T"
+
+
+def _records(url: str) -> int:
+    engine = open_store(url)
+    try:
+        with engine.connect() as conn:
+            return conn.execute(select(func.count()).select_from(ClientRecord)).scalar_one()
+    finally:
+        engine.dispose()
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads a process's state from /proc")
+def test_a_node_serves_a_signed_supply_map_while_it_imports(tmp_path: Path) -> None:
+    net = make_network(tmp_path / "net", (MEDWAY,), clients=1000)
+    config = load_config(net.nodedirs[MEDWAY])
+    # The same supply as the node's (make_network seeds its first node with 7), so the file's
+    # services are the node's.
+    big = write_client_csvs(generate(MEDWAY, seed=7), tmp_path / "files", count=RECORDS)["client-records"]
+    before = _records(config.database_url)
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    with running(net):
+        importer = subprocess.Popen(
+            [sys.executable, "-m", "tests.importchild", config.database_url, str(big),
+             str(config.person_key_path), "stop", "rows=30000"],
+            cwd=ROOT, env=env, stderr=subprocess.PIPE,
+        )  # fmt: skip
+        try:
+            for _ in range(1200):  # the import stops itself half-way through the file: at most 120 s
+                if importer.poll() is not None or _stopped(importer.pid):
+                    break
+                time.sleep(0.1)
+            assert importer.poll() is None and _stopped(importer.pid), "the import did not reach half-way"
+            bundle, envelope = joint_query(net.netdir, kind="supply-map", node_deadline_ms=5000)
+            assert bundle.answered == (MEDWAY,) and bundle.missing == ()
+            assert bundle_mod.verify_bundle(envelope, network.read(net.netdir)) == bundle
+            assert _records(config.database_url) == before  # the half-read file is not in the store
+        finally:
+            importer.send_signal(signal.SIGCONT)
+        _, stderr = importer.communicate(timeout=300)
+        assert importer.returncode == 0, stderr.decode()[-2000:]
+    assert _records(config.database_url) > before
