@@ -27,7 +27,7 @@ from shared import places, vocabulary
 from shared.accreditation import LoggedEntry, provider_status, verify_entry
 from shared.checkpoint import register_origin, verify_checkpoint
 from shared.kinds.providers import VfmBenchmarks
-from shared.kinds.records import JointMovement, JointNetFlow
+from shared.kinds.records import JointMovement, JointNetFlow, net_figure
 from shared.kinds.supply import JointSupplyMap
 from shared.register_client import RegisterClient
 
@@ -155,13 +155,39 @@ def net_flow_chart(bundle: Bundle) -> str:
     fig = go.Figure()
     fig.add_bar(name="imported", x=names, y=[row.imported.count for row in rows])
     fig.add_bar(name="exported (to CAG authorities)", x=names, y=[-row.exported.count for row in rows])
-    fig.add_scatter(name="net", x=names, y=[row.net for row in rows], mode="markers", marker={"size": 12})
+    # Only a whole net flow is plotted as a figure; a bound is drawn as an open marker labelled
+    # "at least" or "at most", and a withheld one not at all (each is listed under the chart).
+    figures = [net_figure(row.imported, row.exported) for row in rows]  # (net, status, reason)
+    fig.add_scatter(
+        name="net",
+        x=names,
+        y=[net if status == "whole" else None for net, status, _ in figures],
+        mode="markers",
+        marker={"size": 12},
+    )
+    bounded = [(name, net, status) for name, (net, status, _) in zip(names, figures, strict=True) if net is not None]
+    bounded = [b for b in bounded if b[2] != "whole"]
+    if bounded:
+        fig.add_scatter(
+            name="net, a bound (a part suppressed)",
+            x=[name for name, _, _ in bounded],
+            y=[net for _, net, _ in bounded],
+            text=[f"{status} {net:+,}" for _, net, status in bounded],
+            mode="markers+text",
+            textposition="top center",
+            marker={"size": 12, "symbol": "circle-open"},
+        )
     fig.update_layout(title="Net import (+) and export (−) by authority, all client groups", barmode="relative")
     suppressed = [
         f"{_name(row.authority)}: {what} (sum is at least)"
         for row in rows
         for what, t in (("imported", row.imported), ("exported", row.exported))
         if not t.complete
+    ]
+    suppressed += [
+        f"{_name(row.authority)}: net flow {'withheld' if net is None else f'{status} {net:+,}'} ({reason})"
+        for row, (net, status, reason) in zip(rows, figures, strict=True)
+        if status != "whole"
     ]
     return _div(fig, "net-flow") + _coverage(bundle, suppressed)
 

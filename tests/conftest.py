@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import socket
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import pytest
 from sqlalchemy import create_engine, text
@@ -76,22 +76,36 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
 
 
 @pytest.fixture
-def postgres_url() -> Iterator[str]:
-    """A URL to a brand-new PostgreSQL database, dropped after the test."""
+def postgres_databases() -> Iterator[Callable[[int], list[str]]]:
+    """Make `n` brand-new PostgreSQL databases (one per node of a network), all dropped after the test."""
     base = _postgres_base_url()
     if base is None:
         why = _base_url.get("why") or "no Docker engine for testcontainers"
         pytest.skip(f"no PostgreSQL: set {POSTGRES_ENV} ({why}; docs/deploy.md has one in docker-compose.yml)")
-    name = f"cagnet_test_{uuid.uuid4().hex[:12]}"
     admin = create_engine(base, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    names: list[str] = []
+
+    def make(n: int) -> list[str]:
+        made = [f"cagnet_test_{uuid.uuid4().hex[:12]}" for _ in range(n)]
+        with admin.connect() as conn:
+            for name in made:
+                conn.execute(text(f'CREATE DATABASE "{name}"'))
+                names.append(name)
+        return [make_url(base).set(database=name).render_as_string(hide_password=False) for name in made]
+
     try:
-        yield make_url(base).set(database=name).render_as_string(hide_password=False)
+        yield make
     finally:
         with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+            for name in names:
+                conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
         admin.dispose()
+
+
+@pytest.fixture
+def postgres_url(postgres_databases: Callable[[int], list[str]]) -> str:
+    """A URL to a brand-new PostgreSQL database, dropped after the test."""
+    return postgres_databases(1)[0]
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])

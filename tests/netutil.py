@@ -4,6 +4,7 @@ each node a real gRPC server on port 0 with mTLS and its own SQLite store full o
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -42,10 +43,16 @@ class LiveNetwork:
 
 
 def make_network(
-    root: Path, codes: tuple[str, ...] = THREE, *, seed: int = 7, clients: int | None = None
+    root: Path,
+    codes: tuple[str, ...] = THREE,
+    *,
+    seed: int = 7,
+    clients: int | None = None,
+    database_urls: dict[str, str] | None = None,
 ) -> LiveNetwork:
     """`codes` as founding members, each loaded with synthetic data (`clients` client records each,
-    default the realistic volume), sharing repeat movers with one another."""
+    default the realistic volume), sharing repeat movers with one another. Each node's store is
+    SQLite in its folder unless `database_urls` names another (an empty PostgreSQL database)."""
     netdir = root / "network"
     network.init_network(netdir, name="Test CAG", coordinator_endpoint="127.0.0.1:0")
     register = network.read_register(netdir)
@@ -57,6 +64,8 @@ def make_network(
             netdir, nodedir, authority=code, endpoint="127.0.0.1:0", linkage_key=linkage_key
         )
         nodedirs[code] = nodedir
+        if database_urls and code in database_urls:
+            _use_store(nodedir, database_urls[code])
         runtime = NodeRuntime.open(load_config(nodedir))
         person_key = load_person_key(runtime.config.person_key_path)
         load_synthetic(
@@ -70,6 +79,15 @@ def make_network(
         )
         runtime.engine.dispose()
     return LiveNetwork(netdir, nodedirs)
+
+
+def _use_store(nodedir: Path, url: str) -> None:
+    config = nodedir / "node.toml"
+    lines = [
+        f"database_url = {json.dumps(url)}" if line.startswith("database_url =") else line
+        for line in config.read_text().splitlines()
+    ]
+    config.write_text("\n".join(lines) + "\n")
 
 
 def node_channel(net: LiveNetwork, identity: Identity, code: str) -> grpc.Channel:

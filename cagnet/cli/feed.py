@@ -14,7 +14,7 @@ from cagnet.cli.common import NetworkOpt, _netdir, err, out
 from cagnet.cli.query import currency_lines
 
 if TYPE_CHECKING:
-    from coordinator.feeds.snapshot import FeedSnapshot
+    from coordinator.feeds.snapshot import FeedSnapshot, KpiRow
     from shared.mandate import FeedMandate
 
 feed_app = typer.Typer(help="The signed sub-regional feed for regional housing boards.", no_args_is_help=True)
@@ -37,6 +37,15 @@ def _span(interval: str) -> str:
     return f"{start} to {end}"
 
 
+def _kpi(k: KpiRow | None) -> str:
+    if k is None:
+        return "-"
+    if k.percent_planned is not None:
+        return f"{k.percent_planned:.0f}%"
+    # A percentage with a suppressed part is withheld, never worked out from "at least" counts.
+    return "-" if k.planned.complete and k.departures.complete else "[yellow]withheld[/]"
+
+
 def render_snapshot(snapshot: FeedSnapshot) -> None:
     from shared import vocabulary
 
@@ -53,10 +62,11 @@ def render_snapshot(snapshot: FeedSnapshot) -> None:
             f"{row.units_per_1000:.2f}",
             "-" if f is None else ("" if f.from_outside.complete else "≥") + f"{f.from_outside.count:,}",
             "-" if f is None else ("" if f.between_authorities.complete else "≥") + f"{f.between_authorities.count:,}",
-            "-" if k is None or k.percent_planned is None else f"{k.percent_planned:.0f}%",
+            _kpi(k),
         )
     out.print(table)
     out.print(snapshot_periods(snapshot))
+    out.print("[dim]≥: a suppressed count is left out of the sum. KPI 2 withheld: a part is suppressed.[/]")
     by_status = ", ".join(f"{s} {n}" for s, n in snapshot.providers.by_status.items()) or "none logged"
     out.print(f"providers in the accreditation register: {by_status} (on {snapshot.providers.on})")
     for line in currency_lines(snapshot.currency):

@@ -18,6 +18,7 @@ if TYPE_CHECKING:
     from collections.abc import Sequence
 
     from coordinator.joint.bundle import AuthorityCurrency, Bundle
+    from shared.kinds.supply import JointSupplyMap
 
 app = typer.Typer(help="Joint queries across the member nodes (as the CAG chair).", no_args_is_help=True)
 
@@ -48,16 +49,20 @@ def render_supply_map(bundle: Bundle, console: Console) -> None:
     totals.add_row(
         "[bold]CAG[/]",
         f"{r.population:,}",
-        _figure(r.services),
+        _total(r.services),
         f"{r.units:,}",
-        _figure(r.designated_services),
-        _figure(r.annual_value),
+        _total(r.designated_services),
+        _total(r.annual_value),
     )
     console.print(totals)
     console.print(
         "[dim]Service counts are rounded under the network policy (small counts suppressed, shown as *);"
-        " contract values are withheld (*) where a few providers dominate. Units are capacity and exact.[/]"
+        " contract values are withheld (*) where a few providers dominate. A CAG total with a suppressed part"
+        " is withheld rather than understated. Units are capacity and exact, and so are the rates and gaps.[/]"
     )
+    labels = {"services": "services", "designated_services": "designated services", "annual_value": "contract value"}
+    for name, reason in _withheld_totals(r).items():
+        console.print(f"  CAG {labels[name]} withheld: {reason}")
 
     # Two narrow tables rather than one wide one: six authorities must fit an 80-column terminal.
     heads = {code: _short_name(names[code]) for code in codes}
@@ -90,6 +95,21 @@ def render_supply_map(bundle: Bundle, console: Console) -> None:
 
 def _figure(value: int | None) -> str:
     return "*" if value is None else f"{value:,}"
+
+
+def _total(value: int | None) -> str:
+    return "[yellow]withheld[/]" if value is None else f"{value:,}"
+
+
+def _withheld_totals(r: JointSupplyMap) -> dict[str, str]:
+    """Why each CAG total is withheld; worked out from the authorities for a version 1 result."""
+    if r.withheld or r.result_version > 1:
+        return dict(r.withheld)
+    short = {
+        name: [a.authority for a in r.authorities if getattr(a, name) is None]
+        for name in ("services", "designated_services", "annual_value")
+    }
+    return {name: f"suppressed at {', '.join(codes)}" for name, codes in short.items() if codes}
 
 
 def _short_name(name: str) -> str:

@@ -217,21 +217,31 @@ def render_net_flow(bundle: Bundle, console: Console) -> None:
         for row in r.rows:
             if row.client_group != group:
                 continue
-            verdict = "net importer" if row.net_importer else ("net exporter" if row.net < 0 else "balanced")
+            # A net flow built from a suppressed part is a bound or withheld, and never classified.
+            net, verdict = row.shown()
+            whole = row.imported.complete and row.exported.complete
             table.add_row(
-                place_label(row.authority), _tally(row.imported), _tally(row.exported), f"{row.net:+,}", verdict
+                place_label(row.authority),
+                _tally(row.imported),
+                _tally(row.exported),
+                net if whole else f"[yellow]{net}[/]",
+                verdict if whole else f"[yellow]{verdict}[/]",
             )
         console.print(table)
-        share = next(s for s in r.shares if s.client_group == group)
-        if share.share_within_cag is not None:
+        share_row = next(s for s in r.shares if s.client_group == group)
+        share, why = share_row.shown()
+        if share is not None:
             console.print(
-                f"  {share.share_within_cag:.0%} of clients who moved into a CAG authority came from another"
-                f" CAG authority ({_tally(share.within_cag)} of {_tally(share.movers)})"
+                f"  {share:.0%} of clients who moved into a CAG authority came from another"
+                f" CAG authority ({_tally(share_row.within_cag)} of {_tally(share_row.movers)})"
             )
+        elif share_row.movers.count or not share_row.movers.complete:
+            console.print(f"  Share of movers from another CAG authority: [yellow]withheld ({why})[/]")
     console.print(
         "[dim]Imported: new clients whose previous authority was elsewhere in England. Exported: clients from"
         " this authority served by another CAG authority that answered. ≥ means a suppressed figure was left"
-        " out of the sum.[/]"
+        " out of the sum; a net flow or share with a suppressed part is shown only as a bound (at least, at"
+        " most) or withheld, and never called importer, exporter or balanced.[/]"
     )
     _render_coverage(bundle, console)
 
@@ -247,14 +257,29 @@ def render_kpi(bundle: Bundle, console: Console) -> None:
     for head in heads:
         table.add_column(_abbrev(head), justify="right", no_wrap=True)
     cells = {(row.authority, row.client_group): row for row in r.rows}
+    reasons = []
     for group in sorted({row.client_group for row in r.rows}, key=lambda g: (g == 0, g)):
         values = []
         for head in heads:
             row = cells.get((head, group))
-            values.append("-" if row is None or row.percent_planned is None else f"{row.percent_planned:.0f}%")
+            if row is None:
+                values.append("")
+            elif row.percent_planned is not None:
+                values.append(f"{row.percent_planned:.0f}%")
+            elif row.planned.complete and row.departures.complete:
+                values.append("-")  # no departures
+            else:
+                values.append("[yellow]withheld[/]")
+                if head == "CAG" and row.reason:
+                    reasons.append(f"{_group_label(group)}: {row.reason}")
         table.add_row(_group_label(group), *values)
     console.print(table)
-    console.print("[dim]- : suppressed or no departures. Percentages come from the released (rounded) counts.[/]")
+    console.print(
+        "[dim]- : no departures. withheld: a planned-move or departure count is suppressed, so no percentage"
+        " is worked out from it. Percentages come from the released (rounded) counts.[/]"
+    )
+    for reason in reasons:
+        console.print(f"  CAG withheld, {reason}")
     _render_coverage(bundle, console)
 
 

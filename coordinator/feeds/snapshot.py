@@ -92,6 +92,7 @@ class KpiRow(_Model):
     departures: Tally
     percent_planned: float | None
     period: str = ""  # the records' span, e.g. "2009-04-01/2010-03-31"; see `span_of`
+    reason: str = ""  # why the percentage is withheld (absent from snapshots made before issue 26)
 
 
 class ProviderCounts(_Model):
@@ -204,6 +205,7 @@ def figures_from_bundles(bundles: dict[str, Bundle]) -> Figures:
                 departures=r.departures,
                 percent_planned=r.percent_planned,
                 period=kpi_span,
+                reason=r.reason,
             )
             for r in kpi.rows
             if r.authority == "CAG"
@@ -468,37 +470,52 @@ def _check_bundles(snapshot: FeedSnapshot, envelopes: Sequence[dsse.Envelope], m
 
 
 def snapshot_csv(snapshot: FeedSnapshot) -> str:
-    """One row per figure: section, client group, measure, value, and whether the sum is complete."""
+    """One row per figure: section, client group, measure, value, whether the figure is whole
+    (a sum with no suppressed part), and a note saying why a figure is "at least" or withheld."""
     buf = io.StringIO()
     w = SafeWriter(buf, lineterminator="\n")  # names a person opens in Excel: never a formula
-    # `period` last, so that readers of the columns before it are unchanged.
-    w.writerow(["sequence", "section", "client_group", "client_group_name", "measure", "value", "complete", "period"])
+    w = SafeWriter(buf, lineterminator="\n")  # names a person opens in Excel: never a formula
+    # `period`, then `note`, last, so that readers of the columns before them are unchanged.
+    w.writerow(
+        ["sequence", "section", "client_group", "client_group_name", "measure", "value", "complete", "period", "note"]
+    )
 
     def name(g: int) -> str:
         return "all client groups" if g == 0 else vocabulary.CLIENT_GROUPS[g]
 
+    def at_least(t: Tally) -> str:
+        return "" if t.complete else "at least: a suppressed count is left out"
+
     s = snapshot.sequence
     published = snapshot.published_at[:10]
     supply_day = snapshot.supply[0].period if snapshot.supply else published
-    w.writerow([s, "cag", "", "", "population", snapshot.population, True, supply_day])
+    w.writerow([s, "cag", "", "", "population", snapshot.population, True, supply_day, ""])
     for r in snapshot.supply:
-        w.writerow([s, "supply", r.client_group, r.name, "units", r.units, True, r.period])
-        w.writerow([s, "supply", r.client_group, r.name, "units_per_1000", r.units_per_1000, True, r.period])
+        w.writerow([s, "supply", r.client_group, r.name, "units", r.units, True, r.period, ""])
+        w.writerow([s, "supply", r.client_group, r.name, "units_per_1000", r.units_per_1000, True, r.period, ""])
     for f in snapshot.flows:
         for measure, t in (("from_outside_cag", f.from_outside), ("between_cag_authorities", f.between_authorities)):
-            w.writerow([s, "flows", f.client_group, name(f.client_group), measure, t.count, t.complete, f.period])
+            row = [s, "flows", f.client_group, name(f.client_group), measure, t.count, t.complete, f.period]
+            w.writerow([*row, at_least(t)])
     for k in snapshot.kpi2:
         g, gname, span = k.client_group, name(k.client_group), k.period
-        w.writerow([s, "kpi2", g, gname, "planned", k.planned.count, k.planned.complete, span])
-        w.writerow([s, "kpi2", g, gname, "departures", k.departures.count, k.departures.complete, span])
+        w.writerow([s, "kpi2", g, gname, "planned", k.planned.count, k.planned.complete, span, at_least(k.planned)])
+        w.writerow(
+            [s, "kpi2", g, gname, "departures", k.departures.count, k.departures.complete, span, at_least(k.departures)]
+        )
+        # A withheld percentage has no value, complete False and its reason; never a number.
         pct = "" if k.percent_planned is None else k.percent_planned
-        w.writerow([s, "kpi2", g, gname, "percent_planned", pct, k.percent_planned is not None, span])
+        why = k.reason  # empty in a snapshot made before issue 26: worked out from the parts
+        if not why and k.percent_planned is None:
+            whole = k.planned.complete and k.departures.complete
+            why = "no departures" if whole else "withheld: a part is suppressed"
+        w.writerow([s, "kpi2", g, gname, "percent_planned", pct, k.percent_planned is not None, span, why])
     for status, n in snapshot.providers.by_status.items():
-        w.writerow([s, "providers", "", "", status, n, True, snapshot.providers.on])
+        w.writerow([s, "providers", "", "", status, n, True, snapshot.providers.on, ""])
     # Each authority's records currency: the month its client records run to, and its last import.
     for c in snapshot.currency:
-        w.writerow([s, "currency", "", "", f"records_to {c.authority}", c.records_to, True, c.records_to])
-        w.writerow([s, "currency", "", "", f"last_import {c.authority}", c.last_import, True, c.last_import[:10]])
+        w.writerow([s, "currency", "", "", f"records_to {c.authority}", c.records_to, True, c.records_to, ""])
+        w.writerow([s, "currency", "", "", f"last_import {c.authority}", c.last_import, True, c.last_import[:10], ""])
     return buf.getvalue()
 
 

@@ -225,7 +225,7 @@ def verify_bundle(envelope: dsse.Envelope, manifest: Manifest) -> Bundle:
             any(tuple(sorted(r.participants)) != bundle.answered for r in responses) or bundle.missing
         ):
             raise BundleMismatch("the benchmark's sum is not over exactly the authorities that answered")
-    elif spec.combine(responses, query) != bundle.result:
+    elif spec.recombine(responses, query, bundle.result) != bundle.result:
         raise BundleMismatch()
     return bundle
 

@@ -22,19 +22,24 @@ from shared.models import CountTable, NodePlan, NonLocalService, NonLocalService
 from shared.policy import AggregateRule
 
 __all__ = [
+    "RESULT_VERSION",
     "JointKpi",
     "JointMovement",
     "JointNetFlow",
     "JointNonLocalServices",
     "JointPlan",
     "RepeatMovers",
+    "Tally",
     "combine_kpi",
     "combine_movement",
     "combine_net_flow",
+    "combine_net_flow_version_1",
     "combine_non_local_services",
     "combine_plan",
     "count_repeat_movers",
+    "net_figure",
     "records_span",
+    "share_figure",
 ]
 
 UNKNOWN = "unknown"
@@ -120,28 +125,62 @@ def _origin_order(origin: str) -> tuple[int, str]:
 # --- net flow -------------------------------------------------------------------------------------
 
 
+# Derived figures (net flows, shares, KPI 2's percentage) are computed only from parts released
+# whole. Result version 1 (cagnet up to issue 26) computed net flows and shares from "at least"
+# parts as if the suppressed cells were zero; its bundles still verify with `*_version_1`.
+RESULT_VERSION = 2
+
+Status = Literal["whole", "at least", "at most", "withheld"]
+
+
 class NetFlowRow(_Model):
     """One authority and client group: people it took in from elsewhere, people from it served
     elsewhere in the CAG, and the difference. Imports count arrivals from anywhere in England;
-    exports can only be seen where another CAG authority served them."""
+    exports can only be seen where another CAG authority served them.
+
+    `net` is whole only when both parts are; with one part "at least" it is a bound ("at least +30"
+    when imports are suppressed, "at most" when exports are), and it is withheld (None) when both
+    are, or when the bound would not even tell importer from exporter. `net_importer` is None unless
+    the figure is whole."""
 
     authority: str
     client_group: int  # 0: every client group
     imported: Tally
     exported: Tally
-    net: int
-    net_importer: bool
+    net: int | None
+    net_importer: bool | None
+    status: Status = "whole"
+    reason: str = ""  # why the figure is a bound or withheld: "imports suppressed"
     period: str = ""  # the records' span (`records_span`); "" in a bundle made before rows said
+
+    def shown(self) -> tuple[str, str]:
+        """The net flow and its classification as a reader should see them: "+30" and "net
+        importer", "at least +30" and "imports suppressed", or "withheld" and the reason. Worked
+        out from the parts, so that a version 1 result is shown as honestly as a current one."""
+        net, status, reason = net_figure(self.imported, self.exported)
+        if net is None:
+            return "withheld", reason
+        if status != "whole":
+            return f"{status} {net:+,}", reason
+        return f"{net:+,}", "net importer" if net > 0 else "net exporter" if net < 0 else "balanced"
 
 
 class CagShare(_Model):
-    """Of new clients who moved into a CAG authority, how many came from another CAG authority."""
+    """Of new clients who moved into a CAG authority, how many came from another CAG authority.
+    The share is given only when both counts are whole; otherwise it is withheld with the reason."""
 
     client_group: int  # 0: every client group
     within_cag: Tally
     movers: Tally
-    share_within_cag: float | None  # None when there were no movers to speak of
+    share_within_cag: float | None  # None: withheld (see `reason`), or no movers to speak of
+    status: Status = "whole"
+    reason: str = ""
     period: str = ""
+
+    def shown(self) -> tuple[float | None, str]:
+        """The share as a reader should see it, from the parts (see `NetFlowRow.shown`)."""
+        share, _, reason = share_figure(self.within_cag, self.movers)
+        return share, reason
 
 
 class JointNetFlow(_Model):
@@ -151,20 +190,46 @@ class JointNetFlow(_Model):
     shares: tuple[CagShare, ...]
     # Exports from an authority can only be counted at the authorities that answered.
     exports_cover: tuple[str, ...]
+    result_version: int = 1  # absent from bundles made before version 2: read as 1
 
 
-def records_span(from_date: str, to_date: str, records_to: Sequence[str]) -> str:
-    """The span of client records a joint answer covers, as an ISO 8601 interval: the question's
-    dates, an open start as "..", an open end closed at the latest month the answering authorities'
-    records run to (`records_to`, from their signed answers). "" when no answer stated its
-    records' currency (nodes older than that field), so that an old bundle recomputes unchanged."""
-    if not records_to:
-        return ""
-    latest = max((d for d in records_to if d), default="..")
-    return f"{from_date or '..'}/{to_date or latest}"
+def _suppressed(**parts: Tally) -> str:
+    names = [name for name, t in parts.items() if not t.complete]
+    return " and ".join(names) + " suppressed" if names else ""
 
 
-def combine_net_flow(tables: Sequence[CountTable], *, period: str = "") -> JointNetFlow:
+def net_figure(imported: Tally, exported: Tally) -> tuple[int | None, Status, str]:
+    """The net flow from its parts: whole, a bound, or withheld, with the reason."""
+    net = imported.count - exported.count
+    reason = _suppressed(imports=imported, exports=exported)
+    if imported.complete and exported.complete:
+        return net, "whole", ""
+    if imported.complete != exported.complete:
+        # Only one side is short: the true net is above (imports short) or below (exports short)
+        # the released difference. A bound that leaves the sign open would read as a figure.
+        status: Status = "at least" if exported.complete else "at most"
+        if (status == "at least" and net > 0) or (status == "at most" and net < 0):
+            return net, status, reason
+    return None, "withheld", reason
+
+
+def share_figure(within: Tally, movers: Tally) -> tuple[float | None, Status, str]:
+    reason = _suppressed(**{"movers from CAG authorities": within, "movers": movers})
+    if reason:
+        return None, "withheld", reason
+    if not movers.count:
+        return None, "whole", "no movers"
+    return round(within.count / movers.count, 3), "whole", ""
+
+
+_Parts = dict[int, list[tuple[str, Tally, Tally]]]  # group -> (authority, imported, exported)
+
+
+def _net_flow_parts(
+    tables: Sequence[CountTable],
+) -> tuple[list[str], list[int], _Parts, dict[int, tuple[Tally, Tally]]]:
+    """The released parts of every net flow and share: sums of the nodes' cells, "at least" where
+    a cell was suppressed."""
     answered = sorted(t.authority for t in tables)
     cells: dict[tuple[str, str, int], int | None] = {}  # (host, origin, group) -> released count
     groups: set[int] = set()
@@ -179,10 +244,12 @@ def combine_net_flow(tables: Sequence[CountTable], *, period: str = "") -> Joint
             cells[(t.authority, origin, group)] = c.count
             if group:
                 groups.add(group)
-    rows = []
-    shares = []
-    for group in [*sorted(groups), 0]:
+    order = [*sorted(groups), 0]
+    rows: _Parts = {}
+    shares: dict[int, tuple[Tally, Tally]] = {}
+    for group in order:
         within, movers = Tally(), Tally()
+        rows[group] = []
         for a in answered:
             imported, exported = Tally(), Tally()
             for (host, origin, g), n in cells.items():
@@ -195,6 +262,72 @@ def combine_net_flow(tables: Sequence[CountTable], *, period: str = "") -> Joint
                         within = within.add(n)
                 if host != a and origin == a:
                     exported = exported.add(n)
+            rows[group].append((a, imported, exported))
+        shares[group] = (within, movers)
+    return answered, order, rows, shares
+
+
+def records_span(from_date: str, to_date: str, records_to: Sequence[str]) -> str:
+    """The span of client records a joint answer covers, as an ISO 8601 interval: the question's
+    dates, an open start as "..", an open end closed at the latest month the answering authorities'
+    records run to (`records_to`, from their signed answers). "" when no answer stated its
+    records' currency (nodes older than that field), so that an old bundle recomputes unchanged."""
+    if not records_to:
+        return ""
+    latest = max((d for d in records_to if d), default="..")
+    return f"{from_date or '..'}/{to_date or latest}"
+
+
+def combine_net_flow(tables: Sequence[CountTable], *, period: str = "") -> JointNetFlow:
+    answered, order, parts, share_parts = _net_flow_parts(tables)
+    rows = []
+    shares = []
+    for group in order:
+        for a, imported, exported in parts[group]:
+            net, status, reason = net_figure(imported, exported)
+            rows.append(
+                NetFlowRow(
+                    authority=a,
+                    client_group=group,
+                    imported=imported,
+                    exported=exported,
+                    net=net,
+                    net_importer=net > 0 if status == "whole" and net is not None else None,
+                    status=status,
+                    reason=reason,
+                    period=period,
+                )
+            )
+        within, movers = share_parts[group]
+        share, status, reason = share_figure(within, movers)
+        shares.append(
+            CagShare(
+                client_group=group,
+                within_cag=within,
+                movers=movers,
+                share_within_cag=share,
+                status=status,
+                reason=reason,
+                period=period,
+            )
+        )
+    return JointNetFlow(
+        authorities=tuple(answered),
+        rows=tuple(rows),
+        shares=tuple(shares),
+        exports_cover=tuple(answered),
+        result_version=RESULT_VERSION,
+    )
+
+
+def combine_net_flow_version_1(tables: Sequence[CountTable]) -> JointNetFlow:
+    """Result version 1, kept only so that `cagnet verify` accepts bundles made with it: the net
+    flow and share computed from "at least" parts as if a suppressed cell were zero."""
+    answered, order, parts, share_parts = _net_flow_parts(tables)
+    rows = []
+    shares = []
+    for group in order:
+        for a, imported, exported in parts[group]:
             net = imported.count - exported.count
             rows.append(
                 NetFlowRow(
@@ -204,13 +337,11 @@ def combine_net_flow(tables: Sequence[CountTable], *, period: str = "") -> Joint
                     exported=exported,
                     net=net,
                     net_importer=net > 0,
-                    period=period,
                 )
             )
+        within, movers = share_parts[group]
         share = round(within.count / movers.count, 3) if movers.count else None
-        shares.append(
-            CagShare(client_group=group, within_cag=within, movers=movers, share_within_cag=share, period=period)
-        )
+        shares.append(CagShare(client_group=group, within_cag=within, movers=movers, share_within_cag=share))
     return JointNetFlow(
         authorities=tuple(answered), rows=tuple(rows), shares=tuple(shares), exports_cover=tuple(answered)
     )
@@ -227,6 +358,7 @@ class KpiRow(_Model):
     planned: Tally
     departures: Tally
     percent_planned: float | None  # None when either figure is suppressed or there were none
+    reason: str = ""  # why the percentage is withheld: "planned moves suppressed at E06000035"
     period: str = ""  # the records' span (`records_span`); "" in a bundle made before rows said
 
 
@@ -234,6 +366,7 @@ class JointKpi(_Model):
     kind: Literal["kpi"] = "kpi"
     authorities: tuple[str, ...]
     rows: tuple[KpiRow, ...]
+    result_version: int = 1  # absent from bundles made before version 2: read as 1
 
 
 def _percent(planned: Tally, departures: Tally) -> float | None:
@@ -242,9 +375,24 @@ def _percent(planned: Tally, departures: Tally) -> float | None:
     return round(100 * planned.count / departures.count, 1)
 
 
-def combine_kpi(tables: Sequence[CountTable], *, period: str = "") -> JointKpi:
+def _kpi_reason(planned: Tally, departures: Tally, short_at: dict[str, list[str]]) -> str:
+    """Why KPI 2 is withheld; at the CAG, naming the authorities whose part is short."""
+    named = []
+    for what, t in (("planned moves", planned), ("departures", departures)):
+        if not t.complete:
+            where = short_at.get(what)
+            named.append(f"{what} suppressed" + (f" at {', '.join(where)}" if where else ""))
+    if named:
+        return "; ".join(named)
+    return "no departures" if departures.count == 0 else ""
+
+
+def combine_kpi(tables: Sequence[CountTable], *, version: int = RESULT_VERSION, period: str = "") -> JointKpi:
+    """KPI 2 at each authority and across the CAG. `version` 1 (bundles made before issue 26)
+    gave no reasons; the figures are the same."""
     rows = []
     cag: dict[int, tuple[Tally, Tally]] = {}
+    short: dict[int, dict[str, list[str]]] = defaultdict(lambda: defaultdict(list))
     for t in sorted(tables, key=lambda t: t.authority):
         for group_label in sorted({c.key[0] for c in t.cells}, key=lambda g: (g == TOTAL, g.zfill(2))):
             planned = Tally().add(t.value(group_label, "planned"))
@@ -257,6 +405,7 @@ def combine_kpi(tables: Sequence[CountTable], *, period: str = "") -> JointKpi:
                     planned=planned,
                     departures=departures,
                     percent_planned=_percent(planned, departures),
+                    reason=_kpi_reason(planned, departures, {}) if version > 1 else "",
                     period=period,
                 )
             )
@@ -265,6 +414,9 @@ def combine_kpi(tables: Sequence[CountTable], *, period: str = "") -> JointKpi:
                 before[0].add(planned.count if planned.complete else None),
                 before[1].add(departures.count if departures.complete else None),
             )
+            for what, part in (("planned moves", planned), ("departures", departures)):
+                if not part.complete:
+                    short[group][what].append(t.authority)
     for group, (planned, departures) in sorted(cag.items(), key=lambda item: (item[0] == 0, item[0])):
         rows.append(
             KpiRow(
@@ -273,10 +425,15 @@ def combine_kpi(tables: Sequence[CountTable], *, period: str = "") -> JointKpi:
                 planned=planned,
                 departures=departures,
                 percent_planned=_percent(planned, departures),
+                reason=_kpi_reason(planned, departures, short[group]) if version > 1 else "",
                 period=period,
             )
         )
-    return JointKpi(authorities=tuple(sorted(t.authority for t in tables)), rows=tuple(rows))
+    return JointKpi(
+        authorities=tuple(sorted(t.authority for t in tables)),
+        rows=tuple(rows),
+        result_version=version,
+    )
 
 
 # --- services that serve non-local people ----------------------------------------------------------

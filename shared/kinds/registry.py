@@ -5,8 +5,8 @@ other list of kinds (policy, feed mandates, plans, the node's methods and `Descr
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Annotated, Any
 
@@ -24,6 +24,7 @@ from shared.kinds.records import (
     combine_kpi,
     combine_movement,
     combine_net_flow,
+    combine_net_flow_version_1,
     combine_non_local_services,
     combine_plan,
     records_span,
@@ -93,6 +94,9 @@ class JointKind:
     policy_rule: bool = True  # the network policy has an [aggregates.<kind>] rule for it
     check: Check | None = None  # the coordinator's checks of the principal's query, before any round
     combiner: Combine | None = None  # None: the protocol makes the result (repeat movers, VFM)
+    # Earlier result versions' combines, by `result_version`, kept so that a bundle saved with one
+    # still verifies (docs/protocol.md, "Result versions").
+    earlier: Mapping[int, Combine] = field(default_factory=dict)
 
     @property
     def method(self) -> str:
@@ -120,6 +124,12 @@ class JointKind:
         if self.combiner is None:
             raise ValueError(f"{self.kind} is not combined from the bundle's contributions")
         return self.combiner(responses, query)
+
+    def recombine(self, responses: Sequence[Any], query: coordinator_pb2.JointQueryRequest, result: Any) -> Any:
+        """What `result` should be, recomputed from the responses with the combine of the result
+        version it says it is (the current one unless an earlier version is named)."""
+        earlier = self.earlier.get(getattr(result, "result_version", 0))
+        return earlier(responses, query) if earlier is not None else self.combine(responses, query)
 
 
 def _non_local_share(query: coordinator_pb2.JointQueryRequest) -> None:
@@ -158,6 +168,11 @@ _DECLARED = (
         combiner=lambda responses, query: combine_supply_maps(
             [supply_map_from_proto(m) for m in responses], client_groups=query.client_groups
         ),
+        earlier={
+            1: lambda responses, query: combine_supply_maps(
+                [supply_map_from_proto(m) for m in responses], client_groups=query.client_groups, version=1
+            )
+        },
     ),
     JointKind(
         "movement",
@@ -175,6 +190,7 @@ _DECLARED = (
         feed=True,
         planned=True,
         combiner=_counts(combine_net_flow, periods=True),
+        earlier={1: _counts(combine_net_flow_version_1)},
     ),
     JointKind(
         "kpi",
@@ -184,6 +200,7 @@ _DECLARED = (
         feed=True,
         planned=True,
         combiner=_counts(combine_kpi, periods=True),
+        earlier={1: _counts(lambda tables: combine_kpi(tables, version=1))},
     ),
     JointKind(
         "non-local-services",

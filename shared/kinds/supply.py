@@ -35,6 +35,9 @@ def as_at_day(text: str) -> date | None:
     return day
 
 
+RESULT_VERSION = 2  # 2: a withheld CAG total says why (issue 26)
+
+
 class _Model(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
@@ -78,7 +81,7 @@ class JointSupplyMap(_Model):
     selected_groups: tuple[int, ...] = ()  # the client-group filter the query applied; empty: every group
     population: int
     # A CAG total of released figures; None when any authority's figure was suppressed, since
-    # a total over the others would understate it.
+    # a total over the others would understate it (the reason is in `withheld`).
     services: int | None
     units: int
     designated_services: int | None
@@ -86,6 +89,10 @@ class JointSupplyMap(_Model):
     authorities: tuple[AuthorityTotals, ...]
     client_groups: tuple[GroupRow, ...]
     service_types: tuple[ServiceTypeRow, ...]
+    # Each withheld CAG total and why: {"services": "suppressed at E06000035"}. Units, rates and
+    # gaps are built from capacity, which is released exactly, so they are always whole.
+    withheld: dict[str, str] = {}
+    result_version: int = 1  # absent from bundles made before version 2: read as 1
 
 
 def _rate(units: int, population: int) -> float:
@@ -98,7 +105,20 @@ def _sum(values: Sequence[int | None]) -> int | None:
     return sum(v for v in values if v is not None)
 
 
-def combine_supply_maps(maps: Sequence[SupplyMap], *, client_groups: Sequence[int] = ()) -> JointSupplyMap:
+def _withheld(totals: Sequence[AuthorityTotals]) -> dict[str, str]:
+    withheld = {}
+    for name in ("services", "designated_services", "annual_value"):
+        short = [t.authority for t in totals if getattr(t, name) is None]
+        if short:
+            withheld[name] = f"suppressed at {', '.join(short)}"
+    return withheld
+
+
+def combine_supply_maps(
+    maps: Sequence[SupplyMap], *, client_groups: Sequence[int] = (), version: int = RESULT_VERSION
+) -> JointSupplyMap:
+    """The joint supply map. `version` 1 (bundles made before issue 26) did not say why a CAG
+    total was withheld; the figures are the same."""
     maps = sorted(maps, key=lambda m: m.authority)
     population = sum(m.population for m in maps)
     group_units: dict[int, dict[str, int]] = defaultdict(lambda: {m.authority: 0 for m in maps})
@@ -154,6 +174,8 @@ def combine_supply_maps(maps: Sequence[SupplyMap], *, client_groups: Sequence[in
             ServiceTypeRow(service_type=t, unit_type=type_unit[t], units=r[0], designated_units=r[1])
             for t, r in sorted(type_rows.items())
         ),
+        withheld=_withheld(totals) if version > 1 else {},
+        result_version=version,
     )
 
 

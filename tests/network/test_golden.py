@@ -1,7 +1,8 @@
-"""Evidence saved by an older cagnet still verifies: a supply-map and a movement bundle, a
-register receipt and a feed snapshot made by the code of `faa1cc7` (tests/data/golden/README.md),
-checked with the commands a board member or auditor runs. Kind strings, RPC paths and JSON field
-names are signed bytes; any change to them fails here."""
+"""Evidence saved by an older cagnet still verifies: a supply-map and a movement bundle (and, on
+the network of issue 26 under records/, a net-flow and a KPI bundle), a register receipt and a
+feed snapshot made by the code of `faa1cc7` (tests/data/golden/README.md), checked with the
+commands a board member or auditor runs. Kind strings, RPC paths and JSON field names are signed
+bytes; any change to them fails here."""
 
 from __future__ import annotations
 
@@ -36,9 +37,20 @@ def _cagnet(*args: str | Path, cwd: Path) -> subprocess.CompletedProcess[str]:
     return subprocess.run([CAGNET, *map(str, args)], cwd=cwd, capture_output=True, text=True, timeout=120)
 
 
-@pytest.mark.parametrize(("name", "kind"), [("supply-map", "supply-map"), ("movement", "movement")])
+@pytest.mark.parametrize(
+    ("name", "kind"),
+    [
+        ("supply-map", "supply-map"),
+        ("movement", "movement"),
+        # Made before derived figures were withheld or bounded (issue 26): result version 1, whose
+        # net flows and shares were computed from "at least" parts; they verify as version 1.
+        ("records/net-flow", "net-flow"),
+        ("records/kpi", "kpi"),
+    ],
+)
 def test_a_saved_bundle_still_verifies(golden: Path, name: str, kind: str) -> None:
-    done = _cagnet("verify", f"{name}.bundle.json", "--network", "network", cwd=golden)
+    where = golden / Path(name).parent
+    done = _cagnet("verify", f"{Path(name).name}.bundle.json", "--network", "network", cwd=where)
     assert done.returncode == 0, done.stderr + done.stdout
     text = " ".join(done.stdout.split())
     assert f"verified: {kind} bundle from Test CAG, 3 signed contributions" in text
@@ -107,3 +119,24 @@ def test_saved_evidence_verifies_under_the_keys_held_when_it_was_made(golden: Pa
     # A version the chain does not hold is named, not guessed.
     with pytest.raises(InvalidRequest, match="version 99"):
         verify_receipt_in_chain({**receipt, "manifest_version": 99}, chain, require_final=False)
+
+
+def test_an_old_net_flow_verifies_as_version_1_not_as_today(golden: Path) -> None:
+    """The net flows of a bundle saved before issue 26 were computed from "at least" parts; today's
+    combine withholds them, so only the kept version 1 combine makes the saved result again."""
+    from coordinator.joint import bundle
+    from shared.kinds.records import JointNetFlow, combine_net_flow, combine_net_flow_version_1
+    from shared.pb.cagnet.v1 import node_pb2
+    from shared.serde import count_table_from_proto
+
+    envelope, _ = bundle.load(golden / "records" / "net-flow.bundle.json")
+    saved = bundle.verify_bundle(envelope, network.read(golden / "records" / "network"))
+    assert isinstance(saved.result, JointNetFlow) and saved.result.result_version == 1
+    tables = [
+        count_table_from_proto(node_pb2.CountsResponse.FromString(dsse.Envelope.from_json(c.response).payload))
+        for c in saved.contributions
+    ]
+    assert combine_net_flow_version_1(tables) == saved.result
+    today = combine_net_flow(tables)
+    assert today != saved.result and today.result_version == 2
+    assert any(row.status == "withheld" for row in today.rows)

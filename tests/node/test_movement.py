@@ -19,7 +19,15 @@ from node.ledger import SqlReleaseStore
 from node.release import Releaser
 from node.store import add_provider, add_service, ensure_authority, get_service, open_store
 from shared.errors import DisclosureRefused, InvalidRequest, NotPermitted
-from shared.kinds.records import combine_kpi, combine_movement, combine_net_flow, count_repeat_movers
+from shared.kinds.records import (
+    Tally,
+    combine_kpi,
+    combine_movement,
+    combine_net_flow,
+    combine_net_flow_version_1,
+    count_repeat_movers,
+    net_figure,
+)
 from shared.models import CountCell, CountTable, RecordsQuestion
 from shared.policy import default_policy, default_policy_toml, parse_policy
 from shared.vocabulary import ServiceType, Term
@@ -366,11 +374,43 @@ def test_net_flow_imports_exports_and_share_inside_the_cag() -> None:
     med = rows[(MEDWAY, DV)]
     assert med.imported.count == 25 and not med.imported.complete  # the suppressed outside cell
     assert med.exported.count == 40 and med.exported.complete
-    assert med.net == -15 and not med.net_importer
-    assert rows[(KENT, DV)].imported.count == 55 and rows[(KENT, DV)].exported.count == 25
-    assert rows[(KENT, DV)].net_importer
+    # At least -15 leaves importer or exporter open: withheld, with the reason, and no class.
+    assert (med.net, med.status, med.reason, med.net_importer) == (None, "withheld", "imports suppressed", None)
+    kent_row = rows[(KENT, DV)]
+    assert kent_row.imported.count == 55 and kent_row.exported.count == 25
+    assert (kent_row.net, kent_row.status, kent_row.net_importer) == (30, "whole", True)
     share = next(s for s in result.shares if s.client_group == DV)
     assert share.within_cag.count == 65 and share.movers.count == 80
+    assert (share.share_within_cag, share.status, share.reason) == (None, "withheld", "movers suppressed")
+    # Result version 1, kept for bundles saved before: the suppressed cell counted as zero.
+    old = {(r.authority, r.client_group): r for r in combine_net_flow_version_1([medway, kent]).rows}
+    assert old[(MEDWAY, DV)].net == -15 and old[(MEDWAY, DV)].net_importer is False
+    assert combine_net_flow_version_1([medway, kent]).result_version == 1 and result.result_version == 2
+
+
+@pytest.mark.parametrize(
+    ("imported", "exported", "expected"),
+    [
+        (Tally(count=40), Tally(count=10), (30, "whole", "")),
+        (Tally(count=10), Tally(count=10), (0, "whole", "")),
+        # Imports short: the true net is above the released difference; a positive bound is shown.
+        (Tally(count=40, complete=False), Tally(count=10), (30, "at least", "imports suppressed")),
+        # Exports short: below it; a negative bound is shown.
+        (Tally(count=5), Tally(count=35, complete=False), (-30, "at most", "exports suppressed")),
+        # A bound that leaves importer or exporter open would read as a figure: withheld.
+        (Tally(count=0, complete=False), Tally(count=2), (None, "withheld", "imports suppressed")),
+        (Tally(count=20), Tally(count=5, complete=False), (None, "withheld", "exports suppressed")),
+        (
+            Tally(count=50, complete=False),
+            Tally(count=5, complete=False),
+            (None, "withheld", "imports and exports suppressed"),
+        ),
+    ],
+)
+def test_a_net_flow_is_whole_a_bound_or_withheld(
+    imported: Tally, exported: Tally, expected: tuple[object, ...]
+) -> None:
+    assert net_figure(imported, exported) == expected
 
 
 def test_net_flow_over_every_group_uses_the_nodes_released_totals() -> None:
@@ -411,6 +451,8 @@ def test_kpi_and_movement_combine_released_figures_only() -> None:
     assert rows[(MEDWAY, 7)].percent_planned == pytest.approx(66.7)
     assert rows[(KENT, 7)].percent_planned is None
     assert rows[("CAG", 7)].percent_planned is None and not rows[("CAG", 7)].planned.complete
+    assert rows[(KENT, 7)].reason == "planned moves suppressed"
+    assert rows[("CAG", 7)].reason == f"planned moves suppressed at {KENT}" and rows[(MEDWAY, 7)].reason == ""
     movement = combine_movement(
         [_table(MEDWAY, "movement", ("origin", "client_group", "period"), {(KENT, "14", "2009-10"): 25})]
     )
