@@ -178,6 +178,11 @@ class NodeRuntime:
         return policy
 
     def authenticate(self, method: str, envelope: dsse.Envelope, peer: str | None) -> Verified[Any]:
+        # The request's nonce and, forwarded, its principal's query at this method: one write.
+        with self.nonces.batch():
+            return self._authenticate(method, envelope, peer)
+
+    def _authenticate(self, method: str, envelope: dsse.Envelope, peer: str | None) -> Verified[Any]:
         try:
             message_cls, roles = METHODS[method]
         except KeyError:
