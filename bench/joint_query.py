@@ -14,6 +14,8 @@ one channel open and runs the query N times. Three floors run on the same machin
     the real query measures: mTLS, request headers with nonces and expiry, every signature made
     and checked, and the bundle (the signed contributions and the client re-checking them and
     recomputing the result).
+The real and the plain joint query run side by side on the same stores and are asked in turn, one
+of each, so that whatever else the machine is doing weighs on both alike; their ratio is the figure.
 Prints p50/p95 for each and the ratios. Run: .venv/bin/python bench/joint_query.py [--queries N]
 """
 
@@ -26,7 +28,9 @@ import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Callable, Iterator
 from concurrent import futures
+from contextlib import contextmanager
 from pathlib import Path
 
 import grpc
@@ -166,7 +170,9 @@ def _plain_coordinator(port: int, node_ports: list[int]) -> None:
     server.wait_for_termination()
 
 
-def _plain_joint(n: int, nodes: dict[str, Path]) -> list[float]:
+@contextmanager
+def _plain_joint(nodes: dict[str, Path]) -> Iterator[Callable[[], None]]:
+    """The bench-only plain node and coordinator processes on the same stores; yields one query."""
     from shared.kinds.supply import JointSupplyMap
 
     ctx = mp.get_context("spawn")
@@ -181,7 +187,7 @@ def _plain_joint(n: int, nodes: dict[str, Path]) -> list[float]:
         p.start()
     try:
         channel = grpc.insecure_channel(f"127.0.0.1:{front}")
-        grpc.channel_ready_future(channel).result(timeout=30)
+        grpc.channel_ready_future(channel).result(timeout=60)
         call = channel.unary_unary(
             PLAIN_JOINT_QUERY,
             request_serializer=lambda m: m.SerializeToString(deterministic=True),
@@ -194,10 +200,24 @@ def _plain_joint(n: int, nodes: dict[str, Path]) -> list[float]:
             )
             assert len(result.authorities) == len(nodes)
 
-        return _time_calls(query, n)
+        yield query
     finally:
         for p in procs:
             p.terminate()
+
+
+def _interleaved(calls: list[Callable[[], None]], n: int) -> list[list[float]]:
+    """Each call in turn, n rounds (after a warm-up), so that the machine's load falls on all alike."""
+    for _ in range(max(5, n // 10)):
+        for call in calls:
+            call()
+    samples: list[list[float]] = [[] for _ in calls]
+    for _ in range(n):
+        for call, times in zip(calls, samples, strict=True):
+            t0 = time.perf_counter()
+            call()
+            times.append((time.perf_counter() - t0) * 1000)
+    return samples
 
 
 def _time_calls(call, n: int) -> list[float]:  # type: ignore[no-untyped-def]
@@ -273,14 +293,14 @@ def main() -> None:
             for party in manifest.members:
                 wait_healthy(party.endpoint, party.id, coordinator)
             wait_healthy(manifest.coordinator_endpoint, COORDINATOR, coordinator)
-            with CoordinatorClient(netdir) as client:
+            with CoordinatorClient(netdir) as client, _plain_joint(nodes) as plain_query:
                 bundle, envelope = client.query(kind="supply-map")
                 assert len(bundle.answered) == 6, bundle.missing
                 node_payload = max(len(c.response["payload"]) * 3 // 4 for c in bundle.contributions)
-                joint = _time_calls(lambda: client.query(kind="supply-map"), args.queries)
+                console.print("the real and the plain joint query in turn ...")
+                joint, plain_joint = _interleaved([lambda: client.query(kind="supply-map"), plain_query], args.queries)
             single = _time_calls(_direct_call(netdir, "E10000016"), args.queries)
         console.print("running the plain floors ...")
-        plain_joint = _plain_joint(args.queries, nodes)  # the same stores, the real servers stopped
     floor = _plain(args.queries, node_payload, relay=False)
     fan = _plain(args.queries, node_payload, relay=True)
 

@@ -26,7 +26,7 @@ from datetime import UTC, datetime
 from types import MappingProxyType
 
 from sqlalchemy import BigInteger, Text, delete, insert
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Field, Session, SQLModel, col, select
 
@@ -41,6 +41,7 @@ __all__ = [
     "PersistentNonceCache",
     "ReleaseRow",
     "SeenNonceRow",
+    "SpentNonces",
     "SqlReleaseStore",
     "keep_answer",
     "last_answer",
@@ -203,13 +204,13 @@ class PersistentNonceCache(NonceCache):
         self.engine = engine
         self._pruned_at = 0.0
         self._prune_lock = threading.Lock()
-        self._batch = threading.local()  # the rows of the request this thread is checking
+        self._local = threading.local()  # the rows of the request this thread is checking
 
     def check_and_add(self, nonce: bytes, expires_at_ms: int, now: int) -> None:
         super().check_and_add(nonce, expires_at_ms, now)
         self._prune(now)
         row = {"nonce_digest": hashlib.sha256(nonce).hexdigest(), "expires_at_ms": expires_at_ms}
-        pending: list[dict[str, object]] | None = getattr(self._batch, "rows", None)
+        pending: list[dict[str, object]] | None = getattr(self._local, "batch", None)
         if pending is not None:
             pending.append(row)
             return
@@ -217,27 +218,38 @@ class PersistentNonceCache(NonceCache):
 
     @contextlib.contextmanager
     def batch(self) -> Iterator[None]:
-        """A forwarded request spends two nonces (its own, and the principal's query at this
-        method): each is checked in memory at once, as before, and both reach the store in one
-        transaction (one disk sync, not two) when the block ends, before any answer is worked out.
-        Spent even when a later check refuses the request, as a nonce checked alone would be."""
-        if getattr(self._batch, "rows", None) is not None:  # already batching on this thread
-            yield
-            return
-        self._batch.rows = []
+        """The nonces one request spends while it is authenticated (its own and, forwarded, its
+        principal's query at this method), each checked in memory at once. If the request passes,
+        they wait for `spent()`, which writes them with the request's audit entry in one transaction
+        (one disk sync, not three) before any answer leaves; if it is refused here, they are written
+        now, spent as a nonce checked alone would be."""
+        self.spent().close()  # anything a request before left unwritten on this thread, first
+        self._local.batch = []
         try:
             yield
-        finally:
-            rows, self._batch.rows = self._batch.rows, None
+        except BaseException:
+            rows, self._local.batch = self._local.batch, None
             if rows:
                 self._store(rows)
+            raise
+        self._local.pending, self._local.batch = self._local.batch, None
+
+    def spent(self) -> SpentNonces:
+        """The nonces the request just authenticated on this thread spent, not yet stored."""
+        rows: list[dict[str, object]] = getattr(self._local, "pending", None) or []
+        self._local.pending = None
+        return SpentNonces(self, rows)
 
     def _store(self, rows: list[dict[str, object]]) -> None:
+        with self.engine.begin() as conn:
+            self._insert(conn, rows)
+
+    @staticmethod
+    def _insert(conn: Connection, rows: list[dict[str, object]]) -> None:
         try:
-            with self.engine.begin() as conn:
-                conn.execute(_INSERT_NONCE, rows)
+            conn.execute(_INSERT_NONCE, rows)
         except IntegrityError:
-            raise ReplayedRequest() from None
+            raise ReplayedRequest() from None  # another process on this database took it first
 
     def _prune(self, now: int) -> None:
         with self._prune_lock:
@@ -247,3 +259,22 @@ class PersistentNonceCache(NonceCache):
         horizon = now - CLOCK_SKEW_S * 1000
         with self.engine.begin() as conn:
             conn.execute(delete(SeenNonceRow).where(col(SeenNonceRow.expires_at_ms) < horizon))
+
+
+class SpentNonces:
+    """A request's spent nonces on their way to the store: `write_in` the transaction of the
+    request's audit entry (a replay another process stored first fails both), or, if the request
+    ends without one, `close` stores them alone. Nothing is answered before either."""
+
+    def __init__(self, cache: PersistentNonceCache, rows: list[dict[str, object]]) -> None:
+        self._cache, self._rows = cache, rows
+
+    def write_in(self, conn: Connection) -> None:
+        rows, self._rows = self._rows, []
+        if rows:
+            PersistentNonceCache._insert(conn, rows)
+
+    def close(self) -> None:
+        rows, self._rows = self._rows, []
+        if rows:
+            self._cache._store(rows)

@@ -9,12 +9,11 @@ A response payload starts with a ResponseHeader naming the responder and the dig
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import secrets
 import threading
 import time
-from collections.abc import Callable, Collection, Iterator
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Generic, TypeVar
 
@@ -148,12 +147,6 @@ class NonceCache:
             if nonce in self._seen:
                 raise ReplayedRequest()
             self._seen[nonce] = expires_at_ms
-
-    @contextlib.contextmanager
-    def batch(self) -> Iterator[None]:
-        """The nonces one request spends, kept together (a cache that stores them writes them in
-        one transaction when the block ends); here in memory, each is kept at once."""
-        yield
 
 
 @dataclass(frozen=True)
