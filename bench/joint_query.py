@@ -32,6 +32,7 @@ from collections.abc import Callable, Iterator
 from concurrent import futures
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import grpc
 
@@ -63,8 +64,7 @@ def _plain_server(port: int, payload_size: int, fanout: list[int]) -> None:
     payload = b"x" * payload_size
     channels = [grpc.insecure_channel(f"127.0.0.1:{p}") for p in fanout]
     calls = [ch.unary_unary(METHOD, request_serializer=_identity, response_deserializer=_identity) for ch in channels]
-    # Blocking calls on a pool of threads, as the coordinator's fan-out makes them: grpc's .future()
-    # costs the relay about half as much CPU again, and would flatter the real query.
+    # Blocking calls on a pool of threads: the topology's floor, whatever the coordinator uses.
     pool = futures.ThreadPoolExecutor(max_workers=32)
 
     def handle(request: bytes, context: grpc.ServicerContext) -> bytes:
@@ -133,30 +133,37 @@ def _plain_node(port: int, nodedir: str) -> None:
 
 
 def _plain_coordinator(port: int, node_ports: list[int]) -> None:
-    """A bench-only insecure coordinator: fan out, convert with the real serde, combine for real."""
-    from shared.kinds.supply import combine_supply_maps
-    from shared.serde import supply_map_from_proto
+    """A bench-only insecure coordinator: the real fan-out's pattern (asynchronous calls on one event
+    loop), the real serde and the registry's combine."""
+    import asyncio
+    import threading
 
-    pool = futures.ThreadPoolExecutor(max_workers=32)
-    calls = [
-        grpc.insecure_channel(f"127.0.0.1:{p}").unary_unary(
-            PLAIN_SUPPLY_MAP,
-            request_serializer=lambda m: m.SerializeToString(deterministic=True),
-            response_deserializer=node_pb2.SupplyMapResponse.FromString,
-        )
-        for p in node_ports
-    ]
+    from shared.kinds.registry import KINDS
 
-    def ask(call, request):  # type: ignore[no-untyped-def]
-        return supply_map_from_proto(call(request, timeout=5))
+    loop = asyncio.new_event_loop()
+    threading.Thread(target=loop.run_forever, daemon=True).start()
+
+    async def channels() -> list[Any]:
+        return [
+            grpc.aio.insecure_channel(f"127.0.0.1:{p}").unary_unary(
+                PLAIN_SUPPLY_MAP,
+                request_serializer=lambda m: m.SerializeToString(deterministic=True),
+                response_deserializer=node_pb2.SupplyMapResponse.FromString,
+            )
+            for p in node_ports
+        ]
+
+    calls = asyncio.run_coroutine_threadsafe(channels(), loop).result()
+
+    async def ask_all(request: node_pb2.SupplyMapRequest) -> list[Any]:
+        return await asyncio.gather(*(call(request, timeout=5) for call in calls))
 
     def handle(request: coordinator_pb2.JointQueryRequest, context: grpc.ServicerContext) -> bytes:
         forwarded = node_pb2.SupplyMapRequest(
             by_district=request.by_district, client_groups=sorted(set(request.client_groups))
         )
-        pending = [pool.submit(ask, call, forwarded) for call in calls]
-        maps = [f.result() for f in pending]
-        return combine_supply_maps(maps, client_groups=request.client_groups).model_dump_json().encode()
+        responses = asyncio.run_coroutine_threadsafe(ask_all(forwarded), loop).result()
+        return KINDS["supply-map"].combine(responses, request).model_dump_json().encode()
 
     handler = grpc.unary_unary_rpc_method_handler(
         handle, request_deserializer=coordinator_pb2.JointQueryRequest.FromString, response_serializer=_identity
