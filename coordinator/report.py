@@ -20,11 +20,16 @@ import plotly.graph_objects as go
 import plotly.io as pio
 from plotly.offline import get_plotlyjs
 
+from coordinator import network
 from coordinator.joint.bundle import Bundle
+from coordinator.joint.client import CoordinatorClient
 from shared import places, vocabulary
+from shared.accreditation import LoggedEntry, provider_status, verify_entry
+from shared.checkpoint import register_origin, verify_checkpoint
 from shared.kinds.providers import VfmBenchmarks
 from shared.kinds.records import JointMovement, JointNetFlow
 from shared.kinds.supply import JointSupplyMap
+from shared.register_client import RegisterClient
 
 # The page may fetch nothing: everything it needs is inline.
 _CSP = (
@@ -245,11 +250,6 @@ network policy released them: small counts suppressed, others rounded; units are
 
 def accreditation_from_register(netdir: Path, principal: str) -> Accreditation:
     """Read every entry of the shared register (verified checkpoint) as `principal`, and count."""
-    from coordinator import network
-    from shared.accreditation import LoggedEntry, provider_status, verify_entry
-    from shared.checkpoint import register_origin, verify_checkpoint
-    from shared.register_client import RegisterClient
-
     identity = network.principal_identity(netdir, principal)
     with RegisterClient(identity, lambda: network.read(netdir)) as client:
         manifest = client.manifest
@@ -274,8 +274,6 @@ def accreditation_from_register(netdir: Path, principal: str) -> Accreditation:
 
 def write_report(netdir: Path, out: Path, *, principal: str = "cag-chair") -> Path:
     """Ask the report's questions as `principal`, verify every answer, and write one HTML file."""
-    from coordinator.joint.client import CoordinatorClient
-
     with CoordinatorClient(netdir, principal=principal) as client:
         supply, _ = client.query(kind="supply-map")
         movement, _ = client.query(kind="movement", period="all")

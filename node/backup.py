@@ -42,7 +42,7 @@ from sqlalchemy.engine import Engine, make_url
 from sqlmodel import SQLModel
 
 from node.config import CONFIG, NodeConfig, NodeSettings, _toml_str
-from node.store import open_store, store_engine
+from node.store import STORE, open_store, store_engine
 from shared import audit, migrate
 from shared.errors import InvalidRequest, SchemaMismatch
 
@@ -365,8 +365,6 @@ def _upgrade_staged(archive: Path, database: Path) -> None:
     """The unpacked copy of the database brought to this cagnet's schema revisions, when an older
     cagnet made the backup: the restored node starts at once, and a PostgreSQL target is copied
     into from a current schema. Only the staging copy changes; the audit chain is checked after."""
-    from node.migrations import STORE
-
     engine = store_engine(f"sqlite:///{database}")
     try:
         migrate.upgrade(engine, STORE)

@@ -29,7 +29,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESSIV
 from sqlalchemy import CheckConstraint, Index, LargeBinary
 from sqlmodel import Field, SQLModel
 
-from node.store import UtcDateTime, utcnow
+from node.columns import UtcDateTime, utcnow
 from shared.errors import InvalidRequest
 
 __all__ = [

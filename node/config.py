@@ -16,11 +16,13 @@ import tomllib
 from pathlib import Path
 from typing import Literal
 
+from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from pydantic import BaseModel, ConfigDict
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from node.answers import linkage
 from shared import pki
 from shared.authorities import Register, shipped_register
 from shared.errors import InvalidRequest
@@ -127,11 +129,9 @@ def init_node(
     signing, tls_key = write_keys(
         nodedir / "identity", signing=keys[0] if keys else None, tls_key=keys[1] if keys else None
     )
-    from node.answers import linkage
 
     if not await_linkage_key:
         linkage.install_linkage_key(nodedir / "identity" / "linkage.key", linkage_key)
-    from cryptography.hazmat.primitives import serialization
 
     tls_public = tls_key.public_key().public_bytes(
         serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo

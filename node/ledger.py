@@ -30,8 +30,9 @@ from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Field, Session, SQLModel, col, select
 
-from node.store import UtcDateTime
+from node.columns import UtcDateTime
 from shared.auth import CLOCK_SKEW_S, NonceCache
+from shared.canonical import canonical_json
 from shared.disclosure import CellKey, Release
 from shared.errors import ReplayedRequest
 
@@ -63,7 +64,8 @@ class ReleaseRow(SQLModel, table=True):
 
 
 def _canonical_json(value: object) -> str:
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+    # Only lists of strings and numbers come here, so sorting keys changes nothing stored.
+    return canonical_json(value, ensure_ascii=False).decode("utf-8")
 
 
 class SqlReleaseStore:

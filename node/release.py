@@ -10,7 +10,6 @@ rules for money, all from `shared.disclosure`. The caller signs what comes back 
 from __future__ import annotations
 
 import hashlib
-import json
 import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -28,6 +27,7 @@ from node.ledger import SqlReleaseStore, keep_answer, last_answer
 from node.store import data_version
 from shared import vocabulary
 from shared.authorities import Register, shipped_register
+from shared.canonical import canonical_json
 from shared.disclosure import (
     SHARE_GRID,
     TOTAL,
@@ -569,7 +569,7 @@ def _ledger_key(key: CellKey) -> tuple[str, str, str]:
 
 
 def _signature(query: Mapping[str, object]) -> str:
-    return hashlib.sha256(json.dumps(query, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+    return hashlib.sha256(canonical_json(query)).hexdigest()
 
 
 def load_rounding_secret(path: Path) -> bytes:

@@ -18,21 +18,26 @@ the release ledger's; the schema is made and changed only by the migrations in n
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime
+from datetime import date, datetime
 from decimal import Decimal
 from typing import Any, TypeVar
 
-from sqlalchemy import CheckConstraint, DateTime, Numeric, create_engine, event, func
+from sqlalchemy import CheckConstraint, Numeric, create_engine, event, func
 from sqlalchemy import select as sa_select
-from sqlalchemy.engine import Dialect, Engine
+from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.types import TypeDecorator
 from sqlmodel import Field, Session, SQLModel, col, select
 
+# The ledger's and the client records' tables, so that the node schema below is whole whatever
+# else was imported (they are part of the node database, made and migrated with it).
+import node.client_records
+import node.ledger  # noqa: F401
+from node.columns import UtcDateTime, utcnow
 from shared import vocabulary
+from shared.audit import SCHEMA as AUDIT
 from shared.authorities import Register, shipped_register
 from shared.errors import InvalidRequest, NotFound
-from shared.migrate import ensure_current
+from shared.migrate import Schema, Store, ensure_current
 from shared.vocabulary import UNIT_TYPE_FOR, ServiceType
 
 __all__ = [
@@ -63,29 +68,6 @@ SQLITE_BUSY_TIMEOUT_S = 30.0
 
 
 _Row = TypeVar("_Row", bound=SQLModel)
-
-
-def utcnow() -> datetime:
-    return datetime.now(UTC)
-
-
-class UtcDateTime(TypeDecorator[datetime]):
-    """A timezone-aware UTC instant on every backend: SQLite keeps no zone, so one is put back on read."""
-
-    impl = DateTime(timezone=True)
-    cache_ok = True
-
-    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
-        if value is None:
-            return None
-        if value.tzinfo is None or value.utcoffset() is None:
-            raise ValueError(f"timestamps must be timezone-aware, got naive {value!r}")
-        return value.astimezone(UTC)
-
-    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
-        if value is None:
-            return None
-        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
 class AuthorityRow(SQLModel, table=True):
@@ -182,6 +164,22 @@ def _sqlite_on_connect(dbapi_connection: Any, _record: Any) -> None:
         cursor.close()
 
 
+# The node database's migrations (node/migrations): every table a node keeps except the audit log,
+# whose own history (shared/migrations/audit) runs on the same database.
+SCHEMA = Schema(
+    name="node",
+    package="node.migrations",
+    metadata=SQLModel.metadata,
+    # What `open_store` always made; the client-record, ledger, mandate and nonce tables were made only
+    # by the commands that imported them, so an older node may lack them (0001 adds them).
+    core_tables=frozenset({"authority", "district", "provider", "service", "contract"}),
+    foreign_tables=frozenset({"audit_log"}),
+)
+
+STORE = Store(title="the node database", schemas=(AUDIT, SCHEMA), upgrade_command="cagnet node upgrade NODEDIR")
+"""A node's database: its audit log and its node tables, each schema with its own version table."""
+
+
 def store_engine(url: str) -> Engine:
     """An engine for the store at `url` with no schema check: for `cagnet node upgrade`. Everything
     else opens the store with `open_store`."""
@@ -200,9 +198,7 @@ def open_store(url: str) -> Engine:
     one newer than this code is refused too (`shared.migrate`)."""
     engine = store_engine(url)
     # The node's tables and its audit log's, each schema at its newest revision (node/migrations,
-    # shared/migrations/audit). Imported late: the migrations' metadata imports this module.
-    from node.migrations import STORE
-
+    # shared/migrations/audit).
     try:
         ensure_current(engine, STORE)
     except BaseException:

@@ -10,7 +10,6 @@ See docs/register.md for the fields and the status rules.
 from __future__ import annotations
 
 import hashlib
-import json
 import re
 import tomllib
 from collections.abc import Iterable, Sequence
@@ -22,6 +21,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from shared import dsse
+from shared.canonical import canonical_json
 from shared.errors import BadSignature, InvalidRequest, NotPermitted, UnknownIssuer
 from shared.manifest import MEMBER_AUTHORITY, Manifest, Party
 from shared.provider_identity import identifier_keys
@@ -159,7 +159,7 @@ class AccreditationEntry(_Model):
 
     def canonical_bytes(self) -> bytes:
         doc = self.model_dump(mode="json", by_alias=True)
-        return json.dumps(doc, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+        return canonical_json(doc, ensure_ascii=False)
 
 
 def three_years_after(start: date) -> date:
@@ -176,7 +176,7 @@ def sign_entry(entry: AccreditationEntry, key: Ed25519PrivateKey) -> dsse.Envelo
 
 def entry_bytes(envelope: dsse.Envelope) -> bytes:
     """The exact bytes the log stores and hashes: the DSSE JSON envelope, canonical and compact."""
-    return json.dumps(envelope.to_json(), sort_keys=True, separators=(",", ":")).encode("ascii")
+    return canonical_json(envelope.to_json())
 
 
 def open_entry(data: bytes) -> tuple[dsse.Envelope, AccreditationEntry]:

@@ -44,7 +44,6 @@ checks that the log still reaches it.
 from __future__ import annotations
 
 import hashlib
-import json
 import re
 import threading
 import weakref
@@ -58,8 +57,9 @@ from sqlalchemy.types import TypeDecorator
 from sqlmodel import Field, Session, SQLModel, col
 from sqlmodel import select as select_entries
 
+from shared.canonical import canonical_json
 from shared.errors import CagnetError
-from shared.migrate import ensure_current
+from shared.migrate import Schema, Store, ensure_current
 
 __all__ = [
     "GENESIS_HASH",
@@ -114,7 +114,7 @@ class AuditChainBroken(CagnetError):
 
 
 def _canonical_json(value: object) -> str:
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+    return canonical_json(value, ensure_ascii=False).decode("utf-8")
 
 
 def _format_at(at: datetime) -> str:
@@ -159,6 +159,22 @@ class AuditEntry(SQLModel, table=True):
     entry_hash: str = Field(max_length=64)
 
 
+# The audit log's migrations (shared/migrations/audit): one table, wherever a log is kept, beside the
+# node schema in a node's database and alone in the coordinator's audit database.
+SCHEMA = Schema(
+    name="audit",
+    package="shared.migrations.audit",
+    metadata=AuditEntry.metadata,
+    core_tables=frozenset({"audit_log"}),
+    only_tables=frozenset({"audit_log"}),
+)
+
+# Only the coordinator keeps an audit log in a database of its own (a node's is in its node database).
+LOG_STORE = Store(
+    title="the coordinator's audit log", schemas=(SCHEMA,), upgrade_command="cagnet coordinator upgrade NETDIR"
+)
+
+
 SQLITE_BUSY_TIMEOUT_S = 30.0
 
 
@@ -181,8 +197,6 @@ def open_log(url: str) -> Engine:
         event.listen(engine, "connect", _sqlite_on_connect)
     else:
         engine = create_engine(url, pool_pre_ping=True)
-    from shared.migrations.audit import LOG_STORE  # late: its metadata imports this module
-
     try:
         ensure_current(engine, LOG_STORE)
     except BaseException:

@@ -11,7 +11,6 @@ from __future__ import annotations
 import hashlib
 import hmac
 import itertools
-import json
 import math
 import secrets
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
@@ -23,6 +22,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import NamedTuple, Protocol
 
+from shared.canonical import canonical_json
 from shared.errors import DisclosureRefused, InvalidRequest
 from shared.policy import AggregateRule
 
@@ -580,7 +580,8 @@ def _round(count: int, rule: AggregateRule, threshold: int, secret: bytes, ident
 
 
 def _uniform(secret: bytes, identity: list[list[str]], count: int) -> float:
-    message = json.dumps([identity, count], separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+    # A list of lists of strings and a number: sorting keys changes nothing, so the coins land as before.
+    message = canonical_json([identity, count], ensure_ascii=False)
     mac = hmac.new(secret, _ROUNDING_CONTEXT + message, hashlib.sha256).digest()
     return int.from_bytes(mac[:8], "big") / 2**64
 

@@ -23,13 +23,19 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Literal
 
+from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from cryptography.hazmat.primitives.serialization import load_pem_public_key
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from shared import dsse
-from shared.errors import BadSignature, CagnetError, InvalidRequest, ManifestRefused
-from shared.manifest import MANIFEST_PAYLOAD_TYPE, MEMBER_AUTHORITY, ROLES, Governance, Manifest, Party, encode_key
+from shared import dsse, pki
+from shared.authorities import register_of
+from shared.canonical import canonical_json
+from shared.errors import BadSignature, CagnetError, InvalidRequest, ManifestRefused, VerificationError
+from shared.manifest_document import MANIFEST_PAYLOAD_TYPE, Governance, Manifest, Party, encode_key
 from shared.models import JoinRequest
+from shared.policy import digest, parse_policy
+from shared.roles import MEMBER_AUTHORITY, ROLES
 
 PROPOSAL_PAYLOAD_TYPE = "application/vnd.cagnet.v1.proposal+json"
 HISTORY = "manifests"
@@ -131,7 +137,6 @@ def policy_loosens(old: str, new: str) -> bool:
     disclosure rule made less strict. An unreadable policy, or none, is treated as loosening."""
     if old == new:
         return False
-    from shared.policy import parse_policy
 
     try:
         before, after = parse_policy(old.encode()), parse_policy(new.encode())
@@ -278,8 +283,6 @@ class Change(BaseModel):
             case "set-roles":
                 return f"roles of {self.party_id}: {', '.join(self.roles) or 'none'}"
             case "set-policy":
-                from shared.policy import digest
-
                 return f"policy {digest(self.policy.encode())}"
             case "set-authority":
                 what = [f"population {self.population:,}" + (f" ({self.year})" if self.year else "")]
@@ -315,7 +318,6 @@ def apply_change(manifest: Manifest, change: Change) -> Manifest:
     elif change.action == "add-member":
         if change.party is None or any(p.id == change.party.id for p in parties):
             raise InvalidRequest("add-member needs a party not yet listed")
-        from shared.authorities import register_of
 
         if change.party.has_role(MEMBER_AUTHORITY) and change.party.id not in register_of(manifest):
             raise InvalidRequest(f"{change.party.id!r} is not an English upper-tier authority in the register")
@@ -347,8 +349,6 @@ def apply_change(manifest: Manifest, change: Change) -> Manifest:
         i = index(change.party_id)
         parties[i] = parties[i].model_copy(update={"roles": change.roles})
     elif change.action == "set-policy":
-        from shared.policy import parse_policy
-
         parse_policy(change.policy.encode())
         if change.policy == manifest.policy:
             raise InvalidRequest("the policy is unchanged")
@@ -358,8 +358,6 @@ def apply_change(manifest: Manifest, change: Change) -> Manifest:
             raise InvalidRequest("set-governance needs the new rules")
         update["governance"] = change.governance
     elif change.action == "set-authority":
-        from shared.authorities import register_of
-
         corrected = register_of(manifest).corrected(
             change.authority, population=change.population, year=change.year, districts=change.districts
         )
@@ -379,7 +377,7 @@ class Proposal(BaseModel):
     change: Change
 
     def canonical_bytes(self) -> bytes:
-        return json.dumps(self.model_dump(mode="json"), sort_keys=True, separators=(",", ":")).encode()
+        return canonical_json(self.model_dump(mode="json"))
 
 
 def proposal_id(envelope: dsse.Envelope) -> str:
@@ -417,7 +415,7 @@ def sign_join_request(request: JoinRequest, key: Ed25519PrivateKey) -> dsse.Enve
     which a sponsoring member hands to the coordinator."""
     if encode_key(key.public_key()) != request.signing_key:
         raise InvalidRequest("a join request is signed with the key it lists")
-    payload = json.dumps(request.model_dump(mode="json"), sort_keys=True, separators=(",", ":")).encode()
+    payload = canonical_json(request.model_dump(mode="json"))
     return dsse.sign(JOIN_REQUEST_PAYLOAD_TYPE, payload, key)
 
 
@@ -538,11 +536,6 @@ def review(base: Manifest, filed: Filed, *, ca_cert_pem: bytes) -> Review:
 
 
 def _check_join(proposal: Proposal, filed: Filed, ca_cert_pem: bytes) -> None:
-    from cryptography.hazmat.primitives import serialization
-    from cryptography.hazmat.primitives.serialization import load_pem_public_key
-
-    from shared import pki
-    from shared.errors import VerificationError
 
     party = proposal.change.party
     assert party is not None  # apply_change refuses an add-member without one
@@ -577,7 +570,6 @@ def approval(candidate: Manifest, key: Ed25519PrivateKey) -> bytes:
 
 def manifest_diff(old: Manifest, new: Manifest) -> list[str]:
     """What `new` changes from `old`, as unified-diff lines (the policy as a diff of its own)."""
-    from shared.policy import digest
 
     def lines(manifest: Manifest) -> list[str]:
         data = manifest.model_dump(mode="json")

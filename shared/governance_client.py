@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from shared import dsse
+from shared import dsse, governance
 from shared.channel import CoordinatorChannel
 from shared.governance import Filed
 from shared.identity import Identity
@@ -26,7 +26,6 @@ def sync_manifests(manifests: ManifestSource, client: GovernanceClient) -> tuple
     `manifests` (versions skipped in between are fetched by number and checked one by one); the
     version held now and the versions accepted. Raises ManifestRefused (or another
     VerificationError) and keeps the head on anything else."""
-    from shared import governance
 
     def fetch(version: int) -> dsse.Envelope:
         return client.manifest_envelope(version)[0]

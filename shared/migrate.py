@@ -79,7 +79,9 @@ class Schema:
 
     name: str  # "node", "audit", "register", "feeds"
     package: str  # the package holding env.py and versions/, e.g. "node.migrations"
-    metadata: Callable[[], MetaData]  # the tables as the code declares them (imported late)
+    # The tables as the code declares them: the store's own module makes its Schema, so nothing
+    # here imports a store (a store imported late by its own migrations was an import cycle).
+    metadata: MetaData
     # Tables that every database an earlier cagnet made has (its commands made them whenever they
     # opened it): how a database made before migrations is told from an empty or a foreign one.
     core_tables: frozenset[str]
@@ -271,7 +273,7 @@ def _create_current(engine: Engine, store: Store, schema: Schema) -> None:
         [(_, revision, present)] = _states_on(conn, (schema,))
         if revision is not None or present:
             return  # another process made it meanwhile; the next open checks its revision
-        metadata = schema.metadata()
+        metadata = schema.metadata
         metadata.create_all(conn, tables=[table for table in metadata.sorted_tables if schema.owns(table.name)])
         context = MigrationContext.configure(conn, opts={"version_table": schema.version_table})
         context.stamp(script_directory(schema), "head")
@@ -401,7 +403,7 @@ def run_environment(schema: Schema) -> None:
         context.configure(
             **options,
             connection=conn,
-            target_metadata=schema.metadata(),
+            target_metadata=schema.metadata,
             version_table=schema.version_table,
             include_object=schema.include_object,
             render_as_batch=conn.dialect.name == "sqlite",

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import json
 import os
 
 from cryptography.exceptions import InvalidTag
@@ -25,6 +24,7 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from shared import dsse
+from shared.canonical import canonical_json
 from shared.errors import BadSignature, InvalidRequest
 from shared.manifest import Manifest
 
@@ -93,7 +93,7 @@ def seal(
         nonce=base64.b64encode(nonce).decode(),
         ciphertext=base64.b64encode(ciphertext).decode(),
     )
-    payload = json.dumps(sealed.model_dump(), sort_keys=True, separators=(",", ":")).encode()
+    payload = canonical_json(sealed.model_dump())
     return dsse.sign(SEALED_PAYLOAD_TYPE, payload, signing_key)
 
 

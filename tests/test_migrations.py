@@ -117,7 +117,7 @@ def _differences(engine: Engine, schema: migrate.Schema) -> list[object]:
     """What Alembic's autogenerate would put in a new revision: nothing when the database is the models."""
     with engine.connect() as conn:
         context = MigrationContext.configure(conn, opts={"include_object": schema.include_object, "compare_type": True})
-        return list(compare_metadata(context, schema.metadata()))
+        return list(compare_metadata(context, schema.metadata))
 
 
 @pytest.mark.parametrize("schema", SCHEMAS, ids=lambda s: s.name)
@@ -131,7 +131,7 @@ def test_newest_revision_is_exactly_the_models(schema: migrate.Schema, database_
             f"the {schema.name} models differ from its migrations: add a revision"
         )
         owned = {t for t in inspect(engine).get_table_names() if not t.startswith("alembic_version")}
-        assert owned == {t.name for t in schema.metadata().sorted_tables if schema.owns(t.name)}
+        assert owned == {t.name for t in schema.metadata.sorted_tables if schema.owns(t.name)}
     finally:
         engine.dispose()
 
@@ -188,7 +188,7 @@ def test_every_table_belongs_to_exactly_one_schema() -> None:
     _import_everything()
     owners: dict[str, list[str]] = {}
     for schema in SCHEMAS:
-        for table in schema.metadata().sorted_tables:
+        for table in schema.metadata.sorted_tables:
             if schema.owns(table.name):
                 owners.setdefault(table.name, []).append(schema.name)
     assert {name: names for name, names in owners.items() if len(names) != 1} == {}

@@ -18,14 +18,14 @@ import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Protocol
 
+from coordinator.feeds.snapshot import FeedStore
+from coordinator.settings import CoordinatorSettings
 from shared import dsse
 from shared.errors import CagnetError, InvalidRequest
 from shared.mandate import FeedMandate, format_interval, open_mandate
-
-if TYPE_CHECKING:
-    from coordinator.server import CoordinatorRuntime
+from shared.manifest import ManifestSource
 
 log = logging.getLogger(__name__)
 
@@ -53,12 +53,27 @@ def _at(seconds: float) -> str:
     return datetime.fromtimestamp(seconds, UTC).isoformat(timespec="seconds")
 
 
+class Publisher(Protocol):
+    """What the schedule needs of a coordinator (`coordinator.server.CoordinatorRuntime` is one):
+    named here so that the server imports the schedule and not the other way round."""
+
+    @property
+    def netdir(self) -> Path: ...
+    @property
+    def settings(self) -> CoordinatorSettings: ...
+    @property
+    def manifests(self) -> ManifestSource: ...
+    @property
+    def feeds(self) -> FeedStore: ...
+    def publish_mandated(self, mandate: dsse.Envelope, *, now: int | None = None) -> dsse.Envelope: ...
+
+
 class FeedSchedule:
     """Publishes under the mandate in `mandate_path` once every `every_s` seconds."""
 
     def __init__(
         self,
-        runtime: CoordinatorRuntime,
+        runtime: Publisher,
         *,
         every_s: int,
         mandate_path: Path,
@@ -75,7 +90,7 @@ class FeedSchedule:
         self._said: str | None = None
 
     @classmethod
-    def prepare(cls, runtime: CoordinatorRuntime) -> FeedSchedule | None:
+    def prepare(cls, runtime: Publisher) -> FeedSchedule | None:
         """The schedule the settings ask for, checked against the mandate on file; None when off.
         Raises InvalidRequest when the schedule is more frequent than the mandate allows."""
         settings = runtime.settings

@@ -36,6 +36,7 @@ from coordinator.register import store as register_store
 from shared import dsse, vocabulary
 from shared.accreditation import LoggedEntry, open_entry, provider_status
 from shared.auth import contribution_digest, digest, open_signed, verify_response
+from shared.canonical import canonical_json
 from shared.disclosure import TOTAL
 from shared.errors import BadSignature, BundleMismatch, InvalidRequest, UnknownIssuer
 from shared.kinds.records import OUTSIDE, UNKNOWN, JointKpi, Tally
@@ -43,7 +44,7 @@ from shared.kinds.registry import KINDS
 from shared.kinds.supply import JointSupplyMap
 from shared.mandate import FEED_KINDS, FeedMandate, check_mandated_query, open_mandate
 from shared.manifest import COORDINATOR, Manifest
-from shared.migrate import ensure_current
+from shared.migrate import Schema, Store, ensure_current
 from shared.pb.cagnet.v1 import coordinator_pb2, node_pb2
 from shared.serde import count_table_from_proto, envelope_from_proto
 
@@ -143,7 +144,7 @@ class FeedSnapshot(_Model):
     mandate: MandateEvidence | None = None
 
     def payload(self) -> bytes:
-        return json.dumps(self.model_dump(mode="json"), sort_keys=True, separators=(",", ":")).encode()
+        return canonical_json(self.model_dump(mode="json"))
 
 
 class Figures(_Model):
@@ -449,6 +450,17 @@ _snapshots = Table(
 )
 
 
+# The feed store's migrations (coordinator/migrations/feeds), declared beside its table.
+SCHEMA = Schema(
+    name="feeds",
+    package="coordinator.migrations.feeds",
+    metadata=metadata,
+    core_tables=frozenset({"feed_snapshot"}),
+)
+
+STORE = Store(title="the feed store's database", schemas=(SCHEMA,), upgrade_command="cagnet coordinator upgrade NETDIR")
+
+
 def default_database_url(netdir: Path) -> str:
     """Where a coordinator keeps its feed snapshots unless `feed_database_url` says otherwise."""
     return f"sqlite:///{(netdir / 'feeds.db').resolve()}"
@@ -459,8 +471,6 @@ class FeedStore:
     condition subscribers wait on for the next one."""
 
     def __init__(self, url: str) -> None:
-        from coordinator.migrations.feeds import STORE  # late: its metadata imports this module
-
         self.engine = create_engine(url)
         try:
             ensure_current(self.engine, STORE)  # refuses an older or newer schema (`shared.migrate`)

@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 from coordinator.joint.fanout import Contribution, Missing
 from shared import dsse
 from shared.auth import asks_same_question, digest, open_signed, verify_response
+from shared.canonical import canonical_json
 from shared.errors import BadSignature, BundleMismatch, InvalidRequest, UnknownIssuer
 from shared.kinds.registry import KINDS, JointKind, JointResult, Protocol
 from shared.mandate import check_mandated_query
@@ -58,7 +59,7 @@ class Bundle(_Model):
     contributions: tuple[SignedContribution, ...]
 
     def payload(self) -> bytes:
-        return json.dumps(self.model_dump(mode="json"), sort_keys=True, separators=(",", ":")).encode()
+        return canonical_json(self.model_dump(mode="json"))
 
 
 def build_bundle(

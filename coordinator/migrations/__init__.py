@@ -6,14 +6,22 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from sqlalchemy import create_engine
+
+# Aliased: importing this package's feeds/ and register/ would rebind plain `feeds` and `register`.
+from coordinator import audit
+from coordinator.feeds import snapshot as feed_snapshot
+from coordinator.register import store as register_store
+from coordinator.register.server import RegisterSettings
+from coordinator.register.server import default_database_url as default_register_url
+from coordinator.settings import CoordinatorSettings
+from shared.audit import LOG_STORE
 from shared.migrate import Store, ensure_current
 
 
 def check_databases(netdir: Path) -> None:
     """Refuse (SchemaMismatch) when any of the coordinator's databases needs an upgrade, before the
     coordinator starts rather than at the first call that opens it; an empty one is made current."""
-    from sqlalchemy import create_engine
-
     for store, url in databases(netdir):
         engine = create_engine(url)
         try:
@@ -24,18 +32,9 @@ def check_databases(netdir: Path) -> None:
 
 def databases(netdir: Path) -> list[tuple[Store, str]]:
     """The coordinator's databases and their URLs, as `cagnet coordinator serve` would open them."""
-    from coordinator import audit
-    from coordinator.feeds import snapshot as feeds
-    from coordinator.migrations import feeds as feed_migrations
-    from coordinator.migrations import register as register_migrations
-    from coordinator.register.server import RegisterSettings
-    from coordinator.register.server import default_database_url as default_register_url
-    from coordinator.settings import CoordinatorSettings
-    from shared.migrations.audit import LOG_STORE
-
     settings = CoordinatorSettings.load(netdir)
     return [
-        (register_migrations.STORE, RegisterSettings().database_url or default_register_url(netdir)),
-        (feed_migrations.STORE, settings.feed_database_url or feeds.default_database_url(netdir)),
+        (register_store.STORE, RegisterSettings().database_url or default_register_url(netdir)),
+        (feed_snapshot.STORE, settings.feed_database_url or feed_snapshot.default_database_url(netdir)),
         (LOG_STORE, settings.audit_database_url or audit.default_database_url(netdir)),
     ]

@@ -34,7 +34,7 @@ from sqlmodel import Field, SQLModel, col
 
 from shared import merkle
 from shared.errors import InconsistentLog, InvalidRequest, NotFound, ReplayedRequest
-from shared.migrate import ensure_current
+from shared.migrate import Schema, Store, ensure_current
 
 __all__ = [
     "PreparedEntry",
@@ -155,6 +155,30 @@ def _sqlite_on_connect(dbapi_connection: Any, _record: Any) -> None:
         cursor.close()
 
 
+# The register's migrations (coordinator/migrations/register), declared beside its tables.
+SCHEMA = Schema(
+    name="register",
+    package="coordinator.migrations.register",
+    metadata=metadata,
+    core_tables=frozenset(
+        {
+            "register_leaf",
+            "register_provider_index",
+            "register_node",
+            "register_tree",
+            "register_checkpoint",
+            "register_cosignature",
+        }
+    ),
+)
+
+STORE = Store(
+    title="the accreditation register's database",
+    schemas=(SCHEMA,),
+    upgrade_command="cagnet coordinator upgrade NETDIR",
+)
+
+
 def open_register(url: str) -> Engine:
     """An engine for the register at `url`: an empty database gets the newest schema revision, an
     older or newer one is refused (`shared.migrate`; `cagnet coordinator upgrade NETDIR` upgrades)."""
@@ -163,8 +187,6 @@ def open_register(url: str) -> Engine:
         event.listen(engine, "connect", _sqlite_on_connect)
     else:
         engine = create_engine(url, pool_pre_ping=True)
-    from coordinator.migrations.register import STORE  # late: its metadata imports this module
-
     try:
         ensure_current(engine, STORE)
     except BaseException:

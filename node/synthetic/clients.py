@@ -35,7 +35,7 @@ from typing import TypeVar
 
 from node.client_records import AGE_BANDS, OUTCOME_DOMAINS
 from node.imports.records import COLUMNS
-from node.synthetic.supply import ServiceRecord, SyntheticSupply, ref_prefix
+from node.synthetic.rows import ServiceRecord, SyntheticSupply, ref_prefix
 from shared import vocabulary
 from shared.authorities import Authority, Register, shipped_register
 from shared.vocabulary import ServiceType

@@ -22,8 +22,12 @@ from pathlib import Path
 
 from sqlalchemy.engine import Engine
 
+from node.client_records import PersonSealer
+from node.imports.records import import_client_records, import_outcomes
 from node.imports.supply import COLUMNS, ImportSummary, import_csv
 from node.store import ensure_authority
+from node.synthetic import clients as synth_clients
+from node.synthetic.rows import ContractRecord, ProviderRecord, ServiceRecord, SyntheticSupply, ref_prefix
 from shared import vocabulary
 from shared.authorities import Authority, District, Register, shipped_register
 from shared.vocabulary import UNIT_TYPE_FOR, ServiceType, Term
@@ -38,21 +42,6 @@ __all__ = [
     "load",
     "write_csvs",
 ]
-
-# Words left out of the initials an authority's SP system puts on its references.
-_JOINERS = frozenset({"and", "upon", "on", "of", "the", "with", "in", "&"})
-
-
-def ref_prefix(info: Authority) -> str:
-    """The prefix an authority's SP system puts on its own references, from its name: a county
-    council's initials and CC ("North Yorkshire" -> "NYCC"), else its initials ("Telford and
-    Wrekin" -> "TW") or, for a one-word name, its first three letters ("Medway" -> "MED")."""
-    words = [w for w in info.name.replace("-", " ").replace(".", "").split() if w.lower() not in _JOINERS]
-    initials = "".join(w[0] for w in words).upper()
-    if info.kind == "county":
-        return initials + "CC"
-    return initials if len(words) > 1 else info.name[:3].upper()
-
 
 POPULATION_PER_SERVICE = (3000, 4000)  # roughly one service per 3,000-4,000 residents (assumed)
 FLOATING_SUPPORT_HOURLY_RATE = (16.0, 19.0)  # £ an hour (source)
@@ -69,52 +58,6 @@ OUTREACH = ServiceType.OUTREACH
 RESETTLEMENT = ServiceType.RESETTLEMENT
 ACC_FS = ServiceType.ACCOMMODATION_WITH_FLOATING_SUPPORT
 SHORT, LONG = Term.SHORT, Term.LONG
-
-
-# ---------------------------------------------------------------------------------------------
-# What is generated: plain records, one per CSV row.
-
-
-@dataclass(frozen=True)
-class ProviderRecord:
-    provider_ref: str
-    name: str
-    national_provider_id: str | None
-    charity_number: str | None
-    company_number: str | None
-
-
-@dataclass(frozen=True)
-class ServiceRecord:
-    service_ref: str
-    provider_ref: str
-    name: str
-    district: str  # the district's GSS code, or its name in county exports
-    service_type: str
-    client_group: int
-    units: int
-    unit_type: str
-    contracted_hours: float | None
-    designated: bool
-    term: str
-
-
-@dataclass(frozen=True)
-class ContractRecord:
-    contract_ref: str
-    service_ref: str
-    annual_value: Decimal
-    start_date: date
-    end_date: date
-
-
-@dataclass(frozen=True)
-class SyntheticSupply:
-    authority_code: str
-    seed: int
-    providers: tuple[ProviderRecord, ...]
-    services: tuple[ServiceRecord, ...]
-    contracts: tuple[ContractRecord, ...]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -642,10 +585,6 @@ def load(
     any other key would be useless to the node. `register` is the network's authority register
     (default: the shipped list) and `members` the network's member authorities, who share repeat
     movers (`node.synth_clients.repeat_movers`): give every node the same list."""
-    from node.client_records import PersonSealer
-    from node.imports.records import import_client_records, import_outcomes
-    from node.synthetic import clients as synth_clients
-
     ensure_authority(engine, authority_code=authority_code, register=register)
     supply = generate(authority_code, seed=seed, register=register)
     with tempfile.TemporaryDirectory(prefix="cagnet-synth-") as tmp:

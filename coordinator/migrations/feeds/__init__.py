@@ -1,23 +1,8 @@
-"""The feed store's migrations (`coordinator.feeds.FeedStore`)."""
+"""The feed store's migrations (`coordinator.feeds.snapshot.FeedStore`, where the schema is declared
+beside its table); this package holds env.py and the revisions."""
 
 from __future__ import annotations
 
-from sqlalchemy import MetaData
+from coordinator.feeds.snapshot import SCHEMA, STORE
 
-from shared.migrate import Schema, Store
-
-
-def _metadata() -> MetaData:
-    from coordinator.feeds import snapshot as feeds
-
-    return feeds.metadata
-
-
-SCHEMA = Schema(
-    name="feeds",
-    package="coordinator.migrations.feeds",
-    metadata=_metadata,
-    core_tables=frozenset({"feed_snapshot"}),
-)
-
-STORE = Store(title="the feed store's database", schemas=(SCHEMA,), upgrade_command="cagnet coordinator upgrade NETDIR")
+__all__ = ["SCHEMA", "STORE"]

@@ -1,28 +1,9 @@
 """The audit log's migrations (`shared.audit`): one table, audit_log, wherever a log is kept: in a
-node's database beside the node schema, and in the coordinator's audit database."""
+node's database beside the node schema, and in the coordinator's audit database. The schema is
+declared beside its table, in `shared.audit`; this package holds env.py and the revisions."""
 
 from __future__ import annotations
 
-from sqlalchemy import MetaData
+from shared.audit import LOG_STORE, SCHEMA
 
-from shared.migrate import Schema, Store
-
-
-def _metadata() -> MetaData:
-    import shared.audit
-
-    return shared.audit.AuditEntry.metadata
-
-
-SCHEMA = Schema(
-    name="audit",
-    package="shared.migrations.audit",
-    metadata=_metadata,
-    core_tables=frozenset({"audit_log"}),
-    only_tables=frozenset({"audit_log"}),
-)
-
-# Only the coordinator keeps an audit log in a database of its own (a node's is in its node database).
-LOG_STORE = Store(
-    title="the coordinator's audit log", schemas=(SCHEMA,), upgrade_command="cagnet coordinator upgrade NETDIR"
-)
+__all__ = ["LOG_STORE", "SCHEMA"]
