@@ -70,7 +70,7 @@ def _plain_server(port: int, payload_size: int, fanout: list[int]) -> None:
     def handle(request: bytes, context: grpc.ServicerContext) -> bytes:
         if not calls:
             return payload
-        pending = [pool.submit(c, request, timeout=5) for c in calls]
+        pending = [pool.submit(c, request, timeout=5, wait_for_ready=True) for c in calls]
         return b"".join(f.result() for f in pending)
 
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=8))
@@ -250,7 +250,7 @@ def _plain(n: int, payload_size: int, *, relay: bool) -> list[float]:
         channel = grpc.insecure_channel(f"127.0.0.1:{front}")
         grpc.channel_ready_future(channel).result(timeout=30)
         call = channel.unary_unary(METHOD, request_serializer=_identity, response_deserializer=_identity)
-        return _time_calls(lambda: call(b"q" * 200, timeout=10), n)
+        return _time_calls(lambda: call(b"q" * 200, timeout=10, wait_for_ready=True), n)
     finally:
         for p in procs:
             p.terminate()
