@@ -14,6 +14,8 @@ one channel open and runs the query N times. Three floors run on the same machin
     the real query measures: mTLS, request headers with nonces and expiry, every signature made
     and checked, and the bundle (the signed contributions and the client re-checking them and
     recomputing the result).
+The real and the plain joint query run side by side on the same stores and are asked in turn, one
+of each, so that whatever else the machine is doing weighs on both alike; their ratio is the figure.
 Prints p50/p95 for each and the ratios. Run: .venv/bin/python bench/joint_query.py [--queries N]
 """
 
@@ -26,8 +28,11 @@ import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Callable, Iterator
 from concurrent import futures
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import grpc
 
@@ -59,14 +64,13 @@ def _plain_server(port: int, payload_size: int, fanout: list[int]) -> None:
     payload = b"x" * payload_size
     channels = [grpc.insecure_channel(f"127.0.0.1:{p}") for p in fanout]
     calls = [ch.unary_unary(METHOD, request_serializer=_identity, response_deserializer=_identity) for ch in channels]
-    # Blocking calls on a pool of threads, as the coordinator's fan-out makes them: grpc's .future()
-    # costs the relay about half as much CPU again, and would flatter the real query.
+    # Blocking calls on a pool of threads: the topology's floor, whatever the coordinator uses.
     pool = futures.ThreadPoolExecutor(max_workers=32)
 
     def handle(request: bytes, context: grpc.ServicerContext) -> bytes:
         if not calls:
             return payload
-        pending = [pool.submit(c, request, timeout=5) for c in calls]
+        pending = [pool.submit(c, request, timeout=5, wait_for_ready=True) for c in calls]
         return b"".join(f.result() for f in pending)
 
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=8))
@@ -129,30 +133,37 @@ def _plain_node(port: int, nodedir: str) -> None:
 
 
 def _plain_coordinator(port: int, node_ports: list[int]) -> None:
-    """A bench-only insecure coordinator: fan out, convert with the real serde, combine for real."""
-    from shared.kinds.supply import combine_supply_maps
-    from shared.serde import supply_map_from_proto
+    """A bench-only insecure coordinator: the real fan-out's pattern (asynchronous calls on one event
+    loop), the real serde and the registry's combine."""
+    import asyncio
+    import threading
 
-    pool = futures.ThreadPoolExecutor(max_workers=32)
-    calls = [
-        grpc.insecure_channel(f"127.0.0.1:{p}").unary_unary(
-            PLAIN_SUPPLY_MAP,
-            request_serializer=lambda m: m.SerializeToString(deterministic=True),
-            response_deserializer=node_pb2.SupplyMapResponse.FromString,
-        )
-        for p in node_ports
-    ]
+    from shared.kinds.registry import KINDS
 
-    def ask(call, request):  # type: ignore[no-untyped-def]
-        return supply_map_from_proto(call(request, timeout=5))
+    loop = asyncio.new_event_loop()
+    threading.Thread(target=loop.run_forever, daemon=True).start()
+
+    async def channels() -> list[Any]:
+        return [
+            grpc.aio.insecure_channel(f"127.0.0.1:{p}").unary_unary(
+                PLAIN_SUPPLY_MAP,
+                request_serializer=lambda m: m.SerializeToString(deterministic=True),
+                response_deserializer=node_pb2.SupplyMapResponse.FromString,
+            )
+            for p in node_ports
+        ]
+
+    calls = asyncio.run_coroutine_threadsafe(channels(), loop).result()
+
+    async def ask_all(request: node_pb2.SupplyMapRequest) -> list[Any]:
+        return await asyncio.gather(*(call(request, timeout=5) for call in calls))
 
     def handle(request: coordinator_pb2.JointQueryRequest, context: grpc.ServicerContext) -> bytes:
         forwarded = node_pb2.SupplyMapRequest(
             by_district=request.by_district, client_groups=sorted(set(request.client_groups))
         )
-        pending = [pool.submit(ask, call, forwarded) for call in calls]
-        maps = [f.result() for f in pending]
-        return combine_supply_maps(maps, client_groups=request.client_groups).model_dump_json().encode()
+        responses = asyncio.run_coroutine_threadsafe(ask_all(forwarded), loop).result()
+        return KINDS["supply-map"].combine(responses, request).model_dump_json().encode()
 
     handler = grpc.unary_unary_rpc_method_handler(
         handle, request_deserializer=coordinator_pb2.JointQueryRequest.FromString, response_serializer=_identity
@@ -166,7 +177,9 @@ def _plain_coordinator(port: int, node_ports: list[int]) -> None:
     server.wait_for_termination()
 
 
-def _plain_joint(n: int, nodes: dict[str, Path]) -> list[float]:
+@contextmanager
+def _plain_joint(nodes: dict[str, Path]) -> Iterator[Callable[[], None]]:
+    """The bench-only plain node and coordinator processes on the same stores; yields one query."""
     from shared.kinds.supply import JointSupplyMap
 
     ctx = mp.get_context("spawn")
@@ -181,7 +194,7 @@ def _plain_joint(n: int, nodes: dict[str, Path]) -> list[float]:
         p.start()
     try:
         channel = grpc.insecure_channel(f"127.0.0.1:{front}")
-        grpc.channel_ready_future(channel).result(timeout=30)
+        grpc.channel_ready_future(channel).result(timeout=60)
         call = channel.unary_unary(
             PLAIN_JOINT_QUERY,
             request_serializer=lambda m: m.SerializeToString(deterministic=True),
@@ -194,10 +207,24 @@ def _plain_joint(n: int, nodes: dict[str, Path]) -> list[float]:
             )
             assert len(result.authorities) == len(nodes)
 
-        return _time_calls(query, n)
+        yield query
     finally:
         for p in procs:
             p.terminate()
+
+
+def _interleaved(calls: list[Callable[[], None]], n: int) -> list[list[float]]:
+    """Each call in turn, n rounds (after a warm-up), so that the machine's load falls on all alike."""
+    for _ in range(max(5, n // 10)):
+        for call in calls:
+            call()
+    samples: list[list[float]] = [[] for _ in calls]
+    for _ in range(n):
+        for call, times in zip(calls, samples, strict=True):
+            t0 = time.perf_counter()
+            call()
+            times.append((time.perf_counter() - t0) * 1000)
+    return samples
 
 
 def _time_calls(call, n: int) -> list[float]:  # type: ignore[no-untyped-def]
@@ -221,9 +248,9 @@ def _plain(n: int, payload_size: int, *, relay: bool) -> list[float]:
         p.start()
     try:
         channel = grpc.insecure_channel(f"127.0.0.1:{front}")
-        grpc.channel_ready_future(channel).result(timeout=30)
+        grpc.channel_ready_future(channel).result(timeout=120)  # seven processes start on a busy machine
         call = channel.unary_unary(METHOD, request_serializer=_identity, response_deserializer=_identity)
-        return _time_calls(lambda: call(b"q" * 200, timeout=10), n)
+        return _time_calls(lambda: call(b"q" * 200, timeout=10, wait_for_ready=True), n)
     finally:
         for p in procs:
             p.terminate()
@@ -273,14 +300,19 @@ def main() -> None:
             for party in manifest.members:
                 wait_healthy(party.endpoint, party.id, coordinator)
             wait_healthy(manifest.coordinator_endpoint, COORDINATOR, coordinator)
-            with CoordinatorClient(netdir) as client:
+            with CoordinatorClient(netdir) as client, _plain_joint(nodes) as plain_query:
                 bundle, envelope = client.query(kind="supply-map")
                 assert len(bundle.answered) == 6, bundle.missing
                 node_payload = max(len(c.response["payload"]) * 3 // 4 for c in bundle.contributions)
-                joint = _time_calls(lambda: client.query(kind="supply-map"), args.queries)
+                console.print("the real and the plain joint query in turn ...")
+                joint, plain_joint = _interleaved([lambda: client.query(kind="supply-map"), plain_query], args.queries)
             single = _time_calls(_direct_call(netdir, "E10000016"), args.queries)
+        # Printed now, so that a floor failing to start below does not lose the measurement.
+        console.print(
+            f"cagnet joint query p50 {_pct(joint, 50):.2f} ms, plain joint query {_pct(plain_joint, 50):.2f} ms: "
+            f"{_pct(joint, 50) / _pct(plain_joint, 50):.2f}x the same query unsigned (asked in turn)"
+        )
         console.print("running the plain floors ...")
-        plain_joint = _plain_joint(args.queries, nodes)  # the same stores, the real servers stopped
     floor = _plain(args.queries, node_payload, relay=False)
     fan = _plain(args.queries, node_payload, relay=True)
 

@@ -319,13 +319,24 @@ class CoordinatorRuntime:
 
     def joint_query(self, query_envelope: dsse.Envelope, query: coordinator_pb2.JointQueryRequest) -> dsse.Envelope:
         """A principal's own signed query (already verified), fanned out on their behalf."""
+        return self.joint_bundle(query_envelope, query)[1]
+
+    def joint_bundle(
+        self, query_envelope: dsse.Envelope, query: coordinator_pb2.JointQueryRequest
+    ) -> tuple[Bundle, dsse.Envelope]:
+        """`joint_query`, with the bundle as built (what the audit entry names, without parsing it back)."""
         if query.HasField("mandate"):
             raise InvalidRequest("a principal's query carries no feed mandate")
-        return self._joint_query(query_envelope, query, principal=self.manifests.current().party(query.header.issuer))
+        return self._joint_bundle(query_envelope, query, principal=self.manifests.current().party(query.header.issuer))
 
     def _joint_query(
         self, query_envelope: dsse.Envelope, query: coordinator_pb2.JointQueryRequest, *, principal: Party
     ) -> dsse.Envelope:
+        return self._joint_bundle(query_envelope, query, principal=principal)[1]
+
+    def _joint_bundle(
+        self, query_envelope: dsse.Envelope, query: coordinator_pb2.JointQueryRequest, *, principal: Party
+    ) -> tuple[Bundle, dsse.Envelope]:
         spec = KINDS.get(query.kind)
         if spec is None:
             raise InvalidRequest(f"unknown query kind; this coordinator answers: {', '.join(KINDS)}")
@@ -369,7 +380,7 @@ class CoordinatorRuntime:
             result=finish(answered),
         )
         log.info("joint %s: %d answered, %d missing", query.kind, len(answered), len(missing))
-        return sign_bundle(bundle, self.identity.signing_key)
+        return bundle, sign_bundle(bundle, self.identity.signing_key)
 
 
 def _route(principal: Party, method: str) -> str:
@@ -454,18 +465,16 @@ class CoordinatorServicer(coordinator_pb2_grpc.CoordinatorServicer):
 
     def JointQuery(self, request: envelope_pb2.Envelope, context: grpc.ServicerContext) -> envelope_pb2.Envelope:
         verified = current_request()
-        bundle = self.rt.joint_query(envelope_from_proto(request), verified.message)
+        bundle, envelope = self.rt.joint_bundle(envelope_from_proto(request), verified.message)
         # Who answered and who did not (authority codes only: never a figure or a reason's detail).
-        summary = json.loads(bundle.payload)
         parameters = {
             **request_parameters(verified.message),
-            "answered": summary["answered"],
-            "missing": [m["authority"] for m in summary["missing"]],
+            "answered": list(bundle.answered),
+            "missing": [m.authority for m in bundle.missing],
         }
-        self.rt.audit.released(
-            verified.principal, JOINT_QUERY, parameters, bundle, policy_digest=summary["policy_digest"]
-        )
-        return envelope_to_proto(bundle)
+        policy_digest = bundle.policy_digest
+        self.rt.audit.released(verified.principal, JOINT_QUERY, parameters, envelope, policy_digest=policy_digest)
+        return envelope_to_proto(envelope)
 
     def PublishFeed(self, request: envelope_pb2.Envelope, context: grpc.ServicerContext) -> envelope_pb2.Envelope:
         verified = current_request()

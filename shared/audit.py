@@ -47,7 +47,7 @@ import hashlib
 import re
 import threading
 import weakref
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any, TextIO
 
@@ -302,9 +302,11 @@ def write(
     release_digest: str = "",
     policy_digest: str = "",
     at: datetime | None = None,
+    also: Callable[[Connection], None] | None = None,
 ) -> None:
     """`append`, durably the same, without building the stored row to hand back: the node's own
-    path, where making that object would cost a third as much as the write."""
+    path, where making that object would cost a third as much as the write. `also` writes what
+    must be stored with the entry, in its transaction (a node's spent nonces): both or neither."""
     _append(
         engine,
         principal=principal,
@@ -316,6 +318,7 @@ def write(
         release_digest=release_digest,
         policy_digest=policy_digest,
         at=at,
+        also=also,
     )
 
 
@@ -331,6 +334,7 @@ def _append(
     release_digest: str = "",
     policy_digest: str = "",
     at: datetime | None = None,
+    also: Callable[[Connection], None] | None = None,
 ) -> dict[str, Any]:
     if not method:
         raise ValueError("an audit entry needs the method that was called")
@@ -364,6 +368,8 @@ def _append(
         }
         record["entry_hash"] = entry_hash(record)
         stored = {**record, "at": datetime.fromisoformat(at_text)}
+        if also is not None:
+            also(conn)
         conn.execute(_INSERT, stored)
     return stored
 

@@ -69,7 +69,7 @@ def request_header(
     *,
     audience: str,
     method: str,
-    on_behalf_of: dsse.Envelope | None = None,
+    on_behalf_of: dsse.Envelope | envelope_pb2.Envelope | None = None,
     lifetime_s: int = REQUEST_LIFETIME_S,
     policy_digest: str = "",
 ) -> envelope_pb2.RequestHeader:
@@ -83,8 +83,10 @@ def request_header(
         nonce=secrets.token_bytes(NONCE_BYTES),
         policy_digest=policy_digest,
     )
-    if on_behalf_of is not None:
+    if isinstance(on_behalf_of, dsse.Envelope):
         header.on_behalf_of.CopyFrom(envelope_to_proto(on_behalf_of))
+    elif on_behalf_of is not None:  # already converted (once for every member of a joint query)
+        header.on_behalf_of.CopyFrom(on_behalf_of)
     return header
 
 

@@ -120,17 +120,24 @@ def supply_map_to_proto(supply: SupplyMap, header: envelope_pb2.ResponseHeader) 
 
 
 def supply_map_from_proto(message: node_pb2.SupplyMapResponse) -> SupplyMap:
-    # The map is everything but the header, and the same figures arrive again and again (a node
-    # repeats its answer while its records stand; the coordinator and the client each see it every
-    # query): validate each distinct map once, keyed on its exact bytes.
+    return supply_map_from_body(supply_map_body(message))
+
+
+def supply_map_body(message: node_pb2.SupplyMapResponse) -> bytes:
+    """The map alone, as bytes: everything but the header and the receipt, which are new with every
+    answer while the figures are not (a node repeats its answer while its records stand, and the
+    coordinator and the client each see it every query)."""
     body = node_pb2.SupplyMapResponse()
     body.CopyFrom(message)
     body.ClearField("header")
-    return _supply_map_from_bytes(body.SerializeToString(deterministic=True))
+    body.ClearField("receipt")
+    return body.SerializeToString(deterministic=True)
 
 
-@functools.lru_cache(maxsize=64)
-def _supply_map_from_bytes(body: bytes) -> SupplyMap:
+# Each distinct map is validated once, keyed on its exact bytes (immutable: the same bytes are the
+# same map); room for every upper-tier authority's map in a network of all of them.
+@functools.lru_cache(maxsize=1024)
+def supply_map_from_body(body: bytes) -> SupplyMap:
     message = node_pb2.SupplyMapResponse.FromString(body)
     # One validation of the whole map (pydantic validates the nested cells in one pass), not one
     # model constructor call per cell.

@@ -1,16 +1,18 @@
 """Asking every member node at once, each with its own deadline, and sorting the answers into
 verified contributions and missing authorities with a reason each.
 
-Channels are kept open per node (the TLS handshake is paid once, not per query).
+The calls are asynchronous (`grpc.aio`) on one event loop, so that every member is asked at the
+same moment however many there are: no pool of threads for a request to queue behind. Channels are
+kept open per node (the TLS handshake is paid once, not per query).
 """
 
 from __future__ import annotations
 
+import asyncio
 import threading
-from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import grpc
 
@@ -18,10 +20,12 @@ from shared import dsse
 from shared.auth import digest, sign_message, verify_response
 from shared.errors import CagnetError, Unavailable
 from shared.identity import Identity
-from shared.interceptor import secure_channel
+from shared.interceptor import secure_aio_channel
 from shared.manifest import Party
 from shared.pb.cagnet.v1 import node_pb2_grpc
 from shared.serde import envelope_from_proto, envelope_to_proto
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -42,36 +46,48 @@ class Missing:
 
 
 class NodeClients:
-    """One mTLS channel per member node, created on first use and reused, and the threads that
-    wait on them. (grpc's `.future()` starts a thread per call, which costs more than the call.)"""
+    """One mTLS channel per member node, created on first use and reused, and the one thread whose
+    event loop makes every call to them. Joint queries from any thread hand their calls to it."""
 
-    def __init__(self, identity: Identity, *, max_parallel: int = 32) -> None:
+    def __init__(self, identity: Identity) -> None:
         self._identity = identity
-        self._channels: dict[tuple[str, str], grpc.Channel] = {}
-        self._lock = threading.Lock()
-        self.pool = ThreadPoolExecutor(max_workers=max_parallel, thread_name_prefix="fan-out")
+        self._channels: dict[tuple[str, str], grpc.aio.Channel] = {}  # touched on the loop only
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, name="fan-out", daemon=True)
+        self._thread.start()
 
     def stub(self, party: Party) -> node_pb2_grpc.NodeStub:
+        """The stub for `party`'s node (call on the loop: an aio channel belongs to it)."""
         key = (party.id, party.endpoint)
-        with self._lock:
-            channel = self._channels.get(key)
-            if channel is None:
-                channel = secure_channel(
-                    party.endpoint,
-                    peer_party_id=party.id,
-                    ca_pem=self._identity.ca_cert_pem,
-                    key_pem=self._identity.tls_key_pem,
-                    cert_pem=self._identity.tls_cert_pem,
-                )
-                self._channels[key] = channel
+        channel = self._channels.get(key)
+        if channel is None:
+            channel = secure_aio_channel(
+                party.endpoint,
+                peer_party_id=party.id,
+                ca_pem=self._identity.ca_cert_pem,
+                key_pem=self._identity.tls_key_pem,
+                cert_pem=self._identity.tls_cert_pem,
+            )
+            self._channels[key] = channel
         return node_pb2_grpc.NodeStub(channel)
 
+    def run(self, work: Coroutine[Any, Any, T]) -> T:
+        """Run `work` on the loop and wait for it (from any thread but the loop's)."""
+        return asyncio.run_coroutine_threadsafe(work, self._loop).result()
+
     def close(self) -> None:
-        self.pool.shutdown(wait=False, cancel_futures=True)
-        with self._lock:
-            for channel in self._channels.values():
-                channel.close()
-            self._channels.clear()
+        if self._loop.is_closed():
+            return
+
+        async def close_channels() -> None:
+            channels, self._channels = list(self._channels.values()), {}
+            await asyncio.gather(*(c.close() for c in channels), return_exceptions=True)
+
+        if self._loop.is_running():
+            self.run(close_channels())
+            self._loop.call_soon_threadsafe(self._loop.stop)
+            self._thread.join(timeout=10)
+        self._loop.close()
 
 
 def _reason(error: grpc.RpcError, deadline_s: float) -> str:
@@ -96,33 +112,29 @@ def fan_out(
     deadline_s: float,
     parse: Callable[[Any], Any] | None = None,
 ) -> tuple[list[Contribution], list[Missing]]:
-    """Send `build(member)` (signed) to every member concurrently; collect what verifies in time.
+    """Send `build(member)` (signed) to every member at once; collect what verifies in time.
 
-    Each answer is verified (and `parse`d) on the thread that waited for it, as soon as it arrives,
-    so the work on early answers overlaps the wait for the slowest.
+    Each answer is verified (and `parse`d) as soon as it arrives, so the work on early answers
+    overlaps the wait for the slowest.
     """
+    requests = [(member, sign_message(build(member), identity)) for member in members]
 
-    def ask(member: Party, request: dsse.Envelope) -> tuple[dsse.Envelope, Any, Any]:
+    async def ask(member: Party, request: dsse.Envelope) -> Contribution | Missing:
         call = getattr(clients.stub(member), rpc)
-        # Each call carries the deadline itself, so every future below settles within it.
-        reply = envelope_from_proto(call(envelope_to_proto(request), timeout=deadline_s))
-        message = verify_response(reply, response_cls, signer=member, request_digest=digest(request.payload))
-        return reply, message, parse(message) if parse is not None else None
-
-    pending = []
-    for member in members:
-        request = sign_message(build(member), identity)
-        pending.append((member, request, clients.pool.submit(ask, member, request)))
-    answered: list[Contribution] = []
-    missing: list[Missing] = []
-    for member, request, future in pending:
         try:
-            reply, message, parsed = future.result()
+            # Each call carries the deadline itself, so every one settles within it.
+            reply = envelope_from_proto(await call(envelope_to_proto(request), timeout=deadline_s))
+            message = verify_response(reply, response_cls, signer=member, request_digest=digest(request.payload))
         except grpc.RpcError as exc:
-            missing.append(Missing(member.id, _reason(exc, deadline_s)))
-            continue
+            return Missing(member.id, _reason(exc, deadline_s))
         except CagnetError as exc:
-            missing.append(Missing(member.id, f"response failed verification: {exc.public_message}"))
-            continue
-        answered.append(Contribution(member.id, request, reply, message, parsed))
+            return Missing(member.id, f"response failed verification: {exc.public_message}")
+        return Contribution(member.id, request, reply, message, parse(message) if parse is not None else None)
+
+    async def ask_all() -> list[Contribution | Missing]:
+        return await asyncio.gather(*(ask(member, request) for member, request in requests))
+
+    outcomes = clients.run(ask_all())
+    answered = [o for o in outcomes if isinstance(o, Contribution)]
+    missing = [o for o in outcomes if isinstance(o, Missing)]
     return answered, missing

@@ -6,6 +6,7 @@ or put in the bundle. docs/providers.md and docs/vfm.md have the protocols.
 
 from __future__ import annotations
 
+import functools
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -22,7 +23,7 @@ from shared.linkage import token_root
 from shared.manifest import Manifest
 from shared.pb.cagnet.v1 import coordinator_pb2, envelope_pb2, node_pb2
 from shared.policy import AggregateRule, Policy
-from shared.serde import envelope_from_proto
+from shared.serde import envelope_from_proto, envelope_to_proto
 
 __all__ = ["Round", "common_providers", "vfm_benchmarks"]
 
@@ -40,12 +41,16 @@ class Round:
     query: coordinator_pb2.JointQueryRequest
     deadline_s: float
 
+    @functools.cached_property
+    def _on_behalf_of(self) -> envelope_pb2.Envelope:
+        return envelope_to_proto(self.query_envelope)  # converted once, copied into every member's header
+
     def header(self, audience: str, method: str) -> envelope_pb2.RequestHeader:
         return request_header(
             self.identity,
             audience=audience,
             method=method,
-            on_behalf_of=self.query_envelope,
+            on_behalf_of=self._on_behalf_of,
             policy_digest=self.policy.digest,
         )
 

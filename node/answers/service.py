@@ -8,9 +8,9 @@ refused or rejected, is written to the audit log here.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
 
 from shared import __version__, audit
 from shared.authorities import Register, shipped_register
@@ -46,8 +46,10 @@ def record(
     released: bytes = b"",
     policy_digest: str = "",
     principal_id: str | None = None,
+    also: Callable[[Connection], None] | None = None,
 ) -> None:
-    """Append one request to the node's audit log: who, what, the decision, and what left."""
+    """Append one request to the node's audit log: who, what, the decision, and what left (with
+    `also`, what the request spent, in the same transaction: `node.ledger.SpentNonces`)."""
     audit.write(
         engine,
         principal=principal.id if principal else (principal_id or "unknown"),
@@ -58,4 +60,5 @@ def record(
         decision=decision,
         release_digest=("sha256:" + hashlib.sha256(released).hexdigest()) if released else "",
         policy_digest=policy_digest,
+        also=also,
     )

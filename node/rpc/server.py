@@ -21,12 +21,11 @@ from sqlalchemy.engine import Engine
 from node.answers import service
 from node.answers.kinds import ANSWERS, DESCRIBE, NodeParts
 from node.config import NodeConfig
-from node.ledger import PersistentNonceCache, spend_mandate_slot
+from node.ledger import PersistentNonceCache, SpentNonces, spend_mandate_slot
 from node.release import Releaser, load_rounding_secret
 from node.store import ensure_authority, open_store
 from shared import audit, dsse, keys
 from shared.auth import (
-    NonceCache,
     Verified,
     asks_same_question,
     now_ms,
@@ -85,7 +84,7 @@ class NodeRuntime:
     manifests: ManifestSource
     policies: PolicySource
     releaser: Releaser
-    nonces: NonceCache = field(default_factory=NonceCache)
+    nonces: PersistentNonceCache
     _keys_checked_at: int = 0  # the manifest version last checked for this node's next signing key
     _register_text: str | None = None  # the authority register the store was last written from
     _following: threading.Lock = field(default_factory=threading.Lock)  # one request follows a new version
@@ -183,6 +182,12 @@ class NodeRuntime:
         return policy
 
     def authenticate(self, method: str, envelope: dsse.Envelope, peer: str | None) -> Verified[Any]:
+        # The request's nonce and, forwarded, its principal's query at this method: stored with
+        # the request's audit entry (`NodeServicer.answer`).
+        with self.nonces.batch():
+            return self._authenticate(method, envelope, peer)
+
+    def _authenticate(self, method: str, envelope: dsse.Envelope, peer: str | None) -> Verified[Any]:
         try:
             message_cls, roles = METHODS[method]
         except KeyError:
@@ -346,24 +351,35 @@ class NodeServicer:
         )
 
     def answer(self, method: str, verified: Verified[Any]) -> envelope_pb2.Envelope:
-        """Check, answer, sign, audit: the one path for every method."""
-        answer = ANSWERS[method]
-        parameters = answer.parameters(verified.message)
+        """Check, answer, sign, audit: the one path for every method. The nonces the request spent
+        are stored with its audit entry, in one transaction, before the reply leaves."""
+        spent = self.rt.nonces.spent()
         try:
-            policy = self.rt.policy_for(verified)
-            message = answer.answer(self.parts, policy, verified)
-        except answer.refused_on as exc:
-            self._refuse(verified, method, parameters, exc)
-            raise
-        reply = self.parts.sign(message)
-        self._record(verified, method, parameters, reply.payload, policy.digest)
-        return reply
+            answer = ANSWERS[method]
+            parameters = answer.parameters(verified.message)
+            try:
+                policy = self.rt.policy_for(verified)
+                message = answer.answer(self.parts, policy, verified)
+            except answer.refused_on as exc:
+                self._refuse(verified, method, parameters, exc, spent)
+                raise
+            reply = self.parts.sign(message)
+            self._record(verified, method, parameters, reply.payload, policy.digest, spent)
+            return reply
+        finally:
+            spent.close()  # a request that ended without an audit entry of its own
 
     def _via(self, verified: Verified[Any]) -> str:
         return verified.issuer.id if verified.issuer is not verified.principal else ""
 
     def _record(
-        self, verified: Verified[Any], method: str, parameters: dict[str, object], released: bytes, policy_digest: str
+        self,
+        verified: Verified[Any],
+        method: str,
+        parameters: dict[str, object],
+        released: bytes,
+        policy_digest: str,
+        spent: SpentNonces,
     ) -> None:
         service.record(
             self.rt.engine,
@@ -374,9 +390,17 @@ class NodeServicer:
             decision="released",
             released=released,
             policy_digest=policy_digest,
+            also=spent.write_in,
         )
 
-    def _refuse(self, verified: Verified[Any], method: str, parameters: dict[str, object], exc: CagnetError) -> None:
+    def _refuse(
+        self,
+        verified: Verified[Any],
+        method: str,
+        parameters: dict[str, object],
+        exc: CagnetError,
+        spent: SpentNonces,
+    ) -> None:
         """Audit a refusal with who asked and what, and the rule (never the figures)."""
         policy_digest = ""
         with contextlib.suppress(CagnetError):  # a refusal because the policy is gone still gets audited
@@ -389,6 +413,7 @@ class NodeServicer:
             parameters=_with_mandate(verified, parameters),
             decision=f"refused: {exc.public_message}",
             policy_digest=policy_digest,
+            also=spent.write_in,
         )
         exc.audited = True
 

@@ -5,6 +5,9 @@ other list of kinds (policy, feed mandates, plans, the node's methods and `Descr
 
 from __future__ import annotations
 
+import hashlib
+import threading
+from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -32,7 +35,14 @@ from shared.kinds.records import (
 from shared.kinds.supply import JointSupplyMap, as_at_day, combine_supply_maps
 from shared.manifest import CAG_CHAIR, MEMBER_AUTHORITY
 from shared.pb.cagnet.v1 import coordinator_pb2, node_pb2
-from shared.serde import count_table_from_proto, non_local_services_from_proto, plan_from_proto, supply_map_from_proto
+from shared.serde import (
+    count_table_from_proto,
+    non_local_services_from_proto,
+    plan_from_proto,
+    supply_map_body,
+    supply_map_from_body,
+    supply_map_from_proto,
+)
 
 __all__ = [
     "AGGREGATE_KINDS",
@@ -137,6 +147,34 @@ def _non_local_share(query: coordinator_pb2.JointQueryRequest) -> None:
         check_share_threshold(query.min_share_percent)  # the grid only: a free value could be bisected
 
 
+class _JointSupplyMaps:
+    """The joint supply map is a pure function of the maps' bytes and the selected groups, and the
+    coordinator and every client holding the bundle work it out from the same maps query after query
+    (a node repeats its answer while its records stand): combine each distinct set once. Keyed on a
+    digest of the exact bytes, so a changed figure is a new key; the last few sets are kept."""
+
+    _SIZE = 16
+
+    def __init__(self) -> None:
+        self._done: OrderedDict[tuple[bytes, tuple[int, ...]], JointSupplyMap] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def __call__(self, responses: Sequence[Any], query: coordinator_pb2.JointQueryRequest) -> JointSupplyMap:
+        bodies = [supply_map_body(m) for m in responses]
+        groups = tuple(query.client_groups)  # as asked: the result names them in that order
+        key = (hashlib.sha256(b"".join(len(b).to_bytes(8, "big") + b for b in bodies)).digest(), groups)
+        with self._lock:
+            if key in self._done:
+                self._done.move_to_end(key)
+                return self._done[key]
+        joint = combine_supply_maps([supply_map_from_body(b) for b in bodies], client_groups=groups)
+        with self._lock:
+            self._done[key] = joint
+            if len(self._done) > self._SIZE:
+                self._done.popitem(last=False)
+        return joint
+
+
 def _supply_day(query: coordinator_pb2.JointQueryRequest) -> None:
     as_at_day(query.as_at)
 
@@ -165,9 +203,7 @@ _DECLARED = (
         node_pb2.SupplyMapResponse,
         feed=True,
         check=_supply_day,
-        combiner=lambda responses, query: combine_supply_maps(
-            [supply_map_from_proto(m) for m in responses], client_groups=query.client_groups
-        ),
+        combiner=_JointSupplyMaps(),
         earlier={
             1: lambda responses, query: combine_supply_maps(
                 [supply_map_from_proto(m) for m in responses], client_groups=query.client_groups, version=1
