@@ -320,6 +320,6 @@ def test_a_figure_with_a_suppressed_part_says_so_on_screen_in_the_report_and_the
     rows = list(csv.reader(io.StringIO(snapshot_csv(snapshot))))[1:]
     assert any(r[6] == "False" for r in rows)
     for r in rows:
-        assert (r[6] == "True") == (r[7] == ""), r
+        assert (r[6] == "True") == (r[8] == ""), r  # the note: empty only beside a whole figure
         if r[4] == "percent_planned" and r[6] == "False":
             assert r[5] == "", r

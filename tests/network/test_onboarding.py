@@ -291,7 +291,10 @@ def test_a_seventh_authority_joins_from_its_own_folder_and_answers_joint_queries
         for kind in KINDS:
             options: dict[str, Any] = {
                 "non-local-services": {"min_share_percent": 50},
-                PLAN: {"from_date": "2009-04-01", "to_date": "2010-03-31"},
+                # A plan weighs every standard question at each node: on a machine shared with
+                # other work the largest founders took longer than the default 5 s. This test is
+                # about membership, not speed (bench/ measures that), so give them time.
+                PLAN: {"from_date": "2009-04-01", "to_date": "2010-03-31", "node_deadline_ms": 20000},
             }.get(kind, {})
             bundle, _ = joint_query(netdir, kind=kind, **options)
             assert set(bundle.answered) == {*FOUNDERS, JOINER} and not bundle.missing, kind
