@@ -11,8 +11,8 @@ import json
 def canonical_json(value: object, *, ensure_ascii: bool = True) -> bytes:
     """`value` as compact JSON with sorted keys, encoded as UTF-8.
 
-    `ensure_ascii` escapes every non-ASCII character as \\uXXXX, as the signed envelopes, bundles,
-    manifests and snapshots always have; the audit log, the accreditation entries, the release
+    `ensure_ascii` escapes every non-ASCII character (a \\u and four hex digits), as the signed
+    envelopes, bundles, manifests and snapshots always have; the audit log, the accreditation entries, the release
     ledger and the rounding coins were defined with it off (the characters as UTF-8) and keep it.
     """
     return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=ensure_ascii, allow_nan=False).encode(
