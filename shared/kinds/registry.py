@@ -16,6 +16,8 @@ from typing import Annotated, Any
 from pydantic import Field
 
 from shared.disclosure import check_share_threshold
+from shared.kinds.equality import JointEquality, check_cross_tab, combine_equality
+from shared.kinds.outcomes import JointOutcomes, combine_outcomes
 from shared.kinds.providers import CommonProviders, VfmBenchmarks, combine_common_providers
 from shared.kinds.records import (
     JointKpi,
@@ -175,6 +177,10 @@ class _JointSupplyMaps:
         return joint
 
 
+def _cross_tab(query: coordinator_pb2.JointQueryRequest) -> None:
+    check_cross_tab(query.cross_tab)
+
+
 def _supply_day(query: coordinator_pb2.JointQueryRequest) -> None:
     as_at_day(query.as_at)
 
@@ -292,6 +298,23 @@ _DECLARED = (
         filled_in=("participants",),
         coordinator_only=True,
     ),
+    JointKind(
+        "outcomes",
+        "Outcomes",
+        node_pb2.RecordsQuery,
+        node_pb2.CountsResponse,
+        planned=True,
+        combiner=_counts(combine_outcomes, periods=True),
+    ),
+    JointKind(
+        "equality",
+        "Equality",
+        node_pb2.EqualityQuery,
+        node_pb2.CountsResponse,
+        planned=True,
+        check=_cross_tab,
+        combiner=_counts(combine_equality, periods=True),
+    ),
 )
 
 KINDS: dict[str, JointKind] = {k.kind: k for k in _DECLARED}
@@ -318,6 +341,8 @@ JointResult = Annotated[
     | JointPlan
     | RepeatMovers
     | CommonProviders
-    | VfmBenchmarks,
+    | VfmBenchmarks
+    | JointOutcomes
+    | JointEquality,
     Field(discriminator="kind"),
 ]
