@@ -80,6 +80,8 @@ def protect_linked(
     for parent, parts in relations:
         parts_of.setdefault(parent, []).append(parts)
     linked = [[(_PERIOD, *c) for c in cells if (_PERIOD, *c) in values] for cells in equal]
+    # A cell equal to a public one is public too: never chosen to hide another.
+    fixed |= {c for cells in linked if any(x in fixed for x in cells) for c in cells}
     for cells in linked:
         # A table's total is also the sum of every other table's parts.
         for cell in cells:
