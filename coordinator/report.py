@@ -26,6 +26,8 @@ from coordinator.joint.client import CoordinatorClient
 from shared import places, vocabulary
 from shared.accreditation import LoggedEntry, provider_status, verify_entry
 from shared.checkpoint import register_origin, verify_checkpoint
+from shared.kinds.equality import DIMENSION_NAMES, NO_REFERENCE, JointEquality
+from shared.kinds.outcomes import DOMAIN_NAMES, MEASURES, JointOutcomes
 from shared.kinds.providers import VfmBenchmarks
 from shared.kinds.records import JointMovement, JointNetFlow, net_figure
 from shared.kinds.supply import JointSupplyMap
@@ -36,7 +38,7 @@ _CSP = (
     "default-src 'none'; script-src 'unsafe-inline' 'unsafe-eval'; style-src 'unsafe-inline'; "
     "img-src data:; font-src data:"
 )
-CHART_IDS = ("supply-heatmap", "flows", "net-flow", "vfm", "accreditation")
+CHART_IDS = ("supply-heatmap", "flows", "net-flow", "vfm", "accreditation", "outcomes", "equality")
 
 
 @dataclass(frozen=True)
@@ -220,6 +222,68 @@ def vfm_chart(bundle: Bundle) -> str:
     return _div(fig, "vfm") + note + _coverage(bundle, suppressed)
 
 
+def outcomes_chart(bundle: Bundle) -> str:
+    """Planned departures and needs met in each outcome domain, every client group: each authority
+    beside the CAG. A withheld share is not drawn; it is listed under the chart with its reason."""
+    r = bundle.result
+    assert isinstance(r, JointOutcomes)
+    heads = [*r.authorities, "CAG"]
+    rows = {(row.authority, row.measure): row for row in r.rows if row.client_group == 0}
+    fig = go.Figure()
+    for head in heads:
+        shares = [rows[(head, m)].percent if (head, m) in rows else None for m in MEASURES]
+        fig.add_bar(name="CAG" if head == "CAG" else _name(head), x=[DOMAIN_NAMES[m] for m in MEASURES], y=shares)
+    fig.update_layout(
+        title="Short-term outcomes, all client groups: planned departures (% of departures) and needs met "
+        "(% of needs identified)",
+        barmode="group",
+        yaxis={"title": "%", "range": [0, 100]},
+    )
+    withheld = [
+        f"{'CAG' if row.authority == 'CAG' else _name(row.authority)}, {DOMAIN_NAMES[row.measure]}: {row.reason}"
+        for row in r.rows
+        if row.client_group == 0 and row.percent is None and row.reason
+    ]
+    return _div(fig, "outcomes") + _coverage(bundle, withheld)
+
+
+def equality_chart(bundle: Bundle) -> str:
+    """Who the services reach: each authority's share of new client records by ethnicity and by age
+    band, beside the CAG's. The population's shares would stand beside them; the network holds no
+    reference figure for these fields, so none is drawn."""
+    r = bundle.result
+    assert isinstance(r, JointEquality)
+    heads = [*r.authorities, "CAG"]
+    rows = {(p.authority, p.dimension, p.category): p for p in r.profile if p.client_group == 0}
+    categories = sorted({(d, c) for _a, d, c in rows if d in ("ethnicity", "age_band")})
+    z = [[rows[(h, d, c)].percent if (h, d, c) in rows else None for h in heads] for d, c in categories]
+    fig = go.Figure(
+        go.Heatmap(
+            z=z,
+            text=[["" if v is None else f"{v:.0f}%" for v in line] for line in z],
+            texttemplate="%{text}",
+            x=[_name(h) if h != "CAG" else "CAG" for h in heads],
+            y=[f"{DIMENSION_NAMES[d]}: {c}" for d, c in categories],
+            colorscale="Blues",
+            colorbar={"title": "% of records"},
+            hovertemplate="%{y}<br>%{x}: %{text}<extra></extra>",
+        )
+    )
+    fig.update_layout(title="Equality profile: % of new client records by ethnicity and age band", height=760)
+    fig.update_yaxes(autorange="reversed")
+    withheld = [
+        f"{'CAG' if p.authority == 'CAG' else _name(p.authority)}, {DIMENSION_NAMES[p.dimension]} {p.category}"
+        for p in r.profile
+        if p.client_group == 0 and p.percent is None and p.reason and "suppressed" in p.reason
+    ]
+    note = (
+        f"<p class='coverage'>Population share beside each: {NO_REFERENCE} (the network's authority register holds "
+        "none for ethnicity or age yet). Sex, economic status, referral source and accommodation before are in "
+        "<code>cagnet query equality</code>.</p>"
+    )
+    return _div(fig, "equality") + note + _coverage(bundle, withheld)
+
+
 def accreditation_chart(acc: Accreditation, policy_digest: str) -> str:
     statuses = ("accredited", "passported", "applied", "suspended", "withdrawn", "expired")
     authorities = sorted(acc.by_authority)
@@ -245,7 +309,15 @@ def accreditation_chart(acc: Accreditation, policy_digest: str) -> str:
 
 
 def build_report(
-    *, network: str, supply: Bundle, movement: Bundle, net_flow: Bundle, vfm: Bundle, accreditation: Accreditation
+    *,
+    network: str,
+    supply: Bundle,
+    movement: Bundle,
+    net_flow: Bundle,
+    vfm: Bundle,
+    accreditation: Accreditation,
+    outcomes: Bundle,
+    equality: Bundle,
 ) -> str:
     """The whole HTML document (plotly.js inlined), from verified bundles."""
     sections = [
@@ -254,6 +326,8 @@ def build_report(
         ("Net importers and exporters", net_flow_chart(net_flow)),
         ("Value for money", vfm_chart(vfm)),
         ("Provider accreditation", accreditation_chart(accreditation, supply.policy_digest)),
+        ("Short-term outcomes", outcomes_chart(outcomes)),
+        ("Equality: who the services reach", equality_chart(equality)),
     ]
     plotly_js = f'<script type="text/javascript">{get_plotlyjs()}</script>'
     body = "\n".join(f"<section><h2>{html.escape(t)}</h2>{content}</section>" for t, content in sections)
@@ -305,6 +379,8 @@ def write_report(netdir: Path, out: Path, *, principal: str = "cag-chair") -> Pa
         movement, _ = client.query(kind="movement", period="all")
         net_flow, _ = client.query(kind="net-flow", period="all")
         vfm, _ = client.query(kind="vfm")
+        outcomes, _ = client.query(kind="outcomes", period="all")
+        equality, _ = client.query(kind="equality", period="all")
     document = build_report(
         network=supply.network,
         supply=supply,
@@ -312,6 +388,8 @@ def write_report(netdir: Path, out: Path, *, principal: str = "cag-chair") -> Pa
         net_flow=net_flow,
         vfm=vfm,
         accreditation=accreditation_from_register(netdir, principal),
+        outcomes=outcomes,
+        equality=equality,
     )
     out.write_text(document, encoding="utf-8")
     return out
