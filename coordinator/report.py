@@ -379,8 +379,9 @@ def write_report(netdir: Path, out: Path, *, principal: str = "cag-chair") -> Pa
         movement, _ = client.query(kind="movement", period="all")
         net_flow, _ = client.query(kind="net-flow", period="all")
         vfm, _ = client.query(kind="vfm")
-        outcomes, _ = client.query(kind="outcomes", period="all")
-        equality, _ = client.query(kind="equality", period="all")
+        # Each node protects a stack of tables for these the first time: more than the default 5 s.
+        outcomes, _ = client.query(kind="outcomes", period="all", node_deadline_ms=20_000)
+        equality, _ = client.query(kind="equality", period="all", node_deadline_ms=20_000)
     document = build_report(
         network=supply.network,
         supply=supply,
