@@ -448,3 +448,57 @@ def test_equality_shares_come_only_from_whole_parts_beside_no_invented_reference
     cag = {(c.row, c.column): c.clients for c in cross.cells if c.authority == "CAG"}
     assert cag[("18-24", "female")].count == 10 and not cag[("18-24", "female")].complete
     assert cag[("18-24", TOTAL)].count == 55 and cag[("18-24", TOTAL)].complete
+
+
+def test_no_suppressed_cell_of_outcomes_and_kpi_together_can_be_narrowed(medway: Engine) -> None:
+    """Unknowns: departures by (client group, measure, value), each measure's values summing to the
+    same departures; known: every figure of the outcomes answer and of KPI 2's for the question."""
+    releaser = _releaser(medway)
+    question = check_question(SPAN)
+    outcomes = releaser.outcomes(POLICY, roles=MEMBER, question=question)
+    kpi = releaser.kpi(POLICY, roles=MEMBER, question=question)
+    truth = _true_outcomes(medway)
+    variables = sorted(truth)
+    index = {v: i for i, v in enumerate(variables)}
+    true_value = np.array([truth[v] for v in variables], float)
+    rule = POLICY.rule("outcomes")
+
+    def chosen(group: str, measure: str, value: str) -> list[int]:
+        return [index[v] for v in variables if group in (TOTAL, v[0]) and v[1] == measure and value in (TOTAL, v[2])]
+
+    figures = [(chosen(*c.key), c.count) for c in outcomes.cells]
+    figures += [(chosen(c.key[0], "departure", c.key[1]), c.count) for c in kpi.cells]
+    rows_ub, b_ub, hidden = [], [], []
+    for cells, count in figures:
+        row = np.zeros(len(variables))
+        row[cells] = 1.0
+        true = float(row @ true_value)
+        threshold = rule.threshold_over({int(variables[i][0]) for i in cells if true_value[i]})
+        if count is None:
+            hidden.append((row, threshold, true))
+            lo, hi = 1.0, np.inf
+        elif count == 0:
+            lo, hi = 0.0, 0.0
+        else:
+            lo, hi = float(max(count - 4, threshold + 1)), float(count + 4)
+        rows_ub.append(-row)
+        b_ub.append(-lo)
+        if np.isfinite(hi):
+            rows_ub.append(row)
+            b_ub.append(hi)
+    rows_eq = []
+    for group in {v[0] for v in variables}:
+        for measure in DOMAINS:
+            row = np.zeros(len(variables))
+            row[chosen(group, measure, TOTAL)] = 1.0
+            row[chosen(group, "departure", TOTAL)] = -1.0
+            rows_eq.append(row)
+    a_ub, a_eq, b_eq = np.array(rows_ub), np.array(rows_eq), np.zeros(len(rows_eq))
+    assert hidden, "nothing was suppressed: the attack would prove nothing"
+    for row, threshold, true in hidden:
+        low = linprog(row, A_ub=a_ub, b_ub=b_ub, A_eq=a_eq, b_eq=b_eq, method="highs")
+        high = linprog(-row, A_ub=a_ub, b_ub=b_ub, A_eq=a_eq, b_eq=b_eq, method="highs")
+        assert low.status == 0, low.message
+        top = np.inf if high.status == 3 else -high.fun
+        assert low.fun - 1e-6 <= true <= top + 1e-6
+        assert top - low.fun >= threshold - 1 - 1e-6, f"a suppressed cell narrowed to [{low.fun:.1f}, {top:.1f}]"
