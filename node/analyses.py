@@ -55,9 +55,7 @@ def _identity(key: Cell) -> list[list[str]]:
     return sorted(named)
 
 
-def _stack(
-    raw: Mapping[tuple[str, ...], int], tables: Mapping[str, tuple[str, ...]]
-) -> tuple[dict[tuple[str, str, int], int], list[str]]:
+def _stack(raw: Mapping[tuple[str, ...], int]) -> tuple[dict[tuple[str, str, int], int], list[str]]:
     atoms: dict[tuple[str, str, int], int] = {}
     for (group, measure, value, _month), n in raw.items():
         key = (group, _leaf(measure, value), int(group))
@@ -74,7 +72,7 @@ def _protect_stack(
     secret: bytes,
     given: Mapping[Cell, int | None] | None = None,
 ) -> tuple[Protected, list[str], dict[str, list[str]]]:
-    atoms, groups = _stack(raw, tables)
+    atoms, groups = _stack(raw)
     present: dict[str, list[str]] = {
         name: sorted({k[1].split(":", 1)[1] for k, n in atoms.items() if n and k[1].startswith(name + ":")})
         for name in tables

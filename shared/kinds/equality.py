@@ -123,6 +123,11 @@ def _order(label: str) -> tuple[bool, str]:
     return (label == TOTAL, label.zfill(2))
 
 
+def _figures(table: CountTable) -> dict[tuple[str, ...], int | None]:
+    """A table's released counts by key: looked up many times, so read once."""
+    return {c.key: c.count for c in table.cells}
+
+
 def combine_equality(tables: Sequence[CountTable], *, period: str = "") -> JointEquality:
     tables = sorted(tables, key=lambda t: t.authority)
     authorities = tuple(t.authority for t in tables)
@@ -130,16 +135,29 @@ def combine_equality(tables: Sequence[CountTable], *, period: str = "") -> Joint
     if dims and dims[0] != "client_group":
         return _combine_cross_tab(tables, dims, period)
     rows = []
-    cag: dict[tuple[int, str, str], tuple[Tally, Tally]] = {}
+    cag: dict[tuple[int, str, str], Tally] = {}
+    wholes: dict[tuple[int, str], Tally] = {}  # each group's records at every authority
     short: dict[tuple[int, str, str], dict[str, list[str]]] = defaultdict(lambda: defaultdict(list))
+    short_whole: dict[tuple[int, str], list[str]] = defaultdict(list)
     for t in tables:
-        for label in sorted({c.key[0] for c in t.cells}, key=_order):
+        figures = _figures(t)
+        categories: dict[tuple[str, str], set[str]] = defaultdict(set)
+        for label, dimension, category in figures:
+            if category != TOTAL:
+                categories[(label, dimension)].add(category)
+        for label in sorted({k[0] for k in figures}, key=_order):
             group = 0 if label == TOTAL else int(label)
             for dimension in DIMENSIONS:
-                categories = sorted({c.key[2] for c in t.cells if c.key[1] == dimension and c.key[2] != TOTAL})
-                whole = Tally().add(t.value(label, dimension, TOTAL))
-                for category in categories:
-                    part = Tally().add(t.value(label, dimension, category))
+                if (label, dimension, TOTAL) not in figures:
+                    continue
+                whole = Tally().add(figures[(label, dimension, TOTAL)])
+                wholes[(group, dimension)] = wholes.get((group, dimension), Tally()).add(
+                    whole.count if whole.complete else None
+                )
+                if not whole.complete:
+                    short_whole[(group, dimension)].append(t.authority)
+                for category in sorted(categories[(label, dimension)]):
+                    part = Tally().add(figures.get((label, dimension, category), 0))
                     rows.append(
                         ProfileShare(
                             authority=t.authority,
@@ -154,30 +172,14 @@ def combine_equality(tables: Sequence[CountTable], *, period: str = "") -> Joint
                         )
                     )
                     key = (group, dimension, category)
-                    before = cag.get(key, (Tally(), Tally()))
-                    cag[key] = (before[0].add(part.count if part.complete else None), before[1])
-                    for name, tally in (("clients in the category", part), ("clients in the group", whole)):
-                        if not tally.complete:
-                            short[key][name].append(t.authority)
-    # Each CAG share's whole is the group's records at every authority that answered.
-    wholes: dict[tuple[int, str], Tally] = {}
-    for t in tables:
-        for label in {c.key[0] for c in t.cells}:
-            group = 0 if label == TOTAL else int(label)
-            for dimension in DIMENSIONS:
-                if any(c.key[0] == label and c.key[1] == dimension for c in t.cells):
-                    sum_so_far = wholes.get((group, dimension), Tally())
-                    wholes[(group, dimension)] = sum_so_far.add(t.value(label, dimension, TOTAL))
+                    cag[key] = cag.get(key, Tally()).add(part.count if part.complete else None)
+                    if not part.complete:
+                        short[key]["clients in the category"].append(t.authority)
     for group, dimension, category in sorted(cag, key=lambda k: (k[0] == 0, k[0], DIMENSIONS.index(k[1]), k[2])):
-        part = cag[(group, dimension, category)][0]
-        whole = wholes.get((group, dimension), Tally())
-        # Authorities that hold none of the category still count in the whole, whole or not.
-        for t in tables:
-            if t.authority in short[(group, dimension, category)].get("clients in the group", []):
-                continue
-            label = TOTAL if group == 0 else str(group)
-            if t.value(label, dimension, TOTAL) is None:
-                short[(group, dimension, category)]["clients in the group"].append(t.authority)
+        key = (group, dimension, category)
+        part, whole = cag[key], wholes.get((group, dimension), Tally())
+        # Every authority's whole counts, whether or not it holds anyone in the category.
+        short[key]["clients in the group"] = short_whole[(group, dimension)]
         rows.append(
             ProfileShare(
                 authority=CAG,
@@ -187,7 +189,7 @@ def combine_equality(tables: Sequence[CountTable], *, period: str = "") -> Joint
                 clients=part,
                 of=whole,
                 percent=_percent(part, whole),
-                reason=_reason(part, whole, short[(group, dimension, category)]),
+                reason=_reason(part, whole, short[key]),
                 period=period,
             )
         )
@@ -202,9 +204,10 @@ def _combine_cross_tab(tables: Sequence[CountTable], dims: tuple[str, ...], peri
             row, column = c.key
             cells.append(CrossTabCell(authority=t.authority, row=row, column=column, clients=Tally().add(c.count)))
     keys = sorted({(c.row, c.column) for c in cells}, key=lambda k: (_order(k[0]), _order(k[1])))
+    figures = [_figures(t) for t in tables]
     for key in keys:
-        for t in tables:
-            cag[key] = cag.get(key, Tally()).add(t.value(*key))
+        for each in figures:
+            cag[key] = cag.get(key, Tally()).add(each.get(key, 0))
     cells.extend(CrossTabCell(authority=CAG, row=r, column=c, clients=cag[(r, c)]) for r, c in keys)
     return JointEquality(
         authorities=tuple(t.authority for t in tables), cross_tab=dims, cells=tuple(cells), period=period

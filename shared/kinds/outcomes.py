@@ -98,11 +98,13 @@ def _reason(measure: str, part: Tally, whole: Tally, short: dict[str, list[str]]
     return ("no departures" if measure == DEPARTURE else "no needs identified") if whole.count == 0 else ""
 
 
-def _parts(table: CountTable, group: str, measure: str) -> tuple[Tally, Tally]:
+def _parts(figures: dict[tuple[str, ...], int | None], group: str, measure: str) -> tuple[Tally, Tally]:
+    """The share's two parts from a table's released counts (a cell it does not hold is 0)."""
     if measure == DEPARTURE:
-        return Tally().add(table.value(group, DEPARTURE, "planned")), Tally().add(table.value(group, DEPARTURE, TOTAL))
-    met = Tally().add(table.value(group, measure, "achieved"))
-    return met, met.add(table.value(group, measure, "not-achieved"))
+        planned = figures.get((group, DEPARTURE, "planned"), 0)
+        return Tally().add(planned), Tally().add(figures.get((group, DEPARTURE, TOTAL), 0))
+    met = Tally().add(figures.get((group, measure, "achieved"), 0))
+    return met, met.add(figures.get((group, measure, "not-achieved"), 0))
 
 
 def combine_outcomes(tables: Sequence[CountTable], *, period: str = "") -> JointOutcomes:
@@ -112,11 +114,12 @@ def combine_outcomes(tables: Sequence[CountTable], *, period: str = "") -> Joint
     cag: dict[tuple[int, str], tuple[Tally, Tally]] = {}
     short: dict[tuple[int, str], dict[str, list[str]]] = defaultdict(lambda: defaultdict(list))
     for t in sorted(tables, key=lambda t: t.authority):
+        figures = {c.key: c.count for c in t.cells}
         labels = sorted({c.key[0] for c in t.cells}, key=lambda g: (g == TOTAL, g.zfill(2)))
         for label in labels:
             group = 0 if label == TOTAL else int(label)
             for measure in MEASURES:
-                part, whole = _parts(t, label, measure)
+                part, whole = _parts(figures, label, measure)
                 rows.append(
                     OutcomeShare(
                         authority=t.authority,
