@@ -13,7 +13,9 @@ cross-tab most of whose cells would be small is refused: it would isolate people
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import date, timedelta
 
 from node.answers.movement import Question
 from node.linked import Cell, Protected, leaves_dimension, protect_linked, total_dimension
@@ -27,6 +29,7 @@ from shared.policy import AggregateRule
 __all__ = [
     "OUTCOME_DIMENSIONS",
     "PROFILE_DIMENSIONS",
+    "MonthlyCounts",
     "cross_tab_table",
     "departures_of",
     "outcomes_table",
@@ -38,6 +41,43 @@ OUTCOME_DIMENSIONS = ("client_group", "measure", "value", "month")
 PROFILE_DIMENSIONS = ("client_group", "dimension", "category", "month")
 # A cross-tab with more than this share of its non-zero cells small is refused.
 MAX_SMALL_SHARE = 0.5
+
+
+def _month_aligned(question: Question) -> bool:
+    """Whether the question's span is whole calendar months (open ends count as aligned)."""
+    starts = question.from_date is None or question.from_date.day == 1
+    ends = question.to_date is None or (question.to_date + timedelta(days=1)).day == 1
+    return starts and ends
+
+
+def _month(day: date | None) -> str:
+    return "" if day is None else f"{day.year:04d}-{day.month:02d}"
+
+
+@dataclass
+class MonthlyCounts:
+    """A kind's true counts by (client group, ..., month) over all the records, kept for one
+    records edition: a plan asks the same kind for every year and quarter of its span, and each
+    whole-month question is then a filter of these rather than another read of the store.
+    `count(question)` reads the store; keys start with the client group and end with the month."""
+
+    count: Callable[[Question], dict[tuple[int, str, str, str], int]]
+    _edition: tuple[object, ...] | None = None
+    _all: dict[tuple[int, str, str, str], int] = field(default_factory=dict)
+
+    def __call__(self, question: Question, edition: tuple[object, ...]) -> dict[tuple[int, str, str, str], int]:
+        if not _month_aligned(question):
+            return self.count(question)
+        if self._edition != edition:
+            self._all = self.count(Question(None, None, "all", (), question.min_share_percent))
+            self._edition = edition
+        first, last = _month(question.from_date), _month(question.to_date)
+        groups = set(question.client_groups)
+        return {
+            key: n
+            for key, n in self._all.items()
+            if (not first or key[-1] >= first) and (not last or key[-1] <= last) and (not groups or key[0] in groups)
+        }
 
 
 def _leaf(measure: str, value: str) -> str:

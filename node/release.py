@@ -124,13 +124,16 @@ class Releaser:
         self._releases: dict[str, list[Release]] = {}
         self._pending: list[tuple[str, str, tuple[str, ...], Mapping[tuple[str, ...], int], datetime]] = []
         self._publishing = False
+        # Outcomes' and the equality profile's counts over all the records, per edition (a plan).
+        self._outcome_months = analyses.MonthlyCounts(lambda q: outcomes.outcome_counts(self.engine, question=q))
+        self._profile_months = analyses.MonthlyCounts(lambda q: equality.profile_counts(self.engine, question=q))
         self._sources: dict[str, Callable[[Question], tuple[Mapping[Any, int], tuple[str, ...]]]] = {
             MOVEMENT: self._new_clients,
             NET_FLOW: self._new_clients,
             KPI: self._departures,
             NON_LOCAL_SERVICES: self._intake,
-            OUTCOMES: lambda q: (outcomes.outcome_counts(self.engine, question=q), analyses.OUTCOME_DIMENSIONS),
-            EQUALITY: lambda q: (equality.profile_counts(self.engine, question=q), analyses.PROFILE_DIMENSIONS),
+            OUTCOMES: lambda q: (self._outcome_months(q, self._edition()), analyses.OUTCOME_DIMENSIONS),
+            EQUALITY: lambda q: (self._profile_months(q, self._edition()), analyses.PROFILE_DIMENSIONS),
         }
 
     def forget_answers(self) -> None:

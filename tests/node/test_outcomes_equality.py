@@ -18,6 +18,8 @@ from sqlalchemy import text
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
+from node.analyses import MonthlyCounts
+from node.answers.equality import profile_counts
 from node.answers.movement import check_question
 from node.client_records import AGE_BANDS, ClientRecord, Outcome
 from node.release import Releaser
@@ -502,3 +504,39 @@ def test_no_suppressed_cell_of_outcomes_and_kpi_together_can_be_narrowed(medway:
         top = np.inf if high.status == 3 else -high.fun
         assert low.fun - 1e-6 <= true <= top + 1e-6
         assert top - low.fun >= threshold - 1 - 1e-6, f"a suppressed cell narrowed to [{low.fun:.1f}, {top:.1f}]"
+
+
+def test_whole_month_questions_read_the_counts_kept_for_the_edition(medway: Engine) -> None:
+    """A plan's years and quarters are filters of the counts over all records, kept per records
+    edition; any other span reads the store. Both give what the store says now."""
+    kept = MonthlyCounts(lambda q: profile_counts(medway, question=q))
+    spans = [
+        RecordsQuestion(from_date="2008-04-01", to_date="2009-03-31"),
+        RecordsQuestion(from_date="2009-10-01", to_date="2009-12-31", client_groups=(DV,)),
+        RecordsQuestion(from_date="2008-04-15", to_date="2009-02-10"),  # not whole months
+        RecordsQuestion(),
+    ]
+    for span in spans:
+        question = check_question(span)
+        assert kept(question, ("edition 1",)) == profile_counts(medway, question=question)
+    with Session(medway) as session:
+        service = get_service(medway, service_ref="MED-S1")
+        assert service is not None and service.id is not None
+        session.add(
+            ClientRecord(
+                record_ref="MED-LATE",
+                service_id=service.id,
+                start_date=date(2008, 5, 5),
+                client_group=HOMELESS,
+                age_band="25-34",
+                sex="male",
+                ethnicity="A",
+                economic_status="jobseeker",
+                referral_source="self",
+                accommodation_before="hostel",
+            )
+        )
+        session.commit()
+    question = check_question(spans[0])
+    assert kept(question, ("edition 1",)) != profile_counts(medway, question=question)  # the same edition: kept
+    assert kept(question, ("edition 2",)) == profile_counts(medway, question=question)
