@@ -12,7 +12,20 @@ from rich import box
 from rich.console import Console
 from rich.table import Table
 
-from cagnet.cli.common import AskerOpt, NetworkOpt, PrincipalOpt, _default_network, _netdir, err, member_asker, out
+from cagnet.cli.common import (
+    AskerOpt,
+    FormatOpt,
+    NetworkOpt,
+    PrincipalOpt,
+    _default_network,
+    _netdir,
+    check_format,
+    err,
+    label_cap,
+    member_asker,
+    out,
+    print_bundle,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -80,10 +93,10 @@ def render_supply_map(bundle: Bundle, console: Console) -> None:
     numbers = sum(max(len(h), 5) + 3 for h in [*heads.values(), "CAG"])  # padding and a rule each
     label_width = max(14, min(40, console.width - numbers - 1))
     for table in (rates, gaps):
-        table.add_column("client group", no_wrap=True, overflow="ellipsis", max_width=label_width)
+        table.add_column("client group", overflow="fold", max_width=label_cap(console, label_width))
         for code in codes:
-            table.add_column(heads[code], justify="right", no_wrap=True, min_width=max(5, len(heads[code])))
-    rates.add_column("CAG", justify="right", no_wrap=True, min_width=5)
+            table.add_column(heads[code], justify="right", min_width=max(5, len(heads[code])))
+    rates.add_column("CAG", justify="right", min_width=5)
     for g in r.client_groups:
         label = f"{g.client_group:>2} {g.name}"
         rates.add_row(label, *(f"{g.rates[code]:.2f}" for code in codes), f"{g.cag_rate:.2f}")
@@ -169,6 +182,7 @@ def query_supply_map(
     ] = None,
     deadline_ms: Annotated[int, typer.Option(help="Per-node deadline (0: the coordinator's default).")] = 0,
     as_json: Annotated[bool, typer.Option("--json", help="Print the verified bundle as JSON.")] = False,
+    fmt: FormatOpt = "table",
     out_file: Annotated[Path | None, typer.Option("--out", help="Save the signed bundle for `cagnet verify`.")] = None,
     principal: PrincipalOpt = "",
 ) -> None:
@@ -190,6 +204,9 @@ def query_supply_map(
         days = [date(y, 4, 1) for y in sorted(set(year))]
     else:
         days = [date.today()]
+    check_format(fmt)
+    if as_json:
+        fmt = "json"
     if out_file is not None and len(days) > 1:
         raise typer.BadParameter("--out saves one bundle: give one --year", param_hint="--out")
     netdir = _netdir(network_dir)
@@ -209,9 +226,11 @@ def query_supply_map(
         if out_file is not None:
             bundle_mod.save(out_file, envelope, network_dir=netdir)
             err.print(f"signed bundle saved to {out_file} (check it with `cagnet verify {out_file}`)")
-        if not as_json:
+        if fmt == "table":
             render_supply_map(bundle, out)
-    if as_json:
+        elif fmt == "csv":
+            print_bundle(bundle, fmt)
+    if fmt == "json":
         documents = [b.model_dump(mode="json") for b in bundles]
         print(json.dumps(documents[0] if len(documents) == 1 else documents, indent=2))
 
