@@ -14,9 +14,12 @@ from cagnet.cli.audit import audit_app
 from shared.logs import LogFormat
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from sqlalchemy.engine import Engine
 
     from node.config import NodeConfig
+    from node.imports.check import Check
     from shared.manifest import Manifest
 
 app = typer.Typer(help="Run and manage one authority's node.", no_args_is_help=True)
@@ -108,6 +111,52 @@ def synth(
 KINDS = ("providers", "services", "contracts", "client-records", "outcomes")
 
 
+def check_file(
+    nodedir: Path,
+    kind: str,
+    file: Path,
+    *,
+    dry_run: bool,
+    sheet: str | None = None,
+    encoding: str = "auto",
+    mapping: Path | None = None,
+    progress: Callable[[int, int], None] | None = None,
+    on_phase: Callable[[str], None] | None = None,
+) -> tuple[Check, Engine]:
+    """Check a file as an import of `kind` into the node's store, and with `dry_run` False write it
+    when every row is good (all or nothing): what `cagnet node import` and the console's imports
+    page both do. Returns the check (preview, counts, every problem) and the open store; a mapping
+    profile that cannot be used raises ImportError_."""
+    from node.client_records import PersonSealer, load_person_key
+    from node.imports.check import check_import
+    from node.imports.mapping import Translator, load_profile
+    from shared.authorities import register_of
+
+    config, engine = _engine(nodedir)
+    register = register_of(_manifest(config))
+    try:
+        profile = load_profile(_in_node(nodedir, mapping)) if mapping is not None else None
+    except BaseException:
+        engine.dispose()
+        raise
+    translator = Translator(profile, register=register)
+    sealer = PersonSealer(load_person_key(config.person_key_path)) if kind == "client-records" else None
+    check = check_import(
+        engine,
+        kind=kind,
+        path=file,
+        dry_run=dry_run,
+        sealer=sealer,
+        register=register,
+        translator=translator,
+        sheet=sheet,
+        encoding=encoding,  # type: ignore[arg-type]  # checked against ENCODINGS by the callers
+        progress=progress,
+        on_phase=on_phase,
+    )
+    return check, engine
+
+
 @app.command("import")
 def import_(
     nodedir: NodeDir,
@@ -129,27 +178,15 @@ def import_(
 ) -> None:
     """Import a CSV or Excel file: every row is checked, and nothing is written unless every row is
     good. Import providers, services and contracts, then client records, then outcomes."""
-    from node.client_records import PersonSealer, load_person_key
-    from node.imports.check import check_import, linkable_by_provider, write_error_report
-    from node.imports.mapping import Translator, load_profile
+    from node.imports.check import linkable_by_provider, write_error_report
     from node.imports.present import show_check
     from node.imports.reading import ENCODINGS
-    from shared.authorities import register_of
     from shared.errors import ImportError_
 
     if kind not in KINDS:
         raise typer.BadParameter(f"must be one of {', '.join(KINDS)}", param_hint="KIND")
     if encoding not in ENCODINGS:
         raise typer.BadParameter(f"must be one of {', '.join(ENCODINGS)}", param_hint="--encoding")
-    config, engine = _engine(nodedir)
-    register = register_of(_manifest(config))
-    try:
-        profile = load_profile(_in_node(nodedir, mapping)) if mapping is not None else None
-    except ImportError_ as exc:
-        err.print(f"[red]the mapping profile cannot be used[/]:{exc.detail}")
-        raise typer.Exit(2) from None
-    translator = Translator(profile, register=register)
-    sealer = PersonSealer(load_person_key(config.person_key_path)) if kind == "client-records" else None
     with Progress(
         TextColumn("{task.description}"),
         BarColumn(),
@@ -168,19 +205,21 @@ def import_(
             if step == "staged" and not dry_run:
                 progress.update(task, description=f"writing {file.name} to the store")
 
-        check = check_import(
-            engine,
-            kind=kind,
-            path=file,
-            dry_run=dry_run,
-            sealer=sealer,
-            register=register,
-            translator=translator,
-            sheet=sheet,
-            encoding=encoding,
-            progress=tick,
-            on_phase=phase,
-        )
+        try:
+            check, engine = check_file(
+                nodedir,
+                kind,
+                file,
+                dry_run=dry_run,
+                sheet=sheet,
+                encoding=encoding,
+                mapping=mapping,
+                progress=tick,
+                on_phase=phase,
+            )
+        except ImportError_ as exc:
+            err.print(f"[red]the mapping profile cannot be used[/]:{exc.detail}")
+            raise typer.Exit(2) from None
     show_check(err, check, dry_run=dry_run)
     if errors is not None and check.problems:
         write_error_report(check.problems, errors)

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 from rich import box
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from cagnet.cli.common import (
@@ -26,12 +27,15 @@ from cagnet.cli.common import (
     out,
     print_bundle,
 )
+from cagnet.cli.labels import currency_lines, short_name, supply_map_day
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
-    from coordinator.joint.bundle import AuthorityCurrency, Bundle
+    from coordinator.joint.bundle import Bundle
+    from shared import dsse
     from shared.kinds.supply import JointSupplyMap
+    from shared.manifest import Manifest
 
 app = typer.Typer(help="Joint queries across the member nodes (as the CAG chair).", no_args_is_help=True)
 
@@ -78,7 +82,7 @@ def render_supply_map(bundle: Bundle, console: Console) -> None:
         console.print(f"  CAG {labels[name]} withheld: {reason}")
 
     # Two narrow tables rather than one wide one: six authorities must fit an 80-column terminal.
-    heads = {code: _short_name(names[code]) for code in codes}
+    heads = {code: short_name(names[code]) for code in codes}
     day = bundle.created_at[:10]
     rates = Table(
         title=f"Units per 1,000 population by client group, on {day}",
@@ -123,32 +127,6 @@ def _withheld_totals(r: JointSupplyMap) -> dict[str, str]:
         for name in ("services", "designated_services", "annual_value")
     }
     return {name: f"suppressed at {', '.join(codes)}" for name, codes in short.items() if codes}
-
-
-def _short_name(name: str) -> str:
-    """Column headings for narrow tables: "North Yorkshire" -> "N Yorkshire", "Bath & Wells" -> "B&W"."""
-    if " & " in name:
-        return "&".join(part[0] for part in name.split(" & "))
-    first, _, rest = name.partition(" ")
-    return f"{first[0]} {rest}" if rest and first in {"North", "South", "East", "West"} else name
-
-
-def currency_lines(currency: Sequence[AuthorityCurrency]) -> list[str]:
-    """Each answering authority's records currency as its signed answer states it, named from the
-    register: "Kent: records to 2010-03-31, last import 2026-12-05 09:14 UTC"."""
-    from shared import places
-
-    lines = []
-    for c in currency:
-        try:
-            name = places.place_name(c.authority)
-        except KeyError:
-            name = c.authority
-        parts = [f"records to {c.records_to}" if c.records_to else "no client records"]
-        if c.last_import:
-            parts.append(f"last import {c.last_import[:10]} {c.last_import[11:16]} UTC")
-        lines.append(f"{name}: {', '.join(parts)}")
-    return lines
 
 
 def _render_coverage(bundle: Bundle, console: Console) -> None:
@@ -235,14 +213,39 @@ def query_supply_map(
         print(json.dumps(documents[0] if len(documents) == 1 else documents, indent=2))
 
 
-def supply_map_day(bundle: Bundle) -> str:
-    """The day a supply-map bundle describes, from the principal's signed query ("" for a query
-    made before maps had a day, or without one: the nodes' today)."""
-    from shared import dsse
-    from shared.pb.cagnet.v1 import coordinator_pb2
+def verification(envelope: dsse.Envelope, chain: Sequence[Manifest], current_policy: str) -> tuple[Bundle, list[str]]:
+    """Re-check a saved bundle's envelope against the network's verified manifest chain: every
+    signature (with the keys each party held at the version the bundle names), every binding, and
+    the combined result; `current_policy` is the digest of the policy in force now. Returns the
+    bundle and what was checked, line by line; a bundle that does not verify raises the reason
+    (BadSignature, BundleMismatch, ...). `cagnet verify` and the console's verify page both call it."""
+    from coordinator.joint.bundle import verify_saved_bundle
 
-    query = coordinator_pb2.JointQueryRequest.FromString(dsse.Envelope.from_json(bundle.query).payload)
-    return query.as_at
+    bundle, made_under = verify_saved_bundle(envelope, chain)
+    lines = [
+        f"verified: {bundle.kind} bundle from {bundle.network}, "
+        f"{len(bundle.contributions)} signed contributions ({', '.join(bundle.answered)}), "
+        + (
+            "each node's signed receipt checked (repeat movers are counted from tokens, and VFM summed from "
+            "masked histograms, that the bundle does not hold); "
+            if bundle.kind in ("repeat-movers", "vfm")
+            else "result recomputed and identical; "
+        )
+        + f"missing: {', '.join(m.authority for m in bundle.missing) or 'none'}"
+    ]
+    note = (
+        "the network's current policy" if current_policy == bundle.policy_digest else "not the network's current policy"
+    )
+    lines.append(f"made under policy {bundle.policy_digest} ({note})")
+    if made_under.version == chain[-1].version:
+        lines.append(f"signatures checked against the keys of manifest version {made_under.version} (the current one)")
+    else:
+        lines.append(
+            f"signatures checked against the keys each party held at manifest version {made_under.version}, "
+            f"from the verified chain (the current version is {chain[-1].version}: keys rotated since do not matter)"
+        )
+    lines.extend(currency_lines(bundle.currency))  # checked against each node's signed statement
+    return bundle, lines
 
 
 def verify(
@@ -253,35 +256,14 @@ def verify(
 
     from coordinator import network
     from coordinator.joint import bundle as bundle_mod
-    from coordinator.joint.bundle import verify_saved_bundle
 
     envelope, hint = bundle_mod.load(file)
     netdir = network_dir or _default_network() or hint
     if netdir is None:
         raise typer.BadParameter("the file names no network folder; give --network", param_hint="--network")
-    # Against the keys each party held at the version the bundle names, not today's.
     chain = [m for m, _ in network.history(netdir)]
-    bundle, made_under = verify_saved_bundle(envelope, chain)
-    out.print(
-        f"[green]verified[/]: {bundle.kind} bundle from {bundle.network}, "
-        f"{len(bundle.contributions)} signed contributions ({', '.join(bundle.answered)}), "
-        + (
-            "each node's signed receipt checked (repeat movers are counted from tokens, and VFM summed from "
-            "masked histograms, that the bundle does not hold); "
-            if bundle.kind in ("repeat-movers", "vfm")
-            else "result recomputed and identical; "
-        )
-        + f"missing: {', '.join(m.authority for m in bundle.missing) or 'none'}"
-    )
-    current = network.read_policy(netdir).digest
-    note = "the network's current policy" if current == bundle.policy_digest else "not the network's current policy"
-    out.print(f"made under policy {bundle.policy_digest} ({note})")
-    if made_under.version == chain[-1].version:
-        out.print(f"signatures checked against the keys of manifest version {made_under.version} (the current one)")
-    else:
-        out.print(
-            f"signatures checked against the keys each party held at manifest version {made_under.version}, "
-            f"from the verified chain (the current version is {chain[-1].version}: keys rotated since do not matter)"
-        )
-    for line in currency_lines(bundle.currency):  # checked against each node's signed statement
-        out.print(line)
+    _, lines = verification(envelope, chain, network.read_policy(netdir).digest)
+    first, _, rest = lines[0].partition(": ")
+    out.print(f"[green]{first}[/]: {escape(rest)}")
+    for line in lines[1:]:
+        out.print(escape(line))

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich import box
@@ -26,7 +26,8 @@ from cagnet.cli.common import (
     out,
     print_bundle,
 )
-from cagnet.cli.query import _render_coverage, _short_name
+from cagnet.cli.labels import place_label, query_of, span_label
+from cagnet.cli.query import _render_coverage
 
 if TYPE_CHECKING:
     from coordinator.joint.bundle import Bundle
@@ -73,22 +74,6 @@ def _ask(
     if print_bundle(bundle, "json" if as_json else fmt):
         return None
     return bundle
-
-
-def place_label(code: str) -> str:
-    """An origin as a CAG chair reads it: an authority's short name, a region's name, or unknown."""
-
-    from shared import places, vocabulary
-
-    if code == "outside":
-        return "outside the CAG"
-    if code in places.REGIONS:
-        return places.REGIONS[code] + " (region)"
-    try:
-        name = places.place_name(code)
-    except KeyError:
-        return code
-    return _short_name(name) if vocabulary.GSS_UPPER_TIER.match(code) else name
 
 
 _JOINERS = frozenset({"and", "upon", "on", "of", "the", "with", "in"})
@@ -138,24 +123,6 @@ def _table(title: str) -> Table:
     return Table(title=title, box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False)
 
 
-def _query(bundle: Bundle) -> Any:
-    from shared import dsse
-    from shared.pb.cagnet.v1 import coordinator_pb2
-
-    return coordinator_pb2.JointQueryRequest.FromString(dsse.Envelope.from_json(bundle.query).payload)
-
-
-def span_label(bundle: Bundle) -> str:
-    """The span of client records a joint answer covers, as a chair reads it: the dates asked, and
-    where the question left the end open, the month the answering authorities' records run to."""
-    query = _query(bundle)
-    latest = max((c.records_to for c in bundle.currency if c.records_to), default="")
-    end = query.to_date or latest
-    if query.from_date:
-        return f"{query.from_date} to {end or 'the latest records'}"
-    return f"all records to {end}" if end else "all records"
-
-
 def _periods_table(r: JointMovement, grain: str, console: Console) -> None:
     """New clients served in the CAG by client group, one column per financial year or quarter."""
     from shared.kinds.records import Tally
@@ -203,7 +170,7 @@ def render_movement(bundle: Bundle, console: Console) -> None:
                 if any((origin, host) in flows for host in r.hosts):
                     table.add_row(place_label(origin), *(_n(flows.get((origin, h), 0)) for h in r.hosts))
             console.print(table)
-    _periods_table(r, _query(bundle).period, console)
+    _periods_table(r, query_of(bundle).period, console)
     console.print(
         "[dim]Counts are rounded to 5 under the network policy; * is suppressed (a small number, or one that"
         " would let a small number be worked out). Origins outside the CAG are grouped by region.[/]"
@@ -212,7 +179,7 @@ def render_movement(bundle: Bundle, console: Console) -> None:
 
 
 def _filtered(bundle: Bundle) -> bool:
-    return bool(_query(bundle).client_groups)
+    return bool(query_of(bundle).client_groups)
 
 
 def render_net_flow(bundle: Bundle, console: Console) -> None:

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel
 
+from cagnet.cli.labels import currency_lines, place_label, span_label, supply_map_day
 from shared.spreadsheet import SafeWriter, safe_cell
 
 if TYPE_CHECKING:
@@ -28,6 +29,7 @@ __all__ = [
     "bundle_notes",
     "bundle_period",
     "chart_series",
+    "model_tables",
     "result_tables",
     "tables_csv",
     "tables_xlsx",
@@ -62,8 +64,6 @@ def _label(name: str) -> str:
 
 def place_name(code: str) -> str:
     """An authority, region or "outside" as a reader names it (the code itself if unknown)."""
-    from cagnet.cli.records import place_label
-
     return place_label(code) if isinstance(code, str) and code else code
 
 
@@ -144,9 +144,12 @@ def result_tables(bundle: Bundle) -> list[ResultTable]:
     """Every table of a verified bundle's result, each with the period it covers."""
     result = bundle.result
     assert isinstance(result, BaseModel)
-    period = bundle_period(bundle)
-    dumped = result.model_dump(mode="python")
-    kind = bundle.kind
+    return model_tables(bundle.kind, result, bundle_period(bundle))
+
+
+def model_tables(kind: str, model: BaseModel, period: str, *, skip: Iterable[str] = ()) -> list[ResultTable]:
+    """Every table of a model of figures (a joint result, a feed snapshot), titled "kind: field"."""
+    dumped = model.model_dump(mode="python", exclude=set(skip) or None)
     tables: list[ResultTable] = []
     summary: list[list[Any]] = []
     for name, value in dumped.items():
@@ -180,8 +183,6 @@ def result_tables(bundle: Bundle) -> list[ResultTable]:
 def bundle_period(bundle: Bundle) -> str:
     """The period a result covers, as a reader says it: the records' span, or the day a supply
     map describes, or the day the question was answered."""
-    from cagnet.cli.query import supply_map_day
-    from cagnet.cli.records import span_label
     from shared.kinds.registry import KINDS
 
     spec = KINDS.get(bundle.kind)
@@ -195,8 +196,6 @@ def bundle_period(bundle: Bundle) -> str:
 def bundle_notes(bundle: Bundle) -> list[tuple[str, str]]:
     """What a reader needs beside the figures: the network, the question, the policy, who answered
     and who did not (with why), and each authority's records currency."""
-    from cagnet.cli.query import currency_lines
-
     notes = [
         ("network", bundle.network),
         ("question", bundle.kind),
