@@ -105,7 +105,7 @@ def parse_question(spec: JointKind, form: Mapping[str, Any], lists: Mapping[str,
     question: dict[str, Any] = {}
     for field in fields_of(spec):
         descriptor = _QUESTION_FIELDS[field.name]
-        raw = form.get(field.name, "")
+        raw = form.get(field.name) or field.default
         if field.widget == "checkbox":
             question[field.name] = raw in ("on", "true", "1")
         elif field.widget in ("multiselect", "text") and descriptor.is_repeated:

@@ -63,6 +63,7 @@ async def form_of(request: Request) -> FormData:
     form = await request.form()
     sent = form.get("csrf")
     if not isinstance(sent, str) or not _same(sent, session_of(request).csrf):
+        await form.close()  # any uploaded file's temporary copy goes now
         raise HTTPException(403, "this form did not come from this console (its CSRF token is missing or wrong)")
     return form
 

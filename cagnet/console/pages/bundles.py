@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 
 from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import UploadFile
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
@@ -41,7 +42,13 @@ async def verify_form(request: Request) -> Response:
 
 async def verify(request: Request) -> Response:
     form = await form_of(request)
-    upload = upload_of(form, "bundle")
+    try:
+        return await _verify(request, upload_of(form, "bundle"))
+    finally:
+        await form.close()
+
+
+async def _verify(request: Request, upload: UploadFile | None) -> Response:
     if upload is None:
         return render(request, "verify.html", status_code=400, outcome={"ok": False, "reason": "choose a file"})
     data = await upload.read(MAX_BUNDLE_BYTES + 1)

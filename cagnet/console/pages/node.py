@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import FormData
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
@@ -116,6 +117,13 @@ async def imports_form(request: Request) -> Response:
 
 async def imports_check(request: Request) -> Response:
     form = await form_of(request)
+    try:
+        return await _imports_check(request, form)
+    finally:
+        await form.close()
+
+
+async def _imports_check(request: Request, form: FormData) -> Response:
     session = session_of(request)
     kind = str(form.get("kind", ""))
     encoding = str(form.get("encoding", "auto"))
