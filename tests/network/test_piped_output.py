@@ -34,9 +34,8 @@ def net(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveNetwork]:
 def _piped(*args: str) -> str:
     env = {k: v for k, v in os.environ.items() if k not in ("COLUMNS", "LINES")}
     env["PYTHONPATH"] = str(ROOT)
-    done = subprocess.run(
-        [sys.executable, "-m", "cagnet", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, timeout=120
-    )
+    # capture_output: standard output is a pipe, as in `cagnet query ... | less`
+    done = subprocess.run([sys.executable, "-m", "cagnet", *args], capture_output=True, env=env, timeout=120)
     assert done.returncode == 0, done.stderr.decode()
     return done.stdout.decode("utf-8")
 
