@@ -14,7 +14,6 @@ from rich.console import Console
 
 if TYPE_CHECKING:
     from coordinator.joint.bundle import Bundle
-    from coordinator.joint.client import Asker
 
 
 # Wider than any table: a pipe or a file gets each table whole, one line per row.
@@ -89,7 +88,7 @@ def print_bundle(bundle: Bundle, fmt: str) -> bool:
         print(json.dumps(bundle.model_dump(mode="json"), indent=2))
         return True
     if fmt == "csv":
-        from cagnet.cli.tables import bundle_notes, result_tables, tables_csv
+        from cagnet.actions.tables import bundle_notes, result_tables, tables_csv
 
         sys.stdout.write(tables_csv(result_tables(bundle), bundle_notes(bundle)))
         return True
@@ -120,22 +119,3 @@ def parse_districts(values: list[str]) -> dict[str, str]:
             raise typer.BadParameter(f"{code.strip()} is given twice", param_hint="--district")
         districts[code.strip()] = name.strip()
     return districts
-
-
-def member_asker(nodedir: Path) -> Asker:
-    """A member authority's officer asking from its node's folder: the node's key signs, and the
-    node's own verified chain and policy check the answers (`cagnet query ... --node NODEDIR`)."""
-    import base64
-
-    from coordinator.joint.client import Asker
-    from node.config import load_config
-    from node.network.governance import node_manifests
-    from shared import dsse, keys
-    from shared.policy import PolicySource
-
-    config = load_config(nodedir)
-    manifests = node_manifests(config)
-    # A rotated key the node has not switched to yet (it is not running): switch as it would.
-    keys.promote_if_listed(config.identity_dir, manifests.current(), config.authority)
-    trusted = dsse.load_public_key(base64.b64decode(config.coordinator_key))
-    return Asker(config.identity(), manifests, PolicySource(config.policy_file, trusted, manifests=manifests))

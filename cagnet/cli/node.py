@@ -10,55 +10,21 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
+from cagnet.actions.node import KINDS, check_file
+from cagnet.actions.node import audit_log as _audit_log
+from cagnet.actions.node import node_manifest as _manifest
+from cagnet.actions.node import node_store as _engine
+from cagnet.actions.node import party_names as _party_names
 from cagnet.cli.audit import audit_app
 from shared.logs import LogFormat
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
-
-    from sqlalchemy.engine import Engine
-
-    from node.config import NodeConfig
-    from node.imports.check import Check
-    from shared.manifest import Manifest
+    pass
 
 app = typer.Typer(help="Run and manage one authority's node.", no_args_is_help=True)
 
 err = Console(stderr=True)
 NodeDir = Annotated[Path, typer.Argument(help="The node folder made by `cagnet node init`.")]
-
-
-def _manifest(config: NodeConfig) -> Manifest:
-    from node.network.governance import node_manifests
-
-    return node_manifests(config).current()
-
-
-def _engine(nodedir: Path):  # type: ignore[no-untyped-def]
-    from node.config import load_config
-    from node.store import ensure_authority, open_store
-    from shared.authorities import register_of
-
-    config = load_config(nodedir)
-    engine = open_store(config.database_url)
-    ensure_authority(engine, authority_code=config.authority, register=register_of(_manifest(config)))
-    return config, engine
-
-
-def _audit_log(nodedir: Path) -> Engine:
-    return _engine(nodedir)[1]
-
-
-def _party_names(nodedir: Path) -> dict[str, str]:
-    """The names the node's verified manifest chain gives the parties its audit log names."""
-
-    from node.config import load_config
-    from node.network.governance import node_manifests
-
-    names: dict[str, str] = {}
-    for manifest, _ in node_manifests(load_config(nodedir)).history:
-        names.update({p.id: p.name for p in manifest.parties})
-    return names
 
 
 app.add_typer(
@@ -106,55 +72,6 @@ def synth(
             members=[p.id for p in manifest.members],
         )
     err.print(f"[green]loaded[/] {counts}")
-
-
-KINDS = ("providers", "services", "contracts", "client-records", "outcomes")
-
-
-def check_file(
-    nodedir: Path,
-    kind: str,
-    file: Path,
-    *,
-    dry_run: bool,
-    sheet: str | None = None,
-    encoding: str = "auto",
-    mapping: Path | None = None,
-    progress: Callable[[int, int], None] | None = None,
-    on_phase: Callable[[str], None] | None = None,
-) -> tuple[Check, Engine]:
-    """Check a file as an import of `kind` into the node's store, and with `dry_run` False write it
-    when every row is good (all or nothing): what `cagnet node import` and the console's imports
-    page both do. Returns the check (preview, counts, every problem) and the open store; a mapping
-    profile that cannot be used raises ImportError_."""
-    from node.client_records import PersonSealer, load_person_key
-    from node.imports.check import check_import
-    from node.imports.mapping import Translator, load_profile
-    from shared.authorities import register_of
-
-    config, engine = _engine(nodedir)
-    register = register_of(_manifest(config))
-    try:
-        profile = load_profile(_in_node(nodedir, mapping)) if mapping is not None else None
-    except BaseException:
-        engine.dispose()
-        raise
-    translator = Translator(profile, register=register)
-    sealer = PersonSealer(load_person_key(config.person_key_path)) if kind == "client-records" else None
-    check = check_import(
-        engine,
-        kind=kind,
-        path=file,
-        dry_run=dry_run,
-        sealer=sealer,
-        register=register,
-        translator=translator,
-        sheet=sheet,
-        encoding=encoding,  # type: ignore[arg-type]  # checked against ENCODINGS by the callers
-        progress=progress,
-        on_phase=on_phase,
-    )
-    return check, engine
 
 
 @app.command("import")
@@ -300,13 +217,6 @@ def template(
         authority = register.authority(config.authority)
     write_template(kind, out, authority=authority, register=register)
     err.print(f"wrote {out}: fill in the sheet {kind!r} from row 3, then `cagnet node import NODEDIR {kind} {out}`")
-
-
-def _in_node(nodedir: Path, path: Path) -> Path:
-    """A mapping profile named as given, else in the node folder (where profiles are kept)."""
-    if path.exists() or path.is_absolute():
-        return path
-    return nodedir / path
 
 
 @app.command("completeness")

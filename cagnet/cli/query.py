@@ -13,6 +13,8 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from cagnet.actions.asking import member_asker
+from cagnet.actions.labels import currency_lines, short_name, supply_map_day
 from cagnet.cli.common import (
     AskerOpt,
     FormatOpt,
@@ -23,19 +25,13 @@ from cagnet.cli.common import (
     check_format,
     err,
     label_cap,
-    member_asker,
     out,
     print_bundle,
 )
-from cagnet.cli.labels import currency_lines, short_name, supply_map_day
 
 if TYPE_CHECKING:
-    from collections.abc import Sequence
-
     from coordinator.joint.bundle import Bundle
-    from shared import dsse
     from shared.kinds.supply import JointSupplyMap
-    from shared.manifest import Manifest
 
 app = typer.Typer(help="Joint queries across the member nodes (as the CAG chair).", no_args_is_help=True)
 
@@ -213,41 +209,6 @@ def query_supply_map(
         print(json.dumps(documents[0] if len(documents) == 1 else documents, indent=2))
 
 
-def verification(envelope: dsse.Envelope, chain: Sequence[Manifest], current_policy: str) -> tuple[Bundle, list[str]]:
-    """Re-check a saved bundle's envelope against the network's verified manifest chain: every
-    signature (with the keys each party held at the version the bundle names), every binding, and
-    the combined result; `current_policy` is the digest of the policy in force now. Returns the
-    bundle and what was checked, line by line; a bundle that does not verify raises the reason
-    (BadSignature, BundleMismatch, ...). `cagnet verify` and the console's verify page both call it."""
-    from coordinator.joint.bundle import verify_saved_bundle
-
-    bundle, made_under = verify_saved_bundle(envelope, chain)
-    lines = [
-        f"verified: {bundle.kind} bundle from {bundle.network}, "
-        f"{len(bundle.contributions)} signed contributions ({', '.join(bundle.answered)}), "
-        + (
-            "each node's signed receipt checked (repeat movers are counted from tokens, and VFM summed from "
-            "masked histograms, that the bundle does not hold); "
-            if bundle.kind in ("repeat-movers", "vfm")
-            else "result recomputed and identical; "
-        )
-        + f"missing: {', '.join(m.authority for m in bundle.missing) or 'none'}"
-    ]
-    note = (
-        "the network's current policy" if current_policy == bundle.policy_digest else "not the network's current policy"
-    )
-    lines.append(f"made under policy {bundle.policy_digest} ({note})")
-    if made_under.version == chain[-1].version:
-        lines.append(f"signatures checked against the keys of manifest version {made_under.version} (the current one)")
-    else:
-        lines.append(
-            f"signatures checked against the keys each party held at manifest version {made_under.version}, "
-            f"from the verified chain (the current version is {chain[-1].version}: keys rotated since do not matter)"
-        )
-    lines.extend(currency_lines(bundle.currency))  # checked against each node's signed statement
-    return bundle, lines
-
-
 def verify(
     file: Annotated[Path, typer.Argument(help="A bundle saved with `cagnet query ... --out FILE`.")],
     network_dir: NetworkOpt = None,
@@ -262,6 +223,8 @@ def verify(
     if netdir is None:
         raise typer.BadParameter("the file names no network folder; give --network", param_hint="--network")
     chain = [m for m, _ in network.history(netdir)]
+    from cagnet.actions.verify import verification
+
     _, lines = verification(envelope, chain, network.read_policy(netdir).digest)
     first, _, rest = lines[0].partition(": ")
     out.print(f"[green]{first}[/]: {escape(rest)}")

@@ -14,6 +14,8 @@ from rich import box
 from rich.console import Console
 from rich.table import Table
 
+from cagnet.actions.asking import member_asker
+from cagnet.actions.labels import place_label, query_of, span_label
 from cagnet.cli.common import (
     AskerOpt,
     FormatOpt,
@@ -22,11 +24,9 @@ from cagnet.cli.common import (
     check_format,
     err,
     label_cap,
-    member_asker,
     out,
     print_bundle,
 )
-from cagnet.cli.labels import place_label, query_of, span_label
 from cagnet.cli.query import _render_coverage
 
 if TYPE_CHECKING:

@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from html import escape
 
-from cagnet.cli.tables import SUPPRESSED, ResultTable, chart_series
+from cagnet.actions.tables import SUPPRESSED, ResultTable, chart_series
 
 __all__ = ["bar_chart", "result_chart"]
 

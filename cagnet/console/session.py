@@ -17,8 +17,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from cagnet.cli.common import member_asker
-from cagnet.cli.tables import ResultTable, bundle_notes, result_tables
+from cagnet.actions.asking import member_asker
+from cagnet.actions.tables import ResultTable, bundle_notes, result_tables
 from coordinator import network
 from coordinator.joint.bundle import Bundle
 from coordinator.joint.client import Asker, CoordinatorClient, folder_asker

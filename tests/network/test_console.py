@@ -24,6 +24,7 @@ import pytest
 from cagnet.console.app import COOKIE, TOKEN_HEADER, ConsoleServer
 from cagnet.console.session import Session
 from coordinator import kit, network
+from coordinator.feeds.client import publish
 from node.config import load_config
 from node.store import data_version, open_store, row_counts
 from shared.manifest import CAG_CHAIR, REGIONAL_BOARD
@@ -184,6 +185,20 @@ def test_a_refusal_shows_its_rule(page: Any, net: LiveNetwork, tmp_path: Path) -
         page.click("form.question button[type=submit]")
         reason = page.inner_text(".refusal")
     assert "refused: permission denied" in reason and "regional-board" in reason and "feed" in reason
+
+
+def test_a_regional_board_fetches_and_reads_its_feed(page: Any, net: LiveNetwork, tmp_path: Path) -> None:
+    snapshot = publish(net.netdir)  # as the CAG chair
+    folder = kit.export(net.netdir, "board", tmp_path / "board")
+    with ConsoleServer(Session(folder)) as board:
+        page.goto(board.url)
+        page.click("nav >> text=Feeds")
+        assert "No snapshot held yet" in page.inner_text("main")
+        page.click("main form button[type=submit]")
+        main = page.inner_text("main")
+    assert f"Snapshot {snapshot.sequence} of {snapshot.network}" in main and "Verified" in main
+    assert "feed: supply" in main and "periods: supply as at" in main
+    assert (folder / "feeds" / f"snapshot-{snapshot.sequence:06d}.dsse.json").exists()
 
 
 def _services_file(path: Path) -> Path:

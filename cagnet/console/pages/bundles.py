@@ -12,8 +12,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from cagnet.cli.query import verification
-from cagnet.cli.tables import result_tables
+from cagnet.actions.tables import result_tables
+from cagnet.actions.verify import verification
 from cagnet.console.charts import result_chart
 from cagnet.console.web import form_of, refusal, render, session_of, upload_of
 from shared import dsse

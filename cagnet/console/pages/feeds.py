@@ -13,9 +13,8 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
 
-from cagnet.cli.feed import snapshot_periods
-from cagnet.cli.query import currency_lines
-from cagnet.cli.tables import model_tables
+from cagnet.actions.labels import currency_lines, snapshot_periods
+from cagnet.actions.tables import model_tables
 from cagnet.console.session import Session
 from cagnet.console.web import form_of, refusal, render, session_of
 from coordinator import network

@@ -10,8 +10,8 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
 
-from cagnet.cli.query import currency_lines
-from cagnet.cli.tables import place_name
+from cagnet.actions.labels import currency_lines
+from cagnet.actions.tables import place_name
 from cagnet.console.web import form_of, refusal, render, session_of
 from shared.errors import CagnetError
 from shared.kinds.registry import PLAN

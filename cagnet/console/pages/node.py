@@ -21,7 +21,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from cagnet.cli.node import KINDS, _audit_log, _engine, _party_names, check_file
+from cagnet.actions.node import KINDS, audit_log, check_file, node_store, party_names
 from cagnet.console.session import Session
 from cagnet.console.web import form_of, render, session_of, upload_of
 from node import completeness as completeness_mod
@@ -168,14 +168,14 @@ async def imports_write(request: Request) -> Response:
 
 
 def _audit_rows(session: Session, decision: str) -> tuple[int, list[Any], dict[str, str]]:
-    engine = _audit_log(session.folder)
+    engine = audit_log(session.folder)
     try:
         last, _ = audit.head(engine)
         rows = audit.entries(engine, since_seq=max(0, last - AUDIT_SHOWN))
     finally:
         engine.dispose()
     try:
-        names = _party_names(session.folder)
+        names = party_names(session.folder)
     except (CagnetError, OSError):
         names = {}
     if decision:
@@ -200,7 +200,7 @@ def _day(value: str, name: str) -> date | None:
 
 
 def _completeness(session: Session, first: date | None, last: date | None) -> completeness_mod.Completeness:
-    _, engine = _engine(session.folder)
+    _, engine = node_store(session.folder)
     try:
         return completeness_mod.completeness(engine, first_day=first, last_day=last)
     finally:

@@ -13,7 +13,7 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
 
-from cagnet.cli.tables import tables_csv, tables_xlsx
+from cagnet.actions.tables import tables_csv, tables_xlsx
 from cagnet.console.charts import result_chart
 from cagnet.console.forms import askable_kinds, fields_of, parse_question, plan_question
 from cagnet.console.session import Held

@@ -13,7 +13,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from cagnet.cli.register import _actor, _checkpoint_json
+from cagnet.actions.register import actor, checkpoint_json
 from cagnet.console.session import Session
 from cagnet.console.web import refusal, render, session_of
 from shared.accreditation import ProviderStatus, provider_status, register_statuses
@@ -23,8 +23,8 @@ from shared.register_client import History, RegisterClient, WholeRegister, fetch
 
 def _actor_of(session: Session) -> Any:
     if session.is_node:
-        return _actor(session.folder, None, "")
-    return _actor(None, session.folder, session.principal)
+        return actor(session.folder, None, "")
+    return actor(None, session.folder, session.principal)
 
 
 def _whole(session: Session) -> WholeRegister:
@@ -59,7 +59,7 @@ async def register_page(request: Request) -> Response:
         query=query,
         shown=shown,
         total=len(statuses),
-        checkpoint=_checkpoint_json(whole.checkpoint),
+        checkpoint=checkpoint_json(whole.checkpoint),
     )
 
 
@@ -79,7 +79,7 @@ async def provider_page(request: Request) -> Response:
         key=key,
         status=status,
         history=history,
-        checkpoint=_checkpoint_json(history.checkpoint),
+        checkpoint=checkpoint_json(history.checkpoint),
     )
 
 

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel
 
-from cagnet.cli.labels import currency_lines, place_label, span_label, supply_map_day
+from cagnet.actions.labels import currency_lines, place_label, span_label, supply_map_day
 from shared.spreadsheet import SafeWriter, safe_cell
 
 if TYPE_CHECKING:

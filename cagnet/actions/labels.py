@@ -8,9 +8,18 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from coordinator.feeds.snapshot import FeedSnapshot
     from coordinator.joint.bundle import AuthorityCurrency, Bundle
 
-__all__ = ["currency_lines", "place_label", "query_of", "short_name", "span_label", "supply_map_day"]
+__all__ = [
+    "currency_lines",
+    "place_label",
+    "query_of",
+    "short_name",
+    "snapshot_periods",
+    "span_label",
+    "supply_map_day",
+]
 
 
 def short_name(name: str) -> str:
@@ -78,3 +87,20 @@ def currency_lines(currency: Sequence[AuthorityCurrency]) -> list[str]:
             parts.append(f"last import {c.last_import[:10]} {c.last_import[11:16]} UTC")
         lines.append(f"{name}: {', '.join(parts)}")
     return lines
+
+
+def snapshot_periods(snapshot: FeedSnapshot) -> str:
+    """What each column's figures cover: the day of the supply, the span of the client records."""
+    supply = snapshot.supply[0].period if snapshot.supply else ""
+    flows = snapshot.flows[0].period if snapshot.flows else ""
+    kpi = snapshot.kpi2[0].period if snapshot.kpi2 else ""
+    parts = [f"supply as at {supply}" if supply else "", f"flows {_span(flows)}" if flows else ""]
+    parts.append(f"KPI 2 {_span(kpi)}" if kpi else "")
+    return "periods: " + ("; ".join(p for p in parts if p) or "not stated (a snapshot made before rows said)")
+
+
+def _span(interval: str) -> str:
+    start, _, end = interval.partition("/")
+    if start == "..":
+        return "all records" if end == ".." else f"all records to {end}"
+    return f"{start} to {end}"
