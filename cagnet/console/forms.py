@@ -18,7 +18,7 @@ from google.protobuf.descriptor import FieldDescriptor
 from shared import vocabulary
 from shared.disclosure import SHARE_GRID
 from shared.errors import InvalidRequest
-from shared.kinds.registry import KINDS, PLAN, JointKind
+from shared.kinds.registry import DEFAULT_MIN_SHARE, KINDS, PLAN, JointKind
 from shared.pb.cagnet.v1 import coordinator_pb2
 
 __all__ = ["Field", "askable_kinds", "fields_of", "parse_question"]
@@ -36,15 +36,19 @@ _CHOICES: dict[str, list[tuple[str, str]]] = {
     "client_groups": [(str(g), f"{g} {name}") for g, name in sorted(vocabulary.CLIENT_GROUPS.items())],
     "service_type": [("", "every service type")] + [(t.value, t.value) for t in vocabulary.ServiceType],
     "period": [("all", "the whole period"), ("year", "each financial year"), ("quarter", "each financial quarter")],
-    "min_share_percent": [(str(v), f"at least {v}% from outside") for v in SHARE_GRID],
+    # 0 is what the command line sends unless --min-share is given: the nodes read it as 50%.
+    "min_share_percent": [("0", f"at least {DEFAULT_MIN_SHARE}% from outside (the default)")]
+    + [(str(v), f"at least {v}% from outside") for v in SHARE_GRID],
 }
-_DEFAULTS = {"min_share_percent": "50", "period": "all"}
+_DEFAULTS = {"min_share_percent": "0", "period": "all"}
 _HELP = {
     "from_date": "first day of the period (empty: all records)",
     "to_date": "last day of the period (empty: all records)",
     "as_at": "the services running on this day, as they stood (empty: today)",
     "by_district": "break down by district as well",
     "client_groups": "only these SP client groups (none chosen: every group)",
+    "min_share_percent": "non-local services only: the smallest share of a service's intake from outside its authority",
+    "period": "the whole period, or a column for each financial year or quarter in it",
 }
 
 
