@@ -27,9 +27,13 @@ from coordinator import kit, network
 from coordinator.feeds.client import publish
 from node.config import load_config
 from node.store import data_version, open_store, row_counts
+from shared.accreditation import entry_bytes, sign_entry
+from shared.checkpoint import register_origin
 from shared.manifest import CAG_CHAIR, REGIONAL_BOARD
+from shared.register_client import RegisterClient
 from tests.netutil import THREE, LiveNetwork, make_network, running
 from tests.node.test_importer import PROVIDER_HEADER, SERVICE_HEADER, SERVICES
+from tests.registerutil import make_entry
 
 CHROMIUM = Path("/usr/bin/chromium")
 KENT = THREE[0]
@@ -199,6 +203,30 @@ def test_a_regional_board_fetches_and_reads_its_feed(page: Any, net: LiveNetwork
     assert f"Snapshot {snapshot.sequence} of {snapshot.network}" in main and "Verified" in main
     assert "feed: supply" in main and "periods: supply as at" in main
     assert (folder / "feeds" / f"snapshot-{snapshot.sequence:06d}.dsse.json").exists()
+
+
+def test_a_chair_searches_the_register_and_downloads_a_providers_receipt(
+    page: Any, net: LiveNetwork, chair: ConsoleServer, tmp_path: Path
+) -> None:
+    identity = load_config(net.nodedirs[KENT]).identity()
+    entry = make_entry(
+        register_origin(network.read(net.netdir)), KENT, name="Weald & Downs Housing Association Limited"
+    )
+    with RegisterClient(identity, lambda: network.read(net.netdir)) as client:
+        client.submit(entry_bytes(sign_entry(entry, identity.signing_key)))
+    page.goto(chair.url)
+    page.click("nav >> text=Register")
+    page.fill("input[name=q]", "weald")
+    page.click("main form button[type=submit]")
+    rows = page.locator("main table tbody tr").all_inner_texts()
+    assert len(rows) == 1 and "accredited" in rows[0] and KENT in rows[0]
+    page.click("main table tbody a")
+    assert "accredited" in page.inner_text("main") and "History (1 entries" in page.inner_text("main")
+    with page.expect_download() as download:
+        page.click("text=Download the receipt")
+    receipt = tmp_path / "receipt.json"
+    download.value.save_as(receipt)
+    assert json.loads(receipt.read_text())["entries"]
 
 
 def _services_file(path: Path) -> Path:
