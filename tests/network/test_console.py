@@ -123,6 +123,24 @@ def test_a_chair_asks_the_supply_map_and_sees_its_table_period_and_chart(page: A
     assert page.locator("svg.chart rect.bar").count() == 3
 
 
+def test_a_question_with_options_asks_what_the_form_says(page: Any, chair: ConsoleServer) -> None:
+    page.goto(chair.url)
+    page.click("nav >> text=Ask")
+    page.click("a[href='/ask/net-flow']")
+    page.fill("input[name=from_date]", "2009-04-01")
+    page.fill("input[name=to_date]", "2010-03-31")
+    page.select_option("select[name=client_groups]", ["1", "4"])
+    page.click("form.question button[type=submit]")
+    page.wait_for_url("**/results/r*")
+    held = chair.session.results[page.url.rsplit("/", 1)[-1]]
+    assert held.question["client_groups"] == [1, 4] and held.question["from_date"] == "2009-04-01"
+    assert "Period: 2009-04-01 to 2010-03-31" in page.inner_text("main")
+    rows = page.locator("section.result-table", has_text="net-flow: rows").locator("tbody tr").all_inner_texts()
+    assert rows and all(
+        any(g in r for g in ("Older people with support needs", "mental health", "all client")) for r in rows
+    )
+
+
 def test_the_excel_download_opens_with_numbers_as_numbers(page: Any, chair: ConsoleServer, tmp_path: Path) -> None:
     _ask(page, chair, "supply-map")
     with page.expect_download() as download:
