@@ -38,10 +38,10 @@ def render_common_providers(bundle: Bundle, console: Console) -> None:
     # in the --json output.
     table = _table(f"Providers working for two or more authorities, on {bundle.created_at[:10]}")
     table.add_column("provider", overflow="fold", max_width=label_cap(console, 22))
-    table.add_column("works for", min_width=20)
-    table.add_column("services", justify="right", min_width=8)
-    table.add_column("units", justify="right", min_width=6)
-    table.add_column("", min_width=3)
+    table.add_column("works for", min_width=20, overflow="fold")
+    table.add_column("services", justify="right", min_width=8, overflow="fold")
+    table.add_column("units", justify="right", min_width=6, overflow="fold")
+    table.add_column("", min_width=3, overflow="fold")
     for p in r.providers:
         flags = ("D" if p.designated else " ") + ("R" if p.joint_review_candidate else " ")
         table.add_row(
@@ -79,10 +79,10 @@ def render_vfm(bundle: Bundle, console: Console) -> None:
     table = _table(f"Unit cost benchmarks: CAG quartiles, to the pound, latest contracts, on {bundle.created_at[:10]}")
     table.add_column("client group", overflow="fold", max_width=label_cap(console, 20))
     table.add_column("service type", overflow="fold", max_width=label_cap(console, 13))
-    table.add_column("AAs", justify="right", min_width=3)
-    table.add_column("svcs", justify="right", min_width=4)
+    table.add_column("AAs", justify="right", min_width=3, overflow="fold")
+    table.add_column("svcs", justify="right", min_width=4, overflow="fold")
     for column in ("Q1", "median", "Q3"):
-        table.add_column(column, justify="right", min_width=7)
+        table.add_column(column, justify="right", min_width=7, overflow="fold")
     table.add_column("", overflow="fold", max_width=label_cap(console, 9))
     for c in r.cells:
         per = "/h" if "hour" in c.measure else "/wk"

@@ -49,7 +49,7 @@ def render_supply_map(bundle: Bundle, console: Console) -> None:
         title += f", client groups {', '.join(str(g) for g in r.selected_groups)}"
     totals = Table(title=title)
     for col in ("authority", "population", "services", "units", "designated", "contracts £/yr"):
-        totals.add_column(col, justify="right" if col != "authority" else "left")
+        totals.add_column(col, justify="right" if col != "authority" else "left", overflow="fold")
     for a in r.authorities:
         totals.add_row(
             a.name,
@@ -95,8 +95,8 @@ def render_supply_map(bundle: Bundle, console: Console) -> None:
     for table in (rates, gaps):
         table.add_column("client group", overflow="fold", max_width=label_cap(console, label_width))
         for code in codes:
-            table.add_column(heads[code], justify="right", min_width=max(5, len(heads[code])))
-    rates.add_column("CAG", justify="right", min_width=5)
+            table.add_column(heads[code], justify="right", min_width=max(5, len(heads[code])), overflow="fold")
+    rates.add_column("CAG", justify="right", min_width=5, overflow="fold")
     for g in r.client_groups:
         label = f"{g.client_group:>2} {g.name}"
         rates.add_row(label, *(f"{g.rates[code]:.2f}" for code in codes), f"{g.cag_rate:.2f}")

@@ -134,7 +134,7 @@ def _periods_table(r: JointMovement, grain: str, console: Console) -> None:
     table = _table(f"New clients served in the CAG by client group, per {unit}")
     table.add_column("client group", overflow="fold", max_width=label_cap(console, 26))
     for period in periods:
-        table.add_column(period, justify="right")
+        table.add_column(period, justify="right", overflow="fold")
     groups = sorted({int(key.split("|")[0]) for key in r.intake})
     totals = {p: Tally() for p in periods}
     for group in groups:
@@ -165,7 +165,7 @@ def render_movement(bundle: Bundle, console: Console) -> None:
             table = _table(f"New clients by previous authority → host: {_group_label(group)}, {when}")
             table.add_column("came from", overflow="fold", max_width=label_cap(console, 24))
             for host in r.hosts:
-                table.add_column(_abbrev(host), justify="right")
+                table.add_column(_abbrev(host), justify="right", overflow="fold")
             for origin in r.origins:
                 if any((origin, host) in flows for host in r.hosts):
                     table.add_row(place_label(origin), *(_n(flows.get((origin, h), 0)) for h in r.hosts))
@@ -191,7 +191,7 @@ def render_net_flow(bundle: Bundle, console: Console) -> None:
     for group in [g for g in groups if g] + [0] if _filtered(bundle) else [0]:
         table = _table(f"Net import and export: {_group_label(group)}, {span_label(bundle)}")
         for col in ("authority", "imported", "exported", "net", ""):
-            table.add_column(col, justify="left" if col in ("authority", "") else "right")
+            table.add_column(col, justify="left" if col in ("authority", "") else "right", overflow="fold")
         for row in r.rows:
             if row.client_group != group:
                 continue
@@ -233,7 +233,7 @@ def render_kpi(bundle: Bundle, console: Console) -> None:
     table = _table(f"KPI 2: planned moves from short-term services, % of departures, {span_label(bundle)}")
     table.add_column("client group", overflow="fold", max_width=label_cap(console, 26))
     for head in heads:
-        table.add_column(_abbrev(head), justify="right")
+        table.add_column(_abbrev(head), justify="right", overflow="fold")
     cells = {(row.authority, row.client_group): row for row in r.rows}
     reasons = []
     for group in sorted({row.client_group for row in r.rows}, key=lambda g: (g == 0, g)):
@@ -273,10 +273,10 @@ def render_non_local(bundle: Bundle, console: Console) -> None:
     )
     for col, width in (("at", 4), ("provider", 0), ("service", 0), ("group", 5), ("new", 5), ("non-local", 9)):
         if width:
-            table.add_column(col, min_width=width)
+            table.add_column(col, min_width=width, overflow="fold")
         else:
             table.add_column(col, overflow="fold", max_width=label_cap(console, 16))
-    table.add_column("desig.", min_width=6)
+    table.add_column("desig.", min_width=6, overflow="fold")
     for hosted in r.services:
         s = hosted.service
         table.add_row(
@@ -307,8 +307,8 @@ def render_repeat_movers(bundle: Bundle, console: Console) -> None:
         f" [bold]{_n(r.people)}[/]"
     )
     table = _table("By client group (a person counts in each group any of their records carries)")
-    table.add_column("client group")
-    table.add_column("people", justify="right")
+    table.add_column("client group", overflow="fold")
+    table.add_column("people", justify="right", overflow="fold")
     for group, count in sorted(r.by_client_group.items()):
         if count != 0:
             table.add_row(_group_label(group), _n(count))
@@ -453,9 +453,7 @@ def render_plan(bundle: Bundle, console: Console) -> None:
     assert isinstance(r, JointPlan)
     table = _table("Would the standard questions be answered now? (nothing was released or recorded)")
     for col in ("question", "period", "groups", "answered", "why not"):
-        table.add_column(
-            col,
-        )
+        table.add_column(col, overflow="fold")
     for row in r.rows:
         groups = ", ".join(str(g) for g in row.client_groups) or "all"
         if row.answered and not row.refused_at:
