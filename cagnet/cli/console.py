@@ -46,12 +46,15 @@ def console_command(
         raise typer.BadParameter(f"{node} is not a node folder (no node.toml)", param_hint="--node")
     session = Session(folder, principal=principal, feeds_dir=feeds)
     session.asker()  # the folder's manifest and policy, verified (a kit's brought up to date), before serving
-    server = ConsoleServer(session, port=port).start()
-    err.print(f"the cagnet console for {folder} is at (this address holds this session's token; keep it to yourself):")
-    print(server.url, flush=True)
-    if not no_browser:
-        webbrowser.open(server.url)
+    server = ConsoleServer(session, port=port)
     try:
+        server.start()
+        err.print(
+            f"the cagnet console for {folder} is at (the address holds this session's token: keep it to yourself):"
+        )
+        print(server.url, flush=True)
+        if not no_browser:
+            webbrowser.open(server.url)
         server.wait()
     except KeyboardInterrupt:
         err.print("stopping the console")
