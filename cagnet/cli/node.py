@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import Annotated
 
 import typer
 from rich.console import Console
@@ -17,9 +17,6 @@ from cagnet.actions.node import node_store as _engine
 from cagnet.actions.node import party_names as _party_names
 from cagnet.cli.audit import audit_app
 from shared.logs import LogFormat
-
-if TYPE_CHECKING:
-    pass
 
 app = typer.Typer(help="Run and manage one authority's node.", no_args_is_help=True)
 
