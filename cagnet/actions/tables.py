@@ -287,34 +287,53 @@ def tables_xlsx(tables: Sequence[ResultTable], notes: Sequence[tuple[str, str]] 
     return buffer.getvalue()
 
 
-def _label_column(table: ResultTable) -> int | None:
-    """The column that names a table's rows: a name column if there is one, else the first text column."""
+def _charted_rows(table: ResultTable) -> list[list[Any]]:
+    """The rows a chart draws: where a table breaks figures down by client group, only the rows
+    for every client group together (one bar per authority, not one per authority and group)."""
+    if "client group" in table.columns:
+        index = table.columns.index("client group")
+        whole = [r for r in table.rows if r[index] == 0]
+        if whole:
+            return whole
+    return table.rows
+
+
+def _labels(table: ResultTable, rows: list[list[Any]]) -> list[str] | None:
+    """Each charted row's label: its name columns that differ from row to row, joined ("Medway",
+    "Kent → Medway"); else its first text column. None when the table has no text to label with."""
     text = [i for i in range(len(table.columns)) if not table.numeric(i)]
-    named = [i for i in text if table.columns[i].endswith("name")]
-    first = named or text
-    return first[0] if first else None
+    named = [i for i in text if table.columns[i].endswith("name") and len({str(r[i]) for r in rows}) > 1]
+    chosen = named or text[:1]
+    if not chosen:
+        return None
+    return [" → ".join(str(r[i]) for i in chosen) for r in rows]
 
 
 def chart_series(tables: Sequence[ResultTable]) -> tuple[ResultTable, str, list[tuple[str, float | None]]] | None:
     """What a simple bar chart of a result draws: a table, one of its figure columns, and
     (label, value) pairs; the preferred figure first (units, clients, people...), else the first
-    figure column of the first table with labels. None when the result has no figures to draw."""
-    candidates: list[tuple[int, int, ResultTable, int, int]] = []
+    figure column of the first table with labels; a table broken down by client group is drawn
+    for all groups together. None when the result has no figures to draw."""
+    candidates: list[tuple[int, int, ResultTable, int, list[list[Any]], list[str]]] = []
     for order, table in enumerate(tables):
         if table.columns == ["figure", "value"] or len(table.rows) < 2:
             continue
-        labels = _label_column(table)
+        rows = _charted_rows(table)
+        labels = _labels(table, rows)
         if labels is None:
             continue
         for i, column in enumerate(table.columns):
             if not table.numeric(i) or "client group" in column or column in ("population", "row", "seq"):
                 continue
             rank = next((n for n, p in enumerate(_CHART_PREFERENCE) if column == p), len(_CHART_PREFERENCE))
-            if len(table.rows) > _CHART_ROWS:  # a long list of rows makes a poor chart: last resort
+            if len(rows) > _CHART_ROWS:  # a long list of rows makes a poor chart: last resort
                 rank += len(_CHART_PREFERENCE) + 1
-            candidates.append((rank, order, table, i, labels))
+            candidates.append((rank, order, table, i, rows, labels))
     if not candidates:
         return None
-    _, _, table, index, labels = min(candidates, key=lambda c: (c[0], c[1]))
-    points = [(str(r[labels]), None if r[index] is None else float(r[index])) for r in table.rows[:_CHART_ROWS]]
+    _, _, table, index, rows, labels = min(candidates, key=lambda c: (c[0], c[1]))
+    points = [
+        (label, None if r[index] is None else float(r[index]))
+        for label, r in zip(labels[:_CHART_ROWS], rows[:_CHART_ROWS], strict=True)
+    ]
     return table, table.columns[index], points
