@@ -432,6 +432,10 @@ min_authorities = 2
 roles = ["member-authority", "cag-chair"]
 min_authorities = 3            # one authority's price must never be recoverable from a benchmark
 
+[aggregates.fair-shares]
+roles = ["member-authority", "cag-chair"]
+min_authorities = 2            # a share of a joint service: at least two authorities' answers
+
 # CAG-level figures for the Regional Housing Board; the only aggregate a regional board may ask for.
 [aggregates.feed]
 roles = ["member-authority", "cag-chair", "regional-board"]

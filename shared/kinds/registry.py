@@ -16,6 +16,7 @@ from typing import Annotated, Any
 from pydantic import Field
 
 from shared.disclosure import check_share_threshold
+from shared.kinds.fair_shares import JointFairShares, combine_fair_shares, fair_shares_from_proto
 from shared.kinds.providers import CommonProviders, VfmBenchmarks, combine_common_providers
 from shared.kinds.records import (
     JointKpi,
@@ -292,6 +293,16 @@ _DECLARED = (
         filled_in=("participants",),
         coordinator_only=True,
     ),
+    JointKind(
+        "fair-shares",
+        "FairShares",
+        node_pb2.RecordsQuery,
+        node_pb2.FairSharesResponse,
+        planned=True,
+        combiner=lambda responses, query: combine_fair_shares(
+            [fair_shares_from_proto(m) for m in responses], period=_span(responses, query)
+        ),
+    ),
 )
 
 KINDS: dict[str, JointKind] = {k.kind: k for k in _DECLARED}
@@ -318,6 +329,7 @@ JointResult = Annotated[
     | JointPlan
     | RepeatMovers
     | CommonProviders
-    | VfmBenchmarks,
+    | VfmBenchmarks
+    | JointFairShares,
     Field(discriminator="kind"),
 ]

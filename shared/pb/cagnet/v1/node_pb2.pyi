@@ -1129,3 +1129,123 @@ class PlanResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___PlanResponse: _TypeAlias = PlanResponse  # noqa: Y015
+
+@_typing.final
+class OriginShare(_message.Message):
+    """Fair shares: one origin's share of a designated service's known intake over the period, as a
+    band ("0-9%", "10-24%", "25-49%", "50-100%"), or "few" when its count is within the client
+    group's small-count threshold (none included, so that none and a few read alike).
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ORIGIN_FIELD_NUMBER: _builtins.int
+    SHARE_BAND_FIELD_NUMBER: _builtins.int
+    origin: _builtins.str
+    """A member authority's GSS code, or "outside" for every known origin outside the network."""
+    share_band: _builtins.str
+    def __init__(
+        self,
+        *,
+        origin: _builtins.str = ...,
+        share_band: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["origin", b"origin", "share_band", b"share_band"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___OriginShare: _TypeAlias = OriginShare  # noqa: Y015
+
+@_typing.final
+class DesignatedService(_message.Message):
+    """A designated cross-authority service as its host releases it: what it is and its capacity
+    (released exactly, as in the supply map), its intake as a band and each origin's share band,
+    unless withheld (then `withheld` says why). A domestic violence service's provider, name and
+    district are never released.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PROVIDER_FIELD_NUMBER: _builtins.int
+    NAME_FIELD_NUMBER: _builtins.int
+    SERVICE_TYPE_FIELD_NUMBER: _builtins.int
+    CLIENT_GROUP_FIELD_NUMBER: _builtins.int
+    DISTRICT_FIELD_NUMBER: _builtins.int
+    UNITS_FIELD_NUMBER: _builtins.int
+    UNIT_TYPE_FIELD_NUMBER: _builtins.int
+    INTAKE_BAND_FIELD_NUMBER: _builtins.int
+    SHARES_FIELD_NUMBER: _builtins.int
+    WITHHELD_FIELD_NUMBER: _builtins.int
+    provider: _builtins.str
+    name: _builtins.str
+    service_type: _builtins.str
+    client_group: _builtins.int
+    district: _builtins.str
+    units: _builtins.int
+    unit_type: _builtins.str
+    intake_band: _builtins.str
+    withheld: _builtins.str
+    @_builtins.property
+    def shares(self) -> _containers.RepeatedCompositeFieldContainer[Global___OriginShare]: ...
+    def __init__(
+        self,
+        *,
+        provider: _builtins.str = ...,
+        name: _builtins.str = ...,
+        service_type: _builtins.str = ...,
+        client_group: _builtins.int = ...,
+        district: _builtins.str = ...,
+        units: _builtins.int = ...,
+        unit_type: _builtins.str = ...,
+        intake_band: _builtins.str = ...,
+        shares: _abc.Iterable[Global___OriginShare] | None = ...,
+        withheld: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["client_group", b"client_group", "district", b"district", "intake_band", b"intake_band", "name", b"name", "provider", b"provider", "service_type", b"service_type", "shares", b"shares", "unit_type", b"unit_type", "units", b"units", "withheld", b"withheld"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DesignatedService: _TypeAlias = DesignatedService  # noqa: Y015
+
+@_typing.final
+class FairSharesResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    HEADER_FIELD_NUMBER: _builtins.int
+    AUTHORITY_FIELD_NUMBER: _builtins.int
+    SERVICES_FIELD_NUMBER: _builtins.int
+    FROM_DATE_FIELD_NUMBER: _builtins.int
+    TO_DATE_FIELD_NUMBER: _builtins.int
+    CURRENCY_FIELD_NUMBER: _builtins.int
+    authority: _builtins.str
+    from_date: _builtins.str
+    to_date: _builtins.str
+    @_builtins.property
+    def header(self) -> _envelope_pb2.ResponseHeader: ...
+    @_builtins.property
+    def services(self) -> _containers.RepeatedCompositeFieldContainer[Global___DesignatedService]: ...
+    @_builtins.property
+    def currency(self) -> Global___RecordsCurrency:
+        """How recent this node's records are."""
+
+    def __init__(
+        self,
+        *,
+        header: _envelope_pb2.ResponseHeader | None = ...,
+        authority: _builtins.str = ...,
+        services: _abc.Iterable[Global___DesignatedService] | None = ...,
+        from_date: _builtins.str = ...,
+        to_date: _builtins.str = ...,
+        currency: Global___RecordsCurrency | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["currency", b"currency", "header", b"header"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["authority", b"authority", "currency", b"currency", "from_date", b"from_date", "header", b"header", "services", b"services", "to_date", b"to_date"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___FairSharesResponse: _TypeAlias = FairSharesResponse  # noqa: Y015

@@ -89,6 +89,11 @@ class NodeStub:
                 request_serializer=cagnet_dot_v1_dot_envelope__pb2.Envelope.SerializeToString,
                 response_deserializer=cagnet_dot_v1_dot_envelope__pb2.Envelope.FromString,
                 _registered_method=True)
+        self.FairShares = channel.unary_unary(
+                '/cagnet.v1.Node/FairShares',
+                request_serializer=cagnet_dot_v1_dot_envelope__pb2.Envelope.SerializeToString,
+                response_deserializer=cagnet_dot_v1_dot_envelope__pb2.Envelope.FromString,
+                _registered_method=True)
 
 
 class NodeServicer:
@@ -173,6 +178,14 @@ class NodeServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def FairShares(self, request, context):
+        """RecordsQuery -> FairSharesResponse: the designated cross-authority services the authority
+        hosts, and for each with enough intake each member authority's share of it, in bands.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_NodeServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -228,6 +241,11 @@ def add_NodeServicer_to_server(servicer, server):
             ),
             'Plan': grpc.unary_unary_rpc_method_handler(
                     servicer.Plan,
+                    request_deserializer=cagnet_dot_v1_dot_envelope__pb2.Envelope.FromString,
+                    response_serializer=cagnet_dot_v1_dot_envelope__pb2.Envelope.SerializeToString,
+            ),
+            'FairShares': grpc.unary_unary_rpc_method_handler(
+                    servicer.FairShares,
                     request_deserializer=cagnet_dot_v1_dot_envelope__pb2.Envelope.FromString,
                     response_serializer=cagnet_dot_v1_dot_envelope__pb2.Envelope.SerializeToString,
             ),
@@ -527,6 +545,33 @@ class Node:
             request,
             target,
             '/cagnet.v1.Node/Plan',
+            cagnet_dot_v1_dot_envelope__pb2.Envelope.SerializeToString,
+            cagnet_dot_v1_dot_envelope__pb2.Envelope.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def FairShares(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/cagnet.v1.Node/FairShares',
             cagnet_dot_v1_dot_envelope__pb2.Envelope.SerializeToString,
             cagnet_dot_v1_dot_envelope__pb2.Envelope.FromString,
             options,
