@@ -221,3 +221,11 @@ def test_fair_shares_need_and_grant_over_mtls(net: LiveNetwork, tmp_path: Path) 
     assert any(g["falls_below"] for g in grant["groups"])
     verified = " ".join(_cli("verify", str(saved), "--network", str(netdir)).split())
     assert "verified: supply-map bundle" in verified
+
+    # --- the chair's report carries the three sections ------------------------------------------------
+    from coordinator.report import write_report
+
+    page = write_report(netdir, tmp_path / "report.html").read_text()
+    for title in ("Supply beside need", "Grant and spend", "Designated services and fair shares"):
+        assert f"<h2>{title}</h2>" in page
+    assert "domestic abuse incidents reported to police (2010)" in page and "SP grant 2009" in page
