@@ -15,11 +15,24 @@ from rich.console import Console
 
 from cagnet.cli.common import AskerOpt, PrincipalOpt, _netdir, err, member_asker, out
 from cagnet.cli.query import _render_coverage
-from cagnet.cli.records import DeadlineOpt, FromOpt, GroupOpt, JsonOpt, OutOpt, ToOpt, _abbrev, _ask, _table, span_label
+from cagnet.cli.records import (
+    DeadlineOpt,
+    FromOpt,
+    GroupOpt,
+    JsonOpt,
+    OutOpt,
+    ToOpt,
+    _abbrev,
+    _ask,
+    _query,
+    _table,
+    span_label,
+)
 
 if TYPE_CHECKING:
     from coordinator.joint.bundle import Bundle
     from shared.grant import GrantAnalysis
+    from shared.reference import ReferenceData
 
 
 def render_fair_shares(bundle: Bundle, console: Console) -> None:
@@ -221,8 +234,104 @@ def query_grant(
     _render_coverage(bundle, out)
 
 
+def render_spend(bundle: Bundle, console: Console, reference: ReferenceData | None = None) -> None:
+    from shared import vocabulary
+    from shared.kinds.spend import JointSpend
+    from shared.reference import GRANT
+
+    r = bundle.result
+    assert isinstance(r, JointSpend)
+    query = _query(bundle)
+    year = int(query.from_date[:4]) if query.from_date[5:10] == "04-01" else None
+    totals = {row.authority: row for row in r.rows if row.client_group == 0}
+    table = _table(f"Contracted spend a year beside the SP grant, {span_label(bundle)}")
+    for col in ("authority", "grant", "spend", "units", "£/unit/week", "new clients", "£/new client"):
+        table.add_column(col, justify="left" if col == "authority" else "right", no_wrap=True)
+    for code in (*r.authorities, ""):
+        t = totals.get(code)
+        if t is None:
+            continue
+        grant = reference.value(code, year, GRANT) if reference is not None and year and code else None
+        if code == "" and reference is not None and year:
+            grants = [reference.value(c, year, GRANT) for c in r.authorities]
+            grant = None if any(g is None for g in grants) else sum(g for g in grants if g is not None)
+        table.add_row(
+            r.names.get(code, "[bold]CAG[/]"),
+            "-" if grant is None else f"£{grant:,}",
+            _money(t.annual_value),
+            f"{t.units:,}",
+            _rate(t.per_unit_week),
+            "*" if t.clients is None else f"{t.clients:,}",
+            _rate(t.per_client),
+        )
+    console.print(table)
+    cells = _table("Spend per unit a week and per new client, by client group and service type (CAG, then each)")
+    heads = ["client group", "service type", "CAG £/unit/wk", "CAG £/client", *(_abbrev(a) for a in r.authorities)]
+    for col in heads:
+        cells.add_column(col, justify="left" if col in ("client group", "service type") else "right", no_wrap=True)
+    by_key = {(row.authority, row.client_group, row.service_type): row for row in r.rows}
+    for row in r.rows:
+        if row.authority or not row.service_type:
+            continue
+        at = [by_key.get((a, row.client_group, row.service_type)) for a in r.authorities]
+        cells.add_row(
+            f"{row.client_group:>2} {vocabulary.CLIENT_GROUPS[row.client_group]}"[:26],
+            row.service_type,
+            _rate(row.per_unit_week),
+            _rate(row.per_client),
+            *("-" if x is None else _rate(x.per_client) for x in at),
+        )
+    console.print(cells)
+    console.print(
+        "[dim]Money is contract value a year as each node released it under the money rules (minimum contributors,"
+        " dominance, p%); new clients are rounded and small counts suppressed. A ratio is shown (*) withheld when"
+        " either part is; a CAG figure when any authority's part is. Per new client in the period: read it for"
+        " short-term services (long-term services take few new clients a year).[/]"
+    )
+    _render_coverage(bundle, console)
+
+
+def query_spend(
+    network_dir: AskerOpt = None,
+    year: Annotated[
+        int | None, typer.Option(help="A financial year by its first calendar year (2009: April 2009 - March 2010).")
+    ] = None,
+    from_date: FromOpt = "",
+    to_date: ToOpt = "",
+    client_group: GroupOpt = None,
+    deadline_ms: DeadlineOpt = 0,
+    as_json: JsonOpt = False,
+    out_file: OutOpt = None,
+    principal: PrincipalOpt = "",
+) -> None:
+    """Spend per unit and per new client by client group and service type, from contract values
+    released under the money rules, with each authority's SP grant for the year beside its spend."""
+    from coordinator import network
+    from shared.reference import reference_of
+
+    if year is not None:
+        if from_date or to_date:
+            raise typer.BadParameter("give --year or --from/--to, not both", param_hint="--year")
+        from_date, to_date = f"{year}-04-01", f"{year + 1}-03-31"
+    bundle = _ask(
+        "spend",
+        network_dir,
+        principal=principal,
+        deadline_ms=deadline_ms,
+        out_file=out_file,
+        as_json=as_json,
+        from_date=from_date,
+        to_date=to_date,
+        period="all",
+        client_groups=client_group or (),
+    )
+    if bundle is not None:
+        render_spend(bundle, out, reference_of(network.read(_netdir(network_dir))))
+
+
 # `cagnet query ...` commands about money and shared services, in the order `--help` lists them.
 QUERY_COMMANDS: tuple[tuple[str, Callable[..., None]], ...] = (
     ("fair-shares", query_fair_shares),
+    ("spend", query_spend),
     ("grant", query_grant),
 )

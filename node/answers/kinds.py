@@ -26,6 +26,7 @@ from shared.errors import CagnetError, DisclosureRefused, InvalidRequest, NotPer
 from shared.identity import Identity
 from shared.kinds.fair_shares import fair_shares_to_proto
 from shared.kinds.registry import KINDS, NODE_METHOD_PREFIX
+from shared.kinds.spend import spend_to_proto
 from shared.kinds.supply import as_at_day
 from shared.manifest import MEMBER_AUTHORITY, ManifestSource
 from shared.models import SupplyMap
@@ -171,6 +172,14 @@ def fair_shares(node: NodeParts, policy: Policy, verified: Verified[Any]) -> nod
     question = _question(verified)
     released = node.releaser.fair_shares(policy, roles=verified.principal.roles, question=question)
     message = fair_shares_to_proto(released, node.header(verified, policy))
+    message.currency.CopyFrom(node.currency())
+    return message
+
+
+def spend(node: NodeParts, policy: Policy, verified: Verified[Any]) -> node_pb2.SpendResponse:
+    question = _question(verified)
+    released = node.releaser.spend(policy, roles=verified.principal.roles, question=question)
+    message = spend_to_proto(released, node.header(verified, policy))
     message.currency.CopyFrom(node.currency())
     return message
 
@@ -376,4 +385,5 @@ ANSWERS: dict[str, Answer] = {
     KINDS["common-providers"].method: Answer(reveal_providers, parameters=lambda m: {"tokens_asked": len(m.tokens)}),
     KINDS["vfm"].method: Answer(vfm_histogram, parameters=_vfm_parameters),
     KINDS["fair-shares"].method: Answer(fair_shares, _records_parameters),
+    KINDS["spend"].method: Answer(spend, _records_parameters),
 }

@@ -33,6 +33,7 @@ from shared.kinds.records import (
     combine_plan,
     records_span,
 )
+from shared.kinds.spend import JointSpend, combine_spend, spend_from_proto
 from shared.kinds.supply import JointSupplyMap, as_at_day, combine_supply_maps
 from shared.manifest import CAG_CHAIR, MEMBER_AUTHORITY
 from shared.pb.cagnet.v1 import coordinator_pb2, node_pb2
@@ -303,6 +304,16 @@ _DECLARED = (
             [fair_shares_from_proto(m) for m in responses], period=_span(responses, query)
         ),
     ),
+    JointKind(
+        "spend",
+        "Spend",
+        node_pb2.RecordsQuery,
+        node_pb2.SpendResponse,
+        planned=True,
+        combiner=lambda responses, query: combine_spend(
+            [spend_from_proto(m) for m in responses], period=_span(responses, query)
+        ),
+    ),
 )
 
 KINDS: dict[str, JointKind] = {k.kind: k for k in _DECLARED}
@@ -330,6 +341,7 @@ JointResult = Annotated[
     | RepeatMovers
     | CommonProviders
     | VfmBenchmarks
-    | JointFairShares,
+    | JointFairShares
+    | JointSpend,
     Field(discriminator="kind"),
 ]

@@ -32,6 +32,7 @@ from tests.netutil import LiveNetwork, make_network, running
 
 KENT, MEDWAY, BRIGHTON = MEMBERS = ("E10000016", "E06000035", "E06000043")
 FROM, TO = "2008-04-01", "2010-03-31"
+YEAR_FROM = "2009-04-01"  # spend: the financial year 2009-10
 DEMO_REFERENCE = Path(__file__).parents[2] / "cagnet" / "demo-reference.csv"
 
 
@@ -93,6 +94,47 @@ def _designated_truth(net: LiveNetwork) -> dict[tuple[str, str], tuple[int, int,
                 for previous, n in rows:
                     counts[origin(previous)] += int(n)
                 truth[(code, str(name))] = (int(group), int(units), dict(counts))
+        engine.dispose()
+    return truth
+
+
+def _spend_truth(net: LiveNetwork) -> dict[tuple[str, int, str], tuple[int, float, int]]:
+    """(authority, client group, service type) -> (units, contract value a year, new clients) as the
+    services and their latest contracts stood on the period's last day, counted with SQL."""
+    truth: dict[tuple[str, int, str], tuple[int, float, int]] = {}
+    for code, nodedir in net.nodedirs.items():
+        engine = create_engine(load_config(nodedir).database_url)
+        with engine.connect() as conn:
+            running_then = conn.execute(
+                text(
+                    "SELECT id, client_group, service_type, units FROM service WHERE"
+                    " (start_date IS NULL OR start_date <= :b) AND (end_date IS NULL OR end_date >= :b)"
+                ),
+                {"b": TO},
+            ).all()
+            latest: dict[int, tuple[str, str, float]] = {}
+            contracts = conn.execute(
+                text("SELECT service_id, start_date, contract_ref, annual_value FROM contract WHERE start_date <= :b"),
+                {"b": TO},
+            )
+            for sid, start, ref, value in contracts:
+                if sid not in latest or (str(start), ref) > latest[sid][:2]:
+                    latest[sid] = (str(start), ref, float(value))
+            clients = dict.fromkeys(((g, t) for _i, g, t, _u in running_then), 0)
+            started = conn.execute(
+                text(
+                    "SELECT s.client_group, s.service_type, COUNT(*) FROM client_record r"
+                    " JOIN service s ON s.id = r.service_id WHERE r.start_date >= :a AND r.start_date <= :b"
+                    " GROUP BY s.client_group, s.service_type"
+                ),
+                {"a": YEAR_FROM, "b": TO},
+            )
+            for group, stype, n in started:
+                clients[(group, stype)] = int(n)
+            for sid, group, stype, units in running_then:
+                was = truth.get((code, int(group), stype), (0, 0.0, clients.get((group, stype), 0)))
+                value = latest[sid][2] if sid in latest else 0.0
+                truth[(code, int(group), stype)] = (was[0] + int(units), was[1] + value, was[2])
         engine.dispose()
     return truth
 
@@ -221,6 +263,31 @@ def test_fair_shares_need_and_grant_over_mtls(net: LiveNetwork, tmp_path: Path) 
     assert any(g["falls_below"] for g in grant["groups"])
     verified = " ".join(_cli("verify", str(saved), "--network", str(netdir)).split())
     assert "verified: supply-map bundle" in verified
+
+    # --- spend per unit and per new client, against the stores --------------------------------------
+    spend = _json("query", "spend", "--network", str(netdir), "--year", "2009")["result"]
+    truth = _spend_truth(net)
+    threshold = default_policy().rule("spend")
+    checked = 0
+    for row in spend["rows"]:
+        if not row["authority"] or not row["service_type"]:
+            continue
+        units, value, clients = truth[(row["authority"], row["client_group"], row["service_type"])]
+        assert row["units"] == units
+        if row["annual_value"] is not None:
+            assert row["annual_value"] == round(value)
+            checked += 1
+        if row["clients"] is not None:
+            assert abs(row["clients"] - clients) < 5 and row["clients"] % 5 == 0  # keyed rounding to 5
+        elif clients >= 1:
+            assert row["withheld"]
+        if 1 <= clients <= threshold.threshold_for(row["client_group"]):
+            assert row["clients"] is None  # a small count is never released
+        if row["per_client"] is not None:
+            assert row["per_client"] == round(row["annual_value"] / row["clients"], 2)
+    assert checked > 0
+    table = " ".join(_cli("query", "spend", "--network", str(netdir), "--year", "2009").split())
+    assert "beside the SP grant" in table and "£31,086,000" in table  # Kent's 2009 grant in the demo data
 
     # --- the chair's report carries the three sections ------------------------------------------------
     from coordinator.report import write_report
