@@ -257,6 +257,8 @@ def build_report(
     reference: ReferenceData | None = None,
     fair_shares: Bundle | None = None,
     fair_shares_refused: str = "",
+    spend: Bundle | None = None,
+    spend_refused: str = "",
 ) -> str:
     """The whole HTML document (plotly.js inlined), from verified bundles (and the manifest's
     reference data, for need and grant)."""
@@ -270,6 +272,8 @@ def build_report(
     if reference is not None:
         sections.append(("Supply beside need", report_funding.need_section(supply, reference)))
         sections.append(("Grant and spend", report_funding.grant_section(supply, reference)))
+    if spend is not None or spend_refused:
+        sections.append(("Spend per unit and per new client", report_funding.spend_section(spend, spend_refused)))
     if fair_shares is not None or fair_shares_refused:
         shares = report_funding.fair_shares_section(fair_shares, fair_shares_refused)
         sections.append(("Designated services and fair shares", shares))
@@ -330,6 +334,14 @@ def write_report(netdir: Path, out: Path, *, principal: str = "cag-chair") -> Pa
             fair_shares, _ = client.query(kind="fair-shares", period="all")
         except CagnetError as exc:  # a refusal is a rule, never data: the section says which
             refused = exc.public_message
+        reference = reference_of(network.read(netdir))
+        spend, spend_refused = None, ""
+        year = report_funding.spend_year(reference, supply.answered)
+        if year is not None:
+            try:
+                spend, _ = client.query(kind="spend", from_date=f"{year}-04-01", to_date=f"{year + 1}-03-31")
+            except CagnetError as exc:
+                spend_refused = exc.public_message
     document = build_report(
         network=supply.network,
         supply=supply,
@@ -337,9 +349,11 @@ def write_report(netdir: Path, out: Path, *, principal: str = "cag-chair") -> Pa
         net_flow=net_flow,
         vfm=vfm,
         accreditation=accreditation_from_register(netdir, principal),
-        reference=reference_of(network.read(netdir)),
+        reference=reference,
         fair_shares=fair_shares,
         fair_shares_refused=refused,
+        spend=spend,
+        spend_refused=spend_refused,
     )
     out.write_text(document, encoding="utf-8")
     return out

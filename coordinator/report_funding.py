@@ -14,13 +14,14 @@ from shared import dsse, places
 from shared.errors import CagnetError
 from shared.grant import grant_and_spend
 from shared.kinds.fair_shares import OUTSIDE, JointFairShares
+from shared.kinds.spend import JointSpend
 from shared.kinds.supply import JointSupplyMap
 from shared.need import need_beside_supply
 from shared.pb.cagnet.v1 import node_pb2
-from shared.reference import INDICATORS, ReferenceData
+from shared.reference import GRANT, INDICATORS, ReferenceData
 from shared.serde import supply_map_from_proto
 
-__all__ = ["fair_shares_section", "grant_section", "need_section"]
+__all__ = ["fair_shares_section", "grant_section", "need_section", "spend_section", "spend_year"]
 
 
 def _name(code: str) -> str:
@@ -145,4 +146,29 @@ def fair_shares_section(bundle: Bundle | None, refused: str = "") -> str:
         f" fixed bands for {r.described}, withheld for {r.withheld} with too small an intake. 'few' is a count"
         f" within the small-count threshold, none included. Made under policy <code>{html.escape(bundle.policy_digest)}"
         "</code>.</p>"
+    )
+
+
+def spend_year(reference: ReferenceData, authorities: Sequence[str]) -> int | None:
+    """The financial year the report asks spend for: the latest the grant figures cover."""
+    return reference.latest_year(GRANT, authorities)
+
+
+def spend_section(bundle: Bundle | None, refused: str = "") -> str:
+    """Spend per unit a week and per new client by client group and service type, across the CAG."""
+    if bundle is None:
+        return f"<p class='note'>Not answered: {html.escape(refused)}</p>"
+    r = bundle.result
+    assert isinstance(r, JointSpend)
+    rows = [
+        (f"{x.client_group}", x.service_type, _f(x.units), _f(x.annual_value, True), _f(x.clients),
+         _f(x.per_unit_week, True), _f(x.per_client, True))
+        for x in r.rows
+        if not x.authority and x.service_type
+    ]  # fmt: skip
+    return _table(
+        ("client group", "service type", "units", "spend", "new clients", "£/unit/week", "£/new client"), rows
+    ) + (
+        f"<p class='coverage'>Across the CAG, {html.escape(r.period)}: contract value a year under the money rules,"
+        " new clients rounded with small counts suppressed; a figure whose part is withheld at any authority is *.</p>"
     )

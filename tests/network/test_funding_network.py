@@ -293,6 +293,8 @@ def test_fair_shares_need_and_grant_over_mtls(net: LiveNetwork, tmp_path: Path) 
     from coordinator.report import write_report
 
     page = write_report(netdir, tmp_path / "report.html").read_text()
-    for title in ("Supply beside need", "Grant and spend", "Designated services and fair shares"):
+    sections = ("Supply beside need", "Grant and spend", "Spend per unit and per new client")
+    for title in (*sections, "Designated services and fair shares"):
         assert f"<h2>{title}</h2>" in page
     assert "domestic abuse incidents reported to police (2010)" in page and "SP grant 2009" in page
+    assert "Across the CAG, 2009-04-01 to 2010-03-31" in page  # the same spend question, answered again
