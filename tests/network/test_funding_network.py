@@ -297,4 +297,4 @@ def test_fair_shares_need_and_grant_over_mtls(net: LiveNetwork, tmp_path: Path) 
     for title in (*sections, "Designated services and fair shares"):
         assert f"<h2>{title}</h2>" in page
     assert "domestic abuse incidents reported to police (2010)" in page and "SP grant 2009" in page
-    assert "Across the CAG, 2009-04-01 to 2010-03-31" in page  # the same spend question, answered again
+    assert "Across the CAG, 2009-04-01/2010-03-31" in page  # the same spend question, answered again
