@@ -1,7 +1,7 @@
 """Designated services and fair shares, need beside supply, and grant beside spend, end to end
 over real mTLS on SQLite and on PostgreSQL stores: every released band checked against the truth
 counted straight from the node stores with plain SQL, the reference data changed by a member's
-proposal and a quorum, and each bundle re-checked offline with `cagnet verify`.
+proposal and a quorum over signed gRPC, and each bundle re-checked offline with `cagnet verify`.
 """
 
 from __future__ import annotations
@@ -191,8 +191,10 @@ def test_fair_shares_need_and_grant_over_mtls(net: LiveNetwork, tmp_path: Path) 
     # --- reference data by a member's proposal and a quorum --------------------------------------------
     netdir, nodes = net.netdir, net.nodedirs
 
-    def member(*args: str, node: str, ok: bool = True) -> str:
-        return _cli("network", *args, "--node", str(nodes[node]), "--network", str(netdir), ok=ok)
+    def member(*args: str, node: str, ok: bool = True, grpc: bool = False) -> str:
+        # Over signed gRPC to the coordinator from the member's node folder, or on the network folder.
+        where = () if grpc else ("--network", str(netdir))
+        return _cli("network", *args, "--node", str(nodes[node]), *where, ok=ok)
 
     def proposal(output: str) -> str:
         found = re.search(r"proposal (\w+):", " ".join(output.split()))
@@ -212,11 +214,11 @@ def test_fair_shares_need_and_grant_over_mtls(net: LiveNetwork, tmp_path: Path) 
     good = tmp_path / "need-2010.csv"
     rows_2010 = [f"{code},2010,dv_incidents,{n}" for code, n in ((KENT, 21900), (MEDWAY, 5100), (BRIGHTON, 6000))]
     good.write_text("authority,year,indicator,value\n" + "\n".join(rows_2010) + "\n")
-    pid = proposal(member("propose-reference", str(good), node=KENT))
-    shown = " ".join(member("proposals", node=MEDWAY).split())
+    pid = proposal(member("propose-reference", str(good), node=KENT, grpc=True))
+    shown = " ".join(member("proposals", node=MEDWAY, grpc=True).split())
     assert "reference data: 3 figures (dv_incidents)" in shown
     assert network.read_reference(netdir).value(MEDWAY, 2010, "dv_incidents") is None  # not yet: one of two
-    member("approve", pid, "--yes", node=MEDWAY)
+    member("approve", pid, "--yes", node=MEDWAY, grpc=True)
     assert network.read(netdir).version == version + 1
     assert network.read_reference(netdir).value(MEDWAY, 2010, "dv_incidents") == 5100
 
