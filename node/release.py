@@ -22,12 +22,14 @@ from pydantic import BaseModel
 from sqlalchemy.engine import Engine
 
 from node import analyses
-from node.answers import equality, movement, outcomes
+from node.answers import equality, fair_shares, movement, outcomes, spend
 from node.answers.movement import Question
 from node.answers.supply import CellKey, RawCell, RawSupply, contract_values, supply_map
 from node.answers.vfm import check_participants
+from node.fair_shares import describe_fair_shares
 from node.grid import SPAN, Block, BlockCell, Dimension, FinancialYear, grid_span, protect_block, protect_span
 from node.ledger import SqlReleaseStore, keep_answer, last_answer
+from node.spend import describe_spend
 from node.store import data_version
 from shared import vocabulary
 from shared.authorities import Register, shipped_register
@@ -52,7 +54,9 @@ from shared.disclosure import (
     share_band,
 )
 from shared.errors import CagnetError, DisclosureRefused, InvalidRequest, NotPermitted
+from shared.kinds.fair_shares import FairShares
 from shared.kinds.registry import PLAN_KINDS
+from shared.kinds.spend import Spend
 from shared.models import (
     CountCell,
     CountTable,
@@ -68,11 +72,13 @@ from shared.vfm import Cell
 
 __all__ = [
     "EQUALITY",
+    "FAIR_SHARES",
     "KPI",
     "MOVEMENT",
     "NET_FLOW",
     "NON_LOCAL_SERVICES",
     "OUTCOMES",
+    "SPEND",
     "SUPPLY_MAP",
     "Releaser",
     "load_rounding_secret",
@@ -83,6 +89,8 @@ MOVEMENT = "movement"
 NET_FLOW = "net-flow"
 KPI = "kpi"
 NON_LOCAL_SERVICES = "non-local-services"
+FAIR_SHARES = "fair-shares"
+SPEND = "spend"
 OUTCOMES = "outcomes"
 EQUALITY = "equality"
 DESIGNATED = "supply-map/designated-services"  # the ledger's kind for designated-service counts
@@ -132,6 +140,8 @@ class Releaser:
             NET_FLOW: self._new_clients,
             KPI: self._departures,
             NON_LOCAL_SERVICES: self._intake,
+            FAIR_SHARES: self._designated_intake,
+            SPEND: self._spend_clients,
             OUTCOMES: lambda q: (self._outcome_months(q, self._edition()), analyses.OUTCOME_DIMENSIONS),
             EQUALITY: lambda q: (self._profile_months(q, self._edition()), analyses.PROFILE_DIMENSIONS),
         }
@@ -591,6 +601,15 @@ class Releaser:
         )
         return counts, ("client_group", "service", "origin", "month")
 
+    def _designated_intake(self, question: Question) -> tuple[Mapping[Any, int], tuple[str, ...]]:
+        counts = fair_shares.designated_intake_by_month(
+            self.engine, question=question, members=self.members() | {self.authority}, register=self.register()
+        )
+        return counts, ("client_group", "service", "origin", "month")
+
+    def _spend_clients(self, question: Question) -> tuple[Mapping[Any, int], tuple[str, ...]]:
+        return spend.clients_by_month(self.engine, question=question), ("client_group", "service_type", "month")
+
     def _finest(self, kind: str, question: Question) -> tuple[dict[tuple[str, ...], int], tuple[str, ...]]:
         """A records question's true counts at the grain the ledger keeps (calendar months)."""
         source = self._sources.get(kind)
@@ -800,6 +819,57 @@ class Releaser:
             question=question,
             describe=lambda _raw: self._describe_services(rule, question),
             parse=NonLocalServices.model_validate_json,
+        )
+
+    def fair_shares(self, policy: Policy, *, roles: Iterable[str], question: Question) -> FairShares:
+        """The designated services this authority hosts, and each member's share of each one's
+        intake in bands (`node.fair_shares`). Through the release ledger like every count (each
+        service's intake by origin and month), so asking again over a slightly moved period
+        cannot isolate the few people between the two answers."""
+        rule = policy.require_any_role(FAIR_SHARES, tuple(roles))
+        members = self.members() | {self.authority}
+        return self._through_ledger(
+            policy,
+            rule,
+            kind=FAIR_SHARES,
+            question=question,
+            describe=lambda raw: describe_fair_shares(
+                rule,
+                authority=self.authority,
+                services=fair_shares.designated_services(self.engine, question=question),
+                intake=raw,
+                members=members,
+                question=question.as_asked(),
+            ),
+            parse=FairShares.model_validate_json,
+        )
+
+    def spend(self, policy: Policy, *, roles: Iterable[str], question: Question) -> Spend:
+        """Contract value a year, capacity and new clients by client group and service type
+        (`node.spend`): the new clients through the release ledger like every count, the money
+        by the money rules, as the services and contracts stood on the period's last day."""
+        rule = policy.require_any_role(SPEND, tuple(roles))
+        day = question.to_date or date.today()
+        groups = question.client_groups
+
+        def describe(raw: Mapping[tuple[str, ...], int]) -> Spend:
+            return describe_spend(
+                rule,
+                authority=self.authority,
+                secret=self.secret,
+                supply=supply_map(
+                    self.engine, authority_code=self.authority, by_district=False, client_groups=groups, as_at=day
+                ),
+                money=contract_values(
+                    self.engine, authority_code=self.authority, by_district=False, client_groups=groups, as_at=day
+                ),
+                clients=raw,
+                groups=groups,
+                question=question.as_asked(),
+            )
+
+        return self._through_ledger(
+            policy, rule, kind=SPEND, question=question, describe=describe, parse=Spend.model_validate_json
         )
 
     def _grid_services(self, policy: Policy, kind: str, question: Question) -> bool:

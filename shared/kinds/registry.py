@@ -17,6 +17,7 @@ from pydantic import Field
 
 from shared.disclosure import check_share_threshold
 from shared.kinds.equality import JointEquality, check_cross_tab, combine_equality
+from shared.kinds.fair_shares import JointFairShares, combine_fair_shares, fair_shares_from_proto
 from shared.kinds.outcomes import JointOutcomes, combine_outcomes
 from shared.kinds.providers import CommonProviders, VfmBenchmarks, combine_common_providers
 from shared.kinds.records import (
@@ -34,6 +35,7 @@ from shared.kinds.records import (
     combine_plan,
     records_span,
 )
+from shared.kinds.spend import JointSpend, combine_spend, spend_from_proto
 from shared.kinds.supply import JointSupplyMap, as_at_day, combine_supply_maps
 from shared.manifest import CAG_CHAIR, MEMBER_AUTHORITY
 from shared.pb.cagnet.v1 import coordinator_pb2, node_pb2
@@ -299,6 +301,26 @@ _DECLARED = (
         coordinator_only=True,
     ),
     JointKind(
+        "fair-shares",
+        "FairShares",
+        node_pb2.RecordsQuery,
+        node_pb2.FairSharesResponse,
+        planned=True,
+        combiner=lambda responses, query: combine_fair_shares(
+            [fair_shares_from_proto(m) for m in responses], period=_span(responses, query)
+        ),
+    ),
+    JointKind(
+        "spend",
+        "Spend",
+        node_pb2.RecordsQuery,
+        node_pb2.SpendResponse,
+        planned=True,
+        combiner=lambda responses, query: combine_spend(
+            [spend_from_proto(m) for m in responses], period=_span(responses, query)
+        ),
+    ),
+    JointKind(
         "outcomes",
         "Outcomes",
         node_pb2.RecordsQuery,
@@ -342,6 +364,8 @@ JointResult = Annotated[
     | RepeatMovers
     | CommonProviders
     | VfmBenchmarks
+    | JointFairShares
+    | JointSpend
     | JointOutcomes
     | JointEquality,
     Field(discriminator="kind"),
