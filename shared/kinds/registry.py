@@ -125,7 +125,7 @@ class JointKind:
     @property
     def about_records(self) -> bool:
         """Asked of client records (dates, period, groups) rather than of the supply map."""
-        return self.request_cls is node_pb2.RecordsQuery
+        return self.request_cls in (node_pb2.RecordsQuery, node_pb2.EqualityQuery)
 
     def request_of(self, method: str) -> type[Any]:
         return self.first_request_cls if method != self.method and self.first_request_cls else self.request_cls
