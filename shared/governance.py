@@ -415,7 +415,8 @@ def sign_join_request(request: JoinRequest, key: Ed25519PrivateKey) -> dsse.Enve
     which a sponsoring member hands to the coordinator."""
     if encode_key(key.public_key()) != request.signing_key:
         raise InvalidRequest("a join request is signed with the key it lists")
-    payload = canonical_json(request.model_dump(mode="json"))
+    # A node's request carries no role: its bytes stay exactly as before the field existed.
+    payload = canonical_json(request.model_dump(mode="json", exclude=set() if request.role else {"role"}))
     return dsse.sign(JOIN_REQUEST_PAYLOAD_TYPE, payload, key)
 
 

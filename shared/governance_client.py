@@ -59,6 +59,12 @@ class GovernanceClient(CoordinatorChannel):
         joins = [envelope_from_proto(e) for e in reply.join_requests]
         return reply.version, [filed_from_proto(p) for p in reply.proposals], joins
 
+    def awaiting_key(self) -> list[dsse.Envelope]:
+        """Join requests of listed members that wait for the network linkage key (unverified:
+        `shared.governance.open_join_request` checks each)."""
+        reply = self._call("Proposals", governance_pb2.ProposalsRequest(), governance_pb2.ProposalsResponse)
+        return [envelope_from_proto(e) for e in reply.awaiting_key]
+
     def file_sealed_key(self, sealed: dsse.Envelope) -> str:
         """Hand the coordinator a linkage key this member sealed to a joiner; the joiner's id."""
         request = governance_pb2.SealedKeyRequest(sealed=envelope_to_proto(sealed))

@@ -118,7 +118,11 @@ def _read_invite(value: str) -> invites.Invite:
 
 def _progress(status: onboarding.Status) -> None:
     if status.state == "filed":
-        err.print("join request filed; waiting for a member authority to sponsor it (`cagnet network propose-join`)")
+        err.print(
+            "join request filed; waiting for a member authority to sponsor it (`cagnet network propose-join`),"
+            " or, while the network is being founded, for the coordinator's operator to admit it"
+            " (`cagnet network admit`)"
+        )
     elif status.state == "proposed":
         err.print(
             f"proposal {status.proposal_id}: {len(status.approvals)} of {status.needed} approvals"
@@ -198,9 +202,51 @@ def join(
     )
 
 
+def admit(
+    party_id: Annotated[str, typer.Argument(metavar="ID", help="The joiner's authority code (or principal id).")],
+    network_dir: Annotated[Path, typer.Option("--network", help="The coordinator's network folder.")],
+    yes: Annotated[bool, typer.Option("--yes", help="Admit without asking (for scripts).")] = False,
+) -> None:
+    """While the network is being founded (before its charter): admit a join request filed with an
+    invite. The coordinator issues the certificate for the key the joiner made on its own machine
+    and lists it; the joiner collects both with `cagnet node join` (or `cagnet kit join`). Once
+    governed, a member sponsors instead (`propose-join`) and a quorum decides."""
+
+    from coordinator import network
+    from coordinator.onboarding import invites as coordinator_onboarding
+    from shared import governance
+    from shared.errors import InvalidRequest
+
+    if network.read(network_dir).governed:
+        raise InvalidRequest(
+            "the network is governed by its members: a member sponsors the join"
+            f" (`cagnet network propose-join {party_id} --node NODEDIR`) and a quorum approves"
+        )
+    envelope = coordinator_onboarding.filed_request(network_dir, party_id)
+    if envelope is None:
+        raise typer.BadParameter(f"no join request from {party_id} is filed over the onboarding port", param_hint="ID")
+    request = governance.open_join_request(envelope)
+    # What the joiner signed, shown before anything is issued: check the key with the joiner.
+    err.print(
+        f"{request.name} ({request.party_id}) asks to join"
+        + (f" as {request.role}" if request.role else f", reachable at {request.endpoint}")
+        + f"; its signing key {request.signing_key}",
+        markup=False,
+    )
+    if not yes and not typer.confirm(f"Admit {party_id} (issue its certificate and list it)?"):
+        err.print("not admitted: nothing changed")
+        raise typer.Exit(1)
+    _, version = coordinator_onboarding.admit_founding(network_dir, party_id)
+    err.print(
+        f"[green]{party_id} admitted[/] in manifest version {version}; it collects its certificate over the"
+        " onboarding port"
+    )
+
+
 # `cagnet network ...` commands (the coordinator's side of joining) and `cagnet node join`.
 NETWORK_COMMANDS: tuple[tuple[str, Callable[..., None]], ...] = (
     ("invite", invite),
     ("invites", list_invites),
+    ("admit", admit),
 )
 NODE_COMMANDS: tuple[tuple[str, Callable[..., None]], ...] = (("join", join),)

@@ -122,12 +122,19 @@ class GovernanceServicer(governance_pb2_grpc.GovernanceServicer):
         version = network.read(self.rt.netdir).version
         pending = gov.pending(self.rt.netdir)
         waiting = onboarding.awaiting_sponsor(self.rt.netdir)
+        unsealed = onboarding.awaiting_key(self.rt.netdir)
         reply = governance_pb2.ProposalsResponse(
             version=version,
             proposals=[filed_to_proto(f) for f in pending],
             join_requests=[envelope_to_proto(e) for e in waiting],
+            awaiting_key=[envelope_to_proto(e) for e in unsealed],
         )
-        outcome = {"version": version, "open": [f.id for f in pending], "join_requests": len(waiting)}
+        outcome = {
+            "version": version,
+            "open": [f.id for f in pending],
+            "join_requests": len(waiting),
+            "awaiting_key": len(unsealed),
+        }
         return self._reply(PROPOSALS, verified, reply, outcome)
 
     def Propose(self, request: envelope_pb2.Envelope, context: grpc.ServicerContext) -> envelope_pb2.Envelope:

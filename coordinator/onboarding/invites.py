@@ -196,6 +196,48 @@ def awaiting_sponsor(netdir: Path) -> list[dsse.Envelope]:
     return waiting
 
 
+def awaiting_key(netdir: Path) -> list[dsse.Envelope]:
+    """Filed join requests of parties the manifest now lists as member authorities (founding
+    members the operator admitted, joiners a quorum admitted) with no linkage key sealed to them
+    yet: a member seals it (`cagnet network seal-linkage-key`)."""
+    members = {p.id for p in network.read(netdir).members}
+    waiting = []
+    for path in sorted(joins_dir(netdir).glob("*.json")):
+        if path.name.endswith(".sealed.json") or path.stem not in members:
+            continue
+        envelope = dsse.Envelope.from_json(json.loads(path.read_text())["join_request"])
+        request = governance.open_join_request(envelope)
+        if request.sealing_key and _sealed(netdir, path.stem, envelope) is None:
+            waiting.append(envelope)
+    return waiting
+
+
+def admit_founding(netdir: Path, party_id: str) -> tuple[JoinRequest, int]:
+    """The coordinator's operator admits a join request filed over the onboarding port while the
+    network is being founded: the certificate is issued for the TLS key the joiner made, the
+    manifest lists it (signed by the founding key, as every founding-phase version), and the
+    joiner collects both over the onboarding port. Once governed, a member sponsors instead and a
+    quorum decides (`propose-join`). Returns the request and the manifest version listing it."""
+    with gov.exclusive(netdir):
+        if network.read(netdir).governed:
+            raise InvalidRequest(
+                "the network is governed by its members: a member sponsors the join"
+                f" (`cagnet network propose-join {party_id} --node NODEDIR`) and a quorum approves"
+            )
+        if any(p.id == party_id for p in network.read(netdir).parties):
+            raise InvalidRequest(f"{party_id} is already listed")
+        envelope = filed_request(netdir, party_id)
+        if envelope is None:
+            raise InvalidRequest(f"no join request from {party_id} is filed over the onboarding port")
+        request = governance.open_join_request(envelope)
+        cert, ca_cert, manifest = network.admit(netdir, request)
+        folder = gov.joined_dir(netdir, party_id)
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / "tls.crt").write_bytes(pki.cert_pem(cert))
+        (folder / "ca.crt").write_bytes(pki.cert_pem(ca_cert))
+        return request, manifest.version
+
+
 @dataclass(frozen=True)
 class JoinState:
     state: str

@@ -198,6 +198,10 @@ class Member:
         _, _, waiting = self.client.proposals_and_joins()
         return waiting
 
+    def awaiting_key(self) -> list[dsse.Envelope]:
+        """Join requests of listed members that wait for the network linkage key."""
+        return self.client.awaiting_key()
+
     def file_sealed(self, sealed: dsse.Envelope) -> str:
         """Hand the coordinator the linkage key this member sealed to a joiner."""
         return self.client.file_sealed_key(sealed)

@@ -1,0 +1,192 @@
+"""Founding a network by invite (docs/onboarding.md, "Who makes which key where"): the coordinator's
+operator and each founding member work in folders of their own, and only invite codes pass between
+them. Each founder makes its own keys with `cagnet node join`, the operator admits it while the
+network is being founded (`cagnet network admit`), the first founder makes the network linkage key
+on its own node and seals it to the others; the founders adopt a charter over signed gRPC and
+answer a joint query. Afterwards no private key of a founder exists outside its own folder.
+
+Real servers with real TLS: the coordinator (mTLS and onboarding ports) and the founders' nodes,
+each on a port of its own; the commands run as a user would type them (Typer's runner).
+"""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import grpc
+import pytest
+from cryptography.hazmat.primitives import serialization
+from typer.testing import CliRunner
+
+from cagnet.cli import app
+from cagnet.demo import free_port
+from coordinator import network
+from coordinator.governance.server import GovernanceRuntime
+from coordinator.joint import bundle as bundle_file
+from coordinator.joint.bundle import verify_bundle
+from coordinator.onboarding.server import create_server as create_onboarding
+from coordinator.server import CoordinatorRuntime
+from coordinator.server import create_server as create_coordinator
+from node.config import load_config
+from node.rpc.server import NodeRuntime
+from node.rpc.server import create_server as create_node
+from shared import keyfile
+
+# Kent, Medway and Brighton & Hove: a county and two unitaries of the shipped register.
+FOUNDERS = ("E10000016", "E06000035", "E06000043")
+
+
+def cli(*args: str, ok: bool = True) -> str:
+    result = CliRunner().invoke(app, list(args), env={"COLUMNS": "200", "CAGNET_KEY_PASSPHRASE": ""})
+    if ok:
+        assert result.exit_code == 0, result.output + repr(result.exception)
+    elif result.exception is not None and not isinstance(result.exception, SystemExit):
+        return " ".join(f"{result.output} error: {result.exception}".split())  # what `cagnet` prints
+    return " ".join(result.output.split())
+
+
+@dataclass
+class Founded:
+    root: Path
+    netdir: Path  # the operator's folder: nothing of any founder's but public halves
+    onboarding: str
+    nodedirs: dict[str, Path]  # each on "its own machine": root/machine-CODE/node
+    servers: list[grpc.Server] = field(default_factory=list)
+    coordinator: CoordinatorRuntime | None = None
+    nodes: list[NodeRuntime] = field(default_factory=list)
+
+
+def found(root: Path, founders: tuple[str, ...]) -> Iterator[Founded]:
+    """Found a network of `founders`, each from its own folder, and keep it serving."""
+    operator = root / "operator"
+    netdir = operator / "network"
+    listen = f"127.0.0.1:{free_port()}"
+    cli("network", "init", str(netdir), "--name", "Test CAG", "--coordinator-endpoint", listen)
+    coordinator = CoordinatorRuntime.open(netdir)
+    mtls, _ = create_coordinator(coordinator, address=listen)
+    runtime = GovernanceRuntime(netdir, coordinator.identity, coordinator.manifests, nonces=coordinator.nonces)
+    runtime.audit = coordinator.audit
+    onboard_server, port = create_onboarding(runtime, address="127.0.0.1:0")
+    founded = Founded(root, netdir, f"127.0.0.1:{port}", {}, [mtls, onboard_server], coordinator)
+    try:
+        for i, code in enumerate(founders):
+            printed = cli(
+                "network", "invite", "--network", str(netdir), "--authority", code, "--endpoint", founded.onboarding
+            )  # fmt: skip
+            invite = printed.split()[-1]  # the one thing that crosses to the founder's machine
+            machine = root / f"machine-{code}"
+            machine.mkdir()
+            (machine / "invite.txt").write_text(invite)
+            nodedir = machine / "node"
+            endpoint = f"127.0.0.1:{free_port()}"
+            filed = cli(
+                "node", "join", str(nodedir), "--invite", f"@{machine / 'invite.txt'}",
+                "--authority", code, "--endpoint", endpoint, "--no-wait",
+            )  # fmt: skip
+            assert "join request filed" in filed and "cagnet network admit" in filed
+            first = founded.nodedirs.get(founders[0])
+            if i % 2 == 1:  # sealed before the operator admits it ...
+                assert first is not None
+                cli("network", "seal-linkage-key", code, "--node", str(first))
+            admitted = cli("network", "admit", code, "--network", str(netdir), "--yes")
+            assert f"{code} admitted" in admitted
+            if i >= 2 and i % 2 == 0:  # ... or after: the joiner waits for it either way
+                waiting = cli("node", "join", str(nodedir), "--no-wait", ok=False)
+                assert "waiting for a member to seal" in waiting
+                assert first is not None
+                cli("network", "seal-linkage-key", code, "--node", str(first))
+            joined = cli("node", "join", str(nodedir), "--poll-s", "0.2", "--timeout", "30")
+            assert f"{code} joined" in joined
+            founded.nodedirs[code] = nodedir
+        for code, nodedir in founded.nodedirs.items():
+            cli("node", "sync-manifest", str(nodedir))
+            cli("node", "synth", str(nodedir), "--clients", "300", "--seed", str(len(code)))
+            node = NodeRuntime.open(load_config(nodedir))
+            server, _ = create_node(node, address=load_config(nodedir).endpoint)
+            founded.nodes.append(node)
+            founded.servers.append(server)
+        yield founded
+    finally:
+        for server in founded.servers:
+            server.stop(grace=None).wait()
+        coordinator.close()
+        for node in founded.nodes:
+            node.engine.dispose()
+
+
+@pytest.fixture(scope="module")
+def net(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Founded]:
+    yield from found(tmp_path_factory.mktemp("founding"), FOUNDERS)
+
+
+def private_key_forms(path: Path) -> list[bytes]:
+    """The ways a private key in `path` could lie in another file: its PEM and its raw bytes (a
+    symmetric key, such as the rounding or person key, is its raw bytes)."""
+    data = path.read_bytes()
+    if b"PRIVATE KEY" not in data:
+        return [data, base64.b64encode(data), data.hex().encode()]
+    key = keyfile.read_private_key(path)
+    forms = [data]
+    try:
+        raw = key.private_bytes(  # type: ignore[union-attr]
+            serialization.Encoding.Raw, serialization.PrivateFormat.Raw, serialization.NoEncryption()
+        )
+    except ValueError:  # an EC key has no raw form: its DER
+        raw = key.private_bytes(
+            serialization.Encoding.DER, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
+    return [*forms, raw, base64.b64encode(raw), raw.hex().encode()]
+
+
+def files_outside(root: Path, own: Path) -> Iterator[Path]:
+    for path in root.rglob("*"):
+        if path.is_file() and own not in path.parents:
+            yield path
+
+
+def assert_private_keys_only_in(root: Path, own: Path) -> int:
+    """Every private key in folder `own` (and the linkage key's bytes, if `own` is a node's) is
+    found nowhere under `root` but in `own`; how many keys were looked for."""
+    keys = [p for p in own.rglob("*.key") if p.name != "linkage.key"]
+    assert keys, f"no private keys in {own}"
+    others = [(p, p.read_bytes()) for p in files_outside(root, own)]
+    for key in keys:
+        for form in private_key_forms(key):
+            holders = [str(p) for p, data in others if form in data]
+            assert not holders, f"{key} found in {holders}"
+    return len(keys)
+
+
+def test_founders_join_from_their_own_folders_and_answer(net: Founded) -> None:
+    manifest = network.read(net.netdir)
+    assert sorted(p.id for p in manifest.members) == sorted(FOUNDERS)
+    # The first founder made the linkage key; each other founder opened the copy sealed to it.
+    keys = {(d / "identity" / "linkage.key").read_bytes() for d in net.nodedirs.values()}
+    assert len(keys) == 1
+    # No founder's folder points outside itself: its own keys and its own copy of the public files.
+    for nodedir in net.nodedirs.values():
+        assert str(net.root / "operator") not in (nodedir / "node.toml").read_text()
+    # The founders adopt a charter over signed gRPC, each from its own folder.
+    first, *rest = net.nodedirs.values()
+    proposed = cli("network", "charter", "--node", str(first))
+    pid = proposed.split()[1].rstrip(":")
+    for nodedir in rest:
+        cli("network", "approve", pid, "--node", str(nodedir), "--yes")
+    assert network.read(net.netdir).governed
+    for nodedir in net.nodedirs.values():
+        cli("node", "sync-manifest", str(nodedir))
+    # A member's officer asks a joint question from its node's folder, and every founder answers.
+    out = net.root / "machine-" / "supply.json"
+    out.parent.mkdir(exist_ok=True)
+    cli("query", "supply-map", "--node", str(first), "--out", str(out))
+    bundle = verify_bundle(bundle_file.load(out)[0], network.read(net.netdir))
+    assert bundle.answered == tuple(sorted(FOUNDERS)) and not bundle.missing
+    # Each founder's private keys (signing, TLS, sealing) exist in its own folder and nowhere else.
+    for nodedir in net.nodedirs.values():
+        assert assert_private_keys_only_in(net.root, nodedir.parent) >= 3
+    # Once governed, the operator cannot admit alone: a member sponsors, a quorum decides.
+    refused = cli("network", "admit", "E10000014", "--network", str(net.netdir), "--yes", ok=False)
+    assert "governed" in refused
