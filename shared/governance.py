@@ -556,6 +556,8 @@ def _check_join(proposal: Proposal, filed: Filed, ca_cert_pem: bytes) -> None:
         asked = (request.party_id, request.name, request.endpoint, request.population, request.signing_key)
         if asked != (party.id, party.name, party.endpoint, party.population, party.signing_key):
             raise ManifestRefused("the candidate lists the joiner otherwise than its signed request")
+        if party.roles != ((request.role,) if request.role else (MEMBER_AUTHORITY,)):
+            raise ManifestRefused("the candidate gives the joiner other roles than its signed request asks for")
         spki = serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
         theirs = load_pem_public_key(request.tls_public_key_pem.encode()).public_bytes(*spki)
         if cert.public_key().public_bytes(*spki) != theirs:

@@ -24,6 +24,7 @@ from cagnet.cli import (
     feed,
     governance,
     health,
+    kit,
     network,
     node,
     onboarding,
@@ -92,6 +93,7 @@ for name, command in NODE_COMMANDS:
 app.add_typer(node.app, name="node")
 
 app.add_typer(coordinator.app, name="coordinator")
+app.add_typer(kit.app, name="kit")
 
 for name, command in records.QUERY_COMMANDS + providers.QUERY_COMMANDS:
     query.app.command(name)(command)

@@ -32,9 +32,17 @@ def invite(
             " coordinator.toml, when it names a host a joiner can reach)."
         ),
     ] = None,
+    principal: Annotated[
+        str, typer.Option(help="Invite a person instead: its principal id, e.g. jane-smith (with --role, --name).")
+    ] = "",
+    role: Annotated[str, typer.Option(help="The person's role: cag-chair or regional-board.")] = "",
+    name: Annotated[
+        str, typer.Option(help="The person's name as the manifest and audit logs show it, e.g. 'Jane Smith, Chair'.")
+    ] = "",
 ) -> None:
-    """Print a one-time invite code for an authority to join with `cagnet node join`. It pins the
-    network, the founding coordinator key and the CA fingerprint; only its secret's digest is kept."""
+    """Print a one-time invite code: for an authority to join with `cagnet node join`, or (--principal)
+    for a person to make a kit with `cagnet kit join`. It pins the network, the founding coordinator
+    key and the CA fingerprint; only its secret's digest is kept."""
 
     from coordinator import network
     from coordinator.onboarding import invites as coordinator_onboarding
@@ -53,15 +61,30 @@ def invite(
         raise typer.BadParameter(
             f"{address!r} is not an address a joiner can reach: give --endpoint HOST:PORT", param_hint="--endpoint"
         )
+    if bool(principal) != bool(role):
+        raise typer.BadParameter("a person's invite needs both --principal and --role", param_hint="--principal")
     made = coordinator_onboarding.create_invite(
-        network_dir, endpoint=address, authority=authority, valid_days=valid_days
+        network_dir,
+        endpoint=address,
+        authority=authority,
+        valid_days=valid_days,
+        principal=principal,
+        role=role,
+        name=name,
     )
     expires = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(made.expires_at))
-    err.print(
-        f"invite {made.invite_id} for {'authority ' + authority if authority else 'one authority'} to join"
-        f" {made.network!r}, valid until {expires}; the joiner runs `cagnet node join NODEDIR --invite CODE`"
-        " (send the code by a channel you trust: it admits one join request)"
-    )
+    if made.for_person:
+        err.print(
+            f"invite {made.invite_id} for {made.name} ({principal}) as {role} in {made.network!r}, valid until"
+            f" {expires}; the person runs `cagnet kit join --invite CODE --out KIT` on their own machine"
+            " (send the code by a channel you trust: it admits one join request)"
+        )
+    else:
+        err.print(
+            f"invite {made.invite_id} for {'authority ' + authority if authority else 'one authority'} to join"
+            f" {made.network!r}, valid until {expires}; the joiner runs `cagnet node join NODEDIR --invite CODE`"
+            " (send the code by a channel you trust: it admits one join request)"
+        )
     print(made.encode())
 
 
@@ -96,7 +119,8 @@ def list_invites(
             else "open"
         )
         expires = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(int(str(record["expires_at"]))))
-        table.add_row(str(record["id"]), str(record["authority"] or "any"), str(record["endpoint"]), expires, state)
+        who = str(record["authority"] or "any") + (f" ({record['role']})" if record.get("role") else "")
+        table.add_row(str(record["id"]), who, str(record["endpoint"]), expires, state)
     out.print(table)
 
 
@@ -172,6 +196,10 @@ def join(
         if invite_code is None or authority is None or endpoint is None:
             raise typer.BadParameter("a new join needs --invite, --authority and --endpoint")
         made = _read_invite(invite_code)
+        if made.for_person:
+            raise InvalidRequest(
+                f"this invite is for a person ({made.authority}, {made.role}): they run `cagnet kit join`"
+            )
         host, _, port = endpoint.rpartition(":")
         if not host or not port.isdigit() or not 0 < int(port) < 65536:
             raise typer.BadParameter(f"{endpoint!r} is not HOST:PORT", param_hint="--endpoint")

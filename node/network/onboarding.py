@@ -96,6 +96,8 @@ def start(
     """Make the node and file its join request. Everything the invite and the coordinator can
     refuse is asked before the folder is touched; if filing fails after that, the folder is
     removed again, so a refused join leaves nothing behind."""
+    if invite.for_person:
+        raise InvalidRequest(f"this invite is for a person ({invite.authority}): they join with `cagnet kit join`")
     invite.require_unexpired()
     if invite.authority and invite.authority != authority:
         raise InvalidRequest(f"the invite is for authority {invite.authority}, not {authority}")

@@ -39,8 +39,8 @@ from shared import keyfile
 FOUNDERS = ("E10000016", "E06000035", "E06000043")
 
 
-def cli(*args: str, ok: bool = True) -> str:
-    result = CliRunner().invoke(app, list(args), env={"COLUMNS": "200", "CAGNET_KEY_PASSPHRASE": ""})
+def cli(*args: str, ok: bool = True, passphrase: str = "") -> str:
+    result = CliRunner().invoke(app, list(args), env={"COLUMNS": "200", "CAGNET_KEY_PASSPHRASE": passphrase})
     if ok:
         assert result.exit_code == 0, result.output + repr(result.exception)
     elif result.exception is not None and not isinstance(result.exception, SystemExit):
@@ -54,6 +54,7 @@ class Founded:
     netdir: Path  # the operator's folder: nothing of any founder's but public halves
     onboarding: str
     nodedirs: dict[str, Path]  # each on "its own machine": root/machine-CODE/node
+    kit: Path | None = None  # the CAG chair's, on its own machine: root/machine-chair/kit
     servers: list[grpc.Server] = field(default_factory=list)
     coordinator: CoordinatorRuntime | None = None
     nodes: list[NodeRuntime] = field(default_factory=list)
@@ -64,13 +65,14 @@ def found(root: Path, founders: tuple[str, ...]) -> Iterator[Founded]:
     operator = root / "operator"
     netdir = operator / "network"
     listen = f"127.0.0.1:{free_port()}"
-    cli("network", "init", str(netdir), "--name", "Test CAG", "--coordinator-endpoint", listen)
+    # --no-chair: the operator makes no keys for the chair, who joins by invite like everyone else.
+    cli("network", "init", str(netdir), "--name", "Test CAG", "--coordinator-endpoint", listen, "--no-chair")
     coordinator = CoordinatorRuntime.open(netdir)
     mtls, _ = create_coordinator(coordinator, address=listen)
     runtime = GovernanceRuntime(netdir, coordinator.identity, coordinator.manifests, nonces=coordinator.nonces)
     runtime.audit = coordinator.audit
     onboard_server, port = create_onboarding(runtime, address="127.0.0.1:0")
-    founded = Founded(root, netdir, f"127.0.0.1:{port}", {}, [mtls, onboard_server], coordinator)
+    founded = Founded(root, netdir, f"127.0.0.1:{port}", {}, servers=[mtls, onboard_server], coordinator=coordinator)
     try:
         for i, code in enumerate(founders):
             printed = cli(
@@ -101,6 +103,7 @@ def found(root: Path, founders: tuple[str, ...]) -> Iterator[Founded]:
             joined = cli("node", "join", str(nodedir), "--poll-s", "0.2", "--timeout", "30")
             assert f"{code} joined" in joined
             founded.nodedirs[code] = nodedir
+        founded.kit = join_person(founded, CHAIR, "cag-chair", "Jane Smith, Lead Officer", admit="operator")
         for code, nodedir in founded.nodedirs.items():
             cli("node", "sync-manifest", str(nodedir))
             cli("node", "synth", str(nodedir), "--clients", "300", "--seed", str(len(code)))
@@ -115,6 +118,47 @@ def found(root: Path, founders: tuple[str, ...]) -> Iterator[Founded]:
         coordinator.close()
         for node in founded.nodes:
             node.engine.dispose()
+
+
+CHAIR = "jane-smith"
+
+
+def join_person(net: Founded, principal: str, role: str, name: str, *, admit: str, passphrase: str = "") -> Path:
+    """A person joins by invite from a machine of its own: `cagnet kit join`, admitted by the
+    operator (`admit="operator"`, founding phase) or sponsored by the first founder and approved by
+    the others (`admit="members"`, governed)."""
+    printed = cli(
+        "network", "invite", "--network", str(net.netdir), "--principal", principal, "--role", role,
+        "--name", name, "--endpoint", net.onboarding,
+    )  # fmt: skip
+    assert "cagnet kit join" in printed
+    machine = net.root / f"machine-{principal}"
+    machine.mkdir()
+    (machine / "invite.txt").write_text(printed.split()[-1])
+    kit = machine / "kit"
+    no_passphrase = () if passphrase else ("--no-passphrase",)
+    filed = cli(
+        "kit", "join", "--invite", f"@{machine / 'invite.txt'}", "--out", str(kit), "--no-wait", *no_passphrase,
+        passphrase=passphrase,
+    )  # fmt: skip
+    assert "join request filed" in filed and not (kit / "kit.toml").exists()
+    if admit == "operator":
+        cli("network", "admit", principal, "--network", str(net.netdir), "--yes")
+    else:
+        first, *rest = net.nodedirs.values()
+        sponsored = cli("network", "propose-join", principal, "--node", str(first), "--yes")
+        pid = next(w for w in sponsored.split() if w.endswith(":") and len(w) == 13).rstrip(":")
+        for nodedir in rest:
+            if _listed(net, principal):
+                break
+            cli("network", "approve", pid, "--node", str(nodedir), "--yes")
+    joined = cli("kit", "join", "--out", str(kit), "--poll-s", "0.2", "--timeout", "30", passphrase=passphrase)
+    assert "ready in" in joined, joined
+    return kit
+
+
+def _listed(net: Founded, party_id: str) -> bool:
+    return any(p.id == party_id for p in network.read(net.netdir).parties)
 
 
 @pytest.fixture(scope="module")
@@ -170,14 +214,8 @@ def test_founders_join_from_their_own_folders_and_answer(net: Founded) -> None:
     for nodedir in net.nodedirs.values():
         assert str(net.root / "operator") not in (nodedir / "node.toml").read_text()
     # The founders adopt a charter over signed gRPC, each from its own folder.
-    first, *rest = net.nodedirs.values()
-    proposed = cli("network", "charter", "--node", str(first))
-    pid = proposed.split()[1].rstrip(":")
-    for nodedir in rest:
-        cli("network", "approve", pid, "--node", str(nodedir), "--yes")
-    assert network.read(net.netdir).governed
-    for nodedir in net.nodedirs.values():
-        cli("node", "sync-manifest", str(nodedir))
+    governed(net)
+    first = next(iter(net.nodedirs.values()))
     # A member's officer asks a joint question from its node's folder, and every founder answers.
     out = net.root / "machine-" / "supply.json"
     out.parent.mkdir(exist_ok=True)
@@ -190,3 +228,53 @@ def test_founders_join_from_their_own_folders_and_answer(net: Founded) -> None:
     # Once governed, the operator cannot admit alone: a member sponsors, a quorum decides.
     refused = cli("network", "admit", "E10000014", "--network", str(net.netdir), "--yes", ok=False)
     assert "governed" in refused
+
+
+def test_a_chair_joins_by_invite_and_asks_from_its_own_kit(net: Founded) -> None:
+    assert net.kit is not None
+    chair = network.read(net.netdir).party(CHAIR)
+    assert chair.roles == ("cag-chair",) and chair.name == "Jane Smith, Lead Officer" and not chair.endpoint
+    # The operator's folder holds no principal's keys at all: --no-chair, and the chair made its own.
+    assert not (net.netdir / "principals").exists()
+    assert not (net.kit / "join.json").exists()
+    out = net.kit.parent / "supply.json"
+    cli("query", "supply-map", "--kit", str(net.kit), "--out", str(out))
+    bundle = verify_bundle(bundle_file.load(out)[0], network.read(net.netdir))
+    assert bundle.answered == tuple(sorted(FOUNDERS))
+    assert assert_private_keys_only_in(net.root, net.kit.parent) == 2  # signing and TLS
+
+
+def test_once_governed_a_person_is_admitted_by_a_quorum_with_keys_under_a_passphrase(net: Founded) -> None:
+    governed(net)
+    kit = join_person(net, "north-board", "regional-board", "Regional housing board", admit="members", passphrase="pw")
+    listed = network.read(net.netdir).party("north-board")
+    assert listed.roles == ("regional-board",)
+    for key in ("signing.key", "tls.key"):
+        assert b"ENCRYPTED PRIVATE KEY" in (kit / "principals" / "north-board" / key).read_bytes()
+    # The kit opens only with its passphrase, and says which file wants it.
+    locked = cli("feed", "subscribe", "--kit", str(kit), "--out", str(kit.parent / "feed"), ok=False)
+    assert "encrypted" in locked and "CAGNET_KEY_PASSPHRASE" in locked
+    # An invite for a person is no invite for a node, and the other way round.
+    code = cli(
+        "network", "invite", "--network", str(net.netdir), "--principal", "someone", "--role", "cag-chair",
+        "--endpoint", net.onboarding,
+    ).split()[-1]  # fmt: skip
+    refused = cli(
+        "node", "join", str(net.root / "nowhere"), "--invite", code, "--authority", "E10000014",
+        "--endpoint", "127.0.0.1:1",
+    ok=False)  # fmt: skip
+    assert "for a person" in refused and not (net.root / "nowhere").exists()
+
+
+def governed(net: Founded) -> None:
+    """The founders adopt a charter over signed gRPC, each from its own folder (once)."""
+    if network.read(net.netdir).governed:
+        return
+    first, *rest = net.nodedirs.values()
+    proposed = cli("network", "charter", "--node", str(first))
+    pid = proposed.split()[1].rstrip(":")
+    for nodedir in rest:
+        cli("network", "approve", pid, "--node", str(nodedir), "--yes")
+    assert network.read(net.netdir).governed
+    for nodedir in net.nodedirs.values():
+        cli("node", "sync-manifest", str(nodedir))
