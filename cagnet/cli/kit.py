@@ -132,3 +132,34 @@ def kit_join(
         f"[green]kit for {join.request.name} ({join.request.party_id})[/] ready in {out}: use it with"
         f" `--kit {out}`; its private keys were made here and never left it"
     )
+
+
+@app.command("rotate-key")
+def kit_rotate_key(
+    kit: Annotated[Path, typer.Argument(metavar="KIT", help="Your kit (made by `cagnet kit join`).")],
+    overlap_days: Annotated[
+        int, typer.Option(min=0, max=90, help="Days the old key stays accepted on requests after the proposal.")
+    ] = 7,
+) -> None:
+    """Make your next signing key in your kit and propose it to the members, signed with your current
+    key. Once a quorum approves, the kit switches to it the next time you use it; bundles signed
+    before still verify (against the key you held when they were made)."""
+
+    from coordinator import kit as kits
+    from coordinator import network
+    from shared.errors import InvalidRequest
+
+    principal = network.kit_principal(kit)
+    if principal is None:
+        raise InvalidRequest(f"{kit} is not a kit (it has no {network.KIT})")
+    _passphrase(False, keys=network.principal_dir(kit, principal) / "signing.key")
+    filed, waiting, until = kits.rotate_key(kit, overlap_days=overlap_days)
+    err.print(
+        f"proposal {filed.id}: {filed.proposal.change.describe()} -> version {filed.candidate.version}"
+        f" ({len(filed.approvals)} of {filed.needed} approvals: member authorities approve it with"
+        f" `cagnet network approve {filed.id} --node NODEDIR`)"
+    )
+    err.print(
+        f"new key waiting in {waiting}; the old one is accepted until {until:%Y-%m-%d %H:%M} UTC once the"
+        " rotation is published"
+    )

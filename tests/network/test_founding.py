@@ -33,7 +33,12 @@ from coordinator.server import create_server as create_coordinator
 from node.config import load_config
 from node.rpc.server import NodeRuntime
 from node.rpc.server import create_server as create_node
-from shared import keyfile
+from shared import dsse, governance, keyfile
+from shared.channel import ServiceRefused
+from shared.governance import Change, Proposal
+from shared.governance_client import GovernanceClient
+from shared.identity import Identity
+from shared.manifest import encode_key
 
 # Kent, Medway and Brighton & Hove: a county and two unitaries of the shipped register.
 FOUNDERS = ("E10000016", "E06000035", "E06000043")
@@ -145,8 +150,12 @@ def join_person(net: Founded, principal: str, role: str, name: str, *, admit: st
     if admit == "operator":
         cli("network", "admit", principal, "--network", str(net.netdir), "--yes")
     else:
+        # The sponsor checks the person asks for exactly this id, role and name, from its own node folder.
         first, *rest = net.nodedirs.values()
-        sponsored = cli("network", "propose-join", principal, "--node", str(first), "--yes")
+        sponsored = cli(
+            "network", "propose-principal", "--id", principal, "--role", role, "--name", name,
+            "--node", str(first), "--yes",
+        )  # fmt: skip
         pid = next(w for w in sponsored.split() if w.endswith(":") and len(w) == 13).rstrip(":")
         for nodedir in rest:
             if _listed(net, principal):
@@ -278,3 +287,60 @@ def governed(net: Founded) -> None:
     assert network.read(net.netdir).governed
     for nodedir in net.nodedirs.values():
         cli("node", "sync-manifest", str(nodedir))
+
+
+def test_the_chair_rotates_its_own_key_from_its_kit_and_a_bundle_saved_before_still_verifies(net: Founded) -> None:
+    governed(net)
+    assert net.kit is not None
+    kit, keys_dir = net.kit, net.kit / "principals" / CHAIR
+    before = kit.parent / "before-rotation.json"
+    cli("query", "supply-map", "--kit", str(kit), "--out", str(before))
+    old_key = network.read(net.netdir).party(CHAIR).signing_key
+
+    # A principal may propose nothing but its own key's rotation: the coordinator says so.
+    identity = network.principal_identity(kit)
+    head = network.read(kit)
+    change = Change(action="set-endpoints", endpoints={"coordinator": "127.0.0.1:1"})
+    proposal = Proposal(network=head.network, applies_to=head.version, proposed_by=CHAIR, change=change)
+    signed = dsse.sign(governance.PROPOSAL_PAYLOAD_TYPE, proposal.canonical_bytes(), identity.signing_key)
+    with GovernanceClient(identity, lambda: network.read(kit)) as client, pytest.raises(ServiceRefused) as refused:
+        client.propose(signed)
+    assert refused.value.code == grpc.StatusCode.PERMISSION_DENIED and "its own key" in refused.value.public_message
+
+    # The chair proposes its next key from its kit, signed with its current one; members approve.
+    rotated = cli("kit", "rotate-key", str(kit), "--overlap-days", "1")
+    pid = rotated.split()[1].rstrip(":")
+    assert (keys_dir / "signing.next.key").exists()
+    for nodedir in net.nodedirs.values():
+        if network.read(net.netdir).party(CHAIR).signing_key != old_key:
+            break
+        cli("network", "approve", pid, "--node", str(nodedir), "--yes")
+    listed = network.read(net.netdir).party(CHAIR)
+    assert listed.signing_key != old_key and listed.previous_key == old_key
+
+    # The kit switches to its new key the next time it is used, and the network answers it.
+    after = kit.parent / "after-rotation.json"
+    cli("query", "supply-map", "--kit", str(kit), "--out", str(after))
+    assert not (keys_dir / "signing.next.key").exists()
+    assert encode_key(Identity.load(keys_dir).public_key) == listed.signing_key
+    # Both bundles verify: the one made before against the key the chair held then.
+    for saved in (before, after):
+        assert "verified" in cli("verify", str(saved), "--kit", str(kit))
+    assert assert_private_keys_only_in(net.root, kit.parent) == 2
+
+
+def test_the_coordinator_proposes_its_own_key_rotation_and_members_decide(net: Founded) -> None:
+    governed(net)
+    old_key = network.read(net.netdir).party("coordinator").signing_key
+    # The operator, on its own folder, with no member's node folder at hand.
+    rotated = cli("network", "rotate-key", "coordinator", "--network", str(net.netdir))
+    pid = rotated.split()[1].rstrip(":")
+    assert "0 of" in rotated  # the coordinator's own signature is no approval
+    for nodedir in net.nodedirs.values():
+        if network.read(net.netdir).party("coordinator").signing_key != old_key:
+            break
+        cli("network", "approve", pid, "--node", str(nodedir), "--yes")
+    assert network.read(net.netdir).party("coordinator").previous_key == old_key
+    # A principal whose keys are in a kit is not rotated from the operator's folder.
+    refused = cli("network", "rotate-key", CHAIR, "--network", str(net.netdir), ok=False)
+    assert "kit rotate-key" in refused
