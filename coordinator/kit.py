@@ -27,6 +27,7 @@ from pathlib import Path
 
 from coordinator import network
 from shared import dsse, governance, keys
+from shared.channel import coordinator_endpoints
 from shared.errors import InvalidRequest, Unavailable
 from shared.governance import Change, Filed, Proposal
 from shared.governance_client import GovernanceClient, sync_manifests
@@ -77,7 +78,7 @@ def refresh(kit: Path) -> int:
     identity = network.principal_identity(kit)
     manifests = ManifestSource(network.manifest_path(kit), network.root_key(kit))
     try:
-        with GovernanceClient(identity, manifests.current) as client:
+        with GovernanceClient(identity, manifests.current, known=coordinator_endpoints(manifests)) as client:
             return sync_manifests(manifests, client)[0]
     except Unavailable:
         return manifests.current().version
@@ -104,6 +105,6 @@ def rotate_key(kit: Path, *, overlap_days: int = 7) -> tuple[Filed, Path, dateti
     governance.apply_change(head, change)  # a change that cannot apply is refused here, nothing sent
     proposal = Proposal(network=head.network, applies_to=head.version, proposed_by=identity.party_id, change=change)
     signed = dsse.sign(governance.PROPOSAL_PAYLOAD_TYPE, proposal.canonical_bytes(), identity.signing_key)
-    with GovernanceClient(identity, manifests.current) as client:
+    with GovernanceClient(identity, manifests.current, known=coordinator_endpoints(manifests)) as client:
         filed = client.propose(signed)
     return filed, folder / keys.NEXT, until

@@ -241,8 +241,11 @@ def require_role(party: Party, allowed: tuple[str, ...], method: str) -> None:
 
 
 def verify_response(envelope: dsse.Envelope, message_cls: type[M], *, signer: Party, request_digest: bytes) -> M:
-    """A response must be signed by the party asked, and answer exactly the request sent."""
-    message = open_signed(envelope, message_cls, signer)
+    """A response must be signed by the party asked, and answer exactly the request sent. A key the
+    party rotated out is accepted within its overlap, as on requests: a coordinator switches when it
+    restarts, and between the version listing its new key and the restart it still signs with the
+    old one, which a member that has taken that version up must still accept."""
+    message = open_signed(envelope, message_cls, signer, now=now_ms())
     header = getattr(message, "header", None)
     if not isinstance(header, envelope_pb2.ResponseHeader):
         raise InvalidRequest("the payload has no response header")

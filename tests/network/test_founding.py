@@ -60,9 +60,26 @@ class Founded:
     onboarding: str
     nodedirs: dict[str, Path]  # each on "its own machine": root/machine-CODE/node
     kit: Path | None = None  # the CAG chair's, on its own machine: root/machine-chair/kit
-    servers: list[grpc.Server] = field(default_factory=list)
+    servers: list[grpc.Server] = field(default_factory=list)  # the nodes'
     coordinator: CoordinatorRuntime | None = None
+    coordinator_servers: list[grpc.Server] = field(default_factory=list)  # its mTLS and onboarding ports
     nodes: list[NodeRuntime] = field(default_factory=list)
+
+
+def serve_coordinator(net: Founded, listen: str) -> None:
+    """(Re)start the coordinator as `cagnet coordinator serve NETDIR --listen LISTEN --onboarding
+    ...` would: a new runtime (which takes up a rotated key the manifest now lists), its mTLS port on
+    `listen` and its onboarding port where the invites say."""
+    for server in net.coordinator_servers:
+        server.stop(grace=None).wait()
+    if net.coordinator is not None:
+        net.coordinator.close()
+    coordinator = net.coordinator = CoordinatorRuntime.open(net.netdir)
+    mtls, _ = create_coordinator(coordinator, address=listen)
+    runtime = GovernanceRuntime(net.netdir, coordinator.identity, coordinator.manifests, nonces=coordinator.nonces)
+    runtime.audit = coordinator.audit
+    onboard_server, _ = create_onboarding(runtime, address=net.onboarding)
+    net.coordinator_servers = [mtls, onboard_server]
 
 
 def found(root: Path, founders: tuple[str, ...]) -> Iterator[Founded]:
@@ -72,13 +89,9 @@ def found(root: Path, founders: tuple[str, ...]) -> Iterator[Founded]:
     listen = f"127.0.0.1:{free_port()}"
     # --no-chair: the operator makes no keys for the chair, who joins by invite like everyone else.
     cli("network", "init", str(netdir), "--name", "Test CAG", "--coordinator-endpoint", listen, "--no-chair")
-    coordinator = CoordinatorRuntime.open(netdir)
-    mtls, _ = create_coordinator(coordinator, address=listen)
-    runtime = GovernanceRuntime(netdir, coordinator.identity, coordinator.manifests, nonces=coordinator.nonces)
-    runtime.audit = coordinator.audit
-    onboard_server, port = create_onboarding(runtime, address="127.0.0.1:0")
-    founded = Founded(root, netdir, f"127.0.0.1:{port}", {}, servers=[mtls, onboard_server], coordinator=coordinator)
+    founded = Founded(root, netdir, f"127.0.0.1:{free_port()}", {})
     try:
+        serve_coordinator(founded, listen)
         for i, code in enumerate(founders):
             printed = cli(
                 "network", "invite", "--network", str(netdir), "--authority", code, "--endpoint", founded.onboarding
@@ -118,9 +131,10 @@ def found(root: Path, founders: tuple[str, ...]) -> Iterator[Founded]:
             founded.servers.append(server)
         yield founded
     finally:
-        for server in founded.servers:
+        for server in founded.servers + founded.coordinator_servers:
             server.stop(grace=None).wait()
-        coordinator.close()
+        if founded.coordinator is not None:
+            founded.coordinator.close()
         for node in founded.nodes:
             node.engine.dispose()
 
@@ -340,7 +354,47 @@ def test_the_coordinator_proposes_its_own_key_rotation_and_members_decide(net: F
         if network.read(net.netdir).party("coordinator").signing_key != old_key:
             break
         cli("network", "approve", pid, "--node", str(nodedir), "--yes")
-    assert network.read(net.netdir).party("coordinator").previous_key == old_key
+    listed = network.read(net.netdir).party("coordinator")
+    assert listed.previous_key == old_key
+    # The nodes take the version up (`node serve` polls every 30 s); restarted within the overlap,
+    # the coordinator signs with its new key, and they check it against that.
+    for nodedir in net.nodedirs.values():
+        cli("node", "sync-manifest", str(nodedir))
+    serve_coordinator(net, listed.endpoint)
+    assert net.coordinator is not None and encode_key(net.coordinator.identity.public_key) == listed.signing_key
+    for nodedir in net.nodedirs.values():
+        cli("node", "sync-manifest", str(nodedir))
     # A principal whose keys are in a kit is not rotated from the operator's folder.
     refused = cli("network", "rotate-key", CHAIR, "--network", str(net.netdir), ok=False)
     assert "kit rotate-key" in refused
+
+
+def test_kits_and_nodes_follow_the_coordinator_when_it_moves(net: Founded) -> None:
+    governed(net)
+    assert net.kit is not None and net.coordinator is not None
+    old, new = network.read(net.netdir).coordinator_endpoint, f"127.0.0.1:{free_port()}"
+    first, *rest = net.nodedirs.values()
+    proposed = cli("network", "propose-endpoint", "coordinator", new, "--node", str(first))
+    pid = proposed.split()[1].rstrip(":")
+    for nodedir in rest:
+        if network.read(net.netdir).coordinator_endpoint == new:
+            break
+        cli("network", "approve", pid, "--node", str(nodedir), "--yes")
+    assert network.read(net.netdir).coordinator_endpoint == new
+    # Published before the coordinator moves: a node or kit whose head names the new address finds
+    # it still at the old one, and one whose head names the old address learns the new one there.
+    for nodedir in net.nodedirs.values():
+        cli("node", "sync-manifest", str(nodedir))  # what `node serve` does every 30 s
+    cli("query", "supply-map", "--kit", str(net.kit), "--out", str(net.kit.parent / "before-move.json"))
+    assert network.read(net.kit).coordinator_endpoint == new
+
+    # The operator moves it: the old address stops answering, and everyone follows.
+    serve_coordinator(net, new)
+    cli("query", "supply-map", "--kit", str(net.kit), "--out", str(net.kit.parent / "after-move.json"))
+    for nodedir in net.nodedirs.values():
+        cli("node", "sync-manifest", str(nodedir))
+
+    # When no address answers, the message says which were tried.
+    net.coordinator_servers[0].stop(grace=None).wait()
+    refused = cli("query", "supply-map", "--kit", str(net.kit), "--out", str(net.kit.parent / "x.json"), ok=False)
+    assert "not reachable at any address" in refused and new in refused and old in refused
