@@ -40,8 +40,9 @@ from shared.governance_client import GovernanceClient
 from shared.identity import Identity
 from shared.manifest import encode_key
 
-# Kent, Medway and Brighton & Hove: a county and two unitaries of the shipped register.
-FOUNDERS = ("E10000016", "E06000035", "E06000043")
+# Six South East authorities of the shipped register: Kent, Medway, Surrey, West Sussex, East
+# Sussex, Brighton & Hove (counties and unitaries), as the network of six.
+FOUNDERS = ("E10000016", "E06000035", "E10000030", "E10000032", "E10000011", "E06000043")
 
 
 def cli(*args: str, ok: bool = True, passphrase: str = "") -> str:
@@ -233,6 +234,11 @@ def test_founders_join_from_their_own_folders_and_answer(net: Founded) -> None:
     # The first founder made the linkage key; each other founder opened the copy sealed to it.
     keys = {(d / "identity" / "linkage.key").read_bytes() for d in net.nodedirs.values()}
     assert len(keys) == 1
+    # ... and the coordinator never held it: not in any form anywhere in the operator's folder.
+    (linkage,) = keys
+    operator = [p.read_bytes() for p in (net.root / "operator").rglob("*") if p.is_file()]
+    for form in (linkage, base64.b64encode(linkage), linkage.hex().encode()):
+        assert not any(form in data for data in operator)
     # No founder's folder points outside itself: its own keys and its own copy of the public files.
     for nodedir in net.nodedirs.values():
         assert str(net.root / "operator") not in (nodedir / "node.toml").read_text()
@@ -267,7 +273,9 @@ def test_a_chair_joins_by_invite_and_asks_from_its_own_kit(net: Founded) -> None
     assert assert_private_keys_only_in(net.root, net.kit.parent) == 2  # signing and TLS
 
 
-def test_once_governed_a_person_is_admitted_by_a_quorum_with_keys_under_a_passphrase(net: Founded) -> None:
+def test_once_governed_a_person_is_admitted_by_a_quorum_with_keys_under_a_passphrase(
+    net: Founded, monkeypatch: pytest.MonkeyPatch
+) -> None:
     governed(net)
     kit = join_person(net, "north-board", "regional-board", "Regional housing board", admit="members", passphrase="pw")
     listed = network.read(net.netdir).party("north-board")
@@ -287,6 +295,8 @@ def test_once_governed_a_person_is_admitted_by_a_quorum_with_keys_under_a_passph
         "--endpoint", "127.0.0.1:1",
     ok=False)  # fmt: skip
     assert "for a person" in refused and not (net.root / "nowhere").exists()
+    monkeypatch.setenv("CAGNET_KEY_PASSPHRASE", "pw")  # to read the keys it looks for elsewhere
+    assert assert_private_keys_only_in(net.root, kit.parent) == 2
 
 
 def governed(net: Founded) -> None:
