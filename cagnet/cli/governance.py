@@ -260,9 +260,11 @@ def proposals(
     if node is not None:
         with _open(folder, node) as member:
             waiting = [governance.open_join_request(e) for e in member.join_requests()]
+            unsealed = [governance.open_join_request(e) for e in member.awaiting_key()]
     else:
         assert folder is not None
         waiting = [governance.open_join_request(e) for e in onboarding.awaiting_sponsor(folder)]
+        unsealed = [governance.open_join_request(e) for e in onboarding.awaiting_key(folder)]
     table = Table(title=f"open proposals (manifest version {version})")
     for col in ("id", "change", "proposed by", "approvals", "needed", "check"):
         table.add_column(col)
@@ -287,6 +289,15 @@ def proposals(
                 f"cagnet network propose-join {request.party_id} --node NODEDIR",
             )
         out.print(joins)
+    if unsealed:
+        keys = Table(title="members admitted, waiting for the network linkage key")
+        for col in ("authority", "name", "seal it with"):
+            keys.add_column(col)
+        for request in unsealed:
+            keys.add_row(
+                request.party_id, request.name, f"cagnet network seal-linkage-key {request.party_id} --node NODEDIR"
+            )
+        out.print(keys)
 
 
 def approve(proposal_id: str, node: NodeOpt, folder: FolderOpt = None, yes: YesOpt = False) -> None:

@@ -13,12 +13,13 @@ from __future__ import annotations
 
 import base64
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import grpc
 import pytest
 from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from typer.testing import CliRunner
 
 from cagnet.cli import app
@@ -27,18 +28,22 @@ from coordinator import network
 from coordinator.governance.server import GovernanceRuntime
 from coordinator.joint import bundle as bundle_file
 from coordinator.joint.bundle import verify_bundle
+from coordinator.onboarding import invites as onboarding
 from coordinator.onboarding.server import create_server as create_onboarding
 from coordinator.server import CoordinatorRuntime
 from coordinator.server import create_server as create_coordinator
 from node.config import load_config
 from node.rpc.server import NodeRuntime
 from node.rpc.server import create_server as create_node
-from shared import dsse, governance, keyfile
+from shared import dsse, governance, keyfile, pki
 from shared.channel import ServiceRefused
+from shared.errors import ManifestRefused
 from shared.governance import Change, Proposal
 from shared.governance_client import GovernanceClient
 from shared.identity import Identity
-from shared.manifest import encode_key
+from shared.manifest import MANIFEST_PAYLOAD_TYPE, encode_key
+from shared.models import JoinRequest
+from shared.onboarding_client import OnboardingClient, fetch_network_ca
 
 # Six South East authorities of the shipped register: Kent, Medway, Surrey, West Sussex, East
 # Sussex, Brighton & Hove (counties and unitaries), as the network of six.
@@ -118,6 +123,8 @@ def found(root: Path, founders: tuple[str, ...]) -> Iterator[Founded]:
                 waiting = cli("node", "join", str(nodedir), "--no-wait", ok=False)
                 assert "waiting for a member to seal" in waiting
                 assert first is not None
+                listed = cli("network", "proposals", "--node", str(first))
+                assert f"cagnet network seal-linkage-key {code}" in listed
                 cli("network", "seal-linkage-key", code, "--node", str(first))
             joined = cli("node", "join", str(nodedir), "--poll-s", "0.2", "--timeout", "30")
             assert f"{code} joined" in joined
@@ -311,6 +318,61 @@ def governed(net: Founded) -> None:
     assert network.read(net.netdir).governed
     for nodedir in net.nodedirs.values():
         cli("node", "sync-manifest", str(nodedir))
+
+
+def test_a_person_gets_exactly_what_it_was_invited_as(net: Founded) -> None:
+    # The coordinator refuses a request that asks for another role than the invite names ...
+    invite = onboarding.create_invite(
+        net.netdir, endpoint=net.onboarding, principal="sam-jones", role="cag-chair", name="Sam Jones"
+    )
+    signing, tls_key = Ed25519PrivateKey.generate(), pki.new_tls_key()
+    spki = (serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+    asked = JoinRequest(
+        party_id="sam-jones",
+        name="Sam Jones",
+        endpoint="",
+        population=0,
+        signing_key=encode_key(signing.public_key()),
+        tls_public_key_pem=tls_key.public_key().public_bytes(*spki).decode(),
+        role="regional-board",
+    )
+    ca_pem = fetch_network_ca(net.onboarding, invite.ca_fingerprint)
+    with OnboardingClient(net.onboarding, invite, party_id="sam-jones", signing_key=signing, ca_pem=ca_pem) as client:
+        with pytest.raises(ServiceRefused) as refused:
+            client.file_join(governance.sign_join_request(asked, signing))
+        assert refused.value.code == grpc.StatusCode.PERMISSION_DENIED
+        assert "sam-jones as cag-chair" in refused.value.public_message
+    assert onboarding.filed_request(net.netdir, "sam-jones") is None
+
+    # ... and an approver refuses a candidate that lists a person with another role than it signed for.
+    as_invited = asked.model_copy(update={"role": "cag-chair"})
+    cert, party = network.member_certificate(net.netdir, as_invited)
+    head = network.read(net.netdir)
+    regional = party.model_copy(update={"roles": ("regional-board",)})
+    proposal = Proposal(
+        network=head.network,
+        applies_to=head.version,
+        proposed_by="coordinator",
+        change=Change(action="add-member", party=regional),
+    )
+    coordinator = network.coordinator_identity(net.netdir)
+    candidate = governance.apply_change(head, proposal.change)
+    filed = governance.Filed(
+        id="x",
+        signed=dsse.sign(governance.PROPOSAL_PAYLOAD_TYPE, proposal.canonical_bytes(), coordinator.signing_key),
+        envelope=dsse.Envelope(MANIFEST_PAYLOAD_TYPE, candidate.canonical_bytes(), ()),
+        approvals=(),
+        needed=4,
+        certificate=pki.cert_pem(cert),
+        join_request=governance.sign_join_request(as_invited, signing),
+    )
+    ca = (net.netdir / "ca" / "ca.crt").read_bytes()
+    with pytest.raises(ManifestRefused, match="other roles"):
+        governance.review(head, filed, ca_cert_pem=ca)
+    honest = Proposal(**{**proposal.model_dump(), "change": Change(action="add-member", party=party)})
+    signed = dsse.sign(governance.PROPOSAL_PAYLOAD_TYPE, honest.canonical_bytes(), coordinator.signing_key)
+    envelope = dsse.Envelope(MANIFEST_PAYLOAD_TYPE, governance.apply_change(head, honest.change).canonical_bytes(), ())
+    governance.review(head, replace(filed, signed=signed, envelope=envelope), ca_cert_pem=ca)  # as asked: fine
 
 
 def test_the_chair_rotates_its_own_key_from_its_kit_and_a_bundle_saved_before_still_verifies(net: Founded) -> None:
