@@ -21,7 +21,7 @@ import grpc
 from google.protobuf.message import Message
 
 from shared import dsse
-from shared.auth import digest, request_header, sign_message, verify_response
+from shared.auth import digest, now_ms, request_header, sign_message, verify_response
 from shared.errors import CagnetError, Unavailable
 from shared.identity import Identity
 from shared.interceptor import secure_channel
@@ -109,8 +109,9 @@ class CoordinatorChannel:
 
     def _call(self, name: str, request: Message, response_cls: type[R], *, timeout_s: float = 30.0) -> R:
         reply, request_digest = self._send(name, request, timeout_s=timeout_s)
+        # A reply just received: a key the coordinator rotated out still counts within its overlap.
         return verify_response(
-            reply, response_cls, signer=self.manifest.party(COORDINATOR), request_digest=request_digest
+            reply, response_cls, signer=self.manifest.party(COORDINATOR), request_digest=request_digest, now=now_ms()
         )
 
     def _send(self, name: str, request: Message, *, timeout_s: float = 30.0) -> tuple[dsse.Envelope, bytes]:

@@ -13,7 +13,7 @@ from collections.abc import Callable, Sequence
 from google.protobuf.message import DecodeError
 
 from shared import dsse, governance
-from shared.auth import verify_response
+from shared.auth import now_ms, verify_response
 from shared.channel import CoordinatorChannel
 from shared.errors import BadSignature, InvalidRequest
 from shared.governance import Filed
@@ -61,7 +61,9 @@ def _sync_after_coordinator_rotation(
     added = manifests.offer(latest, fetch)
     coordinator = manifests.current().party(COORDINATOR)
     for envelope, request_digest in replies:
-        verify_response(envelope, governance_pb2.ManifestResponse, signer=coordinator, request_digest=request_digest)
+        verify_response(
+            envelope, governance_pb2.ManifestResponse, signer=coordinator, request_digest=request_digest, now=now_ms()
+        )
     return manifests.current().version, tuple(governance.parse_unverified(env).version for env in added)
 
 
