@@ -403,8 +403,10 @@ def node_init(
         ),
     ] = None,
 ) -> None:
-    """Create a node's keys and configuration and admit it to the network (founding phase), or
-    write its join request for `cagnet network propose-join` (a governed network)."""
+    """On one machine (a demo or a test network): create a node's keys and configuration beside the
+    operator's network folder and admit it (founding phase), or write its join request for
+    `cagnet network propose-join` (a governed network). An authority on its own machine joins with
+    `cagnet node join --invite`, founding members included."""
     from cagnet.cli.governance import write_join_request
     from coordinator import network
     from node.answers import linkage
