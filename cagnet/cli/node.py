@@ -42,6 +42,22 @@ def _engine(nodedir: Path):  # type: ignore[no-untyped-def]
     return config, engine
 
 
+def _prepare_edition(config: NodeConfig, engine: Engine) -> None:
+    """The standard table set, protected again for the records just written (a new edition)."""
+    from node.editions_build import prepare_edition
+    from shared.errors import Unavailable
+
+    with err.status("protecting the standard table set for the records as they are now"):
+        try:
+            made = prepare_edition(config, engine)
+        except Unavailable as exc:
+            # The records are written; without a policy yet, the node protects the set when it starts.
+            err.print(f"the standard table set is not protected yet ({exc.public_message}): the node does it at start")
+            return
+    if made:
+        err.print("the standard table set is protected for these records (a new edition)")
+
+
 def _audit_log(nodedir: Path) -> Engine:
     return _engine(nodedir)[1]
 
@@ -103,6 +119,7 @@ def synth(
             members=[p.id for p in manifest.members],
         )
     err.print(f"[green]loaded[/] {counts}")
+    _prepare_edition(config, engine)
 
 
 KINDS = ("providers", "services", "contracts", "client-records", "outcomes")
@@ -187,6 +204,8 @@ def import_(
         err.print(f"every problem ({len(check.problems)}) is in {errors}")
     if check.problems:
         raise typer.Exit(1)
+    if not dry_run:
+        _prepare_edition(config, engine)
     if kind == "client-records" and not dry_run:
         shares = linkable_by_provider(engine)
         if any(linked < n for _, _, n, linked in shares):

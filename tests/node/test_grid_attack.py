@@ -40,7 +40,7 @@ SECRET = b"medway-rounding-key-0123456789abcdef"
 SEALER = PersonSealer(bytes(range(64)))
 # Two grid years keep each linear programme small: 2008-09 and 2009-10.
 POLICY = parse_policy(
-    default_policy_toml(grid=True)
+    default_policy_toml()
     .replace(b"first_year = 2005", b"first_year = 2008")
     .replace(b"last_year = 2009", b"last_year = 2009")
 )
