@@ -121,21 +121,10 @@ def _short_name(name: str) -> str:
 
 
 def currency_lines(currency: Sequence[AuthorityCurrency]) -> list[str]:
-    """Each answering authority's records currency as its signed answer states it, named from the
-    register: "Kent: records to 2010-03-31, last import 2026-12-05 09:14 UTC"."""
-    from shared import places
+    """Each answering authority's records currency (`coordinator.joint.bundle.currency_lines`)."""
+    from coordinator.joint.bundle import currency_lines as lines  # lazily: the CLI's start-up time
 
-    lines = []
-    for c in currency:
-        try:
-            name = places.place_name(c.authority)
-        except KeyError:
-            name = c.authority
-        parts = [f"records to {c.records_to}" if c.records_to else "no client records"]
-        if c.last_import:
-            parts.append(f"last import {c.last_import[:10]} {c.last_import[11:16]} UTC")
-        lines.append(f"{name}: {', '.join(parts)}")
-    return lines
+    return lines(currency)
 
 
 def _render_coverage(bundle: Bundle, console: Console) -> None:

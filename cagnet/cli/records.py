@@ -135,14 +135,10 @@ def _query(bundle: Bundle) -> Any:
 
 
 def span_label(bundle: Bundle) -> str:
-    """The span of client records a joint answer covers, as a chair reads it: the dates asked, and
-    where the question left the end open, the month the answering authorities' records run to."""
-    query = _query(bundle)
-    latest = max((c.records_to for c in bundle.currency if c.records_to), default="")
-    end = query.to_date or latest
-    if query.from_date:
-        return f"{query.from_date} to {end or 'the latest records'}"
-    return f"all records to {end}" if end else "all records"
+    """The span of client records a joint answer covers (`coordinator.joint.bundle.span_label`)."""
+    from coordinator.joint.bundle import span_label as label  # lazily: the CLI's start-up time
+
+    return label(bundle)
 
 
 def _periods_table(r: JointMovement, grain: str, console: Console) -> None:
