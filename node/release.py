@@ -93,6 +93,15 @@ NET_FLOW = "net-flow"
 KPI = "kpi"
 NON_LOCAL_SERVICES = "non-local-services"
 DESIGNATED = "supply-map/designated-services"  # the ledger's kind for designated-service counts
+# The standard table set's extension point for count kinds. Each kind on the grid is answered from
+# one protected block family; kinds that count the same people share a family (net flows are
+# new clients by origin class, so they read movement's block). A family is built in
+# `Releaser._protect_year` (its finest cells, which end in the month, become the block's atoms
+# (quarter, first dimension, second dimension) with each dimension's totals, and the client group's
+# position), and a kind's table is laid out from its family's block in `_grid_count_table`. A new
+# count kind adds itself here, to `shared.policy.GRID_KINDS`, to `Releaser._sources` (its finest
+# cells), and, if it counts other people, a family of its own in those two places.
+GRID_FAMILY: dict[str, str] = {MOVEMENT: MOVEMENT, NET_FLOW: MOVEMENT, KPI: KPI}
 _Answer = TypeVar("_Answer", bound=BaseModel)
 # The ledger keeps every supply map at its finest grain, so that any two can be compared.
 _LEDGER_DIMENSIONS = ("client_group", "service_type", "district")
@@ -381,7 +390,7 @@ class Releaser:
             if latest is not None:
                 self._previous = {(f, y): block_from_state(b) for f, y, b in json.loads(latest)["blocks"]}
             for kind in grid.kinds:
-                if kind in (MOVEMENT, NET_FLOW, KPI):
+                if kind in GRID_FAMILY:
                     for year in range(grid.first_year, grid.last_year + 1):
                         self._block(policy, kind, FinancialYear(year))
                     self._span_block(policy, kind)
@@ -444,7 +453,7 @@ class Releaser:
 
     def _block(self, policy: Policy, kind: str, year: FinancialYear) -> Block | None:
         """The protected block a grid question of `kind` is answered from (None: withheld)."""
-        family = KPI if kind == KPI else MOVEMENT
+        family = GRID_FAMILY[kind]
         edition = self._edition()
         self._publish_grid(policy, kind)
         mine = self._year_cells(policy, kind, year)
@@ -471,7 +480,7 @@ class Releaser:
         the grid's years."""
         grid = policy.grid
         assert grid is not None
-        family = KPI if kind == KPI else MOVEMENT
+        family = GRID_FAMILY[kind]
         blocks = [self._block(policy, kind, FinancialYear(y)) for y in range(grid.first_year, grid.last_year + 1)]
         years = [b for b in blocks if b is not None and b.year is not None and b.year.label in b.periods]
         if len(years) != len(blocks):
@@ -546,7 +555,7 @@ class Releaser:
         """A grid question's table from its year's protected block, the same every time it is
         asked; None when the question is off the grid (or its year withheld). Called under the lock."""
         grid = self._grid_of(policy, kind)
-        if grid is None:
+        if grid is None or kind not in GRID_FAMILY:
             return None
         span: tuple[FinancialYear | None, str] | None = grid_span(grid, question)
         span = span or self._same_as_grid(policy, kind, question)
