@@ -20,6 +20,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from cagnet.cli import (
+    console,
     coordinator,
     feed,
     governance,
@@ -74,6 +75,7 @@ app = typer.Typer(
 app.command("verify")(query.verify)
 app.command("health")(health.health_command)
 app.command("report")(report)
+app.command("console")(console.console_command)
 app.command("demo")(demo)
 
 for name, command in onboarding.NETWORK_COMMANDS + governance.NETWORK_COMMANDS:

@@ -10,14 +10,27 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 from rich import box
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
-from cagnet.cli.common import AskerOpt, NetworkOpt, PrincipalOpt, _default_network, _netdir, err, member_asker, out
+from cagnet.actions.asking import member_asker
+from cagnet.actions.labels import currency_lines, short_name, supply_map_day
+from cagnet.cli.common import (
+    AskerOpt,
+    FormatOpt,
+    NetworkOpt,
+    PrincipalOpt,
+    _default_network,
+    _netdir,
+    check_format,
+    err,
+    label_cap,
+    out,
+    print_bundle,
+)
 
 if TYPE_CHECKING:
-    from collections.abc import Sequence
-
-    from coordinator.joint.bundle import AuthorityCurrency, Bundle
+    from coordinator.joint.bundle import Bundle
     from shared.kinds.supply import JointSupplyMap
 
 app = typer.Typer(help="Joint queries across the member nodes (as the CAG chair).", no_args_is_help=True)
@@ -36,7 +49,7 @@ def render_supply_map(bundle: Bundle, console: Console) -> None:
         title += f", client groups {', '.join(str(g) for g in r.selected_groups)}"
     totals = Table(title=title)
     for col in ("authority", "population", "services", "units", "designated", "contracts £/yr"):
-        totals.add_column(col, justify="right" if col != "authority" else "left")
+        totals.add_column(col, justify="right" if col != "authority" else "left", overflow="fold")
     for a in r.authorities:
         totals.add_row(
             a.name,
@@ -65,7 +78,7 @@ def render_supply_map(bundle: Bundle, console: Console) -> None:
         console.print(f"  CAG {labels[name]} withheld: {reason}")
 
     # Two narrow tables rather than one wide one: six authorities must fit an 80-column terminal.
-    heads = {code: _short_name(names[code]) for code in codes}
+    heads = {code: short_name(names[code]) for code in codes}
     day = bundle.created_at[:10]
     rates = Table(
         title=f"Units per 1,000 population by client group, on {day}",
@@ -80,10 +93,10 @@ def render_supply_map(bundle: Bundle, console: Console) -> None:
     numbers = sum(max(len(h), 5) + 3 for h in [*heads.values(), "CAG"])  # padding and a rule each
     label_width = max(14, min(40, console.width - numbers - 1))
     for table in (rates, gaps):
-        table.add_column("client group", no_wrap=True, overflow="ellipsis", max_width=label_width)
+        table.add_column("client group", overflow="fold", max_width=label_cap(console, label_width))
         for code in codes:
-            table.add_column(heads[code], justify="right", no_wrap=True, min_width=max(5, len(heads[code])))
-    rates.add_column("CAG", justify="right", no_wrap=True, min_width=5)
+            table.add_column(heads[code], justify="right", min_width=max(5, len(heads[code])), overflow="fold")
+    rates.add_column("CAG", justify="right", min_width=5, overflow="fold")
     for g in r.client_groups:
         label = f"{g.client_group:>2} {g.name}"
         rates.add_row(label, *(f"{g.rates[code]:.2f}" for code in codes), f"{g.cag_rate:.2f}")
@@ -110,21 +123,6 @@ def _withheld_totals(r: JointSupplyMap) -> dict[str, str]:
         for name in ("services", "designated_services", "annual_value")
     }
     return {name: f"suppressed at {', '.join(codes)}" for name, codes in short.items() if codes}
-
-
-def _short_name(name: str) -> str:
-    """Column headings for narrow tables: "North Yorkshire" -> "N Yorkshire", "Bath & Wells" -> "B&W"."""
-    if " & " in name:
-        return "&".join(part[0] for part in name.split(" & "))
-    first, _, rest = name.partition(" ")
-    return f"{first[0]} {rest}" if rest and first in {"North", "South", "East", "West"} else name
-
-
-def currency_lines(currency: Sequence[AuthorityCurrency]) -> list[str]:
-    """Each answering authority's records currency (`coordinator.joint.bundle.currency_lines`)."""
-    from coordinator.joint.bundle import currency_lines as lines  # lazily: the CLI's start-up time
-
-    return lines(currency)
 
 
 def _render_coverage(bundle: Bundle, console: Console) -> None:
@@ -158,6 +156,7 @@ def query_supply_map(
     ] = None,
     deadline_ms: Annotated[int, typer.Option(help="Per-node deadline (0: the coordinator's default).")] = 0,
     as_json: Annotated[bool, typer.Option("--json", help="Print the verified bundle as JSON.")] = False,
+    fmt: FormatOpt = "table",
     out_file: Annotated[Path | None, typer.Option("--out", help="Save the signed bundle for `cagnet verify`.")] = None,
     principal: PrincipalOpt = "",
 ) -> None:
@@ -179,6 +178,9 @@ def query_supply_map(
         days = [date(y, 4, 1) for y in sorted(set(year))]
     else:
         days = [date.today()]
+    check_format(fmt)
+    if as_json:
+        fmt = "json"
     if out_file is not None and len(days) > 1:
         raise typer.BadParameter("--out saves one bundle: give one --year", param_hint="--out")
     netdir = _netdir(network_dir)
@@ -198,21 +200,13 @@ def query_supply_map(
         if out_file is not None:
             bundle_mod.save(out_file, envelope, network_dir=netdir)
             err.print(f"signed bundle saved to {out_file} (check it with `cagnet verify {out_file}`)")
-        if not as_json:
+        if fmt == "table":
             render_supply_map(bundle, out)
-    if as_json:
+        elif fmt == "csv":
+            print_bundle(bundle, fmt)
+    if fmt == "json":
         documents = [b.model_dump(mode="json") for b in bundles]
         print(json.dumps(documents[0] if len(documents) == 1 else documents, indent=2))
-
-
-def supply_map_day(bundle: Bundle) -> str:
-    """The day a supply-map bundle describes, from the principal's signed query ("" for a query
-    made before maps had a day, or without one: the nodes' today)."""
-    from shared import dsse
-    from shared.pb.cagnet.v1 import coordinator_pb2
-
-    query = coordinator_pb2.JointQueryRequest.FromString(dsse.Envelope.from_json(bundle.query).payload)
-    return query.as_at
 
 
 def verify(
@@ -223,35 +217,16 @@ def verify(
 
     from coordinator import network
     from coordinator.joint import bundle as bundle_mod
-    from coordinator.joint.bundle import verify_saved_bundle
 
     envelope, hint = bundle_mod.load(file)
     netdir = network_dir or _default_network() or hint
     if netdir is None:
         raise typer.BadParameter("the file names no network folder; give --network", param_hint="--network")
-    # Against the keys each party held at the version the bundle names, not today's.
     chain = [m for m, _ in network.history(netdir)]
-    bundle, made_under = verify_saved_bundle(envelope, chain)
-    out.print(
-        f"[green]verified[/]: {bundle.kind} bundle from {bundle.network}, "
-        f"{len(bundle.contributions)} signed contributions ({', '.join(bundle.answered)}), "
-        + (
-            "each node's signed receipt checked (repeat movers are counted from tokens, and VFM summed from "
-            "masked histograms, that the bundle does not hold); "
-            if bundle.kind in ("repeat-movers", "vfm")
-            else "result recomputed and identical; "
-        )
-        + f"missing: {', '.join(m.authority for m in bundle.missing) or 'none'}"
-    )
-    current = network.read_policy(netdir).digest
-    note = "the network's current policy" if current == bundle.policy_digest else "not the network's current policy"
-    out.print(f"made under policy {bundle.policy_digest} ({note})")
-    if made_under.version == chain[-1].version:
-        out.print(f"signatures checked against the keys of manifest version {made_under.version} (the current one)")
-    else:
-        out.print(
-            f"signatures checked against the keys each party held at manifest version {made_under.version}, "
-            f"from the verified chain (the current version is {chain[-1].version}: keys rotated since do not matter)"
-        )
-    for line in currency_lines(bundle.currency):  # checked against each node's signed statement
-        out.print(line)
+    from cagnet.actions.verify import verification
+
+    _, lines = verification(envelope, chain, network.read_policy(netdir).digest)
+    first, _, rest = lines[0].partition(": ")
+    out.print(f"[green]{first}[/]: {escape(rest)}")
+    for line in lines[1:]:
+        out.print(escape(line))
