@@ -139,7 +139,6 @@ class Releaser:
         self._published: tuple[str, tuple[object, ...]] | None = None  # policy and edition in the ledger
         self._previous: dict[tuple[str, int], Block] = {}  # the last kept edition's blocks, while building
         self._building: tuple[object, ...] | None = None  # the edition being built
-        self._register_digest: tuple[object, str] = (None, "")  # the register and its digest
         self._releases: dict[str, list[Release]] = {}
         self._pending: list[tuple[str, str, tuple[str, ...], Mapping[tuple[str, ...], int], datetime]] = []
         self._publishing = False
@@ -154,7 +153,8 @@ class Releaser:
         """Drop remembered answers: the authority's population or districts changed in the register."""
         with self._lock:
             self._answers.clear()
-            # Origins are placed by the register: the standard table set is read again.
+            # The standard table set is read back from the store: its published quarters keep the
+            # places their origins had when they closed.
             self._grid_cells.clear()
             self._grid_raws.clear()
             self._blocks.clear()
@@ -263,10 +263,13 @@ class Releaser:
     # --- the standard table set ----------------------------------------------------------------
 
     def _edition(self) -> tuple[object, ...]:
-        """The records edition: the store's data version, its records' fingerprint, the members."""
+        """The records edition: the store's data version and its records' fingerprint. Not the
+        members or the register: a new member relabels origins, and a published quarter keeps the
+        labels it closed with (closed periods), so it makes no new edition to protect while a
+        question waits; quarters closing later are classed by the members then."""
         if self._building is not None:
             return self._building  # read once for the whole build, which holds the lock
-        return (*data_version(self.engine), *movement.records_version(self.engine), *sorted(self.members()))
+        return (*data_version(self.engine), *movement.records_version(self.engine))
 
     def _grid_of(self, policy: Policy, kind: str) -> StandardGrid | None:
         grid = policy.grid
@@ -404,12 +407,8 @@ class Releaser:
         )
 
     def _edition_key(self, edition: tuple[object, ...]) -> str:
-        """The edition's name in the store: the records' fingerprint, the members and the register
-        that places each origin (a corrected register makes a new edition)."""
-        register = self.register()
-        if self._register_digest[0] is not register:
-            self._register_digest = (register, hashlib.sha256(register.to_csv().encode("utf-8")).hexdigest())
-        return hashlib.sha256(canonical_json([[str(part) for part in edition], self._register_digest[1]])).hexdigest()
+        """The edition's name in the store: a digest of the records' fingerprint."""
+        return hashlib.sha256(canonical_json([str(part) for part in edition])).hexdigest()
 
     def _state(self, digest: str, edition: tuple[object, ...]) -> dict[str, object]:
         """This edition's grid as JSON values: each quarter's published true cells (None: not

@@ -176,8 +176,8 @@ class NodeRuntime:
         )
 
     def keep_edition(self) -> None:
-        """The standard table set's edition for the records, members and register as they are now,
-        protected ahead of any question (a lookup when it is current already)."""
+        """The standard table set's edition for the records and policy as they are now, protected
+        ahead of any question (a lookup when it is current already)."""
         self.manifests.current()  # a manifest file replaced since: its members and register
         self._follow_manifest()
         self.releaser.prepare_grid(self.policies.current())
@@ -454,9 +454,9 @@ def create_server(runtime: NodeRuntime, *, address: str | None = None, max_worke
     return server, port
 
 
-# How often a serving node checks that its standard table set is protected for its records as they
-# are (an import by another process, a new member, a corrected register): a cheap fingerprint read
-# when nothing changed, so that the protection is done here and not while a question waits.
+# How often a serving node checks that its standard table set is protected for its records and
+# policy as they are (records written by another process, a newly adopted policy): a cheap
+# fingerprint read when nothing changed, so that the protection is done here, not while a question waits.
 EDITION_CHECK_S = 2.0
 
 
