@@ -36,7 +36,7 @@ def test_the_report_is_one_file_that_names_its_policy_periods_and_coverage(repor
     assert text.count("Authorities missing:") == len(CHART_IDS)
     # Each chart but the register's names its period and how recent each authority's records are (each node
     # states it in its signed answer).
-    assert text.count("Period: all records to 20") == 2  # movement and net flows
+    assert text.count("Period: all records to 20") == 4  # movement, net flows, outcomes, equality
     assert "Period: services in force on 20" in text and "Period: contracts in force on 20" in text
     assert (
         len(re.findall(r"Records: [^<]*?: records to \d{4}-\d{2}-\d{2}, last import \d{4}-", text))
