@@ -42,6 +42,7 @@ from sqlalchemy.engine import Engine, make_url
 from sqlmodel import SQLModel
 
 from node.config import CONFIG, NodeConfig, NodeSettings, _toml_str
+from node.imports.swap import BUILD_PREFIX
 from node.store import STORE, open_store, store_engine
 from shared import audit, migrate
 from shared.errors import InvalidRequest, SchemaMismatch
@@ -101,7 +102,12 @@ def _tables(engine: Engine) -> list[Table]:
     SQLModel.metadata, then any other as reflected. Not the schema version tables (`shared.migrate`):
     `open_store` stamps the copy at this cagnet's revisions, which it requires of the source too."""
     _node_tables()
-    present = {name for name in inspect(engine).get_table_names() if not name.startswith("alembic_version")}
+    # Not a table an import is building (or one killed part-way left): it is no part of the store.
+    present = {
+        name
+        for name in inspect(engine).get_table_names()
+        if not name.startswith("alembic_version") and not name.startswith(BUILD_PREFIX)
+    }
     known = [t for t in SQLModel.metadata.sorted_tables if t.name in present]
     other = sorted(present - {t.name for t in known})
     if not other:
