@@ -48,8 +48,8 @@ SWAP_ROWS = 20_000
 """Staged rows from which an import builds and swaps: below it, writing the rows in place holds the
 lock a fraction of a second, less than copying the whole table would cost."""
 
-BUILD_ROWS = 25_000
-"""Rows written per build transaction: about a tenth of a second of the write lock each."""
+BUILD_ROWS = 10_000
+"""Rows written per build transaction: a tenth of a second or so of the write lock each."""
 
 BUILD_PAUSE_S = 0.1
 """The lock is let go this long between build transactions. A writer waiting on SQLite's lock looks
