@@ -208,8 +208,10 @@ _AGE_BANDS = {band.replace(" ", ""): band for band in AGE_BANDS} | {"85andover":
 
 
 def _numbered(values: Sequence[str]) -> dict[str, str]:
-    """A category by its number on the client record form's list (1 for the first), as an SP
-    system exports it: docs/import-fields.md lists the numbers."""
+    """A category by its position in cagnet's list (1 for the first): docs/import-fields.md lists
+    the numbers. They are not known to be the national SP client record form's codes (no copy of
+    the form was at hand to check them against: docs/client-records.md says so), so a system that
+    exports the form's codes needs a mapping profile's value map."""
     return {str(i): value for i, value in enumerate(values, start=1)}
 
 
