@@ -130,7 +130,12 @@ def test_an_import_killed_anywhere_leaves_the_store_wholly_old_or_wholly_new(
 
 def test_a_reimport_counts_what_it_inserts_and_updates(store: tuple[Engine, Path, Path, Path]) -> None:
     engine, new, key, _ = store
+    before = fingerprint(engine)
+    # A dry run counts the same without writing (on SQLite, without building anything).
+    checked = import_client_records(engine, path=new, sealer=PersonSealer(load_person_key(key)), dry_run=True)
+    assert fingerprint(engine) == before
     summary = import_client_records(engine, path=new, sealer=PersonSealer(load_person_key(key)))
+    assert (checked.inserted, checked.updated) == (summary.inserted, summary.updated)
     assert summary.rows == NEW_ROWS
     assert summary.inserted == NEW_ROWS - OLD_ROWS
     assert summary.updated == len(range(0, OLD_ROWS, 10))
