@@ -224,7 +224,9 @@ def _folder_files(config: NodeConfig) -> Iterator[tuple[str, Path]]:
     skip: set[Path] = set()
     if database is not None:
         resolved = database.resolve()
-        skip = {resolved, *(resolved.with_name(resolved.name + s) for s in ("-wal", "-shm", "-journal"))}
+        # With the import lock file (node.imports.swap): empty, and meaningful only while held.
+        sides = ("-wal", "-shm", "-journal", "-import.lock")
+        skip = {resolved, *(resolved.with_name(resolved.name + s) for s in sides)}
     root = config.nodedir.resolve()
     for path in sorted(root.rglob("*")):
         if path.is_file() and not path.is_symlink() and path.resolve() not in skip:

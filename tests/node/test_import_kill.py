@@ -142,16 +142,20 @@ def test_a_reimport_counts_what_it_inserts_and_updates(store: tuple[Engine, Path
 
 
 def test_outcomes_keep_their_client_records_when_the_table_is_swapped(
-    store: tuple[Engine, Path, Path, Path],
+    store: tuple[Engine, Path, Path, Path], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Every stored record keeps its id through a build and swap (SQLite), so the outcomes that
-    point at records still point at the same ones, and a changed row is counted as updated."""
+    point at records still point at the same ones, and a changed row is counted as updated. Every
+    import here builds and swaps, the outcomes' too (their file is smaller than SWAP_ROWS)."""
+    monkeypatch.setattr("node.imports.staging.SWAP_ROWS", 1)
     engine, new, key, tmp_path = store
     sealer = PersonSealer(load_person_key(key))
     import_client_records(engine, path=new, sealer=sealer)
     outcomes = tmp_path / "new" / "outcomes.csv"
     assert import_records_outcomes(engine, outcomes) > 0
     linked = outcome_links(engine)
+    assert import_records_outcomes(engine, outcomes) == 0
+    assert outcome_links(engine) == linked
     with new.open(newline="") as f:
         rows = list(csv.reader(f))
     column = rows[0].index("referral_source")
