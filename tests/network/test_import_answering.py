@@ -65,6 +65,7 @@ def _wait_stopped(importer: subprocess.Popen[bytes]) -> None:
         time.sleep(0.1)
 
 
+@pytest.mark.faults
 @pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads a process's state from /proc")
 def test_a_node_serves_a_signed_supply_map_while_it_imports(tmp_path: Path) -> None:
     net = make_network(tmp_path / "net", (MEDWAY,), clients=1000)

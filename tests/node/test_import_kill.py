@@ -98,6 +98,7 @@ def schema(engine: Engine) -> list[tuple[str, str, str, str | None]]:
         return [tuple(row) for row in conn.exec_driver_sql(query)]  # type: ignore[misc]
 
 
+@pytest.mark.faults
 def test_an_import_killed_anywhere_leaves_the_store_wholly_old_or_wholly_new(
     store: tuple[Engine, Path, Path, Path], database_url: str
 ) -> None:
