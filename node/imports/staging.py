@@ -27,7 +27,7 @@ from typing import Any
 from sqlalchemy import Column, Integer, MetaData, String, Table, bindparam, text
 from sqlalchemy.engine import Connection
 
-from node.imports.swap import SWAP_ROWS, build_and_swap
+from node.imports.swap import SWAP_ROWS, build_and_swap, import_lock
 from node.store import UtcDateTime, utcnow
 
 __all__ = ["IMPORT_CACHE_KIB", "Phase", "Staging", "lock_for_import", "staging"]
@@ -144,12 +144,23 @@ class Staging:
         ).bindparams(bindparam("now", type_=UtcDateTime()))
         if self.conn.in_transaction():
             self.conn.commit()  # the staging transaction: a write transaction must start afresh
-        if self.conn.dialect.name == "sqlite" and self.count >= SWAP_ROWS:
-            if dry_run:
-                return self.counts()
-            done = build_and_swap(self.conn, self.table, s, self.columns, key, stamp["now"], on_phase)
-            if done is not None:
-                return done
+        if self.conn.dialect.name != "sqlite" or dry_run:
+            if self.conn.dialect.name == "sqlite" and self.count >= SWAP_ROWS:
+                return self.counts()  # rolling back a million written rows would hold the lock as long
+            return self._write(update, insert, stamp, on_phase, dry_run=dry_run)
+        # Imports into one SQLite database queue here, whichever way they write: a build must not
+        # miss rows written in place meanwhile.
+        with import_lock(self.conn):
+            if self.count >= SWAP_ROWS:
+                done = build_and_swap(self.conn, self.table, s, self.columns, key, stamp["now"], on_phase)
+                if done is not None:
+                    return done
+            return self._write(update, insert, stamp, on_phase, dry_run=False)
+
+    def _write(
+        self, update: Any, insert: Any, stamp: dict[str, Any], on_phase: Phase | None, *, dry_run: bool
+    ) -> tuple[int, int]:
+        """The staged rows written in place, in one transaction holding the lock for all of it."""
         with self.conn.begin() as transaction:
             lock_for_import(self.conn, self.table)
             if on_phase is not None:

@@ -141,37 +141,37 @@ def build_and_swap(
     on_phase: Phase | None = None,
 ) -> tuple[int, int] | None:
     """Write the rows staged in `stage` (`node.imports.staging`) to `table` by building its next
-    version and swapping it in; (inserted, updated) as the in-place write would count them.
+    version and swapping it in; (inserted, updated) as the in-place write would count them. The
+    caller holds `import_lock`.
 
     None, with nothing written, for a table this cannot swap (a trigger or view on it, a CREATE
     statement it cannot read): the caller writes in place. `on_phase` hears "building" once the
     first build transaction has committed and "built" when every row is in the built table, then
     "locked" and "written" as the in-place write tells them (inside the swap's transaction)."""
     name, build = table.name, BUILD_PREFIX + table.name
-    with import_lock(conn):
+    with conn.begin():
+        schema = _read_schema(conn, name)
+    statements = _build_statements(schema, name, build) if schema is not None else None
+    if schema is None or statements is None:
+        return None
+    _write(conn, f'DROP TABLE IF EXISTS "{build}"')  # left by an import killed part-way
+    swapped = False
+    try:
+        _write(conn, *statements)
         with conn.begin():
-            schema = _read_schema(conn, name)
-        statements = _build_statements(schema, name, build) if schema is not None else None
-        if schema is None or statements is None:
-            return None
-        _write(conn, f'DROP TABLE IF EXISTS "{build}"')  # left by an import killed part-way
-        swapped = False
-        try:
-            _write(conn, *statements)
-            with conn.begin():
-                # The build looks up each stored row's staged version by key.
-                conn.exec_driver_sql(f"CREATE INDEX IF NOT EXISTS temp.{stage}_key ON {stage} ({key})")
-                before = _fingerprint(conn, name)
-                stored = [row[1] for row in conn.exec_driver_sql(f"PRAGMA table_info({name})")]
-                first, last = conn.exec_driver_sql(f"SELECT min(row), max(row) FROM {stage}").one()
-            inserted, updated = _build(conn, table, stage, columns, key, now, stored, (first or 0, last or 0), on_phase)
-            if on_phase is not None:
-                on_phase("built")
-            _swap(conn, schema, name, before, on_phase)
-            swapped = True
-        finally:
-            if not swapped:
-                _write(conn, f'DROP TABLE IF EXISTS "{build}"')
+            # The build looks up each stored row's staged version by key.
+            conn.exec_driver_sql(f"CREATE INDEX IF NOT EXISTS temp.{stage}_key ON {stage} ({key})")
+            before = _fingerprint(conn, name)
+            stored = [row[1] for row in conn.exec_driver_sql(f"PRAGMA table_info({name})")]
+            first, last = conn.exec_driver_sql(f"SELECT min(row), max(row) FROM {stage}").one()
+        inserted, updated = _build(conn, table, stage, columns, key, now, stored, (first or 0, last or 0), on_phase)
+        if on_phase is not None:
+            on_phase("built")
+        _swap(conn, schema, name, before, on_phase)
+        swapped = True
+    finally:
+        if not swapped:
+            _write(conn, f'DROP TABLE IF EXISTS "{build}"')
     return inserted, updated
 
 
