@@ -13,7 +13,8 @@ The person fields (surname, first_initial, date_of_birth, with sex) are never st
 Unlike `node.importer`, rows are not validated with pydantic: a client record file is a thousand
 times longer than a services file, so each column has a plain check over precomputed lookups, and
 rows are staged in large batches (executemany; COPY on PostgreSQL) in a temporary table on the
-import's own connection, then written to the store in one short transaction (`node.imports.staging`):
+import's own connection, then written to the store in one transaction (`node.imports.staging`; a
+large file on SQLite builds the table's next version beside it and swaps it in, `node.imports.swap`):
 the store is not locked while the file is read, and a killed import changes nothing.
 """
 
@@ -515,7 +516,8 @@ def import_client_records(
     `encoding`, `translator`, `dry_run` and `observe` as for `import_csv`.
 
     Rows are checked and staged without locking the store, then written in one short transaction
-    (`node.imports.staging`): the node answers throughout, and a killed import changes nothing.
+    (`node.imports.staging`; on SQLite, from SWAP_ROWS rows, built beside the table and swapped in:
+    `node.imports.swap`): the node answers throughout, and a killed import changes nothing.
     `on_phase` is told each step (`staging.Phase`).
     """
     translator = translator or Translator(register=register, today=today)
