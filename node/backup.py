@@ -42,7 +42,7 @@ from sqlalchemy.engine import Engine, make_url
 from sqlmodel import SQLModel
 
 from node.config import CONFIG, NodeConfig, NodeSettings, _toml_str
-from node.imports.swap import BUILD_PREFIX
+from node.imports.swap import BUILD_PREFIX, RETIRED_PREFIX
 from node.store import STORE, open_store, store_engine
 from shared import audit, migrate
 from shared.errors import InvalidRequest, SchemaMismatch
@@ -102,11 +102,11 @@ def _tables(engine: Engine) -> list[Table]:
     SQLModel.metadata, then any other as reflected. Not the schema version tables (`shared.migrate`):
     `open_store` stamps the copy at this cagnet's revisions, which it requires of the source too."""
     _node_tables()
-    # Not a table an import is building (or one killed part-way left): it is no part of the store.
+    # Not a table an import is building or has just replaced (or one a killed import left): no part of the store.
     present = {
         name
         for name in inspect(engine).get_table_names()
-        if not name.startswith("alembic_version") and not name.startswith(BUILD_PREFIX)
+        if not name.startswith(("alembic_version", BUILD_PREFIX, RETIRED_PREFIX))
     }
     known = [t for t in SQLModel.metadata.sorted_tables if t.name in present]
     other = sorted(present - {t.name for t in known})

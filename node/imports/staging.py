@@ -37,7 +37,8 @@ Phase = Callable[[str], None]
 untouched), "locked" (inside the one write transaction, the store's write lock held), "written"
 (every row written, just before the commit). A large import on SQLite also tells "building" (the
 first rows of the table's next version written beside it) and "built" (all of them) between
-"staged" and "locked" (`node.imports.swap`). The CLI says what it is doing; the tests kill an
+"staged" and "locked", and "swapped" after the commit, before the replaced table is emptied and
+dropped (`node.imports.swap`). The CLI says what it is doing; the tests kill an
 import at each."""
 
 IMPORT_CACHE_KIB = 65_536

@@ -2,18 +2,20 @@
 rows per short transaction, and swapped in by one transaction that only changes the schema.
 
 SQLite has one writer per database. Writing a million staged rows into a table with five indexes in
-one transaction held that lock for 18-22 s: every answer the node gave meanwhile (it appends to its
+one transaction held that lock for 18 s: every answer the node gave meanwhile (it appends to its
 audit log, ledger and nonces) waited, and a joint query reported the node missing. Here the new
 version of the table is written as `cagnet_build_<table>` (every stored row, with the staged changes
 and new rows applied) in transactions of BUILD_ROWS rows with a pause between them, so a waiting
-writer gets in; readers are never blocked (WAL). The swap then drops the old table and renames the
-built one into its place, indexes included, in one transaction that writes no rows: well under a
-second for a million records (`bench/imports.py`).
+writer gets in; readers are never blocked (WAL). The swap then renames the live table away (to
+`cagnet_retired_<table>`) and the built one into its place, indexes included, in one transaction
+that writes no rows. The retired table is then emptied BUILD_ROWS rows a transaction and dropped:
+dropping a million rows at once held the lock for seconds too (`bench/import_lock.py`).
 
 All or nothing holds: until the swap commits, the live table is untouched and the built one is
-a table no query reads; a killed import leaves it behind, and the next import drops it first. The
-swap checks that the live table has not changed since the build read it (imports queue on a lock
-file beside the database, and only imports write these tables, so it never should).
+a table no query reads; a killed import leaves it (or the retired table) behind, and the next
+import empties and drops it first. The swap checks that the live table has not changed since the
+build read it (imports queue on a lock file beside the database, and only imports write these
+tables, so it never should).
 
 Index names are global in an SQLite database and SQLite cannot rename an index, so the built table's
 indexes are made under build names and renamed in the swap by editing `sqlite_schema` directly
@@ -39,10 +41,13 @@ from sqlalchemy.engine import Connection
 from node.columns import UtcDateTime
 from shared.errors import InvalidRequest
 
-__all__ = ["BUILD_PREFIX", "BUILD_ROWS", "SWAP_ROWS", "build_and_swap", "import_lock"]
+__all__ = ["BUILD_PREFIX", "BUILD_ROWS", "RETIRED_PREFIX", "SWAP_ROWS", "build_and_swap", "import_lock"]
 
 BUILD_PREFIX = "cagnet_build_"
 """The built table's name is this and the live table's: no other table is named so (a backup skips them)."""
+
+RETIRED_PREFIX = "cagnet_retired_"
+"""The replaced table's name, from the swap until it has been emptied and dropped."""
 
 SWAP_ROWS = 20_000
 """Staged rows from which an import builds and swaps: below it, writing the rows in place holds the
@@ -81,15 +86,16 @@ def _quoted(name: str) -> str:
     return f'(?:"{re.escape(name)}"|{re.escape(name)}\\b)'
 
 
-def _build_statements(schema: _Schema, table: str, build: str) -> list[str] | None:
-    """The CREATE statements of the built table and its indexes: the live ones' text under build names."""
-    made = re.subn(rf"^CREATE TABLE\s+{_quoted(table)}", f'CREATE TABLE "{build}"', schema.table)
+def _renamed(schema: _Schema, table: str, prefix: str) -> list[str] | None:
+    """The CREATE statements of the table and its indexes (table first) as they read under names
+    with `prefix`, or None if one cannot be read."""
+    made = re.subn(rf"^CREATE TABLE\s+{_quoted(table)}", f'CREATE TABLE "{prefix}{table}"', schema.table)
     if made[1] != 1:
         return None
     statements = [made[0]]
     for name, sql in schema.indexes:
         pattern = rf"^(CREATE (?:UNIQUE )?INDEX)\s+{_quoted(name)}\s+ON\s+{_quoted(table)}"
-        index = re.subn(pattern, rf'\1 "{BUILD_PREFIX}{name}" ON "{build}"', sql)
+        index = re.subn(pattern, rf'\1 "{prefix}{name}" ON "{prefix}{table}"', sql)
         if index[1] != 1:
             return None
         statements.append(index[0])
@@ -147,14 +153,17 @@ def build_and_swap(
     None, with nothing written, for a table this cannot swap (a trigger or view on it, a CREATE
     statement it cannot read): the caller writes in place. `on_phase` hears "building" once the
     first build transaction has committed and "built" when every row is in the built table, then
-    "locked" and "written" as the in-place write tells them (inside the swap's transaction)."""
+    "locked" and "written" as the in-place write tells them (inside the swap's transaction), and
+    "swapped" once it has committed (the retired table not yet emptied)."""
     name, build = table.name, BUILD_PREFIX + table.name
     with conn.begin():
         schema = _read_schema(conn, name)
-    statements = _build_statements(schema, name, build) if schema is not None else None
-    if schema is None or statements is None:
+    statements = _renamed(schema, name, BUILD_PREFIX) if schema is not None else None
+    if schema is None or statements is None or _renamed(schema, name, RETIRED_PREFIX) is None:
         return None
-    _write(conn, f'DROP TABLE IF EXISTS "{build}"')  # left by an import killed part-way
+    # Left by an import killed part-way through its build, or after its swap.
+    _discard(conn, build)
+    _discard(conn, RETIRED_PREFIX + name)
     swapped = False
     try:
         _write(conn, *statements)
@@ -169,10 +178,24 @@ def build_and_swap(
             on_phase("built")
         _swap(conn, schema, name, before, on_phase)
         swapped = True
+        if on_phase is not None:
+            on_phase("swapped")
     finally:
-        if not swapped:
-            _write(conn, f'DROP TABLE IF EXISTS "{build}"')
+        _discard(conn, build if not swapped else RETIRED_PREFIX + name)
     return inserted, updated
+
+
+def _discard(conn: Connection, table: str) -> None:
+    """Drop `table` if it exists, emptied BUILD_ROWS rows a transaction first: dropping a million
+    rows at once held the write lock for seconds (SQLite visits every page it frees)."""
+    with conn.begin():
+        present = conn.exec_driver_sql("SELECT count(*) FROM sqlite_schema WHERE name = ?", (table,)).scalar_one()
+    if not present:
+        return
+    chunk = f'DELETE FROM "{table}" WHERE id IN (SELECT id FROM "{table}" ORDER BY id LIMIT {BUILD_ROWS})'
+    while _write(conn, chunk)[0]:
+        time.sleep(BUILD_PAUSE_S)
+    _write(conn, f'DROP TABLE "{table}"')
 
 
 def _build(
@@ -235,11 +258,15 @@ def _build(
 
 
 def _swap(conn: Connection, schema: _Schema, name: str, before: tuple[object, ...], on_phase: Phase | None) -> None:
-    """Put the built table in the live one's place in one transaction that writes no rows."""
-    build = BUILD_PREFIX + name
-    # Both only outside a transaction. Without foreign keys, dropping the old table does not first
-    # delete its rows (checking each against the outcomes that point at it: their ids are kept); the
-    # legacy rename leaves other tables' REFERENCES alone, so they name the table by its name again.
+    """Put the built table in the live one's place in one transaction that writes no rows: the live
+    table is renamed away (`RETIRED_PREFIX`, emptied and dropped after, a little at a time), the
+    built one takes its name, and each index its name and CREATE text back."""
+    build, retired = BUILD_PREFIX + name, RETIRED_PREFIX + name
+    retired_sql = _renamed(schema, name, RETIRED_PREFIX)
+    assert retired_sql is not None  # checked before the build
+    # Both only outside a transaction. Without foreign keys, renaming leaves the outcomes' rows
+    # unchecked (their ids are kept); the legacy rename leaves other tables' REFERENCES alone, so
+    # they name the table by its name, which the built one takes.
     _pragma(conn, "PRAGMA foreign_keys = OFF")
     _pragma(conn, "PRAGMA legacy_alter_table = ON")
     try:
@@ -252,19 +279,17 @@ def _swap(conn: Connection, schema: _Schema, name: str, before: tuple[object, ..
                     f"the store's {name} table changed while this import ran; nothing was written",
                     detail="import the file again",
                 )
-            conn.exec_driver_sql(f"DROP TABLE {name}")
+            conn.exec_driver_sql(f'ALTER TABLE {name} RENAME TO "{retired}"')
             conn.exec_driver_sql(f'ALTER TABLE "{build}" RENAME TO {name}')
             version = conn.exec_driver_sql("PRAGMA schema_version").scalar_one()
             conn.exec_driver_sql("PRAGMA writable_schema = ON")
             try:
-                conn.exec_driver_sql(
-                    "UPDATE sqlite_schema SET sql = ? WHERE type = 'table' AND name = ?", (schema.table, name)
-                )
-                for index, sql in schema.indexes:
-                    conn.exec_driver_sql(
-                        "UPDATE sqlite_schema SET name = ?, sql = ? WHERE type = 'index' AND name = ?",
-                        (index, sql, BUILD_PREFIX + index),
-                    )
+                edit = "UPDATE sqlite_schema SET name = ?, sql = ? WHERE type = ? AND name = ?"
+                conn.exec_driver_sql(edit, (retired, retired_sql[0], "table", retired))
+                conn.exec_driver_sql(edit, (name, schema.table, "table", name))
+                for (index, sql), retired_index in zip(schema.indexes, retired_sql[1:], strict=True):
+                    conn.exec_driver_sql(edit, (RETIRED_PREFIX + index, retired_index, "index", index))
+                    conn.exec_driver_sql(edit, (index, sql, "index", BUILD_PREFIX + index))
                 # Every connection reads the schema again (this one too): the documented last step.
                 conn.exec_driver_sql(f"PRAGMA schema_version = {int(version) + 1}")
             finally:

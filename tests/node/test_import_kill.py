@@ -5,8 +5,9 @@ The import runs in a process of its own (tests/importchild.py) that sends itself
 point under test: part-way through reading the file, with every row staged, inside the write
 transaction with the lock held, and with every row written just before the commit. On SQLite a file
 this large is written by building the table's next version beside it and swapping it in
-(`node.imports.swap`), so the import is also killed part-way through the build and with it built;
-the schema is then byte for byte as it was, and the half-built table is gone after the next import.
+(`node.imports.swap`), so the import is also killed part-way through the build and with it built
+(the store wholly old), and once swapped before the replaced table is dropped (wholly new); the
+schema is then byte for byte as it was, and nothing is left beside it after the next import.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from sqlalchemy.engine import Engine
 from node.client_records import ClientRecord, PersonSealer, load_person_key
 from node.imports.records import import_client_records, import_outcomes
 from node.imports.supply import import_csv
-from node.imports.swap import BUILD_PREFIX, SWAP_ROWS
+from node.imports.swap import BUILD_PREFIX, RETIRED_PREFIX, SWAP_ROWS
 from node.store import ensure_authority, open_store
 from node.synthetic.clients import write_client_csvs
 from node.synthetic.supply import generate, write_csvs
@@ -114,11 +115,17 @@ def test_an_import_killed_anywhere_leaves_the_store_wholly_old_or_wholly_new(
         assert fingerprint(engine) == old, f"killed at {point}: the store is not as it was"
     if sqlite:  # the last build killed part-way is still there, read by nothing
         assert any(name.startswith(BUILD_PREFIX) for _, name, _, _ in schema(engine))
+        # Killed once the swap has committed, before the replaced table is emptied: wholly new.
+        done = run_import(database_url, new, key, "kill", "swapped")
+        assert done.returncode == -signal.SIGKILL, done.stderr.decode()[-2000:]
+        swapped = fingerprint(engine)
+        assert swapped != old and swapped[0] == NEW_ROWS
+        assert any(name.startswith(RETIRED_PREFIX) for _, name, _, _ in schema(engine))
     done = run_import(database_url, new, key, "kill", "never")
     assert done.returncode == 0, done.stderr.decode()[-2000:]
     after = fingerprint(engine)
     assert after != old and after[0] == NEW_ROWS
-    assert schema(engine) == tables  # the same statements, and no build left behind
+    assert schema(engine) == tables  # the same statements, and nothing left beside them
     if sqlite:
         with engine.connect() as conn:
             assert conn.exec_driver_sql("PRAGMA integrity_check").all() == [("ok",)]
