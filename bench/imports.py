@@ -62,9 +62,9 @@ def _import_child(url: str, path: str, key_path: str, out: Any) -> None:
     summary = import_client_records(engine, path=Path(path), sealer=sealer, on_phase=on_phase)
     ended = time.perf_counter()
     engine.dispose()
-    # From the moment the last transaction had the write lock to the import's return: an upper bound
-    # on how long it held it (its commit included).
-    out.put((summary.rows, ended - started, _peak_kib(), ended - marks["locked"]))
+    # From the moment the last transaction had the write lock to the swap's commit (to the import's
+    # return when it wrote in place: an upper bound on how long it held it, its commit included).
+    out.put((summary.rows, ended - started, _peak_kib(), marks.get("swapped", ended) - marks["locked"]))
 
 
 def _peak_kib() -> int:
