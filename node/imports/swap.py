@@ -29,11 +29,13 @@ from __future__ import annotations
 
 import fcntl
 import re
+import sqlite3
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import Table, bindparam, text
 from sqlalchemy.engine import Connection
@@ -161,6 +163,8 @@ def build_and_swap(
     statements = _renamed(schema, name, BUILD_PREFIX) if schema is not None else None
     if schema is None or statements is None or _renamed(schema, name, RETIRED_PREFIX) is None:
         return None
+    if not _schema_editable(conn):
+        return None
     # Left by an import killed part-way through its build, or after its swap.
     _discard(conn, build)
     _discard(conn, RETIRED_PREFIX + name)
@@ -183,6 +187,27 @@ def build_and_swap(
     finally:
         _discard(conn, build if not swapped else RETIRED_PREFIX + name)
     return inserted, updated
+
+
+def _schema_editable(conn: Connection) -> bool:
+    """Whether this SQLite lets `sqlite_schema` be edited (not with SQLITE_DBCONFIG_DEFENSIVE on,
+    which some builds set): asked by an edit that matches no row, rolled back."""
+    raw: Any = conn.connection.dbapi_connection
+    cursor = raw.cursor()
+    try:
+        cursor.execute("PRAGMA writable_schema = ON")
+        try:
+            cursor.execute("BEGIN")
+            cursor.execute("UPDATE sqlite_schema SET name = name WHERE 0")
+            return True
+        except sqlite3.DatabaseError:
+            return False
+        finally:
+            if raw.in_transaction:
+                raw.rollback()
+            cursor.execute("PRAGMA writable_schema = OFF")
+    finally:
+        cursor.close()
 
 
 def _discard(conn: Connection, table: str) -> None:
