@@ -5,11 +5,12 @@ SQLite has one writer per database. Writing a million staged rows into a table w
 one transaction held that lock for 18 s: every answer the node gave meanwhile (it appends to its
 audit log, ledger and nonces) waited, and a joint query reported the node missing. Here the new
 version of the table is written as `cagnet_build_<table>` (every stored row, with the staged changes
-and new rows applied) in transactions of BUILD_ROWS rows with a pause between them, so a waiting
-writer gets in; readers are never blocked (WAL). The swap then renames the live table away (to
-`cagnet_retired_<table>`) and the built one into its place, indexes included, in one transaction
-that writes no rows. The retired table is then emptied BUILD_ROWS rows a transaction and dropped:
-dropping a million rows at once held the lock for seconds too (`bench/import_lock.py`).
+and new rows applied) in transactions sized to hold the lock about a tenth of a second, with a
+pause between them, so a waiting writer gets in (the lambdas `_Pace` times run at once); readers
+are never blocked (WAL). The swap then renames the live table away (to `cagnet_retired_<table>`)
+and the built one into its place, indexes included, in one transaction that writes no rows. The
+retired table is then emptied the same way and dropped: dropping a million rows at once held the
+lock for seconds too (`bench/import_lock.py`).
 
 All or nothing holds: until the swap commits, the live table is untouched and the built one is
 a table no query reads; a killed import leaves it (or the retired table) behind, and the next
@@ -56,7 +57,15 @@ SWAP_ROWS = 20_000
 lock a fraction of a second, less than copying the whole table would cost."""
 
 BUILD_ROWS = 10_000
-"""Rows written per build transaction: a tenth of a second or so of the write lock each."""
+"""Rows written by the first build transaction; the next ones are sized so that each holds the
+write lock about BUILD_TRANSACTION_S (`_Pace`): on a busy machine a process holding the lock can
+wait long for the CPU, and a fixed 10,000 rows held it 8 s there (`bench/import_lock.py`)."""
+
+BUILD_TRANSACTION_S = 0.1
+"""How long a build transaction aims to hold the write lock."""
+
+BUILD_ROWS_RANGE = (200, 50_000)
+"""The fewest and most rows a build transaction writes."""
 
 BUILD_PAUSE_S = 0.1
 """The lock is let go this long between build transactions. A writer waiting on SQLite's lock looks
@@ -209,16 +218,36 @@ def _schema_editable(conn: Connection) -> bool:
 
 
 def _discard(conn: Connection, table: str) -> None:
-    """Drop `table` if it exists, emptied BUILD_ROWS rows a transaction first: dropping a million
+    """Drop `table` if it exists, emptied a little a transaction first (`_Pace`): dropping a million
     rows at once held the write lock for seconds (SQLite visits every page it frees)."""
     with conn.begin():
         present = conn.exec_driver_sql("SELECT count(*) FROM sqlite_schema WHERE name = ?", (table,)).scalar_one()
     if not present:
         return
-    chunk = f'DELETE FROM "{table}" WHERE id IN (SELECT id FROM "{table}" ORDER BY id LIMIT {BUILD_ROWS})'
-    while _write(conn, chunk)[0]:
+    pace = _Pace()
+    chunk = f'DELETE FROM "{table}" WHERE id IN (SELECT id FROM "{table}" ORDER BY id LIMIT :rows)'
+    while pace.timed(lambda: _write(conn, (chunk, {"rows": pace.rows}))[0]):
         time.sleep(BUILD_PAUSE_S)
     _write(conn, f'DROP TABLE "{table}"')
+
+
+class _Pace:
+    """Rows per build transaction, halved when one held the lock more than twice
+    BUILD_TRANSACTION_S and doubled when one held it less than half, within BUILD_ROWS_RANGE."""
+
+    def __init__(self) -> None:
+        self.rows = BUILD_ROWS
+
+    def timed(self, write: Callable[[], int]) -> int:
+        started = time.perf_counter()
+        done = write()
+        took = time.perf_counter() - started
+        low, high = BUILD_ROWS_RANGE
+        if took > 2 * BUILD_TRANSACTION_S:
+            self.rows = max(low, self.rows // 2)
+        elif took < BUILD_TRANSACTION_S / 2:
+            self.rows = min(high, self.rows * 2)
+        return done
 
 
 def _build(
@@ -236,7 +265,7 @@ def _build(
     with its key (when a value differs) or as a new row, in file order. (inserted, updated)."""
     t, b = table.name, BUILD_PREFIX + table.name
     names = ", ".join(stored)
-    copy = f"INSERT INTO {b} ({names}) SELECT {names} FROM {t} WHERE id > :after ORDER BY id LIMIT {BUILD_ROWS}"
+    copy = f"INSERT INTO {b} ({names}) SELECT {names} FROM {t} WHERE id > :after ORDER BY id LIMIT :rows"
     compared = [c for c in columns if c != key]
     # Each chunk reads its staged rows by row number (the staged table's rowid) and finds each in
     # the built table by its unique key. The staged key has no index on purpose: with one, the
@@ -253,6 +282,7 @@ def _build(
         "ORDER BY s.row"
     ).bindparams(bindparam("now", type_=UtcDateTime()))
     told = False
+    pace = _Pace()
 
     def committed() -> None:
         nonlocal told
@@ -263,24 +293,28 @@ def _build(
 
     after = 0
     while True:
-        [copied] = _write(conn, (copy, {"after": after}))
+        copied = pace.timed(lambda: _write(conn, (copy, {"after": after, "rows": pace.rows}))[0])  # noqa: B023
         if copied == 0:
             break
         with conn.begin():
             after = conn.exec_driver_sql(f"SELECT max(id) FROM {b}").scalar_one()
         committed()
-    inserted = updated = 0
+    counts = [0, 0]  # inserted, updated
     low, last = rows
-    while low <= last:
-        high = low + BUILD_ROWS - 1
+
+    def write(bounds: dict[str, object]) -> int:
         with conn.begin():
             conn.exec_driver_sql("BEGIN IMMEDIATE")
-            bounds = {"low": low, "high": high, "now": now}
-            updated += conn.execute(update, bounds).rowcount
-            inserted += conn.execute(insert, bounds).rowcount
+            counts[1] += conn.execute(update, bounds).rowcount
+            counts[0] += conn.execute(insert, bounds).rowcount
+        return 0
+
+    while low <= last:
+        high = low + pace.rows - 1
+        pace.timed(lambda: write({"low": low, "high": high, "now": now}))  # noqa: B023
         committed()
         low = high + 1
-    return inserted, updated
+    return counts[0], counts[1]
 
 
 def _swap(conn: Connection, schema: _Schema, name: str, before: tuple[object, ...], on_phase: Phase | None) -> None:
