@@ -20,15 +20,19 @@ import plotly.graph_objects as go
 import plotly.io as pio
 from plotly.offline import get_plotlyjs
 
-from coordinator import network
+from coordinator import network, report_funding
 from coordinator.joint.bundle import Bundle
 from coordinator.joint.client import CoordinatorClient
 from shared import places, vocabulary
 from shared.accreditation import LoggedEntry, provider_status, verify_entry
 from shared.checkpoint import register_origin, verify_checkpoint
+from shared.errors import CagnetError
+from shared.kinds.equality import DIMENSION_NAMES, NO_REFERENCE, JointEquality
+from shared.kinds.outcomes import DOMAIN_NAMES, MEASURES, JointOutcomes
 from shared.kinds.providers import VfmBenchmarks
 from shared.kinds.records import JointMovement, JointNetFlow, net_figure
 from shared.kinds.supply import JointSupplyMap
+from shared.reference import ReferenceData, reference_of
 from shared.register_client import RegisterClient
 
 # The page may fetch nothing: everything it needs is inline.
@@ -36,7 +40,7 @@ _CSP = (
     "default-src 'none'; script-src 'unsafe-inline' 'unsafe-eval'; style-src 'unsafe-inline'; "
     "img-src data:; font-src data:"
 )
-CHART_IDS = ("supply-heatmap", "flows", "net-flow", "vfm", "accreditation")
+CHART_IDS = ("supply-heatmap", "flows", "net-flow", "vfm", "accreditation", "outcomes", "equality")
 
 
 @dataclass(frozen=True)
@@ -220,6 +224,68 @@ def vfm_chart(bundle: Bundle) -> str:
     return _div(fig, "vfm") + note + _coverage(bundle, suppressed)
 
 
+def outcomes_chart(bundle: Bundle) -> str:
+    """Planned departures and needs met in each outcome domain, every client group: each authority
+    beside the CAG. A withheld share is not drawn; it is listed under the chart with its reason."""
+    r = bundle.result
+    assert isinstance(r, JointOutcomes)
+    heads = [*r.authorities, "CAG"]
+    rows = {(row.authority, row.measure): row for row in r.rows if row.client_group == 0}
+    fig = go.Figure()
+    for head in heads:
+        shares = [rows[(head, m)].percent if (head, m) in rows else None for m in MEASURES]
+        fig.add_bar(name="CAG" if head == "CAG" else _name(head), x=[DOMAIN_NAMES[m] for m in MEASURES], y=shares)
+    fig.update_layout(
+        title="Short-term outcomes, all client groups: planned departures (% of departures) and needs met "
+        "(% of needs identified)",
+        barmode="group",
+        yaxis={"title": "%", "range": [0, 100]},
+    )
+    withheld = [
+        f"{'CAG' if row.authority == 'CAG' else _name(row.authority)}, {DOMAIN_NAMES[row.measure]}: {row.reason}"
+        for row in r.rows
+        if row.client_group == 0 and row.percent is None and row.reason
+    ]
+    return _div(fig, "outcomes") + _coverage(bundle, withheld)
+
+
+def equality_chart(bundle: Bundle) -> str:
+    """Who the services reach: each authority's share of new client records by ethnicity and by age
+    band, beside the CAG's. The population's shares would stand beside them; the network holds no
+    reference figure for these fields, so none is drawn."""
+    r = bundle.result
+    assert isinstance(r, JointEquality)
+    heads = [*r.authorities, "CAG"]
+    rows = {(p.authority, p.dimension, p.category): p for p in r.profile if p.client_group == 0}
+    categories = sorted({(d, c) for _a, d, c in rows if d in ("ethnicity", "age_band")})
+    z = [[rows[(h, d, c)].percent if (h, d, c) in rows else None for h in heads] for d, c in categories]
+    fig = go.Figure(
+        go.Heatmap(
+            z=z,
+            text=[["" if v is None else f"{v:.0f}%" for v in line] for line in z],
+            texttemplate="%{text}",
+            x=[_name(h) if h != "CAG" else "CAG" for h in heads],
+            y=[f"{DIMENSION_NAMES[d]}: {c}" for d, c in categories],
+            colorscale="Blues",
+            colorbar={"title": "% of records"},
+            hovertemplate="%{y}<br>%{x}: %{text}<extra></extra>",
+        )
+    )
+    fig.update_layout(title="Equality profile: % of new client records by ethnicity and age band", height=760)
+    fig.update_yaxes(autorange="reversed")
+    withheld = [
+        f"{'CAG' if p.authority == 'CAG' else _name(p.authority)}, {DIMENSION_NAMES[p.dimension]} {p.category}"
+        for p in r.profile
+        if p.client_group == 0 and p.percent is None and p.reason and "suppressed" in p.reason
+    ]
+    note = (
+        f"<p class='coverage'>Population share beside each: {NO_REFERENCE} (the network's authority register holds "
+        "none for ethnicity or age yet). Sex, economic status, referral source and accommodation before are in "
+        "<code>cagnet query equality</code>.</p>"
+    )
+    return _div(fig, "equality") + note + _coverage(bundle, withheld)
+
+
 def accreditation_chart(acc: Accreditation, policy_digest: str) -> str:
     statuses = ("accredited", "passported", "applied", "suspended", "withdrawn", "expired")
     authorities = sorted(acc.by_authority)
@@ -245,16 +311,40 @@ def accreditation_chart(acc: Accreditation, policy_digest: str) -> str:
 
 
 def build_report(
-    *, network: str, supply: Bundle, movement: Bundle, net_flow: Bundle, vfm: Bundle, accreditation: Accreditation
+    *,
+    network: str,
+    supply: Bundle,
+    movement: Bundle,
+    net_flow: Bundle,
+    vfm: Bundle,
+    accreditation: Accreditation,
+    outcomes: Bundle,
+    equality: Bundle,
+    reference: ReferenceData | None = None,
+    fair_shares: Bundle | None = None,
+    fair_shares_refused: str = "",
+    spend: Bundle | None = None,
+    spend_refused: str = "",
 ) -> str:
-    """The whole HTML document (plotly.js inlined), from verified bundles."""
+    """The whole HTML document (plotly.js inlined), from verified bundles (and the manifest's
+    reference data, for need and grant)."""
     sections = [
         ("Supply", supply_heatmap(supply)),
         ("Where new clients came from", flows_chart(movement)),
         ("Net importers and exporters", net_flow_chart(net_flow)),
         ("Value for money", vfm_chart(vfm)),
         ("Provider accreditation", accreditation_chart(accreditation, supply.policy_digest)),
+        ("Short-term outcomes", outcomes_chart(outcomes)),
+        ("Equality: who the services reach", equality_chart(equality)),
     ]
+    if reference is not None:
+        sections.append(("Supply beside need", report_funding.need_section(supply, reference)))
+        sections.append(("Grant and spend", report_funding.grant_section(supply, reference)))
+    if spend is not None or spend_refused:
+        sections.append(("Spend per unit and per new client", report_funding.spend_section(spend, spend_refused)))
+    if fair_shares is not None or fair_shares_refused:
+        shares = report_funding.fair_shares_section(fair_shares, fair_shares_refused)
+        sections.append(("Designated services and fair shares", shares))
     plotly_js = f'<script type="text/javascript">{get_plotlyjs()}</script>'
     body = "\n".join(f"<section><h2>{html.escape(t)}</h2>{content}</section>" for t, content in sections)
     made = datetime.now(UTC).isoformat(timespec="seconds")
@@ -263,7 +353,9 @@ def build_report(
 <meta http-equiv="Content-Security-Policy" content="{_CSP}">
 <title>{html.escape(network)}: joint analyses</title>
 <style>body{{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;color:#222}}
-.coverage{{font-size:.85em;color:#555}} code{{font-size:.9em}} section{{margin-bottom:2.5em}}</style>
+.coverage{{font-size:.85em;color:#555}} code{{font-size:.9em}} section{{margin-bottom:2.5em}}
+table.figures{{border-collapse:collapse;font-size:.85em}} table.figures td,table.figures th{{padding:.2em .6em;
+text-align:right;border-bottom:1px solid #ddd}}</style>
 {plotly_js}
 </head><body>
 <h1>{html.escape(network)}: joint analyses for the Core Strategy Group</h1>
@@ -305,6 +397,22 @@ def write_report(netdir: Path, out: Path, *, principal: str = "cag-chair") -> Pa
         movement, _ = client.query(kind="movement", period="all")
         net_flow, _ = client.query(kind="net-flow", period="all")
         vfm, _ = client.query(kind="vfm")
+        fair_shares, refused = None, ""
+        try:
+            fair_shares, _ = client.query(kind="fair-shares", period="all")
+        except CagnetError as exc:  # a refusal is a rule, never data: the section says which
+            refused = exc.public_message
+        reference = reference_of(network.read(netdir))
+        spend, spend_refused = None, ""
+        year = report_funding.spend_year(reference, supply.answered)
+        if year is not None:
+            try:
+                spend, _ = client.query(kind="spend", from_date=f"{year}-04-01", to_date=f"{year + 1}-03-31")
+            except CagnetError as exc:
+                spend_refused = exc.public_message
+        # Each node protects a stack of tables for these the first time: more than the default 5 s.
+        outcomes, _ = client.query(kind="outcomes", period="all", node_deadline_ms=20_000)
+        equality, _ = client.query(kind="equality", period="all", node_deadline_ms=20_000)
     document = build_report(
         network=supply.network,
         supply=supply,
@@ -312,6 +420,13 @@ def write_report(netdir: Path, out: Path, *, principal: str = "cag-chair") -> Pa
         net_flow=net_flow,
         vfm=vfm,
         accreditation=accreditation_from_register(netdir, principal),
+        reference=reference,
+        fair_shares=fair_shares,
+        fair_shares_refused=refused,
+        spend=spend,
+        spend_refused=spend_refused,
+        outcomes=outcomes,
+        equality=equality,
     )
     out.write_text(document, encoding="utf-8")
     return out

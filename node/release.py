@@ -21,12 +21,15 @@ from typing import Any, TypeVar
 from pydantic import BaseModel
 from sqlalchemy.engine import Engine
 
-from node.answers import movement
+from node import analyses
+from node.answers import equality, fair_shares, movement, outcomes, spend
 from node.answers.movement import Question
 from node.answers.supply import CellKey, RawCell, RawSupply, contract_values, supply_map
 from node.answers.vfm import check_participants
+from node.fair_shares import describe_fair_shares
 from node.grid import SPAN, Block, BlockCell, Dimension, FinancialYear, grid_span, protect_block, protect_span
 from node.ledger import SqlReleaseStore, keep_answer, last_answer
+from node.spend import describe_spend
 from node.store import data_version
 from shared import vocabulary
 from shared.authorities import Register, shipped_register
@@ -46,11 +49,14 @@ from shared.disclosure import (
     load_secret,
     protect_counts,
     protect_magnitudes,
+    require_dimensions,
     require_min_records,
     share_band,
 )
 from shared.errors import CagnetError, DisclosureRefused, InvalidRequest, NotPermitted
+from shared.kinds.fair_shares import FairShares
 from shared.kinds.registry import PLAN_KINDS
+from shared.kinds.spend import Spend
 from shared.models import (
     CountCell,
     CountTable,
@@ -65,10 +71,14 @@ from shared.policy import AggregateRule, Policy, StandardGrid
 from shared.vfm import Cell
 
 __all__ = [
+    "EQUALITY",
+    "FAIR_SHARES",
     "KPI",
     "MOVEMENT",
     "NET_FLOW",
     "NON_LOCAL_SERVICES",
+    "OUTCOMES",
+    "SPEND",
     "SUPPLY_MAP",
     "Releaser",
     "load_rounding_secret",
@@ -79,6 +89,10 @@ MOVEMENT = "movement"
 NET_FLOW = "net-flow"
 KPI = "kpi"
 NON_LOCAL_SERVICES = "non-local-services"
+FAIR_SHARES = "fair-shares"
+SPEND = "spend"
+OUTCOMES = "outcomes"
+EQUALITY = "equality"
 DESIGNATED = "supply-map/designated-services"  # the ledger's kind for designated-service counts
 _Answer = TypeVar("_Answer", bound=BaseModel)
 # The ledger keeps every supply map at its finest grain, so that any two can be compared.
@@ -118,11 +132,18 @@ class Releaser:
         self._releases: dict[str, list[Release]] = {}
         self._pending: list[tuple[str, str, tuple[str, ...], Mapping[tuple[str, ...], int], datetime]] = []
         self._publishing = False
+        # Outcomes' and the equality profile's counts over all the records, per edition (a plan).
+        self._outcome_months = analyses.MonthlyCounts(lambda q: outcomes.outcome_counts(self.engine, question=q))
+        self._profile_months = analyses.MonthlyCounts(lambda q: equality.profile_counts(self.engine, question=q))
         self._sources: dict[str, Callable[[Question], tuple[Mapping[Any, int], tuple[str, ...]]]] = {
             MOVEMENT: self._new_clients,
             NET_FLOW: self._new_clients,
             KPI: self._departures,
             NON_LOCAL_SERVICES: self._intake,
+            FAIR_SHARES: self._designated_intake,
+            SPEND: self._spend_clients,
+            OUTCOMES: lambda q: (self._outcome_months(q, self._edition()), analyses.OUTCOME_DIMENSIONS),
+            EQUALITY: lambda q: (self._profile_months(q, self._edition()), analyses.PROFILE_DIMENSIONS),
         }
 
     def forget_answers(self) -> None:
@@ -525,11 +546,14 @@ class Releaser:
         question: Question,
         describe: Callable[[Mapping[tuple[str, ...], int]], _Answer],
         parse: Callable[[str], _Answer],
+        asked_also: Mapping[str, object] | None = None,
     ) -> _Answer:
         """Every answer about client records: the query-set restriction, the release ledger at the
-        finest grain, then `describe` (the protected answer) kept for a repeat of the question."""
+        finest grain, then `describe` (the protected answer) kept for a repeat of the question.
+        `asked_also`: what else the question asks (an equality cross-tab's dimensions), part of
+        its signature; the true counts admitted are the kind's as for the plain question."""
         asked = question.as_asked()
-        signature = _signature({"kind": kind, **asked.model_dump(mode="json")})
+        signature = _signature({"kind": kind, **asked.model_dump(mode="json"), **(asked_also or {})})
         with self._lock:
             # Origins are classed by membership, so a new member makes a new answer.
             version = (*data_version(self.engine), *movement.records_version(self.engine), *sorted(self.members()))
@@ -576,6 +600,15 @@ class Releaser:
             self.engine, authority_code=self.authority, question=question, register=self.register()
         )
         return counts, ("client_group", "service", "origin", "month")
+
+    def _designated_intake(self, question: Question) -> tuple[Mapping[Any, int], tuple[str, ...]]:
+        counts = fair_shares.designated_intake_by_month(
+            self.engine, question=question, members=self.members() | {self.authority}, register=self.register()
+        )
+        return counts, ("client_group", "service", "origin", "month")
+
+    def _spend_clients(self, question: Question) -> tuple[Mapping[Any, int], tuple[str, ...]]:
+        return spend.clients_by_month(self.engine, question=question), ("client_group", "service_type", "month")
 
     def _finest(self, kind: str, question: Question) -> tuple[dict[tuple[str, ...], int], tuple[str, ...]]:
         """A records question's true counts at the grain the ledger keeps (calendar months)."""
@@ -690,6 +723,79 @@ class Releaser:
             question=question.as_asked(),
         )
 
+    def outcomes(self, policy: Policy, *, roles: Iterable[str], question: Question) -> CountTable:
+        """Departures from short-term services by client group x measure x value: planned or
+        unplanned, and each outcome domain's need achieved, not achieved or not applicable. The
+        departure cells are KPI 2's released figures for the same question."""
+        rule = policy.require_any_role(OUTCOMES, tuple(roles))
+        require_dimensions(3, rule)
+
+        def describe(raw: Mapping[tuple[str, ...], int]) -> CountTable:
+            return analyses.outcomes_table(
+                self.authority,
+                raw,
+                question,
+                rule=rule,
+                secret=self.secret,
+                kpi=self._kpi_beside(policy, raw, question),
+            )
+
+        return self._through_ledger(
+            policy, rule, kind=OUTCOMES, question=question, describe=describe, parse=CountTable.model_validate_json
+        )
+
+    def _kpi_beside(self, policy: Policy, raw: Mapping[tuple[str, ...], int], question: Question) -> CountTable | None:
+        """KPI 2's table for the same question as its answer would release it (None: the policy
+        has no KPI rule). Called under the lock."""
+        try:
+            rule = policy.rule(KPI)
+        except CagnetError:
+            return None
+        on_grid = self._grid_table(policy, rule, KPI, question)
+        if on_grid is not None:
+            return on_grid
+        return self._protect_counts(
+            rule,
+            KPI,
+            analyses.departures_of(raw),
+            ("client_group", "departure"),
+            lambda k: (k[0], k[1]),
+            asked_groups=question.client_groups,
+            question=question,
+        )
+
+    def equality(
+        self, policy: Policy, *, roles: Iterable[str], question: Question, cross_tab: tuple[str, ...] = ()
+    ) -> CountTable:
+        """The equality profile (new client records by client group x dimension x category), or
+        with `cross_tab` (two dimensions, checked) their cross-tab, whose margins are the profile's.
+        Both go through the ledger as the profile's counts, so each is compared with every other."""
+        rule = policy.require_any_role(EQUALITY, tuple(roles))
+        if cross_tab:
+            rows, columns = cross_tab
+            require_dimensions(2, rule)
+
+            def describe(raw: Mapping[tuple[str, ...], int]) -> CountTable:
+                atoms = equality.cross_tab_counts(self.engine, question=question, rows=rows, columns=columns)
+                return analyses.cross_tab_table(
+                    self.authority, raw, atoms, question, rows=rows, columns=columns, rule=rule, secret=self.secret
+                )
+        else:
+            require_dimensions(3, rule)
+
+            def describe(raw: Mapping[tuple[str, ...], int]) -> CountTable:
+                return analyses.profile_table(self.authority, raw, question, rule=rule, secret=self.secret)
+
+        return self._through_ledger(
+            policy,
+            rule,
+            kind=EQUALITY,
+            question=question,
+            describe=describe,
+            parse=CountTable.model_validate_json,
+            asked_also={"cross_tab": list(cross_tab)} if cross_tab else None,
+        )
+
     def non_local_services(self, policy: Policy, *, roles: Iterable[str], question: Question) -> NonLocalServices:
         """Services whose share of intake from outside the authority is at least the question's
         share, a value on the share grid. Through the release ledger like every count (each
@@ -713,6 +819,57 @@ class Releaser:
             question=question,
             describe=lambda _raw: self._describe_services(rule, question),
             parse=NonLocalServices.model_validate_json,
+        )
+
+    def fair_shares(self, policy: Policy, *, roles: Iterable[str], question: Question) -> FairShares:
+        """The designated services this authority hosts, and each member's share of each one's
+        intake in bands (`node.fair_shares`). Through the release ledger like every count (each
+        service's intake by origin and month), so asking again over a slightly moved period
+        cannot isolate the few people between the two answers."""
+        rule = policy.require_any_role(FAIR_SHARES, tuple(roles))
+        members = self.members() | {self.authority}
+        return self._through_ledger(
+            policy,
+            rule,
+            kind=FAIR_SHARES,
+            question=question,
+            describe=lambda raw: describe_fair_shares(
+                rule,
+                authority=self.authority,
+                services=fair_shares.designated_services(self.engine, question=question),
+                intake=raw,
+                members=members,
+                question=question.as_asked(),
+            ),
+            parse=FairShares.model_validate_json,
+        )
+
+    def spend(self, policy: Policy, *, roles: Iterable[str], question: Question) -> Spend:
+        """Contract value a year, capacity and new clients by client group and service type
+        (`node.spend`): the new clients through the release ledger like every count, the money
+        by the money rules, as the services and contracts stood on the period's last day."""
+        rule = policy.require_any_role(SPEND, tuple(roles))
+        day = question.to_date or date.today()
+        groups = question.client_groups
+
+        def describe(raw: Mapping[tuple[str, ...], int]) -> Spend:
+            return describe_spend(
+                rule,
+                authority=self.authority,
+                secret=self.secret,
+                supply=supply_map(
+                    self.engine, authority_code=self.authority, by_district=False, client_groups=groups, as_at=day
+                ),
+                money=contract_values(
+                    self.engine, authority_code=self.authority, by_district=False, client_groups=groups, as_at=day
+                ),
+                clients=raw,
+                groups=groups,
+                question=question.as_asked(),
+            )
+
+        return self._through_ledger(
+            policy, rule, kind=SPEND, question=question, describe=describe, parse=Spend.model_validate_json
         )
 
     def _grid_services(self, policy: Policy, kind: str, question: Question) -> bool:

@@ -432,6 +432,22 @@ min_authorities = 2
 roles = ["member-authority", "cag-chair"]
 min_authorities = 3            # one authority's price must never be recoverable from a benchmark
 
+[aggregates.fair-shares]
+roles = ["member-authority", "cag-chair"]
+min_authorities = 2            # a share of a joint service: at least two authorities' answers
+
+[aggregates.spend]
+roles = ["member-authority", "cag-chair"]
+min_authorities = 2            # money per unit and per client: money rules at each node, two answers
+[aggregates.outcomes]
+roles = ["member-authority", "cag-chair"]
+min_authorities = 3            # like KPI 2: outcome rates are compared across the CAG
+max_dimensions = 3             # client group x measure (departure or outcome domain) x value
+
+[aggregates.equality]
+roles = ["member-authority", "cag-chair"]
+max_dimensions = 3             # client group x equality dimension x category; a cross-tab has two
+
 # CAG-level figures for the Regional Housing Board; the only aggregate a regional board may ask for.
 [aggregates.feed]
 roles = ["member-authority", "cag-chair", "regional-board"]

@@ -66,6 +66,12 @@ def _folder_asker(folder: Path, principal: str, member_asker: MemberAsker | None
     return Asker(identity, manifests, PolicySource(network.policy_path(folder), key, manifests=manifests))
 
 
+def folder_asker(folder: Path, *, principal: str = "", member_asker: MemberAsker | None = None) -> Asker:
+    """Who asks from `folder` (a network folder, a kit or a member node's folder), with the verified
+    manifest and policy it holds: what a client shows of its network before asking anything."""
+    return _folder_asker(folder, principal, member_asker)
+
+
 class CoordinatorClient:
     """One mTLS channel to the coordinator, reused across queries (the handshake is paid once).
     `netdir` is a network folder, a principal's kit, or a member node's folder (docs/onboarding.md),
@@ -112,6 +118,7 @@ class CoordinatorClient:
         min_share_percent: int = 0,
         service_type: str = "",
         as_at: str = "",
+        cross_tab: Sequence[str] = (),
     ) -> tuple[Bundle, dsse.Envelope]:
         # Ask under the policy this principal has: a coordinator or node on another one refuses.
         manifests, policies = self._current()
@@ -129,6 +136,7 @@ class CoordinatorClient:
             min_share_percent=min_share_percent,
             service_type=service_type,
             as_at=as_at,
+            cross_tab=list(cross_tab),
         )
         envelope = sign_message(request, self.identity)
         try:
@@ -170,6 +178,7 @@ def joint_query(
     service_type: str = "",
     as_at: str = "",
     member_asker: MemberAsker | None = None,
+    cross_tab: Sequence[str] = (),
 ) -> tuple[Bundle, dsse.Envelope]:
     """One query on a fresh channel (what a CLI invocation does)."""
     with CoordinatorClient(netdir, principal=principal, endpoint=endpoint, member_asker=member_asker) as client:
@@ -185,4 +194,5 @@ def joint_query(
             min_share_percent=min_share_percent,
             service_type=service_type,
             as_at=as_at,
+            cross_tab=cross_tab,
         )
