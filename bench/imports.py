@@ -1,19 +1,24 @@
-"""Benchmark: a large client-record import, its rate against raw executemany, its peak memory, and
-how long the rest of the node waits to write while it runs.
+"""Benchmark: a large client-record import from CSV and from Excel, its rate against raw
+executemany, its peak memory, and how long the rest of the node waits to write while it runs.
 
 One node store (SQLite, as a new node runs it) with synthetic supply; for each size (default
-100,000 and 1,000,000 records) a fresh copy of it imports a synthetic client-records.csv in a
-process of its own, which reports its peak resident memory (flat memory: the two sizes should
-need about the same). The floor is `bench/movement.py`'s: a raw executemany of the very same
-rows, already converted, into a fresh database. While the largest import runs, a writer in
-another process appends one small row every 20 ms, as a node's audit log, ledger and nonces do
-while it answers; its longest wait for the write lock is what a query waits during an import.
-Run: .venv/bin/python bench/imports.py [--records 100000 1000000]
+100,000 and 1,000,000 records) a fresh copy of it imports a synthetic client-records.csv, and the
+same rows as an .xlsx workbook (written with openpyxl's write-only mode, numbers and dates typed as
+Excel holds them; a sheet holds at most 1,048,575 data rows), each in a process of its own, which
+reports its peak resident memory (flat memory: the two sizes should need about the same). The floor
+is `bench/movement.py`'s: a raw executemany of the very same rows, already converted, into a fresh
+database. While each import runs, a writer in another process appends one small row every 20 ms,
+as a node's audit log, ledger and nonces do while it answers; its longest wait for the write lock
+is what a query waits during an import. The import reports how long its last transaction held the
+write lock (on SQLite a large import builds the table beside the live one and swaps it in:
+`node.imports.swap`).
+Run: .venv/bin/python bench/imports.py [--records 100000 1000000] [--xlsx 100000]
 """
 
 from __future__ import annotations
 
 import argparse
+import csv
 import multiprocessing
 import resource
 import shutil
@@ -21,6 +26,7 @@ import sqlite3
 import sys
 import tempfile
 import time
+from datetime import date
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +34,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
+import openpyxl  # noqa: E402
 from movement import _load_supply, _raw_insert_floor  # noqa: E402
 from rich.console import Console  # noqa: E402
 from rich.table import Table  # noqa: E402
@@ -40,17 +47,24 @@ console = Console()
 SEED = 1
 
 
-def _import_child(url: str, csv_path: str, key_path: str, out: Any) -> None:
+def _import_child(url: str, path: str, key_path: str, out: Any) -> None:
     from node.client_records import PersonSealer, load_person_key
     from node.imports.records import import_client_records
 
     engine = open_store(url)
     sealer = PersonSealer(load_person_key(Path(key_path)))
+    marks: dict[str, float] = {}
+
+    def on_phase(phase: str) -> None:
+        marks.setdefault(phase, time.perf_counter())
+
     started = time.perf_counter()
-    summary = import_client_records(engine, path=Path(csv_path), sealer=sealer)
-    elapsed = time.perf_counter() - started
+    summary = import_client_records(engine, path=Path(path), sealer=sealer, on_phase=on_phase)
+    ended = time.perf_counter()
     engine.dispose()
-    out.put((summary.rows, elapsed, _peak_kib()))
+    # From the moment the last transaction had the write lock to the swap's commit (to the import's
+    # return when it wrote in place: an upper bound on how long it held it, its commit included).
+    out.put((summary.rows, ended - started, _peak_kib(), marks.get("swapped", ended) - marks["locked"]))
 
 
 def _peak_kib() -> int:
@@ -66,13 +80,16 @@ def _peak_kib() -> int:
 
 
 def _writer_child(db_path: str, stop: Any, out: Any) -> None:
-    """Appends a row every 20 ms as an answering node does; reports the longest wait and count."""
-    conn = sqlite3.connect(db_path, timeout=120, isolation_level=None)
+    """Appends a row every 20 ms as an answering node does; reports its longest write, the longest
+    of those waits for the write lock alone (BEGIN IMMEDIATE; the rest is its own commit: an fsync,
+    and a checkpoint when the log has grown), and how many it made."""
+    conn = sqlite3.connect(db_path, timeout=600, isolation_level=None)
     conn.execute("CREATE TABLE IF NOT EXISTS bench_answer (id INTEGER PRIMARY KEY, at REAL)")
-    longest, writes = 0.0, 0
+    longest, longest_lock, writes = 0.0, 0.0, 0
     while not stop.is_set():
         started = time.perf_counter()
         conn.execute("BEGIN IMMEDIATE")
+        longest_lock = max(longest_lock, time.perf_counter() - started)
         conn.execute("INSERT INTO bench_answer (at) VALUES (?)", (time.time(),))
         conn.execute("COMMIT")
         longest = max(longest, time.perf_counter() - started)
@@ -80,13 +97,62 @@ def _writer_child(db_path: str, stop: Any, out: Any) -> None:
         time.sleep(0.02)
     conn.execute("DROP TABLE bench_answer")
     conn.close()
-    out.put((longest, writes))
+    out.put((longest, writes, longest_lock))
+
+
+def _write_xlsx(csv_path: Path, xlsx_path: Path) -> None:
+    """The CSV's rows as an Excel workbook would hold them: openpyxl's write-only mode (streamed, so
+    a million rows need no more memory than ten), numbers as numbers and dates as dates."""
+    workbook = openpyxl.Workbook(write_only=True)
+    sheet = workbook.create_sheet("client records")
+    with csv_path.open(newline="", encoding="utf-8") as f:
+        rows = csv.reader(f)
+        header = next(rows)
+        sheet.append(header)
+        dates = [i for i, name in enumerate(header) if name in ("start_date", "date_of_birth")]
+        numbers = [i for i, name in enumerate(header) if name == "client_group"]
+        for row in rows:
+            cells: list[Any] = list(row)
+            for i in dates:
+                if cells[i]:
+                    cells[i] = date.fromisoformat(cells[i])
+            for i in numbers:
+                cells[i] = int(cells[i])
+            sheet.append(cells)
+    workbook.save(xlsx_path)
+
+
+def _import(spawn: Any, db: Path, path: Path, key_path: Path) -> tuple[int, float, int, float, str, int]:
+    """Import `path` into `db` in a process of its own with a writer alongside: (rows, seconds,
+    peak KiB, seconds the last transaction held the lock, another writer's longest write (and the
+    longest it waited for the lock), its writes)."""
+    queue = spawn.Queue()
+    importer = spawn.Process(target=_import_child, args=(f"sqlite:///{db}", str(path), str(key_path), queue))
+    stop = spawn.Event()
+    writer_queue = spawn.Queue()
+    writer = spawn.Process(target=_writer_child, args=(str(db), stop, writer_queue))
+    writer.start()
+    importer.start()
+    rows, elapsed, peak_kib, locked_s = queue.get()
+    importer.join()
+    stop.set()
+    longest_wait, writes, lock_wait = writer_queue.get()
+    writer.join()
+    return rows, elapsed, peak_kib, locked_s, f"{longest_wait:.2f} ({lock_wait:.2f})", writes
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--records", type=int, nargs="+", default=[100_000, 1_000_000])
+    parser.add_argument(
+        "--xlsx",
+        type=int,
+        nargs="*",
+        default=None,
+        help="sizes also imported as .xlsx (default: the same as --records; none: CSV only)",
+    )
     args = parser.parse_args()
+    xlsx_sizes = set(args.records if args.xlsx is None else args.xlsx)
     code = DEMO["members"][0]
     spawn = multiprocessing.get_context("spawn")
     results = []
@@ -98,59 +164,66 @@ def main() -> None:
         supply = _load_supply(engine, root / "files", code, seed=SEED)
         engine.dispose()
         key_path = root / "person.key"
-        for count in sorted(args.records):
+        for count in sorted(set(args.records) | xlsx_sizes):
             with console.status(f"writing {count:,} synthetic client records"):
                 paths = write_client_csvs(supply, root / f"files-{count}", count=count, members=DEMO["members"])  # type: ignore[arg-type]
-            db = root / f"node-{count}.db"
-            shutil.copy(base, db)
-            url = f"sqlite:///{db}"
-            queue = spawn.Queue()
-            importer = spawn.Process(
-                target=_import_child, args=(url, str(paths["client-records"]), str(key_path), queue)
-            )
-            stop = spawn.Event()
-            writer_queue = spawn.Queue()
-            writer = spawn.Process(target=_writer_child, args=(str(db), stop, writer_queue))
-            with console.status(f"importing {count:,} client records (and a writer alongside)"):
-                writer.start()
-                importer.start()
-                rows, elapsed, peak_kib = queue.get()
-                importer.join()
-                stop.set()
-                longest_wait, writes = writer_queue.get()
-                writer.join()
-            with console.status("raw executemany of the same rows"):
-                engine = open_store(url)
-                floor_s = _raw_insert_floor(engine, root / f"floor-{count}", root / "files", code, seed=SEED)
-                engine.dispose()
-            size_mib = paths["client-records"].stat().st_size / 2**20
-            results.append((count, rows, elapsed, floor_s, peak_kib, longest_wait, writes, size_mib))
-            console.print(
-                f"  {rows:,} rows in {elapsed:.1f} s; raw insert {floor_s:.1f} s; peak {peak_kib / 1024:.0f} MiB"
-            )
+            files = [("CSV", paths["client-records"])]
+            if count in xlsx_sizes:
+                xlsx = paths["client-records"].with_suffix(".xlsx")
+                with console.status(f"writing {count:,} client records as .xlsx (openpyxl, write-only)"):
+                    _write_xlsx(paths["client-records"], xlsx)
+                files.append(("XLSX", xlsx))
+            floor_s = None
+            for form, path in files:
+                db = root / f"node-{count}-{form}.db"
+                shutil.copy(base, db)
+                with console.status(f"importing {count:,} client records from {form} (and a writer alongside)"):
+                    rows, elapsed, peak_kib, locked_s, longest_wait, writes = _import(spawn, db, path, key_path)
+                if floor_s is None:
+                    with console.status("raw executemany of the same rows"):
+                        engine = open_store(f"sqlite:///{db}")
+                        floor_s = _raw_insert_floor(engine, root / f"floor-{count}", root / "files", code, seed=SEED)
+                        engine.dispose()
+                size_mib = path.stat().st_size / 2**20
+                results.append(
+                    (form, count, rows, elapsed, floor_s, peak_kib, locked_s, longest_wait, writes, size_mib)
+                )
+                console.print(
+                    f"  {form} {rows:,} rows in {elapsed:.1f} s; raw insert {floor_s:.1f} s; peak "
+                    f"{peak_kib / 1024:.0f} MiB; last transaction held the lock {locked_s:.2f} s; another writer's "
+                    f"longest write {longest_wait} s (waiting for the lock)"
+                )
+                db.unlink()
 
-    table = Table(title="Client-record import, CSV (SQLite)")
-    for name in ("records", "file MiB", "rows/s", "raw executemany rows/s", "ratio (goal ≥ 0.33)",
-                 "peak RSS MiB", "longest wait of another writer, s", "writes meanwhile"):  # fmt: skip
+    table = Table(title="Client-record import into SQLite: CSV and XLSX against raw executemany")
+    for name in ("file", "records", "file MiB", "rows/s", "raw executemany rows/s", "ratio (CSV goal ≥ 0.33)",
+                 "peak RSS MiB", "lock held by the last transaction, s",
+                 "another writer's longest write, s (lock wait)",
+                 "writes meanwhile"):  # fmt: skip
         table.add_column(name, justify="right")
-    for count, rows, elapsed, floor_s, peak_kib, longest_wait, writes, size_mib in results:
+    for form, count, rows, elapsed, floor_s, peak_kib, locked_s, longest_wait, writes, size_mib in results:
         table.add_row(
+            form,
             f"{count:,}",
             f"{size_mib:,.0f}",
             f"{rows / elapsed:,.0f}",
             f"{rows / floor_s:,.0f}",
             f"{floor_s / elapsed:.2f}",
             f"{peak_kib / 1024:,.0f}",
-            f"{longest_wait:.2f}",
+            f"{locked_s:.2f}",
+            longest_wait,
             f"{writes:,}",
         )
     console.print(table)
-    if len(results) > 1:
-        small, large = results[0], results[-1]
-        console.print(
-            f"peak memory {large[4] / 1024:,.0f} MiB for {large[0]:,} records against {small[4] / 1024:,.0f} MiB "
-            f"for {small[0]:,}: x{large[4] / small[4]:.2f} for x{large[0] / small[0]:.0f} the rows"
-        )
+    for form in ("CSV", "XLSX"):
+        sizes = [r for r in results if r[0] == form]
+        if len(sizes) > 1:
+            small, large = sizes[0], sizes[-1]
+            console.print(
+                f"{form}: peak memory {large[5] / 1024:,.0f} MiB for {large[1]:,} records against "
+                f"{small[5] / 1024:,.0f} MiB for {small[1]:,}: x{large[5] / small[5]:.2f} for "
+                f"x{large[1] / small[1]:.0f} the rows"
+            )
 
 
 if __name__ == "__main__":

@@ -42,6 +42,7 @@ from sqlalchemy.engine import Engine, make_url
 from sqlmodel import SQLModel
 
 from node.config import CONFIG, NodeConfig, NodeSettings, _toml_str
+from node.imports.swap import BUILD_PREFIX, RETIRED_PREFIX
 from node.store import STORE, open_store, store_engine
 from shared import audit, migrate
 from shared.errors import InvalidRequest, SchemaMismatch
@@ -101,7 +102,12 @@ def _tables(engine: Engine) -> list[Table]:
     SQLModel.metadata, then any other as reflected. Not the schema version tables (`shared.migrate`):
     `open_store` stamps the copy at this cagnet's revisions, which it requires of the source too."""
     _node_tables()
-    present = {name for name in inspect(engine).get_table_names() if not name.startswith("alembic_version")}
+    # Not a table an import is building or has just replaced (or one a killed import left): no part of the store.
+    present = {
+        name
+        for name in inspect(engine).get_table_names()
+        if not name.startswith(("alembic_version", BUILD_PREFIX, RETIRED_PREFIX))
+    }
     known = [t for t in SQLModel.metadata.sorted_tables if t.name in present]
     other = sorted(present - {t.name for t in known})
     if not other:
@@ -218,7 +224,9 @@ def _folder_files(config: NodeConfig) -> Iterator[tuple[str, Path]]:
     skip: set[Path] = set()
     if database is not None:
         resolved = database.resolve()
-        skip = {resolved, *(resolved.with_name(resolved.name + s) for s in ("-wal", "-shm", "-journal"))}
+        # With the import lock file (node.imports.swap): empty, and meaningful only while held.
+        sides = ("-wal", "-shm", "-journal", "-import.lock")
+        skip = {resolved, *(resolved.with_name(resolved.name + s) for s in sides)}
     root = config.nodedir.resolve()
     for path in sorted(root.rglob("*")):
         if path.is_file() and not path.is_symlink() and path.resolve() not in skip:

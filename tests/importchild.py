@@ -5,7 +5,8 @@ for the tests that kill an import (kill -9) or hold one part-way while the node 
 
 ACTION is `kill` (SIGKILL, as kill -9) or `stop` (SIGSTOP, until the test sends SIGCONT); WHERE is
 `rows=N` (after N rows have been read and staged) or a phase of `node.imports.staging.Phase`
-(`staged`, `locked`, `written`), or `never`. Exits 0 after a whole import.
+(`staged`, `building`, `built`, `locked`, `written`), or `never`; several, comma-separated, for a
+stop at each in turn. Exits 0 after a whole import.
 """
 
 from __future__ import annotations
@@ -22,20 +23,21 @@ from node.store import open_store
 
 def main(url: str, file: str, key: str, action: str, where: str) -> None:
     signum = {"kill": signal.SIGKILL, "stop": signal.SIGSTOP}[action]
-    done_once: list[bool] = []
+    points = where.split(",")
+    done: set[str] = set()
 
-    def act() -> None:
-        if not done_once:  # once: a stopped import goes on to the end when continued
-            done_once.append(True)
+    def act(point: str) -> None:
+        if point in points and point not in done:  # once: a stopped import goes on when continued
+            done.add(point)
             os.kill(os.getpid(), signum)
 
-    def progress(done: int, total: int) -> None:
-        if where.startswith("rows=") and done >= int(where.removeprefix("rows=")) and done < total:
-            act()
+    def progress(read: int, total: int) -> None:
+        for point in points:
+            if point.startswith("rows=") and read >= int(point.removeprefix("rows=")) and read < total:
+                act(point)
 
     def on_phase(phase: str) -> None:
-        if phase == where:
-            act()
+        act(phase)
 
     engine = open_store(url)
     try:

@@ -118,9 +118,16 @@ def import_(
             progress.update(task, completed=done, total=total or None)
 
         def phase(step: str) -> None:
-            # Reading locks nothing; only this last step holds the store's write lock.
-            if step == "staged" and not dry_run:
+            # Reading locks nothing; a large file on SQLite is then built beside the table a little
+            # at a time, and only the last step holds the store's write lock (node.imports.swap).
+            if dry_run:
+                return
+            if step == "staged":
                 progress.update(task, description=f"writing {file.name} to the store")
+            elif step == "building":
+                progress.update(task, description=f"writing {file.name} beside the store's table (it still answers)")
+            elif step == "built":
+                progress.update(task, description=f"swapping {file.name}'s rows in")
             elif step == "protecting":
                 progress.update(task, description="protecting the standard table set for the records as they are now")
 

@@ -195,19 +195,19 @@ FIELDS: dict[str, Field] = {
         ),
         Field(
             "economic_status",
-            "by name or its number on the form",
+            "by name, or its number in this list (cagnet's order, not checked against the national form)",
             _numbered(ECONOMIC_STATUSES),
             ("economic status", "employment status"),
         ),
         Field(
             "referral_source",
-            "by name or its number on the form",
+            "by name, or its number in this list (cagnet's order, not checked against the national form)",
             _numbered(REFERRAL_SOURCES),
             ("referral source", "referred by", "source of referral"),
         ),
         Field(
             "accommodation_before",
-            "by name or its number on the form",
+            "by name, or its number in this list (cagnet's order, not checked against the national form)",
             _numbered(ACCOMMODATION_BEFORE),
             ("accommodation before", "previous accommodation", "prior accommodation"),
         ),

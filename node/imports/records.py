@@ -13,7 +13,8 @@ The person fields (surname, first_initial, date_of_birth, with sex) are never st
 Unlike `node.importer`, rows are not validated with pydantic: a client record file is a thousand
 times longer than a services file, so each column has a plain check over precomputed lookups, and
 rows are staged in large batches (executemany; COPY on PostgreSQL) in a temporary table on the
-import's own connection, then written to the store in one short transaction (`node.imports.staging`):
+import's own connection, then written to the store in one transaction (`node.imports.staging`; a
+large file on SQLite builds the table's next version beside it and swaps it in, `node.imports.swap`):
 the store is not locked while the file is read, and a killed import changes nothing.
 """
 
@@ -208,8 +209,10 @@ _AGE_BANDS = {band.replace(" ", ""): band for band in AGE_BANDS} | {"85andover":
 
 
 def _numbered(values: Sequence[str]) -> dict[str, str]:
-    """A category by its number on the client record form's list (1 for the first), as an SP
-    system exports it: docs/import-fields.md lists the numbers."""
+    """A category by its position in cagnet's list (1 for the first): docs/import-fields.md lists
+    the numbers. They are not known to be the national SP client record form's codes (no copy of
+    the form was at hand to check them against: docs/client-records.md says so), so a system that
+    exports the form's codes needs a mapping profile's value map."""
     return {str(i): value for i, value in enumerate(values, start=1)}
 
 
@@ -513,7 +516,8 @@ def import_client_records(
     `encoding`, `translator`, `dry_run` and `observe` as for `import_csv`.
 
     Rows are checked and staged without locking the store, then written in one short transaction
-    (`node.imports.staging`): the node answers throughout, and a killed import changes nothing.
+    (`node.imports.staging`; on SQLite, from SWAP_ROWS rows, built beside the table and swapped in:
+    `node.imports.swap`): the node answers throughout, and a killed import changes nothing.
     `on_phase` is told each step (`staging.Phase`).
     """
     translator = translator or Translator(register=register, today=today)

@@ -3,7 +3,11 @@ was, and one that runs to the end leaves it wholly new; on SQLite and PostgreSQL
 
 The import runs in a process of its own (tests/importchild.py) that sends itself SIGKILL at the
 point under test: part-way through reading the file, with every row staged, inside the write
-transaction with the lock held, and with every row written just before the commit.
+transaction with the lock held, and with every row written just before the commit. On SQLite a file
+this large is written by building the table's next version beside it and swapping it in
+(`node.imports.swap`), so the import is also killed part-way through the build and with it built
+(the store wholly old), and once swapped before the replaced table is dropped (wholly new); the
+schema is then byte for byte as it was, and nothing is left beside it after the next import.
 """
 
 from __future__ import annotations
@@ -22,8 +26,9 @@ from sqlalchemy import select
 from sqlalchemy.engine import Engine
 
 from node.client_records import ClientRecord, PersonSealer, load_person_key
-from node.imports.records import import_client_records
+from node.imports.records import import_client_records, import_outcomes
 from node.imports.supply import import_csv
+from node.imports.swap import BUILD_PREFIX, RETIRED_PREFIX, SWAP_ROWS
 from node.store import ensure_authority, open_store
 from node.synthetic.clients import write_client_csvs
 from node.synthetic.supply import generate, write_csvs
@@ -32,6 +37,7 @@ ROOT = Path(__file__).resolve().parents[2]
 MEDWAY = "E06000035"
 OLD_ROWS, NEW_ROWS = 12_000, 25_000  # the new file adds rows and changes some of the old ones
 KILL_POINTS = ["rows=10000", "rows=20000", "staged", "locked", "written"]
+SQLITE_KILL_POINTS = ["rows=10000", "staged", "building", "built", "locked", "written"]
 
 
 @pytest.fixture
@@ -82,20 +88,48 @@ def run_import(url: str, file: Path, key: Path, action: str, where: str) -> subp
     return subprocess.run(command, cwd=ROOT, env=env, capture_output=True, timeout=300, check=False)
 
 
+def schema(engine: Engine) -> list[tuple[str, str, str, str | None]]:
+    """The database's schema as SQLite holds it (every CREATE statement's text), or PostgreSQL's
+    tables; and whether any table is left over from a build."""
+    with engine.connect() as conn:
+        if engine.dialect.name == "sqlite":
+            query = "SELECT type, name, tbl_name, sql FROM sqlite_schema ORDER BY type, name"
+        else:
+            query = "SELECT 'table', tablename, tablename, NULL FROM pg_tables WHERE schemaname = 'public' ORDER BY 2"
+        return [tuple(row) for row in conn.exec_driver_sql(query)]  # type: ignore[misc]
+
+
+@pytest.mark.faults
 def test_an_import_killed_anywhere_leaves_the_store_wholly_old_or_wholly_new(
     store: tuple[Engine, Path, Path, Path], database_url: str
 ) -> None:
     engine, new, key, _ = store
     old = fingerprint(engine)
     assert old[0] == OLD_ROWS
-    for point in KILL_POINTS:
+    tables = schema(engine)
+    assert NEW_ROWS >= SWAP_ROWS  # so that SQLite builds and swaps
+    sqlite = engine.dialect.name == "sqlite"
+    for point in SQLITE_KILL_POINTS if sqlite else KILL_POINTS:
         done = run_import(database_url, new, key, "kill", point)
         assert done.returncode == -signal.SIGKILL, (point, done.stderr.decode()[-2000:])
         assert fingerprint(engine) == old, f"killed at {point}: the store is not as it was"
+    if sqlite:  # the last build killed part-way is still there, read by nothing
+        assert any(name.startswith(BUILD_PREFIX) for _, name, _, _ in schema(engine))
+        # Killed once the swap has committed, before the replaced table is emptied: wholly new.
+        done = run_import(database_url, new, key, "kill", "swapped")
+        assert done.returncode == -signal.SIGKILL, done.stderr.decode()[-2000:]
+        swapped = fingerprint(engine)
+        assert swapped != old and swapped[0] == NEW_ROWS
+        assert any(name.startswith(RETIRED_PREFIX) for _, name, _, _ in schema(engine))
     done = run_import(database_url, new, key, "kill", "never")
     assert done.returncode == 0, done.stderr.decode()[-2000:]
     after = fingerprint(engine)
     assert after != old and after[0] == NEW_ROWS
+    assert schema(engine) == tables  # the same statements, and nothing left beside them
+    if sqlite:
+        with engine.connect() as conn:
+            assert conn.exec_driver_sql("PRAGMA integrity_check").all() == [("ok",)]
+            assert conn.exec_driver_sql("PRAGMA foreign_key_check").all() == []
     # The whole new state is the file's: importing it again in this process changes nothing.
     summary = import_client_records(engine, path=new, sealer=PersonSealer(load_person_key(key)))
     assert (summary.inserted, summary.updated) == (0, 0)
@@ -104,7 +138,57 @@ def test_an_import_killed_anywhere_leaves_the_store_wholly_old_or_wholly_new(
 
 def test_a_reimport_counts_what_it_inserts_and_updates(store: tuple[Engine, Path, Path, Path]) -> None:
     engine, new, key, _ = store
+    before = fingerprint(engine)
+    # A dry run counts the same without writing (on SQLite, without building anything).
+    checked = import_client_records(engine, path=new, sealer=PersonSealer(load_person_key(key)), dry_run=True)
+    assert fingerprint(engine) == before
     summary = import_client_records(engine, path=new, sealer=PersonSealer(load_person_key(key)))
+    assert (checked.inserted, checked.updated) == (summary.inserted, summary.updated)
     assert summary.rows == NEW_ROWS
     assert summary.inserted == NEW_ROWS - OLD_ROWS
     assert summary.updated == len(range(0, OLD_ROWS, 10))
+
+
+def test_outcomes_keep_their_client_records_when_the_table_is_swapped(
+    store: tuple[Engine, Path, Path, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every stored record keeps its id through a build and swap (SQLite), so the outcomes that
+    point at records still point at the same ones, and a changed row is counted as updated. Every
+    import here builds and swaps, the outcomes' too (their file is smaller than SWAP_ROWS)."""
+    monkeypatch.setattr("node.imports.staging.SWAP_ROWS", 1)
+    engine, new, key, tmp_path = store
+    sealer = PersonSealer(load_person_key(key))
+    import_client_records(engine, path=new, sealer=sealer)
+    outcomes = tmp_path / "new" / "outcomes.csv"
+    assert import_records_outcomes(engine, outcomes) > 0
+    linked = outcome_links(engine)
+    assert import_records_outcomes(engine, outcomes) == 0
+    assert outcome_links(engine) == linked
+    with new.open(newline="") as f:
+        rows = list(csv.reader(f))
+    column = rows[0].index("referral_source")
+    for row in rows[1::7]:
+        row[column] = "probation" if row[column] != "probation" else "police"
+    changed = tmp_path / "changed.csv"
+    with changed.open("w", newline="") as f:
+        csv.writer(f).writerows(rows)
+    summary = import_client_records(engine, path=changed, sealer=sealer)
+    assert (summary.inserted, summary.updated) == (0, len(rows[1::7]))
+    assert outcome_links(engine) == linked
+    if engine.dialect.name == "sqlite":
+        with engine.connect() as conn:
+            assert conn.exec_driver_sql("PRAGMA foreign_key_check").all() == []
+
+
+def import_records_outcomes(engine: Engine, path: Path) -> int:
+    return import_outcomes(engine, path=path).inserted
+
+
+def outcome_links(engine: Engine) -> list[tuple[str, str]]:
+    """(record_ref, end_date) of every outcome, through its client record's id."""
+    with engine.connect() as conn:
+        query = (
+            "SELECT c.record_ref, o.end_date FROM outcome AS o JOIN client_record AS c "
+            "ON c.id = o.client_record_id ORDER BY c.record_ref"
+        )
+        return [(str(ref), str(end)) for ref, end in conn.exec_driver_sql(query)]
