@@ -18,6 +18,7 @@ from typing import Any
 from cagnet.actions.tables import ResultTable, bundle_notes, place_name, result_tables
 from coordinator.joint.bundle import Bundle
 from coordinator.joint.client import CoordinatorClient, Refused, Unavailable
+from shared import dsse
 from shared.errors import CagnetError, InvalidRequest
 from shared.kinds.records import JointKpi, JointMovement, JointNetFlow, JointNonLocalServices, RepeatMovers
 from shared.kinds.registry import KINDS, PLAN, JointKind
@@ -96,6 +97,7 @@ class Section:
     title: str
     period: str  # the financial year asked ("2009-10"), or "" for a kind that has no period
     bundle: Bundle | None = None
+    envelope: dsse.Envelope | None = None  # the signed bundle, saved beside the pack for `cagnet verify`
     refusal: str = ""  # why the network did not answer
     tables: list[PackTable] = field(default_factory=list)
     notes: list[tuple[str, str]] = field(default_factory=list)
@@ -137,11 +139,11 @@ def _ask(client: CoordinatorClient, spec: JointKind, period: str) -> Section:
         q = question(spec, first, last)
     section = Section(kind=spec.kind, title=title, period=period)
     try:
-        bundle, _ = client.query(kind=spec.kind, **q)
+        bundle, envelope = client.query(kind=spec.kind, **q)
     except (Refused, Unavailable, CagnetError) as exc:
         section.refusal = getattr(exc, "public_message", "") or str(exc)
         return section
-    section.bundle = bundle
+    section.bundle, section.envelope = bundle, envelope
     section.tables = [PackTable(t) for t in result_tables(bundle)]
     section.notes = bundle_notes(bundle)
     return section

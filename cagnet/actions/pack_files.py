@@ -14,6 +14,7 @@ from typing import Any
 
 from cagnet.actions.pack import Pack, PackTable, Section, ask_pack, build_pack
 from cagnet.actions.tables import chart_series
+from coordinator.joint import bundle as bundle_file
 from coordinator.joint.client import CoordinatorClient, MemberAsker
 from shared.spreadsheet import safe_cell
 
@@ -165,7 +166,9 @@ under. A figure shown * was suppressed by that policy.</p></section>
 
 
 def _sheet_name(title: str, used: set[str]) -> str:
-    name = "".join(" " if c in "[]:*?/\\" else c for c in title)[:28].strip() or "table"
+    # "supply-map: authorities" -> "supply-map authorities": the kind stays in the name, Excel's
+    # forbidden characters and its 31-character limit are kept to.
+    name = "".join(" " if c in "[]:*?/\\" else c for c in title.replace(": ", " "))[:28].strip() or "table"
     base, n = name, 2
     while name.lower() in used:
         name = f"{base[:25]} {n}"
@@ -324,8 +327,8 @@ def write_pack(
     member_asker: MemberAsker | None = None,
 ) -> tuple[Pack, list[Path], str]:
     """Ask every pack question as the kit's principal, verify each answer, and write pack.html,
-    pack.xlsx and (where Chromium is installed) pack.pdf into `out`; returns the pack, the files
-    written and why the PDF was skipped ("" when printed)."""
+    pack.xlsx, (where Chromium is installed) pack.pdf and the signed bundles (bundles/) into
+    `out`; returns the pack, the files written and why the PDF was skipped ("" when printed)."""
     with CoordinatorClient(netdir, principal=principal, member_asker=member_asker) as client:
         now, earlier = ask_pack(client, period, compare)
     network = next((s.bundle.network for s in now if s.bundle is not None), netdir.name)
@@ -337,6 +340,13 @@ def write_pack(
         tmp = path.with_suffix(path.suffix + ".part")
         tmp.write_bytes(data)
         tmp.replace(path)
+    # The signed bundles the pack was made from, for anyone to check with `cagnet verify`.
+    bundles = out / "bundles"
+    bundles.mkdir(exist_ok=True)
+    for section in [*now, *earlier]:
+        if section.envelope is not None:
+            name = f"{section.period}-{section.kind}.json" if section.period else f"{section.kind}.json"
+            bundle_file.save(bundles / name, section.envelope, network_dir=netdir)
     skipped = print_pdf(html_file, pdf_file)
     written = [html_file, xlsx_file] + ([] if skipped else [pdf_file])
     return pack, written, skipped
