@@ -23,6 +23,7 @@ from cagnet.cli import (
     console,
     coordinator,
     feed,
+    funding,
     governance,
     health,
     network,
@@ -116,7 +117,7 @@ app.add_typer(node.app, name="node")
 
 app.add_typer(coordinator.app, name="coordinator")
 
-for name, command in records.QUERY_COMMANDS + providers.QUERY_COMMANDS:
+for name, command in records.QUERY_COMMANDS + providers.QUERY_COMMANDS + funding.QUERY_COMMANDS:
     query.app.command(name)(command)
 app.add_typer(query.app, name="query")
 

@@ -32,6 +32,7 @@ from cagnet.cli.common import (
 if TYPE_CHECKING:
     from coordinator.joint.bundle import Bundle
     from shared.kinds.supply import JointSupplyMap
+    from shared.need import NeedComparison
 
 app = typer.Typer(help="Joint queries across the member nodes (as the CAG chair).", no_args_is_help=True)
 
@@ -154,6 +155,17 @@ def query_supply_map(
             "Repeat for one map per year.",
         ),
     ] = None,
+    need: Annotated[
+        str | None,
+        typer.Option(
+            "--need",
+            help="A need indicator from the network's reference data (e.g. dv_incidents): units per 1,000 of "
+            "it beside units per 1,000 population, and the gap against the CAG rate on both.",
+        ),
+    ] = None,
+    need_year: Annotated[
+        int | None, typer.Option(help="The need indicator's year (default: the latest every authority has).")
+    ] = None,
     deadline_ms: Annotated[int, typer.Option(help="Per-node deadline (0: the coordinator's default).")] = 0,
     as_json: Annotated[bool, typer.Option("--json", help="Print the verified bundle as JSON.")] = False,
     fmt: FormatOpt = "table",
@@ -161,11 +173,16 @@ def query_supply_map(
     principal: PrincipalOpt = "",
 ) -> None:
     """The joint supply map: per-authority and CAG supply, rates per 1,000 and gaps; as at a day
-    (`--as-at`, default today) or at the start of each financial year asked (`--year`)."""
+    (`--as-at`, default today) or at the start of each financial year asked (`--year`). With
+    `--need`, the same supply read against a need indicator from the network's reference data."""
     from datetime import date
 
+    from coordinator import network
     from coordinator.joint import bundle as bundle_mod
     from coordinator.joint.client import joint_query
+    from shared.kinds.supply import JointSupplyMap
+    from shared.need import need_beside_supply
+    from shared.reference import reference_of
 
     if as_at is not None and year:
         raise typer.BadParameter("give --as-at or --year, not both", param_hint="--year")
@@ -184,7 +201,16 @@ def query_supply_map(
     if out_file is not None and len(days) > 1:
         raise typer.BadParameter("--out saves one bundle: give one --year", param_hint="--out")
     netdir = _netdir(network_dir)
+    # Checked before any node is asked: a mistyped indicator should cost nobody a release.
+    reference = reference_of(network.read(netdir)) if need is not None else None
+    if need is not None:
+        from shared.reference import INDICATORS
+
+        if need not in INDICATORS or not INDICATORS[need].need:
+            names = ", ".join(n for n, i in INDICATORS.items() if i.need)
+            raise typer.BadParameter(f"{need!r} is not a need indicator: {names}", param_hint="--need")
     bundles = []
+    comparisons = []
     for day in days:
         bundle, envelope = joint_query(
             netdir,
@@ -200,13 +226,57 @@ def query_supply_map(
         if out_file is not None:
             bundle_mod.save(out_file, envelope, network_dir=netdir)
             err.print(f"signed bundle saved to {out_file} (check it with `cagnet verify {out_file}`)")
+        comparison = None
+        if need is not None and reference is not None:
+            assert isinstance(bundle.result, JointSupplyMap)
+            comparison = need_beside_supply(
+                bundle.result, reference, need, year=need_year, client_groups=client_group or ()
+            )
+            comparisons.append(comparison)
         if fmt == "table":
             render_supply_map(bundle, out)
+            if comparison is not None:
+                render_need(comparison, out)
         elif fmt == "csv":
             print_bundle(bundle, fmt)
     if fmt == "json":
         documents = [b.model_dump(mode="json") for b in bundles]
+        if comparisons:
+            # The bundle as verified, with the need comparison worked out from it beside it.
+            pairs = zip(documents, comparisons, strict=True)
+            documents = [{"bundle": d, "need": c.model_dump(mode="json")} for d, c in pairs]
         print(json.dumps(documents[0] if len(documents) == 1 else documents, indent=2))
+
+
+def render_need(comparison: NeedComparison, console: Console) -> None:
+    """Supply beside need: units per 1,000 of the indicator and per 1,000 population, and the gaps."""
+    c = comparison
+    groups = ", ".join(str(g) for g in c.client_groups)
+    table = Table(title=f"Units in client groups {groups} against {c.label} ({c.year}, {c.unit})")
+    for col in ("authority", "units", c.unit, "per 1,000 need", "gap (need)", "per 1,000 pop", "gap (pop)"):
+        table.add_column(col, justify="left" if col == "authority" else "right")
+    for r in c.rows:
+        table.add_row(
+            r.name,
+            f"{r.units:,}",
+            "no figure" if r.need is None else f"{r.need:,}",
+            "-" if r.per_1000_need is None else f"{r.per_1000_need:.2f}",
+            "-" if r.gap_need is None else f"{r.gap_need:+,}",
+            f"{r.per_1000_population:.2f}",
+            f"{r.gap_population:+,}",
+        )
+    need_rate = "-" if c.cag_per_1000_need is None else f"{c.cag_per_1000_need:.2f}"
+    table.add_row(
+        "[bold]CAG[/]", f"{c.cag_units:,}", f"{c.cag_need:,}", need_rate, "", f"{c.cag_per_1000_population:.2f}", ""
+    )
+    console.print(table)
+    console.print(
+        "[dim]Gap: units an authority would add (+) or has above (-) the CAG rate, on need and on population."
+        " Need figures are the network's signed reference data; units are capacity, released exactly.[/]"
+    )
+    if c.no_figure:
+        missing = ", ".join(c.no_figure)
+        console.print(f"[yellow]no {c.indicator} figure for {c.year}[/]: {missing} (left out of the CAG need rate)")
 
 
 def verify(

@@ -492,7 +492,7 @@ def query_plan(
     principal: PrincipalOpt = "",
 ) -> None:
     """Before asking: which standard questions (movement, net flow, KPI 2, non-local services,
-    repeat movers; each financial year and quarter in the span; every client group, and each
+    repeat movers, fair shares, spend; each financial year and quarter in the span; every client group, and each
     `-g` group alone) the nodes would answer now, and why not the others. Releases no figure."""
 
     from shared.kinds.registry import PLAN
