@@ -126,6 +126,9 @@ class Pack:
     made_at: str
     sections: list[Section]
     facts: list[Fact]
+    # Sections drawn from the supply map and the manifest's signed reference data (need, grant):
+    # (title, HTML), present when the network holds reference data.
+    reference: list[tuple[str, str]] = field(default_factory=list)
 
 
 def _ask(client: CoordinatorClient, spec: JointKind, period: str) -> Section:

@@ -14,8 +14,10 @@ from typing import Any
 
 from cagnet.actions.pack import Pack, PackTable, Section, ask_pack, build_pack
 from cagnet.actions.tables import chart_series
+from coordinator import network, report_funding
 from coordinator.joint import bundle as bundle_file
 from coordinator.joint.client import CoordinatorClient, MemberAsker
+from shared.reference import reference_of
 from shared.spreadsheet import safe_cell
 
 __all__ = ["CHROMIUM", "pack_html", "pack_xlsx", "print_pdf", "write_pack"]
@@ -143,9 +145,12 @@ def pack_html(pack: Pack) -> str:
     contents = "".join(
         f"<li><a href='#s-{_esc(s.kind)}'>{_esc(s.title)}</a>{' (not answered)' if s.refusal else ''}</li>"
         for s in pack.sections
-    )
+    ) + "".join(f"<li><a href='#r-{i}'>{_esc(title)}</a></li>" for i, (title, _) in enumerate(pack.reference))
     digests = sorted({s.bundle.policy_digest for s in pack.sections if s.bundle is not None})
-    sections = "".join(_section_html(s, pack.compare) for s in pack.sections)
+    sections = "".join(_section_html(s, pack.compare) for s in pack.sections) + "".join(
+        f"<section class='page' id='r-{i}'><h2>{_esc(title)}</h2>{body}</section>"
+        for i, (title, body) in enumerate(pack.reference)
+    )
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8">
 <meta http-equiv="Content-Security-Policy" content="{_CSP}">
@@ -317,6 +322,21 @@ def print_pdf(html_file: Path, pdf_file: Path) -> str:
     return ""
 
 
+def reference_sections(netdir: Path, sections: Sequence[Section]) -> list[tuple[str, str]]:
+    """Supply beside need and grant beside spend, from the year's supply map and the network's
+    signed reference data (none where the network holds none, or the supply map was refused)."""
+    supply = next((s.bundle for s in sections if s.kind == "supply-map" and s.bundle is not None), None)
+    if supply is None or (netdir / "node.toml").exists():
+        return []  # a member node's folder holds its manifests elsewhere: the console's node pages show them
+    reference = reference_of(network.read(netdir))
+    if not reference.indicators():
+        return []
+    return [
+        ("Supply beside need", report_funding.need_section(supply, reference)),
+        ("Grant and spend", report_funding.grant_section(supply, reference)),
+    ]
+
+
 def write_pack(
     netdir: Path,
     out: Path,
@@ -331,8 +351,9 @@ def write_pack(
     `out`; returns the pack, the files written and why the PDF was skipped ("" when printed)."""
     with CoordinatorClient(netdir, principal=principal, member_asker=member_asker) as client:
         now, earlier = ask_pack(client, period, compare)
-    network = next((s.bundle.network for s in now if s.bundle is not None), netdir.name)
-    pack = build_pack(network, period, compare, now, earlier)
+    name = next((s.bundle.network for s in now if s.bundle is not None), netdir.name)
+    pack = build_pack(name, period, compare, now, earlier)
+    pack.reference = reference_sections(netdir, now)
     out.mkdir(parents=True, exist_ok=True)
     html_file, xlsx_file, pdf_file = out / "pack.html", out / "pack.xlsx", out / "pack.pdf"
     # Written whole or not at all: each file goes to a temporary name first.

@@ -14,7 +14,7 @@ import pytest
 from openpyxl import load_workbook
 from typer.testing import CliRunner
 
-from cagnet.actions.pack import financial_year, pack_kinds
+from cagnet.actions.pack import TITLES, financial_year, pack_kinds
 from cagnet.cli import app
 from coordinator import network
 from coordinator.joint.bundle import Bundle, load, verify_saved_bundle
@@ -25,6 +25,7 @@ from shared.manifest import CAG_CHAIR
 from tests.netutil import THREE, LiveNetwork, make_network, running
 
 CHROMIUM = Path("/usr/bin/chromium")
+DEMO_REFERENCE = Path(__file__).parents[2] / "cagnet" / "demo-reference.csv"
 CHAIR = "sam-patel"
 
 
@@ -38,6 +39,8 @@ def _cli(*args: str) -> str:
 def pack(tmp_path_factory: pytest.TempPathFactory) -> Path:
     built = make_network(tmp_path_factory.mktemp("net"), THREE)
     network.add_principal(built.netdir, party_id=CHAIR, role=CAG_CHAIR, name="Sam Patel, CAG chair")
+    # The network's signed reference data (need indicators, grant): the pack sets supply beside them.
+    network.set_reference(built.netdir, DEMO_REFERENCE.read_text(), source=DEMO_REFERENCE.name)
     kit = tmp_path_factory.mktemp("kit") / "kit"
     out = tmp_path_factory.mktemp("pack") / "board-paper"
     with running(LiveNetwork(built.netdir, built.nodedirs)):
@@ -140,7 +143,7 @@ def test_the_html_opens_offline_with_every_section_and_its_tables(pack: Path) ->
             page.goto((pack / "pack.html").as_uri())
             facts = page.locator("ol.facts li").all_inner_texts()
             sections = page.eval_on_selector_all("section[data-kind]", "els => els.map(e => e.dataset.kind)")
-            contents = page.locator("#contents li").count()
+            contents = page.locator("#contents li").all_inner_texts()
             supply_text = page.locator("section[data-kind='supply-map']").inner_text()
             tables = page.locator("table.result").count()
             refusals = page.locator("p.refused").all_inner_texts()
@@ -148,7 +151,11 @@ def test_the_html_opens_offline_with_every_section_and_its_tables(pack: Path) ->
             browser.close()
     assert not requests and not errors
     assert len(facts) == 5
-    assert sections == [k.kind for k in pack_kinds()] and contents == len(sections)
+    assert sections == [k.kind for k in pack_kinds()]
+    assert contents[len(sections) :] == ["Supply beside need", "Grant and spend"]
+    assert [c.removesuffix(" (not answered)") for c in contents[: len(sections)]] == [
+        page_title for page_title in (TITLES.get(k.kind, k.kind) for k in pack_kinds())
+    ]
     assert tables >= len(sections) - len(refusals)
     # Each table says its period, the authorities' records currency and the policy.
     assert "as at 2010-03-31" in supply_text and "records to 2010-03-31" in supply_text
