@@ -45,6 +45,8 @@ TITLES = {
     "repeat-movers": "Repeat movers: people supported by more than one authority",
     "common-providers": "Common providers",
     "vfm": "Value for money: unit costs",
+    "fair-shares": "Designated services and fair shares",
+    "spend": "Spend per unit and per new client",
 }
 # Columns that say how or why, not what: never part of the key that matches a row across periods.
 _NOT_KEYS = ("period", "reason", "status", "suppressed", "note", "at least")
@@ -325,7 +327,10 @@ def summary_facts(period: str, now: Sequence[Section], earlier: Sequence[Section
             )
         )
     else:
-        facts.append(Fact("The largest net importer: withheld.", None, _refusal(now, "net-flow")))
+        flows = _result(now, "net-flow")
+        reasons = sorted({row.reason for row in flows.rows if row.client_group == 0 and row.reason}) if flows else []
+        why = "where a part is suppressed: " + "; ".join(reasons) if reasons else _refusal(now, "net-flow")
+        facts.append(Fact("The largest net importer: withheld.", None, why))
     kpi, kpi_then = _kpi(_result(now, "kpi")), _kpi(_result(earlier, "kpi"))
     if kpi is not None:
         facts.append(

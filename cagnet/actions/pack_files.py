@@ -36,7 +36,8 @@ td.n{text-align:right;white-space:nowrap} td.s{text-align:center;color:#a33}
 .facts li{margin:.6em 0;font-size:1.1em} .fig{font-weight:bold}
 section.page{break-before:page} caption{text-align:left;font-weight:bold;padding:.3em 0}
 @page{size:A4;margin:14mm 12mm 16mm 12mm}
-@media print{body{max-width:none;margin:0;font-size:11px} table{font-size:8px}}
+@media print{body{max-width:none;margin:0;font-size:11px}
+ table{font-size:7.5px;width:100%;table-layout:fixed;overflow-wrap:anywhere} td.n{white-space:normal}}
 """
 _MAX_HTML_ROWS = 400  # a longer table is cut in the HTML and PDF (the workbook holds it whole), and says so
 
@@ -90,7 +91,9 @@ def svg_bars(title: str, points: Sequence[tuple[str, float | None]]) -> str:
     zero = label_w + plot * (-low / span)
     height = row_h * len(points) + 30
     parts = [
-        f"<svg xmlns='http://www.w3.org/2000/svg' width='{width}' height='{height}' role='img' class='chart'>",
+        # A viewBox, so that the chart shrinks to an A4 page's width rather than being cut.
+        f"<svg xmlns='http://www.w3.org/2000/svg' viewBox='0 0 {width} {height}' width='100%' "
+        f"style='max-width:{width}px' role='img' class='chart'>",
         f"<title>{_esc(title)}</title>",
         f"<text x='0' y='14' font-size='12' font-weight='bold'>{_esc(title)}</text>",
     ]
