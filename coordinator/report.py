@@ -21,12 +21,14 @@ import plotly.io as pio
 from plotly.offline import get_plotlyjs
 
 from coordinator import network, report_funding
-from coordinator.joint.bundle import Bundle
+from coordinator.joint.bundle import Bundle, currency_lines, span_label
 from coordinator.joint.client import CoordinatorClient
 from shared import places, vocabulary
 from shared.accreditation import LoggedEntry, provider_status, verify_entry
 from shared.checkpoint import register_origin, verify_checkpoint
 from shared.errors import CagnetError
+from shared.kinds.equality import DIMENSION_NAMES, NO_REFERENCE, JointEquality
+from shared.kinds.outcomes import DOMAIN_NAMES, MEASURES, JointOutcomes
 from shared.kinds.providers import VfmBenchmarks
 from shared.kinds.records import JointMovement, JointNetFlow, net_figure
 from shared.kinds.supply import JointSupplyMap
@@ -38,7 +40,7 @@ _CSP = (
     "default-src 'none'; script-src 'unsafe-inline' 'unsafe-eval'; style-src 'unsafe-inline'; "
     "img-src data:; font-src data:"
 )
-CHART_IDS = ("supply-heatmap", "flows", "net-flow", "vfm", "accreditation")
+CHART_IDS = ("supply-heatmap", "flows", "net-flow", "vfm", "accreditation", "outcomes", "equality")
 
 
 @dataclass(frozen=True)
@@ -59,16 +61,26 @@ def _name(code: str) -> str:
         return code
 
 
-def _coverage(bundle: Bundle, suppressed: Sequence[str]) -> str:
+def _coverage(bundle: Bundle, suppressed: Sequence[str], *, period: str = "") -> str:
+    """What a chart was made from: its period, each authority's records currency (client records),
+    the policy, the suppressed cells and who did not answer."""
     missing = "; ".join(f"{_name(m.authority)} ({m.reason})" for m in bundle.missing) or "none"
     cells = f"{len(suppressed)}: " + ", ".join(suppressed[:12]) if suppressed else "none"
     if len(suppressed) > 12:
         cells += f" and {len(suppressed) - 12} more"
+    currency = "; ".join(currency_lines(bundle.currency))
     return (
-        f"<p class='coverage'>Policy applied: <code>{html.escape(bundle.policy_digest)}</code>. "
+        f"<p class='coverage'>Period: {html.escape(period or span_label(bundle))}."
+        + (f" Records: {html.escape(currency)}." if currency else "")
+        + f" Policy applied: <code>{html.escape(bundle.policy_digest)}</code>. "
         f"Cells suppressed: {html.escape(cells)}. Authorities missing: {html.escape(missing)}. "
         f"Answered: {html.escape(', '.join(_name(a) for a in bundle.answered))}.</p>"
     )
+
+
+def _day(bundle: Bundle) -> str:
+    """The day a bundle was made: a supply map or benchmark is of what was in force then."""
+    return bundle.created_at[:10]
 
 
 def _div(fig: go.Figure, div_id: str) -> str:
@@ -122,7 +134,7 @@ def supply_heatmap(bundle: Bundle) -> str:
     # Units are capacity and released exactly; only service counts and money are ever suppressed.
     suppressed = [f"{_name(a.authority)}: services" for a in r.authorities if a.services is None]
     suppressed += [f"{_name(a.authority)}: contract value" for a in r.authorities if a.annual_value is None]
-    return _div(fig, "supply-heatmap") + _coverage(bundle, suppressed)
+    return _div(fig, "supply-heatmap") + _coverage(bundle, suppressed, period=f"services in force on {_day(bundle)}")
 
 
 def flows_chart(bundle: Bundle) -> str:
@@ -144,7 +156,9 @@ def flows_chart(bundle: Bundle) -> str:
             },
         )
     )
-    fig.update_layout(title="Origin → destination: new clients by previous authority and host authority")
+    fig.update_layout(
+        title=f"Origin → destination: new clients by previous authority and host authority, {span_label(bundle)}"
+    )
     suppressed = [f"{_name(f.origin)} → {_name(f.host)}" for f in flows if f.clients is None]
     return _div(fig, "flows") + _coverage(bundle, suppressed)
 
@@ -179,7 +193,9 @@ def net_flow_chart(bundle: Bundle) -> str:
             textposition="top center",
             marker={"size": 12, "symbol": "circle-open"},
         )
-    fig.update_layout(title="Net import (+) and export (−) by authority, all client groups", barmode="relative")
+    fig.update_layout(
+        title=f"Net import (+) and export (−) by authority, all client groups, {span_label(bundle)}", barmode="relative"
+    )
     suppressed = [
         f"{_name(row.authority)}: {what} (sum is at least)"
         for row in rows
@@ -219,7 +235,69 @@ def vfm_chart(bundle: Bundle) -> str:
         f"{c.client_group}/{c.service_type} ({c.suppressed})" for c in r.cells if c.suppressed or c.median is None
     ]
     note = "<p class='note'>Lower unit cost alone is not better value: read it with outcomes and quality.</p>"
-    return _div(fig, "vfm") + note + _coverage(bundle, suppressed)
+    return _div(fig, "vfm") + note + _coverage(bundle, suppressed, period=f"contracts in force on {_day(bundle)}")
+
+
+def outcomes_chart(bundle: Bundle) -> str:
+    """Planned departures and needs met in each outcome domain, every client group: each authority
+    beside the CAG. A withheld share is not drawn; it is listed under the chart with its reason."""
+    r = bundle.result
+    assert isinstance(r, JointOutcomes)
+    heads = [*r.authorities, "CAG"]
+    rows = {(row.authority, row.measure): row for row in r.rows if row.client_group == 0}
+    fig = go.Figure()
+    for head in heads:
+        shares = [rows[(head, m)].percent if (head, m) in rows else None for m in MEASURES]
+        fig.add_bar(name="CAG" if head == "CAG" else _name(head), x=[DOMAIN_NAMES[m] for m in MEASURES], y=shares)
+    fig.update_layout(
+        title="Short-term outcomes, all client groups: planned departures (% of departures) and needs met "
+        "(% of needs identified)",
+        barmode="group",
+        yaxis={"title": "%", "range": [0, 100]},
+    )
+    withheld = [
+        f"{'CAG' if row.authority == 'CAG' else _name(row.authority)}, {DOMAIN_NAMES[row.measure]}: {row.reason}"
+        for row in r.rows
+        if row.client_group == 0 and row.percent is None and row.reason
+    ]
+    return _div(fig, "outcomes") + _coverage(bundle, withheld)
+
+
+def equality_chart(bundle: Bundle) -> str:
+    """Who the services reach: each authority's share of new client records by ethnicity and by age
+    band, beside the CAG's. The population's shares would stand beside them; the network holds no
+    reference figure for these fields, so none is drawn."""
+    r = bundle.result
+    assert isinstance(r, JointEquality)
+    heads = [*r.authorities, "CAG"]
+    rows = {(p.authority, p.dimension, p.category): p for p in r.profile if p.client_group == 0}
+    categories = sorted({(d, c) for _a, d, c in rows if d in ("ethnicity", "age_band")})
+    z = [[rows[(h, d, c)].percent if (h, d, c) in rows else None for h in heads] for d, c in categories]
+    fig = go.Figure(
+        go.Heatmap(
+            z=z,
+            text=[["" if v is None else f"{v:.0f}%" for v in line] for line in z],
+            texttemplate="%{text}",
+            x=[_name(h) if h != "CAG" else "CAG" for h in heads],
+            y=[f"{DIMENSION_NAMES[d]}: {c}" for d, c in categories],
+            colorscale="Blues",
+            colorbar={"title": "% of records"},
+            hovertemplate="%{y}<br>%{x}: %{text}<extra></extra>",
+        )
+    )
+    fig.update_layout(title="Equality profile: % of new client records by ethnicity and age band", height=760)
+    fig.update_yaxes(autorange="reversed")
+    withheld = [
+        f"{'CAG' if p.authority == 'CAG' else _name(p.authority)}, {DIMENSION_NAMES[p.dimension]} {p.category}"
+        for p in r.profile
+        if p.client_group == 0 and p.percent is None and p.reason and "suppressed" in p.reason
+    ]
+    note = (
+        f"<p class='coverage'>Population share beside each: {NO_REFERENCE} (the network's authority register holds "
+        "none for ethnicity or age yet). Sex, economic status, referral source and accommodation before are in "
+        "<code>cagnet query equality</code>.</p>"
+    )
+    return _div(fig, "equality") + note + _coverage(bundle, withheld)
 
 
 def accreditation_chart(acc: Accreditation, policy_digest: str) -> str:
@@ -254,6 +332,8 @@ def build_report(
     net_flow: Bundle,
     vfm: Bundle,
     accreditation: Accreditation,
+    outcomes: Bundle,
+    equality: Bundle,
     reference: ReferenceData | None = None,
     fair_shares: Bundle | None = None,
     fair_shares_refused: str = "",
@@ -268,6 +348,8 @@ def build_report(
         ("Net importers and exporters", net_flow_chart(net_flow)),
         ("Value for money", vfm_chart(vfm)),
         ("Provider accreditation", accreditation_chart(accreditation, supply.policy_digest)),
+        ("Short-term outcomes", outcomes_chart(outcomes)),
+        ("Equality: who the services reach", equality_chart(equality)),
     ]
     if reference is not None:
         sections.append(("Supply beside need", report_funding.need_section(supply, reference)))
@@ -342,6 +424,9 @@ def write_report(netdir: Path, out: Path, *, principal: str = "cag-chair") -> Pa
                 spend, _ = client.query(kind="spend", from_date=f"{year}-04-01", to_date=f"{year + 1}-03-31")
             except CagnetError as exc:
                 spend_refused = exc.public_message
+        # Each node protects a stack of tables for these the first time: more than the default 5 s.
+        outcomes, _ = client.query(kind="outcomes", period="all", node_deadline_ms=20_000)
+        equality, _ = client.query(kind="equality", period="all", node_deadline_ms=20_000)
     document = build_report(
         network=supply.network,
         supply=supply,
@@ -354,6 +439,8 @@ def write_report(netdir: Path, out: Path, *, principal: str = "cag-chair") -> Pa
         fair_shares_refused=refused,
         spend=spend,
         spend_refused=spend_refused,
+        outcomes=outcomes,
+        equality=equality,
     )
     out.write_text(document, encoding="utf-8")
     return out

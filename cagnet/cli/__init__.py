@@ -20,12 +20,14 @@ from rich.console import Console
 from rich.markup import escape
 
 from cagnet.cli import (
+    analyses,
     console,
     coordinator,
     feed,
     funding,
     governance,
     health,
+    kit,
     network,
     node,
     onboarding,
@@ -116,8 +118,11 @@ for name, command in NODE_COMMANDS:
 app.add_typer(node.app, name="node")
 
 app.add_typer(coordinator.app, name="coordinator")
+app.add_typer(kit.app, name="kit")
 
-for name, command in records.QUERY_COMMANDS + providers.QUERY_COMMANDS + funding.QUERY_COMMANDS:
+for name, command in (
+    records.QUERY_COMMANDS + providers.QUERY_COMMANDS + funding.QUERY_COMMANDS + analyses.QUERY_COMMANDS
+):
     query.app.command(name)(command)
 app.add_typer(query.app, name="query")
 

@@ -16,7 +16,9 @@ from typing import Annotated, Any
 from pydantic import Field
 
 from shared.disclosure import check_share_threshold
+from shared.kinds.equality import JointEquality, check_cross_tab, combine_equality
 from shared.kinds.fair_shares import JointFairShares, combine_fair_shares, fair_shares_from_proto
+from shared.kinds.outcomes import JointOutcomes, combine_outcomes
 from shared.kinds.providers import CommonProviders, VfmBenchmarks, combine_common_providers
 from shared.kinds.records import (
     JointKpi,
@@ -123,7 +125,7 @@ class JointKind:
     @property
     def about_records(self) -> bool:
         """Asked of client records (dates, period, groups) rather than of the supply map."""
-        return self.request_cls is node_pb2.RecordsQuery
+        return self.request_cls in (node_pb2.RecordsQuery, node_pb2.EqualityQuery)
 
     def request_of(self, method: str) -> type[Any]:
         return self.first_request_cls if method != self.method and self.first_request_cls else self.request_cls
@@ -175,6 +177,10 @@ class _JointSupplyMaps:
             if len(self._done) > self._SIZE:
                 self._done.popitem(last=False)
         return joint
+
+
+def _cross_tab(query: coordinator_pb2.JointQueryRequest) -> None:
+    check_cross_tab(query.cross_tab)
 
 
 def _supply_day(query: coordinator_pb2.JointQueryRequest) -> None:
@@ -314,6 +320,23 @@ _DECLARED = (
             [spend_from_proto(m) for m in responses], period=_span(responses, query)
         ),
     ),
+    JointKind(
+        "outcomes",
+        "Outcomes",
+        node_pb2.RecordsQuery,
+        node_pb2.CountsResponse,
+        planned=True,
+        combiner=_counts(combine_outcomes, periods=True),
+    ),
+    JointKind(
+        "equality",
+        "Equality",
+        node_pb2.EqualityQuery,
+        node_pb2.CountsResponse,
+        planned=True,
+        check=_cross_tab,
+        combiner=_counts(combine_equality, periods=True),
+    ),
 )
 
 KINDS: dict[str, JointKind] = {k.kind: k for k in _DECLARED}
@@ -342,6 +365,8 @@ JointResult = Annotated[
     | CommonProviders
     | VfmBenchmarks
     | JointFairShares
-    | JointSpend,
+    | JointSpend
+    | JointOutcomes
+    | JointEquality,
     Field(discriminator="kind"),
 ]

@@ -36,6 +36,9 @@ def test_demo_runs_the_six_authority_network_admits_a_seventh_and_cleans_up() ->
     assert "missing: E06000043 (Brighton & Hove) — unreachable" in log
     assert "register receipt verified offline: 3 entries in checkpoint 5" in log and "checkpoint final" in log
     assert "suspended by East Sussex" in log
+    # Were people helped, and who do the services reach: outcomes and the equality profile.
+    assert "Short-term outcomes: planned departures" in log and "stay safe" in log
+    assert "Equality: ethnicity, % of new client records" in log and "age band x sex" in log
     # Governed from the charter on: the coordinator alone is refused; a key rotation needs 4 of 6.
     # (One version later than before the demo set its need and grant figures while founding.)
     assert "charter adopted: manifest version 10, signed by all 6 member authorities over signed gRPC" in log
