@@ -7,6 +7,7 @@ against the verified snapshots themselves, opened from the workbook with openpyx
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from contextlib import ExitStack
 from datetime import datetime, timedelta
@@ -72,6 +73,8 @@ def test_a_regional_roll_up_names_the_missing_and_stale_and_sums_where_periods_a
     assert {r[0]: r[-1] for r in rows} == {s.client_group: s.units for s in first.supply}
     assert all(type(r[-1]) is int for r in rows)
 
+    # Snapshots are stamped to the second: B's must be a later second than A's for one to be older.
+    time.sleep(1.1)
     second = publish(b.netdir)
     # A's snapshot is older than the board accepts: named stale and not summed.
     published = [datetime.fromisoformat(s.published_at) for s in (first, second)]
