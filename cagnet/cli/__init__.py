@@ -44,20 +44,41 @@ err = Console(stderr=True)
 
 
 def report(
-    out_file: Annotated[Path, typer.Option("--out", help="The HTML file to write.")] = Path("report.html"),
+    period: Annotated[str, typer.Option(help="The financial year the pack covers, e.g. 2009-10 (April to March).")],
+    out_dir: Annotated[Path, typer.Option("--out", help="The folder to write pack.html, pack.xlsx and pack.pdf in.")],
+    compare: Annotated[
+        str, typer.Option(help="An earlier financial year: each figure shows its change since then.")
+    ] = "",
     network_dir: Annotated[
-        Path | None, typer.Option("--network", "--kit", help="The network folder, or a principal's kit.")
+        Path | None,
+        typer.Option(
+            "--network", "--kit", "--node", help="The network folder, a principal's kit, or a member node's folder."
+        ),
     ] = None,
     principal: Annotated[
         str, typer.Option(help="The principal to act as (default: a kit's own, else cag-chair).")
     ] = "",
 ) -> None:
-    """The CAG's joint analyses as one self-contained HTML file with charts (no request leaves it)."""
+    """A meeting pack for a financial year: a summary for elected members and a section for every
+    question the network answers, as self-contained HTML, Excel and an A4 PDF (no request leaves them)."""
+    from cagnet.actions.asking import member_asker
+    from cagnet.actions.pack_files import write_pack
     from cagnet.cli.common import _netdir
-    from coordinator.report import write_report
 
-    path = write_report(_netdir(network_dir), out_file, principal=principal)
-    err.print(f"[green]report written[/]: {path.resolve()}")
+    pack, written, skipped = write_pack(
+        _netdir(network_dir), out_dir, period=period, compare=compare, principal=principal, member_asker=member_asker
+    )
+    refused = [s for s in pack.sections if s.refusal]
+    err.print(
+        f"[green]pack written[/] for {pack.period}: {len(pack.sections) - len(refused)} of {len(pack.sections)}"
+        " questions answered"
+    )
+    for section in refused:
+        err.print(f"  [yellow]not answered[/]: {section.kind}: {escape(section.refusal)}")
+    for path in written:
+        err.print(f"  {path.resolve()}")
+    if skipped:
+        err.print(f"  [yellow]PDF skipped[/]: {skipped}")
 
 
 def demo(

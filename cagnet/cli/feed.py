@@ -215,3 +215,34 @@ def feed_subscribe(
         on_snapshot=lambda s: err.print(f"snapshot {s.sequence} verified and written"),
     )
     err.print(f"{len(written)} new snapshot(s) in {out_dir}")
+
+
+@feed_app.command("region")
+def feed_region(
+    kits: Annotated[list[Path], typer.Option("--kit", help="A regional board's kit for one network; repeat for each.")],
+    out_dir: Annotated[Path, typer.Option("--out", help="Folder for region.html, .xlsx, .csv and the feeds fetched.")],
+    stale_after: Annotated[
+        str, typer.Option(help="A snapshot older than this is named stale and left out of the sums: 30d, 2w, ...")
+    ] = "31d",
+) -> None:
+    """One roll-up across the CAGs whose feeds a regional board takes: each network's latest snapshot
+    verified on its own, figures side by side by CAG, summed where their periods agree; missing
+    and stale snapshots named."""
+    from cagnet.actions.region import write_region
+    from shared.mandate import parse_interval
+
+    try:
+        after = timedelta(seconds=parse_interval(stale_after))
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--stale-after") from None
+    feeds, files = write_region([_netdir(k) for k in kits], out_dir, stale_after=after)
+    for f in feeds:
+        if f.snapshot is None:
+            err.print(f"[yellow]missing[/]: {f.network}: {f.problem}")
+        elif f.problem:
+            what = "stale" if f.stale else "note"
+            err.print(f"[yellow]{what}[/]: {f.network}: snapshot {f.snapshot.sequence}: {f.problem}")
+        else:
+            err.print(f"[green]verified[/]: {f.network}: snapshot {f.snapshot.sequence} ({f.snapshot.published_at})")
+    for path in files:
+        err.print(f"  {path.resolve()}")

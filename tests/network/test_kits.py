@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+from cagnet.actions.pack import pack_kinds
 from cagnet.cli import app
 from cagnet.demo import free_port, wait_healthy
 from coordinator import network
@@ -115,15 +116,14 @@ def test_a_member_authoritys_officer_asks_from_the_nodes_folder(net: LiveNetwork
 def test_the_report_is_written_from_a_kit(net: LiveNetwork, tmp_path: Path) -> None:
     kit = tmp_path / "kit"
     _cli("network", "principal", "export", JANE, "--network", str(net.netdir), "--out", str(kit))
-    report = tmp_path / "report.html"
+    pack = tmp_path / "pack"
     assert net.coordinator is not None
     before, _ = audit.head(net.coordinator.audit.engine)
-    _cli("report", "--kit", str(kit), "--out", str(report))
-    assert "<html" in report.read_text(encoding="utf-8").lower()
+    _cli("report", "--kit", str(kit), "--period", "2009-10", "--out", str(pack))
+    assert "<html" in (pack / "pack.html").read_text(encoding="utf-8").lower()
     asked = audit.entries(net.coordinator.audit.engine, since_seq=before)
-    # Supply, movement, net flow, VFM, fair shares, outcomes and equality (spend too, where the
-    # network holds grant figures).
-    assert sum(e.method.endswith("/JointQuery") for e in asked) == 7
+    # One question for each kind a pack has a section for (every kind but the plan).
+    assert sum(e.method.endswith("/JointQuery") for e in asked) == len(pack_kinds())
     assert {e.principal for e in asked} == {JANE}
 
 
