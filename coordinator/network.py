@@ -323,6 +323,7 @@ def member_certificate(netdir: Path, request: JoinRequest) -> tuple[x509.Certifi
         cert_fingerprint=pki.fingerprint(cert),
         endpoint=request.endpoint,
         population=request.population,
+        transport=request.transport,
     )
     return cert, party
 

@@ -42,6 +42,8 @@ from coordinator.joint.fanout import Missing, NodeClients
 from coordinator.joint.rounds import Round
 from coordinator.register.server import SERVICE as REGISTER_SERVICE
 from coordinator.register.server import RegisterRuntime, add_to_server
+from coordinator.relay.server import RelayServicer
+from coordinator.relay.server import add_to_server as add_relay
 from coordinator.settings import CoordinatorSettings
 from shared import audit as audit_log
 from shared import dsse
@@ -75,6 +77,12 @@ from shared.serde import envelope_from_proto, envelope_to_proto
 from shared.serving import bind, folder_lock
 
 log = logging.getLogger(__name__)
+
+# Each node attached over the relay holds one of the server's threads for as long as its stream is
+# open; these are on top of `max_workers`, so that attached nodes never crowd out the calls of
+# principals and members (threads are made only when used). Every upper-tier English authority is
+# 152: a network of them all could dial out.
+RELAY_STREAMS = 160
 
 SERVICE = "cagnet.v1.Coordinator"
 JOINT_QUERY = f"/{SERVICE}/JointQuery"
@@ -517,7 +525,7 @@ def create_server(
     register.nonces = governance.nonces = runtime.nonces
     checks = RequestGuard(summary=runtime.refusals)
     server = grpc.server(
-        futures.ThreadPoolExecutor(max_workers=max_workers),
+        futures.ThreadPoolExecutor(max_workers=max_workers + RELAY_STREAMS),
         interceptors=[
             CallObserver(runtime.metrics),
             checks,
@@ -530,6 +538,7 @@ def create_server(
     coordinator_pb2_grpc.add_CoordinatorServicer_to_server(CoordinatorServicer(runtime), server)
     add_to_server(server, register)
     add_governance(server, governance)
+    add_relay(server, RelayServicer(runtime.clients.attached, runtime.manifests, runtime.nonces, runtime.audit))
     health_servicer = health.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     identity = runtime.identity

@@ -553,7 +553,8 @@ def _check_join(proposal: Proposal, filed: Filed, ca_cert_pem: bytes) -> None:
     if filed.join_request is not None:
         request = open_join_request(filed.join_request)
         asked = (request.party_id, request.name, request.endpoint, request.population, request.signing_key)
-        if asked != (party.id, party.name, party.endpoint, party.population, party.signing_key):
+        listed = (party.id, party.name, party.endpoint, party.population, party.signing_key)
+        if asked != listed or request.transport != party.transport:
             raise ManifestRefused("the candidate lists the joiner otherwise than its signed request")
         spki = serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
         theirs = load_pem_public_key(request.tls_public_key_pem.encode()).public_bytes(*spki)

@@ -4,7 +4,9 @@ only in `shared.serde`), and the joint result bundle that a CAG chair saves and 
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, SerializationInfo, SerializerFunctionWrapHandler, model_serializer
 
 
 class _Model(BaseModel):
@@ -142,3 +144,13 @@ class JoinRequest(_Model):
     # base64 raw X25519 public key a sponsoring member seals the network linkage key to (a join
     # over the wire, docs/onboarding.md); "" when the key was handed over some other way.
     sealing_key: str = ""
+    # How the coordinator is to reach the node (`shared.manifest_document.Party.transport`).
+    transport: Literal["listen", "dial-out"] = "listen"
+
+    @model_serializer(mode="wrap")
+    def _dump(self, handler: SerializerFunctionWrapHandler, _info: SerializationInfo) -> Any:
+        # A listening node's request is signed as before the field existed.
+        data = handler(self)
+        if isinstance(data, dict) and data.get("transport") == "listen":
+            del data["transport"]
+        return data

@@ -22,6 +22,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Literal
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
@@ -90,17 +91,24 @@ def wait_healthy(target: str, party_id: str, identity: Identity, *, timeout_s: f
 
 
 def join_founding_member(
-    netdir: Path, nodedir: Path, *, authority: str, endpoint: str, linkage_key: bytes | None
+    netdir: Path,
+    nodedir: Path,
+    *,
+    authority: str,
+    endpoint: str,
+    linkage_key: bytes | None,
+    transport: Literal["listen", "dial-out"] = "listen",
 ) -> bytes:
     """`cagnet node init` for a network still being set up: make the node, admit it, install its
     certificate. The first member makes the linkage key (`linkage_key` None); pass the returned key
-    to the next, so that every member holds the same one."""
+    to the next, so that every member holds the same one. A "dial-out" node opens no port."""
     request = init_node(
         nodedir,
         authority=authority,
         endpoint=endpoint,
         manifest_path=network.manifest_path(netdir),
         linkage_key=linkage_key,
+        transport=transport,
     )
     cert, ca_cert, _ = network.admit(netdir, request)
     complete_join(
