@@ -73,6 +73,7 @@ from shared.metrics import CallObserver, MetricsListener, ServerMetrics, serve_m
 from shared.nonces import StoredNonceCache
 from shared.pb.cagnet.v1 import coordinator_pb2, coordinator_pb2_grpc, envelope_pb2
 from shared.policy import AggregateRule, Policy, PolicySource
+from shared.relay import attached_service
 from shared.serde import envelope_from_proto, envelope_to_proto
 from shared.serving import bind, folder_lock
 
@@ -540,6 +541,13 @@ def create_server(
     add_governance(server, governance)
     add_relay(server, RelayServicer(runtime.clients.attached, runtime.manifests, runtime.nonces, runtime.audit))
     health_servicer = health.HealthServicer()
+    # Whether each dial-out node is attached, for its own health check (it has no port to probe).
+    runtime.clients.attached.watch(
+        lambda authority, attached: health_servicer.set(
+            attached_service(authority),
+            health_pb2.HealthCheckResponse.SERVING if attached else health_pb2.HealthCheckResponse.NOT_SERVING,
+        )
+    )
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     identity = runtime.identity
     credentials = server_credentials(identity.ca_cert_pem, identity.tls_key_pem, identity.tls_cert_pem)

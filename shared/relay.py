@@ -15,6 +15,13 @@ ATTACH = f"/{SERVICE}/Attach"
 NODE_SERVICE = "cagnet.v1.Node"
 
 
+def attached_service(authority: str) -> str:
+    """The name under which the coordinator's health service says whether `authority`'s dial-out
+    node is attached now (SERVING) or not (NOT_SERVING): how a dial-out node's health check, the
+    demo and `cagnet network status` see it, since the node itself has no port to probe."""
+    return f"{SERVICE}/{authority}"
+
+
 def node_method(rpc: str) -> str:
     """The full method path of the `Node` RPC `rpc` (e.g. "SupplyMap"), as a relayed call names it."""
     return f"/{NODE_SERVICE}/{rpc}"

@@ -350,7 +350,14 @@ def status(
         table.add_column(col)
     now = party_status.now()
     for party in manifest.parties:
-        found = party_status.check(party, me, netdir / "coordinator", timeout_s=timeout_s, now=now)
+        found = party_status.check(
+            party,
+            me,
+            netdir / "coordinator",
+            timeout_s=timeout_s,
+            now=now,
+            coordinator_endpoint=manifest.coordinator_endpoint,
+        )
         if not party.endpoint:  # a principal: its certificate is in the network folder, if anywhere
             held = network.principal_dir(netdir, party.id) / "tls.crt"
             if held.exists():

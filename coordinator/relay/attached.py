@@ -9,7 +9,7 @@ import contextlib
 import itertools
 import queue
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future, InvalidStateError
 
 from shared.errors import Unavailable
@@ -90,12 +90,21 @@ class AttachedNodes:
         self._by_authority: dict[str, Attachment] = {}
         self._lock = threading.Lock()
         self._changed = threading.Condition(self._lock)
+        self._watchers: list[Callable[[str, bool], None]] = []
+
+    def watch(self, watcher: Callable[[str, bool], None]) -> None:
+        """Call `watcher(authority, attached)` whenever a node attaches or its stream goes (under
+        the registry's lock, so calls come in the order of the changes)."""
+        with self._lock:
+            self._watchers.append(watcher)
 
     def attach(self, attachment: Attachment) -> None:
         with self._lock:
             earlier = self._by_authority.get(attachment.authority)
             self._by_authority[attachment.authority] = attachment
             self._changed.notify_all()
+            for watcher in self._watchers:
+                watcher(attachment.authority, True)
         if earlier is not None:
             earlier.close()
 
@@ -104,6 +113,8 @@ class AttachedNodes:
             if self._by_authority.get(attachment.authority) is attachment:
                 del self._by_authority[attachment.authority]
                 self._changed.notify_all()
+                for watcher in self._watchers:
+                    watcher(attachment.authority, False)
 
     def get(self, authority: str) -> Attachment | None:
         with self._lock:

@@ -12,16 +12,17 @@ import grpc
 import pytest
 
 from coordinator import network
+from coordinator import status as party_status
 from coordinator.joint import bundle as bundle_mod
 from coordinator.joint.client import joint_query
 from node.config import load_config
-from shared import audit, dsse
+from shared import audit, dsse, health
 from shared.auth import request_header, sign_message
 from shared.identity import Identity
 from shared.interceptor import secure_channel
 from shared.manifest import COORDINATOR, DIAL_OUT, LISTEN
 from shared.pb.cagnet.v1 import envelope_pb2, node_pb2, relay_pb2, relay_pb2_grpc
-from shared.relay import ATTACH, hello, node_method
+from shared.relay import ATTACH, attached_service, hello, node_method
 from shared.serde import envelope_to_proto
 from tests.netutil import LiveNetwork, make_network, running, start_node
 
@@ -258,3 +259,27 @@ def test_a_relayed_request_is_checked_refused_and_audited_as_a_direct_one(net: L
         ("coordinator", "rejected: the TLS peer certificate does not match the envelope's signer"),
     ]
     assert isinstance(answer.response, envelope_pb2.Envelope)
+
+
+def test_the_coordinator_says_whether_each_dial_out_node_is_attached(net: LiveNetwork) -> None:
+    code = "E10000030"
+    endpoint = network.read(net.netdir).coordinator_endpoint
+    surrey = _identity(net, code)
+    coordinator = network.coordinator_identity(net.netdir)
+    party = network.read(net.netdir).party(code)
+
+    def status() -> tuple[str, str]:
+        asked = health.check(endpoint, identity=surrey, peer_party_id=COORDINATOR, service=attached_service(code))
+        shown = party_status.check(
+            party,
+            coordinator,
+            net.netdir / "coordinator",
+            timeout_s=5,
+            now=party_status.now(),
+            coordinator_endpoint=endpoint,
+        )
+        return asked, shown.reachable
+
+    assert status() == ("SERVING", "attached (dial-out)")
+    net.stop_node(code)
+    assert status() == ("NOT_SERVING", "not attached (dial-out)")
