@@ -53,6 +53,7 @@ from shared.identity import Identity
 from shared.interceptor import secure_channel
 from shared.invite import decode
 from shared.manifest import COORDINATOR, encode_key
+from shared.relay import attached_service
 
 READY_TIMEOUT_S = 60
 
@@ -67,8 +68,11 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def wait_healthy(target: str, party_id: str, identity: Identity, *, timeout_s: float = READY_TIMEOUT_S) -> None:
-    """Poll the standard health service over mTLS until the server says SERVING."""
+def wait_healthy(
+    target: str, party_id: str, identity: Identity, *, service: str = "", timeout_s: float = READY_TIMEOUT_S
+) -> None:
+    """Poll the standard health service over mTLS until the server says SERVING (for `service`:
+    the coordinator says so of a dial-out node once it is attached)."""
     deadline = time.monotonic() + timeout_s
     with secure_channel(
         target,
@@ -80,7 +84,7 @@ def wait_healthy(target: str, party_id: str, identity: Identity, *, timeout_s: f
         stub = health_pb2_grpc.HealthStub(channel)
         while True:
             try:
-                reply = stub.Check(health_pb2.HealthCheckRequest(service=""), timeout=1)
+                reply = stub.Check(health_pb2.HealthCheckRequest(service=service), timeout=1)
                 if reply.status == health_pb2.HealthCheckResponse.SERVING:
                     return
             except grpc.RpcError:
@@ -130,7 +134,12 @@ def build_network(root: Path, console: Console, *, seed: int = 1) -> tuple[Path,
     for i, code in enumerate(DEMO["members"]):
         nodedir = root / "nodes" / code
         linkage_key = join_founding_member(
-            netdir, nodedir, authority=code, endpoint=f"127.0.0.1:{free_port()}", linkage_key=linkage_key
+            netdir,
+            nodedir,
+            authority=code,
+            endpoint=f"127.0.0.1:{free_port()}",
+            linkage_key=linkage_key,
+            transport="dial-out" if code in DEMO["dial_out"] else "listen",
         )
         config = load_config(nodedir)
         engine = open_store(config.database_url)
@@ -145,7 +154,8 @@ def build_network(root: Path, console: Console, *, seed: int = 1) -> tuple[Path,
             members=DEMO["members"],
         )
         engine.dispose()
-        console.print(f"  node {register.authority(code).name:<16} {code}  {config.endpoint}  synthetic data loaded")
+        reached = "dials out" if config.transport == "dial-out" else config.endpoint
+        console.print(f"  node {register.authority(code).name:<16} {code}  {reached:<15}  synthetic data loaded")
         nodes[code] = nodedir
     # Listed while the network is still being set up; once chartered, a new principal is a proposal.
     network.add_principal(netdir, party_id="regional-board", role="regional-board", name=DEMO["regional_board"])
@@ -396,9 +406,20 @@ def run_demo(*, as_json: bool = False, keep: Path | None = None) -> int:
             )
             with console.status("starting six nodes and the coordinator (mTLS, client certificates required)"):
                 for party in manifest.members:
-                    wait_healthy(party.endpoint, party.id, coordinator)
+                    if not party.dials_out:
+                        wait_healthy(party.endpoint, party.id, coordinator)
                 wait_healthy(manifest.coordinator_endpoint, COORDINATOR, coordinator)
+                for party in manifest.members:
+                    if party.dials_out:  # no port of its own: the coordinator says once it is attached
+                        wait_healthy(
+                            manifest.coordinator_endpoint, COORDINATOR, coordinator, service=attached_service(party.id)
+                        )
+            dialling = [_name(p.id) for p in manifest.members if p.dials_out]
             console.print(f"[green]all seven processes up[/]; logs in {logdir}")
+            console.print(
+                f"{' and '.join(dialling)} open no port: each node holds an mTLS connection to the"
+                " coordinator and is asked on it (dial-out)"
+            )
             _charter(console, netdir, nodes)
             _join_outsider(
                 console,
