@@ -18,7 +18,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -124,8 +124,12 @@ def join_founding_member(
     return (nodedir / "identity" / "linkage.key").read_bytes()
 
 
-def build_network(root: Path, console: Console, *, seed: int = 1) -> tuple[Path, dict[str, Path]]:
-    """The network folder and six node folders with synthetic data, ports chosen free on loopback."""
+def build_network(
+    root: Path, console: Console, *, seed: int = 1, dial_out: Collection[str] | None = None
+) -> tuple[Path, dict[str, Path]]:
+    """The network folder and six node folders with synthetic data, ports chosen free on loopback.
+    The members in `dial_out` (default: the demo's) open no port and attach to the coordinator."""
+    dialling = DEMO["dial_out"] if dial_out is None else dial_out
     netdir = root / "network"
     network.init_network(netdir, name=DEMO["name"], coordinator_endpoint=f"127.0.0.1:{free_port()}")
     register = network.read_register(netdir)
@@ -139,7 +143,7 @@ def build_network(root: Path, console: Console, *, seed: int = 1) -> tuple[Path,
             authority=code,
             endpoint=f"127.0.0.1:{free_port()}",
             linkage_key=linkage_key,
-            transport="dial-out" if code in DEMO["dial_out"] else "listen",
+            transport="dial-out" if code in dialling else "listen",
         )
         config = load_config(nodedir)
         engine = open_store(config.database_url)
