@@ -21,18 +21,25 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from cryptography.hazmat.primitives.serialization import load_pem_public_key
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    SerializationInfo,
+    SerializerFunctionWrapHandler,
+    ValidationError,
+    model_serializer,
+)
 
 from shared import dsse, pki
 from shared.authorities import register_of
 from shared.canonical import canonical_json
 from shared.errors import BadSignature, CagnetError, InvalidRequest, ManifestRefused, VerificationError
-from shared.manifest_document import MANIFEST_PAYLOAD_TYPE, Governance, Manifest, Party, encode_key
+from shared.manifest_document import MANIFEST_PAYLOAD_TYPE, TRANSPORTS, Governance, Manifest, Party, encode_key
 from shared.models import JoinRequest
 from shared.policy import digest, parse_policy
 from shared.roles import MEMBER_AUTHORITY, ROLES
@@ -50,6 +57,7 @@ Action = Literal[
     "set-policy",
     "set-governance",
     "set-authority",
+    "set-transport",
 ]
 
 
@@ -265,6 +273,15 @@ class Change(BaseModel):
     population: int | None = None  # for `year` (None: unchanged)
     year: int | None = None  # None: the latest year the register holds
     districts: dict[str, str] = {}  # a county's districts to add or rename: code -> name
+    transport: str = ""  # set-transport: how the coordinator reaches `party_id`'s node, "listen" or "dial-out"
+
+    @model_serializer(mode="wrap")
+    def _dump(self, handler: SerializerFunctionWrapHandler, _info: SerializationInfo) -> Any:
+        # Written only by a set-transport: every other change is signed as before the field existed.
+        data = handler(self)
+        if isinstance(data, dict) and not data.get("transport"):
+            data.pop("transport", None)
+        return data
 
     def describe(self) -> str:
         match self.action:
@@ -289,6 +306,8 @@ class Change(BaseModel):
                 what = what if self.population is not None else []
                 what += [f"district {code} {name}" for code, name in sorted(self.districts.items())]
                 return f"authority register: {self.authority} " + ", ".join(what)
+            case "set-transport":
+                return f"transport of {self.party_id}: {self.transport}"
             case "set-governance":
                 assert self.governance is not None
                 rules = self.governance
@@ -357,6 +376,15 @@ def apply_change(manifest: Manifest, change: Change) -> Manifest:
         if change.governance is None:
             raise InvalidRequest("set-governance needs the new rules")
         update["governance"] = change.governance
+    elif change.action == "set-transport":
+        if change.transport not in TRANSPORTS:
+            raise InvalidRequest(f"a transport is one of {', '.join(TRANSPORTS)}, not {change.transport!r}")
+        i = index(change.party_id)
+        if not parties[i].has_role(MEMBER_AUTHORITY):
+            raise InvalidRequest(f"{change.party_id} has no node: only a member authority's transport is listed")
+        if parties[i].transport == change.transport:
+            raise InvalidRequest(f"{change.party_id}'s transport is already {change.transport}")
+        parties[i] = parties[i].model_copy(update={"transport": change.transport})
     elif change.action == "set-authority":
         corrected = register_of(manifest).corrected(
             change.authority, population=change.population, year=change.year, districts=change.districts

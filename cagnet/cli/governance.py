@@ -463,6 +463,22 @@ def propose_endpoint(
     _propose(folder, node, Change(action="set-endpoints", endpoints={party_id: endpoint}))
 
 
+def propose_transport(
+    party_id: Annotated[str, typer.Argument(help="The member authority's GSS code.")],
+    transport: Annotated[
+        str, typer.Argument(help="listen (the coordinator connects to its node) or dial-out (its node attaches).")
+    ],
+    node: NodeOpt,
+    folder: FolderOpt = None,
+) -> None:
+    """Propose how the coordinator reaches a member's node (docs/onboarding.md, "Firewall"); the
+    node's node.toml says the same once the version is published."""
+
+    from shared.governance import Change
+
+    _propose(folder, node, Change(action="set-transport", party_id=party_id, transport=transport))
+
+
 def propose_roles(
     party_id: str,
     role: Annotated[list[str], typer.Option("--role", help=f"A role it will hold (repeat): {', '.join(ROLES)}.")],
@@ -628,6 +644,7 @@ NETWORK_COMMANDS: tuple[tuple[str, Callable[..., None]], ...] = (
     ("propose-authority", propose_authority),
     ("propose-remove", propose_remove),
     ("propose-endpoint", propose_endpoint),
+    ("propose-transport", propose_transport),
     ("propose-roles", propose_roles),
     ("propose-quorum", propose_quorum),
     ("propose-principal", propose_principal),

@@ -100,6 +100,23 @@ def network_set_authority(
     err.print(f"[green]authority register corrected[/]: {authority}, manifest version {manifest.version}")
 
 
+@app.command("set-transport")
+def network_set_transport(
+    netdir: Annotated[Path, typer.Argument()],
+    authority: Annotated[str, typer.Argument(help="The member authority's GSS code.")],
+    transport: Annotated[
+        str, typer.Argument(help="listen (the coordinator connects to its node) or dial-out (its node attaches).")
+    ],
+) -> None:
+    """List how the coordinator reaches a member's node, while the network is being set up (once
+    governed: `propose-transport`). The node's node.toml must say the same (docs/onboarding.md)."""
+
+    from coordinator import network
+
+    manifest = network.set_transport(netdir, authority, transport)
+    err.print(f"[green]{authority}'s node: {transport}[/], manifest version {manifest.version}")
+
+
 principal_app = typer.Typer(help="Principals: people who ask, not nodes that answer.", no_args_is_help=True)
 app.add_typer(principal_app, name="principal")
 

@@ -10,7 +10,9 @@ from collections.abc import Iterator
 
 import grpc
 import pytest
+from typer.testing import CliRunner
 
+from cagnet.cli import app
 from coordinator import network
 from coordinator import status as party_status
 from coordinator.joint import bundle as bundle_mod
@@ -283,3 +285,23 @@ def test_the_coordinator_says_whether_each_dial_out_node_is_attached(net: LiveNe
     assert status() == ("SERVING", "attached (dial-out)")
     net.stop_node(code)
     assert status() == ("NOT_SERVING", "not attached (dial-out)")
+
+
+def test_while_the_network_is_set_up_the_operator_lists_a_nodes_transport(built: LiveNetwork) -> None:
+    netdir = str(built.netdir)
+    version = network.read(built.netdir).version
+    result = CliRunner().invoke(app, ["network", "set-transport", netdir, "E10000016", "dial-out"])
+    assert result.exit_code == 0, result.output
+    assert network.read(built.netdir).party("E10000016").dials_out
+    result = CliRunner().invoke(app, ["network", "set-transport", netdir, "E10000016", "listen"])
+    assert result.exit_code == 0, result.output
+    manifest = network.read(built.netdir)
+    assert not manifest.party("E10000016").dials_out and manifest.version == version + 2
+    for args, reason in [
+        (["E10000016", "sideways"], "a transport is one of listen, dial-out, not 'sideways'"),
+        (["cag-chair", "dial-out"], "cag-chair has no node"),
+    ]:
+        result = CliRunner().invoke(app, ["network", "set-transport", netdir, *args])
+        assert result.exit_code != 0
+        assert reason in " ".join((result.output + str(result.exception or "")).split())
+    assert network.read(built.netdir).version == version + 2
