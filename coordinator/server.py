@@ -612,7 +612,10 @@ def _serve(netdir: Path, *, listen: str, onboarding_listen: str | None, advertis
         onboarding_server.stop(grace=5).wait()
         if onboarding_checks.summary is not None:
             onboarding_checks.summary.flush(everything=True)
-    server.stop(grace=5).wait()
+    stopped = server.stop(grace=5)  # no new call from here on, so no node attaches again
+    # The relay streams never end by themselves: ended now, they do not hold the grace period open.
+    runtime.clients.attached.close_all()
+    stopped.wait()
     runtime.refusals.flush(everything=True)
     if metrics is not None:
         metrics.close()

@@ -116,6 +116,13 @@ class AttachedNodes:
                 for watcher in self._watchers:
                     watcher(attachment.authority, False)
 
+    def close_all(self) -> None:
+        """End every stream (the coordinator is stopping): the nodes dial again, and find it back."""
+        with self._lock:
+            attachments = list(self._by_authority.values())
+        for attachment in attachments:
+            attachment.close()
+
     def get(self, authority: str) -> Attachment | None:
         with self._lock:
             return self._by_authority.get(authority)

@@ -78,20 +78,25 @@ class DialOut:
 
     def _run(self) -> None:
         delay = BACKOFF_START_S
+        last = ""  # the last failure logged: an outage is one line, not one a second
         while not self._stop.is_set():
             before = self.attachments
+            failure = ""
             try:
                 self._attach_once()
+                failure = "the coordinator ended the stream"
             except grpc.RpcError as exc:
-                if not self._stop.is_set():
-                    log.info("relay to the coordinator: %s (%s)", exc.code().name, exc.details())
+                failure = f"{exc.code().name} ({exc.details()})"
             except CagnetError as exc:
-                log.warning("relay to the coordinator: %s", exc.public_message)
+                failure = exc.public_message
             except Exception:
                 log.exception("relay to the coordinator failed")
             self.attached.clear()
             if self.attachments != before:
-                delay = BACKOFF_START_S  # it was attached: the first retry comes soon again
+                delay, last = BACKOFF_START_S, ""  # it was attached: the first retry comes soon again
+            if failure and failure != last and not self._stop.is_set():
+                log.warning("relay to the coordinator: %s; dialling again every %.1f s at most", failure, BACKOFF_MAX_S)
+                last = failure
             if self._stop.wait(delay * random.uniform(0.75, 1.0)):
                 break
             delay = min(delay * 2, BACKOFF_MAX_S)
