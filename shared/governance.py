@@ -289,7 +289,8 @@ class Change(BaseModel):
                 assert self.party is not None
                 if not self.party.endpoint:  # a principal: it asks, it does not answer
                     return f"add {self.party.id} ({self.party.name}) as {', '.join(self.party.roles)}"
-                return f"add member {self.party.id} ({self.party.name}) at {self.party.endpoint}"
+                how = "dialling out" if self.party.dials_out else f"at {self.party.endpoint}"
+                return f"add member {self.party.id} ({self.party.name}) {how}"
             case "remove-member":
                 return f"remove {self.party_id}"
             case "rotate-key":

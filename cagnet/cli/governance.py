@@ -204,9 +204,11 @@ def propose_join(
             envelope = filed_join(member, request)
         joiner = governance.open_join_request(envelope)
         # Asked before anything is filed: an answer of no leaves no proposal behind.
+        where = f"reachable at {joiner.endpoint}"
+        if joiner.transport == "dial-out":
+            where = "its node dialling out (no port)"
         out.print(
-            f"{joiner.name} ({joiner.party_id}) asks to join, reachable at {joiner.endpoint}, signing key "
-            f"{joiner.signing_key}",
+            f"{joiner.name} ({joiner.party_id}) asks to join, {where}, signing key {joiner.signing_key}",
             markup=False,
         )
         if not yes and not typer.confirm(

@@ -51,7 +51,8 @@ def network_show(netdir: Annotated[Path, typer.Argument()]) -> None:
     for col in ("party", "name", "roles", "endpoint", "key id"):
         table.add_column(col)
     for p in manifest.parties:
-        table.add_row(p.id, p.name, ",".join(p.roles), p.endpoint, p.keyid[:16])
+        endpoint = f"{p.endpoint} (dials out)" if p.dials_out else p.endpoint
+        table.add_row(p.id, p.name, ",".join(p.roles), endpoint, p.keyid[:16])
     out.print(table)
 
 
