@@ -17,7 +17,7 @@ from coordinator.relay.attached import AttachedNodes, Attachment
 from shared.auth import NonceCache, require_role, verify_request
 from shared.errors import CagnetError, InvalidRequest
 from shared.interceptor import peer_fingerprint, peer_party_id
-from shared.manifest import COORDINATOR, MEMBER_AUTHORITY, ManifestSource
+from shared.manifest import COORDINATOR, MEMBER_AUTHORITY, ManifestSource, Party
 from shared.pb.cagnet.v1 import relay_pb2, relay_pb2_grpc
 from shared.relay import ATTACH
 from shared.serde import envelope_from_proto
@@ -40,11 +40,18 @@ class RelayServicer(relay_pb2_grpc.RelayServicer):
         peer: str | None = None
         try:
             peer = peer_party_id(context)
-            authority = self._hello(next(request_iterator, None), peer, peer_fingerprint(context))
+            party = self._hello(next(request_iterator, None), peer, peer_fingerprint(context))
         except CagnetError as exc:
             log.info("refused a relay attachment from %s: %s", peer or "unknown peer", exc)
             self.audit.on_reject(ATTACH, peer, exc, None)
             context.abort(exc.code, exc.public_message)
+        authority = party.id
+        if not party.dials_out:
+            log.warning(
+                "node %s attached over the relay, but the manifest lists it as listening: it is asked at %s",
+                authority,
+                party.endpoint,
+            )
         attachment = Attachment(authority)
         context.add_callback(attachment.close)  # the node went away: stop sending, fail what it owes
         self.attached.attach(attachment)
@@ -64,7 +71,7 @@ class RelayServicer(relay_pb2_grpc.RelayServicer):
             self.attached.detach(attachment)
             log.info("node %s detached from the relay", authority)
 
-    def _hello(self, frame: relay_pb2.NodeFrame | None, peer: str | None, fingerprint: str | None) -> str:
+    def _hello(self, frame: relay_pb2.NodeFrame | None, peer: str | None, fingerprint: str | None) -> Party:
         """The attaching member authority, if its hello verifies like any signed request: its
         signer is the TLS peer with the certificate the manifest lists, fresh, never seen before."""
         if frame is None or frame.WhichOneof("frame") != "hello":
@@ -80,7 +87,7 @@ class RelayServicer(relay_pb2_grpc.RelayServicer):
             peer_fingerprint=fingerprint,
         )
         require_role(verified.issuer, (MEMBER_AUTHORITY,), ATTACH)
-        return verified.issuer.id
+        return verified.issuer
 
 
 def _read(frames: Iterator[relay_pb2.NodeFrame], attachment: Attachment) -> None:

@@ -467,10 +467,25 @@ def serve(config: NodeConfig, *, ready: Any = None) -> None:
         _serve(config, ready)
 
 
+def _check_transport(config: NodeConfig, manifest: Manifest) -> None:
+    # The coordinator reaches a member the way the manifest says: a node that says otherwise in
+    # node.toml is never asked, and the operator should hear why from the node itself.
+    listed = next((p.transport for p in manifest.members if p.id == config.authority), config.transport)
+    if listed != config.transport:
+        log.warning(
+            "node.toml says transport %s but manifest version %d lists %s: the coordinator will not reach"
+            " this node until both say the same (docs/onboarding.md, Firewall)",
+            config.transport,
+            manifest.version,
+            listed,
+        )
+
+
 def _serve(config: NodeConfig, ready: Any) -> None:
     from node.network.governance import ManifestPoller
 
     runtime = NodeRuntime.open(config)
+    _check_transport(config, runtime.manifests.current())
     server: grpc.Server | None = None
     dial_out: DialOut | None = None
     if config.transport == "dial-out":
