@@ -111,37 +111,22 @@ _STATUS = {code.value[0]: code for code in grpc.StatusCode}
 
 async def _relayed(
     clients: NodeClients, member: Party, rpc: str, request: envelope_pb2.Envelope, deadline_s: float
-) -> envelope_pb2.Envelope:
-    """`request` to a dial-out member over its stream: its signed answer, or the RpcError the
-    listening transport would have raised (the same reasons for the same failures)."""
+) -> tuple[envelope_pb2.Envelope | None, grpc.StatusCode, str]:
+    """`request` to a dial-out member over its stream: (its signed answer, OK, ""), or (None, the
+    status and details the listening transport would have given), so that the same failures get
+    the same reasons."""
     attachment = clients.attached.get(member.id)
     if attachment is None:
-        raise _RelayError(grpc.StatusCode.UNAVAILABLE, "not attached")
+        return None, grpc.StatusCode.UNAVAILABLE, "not attached"
     future = attachment.ask(node_method(rpc), request, deadline_s)
     try:
         answer = await asyncio.wait_for(asyncio.wrap_future(future), deadline_s)
     except TimeoutError:
-        raise _RelayError(grpc.StatusCode.DEADLINE_EXCEEDED, "deadline exceeded") from None
+        return None, grpc.StatusCode.DEADLINE_EXCEEDED, "deadline exceeded"
     except Unavailable:
-        raise _RelayError(grpc.StatusCode.UNAVAILABLE, "not attached") from None
+        return None, grpc.StatusCode.UNAVAILABLE, "not attached"
     code = _STATUS.get(answer.status_code, grpc.StatusCode.UNKNOWN)
-    if code != grpc.StatusCode.OK:
-        raise _RelayError(code, answer.status_message)
-    return answer.response
-
-
-class _RelayError(grpc.RpcError):
-    """A relayed call's failure, in the listening transport's terms (its code and details)."""
-
-    def __init__(self, code: grpc.StatusCode, details: str) -> None:
-        super().__init__(details)
-        self._code, self._details = code, details
-
-    def code(self) -> grpc.StatusCode:
-        return self._code
-
-    def details(self) -> str:
-        return self._details
+    return (answer.response, code, "") if code == grpc.StatusCode.OK else (None, code, answer.status_message)
 
 
 def fan_out(
@@ -166,7 +151,10 @@ def fan_out(
         try:
             # Each call carries the deadline itself, so every one settles within it.
             if member.dials_out:
-                answer = await _relayed(clients, member, rpc, envelope_to_proto(request), deadline_s)
+                relayed, code, details = await _relayed(clients, member, rpc, envelope_to_proto(request), deadline_s)
+                if relayed is None:
+                    return Missing(member.id, _reason(code, details, deadline_s))
+                answer = relayed
             else:
                 answer = await getattr(clients.stub(member), rpc)(envelope_to_proto(request), timeout=deadline_s)
             reply = envelope_from_proto(answer)
