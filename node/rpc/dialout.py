@@ -1,9 +1,10 @@
 """A node that accepts no inbound connection: it dials the coordinator over mTLS, attaches with a
 signed hello, and answers on that one stream every request the coordinator relays to it. Each
 request goes through exactly the listening server's path (`node.rpc.server`): the same
-authentication, answer, release gate, signing and audit, so the signed answer is byte for byte
-what the listening transport would carry. A dropped stream is dialled again with a backoff capped
-at one second, so a restarted coordinator is answered again within about a second.
+authentication, answer, release gate, signing and audit, so the signed answer is exactly the one
+the listening transport would carry. A dropped stream is dialled again with a backoff capped
+at one second, so a restarted coordinator is answered again within about a second (a refused
+attachment is tried again only every REFUSED_WAIT_S).
 """
 
 from __future__ import annotations
@@ -36,6 +37,19 @@ log = logging.getLogger(__name__)
 # within about a second of listening again. Jitter keeps a network of nodes from dialling in step.
 BACKOFF_START_S = 0.1
 BACKOFF_MAX_S = 1.0
+# A coordinator that refused the attachment (this node is not a member any more, or its keys are
+# not the ones listed) is asked again only this often: each refusal is a row in its audit log.
+REFUSED_WAIT_S = 30.0
+# The statuses a coordinator refuses an attachment with, rather than being away.
+REFUSALS = frozenset(
+    {
+        grpc.StatusCode.INVALID_ARGUMENT,
+        grpc.StatusCode.PERMISSION_DENIED,
+        grpc.StatusCode.UNAUTHENTICATED,
+        grpc.StatusCode.FAILED_PRECONDITION,
+        grpc.StatusCode.ALREADY_EXISTS,
+    }
+)
 
 
 class DialOut:
@@ -81,12 +95,12 @@ class DialOut:
         last = ""  # the last failure logged: an outage is one line, not one a second
         while not self._stop.is_set():
             before = self.attachments
-            failure = ""
+            failure, refused = "", False
             try:
                 self._attach_once()
                 failure = "the coordinator ended the stream"
             except grpc.RpcError as exc:
-                failure = f"{exc.code().name} ({exc.details()})"
+                failure, refused = f"{exc.code().name} ({exc.details()})", exc.code() in REFUSALS
             except CagnetError as exc:
                 failure = exc.public_message
             except Exception:
@@ -94,12 +108,14 @@ class DialOut:
             self.attached.clear()
             if self.attachments != before:
                 delay, last = BACKOFF_START_S, ""  # it was attached: the first retry comes soon again
+            if refused:
+                delay = REFUSED_WAIT_S
             if failure and failure != last and not self._stop.is_set():
-                log.warning("relay to the coordinator: %s; dialling again every %.1f s at most", failure, BACKOFF_MAX_S)
+                log.warning("relay to the coordinator: %s; dialling again in %.1f s at most", failure, delay)
                 last = failure
             if self._stop.wait(delay * random.uniform(0.75, 1.0)):
                 break
-            delay = min(delay * 2, BACKOFF_MAX_S)
+            delay = BACKOFF_START_S if refused else min(delay * 2, BACKOFF_MAX_S)
 
     def _attach_once(self) -> None:
         """Dial, attach, and answer until the stream ends."""
