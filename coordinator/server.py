@@ -73,7 +73,7 @@ from shared.metrics import CallObserver, MetricsListener, ServerMetrics, serve_m
 from shared.nonces import StoredNonceCache
 from shared.pb.cagnet.v1 import coordinator_pb2, coordinator_pb2_grpc, envelope_pb2
 from shared.policy import AggregateRule, Policy, PolicySource
-from shared.relay import attached_service
+from shared.relay import SERVER_KEEPALIVE_OPTIONS, attached_service
 from shared.serde import envelope_from_proto, envelope_to_proto
 from shared.serving import bind, folder_lock
 
@@ -534,7 +534,7 @@ def create_server(
             register.interceptor(),
             governance.interceptor(),
         ],
-        options=server_options(MAX_MESSAGE),
+        options=[*server_options(MAX_MESSAGE), *SERVER_KEEPALIVE_OPTIONS],  # keepalive: the relay's streams
     )
     coordinator_pb2_grpc.add_CoordinatorServicer_to_server(CoordinatorServicer(runtime), server)
     add_to_server(server, register)

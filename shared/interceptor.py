@@ -247,13 +247,22 @@ RECONNECT_OPTIONS: tuple[tuple[str, int], ...] = (
 )
 
 
-def secure_channel(target: str, *, peer_party_id: str, ca_pem: bytes, key_pem: bytes, cert_pem: bytes) -> grpc.Channel:
+def secure_channel(
+    target: str,
+    *,
+    peer_party_id: str,
+    ca_pem: bytes,
+    key_pem: bytes,
+    cert_pem: bytes,
+    options: tuple[tuple[str, int], ...] = (),
+) -> grpc.Channel:
     """An mTLS channel that only accepts a server whose certificate names `peer_party_id`, and
-    that reconnects to a restarted server within about a second (`RECONNECT_OPTIONS`)."""
+    that reconnects to a restarted server within about a second (`RECONNECT_OPTIONS`); `options`
+    are added (e.g. the relay's keepalive, `shared.relay`)."""
     return grpc.secure_channel(
         target,
         channel_credentials(ca_pem, key_pem, cert_pem),
-        options=[("grpc.ssl_target_name_override", pki.dns_name_for(peer_party_id)), *RECONNECT_OPTIONS],
+        options=[("grpc.ssl_target_name_override", pki.dns_name_for(peer_party_id)), *RECONNECT_OPTIONS, *options],
     )
 
 

@@ -11,6 +11,24 @@ from shared.pb.cagnet.v1 import relay_pb2
 from shared.roles import COORDINATOR
 
 SERVICE = "cagnet.v1.Relay"
+
+# A relay stream is idle between queries, and the firewalls and NAT a dial-out node sits behind
+# forget an idle connection after a few minutes without telling either end: a query would then
+# wait out its deadline on a dead stream. Both ends ping every 30 s and give up on a peer that does
+# not answer a ping within 10 s, so a dead stream is found within about 40 s (the node dials
+# again; the coordinator reports the node unreachable at once instead of late).
+KEEPALIVE_OPTIONS: tuple[tuple[str, int], ...] = (
+    ("grpc.keepalive_time_ms", 30_000),
+    ("grpc.keepalive_timeout_ms", 10_000),
+    ("grpc.http2.max_pings_without_data", 0),  # the stream may carry nothing for hours
+)
+# What the coordinator's server accepts from the nodes' pings (gRPC's default of one ping each
+# 5 minutes would answer the nodes' with GOAWAY "too many pings"), and its own pings to them.
+SERVER_KEEPALIVE_OPTIONS: tuple[tuple[str, int], ...] = (
+    *KEEPALIVE_OPTIONS,
+    ("grpc.http2.min_recv_ping_interval_without_data_ms", 20_000),
+    ("grpc.keepalive_permit_without_calls", 1),
+)
 ATTACH = f"/{SERVICE}/Attach"
 NODE_SERVICE = "cagnet.v1.Node"
 

@@ -24,7 +24,7 @@ from shared.errors import CagnetError
 from shared.interceptor import SignedEnvelopeInterceptor, secure_channel
 from shared.manifest import COORDINATOR
 from shared.pb.cagnet.v1 import relay_pb2, relay_pb2_grpc
-from shared.relay import hello
+from shared.relay import KEEPALIVE_OPTIONS, hello
 from shared.serde import envelope_to_proto
 
 if TYPE_CHECKING:  # the server builds a DialOut from its own parts (`node.rpc.server.create_dial_out`)
@@ -135,6 +135,7 @@ class DialOut:
             ca_pem=identity.ca_cert_pem,
             key_pem=identity.tls_key_pem,
             cert_pem=identity.tls_cert_pem,
+            options=KEEPALIVE_OPTIONS,
         )
         try:
             call = relay_pb2_grpc.RelayStub(channel).Attach(frames())
