@@ -21,6 +21,7 @@ import time
 from collections.abc import Collection, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
+from importlib import resources
 from pathlib import Path
 from typing import Literal
 
@@ -161,6 +162,9 @@ def build_network(
         reached = "dials out" if config.transport == "dial-out" else config.endpoint
         console.print(f"  node {register.authority(code).name:<16} {code}  {reached:<15}  synthetic data loaded")
         nodes[code] = nodedir
+    # The need and grant figures, signed into the manifest before the charter (then a proposal).
+    reference = resources.files("cagnet").joinpath(DEMO["reference"]).read_text(encoding="utf-8")
+    network.set_reference(netdir, reference, source=DEMO["reference"])
     # Listed while the network is still being set up; once chartered, a new principal is a proposal.
     network.add_principal(netdir, party_id="regional-board", role="regional-board", name=DEMO["regional_board"])
     return netdir, nodes
