@@ -5,6 +5,7 @@ each node a real gRPC server on port 0 with mTLS and its own SQLite store full o
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -44,6 +45,13 @@ class LiveNetwork:
     def stop_node(self, code: str) -> None:
         if code in self.dial_outs:
             self.dial_outs.pop(code).stop()
+            # The coordinator hears of the stream's end a moment later: wait for it, so that a test
+            # goes on from a coordinator that knows the node is gone.
+            deadline = time.monotonic() + 20
+            while self.coordinator is not None and code in self.coordinator.clients.attached.authorities():
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"the coordinator still lists {code} as attached after its node stopped")
+                time.sleep(0.01)
             return
         self.servers.pop(code).stop(grace=None).wait()
 
