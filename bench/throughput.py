@@ -73,7 +73,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="cagnet-throughput-") as tmp:
         root = Path(tmp)
         console.print("building six nodes with synthetic data ...")
-        netdir, nodes = build_network(root, Console(quiet=True))
+        netdir, nodes = build_network(root, Console(quiet=True), dial_out=())  # every node listens, as measured before
         manifest = network.read(netdir)
         coordinator = network.coordinator_identity(netdir)
         logdir = root / "logs"

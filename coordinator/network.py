@@ -30,6 +30,7 @@ from shared.manifest import (
     COORDINATOR,
     MEMBER_AUTHORITY,
     REGIONAL_BOARD,
+    TRANSPORTS,
     Manifest,
     ManifestSource,
     Party,
@@ -360,6 +361,7 @@ def member_certificate(netdir: Path, request: JoinRequest) -> tuple[x509.Certifi
         cert_fingerprint=pki.fingerprint(cert),
         endpoint=request.endpoint,
         population=request.population,
+        transport=request.transport,
     )
     return cert, party
 
@@ -413,5 +415,23 @@ def set_endpoint(netdir: Path, party_id: str, endpoint: str) -> Manifest:
     manifest = manifest.with_party(party.model_copy(update={"endpoint": endpoint}))
     if party_id == COORDINATOR:
         manifest = manifest.model_copy(update={"coordinator_endpoint": endpoint})
+    write_manifest(manifest_path(netdir), manifest, coordinator_identity(netdir).signing_key)
+    return manifest
+
+
+def set_transport(netdir: Path, party_id: str, transport: str) -> Manifest:
+    """A new manifest version listing how the coordinator reaches `party_id`'s node: "listen" (it
+    connects to the node's endpoint) or "dial-out" (the node attaches to it; docs/onboarding.md,
+    "Firewall"). Founding phase; once governed, `cagnet network propose-transport`."""
+    if transport not in TRANSPORTS:
+        raise InvalidRequest(f"a transport is one of {', '.join(TRANSPORTS)}, not {transport!r}")
+    manifest = read(netdir)
+    party = manifest.party(party_id)
+    if not party.has_role(MEMBER_AUTHORITY):
+        raise InvalidRequest(f"{party_id} has no node: only a member authority's transport is listed")
+    if party.transport == transport:
+        return manifest
+    _founding(netdir, "a transport change")
+    manifest = manifest.with_party(party.model_copy(update={"transport": transport}))
     write_manifest(manifest_path(netdir), manifest, coordinator_identity(netdir).signing_key)
     return manifest

@@ -42,6 +42,8 @@ from coordinator.joint.fanout import Missing, NodeClients
 from coordinator.joint.rounds import Round
 from coordinator.register.server import SERVICE as REGISTER_SERVICE
 from coordinator.register.server import RegisterRuntime, add_to_server
+from coordinator.relay.server import RelayServicer
+from coordinator.relay.server import add_to_server as add_relay
 from coordinator.settings import CoordinatorSettings
 from shared import audit as audit_log
 from shared import dsse
@@ -71,10 +73,17 @@ from shared.metrics import CallObserver, MetricsListener, ServerMetrics, serve_m
 from shared.nonces import StoredNonceCache
 from shared.pb.cagnet.v1 import coordinator_pb2, coordinator_pb2_grpc, envelope_pb2
 from shared.policy import AggregateRule, Policy, PolicySource
+from shared.relay import SERVER_KEEPALIVE_OPTIONS, attached_service
 from shared.serde import envelope_from_proto, envelope_to_proto
 from shared.serving import bind, folder_lock
 
 log = logging.getLogger(__name__)
+
+# Each node attached over the relay holds one of the server's threads for as long as its stream is
+# open; these are on top of `max_workers`, so that attached nodes never crowd out the calls of
+# principals and members (threads are made only when used). Every upper-tier English authority is
+# 152: a network of them all could dial out.
+RELAY_STREAMS = 160
 
 SERVICE = "cagnet.v1.Coordinator"
 JOINT_QUERY = f"/{SERVICE}/JointQuery"
@@ -519,7 +528,7 @@ def create_server(
     register.nonces = governance.nonces = runtime.nonces
     checks = RequestGuard(summary=runtime.refusals)
     server = grpc.server(
-        futures.ThreadPoolExecutor(max_workers=max_workers),
+        futures.ThreadPoolExecutor(max_workers=max_workers + RELAY_STREAMS),
         interceptors=[
             CallObserver(runtime.metrics),
             checks,
@@ -527,12 +536,20 @@ def create_server(
             register.interceptor(),
             governance.interceptor(),
         ],
-        options=server_options(MAX_MESSAGE),
+        options=[*server_options(MAX_MESSAGE), *SERVER_KEEPALIVE_OPTIONS],  # keepalive: the relay's streams
     )
     coordinator_pb2_grpc.add_CoordinatorServicer_to_server(CoordinatorServicer(runtime), server)
     add_to_server(server, register)
     add_governance(server, governance)
+    add_relay(server, RelayServicer(runtime.clients.attached, runtime.manifests, runtime.nonces, runtime.audit))
     health_servicer = health.HealthServicer()
+    # Whether each dial-out node is attached, for its own health check (it has no port to probe).
+    runtime.clients.attached.watch(
+        lambda authority, attached: health_servicer.set(
+            attached_service(authority),
+            health_pb2.HealthCheckResponse.SERVING if attached else health_pb2.HealthCheckResponse.NOT_SERVING,
+        )
+    )
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     identity = runtime.identity
     credentials = server_credentials(identity.ca_cert_pem, identity.tls_key_pem, identity.tls_cert_pem)
@@ -597,7 +614,10 @@ def _serve(netdir: Path, *, listen: str, onboarding_listen: str | None, advertis
         onboarding_server.stop(grace=5).wait()
         if onboarding_checks.summary is not None:
             onboarding_checks.summary.flush(everything=True)
-    server.stop(grace=5).wait()
+    stopped = server.stop(grace=5)  # no new call from here on, so no node attaches again
+    # The relay streams never end by themselves: ended now, they do not hold the grace period open.
+    runtime.clients.attached.close_all()
+    stopped.wait()
     runtime.refusals.flush(everything=True)
     if metrics is not None:
         metrics.close()

@@ -20,7 +20,8 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from shared import keyfile, pki
 from shared.identity import Identity
 from shared.interceptor import secure_channel
-from shared.manifest import Party
+from shared.manifest import COORDINATOR, Party
+from shared.relay import attached_service
 
 EXPIRY_WARNING = timedelta(days=30)
 
@@ -33,9 +34,22 @@ class PartyStatus:
     warning: bool  # expires within EXPIRY_WARNING, or is not the listed certificate
 
 
-def check(party: Party, me: Identity, identity_dir: Path, *, timeout_s: float, now: datetime) -> PartyStatus:
+def check(
+    party: Party, me: Identity, identity_dir: Path, *, timeout_s: float, now: datetime, coordinator_endpoint: str = ""
+) -> PartyStatus:
     """Health and presented certificate of a party with an endpoint; `identity_dir` holds `me`'s
-    TLS key and certificate files (the handshake needs them as files)."""
+    TLS key and certificate files (the handshake needs them as files). A dial-out node has no port:
+    whether it is attached is asked of the coordinator at `coordinator_endpoint`, and its
+    certificate was checked against the manifest when it attached."""
+    if party.dials_out:
+        if not coordinator_endpoint:
+            return PartyStatus(party, "-", "-", False)
+        attached = _health(party, me, timeout_s, endpoint=coordinator_endpoint, service=attached_service(party.id))
+        unattached = "not attached (dial-out)"
+        reachable = {"yes": "attached (dial-out)", "not serving": unattached, "no (NOT_FOUND)": unattached}.get(
+            attached, attached
+        )
+        return PartyStatus(party, reachable, "checked when it attaches", False)
     if not party.endpoint:
         return PartyStatus(party, "-", "-", False)
     reachable = _health(party, me, timeout_s)
@@ -54,12 +68,15 @@ def describe(party: Party, cert: x509.Certificate, *, now: datetime) -> PartySta
     return PartyStatus(party, "", f"expires {expires:%Y-%m-%d}", expires < now + EXPIRY_WARNING)
 
 
-def _health(party: Party, me: Identity, timeout_s: float) -> str:
+def _health(party: Party, me: Identity, timeout_s: float, *, endpoint: str = "", service: str = "") -> str:
+    # With `endpoint`, the coordinator is asked about `service` (a dial-out node's attachment).
+    target, peer = (endpoint, COORDINATOR) if endpoint else (party.endpoint, party.id)
     channel = secure_channel(
-        party.endpoint, peer_party_id=party.id, ca_pem=me.ca_cert_pem, key_pem=me.tls_key_pem, cert_pem=me.tls_cert_pem
+        target, peer_party_id=peer, ca_pem=me.ca_cert_pem, key_pem=me.tls_key_pem, cert_pem=me.tls_cert_pem
     )
     try:
-        reply = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=timeout_s)
+        request = health_pb2.HealthCheckRequest(service=service)
+        reply = health_pb2_grpc.HealthStub(channel).Check(request, timeout=timeout_s)
         return "yes" if reply.status == health_pb2.HealthCheckResponse.SERVING else "not serving"
     except grpc.RpcError as exc:
         return f"no ({exc.code().name})"

@@ -1,6 +1,8 @@
 """A node's folder: its configuration (node.toml), its identity and, by default, its SQLite file.
 
-    NODEDIR/node.toml        authority, endpoint, manifest and policy paths, pinned coordinator key,
+    NODEDIR/node.toml        authority, endpoint, transport ("listen", or "dial-out": the node opens
+                             no port and holds a stream to the coordinator), manifest and policy
+                             paths, pinned coordinator key,
                              database URL, manifest_poll_s (seconds between manifest syncs),
                              metrics_listen (off unless set; loopback only), log_format (text|json)
     NODEDIR/identity/        signing.key, tls.key, tls.crt, ca.crt, rounding.key (made on first serve)
@@ -61,6 +63,10 @@ class NodeConfig(BaseModel):
     metrics_listen: str | None = None
     # `cagnet node serve`'s log lines: "text", or "json" for one object per line.
     log_format: Literal["text", "json"] = "text"
+    # "listen": serve the `Node` service on `endpoint`; "dial-out": accept no connection, hold a
+    # stream open to the coordinator and answer on it (`node.rpc.dialout`, docs/protocol.md "The
+    # relay"). The manifest lists the same choice, so the coordinator knows how to ask.
+    transport: Literal["listen", "dial-out"] = "listen"
 
     @property
     def policy_file(self) -> Path:
@@ -111,6 +117,7 @@ def init_node(
     await_linkage_key: bool = False,
     keys: tuple[Ed25519PrivateKey, ec.EllipticCurvePrivateKey] | None = None,
     register: Register | None = None,
+    transport: Literal["listen", "dial-out"] = "listen",
 ) -> JoinRequest:
     """Make the node's keys and configuration; returns the join request to hand to the network.
 
@@ -118,7 +125,8 @@ def init_node(
     first member leaves it out and a new one is made, unless `await_linkage_key` (a join over the
     wire: a sponsoring member seals it to the node, `node.onboarding`). `keys` are the signing and
     TLS keys when already made. The authority's name and population come from the network's
-    `register` (default: the shipped 2011 list)."""
+    `register` (default: the shipped 2011 list). `transport` "dial-out": the node will open no
+    port, and its join request asks the manifest to list it so."""
     try:
         info = (register or shipped_register()).authority(authority)
     except KeyError as exc:
@@ -141,6 +149,7 @@ def init_node(
         f"endpoint = {_toml_str(endpoint)}\n"
         f"manifest_path = {_toml_str(str(manifest_path.resolve()))}\n"
         f"database_url = {_toml_str('sqlite:///' + str((nodedir / 'node.db').resolve()))}\n"
+        + (f"transport = {_toml_str(transport)}\n" if transport != "listen" else "")
     )
     return JoinRequest(
         party_id=authority,
@@ -149,6 +158,7 @@ def init_node(
         population=info.population,
         signing_key=encode_key(signing.public_key()),
         tls_public_key_pem=tls_public.decode(),
+        transport=transport,
     )
 
 

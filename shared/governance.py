@@ -21,18 +21,25 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from cryptography.hazmat.primitives.serialization import load_pem_public_key
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    SerializationInfo,
+    SerializerFunctionWrapHandler,
+    ValidationError,
+    model_serializer,
+)
 
 from shared import dsse, pki
 from shared.authorities import register_of
 from shared.canonical import canonical_json
 from shared.errors import BadSignature, CagnetError, InvalidRequest, ManifestRefused, VerificationError
-from shared.manifest_document import MANIFEST_PAYLOAD_TYPE, Governance, Manifest, Party, encode_key
+from shared.manifest_document import MANIFEST_PAYLOAD_TYPE, TRANSPORTS, Governance, Manifest, Party, encode_key
 from shared.models import JoinRequest
 from shared.policy import digest, parse_policy
 from shared.reference import parse_reference, reference_of
@@ -51,6 +58,7 @@ Action = Literal[
     "set-policy",
     "set-governance",
     "set-authority",
+    "set-transport",
     "set-reference",
 ]
 
@@ -270,6 +278,15 @@ class Change(BaseModel):
     # set-reference: need indicators or grant allocations to add or replace (shared.reference), as
     # canonical CSV text; left out of the signed proposal when empty, so other changes sign as before.
     reference: str = ""
+    transport: str = ""  # set-transport: how the coordinator reaches `party_id`'s node, "listen" or "dial-out"
+
+    @model_serializer(mode="wrap")
+    def _dump(self, handler: SerializerFunctionWrapHandler, _info: SerializationInfo) -> Any:
+        # Written only by a set-transport: every other change is signed as before the field existed.
+        data = handler(self)
+        if isinstance(data, dict) and not data.get("transport"):
+            data.pop("transport", None)
+        return data
 
     def describe(self) -> str:
         match self.action:
@@ -277,7 +294,8 @@ class Change(BaseModel):
                 assert self.party is not None
                 if not self.party.endpoint:  # a principal: it asks, it does not answer
                     return f"add {self.party.id} ({self.party.name}) as {', '.join(self.party.roles)}"
-                return f"add member {self.party.id} ({self.party.name}) at {self.party.endpoint}"
+                how = "dialling out" if self.party.dials_out else f"at {self.party.endpoint}"
+                return f"add member {self.party.id} ({self.party.name}) {how}"
             case "remove-member":
                 return f"remove {self.party_id}"
             case "rotate-key":
@@ -294,6 +312,8 @@ class Change(BaseModel):
                 what = what if self.population is not None else []
                 what += [f"district {code} {name}" for code, name in sorted(self.districts.items())]
                 return f"authority register: {self.authority} " + ", ".join(what)
+            case "set-transport":
+                return f"transport of {self.party_id}: {self.transport}"
             case "set-reference":
                 rows = parse_reference(self.reference, source="the proposed reference data")
                 names = ", ".join(rows.indicators())
@@ -366,6 +386,15 @@ def apply_change(manifest: Manifest, change: Change) -> Manifest:
         if change.governance is None:
             raise InvalidRequest("set-governance needs the new rules")
         update["governance"] = change.governance
+    elif change.action == "set-transport":
+        if change.transport not in TRANSPORTS:
+            raise InvalidRequest(f"a transport is one of {', '.join(TRANSPORTS)}, not {change.transport!r}")
+        i = index(change.party_id)
+        if not parties[i].has_role(MEMBER_AUTHORITY):
+            raise InvalidRequest(f"{change.party_id} has no node: only a member authority's transport is listed")
+        if parties[i].transport == change.transport:
+            raise InvalidRequest(f"{change.party_id}'s transport is already {change.transport}")
+        parties[i] = parties[i].model_copy(update={"transport": change.transport})
     elif change.action == "set-authority":
         corrected = register_of(manifest).corrected(
             change.authority, population=change.population, year=change.year, districts=change.districts
@@ -575,7 +604,8 @@ def _check_join(proposal: Proposal, filed: Filed, ca_cert_pem: bytes) -> None:
     if filed.join_request is not None:
         request = open_join_request(filed.join_request)
         asked = (request.party_id, request.name, request.endpoint, request.population, request.signing_key)
-        if asked != (party.id, party.name, party.endpoint, party.population, party.signing_key):
+        listed = (party.id, party.name, party.endpoint, party.population, party.signing_key)
+        if asked != listed or request.transport != party.transport:
             raise ManifestRefused("the candidate lists the joiner otherwise than its signed request")
         if party.roles != ((request.role,) if request.role else (MEMBER_AUTHORITY,)):
             raise ManifestRefused("the candidate gives the joiner other roles than its signed request asks for")

@@ -135,14 +135,36 @@ class SignedEnvelopeInterceptor(grpc.ServerInterceptor):
         exc: BaseException,
         context: grpc.ServicerContext,
     ) -> None:
+        code, details = self._refusal(method, peer, verified, exc)
+        context.abort(code, details)
+
+    def _refusal(
+        self, method: str, peer: str | None, verified: Verified[Any] | None, exc: BaseException
+    ) -> tuple[grpc.StatusCode, str]:
+        """Count, log and record a refusal; the status the caller is to be given."""
         note_refusal(exc, peer)
         if isinstance(exc, CagnetError):
             log.info("refused %s from %s: %s", method, peer or "unknown peer", exc)
             self._on_reject(method, peer, exc, verified)
-            context.abort(exc.code, exc.public_message)
+            return exc.code, exc.public_message
         log.error("unexpected error in %s", method, exc_info=exc)
         self._on_reject(method, peer, CagnetError(), verified)
-        context.abort(grpc.StatusCode.INTERNAL, "internal error")
+        return grpc.StatusCode.INTERNAL, "internal error"
+
+    def relayed(
+        self, method: str, request: Any, *, peer: str, inner: Callable[[Verified[Any]], Any]
+    ) -> tuple[Any, grpc.StatusCode, str]:
+        """One call that reached this server over a relay stream (`node.rpc.dialout`) rather than
+        as a unary call: authenticated, answered by `inner` and refused exactly as `_unary` does,
+        the TLS peer being the one the stream was opened to (`peer`, checked by the channel). Returns
+        (the response or None, the status code, its public message)."""
+        verified: Verified[Any] | None = None
+        try:
+            verified = self._authenticate(method, envelope_from_proto(request), peer)
+            note_principal(verified.principal.id)
+            return inner(verified), grpc.StatusCode.OK, ""
+        except Exception as exc:
+            return (None, *self._refusal(method, peer, verified, exc))
 
     def _unary(self, method: str, handler: Any) -> Any:
         inner = handler.unary_unary
@@ -225,13 +247,22 @@ RECONNECT_OPTIONS: tuple[tuple[str, int], ...] = (
 )
 
 
-def secure_channel(target: str, *, peer_party_id: str, ca_pem: bytes, key_pem: bytes, cert_pem: bytes) -> grpc.Channel:
+def secure_channel(
+    target: str,
+    *,
+    peer_party_id: str,
+    ca_pem: bytes,
+    key_pem: bytes,
+    cert_pem: bytes,
+    options: tuple[tuple[str, int], ...] = (),
+) -> grpc.Channel:
     """An mTLS channel that only accepts a server whose certificate names `peer_party_id`, and
-    that reconnects to a restarted server within about a second (`RECONNECT_OPTIONS`)."""
+    that reconnects to a restarted server within about a second (`RECONNECT_OPTIONS`); `options`
+    are added (e.g. the relay's keepalive, `shared.relay`)."""
     return grpc.secure_channel(
         target,
         channel_credentials(ca_pem, key_pem, cert_pem),
-        options=[("grpc.ssl_target_name_override", pki.dns_name_for(peer_party_id)), *RECONNECT_OPTIONS],
+        options=[("grpc.ssl_target_name_override", pki.dns_name_for(peer_party_id)), *RECONNECT_OPTIONS, *options],
     )
 
 

@@ -19,7 +19,10 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 from shared import dsse, governance
 from shared.errors import CagnetError, InvalidRequest
 from shared.manifest_document import (
+    DIAL_OUT,
+    LISTEN,
     MANIFEST_PAYLOAD_TYPE,
+    TRANSPORTS,
     Governance,
     Manifest,
     Party,
@@ -32,10 +35,13 @@ from shared.roles import CAG_CHAIR, COORDINATOR, MEMBER_AUTHORITY, REGIONAL_BOAR
 __all__ = [
     "CAG_CHAIR",
     "COORDINATOR",
+    "DIAL_OUT",
+    "LISTEN",
     "MANIFEST_PAYLOAD_TYPE",
     "MEMBER_AUTHORITY",
     "REGIONAL_BOARD",
     "ROLES",
+    "TRANSPORTS",
     "Governance",
     "Manifest",
     "ManifestSource",

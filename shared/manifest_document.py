@@ -7,9 +7,19 @@ from __future__ import annotations
 
 import base64
 import functools
+from typing import Any, Literal
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SerializationInfo,
+    SerializerFunctionWrapHandler,
+    ValidationError,
+    field_validator,
+    model_serializer,
+)
 
 from shared import dsse
 from shared.authorities import register_text_check
@@ -19,6 +29,14 @@ from shared.reference import reference_text_check
 from shared.roles import MEMBER_AUTHORITY
 
 MANIFEST_PAYLOAD_TYPE = "application/vnd.cagnet.v1.manifest+json"
+
+# How the coordinator reaches a member's node: it connects to the node's endpoint ("listen"), or
+# the node holds a stream open to the coordinator and is asked on it ("dial-out", docs/protocol.md,
+# "The relay"). Only a member authority's node answers, so only its transport matters.
+LISTEN: Literal["listen"] = "listen"
+DIAL_OUT: Literal["dial-out"] = "dial-out"
+Transport = Literal["listen", "dial-out"]
+TRANSPORTS: tuple[str, ...] = (LISTEN, DIAL_OUT)
 
 
 class Party(BaseModel):
@@ -34,6 +52,20 @@ class Party(BaseModel):
     # Key rotation: the key this one replaced, accepted on requests until `previous_key_until_ms`.
     previous_key: str = ""
     previous_key_until_ms: int = 0
+    transport: Transport = LISTEN
+
+    @model_serializer(mode="wrap")
+    def _dump(self, handler: SerializerFunctionWrapHandler, _info: SerializationInfo) -> Any:
+        # A listening party is written as before the field existed: a manifest, proposal or join
+        # that lists no dial-out node keeps exactly its signed bytes (tests/network/test_golden.py).
+        data = handler(self)
+        if isinstance(data, dict) and data.get("transport") == LISTEN:
+            del data["transport"]
+        return data
+
+    @property
+    def dials_out(self) -> bool:
+        return self.transport == DIAL_OUT
 
     @property
     def public_key(self) -> Ed25519PublicKey:

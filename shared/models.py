@@ -4,7 +4,9 @@ only in `shared.serde`), and the joint result bundle that a CAG chair saves and 
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, SerializationInfo, SerializerFunctionWrapHandler, model_serializer
 
 
 class _Model(BaseModel):
@@ -146,3 +148,13 @@ class JoinRequest(_Model):
     # hold (cag-chair, regional-board); "" for a member authority's node. Left out of the signed
     # bytes when "", so a node's request is signed exactly as before.
     role: str = ""
+    # How the coordinator is to reach the node (`shared.manifest_document.Party.transport`).
+    transport: Literal["listen", "dial-out"] = "listen"
+
+    @model_serializer(mode="wrap")
+    def _dump(self, handler: SerializerFunctionWrapHandler, _info: SerializationInfo) -> Any:
+        # A listening node's request is signed as before the field existed.
+        data = handler(self)
+        if isinstance(data, dict) and data.get("transport") == "listen":
+            del data["transport"]
+        return data

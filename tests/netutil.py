@@ -5,6 +5,7 @@ each node a real gRPC server on port 0 with mTLS and its own SQLite store full o
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -18,7 +19,8 @@ from coordinator.server import CoordinatorRuntime
 from coordinator.server import create_server as create_coordinator
 from node.client_records import load_person_key
 from node.config import load_config
-from node.rpc.server import NodeRuntime
+from node.rpc.dialout import DialOut
+from node.rpc.server import NodeRuntime, create_dial_out
 from node.rpc.server import create_server as create_node
 from node.synthetic.supply import load as load_synthetic
 from shared.identity import Identity
@@ -37,9 +39,28 @@ class LiveNetwork:
     runtimes: dict[str, NodeRuntime] = field(default_factory=dict)
     servers: dict[str, grpc.Server] = field(default_factory=dict)
     coordinator: CoordinatorRuntime | None = None
+    # The nodes that dial out (`node.rpc.dialout`): no server of their own.
+    dial_outs: dict[str, DialOut] = field(default_factory=dict)
 
     def stop_node(self, code: str) -> None:
+        if code in self.dial_outs:
+            self.dial_outs.pop(code).stop()
+            # The coordinator hears of the stream's end a moment later: wait for it, so that a test
+            # goes on from a coordinator that knows the node is gone.
+            deadline = time.monotonic() + 20
+            while self.coordinator is not None and code in self.coordinator.clients.attached.authorities():
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"the coordinator still lists {code} as attached after its node stopped")
+                time.sleep(0.01)
+            return
         self.servers.pop(code).stop(grace=None).wait()
+
+    def wait_attached(self, timeout_s: float = 20.0) -> None:
+        """Until the coordinator has every running dial-out node attached (raises if it has not)."""
+        assert self.coordinator is not None, "start the coordinator first"
+        if not self.coordinator.clients.attached.wait_for(set(self.dial_outs), timeout_s):
+            missing = set(self.dial_outs) - self.coordinator.clients.attached.authorities()
+            raise TimeoutError(f"dial-out nodes {sorted(missing)} did not attach within {timeout_s:.0f} s")
 
 
 def make_network(
@@ -49,10 +70,12 @@ def make_network(
     seed: int = 7,
     clients: int | None = None,
     database_urls: dict[str, str] | None = None,
+    dial_out: tuple[str, ...] = (),
 ) -> LiveNetwork:
     """`codes` as founding members, each loaded with synthetic data (`clients` client records each,
     default the realistic volume), sharing repeat movers with one another. Each node's store is
-    SQLite in its folder unless `database_urls` names another (an empty PostgreSQL database)."""
+    SQLite in its folder unless `database_urls` names another (an empty PostgreSQL database). The
+    nodes in `dial_out` open no port: they attach to the coordinator over the relay."""
     netdir = root / "network"
     network.init_network(netdir, name="Test CAG", coordinator_endpoint="127.0.0.1:0")
     register = network.read_register(netdir)
@@ -61,7 +84,12 @@ def make_network(
     for i, code in enumerate(codes):
         nodedir = root / code
         linkage_key = join_founding_member(
-            netdir, nodedir, authority=code, endpoint="127.0.0.1:0", linkage_key=linkage_key
+            netdir,
+            nodedir,
+            authority=code,
+            endpoint="127.0.0.1:0",
+            linkage_key=linkage_key,
+            transport="dial-out" if code in dial_out else "listen",
         )
         nodedirs[code] = nodedir
         if database_urls and code in database_urls:
@@ -106,8 +134,13 @@ def node_stub(net: LiveNetwork, identity: Identity, code: str) -> node_pb2_grpc.
 
 
 def start_node(net: LiveNetwork, code: str) -> None:
-    """Serve `code`'s node on port 0 and list its real port in the manifest."""
-    runtime = NodeRuntime.open(load_config(net.nodedirs[code]))
+    """Serve `code`'s node on port 0 and list its real port in the manifest; or, a dial-out node,
+    start dialling the coordinator (`LiveNetwork.wait_attached` waits for it to be attached)."""
+    config = load_config(net.nodedirs[code])
+    runtime = NodeRuntime.open(config)
+    if config.transport == "dial-out":
+        net.runtimes[code], net.dial_outs[code] = runtime, create_dial_out(runtime)
+        return
     server, port = create_node(runtime, address="127.0.0.1:0")
     net.runtimes[code], net.servers[code] = runtime, server
     network.set_endpoint(net.netdir, code, f"127.0.0.1:{port}")
@@ -139,6 +172,8 @@ def start_onboarding(net: LiveNetwork) -> str:
 def stop_all(net: LiveNetwork) -> None:
     for server in net.servers.values():
         server.stop(grace=None).wait()
+    for dial_out in net.dial_outs.values():
+        dial_out.stop()
     if net.coordinator is not None:
         net.coordinator.close()
     for runtime in net.runtimes.values():
@@ -152,6 +187,7 @@ def running(net: LiveNetwork) -> Iterator[LiveNetwork]:
         for code in net.nodedirs:
             start_node(net, code)
         start_coordinator(net)
+        net.wait_attached()
         yield net
     finally:
         stop_all(net)

@@ -210,7 +210,11 @@ def _sponsor(member: _Governance, node: Path, envelope: dsse.Envelope, yes: bool
 
     joiner = governance.open_join_request(envelope)
     # Asked before anything is filed: an answer of no leaves no proposal behind.
-    where = f"as {joiner.role}" if joiner.role else f"reachable at {joiner.endpoint}"
+    where = f"reachable at {joiner.endpoint}"
+    if joiner.role:
+        where = f"as {joiner.role}"
+    elif joiner.transport == "dial-out":
+        where = "its node dialling out (no port)"
     out.print(
         f"{joiner.name} ({joiner.party_id}) asks to join, {where}, signing key {joiner.signing_key}", markup=False
     )
@@ -366,7 +370,14 @@ def status(
         table.add_column(col)
     now = party_status.now()
     for party in manifest.parties:
-        found = party_status.check(party, me, netdir / "coordinator", timeout_s=timeout_s, now=now)
+        found = party_status.check(
+            party,
+            me,
+            netdir / "coordinator",
+            timeout_s=timeout_s,
+            now=now,
+            coordinator_endpoint=manifest.coordinator_endpoint,
+        )
         if not party.endpoint:  # a principal: its certificate is in the network folder, if anywhere
             held = network.principal_dir(netdir, party.id) / "tls.crt"
             if held.exists():
@@ -490,6 +501,22 @@ def propose_endpoint(
     if not host or not port.isdigit() or not 0 < int(port) < 65536:
         raise typer.BadParameter(f"{endpoint!r} is not HOST:PORT", param_hint="ENDPOINT")
     _propose(folder, node, Change(action="set-endpoints", endpoints={party_id: endpoint}))
+
+
+def propose_transport(
+    party_id: Annotated[str, typer.Argument(help="The member authority's GSS code.")],
+    transport: Annotated[
+        str, typer.Argument(help="listen (the coordinator connects to its node) or dial-out (its node attaches).")
+    ],
+    node: NodeOpt,
+    folder: FolderOpt = None,
+) -> None:
+    """Propose how the coordinator reaches a member's node (docs/onboarding.md, "Firewall"); the
+    node's node.toml says the same once the version is published."""
+
+    from shared.governance import Change
+
+    _propose(folder, node, Change(action="set-transport", party_id=party_id, transport=transport))
 
 
 def propose_roles(
@@ -707,6 +734,7 @@ NETWORK_COMMANDS: tuple[tuple[str, Callable[..., None]], ...] = (
     ("propose-reference", propose_reference),
     ("propose-remove", propose_remove),
     ("propose-endpoint", propose_endpoint),
+    ("propose-transport", propose_transport),
     ("propose-roles", propose_roles),
     ("propose-quorum", propose_quorum),
     ("propose-principal", propose_principal),

@@ -35,8 +35,11 @@ def health_command(
 
     from coordinator import network
     from node.config import load_config
+    from node.network.governance import node_manifests
     from shared import health
     from shared.errors import CagnetError
+    from shared.manifest import COORDINATOR
+    from shared.relay import attached_service
 
     if (nodedir is None) == (netdir is None):
         raise typer.BadParameter("give exactly one of --node NODEDIR or --network NETDIR", param_hint="--node")
@@ -44,6 +47,10 @@ def health_command(
         config = load_config(nodedir)
         identity = config.identity()
         target = endpoint or config.endpoint
+        if config.transport == "dial-out" and endpoint is None and peer is None and not service:
+            # A dial-out node has no port: healthy when the coordinator says it is attached.
+            target = node_manifests(config).current().coordinator_endpoint
+            peer, service = COORDINATOR, attached_service(config.authority)
     elif netdir is not None:
         identity = network.coordinator_identity(netdir)
         target = endpoint or network.read(netdir).coordinator_endpoint

@@ -59,7 +59,8 @@ def network_show(netdir: Annotated[Path, typer.Argument()]) -> None:
     for col in ("party", "name", "roles", "endpoint", "key id"):
         table.add_column(col)
     for p in manifest.parties:
-        table.add_row(p.id, p.name, ",".join(p.roles), p.endpoint, p.keyid[:16])
+        endpoint = f"{p.endpoint} (dials out)" if p.dials_out else p.endpoint
+        table.add_row(p.id, p.name, ",".join(p.roles), endpoint, p.keyid[:16])
     out.print(table)
 
 
@@ -106,6 +107,23 @@ def network_set_authority(
     districts = parse_districts(district or [])
     manifest = network.set_authority(netdir, authority, population=population, year=year, districts=districts)
     err.print(f"[green]authority register corrected[/]: {authority}, manifest version {manifest.version}")
+
+
+@app.command("set-transport")
+def network_set_transport(
+    netdir: Annotated[Path, typer.Argument()],
+    authority: Annotated[str, typer.Argument(help="The member authority's GSS code.")],
+    transport: Annotated[
+        str, typer.Argument(help="listen (the coordinator connects to its node) or dial-out (its node attaches).")
+    ],
+) -> None:
+    """List how the coordinator reaches a member's node, while the network is being set up (once
+    governed: `propose-transport`). The node's node.toml must say the same (docs/onboarding.md)."""
+
+    from coordinator import network
+
+    manifest = network.set_transport(netdir, authority, transport)
+    err.print(f"[green]{authority}'s node: {transport}[/], manifest version {manifest.version}")
 
 
 @app.command("set-reference")

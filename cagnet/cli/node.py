@@ -332,7 +332,10 @@ def serve_(nodedir: NodeDir, log_format: LogFormatOpt = None) -> None:
         config = config.model_copy(update={"log_format": log_format.value})
     logs.configure(config.log_format)
     # Through the log, not the console: with --log-format json every line on stderr is one object.
-    logging.getLogger("cagnet.node").info("node %s listening on %s", config.authority, config.listen)
+    if config.transport == "dial-out":
+        logging.getLogger("cagnet.node").info("node %s dials out to the coordinator (no port open)", config.authority)
+    else:
+        logging.getLogger("cagnet.node").info("node %s listening on %s", config.authority, config.listen)
     serve(config)
 
 
@@ -414,6 +417,14 @@ def node_init(
             " member leaves it out and a new key is made; the coordinator must never hold it."
         ),
     ] = None,
+    dial_out: Annotated[
+        bool,
+        typer.Option(
+            "--dial-out",
+            help="Open no inbound port: the node holds a connection to the coordinator and is asked on it;"
+            " the manifest lists it so (docs/onboarding.md, Firewall).",
+        ),
+    ] = False,
 ) -> None:
     """On one machine (a demo or a test network): create a node's keys and configuration beside the
     operator's network folder and admit it (founding phase), or write its join request for
@@ -434,6 +445,7 @@ def node_init(
         manifest_path=network.manifest_path(network_dir),
         linkage_key=key,
         register=network.read_register(network_dir),
+        transport="dial-out" if dial_out else "listen",
     )
     if key is None:
         err.print(

@@ -180,6 +180,14 @@ def join(
     timeout_s: Annotated[
         float, typer.Option("--timeout", min=0.0, help="Stop waiting after this many seconds (0: never).")
     ] = 0.0,
+    dial_out: Annotated[
+        bool,
+        typer.Option(
+            "--dial-out",
+            help="Open no inbound port: the node holds a connection to the coordinator and is asked on it"
+            " (docs/onboarding.md, Firewall).",
+        ),
+    ] = False,
 ) -> None:
     """Join a governed network over the wire: make this node's keys, fetch and verify the public
     files the invite pins, file the signed join request, wait for the members' quorum, and collect
@@ -204,7 +212,12 @@ def join(
         if not host or not port.isdigit() or not 0 < int(port) < 65536:
             raise typer.BadParameter(f"{endpoint!r} is not HOST:PORT", param_hint="--endpoint")
         join_, status = onboarding.start(
-            nodedir, invite=made, authority=authority, endpoint=endpoint, coordinator=coordinator
+            nodedir,
+            invite=made,
+            authority=authority,
+            endpoint=endpoint,
+            coordinator=coordinator,
+            transport="dial-out" if dial_out else "listen",
         )
         request = join_.join_request
         from shared import governance

@@ -18,11 +18,12 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from importlib import resources
 from pathlib import Path
+from typing import Literal
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
@@ -54,6 +55,7 @@ from shared.identity import Identity
 from shared.interceptor import secure_channel
 from shared.invite import decode
 from shared.manifest import COORDINATOR, encode_key
+from shared.relay import attached_service
 
 READY_TIMEOUT_S = 60
 
@@ -68,8 +70,11 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def wait_healthy(target: str, party_id: str, identity: Identity, *, timeout_s: float = READY_TIMEOUT_S) -> None:
-    """Poll the standard health service over mTLS until the server says SERVING."""
+def wait_healthy(
+    target: str, party_id: str, identity: Identity, *, service: str = "", timeout_s: float = READY_TIMEOUT_S
+) -> None:
+    """Poll the standard health service over mTLS until the server says SERVING (for `service`:
+    the coordinator says so of a dial-out node once it is attached)."""
     deadline = time.monotonic() + timeout_s
     with secure_channel(
         target,
@@ -81,7 +86,7 @@ def wait_healthy(target: str, party_id: str, identity: Identity, *, timeout_s: f
         stub = health_pb2_grpc.HealthStub(channel)
         while True:
             try:
-                reply = stub.Check(health_pb2.HealthCheckRequest(service=""), timeout=1)
+                reply = stub.Check(health_pb2.HealthCheckRequest(service=service), timeout=1)
                 if reply.status == health_pb2.HealthCheckResponse.SERVING:
                     return
             except grpc.RpcError:
@@ -92,17 +97,24 @@ def wait_healthy(target: str, party_id: str, identity: Identity, *, timeout_s: f
 
 
 def join_founding_member(
-    netdir: Path, nodedir: Path, *, authority: str, endpoint: str, linkage_key: bytes | None
+    netdir: Path,
+    nodedir: Path,
+    *,
+    authority: str,
+    endpoint: str,
+    linkage_key: bytes | None,
+    transport: Literal["listen", "dial-out"] = "listen",
 ) -> bytes:
     """`cagnet node init` for a network still being set up: make the node, admit it, install its
     certificate. The first member makes the linkage key (`linkage_key` None); pass the returned key
-    to the next, so that every member holds the same one."""
+    to the next, so that every member holds the same one. A "dial-out" node opens no port."""
     request = init_node(
         nodedir,
         authority=authority,
         endpoint=endpoint,
         manifest_path=network.manifest_path(netdir),
         linkage_key=linkage_key,
+        transport=transport,
     )
     cert, ca_cert, _ = network.admit(netdir, request)
     complete_join(
@@ -114,8 +126,12 @@ def join_founding_member(
     return (nodedir / "identity" / "linkage.key").read_bytes()
 
 
-def build_network(root: Path, console: Console, *, seed: int = 1) -> tuple[Path, dict[str, Path]]:
-    """The network folder and six node folders with synthetic data, ports chosen free on loopback."""
+def build_network(
+    root: Path, console: Console, *, seed: int = 1, dial_out: Collection[str] | None = None
+) -> tuple[Path, dict[str, Path]]:
+    """The network folder and six node folders with synthetic data, ports chosen free on loopback.
+    The members in `dial_out` (default: the demo's) open no port and attach to the coordinator."""
+    dialling = DEMO["dial_out"] if dial_out is None else dial_out
     netdir = root / "network"
     network.init_network(netdir, name=DEMO["name"], coordinator_endpoint=f"127.0.0.1:{free_port()}")
     register = network.read_register(netdir)
@@ -124,7 +140,12 @@ def build_network(root: Path, console: Console, *, seed: int = 1) -> tuple[Path,
     for i, code in enumerate(DEMO["members"]):
         nodedir = root / "nodes" / code
         linkage_key = join_founding_member(
-            netdir, nodedir, authority=code, endpoint=f"127.0.0.1:{free_port()}", linkage_key=linkage_key
+            netdir,
+            nodedir,
+            authority=code,
+            endpoint=f"127.0.0.1:{free_port()}",
+            linkage_key=linkage_key,
+            transport="dial-out" if code in dialling else "listen",
         )
         config = load_config(nodedir)
         engine = open_store(config.database_url)
@@ -139,7 +160,8 @@ def build_network(root: Path, console: Console, *, seed: int = 1) -> tuple[Path,
             members=DEMO["members"],
         )
         engine.dispose()
-        console.print(f"  node {register.authority(code).name:<16} {code}  {config.endpoint}  synthetic data loaded")
+        reached = "dials out" if config.transport == "dial-out" else config.endpoint
+        console.print(f"  node {register.authority(code).name:<16} {code}  {reached:<15}  synthetic data loaded")
         nodes[code] = nodedir
     # The need and grant figures, signed into the manifest before the charter (then a proposal).
     reference = resources.files("cagnet").joinpath(DEMO["reference"]).read_text(encoding="utf-8")
@@ -410,9 +432,20 @@ def run_demo(*, as_json: bool = False, keep: Path | None = None) -> int:
             )
             with console.status("starting six nodes and the coordinator (mTLS, client certificates required)"):
                 for party in manifest.members:
-                    wait_healthy(party.endpoint, party.id, coordinator)
+                    if not party.dials_out:
+                        wait_healthy(party.endpoint, party.id, coordinator)
                 wait_healthy(manifest.coordinator_endpoint, COORDINATOR, coordinator)
+                for party in manifest.members:
+                    if party.dials_out:  # no port of its own: the coordinator says once it is attached
+                        wait_healthy(
+                            manifest.coordinator_endpoint, COORDINATOR, coordinator, service=attached_service(party.id)
+                        )
+            dialling = [_name(p.id) for p in manifest.members if p.dials_out]
             console.print(f"[green]all seven processes up[/]; logs in {logdir}")
+            console.print(
+                f"{' and '.join(dialling)} open no port: each node holds an mTLS connection to the"
+                " coordinator and is asked on it (dial-out)"
+            )
             _charter(console, netdir, nodes)
             _join_outsider(
                 console,

@@ -3,7 +3,9 @@ verified contributions and missing authorities with a reason each.
 
 The calls are asynchronous (`grpc.aio`) on one event loop, so that every member is asked at the
 same moment however many there are: no pool of threads for a request to queue behind. Channels are
-kept open per node (the TLS handshake is paid once, not per query).
+kept open per node (the TLS handshake is paid once, not per query). A member the manifest lists as
+"dial-out" is asked the same signed request on the stream its node holds open to the coordinator
+(`coordinator.relay`), with the same deadline; one not attached is unreachable.
 """
 
 from __future__ import annotations
@@ -16,13 +18,15 @@ from typing import Any, TypeVar
 
 import grpc
 
+from coordinator.relay.attached import AttachedNodes
 from shared import dsse
 from shared.auth import digest, sign_message, verify_response
 from shared.errors import CagnetError, Unavailable
 from shared.identity import Identity
 from shared.interceptor import secure_aio_channel
 from shared.manifest import Party
-from shared.pb.cagnet.v1 import node_pb2_grpc
+from shared.pb.cagnet.v1 import envelope_pb2, node_pb2_grpc
+from shared.relay import node_method
 from shared.serde import envelope_from_proto, envelope_to_proto
 
 T = TypeVar("T")
@@ -49,8 +53,10 @@ class NodeClients:
     """One mTLS channel per member node, created on first use and reused, and the one thread whose
     event loop makes every call to them. Joint queries from any thread hand their calls to it."""
 
-    def __init__(self, identity: Identity) -> None:
+    def __init__(self, identity: Identity, attached: AttachedNodes | None = None) -> None:
         self._identity = identity
+        # The dial-out members' streams (`coordinator.relay`), filled in by the Relay service.
+        self.attached = attached if attached is not None else AttachedNodes()
         self._channels: dict[tuple[str, str], grpc.aio.Channel] = {}  # touched on the loop only
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, name="fan-out", daemon=True)
@@ -90,15 +96,37 @@ class NodeClients:
         self._loop.close()
 
 
-def _reason(error: grpc.RpcError, deadline_s: float) -> str:
-    code = error.code()
+def _reason(code: grpc.StatusCode, details: str | None, deadline_s: float) -> str:
     if code == grpc.StatusCode.DEADLINE_EXCEEDED:
         return f"no answer within the deadline ({deadline_s * 1000:.0f} ms)"
-    if code == grpc.StatusCode.UNAVAILABLE and error.details() == Unavailable("no valid network policy").public_message:
-        return f"refused ({code.name}): {error.details()}"
+    if code == grpc.StatusCode.UNAVAILABLE and details == Unavailable("no valid network policy").public_message:
+        return f"refused ({code.name}): {details}"
     if code == grpc.StatusCode.UNAVAILABLE:
         return "unreachable"
-    return f"refused ({code.name}): {error.details()}"
+    return f"refused ({code.name}): {details}"
+
+
+_STATUS = {code.value[0]: code for code in grpc.StatusCode}
+
+
+async def _relayed(
+    clients: NodeClients, member: Party, rpc: str, request: envelope_pb2.Envelope, deadline_s: float
+) -> tuple[envelope_pb2.Envelope | None, grpc.StatusCode, str]:
+    """`request` to a dial-out member over its stream: (its signed answer, OK, ""), or (None, the
+    status and details the listening transport would have given), so that the same failures get
+    the same reasons."""
+    attachment = clients.attached.get(member.id)
+    if attachment is None:
+        return None, grpc.StatusCode.UNAVAILABLE, "not attached"
+    future = attachment.ask(node_method(rpc), request, deadline_s)
+    try:
+        answer = await asyncio.wait_for(asyncio.wrap_future(future), deadline_s)
+    except TimeoutError:
+        return None, grpc.StatusCode.DEADLINE_EXCEEDED, "deadline exceeded"
+    except Unavailable:
+        return None, grpc.StatusCode.UNAVAILABLE, "not attached"
+    code = _STATUS.get(answer.status_code, grpc.StatusCode.UNKNOWN)
+    return (answer.response, code, "") if code == grpc.StatusCode.OK else (None, code, answer.status_message)
 
 
 def fan_out(
@@ -120,13 +148,19 @@ def fan_out(
     requests = [(member, sign_message(build(member), identity)) for member in members]
 
     async def ask(member: Party, request: dsse.Envelope) -> Contribution | Missing:
-        call = getattr(clients.stub(member), rpc)
         try:
             # Each call carries the deadline itself, so every one settles within it.
-            reply = envelope_from_proto(await call(envelope_to_proto(request), timeout=deadline_s))
+            if member.dials_out:
+                relayed, code, details = await _relayed(clients, member, rpc, envelope_to_proto(request), deadline_s)
+                if relayed is None:
+                    return Missing(member.id, _reason(code, details, deadline_s))
+                answer = relayed
+            else:
+                answer = await getattr(clients.stub(member), rpc)(envelope_to_proto(request), timeout=deadline_s)
+            reply = envelope_from_proto(answer)
             message = verify_response(reply, response_cls, signer=member, request_digest=digest(request.payload))
         except grpc.RpcError as exc:
-            return Missing(member.id, _reason(exc, deadline_s))
+            return Missing(member.id, _reason(exc.code(), exc.details(), deadline_s))
         except CagnetError as exc:
             return Missing(member.id, f"response failed verification: {exc.public_message}")
         return Contribution(member.id, request, reply, message, parse(message) if parse is not None else None)

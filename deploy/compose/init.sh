@@ -4,6 +4,8 @@
 #   CAGNET_INIT_NETWORK_NAME           the network's name
 #   CAGNET_INIT_COORDINATOR_ENDPOINT   host:port the coordinator listens on
 #   CAGNET_INIT_MEMBERS                "GSS_CODE=host:port ..." in order; the first makes the linkage key
+#   CAGNET_INIT_DIAL_OUT               "GSS_CODE ..." members whose nodes open no port: each holds a
+#                                      connection to the coordinator and is asked on it (--dial-out)
 # It runs as root only to hand the freshly made volumes to the cagnet user; every file it makes
 # ends up owned by cagnet, keys mode 0600.
 set -eu
@@ -18,13 +20,17 @@ for member in $CAGNET_INIT_MEMBERS; do
     code=${member%%=*}
     endpoint=${member#*=}
     nodedir=$NODES/$code
+    transport=""
+    for dialling in ${CAGNET_INIT_DIAL_OUT:-}; do
+        if [ "$dialling" = "$code" ]; then transport="--dial-out"; fi
+    done
     if [ ! -e "$nodedir/node.toml" ]; then
         if [ -z "$first" ]; then
-            cagnet node init "$nodedir" --network "$NETDIR" --authority "$code" --endpoint "$endpoint"
+            cagnet node init "$nodedir" --network "$NETDIR" --authority "$code" --endpoint "$endpoint" ${transport:-}
         else
             # Members share the network linkage key; the coordinator's folder never holds it.
             cagnet node init "$nodedir" --network "$NETDIR" --authority "$code" --endpoint "$endpoint" \
-                --linkage-key "$first/identity/linkage.key"
+                --linkage-key "$first/identity/linkage.key" ${transport:-}
         fi
     fi
     first=${first:-$nodedir}

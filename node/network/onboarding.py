@@ -24,6 +24,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -91,7 +92,13 @@ def _check_policy(manifest_path: Path, coordinator_key: str) -> None:
 
 
 def start(
-    nodedir: Path, *, invite: Invite, authority: str, endpoint: str, coordinator: str | None = None
+    nodedir: Path,
+    *,
+    invite: Invite,
+    authority: str,
+    endpoint: str,
+    coordinator: str | None = None,
+    transport: Literal["listen", "dial-out"] = "listen",
 ) -> tuple[Pending, Status]:
     """Make the node and file its join request. Everything the invite and the coordinator can
     refuse is asked before the folder is touched; if filing fails after that, the folder is
@@ -130,6 +137,7 @@ def start(
                 await_linkage_key=True,
                 keys=(signing, tls_key),
                 register=register,
+                transport=transport,
             )
             sealing_key = write_sealing_key(nodedir / "identity")
             request = request.model_copy(update={"sealing_key": sealing.public_key_b64(sealing_key.public_key())})

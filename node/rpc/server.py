@@ -23,6 +23,7 @@ from node.answers.kinds import ANSWERS, DESCRIBE, NodeParts
 from node.config import NodeConfig
 from node.ledger import PersistentNonceCache, SpentNonces, spend_mandate_slot
 from node.release import Releaser, load_rounding_secret
+from node.rpc.dialout import DialOut
 from node.store import ensure_authority, open_store
 from shared import audit, dsse, keys
 from shared.auth import (
@@ -433,9 +434,22 @@ def _with_mandate(verified: Verified[Any], parameters: dict[str, object]) -> dic
     return parameters if verified.mandate is None else {**parameters, **verified.mandate.audit_parameters()}
 
 
+def _checks(runtime: NodeRuntime) -> SignedEnvelopeInterceptor:
+    return SignedEnvelopeInterceptor((SERVICE,), runtime.authenticate, runtime.on_reject, explicit=True)
+
+
+def create_dial_out(runtime: NodeRuntime, *, endpoint: str | None = None, max_workers: int = 8) -> DialOut:
+    """A started dial-out transport (`node.rpc.dialout`): the node opens no port and answers, on
+    the stream it holds to the coordinator (`endpoint`, default the manifest's), exactly as the
+    server below does."""
+    dial_out = DialOut(runtime, NodeServicer(runtime), _checks(runtime), endpoint=endpoint, max_workers=max_workers)
+    dial_out.start()
+    return dial_out
+
+
 def create_server(runtime: NodeRuntime, *, address: str | None = None, max_workers: int = 8) -> tuple[grpc.Server, int]:
     """A started server on `address` (default: the configured endpoint; use port 0 in tests)."""
-    interceptor = SignedEnvelopeInterceptor((SERVICE,), runtime.authenticate, runtime.on_reject, explicit=True)
+    interceptor = _checks(runtime)
     checks = RequestGuard(summary=runtime.refusals)
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=max_workers),
@@ -479,11 +493,31 @@ def serve(config: NodeConfig, *, ready: Any = None) -> None:
         _serve(config, ready)
 
 
+def _check_transport(config: NodeConfig, manifest: Manifest) -> None:
+    # The coordinator reaches a member the way the manifest says: a node that says otherwise in
+    # node.toml is never asked, and the operator should hear why from the node itself.
+    listed = next((p.transport for p in manifest.members if p.id == config.authority), config.transport)
+    if listed != config.transport:
+        log.warning(
+            "node.toml says transport %s but manifest version %d lists %s: the coordinator will not reach"
+            " this node until both say the same (docs/onboarding.md, Firewall)",
+            config.transport,
+            manifest.version,
+            listed,
+        )
+
+
 def _serve(config: NodeConfig, ready: Any) -> None:
     from node.network.governance import ManifestPoller
 
     runtime = NodeRuntime.open(config)
-    server, port = create_server(runtime)
+    _check_transport(config, runtime.manifests.current())
+    server: grpc.Server | None = None
+    dial_out: DialOut | None = None
+    if config.transport == "dial-out":
+        dial_out, port = create_dial_out(runtime), 0
+    else:
+        server, port = create_server(runtime)
     metrics: MetricsListener | None = None
     if config.metrics_listen:
         metrics = serve_metrics(runtime.metrics, config.metrics_listen)
@@ -500,13 +534,19 @@ def _serve(config: NodeConfig, ready: Any) -> None:
     keeper.start()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
-    log.info("node %s serving on port %d", config.authority, port)
+    if dial_out is not None:
+        log.info("node %s answering over the relay to the coordinator (no port open)", config.authority)
+    else:
+        log.info("node %s serving on port %d", config.authority, port)
     if ready is not None:
         ready(port)
     stop.wait()
     keeper.join(timeout=30)
     poller.stop()
-    server.stop(grace=5).wait()
+    if dial_out is not None:
+        dial_out.stop()
+    if server is not None:
+        server.stop(grace=5).wait()
     runtime.refusals.flush(everything=True)
     if metrics is not None:
         metrics.close()

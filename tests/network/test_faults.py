@@ -1,8 +1,9 @@
 """The standing fault suite: a network of four nodes and a coordinator, each a real `cagnet ... serve`
-process on loopback, put through what a machine room and an attacker do to it. Node killed with
+process on loopback, put through what a machine room and an attacker do to it (Surrey's node dials
+out: it opens no port and is asked on the stream it holds to the coordinator). Node killed with
 SIGKILL while queries stream, a node frozen with SIGSTOP (the joint query's deadline holds), node
-and coordinator restarted (recovery printed), 20 clients at once, a second server on a busy folder
-or port, wrong invites at rate, and oversized, many-signature and garbage envelopes on the
+(listening and dial-out) and coordinator restarted (recovery printed), 20 clients at once, a second
+server on a busy folder or port, wrong invites at rate, and oversized, many-signature and garbage envelopes on the
 onboarding port (refused before a signature is tried).
 
 Marked `faults`: `pytest -m faults` runs it alone. Times are printed, never asserted; what is
@@ -42,6 +43,7 @@ from shared.identity import Identity
 from shared.manifest import COORDINATOR
 from shared.onboarding_client import OnboardingClient, fetch_network_ca
 from shared.pb.cagnet.v1 import envelope_pb2, onboarding_pb2
+from shared.relay import attached_service
 from shared.serde import envelope_to_proto
 from tests.netutil import make_network
 
@@ -49,6 +51,7 @@ pytestmark = pytest.mark.faults
 
 KENT, MEDWAY, SURREY, BRIGHTON = "E10000016", "E06000035", "E10000030", "E06000043"
 FOUR = (KENT, MEDWAY, SURREY, BRIGHTON)
+DIALLING = (SURREY,)  # no port: attached to the coordinator over the relay
 PUBLIC_FILES = "/cagnet.v1.Onboarding/PublicFiles"
 
 
@@ -93,8 +96,12 @@ class Net:
         )
 
     def healthy(self, name: str) -> None:
+        asker = network.principal_identity(self.netdir)
+        if name in DIALLING:  # no port of its own: the coordinator says once it is attached
+            wait_healthy(self.coordinator, COORDINATOR, asker, service=attached_service(name), timeout_s=60)
+            return
         target = self.coordinator if name == COORDINATOR else self.endpoints[name]
-        wait_healthy(target, name, network.principal_identity(self.netdir), timeout_s=60)
+        wait_healthy(target, name, asker, timeout_s=60)
 
     def signal(self, name: str, sig: signal.Signals) -> None:
         self.procs[name].send_signal(sig)
@@ -115,7 +122,7 @@ def _env() -> dict[str, str]:
 def net(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Net]:
     root = tmp_path_factory.mktemp("faults")
     (root / "logs").mkdir()
-    live = make_network(root, FOUR, clients=1500)
+    live = make_network(root, FOUR, clients=1500, dial_out=DIALLING)
     endpoints = {code: f"127.0.0.1:{free_port()}" for code in FOUR}
     for code, endpoint in endpoints.items():
         network.set_endpoint(live.netdir, code, endpoint)
@@ -274,6 +281,23 @@ def test_a_restarted_node_answers_within_a_few_queries_of_listening_again(net: N
     )
 
 
+def test_a_dial_out_node_killed_and_restarted_attaches_again_and_answers(net: Net) -> None:
+    _ensure_running(net, *FOUR, COORDINATOR)
+    net.signal(SURREY, signal.SIGKILL)
+    # Gone: the coordinator saw its stream end, and reports it exactly as an unreachable node.
+    bundle = _query(net)
+    assert [(m.authority, m.reason) for m in bundle.missing] == [(SURREY, "unreachable")]
+    assert set(bundle.answered) == set(FOUR) - {SURREY}
+    net.start_node(SURREY)
+    started = time.monotonic()
+    queries, _ = _until_answered(net, SURREY, tries=200)
+    print(
+        f"\ndial-out node kill -9 and restart: answering in joint queries {time.monotonic() - started:.2f} s after"
+        f" it was started ({queries} joint queries; the process start itself is most of it)"
+    )
+    assert set(_query(net).answered) == set(FOUR)
+
+
 def test_a_coordinator_killed_and_restarted_answers_again(net: Net) -> None:
     _ensure_running(net, *FOUR, COORDINATOR)
     net.signal(COORDINATOR, signal.SIGKILL)
@@ -283,6 +307,14 @@ def test_a_coordinator_killed_and_restarted_answers_again(net: Net) -> None:
     print(
         f"\ncoordinator kill -9 and restart: a joint query answered {time.monotonic() - started:.2f} s after the "
         f"restart began ({queries} tries, {seconds:.2f} s of them)"
+    )
+    # The dial-out node dials again (backoff capped at 1 s) and is asked on its new stream.
+    wait_healthy(net.coordinator, COORDINATOR, network.principal_identity(net.netdir), service=attached_service(SURREY))
+    attached = time.monotonic() - started
+    queries, _ = _until_answered(net, SURREY, tries=40)
+    print(
+        f"coordinator kill -9 and restart: the dial-out node attached again {attached:.2f} s after the restart"
+        f" began, answering in the {queries} joint query after that"
     )
 
 

@@ -25,7 +25,7 @@ from shared import keys
 from shared.errors import BadSignature
 from shared.identity import Identity
 from shared.manifest import CAG_CHAIR, MEMBER_AUTHORITY, REGIONAL_BOARD, encode_key
-from tests.netutil import LiveNetwork, make_network, running
+from tests.netutil import LiveNetwork, make_network, running, start_node
 
 KENT, MEDWAY, BRIGHTON = "E10000016", "E06000035", "E06000043"
 
@@ -186,6 +186,9 @@ def test_bad_proposals_are_refused_with_the_reason_and_nothing_filed(net: LiveNe
     before = sorted((net.netdir / "proposals").glob("*.json"))
     cases = [
         (["propose-endpoint", BRIGHTON, "no-port"], "is not HOST:PORT"),
+        (["propose-transport", BRIGHTON, "sideways"], "a transport is one of listen, dial-out, not 'sideways'"),
+        (["propose-transport", CAG_CHAIR, "dial-out"], "cag-chair has no node"),
+        (["propose-transport", BRIGHTON, "listen"], "E06000043's transport is already listen"),
         (["propose-roles", KENT, "--role", "superuser"], "unknown role 'superuser'"),
         (["propose-quorum", "--quorum", "4"], "more than the 3 member authorities"),
         (["propose-principal", "--id", "x", "--role", MEMBER_AUTHORITY], "must be one of"),
@@ -286,3 +289,25 @@ def test_propose_join_asks_before_filing_and_an_answer_of_no_leaves_nothing(net:
     assert "asks to join" in aborted.output and "nothing filed" in aborted.output
     assert sorted(p.name for p in gov.proposals_dir(net.netdir).glob("*.json")) == before
     assert "--yes" in CliRunner().invoke(app, ["network", "propose-join", "--help"], env={"COLUMNS": "200"}).output
+
+
+def test_a_member_moves_its_node_to_dial_out_by_quorum(net: LiveNetwork) -> None:
+    # Runs last: Brighton & Hove's node dials out from here on.
+    pid = _propose(net, "propose-transport", BRIGHTON, "dial-out", node=BRIGHTON)
+    listed = _cli("network", "proposals", "--node", str(net.nodedirs[KENT]), "--network", str(net.netdir))
+    assert f"transport of {BRIGHTON}: dial-out" in listed
+    _approve(net, pid, KENT)
+    assert network.read(net.netdir).party(BRIGHTON).dials_out
+    # Listed as dial-out while its node still listens: the coordinator no longer connects to it.
+    partial, _ = joint_query(net.netdir, kind="supply-map", node_deadline_ms=2000)
+    assert [(m.authority, m.reason) for m in partial.missing] == [(BRIGHTON, "unreachable")]
+    # Its operator says the same in node.toml and restarts it: it attaches and answers.
+    net.stop_node(BRIGHTON)
+    config = net.nodedirs[BRIGHTON] / "node.toml"
+    config.write_text(config.read_text() + 'transport = "dial-out"\n')
+    start_node(net, BRIGHTON)
+    net.wait_attached()
+    assert len(joint_query(net.netdir, kind="supply-map")[0].answered) == 3
+    output = _cli("network", "status", str(net.netdir))
+    row = output[output.index(BRIGHTON) :]
+    assert re.match(rf"{BRIGHTON} │ member-authority │ 127\.0\.0\.1:\d+ │ attached \(dial-out\) │", row), row

@@ -39,7 +39,9 @@ from shared.errors import BadSignature, InviteExpired, InviteRefused, InviteUsed
 from shared.identity import Identity
 from shared.invite import decode
 from shared.kinds.registry import KINDS, PLAN
+from shared.manifest import COORDINATOR
 from shared.onboarding_client import OnboardingClient, fetch_network_ca
+from shared.relay import attached_service
 from tests.netutil import LiveNetwork, make_network, running, start_onboarding
 
 KENT, MEDWAY, SURREY, WEST_SUSSEX, EAST_SUSSEX, BRIGHTON = (
@@ -245,6 +247,7 @@ def test_a_seventh_authority_joins_from_its_own_folder_and_answers_joint_queries
         JOINER,
         "--endpoint",
         endpoint,
+        "--dial-out",  # behind a council firewall: its node will open no port
         "--no-wait",
         cwd=machine,
     )
@@ -266,6 +269,7 @@ def test_a_seventh_authority_joins_from_its_own_folder_and_answers_joint_queries
             break
         _cli("network", "approve", pid, "--node", str(live.nodedirs[code_]), "--yes")
     assert JOINER in {p.id for p in network.read(netdir).members}
+    assert network.read(netdir).party(JOINER).dials_out  # as its signed join request asked
 
     # The joiner collects its certificate and the linkage key, loads its data and serves.
     collected = _cagnet("node", "join", "site", "--poll-s", "0.2", "--timeout", "60", cwd=machine)
@@ -275,6 +279,7 @@ def test_a_seventh_authority_joins_from_its_own_folder_and_answers_joint_queries
     assert not (site / joining.JOIN_STATE).exists()
     # Nothing in its folder points outside it: its own copy of the public files, its own keys.
     assert str(netdir) not in (site / "node.toml").read_text()
+    assert 'transport = "dial-out"' in (site / "node.toml").read_text()
     _cagnet("node", "synth", "site", "--seed", "9", "--clients", "2500", cwd=machine)
     env = {k: v for k, v in os.environ.items() if not k.startswith("CAGNET_")}
     server = subprocess.Popen(
@@ -286,8 +291,10 @@ def test_a_seventh_authority_joins_from_its_own_folder_and_answers_joint_queries
     )
     try:
         chair = network.principal_identity(netdir, "cag-chair")
-        wait_healthy(endpoint, JOINER, chair, timeout_s=60)
-        # Every kind of joint query the coordinator runs is answered by the seven.
+        # It opens no port: the coordinator says once it is attached.
+        coordinator_endpoint = network.read(netdir).coordinator_endpoint
+        wait_healthy(coordinator_endpoint, COORDINATOR, chair, service=attached_service(JOINER), timeout_s=60)
+        # Every kind of joint query the coordinator runs is answered by the seven, the joiner on its stream.
         for kind in KINDS:
             options: dict[str, Any] = {
                 "non-local-services": {"min_share_percent": 50},

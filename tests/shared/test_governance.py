@@ -17,7 +17,8 @@ from coordinator.governance import proposals as gov
 from coordinator.joint.client import Refused, joint_query
 from shared import audit, dsse, governance
 from shared.auth import NonceCache, now_ms, request_header, sign_message, verify_request
-from shared.errors import ManifestRefused, NotPermitted, UnknownIssuer
+from shared.canonical import canonical_json
+from shared.errors import InvalidRequest, ManifestRefused, NotPermitted, UnknownIssuer
 from shared.governance import Change
 from shared.identity import Identity
 from shared.manifest import (
@@ -30,6 +31,7 @@ from shared.manifest import (
     encode_key,
     publish_manifest,
 )
+from shared.models import JoinRequest
 from shared.pb.cagnet.v1 import coordinator_pb2, node_pb2, node_pb2_grpc
 from shared.policy import default_policy_toml
 from shared.serde import envelope_to_proto
@@ -70,6 +72,44 @@ def _signed(manifest: Manifest, *keys: Ed25519PrivateKey) -> dsse.Envelope:
     for key in keys:
         envelope = dsse.add_signature(envelope, key)
     return envelope
+
+
+def test_a_members_transport_is_written_only_when_it_dials_out(chain) -> None:  # type: ignore[no-untyped-def]
+    _, _, v2 = chain
+    # Listening (the default) is written as before the field existed: old signed bytes are unchanged.
+    assert b"transport" not in v2.canonical_bytes()
+    assert Manifest.model_validate_json(v2.canonical_bytes()).canonical_bytes() == v2.canonical_bytes()
+    proposal = governance.Proposal(
+        network="T", applies_to=2, proposed_by=KENT, change=Change(action="set-endpoints", endpoints={KENT: "h:1"})
+    )
+    assert b"transport" not in proposal.canonical_bytes()
+    # A set-transport change lists it, and only that member's entry carries it.
+    change = Change(action="set-transport", party_id=MEDWAY, transport="dial-out")
+    assert (
+        b'"transport":"dial-out"'
+        in governance.Proposal(network="T", applies_to=2, proposed_by=KENT, change=change).canonical_bytes()
+    )
+    v3 = governance.apply_change(v2, change)
+    assert [p.id for p in v3.members if p.dials_out] == [MEDWAY]
+    assert v3.canonical_bytes().count(b'"transport"') == 1
+    assert Manifest.model_validate_json(v3.canonical_bytes()) == v3
+    assert change.describe() == "transport of E06000035: dial-out"
+    for bad, reason in [
+        (Change(action="set-transport", party_id=MEDWAY, transport="dial-out"), "already dial-out"),
+        (Change(action="set-transport", party_id=KENT, transport="pigeon"), "a transport is one of listen, dial-out"),
+        (Change(action="set-transport", party_id="E99999999", transport="dial-out"), "is not listed"),
+    ]:
+        with pytest.raises(InvalidRequest, match=reason):
+            governance.apply_change(v3, bad)
+
+
+def test_a_join_request_carries_the_transport_its_candidate_must_list() -> None:
+    request = JoinRequest(
+        party_id=KENT, name="Kent", endpoint="h:1", population=1, signing_key="k", tls_public_key_pem="p"
+    )
+    assert b"transport" not in canonical_json(request.model_dump(mode="json"))  # as signed before
+    dialling = request.model_copy(update={"transport": "dial-out"})
+    assert JoinRequest.model_validate_json(canonical_json(dialling.model_dump(mode="json"))).transport == "dial-out"
 
 
 def test_a_version_needs_a_quorum_of_the_previous_members(chain) -> None:  # type: ignore[no-untyped-def]
