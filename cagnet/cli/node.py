@@ -105,13 +105,14 @@ def synth(
     err.print(f"[green]loaded[/] {counts}")
 
 
-KINDS = ("providers", "services", "contracts", "client-records", "outcomes")
+KINDS = ("providers", "services", "contracts", "client-records", "outcomes", "kpi1-returns", "occupancy-returns")
+KINDS_HELP = "providers, services, contracts, client-records, outcomes, kpi1-returns or occupancy-returns"
 
 
 @app.command("import")
 def import_(
     nodedir: NodeDir,
-    kind: Annotated[str, typer.Argument(help="providers, services, contracts, client-records or outcomes")],
+    kind: Annotated[str, typer.Argument(help=KINDS_HELP)],
     file: Annotated[
         Path, typer.Argument(help="A CSV file (UTF-8, UTF-8 with BOM or Windows-1252) or an Excel workbook (.xlsx).")
     ],
@@ -128,7 +129,8 @@ def import_(
     errors: Annotated[Path | None, typer.Option(help="Write every problem to this CSV file (opens in Excel).")] = None,
 ) -> None:
     """Import a CSV or Excel file: every row is checked, and nothing is written unless every row is
-    good. Import providers, services and contracts, then client records, then outcomes."""
+    good. Import providers, services and contracts, then client records, then outcomes; the quarterly
+    KPI 1 and occupancy returns after the services they are for."""
     from node.client_records import PersonSealer, load_person_key
     from node.imports.check import check_import, linkable_by_provider, write_error_report
     from node.imports.mapping import Translator, load_profile
@@ -239,7 +241,7 @@ def mapping_suggest(
 
 @app.command("template")
 def template(
-    kind: Annotated[str, typer.Argument(help="providers, services, contracts, client-records or outcomes")],
+    kind: Annotated[str, typer.Argument(help=KINDS_HELP)],
     out: Annotated[Path, typer.Option("--out", help="The workbook to write (.xlsx).")],
     node: Annotated[
         Path | None, typer.Option(help="The node folder: its districts, and the register's authorities.")
