@@ -22,6 +22,7 @@ from pydantic import BaseModel
 from sqlalchemy.engine import Engine
 
 from node.answers import movement
+from node.answers import returns as quarterly
 from node.answers.movement import Question
 from node.answers.supply import CellKey, RawCell, RawSupply, contract_values, supply_map
 from node.answers.vfm import check_participants
@@ -66,10 +67,12 @@ from shared.vfm import Cell
 
 __all__ = [
     "KPI",
+    "KPI1",
     "MOVEMENT",
     "NET_FLOW",
     "NON_LOCAL_SERVICES",
     "SUPPLY_MAP",
+    "UTILISATION",
     "Releaser",
     "load_rounding_secret",
 ]
@@ -79,6 +82,8 @@ MOVEMENT = "movement"
 NET_FLOW = "net-flow"
 KPI = "kpi"
 NON_LOCAL_SERVICES = "non-local-services"
+KPI1 = "kpi1"
+UTILISATION = "utilisation"
 DESIGNATED = "supply-map/designated-services"  # the ledger's kind for designated-service counts
 _Answer = TypeVar("_Answer", bound=BaseModel)
 # The ledger keeps every supply map at its finest grain, so that any two can be compared.
@@ -123,6 +128,9 @@ class Releaser:
             NET_FLOW: self._new_clients,
             KPI: self._departures,
             NON_LOCAL_SERVICES: self._intake,
+            # The services' quarterly returns, released and ledgered as the client-record kinds are.
+            KPI1: self._kpi1_returns,
+            UTILISATION: self._occupancy_returns,
         }
 
     def forget_answers(self) -> None:
@@ -205,6 +213,30 @@ class Releaser:
             question=question,
             dims=("client_group", "departure"),
             project=lambda k: (k[0], k[1]),
+        )
+
+    def kpi1(self, policy: Policy, *, roles: Iterable[str], question: Question) -> CountTable:
+        """Long-term services' users by client group x maintaining independent living (KPI 1),
+        summed over the quarterly returns inside the question's span."""
+        return self._counts(
+            policy,
+            kind=KPI1,
+            roles=roles,
+            question=question,
+            dims=("client_group", "living"),
+            project=lambda k: (k[0], k[1]),
+        )
+
+    def utilisation(self, policy: Policy, *, roles: Iterable[str], question: Question) -> CountTable:
+        """Units occupied and void by client group x service type x state, summed over the
+        quarterly occupancy returns inside the question's span."""
+        return self._counts(
+            policy,
+            kind=UTILISATION,
+            roles=roles,
+            question=question,
+            dims=("client_group", "service_type", "state"),
+            project=lambda k: (k[0], k[1], k[2]),
         )
 
     def _counts(
@@ -576,6 +608,13 @@ class Releaser:
             self.engine, authority_code=self.authority, question=question, register=self.register()
         )
         return counts, ("client_group", "service", "origin", "month")
+
+    def _kpi1_returns(self, question: Question) -> tuple[Mapping[Any, int], tuple[str, ...]]:
+        return quarterly.kpi1_counts(self.engine, question=question), ("client_group", "living", "quarter")
+
+    def _occupancy_returns(self, question: Question) -> tuple[Mapping[Any, int], tuple[str, ...]]:
+        counts = quarterly.occupancy_counts(self.engine, question=question)
+        return counts, ("client_group", "service_type", "state", "quarter")
 
     def _finest(self, kind: str, question: Question) -> tuple[dict[tuple[str, ...], int], tuple[str, ...]]:
         """A records question's true counts at the grain the ledger keeps (calendar months)."""

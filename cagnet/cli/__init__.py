@@ -31,6 +31,7 @@ from cagnet.cli import (
     query,
     records,
     register,
+    returns,
     vfm_position,
 )
 
@@ -93,7 +94,7 @@ app.add_typer(node.app, name="node")
 
 app.add_typer(coordinator.app, name="coordinator")
 
-for name, command in records.QUERY_COMMANDS + providers.QUERY_COMMANDS:
+for name, command in records.QUERY_COMMANDS + providers.QUERY_COMMANDS + returns.QUERY_COMMANDS:
     query.app.command(name)(command)
 app.add_typer(query.app, name="query")
 

@@ -366,4 +366,6 @@ ANSWERS: dict[str, Answer] = {
     KINDS["common-providers"].methods[0]: Answer(provider_tokens),
     KINDS["common-providers"].method: Answer(reveal_providers, parameters=lambda m: {"tokens_asked": len(m.tokens)}),
     KINDS["vfm"].method: Answer(vfm_histogram, parameters=_vfm_parameters),
+    KINDS["kpi1"].method: Answer(_counts(lambda r: r.kpi1), _records_parameters),
+    KINDS["utilisation"].method: Answer(_counts(lambda r: r.utilisation), _records_parameters),
 }

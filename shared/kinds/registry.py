@@ -32,6 +32,7 @@ from shared.kinds.records import (
     combine_plan,
     records_span,
 )
+from shared.kinds.returns import JointKpi1, JointUtilisation, combine_kpi1, combine_utilisation, returns_span
 from shared.kinds.supply import JointSupplyMap, as_at_day, combine_supply_maps
 from shared.manifest import CAG_CHAIR, MEMBER_AUTHORITY
 from shared.pb.cagnet.v1 import coordinator_pb2, node_pb2
@@ -195,6 +196,13 @@ def _counts(combine: Callable[..., Any], *, periods: bool = False) -> Combine:
     return lambda responses, _query: combine([count_table_from_proto(m) for m in responses])
 
 
+def _returns(combine: Callable[..., Any]) -> Combine:
+    """A count kind read from the services' quarterly returns: each row names the question's span."""
+    return lambda responses, query: combine(
+        [count_table_from_proto(m) for m in responses], period=returns_span(query.from_date, query.to_date)
+    )
+
+
 _DECLARED = (
     JointKind(
         "supply-map",
@@ -292,6 +300,22 @@ _DECLARED = (
         filled_in=("participants",),
         coordinator_only=True,
     ),
+    JointKind(
+        "kpi1",
+        "Kpi1",
+        node_pb2.RecordsQuery,
+        node_pb2.CountsResponse,
+        planned=True,
+        combiner=_returns(combine_kpi1),
+    ),
+    JointKind(
+        "utilisation",
+        "Utilisation",
+        node_pb2.RecordsQuery,
+        node_pb2.CountsResponse,
+        planned=True,
+        combiner=_returns(combine_utilisation),
+    ),
 )
 
 KINDS: dict[str, JointKind] = {k.kind: k for k in _DECLARED}
@@ -318,6 +342,8 @@ JointResult = Annotated[
     | JointPlan
     | RepeatMovers
     | CommonProviders
-    | VfmBenchmarks,
+    | VfmBenchmarks
+    | JointKpi1
+    | JointUtilisation,
     Field(discriminator="kind"),
 ]
