@@ -22,12 +22,13 @@ from plotly.offline import get_plotlyjs
 
 from coordinator import network
 from coordinator.joint.bundle import Bundle
-from coordinator.joint.client import CoordinatorClient
+from coordinator.joint.client import CoordinatorClient, Refused
 from shared import places, vocabulary
 from shared.accreditation import LoggedEntry, provider_status, verify_entry
 from shared.checkpoint import register_origin, verify_checkpoint
 from shared.kinds.providers import VfmBenchmarks
 from shared.kinds.records import JointMovement, JointNetFlow, net_figure
+from shared.kinds.returns import CAG, JointKpi1, JointUtilisation
 from shared.kinds.supply import JointSupplyMap
 from shared.register_client import RegisterClient
 
@@ -36,7 +37,7 @@ _CSP = (
     "default-src 'none'; script-src 'unsafe-inline' 'unsafe-eval'; style-src 'unsafe-inline'; "
     "img-src data:; font-src data:"
 )
-CHART_IDS = ("supply-heatmap", "flows", "net-flow", "vfm", "accreditation")
+CHART_IDS = ("supply-heatmap", "flows", "net-flow", "vfm", "accreditation", "kpi1", "utilisation")
 
 
 @dataclass(frozen=True)
@@ -220,6 +221,72 @@ def vfm_chart(bundle: Bundle) -> str:
     return _div(fig, "vfm") + note + _coverage(bundle, suppressed)
 
 
+def kpi1_chart(bundle: Bundle) -> str:
+    """KPI 1 by client group, each authority beside the CAG; only shares worked out from whole parts."""
+    r = bundle.result
+    assert isinstance(r, JointKpi1)
+    groups = sorted({row.client_group for row in r.rows}, key=lambda g: (g == 0, g))
+    labels = [("all client groups" if g == 0 else f"{g} {vocabulary.CLIENT_GROUPS[g][:28]}") for g in groups]
+    shares = {(row.authority, row.client_group): row.percent_maintaining for row in r.rows}
+    fig = go.Figure()
+    for authority in [*r.authorities, CAG]:
+        fig.add_bar(
+            name="CAG" if authority == CAG else _name(authority),
+            x=labels,
+            y=[shares.get((authority, g)) for g in groups],
+        )
+    fig.update_layout(title="KPI 1: % of long-term services' users maintaining independent living", barmode="group")
+    fig.update_yaxes(range=[80, 100], title="% of service users (user-quarters)")
+    withheld = [
+        f"{_name(row.authority) if row.authority != CAG else 'CAG'} group {row.client_group}: {row.reason}"
+        for row in r.rows
+        if row.percent_maintaining is None and row.reason
+    ]
+    note = (
+        "<p class='note'>From each long-term service's quarterly KPI 1 return. A share is drawn only where both"
+        " counts were released whole; the withheld ones are listed below.</p>"
+    )
+    return _div(fig, "kpi1") + note + _coverage(bundle, withheld)
+
+
+def utilisation_chart(bundle: Bundle, supply: Bundle) -> str:
+    """Occupancy by service type, each authority beside the CAG, with the CAG's units (capacity)."""
+    r = bundle.result
+    assert isinstance(r, JointUtilisation)
+    units = (
+        {t.service_type: t.units for t in supply.result.service_types}
+        if isinstance(supply.result, JointSupplyMap)
+        else {}
+    )
+    types = sorted({row.service_type for row in r.rows if row.client_group == 0 and row.service_type})
+    rates = {(row.authority, row.service_type): row.percent_occupied for row in r.rows if row.client_group == 0}
+    labels = [f"{t} ({units.get(t, 0):,} units)" for t in types]
+    fig = go.Figure()
+    for authority in [*r.authorities, CAG]:
+        fig.add_bar(
+            name="CAG" if authority == CAG else _name(authority),
+            x=labels,
+            y=[rates.get((authority, t)) for t in types],
+        )
+    fig.update_layout(title="Occupancy: % of units in use occupied at the quarters' ends", barmode="group")
+    fig.update_yaxes(range=[70, 100], title="% occupied (unit-quarters)")
+    withheld = [
+        f"{_name(row.authority) if row.authority != CAG else 'CAG'} group {row.client_group}"
+        f" {row.service_type or 'all types'}: {row.reason}"
+        for row in r.rows
+        if row.percent_occupied is None and row.reason and row.reason != "no units reported"
+    ]
+    note = (
+        "<p class='note'>From each service's quarterly occupancy return; units (capacity) from the supply map."
+        " A low unit cost with low occupancy is not good value: read beside the VFM benchmarks.</p>"
+    )
+    return _div(fig, "utilisation") + note + _coverage(bundle, withheld)
+
+
+def _refused(div_id: str, why: str) -> str:
+    return f"<div id='{div_id}'></div><p class='coverage'>Not answered: {html.escape(why)}.</p>"
+
+
 def accreditation_chart(acc: Accreditation, policy_digest: str) -> str:
     statuses = ("accredited", "passported", "applied", "suspended", "withdrawn", "expired")
     authorities = sorted(acc.by_authority)
@@ -245,15 +312,31 @@ def accreditation_chart(acc: Accreditation, policy_digest: str) -> str:
 
 
 def build_report(
-    *, network: str, supply: Bundle, movement: Bundle, net_flow: Bundle, vfm: Bundle, accreditation: Accreditation
+    *,
+    network: str,
+    supply: Bundle,
+    movement: Bundle,
+    net_flow: Bundle,
+    vfm: Bundle,
+    accreditation: Accreditation,
+    kpi1: Bundle | str = "not asked",
+    utilisation: Bundle | str = "not asked",
 ) -> str:
-    """The whole HTML document (plotly.js inlined), from verified bundles."""
+    """The whole HTML document (plotly.js inlined), from verified bundles (for KPI 1 and
+    utilisation, the bundle or why there is none)."""
     sections = [
         ("Supply", supply_heatmap(supply)),
         ("Where new clients came from", flows_chart(movement)),
         ("Net importers and exporters", net_flow_chart(net_flow)),
         ("Value for money", vfm_chart(vfm)),
         ("Provider accreditation", accreditation_chart(accreditation, supply.policy_digest)),
+        ("KPI 1: independent living", kpi1_chart(kpi1) if not isinstance(kpi1, str) else _refused("kpi1", kpi1)),
+        (
+            "Utilisation",
+            utilisation_chart(utilisation, supply)
+            if not isinstance(utilisation, str)
+            else _refused("utilisation", utilisation),
+        ),
     ]
     plotly_js = f'<script type="text/javascript">{get_plotlyjs()}</script>'
     body = "\n".join(f"<section><h2>{html.escape(t)}</h2>{content}</section>" for t, content in sections)
@@ -305,6 +388,13 @@ def write_report(netdir: Path, out: Path, *, principal: str = "cag-chair") -> Pa
         movement, _ = client.query(kind="movement", period="all")
         net_flow, _ = client.query(kind="net-flow", period="all")
         vfm, _ = client.query(kind="vfm")
+        # From the quarterly returns: a network whose nodes hold none, or too few, says so in place.
+        returns: dict[str, Bundle | str] = {}
+        for kind in ("kpi1", "utilisation"):
+            try:
+                returns[kind] = client.query(kind=kind, period="all")[0]
+            except Refused as exc:
+                returns[kind] = str(exc)
     document = build_report(
         network=supply.network,
         supply=supply,
@@ -312,6 +402,8 @@ def write_report(netdir: Path, out: Path, *, principal: str = "cag-chair") -> Pa
         net_flow=net_flow,
         vfm=vfm,
         accreditation=accreditation_from_register(netdir, principal),
+        kpi1=returns["kpi1"],
+        utilisation=returns["utilisation"],
     )
     out.write_text(document, encoding="utf-8")
     return out
