@@ -36,6 +36,9 @@ def test_demo_runs_the_six_authority_network_admits_a_seventh_and_cleans_up() ->
     assert "missing: E06000043 (Brighton & Hove) — unreachable" in log
     assert "register receipt verified offline: 3 entries in checkpoint 5" in log and "checkpoint final" in log
     assert "suspended by East Sussex" in log
+    # KPI 1 and occupancy from the synthetic quarterly returns, with the supply map's units beside.
+    assert "KPI 1: long-term services' users maintaining independent living" in log
+    assert "Occupancy by service type" in log and "CAG units" in log
     # Governed from the charter on: the coordinator alone is refused; a key rotation needs 4 of 6.
     assert "charter adopted: manifest version 9, signed by all 6 member authorities over signed gRPC" in log
     assert "coordinator tries to add a member on its own: refused" in log
