@@ -121,7 +121,8 @@ def test_the_report_is_written_from_a_kit(net: LiveNetwork, tmp_path: Path) -> N
     _cli("report", "--kit", str(kit), "--out", str(report))
     assert "<html" in report.read_text(encoding="utf-8").lower()
     asked = audit.entries(net.coordinator.audit.engine, since_seq=before)
-    assert sum(e.method.endswith("/JointQuery") for e in asked) == 4  # supply, movement, net flow, VFM
+    # Supply, movement, net flow, VFM, KPI 1 and utilisation.
+    assert sum(e.method.endswith("/JointQuery") for e in asked) == 6
     assert {e.principal for e in asked} == {JANE}
 
 
