@@ -19,8 +19,8 @@ from node.imports.check import check_import
 from node.imports.mapping import Translator, load_profile
 from node.imports.returns import import_returns
 from node.imports.supply import import_csv
-from node.imports.template import write_template
-from node.returns import Kpi1Return, OccupancyReturn
+from node.imports.template import quarter_choices, write_template
+from node.returns import Kpi1Return, OccupancyReturn, parse_quarter
 from node.store import Service, ensure_authority, open_store
 from shared.errors import ImportError_
 from tests.node.test_importer import KENT, PROVIDER_HEADER, PROVIDERS, SERVICE_HEADER, write
@@ -221,3 +221,10 @@ def test_the_filled_in_template_imports_as_it_is(engine: Engine, tmp_path: Path)
         summary = import_returns(engine, kind=kind, path=out, today=TODAY)
         assert summary.inserted == len(rows), kind
     assert len(stored(engine, "kpi1_return")) == 4 and len(stored(engine, "occupancy_return")) == 3
+
+
+def test_the_template_offers_every_quarter_to_the_running_one() -> None:
+    offered = quarter_choices(TODAY)
+    assert offered[0] == ("2010-11 Q1", "April to June 2010") and offered[-1] == ("2003-04 Q1", "April to June 2003")
+    assert len(offered) == 4 * 7 + 1
+    assert all(parse_quarter(label) for label, _ in offered)  # the importer reads each as it is offered
