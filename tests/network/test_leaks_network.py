@@ -31,6 +31,7 @@ from node.store import Service, open_store
 from shared import audit
 from shared.auth import request_header, sign_message
 from shared.kinds.records import HostedService, JointNonLocalServices, JointPlan, RepeatMovers
+from shared.kinds.registry import PLAN_KINDS
 from shared.pb.cagnet.v1 import node_pb2, node_pb2_grpc
 from shared.policy import default_policy
 from shared.serde import envelope_to_proto
@@ -311,7 +312,8 @@ def test_a_plan_says_what_would_be_answered_without_releasing_or_recording(net: 
     assert isinstance(plan, JointPlan) and plan.authorities == tuple(sorted(THREE))
     assert _ledger_rows(net) == before
     rows = {(r.kind, r.period, r.from_date, r.client_groups): r for r in plan.rows}
-    assert len(rows) == len(plan.rows) == 5 * 5 * 2  # five kinds, the year and its quarters, all and group 14
+    # The planned kinds, the year and its quarters, all and group 14.
+    assert len(rows) == len(plan.rows) == len(PLAN_KINDS) * 5 * 2
     asked_again = rows[("kpi", "year", "2008-04-01", ())]
     assert asked_again.answered and not asked_again.refused_at  # the same question gets the same answer
     refused = [r for r in plan.rows if not r.answered]
