@@ -23,6 +23,7 @@ from cryptography.hazmat.primitives.serialization import load_pem_public_key
 from shared import dsse, keyfile, keys, pki
 from shared.authorities import Register, parse_register, register_of, shipped_register
 from shared.errors import InvalidRequest, ManifestRefused
+from shared.governance import with_reference
 from shared.identity import Identity, create_identity
 from shared.manifest import (
     CAG_CHAIR,
@@ -37,6 +38,7 @@ from shared.manifest import (
 )
 from shared.models import JoinRequest
 from shared.policy import Policy, PolicySource, default_policy_toml, parse_policy, sign_policy
+from shared.reference import ReferenceData, reference_of
 
 MANIFEST = "manifest.json"
 POLICY = "policy.json"
@@ -139,6 +141,31 @@ def set_authority(
     manifest = manifest.model_copy(update={"version": manifest.version + 1, "authorities": corrected.to_csv()})
     write_manifest(manifest_path(netdir), manifest, coordinator_identity(netdir).signing_key)
     return manifest
+
+
+def read_reference_file(path: Path) -> str:
+    """A reference data CSV's text (UTF-8, with or without a byte-order mark)."""
+    try:
+        return path.read_text(encoding="utf-8-sig")
+    except (FileNotFoundError, IsADirectoryError, UnicodeDecodeError) as exc:
+        raise InvalidRequest(f"{path}: cannot read the reference data ({exc.__class__.__name__})") from None
+
+
+def set_reference(netdir: Path, text: str, *, source: str) -> Manifest:
+    """Add or replace need indicators and grant allocations (founding phase: a new version signed by
+    the founding key; once governed, `cagnet network propose-reference`). Every row is checked
+    before anything is written."""
+    _founding(netdir, "a reference data change")
+    manifest = read(netdir)
+    reference = with_reference(manifest, text, source=source)
+    manifest = manifest.model_copy(update={"version": manifest.version + 1, "reference": reference})
+    write_manifest(manifest_path(netdir), manifest, coordinator_identity(netdir).signing_key)
+    return manifest
+
+
+def read_reference(netdir: Path) -> ReferenceData:
+    """The network's reference data, from its current verified manifest."""
+    return reference_of(read(netdir))
 
 
 def read_policy(netdir: Path) -> Policy:

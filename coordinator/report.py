@@ -20,16 +20,18 @@ import plotly.graph_objects as go
 import plotly.io as pio
 from plotly.offline import get_plotlyjs
 
-from coordinator import network
+from coordinator import network, report_funding
 from coordinator.joint.bundle import Bundle
 from coordinator.joint.client import CoordinatorClient, Refused
 from shared import places, vocabulary
 from shared.accreditation import LoggedEntry, provider_status, verify_entry
 from shared.checkpoint import register_origin, verify_checkpoint
+from shared.errors import CagnetError
 from shared.kinds.providers import VfmBenchmarks
 from shared.kinds.records import JointMovement, JointNetFlow, net_figure
 from shared.kinds.returns import CAG, JointKpi1, JointUtilisation
 from shared.kinds.supply import JointSupplyMap
+from shared.reference import ReferenceData, reference_of
 from shared.register_client import RegisterClient
 
 # The page may fetch nothing: everything it needs is inline.
@@ -319,11 +321,16 @@ def build_report(
     net_flow: Bundle,
     vfm: Bundle,
     accreditation: Accreditation,
+    reference: ReferenceData | None = None,
+    fair_shares: Bundle | None = None,
+    fair_shares_refused: str = "",
+    spend: Bundle | None = None,
+    spend_refused: str = "",
     kpi1: Bundle | str = "not asked",
     utilisation: Bundle | str = "not asked",
 ) -> str:
-    """The whole HTML document (plotly.js inlined), from verified bundles (for KPI 1 and
-    utilisation, the bundle or why there is none)."""
+    """The whole HTML document (plotly.js inlined), from verified bundles (and the manifest's
+    reference data, for need and grant; for KPI 1 and utilisation, the bundle or why there is none)."""
     sections = [
         ("Supply", supply_heatmap(supply)),
         ("Where new clients came from", flows_chart(movement)),
@@ -338,6 +345,14 @@ def build_report(
             else _refused("utilisation", utilisation),
         ),
     ]
+    if reference is not None:
+        sections.append(("Supply beside need", report_funding.need_section(supply, reference)))
+        sections.append(("Grant and spend", report_funding.grant_section(supply, reference)))
+    if spend is not None or spend_refused:
+        sections.append(("Spend per unit and per new client", report_funding.spend_section(spend, spend_refused)))
+    if fair_shares is not None or fair_shares_refused:
+        shares = report_funding.fair_shares_section(fair_shares, fair_shares_refused)
+        sections.append(("Designated services and fair shares", shares))
     plotly_js = f'<script type="text/javascript">{get_plotlyjs()}</script>'
     body = "\n".join(f"<section><h2>{html.escape(t)}</h2>{content}</section>" for t, content in sections)
     made = datetime.now(UTC).isoformat(timespec="seconds")
@@ -346,7 +361,9 @@ def build_report(
 <meta http-equiv="Content-Security-Policy" content="{_CSP}">
 <title>{html.escape(network)}: joint analyses</title>
 <style>body{{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;color:#222}}
-.coverage{{font-size:.85em;color:#555}} code{{font-size:.9em}} section{{margin-bottom:2.5em}}</style>
+.coverage{{font-size:.85em;color:#555}} code{{font-size:.9em}} section{{margin-bottom:2.5em}}
+table.figures{{border-collapse:collapse;font-size:.85em}} table.figures td,table.figures th{{padding:.2em .6em;
+text-align:right;border-bottom:1px solid #ddd}}</style>
 {plotly_js}
 </head><body>
 <h1>{html.escape(network)}: joint analyses for the Core Strategy Group</h1>
@@ -388,6 +405,19 @@ def write_report(netdir: Path, out: Path, *, principal: str = "cag-chair") -> Pa
         movement, _ = client.query(kind="movement", period="all")
         net_flow, _ = client.query(kind="net-flow", period="all")
         vfm, _ = client.query(kind="vfm")
+        fair_shares, refused = None, ""
+        try:
+            fair_shares, _ = client.query(kind="fair-shares", period="all")
+        except CagnetError as exc:  # a refusal is a rule, never data: the section says which
+            refused = exc.public_message
+        reference = reference_of(network.read(netdir))
+        spend, spend_refused = None, ""
+        year = report_funding.spend_year(reference, supply.answered)
+        if year is not None:
+            try:
+                spend, _ = client.query(kind="spend", from_date=f"{year}-04-01", to_date=f"{year + 1}-03-31")
+            except CagnetError as exc:
+                spend_refused = exc.public_message
         # From the quarterly returns: a network whose nodes hold none, or too few, says so in place.
         returns: dict[str, Bundle | str] = {}
         for kind in ("kpi1", "utilisation"):
@@ -402,6 +432,11 @@ def write_report(netdir: Path, out: Path, *, principal: str = "cag-chair") -> Pa
         net_flow=net_flow,
         vfm=vfm,
         accreditation=accreditation_from_register(netdir, principal),
+        reference=reference,
+        fair_shares=fair_shares,
+        fair_shares_refused=refused,
+        spend=spend,
+        spend_refused=spend_refused,
         kpi1=returns["kpi1"],
         utilisation=returns["utilisation"],
     )

@@ -21,13 +21,15 @@ from typing import Any, TypeVar
 from pydantic import BaseModel
 from sqlalchemy.engine import Engine
 
-from node.answers import movement
+from node.answers import fair_shares, movement, spend
 from node.answers import returns as quarterly
 from node.answers.movement import Question
 from node.answers.supply import CellKey, RawCell, RawSupply, contract_values, supply_map
 from node.answers.vfm import check_participants
+from node.fair_shares import describe_fair_shares
 from node.grid import SPAN, Block, BlockCell, Dimension, FinancialYear, grid_span, protect_block, protect_span
 from node.ledger import SqlReleaseStore, keep_answer, last_answer
+from node.spend import describe_spend
 from node.store import data_version
 from shared import vocabulary
 from shared.authorities import Register, shipped_register
@@ -51,7 +53,9 @@ from shared.disclosure import (
     share_band,
 )
 from shared.errors import CagnetError, DisclosureRefused, InvalidRequest, NotPermitted
+from shared.kinds.fair_shares import FairShares
 from shared.kinds.registry import PLAN_KINDS
+from shared.kinds.spend import Spend
 from shared.models import (
     CountCell,
     CountTable,
@@ -66,11 +70,13 @@ from shared.policy import AggregateRule, Policy, StandardGrid
 from shared.vfm import Cell
 
 __all__ = [
+    "FAIR_SHARES",
     "KPI",
     "KPI1",
     "MOVEMENT",
     "NET_FLOW",
     "NON_LOCAL_SERVICES",
+    "SPEND",
     "SUPPLY_MAP",
     "UTILISATION",
     "Releaser",
@@ -82,6 +88,8 @@ MOVEMENT = "movement"
 NET_FLOW = "net-flow"
 KPI = "kpi"
 NON_LOCAL_SERVICES = "non-local-services"
+FAIR_SHARES = "fair-shares"
+SPEND = "spend"
 KPI1 = "kpi1"
 UTILISATION = "utilisation"
 DESIGNATED = "supply-map/designated-services"  # the ledger's kind for designated-service counts
@@ -128,6 +136,8 @@ class Releaser:
             NET_FLOW: self._new_clients,
             KPI: self._departures,
             NON_LOCAL_SERVICES: self._intake,
+            FAIR_SHARES: self._designated_intake,
+            SPEND: self._spend_clients,
             # The services' quarterly returns, released and ledgered as the client-record kinds are.
             KPI1: self._kpi1_returns,
             UTILISATION: self._occupancy_returns,
@@ -609,6 +619,15 @@ class Releaser:
         )
         return counts, ("client_group", "service", "origin", "month")
 
+    def _designated_intake(self, question: Question) -> tuple[Mapping[Any, int], tuple[str, ...]]:
+        counts = fair_shares.designated_intake_by_month(
+            self.engine, question=question, members=self.members() | {self.authority}, register=self.register()
+        )
+        return counts, ("client_group", "service", "origin", "month")
+
+    def _spend_clients(self, question: Question) -> tuple[Mapping[Any, int], tuple[str, ...]]:
+        return spend.clients_by_month(self.engine, question=question), ("client_group", "service_type", "month")
+
     def _kpi1_returns(self, question: Question) -> tuple[Mapping[Any, int], tuple[str, ...]]:
         return quarterly.kpi1_counts(self.engine, question=question), ("client_group", "living", "quarter")
 
@@ -752,6 +771,57 @@ class Releaser:
             question=question,
             describe=lambda _raw: self._describe_services(rule, question),
             parse=NonLocalServices.model_validate_json,
+        )
+
+    def fair_shares(self, policy: Policy, *, roles: Iterable[str], question: Question) -> FairShares:
+        """The designated services this authority hosts, and each member's share of each one's
+        intake in bands (`node.fair_shares`). Through the release ledger like every count (each
+        service's intake by origin and month), so asking again over a slightly moved period
+        cannot isolate the few people between the two answers."""
+        rule = policy.require_any_role(FAIR_SHARES, tuple(roles))
+        members = self.members() | {self.authority}
+        return self._through_ledger(
+            policy,
+            rule,
+            kind=FAIR_SHARES,
+            question=question,
+            describe=lambda raw: describe_fair_shares(
+                rule,
+                authority=self.authority,
+                services=fair_shares.designated_services(self.engine, question=question),
+                intake=raw,
+                members=members,
+                question=question.as_asked(),
+            ),
+            parse=FairShares.model_validate_json,
+        )
+
+    def spend(self, policy: Policy, *, roles: Iterable[str], question: Question) -> Spend:
+        """Contract value a year, capacity and new clients by client group and service type
+        (`node.spend`): the new clients through the release ledger like every count, the money
+        by the money rules, as the services and contracts stood on the period's last day."""
+        rule = policy.require_any_role(SPEND, tuple(roles))
+        day = question.to_date or date.today()
+        groups = question.client_groups
+
+        def describe(raw: Mapping[tuple[str, ...], int]) -> Spend:
+            return describe_spend(
+                rule,
+                authority=self.authority,
+                secret=self.secret,
+                supply=supply_map(
+                    self.engine, authority_code=self.authority, by_district=False, client_groups=groups, as_at=day
+                ),
+                money=contract_values(
+                    self.engine, authority_code=self.authority, by_district=False, client_groups=groups, as_at=day
+                ),
+                clients=raw,
+                groups=groups,
+                question=question.as_asked(),
+            )
+
+        return self._through_ledger(
+            policy, rule, kind=SPEND, question=question, describe=describe, parse=Spend.model_validate_json
         )
 
     def _grid_services(self, policy: Policy, kind: str, question: Question) -> bool:

@@ -35,6 +35,7 @@ from shared.errors import BadSignature, CagnetError, InvalidRequest, ManifestRef
 from shared.manifest_document import MANIFEST_PAYLOAD_TYPE, Governance, Manifest, Party, encode_key
 from shared.models import JoinRequest
 from shared.policy import digest, parse_policy
+from shared.reference import parse_reference, reference_of
 from shared.roles import MEMBER_AUTHORITY, ROLES
 
 PROPOSAL_PAYLOAD_TYPE = "application/vnd.cagnet.v1.proposal+json"
@@ -50,6 +51,7 @@ Action = Literal[
     "set-policy",
     "set-governance",
     "set-authority",
+    "set-reference",
 ]
 
 
@@ -265,6 +267,9 @@ class Change(BaseModel):
     population: int | None = None  # for `year` (None: unchanged)
     year: int | None = None  # None: the latest year the register holds
     districts: dict[str, str] = {}  # a county's districts to add or rename: code -> name
+    # set-reference: need indicators or grant allocations to add or replace (shared.reference), as
+    # canonical CSV text; left out of the signed proposal when empty, so other changes sign as before.
+    reference: str = ""
 
     def describe(self) -> str:
         match self.action:
@@ -289,6 +294,10 @@ class Change(BaseModel):
                 what = what if self.population is not None else []
                 what += [f"district {code} {name}" for code, name in sorted(self.districts.items())]
                 return f"authority register: {self.authority} " + ", ".join(what)
+            case "set-reference":
+                rows = parse_reference(self.reference, source="the proposed reference data")
+                names = ", ".join(rows.indicators())
+                return f"reference data: {len(rows)} figures ({names})"
             case "set-governance":
                 assert self.governance is not None
                 rules = self.governance
@@ -362,8 +371,17 @@ def apply_change(manifest: Manifest, change: Change) -> Manifest:
             change.authority, population=change.population, year=change.year, districts=change.districts
         )
         update["authorities"] = corrected.to_csv()
+    elif change.action == "set-reference":
+        update["reference"] = with_reference(manifest, change.reference, source="the proposed reference data")
     update["parties"] = tuple(parties)
     return manifest.model_copy(update=update)
+
+
+def with_reference(manifest: Manifest, text: str, *, source: str) -> str:
+    """The manifest's reference text with the rows of `text` added or replacing theirs; every row
+    checked (its authority in the manifest's register) before anything changes."""
+    rows = parse_reference(text, source=source, register=register_of(manifest))
+    return reference_of(manifest).merged(rows).to_csv()
 
 
 class Proposal(BaseModel):
@@ -377,7 +395,10 @@ class Proposal(BaseModel):
     change: Change
 
     def canonical_bytes(self) -> bytes:
-        return canonical_json(self.model_dump(mode="json"))
+        data = self.model_dump(mode="json")
+        if not data["change"]["reference"]:
+            del data["change"]["reference"]  # every other change signs exactly as it did
+        return canonical_json(data)
 
 
 def proposal_id(envelope: dsse.Envelope) -> str:
@@ -575,6 +596,7 @@ def manifest_diff(old: Manifest, new: Manifest) -> list[str]:
         data = manifest.model_dump(mode="json")
         data["policy"] = digest(manifest.policy.encode()) if manifest.policy else ""
         data["authorities"] = digest(manifest.authorities.encode()) if manifest.authorities else ""
+        data["reference"] = digest(manifest.reference.encode()) if manifest.reference else ""
         return json.dumps(data, indent=2, sort_keys=True).splitlines()
 
     old_name, new_name = f"manifest version {old.version}", f"manifest version {new.version}"
@@ -586,5 +608,10 @@ def manifest_diff(old: Manifest, new: Manifest) -> list[str]:
         before, after = old.authorities.splitlines(), new.authorities.splitlines()
         out += difflib.unified_diff(
             before, after, f"authority register in {old_name}", f"authority register in {new_name}", lineterm="", n=0
+        )
+    if old.reference != new.reference:
+        before, after = old.reference.splitlines(), new.reference.splitlines()
+        out += difflib.unified_diff(
+            before, after, f"reference data in {old_name}", f"reference data in {new_name}", lineterm="", n=0
         )
     return out

@@ -15,6 +15,7 @@ from shared import dsse
 from shared.authorities import register_text_check
 from shared.canonical import canonical_json
 from shared.errors import InvalidRequest, UnknownIssuer
+from shared.reference import reference_text_check
 from shared.roles import MEMBER_AUTHORITY
 
 MANIFEST_PAYLOAD_TYPE = "application/vnd.cagnet.v1.manifest+json"
@@ -104,6 +105,16 @@ class Manifest(BaseModel):
     # The authority register's canonical CSV text (shared.authorities), from version 1 on: members'
     # names, districts and populations come from here. Empty in manifests made before it was signed.
     authorities: str = ""
+    # Need indicators and grant allocations (shared.reference) as canonical CSV text; empty, and then
+    # left out of the signed bytes, until the network sets some, so earlier versions read as they were.
+    reference: str = ""
+
+    @field_validator("reference")
+    @classmethod
+    def _reference_reads(cls, text: str) -> str:
+        if text:
+            reference_text_check(text)
+        return text
 
     @field_validator("authorities")
     @classmethod
@@ -142,7 +153,10 @@ class Manifest(BaseModel):
         return self.model_copy(update={"version": self.version + 1, "parties": (*others, party)})
 
     def canonical_bytes(self) -> bytes:
-        return canonical_json(self.model_dump(mode="json"))
+        data = self.model_dump(mode="json")
+        if not data["reference"]:
+            del data["reference"]  # a manifest without reference data has the bytes it always had
+        return canonical_json(data)
 
 
 def encode_key(key: Ed25519PublicKey) -> str:

@@ -432,6 +432,14 @@ min_authorities = 2
 roles = ["member-authority", "cag-chair"]
 min_authorities = 3            # one authority's price must never be recoverable from a benchmark
 
+[aggregates.fair-shares]
+roles = ["member-authority", "cag-chair"]
+min_authorities = 2            # a share of a joint service: at least two authorities' answers
+
+[aggregates.spend]
+roles = ["member-authority", "cag-chair"]
+min_authorities = 2            # money per unit and per client: money rules at each node, two answers
+
 [aggregates.kpi1]
 roles = ["member-authority", "cag-chair"]
 min_authorities = 3

@@ -20,8 +20,10 @@ from rich.console import Console
 from rich.markup import escape
 
 from cagnet.cli import (
+    console,
     coordinator,
     feed,
+    funding,
     governance,
     health,
     network,
@@ -75,6 +77,7 @@ app = typer.Typer(
 app.command("verify")(query.verify)
 app.command("health")(health.health_command)
 app.command("report")(report)
+app.command("console")(console.console_command)
 app.command("demo")(demo)
 
 for name, command in onboarding.NETWORK_COMMANDS + governance.NETWORK_COMMANDS:
@@ -94,7 +97,9 @@ app.add_typer(node.app, name="node")
 
 app.add_typer(coordinator.app, name="coordinator")
 
-for name, command in records.QUERY_COMMANDS + providers.QUERY_COMMANDS + returns.QUERY_COMMANDS:
+for name, command in (
+    records.QUERY_COMMANDS + providers.QUERY_COMMANDS + funding.QUERY_COMMANDS + returns.QUERY_COMMANDS
+):
     query.app.command(name)(command)
 app.add_typer(query.app, name="query")
 

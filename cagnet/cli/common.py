@@ -3,7 +3,9 @@ the --network/--kit/--node options and how a folder becomes the one to act from.
 
 from __future__ import annotations
 
+import json
 import os
+import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -11,10 +13,31 @@ import typer
 from rich.console import Console
 
 if TYPE_CHECKING:
-    from coordinator.joint.client import Asker
+    from coordinator.joint.bundle import Bundle
 
 
-out = Console()
+# Wider than any table: a pipe or a file gets each table whole, one line per row.
+PIPE_WIDTH = 1000
+WIDE = 160  # a console this wide shows every label in full
+
+
+def stdout_console() -> Console:
+    """Standard output: a terminal at its own width (tables wrap their labels to fit it); a pipe
+    or a file, unless COLUMNS says otherwise, at PIPE_WIDTH, so that no column is ever cut to 80
+    characters (`--format csv` gives the figures without the layout)."""
+    console = Console()
+    if not console.is_terminal and "COLUMNS" not in os.environ:
+        console = Console(width=PIPE_WIDTH)
+    return console
+
+
+def label_cap(console: Console, width: int) -> int | None:
+    """A label column's widest: none on a wide console, else `width`, its text folded onto more
+    lines (never cut) so that the figures beside it fit the terminal."""
+    return None if console.width >= WIDE else width
+
+
+out = stdout_console()
 err = Console(stderr=True)
 
 
@@ -38,9 +61,38 @@ AskerOpt = Annotated[
         " ask as that authority's officer) (default: $CAGNET_NETWORK).",
     ),
 ]
+FormatOpt = Annotated[
+    str,
+    typer.Option(
+        "--format",
+        help="table (for reading), csv (every table in full, with the period, policy and coverage: for a pipe"
+        " or a spreadsheet) or json (the verified bundle, as --json).",
+    ),
+]
+FORMATS = ("table", "csv", "json")
 PrincipalOpt = Annotated[
     str, typer.Option(help="The principal to act as (default: a kit's own principal, else cag-chair).")
 ]
+
+
+def check_format(value: str) -> str:
+    if value not in FORMATS:
+        raise typer.BadParameter(f"use one of: {', '.join(FORMATS)}", param_hint="--format")
+    return value
+
+
+def print_bundle(bundle: Bundle, fmt: str) -> bool:
+    """Print a verified bundle as `--format csv` or `json` asks; False for `table` (the caller
+    renders it for reading)."""
+    if fmt == "json":
+        print(json.dumps(bundle.model_dump(mode="json"), indent=2))
+        return True
+    if fmt == "csv":
+        from cagnet.actions.tables import bundle_notes, result_tables, tables_csv
+
+        sys.stdout.write(tables_csv(result_tables(bundle), bundle_notes(bundle)))
+        return True
+    return False
 
 
 def _netdir(value: Path | None) -> Path:
@@ -67,22 +119,3 @@ def parse_districts(values: list[str]) -> dict[str, str]:
             raise typer.BadParameter(f"{code.strip()} is given twice", param_hint="--district")
         districts[code.strip()] = name.strip()
     return districts
-
-
-def member_asker(nodedir: Path) -> Asker:
-    """A member authority's officer asking from its node's folder: the node's key signs, and the
-    node's own verified chain and policy check the answers (`cagnet query ... --node NODEDIR`)."""
-    import base64
-
-    from coordinator.joint.client import Asker
-    from node.config import load_config
-    from node.network.governance import node_manifests
-    from shared import dsse, keys
-    from shared.policy import PolicySource
-
-    config = load_config(nodedir)
-    manifests = node_manifests(config)
-    # A rotated key the node has not switched to yet (it is not running): switch as it would.
-    keys.promote_if_listed(config.identity_dir, manifests.current(), config.authority)
-    trusted = dsse.load_public_key(base64.b64decode(config.coordinator_key))
-    return Asker(config.identity(), manifests, PolicySource(config.policy_file, trusted, manifests=manifests))

@@ -10,31 +10,14 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 from rich.table import Table
 
+from cagnet.actions.labels import currency_lines, snapshot_periods
 from cagnet.cli.common import NetworkOpt, _netdir, err, out
-from cagnet.cli.query import currency_lines
 
 if TYPE_CHECKING:
     from coordinator.feeds.snapshot import FeedSnapshot, KpiRow
     from shared.mandate import FeedMandate
 
 feed_app = typer.Typer(help="The signed sub-regional feed for regional housing boards.", no_args_is_help=True)
-
-
-def snapshot_periods(snapshot: FeedSnapshot) -> str:
-    """What each column's figures cover: the day of the supply, the span of the client records."""
-    supply = snapshot.supply[0].period if snapshot.supply else ""
-    flows = snapshot.flows[0].period if snapshot.flows else ""
-    kpi = snapshot.kpi2[0].period if snapshot.kpi2 else ""
-    parts = [f"supply as at {supply}" if supply else "", f"flows {_span(flows)}" if flows else ""]
-    parts.append(f"KPI 2 {_span(kpi)}" if kpi else "")
-    return "periods: " + ("; ".join(p for p in parts if p) or "not stated (a snapshot made before rows said)")
-
-
-def _span(interval: str) -> str:
-    start, _, end = interval.partition("/")
-    if start == "..":
-        return "all records" if end == ".." else f"all records to {end}"
-    return f"{start} to {end}"
 
 
 def _kpi(k: KpiRow | None) -> str:

@@ -432,6 +432,26 @@ def propose_authority(
     _propose(folder, node, change)
 
 
+def propose_reference(
+    file: Annotated[Path, typer.Argument(help="A CSV of authority,year,indicator,value rows (docs/need.md).")],
+    node: NodeOpt,
+    folder: FolderOpt = None,
+) -> None:
+    """Propose need indicators or grant allocations to add or replace. Every row is checked first
+    (errors name the row and column) and nothing is filed unless all read."""
+
+    from coordinator.network import read_reference_file
+    from shared.authorities import register_of
+    from shared.governance import Change
+    from shared.reference import parse_reference
+
+    text = read_reference_file(file)
+    with _open(folder, node) as member:
+        # Checked against the member's own verified register, so any error names the file's row.
+        rows = parse_reference(text, source=str(file), register=register_of(member.head))
+        _report(member.propose(Change(action="set-reference", reference=rows.to_csv())))
+
+
 def propose_remove(party_id: str, node: NodeOpt, folder: FolderOpt = None) -> None:
     """Propose removing a party: every node refuses it from the version that drops it."""
 
@@ -619,6 +639,7 @@ NETWORK_COMMANDS: tuple[tuple[str, Callable[..., None]], ...] = (
     ("status", status),
     ("propose-policy", propose_policy),
     ("propose-authority", propose_authority),
+    ("propose-reference", propose_reference),
     ("propose-remove", propose_remove),
     ("propose-endpoint", propose_endpoint),
     ("propose-roles", propose_roles),

@@ -100,6 +100,54 @@ def network_set_authority(
     err.print(f"[green]authority register corrected[/]: {authority}, manifest version {manifest.version}")
 
 
+@app.command("set-reference")
+def network_set_reference(
+    netdir: Annotated[Path, typer.Argument()],
+    file: Annotated[Path, typer.Argument(help="A CSV of authority,year,indicator,value rows (docs/need.md).")],
+) -> None:
+    """Add or replace need indicators and grant allocations while the network is being set up (once
+    governed: `propose-reference`). Every row is checked first; on an error nothing is written."""
+
+    from coordinator import network
+
+    text = network.read_reference_file(file)
+    manifest = network.set_reference(netdir, text, source=str(file))
+    err.print(f"[green]reference data set[/] from {file}: manifest version {manifest.version}")
+
+
+@app.command("reference")
+def network_reference(
+    netdir: Annotated[Path, typer.Argument()],
+    indicator: Annotated[str | None, typer.Option(help="Only this indicator (e.g. sp_grant).")] = None,
+) -> None:
+    """The network's reference data (from the verified manifest): each indicator by authority and year."""
+
+    from coordinator import network
+    from shared.authorities import register_of
+    from shared.reference import INDICATORS, reference_of
+
+    manifest = network.read(netdir)
+    data = reference_of(manifest)
+    register = register_of(manifest)
+    if not len(data):
+        out.print(f"{manifest.network}: no reference data yet (`cagnet network set-reference` or `propose-reference`)")
+        return
+    for name in data.indicators():
+        if indicator and name != indicator:
+            continue
+        meta = INDICATORS[name]
+        years = data.years(name)
+        table = Table(title=f"{meta.label} ({name}, {meta.unit})")
+        table.add_column("authority")
+        for y in years:
+            table.add_column(str(y), justify="right")
+        for code in sorted({a for a, _y, i in data.values if i == name}):
+            label = register.authority(code).name if code in register else code
+            cells = [data.value(code, y, name) for y in years]
+            table.add_row(label, *("-" if v is None else f"{v:,}" for v in cells))
+        out.print(table)
+
+
 principal_app = typer.Typer(help="Principals: people who ask, not nodes that answer.", no_args_is_help=True)
 app.add_typer(principal_app, name="principal")
 

@@ -4,58 +4,25 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import Annotated
 
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
+from cagnet.actions.node import KINDS, check_file
+from cagnet.actions.node import audit_log as _audit_log
+from cagnet.actions.node import node_manifest as _manifest
+from cagnet.actions.node import node_store as _engine
+from cagnet.actions.node import party_names as _party_names
 from cagnet.cli.audit import audit_app
 from shared.logs import LogFormat
-
-if TYPE_CHECKING:
-    from sqlalchemy.engine import Engine
-
-    from node.config import NodeConfig
-    from shared.manifest import Manifest
 
 app = typer.Typer(help="Run and manage one authority's node.", no_args_is_help=True)
 
 err = Console(stderr=True)
+KINDS_HELP = "providers, services, contracts, client-records, outcomes, kpi1-returns or occupancy-returns"
 NodeDir = Annotated[Path, typer.Argument(help="The node folder made by `cagnet node init`.")]
-
-
-def _manifest(config: NodeConfig) -> Manifest:
-    from node.network.governance import node_manifests
-
-    return node_manifests(config).current()
-
-
-def _engine(nodedir: Path):  # type: ignore[no-untyped-def]
-    from node.config import load_config
-    from node.store import ensure_authority, open_store
-    from shared.authorities import register_of
-
-    config = load_config(nodedir)
-    engine = open_store(config.database_url)
-    ensure_authority(engine, authority_code=config.authority, register=register_of(_manifest(config)))
-    return config, engine
-
-
-def _audit_log(nodedir: Path) -> Engine:
-    return _engine(nodedir)[1]
-
-
-def _party_names(nodedir: Path) -> dict[str, str]:
-    """The names the node's verified manifest chain gives the parties its audit log names."""
-
-    from node.config import load_config
-    from node.network.governance import node_manifests
-
-    names: dict[str, str] = {}
-    for manifest, _ in node_manifests(load_config(nodedir)).history:
-        names.update({p.id: p.name for p in manifest.parties})
-    return names
 
 
 app.add_typer(
@@ -105,10 +72,6 @@ def synth(
     err.print(f"[green]loaded[/] {counts}")
 
 
-KINDS = ("providers", "services", "contracts", "client-records", "outcomes", "kpi1-returns", "occupancy-returns")
-KINDS_HELP = "providers, services, contracts, client-records, outcomes, kpi1-returns or occupancy-returns"
-
-
 @app.command("import")
 def import_(
     nodedir: NodeDir,
@@ -131,27 +94,15 @@ def import_(
     """Import a CSV or Excel file: every row is checked, and nothing is written unless every row is
     good. Import providers, services and contracts, then client records, then outcomes; the quarterly
     KPI 1 and occupancy returns after the services they are for."""
-    from node.client_records import PersonSealer, load_person_key
-    from node.imports.check import check_import, linkable_by_provider, write_error_report
-    from node.imports.mapping import Translator, load_profile
+    from node.imports.check import linkable_by_provider, write_error_report
     from node.imports.present import show_check
     from node.imports.reading import ENCODINGS
-    from shared.authorities import register_of
     from shared.errors import ImportError_
 
     if kind not in KINDS:
         raise typer.BadParameter(f"must be one of {', '.join(KINDS)}", param_hint="KIND")
     if encoding not in ENCODINGS:
         raise typer.BadParameter(f"must be one of {', '.join(ENCODINGS)}", param_hint="--encoding")
-    config, engine = _engine(nodedir)
-    register = register_of(_manifest(config))
-    try:
-        profile = load_profile(_in_node(nodedir, mapping)) if mapping is not None else None
-    except ImportError_ as exc:
-        err.print(f"[red]the mapping profile cannot be used[/]:{exc.detail}")
-        raise typer.Exit(2) from None
-    translator = Translator(profile, register=register)
-    sealer = PersonSealer(load_person_key(config.person_key_path)) if kind == "client-records" else None
     with Progress(
         TextColumn("{task.description}"),
         BarColumn(),
@@ -170,19 +121,21 @@ def import_(
             if step == "staged" and not dry_run:
                 progress.update(task, description=f"writing {file.name} to the store")
 
-        check = check_import(
-            engine,
-            kind=kind,
-            path=file,
-            dry_run=dry_run,
-            sealer=sealer,
-            register=register,
-            translator=translator,
-            sheet=sheet,
-            encoding=encoding,
-            progress=tick,
-            on_phase=phase,
-        )
+        try:
+            check, engine = check_file(
+                nodedir,
+                kind,
+                file,
+                dry_run=dry_run,
+                sheet=sheet,
+                encoding=encoding,
+                mapping=mapping,
+                progress=tick,
+                on_phase=phase,
+            )
+        except ImportError_ as exc:
+            err.print(f"[red]the mapping profile cannot be used[/]:{exc.detail}")
+            raise typer.Exit(2) from None
     show_check(err, check, dry_run=dry_run)
     if errors is not None and check.problems:
         write_error_report(check.problems, errors)
@@ -263,13 +216,6 @@ def template(
         authority = register.authority(config.authority)
     write_template(kind, out, authority=authority, register=register)
     err.print(f"wrote {out}: fill in the sheet {kind!r} from row 3, then `cagnet node import NODEDIR {kind} {out}`")
-
-
-def _in_node(nodedir: Path, path: Path) -> Path:
-    """A mapping profile named as given, else in the node folder (where profiles are kept)."""
-    if path.exists() or path.is_absolute():
-        return path
-    return nodedir / path
 
 
 @app.command("completeness")

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 from rich.console import Console
 
-from cagnet.cli.common import AskerOpt, PrincipalOpt, out
+from cagnet.cli.common import AskerOpt, FormatOpt, PrincipalOpt, label_cap, out
 from cagnet.cli.query import _render_coverage
 from cagnet.cli.records import (
     DeadlineOpt,
@@ -37,11 +37,11 @@ def render_common_providers(bundle: Bundle, console: Console) -> None:
     # One line per provider, so the list fits a screen; each authority's spelling and figures are
     # in the --json output.
     table = _table(f"Providers working for two or more authorities, on {bundle.created_at[:10]}")
-    table.add_column("provider", no_wrap=True, overflow="ellipsis", max_width=22)
-    table.add_column("works for", no_wrap=True, min_width=20)
-    table.add_column("services", justify="right", no_wrap=True, min_width=8)
-    table.add_column("units", justify="right", no_wrap=True, min_width=6)
-    table.add_column("", no_wrap=True, min_width=3)
+    table.add_column("provider", overflow="fold", max_width=label_cap(console, 22))
+    table.add_column("works for", min_width=20, overflow="fold")
+    table.add_column("services", justify="right", min_width=8, overflow="fold")
+    table.add_column("units", justify="right", min_width=6, overflow="fold")
+    table.add_column("", min_width=3, overflow="fold")
     for p in r.providers:
         flags = ("D" if p.designated else " ") + ("R" if p.joint_review_candidate else " ")
         table.add_row(
@@ -77,13 +77,13 @@ def render_vfm(bundle: Bundle, console: Console) -> None:
     r = bundle.result
     assert isinstance(r, VfmBenchmarks)
     table = _table(f"Unit cost benchmarks: CAG quartiles, to the pound, latest contracts, on {bundle.created_at[:10]}")
-    table.add_column("client group", no_wrap=True, overflow="ellipsis", max_width=20)
-    table.add_column("service type", no_wrap=True, overflow="ellipsis", max_width=13)
-    table.add_column("AAs", justify="right", no_wrap=True, min_width=3)
-    table.add_column("svcs", justify="right", no_wrap=True, min_width=4)
+    table.add_column("client group", overflow="fold", max_width=label_cap(console, 20))
+    table.add_column("service type", overflow="fold", max_width=label_cap(console, 13))
+    table.add_column("AAs", justify="right", min_width=3, overflow="fold")
+    table.add_column("svcs", justify="right", min_width=4, overflow="fold")
     for column in ("Q1", "median", "Q3"):
-        table.add_column(column, justify="right", no_wrap=True, min_width=7)
-    table.add_column("", no_wrap=True, overflow="ellipsis", max_width=9)
+        table.add_column(column, justify="right", min_width=7, overflow="fold")
+    table.add_column("", overflow="fold", max_width=label_cap(console, 9))
     for c in r.cells:
         per = "/h" if "hour" in c.measure else "/wk"
 
@@ -113,6 +113,7 @@ def query_common_providers(
     network_dir: AskerOpt = None,
     deadline_ms: DeadlineOpt = 0,
     as_json: JsonOpt = False,
+    fmt: FormatOpt = "table",
     out_file: OutOpt = None,
     principal: PrincipalOpt = "",
 ) -> None:
@@ -124,6 +125,7 @@ def query_common_providers(
         deadline_ms=deadline_ms,
         out_file=out_file,
         as_json=as_json,
+        fmt=fmt,
     )
     if bundle is not None:
         render_common_providers(bundle, out)
@@ -135,6 +137,7 @@ def query_vfm(
     service_type: Annotated[str, typer.Option(help="Only this service type, e.g. floating-support.")] = "",
     deadline_ms: DeadlineOpt = 0,
     as_json: JsonOpt = False,
+    fmt: FormatOpt = "table",
     out_file: OutOpt = None,
     principal: PrincipalOpt = "",
 ) -> None:
@@ -153,6 +156,7 @@ def query_vfm(
         deadline_ms=deadline_ms,
         out_file=out_file,
         as_json=as_json,
+        fmt=fmt,
         client_groups=client_group or (),
         service_type=service_type,
     )

@@ -10,15 +10,29 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 from rich import box
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
-from cagnet.cli.common import AskerOpt, NetworkOpt, PrincipalOpt, _default_network, _netdir, err, member_asker, out
+from cagnet.actions.asking import member_asker
+from cagnet.actions.labels import currency_lines, short_name, supply_map_day
+from cagnet.cli.common import (
+    AskerOpt,
+    FormatOpt,
+    NetworkOpt,
+    PrincipalOpt,
+    _default_network,
+    _netdir,
+    check_format,
+    err,
+    label_cap,
+    out,
+    print_bundle,
+)
 
 if TYPE_CHECKING:
-    from collections.abc import Sequence
-
-    from coordinator.joint.bundle import AuthorityCurrency, Bundle
+    from coordinator.joint.bundle import Bundle
     from shared.kinds.supply import JointSupplyMap
+    from shared.need import NeedComparison
 
 app = typer.Typer(help="Joint queries across the member nodes (as the CAG chair).", no_args_is_help=True)
 
@@ -36,7 +50,7 @@ def render_supply_map(bundle: Bundle, console: Console) -> None:
         title += f", client groups {', '.join(str(g) for g in r.selected_groups)}"
     totals = Table(title=title)
     for col in ("authority", "population", "services", "units", "designated", "contracts £/yr"):
-        totals.add_column(col, justify="right" if col != "authority" else "left")
+        totals.add_column(col, justify="right" if col != "authority" else "left", overflow="fold")
     for a in r.authorities:
         totals.add_row(
             a.name,
@@ -65,7 +79,7 @@ def render_supply_map(bundle: Bundle, console: Console) -> None:
         console.print(f"  CAG {labels[name]} withheld: {reason}")
 
     # Two narrow tables rather than one wide one: six authorities must fit an 80-column terminal.
-    heads = {code: _short_name(names[code]) for code in codes}
+    heads = {code: short_name(names[code]) for code in codes}
     day = bundle.created_at[:10]
     rates = Table(
         title=f"Units per 1,000 population by client group, on {day}",
@@ -80,10 +94,10 @@ def render_supply_map(bundle: Bundle, console: Console) -> None:
     numbers = sum(max(len(h), 5) + 3 for h in [*heads.values(), "CAG"])  # padding and a rule each
     label_width = max(14, min(40, console.width - numbers - 1))
     for table in (rates, gaps):
-        table.add_column("client group", no_wrap=True, overflow="ellipsis", max_width=label_width)
+        table.add_column("client group", overflow="fold", max_width=label_cap(console, label_width))
         for code in codes:
-            table.add_column(heads[code], justify="right", no_wrap=True, min_width=max(5, len(heads[code])))
-    rates.add_column("CAG", justify="right", no_wrap=True, min_width=5)
+            table.add_column(heads[code], justify="right", min_width=max(5, len(heads[code])), overflow="fold")
+    rates.add_column("CAG", justify="right", min_width=5, overflow="fold")
     for g in r.client_groups:
         label = f"{g.client_group:>2} {g.name}"
         rates.add_row(label, *(f"{g.rates[code]:.2f}" for code in codes), f"{g.cag_rate:.2f}")
@@ -110,32 +124,6 @@ def _withheld_totals(r: JointSupplyMap) -> dict[str, str]:
         for name in ("services", "designated_services", "annual_value")
     }
     return {name: f"suppressed at {', '.join(codes)}" for name, codes in short.items() if codes}
-
-
-def _short_name(name: str) -> str:
-    """Column headings for narrow tables: "North Yorkshire" -> "N Yorkshire", "Bath & Wells" -> "B&W"."""
-    if " & " in name:
-        return "&".join(part[0] for part in name.split(" & "))
-    first, _, rest = name.partition(" ")
-    return f"{first[0]} {rest}" if rest and first in {"North", "South", "East", "West"} else name
-
-
-def currency_lines(currency: Sequence[AuthorityCurrency]) -> list[str]:
-    """Each answering authority's records currency as its signed answer states it, named from the
-    register: "Kent: records to 2010-03-31, last import 2026-12-05 09:14 UTC"."""
-    from shared import places
-
-    lines = []
-    for c in currency:
-        try:
-            name = places.place_name(c.authority)
-        except KeyError:
-            name = c.authority
-        parts = [f"records to {c.records_to}" if c.records_to else "no client records"]
-        if c.last_import:
-            parts.append(f"last import {c.last_import[:10]} {c.last_import[11:16]} UTC")
-        lines.append(f"{name}: {', '.join(parts)}")
-    return lines
 
 
 def _render_coverage(bundle: Bundle, console: Console) -> None:
@@ -167,17 +155,34 @@ def query_supply_map(
             "Repeat for one map per year.",
         ),
     ] = None,
+    need: Annotated[
+        str | None,
+        typer.Option(
+            "--need",
+            help="A need indicator from the network's reference data (e.g. dv_incidents): units per 1,000 of "
+            "it beside units per 1,000 population, and the gap against the CAG rate on both.",
+        ),
+    ] = None,
+    need_year: Annotated[
+        int | None, typer.Option(help="The need indicator's year (default: the latest every authority has).")
+    ] = None,
     deadline_ms: Annotated[int, typer.Option(help="Per-node deadline (0: the coordinator's default).")] = 0,
     as_json: Annotated[bool, typer.Option("--json", help="Print the verified bundle as JSON.")] = False,
+    fmt: FormatOpt = "table",
     out_file: Annotated[Path | None, typer.Option("--out", help="Save the signed bundle for `cagnet verify`.")] = None,
     principal: PrincipalOpt = "",
 ) -> None:
     """The joint supply map: per-authority and CAG supply, rates per 1,000 and gaps; as at a day
-    (`--as-at`, default today) or at the start of each financial year asked (`--year`)."""
+    (`--as-at`, default today) or at the start of each financial year asked (`--year`). With
+    `--need`, the same supply read against a need indicator from the network's reference data."""
     from datetime import date
 
+    from coordinator import network
     from coordinator.joint import bundle as bundle_mod
     from coordinator.joint.client import joint_query
+    from shared.kinds.supply import JointSupplyMap
+    from shared.need import need_beside_supply
+    from shared.reference import reference_of
 
     if as_at is not None and year:
         raise typer.BadParameter("give --as-at or --year, not both", param_hint="--year")
@@ -190,10 +195,22 @@ def query_supply_map(
         days = [date(y, 4, 1) for y in sorted(set(year))]
     else:
         days = [date.today()]
+    check_format(fmt)
+    if as_json:
+        fmt = "json"
     if out_file is not None and len(days) > 1:
         raise typer.BadParameter("--out saves one bundle: give one --year", param_hint="--out")
     netdir = _netdir(network_dir)
+    # Checked before any node is asked: a mistyped indicator should cost nobody a release.
+    reference = reference_of(network.read(netdir)) if need is not None else None
+    if need is not None:
+        from shared.reference import INDICATORS
+
+        if need not in INDICATORS or not INDICATORS[need].need:
+            names = ", ".join(n for n, i in INDICATORS.items() if i.need)
+            raise typer.BadParameter(f"{need!r} is not a need indicator: {names}", param_hint="--need")
     bundles = []
+    comparisons = []
     for day in days:
         bundle, envelope = joint_query(
             netdir,
@@ -209,21 +226,57 @@ def query_supply_map(
         if out_file is not None:
             bundle_mod.save(out_file, envelope, network_dir=netdir)
             err.print(f"signed bundle saved to {out_file} (check it with `cagnet verify {out_file}`)")
-        if not as_json:
+        comparison = None
+        if need is not None and reference is not None:
+            assert isinstance(bundle.result, JointSupplyMap)
+            comparison = need_beside_supply(
+                bundle.result, reference, need, year=need_year, client_groups=client_group or ()
+            )
+            comparisons.append(comparison)
+        if fmt == "table":
             render_supply_map(bundle, out)
-    if as_json:
+            if comparison is not None:
+                render_need(comparison, out)
+        elif fmt == "csv":
+            print_bundle(bundle, fmt)
+    if fmt == "json":
         documents = [b.model_dump(mode="json") for b in bundles]
+        if comparisons:
+            # The bundle as verified, with the need comparison worked out from it beside it.
+            pairs = zip(documents, comparisons, strict=True)
+            documents = [{"bundle": d, "need": c.model_dump(mode="json")} for d, c in pairs]
         print(json.dumps(documents[0] if len(documents) == 1 else documents, indent=2))
 
 
-def supply_map_day(bundle: Bundle) -> str:
-    """The day a supply-map bundle describes, from the principal's signed query ("" for a query
-    made before maps had a day, or without one: the nodes' today)."""
-    from shared import dsse
-    from shared.pb.cagnet.v1 import coordinator_pb2
-
-    query = coordinator_pb2.JointQueryRequest.FromString(dsse.Envelope.from_json(bundle.query).payload)
-    return query.as_at
+def render_need(comparison: NeedComparison, console: Console) -> None:
+    """Supply beside need: units per 1,000 of the indicator and per 1,000 population, and the gaps."""
+    c = comparison
+    groups = ", ".join(str(g) for g in c.client_groups)
+    table = Table(title=f"Units in client groups {groups} against {c.label} ({c.year}, {c.unit})")
+    for col in ("authority", "units", c.unit, "per 1,000 need", "gap (need)", "per 1,000 pop", "gap (pop)"):
+        table.add_column(col, justify="left" if col == "authority" else "right")
+    for r in c.rows:
+        table.add_row(
+            r.name,
+            f"{r.units:,}",
+            "no figure" if r.need is None else f"{r.need:,}",
+            "-" if r.per_1000_need is None else f"{r.per_1000_need:.2f}",
+            "-" if r.gap_need is None else f"{r.gap_need:+,}",
+            f"{r.per_1000_population:.2f}",
+            f"{r.gap_population:+,}",
+        )
+    need_rate = "-" if c.cag_per_1000_need is None else f"{c.cag_per_1000_need:.2f}"
+    table.add_row(
+        "[bold]CAG[/]", f"{c.cag_units:,}", f"{c.cag_need:,}", need_rate, "", f"{c.cag_per_1000_population:.2f}", ""
+    )
+    console.print(table)
+    console.print(
+        "[dim]Gap: units an authority would add (+) or has above (-) the CAG rate, on need and on population."
+        " Need figures are the network's signed reference data; units are capacity, released exactly.[/]"
+    )
+    if c.no_figure:
+        missing = ", ".join(c.no_figure)
+        console.print(f"[yellow]no {c.indicator} figure for {c.year}[/]: {missing} (left out of the CAG need rate)")
 
 
 def verify(
@@ -234,35 +287,16 @@ def verify(
 
     from coordinator import network
     from coordinator.joint import bundle as bundle_mod
-    from coordinator.joint.bundle import verify_saved_bundle
 
     envelope, hint = bundle_mod.load(file)
     netdir = network_dir or _default_network() or hint
     if netdir is None:
         raise typer.BadParameter("the file names no network folder; give --network", param_hint="--network")
-    # Against the keys each party held at the version the bundle names, not today's.
     chain = [m for m, _ in network.history(netdir)]
-    bundle, made_under = verify_saved_bundle(envelope, chain)
-    out.print(
-        f"[green]verified[/]: {bundle.kind} bundle from {bundle.network}, "
-        f"{len(bundle.contributions)} signed contributions ({', '.join(bundle.answered)}), "
-        + (
-            "each node's signed receipt checked (repeat movers are counted from tokens, and VFM summed from "
-            "masked histograms, that the bundle does not hold); "
-            if bundle.kind in ("repeat-movers", "vfm")
-            else "result recomputed and identical; "
-        )
-        + f"missing: {', '.join(m.authority for m in bundle.missing) or 'none'}"
-    )
-    current = network.read_policy(netdir).digest
-    note = "the network's current policy" if current == bundle.policy_digest else "not the network's current policy"
-    out.print(f"made under policy {bundle.policy_digest} ({note})")
-    if made_under.version == chain[-1].version:
-        out.print(f"signatures checked against the keys of manifest version {made_under.version} (the current one)")
-    else:
-        out.print(
-            f"signatures checked against the keys each party held at manifest version {made_under.version}, "
-            f"from the verified chain (the current version is {chain[-1].version}: keys rotated since do not matter)"
-        )
-    for line in currency_lines(bundle.currency):  # checked against each node's signed statement
-        out.print(line)
+    from cagnet.actions.verify import verification
+
+    _, lines = verification(envelope, chain, network.read_policy(netdir).digest)
+    first, _, rest = lines[0].partition(": ")
+    out.print(f"[green]{first}[/]: {escape(rest)}")
+    for line in lines[1:]:
+        out.print(escape(line))

@@ -5,18 +5,29 @@ signed bundle for `cagnet verify`."""
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich import box
 from rich.console import Console
 from rich.table import Table
 
-from cagnet.cli.common import AskerOpt, PrincipalOpt, _netdir, err, member_asker, out
-from cagnet.cli.query import _render_coverage, _short_name
+from cagnet.actions.asking import member_asker
+from cagnet.actions.labels import place_label, query_of, span_label
+from cagnet.cli.common import (
+    AskerOpt,
+    FormatOpt,
+    PrincipalOpt,
+    _netdir,
+    check_format,
+    err,
+    label_cap,
+    out,
+    print_bundle,
+)
+from cagnet.cli.query import _render_coverage
 
 if TYPE_CHECKING:
     from coordinator.joint.bundle import Bundle
@@ -41,11 +52,13 @@ def _ask(
     deadline_ms: int,
     out_file: Path | None,
     as_json: bool,
+    fmt: str = "table",
     **question: object,
 ) -> Bundle | None:
     from coordinator.joint import bundle as bundle_mod
     from coordinator.joint.client import joint_query
 
+    check_format(fmt)
     netdir = _netdir(network_dir)
     bundle, envelope = joint_query(
         netdir,
@@ -58,26 +71,9 @@ def _ask(
     if out_file is not None:
         bundle_mod.save(out_file, envelope, network_dir=netdir)
         err.print(f"signed bundle saved to {out_file} (check it with `cagnet verify {out_file}`)")
-    if as_json:
-        print(json.dumps(bundle.model_dump(mode="json"), indent=2))
+    if print_bundle(bundle, "json" if as_json else fmt):
         return None
     return bundle
-
-
-def place_label(code: str) -> str:
-    """An origin as a CAG chair reads it: an authority's short name, a region's name, or unknown."""
-
-    from shared import places, vocabulary
-
-    if code == "outside":
-        return "outside the CAG"
-    if code in places.REGIONS:
-        return places.REGIONS[code] + " (region)"
-    try:
-        name = places.place_name(code)
-    except KeyError:
-        return code
-    return _short_name(name) if vocabulary.GSS_UPPER_TIER.match(code) else name
 
 
 _JOINERS = frozenset({"and", "upon", "on", "of", "the", "with", "in"})
@@ -127,24 +123,6 @@ def _table(title: str) -> Table:
     return Table(title=title, box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False)
 
 
-def _query(bundle: Bundle) -> Any:
-    from shared import dsse
-    from shared.pb.cagnet.v1 import coordinator_pb2
-
-    return coordinator_pb2.JointQueryRequest.FromString(dsse.Envelope.from_json(bundle.query).payload)
-
-
-def span_label(bundle: Bundle) -> str:
-    """The span of client records a joint answer covers, as a chair reads it: the dates asked, and
-    where the question left the end open, the month the answering authorities' records run to."""
-    query = _query(bundle)
-    latest = max((c.records_to for c in bundle.currency if c.records_to), default="")
-    end = query.to_date or latest
-    if query.from_date:
-        return f"{query.from_date} to {end or 'the latest records'}"
-    return f"all records to {end}" if end else "all records"
-
-
 def _periods_table(r: JointMovement, grain: str, console: Console) -> None:
     """New clients served in the CAG by client group, one column per financial year or quarter."""
     from shared.kinds.records import Tally
@@ -154,9 +132,9 @@ def _periods_table(r: JointMovement, grain: str, console: Console) -> None:
         return
     unit = "financial quarter" if grain == "quarter" else "financial year"
     table = _table(f"New clients served in the CAG by client group, per {unit}")
-    table.add_column("client group", no_wrap=True, overflow="ellipsis", max_width=26)
+    table.add_column("client group", overflow="fold", max_width=label_cap(console, 26))
     for period in periods:
-        table.add_column(period, justify="right", no_wrap=True)
+        table.add_column(period, justify="right", overflow="fold")
     groups = sorted({int(key.split("|")[0]) for key in r.intake})
     totals = {p: Tally() for p in periods}
     for group in groups:
@@ -185,14 +163,14 @@ def render_movement(bundle: Bundle, console: Console) -> None:
             grain = "quarter" if " Q" in period else "year"
             when = f"{span}, every period together" if period in ("*", "all") else f"financial {grain} {period}"
             table = _table(f"New clients by previous authority → host: {_group_label(group)}, {when}")
-            table.add_column("came from", no_wrap=True, overflow="ellipsis", max_width=24)
+            table.add_column("came from", overflow="fold", max_width=label_cap(console, 24))
             for host in r.hosts:
-                table.add_column(_abbrev(host), justify="right", no_wrap=True)
+                table.add_column(_abbrev(host), justify="right", overflow="fold")
             for origin in r.origins:
                 if any((origin, host) in flows for host in r.hosts):
                     table.add_row(place_label(origin), *(_n(flows.get((origin, h), 0)) for h in r.hosts))
             console.print(table)
-    _periods_table(r, _query(bundle).period, console)
+    _periods_table(r, query_of(bundle).period, console)
     console.print(
         "[dim]Counts are rounded to 5 under the network policy; * is suppressed (a small number, or one that"
         " would let a small number be worked out). Origins outside the CAG are grouped by region.[/]"
@@ -201,7 +179,7 @@ def render_movement(bundle: Bundle, console: Console) -> None:
 
 
 def _filtered(bundle: Bundle) -> bool:
-    return bool(_query(bundle).client_groups)
+    return bool(query_of(bundle).client_groups)
 
 
 def render_net_flow(bundle: Bundle, console: Console) -> None:
@@ -213,7 +191,7 @@ def render_net_flow(bundle: Bundle, console: Console) -> None:
     for group in [g for g in groups if g] + [0] if _filtered(bundle) else [0]:
         table = _table(f"Net import and export: {_group_label(group)}, {span_label(bundle)}")
         for col in ("authority", "imported", "exported", "net", ""):
-            table.add_column(col, justify="left" if col in ("authority", "") else "right", no_wrap=True)
+            table.add_column(col, justify="left" if col in ("authority", "") else "right", overflow="fold")
         for row in r.rows:
             if row.client_group != group:
                 continue
@@ -253,9 +231,9 @@ def render_kpi(bundle: Bundle, console: Console) -> None:
     assert isinstance(r, JointKpi)
     heads = [*r.authorities, "CAG"]
     table = _table(f"KPI 2: planned moves from short-term services, % of departures, {span_label(bundle)}")
-    table.add_column("client group", no_wrap=True, overflow="ellipsis", max_width=26)
+    table.add_column("client group", overflow="fold", max_width=label_cap(console, 26))
     for head in heads:
-        table.add_column(_abbrev(head), justify="right", no_wrap=True)
+        table.add_column(_abbrev(head), justify="right", overflow="fold")
     cells = {(row.authority, row.client_group): row for row in r.rows}
     reasons = []
     for group in sorted({row.client_group for row in r.rows}, key=lambda g: (g == 0, g)):
@@ -295,10 +273,10 @@ def render_non_local(bundle: Bundle, console: Console) -> None:
     )
     for col, width in (("at", 4), ("provider", 0), ("service", 0), ("group", 5), ("new", 5), ("non-local", 9)):
         if width:
-            table.add_column(col, no_wrap=True, min_width=width)
+            table.add_column(col, min_width=width, overflow="fold")
         else:
-            table.add_column(col, no_wrap=True, overflow="ellipsis", max_width=16)
-    table.add_column("desig.", no_wrap=True, min_width=6)
+            table.add_column(col, overflow="fold", max_width=label_cap(console, 16))
+    table.add_column("desig.", min_width=6, overflow="fold")
     for hosted in r.services:
         s = hosted.service
         table.add_row(
@@ -329,8 +307,8 @@ def render_repeat_movers(bundle: Bundle, console: Console) -> None:
         f" [bold]{_n(r.people)}[/]"
     )
     table = _table("By client group (a person counts in each group any of their records carries)")
-    table.add_column("client group")
-    table.add_column("people", justify="right")
+    table.add_column("client group", overflow="fold")
+    table.add_column("people", justify="right", overflow="fold")
     for group, count in sorted(r.by_client_group.items()):
         if count != 0:
             table.add_row(_group_label(group), _n(count))
@@ -350,6 +328,7 @@ def query_movement(
     client_group: GroupOpt = None,
     deadline_ms: DeadlineOpt = 0,
     as_json: JsonOpt = False,
+    fmt: FormatOpt = "table",
     out_file: OutOpt = None,
     principal: PrincipalOpt = "",
 ) -> None:
@@ -361,6 +340,7 @@ def query_movement(
         deadline_ms=deadline_ms,
         out_file=out_file,
         as_json=as_json,
+        fmt=fmt,
         from_date=from_date,
         to_date=to_date,
         period=period,
@@ -380,6 +360,7 @@ def _whole_period_command(kind: str, render: Callable[[Bundle, Console], None], 
         client_group: GroupOpt = None,
         deadline_ms: DeadlineOpt = 0,
         as_json: JsonOpt = False,
+        fmt: FormatOpt = "table",
         out_file: OutOpt = None,
         principal: PrincipalOpt = "",
     ) -> None:
@@ -390,6 +371,7 @@ def _whole_period_command(kind: str, render: Callable[[Bundle, Console], None], 
             deadline_ms=deadline_ms,
             out_file=out_file,
             as_json=as_json,
+            fmt=fmt,
             from_date=from_date,
             to_date=to_date,
             period="all",
@@ -428,6 +410,7 @@ def query_non_local(
     client_group: GroupOpt = None,
     deadline_ms: DeadlineOpt = 0,
     as_json: JsonOpt = False,
+    fmt: FormatOpt = "table",
     out_file: OutOpt = None,
     principal: PrincipalOpt = "",
 ) -> None:
@@ -443,6 +426,7 @@ def query_non_local(
         deadline_ms=deadline_ms,
         out_file=out_file,
         as_json=as_json,
+        fmt=fmt,
         from_date=from_date,
         to_date=to_date,
         period="all",
@@ -469,7 +453,7 @@ def render_plan(bundle: Bundle, console: Console) -> None:
     assert isinstance(r, JointPlan)
     table = _table("Would the standard questions be answered now? (nothing was released or recorded)")
     for col in ("question", "period", "groups", "answered", "why not"):
-        table.add_column(col, no_wrap=col != "why not")
+        table.add_column(col, overflow="fold")
     for row in r.rows:
         groups = ", ".join(str(g) for g in row.client_groups) or "all"
         if row.answered and not row.refused_at:
@@ -504,10 +488,11 @@ def query_plan(
     ] = None,
     deadline_ms: DeadlineOpt = 0,
     as_json: JsonOpt = False,
+    fmt: FormatOpt = "table",
     principal: PrincipalOpt = "",
 ) -> None:
     """Before asking: which standard questions (movement, net flow, KPI 2, non-local services,
-    repeat movers; each financial year and quarter in the span; every client group, and each
+    repeat movers, fair shares, spend; each financial year and quarter in the span; every client group, and each
     `-g` group alone) the nodes would answer now, and why not the others. Releases no figure."""
 
     from shared.kinds.registry import PLAN
@@ -519,6 +504,7 @@ def query_plan(
         deadline_ms=deadline_ms,
         out_file=None,
         as_json=as_json,
+        fmt=fmt,
         from_date=from_date,
         to_date=to_date,
         client_groups=client_group or (),

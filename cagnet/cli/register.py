@@ -8,9 +8,7 @@ from __future__ import annotations
 import base64
 import json
 import os
-from collections.abc import Callable
-from dataclasses import dataclass
-from datetime import UTC, date, datetime
+from datetime import date
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -18,13 +16,14 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from cagnet.actions.register import Actor
+from cagnet.actions.register import checkpoint_json as _checkpoint_json
 from shared.roles import CAG_CHAIR
 
 if TYPE_CHECKING:
     from node.network.witness import WitnessRound
     from shared.accreditation import ProviderStatus
     from shared.checkpoint import VerifiedCheckpoint
-    from shared.identity import Identity
     from shared.manifest import Manifest
 
 
@@ -46,44 +45,16 @@ QuorumOpt = Annotated[
 ]
 
 
-@dataclass(frozen=True)
-class Actor:
-    identity: Identity
-    manifest: Callable[[], Manifest]
-    netdir: Path | None
-
-
 def _actor(node: Path | None, network_dir: Path | None, principal: str) -> Actor:
-    from coordinator import network
-    from node.config import load_config
-    from shared import dsse
-    from shared.manifest import ManifestSource
+    from cagnet.actions.register import actor
 
-    if node is not None:
-        config = load_config(node)
-        trusted = dsse.load_public_key(base64.b64decode(config.coordinator_key))
-        return Actor(config.identity(), ManifestSource(config.manifest_path, trusted).current, None)
-    netdir = network_dir or (Path(os.environ["CAGNET_NETWORK"]) if os.environ.get("CAGNET_NETWORK") else None)
-    if netdir is None:
+    if node is None and network_dir is None and not os.environ.get("CAGNET_NETWORK"):
         raise typer.BadParameter("give --node NODEDIR or --network NETDIR", param_hint="--node/--network")
-    return Actor(network.principal_identity(netdir, principal), lambda: network.read(netdir), netdir)
+    return actor(node, network_dir, principal)
 
 
 def _print_json(value: object) -> None:
     print(json.dumps(value, indent=2, default=str))
-
-
-def _checkpoint_json(verified: VerifiedCheckpoint) -> dict[str, object]:
-    cp = verified.checkpoint
-    return {
-        "origin": cp.origin,
-        "size": cp.size,
-        "root": cp.root.hex(),
-        "time": datetime.fromtimestamp(cp.time_ms / 1000, UTC).isoformat(timespec="seconds"),
-        "cosigned_by": list(verified.cosigners),
-        "quorum": verified.quorum,
-        "final": verified.final,
-    }
 
 
 def _checkpoint_line(verified: VerifiedCheckpoint) -> str:

@@ -10,7 +10,9 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 from rich.console import Console
 
-from cagnet.cli.common import AskerOpt, PrincipalOpt, _netdir, err, member_asker, out
+from cagnet.actions.asking import member_asker
+from cagnet.actions.labels import query_of
+from cagnet.cli.common import AskerOpt, FormatOpt, PrincipalOpt, _netdir, err, out
 from cagnet.cli.query import _render_coverage
 from cagnet.cli.records import (
     DeadlineOpt,
@@ -42,9 +44,7 @@ def _share(percent: float | None, part: Tally, whole: Tally) -> str:
 
 
 def _quarters_label(bundle: Bundle) -> str:
-    from cagnet.cli.records import _query
-
-    query = _query(bundle)
+    query = query_of(bundle)
     if not query.from_date and not query.to_date:
         return "every quarterly return"
     return f"quarters from {query.from_date or 'the first return'} to {query.to_date or 'the latest return'}"
@@ -153,6 +153,7 @@ def query_utilisation(
     ] = True,
     deadline_ms: DeadlineOpt = 0,
     as_json: JsonOpt = False,
+    fmt: FormatOpt = "table",
     out_file: OutOpt = None,
     principal: PrincipalOpt = "",
 ) -> None:
@@ -165,6 +166,7 @@ def query_utilisation(
         deadline_ms=deadline_ms,
         out_file=out_file,
         as_json=as_json,
+        fmt=fmt,
         from_date=from_date,
         to_date=to_date,
         period="all",

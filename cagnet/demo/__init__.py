@@ -21,6 +21,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
+from importlib import resources
 from pathlib import Path
 
 import grpc
@@ -141,6 +142,9 @@ def build_network(root: Path, console: Console, *, seed: int = 1) -> tuple[Path,
         engine.dispose()
         console.print(f"  node {register.authority(code).name:<16} {code}  {config.endpoint}  synthetic data loaded")
         nodes[code] = nodedir
+    # The need and grant figures, signed into the manifest before the charter (then a proposal).
+    reference = resources.files("cagnet").joinpath(DEMO["reference"]).read_text(encoding="utf-8")
+    network.set_reference(netdir, reference, source=DEMO["reference"])
     # Listed while the network is still being set up; once chartered, a new principal is a proposal.
     network.add_principal(netdir, party_id="regional-board", role="regional-board", name=DEMO["regional_board"])
     return netdir, nodes

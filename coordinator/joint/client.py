@@ -66,6 +66,12 @@ def _folder_asker(folder: Path, principal: str, member_asker: MemberAsker | None
     return Asker(identity, manifests, PolicySource(network.policy_path(folder), key, manifests=manifests))
 
 
+def folder_asker(folder: Path, *, principal: str = "", member_asker: MemberAsker | None = None) -> Asker:
+    """Who asks from `folder` (a network folder, a kit or a member node's folder), with the verified
+    manifest and policy it holds: what a client shows of its network before asking anything."""
+    return _folder_asker(folder, principal, member_asker)
+
+
 class CoordinatorClient:
     """One mTLS channel to the coordinator, reused across queries (the handshake is paid once).
     `netdir` is a network folder, a principal's kit, or a member node's folder (docs/onboarding.md),

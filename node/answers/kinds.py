@@ -24,7 +24,9 @@ from shared.auth import Verified, attach_receipt, open_signed, response_header, 
 from shared.authorities import register_of
 from shared.errors import CagnetError, DisclosureRefused, InvalidRequest, NotPermitted, StalePolicy
 from shared.identity import Identity
+from shared.kinds.fair_shares import fair_shares_to_proto
 from shared.kinds.registry import KINDS, NODE_METHOD_PREFIX
+from shared.kinds.spend import spend_to_proto
 from shared.kinds.supply import as_at_day
 from shared.manifest import MEMBER_AUTHORITY, ManifestSource
 from shared.models import SupplyMap
@@ -162,6 +164,22 @@ def non_local_services(node: NodeParts, policy: Policy, verified: Verified[Any])
     question = _question(verified)
     services = node.releaser.non_local_services(policy, roles=verified.principal.roles, question=question)
     message = non_local_services_to_proto(services, node.header(verified, policy))
+    message.currency.CopyFrom(node.currency())
+    return message
+
+
+def fair_shares(node: NodeParts, policy: Policy, verified: Verified[Any]) -> node_pb2.FairSharesResponse:
+    question = _question(verified)
+    released = node.releaser.fair_shares(policy, roles=verified.principal.roles, question=question)
+    message = fair_shares_to_proto(released, node.header(verified, policy))
+    message.currency.CopyFrom(node.currency())
+    return message
+
+
+def spend(node: NodeParts, policy: Policy, verified: Verified[Any]) -> node_pb2.SpendResponse:
+    question = _question(verified)
+    released = node.releaser.spend(policy, roles=verified.principal.roles, question=question)
+    message = spend_to_proto(released, node.header(verified, policy))
     message.currency.CopyFrom(node.currency())
     return message
 
@@ -366,6 +384,8 @@ ANSWERS: dict[str, Answer] = {
     KINDS["common-providers"].methods[0]: Answer(provider_tokens),
     KINDS["common-providers"].method: Answer(reveal_providers, parameters=lambda m: {"tokens_asked": len(m.tokens)}),
     KINDS["vfm"].method: Answer(vfm_histogram, parameters=_vfm_parameters),
+    KINDS["fair-shares"].method: Answer(fair_shares, _records_parameters),
+    KINDS["spend"].method: Answer(spend, _records_parameters),
     KINDS["kpi1"].method: Answer(_counts(lambda r: r.kpi1), _records_parameters),
     KINDS["utilisation"].method: Answer(_counts(lambda r: r.utilisation), _records_parameters),
 }

@@ -16,6 +16,7 @@ from typing import Annotated, Any
 from pydantic import Field
 
 from shared.disclosure import check_share_threshold
+from shared.kinds.fair_shares import JointFairShares, combine_fair_shares, fair_shares_from_proto
 from shared.kinds.providers import CommonProviders, VfmBenchmarks, combine_common_providers
 from shared.kinds.records import (
     JointKpi,
@@ -33,6 +34,7 @@ from shared.kinds.records import (
     records_span,
 )
 from shared.kinds.returns import JointKpi1, JointUtilisation, combine_kpi1, combine_utilisation, returns_span
+from shared.kinds.spend import JointSpend, combine_spend, spend_from_proto
 from shared.kinds.supply import JointSupplyMap, as_at_day, combine_supply_maps
 from shared.manifest import CAG_CHAIR, MEMBER_AUTHORITY
 from shared.pb.cagnet.v1 import coordinator_pb2, node_pb2
@@ -301,6 +303,26 @@ _DECLARED = (
         coordinator_only=True,
     ),
     JointKind(
+        "fair-shares",
+        "FairShares",
+        node_pb2.RecordsQuery,
+        node_pb2.FairSharesResponse,
+        planned=True,
+        combiner=lambda responses, query: combine_fair_shares(
+            [fair_shares_from_proto(m) for m in responses], period=_span(responses, query)
+        ),
+    ),
+    JointKind(
+        "spend",
+        "Spend",
+        node_pb2.RecordsQuery,
+        node_pb2.SpendResponse,
+        planned=True,
+        combiner=lambda responses, query: combine_spend(
+            [spend_from_proto(m) for m in responses], period=_span(responses, query)
+        ),
+    ),
+    JointKind(
         "kpi1",
         "Kpi1",
         node_pb2.RecordsQuery,
@@ -343,6 +365,8 @@ JointResult = Annotated[
     | RepeatMovers
     | CommonProviders
     | VfmBenchmarks
+    | JointFairShares
+    | JointSpend
     | JointKpi1
     | JointUtilisation,
     Field(discriminator="kind"),

@@ -40,16 +40,17 @@ def test_demo_runs_the_six_authority_network_admits_a_seventh_and_cleans_up() ->
     assert "KPI 1: long-term services' users maintaining independent living" in log
     assert "Occupancy by service type" in log and "CAG units" in log
     # Governed from the charter on: the coordinator alone is refused; a key rotation needs 4 of 6.
-    assert "charter adopted: manifest version 9, signed by all 6 member authorities over signed gRPC" in log
+    # (One version later than before the demo set its need and grant figures while founding.)
+    assert "charter adopted: manifest version 10, signed by all 6 member authorities over signed gRPC" in log
     assert "coordinator tries to add a member on its own: refused" in log
     # ... but Hampshire, invited, sponsored and approved by a quorum, joins from its own folder.
     join = log.split("Hampshire joins from its own machine", 1)[1].split("bundle verified offline", 1)[0]
     assert "request filed" in join and "Kent sponsors it" in join and "linkage key sealed to Hampshire" in join
-    assert "(4 of 6): manifest version 10" in join
+    assert "(4 of 6): manifest version 11" in join
     assert "Hampshire collects its certificate and opens the sealed linkage key" in join
     answered = join.split("the next joint supply map answered for 7:\n", 1)[1].splitlines()[0].strip()
     assert answered == "Medway, Brighton & Hove, East Sussex, Hampshire, Kent, Surrey, West Sussex"
-    assert "(4 of 7): manifest version 11" in log
+    assert "(4 of 7): manifest version 12" in log
     assert "Medway's node switched to its new key by itself and answered the next joint query" in log
     workdir = re.search(r"logs in (\S+)/logs", log)
     assert workdir is not None

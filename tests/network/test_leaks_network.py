@@ -312,7 +312,7 @@ def test_a_plan_says_what_would_be_answered_without_releasing_or_recording(net: 
     assert isinstance(plan, JointPlan) and plan.authorities == tuple(sorted(THREE))
     assert _ledger_rows(net) == before
     rows = {(r.kind, r.period, r.from_date, r.client_groups): r for r in plan.rows}
-    # The planned kinds, the year and its quarters, all and group 14.
+    # Every planned kind, the year and its quarters, all groups and group 14.
     assert len(rows) == len(plan.rows) == len(PLAN_KINDS) * 5 * 2
     asked_again = rows[("kpi", "year", "2008-04-01", ())]
     assert asked_again.answered and not asked_again.refused_at  # the same question gets the same answer

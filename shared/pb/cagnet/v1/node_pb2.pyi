@@ -1129,3 +1129,215 @@ class PlanResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___PlanResponse: _TypeAlias = PlanResponse  # noqa: Y015
+
+@_typing.final
+class OriginShare(_message.Message):
+    """Fair shares: one origin's share of a designated service's known intake over the period, as a
+    band ("0-9%", "10-24%", "25-49%", "50-100%"), or "few" when its count is within the client
+    group's small-count threshold (none included, so that none and a few read alike).
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ORIGIN_FIELD_NUMBER: _builtins.int
+    SHARE_BAND_FIELD_NUMBER: _builtins.int
+    origin: _builtins.str
+    """A member authority's GSS code, or "outside" for every known origin outside the network."""
+    share_band: _builtins.str
+    def __init__(
+        self,
+        *,
+        origin: _builtins.str = ...,
+        share_band: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["origin", b"origin", "share_band", b"share_band"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___OriginShare: _TypeAlias = OriginShare  # noqa: Y015
+
+@_typing.final
+class DesignatedService(_message.Message):
+    """A designated cross-authority service as its host releases it: what it is and its capacity
+    (released exactly, as in the supply map), its intake as a band and each origin's share band,
+    unless withheld (then `withheld` says why). A domestic violence service's provider, name and
+    district are never released.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PROVIDER_FIELD_NUMBER: _builtins.int
+    NAME_FIELD_NUMBER: _builtins.int
+    SERVICE_TYPE_FIELD_NUMBER: _builtins.int
+    CLIENT_GROUP_FIELD_NUMBER: _builtins.int
+    DISTRICT_FIELD_NUMBER: _builtins.int
+    UNITS_FIELD_NUMBER: _builtins.int
+    UNIT_TYPE_FIELD_NUMBER: _builtins.int
+    INTAKE_BAND_FIELD_NUMBER: _builtins.int
+    SHARES_FIELD_NUMBER: _builtins.int
+    WITHHELD_FIELD_NUMBER: _builtins.int
+    provider: _builtins.str
+    name: _builtins.str
+    service_type: _builtins.str
+    client_group: _builtins.int
+    district: _builtins.str
+    units: _builtins.int
+    unit_type: _builtins.str
+    intake_band: _builtins.str
+    withheld: _builtins.str
+    @_builtins.property
+    def shares(self) -> _containers.RepeatedCompositeFieldContainer[Global___OriginShare]: ...
+    def __init__(
+        self,
+        *,
+        provider: _builtins.str = ...,
+        name: _builtins.str = ...,
+        service_type: _builtins.str = ...,
+        client_group: _builtins.int = ...,
+        district: _builtins.str = ...,
+        units: _builtins.int = ...,
+        unit_type: _builtins.str = ...,
+        intake_band: _builtins.str = ...,
+        shares: _abc.Iterable[Global___OriginShare] | None = ...,
+        withheld: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["client_group", b"client_group", "district", b"district", "intake_band", b"intake_band", "name", b"name", "provider", b"provider", "service_type", b"service_type", "shares", b"shares", "unit_type", b"unit_type", "units", b"units", "withheld", b"withheld"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DesignatedService: _TypeAlias = DesignatedService  # noqa: Y015
+
+@_typing.final
+class FairSharesResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    HEADER_FIELD_NUMBER: _builtins.int
+    AUTHORITY_FIELD_NUMBER: _builtins.int
+    SERVICES_FIELD_NUMBER: _builtins.int
+    FROM_DATE_FIELD_NUMBER: _builtins.int
+    TO_DATE_FIELD_NUMBER: _builtins.int
+    CURRENCY_FIELD_NUMBER: _builtins.int
+    authority: _builtins.str
+    from_date: _builtins.str
+    to_date: _builtins.str
+    @_builtins.property
+    def header(self) -> _envelope_pb2.ResponseHeader: ...
+    @_builtins.property
+    def services(self) -> _containers.RepeatedCompositeFieldContainer[Global___DesignatedService]: ...
+    @_builtins.property
+    def currency(self) -> Global___RecordsCurrency:
+        """How recent this node's records are."""
+
+    def __init__(
+        self,
+        *,
+        header: _envelope_pb2.ResponseHeader | None = ...,
+        authority: _builtins.str = ...,
+        services: _abc.Iterable[Global___DesignatedService] | None = ...,
+        from_date: _builtins.str = ...,
+        to_date: _builtins.str = ...,
+        currency: Global___RecordsCurrency | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["currency", b"currency", "header", b"header"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["authority", b"authority", "currency", b"currency", "from_date", b"from_date", "header", b"header", "services", b"services", "to_date", b"to_date"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___FairSharesResponse: _TypeAlias = FairSharesResponse  # noqa: Y015
+
+@_typing.final
+class SpendCell(_message.Message):
+    """Spend: one client group x service type as a node releases it (client_group 0 or service_type
+    "" in a total over it). Units are capacity, released exactly; the contract value a year passed
+    the money rules (absent: withheld); new clients in the period are protected like every count
+    (absent: suppressed). `suppressed` names the rule applied to each withheld figure.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CLIENT_GROUP_FIELD_NUMBER: _builtins.int
+    SERVICE_TYPE_FIELD_NUMBER: _builtins.int
+    UNITS_FIELD_NUMBER: _builtins.int
+    ANNUAL_VALUE_FIELD_NUMBER: _builtins.int
+    CLIENTS_FIELD_NUMBER: _builtins.int
+    SUPPRESSED_FIELD_NUMBER: _builtins.int
+    client_group: _builtins.int
+    service_type: _builtins.str
+    units: _builtins.int
+    annual_value: _builtins.int
+    clients: _builtins.int
+    @_builtins.property
+    def suppressed(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
+    def __init__(
+        self,
+        *,
+        client_group: _builtins.int = ...,
+        service_type: _builtins.str = ...,
+        units: _builtins.int = ...,
+        annual_value: _builtins.int | None = ...,
+        clients: _builtins.int | None = ...,
+        suppressed: _abc.Iterable[_builtins.str] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_annual_value", b"_annual_value", "_clients", b"_clients", "annual_value", b"annual_value", "clients", b"clients"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_annual_value", b"_annual_value", "_clients", b"_clients", "annual_value", b"annual_value", "client_group", b"client_group", "clients", b"clients", "service_type", b"service_type", "suppressed", b"suppressed", "units", b"units"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__annual_value: _TypeAlias = _typing.Literal["annual_value"]  # noqa: Y015
+    _WhichOneofArgType__annual_value: _TypeAlias = _typing.Literal["_annual_value", b"_annual_value"]  # noqa: Y015
+    _WhichOneofReturnType__clients: _TypeAlias = _typing.Literal["clients"]  # noqa: Y015
+    _WhichOneofArgType__clients: _TypeAlias = _typing.Literal["_clients", b"_clients"]  # noqa: Y015
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__annual_value) -> _WhichOneofReturnType__annual_value | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__clients) -> _WhichOneofReturnType__clients | None: ...
+
+Global___SpendCell: _TypeAlias = SpendCell  # noqa: Y015
+
+@_typing.final
+class SpendResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    HEADER_FIELD_NUMBER: _builtins.int
+    AUTHORITY_FIELD_NUMBER: _builtins.int
+    POPULATION_FIELD_NUMBER: _builtins.int
+    CELLS_FIELD_NUMBER: _builtins.int
+    FROM_DATE_FIELD_NUMBER: _builtins.int
+    TO_DATE_FIELD_NUMBER: _builtins.int
+    CLIENT_GROUPS_FIELD_NUMBER: _builtins.int
+    CURRENCY_FIELD_NUMBER: _builtins.int
+    authority: _builtins.str
+    population: _builtins.int
+    from_date: _builtins.str
+    to_date: _builtins.str
+    @_builtins.property
+    def header(self) -> _envelope_pb2.ResponseHeader: ...
+    @_builtins.property
+    def cells(self) -> _containers.RepeatedCompositeFieldContainer[Global___SpendCell]: ...
+    @_builtins.property
+    def client_groups(self) -> _containers.RepeatedScalarFieldContainer[_builtins.int]: ...
+    @_builtins.property
+    def currency(self) -> Global___RecordsCurrency: ...
+    def __init__(
+        self,
+        *,
+        header: _envelope_pb2.ResponseHeader | None = ...,
+        authority: _builtins.str = ...,
+        population: _builtins.int = ...,
+        cells: _abc.Iterable[Global___SpendCell] | None = ...,
+        from_date: _builtins.str = ...,
+        to_date: _builtins.str = ...,
+        client_groups: _abc.Iterable[_builtins.int] | None = ...,
+        currency: Global___RecordsCurrency | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["currency", b"currency", "header", b"header"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["authority", b"authority", "cells", b"cells", "client_groups", b"client_groups", "currency", b"currency", "from_date", b"from_date", "header", b"header", "population", b"population", "to_date", b"to_date"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SpendResponse: _TypeAlias = SpendResponse  # noqa: Y015

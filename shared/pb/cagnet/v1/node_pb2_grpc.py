@@ -89,6 +89,16 @@ class NodeStub:
                 request_serializer=cagnet_dot_v1_dot_envelope__pb2.Envelope.SerializeToString,
                 response_deserializer=cagnet_dot_v1_dot_envelope__pb2.Envelope.FromString,
                 _registered_method=True)
+        self.FairShares = channel.unary_unary(
+                '/cagnet.v1.Node/FairShares',
+                request_serializer=cagnet_dot_v1_dot_envelope__pb2.Envelope.SerializeToString,
+                response_deserializer=cagnet_dot_v1_dot_envelope__pb2.Envelope.FromString,
+                _registered_method=True)
+        self.Spend = channel.unary_unary(
+                '/cagnet.v1.Node/Spend',
+                request_serializer=cagnet_dot_v1_dot_envelope__pb2.Envelope.SerializeToString,
+                response_deserializer=cagnet_dot_v1_dot_envelope__pb2.Envelope.FromString,
+                _registered_method=True)
         self.Kpi1 = channel.unary_unary(
                 '/cagnet.v1.Node/Kpi1',
                 request_serializer=cagnet_dot_v1_dot_envelope__pb2.Envelope.SerializeToString,
@@ -183,6 +193,22 @@ class NodeServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def FairShares(self, request, context):
+        """RecordsQuery -> FairSharesResponse: the designated cross-authority services the authority
+        hosts, and for each with enough intake each member authority's share of it, in bands.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Spend(self, request, context):
+        """RecordsQuery -> SpendResponse: contract value, capacity and new clients by client group x
+        service type, for spend per unit and per client.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def Kpi1(self, request, context):
         """RecordsQuery -> CountsResponse: KPI 1, service users of long-term services by client group x
         maintaining independent living or not, summed over the quarterly returns in the span.
@@ -254,6 +280,16 @@ def add_NodeServicer_to_server(servicer, server):
             ),
             'Plan': grpc.unary_unary_rpc_method_handler(
                     servicer.Plan,
+                    request_deserializer=cagnet_dot_v1_dot_envelope__pb2.Envelope.FromString,
+                    response_serializer=cagnet_dot_v1_dot_envelope__pb2.Envelope.SerializeToString,
+            ),
+            'FairShares': grpc.unary_unary_rpc_method_handler(
+                    servicer.FairShares,
+                    request_deserializer=cagnet_dot_v1_dot_envelope__pb2.Envelope.FromString,
+                    response_serializer=cagnet_dot_v1_dot_envelope__pb2.Envelope.SerializeToString,
+            ),
+            'Spend': grpc.unary_unary_rpc_method_handler(
+                    servicer.Spend,
                     request_deserializer=cagnet_dot_v1_dot_envelope__pb2.Envelope.FromString,
                     response_serializer=cagnet_dot_v1_dot_envelope__pb2.Envelope.SerializeToString,
             ),
@@ -563,6 +599,60 @@ class Node:
             request,
             target,
             '/cagnet.v1.Node/Plan',
+            cagnet_dot_v1_dot_envelope__pb2.Envelope.SerializeToString,
+            cagnet_dot_v1_dot_envelope__pb2.Envelope.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def FairShares(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/cagnet.v1.Node/FairShares',
+            cagnet_dot_v1_dot_envelope__pb2.Envelope.SerializeToString,
+            cagnet_dot_v1_dot_envelope__pb2.Envelope.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Spend(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/cagnet.v1.Node/Spend',
             cagnet_dot_v1_dot_envelope__pb2.Envelope.SerializeToString,
             cagnet_dot_v1_dot_envelope__pb2.Envelope.FromString,
             options,

@@ -60,6 +60,14 @@ class NodeStub:
     """RecordsQuery -> PlanResponse: "would you answer?" for the standard client-record questions
     over the query's span. Releases no figure and records nothing in the release ledger.
     """
+    FairShares: _grpc.UnaryUnaryMultiCallable[_envelope_pb2.Envelope, _envelope_pb2.Envelope]
+    """RecordsQuery -> FairSharesResponse: the designated cross-authority services the authority
+    hosts, and for each with enough intake each member authority's share of it, in bands.
+    """
+    Spend: _grpc.UnaryUnaryMultiCallable[_envelope_pb2.Envelope, _envelope_pb2.Envelope]
+    """RecordsQuery -> SpendResponse: contract value, capacity and new clients by client group x
+    service type, for spend per unit and per client.
+    """
     Kpi1: _grpc.UnaryUnaryMultiCallable[_envelope_pb2.Envelope, _envelope_pb2.Envelope]
     """RecordsQuery -> CountsResponse: KPI 1, service users of long-term services by client group x
     maintaining independent living or not, summed over the quarterly returns in the span.
@@ -97,6 +105,14 @@ class NodeAsyncStub(NodeStub):
     Plan: _aio.UnaryUnaryMultiCallable[_envelope_pb2.Envelope, _envelope_pb2.Envelope]  # type: ignore[assignment]
     """RecordsQuery -> PlanResponse: "would you answer?" for the standard client-record questions
     over the query's span. Releases no figure and records nothing in the release ledger.
+    """
+    FairShares: _aio.UnaryUnaryMultiCallable[_envelope_pb2.Envelope, _envelope_pb2.Envelope]  # type: ignore[assignment]
+    """RecordsQuery -> FairSharesResponse: the designated cross-authority services the authority
+    hosts, and for each with enough intake each member authority's share of it, in bands.
+    """
+    Spend: _aio.UnaryUnaryMultiCallable[_envelope_pb2.Envelope, _envelope_pb2.Envelope]  # type: ignore[assignment]
+    """RecordsQuery -> SpendResponse: contract value, capacity and new clients by client group x
+    service type, for spend per unit and per client.
     """
     Kpi1: _aio.UnaryUnaryMultiCallable[_envelope_pb2.Envelope, _envelope_pb2.Envelope]  # type: ignore[assignment]
     """RecordsQuery -> CountsResponse: KPI 1, service users of long-term services by client group x
@@ -198,6 +214,26 @@ class NodeServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_envelope_pb2.Envelope, _abc.Awaitable[_envelope_pb2.Envelope]]:
         """RecordsQuery -> PlanResponse: "would you answer?" for the standard client-record questions
         over the query's span. Releases no figure and records nothing in the release ledger.
+        """
+
+    @_abc_1.abstractmethod
+    def FairShares(
+        self,
+        request: _envelope_pb2.Envelope,
+        context: _ServicerContext,
+    ) -> _typing.Union[_envelope_pb2.Envelope, _abc.Awaitable[_envelope_pb2.Envelope]]:
+        """RecordsQuery -> FairSharesResponse: the designated cross-authority services the authority
+        hosts, and for each with enough intake each member authority's share of it, in bands.
+        """
+
+    @_abc_1.abstractmethod
+    def Spend(
+        self,
+        request: _envelope_pb2.Envelope,
+        context: _ServicerContext,
+    ) -> _typing.Union[_envelope_pb2.Envelope, _abc.Awaitable[_envelope_pb2.Envelope]]:
+        """RecordsQuery -> SpendResponse: contract value, capacity and new clients by client group x
+        service type, for spend per unit and per client.
         """
 
     @_abc_1.abstractmethod

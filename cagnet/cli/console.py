@@ -1,0 +1,62 @@
+"""`cagnet console`: the browser console on this machine, for a principal holding a kit (`--kit`)
+or a member authority's officer (`--node`). It prints the address to open, with this session's
+token in it (and opens it unless --no-browser), and serves until Ctrl-C."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from cagnet.cli.common import _default_network, err
+
+
+def console_command(
+    kit: Annotated[
+        Path | None,
+        typer.Option("--kit", "--network", help="A principal's kit (or a network folder) (default: $CAGNET_NETWORK)."),
+    ] = None,
+    node: Annotated[
+        Path | None,
+        typer.Option("--node", help="A member node's folder: ask as its officer, with the node's own pages."),
+    ] = None,
+    port: Annotated[int, typer.Option(help="The loopback port to serve on (0: any free one).")] = 0,
+    no_browser: Annotated[bool, typer.Option("--no-browser", help="Print the address; do not open a browser.")] = False,
+    principal: Annotated[
+        str, typer.Option(help="With a network folder: the principal to act as (default: a kit's own, else cag-chair).")
+    ] = "",
+    feeds: Annotated[
+        Path | None, typer.Option(help="Where the feeds page keeps snapshots (default: FOLDER/feeds).")
+    ] = None,
+) -> None:
+    """Serve the console in a browser on this machine (loopback only, a token in the address)."""
+    # Imported here: `cagnet --help` must not pay for the web stack.
+    import webbrowser
+
+    from cagnet.console.app import ConsoleServer
+    from cagnet.console.session import Session
+
+    if kit is not None and node is not None:
+        raise typer.BadParameter("give --kit KIT or --node NODEDIR, not both", param_hint="--kit")
+    folder = node or kit or _default_network()
+    if folder is None:
+        raise typer.BadParameter("give --kit KIT or --node NODEDIR (or set CAGNET_NETWORK)", param_hint="--kit")
+    if node is not None and not (node / "node.toml").exists():
+        raise typer.BadParameter(f"{node} is not a node folder (no node.toml)", param_hint="--node")
+    session = Session(folder, principal=principal, feeds_dir=feeds)
+    session.asker()  # the folder's manifest and policy, verified (a kit's brought up to date), before serving
+    server = ConsoleServer(session, port=port)
+    try:
+        server.start()
+        err.print(
+            f"the cagnet console for {folder} is at (the address holds this session's token: keep it to yourself):"
+        )
+        print(server.url, flush=True)
+        if not no_browser:
+            webbrowser.open(server.url)
+        server.wait()
+    except KeyboardInterrupt:
+        err.print("stopping the console")
+    finally:
+        server.stop()

@@ -1,0 +1,1 @@
+"""Tests of the browser console that need no network (cagnet/console/)."""
