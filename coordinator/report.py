@@ -27,6 +27,8 @@ from shared import places, vocabulary
 from shared.accreditation import LoggedEntry, provider_status, verify_entry
 from shared.checkpoint import register_origin, verify_checkpoint
 from shared.errors import CagnetError
+from shared.kinds.equality import DIMENSION_NAMES, NO_REFERENCE, JointEquality
+from shared.kinds.outcomes import DOMAIN_NAMES, MEASURES, JointOutcomes
 from shared.kinds.providers import VfmBenchmarks
 from shared.kinds.records import JointMovement, JointNetFlow, net_figure
 from shared.kinds.returns import CAG, JointKpi1, JointUtilisation
@@ -39,7 +41,17 @@ _CSP = (
     "default-src 'none'; script-src 'unsafe-inline' 'unsafe-eval'; style-src 'unsafe-inline'; "
     "img-src data:; font-src data:"
 )
-CHART_IDS = ("supply-heatmap", "flows", "net-flow", "vfm", "accreditation", "kpi1", "utilisation")
+CHART_IDS = (
+    "supply-heatmap",
+    "flows",
+    "net-flow",
+    "vfm",
+    "accreditation",
+    "outcomes",
+    "equality",
+    "kpi1",
+    "utilisation",
+)
 
 
 @dataclass(frozen=True)
@@ -223,6 +235,68 @@ def vfm_chart(bundle: Bundle) -> str:
     return _div(fig, "vfm") + note + _coverage(bundle, suppressed)
 
 
+def outcomes_chart(bundle: Bundle) -> str:
+    """Planned departures and needs met in each outcome domain, every client group: each authority
+    beside the CAG. A withheld share is not drawn; it is listed under the chart with its reason."""
+    r = bundle.result
+    assert isinstance(r, JointOutcomes)
+    heads = [*r.authorities, "CAG"]
+    rows = {(row.authority, row.measure): row for row in r.rows if row.client_group == 0}
+    fig = go.Figure()
+    for head in heads:
+        shares = [rows[(head, m)].percent if (head, m) in rows else None for m in MEASURES]
+        fig.add_bar(name="CAG" if head == "CAG" else _name(head), x=[DOMAIN_NAMES[m] for m in MEASURES], y=shares)
+    fig.update_layout(
+        title="Short-term outcomes, all client groups: planned departures (% of departures) and needs met "
+        "(% of needs identified)",
+        barmode="group",
+        yaxis={"title": "%", "range": [0, 100]},
+    )
+    withheld = [
+        f"{'CAG' if row.authority == 'CAG' else _name(row.authority)}, {DOMAIN_NAMES[row.measure]}: {row.reason}"
+        for row in r.rows
+        if row.client_group == 0 and row.percent is None and row.reason
+    ]
+    return _div(fig, "outcomes") + _coverage(bundle, withheld)
+
+
+def equality_chart(bundle: Bundle) -> str:
+    """Who the services reach: each authority's share of new client records by ethnicity and by age
+    band, beside the CAG's. The population's shares would stand beside them; the network holds no
+    reference figure for these fields, so none is drawn."""
+    r = bundle.result
+    assert isinstance(r, JointEquality)
+    heads = [*r.authorities, "CAG"]
+    rows = {(p.authority, p.dimension, p.category): p for p in r.profile if p.client_group == 0}
+    categories = sorted({(d, c) for _a, d, c in rows if d in ("ethnicity", "age_band")})
+    z = [[rows[(h, d, c)].percent if (h, d, c) in rows else None for h in heads] for d, c in categories]
+    fig = go.Figure(
+        go.Heatmap(
+            z=z,
+            text=[["" if v is None else f"{v:.0f}%" for v in line] for line in z],
+            texttemplate="%{text}",
+            x=[_name(h) if h != "CAG" else "CAG" for h in heads],
+            y=[f"{DIMENSION_NAMES[d]}: {c}" for d, c in categories],
+            colorscale="Blues",
+            colorbar={"title": "% of records"},
+            hovertemplate="%{y}<br>%{x}: %{text}<extra></extra>",
+        )
+    )
+    fig.update_layout(title="Equality profile: % of new client records by ethnicity and age band", height=760)
+    fig.update_yaxes(autorange="reversed")
+    withheld = [
+        f"{'CAG' if p.authority == 'CAG' else _name(p.authority)}, {DIMENSION_NAMES[p.dimension]} {p.category}"
+        for p in r.profile
+        if p.client_group == 0 and p.percent is None and p.reason and "suppressed" in p.reason
+    ]
+    note = (
+        f"<p class='coverage'>Population share beside each: {NO_REFERENCE} (the network's authority register holds "
+        "none for ethnicity or age yet). Sex, economic status, referral source and accommodation before are in "
+        "<code>cagnet query equality</code>.</p>"
+    )
+    return _div(fig, "equality") + note + _coverage(bundle, withheld)
+
+
 def kpi1_chart(bundle: Bundle) -> str:
     """KPI 1 by client group, each authority beside the CAG; only shares worked out from whole parts."""
     r = bundle.result
@@ -321,6 +395,8 @@ def build_report(
     net_flow: Bundle,
     vfm: Bundle,
     accreditation: Accreditation,
+    outcomes: Bundle,
+    equality: Bundle,
     reference: ReferenceData | None = None,
     fair_shares: Bundle | None = None,
     fair_shares_refused: str = "",
@@ -337,6 +413,8 @@ def build_report(
         ("Net importers and exporters", net_flow_chart(net_flow)),
         ("Value for money", vfm_chart(vfm)),
         ("Provider accreditation", accreditation_chart(accreditation, supply.policy_digest)),
+        ("Short-term outcomes", outcomes_chart(outcomes)),
+        ("Equality: who the services reach", equality_chart(equality)),
         ("KPI 1: independent living", kpi1_chart(kpi1) if not isinstance(kpi1, str) else _refused("kpi1", kpi1)),
         (
             "Utilisation",
@@ -418,6 +496,9 @@ def write_report(netdir: Path, out: Path, *, principal: str = "cag-chair") -> Pa
                 spend, _ = client.query(kind="spend", from_date=f"{year}-04-01", to_date=f"{year + 1}-03-31")
             except CagnetError as exc:
                 spend_refused = exc.public_message
+        # Each node protects a stack of tables for these the first time: more than the default 5 s.
+        outcomes, _ = client.query(kind="outcomes", period="all", node_deadline_ms=20_000)
+        equality, _ = client.query(kind="equality", period="all", node_deadline_ms=20_000)
         # From the quarterly returns: a network whose nodes hold none, or too few, says so in place.
         returns: dict[str, Bundle | str] = {}
         for kind in ("kpi1", "utilisation"):
@@ -437,6 +518,8 @@ def write_report(netdir: Path, out: Path, *, principal: str = "cag-chair") -> Pa
         fair_shares_refused=refused,
         spend=spend,
         spend_refused=spend_refused,
+        outcomes=outcomes,
+        equality=equality,
         kpi1=returns["kpi1"],
         utilisation=returns["utilisation"],
     )

@@ -345,6 +345,8 @@ class CoordinatorRuntime:
         if query.as_at and "as_at" not in spec.request_cls.DESCRIPTOR.fields_by_name:
             # A field the kind's node request lacks would be dropped on the way: refuse it instead.
             raise InvalidRequest("as_at: this kind of query is not asked as at a day")
+        if query.cross_tab and "cross_tab" not in spec.request_cls.DESCRIPTOR.fields_by_name:
+            raise InvalidRequest("cross_tab: only the equality profile takes a cross-tab")
         deadline_ms = query.node_deadline_ms or self.settings.node_deadline_ms
         if not 0 < deadline_ms <= self.settings.max_node_deadline_ms:
             raise InvalidRequest(f"node deadline must be between 1 and {self.settings.max_node_deadline_ms} ms")

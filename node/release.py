@@ -21,7 +21,8 @@ from typing import Any, TypeVar
 from pydantic import BaseModel
 from sqlalchemy.engine import Engine
 
-from node.answers import fair_shares, movement, spend
+from node import analyses
+from node.answers import equality, fair_shares, movement, outcomes, spend
 from node.answers import returns as quarterly
 from node.answers.movement import Question
 from node.answers.supply import CellKey, RawCell, RawSupply, contract_values, supply_map
@@ -49,6 +50,7 @@ from shared.disclosure import (
     load_secret,
     protect_counts,
     protect_magnitudes,
+    require_dimensions,
     require_min_records,
     share_band,
 )
@@ -70,12 +72,14 @@ from shared.policy import AggregateRule, Policy, StandardGrid
 from shared.vfm import Cell
 
 __all__ = [
+    "EQUALITY",
     "FAIR_SHARES",
     "KPI",
     "KPI1",
     "MOVEMENT",
     "NET_FLOW",
     "NON_LOCAL_SERVICES",
+    "OUTCOMES",
     "SPEND",
     "SUPPLY_MAP",
     "UTILISATION",
@@ -90,6 +94,8 @@ KPI = "kpi"
 NON_LOCAL_SERVICES = "non-local-services"
 FAIR_SHARES = "fair-shares"
 SPEND = "spend"
+OUTCOMES = "outcomes"
+EQUALITY = "equality"
 KPI1 = "kpi1"
 UTILISATION = "utilisation"
 DESIGNATED = "supply-map/designated-services"  # the ledger's kind for designated-service counts
@@ -131,6 +137,9 @@ class Releaser:
         self._releases: dict[str, list[Release]] = {}
         self._pending: list[tuple[str, str, tuple[str, ...], Mapping[tuple[str, ...], int], datetime]] = []
         self._publishing = False
+        # Outcomes' and the equality profile's counts over all the records, per edition (a plan).
+        self._outcome_months = analyses.MonthlyCounts(lambda q: outcomes.outcome_counts(self.engine, question=q))
+        self._profile_months = analyses.MonthlyCounts(lambda q: equality.profile_counts(self.engine, question=q))
         self._sources: dict[str, Callable[[Question], tuple[Mapping[Any, int], tuple[str, ...]]]] = {
             MOVEMENT: self._new_clients,
             NET_FLOW: self._new_clients,
@@ -138,6 +147,8 @@ class Releaser:
             NON_LOCAL_SERVICES: self._intake,
             FAIR_SHARES: self._designated_intake,
             SPEND: self._spend_clients,
+            OUTCOMES: lambda q: (self._outcome_months(q, self._edition()), analyses.OUTCOME_DIMENSIONS),
+            EQUALITY: lambda q: (self._profile_months(q, self._edition()), analyses.PROFILE_DIMENSIONS),
             # The services' quarterly returns, released and ledgered as the client-record kinds are.
             KPI1: self._kpi1_returns,
             UTILISATION: self._occupancy_returns,
@@ -567,11 +578,14 @@ class Releaser:
         question: Question,
         describe: Callable[[Mapping[tuple[str, ...], int]], _Answer],
         parse: Callable[[str], _Answer],
+        asked_also: Mapping[str, object] | None = None,
     ) -> _Answer:
         """Every answer about client records: the query-set restriction, the release ledger at the
-        finest grain, then `describe` (the protected answer) kept for a repeat of the question."""
+        finest grain, then `describe` (the protected answer) kept for a repeat of the question.
+        `asked_also`: what else the question asks (an equality cross-tab's dimensions), part of
+        its signature; the true counts admitted are the kind's as for the plain question."""
         asked = question.as_asked()
-        signature = _signature({"kind": kind, **asked.model_dump(mode="json")})
+        signature = _signature({"kind": kind, **asked.model_dump(mode="json"), **(asked_also or {})})
         with self._lock:
             # Origins are classed by membership, so a new member makes a new answer.
             version = (*data_version(self.engine), *movement.records_version(self.engine), *sorted(self.members()))
@@ -746,6 +760,79 @@ class Releaser:
                 for c in released.cells
             ),
             question=question.as_asked(),
+        )
+
+    def outcomes(self, policy: Policy, *, roles: Iterable[str], question: Question) -> CountTable:
+        """Departures from short-term services by client group x measure x value: planned or
+        unplanned, and each outcome domain's need achieved, not achieved or not applicable. The
+        departure cells are KPI 2's released figures for the same question."""
+        rule = policy.require_any_role(OUTCOMES, tuple(roles))
+        require_dimensions(3, rule)
+
+        def describe(raw: Mapping[tuple[str, ...], int]) -> CountTable:
+            return analyses.outcomes_table(
+                self.authority,
+                raw,
+                question,
+                rule=rule,
+                secret=self.secret,
+                kpi=self._kpi_beside(policy, raw, question),
+            )
+
+        return self._through_ledger(
+            policy, rule, kind=OUTCOMES, question=question, describe=describe, parse=CountTable.model_validate_json
+        )
+
+    def _kpi_beside(self, policy: Policy, raw: Mapping[tuple[str, ...], int], question: Question) -> CountTable | None:
+        """KPI 2's table for the same question as its answer would release it (None: the policy
+        has no KPI rule). Called under the lock."""
+        try:
+            rule = policy.rule(KPI)
+        except CagnetError:
+            return None
+        on_grid = self._grid_table(policy, rule, KPI, question)
+        if on_grid is not None:
+            return on_grid
+        return self._protect_counts(
+            rule,
+            KPI,
+            analyses.departures_of(raw),
+            ("client_group", "departure"),
+            lambda k: (k[0], k[1]),
+            asked_groups=question.client_groups,
+            question=question,
+        )
+
+    def equality(
+        self, policy: Policy, *, roles: Iterable[str], question: Question, cross_tab: tuple[str, ...] = ()
+    ) -> CountTable:
+        """The equality profile (new client records by client group x dimension x category), or
+        with `cross_tab` (two dimensions, checked) their cross-tab, whose margins are the profile's.
+        Both go through the ledger as the profile's counts, so each is compared with every other."""
+        rule = policy.require_any_role(EQUALITY, tuple(roles))
+        if cross_tab:
+            rows, columns = cross_tab
+            require_dimensions(2, rule)
+
+            def describe(raw: Mapping[tuple[str, ...], int]) -> CountTable:
+                atoms = equality.cross_tab_counts(self.engine, question=question, rows=rows, columns=columns)
+                return analyses.cross_tab_table(
+                    self.authority, raw, atoms, question, rows=rows, columns=columns, rule=rule, secret=self.secret
+                )
+        else:
+            require_dimensions(3, rule)
+
+            def describe(raw: Mapping[tuple[str, ...], int]) -> CountTable:
+                return analyses.profile_table(self.authority, raw, question, rule=rule, secret=self.secret)
+
+        return self._through_ledger(
+            policy,
+            rule,
+            kind=EQUALITY,
+            question=question,
+            describe=describe,
+            parse=CountTable.model_validate_json,
+            asked_also={"cross_tab": list(cross_tab)} if cross_tab else None,
         )
 
     def non_local_services(self, policy: Policy, *, roles: Iterable[str], question: Question) -> NonLocalServices:

@@ -439,6 +439,14 @@ min_authorities = 2            # a share of a joint service: at least two author
 [aggregates.spend]
 roles = ["member-authority", "cag-chair"]
 min_authorities = 2            # money per unit and per client: money rules at each node, two answers
+[aggregates.outcomes]
+roles = ["member-authority", "cag-chair"]
+min_authorities = 3            # like KPI 2: outcome rates are compared across the CAG
+max_dimensions = 3             # client group x measure (departure or outcome domain) x value
+
+[aggregates.equality]
+roles = ["member-authority", "cag-chair"]
+max_dimensions = 3             # client group x equality dimension x category; a cross-tab has two
 
 [aggregates.kpi1]
 roles = ["member-authority", "cag-chair"]

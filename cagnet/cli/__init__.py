@@ -20,6 +20,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from cagnet.cli import (
+    analyses,
     console,
     coordinator,
     feed,
@@ -98,7 +99,11 @@ app.add_typer(node.app, name="node")
 app.add_typer(coordinator.app, name="coordinator")
 
 for name, command in (
-    records.QUERY_COMMANDS + providers.QUERY_COMMANDS + funding.QUERY_COMMANDS + returns.QUERY_COMMANDS
+    records.QUERY_COMMANDS
+    + providers.QUERY_COMMANDS
+    + funding.QUERY_COMMANDS
+    + analyses.QUERY_COMMANDS
+    + returns.QUERY_COMMANDS
 ):
     query.app.command(name)(command)
 app.add_typer(query.app, name="query")

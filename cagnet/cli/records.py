@@ -492,8 +492,9 @@ def query_plan(
     principal: PrincipalOpt = "",
 ) -> None:
     """Before asking: which standard questions (movement, net flow, KPI 2, non-local services,
-    repeat movers, fair shares, spend; each financial year and quarter in the span; every client group, and each
-    `-g` group alone) the nodes would answer now, and why not the others. Releases no figure."""
+    repeat movers, fair shares, spend, outcomes, the equality profile; each financial year and
+    quarter in the span; every client group, and each `-g` group alone) the nodes would answer now,
+    and why not the others. Releases no figure."""
 
     from shared.kinds.registry import PLAN
 

@@ -18,6 +18,7 @@ from google.protobuf.descriptor import FieldDescriptor
 from shared import vocabulary
 from shared.disclosure import SHARE_GRID
 from shared.errors import InvalidRequest
+from shared.kinds.equality import DIMENSION_NAMES
 from shared.kinds.registry import DEFAULT_MIN_SHARE, KINDS, PLAN, JointKind
 from shared.pb.cagnet.v1 import coordinator_pb2
 
@@ -39,6 +40,7 @@ _CHOICES: dict[str, list[tuple[str, str]]] = {
     # 0 is what the command line sends unless --min-share is given: the nodes read it as 50%.
     "min_share_percent": [("0", f"at least {DEFAULT_MIN_SHARE}% from outside (the default)")]
     + [(str(v), f"at least {v}% from outside") for v in SHARE_GRID],
+    "cross_tab": list(DIMENSION_NAMES.items()),
 }
 _DEFAULTS = {"min_share_percent": "0", "period": "all"}
 _HELP = {
@@ -49,6 +51,7 @@ _HELP = {
     "client_groups": "only these SP client groups (none chosen: every group)",
     "min_share_percent": "non-local services only: the smallest share of a service's intake from outside its authority",
     "period": "the whole period, or a column for each financial year or quarter in it",
+    "cross_tab": "equality only: two fields to cross-tabulate (none chosen: the profile)",
 }
 
 
@@ -114,6 +117,13 @@ def parse_question(spec: JointKind, form: Mapping[str, Any], lists: Mapping[str,
             question[field.name] = raw in ("on", "true", "1")
         elif field.widget in ("multiselect", "text") and descriptor.is_repeated:
             values = [v for item in lists.get(field.name, ()) for v in str(item).replace(",", " ").split()]
+            if descriptor.type == FieldDescriptor.TYPE_STRING:
+                # A list of words (an equality cross-tab's fields): each one of the field's choices.
+                allowed = {v for v, _ in field.choices}
+                if allowed and not set(values) <= allowed:
+                    raise InvalidRequest(f"{field.label}: each one of {', '.join(sorted(allowed))}")
+                question[field.name] = sorted(set(values))
+                continue
             try:
                 question[field.name] = sorted({int(v) for v in values})
             except ValueError:

@@ -28,6 +28,7 @@ import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from rich.console import Console
 
+from cagnet.cli.analyses import render_equality, render_outcomes
 from cagnet.cli.governance import filed_join, seal_for
 from cagnet.cli.providers import render_common_providers, render_vfm
 from cagnet.cli.query import render_supply_map
@@ -202,6 +203,23 @@ def _show_movement(console: Console, netdir: Path, root: Path) -> None:
     bundle_mod.save(saved, envelope, network_dir=netdir)
     bundle_mod.verify_bundle(bundle_mod.load(saved)[0], network.read(netdir))
     console.print(f"[green]movement bundle verified offline[/] ({saved.name}); no record left any node")
+
+
+def _show_outcomes_and_equality(console: Console, netdir: Path) -> None:
+    """Whether people were helped, and who the services reach: outcomes and the equality profile."""
+    console.rule("Were people helped, and who do the services reach? (client records, 2008-10)")
+    # The first question of a records edition protects a stack of tables at each node, on a laptop
+    # shared by seven nodes: give it longer than the default 5 s (the answers are then remembered).
+    wait = 20_000
+    with console.status("CAG chair: short-term outcomes, the equality profile, age band x sex"):
+        outcomes, _ = joint_query(netdir, kind="outcomes", period="all", node_deadline_ms=wait)
+        profile, _ = joint_query(netdir, kind="equality", period="all", node_deadline_ms=wait)
+        cross, _ = joint_query(
+            netdir, kind="equality", period="all", cross_tab=("age_band", "sex"), node_deadline_ms=wait
+        )
+    render_outcomes(outcomes, console)
+    render_equality(profile, console)
+    render_equality(cross, console)
 
 
 def _show_returns(console: Console, netdir: Path) -> None:
@@ -448,6 +466,7 @@ def run_demo(*, as_json: bool = False, keep: Path | None = None) -> int:
             run_register_demo(console, netdir, nodes, root / "register")
 
             _show_movement(console, netdir, root)
+            _show_outcomes_and_equality(console, netdir)
             _show_returns(console, netdir)
             _show_providers(console, netdir, root)
             _show_feed_and_report(console, netdir, root, keep=keep is not None)

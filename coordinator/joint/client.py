@@ -118,6 +118,7 @@ class CoordinatorClient:
         min_share_percent: int = 0,
         service_type: str = "",
         as_at: str = "",
+        cross_tab: Sequence[str] = (),
     ) -> tuple[Bundle, dsse.Envelope]:
         # Ask under the policy this principal has: a coordinator or node on another one refuses.
         manifests, policies = self._current()
@@ -135,6 +136,7 @@ class CoordinatorClient:
             min_share_percent=min_share_percent,
             service_type=service_type,
             as_at=as_at,
+            cross_tab=list(cross_tab),
         )
         envelope = sign_message(request, self.identity)
         try:
@@ -176,6 +178,7 @@ def joint_query(
     service_type: str = "",
     as_at: str = "",
     member_asker: MemberAsker | None = None,
+    cross_tab: Sequence[str] = (),
 ) -> tuple[Bundle, dsse.Envelope]:
     """One query on a fresh channel (what a CLI invocation does)."""
     with CoordinatorClient(netdir, principal=principal, endpoint=endpoint, member_asker=member_asker) as client:
@@ -191,4 +194,5 @@ def joint_query(
             min_share_percent=min_share_percent,
             service_type=service_type,
             as_at=as_at,
+            cross_tab=cross_tab,
         )

@@ -24,12 +24,13 @@ from shared.auth import Verified, attach_receipt, open_signed, response_header, 
 from shared.authorities import register_of
 from shared.errors import CagnetError, DisclosureRefused, InvalidRequest, NotPermitted, StalePolicy
 from shared.identity import Identity
+from shared.kinds.equality import check_cross_tab
 from shared.kinds.fair_shares import fair_shares_to_proto
 from shared.kinds.registry import KINDS, NODE_METHOD_PREFIX
 from shared.kinds.spend import spend_to_proto
 from shared.kinds.supply import as_at_day
 from shared.manifest import MEMBER_AUTHORITY, ManifestSource
-from shared.models import SupplyMap
+from shared.models import RecordsQuestion, SupplyMap
 from shared.pb.cagnet.v1 import coordinator_pb2, envelope_pb2, node_pb2
 from shared.policy import Policy
 from shared.serde import (
@@ -158,6 +159,37 @@ def _counts(release: Callable[[Releaser], Callable[..., Any]]) -> AnswerFn:
         return message
 
     return answer
+
+
+def _equality_question(verified: Verified[Any]) -> tuple[Question, tuple[str, ...]]:
+    asked = verified.message
+    question = RecordsQuestion(
+        from_date=asked.from_date,
+        to_date=asked.to_date,
+        period=asked.period or "year",
+        client_groups=tuple(sorted(set(asked.client_groups))),
+    )
+    return check_question(question), check_cross_tab(asked.cross_tab)
+
+
+def _equality_parameters(message: Any) -> dict[str, object]:
+    asked = RecordsQuestion(
+        from_date=message.from_date,
+        to_date=message.to_date,
+        period=message.period or "year",
+        client_groups=tuple(sorted(set(message.client_groups))),
+    )
+    return {**asked.model_dump(mode="json"), "cross_tab": sorted(set(message.cross_tab))}
+
+
+def equality_profile(node: NodeParts, policy: Policy, verified: Verified[Any]) -> node_pb2.CountsResponse:
+    """The equality profile, or the cross-tab the question names."""
+    question, cross_tab = _equality_question(verified)
+    table = node.releaser.equality(policy, roles=verified.principal.roles, question=question, cross_tab=cross_tab)
+    message = count_table_to_proto(table, node.header(verified, policy))
+    message.currency.CopyFrom(node.currency())
+    attach_receipt(message, node.identity(), authority=node.authority)
+    return message
 
 
 def non_local_services(node: NodeParts, policy: Policy, verified: Verified[Any]) -> node_pb2.NonLocalServicesResponse:
@@ -386,6 +418,8 @@ ANSWERS: dict[str, Answer] = {
     KINDS["vfm"].method: Answer(vfm_histogram, parameters=_vfm_parameters),
     KINDS["fair-shares"].method: Answer(fair_shares, _records_parameters),
     KINDS["spend"].method: Answer(spend, _records_parameters),
+    KINDS["outcomes"].method: Answer(_counts(lambda r: r.outcomes), _records_parameters),
+    KINDS["equality"].method: Answer(equality_profile, _equality_parameters),
     KINDS["kpi1"].method: Answer(_counts(lambda r: r.kpi1), _records_parameters),
     KINDS["utilisation"].method: Answer(_counts(lambda r: r.utilisation), _records_parameters),
 }

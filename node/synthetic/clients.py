@@ -9,7 +9,10 @@ the share of clients from outside the host authority depends on the kind of serv
 people 3-8%). Where out-of-area clients come from is a gravity model over the authority register:
 every other authority in proportion to its population, falling off with distance, with a floor for
 moves from anywhere in England and London's boroughs pushing more out (their homeless households
-placed in neighbouring regions); about 2% of previous authorities are unknown.
+placed in neighbouring regions); about 2% of previous authorities are unknown. Ages follow the
+client group; ethnicity follows the kind of authority (London boroughs and metropolitan districts
+more diverse than counties); short-term outcomes follow the departure (planned moves meet more
+needs) and the client group.
 
 Repeat movers: for each pair of the network's members a fixed list of people (`repeat_movers`) has
 a record in each, the later one naming the earlier authority as previous authority, more of them
@@ -139,6 +142,20 @@ ETHNICITY_MIX: dict[str, float] = {
     "A": 86, "B": 1, "C": 3, "D": 0.8, "E": 0.3, "F": 0.4, "G": 0.4, "H": 0.9, "J": 0.5, "K": 0.4,
     "L": 0.5, "M": 0.6, "N": 1.2, "P": 0.3, "R": 0.4, "S": 0.5, "Z": 2.4,
 }  # fmt: skip
+# Where more of the population is from minority ethnic groups, so are more clients (assumed, in the
+# proportions of the 2001 census's broad picture): London's boroughs, then the metropolitan districts;
+# counties and unitaries keep the mix above. The register's kind of authority chooses, so no
+# authority is named.
+ETHNICITY_BY_KIND: dict[str, dict[str, float]] = {
+    "london-borough": {
+        "A": 52, "B": 3, "C": 8, "D": 1.5, "E": 0.8, "F": 0.8, "G": 1.0, "H": 5, "J": 2, "K": 2.5,
+        "L": 2, "M": 6, "N": 8, "P": 1.2, "R": 1.2, "S": 1.5, "Z": 2.5,
+    },
+    "metropolitan-district": {
+        "A": 80, "B": 1, "C": 2, "D": 1.2, "E": 0.3, "F": 0.5, "G": 0.4, "H": 2.2, "J": 4, "K": 1.2,
+        "L": 0.6, "M": 1.3, "N": 1.2, "P": 0.4, "R": 0.4, "S": 0.5, "Z": 2.4,
+    },
+}  # fmt: skip
 REFUGEE_ETHNICITY: dict[str, float] = {"C": 20, "N": 30, "S": 20, "L": 12, "P": 5, "H": 3, "R": 3, "Z": 7}
 _WORKING_AGE_STATUS = {
     "jobseeker": 35, "long-term-sick-or-disabled": 22, "not-seeking-work": 18, "part-time-work": 7,
@@ -232,6 +249,13 @@ NOT_APPLICABLE = {
     "positive_contribution": 0.50,
 }  # fmt: skip
 ACHIEVED = {"planned": 0.78, "unplanned": 0.38}
+# How much likelier (or not) an applicable need is met, by client group (assumed): older people's
+# and learning disability services meet most needs they take on, rough sleepers', offenders' and
+# drug services' fewer, where more clients leave before the work is done.
+ACHIEVED_BY_GROUP: dict[int, float] = {g: 1.0 for g in vocabulary.CLIENT_GROUPS} | {
+    1: 1.15, 2: 1.12, 3: 1.12, 5: 1.08, 6: 1.05, 8: 0.85, 9: 0.85, 10: 0.88, 11: 0.9, 14: 0.95,
+    17: 0.92, 19: 0.8,
+}  # fmt: skip
 
 SURNAMES = (
     "Smith", "Jones", "Taylor", "Brown", "Williams", "Wilson", "Johnson", "Davies", "Robinson", "Wright",
@@ -540,7 +564,8 @@ class _Writer:
     def _draw(self, group: int) -> None:
         rng = self.rng
         self.secondary[group] = tuple(self._secondary(group) if rng.random() < SECONDARY else "" for _ in range(_DRAWS))
-        ethnicity = REFUGEE_ETHNICITY if group == vocabulary.REFUGEES else ETHNICITY_MIX
+        local = ETHNICITY_BY_KIND.get(self.info.kind, ETHNICITY_MIX)
+        ethnicity = REFUGEE_ETHNICITY if group == vocabulary.REFUGEES else local
         columns = [
             rng.choices(_pool(mix), k=_DRAWS)
             for mix in (ethnicity, STATUS_MIX[group], REFERRAL_MIX[group], BEFORE_MIX[group])
@@ -550,7 +575,8 @@ class _Writer:
         needs = [
             [
                 "not-applicable" if rng.random() < NOT_APPLICABLE[domain]
-                else "achieved" if rng.random() < ACHIEVED[departure] else "identified"
+                else "achieved" if rng.random() < min(0.97, ACHIEVED[departure] * ACHIEVED_BY_GROUP[group])
+                else "identified"
                 for departure in departures
             ]
             for domain in OUTCOME_DOMAINS

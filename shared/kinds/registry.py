@@ -16,7 +16,9 @@ from typing import Annotated, Any
 from pydantic import Field
 
 from shared.disclosure import check_share_threshold
+from shared.kinds.equality import JointEquality, check_cross_tab, combine_equality
 from shared.kinds.fair_shares import JointFairShares, combine_fair_shares, fair_shares_from_proto
+from shared.kinds.outcomes import JointOutcomes, combine_outcomes
 from shared.kinds.providers import CommonProviders, VfmBenchmarks, combine_common_providers
 from shared.kinds.records import (
     JointKpi,
@@ -124,7 +126,7 @@ class JointKind:
     @property
     def about_records(self) -> bool:
         """Asked of client records (dates, period, groups) rather than of the supply map."""
-        return self.request_cls is node_pb2.RecordsQuery
+        return self.request_cls in (node_pb2.RecordsQuery, node_pb2.EqualityQuery)
 
     def request_of(self, method: str) -> type[Any]:
         return self.first_request_cls if method != self.method and self.first_request_cls else self.request_cls
@@ -176,6 +178,10 @@ class _JointSupplyMaps:
             if len(self._done) > self._SIZE:
                 self._done.popitem(last=False)
         return joint
+
+
+def _cross_tab(query: coordinator_pb2.JointQueryRequest) -> None:
+    check_cross_tab(query.cross_tab)
 
 
 def _supply_day(query: coordinator_pb2.JointQueryRequest) -> None:
@@ -323,6 +329,23 @@ _DECLARED = (
         ),
     ),
     JointKind(
+        "outcomes",
+        "Outcomes",
+        node_pb2.RecordsQuery,
+        node_pb2.CountsResponse,
+        planned=True,
+        combiner=_counts(combine_outcomes, periods=True),
+    ),
+    JointKind(
+        "equality",
+        "Equality",
+        node_pb2.EqualityQuery,
+        node_pb2.CountsResponse,
+        planned=True,
+        check=_cross_tab,
+        combiner=_counts(combine_equality, periods=True),
+    ),
+    JointKind(
         "kpi1",
         "Kpi1",
         node_pb2.RecordsQuery,
@@ -367,6 +390,8 @@ JointResult = Annotated[
     | VfmBenchmarks
     | JointFairShares
     | JointSpend
+    | JointOutcomes
+    | JointEquality
     | JointKpi1
     | JointUtilisation,
     Field(discriminator="kind"),

@@ -36,6 +36,9 @@ def test_demo_runs_the_six_authority_network_admits_a_seventh_and_cleans_up() ->
     assert "missing: E06000043 (Brighton & Hove) — unreachable" in log
     assert "register receipt verified offline: 3 entries in checkpoint 5" in log and "checkpoint final" in log
     assert "suspended by East Sussex" in log
+    # Were people helped, and who do the services reach: outcomes and the equality profile.
+    assert "Short-term outcomes: planned departures" in log and "stay safe" in log
+    assert "Equality: ethnicity, % of new client records" in log and "age band x sex" in log
     # KPI 1 and occupancy from the synthetic quarterly returns, with the supply map's units beside.
     assert "KPI 1: long-term services' users maintaining independent living" in log
     assert "Occupancy by service type" in log and "CAG units" in log

@@ -121,9 +121,9 @@ def test_the_report_is_written_from_a_kit(net: LiveNetwork, tmp_path: Path) -> N
     _cli("report", "--kit", str(kit), "--out", str(report))
     assert "<html" in report.read_text(encoding="utf-8").lower()
     asked = audit.entries(net.coordinator.audit.engine, since_seq=before)
-    # Supply, movement, net flow, VFM, fair shares, KPI 1 and utilisation (spend too, where the network
-    # holds grant figures).
-    assert sum(e.method.endswith("/JointQuery") for e in asked) == 7
+    # Supply, movement, net flow, VFM, fair shares, outcomes, equality, KPI 1 and utilisation (spend
+    # too, where the network holds grant figures).
+    assert sum(e.method.endswith("/JointQuery") for e in asked) == 9
     assert {e.principal for e in asked} == {JANE}
 
 

@@ -116,9 +116,11 @@ def test_a_bad_interval_says_what_is_accepted(text: str) -> None:
 
 def test_the_question_is_every_field_of_a_joint_query_but_who_asks() -> None:
     fields = {f.name for f in coordinator_pb2.JointQueryRequest.DESCRIPTOR.fields}
-    # A supply map's as_at is not a feed's question (a feed's maps are of the day they are made):
-    # left empty it asks nothing, and set it is refused (below).
-    assert set(MandatedQuery.model_fields) == fields - {"header", "node_deadline_ms", "mandate", "slot", "as_at"}
+    # A supply map's as_at is not a feed's question (a feed's maps are of the day they are made),
+    # nor an equality cross-tab's fields (no feed asks one): left empty they ask nothing, and set
+    # they are refused (below).
+    not_asked = {"header", "node_deadline_ms", "mandate", "slot", "as_at", "cross_tab"}
+    assert set(MandatedQuery.model_fields) == fields - not_asked
     everything = MandatedQuery(
         kind="vfm",
         by_district=True,
@@ -133,6 +135,10 @@ def test_the_question_is_every_field_of_a_joint_query_but_who_asks() -> None:
     message.node_deadline_ms = 900  # how it is asked, not what
     assert question_of(message) == everything
     message.as_at = "2009-04-01"
+    with pytest.raises(InvalidRequest):
+        question_of(message)
+    message.as_at = ""
+    message.cross_tab.extend(["ethnicity", "sex"])
     with pytest.raises(InvalidRequest):
         question_of(message)
     assert everything.client_groups == (7, 14)  # a set: the order given does not make another question

@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from shared.pb.cagnet.v1 import envelope_pb2 as cagnet_dot_v1_dot_envelope__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1b\x63\x61gnet/v1/coordinator.proto\x12\tcagnet.v1\x1a\x18\x63\x61gnet/v1/envelope.proto\"\xb9\x02\n\x11JointQueryRequest\x12(\n\x06header\x18\x01 \x01(\x0b\x32\x18.cagnet.v1.RequestHeader\x12\x0c\n\x04kind\x18\x02 \x01(\t\x12\x13\n\x0b\x62y_district\x18\x03 \x01(\x08\x12\x18\n\x10node_deadline_ms\x18\x04 \x01(\x05\x12\x15\n\rclient_groups\x18\x05 \x03(\x05\x12\x11\n\tfrom_date\x18\x06 \x01(\t\x12\x0f\n\x07to_date\x18\x07 \x01(\t\x12\x0e\n\x06period\x18\x08 \x01(\t\x12\x19\n\x11min_share_percent\x18\t \x01(\x05\x12\x14\n\x0cservice_type\x18\n \x01(\t\x12$\n\x07mandate\x18\x0b \x01(\x0b\x32\x13.cagnet.v1.Envelope\x12\x0c\n\x04slot\x18\x0c \x01(\x03\x12\r\n\x05\x61s_at\x18\r \x01(\t\"d\n\x12\x46\x65\x65\x64PublishRequest\x12(\n\x06header\x18\x01 \x01(\x0b\x32\x18.cagnet.v1.RequestHeader\x12$\n\x07queries\x18\x02 \x03(\x0b\x32\x13.cagnet.v1.Envelope\"^\n\x0b\x46\x65\x65\x64Request\x12(\n\x06header\x18\x01 \x01(\x0b\x32\x18.cagnet.v1.RequestHeader\x12\x15\n\rfrom_sequence\x18\x02 \x01(\x03\x12\x0e\n\x06\x66ollow\x18\x03 \x01(\x08\x32\xb2\x01\n\x0b\x43oordinator\x12\x36\n\nJointQuery\x12\x13.cagnet.v1.Envelope\x1a\x13.cagnet.v1.Envelope\x12\x37\n\x0bPublishFeed\x12\x13.cagnet.v1.Envelope\x1a\x13.cagnet.v1.Envelope\x12\x32\n\x04\x46\x65\x65\x64\x12\x13.cagnet.v1.Envelope\x1a\x13.cagnet.v1.Envelope0\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1b\x63\x61gnet/v1/coordinator.proto\x12\tcagnet.v1\x1a\x18\x63\x61gnet/v1/envelope.proto\"\xcc\x02\n\x11JointQueryRequest\x12(\n\x06header\x18\x01 \x01(\x0b\x32\x18.cagnet.v1.RequestHeader\x12\x0c\n\x04kind\x18\x02 \x01(\t\x12\x13\n\x0b\x62y_district\x18\x03 \x01(\x08\x12\x18\n\x10node_deadline_ms\x18\x04 \x01(\x05\x12\x15\n\rclient_groups\x18\x05 \x03(\x05\x12\x11\n\tfrom_date\x18\x06 \x01(\t\x12\x0f\n\x07to_date\x18\x07 \x01(\t\x12\x0e\n\x06period\x18\x08 \x01(\t\x12\x19\n\x11min_share_percent\x18\t \x01(\x05\x12\x14\n\x0cservice_type\x18\n \x01(\t\x12$\n\x07mandate\x18\x0b \x01(\x0b\x32\x13.cagnet.v1.Envelope\x12\x0c\n\x04slot\x18\x0c \x01(\x03\x12\r\n\x05\x61s_at\x18\r \x01(\t\x12\x11\n\tcross_tab\x18\x14 \x03(\t\"d\n\x12\x46\x65\x65\x64PublishRequest\x12(\n\x06header\x18\x01 \x01(\x0b\x32\x18.cagnet.v1.RequestHeader\x12$\n\x07queries\x18\x02 \x03(\x0b\x32\x13.cagnet.v1.Envelope\"^\n\x0b\x46\x65\x65\x64Request\x12(\n\x06header\x18\x01 \x01(\x0b\x32\x18.cagnet.v1.RequestHeader\x12\x15\n\rfrom_sequence\x18\x02 \x01(\x03\x12\x0e\n\x06\x66ollow\x18\x03 \x01(\x08\x32\xb2\x01\n\x0b\x43oordinator\x12\x36\n\nJointQuery\x12\x13.cagnet.v1.Envelope\x1a\x13.cagnet.v1.Envelope\x12\x37\n\x0bPublishFeed\x12\x13.cagnet.v1.Envelope\x1a\x13.cagnet.v1.Envelope\x12\x32\n\x04\x46\x65\x65\x64\x12\x13.cagnet.v1.Envelope\x1a\x13.cagnet.v1.Envelope0\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -33,11 +33,11 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'shared.pb.cagnet.v1.coordin
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_JOINTQUERYREQUEST']._serialized_start=69
-  _globals['_JOINTQUERYREQUEST']._serialized_end=382
-  _globals['_FEEDPUBLISHREQUEST']._serialized_start=384
-  _globals['_FEEDPUBLISHREQUEST']._serialized_end=484
-  _globals['_FEEDREQUEST']._serialized_start=486
-  _globals['_FEEDREQUEST']._serialized_end=580
-  _globals['_COORDINATOR']._serialized_start=583
-  _globals['_COORDINATOR']._serialized_end=761
+  _globals['_JOINTQUERYREQUEST']._serialized_end=401
+  _globals['_FEEDPUBLISHREQUEST']._serialized_start=403
+  _globals['_FEEDPUBLISHREQUEST']._serialized_end=503
+  _globals['_FEEDREQUEST']._serialized_start=505
+  _globals['_FEEDREQUEST']._serialized_end=599
+  _globals['_COORDINATOR']._serialized_start=602
+  _globals['_COORDINATOR']._serialized_end=780
 # @@protoc_insertion_point(module_scope)

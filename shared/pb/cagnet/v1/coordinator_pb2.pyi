@@ -40,6 +40,7 @@ class JointQueryRequest(_message.Message):
     MANDATE_FIELD_NUMBER: _builtins.int
     SLOT_FIELD_NUMBER: _builtins.int
     AS_AT_FIELD_NUMBER: _builtins.int
+    CROSS_TAB_FIELD_NUMBER: _builtins.int
     kind: _builtins.str
     """The aggregate kind: "supply-map", "movement", "net-flow", "kpi", "non-local-services",
     "repeat-movers", "common-providers" or "vfm"; or "plan": which standard client-record
@@ -78,6 +79,12 @@ class JointQueryRequest(_message.Message):
         (docs/feeds.md). A principal's own query never carries one.
         """
 
+    @_builtins.property
+    def cross_tab(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """For "equality" only: the two equality dimensions of a cross-tab (empty: the profile). Numbered
+        apart from the fields before it, so that fields other kinds add meanwhile do not collide.
+        """
+
     def __init__(
         self,
         *,
@@ -94,10 +101,11 @@ class JointQueryRequest(_message.Message):
         mandate: _envelope_pb2.Envelope | None = ...,
         slot: _builtins.int = ...,
         as_at: _builtins.str = ...,
+        cross_tab: _abc.Iterable[_builtins.str] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["header", b"header", "mandate", b"mandate"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["as_at", b"as_at", "by_district", b"by_district", "client_groups", b"client_groups", "from_date", b"from_date", "header", b"header", "kind", b"kind", "mandate", b"mandate", "min_share_percent", b"min_share_percent", "node_deadline_ms", b"node_deadline_ms", "period", b"period", "service_type", b"service_type", "slot", b"slot", "to_date", b"to_date"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["as_at", b"as_at", "by_district", b"by_district", "client_groups", b"client_groups", "cross_tab", b"cross_tab", "from_date", b"from_date", "header", b"header", "kind", b"kind", "mandate", b"mandate", "min_share_percent", b"min_share_percent", "node_deadline_ms", b"node_deadline_ms", "period", b"period", "service_type", b"service_type", "slot", b"slot", "to_date", b"to_date"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -1341,3 +1341,45 @@ class SpendResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___SpendResponse: _TypeAlias = SpendResponse  # noqa: Y015
+
+@_typing.final
+class EqualityQuery(_message.Message):
+    """The equality profile's question: a RecordsQuery's span and client groups, and for a cross-tab
+    the two equality dimensions to tabulate against each other ("ethnicity", "age_band", "sex",
+    "economic_status", "referral_source", "accommodation_before"); empty: the profile.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    HEADER_FIELD_NUMBER: _builtins.int
+    FROM_DATE_FIELD_NUMBER: _builtins.int
+    TO_DATE_FIELD_NUMBER: _builtins.int
+    PERIOD_FIELD_NUMBER: _builtins.int
+    CLIENT_GROUPS_FIELD_NUMBER: _builtins.int
+    CROSS_TAB_FIELD_NUMBER: _builtins.int
+    from_date: _builtins.str
+    to_date: _builtins.str
+    period: _builtins.str
+    @_builtins.property
+    def header(self) -> _envelope_pb2.RequestHeader: ...
+    @_builtins.property
+    def client_groups(self) -> _containers.RepeatedScalarFieldContainer[_builtins.int]: ...
+    @_builtins.property
+    def cross_tab(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
+    def __init__(
+        self,
+        *,
+        header: _envelope_pb2.RequestHeader | None = ...,
+        from_date: _builtins.str = ...,
+        to_date: _builtins.str = ...,
+        period: _builtins.str = ...,
+        client_groups: _abc.Iterable[_builtins.int] | None = ...,
+        cross_tab: _abc.Iterable[_builtins.str] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["header", b"header"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["client_groups", b"client_groups", "cross_tab", b"cross_tab", "from_date", b"from_date", "header", b"header", "period", b"period", "to_date", b"to_date"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___EqualityQuery: _TypeAlias = EqualityQuery  # noqa: Y015

@@ -99,6 +99,16 @@ class NodeStub:
                 request_serializer=cagnet_dot_v1_dot_envelope__pb2.Envelope.SerializeToString,
                 response_deserializer=cagnet_dot_v1_dot_envelope__pb2.Envelope.FromString,
                 _registered_method=True)
+        self.Outcomes = channel.unary_unary(
+                '/cagnet.v1.Node/Outcomes',
+                request_serializer=cagnet_dot_v1_dot_envelope__pb2.Envelope.SerializeToString,
+                response_deserializer=cagnet_dot_v1_dot_envelope__pb2.Envelope.FromString,
+                _registered_method=True)
+        self.Equality = channel.unary_unary(
+                '/cagnet.v1.Node/Equality',
+                request_serializer=cagnet_dot_v1_dot_envelope__pb2.Envelope.SerializeToString,
+                response_deserializer=cagnet_dot_v1_dot_envelope__pb2.Envelope.FromString,
+                _registered_method=True)
         self.Kpi1 = channel.unary_unary(
                 '/cagnet.v1.Node/Kpi1',
                 request_serializer=cagnet_dot_v1_dot_envelope__pb2.Envelope.SerializeToString,
@@ -209,6 +219,23 @@ class NodeServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Outcomes(self, request, context):
+        """RecordsQuery -> CountsResponse: departures from short-term services by client group x
+        measure (planned/unplanned departure, and each of the five outcome domains'
+        achieved/not-achieved/not-applicable) x value.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Equality(self, request, context):
+        """EqualityQuery -> CountsResponse: new client records by client group x equality dimension x
+        category (the equality profile), or an analyst-chosen cross-tab of two dimensions.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def Kpi1(self, request, context):
         """RecordsQuery -> CountsResponse: KPI 1, service users of long-term services by client group x
         maintaining independent living or not, summed over the quarterly returns in the span.
@@ -290,6 +317,16 @@ def add_NodeServicer_to_server(servicer, server):
             ),
             'Spend': grpc.unary_unary_rpc_method_handler(
                     servicer.Spend,
+                    request_deserializer=cagnet_dot_v1_dot_envelope__pb2.Envelope.FromString,
+                    response_serializer=cagnet_dot_v1_dot_envelope__pb2.Envelope.SerializeToString,
+            ),
+            'Outcomes': grpc.unary_unary_rpc_method_handler(
+                    servicer.Outcomes,
+                    request_deserializer=cagnet_dot_v1_dot_envelope__pb2.Envelope.FromString,
+                    response_serializer=cagnet_dot_v1_dot_envelope__pb2.Envelope.SerializeToString,
+            ),
+            'Equality': grpc.unary_unary_rpc_method_handler(
+                    servicer.Equality,
                     request_deserializer=cagnet_dot_v1_dot_envelope__pb2.Envelope.FromString,
                     response_serializer=cagnet_dot_v1_dot_envelope__pb2.Envelope.SerializeToString,
             ),
@@ -653,6 +690,60 @@ class Node:
             request,
             target,
             '/cagnet.v1.Node/Spend',
+            cagnet_dot_v1_dot_envelope__pb2.Envelope.SerializeToString,
+            cagnet_dot_v1_dot_envelope__pb2.Envelope.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Outcomes(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/cagnet.v1.Node/Outcomes',
+            cagnet_dot_v1_dot_envelope__pb2.Envelope.SerializeToString,
+            cagnet_dot_v1_dot_envelope__pb2.Envelope.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Equality(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/cagnet.v1.Node/Equality',
             cagnet_dot_v1_dot_envelope__pb2.Envelope.SerializeToString,
             cagnet_dot_v1_dot_envelope__pb2.Envelope.FromString,
             options,

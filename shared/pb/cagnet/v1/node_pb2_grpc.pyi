@@ -68,6 +68,15 @@ class NodeStub:
     """RecordsQuery -> SpendResponse: contract value, capacity and new clients by client group x
     service type, for spend per unit and per client.
     """
+    Outcomes: _grpc.UnaryUnaryMultiCallable[_envelope_pb2.Envelope, _envelope_pb2.Envelope]
+    """RecordsQuery -> CountsResponse: departures from short-term services by client group x
+    measure (planned/unplanned departure, and each of the five outcome domains'
+    achieved/not-achieved/not-applicable) x value.
+    """
+    Equality: _grpc.UnaryUnaryMultiCallable[_envelope_pb2.Envelope, _envelope_pb2.Envelope]
+    """EqualityQuery -> CountsResponse: new client records by client group x equality dimension x
+    category (the equality profile), or an analyst-chosen cross-tab of two dimensions.
+    """
     Kpi1: _grpc.UnaryUnaryMultiCallable[_envelope_pb2.Envelope, _envelope_pb2.Envelope]
     """RecordsQuery -> CountsResponse: KPI 1, service users of long-term services by client group x
     maintaining independent living or not, summed over the quarterly returns in the span.
@@ -113,6 +122,15 @@ class NodeAsyncStub(NodeStub):
     Spend: _aio.UnaryUnaryMultiCallable[_envelope_pb2.Envelope, _envelope_pb2.Envelope]  # type: ignore[assignment]
     """RecordsQuery -> SpendResponse: contract value, capacity and new clients by client group x
     service type, for spend per unit and per client.
+    """
+    Outcomes: _aio.UnaryUnaryMultiCallable[_envelope_pb2.Envelope, _envelope_pb2.Envelope]  # type: ignore[assignment]
+    """RecordsQuery -> CountsResponse: departures from short-term services by client group x
+    measure (planned/unplanned departure, and each of the five outcome domains'
+    achieved/not-achieved/not-applicable) x value.
+    """
+    Equality: _aio.UnaryUnaryMultiCallable[_envelope_pb2.Envelope, _envelope_pb2.Envelope]  # type: ignore[assignment]
+    """EqualityQuery -> CountsResponse: new client records by client group x equality dimension x
+    category (the equality profile), or an analyst-chosen cross-tab of two dimensions.
     """
     Kpi1: _aio.UnaryUnaryMultiCallable[_envelope_pb2.Envelope, _envelope_pb2.Envelope]  # type: ignore[assignment]
     """RecordsQuery -> CountsResponse: KPI 1, service users of long-term services by client group x
@@ -234,6 +252,27 @@ class NodeServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_envelope_pb2.Envelope, _abc.Awaitable[_envelope_pb2.Envelope]]:
         """RecordsQuery -> SpendResponse: contract value, capacity and new clients by client group x
         service type, for spend per unit and per client.
+        """
+
+    @_abc_1.abstractmethod
+    def Outcomes(
+        self,
+        request: _envelope_pb2.Envelope,
+        context: _ServicerContext,
+    ) -> _typing.Union[_envelope_pb2.Envelope, _abc.Awaitable[_envelope_pb2.Envelope]]:
+        """RecordsQuery -> CountsResponse: departures from short-term services by client group x
+        measure (planned/unplanned departure, and each of the five outcome domains'
+        achieved/not-achieved/not-applicable) x value.
+        """
+
+    @_abc_1.abstractmethod
+    def Equality(
+        self,
+        request: _envelope_pb2.Envelope,
+        context: _ServicerContext,
+    ) -> _typing.Union[_envelope_pb2.Envelope, _abc.Awaitable[_envelope_pb2.Envelope]]:
+        """EqualityQuery -> CountsResponse: new client records by client group x equality dimension x
+        category (the equality profile), or an analyst-chosen cross-tab of two dimensions.
         """
 
     @_abc_1.abstractmethod
