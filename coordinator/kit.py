@@ -10,19 +10,28 @@ A kit is laid out as a network folder with only these files, so every command th
 `--network NETDIR` takes `--kit KIT`; it holds no `ca/ca.key`, no coordinator key and no other
 party's keys. Before each use its manifest chain is brought up to date from the coordinator's
 Governance Manifest RPC, which every listed principal may call, and verified link by link.
+
+A kit is made where it is used (`cagnet kit join`, `coordinator.onboarding.person`), or, on one
+machine running a demo or a test network, exported from the network folder (`export`). Its holder
+rotates its own key from it (`rotate_key`): the next key is made beside the current one, the
+rotation is proposed signed with the current key, members approve it, and the kit switches to the
+new key the first time it is used after a manifest it has verified lists it.
 """
 
 from __future__ import annotations
 
 import json
 import shutil
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from coordinator import network
-from shared import governance
+from shared import dsse, governance, keys
+from shared.channel import coordinator_endpoints
 from shared.errors import InvalidRequest, Unavailable
+from shared.governance import Change, Filed, Proposal
 from shared.governance_client import GovernanceClient, sync_manifests
-from shared.manifest import ManifestSource
+from shared.manifest import ManifestSource, encode_key
 
 PRINCIPAL_FILES = ("signing.key", "tls.key", "tls.crt", "ca.crt")
 
@@ -69,7 +78,33 @@ def refresh(kit: Path) -> int:
     identity = network.principal_identity(kit)
     manifests = ManifestSource(network.manifest_path(kit), network.root_key(kit))
     try:
-        with GovernanceClient(identity, manifests.current) as client:
+        with GovernanceClient(identity, manifests.current, known=coordinator_endpoints(manifests)) as client:
             return sync_manifests(manifests, client)[0]
     except Unavailable:
         return manifests.current().version
+
+
+def rotate_key(kit: Path, *, overlap_days: int = 7) -> tuple[Filed, Path, datetime]:
+    """Make the kit's principal a next signing key (in the kit, beside the current one) and propose
+    it over signed gRPC, signed with the current key; the proposal, where the key waits, and until
+    when the old key stays accepted once the rotation is published."""
+    refresh(kit)  # the proposal applies to the network's head: bring the chain up to date first
+    identity = network.principal_identity(kit)
+    manifests = ManifestSource(network.manifest_path(kit), network.root_key(kit))
+    head = manifests.current()
+    head.party(identity.party_id)  # UnknownIssuer: not listed
+    folder = network.principal_dir(kit, identity.party_id)
+    new = keys.next_key(folder)
+    until = datetime.now(UTC) + timedelta(days=overlap_days)
+    change = Change(
+        action="rotate-key",
+        party_id=identity.party_id,
+        signing_key=encode_key(new.public_key()),
+        overlap_until_ms=int(until.timestamp() * 1000),
+    )
+    governance.apply_change(head, change)  # a change that cannot apply is refused here, nothing sent
+    proposal = Proposal(network=head.network, applies_to=head.version, proposed_by=identity.party_id, change=change)
+    signed = dsse.sign(governance.PROPOSAL_PAYLOAD_TYPE, proposal.canonical_bytes(), identity.signing_key)
+    with GovernanceClient(identity, manifests.current, known=coordinator_endpoints(manifests)) as client:
+        filed = client.propose(signed)
+    return filed, folder / keys.NEXT, until

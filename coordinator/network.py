@@ -66,10 +66,16 @@ def principal_dir(netdir: Path, principal_id: str) -> Path:
 
 
 def init_network(
-    netdir: Path, *, name: str, coordinator_endpoint: str = "127.0.0.1:7100", authorities: Path | None = None
+    netdir: Path,
+    *,
+    name: str,
+    coordinator_endpoint: str = "127.0.0.1:7100",
+    authorities: Path | None = None,
+    chair: bool = True,
 ) -> Manifest:
-    """A new network: CA, coordinator identity, a cag-chair principal and version 1 of the manifest,
-    whose authority register is the shipped 2011 list, or the register file `authorities`."""
+    """A new network: CA, coordinator identity, a cag-chair principal (unless not `chair`: the
+    chair then joins by invite with keys of its own) and version 1 of the manifest, whose
+    authority register is the shipped 2011 list, or the register file `authorities`."""
     if manifest_path(netdir).exists():
         raise InvalidRequest(f"{netdir} already holds a network; choose an empty folder")
     # Checked before anything is written: a bad register leaves no half-made network behind.
@@ -92,18 +98,18 @@ def init_network(
     (netdir / "network.toml").write_text(
         f"name = {json.dumps(name)}\ncoordinator_key = {json.dumps(encode_key(coordinator.public_key))}\n"
     )
-    chair = create_identity(
-        principal_dir(netdir, CAG_CHAIR), party_id=CAG_CHAIR, ca_key=ca_key, ca_cert=ca_cert, server=False
-    )
+    parties = [_party(coordinator, name="Coordinator", roles=(COORDINATOR,), endpoint=coordinator_endpoint)]
+    if chair:
+        made = create_identity(
+            principal_dir(netdir, CAG_CHAIR), party_id=CAG_CHAIR, ca_key=ca_key, ca_cert=ca_cert, server=False
+        )
+        parties.append(_party(made, name="CAG chair", roles=(CAG_CHAIR,)))
     manifest = Manifest(
         network=name,
         version=1,
         ca_fingerprint=pki.fingerprint(ca_cert),
         coordinator_endpoint=coordinator_endpoint,
-        parties=(
-            _party(coordinator, name="Coordinator", roles=(COORDINATOR,), endpoint=coordinator_endpoint),
-            _party(chair, name="CAG chair", roles=(CAG_CHAIR,)),
-        ),
+        parties=tuple(parties),
         authorities=register.to_csv(),
     )
     write_manifest(manifest_path(netdir), manifest, coordinator.signing_key)
@@ -328,24 +334,28 @@ def admit(netdir: Path, request: JoinRequest) -> tuple[x509.Certificate, x509.Ce
 
 
 def member_certificate(netdir: Path, request: JoinRequest) -> tuple[x509.Certificate, Party]:
-    """A joining node's certificate from the network CA, for the TLS key in its request, and the
-    member authority the manifest will list (with that certificate's fingerprint)."""
+    """A joiner's certificate from the network CA, for the TLS key in its request, and the party
+    the manifest will list (with that certificate's fingerprint): a member authority that serves,
+    or (a request naming a role: a person who joined with `cagnet kit join`) a principal that
+    only asks, with a client certificate."""
+    if request.role:
+        check_principal(netdir, party_id=request.party_id, role=request.role)
     ca_key, ca_cert = load_ca(netdir)
     tls_key = load_pem_public_key(request.tls_public_key_pem.encode())
     if not isinstance(tls_key, ec.EllipticCurvePublicKey):
-        raise InvalidRequest("the node's TLS key must be an EC key")
+        raise InvalidRequest("the joiner's TLS key must be an EC key")
     cert = pki.issue_certificate(
         ca_key,
         ca_cert,
         party_id=request.party_id,
         public_key=tls_key,
-        server=True,
-        hosts=(_host(request.endpoint),),
+        server=not request.role,
+        hosts=() if request.role else (_host(request.endpoint),),
     )
     party = Party(
         id=request.party_id,
         name=request.name,
-        roles=(MEMBER_AUTHORITY,),
+        roles=(request.role,) if request.role else (MEMBER_AUTHORITY,),
         signing_key=request.signing_key,
         cert_fingerprint=pki.fingerprint(cert),
         endpoint=request.endpoint,
@@ -370,14 +380,21 @@ def add_principal(netdir: Path, *, party_id: str, role: str, name: str = "") -> 
     return manifest
 
 
-def make_principal(netdir: Path, *, party_id: str, role: str, name: str = "") -> Party:
-    """A principal's identity under `principals/<id>/` and the party that would list it."""
+def check_principal(netdir: Path, *, party_id: str, role: str) -> None:
+    """A principal's id and role as the network accepts them, and not yet a party in it."""
     if role not in PRINCIPAL_ROLES:
         raise InvalidRequest(f"a principal's role must be one of {', '.join(PRINCIPAL_ROLES)}")
     if not party_id or not all(c.isalnum() or c == "-" for c in party_id):
         raise InvalidRequest("a principal's id is letters, digits and hyphens")
     if any(p.id == party_id for p in read(netdir).parties):
         raise InvalidRequest(f"{party_id} is already a party in this network")
+
+
+def make_principal(netdir: Path, *, party_id: str, role: str, name: str = "") -> Party:
+    """A principal's identity under `principals/<id>/` and the party that would list it (its keys
+    made here, on the operator's machine: for one-machine demos and test networks; a person joins
+    with `cagnet kit join` and makes its keys on its own)."""
+    check_principal(netdir, party_id=party_id, role=role)
     folder = principal_dir(netdir, party_id)
     if folder.exists():
         raise InvalidRequest(f"{folder} already exists")

@@ -21,7 +21,7 @@ import plotly.io as pio
 from plotly.offline import get_plotlyjs
 
 from coordinator import network, report_funding
-from coordinator.joint.bundle import Bundle
+from coordinator.joint.bundle import Bundle, currency_lines, span_label
 from coordinator.joint.client import CoordinatorClient, Refused
 from shared import places, vocabulary
 from shared.accreditation import LoggedEntry, provider_status, verify_entry
@@ -72,16 +72,26 @@ def _name(code: str) -> str:
         return code
 
 
-def _coverage(bundle: Bundle, suppressed: Sequence[str]) -> str:
+def _coverage(bundle: Bundle, suppressed: Sequence[str], *, period: str = "") -> str:
+    """What a chart was made from: its period, each authority's records currency (client records),
+    the policy, the suppressed cells and who did not answer."""
     missing = "; ".join(f"{_name(m.authority)} ({m.reason})" for m in bundle.missing) or "none"
     cells = f"{len(suppressed)}: " + ", ".join(suppressed[:12]) if suppressed else "none"
     if len(suppressed) > 12:
         cells += f" and {len(suppressed) - 12} more"
+    currency = "; ".join(currency_lines(bundle.currency))
     return (
-        f"<p class='coverage'>Policy applied: <code>{html.escape(bundle.policy_digest)}</code>. "
+        f"<p class='coverage'>Period: {html.escape(period or span_label(bundle))}."
+        + (f" Records: {html.escape(currency)}." if currency else "")
+        + f" Policy applied: <code>{html.escape(bundle.policy_digest)}</code>. "
         f"Cells suppressed: {html.escape(cells)}. Authorities missing: {html.escape(missing)}. "
         f"Answered: {html.escape(', '.join(_name(a) for a in bundle.answered))}.</p>"
     )
+
+
+def _day(bundle: Bundle) -> str:
+    """The day a bundle was made: a supply map or benchmark is of what was in force then."""
+    return bundle.created_at[:10]
 
 
 def _div(fig: go.Figure, div_id: str) -> str:
@@ -135,7 +145,7 @@ def supply_heatmap(bundle: Bundle) -> str:
     # Units are capacity and released exactly; only service counts and money are ever suppressed.
     suppressed = [f"{_name(a.authority)}: services" for a in r.authorities if a.services is None]
     suppressed += [f"{_name(a.authority)}: contract value" for a in r.authorities if a.annual_value is None]
-    return _div(fig, "supply-heatmap") + _coverage(bundle, suppressed)
+    return _div(fig, "supply-heatmap") + _coverage(bundle, suppressed, period=f"services in force on {_day(bundle)}")
 
 
 def flows_chart(bundle: Bundle) -> str:
@@ -157,7 +167,9 @@ def flows_chart(bundle: Bundle) -> str:
             },
         )
     )
-    fig.update_layout(title="Origin → destination: new clients by previous authority and host authority")
+    fig.update_layout(
+        title=f"Origin → destination: new clients by previous authority and host authority, {span_label(bundle)}"
+    )
     suppressed = [f"{_name(f.origin)} → {_name(f.host)}" for f in flows if f.clients is None]
     return _div(fig, "flows") + _coverage(bundle, suppressed)
 
@@ -192,7 +204,9 @@ def net_flow_chart(bundle: Bundle) -> str:
             textposition="top center",
             marker={"size": 12, "symbol": "circle-open"},
         )
-    fig.update_layout(title="Net import (+) and export (−) by authority, all client groups", barmode="relative")
+    fig.update_layout(
+        title=f"Net import (+) and export (−) by authority, all client groups, {span_label(bundle)}", barmode="relative"
+    )
     suppressed = [
         f"{_name(row.authority)}: {what} (sum is at least)"
         for row in rows
@@ -232,7 +246,7 @@ def vfm_chart(bundle: Bundle) -> str:
         f"{c.client_group}/{c.service_type} ({c.suppressed})" for c in r.cells if c.suppressed or c.median is None
     ]
     note = "<p class='note'>Lower unit cost alone is not better value: read it with outcomes and quality.</p>"
-    return _div(fig, "vfm") + note + _coverage(bundle, suppressed)
+    return _div(fig, "vfm") + note + _coverage(bundle, suppressed, period=f"contracts in force on {_day(bundle)}")
 
 
 def outcomes_chart(bundle: Bundle) -> str:

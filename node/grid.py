@@ -12,11 +12,13 @@ show the same figure. Blocks share no cell, so one year's protection never depen
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date
+from typing import Any
 
 from node.answers.movement import OUTSIDE, Question, period_of
 from shared.disclosure import TOTAL, Protection, consistent_round
@@ -28,6 +30,8 @@ __all__ = [
     "BlockCell",
     "Dimension",
     "FinancialYear",
+    "block_from_state",
+    "block_state",
     "grid_span",
     "protect_block",
     "protect_span",
@@ -108,6 +112,35 @@ class Block:
             return 0, ""
         value = self.released[cell]
         return value, "" if value is not None else Protection.GRID.value
+
+
+def block_state(block: Block) -> dict[str, object]:
+    """A block as plain JSON values, for the node's store (`node.editions`); `block_from_state`
+    reads it back exactly."""
+    return {
+        "year": block.year.year if block.year is not None else None,
+        "periods": sorted(block.periods),
+        "released": [[*cell, value] for cell, value in sorted(block.released.items())],
+        "true": [[*cell, n] for cell, n in sorted(block.true.items())],
+        "dimensions": [
+            [d.name, list(d.leaves), {name: sorted(members) for name, members in sorted(d.totals.items())}]
+            for d in block.dimensions
+        ],
+    }
+
+
+def block_from_state(state: Mapping[str, Any]) -> Block:
+    first, second = (
+        Dimension(name, tuple(leaves), {k: frozenset(v) for k, v in totals.items()})
+        for name, leaves, totals in state["dimensions"]
+    )
+    return Block(
+        FinancialYear(state["year"]) if state["year"] is not None else None,
+        frozenset(state["periods"]),
+        {(p, x, y): value for p, x, y, value in state["released"]},
+        {(p, x, y): n for p, x, y, n in state["true"]},
+        (first, second),
+    )
 
 
 def protect_block(
@@ -309,10 +342,27 @@ def _link(
     `fixed` (already published) are never chosen. `room(cell)`: how far a suppressed cell could
     move down (its count less one, unless its published parts pin it closer)."""
     room = room or (lambda cell: values[cell] - 1)
+    member_of: dict[BlockCell, list[int]] = {}
+    for i, (parent, parts) in enumerate(relations):
+        for c in (parent, *parts):
+            member_of.setdefault(c, []).append(i)
+
+    def cascades(candidate: BlockCell, here: int) -> int:
+        # The other relations the candidate would be the only suppressed cell of: each would need
+        # one more suppression in turn. A candidate whose row and column already hide a cell costs
+        # nothing more (the classic choice that keeps secondary suppression from cascading).
+        count = 0
+        for i in member_of.get(candidate, ()):
+            if i != here:
+                parent, parts = relations[i]
+                if not any(c in suppressed for c in (parent, *parts) if c != candidate):
+                    count += 1
+        return count
+
     changed = True
     while changed:
         changed = False
-        for parent, parts in relations:
+        for here, (parent, parts) in enumerate(relations):
             hidden = [c for c in (parent, *parts) if c in suppressed]
             if not hidden:
                 continue
@@ -324,7 +374,16 @@ def _link(
                 if _covered(cell, parent, parts, values, room, threshold, suppressed, play):
                     continue
                 have = play + sum(room(p) for p in parts if p != cell and p in suppressed)
-                candidate = _partner(cell, parent, parts, values, room, suppressed | fixed, threshold[cell] - have)
+                candidate = _partner(
+                    cell,
+                    parent,
+                    parts,
+                    values,
+                    room,
+                    suppressed | fixed,
+                    threshold[cell] - have,
+                    functools.partial(cascades, here=here),
+                )
                 if candidate is None:
                     break
                 suppressed.add(candidate)
@@ -357,14 +416,19 @@ def _partner(
     room: Callable[[BlockCell], int],
     suppressed: set[BlockCell],
     short: int,
+    cascades: Callable[[BlockCell], int],
 ) -> BlockCell | None:
-    """The cheapest cell to suppress with `cell`: the smallest released part that could move
-    freely and makes up the `short` room alone, totals last; else the parent."""
+    """The cheapest cell to suppress with `cell`: the released part that could move freely, makes
+    up the `short` room alone and leaves the fewest other relations needing one more suppression
+    (`cascades`), then the smallest, totals last; else the parent."""
     # A cell pinned by released parts hides nothing: never chosen.
     open_parts = [p for p in parts if p != cell and p not in suppressed and room(p) >= values[p] - 1]
     if open_parts:
-        # The smallest that is enough on its own (one more cell, not a cascade of small ones).
-        return min(open_parts, key=lambda p: (room(p) < short, TOTAL in p or OUTSIDE in p, values[p], p))
+        # Enough on its own (one more cell, not a run of small ones), and no new work elsewhere.
+        return min(
+            open_parts,
+            key=lambda p: (cascades(p) + (room(p) < short), TOTAL in p or OUTSIDE in p, values[p], p),
+        )
     if cell != parent and parent not in suppressed and room(parent) >= values[parent] - 1:
         return parent
     return None

@@ -10,6 +10,7 @@ rules for money, all from `shared.disclosure`. The caller signs what comes back 
 from __future__ import annotations
 
 import hashlib
+import json
 import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -27,12 +28,24 @@ from node.answers import returns as quarterly
 from node.answers.movement import Question
 from node.answers.supply import CellKey, RawCell, RawSupply, contract_values, supply_map
 from node.answers.vfm import check_participants
+from node.editions import keep_edition, latest_edition, load_edition
 from node.fair_shares import describe_fair_shares
-from node.grid import SPAN, Block, BlockCell, Dimension, FinancialYear, grid_span, protect_block, protect_span
+from node.grid import (
+    SPAN,
+    Block,
+    BlockCell,
+    Dimension,
+    FinancialYear,
+    block_from_state,
+    block_state,
+    grid_span,
+    protect_block,
+    protect_span,
+)
 from node.ledger import SqlReleaseStore, keep_answer, last_answer
 from node.spend import describe_spend
 from node.store import data_version
-from shared import vocabulary
+from shared import places, vocabulary
 from shared.authorities import Register, shipped_register
 from shared.canonical import canonical_json
 from shared.disclosure import (
@@ -99,6 +112,15 @@ EQUALITY = "equality"
 KPI1 = "kpi1"
 UTILISATION = "utilisation"
 DESIGNATED = "supply-map/designated-services"  # the ledger's kind for designated-service counts
+# The standard table set's extension point for count kinds. Each kind on the grid is answered from
+# one protected block family; kinds that count the same people share a family (net flows are
+# new clients by origin class, so they read movement's block). A family is built in
+# `Releaser._protect_year` (its finest cells, which end in the month, become the block's atoms
+# (quarter, first dimension, second dimension) with each dimension's totals, and the client group's
+# position), and a kind's table is laid out from its family's block in `_grid_count_table`. A new
+# count kind adds itself here, to `shared.policy.GRID_KINDS`, to `Releaser._sources` (its finest
+# cells), and, if it counts other people, a family of its own in those two places.
+GRID_FAMILY: dict[str, str] = {MOVEMENT: MOVEMENT, NET_FLOW: MOVEMENT, KPI: KPI}
 _Answer = TypeVar("_Answer", bound=BaseModel)
 # The ledger keeps every supply map at its finest grain, so that any two can be compared.
 _LEDGER_DIMENSIONS = ("client_group", "service_type", "district")
@@ -134,6 +156,8 @@ class Releaser:
         self._grid_raws: dict[tuple[str, str], tuple[tuple[object, ...], Any]] = {}
         self._imported: tuple[tuple[object, ...], date | None] = ((), None)  # the last import, per edition
         self._published: tuple[str, tuple[object, ...]] | None = None  # policy and edition in the ledger
+        self._previous: dict[tuple[str, int], Block] = {}  # the last kept edition's blocks, while building
+        self._building: tuple[object, ...] | None = None  # the edition being built
         self._releases: dict[str, list[Release]] = {}
         self._pending: list[tuple[str, str, tuple[str, ...], Mapping[tuple[str, ...], int], datetime]] = []
         self._publishing = False
@@ -158,7 +182,8 @@ class Releaser:
         """Drop remembered answers: the authority's population or districts changed in the register."""
         with self._lock:
             self._answers.clear()
-            # Origins are placed by the register: the standard table set is read again.
+            # The standard table set is read back from the store: its published quarters keep the
+            # places their origins had when they closed.
             self._grid_cells.clear()
             self._grid_raws.clear()
             self._blocks.clear()
@@ -291,8 +316,13 @@ class Releaser:
     # --- the standard table set ----------------------------------------------------------------
 
     def _edition(self) -> tuple[object, ...]:
-        """The records edition: the store's data version, its records' fingerprint, the members."""
-        return (*data_version(self.engine), *movement.records_version(self.engine), *sorted(self.members()))
+        """The records edition: the store's data version and its records' fingerprint. Not the
+        members or the register: a new member relabels origins, and a published quarter keeps the
+        labels it closed with (closed periods), so it makes no new edition to protect while a
+        question waits; quarters closing later are classed by the members then."""
+        if self._building is not None:
+            return self._building  # read once for the whole build, which holds the lock
+        return (*data_version(self.engine), *movement.records_version(self.engine))
 
     def _grid_of(self, policy: Policy, kind: str) -> StandardGrid | None:
         grid = policy.grid
@@ -377,16 +407,88 @@ class Releaser:
         rule = policy.rule(kind)
         return tuple(self._grid_quarter_cells(policy, rule, kind, year, i) for i in range(4))
 
+    def prepare_grid(self, policy: Policy) -> bool:
+        """Protect the standard table set for the records as they are now, and keep it as an
+        edition in the store (or read it back, when this edition is kept already): called when
+        the records change (after an import, at node start), so that a grid question is a lookup.
+        False when the policy has no standard table set."""
+        if policy.grid is None:
+            return False
+        with self._lock:
+            self._edition_ready(policy, policy.grid)
+        return True
+
     def _publish_grid(self, policy: Policy, kind: str) -> None:
+        """The current edition of the standard table set, before anything off the grid is compared
+        with it: read from the store, or made now (`_edition_ready`)."""
+        grid = self._grid_of(policy, kind)
+        if grid is not None:
+            self._edition_ready(policy, grid)
+
+    def _edition_ready(self, policy: Policy, grid: StandardGrid) -> None:
+        """Make the current edition's grid ready under the lock: in memory already, kept in the
+        store (by an import, or before a restart), or published and protected now and kept."""
+        edition = self._edition()
+        published = (policy.digest, edition)
+        if self._published == published:
+            return  # this edition's grid is in the ledger already
+        key = self._edition_key(edition)
+        kept = load_edition(self.engine, policy_digest=policy.digest, edition=key)
+        if kept is not None:
+            self._restore(policy.digest, edition, json.loads(kept))
+            self._published = published
+            return
+        self._building = edition
+        try:
+            self._publish_quarters(policy, grid)
+            self._published = published
+            latest = latest_edition(self.engine, policy_digest=policy.digest)
+            if latest is not None:
+                self._previous = {(f, y): block_from_state(b) for f, y, b in json.loads(latest)["blocks"]}
+            for kind in grid.kinds:
+                if kind in GRID_FAMILY:
+                    for year in range(grid.first_year, grid.last_year + 1):
+                        self._block(policy, kind, FinancialYear(year))
+                    self._span_block(policy, kind)
+        finally:
+            self._previous, self._building = {}, None
+        keep_edition(
+            self.engine,
+            policy_digest=policy.digest,
+            edition=key,
+            state=canonical_json(self._state(policy.digest, edition)).decode("utf-8"),
+        )
+
+    def _edition_key(self, edition: tuple[object, ...]) -> str:
+        """The edition's name in the store: a digest of the records' fingerprint."""
+        return hashlib.sha256(canonical_json([str(part) for part in edition])).hexdigest()
+
+    def _state(self, digest: str, edition: tuple[object, ...]) -> dict[str, object]:
+        """This edition's grid as JSON values: each quarter's published true cells (None: not
+        published) and each protected block."""
+        quarters = [
+            [kind, at // 10, at % 10, None if cells is None else [[*k, n] for k, n in sorted(cells.items())]]
+            for (policy, kind, at), (made, cells) in sorted(self._grid_cells.items())
+            if policy == digest and made == edition
+        ]
+        blocks = [
+            [family, year, block_state(block)]
+            for (policy, family, year), (made, block) in sorted(self._blocks.items())
+            if policy == digest and made == edition and block is not None
+        ]
+        return {"quarters": quarters, "blocks": blocks}
+
+    def _restore(self, digest: str, edition: tuple[object, ...], state: Mapping[str, Any]) -> None:
+        for kind, year, index, cells in state["quarters"]:
+            restored = None if cells is None else {tuple(c[:-1]): int(c[-1]) for c in cells}
+            self._grid_cells[(digest, kind, year * 10 + index)] = (edition, restored)
+        for family, year, block in state["blocks"]:
+            self._blocks[(digest, family, year)] = (edition, block_from_state(block))
+
+    def _publish_quarters(self, policy: Policy, grid: StandardGrid) -> None:
         """Put every closed grid quarter in the ledger before anything off the grid is compared
         with it: of every kind at once, so that asking one kind (or a plan) never records another
         kind's quarters later, and a plan leaves the ledger as it was."""
-        grid = self._grid_of(policy, kind)
-        if grid is None:
-            return
-        published = (policy.digest, self._edition())
-        if self._published == published:
-            return  # this edition's grid is in the ledger already
         self._releases = {}  # each kind's releases, read once for the whole publication
         self._pending, self._publishing = [], True
         try:
@@ -400,11 +502,10 @@ class Releaser:
             raise
         finally:
             self._releases, self._pending, self._publishing = {}, [], False
-        self._published = published
 
     def _block(self, policy: Policy, kind: str, year: FinancialYear) -> Block | None:
         """The protected block a grid question of `kind` is answered from (None: withheld)."""
-        family = KPI if kind == KPI else MOVEMENT
+        family = GRID_FAMILY[kind]
         edition = self._edition()
         self._publish_grid(policy, kind)
         mine = self._year_cells(policy, kind, year)
@@ -414,7 +515,8 @@ class Releaser:
         if cached is not None and cached[0] == edition:
             return cached[1]
         rule = policy.rule(family)
-        earlier = cached[1] if cached is not None else None
+        # The edition before: in memory, else the last one kept in the store.
+        earlier = cached[1] if cached is not None else self._previous.get((family, year.year))
         if earlier is None:
             # After a restart: the year's first edition, if a quarter has been revised since.
             firsts = self._first_editions(family, year)
@@ -430,7 +532,7 @@ class Releaser:
         the grid's years."""
         grid = policy.grid
         assert grid is not None
-        family = KPI if kind == KPI else MOVEMENT
+        family = GRID_FAMILY[kind]
         blocks = [self._block(policy, kind, FinancialYear(y)) for y in range(grid.first_year, grid.last_year + 1)]
         years = [b for b in blocks if b is not None and b.year is not None and b.year.label in b.periods]
         if len(years) != len(blocks):
@@ -505,7 +607,7 @@ class Releaser:
         """A grid question's table from its year's protected block, the same every time it is
         asked; None when the question is off the grid (or its year withheld). Called under the lock."""
         grid = self._grid_of(policy, kind)
-        if grid is None:
+        if grid is None or kind not in GRID_FAMILY:
             return None
         span: tuple[FinancialYear | None, str] | None = grid_span(grid, question)
         span = span or self._same_as_grid(policy, kind, question)
@@ -554,7 +656,8 @@ class Releaser:
             if question.client_groups:
                 position = dims.index("client_group")
                 every = {k: v for k, v in every.items() if k[position] == str(question.client_groups[0])}
-            return (None, SPAN) if complete and {k: v for k, v in every.items() if v} == raw else None
+            same = self._same_people(dims, {k: v for k, v in every.items() if v}, raw)
+            return (None, SPAN) if complete and same else None
         year = FinancialYear(min(years))
         quarters = {movement.period_of(m, "quarter") for m in months}
         label = min(quarters) if len(quarters) == 1 else year.label
@@ -567,7 +670,30 @@ class Releaser:
         if question.client_groups:
             position = dims.index("client_group")
             published = {k: v for k, v in published.items() if k[position] == str(question.client_groups[0])}
-        return (year, label) if {k: v for k, v in published.items() if v} == raw else None
+        return (year, label) if self._same_people(dims, {k: v for k, v in published.items() if v}, raw) else None
+
+    def _same_people(
+        self, dims: tuple[str, ...], published: Mapping[tuple[str, ...], int], raw: Mapping[tuple[str, ...], int]
+    ) -> bool:
+        """Whether published cells count exactly the people `raw` does. A published quarter keeps
+        the origins as they were classed when it closed: an authority that joined the network since
+        is its region there, and its code in `raw`, so both are compared by region."""
+        if published == raw:
+            return True
+        if "origin" not in dims:
+            return False
+        return self._by_region(dims, published) == self._by_region(dims, raw)
+
+    def _by_region(self, dims: tuple[str, ...], cells: Mapping[tuple[str, ...], int]) -> dict[tuple[str, ...], int]:
+        at, register = dims.index("origin"), self.register()
+        out: dict[tuple[str, ...], int] = {}
+        for key, n in cells.items():
+            origin = key[at]
+            if origin in register:
+                origin = places.region_of(origin, register)
+            shown = (*key[:at], origin, *key[at + 1 :])
+            out[shown] = out.get(shown, 0) + n
+        return out
 
     def _through_ledger(
         self,
@@ -916,10 +1042,14 @@ class Releaser:
         published from the records as they are (its answer, in bands only, is then the same
         every time it is asked)."""
         grid = self._grid_of(policy, kind)
-        span = grid_span(grid, question) if grid is not None else None
-        if span is None:
+        if grid is None:
             return False
+        span = grid_span(grid, question)
         self._publish_grid(policy, kind)
+        if span is None:
+            # Dates off the grid that count exactly the people of a grid period (the whole
+            # records, inside the grid's years): the same published cells, the same answer.
+            return self._same_as_grid(policy, kind, question) is not None
         year, label = span
         published = self._year_cells(policy, kind, year)
         for (first, last, quarter), cells in zip(year.quarters(), published, strict=True):

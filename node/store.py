@@ -17,7 +17,10 @@ the release ledger's; the schema is made and changed only by the migrations in n
                 replaced, so the supply map can be asked as at any date (schema revision 0003)
     contract    id PK, contract_ref UNIQUE, service_id -> service, annual_value (pounds, 2 dp),
                 start_date, end_date >= start_date
-    kpi1_return, occupancy_return  quarterly returns per service (`node.returns`, schema revision 0005)
+    kpi1_return, occupancy_return  quarterly returns per service (`node.returns`, schema revision 0006)
+
+The release ledger's tables are described in `node.ledger`, the standard table set's editions in
+`node.editions`.
 """
 
 from __future__ import annotations
@@ -35,6 +38,7 @@ from sqlmodel import Field, Session, SQLModel, col, select
 # The ledger's and the client records' tables, so that the node schema below is whole whatever
 # else was imported (they are part of the node database, made and migrated with it).
 import node.client_records
+import node.editions
 import node.ledger  # noqa: F401
 from node.columns import UtcDateTime, utcnow
 from node.returns import Kpi1Return, OccupancyReturn

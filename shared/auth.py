@@ -240,9 +240,14 @@ def require_role(party: Party, allowed: tuple[str, ...], method: str) -> None:
         raise NotPermitted(f"role {roles} may not call {method}")
 
 
-def verify_response(envelope: dsse.Envelope, message_cls: type[M], *, signer: Party, request_digest: bytes) -> M:
-    """A response must be signed by the party asked, and answer exactly the request sent."""
-    message = open_signed(envelope, message_cls, signer)
+def verify_response(
+    envelope: dsse.Envelope, message_cls: type[M], *, signer: Party, request_digest: bytes, now: int | None = None
+) -> M:
+    """A response must be signed by the party asked, and answer exactly the request sent. With
+    `now` (a reply being received, never evidence checked later), a key the party rotated out is
+    accepted within its overlap, as on requests: a coordinator switches when it restarts, and
+    between the version listing its new key and the restart it still signs with the old one."""
+    message = open_signed(envelope, message_cls, signer, now=now)
     header = getattr(message, "header", None)
     if not isinstance(header, envelope_pb2.ResponseHeader):
         raise InvalidRequest("the payload has no response header")

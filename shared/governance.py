@@ -436,7 +436,8 @@ def sign_join_request(request: JoinRequest, key: Ed25519PrivateKey) -> dsse.Enve
     which a sponsoring member hands to the coordinator."""
     if encode_key(key.public_key()) != request.signing_key:
         raise InvalidRequest("a join request is signed with the key it lists")
-    payload = canonical_json(request.model_dump(mode="json"))
+    # A node's request carries no role: its bytes stay exactly as before the field existed.
+    payload = canonical_json(request.model_dump(mode="json", exclude=set() if request.role else {"role"}))
     return dsse.sign(JOIN_REQUEST_PAYLOAD_TYPE, payload, key)
 
 
@@ -576,6 +577,8 @@ def _check_join(proposal: Proposal, filed: Filed, ca_cert_pem: bytes) -> None:
         asked = (request.party_id, request.name, request.endpoint, request.population, request.signing_key)
         if asked != (party.id, party.name, party.endpoint, party.population, party.signing_key):
             raise ManifestRefused("the candidate lists the joiner otherwise than its signed request")
+        if party.roles != ((request.role,) if request.role else (MEMBER_AUTHORITY,)):
+            raise ManifestRefused("the candidate gives the joiner other roles than its signed request asks for")
         spki = serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
         theirs = load_pem_public_key(request.tls_public_key_pem.encode()).public_bytes(*spki)
         if cert.public_key().public_bytes(*spki) != theirs:

@@ -10,6 +10,11 @@ after a prefix that names the format:
     cagnet-invite-1.<base64url of: version 1 (1 byte) | expiry, Unix seconds (4) | secret (16) |
         coordinator key, raw Ed25519 (32) | CA fingerprint (32) | network, endpoint, authority
         (each: length (1) + UTF-8)>
+
+An invite for a person (a CAG chair, a regional board: `cagnet kit join`) is format version 2: the
+same, with two more texts after the authority field, which then holds the principal's id: the role
+it is invited to hold and its name, so that the person signs exactly what it is invited as. An
+authority's invite stays version 1, byte for byte.
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ from shared.errors import InvalidRequest, InviteExpired
 
 PREFIX = "cagnet-invite-1."
 _VERSION = 1
+_PERSON_VERSION = 2  # a person's invite: role and name follow
 _FIXED = struct.Struct(">BI16s32s32s")
 SECRET_BYTES = 16
 
@@ -38,7 +44,13 @@ class Invite:
     ca_fingerprint: str  # lowercase hex SHA-256 of the CA certificate's DER
     expires_at: int  # Unix seconds
     secret: bytes
-    authority: str = ""  # the one authority that may use it; "" for any
+    authority: str = ""  # the one authority that may use it ("" for any); a person's: its principal id
+    role: str = ""  # a person's invite: the principal role it is invited to hold; "" for an authority's
+    name: str = ""  # a person's invite: the name the manifest will show ("Jane Smith, Lead Officer")
+
+    @property
+    def for_person(self) -> bool:
+        return bool(self.role)
 
     @property
     def invite_id(self) -> str:
@@ -50,8 +62,10 @@ class Invite:
 
     def encode(self) -> str:
         key = base64.b64decode(self.coordinator_key)
-        fixed = _FIXED.pack(_VERSION, self.expires_at, self.secret, key, bytes.fromhex(self.ca_fingerprint))
-        tail = b"".join(_text(v) for v in (self.network, self.endpoint, self.authority))
+        version = _PERSON_VERSION if self.role else _VERSION
+        fixed = _FIXED.pack(version, self.expires_at, self.secret, key, bytes.fromhex(self.ca_fingerprint))
+        texts = (self.network, self.endpoint, self.authority) + ((self.role, self.name) if self.role else ())
+        tail = b"".join(_text(v) for v in texts)
         return PREFIX + base64.urlsafe_b64encode(fixed + tail).decode().rstrip("=")
 
     def require_unexpired(self, now: float | None = None) -> None:
@@ -88,11 +102,11 @@ def decode(code: str) -> Invite:
     if len(raw) < _FIXED.size + 3:
         raise InvalidRequest("the invite code is damaged (too short): copy it again")
     version, expires_at, secret, key, fingerprint = _FIXED.unpack_from(raw)
-    if version != _VERSION:
+    if version not in (_VERSION, _PERSON_VERSION):
         raise InvalidRequest(f"invite format {version} is not one this cagnet reads")
     fields: list[str] = []
     at = _FIXED.size
-    for _ in range(3):
+    for _ in range(3 if version == _VERSION else 5):
         if at >= len(raw) or at + 1 + raw[at] > len(raw):
             raise InvalidRequest("the invite code is damaged (truncated): copy it again")
         try:
@@ -102,7 +116,10 @@ def decode(code: str) -> Invite:
         at += 1 + raw[at]
     if at != len(raw):
         raise InvalidRequest("the invite code is damaged (trailing bytes): copy it again")
-    network, endpoint, authority = fields
+    network, endpoint, authority = fields[:3]
+    role, name = fields[3:] if version == _PERSON_VERSION else ("", "")
+    if version == _PERSON_VERSION and not role:
+        raise InvalidRequest("the invite code is damaged (a person's invite names no role): copy it again")
     return Invite(
         network=network,
         endpoint=endpoint,
@@ -111,4 +128,6 @@ def decode(code: str) -> Invite:
         expires_at=expires_at,
         secret=secret,
         authority=authority,
+        role=role,
+        name=name,
     )

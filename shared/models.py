@@ -142,3 +142,7 @@ class JoinRequest(_Model):
     # base64 raw X25519 public key a sponsoring member seals the network linkage key to (a join
     # over the wire, docs/onboarding.md); "" when the key was handed over some other way.
     sealing_key: str = ""
+    # A person joining with an invite (`cagnet kit join`): the principal role it is invited to
+    # hold (cag-chair, regional-board); "" for a member authority's node. Left out of the signed
+    # bytes when "", so a node's request is signed exactly as before.
+    role: str = ""

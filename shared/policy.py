@@ -367,11 +367,10 @@ def _governed_policy(policy_bytes: bytes) -> Policy:
         raise Unavailable("no valid network policy", detail=f"the manifest's policy: {exc}") from None
 
 
-def default_policy_toml(*, grid: bool = False) -> bytes:
-    """The default network policy's exact bytes (sign these to use it). With `grid`, the standard
-    table set is appended (`STANDARD_GRID_TOML`): it is not in the default yet, because the first
-    question after an import builds and protects the whole set, which takes seconds on a large
-    node, and the set suppresses more cells than the ledger alone (docs/disclosure.md)."""
+def default_policy_toml(*, grid: bool = True) -> bytes:
+    """The default network policy's exact bytes (sign these to use it): the rules, then the
+    standard table set (`STANDARD_GRID_TOML`). `grid=False` leaves the set out: the ledger alone
+    guards every question (what the default was before, kept for comparison in bench/)."""
     return (_DEFAULT_POLICY_TOML + (STANDARD_GRID_TOML if grid else "")).encode("utf-8")
 
 
@@ -464,8 +463,8 @@ min_authorities = 3
 """
 
 
-# A network adopts the standard table set by adding this section to its policy (`cagnet network
-# policy set`); see docs/disclosure.md.
+# The standard table set, part of the default policy (docs/disclosure.md); a network may change its
+# years or kinds with `cagnet network policy set`.
 STANDARD_GRID_TOML = """
 # The standard table set: each financial year April 2005 - March 2010 and its quarters, protected
 # once as a whole at each node, so that these questions are answered every time they are asked.

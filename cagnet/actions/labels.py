@@ -55,14 +55,11 @@ def query_of(bundle: Bundle) -> Any:
 
 
 def span_label(bundle: Bundle) -> str:
-    """The span of client records a joint answer covers, as a chair reads it: the dates asked, and
-    where the question left the end open, the month the answering authorities' records run to."""
-    query = query_of(bundle)
-    latest = max((c.records_to for c in bundle.currency if c.records_to), default="")
-    end = query.to_date or latest
-    if query.from_date:
-        return f"{query.from_date} to {end or 'the latest records'}"
-    return f"all records to {end}" if end else "all records"
+    """The span of client records a joint answer covers (`coordinator.joint.bundle.span_label`,
+    which the report uses too)."""
+    from coordinator.joint.bundle import span_label as label
+
+    return label(bundle)
 
 
 def supply_map_day(bundle: Bundle) -> str:
@@ -72,21 +69,11 @@ def supply_map_day(bundle: Bundle) -> str:
 
 
 def currency_lines(currency: Sequence[AuthorityCurrency]) -> list[str]:
-    """Each answering authority's records currency as its signed answer states it, named from the
-    register: "Kent: records to 2010-03-31, last import 2026-12-05 09:14 UTC"."""
-    from shared import places
+    """Each answering authority's records currency, "Kent: records to 2010-03-31, last import
+    2026-12-05 09:14 UTC" (`coordinator.joint.bundle.currency_lines`, which the report uses too)."""
+    from coordinator.joint.bundle import currency_lines as lines
 
-    lines = []
-    for c in currency:
-        try:
-            name = places.place_name(c.authority)
-        except KeyError:
-            name = c.authority
-        parts = [f"records to {c.records_to}" if c.records_to else "no client records"]
-        if c.last_import:
-            parts.append(f"last import {c.last_import[:10]} {c.last_import[11:16]} UTC")
-        lines.append(f"{name}: {', '.join(parts)}")
-    return lines
+    return lines(currency)
 
 
 def snapshot_periods(snapshot: FeedSnapshot) -> str:

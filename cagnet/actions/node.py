@@ -1,6 +1,7 @@
 """A member node's folder as its officer works on it: its manifest and store, its audit log and the
-names of the parties in it, and an import checked (and, when every row is good, written): what
-`cagnet node import | audit | completeness` and the console's node pages call."""
+names of the parties in it, and an import checked (and, when every row is good, written, and the
+standard table set protected again for the records): what `cagnet node import | audit |
+completeness` and the console's node pages call."""
 
 from __future__ import annotations
 
@@ -15,7 +16,16 @@ if TYPE_CHECKING:
     from node.imports.check import Check
     from shared.manifest import Manifest
 
-__all__ = ["KINDS", "audit_log", "check_file", "in_node", "node_manifest", "node_store", "party_names"]
+__all__ = [
+    "KINDS",
+    "audit_log",
+    "check_file",
+    "in_node",
+    "node_manifest",
+    "node_store",
+    "party_names",
+    "protect_edition",
+]
 
 KINDS = ("providers", "services", "contracts", "client-records", "outcomes", "kpi1-returns", "occupancy-returns")
 
@@ -105,4 +115,21 @@ def check_file(
         progress=progress,
         on_phase=on_phase,
     )
+    if not dry_run and not check.problems:
+        if on_phase is not None:
+            on_phase("protecting")
+        protect_edition(config, engine)
     return check, engine
+
+
+def protect_edition(config: NodeConfig, engine: Engine) -> bool:
+    """The standard table set protected again for the records just written (a new edition, kept in
+    the store, so the node's next standard question is a lookup). False when the network's policy
+    has no set, or the node has no valid policy yet (it protects the set when it starts)."""
+    from node.editions_build import prepare_edition
+    from shared.errors import Unavailable
+
+    try:
+        return prepare_edition(config, engine)
+    except Unavailable:
+        return False  # the records are written; the serving node protects the set at its start

@@ -27,6 +27,7 @@ from cagnet.cli import (
     funding,
     governance,
     health,
+    kit,
     network,
     node,
     onboarding,
@@ -97,6 +98,7 @@ for name, command in NODE_COMMANDS:
 app.add_typer(node.app, name="node")
 
 app.add_typer(coordinator.app, name="coordinator")
+app.add_typer(kit.app, name="kit")
 
 for name, command in (
     records.QUERY_COMMANDS

@@ -63,6 +63,7 @@ class _Governance(Protocol):
     def find(self, proposal_id: str) -> Review: ...
     def approve(self, review: Review) -> Filed: ...
     def join_requests(self) -> list[dsse.Envelope]: ...
+    def awaiting_key(self) -> list[dsse.Envelope]: ...
     def file_sealed(self, sealed: dsse.Envelope) -> str: ...
     def close(self) -> None: ...
 
@@ -140,7 +141,7 @@ def filed_join(member: _Governance, party_id: str) -> dsse.Envelope:
     from shared import governance
 
     proposed = [f.join_request for f, _ in member.proposals() if f.join_request is not None]
-    for envelope in [*member.join_requests(), *proposed]:
+    for envelope in [*member.join_requests(), *proposed, *member.awaiting_key()]:
         request = governance.open_join_request(envelope)
         if request.party_id == party_id:
             return envelope
@@ -183,39 +184,43 @@ def propose_join(
     request: Annotated[
         str,
         typer.Argument(
-            help="The joiner's authority code, for a request it filed with `cagnet node join`; or its"
-            " join-request.json (or node folder) from `cagnet node init`."
+            help="The joiner's authority code (or a person's principal id), for a request it filed with"
+            " `cagnet node join` (`cagnet kit join`); or its join-request.json (or node folder) from"
+            " `cagnet node init`."
         ),
     ],
     node: NodeOpt,
     folder: FolderOpt = None,
     yes: YesOpt = False,
 ) -> None:
-    """Sponsor an authority's request to join: the coordinator issues its certificate and files
-    the change; you check it and approve it as its first member signature, and seal the network
-    linkage key to the joiner. Asks before filing anything unless --yes."""
-
-    from shared import governance
+    """Sponsor a request to join: the coordinator issues the joiner's certificate and files the
+    change; you check it and approve it as its first member signature, and (an authority) seal the
+    network linkage key to the joiner. Asks before filing anything unless --yes."""
 
     with _open(folder, node) as member:
         if Path(request).exists():
             envelope, _ = read_join_request(Path(request))
         else:
             envelope = filed_join(member, request)
-        joiner = governance.open_join_request(envelope)
-        # Asked before anything is filed: an answer of no leaves no proposal behind.
-        out.print(
-            f"{joiner.name} ({joiner.party_id}) asks to join, reachable at {joiner.endpoint}, signing key "
-            f"{joiner.signing_key}",
-            markup=False,
-        )
-        if not yes and not typer.confirm(
-            f"Sponsor {joiner.party_id}: have the coordinator issue its certificate and file the change, then sign it?"
-        ):
-            err.print("not sponsored: nothing filed")
-            raise typer.Exit(1)
-        _sign(member, member.sponsor_join(envelope), yes=True)
-        _seal_and_say(member, node, envelope)
+        _sponsor(member, node, envelope, yes)
+
+
+def _sponsor(member: _Governance, node: Path, envelope: dsse.Envelope, yes: bool) -> None:
+    from shared import governance
+
+    joiner = governance.open_join_request(envelope)
+    # Asked before anything is filed: an answer of no leaves no proposal behind.
+    where = f"as {joiner.role}" if joiner.role else f"reachable at {joiner.endpoint}"
+    out.print(
+        f"{joiner.name} ({joiner.party_id}) asks to join, {where}, signing key {joiner.signing_key}", markup=False
+    )
+    if not yes and not typer.confirm(
+        f"Sponsor {joiner.party_id}: have the coordinator issue its certificate and file the change, then sign it?"
+    ):
+        err.print("not sponsored: nothing filed")
+        raise typer.Exit(1)
+    _sign(member, member.sponsor_join(envelope), yes=True)
+    _seal_and_say(member, node, envelope)
 
 
 def seal_linkage_key(
@@ -255,9 +260,11 @@ def proposals(
     if node is not None:
         with _open(folder, node) as member:
             waiting = [governance.open_join_request(e) for e in member.join_requests()]
+            unsealed = [governance.open_join_request(e) for e in member.awaiting_key()]
     else:
         assert folder is not None
         waiting = [governance.open_join_request(e) for e in onboarding.awaiting_sponsor(folder)]
+        unsealed = [governance.open_join_request(e) for e in onboarding.awaiting_key(folder)]
     table = Table(title=f"open proposals (manifest version {version})")
     for col in ("id", "change", "proposed by", "approvals", "needed", "check"):
         table.add_column(col)
@@ -282,6 +289,15 @@ def proposals(
                 f"cagnet network propose-join {request.party_id} --node NODEDIR",
             )
         out.print(joins)
+    if unsealed:
+        keys = Table(title="members admitted, waiting for the network linkage key")
+        for col in ("authority", "name", "seal it with"):
+            keys.add_column(col)
+        for request in unsealed:
+            keys.add_row(
+                request.party_id, request.name, f"cagnet network seal-linkage-key {request.party_id} --node NODEDIR"
+            )
+        out.print(keys)
 
 
 def approve(proposal_id: str, node: NodeOpt, folder: FolderOpt = None, yes: YesOpt = False) -> None:
@@ -523,12 +539,30 @@ def propose_principal(
     party_id: Annotated[str, typer.Option("--id", help="The principal's id, e.g. regional-board.")],
     role: Annotated[str, typer.Option(help="cag-chair or regional-board.")],
     node: NodeOpt,
-    folder: NetworkDirOpt,
+    folder: FolderOpt = None,
     name: Annotated[str, typer.Option(help="A display name.")] = "",
+    yes: YesOpt = False,
 ) -> None:
-    """Make a principal's keys and certificate under NETDIR/principals/ID and propose listing it
-    (in the founding phase, `cagnet network principal add` lists it at once). The coordinator's
-    operator runs it, on the network folder, with a member node's key signing."""
+    """Propose listing a person as a principal. From your node's folder (over signed gRPC): sponsor
+    the request the person filed with `cagnet kit join` (keys made on its own machine), after
+    checking it asks for this id, role and name. With --network NETDIR (one-machine demos and test
+    networks): make the principal's keys under NETDIR/principals/ID and propose listing it."""
+
+    from shared import governance
+
+    if folder is None:
+        with _open(None, node) as member:
+            envelope = filed_join(member, party_id)
+            request = governance.open_join_request(envelope)
+            if request.role != role or (name and request.name != name):
+                raise typer.BadParameter(
+                    f"{party_id} filed a request as {request.role or 'an authority'} ({request.name!r}),"
+                    f" not as {role}" + (f" ({name!r})" if name else ""),
+                    param_hint="--role",
+                )
+            _sponsor(member, node, envelope, yes)
+        return
+
     from coordinator import network
     from coordinator.governance import proposals as gov
     from coordinator.governance.folder import FolderMember
@@ -577,17 +611,37 @@ def withdraw(
 
 def rotate_principal_key(
     party_id: Annotated[str, typer.Argument(help="A principal (e.g. cag-chair) or coordinator.")],
-    node: NodeOpt,
     folder: NetworkDirOpt,
+    node: Annotated[
+        Path | None,
+        typer.Option("--node", help="A member node whose key signs the proposal (a principal made in NETDIR)."),
+    ] = None,
     overlap_days: OverlapOpt = 7,
 ) -> None:
-    """Make a new signing key for a principal or the coordinator and propose it; the holder switches
-    to it once the manifest lists it (restart `cagnet coordinator serve` within the overlap)."""
+    """Make a new signing key for the coordinator (its operator, on NETDIR: the coordinator proposes
+    it, members approve; restart `cagnet coordinator serve` within the overlap), or for a principal
+    whose keys were made in NETDIR (with --node: that member proposes it). A person with a kit
+    rotates its own key: `cagnet kit rotate-key KIT`."""
 
     from coordinator import network
+    from coordinator.governance import proposals as gov
     from shared.manifest import COORDINATOR
 
+    if party_id == COORDINATOR and node is None:
+        coordinator = network.coordinator_identity(folder)
+        _report(gov.propose(folder, _rotation(folder / "coordinator", COORDINATOR, overlap_days), coordinator))
+        _say_waiting(folder / "coordinator", overlap_days)
+        return
+    network.read(folder).party(party_id)  # UnknownIssuer: not listed
     keys_dir = folder / "coordinator" if party_id == COORDINATOR else network.principal_dir(folder, party_id)
+    if not (keys_dir / "signing.key").exists():
+        raise typer.BadParameter(
+            f"{folder} holds no keys of {party_id}: a person rotates its own key from its kit"
+            " (`cagnet kit rotate-key KIT`)",
+            param_hint="ID",
+        )
+    if node is None:
+        raise typer.BadParameter("give --node NODEDIR: a member authority proposes the rotation", param_hint="--node")
     with _open(folder, node) as member:
         _propose_rotation(member, keys_dir, party_id, overlap_days)
 
@@ -607,20 +661,31 @@ def node_rotate_key(
 
 
 def _propose_rotation(member: _Governance, folder: Path, party_id: str, overlap_days: int) -> None:
+    member.head.party(party_id)  # UnknownIssuer: not listed
+    _report(member.propose(_rotation(folder, party_id, overlap_days)))
+    _say_waiting(folder, overlap_days)
+
+
+def _rotation(folder: Path, party_id: str, overlap_days: int) -> Change:
+    """The next key, made in `folder` beside the current one, proposed for `party_id`."""
     from shared import keys
     from shared.governance import Change
     from shared.manifest import encode_key
 
-    member.head.party(party_id)  # UnknownIssuer: not listed
     new = keys.next_key(folder)
     until = datetime.now(UTC) + timedelta(days=overlap_days)
-    change = Change(
+    return Change(
         action="rotate-key",
         party_id=party_id,
         signing_key=encode_key(new.public_key()),
         overlap_until_ms=int(until.timestamp() * 1000),
     )
-    _report(member.propose(change))
+
+
+def _say_waiting(folder: Path, overlap_days: int) -> None:
+    from shared import keys
+
+    until = datetime.now(UTC) + timedelta(days=overlap_days)
     err.print(
         f"new key waiting in {folder / keys.NEXT}; the old one is accepted until {until:%Y-%m-%d %H:%M} UTC "
         "once the rotation is published"

@@ -25,14 +25,22 @@ def network_init(
         Path | None,
         typer.Option(help="An authority register file to start from (default: the shipped 2011 list)."),
     ] = None,
+    no_chair: Annotated[
+        bool,
+        typer.Option(
+            "--no-chair",
+            help="Make no cag-chair keys here: the chair joins by invite and makes its own"
+            " (`cagnet network invite --principal`, `cagnet kit join`).",
+        ),
+    ] = False,
 ) -> None:
-    """Create a network: its CA, the coordinator's identity, a cag-chair principal and the manifest,
-    with the authority register members' names, districts and populations come from."""
+    """Create a network: its CA, the coordinator's identity, a cag-chair principal (unless --no-chair)
+    and the manifest, with the authority register members' names, districts and populations come from."""
 
     from coordinator import network
 
     manifest = network.init_network(
-        netdir, name=name, coordinator_endpoint=coordinator_endpoint, authorities=authorities
+        netdir, name=name, coordinator_endpoint=coordinator_endpoint, authorities=authorities, chair=not no_chair
     )
     err.print(
         f"[green]network {manifest.network!r} created[/] in {netdir} (manifest version {manifest.version},"

@@ -10,7 +10,7 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-from cagnet.actions.node import KINDS, check_file
+from cagnet.actions.node import KINDS, check_file, protect_edition
 from cagnet.actions.node import audit_log as _audit_log
 from cagnet.actions.node import node_manifest as _manifest
 from cagnet.actions.node import node_store as _engine
@@ -70,6 +70,9 @@ def synth(
             members=[p.id for p in manifest.members],
         )
     err.print(f"[green]loaded[/] {counts}")
+    with err.status("protecting the standard table set for the records as they are now"):
+        if protect_edition(config, engine):
+            err.print("the standard table set is protected for these records (a new edition)")
 
 
 @app.command("import")
@@ -120,6 +123,8 @@ def import_(
             # Reading locks nothing; only this last step holds the store's write lock.
             if step == "staged" and not dry_run:
                 progress.update(task, description=f"writing {file.name} to the store")
+            elif step == "protecting":
+                progress.update(task, description="protecting the standard table set for the records as they are now")
 
         try:
             check, engine = check_file(
@@ -405,8 +410,10 @@ def node_init(
         ),
     ] = None,
 ) -> None:
-    """Create a node's keys and configuration and admit it to the network (founding phase), or
-    write its join request for `cagnet network propose-join` (a governed network)."""
+    """On one machine (a demo or a test network): create a node's keys and configuration beside the
+    operator's network folder and admit it (founding phase), or write its join request for
+    `cagnet network propose-join` (a governed network). An authority on its own machine joins with
+    `cagnet node join --invite`, founding members included."""
     from cagnet.cli.governance import write_join_request
     from coordinator import network
     from node.answers import linkage

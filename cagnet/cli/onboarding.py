@@ -32,9 +32,17 @@ def invite(
             " coordinator.toml, when it names a host a joiner can reach)."
         ),
     ] = None,
+    principal: Annotated[
+        str, typer.Option(help="Invite a person instead: its principal id, e.g. jane-smith (with --role, --name).")
+    ] = "",
+    role: Annotated[str, typer.Option(help="The person's role: cag-chair or regional-board.")] = "",
+    name: Annotated[
+        str, typer.Option(help="The person's name as the manifest and audit logs show it, e.g. 'Jane Smith, Chair'.")
+    ] = "",
 ) -> None:
-    """Print a one-time invite code for an authority to join with `cagnet node join`. It pins the
-    network, the founding coordinator key and the CA fingerprint; only its secret's digest is kept."""
+    """Print a one-time invite code: for an authority to join with `cagnet node join`, or (--principal)
+    for a person to make a kit with `cagnet kit join`. It pins the network, the founding coordinator
+    key and the CA fingerprint; only its secret's digest is kept."""
 
     from coordinator import network
     from coordinator.onboarding import invites as coordinator_onboarding
@@ -53,15 +61,30 @@ def invite(
         raise typer.BadParameter(
             f"{address!r} is not an address a joiner can reach: give --endpoint HOST:PORT", param_hint="--endpoint"
         )
+    if bool(principal) != bool(role):
+        raise typer.BadParameter("a person's invite needs both --principal and --role", param_hint="--principal")
     made = coordinator_onboarding.create_invite(
-        network_dir, endpoint=address, authority=authority, valid_days=valid_days
+        network_dir,
+        endpoint=address,
+        authority=authority,
+        valid_days=valid_days,
+        principal=principal,
+        role=role,
+        name=name,
     )
     expires = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(made.expires_at))
-    err.print(
-        f"invite {made.invite_id} for {'authority ' + authority if authority else 'one authority'} to join"
-        f" {made.network!r}, valid until {expires}; the joiner runs `cagnet node join NODEDIR --invite CODE`"
-        " (send the code by a channel you trust: it admits one join request)"
-    )
+    if made.for_person:
+        err.print(
+            f"invite {made.invite_id} for {made.name} ({principal}) as {role} in {made.network!r}, valid until"
+            f" {expires}; the person runs `cagnet kit join --invite CODE --out KIT` on their own machine"
+            " (send the code by a channel you trust: it admits one join request)"
+        )
+    else:
+        err.print(
+            f"invite {made.invite_id} for {'authority ' + authority if authority else 'one authority'} to join"
+            f" {made.network!r}, valid until {expires}; the joiner runs `cagnet node join NODEDIR --invite CODE`"
+            " (send the code by a channel you trust: it admits one join request)"
+        )
     print(made.encode())
 
 
@@ -96,7 +119,8 @@ def list_invites(
             else "open"
         )
         expires = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(int(str(record["expires_at"]))))
-        table.add_row(str(record["id"]), str(record["authority"] or "any"), str(record["endpoint"]), expires, state)
+        who = str(record["authority"] or "any") + (f" ({record['role']})" if record.get("role") else "")
+        table.add_row(str(record["id"]), who, str(record["endpoint"]), expires, state)
     out.print(table)
 
 
@@ -118,7 +142,11 @@ def _read_invite(value: str) -> invites.Invite:
 
 def _progress(status: onboarding.Status) -> None:
     if status.state == "filed":
-        err.print("join request filed; waiting for a member authority to sponsor it (`cagnet network propose-join`)")
+        err.print(
+            "join request filed; waiting for a member authority to sponsor it (`cagnet network propose-join`),"
+            " or, while the network is being founded, for the coordinator's operator to admit it"
+            " (`cagnet network admit`)"
+        )
     elif status.state == "proposed":
         err.print(
             f"proposal {status.proposal_id}: {len(status.approvals)} of {status.needed} approvals"
@@ -168,6 +196,10 @@ def join(
         if invite_code is None or authority is None or endpoint is None:
             raise typer.BadParameter("a new join needs --invite, --authority and --endpoint")
         made = _read_invite(invite_code)
+        if made.for_person:
+            raise InvalidRequest(
+                f"this invite is for a person ({made.authority}, {made.role}): they run `cagnet kit join`"
+            )
         host, _, port = endpoint.rpartition(":")
         if not host or not port.isdigit() or not 0 < int(port) < 65536:
             raise typer.BadParameter(f"{endpoint!r} is not HOST:PORT", param_hint="--endpoint")
@@ -198,9 +230,51 @@ def join(
     )
 
 
+def admit(
+    party_id: Annotated[str, typer.Argument(metavar="ID", help="The joiner's authority code (or principal id).")],
+    network_dir: Annotated[Path, typer.Option("--network", help="The coordinator's network folder.")],
+    yes: Annotated[bool, typer.Option("--yes", help="Admit without asking (for scripts).")] = False,
+) -> None:
+    """While the network is being founded (before its charter): admit a join request filed with an
+    invite. The coordinator issues the certificate for the key the joiner made on its own machine
+    and lists it; the joiner collects both with `cagnet node join` (or `cagnet kit join`). Once
+    governed, a member sponsors instead (`propose-join`) and a quorum decides."""
+
+    from coordinator import network
+    from coordinator.onboarding import invites as coordinator_onboarding
+    from shared import governance
+    from shared.errors import InvalidRequest
+
+    if network.read(network_dir).governed:
+        raise InvalidRequest(
+            "the network is governed by its members: a member sponsors the join"
+            f" (`cagnet network propose-join {party_id} --node NODEDIR`) and a quorum approves"
+        )
+    envelope = coordinator_onboarding.filed_request(network_dir, party_id)
+    if envelope is None:
+        raise typer.BadParameter(f"no join request from {party_id} is filed over the onboarding port", param_hint="ID")
+    request = governance.open_join_request(envelope)
+    # What the joiner signed, shown before anything is issued: check the key with the joiner.
+    err.print(
+        f"{request.name} ({request.party_id}) asks to join"
+        + (f" as {request.role}" if request.role else f", reachable at {request.endpoint}")
+        + f"; its signing key {request.signing_key}",
+        markup=False,
+    )
+    if not yes and not typer.confirm(f"Admit {party_id} (issue its certificate and list it)?"):
+        err.print("not admitted: nothing changed")
+        raise typer.Exit(1)
+    _, version = coordinator_onboarding.admit_founding(network_dir, party_id)
+    err.print(
+        f"[green]{party_id} admitted[/] in manifest version {version}; it collects its certificate over the"
+        " onboarding port"
+    )
+
+
 # `cagnet network ...` commands (the coordinator's side of joining) and `cagnet node join`.
 NETWORK_COMMANDS: tuple[tuple[str, Callable[..., None]], ...] = (
     ("invite", invite),
     ("invites", list_invites),
+    ("admit", admit),
 )
 NODE_COMMANDS: tuple[tuple[str, Callable[..., None]], ...] = (("join", join),)

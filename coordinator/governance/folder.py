@@ -54,6 +54,9 @@ class FolderMember:
     def join_requests(self) -> list[dsse.Envelope]:
         return onboarding.awaiting_sponsor(self.netdir)
 
+    def awaiting_key(self) -> list[dsse.Envelope]:
+        return onboarding.awaiting_key(self.netdir)
+
     def file_sealed(self, sealed: dsse.Envelope) -> str:
         return onboarding.store_sealed(self.netdir, self.head.party(self.identity.party_id), sealed)
 

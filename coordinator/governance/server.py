@@ -22,9 +22,9 @@ from coordinator import network
 from coordinator.audit import CoordinatorAudit, request_parameters
 from coordinator.governance import proposals as gov
 from coordinator.onboarding import invites as onboarding
-from shared import dsse
+from shared import dsse, governance
 from shared.auth import NonceCache, Verified, response_header, sign_message
-from shared.errors import CagnetError, InvalidRequest, NotFound
+from shared.errors import CagnetError, InvalidRequest, NotFound, NotPermitted
 from shared.governance import Filed
 from shared.identity import Identity
 from shared.interceptor import SignedEnvelopeInterceptor, current_request
@@ -43,7 +43,9 @@ FILE_SEALED_KEY = f"/{SERVICE}/FileSealedKey"
 METHODS: dict[str, tuple[type[Message], tuple[str, ...]]] = {
     MANIFEST: (governance_pb2.ManifestRequest, (MEMBER_AUTHORITY, CAG_CHAIR, REGIONAL_BOARD)),
     PROPOSALS: (governance_pb2.ProposalsRequest, (MEMBER_AUTHORITY,)),
-    PROPOSE: (governance_pb2.ProposeRequest, (MEMBER_AUTHORITY,)),
+    # A principal may file one thing: the rotation of its own key (`cagnet kit rotate-key`), which
+    # members then approve; everything else is a member authority's (checked in Propose).
+    PROPOSE: (governance_pb2.ProposeRequest, (MEMBER_AUTHORITY, CAG_CHAIR, REGIONAL_BOARD)),
     APPROVE: (governance_pb2.ApproveRequest, (MEMBER_AUTHORITY,)),
     FILE_SEALED_KEY: (governance_pb2.SealedKeyRequest, (MEMBER_AUTHORITY,)),
 }
@@ -122,12 +124,19 @@ class GovernanceServicer(governance_pb2_grpc.GovernanceServicer):
         version = network.read(self.rt.netdir).version
         pending = gov.pending(self.rt.netdir)
         waiting = onboarding.awaiting_sponsor(self.rt.netdir)
+        unsealed = onboarding.awaiting_key(self.rt.netdir)
         reply = governance_pb2.ProposalsResponse(
             version=version,
             proposals=[filed_to_proto(f) for f in pending],
             join_requests=[envelope_to_proto(e) for e in waiting],
+            awaiting_key=[envelope_to_proto(e) for e in unsealed],
         )
-        outcome = {"version": version, "open": [f.id for f in pending], "join_requests": len(waiting)}
+        outcome = {
+            "version": version,
+            "open": [f.id for f in pending],
+            "join_requests": len(waiting),
+            "awaiting_key": len(unsealed),
+        }
         return self._reply(PROPOSALS, verified, reply, outcome)
 
     def Propose(self, request: envelope_pb2.Envelope, context: grpc.ServicerContext) -> envelope_pb2.Envelope:
@@ -136,6 +145,8 @@ class GovernanceServicer(governance_pb2_grpc.GovernanceServicer):
         caller = verified.issuer.id
         if message.HasField("join_request") == message.HasField("proposal"):
             raise InvalidRequest("a proposal, or a join request to sponsor: one of the two")
+        if not verified.issuer.has_role(MEMBER_AUTHORITY):
+            _require_own_rotation(verified.issuer.id, message)
         if message.HasField("join_request"):
             filed = gov.sponsor_join(self.rt.netdir, envelope_from_proto(message.join_request), sponsor=caller)
         else:
@@ -159,6 +170,17 @@ class GovernanceServicer(governance_pb2_grpc.GovernanceServicer):
         log.info("governance: %s filed a sealed linkage key for %s", verified.issuer.id, party_id)
         reply = governance_pb2.SealedKeyResponse(party_id=party_id)
         return self._reply(FILE_SEALED_KEY, verified, reply, {"joiner": party_id})
+
+
+def _require_own_rotation(caller: str, message: governance_pb2.ProposeRequest) -> None:
+    """A principal files only the rotation of its own key, and approves nothing."""
+    change = (
+        governance.parse_proposal(envelope_from_proto(message.proposal)).change
+        if message.HasField("proposal")
+        else None
+    )
+    if change is None or change.action != "rotate-key" or change.party_id != caller or message.approval:
+        raise NotPermitted(f"{caller} may propose only the rotation of its own key; members decide the rest")
 
 
 def add_to_server(server: grpc.Server, runtime: GovernanceRuntime) -> None:

@@ -17,7 +17,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from coordinator.joint.fanout import Contribution, Missing
-from shared import dsse
+from shared import dsse, places
 from shared.auth import asks_same_question, digest, open_signed, verify_response
 from shared.canonical import canonical_json
 from shared.errors import BadSignature, BundleMismatch, InvalidRequest, UnknownIssuer
@@ -53,6 +53,33 @@ class AuthorityCurrency(_Model):
     authority: str
     records_to: str = ""  # the last day of the month its client records run to
     last_import: str = ""  # when its records were last imported (UTC)
+
+
+def currency_lines(currency: Sequence[AuthorityCurrency]) -> list[str]:
+    """Each answering authority's records currency as its signed answer states it, named from the
+    register: "Kent: records to 2010-03-31, last import 2026-12-05 09:14 UTC"."""
+    lines = []
+    for c in currency:
+        try:
+            name = places.place_name(c.authority)
+        except KeyError:
+            name = c.authority
+        parts = [f"records to {c.records_to}" if c.records_to else "no client records"]
+        if c.last_import:
+            parts.append(f"last import {c.last_import[:10]} {c.last_import[11:16]} UTC")
+        lines.append(f"{name}: {', '.join(parts)}")
+    return lines
+
+
+def span_label(bundle: Bundle) -> str:
+    """The span of client records a joint answer covers, as a chair reads it: the dates asked, and
+    where the question left the end open, the month the answering authorities' records run to."""
+    query = coordinator_pb2.JointQueryRequest.FromString(dsse.Envelope.from_json(bundle.query).payload)
+    latest = max((c.records_to for c in bundle.currency if c.records_to), default="")
+    end = query.to_date or latest
+    if query.from_date:
+        return f"{query.from_date} to {end or 'the latest records'}"
+    return f"all records to {end}" if end else "all records"
 
 
 def currency_of(authority: str, message: Any) -> AuthorityCurrency | None:

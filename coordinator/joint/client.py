@@ -16,6 +16,7 @@ from coordinator import network
 from coordinator.joint.bundle import Bundle, verify_bundle
 from shared import dsse
 from shared.auth import request_header, sign_message
+from shared.channel import coordinator_endpoints, unreachable
 from shared.errors import BundleMismatch, CagnetError, InvalidRequest, Unavailable
 from shared.identity import Identity
 from shared.interceptor import secure_channel
@@ -88,18 +89,26 @@ class CoordinatorClient:
         self.netdir = netdir
         asker = _folder_asker(netdir, principal, member_asker)
         self.identity = asker.identity
-        self.target = endpoint or asker.manifests.current().coordinator_endpoint
+        # The head's address, then those earlier versions listed (the coordinator may have moved).
+        self._targets = [endpoint] if endpoint else list(coordinator_endpoints(asker.manifests))
+        if not self._targets:
+            self._targets = [asker.manifests.current().coordinator_endpoint]
+        self.target = self._targets[0]
+        self._open(self.target)
+        # The manifest and policy as the files now say: re-read and re-verified whenever a file
+        # changes (a member admitted since this client started must verify too), not on every query.
+        self._sources = (asker.manifests, asker.policies)
+
+    def _open(self, target: str) -> None:
+        self.target = target
         self._channel = secure_channel(
-            self.target,
+            target,
             peer_party_id=COORDINATOR,
             ca_pem=self.identity.ca_cert_pem,
             key_pem=self.identity.tls_key_pem,
             cert_pem=self.identity.tls_cert_pem,
         )
         self._stub = coordinator_pb2_grpc.CoordinatorStub(self._channel)
-        # The manifest and policy as the files now say: re-read and re-verified whenever a file
-        # changes (a member admitted since this client started must verify too), not on every query.
-        self._sources = (asker.manifests, asker.policies)
 
     def _current(self) -> tuple[ManifestSource, PolicySource]:
         return self._sources
@@ -123,9 +132,7 @@ class CoordinatorClient:
         # Ask under the policy this principal has: a coordinator or node on another one refuses.
         manifests, policies = self._current()
         policy_digest = policies.current().digest
-        header = request_header(self.identity, audience=COORDINATOR, method=JOINT_QUERY, policy_digest=policy_digest)
         request = coordinator_pb2.JointQueryRequest(
-            header=header,
             kind=kind,
             by_district=by_district,
             node_deadline_ms=node_deadline_ms,
@@ -138,13 +145,26 @@ class CoordinatorClient:
             as_at=as_at,
             cross_tab=list(cross_tab),
         )
-        envelope = sign_message(request, self.identity)
-        try:
-            reply = self._stub.JointQuery(envelope_to_proto(envelope), timeout=timeout_s)
-        except grpc.RpcError as exc:
-            if exc.code() == grpc.StatusCode.UNAVAILABLE:
-                raise Unavailable(f"the coordinator at {self.target} is not reachable") from None
-            raise Refused(exc.code(), exc.details() or "") from None
+        tried: list[str] = []
+        while True:
+            # Signed afresh for each address the coordinator may be at: a new nonce each time.
+            header = request_header(
+                self.identity, audience=COORDINATOR, method=JOINT_QUERY, policy_digest=policy_digest
+            )
+            request.header.CopyFrom(header)
+            envelope = sign_message(request, self.identity)
+            try:
+                reply = self._stub.JointQuery(envelope_to_proto(envelope), timeout=timeout_s)
+                break
+            except grpc.RpcError as exc:
+                if exc.code() != grpc.StatusCode.UNAVAILABLE:
+                    raise Refused(exc.code(), exc.details() or "") from None
+                tried.append(self.target)
+                following = [t for t in self._targets if t not in tried]
+                if not following:
+                    raise Unavailable(unreachable("the coordinator", tried)) from None
+                self._channel.close()
+                self._open(following[0])
         bundle_envelope = envelope_from_proto(reply)
         bundle = verify_bundle(bundle_envelope, manifests.current())
         if bundle.query != envelope.to_json():

@@ -49,12 +49,27 @@ def _write_json(path: Path, record: dict[str, object]) -> None:
 
 
 def create_invite(
-    netdir: Path, *, endpoint: str, authority: str = "", valid_days: float = 14, now: float | None = None
+    netdir: Path,
+    *,
+    endpoint: str,
+    authority: str = "",
+    valid_days: float = 14,
+    now: float | None = None,
+    principal: str = "",
+    role: str = "",
+    name: str = "",
 ) -> Invite:
-    """A new invite for the network in `netdir`; only the digest of its secret is kept here."""
+    """A new invite for the network in `netdir`; only the digest of its secret is kept here. For an
+    authority's node (`authority`: the one that may use it, "" for any), or for a person
+    (`principal`, `role`, `name`: who it is, what it may do, the name the manifest will show)."""
     if valid_days <= 0:
         raise InvalidRequest("an invite must be valid for some time (--valid-days above 0)")
     manifest = network.read(netdir)
+    if principal or role:
+        if authority:
+            raise InvalidRequest("an invite is for an authority's node or for a person, not both")
+        network.check_principal(netdir, party_id=principal, role=role)
+        authority, name = principal, name or principal
     if authority and any(p.id == authority for p in manifest.parties):
         raise InvalidRequest(f"{authority} is already listed in the network")
     created = time.time() if now is None else now
@@ -66,6 +81,8 @@ def create_invite(
         expires_at=int(created + valid_days * 86400),
         secret=new_secret(),
         authority=authority,
+        role=role,
+        name=name if role else "",
     )
     invite.encode()  # a name or endpoint too long for a code is refused before anything is kept
     _write_json(
@@ -75,6 +92,8 @@ def create_invite(
             "secret_sha256": invite.secret_digest,
             "network": invite.network,
             "authority": authority,
+            "role": invite.role,
+            "name": invite.name,
             "endpoint": endpoint,
             "created_at": int(created),
             "expires_at": invite.expires_at,
@@ -150,6 +169,7 @@ def file_join(netdir: Path, proof: Proof, join_request: dsse.Envelope, *, now: f
         record = check(netdir, proof, now=now)
         if record.get("authority") and record["authority"] != request.party_id:
             raise InviteRefused(f"the invite is for another authority, not {request.party_id}")
+        _matches_invite(record, request)
         if record.get("party_id") and record["party_id"] != request.party_id:
             raise InviteUsed()
         manifest = network.read(netdir)
@@ -164,7 +184,7 @@ def file_join(netdir: Path, proof: Proof, join_request: dsse.Envelope, *, now: f
             # unless members are already voting on it.
             if any(f.join_request is not None and f.join_request.payload == held.payload for f in gov.pending(netdir)):
                 raise InvalidRequest(f"members are voting on an earlier join request for {request.party_id}")
-        if not request.sealing_key:
+        if not request.sealing_key and not request.role:
             raise InvalidRequest("a join over the wire lists a sealing key for the network linkage key")
         _write_json(
             path, {"join_request": join_request.to_json(), "invite": proof.invite_id, "filed_at": int(time.time())}
@@ -172,6 +192,20 @@ def file_join(netdir: Path, proof: Proof, join_request: dsse.Envelope, *, now: f
         record.update(signing_key=proof.signing_key, party_id=request.party_id)
         _write_json(invites_dir(netdir) / f"{proof.invite_id}.json", record)
         return request
+
+
+def _matches_invite(record: dict[str, object], request: JoinRequest) -> None:
+    """A person's request asks for exactly what it was invited as (its id, role and name) and
+    serves nothing; an authority's node asks for no principal role."""
+    role = str(record.get("role") or "")
+    if not role:
+        if request.role:
+            raise InviteRefused("the invite is for an authority's node, not for a person")
+        return
+    if (request.party_id, request.role, request.name) != (record["authority"], role, record.get("name")):
+        raise InviteRefused(f"the invite is for {record['authority']} as {role}, and the request asks otherwise")
+    if request.endpoint or request.sealing_key or request.population:
+        raise InvalidRequest("a person's join request lists no endpoint, population or sealing key")
 
 
 def filed_request(netdir: Path, party_id: str) -> dsse.Envelope | None:
@@ -196,6 +230,48 @@ def awaiting_sponsor(netdir: Path) -> list[dsse.Envelope]:
     return waiting
 
 
+def awaiting_key(netdir: Path) -> list[dsse.Envelope]:
+    """Filed join requests of parties the manifest now lists as member authorities (founding
+    members the operator admitted, joiners a quorum admitted) with no linkage key sealed to them
+    yet: a member seals it (`cagnet network seal-linkage-key`)."""
+    members = {p.id for p in network.read(netdir).members}
+    waiting = []
+    for path in sorted(joins_dir(netdir).glob("*.json")):
+        if path.name.endswith(".sealed.json") or path.stem not in members:
+            continue
+        envelope = dsse.Envelope.from_json(json.loads(path.read_text())["join_request"])
+        request = governance.open_join_request(envelope)
+        if request.sealing_key and _sealed(netdir, path.stem, envelope) is None:
+            waiting.append(envelope)
+    return waiting
+
+
+def admit_founding(netdir: Path, party_id: str) -> tuple[JoinRequest, int]:
+    """The coordinator's operator admits a join request filed over the onboarding port while the
+    network is being founded: the certificate is issued for the TLS key the joiner made, the
+    manifest lists it (signed by the founding key, as every founding-phase version), and the
+    joiner collects both over the onboarding port. Once governed, a member sponsors instead and a
+    quorum decides (`propose-join`). Returns the request and the manifest version listing it."""
+    with gov.exclusive(netdir):
+        if network.read(netdir).governed:
+            raise InvalidRequest(
+                "the network is governed by its members: a member sponsors the join"
+                f" (`cagnet network propose-join {party_id} --node NODEDIR`) and a quorum approves"
+            )
+        if any(p.id == party_id for p in network.read(netdir).parties):
+            raise InvalidRequest(f"{party_id} is already listed")
+        envelope = filed_request(netdir, party_id)
+        if envelope is None:
+            raise InvalidRequest(f"no join request from {party_id} is filed over the onboarding port")
+        request = governance.open_join_request(envelope)
+        cert, ca_cert, manifest = network.admit(netdir, request)
+        folder = gov.joined_dir(netdir, party_id)
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / "tls.crt").write_bytes(pki.cert_pem(cert))
+        (folder / "ca.crt").write_bytes(pki.cert_pem(ca_cert))
+        return request, manifest.version
+
+
 @dataclass(frozen=True)
 class JoinState:
     state: str
@@ -216,7 +292,7 @@ def state(netdir: Path, proof: Proof) -> JoinState:
         raise InvalidRequest("no join request is filed with this invite yet")
     manifest = network.read(netdir)
     sealed = _sealed(netdir, party_id, request)
-    listed = next((p for p in manifest.members if p.id == party_id), None)
+    listed = next((p for p in manifest.parties if p.id == party_id), None)
     cert_path = gov.joined_dir(netdir, party_id) / "tls.crt"
     if listed is not None and cert_path.exists():
         certificate = cert_path.read_bytes()

@@ -22,7 +22,7 @@ from types import TracebackType
 
 from node.config import NodeConfig, load_config
 from shared import dsse, governance, keys
-from shared.channel import ServiceRefused
+from shared.channel import ServiceRefused, coordinator_endpoints
 from shared.errors import CagnetError, NotFound, NotPermitted, Unavailable
 from shared.governance import Change, Filed, Proposal, Review
 from shared.governance_client import GovernanceClient, sync_manifests
@@ -92,7 +92,12 @@ class ManifestPoller:
     def run_once(self) -> Synced | None:
         try:
             # A fresh channel each round: the coordinator's endpoint is whatever the head says now.
-            with GovernanceClient(self._identity(), self._manifests.current, endpoint=self._endpoint) as client:
+            with GovernanceClient(
+                self._identity(),
+                self._manifests.current,
+                endpoint=self._endpoint,
+                known=coordinator_endpoints(self._manifests),
+            ) as client:
                 synced = sync(self._manifests, client)
         except Unavailable as exc:
             log.info("manifest sync: %s", exc.public_message)
@@ -122,7 +127,9 @@ class Member:
         # A rotated key the node has not switched to yet (it is not running): switch as it would.
         keys.promote_if_listed(self.config.identity_dir, self.manifests.current(), self.config.authority)
         self.identity = self.config.identity()
-        self.client = GovernanceClient(self.identity, self.manifests.current, endpoint=endpoint)
+        self.client = GovernanceClient(
+            self.identity, self.manifests.current, endpoint=endpoint, known=coordinator_endpoints(self.manifests)
+        )
 
     @property
     def head(self) -> Manifest:
@@ -197,6 +204,10 @@ class Member:
         checked against the key it lists: `shared.governance.open_join_request`)."""
         _, _, waiting = self.client.proposals_and_joins()
         return waiting
+
+    def awaiting_key(self) -> list[dsse.Envelope]:
+        """Join requests of listed members that wait for the network linkage key."""
+        return self.client.awaiting_key()
 
     def file_sealed(self, sealed: dsse.Envelope) -> str:
         """Hand the coordinator the linkage key this member sealed to a joiner."""

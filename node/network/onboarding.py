@@ -4,9 +4,11 @@
 for another network or one already used is refused with nothing on disk), then makes the node's
 folder: its keys (signing, TLS, and an X25519 key the linkage key is sealed to), the network's
 public files as the verified chain gives them, its configuration and its signed join request,
-which it files with the coordinator. `collect` follows the join and, once the members' quorum has
-admitted the node and a member has sealed the network linkage key to it, checks the certificate
-against the CA and the quorum-signed manifest, opens the linkage key and completes the node.
+which it files with the coordinator. `collect` follows the join and, once admitted (by the members'
+quorum, or while the network is being founded by the coordinator's operator) and a member has
+sealed the network linkage key to it, checks the certificate against the CA and the verified
+manifest, opens the linkage key and completes the node. The first founding member is sealed
+nothing: it makes the linkage key itself and seals it to the founders after it.
 
     NODEDIR/join.json         the invite code and the onboarding port, while the join is open
                               (mode 0600: the invite's secret is in it); removed once joined
@@ -33,7 +35,7 @@ from shared.authorities import register_of
 from shared.errors import InvalidRequest, ManifestRefused, VerificationError
 from shared.identity import SEALING_KEY, write_sealing_key
 from shared.invite import Invite, decode
-from shared.manifest import ManifestSource
+from shared.manifest import Manifest, ManifestSource
 from shared.onboarding_client import OnboardingClient, PublicFiles, fetch_network_ca
 from shared.pb.cagnet.v1 import onboarding_pb2
 from shared.policy import PolicySource
@@ -94,6 +96,8 @@ def start(
     """Make the node and file its join request. Everything the invite and the coordinator can
     refuse is asked before the folder is touched; if filing fails after that, the folder is
     removed again, so a refused join leaves nothing behind."""
+    if invite.for_person:
+        raise InvalidRequest(f"this invite is for a person ({invite.authority}): they join with `cagnet kit join`")
     invite.require_unexpired()
     if invite.authority and invite.authority != authority:
         raise InvalidRequest(f"the invite is for authority {invite.authority}, not {authority}")
@@ -173,9 +177,21 @@ def collect(
             if status.state == "admitted" and status.HasField("sealed_linkage_key"):
                 _complete(join, client.public_files(), status)
                 return True
+            if status.state == "admitted":
+                files = client.public_files()
+                if first_member(files.manifest, join.party_id):
+                    _complete(join, files, status)
+                    return True
             if not wait or (deadline is not None and time.monotonic() >= deadline):
                 return False
             time.sleep(poll_s)
+
+
+def first_member(manifest: Manifest, party_id: str) -> bool:
+    """Whether `party_id` is the network's first member authority (founding phase, no other member
+    listed in the verified chain): it makes the network linkage key itself, on its own node, and
+    seals it to the members after it; nobody else ever held it."""
+    return not manifest.governed and [p.id for p in manifest.members] == [party_id]
 
 
 def _complete(join: Pending, files: PublicFiles, status: Status) -> None:
@@ -198,12 +214,16 @@ def _complete(join: Pending, files: PublicFiles, status: Status) -> None:
     )
     if public.decode() != request.tls_public_key_pem:
         raise VerificationError("the certificate is not for this node's TLS key")
-    key = sealing.unseal(
-        envelope_from_proto(status.sealed_linkage_key),
-        manifest,
-        private_key=keyfile.read_x25519_key(nodedir / "identity" / SEALING_KEY),
-        join_request=join.join_request,
-    )
+    key = None  # the first member makes it (`first_member`)
+    if status.HasField("sealed_linkage_key"):
+        key = sealing.unseal(
+            envelope_from_proto(status.sealed_linkage_key),
+            manifest,
+            private_key=keyfile.read_x25519_key(nodedir / "identity" / SEALING_KEY),
+            join_request=join.join_request,
+        )
+    elif not first_member(manifest, request.party_id):
+        raise VerificationError("admitted, but no member has sealed the network linkage key to this node yet")
     _write_public_files(nodedir, files)
     linkage.install_linkage_key(nodedir / "identity" / "linkage.key", key)
     complete_join(

@@ -160,6 +160,9 @@ class NodeRuntime:
             members=lambda: frozenset(p.id for p in manifests.last_accepted.members),
             register=lambda: register_of(manifests.last_accepted),
         )
+        # The standard table set's edition for the records as they are (kept in the store, or
+        # protected now), so that the first grid question after a start is a lookup.
+        releaser.prepare_grid(policies.current())
         # Seen nonces are kept in the store until they expire: a restart does not reopen a replay.
         return cls(
             config,
@@ -171,6 +174,13 @@ class NodeRuntime:
             nonces=PersistentNonceCache(engine),
             _register_text=manifest.authorities,
         )
+
+    def keep_edition(self) -> None:
+        """The standard table set's edition for the records and policy as they are now, protected
+        ahead of any question (a lookup when it is current already)."""
+        self.manifests.current()  # a manifest file replaced since: its members and register
+        self._follow_manifest()
+        self.releaser.prepare_grid(self.policies.current())
 
     def policy_for(self, verified: Verified[Any]) -> Policy:
         """The policy this node applies, if the request was made under it; else StalePolicy."""
@@ -444,6 +454,22 @@ def create_server(runtime: NodeRuntime, *, address: str | None = None, max_worke
     return server, port
 
 
+# How often a serving node checks that its standard table set is protected for its records and
+# policy as they are (records written by another process, a newly adopted policy): a cheap
+# fingerprint read when nothing changed, so that the protection is done here, not while a question waits.
+EDITION_CHECK_S = 2.0
+
+
+def _keep_editions(runtime: NodeRuntime, stop: threading.Event) -> None:
+    while not stop.wait(EDITION_CHECK_S):
+        try:
+            runtime.keep_edition()
+        except CagnetError as exc:
+            log.info("standard table set not protected now: %s", exc.public_message)
+        except Exception:  # the next round tries again; questions build the edition themselves
+            log.exception("standard table set: protecting the edition failed")
+
+
 def serve(config: NodeConfig, *, ready: Any = None) -> None:
     """Run until SIGTERM or SIGINT, then stop gracefully (in-flight calls get 5 s to finish). One
     server per node folder: a second is refused while this one runs (`shared.serving`)."""
@@ -470,12 +496,15 @@ def _serve(config: NodeConfig, ready: Any) -> None:
     )
     poller.start()
     stop = threading.Event()
+    keeper = threading.Thread(target=_keep_editions, args=(runtime, stop), name="edition-keeper", daemon=True)
+    keeper.start()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
     log.info("node %s serving on port %d", config.authority, port)
     if ready is not None:
         ready(port)
     stop.wait()
+    keeper.join(timeout=30)
     poller.stop()
     server.stop(grace=5).wait()
     runtime.refusals.flush(everything=True)

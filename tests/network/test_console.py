@@ -138,16 +138,17 @@ def test_a_question_with_options_asks_what_the_form_says(page: Any, chair: Conso
     page.click("a[href='/ask/movement']")
     page.fill("input[name=from_date]", "2009-04-01")
     page.fill("input[name=to_date]", "2010-03-31")
-    page.select_option("select[name=period]", "year")
-    page.select_option("select[name=client_groups]", ["1", "4"])
+    page.select_option("select[name=period]", "quarter")
+    # One client group: a standard question, answered every time (two groups at once are off the
+    # standard table set, and the nodes' ledgers refuse a year of two small groups as differencing
+    # against the set's quarters).
+    page.select_option("select[name=client_groups]", ["4"])
     _submit(page)
     held = chair.session.results[page.url.rsplit("/", 1)[-1]]
-    assert held.question["client_groups"] == [1, 4] and held.question["period"] == "year"
+    assert held.question["client_groups"] == [4] and held.question["period"] == "quarter"
     assert "Period: 2009-04-01 to 2010-03-31" in page.inner_text("main")
     rows = page.locator("section.result-table", has_text="movement: flows").locator("tbody tr").all_inner_texts()
-    assert rows and all(
-        any(g in r for g in ("Older people with support needs", "mental health", "all client")) for r in rows
-    )
+    assert rows and all(any(g in r for g in ("mental health", "all client")) for r in rows)
 
 
 def test_the_excel_download_opens_with_numbers_as_numbers(page: Any, chair: ConsoleServer, tmp_path: Path) -> None:

@@ -297,7 +297,7 @@ def test_a_seventh_authority_joins_from_its_own_folder_and_answers_joint_queries
                 PLAN: {"from_date": "2009-04-01", "to_date": "2010-03-31", "node_deadline_ms": 20000},
             }.get(kind, {})
             bundle, _ = joint_query(netdir, kind=kind, **options)
-            assert set(bundle.answered) == {*FOUNDERS, JOINER} and not bundle.missing, kind
+            assert set(bundle.answered) == {*FOUNDERS, JOINER} and not bundle.missing, (kind, bundle.missing)
     finally:
         server.terminate()
         server.wait(timeout=30)

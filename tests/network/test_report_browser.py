@@ -4,6 +4,7 @@ chart drew, and a screenshot is kept under test-artifacts/ (ignored by git)."""
 
 from __future__ import annotations
 
+import re
 import shutil
 from pathlib import Path
 
@@ -27,12 +28,20 @@ def report(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return out
 
 
-def test_the_report_is_one_file_that_names_its_policy_and_coverage(report: Path) -> None:
+def test_the_report_is_one_file_that_names_its_policy_periods_and_coverage(report: Path) -> None:
     text = report.read_text()
     for chart in CHART_IDS:
         assert f'id="{chart}"' in text
     assert text.count("Policy applied: <code>sha256:") == len(CHART_IDS)
     assert text.count("Authorities missing:") == len(CHART_IDS)
+    # Each chart but the register's names its period and how recent each authority's records are (each node
+    # states it in its signed answer).
+    assert text.count("Period: all records to 20") == 4  # movement, net flows, outcomes, equality
+    assert "Period: services in force on 20" in text and "Period: contracts in force on 20" in text
+    assert (
+        len(re.findall(r"Records: [^<]*?: records to \d{4}-\d{2}-\d{2}, last import \d{4}-", text))
+        == len(CHART_IDS) - 1
+    )
     # plotly.js is inline, and the page forbids fetching anything (the browser test sees no request).
     assert "default-src 'none'" in text
 

@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 from scipy.optimize import linprog
 from scipy.sparse import csr_matrix, vstack
+from sqlalchemy import text
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
@@ -40,7 +41,7 @@ SECRET = b"medway-rounding-key-0123456789abcdef"
 SEALER = PersonSealer(bytes(range(64)))
 # Two grid years keep each linear programme small: 2008-09 and 2009-10.
 POLICY = parse_policy(
-    default_policy_toml(grid=True)
+    default_policy_toml()
     .replace(b"first_year = 2005", b"first_year = 2008")
     .replace(b"last_year = 2009", b"last_year = 2009")
 )
@@ -375,26 +376,43 @@ def _on_grid(question: Question) -> bool:
 
 def test_a_new_edition_shows_the_new_quarter_and_hides_a_late_handful(database_url: str) -> None:
     """Edition 1 (imported in January 2010) publishes every quarter to 2009-10 Q3, and no
-    2009-10 year. Edition 2 (April 2010) brings January to March 2010 and two late records in
-    2008-09 Q3: Q4 and the 2009-10 year are published (the year protected with its quarters'
-    figures fixed), 2008-09 Q3 keeps its figures (two people would show), and an attacker
-    holding both editions, knowing exactly what the second import added, narrows nothing."""
+    2009-10 year. Edition 2 (April 2010) brings January to March 2010, with a lone refugee and two
+    women at the refuge planted in the new quarter, and late records in closed quarters: two
+    homeless people in 2008-09 Q3, a refugee in 2009-10 Q1, three women at the refuge in 2008-09
+    Q2. Q4 and the 2009-10 year are published (the year protected with its quarters' figures
+    fixed); each closed quarter keeps its figures (the late handful would show); and an attacker
+    holding both editions, knowing exactly what the second import added, narrows nothing. Each
+    edition is protected once, when the records change (as `cagnet node import` does), kept in
+    the store, and read back by the node after a restart."""
     engine, truth, rng = _medway(database_url, JANUARY)
     try:
+        assert Releaser(engine, MEDWAY, SECRET, members=lambda: CAG).prepare_grid(POLICY)  # the import's step
         first, _refused = _ask_everything(Releaser(engine, MEDWAY, SECRET, members=lambda: CAG))
         year = check_question(RecordsQuestion(from_date="2009-04-01", to_date="2010-03-31", period="quarter"))
         q3 = check_question(RecordsQuestion(from_date="2008-10-01", to_date="2008-12-31", period="quarter"))
+        q2 = check_question(RecordsQuestion(from_date="2008-07-01", to_date="2008-09-30", period="quarter"))
         before = dict(first)
         assert before[q3] is not None and year not in before  # the open year is off the grid (and refused)
 
         _fill(engine, truth, rng, date(2010, 1, 1), date(2010, 3, 1), APRIL)
-        late = Truth()
-        _add(engine, late, "MED-S1", KENT, date(2008, 11, 20), 2, rng, APRIL)  # not in `truth`: never shown
-        releaser = Releaser(engine, MEDWAY, SECRET, members=lambda: CAG)
+        _add(engine, truth, "MED-S4", LEEDS, date(2010, 2, 3), 1, rng, APRIL)  # planted in the new quarter
+        _add(engine, truth, "MED-S3", BRIGHTON, date(2010, 3, 9), 2, rng, APRIL)
+        late = Truth()  # not in `truth`: never shown
+        _add(engine, late, "MED-S1", KENT, date(2008, 11, 20), 2, rng, APRIL)
+        _add(engine, late, "MED-S4", LAMBETH, date(2009, 5, 14), 1, rng, APRIL)
+        _add(engine, late, "MED-S3", MEDWAY, date(2008, 8, 2), 3, rng, APRIL)
+        assert Releaser(engine, MEDWAY, SECRET, members=lambda: CAG).prepare_grid(POLICY)
+        with engine.connect() as conn:
+            assert conn.execute(text("SELECT count(*) FROM grid_edition")).scalar() == 2
+        releaser = Releaser(engine, MEDWAY, SECRET, members=lambda: CAG)  # a restart: the kept edition
         second, _refused = _ask_everything(releaser)
+        with engine.connect() as conn:
+            assert conn.execute(text("SELECT count(*) FROM grid_edition")).scalar() == 2  # read, not made again
         after = {(q, t.kind): t for q, t in second}
-        assert after[(q3, "movement")] == releaser.movement(POLICY, roles=MEMBER, question=q3)
-        assert [t for q, t in first if q == q3 and t.kind == "movement"] == [after[(q3, "movement")]]
+        for quarter in (q3, q2):
+            assert after[(quarter, "movement")] == releaser.movement(POLICY, roles=MEMBER, question=quarter)
+            for kind in ("movement", "kpi"):
+                assert [t for q, t in first if q == quarter and t.kind == kind] == [after[(quarter, kind)]]
         assert (year, "movement") in after  # the closed year is on the grid now
         with pytest.raises(DisclosureRefused, match="differencing"):  # off the grid, the ledger holds
             releaser.movement(

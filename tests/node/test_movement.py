@@ -29,7 +29,7 @@ from shared.kinds.records import (
     net_figure,
 )
 from shared.models import CountCell, CountTable, RecordsQuestion
-from shared.policy import default_policy, default_policy_toml, parse_policy
+from shared.policy import default_policy_toml, parse_policy
 from shared.vocabulary import ServiceType, Term
 from tests.sixutil import SIX
 
@@ -37,9 +37,9 @@ MEDWAY, KENT, BRIGHTON, EAST_SUSSEX = "E06000035", "E10000016", "E06000043", "E1
 LAMBETH, LEEDS = "E09000022", "E08000035"  # London; Yorkshire and The Humber
 LONDON, YORKSHIRE = "E12000007", "E12000003"
 HOMELESS, DV, OFFENDERS = 7, 14, 10
-POLICY = parse_policy(default_policy_toml(grid=True))
+POLICY = parse_policy(default_policy_toml())
 # The default policy without its standard table set: the release ledger alone, as before it.
-NO_GRID = default_policy()
+NO_GRID = parse_policy(default_policy_toml(grid=False))
 MEMBER = ("member-authority",)
 SECRET = b"medway-rounding-key-0123456789abcdef"
 SEALER = PersonSealer(bytes(range(64)))

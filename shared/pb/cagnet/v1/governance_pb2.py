@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from shared.pb.cagnet.v1 import envelope_pb2 as cagnet_dot_v1_dot_envelope__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1a\x63\x61gnet/v1/governance.proto\x12\tcagnet.v1\x1a\x18\x63\x61gnet/v1/envelope.proto\"L\n\x0fManifestRequest\x12(\n\x06header\x18\x01 \x01(\x0b\x32\x18.cagnet.v1.RequestHeader\x12\x0f\n\x07version\x18\x02 \x01(\x03\"t\n\x10ManifestResponse\x12)\n\x06header\x18\x01 \x01(\x0b\x32\x19.cagnet.v1.ResponseHeader\x12%\n\x08manifest\x18\x02 \x01(\x0b\x32\x13.cagnet.v1.Envelope\x12\x0e\n\x06latest\x18\x03 \x01(\x03\"<\n\x10ProposalsRequest\x12(\n\x06header\x18\x01 \x01(\x0b\x32\x18.cagnet.v1.RequestHeader\"\xf0\x01\n\x0cOpenProposal\x12\n\n\x02id\x18\x01 \x01(\t\x12%\n\x08proposal\x18\x02 \x01(\x0b\x32\x13.cagnet.v1.Envelope\x12&\n\tcandidate\x18\x03 \x01(\x0b\x32\x13.cagnet.v1.Envelope\x12\x11\n\tapprovals\x18\x04 \x03(\t\x12\x0e\n\x06needed\x18\x05 \x01(\x05\x12\x11\n\tpublished\x18\x06 \x01(\x08\x12\x13\n\x0b\x63\x65rtificate\x18\x07 \x01(\x0c\x12)\n\x0cjoin_request\x18\x08 \x01(\x0b\x32\x13.cagnet.v1.Envelope\x12\x0f\n\x07sponsor\x18\t \x01(\t\"\xa7\x01\n\x11ProposalsResponse\x12)\n\x06header\x18\x01 \x01(\x0b\x32\x19.cagnet.v1.ResponseHeader\x12\x0f\n\x07version\x18\x02 \x01(\x03\x12*\n\tproposals\x18\x03 \x03(\x0b\x32\x17.cagnet.v1.OpenProposal\x12*\n\rjoin_requests\x18\x04 \x03(\x0b\x32\x13.cagnet.v1.Envelope\"\x9e\x01\n\x0eProposeRequest\x12(\n\x06header\x18\x01 \x01(\x0b\x32\x18.cagnet.v1.RequestHeader\x12%\n\x08proposal\x18\x02 \x01(\x0b\x32\x13.cagnet.v1.Envelope\x12\x10\n\x08\x61pproval\x18\x03 \x01(\x0c\x12)\n\x0cjoin_request\x18\x04 \x01(\x0b\x32\x13.cagnet.v1.Envelope\"b\n\x0e\x41pproveRequest\x12(\n\x06header\x18\x01 \x01(\x0b\x32\x18.cagnet.v1.RequestHeader\x12\x13\n\x0bproposal_id\x18\x02 \x01(\t\x12\x11\n\tsignature\x18\x03 \x01(\x0c\"h\n\x10ProposalResponse\x12)\n\x06header\x18\x01 \x01(\x0b\x32\x19.cagnet.v1.ResponseHeader\x12)\n\x08proposal\x18\x02 \x01(\x0b\x32\x17.cagnet.v1.OpenProposal\"a\n\x10SealedKeyRequest\x12(\n\x06header\x18\x01 \x01(\x0b\x32\x18.cagnet.v1.RequestHeader\x12#\n\x06sealed\x18\x02 \x01(\x0b\x32\x13.cagnet.v1.Envelope\"P\n\x11SealedKeyResponse\x12)\n\x06header\x18\x01 \x01(\x0b\x32\x19.cagnet.v1.ResponseHeader\x12\x10\n\x08party_id\x18\x02 \x01(\t2\x9e\x02\n\nGovernance\x12\x34\n\x08Manifest\x12\x13.cagnet.v1.Envelope\x1a\x13.cagnet.v1.Envelope\x12\x35\n\tProposals\x12\x13.cagnet.v1.Envelope\x1a\x13.cagnet.v1.Envelope\x12\x33\n\x07Propose\x12\x13.cagnet.v1.Envelope\x1a\x13.cagnet.v1.Envelope\x12\x33\n\x07\x41pprove\x12\x13.cagnet.v1.Envelope\x1a\x13.cagnet.v1.Envelope\x12\x39\n\rFileSealedKey\x12\x13.cagnet.v1.Envelope\x1a\x13.cagnet.v1.Envelopeb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1a\x63\x61gnet/v1/governance.proto\x12\tcagnet.v1\x1a\x18\x63\x61gnet/v1/envelope.proto\"L\n\x0fManifestRequest\x12(\n\x06header\x18\x01 \x01(\x0b\x32\x18.cagnet.v1.RequestHeader\x12\x0f\n\x07version\x18\x02 \x01(\x03\"t\n\x10ManifestResponse\x12)\n\x06header\x18\x01 \x01(\x0b\x32\x19.cagnet.v1.ResponseHeader\x12%\n\x08manifest\x18\x02 \x01(\x0b\x32\x13.cagnet.v1.Envelope\x12\x0e\n\x06latest\x18\x03 \x01(\x03\"<\n\x10ProposalsRequest\x12(\n\x06header\x18\x01 \x01(\x0b\x32\x18.cagnet.v1.RequestHeader\"\xf0\x01\n\x0cOpenProposal\x12\n\n\x02id\x18\x01 \x01(\t\x12%\n\x08proposal\x18\x02 \x01(\x0b\x32\x13.cagnet.v1.Envelope\x12&\n\tcandidate\x18\x03 \x01(\x0b\x32\x13.cagnet.v1.Envelope\x12\x11\n\tapprovals\x18\x04 \x03(\t\x12\x0e\n\x06needed\x18\x05 \x01(\x05\x12\x11\n\tpublished\x18\x06 \x01(\x08\x12\x13\n\x0b\x63\x65rtificate\x18\x07 \x01(\x0c\x12)\n\x0cjoin_request\x18\x08 \x01(\x0b\x32\x13.cagnet.v1.Envelope\x12\x0f\n\x07sponsor\x18\t \x01(\t\"\xd2\x01\n\x11ProposalsResponse\x12)\n\x06header\x18\x01 \x01(\x0b\x32\x19.cagnet.v1.ResponseHeader\x12\x0f\n\x07version\x18\x02 \x01(\x03\x12*\n\tproposals\x18\x03 \x03(\x0b\x32\x17.cagnet.v1.OpenProposal\x12*\n\rjoin_requests\x18\x04 \x03(\x0b\x32\x13.cagnet.v1.Envelope\x12)\n\x0c\x61waiting_key\x18\x05 \x03(\x0b\x32\x13.cagnet.v1.Envelope\"\x9e\x01\n\x0eProposeRequest\x12(\n\x06header\x18\x01 \x01(\x0b\x32\x18.cagnet.v1.RequestHeader\x12%\n\x08proposal\x18\x02 \x01(\x0b\x32\x13.cagnet.v1.Envelope\x12\x10\n\x08\x61pproval\x18\x03 \x01(\x0c\x12)\n\x0cjoin_request\x18\x04 \x01(\x0b\x32\x13.cagnet.v1.Envelope\"b\n\x0e\x41pproveRequest\x12(\n\x06header\x18\x01 \x01(\x0b\x32\x18.cagnet.v1.RequestHeader\x12\x13\n\x0bproposal_id\x18\x02 \x01(\t\x12\x11\n\tsignature\x18\x03 \x01(\x0c\"h\n\x10ProposalResponse\x12)\n\x06header\x18\x01 \x01(\x0b\x32\x19.cagnet.v1.ResponseHeader\x12)\n\x08proposal\x18\x02 \x01(\x0b\x32\x17.cagnet.v1.OpenProposal\"a\n\x10SealedKeyRequest\x12(\n\x06header\x18\x01 \x01(\x0b\x32\x18.cagnet.v1.RequestHeader\x12#\n\x06sealed\x18\x02 \x01(\x0b\x32\x13.cagnet.v1.Envelope\"P\n\x11SealedKeyResponse\x12)\n\x06header\x18\x01 \x01(\x0b\x32\x19.cagnet.v1.ResponseHeader\x12\x10\n\x08party_id\x18\x02 \x01(\t2\x9e\x02\n\nGovernance\x12\x34\n\x08Manifest\x12\x13.cagnet.v1.Envelope\x1a\x13.cagnet.v1.Envelope\x12\x35\n\tProposals\x12\x13.cagnet.v1.Envelope\x1a\x13.cagnet.v1.Envelope\x12\x33\n\x07Propose\x12\x13.cagnet.v1.Envelope\x1a\x13.cagnet.v1.Envelope\x12\x33\n\x07\x41pprove\x12\x13.cagnet.v1.Envelope\x1a\x13.cagnet.v1.Envelope\x12\x39\n\rFileSealedKey\x12\x13.cagnet.v1.Envelope\x1a\x13.cagnet.v1.Envelopeb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -41,17 +41,17 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_OPENPROPOSAL']._serialized_start=326
   _globals['_OPENPROPOSAL']._serialized_end=566
   _globals['_PROPOSALSRESPONSE']._serialized_start=569
-  _globals['_PROPOSALSRESPONSE']._serialized_end=736
-  _globals['_PROPOSEREQUEST']._serialized_start=739
-  _globals['_PROPOSEREQUEST']._serialized_end=897
-  _globals['_APPROVEREQUEST']._serialized_start=899
-  _globals['_APPROVEREQUEST']._serialized_end=997
-  _globals['_PROPOSALRESPONSE']._serialized_start=999
-  _globals['_PROPOSALRESPONSE']._serialized_end=1103
-  _globals['_SEALEDKEYREQUEST']._serialized_start=1105
-  _globals['_SEALEDKEYREQUEST']._serialized_end=1202
-  _globals['_SEALEDKEYRESPONSE']._serialized_start=1204
-  _globals['_SEALEDKEYRESPONSE']._serialized_end=1284
-  _globals['_GOVERNANCE']._serialized_start=1287
-  _globals['_GOVERNANCE']._serialized_end=1573
+  _globals['_PROPOSALSRESPONSE']._serialized_end=779
+  _globals['_PROPOSEREQUEST']._serialized_start=782
+  _globals['_PROPOSEREQUEST']._serialized_end=940
+  _globals['_APPROVEREQUEST']._serialized_start=942
+  _globals['_APPROVEREQUEST']._serialized_end=1040
+  _globals['_PROPOSALRESPONSE']._serialized_start=1042
+  _globals['_PROPOSALRESPONSE']._serialized_end=1146
+  _globals['_SEALEDKEYREQUEST']._serialized_start=1148
+  _globals['_SEALEDKEYREQUEST']._serialized_end=1245
+  _globals['_SEALEDKEYRESPONSE']._serialized_start=1247
+  _globals['_SEALEDKEYRESPONSE']._serialized_end=1327
+  _globals['_GOVERNANCE']._serialized_start=1330
+  _globals['_GOVERNANCE']._serialized_end=1616
 # @@protoc_insertion_point(module_scope)

@@ -179,6 +179,7 @@ class ProposalsResponse(_message.Message):
     VERSION_FIELD_NUMBER: _builtins.int
     PROPOSALS_FIELD_NUMBER: _builtins.int
     JOIN_REQUESTS_FIELD_NUMBER: _builtins.int
+    AWAITING_KEY_FIELD_NUMBER: _builtins.int
     version: _builtins.int
     """The manifest version the proposals apply to."""
     @_builtins.property
@@ -191,6 +192,12 @@ class ProposalsResponse(_message.Message):
         "application/vnd.cagnet.v1.join-request+json", each signed with the key it lists).
         """
 
+    @_builtins.property
+    def awaiting_key(self) -> _containers.RepeatedCompositeFieldContainer[_envelope_pb2.Envelope]:
+        """Join requests of members already listed (founding members the operator admitted, or joiners
+        the quorum admitted) that still wait for a member to seal the network linkage key to them.
+        """
+
     def __init__(
         self,
         *,
@@ -198,10 +205,11 @@ class ProposalsResponse(_message.Message):
         version: _builtins.int = ...,
         proposals: _abc.Iterable[Global___OpenProposal] | None = ...,
         join_requests: _abc.Iterable[_envelope_pb2.Envelope] | None = ...,
+        awaiting_key: _abc.Iterable[_envelope_pb2.Envelope] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["header", b"header"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["header", b"header", "join_requests", b"join_requests", "proposals", b"proposals", "version", b"version"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["awaiting_key", b"awaiting_key", "header", b"header", "join_requests", b"join_requests", "proposals", b"proposals", "version", b"version"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
