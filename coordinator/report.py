@@ -311,6 +311,17 @@ def equality_chart(bundle: Bundle) -> str:
     return _div(fig, "equality") + note + _coverage(bundle, withheld)
 
 
+def _returns_period(bundle: Bundle) -> str:
+    """The quarters a returns chart covers: its question's dates (a return counts when its whole
+    quarter is inside them), or every quarterly return the nodes hold."""
+    result = bundle.result
+    assert isinstance(result, JointKpi1 | JointUtilisation)
+    asked = next((row.period for row in result.rows), "")
+    if asked in ("", "../.."):
+        return "every quarterly return the nodes hold"
+    return f"the quarterly returns of {asked.replace('/', ' to ').replace('..', 'any day')}"
+
+
 def kpi1_chart(bundle: Bundle) -> str:
     """KPI 1 by client group, each authority beside the CAG; only shares worked out from whole parts."""
     r = bundle.result
@@ -336,7 +347,7 @@ def kpi1_chart(bundle: Bundle) -> str:
         "<p class='note'>From each long-term service's quarterly KPI 1 return. A share is drawn only where both"
         " counts were released whole; the withheld ones are listed below.</p>"
     )
-    return _div(fig, "kpi1") + note + _coverage(bundle, withheld)
+    return _div(fig, "kpi1") + note + _coverage(bundle, withheld, period=_returns_period(bundle))
 
 
 def utilisation_chart(bundle: Bundle, supply: Bundle) -> str:
@@ -370,7 +381,7 @@ def utilisation_chart(bundle: Bundle, supply: Bundle) -> str:
         "<p class='note'>From each service's quarterly occupancy return; units (capacity) from the supply map."
         " A low unit cost with low occupancy is not good value: read beside the VFM benchmarks.</p>"
     )
-    return _div(fig, "utilisation") + note + _coverage(bundle, withheld)
+    return _div(fig, "utilisation") + note + _coverage(bundle, withheld, period=_returns_period(bundle))
 
 
 def _refused(div_id: str, why: str) -> str:
