@@ -22,7 +22,7 @@ from plotly.offline import get_plotlyjs
 
 from coordinator import network, report_funding
 from coordinator.joint.bundle import Bundle, currency_lines, span_label
-from coordinator.joint.client import CoordinatorClient
+from coordinator.joint.client import CoordinatorClient, Refused
 from shared import places, vocabulary
 from shared.accreditation import LoggedEntry, provider_status, verify_entry
 from shared.checkpoint import register_origin, verify_checkpoint
@@ -31,6 +31,7 @@ from shared.kinds.equality import DIMENSION_NAMES, NO_REFERENCE, JointEquality
 from shared.kinds.outcomes import DOMAIN_NAMES, MEASURES, JointOutcomes
 from shared.kinds.providers import VfmBenchmarks
 from shared.kinds.records import JointMovement, JointNetFlow, net_figure
+from shared.kinds.returns import CAG, JointKpi1, JointUtilisation
 from shared.kinds.supply import JointSupplyMap
 from shared.reference import ReferenceData, reference_of
 from shared.register_client import RegisterClient
@@ -40,7 +41,17 @@ _CSP = (
     "default-src 'none'; script-src 'unsafe-inline' 'unsafe-eval'; style-src 'unsafe-inline'; "
     "img-src data:; font-src data:"
 )
-CHART_IDS = ("supply-heatmap", "flows", "net-flow", "vfm", "accreditation", "outcomes", "equality")
+CHART_IDS = (
+    "supply-heatmap",
+    "flows",
+    "net-flow",
+    "vfm",
+    "accreditation",
+    "outcomes",
+    "equality",
+    "kpi1",
+    "utilisation",
+)
 
 
 @dataclass(frozen=True)
@@ -300,6 +311,83 @@ def equality_chart(bundle: Bundle) -> str:
     return _div(fig, "equality") + note + _coverage(bundle, withheld)
 
 
+def _returns_period(bundle: Bundle) -> str:
+    """The quarters a returns chart covers: its question's dates (a return counts when its whole
+    quarter is inside them), or every quarterly return the nodes hold."""
+    result = bundle.result
+    assert isinstance(result, JointKpi1 | JointUtilisation)
+    asked = next((row.period for row in result.rows), "")
+    if asked in ("", "../.."):
+        return "every quarterly return the nodes hold"
+    return f"the quarterly returns of {asked.replace('/', ' to ').replace('..', 'any day')}"
+
+
+def kpi1_chart(bundle: Bundle) -> str:
+    """KPI 1 by client group, each authority beside the CAG; only shares worked out from whole parts."""
+    r = bundle.result
+    assert isinstance(r, JointKpi1)
+    groups = sorted({row.client_group for row in r.rows}, key=lambda g: (g == 0, g))
+    labels = [("all client groups" if g == 0 else f"{g} {vocabulary.CLIENT_GROUPS[g][:28]}") for g in groups]
+    shares = {(row.authority, row.client_group): row.percent_maintaining for row in r.rows}
+    fig = go.Figure()
+    for authority in [*r.authorities, CAG]:
+        fig.add_bar(
+            name="CAG" if authority == CAG else _name(authority),
+            x=labels,
+            y=[shares.get((authority, g)) for g in groups],
+        )
+    fig.update_layout(title="KPI 1: % of long-term services' users maintaining independent living", barmode="group")
+    fig.update_yaxes(range=[80, 100], title="% of service users (user-quarters)")
+    withheld = [
+        f"{_name(row.authority) if row.authority != CAG else 'CAG'} group {row.client_group}: {row.reason}"
+        for row in r.rows
+        if row.percent_maintaining is None and row.reason
+    ]
+    note = (
+        "<p class='note'>From each long-term service's quarterly KPI 1 return. A share is drawn only where both"
+        " counts were released whole; the withheld ones are listed below.</p>"
+    )
+    return _div(fig, "kpi1") + note + _coverage(bundle, withheld, period=_returns_period(bundle))
+
+
+def utilisation_chart(bundle: Bundle, supply: Bundle) -> str:
+    """Occupancy by service type, each authority beside the CAG, with the CAG's units (capacity)."""
+    r = bundle.result
+    assert isinstance(r, JointUtilisation)
+    units = (
+        {t.service_type: t.units for t in supply.result.service_types}
+        if isinstance(supply.result, JointSupplyMap)
+        else {}
+    )
+    types = sorted({row.service_type for row in r.rows if row.client_group == 0 and row.service_type})
+    rates = {(row.authority, row.service_type): row.percent_occupied for row in r.rows if row.client_group == 0}
+    labels = [f"{t} ({units.get(t, 0):,} units)" for t in types]
+    fig = go.Figure()
+    for authority in [*r.authorities, CAG]:
+        fig.add_bar(
+            name="CAG" if authority == CAG else _name(authority),
+            x=labels,
+            y=[rates.get((authority, t)) for t in types],
+        )
+    fig.update_layout(title="Occupancy: % of units in use occupied at the quarters' ends", barmode="group")
+    fig.update_yaxes(range=[70, 100], title="% occupied (unit-quarters)")
+    withheld = [
+        f"{_name(row.authority) if row.authority != CAG else 'CAG'} group {row.client_group}"
+        f" {row.service_type or 'all types'}: {row.reason}"
+        for row in r.rows
+        if row.percent_occupied is None and row.reason and row.reason != "no units reported"
+    ]
+    note = (
+        "<p class='note'>From each service's quarterly occupancy return; units (capacity) from the supply map."
+        " A low unit cost with low occupancy is not good value: read beside the VFM benchmarks.</p>"
+    )
+    return _div(fig, "utilisation") + note + _coverage(bundle, withheld, period=_returns_period(bundle))
+
+
+def _refused(div_id: str, why: str) -> str:
+    return f"<div id='{div_id}'></div><p class='coverage'>Not answered: {html.escape(why)}.</p>"
+
+
 def accreditation_chart(acc: Accreditation, policy_digest: str) -> str:
     statuses = ("accredited", "passported", "applied", "suspended", "withdrawn", "expired")
     authorities = sorted(acc.by_authority)
@@ -339,9 +427,11 @@ def build_report(
     fair_shares_refused: str = "",
     spend: Bundle | None = None,
     spend_refused: str = "",
+    kpi1: Bundle | str = "not asked",
+    utilisation: Bundle | str = "not asked",
 ) -> str:
     """The whole HTML document (plotly.js inlined), from verified bundles (and the manifest's
-    reference data, for need and grant)."""
+    reference data, for need and grant; for KPI 1 and utilisation, the bundle or why there is none)."""
     sections = [
         ("Supply", supply_heatmap(supply)),
         ("Where new clients came from", flows_chart(movement)),
@@ -350,6 +440,13 @@ def build_report(
         ("Provider accreditation", accreditation_chart(accreditation, supply.policy_digest)),
         ("Short-term outcomes", outcomes_chart(outcomes)),
         ("Equality: who the services reach", equality_chart(equality)),
+        ("KPI 1: independent living", kpi1_chart(kpi1) if not isinstance(kpi1, str) else _refused("kpi1", kpi1)),
+        (
+            "Utilisation",
+            utilisation_chart(utilisation, supply)
+            if not isinstance(utilisation, str)
+            else _refused("utilisation", utilisation),
+        ),
     ]
     if reference is not None:
         sections.append(("Supply beside need", report_funding.need_section(supply, reference)))
@@ -427,6 +524,13 @@ def write_report(netdir: Path, out: Path, *, principal: str = "cag-chair") -> Pa
         # Each node protects a stack of tables for these the first time: more than the default 5 s.
         outcomes, _ = client.query(kind="outcomes", period="all", node_deadline_ms=20_000)
         equality, _ = client.query(kind="equality", period="all", node_deadline_ms=20_000)
+        # From the quarterly returns: a network whose nodes hold none, or too few, says so in place.
+        returns: dict[str, Bundle | str] = {}
+        for kind in ("kpi1", "utilisation"):
+            try:
+                returns[kind] = client.query(kind=kind, period="all")[0]
+            except Refused as exc:
+                returns[kind] = str(exc)
     document = build_report(
         network=supply.network,
         supply=supply,
@@ -441,6 +545,8 @@ def write_report(netdir: Path, out: Path, *, principal: str = "cag-chair") -> Pa
         spend_refused=spend_refused,
         outcomes=outcomes,
         equality=equality,
+        kpi1=returns["kpi1"],
+        utilisation=returns["utilisation"],
     )
     out.write_text(document, encoding="utf-8")
     return out

@@ -24,6 +24,7 @@ from sqlalchemy.engine import Engine
 
 from node import analyses
 from node.answers import equality, fair_shares, movement, outcomes, spend
+from node.answers import returns as quarterly
 from node.answers.movement import Question
 from node.answers.supply import CellKey, RawCell, RawSupply, contract_values, supply_map
 from node.answers.vfm import check_participants
@@ -87,12 +88,14 @@ __all__ = [
     "EQUALITY",
     "FAIR_SHARES",
     "KPI",
+    "KPI1",
     "MOVEMENT",
     "NET_FLOW",
     "NON_LOCAL_SERVICES",
     "OUTCOMES",
     "SPEND",
     "SUPPLY_MAP",
+    "UTILISATION",
     "Releaser",
     "load_rounding_secret",
 ]
@@ -106,6 +109,8 @@ FAIR_SHARES = "fair-shares"
 SPEND = "spend"
 OUTCOMES = "outcomes"
 EQUALITY = "equality"
+KPI1 = "kpi1"
+UTILISATION = "utilisation"
 DESIGNATED = "supply-map/designated-services"  # the ledger's kind for designated-service counts
 # The standard table set's extension point for count kinds. Each kind on the grid is answered from
 # one protected block family; kinds that count the same people share a family (net flows are
@@ -168,6 +173,9 @@ class Releaser:
             SPEND: self._spend_clients,
             OUTCOMES: lambda q: (self._outcome_months(q, self._edition()), analyses.OUTCOME_DIMENSIONS),
             EQUALITY: lambda q: (self._profile_months(q, self._edition()), analyses.PROFILE_DIMENSIONS),
+            # The services' quarterly returns, released and ledgered as the client-record kinds are.
+            KPI1: self._kpi1_returns,
+            UTILISATION: self._occupancy_returns,
         }
 
     def forget_answers(self) -> None:
@@ -251,6 +259,30 @@ class Releaser:
             question=question,
             dims=("client_group", "departure"),
             project=lambda k: (k[0], k[1]),
+        )
+
+    def kpi1(self, policy: Policy, *, roles: Iterable[str], question: Question) -> CountTable:
+        """Long-term services' users by client group x maintaining independent living (KPI 1),
+        summed over the quarterly returns inside the question's span."""
+        return self._counts(
+            policy,
+            kind=KPI1,
+            roles=roles,
+            question=question,
+            dims=("client_group", "living"),
+            project=lambda k: (k[0], k[1]),
+        )
+
+    def utilisation(self, policy: Policy, *, roles: Iterable[str], question: Question) -> CountTable:
+        """Units occupied and void by client group x service type x state, summed over the
+        quarterly occupancy returns inside the question's span."""
+        return self._counts(
+            policy,
+            kind=UTILISATION,
+            roles=roles,
+            question=question,
+            dims=("client_group", "service_type", "state"),
+            project=lambda k: (k[0], k[1], k[2]),
         )
 
     def _counts(
@@ -735,6 +767,13 @@ class Releaser:
 
     def _spend_clients(self, question: Question) -> tuple[Mapping[Any, int], tuple[str, ...]]:
         return spend.clients_by_month(self.engine, question=question), ("client_group", "service_type", "month")
+
+    def _kpi1_returns(self, question: Question) -> tuple[Mapping[Any, int], tuple[str, ...]]:
+        return quarterly.kpi1_counts(self.engine, question=question), ("client_group", "living", "quarter")
+
+    def _occupancy_returns(self, question: Question) -> tuple[Mapping[Any, int], tuple[str, ...]]:
+        counts = quarterly.occupancy_counts(self.engine, question=question)
+        return counts, ("client_group", "service_type", "state", "quarter")
 
     def _finest(self, kind: str, question: Question) -> tuple[dict[tuple[str, ...], int], tuple[str, ...]]:
         """A records question's true counts at the grain the ledger keeps (calendar months)."""

@@ -17,6 +17,7 @@ the release ledger's; the schema is made and changed only by the migrations in n
                 replaced, so the supply map can be asked as at any date (schema revision 0003)
     contract    id PK, contract_ref UNIQUE, service_id -> service, annual_value (pounds, 2 dp),
                 start_date, end_date >= start_date
+    kpi1_return, occupancy_return  quarterly returns per service (`node.returns`, schema revision 0006)
 
 The release ledger's tables are described in `node.ledger`, the standard table set's editions in
 `node.editions`.
@@ -40,6 +41,7 @@ import node.client_records
 import node.editions
 import node.ledger  # noqa: F401
 from node.columns import UtcDateTime, utcnow
+from node.returns import Kpi1Return, OccupancyReturn
 from shared import vocabulary
 from shared.audit import SCHEMA as AUDIT
 from shared.authorities import Register, shipped_register
@@ -409,8 +411,10 @@ def get_contract(engine: Engine, *, contract_ref: str) -> Contract | None:
 
 def _data_version_query() -> Any:
     # One statement, one round trip, one row, built once: each table's count, max id, max updated_at.
+    # The quarterly returns are read by the KPI 1 and utilisation answers: an import of them makes
+    # a new edition too.
     columns = []
-    for row in (Provider, Service, Contract):
+    for row in (Provider, Service, Contract, Kpi1Return, OccupancyReturn):
         table = row.__table__  # type: ignore[union-attr]
         for column in (func.count(), func.max(table.c.id), func.max(table.c.updated_at)):
             columns.append(sa_select(column).select_from(table).scalar_subquery())
@@ -421,8 +425,8 @@ _DATA_VERSION = _data_version_query()
 
 
 def data_version(engine: Engine) -> tuple[object, ...]:
-    """A cheap fingerprint of the records an aggregate reads: changes whenever a provider, service
-    or contract is added, updated (every write sets `updated_at`) or removed."""
+    """A cheap fingerprint of the records an aggregate reads: changes whenever a provider, service,
+    contract or quarterly return is added, updated (every write sets `updated_at`) or removed."""
     with engine.connect() as conn:
         return tuple(conn.execute(_DATA_VERSION).one())
 

@@ -447,6 +447,15 @@ max_dimensions = 3             # client group x measure (departure or outcome do
 roles = ["member-authority", "cag-chair"]
 max_dimensions = 3             # client group x equality dimension x category; a cross-tab has two
 
+[aggregates.kpi1]
+roles = ["member-authority", "cag-chair"]
+min_authorities = 3
+
+[aggregates.utilisation]
+roles = ["member-authority", "cag-chair"]
+max_dimensions = 3             # client group x service type x occupied or void
+min_authorities = 3
+
 # CAG-level figures for the Regional Housing Board; the only aggregate a regional board may ask for.
 [aggregates.feed]
 roles = ["member-authority", "cag-chair", "regional-board"]

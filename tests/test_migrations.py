@@ -302,7 +302,8 @@ def test_an_older_node_upgrades_in_place_and_serves(medway: LiveNetwork, made: s
     assert kept == {name: rows for name, rows in before.items() if rows}
     assert {(row["start_date"], row["end_date"]) for row in after["service"]} == {(None, None)}
     assert after["service_history"] == []
-    added_by_revisions = {"service_history", "grid_edition"}
+    assert after["kpi1_return"] == after["occupancy_return"] == []  # 0006: no returns until imported
+    added_by_revisions = {"service_history", "grid_edition", "kpi1_return", "occupancy_return"}
     assert set(after) - set(before) - added_by_revisions == (
         set(MADE_BY_SERVING) if made == "before-migrations" else set()
     )

@@ -27,7 +27,7 @@ __all__ = [
     "protect_edition",
 ]
 
-KINDS = ("providers", "services", "contracts", "client-records", "outcomes")
+KINDS = ("providers", "services", "contracts", "client-records", "outcomes", "kpi1-returns", "occupancy-returns")
 
 
 def node_manifest(config: NodeConfig) -> Manifest:

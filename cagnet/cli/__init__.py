@@ -35,6 +35,7 @@ from cagnet.cli import (
     query,
     records,
     register,
+    returns,
     vfm_position,
 )
 
@@ -121,7 +122,11 @@ app.add_typer(coordinator.app, name="coordinator")
 app.add_typer(kit.app, name="kit")
 
 for name, command in (
-    records.QUERY_COMMANDS + providers.QUERY_COMMANDS + funding.QUERY_COMMANDS + analyses.QUERY_COMMANDS
+    records.QUERY_COMMANDS
+    + providers.QUERY_COMMANDS
+    + funding.QUERY_COMMANDS
+    + analyses.QUERY_COMMANDS
+    + returns.QUERY_COMMANDS
 ):
     query.app.command(name)(command)
 app.add_typer(query.app, name="query")

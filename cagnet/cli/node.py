@@ -21,6 +21,7 @@ from shared.logs import LogFormat
 app = typer.Typer(help="Run and manage one authority's node.", no_args_is_help=True)
 
 err = Console(stderr=True)
+KINDS_HELP = "providers, services, contracts, client-records, outcomes, kpi1-returns or occupancy-returns"
 NodeDir = Annotated[Path, typer.Argument(help="The node folder made by `cagnet node init`.")]
 
 
@@ -77,7 +78,7 @@ def synth(
 @app.command("import")
 def import_(
     nodedir: NodeDir,
-    kind: Annotated[str, typer.Argument(help="providers, services, contracts, client-records or outcomes")],
+    kind: Annotated[str, typer.Argument(help=KINDS_HELP)],
     file: Annotated[
         Path, typer.Argument(help="A CSV file (UTF-8, UTF-8 with BOM or Windows-1252) or an Excel workbook (.xlsx).")
     ],
@@ -94,7 +95,8 @@ def import_(
     errors: Annotated[Path | None, typer.Option(help="Write every problem to this CSV file (opens in Excel).")] = None,
 ) -> None:
     """Import a CSV or Excel file: every row is checked, and nothing is written unless every row is
-    good. Import providers, services and contracts, then client records, then outcomes."""
+    good. Import providers, services and contracts, then client records, then outcomes; the quarterly
+    KPI 1 and occupancy returns after the services they are for."""
     from node.imports.check import linkable_by_provider, write_error_report
     from node.imports.present import show_check
     from node.imports.reading import ENCODINGS
@@ -204,7 +206,7 @@ def mapping_suggest(
 
 @app.command("template")
 def template(
-    kind: Annotated[str, typer.Argument(help="providers, services, contracts, client-records or outcomes")],
+    kind: Annotated[str, typer.Argument(help=KINDS_HELP)],
     out: Annotated[Path, typer.Option("--out", help="The workbook to write (.xlsx).")],
     node: Annotated[
         Path | None, typer.Option(help="The node folder: its districts, and the register's authorities.")

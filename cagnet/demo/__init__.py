@@ -34,6 +34,7 @@ from cagnet.cli.governance import filed_join, seal_for
 from cagnet.cli.providers import render_common_providers, render_vfm
 from cagnet.cli.query import render_supply_map
 from cagnet.cli.records import render_kpi, render_movement, render_net_flow, render_non_local, render_repeat_movers
+from cagnet.cli.returns import render_kpi1, render_utilisation
 from cagnet.demo.register import run_register_demo
 from cagnet.demo.scenario import DEMO
 from coordinator import network
@@ -54,6 +55,7 @@ from shared.governance import Change, Filed
 from shared.identity import Identity
 from shared.interceptor import secure_channel
 from shared.invite import decode
+from shared.kinds.supply import JointSupplyMap
 from shared.manifest import COORDINATOR, encode_key
 from shared.relay import attached_service
 
@@ -240,6 +242,17 @@ def _show_outcomes_and_equality(console: Console, netdir: Path) -> None:
     render_outcomes(outcomes, console)
     render_equality(profile, console)
     render_equality(cross, console)
+
+
+def _show_returns(console: Console, netdir: Path) -> None:
+    """KPI 1 and occupancy, from the services' quarterly returns, beside the supply map's units."""
+    console.rule("Outcomes and utilisation from the quarterly returns (2009-10)")
+    with console.status("CAG chair: KPI 1, occupancy and the supply map's units"):
+        kpi1, _ = joint_query(netdir, kind="kpi1", from_date="2009-04-01", to_date="2010-03-31")
+        utilisation, _ = joint_query(netdir, kind="utilisation", from_date="2009-04-01", to_date="2010-03-31")
+        supply, _ = joint_query(netdir, kind="supply-map")
+    render_kpi1(kpi1, console)
+    render_utilisation(utilisation, console, supply.result if isinstance(supply.result, JointSupplyMap) else None)
 
 
 def _show_providers(console: Console, netdir: Path, root: Path) -> None:
@@ -487,6 +500,7 @@ def run_demo(*, as_json: bool = False, keep: Path | None = None) -> int:
 
             _show_movement(console, netdir, root)
             _show_outcomes_and_equality(console, netdir)
+            _show_returns(console, netdir)
             _show_providers(console, netdir, root)
             _show_feed_and_report(console, netdir, root, keep=keep is not None)
 

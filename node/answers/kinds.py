@@ -420,4 +420,6 @@ ANSWERS: dict[str, Answer] = {
     KINDS["spend"].method: Answer(spend, _records_parameters),
     KINDS["outcomes"].method: Answer(_counts(lambda r: r.outcomes), _records_parameters),
     KINDS["equality"].method: Answer(equality_profile, _equality_parameters),
+    KINDS["kpi1"].method: Answer(_counts(lambda r: r.kpi1), _records_parameters),
+    KINDS["utilisation"].method: Answer(_counts(lambda r: r.utilisation), _records_parameters),
 }

@@ -24,6 +24,8 @@ from node.client_records import PersonSealer
 from node.imports.mapping import Translator
 from node.imports.reading import Encoding, Source
 from node.imports.records import import_client_records, import_outcomes
+from node.imports.returns import KINDS as RETURN_KINDS
+from node.imports.returns import import_returns
 from node.imports.staging import Phase
 from node.imports.supply import ImportSummary, import_csv
 from shared.authorities import Register
@@ -40,7 +42,7 @@ __all__ = [
     "write_error_report",
 ]
 
-KINDS = ("providers", "services", "contracts", "client-records", "outcomes")
+KINDS = ("providers", "services", "contracts", "client-records", "outcomes", *RETURN_KINDS)
 PREVIEW_ROWS = 5
 DISTINCT_LIMIT = 40  # distinct values listed per column; a column with more is not a vocabulary column
 
@@ -152,6 +154,8 @@ def check_import(
             )
         elif kind == "outcomes":
             check.summary = import_outcomes(engine, today=today, source=sources, on_phase=on_phase, **options)
+        elif kind in RETURN_KINDS:
+            check.summary = import_returns(engine, kind=kind, today=today, source=sources, **options)
         else:
             check.summary = import_csv(engine, kind=kind, source=sources, **options)  # type: ignore[arg-type]
     except ImportError_ as exc:

@@ -21,13 +21,15 @@ from node.client_records import (
     SEXES,
 )
 from node.imports.records import COLUMNS as RECORD_COLUMNS
+from node.imports.returns import COLUMNS as RETURN_COLUMNS
+from node.imports.returns import MAX_PEOPLE, USERS_PER_UNIT
 from node.imports.supply import COLUMNS as SUPPLY_COLUMNS
 from node.imports.supply import MAX_ANNUAL_VALUE, MAX_HOURS, MAX_UNITS
 from shared.vocabulary import CLIENT_GROUPS, UNIT_TYPE_FOR, ServiceType, Term, UnitType
 
 __all__ = ["COLUMNS", "FIELDS", "KINDS", "Field", "fields_of", "vocabulary"]
 
-COLUMNS = {**SUPPLY_COLUMNS, **RECORD_COLUMNS}
+COLUMNS = {**SUPPLY_COLUMNS, **RECORD_COLUMNS, **RETURN_COLUMNS}
 KINDS = tuple(COLUMNS)
 
 
@@ -240,6 +242,44 @@ FIELDS: dict[str, Field] = {
         *(
             Field(domain, f"outcome: {domain.replace('_', ' ')}", _NEED_VALUES, (domain.replace("_", " "),))
             for domain in OUTCOME_DOMAINS
+        ),
+        # The quarterly returns (node.imports.returns).
+        Field(
+            "quarter",
+            "the financial-year quarter the return is for: 2009-10 Q1 is April to June 2009 (2009/10 Q1 too)",
+            (),
+            ("quarter", "period", "return period", "reporting quarter"),
+        ),
+        Field(
+            "service_users",
+            f"KPI 1: service users in the quarter, a whole number from 0, at most {USERS_PER_UNIT} per unit",
+            (),
+            ("service users", "number of service users", "total service users"),
+        ),
+        Field(
+            "maintaining",
+            "KPI 1: of them, service users supported to establish and maintain independent living",
+            (),
+            ("maintaining independent living", "maintained independence", "kpi1 numerator"),
+        ),
+        Field(
+            "units_occupied",
+            "units occupied at the quarter's end; with voids, at most the service's units",
+            (),
+            ("units occupied", "occupied units", "occupied"),
+        ),
+        Field("voids", "units empty and available at the quarter's end", (), ("voids", "void units", "empty units")),
+        Field(
+            "waiting_list",
+            f"people waiting for the service at the quarter's end, at most {MAX_PEOPLE:,}",
+            (),
+            ("waiting list", "people waiting", "waiting"),
+        ),
+        Field(
+            "referrals_refused",
+            f"referrals the service refused in the quarter, at most {MAX_PEOPLE:,}",
+            (),
+            ("referrals refused", "refused referrals", "refusals"),
         ),
     )
 }

@@ -4,20 +4,23 @@ The first sheet is the one to fill in: row 1 names the columns exactly as the im
 row 2 says what each holds (the importer skips it: it is the workbook's defined name
 `cagnet_notes_row`), and every column with a fixed list of values offers it as an Excel
 drop-down, from a second sheet "Lists" (client groups by name with their codes, service types,
-unit types, terms, and this authority's districts). The filled-in workbook imports as it is.
+unit types, terms, this authority's districts, and the quarters of the quarterly returns). The
+filled-in workbook imports as it is.
 """
 
 from __future__ import annotations
 
+from datetime import date
 from pathlib import Path
 
 from node.imports.fields import fields_of
 from node.imports.mapping import fold, place_codes
 from node.imports.reading import NOTES_ROW_NAME
+from node.returns import quarter_end, quarter_label, quarter_of
 from shared.authorities import Authority, Register
 from shared.spreadsheet import safe_cell
 
-__all__ = ["TEMPLATE_ROWS", "write_template"]
+__all__ = ["TEMPLATE_ROWS", "quarter_choices", "write_template"]
 
 TEMPLATE_ROWS = 5000
 """Rows the drop-downs cover below the notes row (Excel extends them as rows are inserted)."""
@@ -29,6 +32,8 @@ def _choices(name: str, authority: Authority | None, register: Register | None) 
 
     if name == "client_group":
         return [(meaning, code) for code, meaning in FIELDS[name].values]  # names: clearer than codes
+    if name == "quarter":
+        return quarter_choices()
     if name == "district":
         if authority is None:
             return []
@@ -41,6 +46,21 @@ def _choices(name: str, authority: Authority | None, register: Register | None) 
         places |= {(d.name, d.code) for a in register.authorities.values() for d in a.listed_districts}
         return sorted((name, code) for name, code in places if fold(name) in known)
     return list(FIELDS[name].values)
+
+
+FIRST_QUARTER = date(2003, 4, 1)  # Supporting People began in April 2003
+
+
+def quarter_choices(today: date | None = None) -> list[tuple[str, str]]:
+    """Every financial-year quarter from Supporting People's first to the one running now, newest
+    first, each with the months it covers."""
+    choices = []
+    start = quarter_of(today or date.today())
+    while start >= FIRST_QUARTER:
+        end = quarter_end(start)
+        choices.append((quarter_label(start), f"{start:%B} to {end:%B %Y}"))
+        start = quarter_of(date.fromordinal(start.toordinal() - 1))
+    return choices
 
 
 def write_template(

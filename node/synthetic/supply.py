@@ -23,9 +23,11 @@ from sqlalchemy.engine import Engine
 
 from node.client_records import PersonSealer
 from node.imports.records import import_client_records, import_outcomes
+from node.imports.returns import KPI1_RETURNS, OCCUPANCY_RETURNS, import_returns
 from node.imports.supply import COLUMNS, ImportSummary, import_csv
 from node.store import ensure_authority
 from node.synthetic import clients as synth_clients
+from node.synthetic import returns as synth_returns
 from node.synthetic.rows import ContractRecord, ProviderRecord, ServiceRecord, SyntheticSupply, ref_prefix
 from shared import vocabulary
 from shared.authorities import Authority, District, Register, shipped_register
@@ -562,9 +564,19 @@ class LoadSummary:
     contracts: ImportSummary
     client_records: ImportSummary | None = None  # None when client records were not loaded
     outcomes: ImportSummary | None = None
+    kpi1_returns: ImportSummary | None = None
+    occupancy_returns: ImportSummary | None = None
 
     def __str__(self) -> str:
-        parts = (self.providers, self.services, self.contracts, self.client_records, self.outcomes)
+        parts = (
+            self.providers,
+            self.services,
+            self.contracts,
+            self.kpi1_returns,
+            self.occupancy_returns,
+            self.client_records,
+            self.outcomes,
+        )
         return "; ".join(str(s) for s in parts if s is not None)
 
 
@@ -580,13 +592,14 @@ def load(
     register: Register | None = None,
     members: Sequence[str] = (),
 ) -> LoadSummary:
-    """Generate the authority's synthetic supply and import it through the same importers as real
-    files; then, given the node's `person_key`, its client records and outcomes
-    (`node.synth_clients`): `clients` of them (default: the realistic volume), or none when
-    `with_clients` is false. Without a person key only the supply is loaded: records sealed under
-    any other key would be useless to the node. `register` is the network's authority register
-    (default: the shipped list) and `members` the network's member authorities, who share repeat
-    movers (`node.synth_clients.repeat_movers`): give every node the same list."""
+    """Generate the authority's synthetic supply and its services' quarterly KPI 1 and occupancy
+    returns and import them through the same importers as real files; then, given the node's
+    `person_key`, its client records and outcomes (`node.synth_clients`): `clients` of them
+    (default: the realistic volume), or none when `with_clients` is false. Without a person key
+    only the supply and returns are loaded: records sealed under any other key would be useless to
+    the node. `register` is the network's authority register (default: the shipped list) and
+    `members` the network's member authorities, who share repeat movers
+    (`node.synth_clients.repeat_movers`): give every node the same list."""
     ensure_authority(engine, authority_code=authority_code, register=register)
     supply = generate(authority_code, seed=seed, register=register)
     with tempfile.TemporaryDirectory(prefix="cagnet-synth-") as tmp:
@@ -595,6 +608,13 @@ def load(
             providers=import_csv(engine, kind="providers", path=paths["providers"]),
             services=import_csv(engine, kind="services", path=paths["services"]),
             contracts=import_csv(engine, kind="contracts", path=paths["contracts"]),
+        )
+        # The services' quarterly returns need no person key: they count, and name no one.
+        returns = synth_returns.write_return_csvs(supply, Path(tmp))
+        summary = replace(
+            summary,
+            kpi1_returns=import_returns(engine, kind=KPI1_RETURNS, path=returns[KPI1_RETURNS]),
+            occupancy_returns=import_returns(engine, kind=OCCUPANCY_RETURNS, path=returns[OCCUPANCY_RETURNS]),
         )
         if not with_clients or person_key is None:
             return summary

@@ -35,6 +35,7 @@ from shared.kinds.records import (
     combine_plan,
     records_span,
 )
+from shared.kinds.returns import JointKpi1, JointUtilisation, combine_kpi1, combine_utilisation, returns_span
 from shared.kinds.spend import JointSpend, combine_spend, spend_from_proto
 from shared.kinds.supply import JointSupplyMap, as_at_day, combine_supply_maps
 from shared.manifest import CAG_CHAIR, MEMBER_AUTHORITY
@@ -203,6 +204,13 @@ def _counts(combine: Callable[..., Any], *, periods: bool = False) -> Combine:
     return lambda responses, _query: combine([count_table_from_proto(m) for m in responses])
 
 
+def _returns(combine: Callable[..., Any]) -> Combine:
+    """A count kind read from the services' quarterly returns: each row names the question's span."""
+    return lambda responses, query: combine(
+        [count_table_from_proto(m) for m in responses], period=returns_span(query.from_date, query.to_date)
+    )
+
+
 _DECLARED = (
     JointKind(
         "supply-map",
@@ -337,6 +345,22 @@ _DECLARED = (
         check=_cross_tab,
         combiner=_counts(combine_equality, periods=True),
     ),
+    JointKind(
+        "kpi1",
+        "Kpi1",
+        node_pb2.RecordsQuery,
+        node_pb2.CountsResponse,
+        planned=True,
+        combiner=_returns(combine_kpi1),
+    ),
+    JointKind(
+        "utilisation",
+        "Utilisation",
+        node_pb2.RecordsQuery,
+        node_pb2.CountsResponse,
+        planned=True,
+        combiner=_returns(combine_utilisation),
+    ),
 )
 
 KINDS: dict[str, JointKind] = {k.kind: k for k in _DECLARED}
@@ -367,6 +391,8 @@ JointResult = Annotated[
     | JointFairShares
     | JointSpend
     | JointOutcomes
-    | JointEquality,
+    | JointEquality
+    | JointKpi1
+    | JointUtilisation,
     Field(discriminator="kind"),
 ]

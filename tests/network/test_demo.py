@@ -41,6 +41,9 @@ def test_demo_runs_the_six_authority_network_admits_a_seventh_and_cleans_up() ->
     # Were people helped, and who do the services reach: outcomes and the equality profile.
     assert "Short-term outcomes: planned departures" in log and "stay safe" in log
     assert "Equality: ethnicity, % of new client records" in log and "age band x sex" in log
+    # KPI 1 and occupancy from the synthetic quarterly returns, with the supply map's units beside.
+    assert "KPI 1: long-term services' users maintaining independent living" in log
+    assert "Occupancy by service type" in log and "CAG units" in log
     # Governed from the charter on: the coordinator alone is refused; a key rotation needs 4 of 6.
     # (One version later than before the demo set its need and grant figures while founding.)
     assert "charter adopted: manifest version 10, signed by all 6 member authorities over signed gRPC" in log

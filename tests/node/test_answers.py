@@ -152,3 +152,14 @@ def test_every_answer_is_signed_as_the_message_it_returns(kent: NodeParts) -> No
     message = ANSWERS[DESCRIBE].answer(kent, POLICY, _asked(kent, node_pb2.DescribeRequest()))
     envelope = envelope_from_proto(kent.sign(message))
     assert dsse.verify(envelope, _party(kent, KENT).public_key) == message.SerializeToString(deterministic=True)
+
+
+@pytest.mark.parametrize("kind", ["kpi1", "utilisation"])
+def test_the_quarterly_return_answers_follow_their_parameters_and_carry_a_receipt(kent: NodeParts, kind: str) -> None:
+    asked = node_pb2.RecordsQuery(from_date="2009-04-01", to_date="2010-03-31", period="all")
+    counts = ANSWERS[KINDS[kind].method].answer(kent, POLICY, _asked(kent, asked))
+    assert (counts.kind, counts.authority, counts.from_date, counts.to_date) == (kind, KENT, "2009-04-01", "2010-03-31")
+    dimensions = ("client_group", "living") if kind == "kpi1" else ("client_group", "service_type", "state")
+    assert tuple(counts.dimensions) == dimensions
+    assert any(c.HasField("count") and c.count > 0 for c in counts.cells)
+    assert counts.HasField("receipt") and counts.header.request_digest == DIGEST

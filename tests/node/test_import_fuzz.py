@@ -31,7 +31,7 @@ from shared.authorities import shipped_register
 from tests.node import council_exports as exports
 
 TODAY = date(2010, 6, 30)
-TABLES = ("provider", "service", "contract", "client_record", "outcome")
+TABLES = ("provider", "service", "contract", "client_record", "outcome", "kpi1_return", "occupancy_return")
 FUZZ = settings(
     max_examples=40,
     deadline=None,
@@ -236,3 +236,48 @@ def test_a_mutated_workbook_is_imported_or_refused_by_place(
     path = folder / "services.xlsx"
     path.write_bytes(data)
     attempt(engine, translator, path, "services", sheet)
+
+
+# --- the quarterly returns (KPI 1 and occupancy) ---------------------------------------------------
+
+
+def return_file(engine: Engine, folder: Path, kind: str) -> bytes:
+    """A good file of returns for the loaded services: KPI 1 for the long-term ones, occupancy for all."""
+    with engine.connect() as conn:
+        services = conn.execute(text("SELECT service_ref, units, term FROM service ORDER BY service_ref")).all()
+    lines = []
+    for ref, units, term in services[:30]:
+        if kind == "kpi1-returns" and term == "long":
+            lines.append(f"{ref},2009-10 Q4,{units},{units * 19 // 20}")
+        elif kind == "occupancy-returns":
+            lines.append(f"{ref},2009-10 Q4,{units * 9 // 10},{units // 20},{units // 4},{units // 10}")
+    header = (
+        "service_ref,quarter,service_users,maintaining"
+        if kind == "kpi1-returns"
+        else ("service_ref,quarter,units_occupied,voids,waiting_list,referrals_refused")
+    )
+    return "\r\n".join([header, *lines, ""]).encode()
+
+
+@FUZZ
+@given(
+    kind=st.sampled_from(["kpi1-returns", "occupancy-returns"]),
+    mutations=st.lists(
+        st.tuples(st.sampled_from(sorted(MUTATIONS)), st.floats(min_value=0, max_value=1)), min_size=1, max_size=3
+    ),
+)
+@example(kind="occupancy-returns", mutations=[("formula", 0.5)])
+@example(kind="kpi1-returns", mutations=[("duplicate", 0.2)])
+@example(kind="occupancy-returns", mutations=[("huge_field", 0.5)])
+@example(kind="kpi1-returns", mutations=[("bad_byte", 0.3)])
+def test_a_mutated_return_is_imported_or_refused_by_place(
+    loaded: tuple[Engine, Translator, Path], kind: str, mutations: list[tuple[str, float]]
+) -> None:
+    engine, translator, folder = loaded
+    data = return_file(engine, folder, kind)
+    assert data.count(b"\r\n") > 2, "the loaded supply has services to make returns for"
+    for name, at in mutations:
+        data = MUTATIONS[name](data, at)
+    path = folder / f"{kind}.csv"
+    path.write_bytes(data)
+    attempt(engine, translator, path, kind)

@@ -77,6 +77,14 @@ class NodeStub:
     """EqualityQuery -> CountsResponse: new client records by client group x equality dimension x
     category (the equality profile), or an analyst-chosen cross-tab of two dimensions.
     """
+    Kpi1: _grpc.UnaryUnaryMultiCallable[_envelope_pb2.Envelope, _envelope_pb2.Envelope]
+    """RecordsQuery -> CountsResponse: KPI 1, service users of long-term services by client group x
+    maintaining independent living or not, summed over the quarterly returns in the span.
+    """
+    Utilisation: _grpc.UnaryUnaryMultiCallable[_envelope_pb2.Envelope, _envelope_pb2.Envelope]
+    """RecordsQuery -> CountsResponse: units occupied and void by client group x service type x
+    state, summed over the quarterly occupancy returns in the span.
+    """
 
 @_typing.type_check_only
 class NodeAsyncStub(NodeStub):
@@ -123,6 +131,14 @@ class NodeAsyncStub(NodeStub):
     Equality: _aio.UnaryUnaryMultiCallable[_envelope_pb2.Envelope, _envelope_pb2.Envelope]  # type: ignore[assignment]
     """EqualityQuery -> CountsResponse: new client records by client group x equality dimension x
     category (the equality profile), or an analyst-chosen cross-tab of two dimensions.
+    """
+    Kpi1: _aio.UnaryUnaryMultiCallable[_envelope_pb2.Envelope, _envelope_pb2.Envelope]  # type: ignore[assignment]
+    """RecordsQuery -> CountsResponse: KPI 1, service users of long-term services by client group x
+    maintaining independent living or not, summed over the quarterly returns in the span.
+    """
+    Utilisation: _aio.UnaryUnaryMultiCallable[_envelope_pb2.Envelope, _envelope_pb2.Envelope]  # type: ignore[assignment]
+    """RecordsQuery -> CountsResponse: units occupied and void by client group x service type x
+    state, summed over the quarterly occupancy returns in the span.
     """
 
 class NodeServicer(metaclass=_abc_1.ABCMeta):
@@ -257,6 +273,26 @@ class NodeServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_envelope_pb2.Envelope, _abc.Awaitable[_envelope_pb2.Envelope]]:
         """EqualityQuery -> CountsResponse: new client records by client group x equality dimension x
         category (the equality profile), or an analyst-chosen cross-tab of two dimensions.
+        """
+
+    @_abc_1.abstractmethod
+    def Kpi1(
+        self,
+        request: _envelope_pb2.Envelope,
+        context: _ServicerContext,
+    ) -> _typing.Union[_envelope_pb2.Envelope, _abc.Awaitable[_envelope_pb2.Envelope]]:
+        """RecordsQuery -> CountsResponse: KPI 1, service users of long-term services by client group x
+        maintaining independent living or not, summed over the quarterly returns in the span.
+        """
+
+    @_abc_1.abstractmethod
+    def Utilisation(
+        self,
+        request: _envelope_pb2.Envelope,
+        context: _ServicerContext,
+    ) -> _typing.Union[_envelope_pb2.Envelope, _abc.Awaitable[_envelope_pb2.Envelope]]:
+        """RecordsQuery -> CountsResponse: units occupied and void by client group x service type x
+        state, summed over the quarterly occupancy returns in the span.
         """
 
 def add_NodeServicer_to_server(servicer: NodeServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

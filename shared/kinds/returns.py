@@ -1,0 +1,243 @@
+"""Joint answers from the services' quarterly returns: KPI 1 (long-term services' users maintaining
+independent living) and utilisation (units occupied and void), per authority and across the CAG.
+
+Each `combine_*` is a pure function of the nodes' released (already protected) count tables, so
+anyone holding a bundle can recompute it exactly. A share is worked out only from parts released
+whole; a CAG sum with a suppressed part is "at least" and its share withheld, naming where.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Sequence
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict
+
+from shared.disclosure import TOTAL
+from shared.kinds.records import Tally
+from shared.models import CountTable
+
+__all__ = [
+    "CAG",
+    "JointKpi1",
+    "JointUtilisation",
+    "Kpi1Row",
+    "UtilisationRow",
+    "combine_kpi1",
+    "combine_utilisation",
+    "returns_span",
+]
+
+CAG = "CAG"
+MAINTAINED = "maintained"  # the KPI 1 table's columns: service users maintaining independent living ...
+NOT_MAINTAINED = "not-maintained"  # ... and the others
+OCCUPIED = "occupied"  # the utilisation table's states: units occupied at a quarter's end ...
+VOID = "void"  # ... and units empty and available
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+def returns_span(from_date: str, to_date: str) -> str:
+    """The quarters a joint answer covers, as an ISO 8601 interval of the question's dates ("..":
+    open): a return counts when its whole quarter lies inside them."""
+    return f"{from_date or '..'}/{to_date or '..'}"
+
+
+def _percent(part: Tally, whole: Tally) -> float | None:
+    if not (part.complete and whole.complete) or whole.count == 0:
+        return None
+    return round(100 * part.count / whole.count, 1)
+
+
+def _reason(parts: Sequence[tuple[str, Tally]], where: dict[str, list[str]], empty: str) -> str:
+    named = []
+    for what, tally in parts:
+        if not tally.complete:
+            at = where.get(what)
+            named.append(f"{what} suppressed" + (f" at {', '.join(at)}" if at else ""))
+    if named:
+        return "; ".join(named)
+    return empty if parts[-1][1].count == 0 else ""
+
+
+def _sum(a: Tally, b: Tally) -> Tally:
+    return Tally(count=a.count + b.count, complete=a.complete and b.complete)
+
+
+# --- KPI 1 ----------------------------------------------------------------------------------------
+
+
+class Kpi1Row(_Model):
+    """KPI 1: of long-term services' users in the quarters asked, the share supported to establish
+    and maintain independent living (counts are user-quarters: a user in two quarters counts twice)."""
+
+    authority: str  # "CAG" for the joint figure
+    client_group: int  # 0: every client group
+    maintaining: Tally
+    service_users: Tally
+    percent_maintaining: float | None  # None: a part is suppressed, or there were no users
+    reason: str = ""
+    period: str = ""
+
+
+class JointKpi1(_Model):
+    kind: Literal["kpi1"] = "kpi1"
+    authorities: tuple[str, ...]
+    rows: tuple[Kpi1Row, ...]
+
+
+def combine_kpi1(tables: Sequence[CountTable], *, period: str = "") -> JointKpi1:
+    rows = []
+    cag: dict[int, tuple[Tally, Tally]] = {}
+    short: dict[int, dict[str, list[str]]] = defaultdict(lambda: defaultdict(list))
+    for t in sorted(tables, key=lambda t: t.authority):
+        for label in sorted({c.key[0] for c in t.cells}, key=lambda g: (g == TOTAL, g.zfill(2))):
+            maintaining = Tally().add(t.value(label, MAINTAINED))
+            users = Tally().add(t.value(label, TOTAL))
+            group = 0 if label == TOTAL else int(label)
+            parts = (("maintaining", maintaining), ("service users", users))
+            rows.append(
+                Kpi1Row(
+                    authority=t.authority,
+                    client_group=group,
+                    maintaining=maintaining,
+                    service_users=users,
+                    percent_maintaining=_percent(maintaining, users),
+                    reason=_reason(parts, {}, "no service users"),
+                    period=period,
+                )
+            )
+            before = cag.get(group, (Tally(), Tally()))
+            cag[group] = (
+                before[0].add(maintaining.count if maintaining.complete else None),
+                before[1].add(users.count if users.complete else None),
+            )
+            for what, part in parts:
+                if not part.complete:
+                    short[group][what].append(t.authority)
+    for group, (maintaining, users) in sorted(cag.items(), key=lambda item: (item[0] == 0, item[0])):
+        rows.append(
+            Kpi1Row(
+                authority=CAG,
+                client_group=group,
+                maintaining=maintaining,
+                service_users=users,
+                percent_maintaining=_percent(maintaining, users),
+                reason=_reason(
+                    (("maintaining", maintaining), ("service users", users)), short[group], "no service users"
+                ),
+                period=period,
+            )
+        )
+    return JointKpi1(authorities=tuple(sorted(t.authority for t in tables)), rows=tuple(rows))
+
+
+# --- utilisation ----------------------------------------------------------------------------------
+
+
+class UtilisationRow(_Model):
+    """Occupancy: of the units in use at the quarters' ends (occupied or void), the share occupied.
+    Counts are unit-quarters (a unit in two quarters counts twice)."""
+
+    authority: str  # "CAG" for the joint figure
+    client_group: int  # 0: every client group
+    service_type: str  # "": every service type
+    occupied: Tally
+    void: Tally
+    percent_occupied: float | None  # None: a part is suppressed, or no units were reported
+    reason: str = ""
+    period: str = ""
+
+
+class JointUtilisation(_Model):
+    kind: Literal["utilisation"] = "utilisation"
+    authorities: tuple[str, ...]
+    rows: tuple[UtilisationRow, ...]
+
+
+_Key = tuple[int, str]  # (client group, service type); 0 and "" for every one
+
+
+def _authority_parts(t: CountTable) -> dict[_Key, tuple[Tally, Tally]]:
+    """One node's occupied and void units for each client group and service type, each group over
+    every type (summed from its cells: the node's row totals add occupied and void together), each
+    type over every group and the whole (from the node's column totals). A released table holds
+    every combination of its client groups and service types; those released as nothing at all (no
+    such service) are left out."""
+    parts: dict[_Key, tuple[Tally, Tally]] = {}
+    groups = sorted({c.key[0] for c in t.cells if c.key[0] != TOTAL}, key=int)
+    types = sorted({c.key[1] for c in t.cells if c.key[1] != TOTAL})
+
+    def pair(label: str, service_type: str) -> tuple[Tally, Tally] | None:
+        occupied, void = (Tally().add(t.value(label, service_type, state)) for state in (OCCUPIED, VOID))
+        return None if occupied == void == Tally() else (occupied, void)
+
+    overall = (Tally(), Tally())
+    for service_type in types:
+        column = pair(TOTAL, service_type)
+        if column is not None:
+            parts[(0, service_type)] = column
+            overall = (_sum(overall[0], column[0]), _sum(overall[1], column[1]))
+    for label in groups:
+        across = (Tally(), Tally())
+        for service_type in types:
+            cell = pair(label, service_type)
+            if cell is not None:
+                parts[(int(label), service_type)] = cell
+                across = (_sum(across[0], cell[0]), _sum(across[1], cell[1]))
+        parts[(int(label), "")] = across
+    if types:
+        parts[(0, "")] = overall
+    return parts
+
+
+def _order(key: _Key) -> tuple[bool, int, bool, str]:
+    return (key[0] == 0, key[0], key[1] == "", key[1])
+
+
+def combine_utilisation(tables: Sequence[CountTable], *, period: str = "") -> JointUtilisation:
+    rows = []
+    cag: dict[_Key, tuple[Tally, Tally]] = {}
+    short: dict[_Key, dict[str, list[str]]] = defaultdict(lambda: defaultdict(list))
+    for t in sorted(tables, key=lambda t: t.authority):
+        for key, (occupied, void) in sorted(_authority_parts(t).items(), key=lambda item: _order(item[0])):
+            parts = (("units occupied", occupied), ("units in use", _sum(occupied, void)))
+            rows.append(
+                UtilisationRow(
+                    authority=t.authority,
+                    client_group=key[0],
+                    service_type=key[1],
+                    occupied=occupied,
+                    void=void,
+                    percent_occupied=_percent(occupied, _sum(occupied, void)),
+                    reason=_reason(parts, {}, "no units reported"),
+                    period=period,
+                )
+            )
+            before = cag.get(key, (Tally(), Tally()))
+            cag[key] = (
+                before[0].add(occupied.count if occupied.complete else None),
+                before[1].add(void.count if void.complete else None),
+            )
+            for what, part in (("units occupied", occupied), ("voids", void)):
+                if not part.complete:
+                    short[key][what].append(t.authority)
+    for key, (occupied, void) in sorted(cag.items(), key=lambda item: _order(item[0])):
+        named = (("units occupied", occupied), ("voids", void))
+        rows.append(
+            UtilisationRow(
+                authority=CAG,
+                client_group=key[0],
+                service_type=key[1],
+                occupied=occupied,
+                void=void,
+                percent_occupied=_percent(occupied, _sum(occupied, void)),
+                reason=_reason(named, short[key], "")
+                or ("no units reported" if not _sum(occupied, void).count else ""),
+                period=period,
+            )
+        )
+    return JointUtilisation(authorities=tuple(sorted(t.authority for t in tables)), rows=tuple(rows))

@@ -1,0 +1,182 @@
+"""KPI 1 and utilisation through a real network: three nodes with synthetic supply and quarterly
+returns, a coordinator on port 0, mTLS and signed envelopes, on SQLite and on PostgreSQL stores.
+Every released figure is checked against the truth summed straight from the stores with plain SQL;
+shares are given only from whole parts; small domestic-violence cells are withheld at their
+stricter threshold; the plan covers both kinds; the CLI's bundles verify offline.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import create_engine, text
+from typer.testing import CliRunner
+
+from cagnet.cli import app
+from coordinator import network
+from coordinator.joint import bundle as bundle_mod
+from coordinator.joint.client import joint_query
+from node.config import load_config
+from shared.kinds.records import JointPlan, Tally
+from shared.kinds.returns import CAG, JointKpi1, JointUtilisation
+from shared.policy import default_policy
+from tests.netutil import LiveNetwork, make_network, running
+
+MEMBERS = ("E10000016", "E06000035", "E10000030")  # Kent, Medway, Surrey
+FROM, TO = "2009-04-01", "2010-03-31"  # the four quarters of 2009-10
+RULE = default_policy().rule("kpi1")
+BASE = RULE.rounding_base
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def net(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[LiveNetwork]:
+    urls = None
+    if request.param == "postgres":
+        make: Callable[[int], list[str]] = request.getfixturevalue("postgres_databases")
+        urls = dict(zip(MEMBERS, make(len(MEMBERS)), strict=True))
+    built = make_network(tmp_path, MEMBERS, seed=1, clients=200, database_urls=urls)
+    with running(built):
+        yield built
+
+
+def _truth(net: LiveNetwork, query: str) -> dict[tuple[object, ...], int]:
+    """Sums by (authority, ...) from every node's store, for the quarters of 2009-10."""
+    truth: dict[tuple[object, ...], int] = defaultdict(int)
+    for code, nodedir in net.nodedirs.items():
+        engine = create_engine(load_config(nodedir).database_url)
+        with engine.connect() as conn:
+            for *key, n in conn.execute(text(query), {"a": FROM, "b": "2010-01-01"}):
+                truth[(code, *key)] += int(n or 0)
+        engine.dispose()
+    return truth
+
+
+def _close(released: Tally, true: int, parts: int = 1) -> None:
+    """A whole released count is its true value rounded (each part by less than the base)."""
+    assert released.complete
+    assert abs(released.count - true) < BASE * parts, (released, true)
+
+
+def test_kpi1_is_released_against_the_truth_and_verifies_offline(net: LiveNetwork, tmp_path: Path) -> None:
+    bundle, envelope = joint_query(net.netdir, kind="kpi1", from_date=FROM, to_date=TO)
+    result = bundle.result
+    assert isinstance(result, JointKpi1) and bundle.answered == tuple(sorted(MEMBERS))
+    saved = tmp_path / "kpi1.json"
+    bundle_mod.save(saved, envelope, network_dir=net.netdir)
+    bundle_mod.verify_bundle(bundle_mod.load(saved)[0], network.read(net.netdir))
+
+    users = _truth(
+        net,
+        "SELECT s.client_group, SUM(r.service_users) FROM kpi1_return r JOIN service s ON s.id = r.service_id"
+        " WHERE s.term = 'long' AND r.quarter_start >= :a AND r.quarter_start <= :b GROUP BY s.client_group",
+    )
+    kept = _truth(
+        net,
+        "SELECT s.client_group, SUM(r.maintaining) FROM kpi1_return r JOIN service s ON s.id = r.service_id"
+        " WHERE s.term = 'long' AND r.quarter_start >= :a AND r.quarter_start <= :b GROUP BY s.client_group",
+    )
+    for code in MEMBERS:
+        users[(code, 0)] = sum(n for (c, _g), n in list(users.items()) if c == code)
+        kept[(code, 0)] = sum(n for (c, g), n in list(kept.items()) if c == code and g != 0)
+    shown = 0
+    for row in result.rows:
+        if row.authority == CAG:
+            continue
+        true_users, true_kept = users[(row.authority, row.client_group)], kept[(row.authority, row.client_group)]
+        if row.service_users.complete:
+            _close(row.service_users, true_users)
+        else:
+            assert true_users > 0  # only a count of someone is ever suppressed
+        if row.maintaining.complete:
+            _close(row.maintaining, true_kept)
+        if row.percent_maintaining is not None:
+            shown += 1
+            assert row.maintaining.complete and row.service_users.complete
+            assert row.percent_maintaining == round(100 * row.maintaining.count / row.service_users.count, 1)
+        else:
+            assert row.reason  # withheld says why
+    assert shown >= 6, "most authorities' KPI 1 figures are released"
+    # The CAG figure: the sum of the authorities' released parts, whole only when every part is.
+    every = [r for r in result.rows if r.client_group == 0]
+    cag = next(r for r in every if r.authority == CAG)
+    parts = [r for r in every if r.authority != CAG]
+    assert cag.service_users.count == sum(r.service_users.count for r in parts if r.service_users.complete)
+    assert cag.service_users.complete == all(r.service_users.complete for r in parts)
+    if cag.percent_maintaining is not None:
+        assert 94 <= cag.percent_maintaining <= 99  # long-term services keep most users independent
+        _close(cag.service_users, sum(users[(c, 0)] for c in MEMBERS), parts=len(MEMBERS))
+
+
+def test_utilisation_is_released_against_the_truth_and_protects_refuges(net: LiveNetwork) -> None:
+    bundle, _ = joint_query(net.netdir, kind="utilisation", from_date=FROM, to_date=TO)
+    result = bundle.result
+    assert isinstance(result, JointUtilisation)
+    query = (
+        "SELECT s.client_group, s.service_type, SUM(r.units_occupied), SUM(r.voids) FROM occupancy_return r"
+        " JOIN service s ON s.id = r.service_id WHERE r.quarter_start >= :a AND r.quarter_start <= :b"
+        " GROUP BY s.client_group, s.service_type"
+    )
+    occupied = _truth(net, query.replace(", SUM(r.voids)", ""))
+    voids = _truth(net, query.replace("SUM(r.units_occupied), ", ""))
+    by_type: dict[tuple[object, ...], list[int]] = defaultdict(lambda: [0, 0])
+    for (code, group, service_type), n in occupied.items():
+        by_type[(code, 0, service_type)][0] += n
+        by_type[(code, group, service_type)][0] += n
+    for (code, group, service_type), n in voids.items():
+        by_type[(code, 0, service_type)][1] += n
+        by_type[(code, group, service_type)][1] += n
+    rates = []
+    for row in result.rows:
+        if row.authority == CAG or not row.service_type:
+            continue
+        true_occupied, true_void = by_type[(row.authority, row.client_group, row.service_type)]
+        for released, true in ((row.occupied, true_occupied), (row.void, true_void)):
+            if released.complete:
+                _close(released, true)
+            # Refuges: a count of 1 to 10 is never released (the stricter threshold of group 14).
+            if row.client_group == 14 and 1 <= true <= RULE.threshold_for(14):
+                assert not released.complete
+        if row.percent_occupied is not None:
+            rates.append(row.percent_occupied)
+            assert row.percent_occupied == round(100 * row.occupied.count / (row.occupied.count + row.void.count), 1)
+    assert rates and 80 <= sorted(rates)[len(rates) // 2] <= 99, rates  # typical occupancy 85-97%
+    cag_types = [r for r in result.rows if r.authority == CAG and r.client_group == 0 and r.service_type]
+    assert {r.service_type for r in cag_types} >= {"accommodation-based", "floating-support"}
+    for row in cag_types:
+        if row.percent_occupied is not None:
+            parts = [
+                r
+                for r in result.rows
+                if r.authority != CAG and (r.client_group, r.service_type) == (0, row.service_type)
+            ]
+            assert row.occupied.count == sum(r.occupied.count for r in parts)
+
+
+def test_the_plan_covers_kpi1_and_utilisation(net: LiveNetwork) -> None:
+    bundle, _ = joint_query(net.netdir, kind="plan", from_date=FROM, to_date=TO)
+    assert isinstance(bundle.result, JointPlan)
+    planned = {(row.kind, row.period, row.from_date) for row in bundle.result.rows}
+    for kind in ("kpi1", "utilisation"):
+        assert (kind, "year", FROM) in planned and (kind, "quarter", "2009-10-01") in planned
+    answered = {row.kind for row in bundle.result.rows if row.answered}
+    assert {"kpi1", "utilisation"} <= answered
+
+
+def test_the_cli_prints_and_saves_bundles_that_verify(net: LiveNetwork, tmp_path: Path) -> None:
+    runner = CliRunner()
+    for kind, title in (("kpi1", "KPI 1"), ("utilisation", "Occupancy by service type")):
+        saved = tmp_path / f"{kind}.json"
+        shown = runner.invoke(
+            app,
+            ["query", kind, "--network", str(net.netdir), "--from", FROM, "--to", TO, "--out", str(saved)],
+            env={"COLUMNS": "200"},
+        )
+        assert shown.exit_code == 0, shown.output + str(shown.exception or "")
+        assert title in shown.output
+        checked = runner.invoke(app, ["verify", str(saved), "--network", str(net.netdir)], env={"COLUMNS": "200"})
+        assert checked.exit_code == 0, checked.output
+        assert f"verified: {kind} bundle" in " ".join(checked.output.split())
+    assert "CAG units" in shown.output  # utilisation shows the supply map's units beside
