@@ -1,6 +1,8 @@
 """`cagnet console`: the browser console on this machine, for a principal holding a kit (`--kit`)
-or a member authority's officer (`--node`). It prints the address to open, with this session's
-token in it (and opens it unless --no-browser), and serves until Ctrl-C."""
+or a member authority's officer (`--node`); a regional board may give one kit per network
+(`--kit A --kit B ...`, the first the session's own) for the Region page's roll-up. It prints the
+address to open, with this session's token in it (and opens it unless --no-browser), and serves
+until Ctrl-C."""
 
 from __future__ import annotations
 
@@ -13,9 +15,14 @@ from cagnet.cli.common import _default_network, err
 
 
 def console_command(
-    kit: Annotated[
-        Path | None,
-        typer.Option("--kit", "--network", help="A principal's kit (or a network folder) (default: $CAGNET_NETWORK)."),
+    kits: Annotated[
+        list[Path] | None,
+        typer.Option(
+            "--kit",
+            "--network",
+            help="A principal's kit (or a network folder) (default: $CAGNET_NETWORK). A regional board may repeat it,"
+            " one kit per network, for the Region page (the first is the session's own).",
+        ),
     ] = None,
     node: Annotated[
         Path | None,
@@ -36,7 +43,9 @@ def console_command(
 
     from cagnet.console.app import ConsoleServer
     from cagnet.console.session import Session
+    from shared.errors import CagnetError
 
+    kit = kits[0] if kits else None
     if kit is not None and node is not None:
         raise typer.BadParameter("give --kit KIT or --node NODEDIR, not both", param_hint="--kit")
     folder = node or kit or _default_network()
@@ -44,7 +53,11 @@ def console_command(
         raise typer.BadParameter("give --kit KIT or --node NODEDIR (or set CAGNET_NETWORK)", param_hint="--kit")
     if node is not None and not (node / "node.toml").exists():
         raise typer.BadParameter(f"{node} is not a node folder (no node.toml)", param_hint="--node")
-    session = Session(folder, principal=principal, feeds_dir=feeds)
+    region_kits = tuple(kits) if kits and len(kits) > 1 else ()  # one kit: no roll-up to make
+    try:
+        session = Session(folder, principal=principal, feeds_dir=feeds, region_kits=region_kits)
+    except CagnetError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--kit") from None
     session.asker()  # the folder's manifest and policy, verified (a kit's brought up to date), before serving
     server = ConsoleServer(session, port=port)
     try:

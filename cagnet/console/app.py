@@ -29,7 +29,7 @@ from starlette.responses import PlainTextResponse, RedirectResponse, Response
 from starlette.routing import Mount
 from starlette.staticfiles import StaticFiles
 
-from cagnet.console.pages import bundles, feeds, network, node, queries, register
+from cagnet.console.pages import bundles, feeds, network, node, queries, region, register
 from cagnet.console.session import Session
 
 __all__ = ["COOKIE", "TOKEN_HEADER", "ConsoleServer", "create_app"]
@@ -133,12 +133,14 @@ def create_app(session: Session, *, port: int) -> Guard:
         *register.routes(),
         *feeds.routes(),
         *(node.routes() if session.is_node else []),
+        *(region.routes() if session.region_kits else []),
         Mount("/static", app=StaticFiles(directory=STATIC), name="static"),
     ]
     app = Starlette(routes=routes, exception_handlers={HTTPException: _forbidden})
     app.state.session = session
     if session.is_node:
         app.state.uploads = node.Uploads()
+    app.state.region = None  # the Region page's last roll-up
     return Guard(app, session, port)
 
 

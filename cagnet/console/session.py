@@ -23,8 +23,10 @@ from coordinator import network
 from coordinator.joint.bundle import Bundle
 from coordinator.joint.client import Asker, CoordinatorClient, folder_asker
 from shared import dsse
+from shared.errors import InvalidRequest
+from shared.manifest import REGIONAL_BOARD
 
-__all__ = ["ASKER_TTL_S", "Held", "Session"]
+__all__ = ["ASKER_TTL_S", "Held", "Session", "check_board_kits"]
 
 ASKER_TTL_S = 60.0
 
@@ -47,6 +49,8 @@ class Session:
     folder: Path
     principal: str = ""
     feeds_dir: Path | None = None
+    # A regional board's kits, one per network (the first is `folder`): the Region page rolls them up.
+    region_kits: tuple[Path, ...] = ()
     # The secrets of this session: the token in the URL (a cookie after the first visit) and the
     # token every form carries (CSRF), both fresh each start.
     token: str = field(default_factory=lambda: secrets.token_urlsafe(32))
@@ -56,6 +60,10 @@ class Session:
     _asker: tuple[float, Asker] | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _ids: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
+
+    def __post_init__(self) -> None:
+        if self.region_kits:
+            check_board_kits(self.region_kits)
 
     @property
     def is_node(self) -> bool:
@@ -110,3 +118,15 @@ class Session:
             if self._client is not None:
                 self._client.close()
                 self._client = None
+
+
+def check_board_kits(kits: tuple[Path, ...]) -> None:
+    """Several kits make one session only as a regional board's, one kit per network: any other
+    principal's kit, or a network folder, is refused by name before anything is served."""
+    for folder in kits:
+        principal = network.kit_principal(folder)
+        if principal is None or REGIONAL_BOARD not in network.read(folder).party(principal).roles:
+            raise InvalidRequest(
+                f"{folder} is not a regional board's kit: several kits are taken only as a regional board's, "
+                "one per network"
+            )

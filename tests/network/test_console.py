@@ -2,7 +2,8 @@
 through playwright; no browser download): a chair asks a question from a kit and sees its table,
 downloads the Excel file (numbers are numbers), has a tampered bundle refused; a member's officer
 uploads a bad import and sees every error with the store unchanged, then imports a good file;
-a refusal shows its rule. Over plain HTTP: no token, a wrong host, a cross-origin POST or a form
+a refusal shows its rule; a regional board holding two networks' kits rolls their feeds up as
+`cagnet feed region` does. Over plain HTTP: no token, a wrong host, a cross-origin POST or a form
 without its CSRF token are refused 403 and change nothing."""
 
 from __future__ import annotations
@@ -20,7 +21,9 @@ from typing import Any
 
 import openpyxl
 import pytest
+from typer.testing import CliRunner
 
+from cagnet.cli import app
 from cagnet.console.app import COOKIE, TOKEN_HEADER, ConsoleServer
 from cagnet.console.session import Session
 from coordinator import kit, network
@@ -29,6 +32,7 @@ from node.config import load_config
 from node.store import data_version, open_store, row_counts
 from shared.accreditation import entry_bytes, sign_entry
 from shared.checkpoint import register_origin
+from shared.errors import InvalidRequest
 from shared.manifest import CAG_CHAIR, REGIONAL_BOARD
 from shared.register_client import RegisterClient
 from tests.netutil import THREE, LiveNetwork, make_network, running
@@ -47,6 +51,15 @@ def net(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveNetwork]:
         # The chair publishes a feed snapshot before anyone asks anything: the release ledgers would
         # refuse its flows as differencing against a narrower question asked first.
         publish(live.netdir)
+        yield live
+
+
+@pytest.fixture(scope="module")
+def second(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveNetwork]:
+    """Another CAG's network, whose feed the same regional board takes (it has published nothing yet)."""
+    built = make_network(tmp_path_factory.mktemp("console-b"), THREE, seed=70, clients=600)
+    network.add_principal(built.netdir, party_id="board", role=REGIONAL_BOARD, name="Ann Lee, Regional Housing Board")
+    with running(built) as live:
         yield live
 
 
@@ -229,6 +242,79 @@ def test_a_regional_board_fetches_and_reads_its_feed(page: Any, net: LiveNetwork
     assert "Snapshot 1 of Test CAG" in main and "Verified" in main  # published by the chair (the fixture)
     assert "feed: supply" in main and "periods: supply as at" in main
     assert (folder / "feeds" / "snapshot-000001.dsse.json").exists()
+
+
+def _region_column(page: Any, title: str) -> tuple[list[str], dict[str, str]]:
+    """A roll-up table's headings, and its region column by client group, as the page shows them."""
+    section = page.locator("section.result-table", has_text=title)
+    rows = [r.locator("td").all_inner_texts() for r in section.locator("tbody tr").all()]
+    return section.locator("th").all_inner_texts(), {r[0]: r[-1] for r in rows}
+
+
+def test_a_regional_board_rolls_up_two_cags_as_the_cli_does(
+    page: Any, net: LiveNetwork, second: LiveNetwork, tmp_path: Path
+) -> None:
+    kits = (kit.export(net.netdir, "board", tmp_path / "kit-a"), kit.export(second.netdir, "board", tmp_path / "kit-b"))
+    with ConsoleServer(Session(kits[0], region_kits=kits)) as board:
+        own = {TOKEN_HEADER: board.session.token, "Origin": board.origin}
+        form = {**own, "Content-Type": "application/x-www-form-urlencoded"}
+        assert _request(board, "/region", method="POST", headers=form, body=b"csrf=wrong") == 403
+        assert not (kits[0] / "region").exists()  # a form without this session's CSRF token fetched nothing
+        assert _request(board, "/region/region.xlsx", headers=own) == 404  # nothing rolled up yet
+
+        page.goto(board.url)
+        page.click("nav >> text=Region")
+        assert "No roll-up made yet" in page.inner_text("main")
+        page.click("main form button[type=submit]")
+        cags = page.inner_text("#cags")
+        assert "verified: Test CAG (kit-a), snapshot 1" in cags  # published by the chair (the fixture)
+        assert "missing: Test CAG (kit-b) — no snapshot published" in cags
+        heads, _ = _region_column(page, "region: units of support")
+        assert heads[2:] == ["Test CAG (kit-a)", "region"]
+
+        publish(second.netdir)
+        page.click("main form button[type=submit]")
+        cags = page.inner_text("#cags")
+        assert "verified: Test CAG (kit-b), snapshot 1" in cags and "missing" not in cags
+        heads, shown = _region_column(page, "region: units of support")
+        assert heads[2:] == ["Test CAG (kit-a)", "Test CAG (kit-b)", "region"]
+        _, shown_outside = _region_column(page, "region: new from outside the CAG")
+        with page.expect_download() as download:
+            page.click("text=Excel (region.xlsx)")
+        mine = tmp_path / "page-region.xlsx"
+        download.value.save_as(mine)
+        with page.expect_download() as download:
+            page.click("text=CSV (region.csv)")
+        assert "units of support" in Path(download.value.path()).read_text()
+
+    result = CliRunner().invoke(
+        app, ["feed", "region", "--kit", str(kits[0]), "--kit", str(kits[1]), "--out", str(tmp_path / "cli")]
+    )
+    assert result.exit_code == 0, result.output
+    cli = openpyxl.load_workbook(tmp_path / "cli" / "region.xlsx")
+    downloaded = openpyxl.load_workbook(mine)
+    for sheet, on_page in (("units of support", shown), ("new from outside the CAG", shown_outside)):
+        rows = list(cli[sheet].iter_rows(min_row=4, values_only=True))
+        assert [r[:-1] for r in rows] == [r[:-1] for r in downloaded[sheet].iter_rows(min_row=4, values_only=True)]
+        assert [r[-1] for r in rows] == [r[-1] for r in downloaded[sheet].iter_rows(min_row=4, values_only=True)]
+        # Each CAG's figure and the region's sum, as the CLI's roll-up has them, are what the page shows.
+        assert {str(r[0]): (f"{r[-1]:,}" if isinstance(r[-1], int) else "*") for r in rows} == on_page
+    units = list(cli["units of support"].iter_rows(min_row=4, values_only=True))
+    assert units and all(isinstance(r[-1], int) and r[-1] == r[2] + r[3] for r in units)  # summed: same day
+
+
+def test_several_kits_are_taken_only_as_a_regional_boards(
+    net: LiveNetwork, chair: ConsoleServer, tmp_path: Path
+) -> None:
+    board = kit.export(net.netdir, "board", tmp_path / "board")
+    with pytest.raises(InvalidRequest, match="chair is not a regional board's kit"):
+        Session(board, region_kits=(board, chair.session.folder))
+    result = CliRunner().invoke(
+        app,
+        ["console", "--kit", str(board), "--kit", str(chair.session.folder), "--no-browser"],
+        env={"COLUMNS": "250"},
+    )
+    assert result.exit_code == 2 and "not a regional board's kit" in result.output
 
 
 def test_a_chair_searches_the_register_and_downloads_a_providers_receipt(
