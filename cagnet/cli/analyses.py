@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 from rich.console import Console
 
-from cagnet.cli.common import AskerOpt, PrincipalOpt, out
+from cagnet.cli.common import AskerOpt, FormatOpt, PrincipalOpt, out
 from cagnet.cli.query import _render_coverage
 from cagnet.cli.records import (
     DeadlineOpt,
@@ -24,6 +24,7 @@ from cagnet.cli.records import (
     _ask,
     _group_label,
     _table,
+    _whole_period_command,
     span_label,
 )
 
@@ -177,32 +178,12 @@ def _tally(t: Tally) -> str:
     return f"{t.count:,}" if t.complete else f"≥{t.count:,}"
 
 
-def query_outcomes(
-    network_dir: AskerOpt = None,
-    from_date: FromOpt = "",
-    to_date: ToOpt = "",
-    client_group: GroupOpt = None,
-    deadline_ms: DeadlineOpt = 0,
-    as_json: JsonOpt = False,
-    out_file: OutOpt = None,
-    principal: PrincipalOpt = "",
-) -> None:
-    """Short-term outcomes: planned departures and needs met in each of the five outcome domains,
-    by client group, for each authority beside the CAG."""
-    bundle = _ask(
-        "outcomes",
-        network_dir,
-        principal=principal,
-        deadline_ms=deadline_ms,
-        out_file=out_file,
-        as_json=as_json,
-        from_date=from_date,
-        to_date=to_date,
-        period="all",
-        client_groups=client_group or (),
-    )
-    if bundle is not None:
-        render_outcomes(bundle, out)
+query_outcomes = _whole_period_command(
+    "outcomes",
+    render_outcomes,
+    "Short-term outcomes: planned departures and needs met in each of the five outcome domains, by client group,"
+    " for each authority beside the CAG.",
+)
 
 
 def query_equality(
@@ -222,6 +203,7 @@ def query_equality(
     by_group: ByGroupOpt = False,
     deadline_ms: DeadlineOpt = 0,
     as_json: JsonOpt = False,
+    fmt: FormatOpt = "table",
     out_file: OutOpt = None,
     principal: PrincipalOpt = "",
 ) -> None:
@@ -242,6 +224,7 @@ def query_equality(
         deadline_ms=deadline_ms,
         out_file=out_file,
         as_json=as_json,
+        fmt=fmt,
         from_date=from_date,
         to_date=to_date,
         period="all",

@@ -15,7 +15,7 @@ from rich.console import Console
 
 from cagnet.actions.asking import member_asker
 from cagnet.actions.labels import query_of
-from cagnet.cli.common import AskerOpt, PrincipalOpt, _netdir, err, out
+from cagnet.cli.common import AskerOpt, FormatOpt, PrincipalOpt, _netdir, err, out
 from cagnet.cli.query import _render_coverage
 from cagnet.cli.records import (
     DeadlineOpt,
@@ -27,6 +27,7 @@ from cagnet.cli.records import (
     _abbrev,
     _ask,
     _table,
+    _whole_period_command,
     span_label,
 )
 
@@ -71,33 +72,12 @@ def render_fair_shares(bundle: Bundle, console: Console) -> None:
     _render_coverage(bundle, console)
 
 
-def query_fair_shares(
-    network_dir: AskerOpt = None,
-    from_date: FromOpt = "",
-    to_date: ToOpt = "",
-    client_group: GroupOpt = None,
-    deadline_ms: DeadlineOpt = 0,
-    as_json: JsonOpt = False,
-    out_file: OutOpt = None,
-    principal: PrincipalOpt = "",
-) -> None:
-    """Designated cross-authority services (type, group, capacity, host) and, for each with enough
-    intake over the period, each member authority's share of it in bands: where a joint funding
-    split starts."""
-    bundle = _ask(
-        "fair-shares",
-        network_dir,
-        principal=principal,
-        deadline_ms=deadline_ms,
-        out_file=out_file,
-        as_json=as_json,
-        from_date=from_date,
-        to_date=to_date,
-        period="all",
-        client_groups=client_group or (),
-    )
-    if bundle is not None:
-        render_fair_shares(bundle, out)
+query_fair_shares = _whole_period_command(
+    "fair-shares",
+    render_fair_shares,
+    "Designated cross-authority services (type, group, capacity, host) and, for each with enough intake over the"
+    " period, each member authority's share of it in bands: where a joint funding split starts.",
+)
 
 
 def _money(value: int | None) -> str:
@@ -302,6 +282,7 @@ def query_spend(
     client_group: GroupOpt = None,
     deadline_ms: DeadlineOpt = 0,
     as_json: JsonOpt = False,
+    fmt: FormatOpt = "table",
     out_file: OutOpt = None,
     principal: PrincipalOpt = "",
 ) -> None:
@@ -321,6 +302,7 @@ def query_spend(
         deadline_ms=deadline_ms,
         out_file=out_file,
         as_json=as_json,
+        fmt=fmt,
         from_date=from_date,
         to_date=to_date,
         period="all",
