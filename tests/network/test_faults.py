@@ -95,6 +95,28 @@ class Net:
             self.onboarding,
         )
 
+    def start_node_on_a_free_port(self, code: str) -> None:
+        """Start a listening node and wait until it serves. `free_port` only says a port was free a
+        moment ago: another process (an outgoing connection's ephemeral port, say) may take it before
+        the node binds, and the node then exits saying the port is in use. Such a node is given
+        another port (the coordinator is not started yet, so the manifest may still change)."""
+        asker = network.principal_identity(self.netdir)
+        for _ in range(3):
+            self.start_node(code)
+            proc = self.procs[code]
+            deadline = time.monotonic() + 60
+            while proc.poll() is None and time.monotonic() < deadline:
+                try:
+                    wait_healthy(self.endpoints[code], code, asker, timeout_s=1)
+                    return
+                except TimeoutError:
+                    continue
+            if proc.poll() is None or "the port is in use" not in self.log(code).read_text(errors="replace"):
+                raise RuntimeError(f"node {code} did not start: see {self.log(code)}")
+            self.endpoints[code] = f"127.0.0.1:{free_port()}"
+            network.set_endpoint(self.netdir, code, self.endpoints[code])
+        raise RuntimeError(f"node {code} found no free port in three tries: see {self.log(code)}")
+
     def healthy(self, name: str) -> None:
         asker = network.principal_identity(self.netdir)
         if name in DIALLING:  # no port of its own: the coordinator says once it is attached
@@ -129,7 +151,10 @@ def net(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Net]:
     net = Net(root, live.netdir, live.nodedirs, endpoints, f"127.0.0.1:{free_port()}", f"127.0.0.1:{free_port()}")
     try:
         for code in FOUR:
-            net.start_node(code)
+            if code in DIALLING:
+                net.start_node(code)
+            else:
+                net.start_node_on_a_free_port(code)
         net.start_coordinator()
         for name in (*FOUR, COORDINATOR):
             net.healthy(name)
