@@ -152,6 +152,9 @@ def main() -> None:
         help="sizes also imported as .xlsx (default: the same as --records; none: CSV only)",
     )
     args = parser.parse_args()
+    if any(n < 1 for n in [*args.records, *(args.xlsx or [])]):
+        # A size of 0 would time nothing and divide by it; CSV only is `--xlsx` with no sizes.
+        parser.error("a size is a number of records, at least 1 (for CSV only, give --xlsx with no sizes)")
     xlsx_sizes = set(args.records if args.xlsx is None else args.xlsx)
     code = DEMO["members"][0]
     spawn = multiprocessing.get_context("spawn")
