@@ -221,6 +221,7 @@ class Translator:
         self.today = today or date.today()
         self._groups = {fold(name): str(code) for code, name in CLIENT_GROUPS.items()}
         self._places: dict[str, str] | None = None
+        self._columns: dict[str, Callable[[str], str] | None] = {}
 
     @property
     def renames(self) -> dict[str, str]:
@@ -260,6 +261,22 @@ class Translator:
             return value
 
         return chain
+
+    def row(self, values: dict[str, str], problem: Callable[[str, str, str], None]) -> dict[str, str] | None:
+        """A file row's cells as the checks read them, or None after telling `problem` (column,
+        reason, value) about the first cell that cannot be read. Each column's function is made once."""
+        out = dict(values)
+        for column, value in values.items():
+            if column not in self._columns:
+                self._columns[column] = self.for_column(column)
+            translate = self._columns[column]
+            if translate is not None:
+                try:
+                    out[column] = translate(value)
+                except ValueError as exc:
+                    problem(column, str(exc), value)
+                    return None
+        return out
 
     def wrap(self, column: str, check: Callable[[str], Any]) -> Callable[[str], Any]:
         """`check` reading the translated cell."""

@@ -22,6 +22,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date
+from functools import partial
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -293,27 +294,12 @@ def import_returns(
         total = max(count_lines(path) - 1, 0) if path.suffix.lower() == ".csv" else 0
     except OSError as exc:
         raise ImportError_([ImportProblem(reader.label, None, None, f"cannot read the file: {exc.strerror}")]) from None
-    translations: dict[str, Callable[[str], str] | None] = {}
     seen = _Seen()
     rows = 0
 
     def report(done: int) -> None:
         if progress is not None:
             progress(done, max(total, done))
-
-    def translated(row: int, values: dict[str, str]) -> dict[str, str] | None:
-        out = dict(values)
-        for column, value in values.items():
-            if column not in translations:
-                translations[column] = translator.for_column(column)
-            translate = translations[column]
-            if translate is not None:
-                try:
-                    out[column] = translate(value)
-                except ValueError as exc:
-                    reader.problem(row, column, str(exc), value)
-                    return None
-        return out
 
     report(0)
     with engine.connect() as conn, conn.begin() as transaction:
@@ -333,7 +319,7 @@ def import_returns(
             if len(problems) >= MAX_PROBLEMS:
                 reader.problem(row, None, f"stopped reading after {MAX_PROBLEMS} problems; fix these and import again")
                 break
-            cells = translated(row, values)
+            cells = translator.row(values, partial(reader.problem, row))
             if cells is None:
                 continue
             try:

@@ -45,6 +45,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from decimal import Decimal
+from functools import partial
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -673,27 +674,12 @@ def import_csv(
         raise ImportError_([ImportProblem(label, None, None, f"cannot read the file: {exc.strerror}")]) from None
 
     authority = store_authority(engine)
-    translations: dict[str, Callable[[str], str] | None] = {}
     first_row_of: dict[str, int] = {}
     rows = 0
 
     def report(done: int) -> None:
         if progress is not None:
             progress(done, max(total, done))
-
-    def translated(row: int, values: dict[str, str]) -> dict[str, str] | None:
-        out = dict(values)
-        for column, value in values.items():
-            if column not in translations:
-                translations[column] = translator.for_column(column)
-            translate = translations[column]
-            if translate is not None:
-                try:
-                    out[column] = translate(value)
-                except ValueError as exc:
-                    reader.problem(row, column, str(exc), value)
-                    return None
-        return out
 
     report(0)
     with engine.connect() as conn, conn.begin() as transaction:
@@ -716,7 +702,7 @@ def import_csv(
                 if first != row:
                     reader.problem(row, spec.key, f"duplicate {spec.key} {key!r}: already on row {first}", key)
                     continue
-            cells = translated(row, values)
+            cells = translator.row(values, partial(reader.problem, row))
             if cells is None:
                 continue
             try:
