@@ -207,6 +207,13 @@ def _states_on(conn: Connection, schemas: tuple[Schema, ...]) -> list[_State]:
     return states
 
 
+def _locked_state(engine: Engine, store: Store, schema: Schema) -> _State:
+    """One schema's state read under the lock that making or upgrading it takes: settled."""
+    with _migrating(engine, store, schema) as conn:
+        [state] = _states_on(conn, (schema,))
+    return state
+
+
 def _states(engine: Engine, store: Store) -> list[_State]:
     with _connect(engine, store) as conn:
         return _states_on(conn, store.schemas)
@@ -251,6 +258,11 @@ def ensure_current(engine: Engine, store: Store) -> None:
     states = _states(engine, store)
     if all(revision == head_revision(schema) for schema, revision, _ in states):
         return
+    if any(revision is None and present for _, revision, present in states):
+        # The revision and the tables were read by two statements: a process making this empty
+        # database at the same moment may have committed between them, which would look like a
+        # database made before migrations. Read again under the lock such a process holds.
+        states = [_locked_state(engine, store, schema) for schema in store.schemas]
     _refuse_strangers(engine, store, states)
     for schema, revision, present in states:
         if (revision is not None and revision != head_revision(schema)) or (revision is None and present):

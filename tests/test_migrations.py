@@ -442,6 +442,35 @@ def test_processes_opening_an_empty_database_at_once_make_it_once(database_url: 
         engine.dispose()
 
 
+def test_a_database_made_between_reading_its_revision_and_its_tables_is_not_taken_for_an_old_one(
+    database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The race above, made to happen every time: another opener makes the empty database just after
+    this one found no revision and just before it looks for tables (seen in CI as 'made before
+    schema migrations' on a brand-new SQLite file)."""
+    present = migrate._present
+    made: list[bool] = []
+
+    def present_after_another_opener_made_it(conn: object, schema: object) -> set[str]:
+        if not made:
+            made.append(True)
+            other = threading.Thread(target=lambda: open_store(database_url).dispose())
+            other.start()
+            other.join()
+        return present(conn, schema)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(migrate, "_present", present_after_another_opener_made_it)
+    open_store(database_url).dispose()
+    assert made == [True]
+    engine = create_engine(database_url)
+    try:
+        with engine.connect() as conn:
+            for version_table in ("alembic_version_node", "alembic_version_audit"):
+                assert conn.execute(text(f"SELECT count(*) FROM {version_table}")).scalar_one() == 1
+    finally:
+        engine.dispose()
+
+
 def test_a_revision_that_fails_leaves_the_database_as_it_was(database_url: str) -> None:
     engine = store_engine(database_url)
     try:
