@@ -4,7 +4,10 @@ each node a real gRPC server on port 0 with mTLS and its own SQLite store full o
 
 from __future__ import annotations
 
+import atexit
 import json
+import shutil
+import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -75,7 +78,44 @@ def make_network(
     """`codes` as founding members, each loaded with synthetic data (`clients` client records each,
     default the realistic volume), sharing repeat movers with one another. Each node's store is
     SQLite in its folder unless `database_urls` names another (an empty PostgreSQL database). The
-    nodes in `dial_out` open no port: they attach to the coordinator over the relay."""
+    nodes in `dial_out` open no port: they attach to the coordinator over the relay.
+
+    An all-SQLite network is built once per test process for each set of arguments and copied into
+    `root`: the suite asks for the same few networks dozens of times, and making one (keys,
+    charter, synthetic records, the standard table set's first edition) costs seconds a node. Each
+    copy is a network of its own on disk; only its keys are the same as the other copies'."""
+    if database_urls:
+        return _build_network(root, codes, seed=seed, clients=clients, database_urls=database_urls, dial_out=dial_out)
+    key = (codes, seed, clients, dial_out)
+    template = _templates.get(key)
+    if template is None:
+        template = Path(tempfile.mkdtemp(prefix="cagnet-test-network-"))
+        atexit.register(shutil.rmtree, template, ignore_errors=True)
+        built = _build_network(template, codes, seed=seed, clients=clients, database_urls=None, dial_out=dial_out)
+        for nodedir in built.nodedirs.values():
+            # Opening a node protects its standard table set and keeps the edition in its store,
+            # so that every copy starts with a lookup rather than a protection.
+            NodeRuntime.open(load_config(nodedir)).engine.dispose()
+        _templates[key] = template
+    shutil.copytree(template, root, dirs_exist_ok=True)
+    for config in root.glob("*/node.toml"):
+        # A node's configuration names its manifest and store by absolute path.
+        config.write_text(config.read_text().replace(str(template), str(root)))
+    return LiveNetwork(root / "network", {code: root / code for code in codes})
+
+
+_templates: dict[tuple[object, ...], Path] = {}
+
+
+def _build_network(
+    root: Path,
+    codes: tuple[str, ...],
+    *,
+    seed: int,
+    clients: int | None,
+    database_urls: dict[str, str] | None,
+    dial_out: tuple[str, ...],
+) -> LiveNetwork:
     netdir = root / "network"
     network.init_network(netdir, name="Test CAG", coordinator_endpoint="127.0.0.1:0")
     register = network.read_register(netdir)
