@@ -522,7 +522,9 @@ def _serve(config: NodeConfig, ready: Any) -> None:
     if config.metrics_listen:
         metrics = serve_metrics(runtime.metrics, config.metrics_listen)
     # New manifest versions come from the coordinator's Governance service, checked link by link.
-    poller = ManifestPoller(runtime.manifests, lambda: runtime.identity, config.manifest_poll_s)
+    poller = ManifestPoller(
+        runtime.manifests, lambda: runtime.identity, config.manifest_poll_s, linkage_key=config.linkage_key_path
+    )
     runtime.metrics.reading(
         "cagnet_manifest_last_sync_timestamp_seconds",
         "When the node last reached the coordinator and checked its manifest (absent: not yet).",
