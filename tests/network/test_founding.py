@@ -12,6 +12,7 @@ each on a port of its own; the commands run as a user would type them (Typer's r
 from __future__ import annotations
 
 import base64
+import logging
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
@@ -421,8 +422,11 @@ def test_the_chair_rotates_its_own_key_from_its_kit_and_a_bundle_saved_before_st
     assert assert_private_keys_only_in(net.root, kit.parent) == 2
 
 
-def test_the_coordinator_proposes_its_own_key_rotation_and_members_decide(net: Founded) -> None:
+def test_the_coordinator_proposes_its_own_key_rotation_and_members_decide(
+    net: Founded, caplog: pytest.LogCaptureFixture
+) -> None:
     governed(net)
+    caplog.set_level(logging.WARNING, logger="coordinator.governance.server")
     old_key = network.read(net.netdir).party("coordinator").signing_key
     # The operator, on its own folder, with no member's node folder at hand.
     rotated = cli("network", "rotate-key", "coordinator", "--network", str(net.netdir))
@@ -434,6 +438,9 @@ def test_the_coordinator_proposes_its_own_key_rotation_and_members_decide(net: F
         cli("network", "approve", pid, "--node", str(nodedir), "--yes")
     listed = network.read(net.netdir).party("coordinator")
     assert listed.previous_key == old_key
+    # The running coordinator still signs with the old key, and tells its operator to restart it now.
+    version = network.read(net.netdir).version
+    assert f"manifest version {version} lists the coordinator's new signing key: restart" in caplog.text
     # The nodes take the version up (`node serve` polls every 30 s); restarted within the overlap,
     # the coordinator signs with its new key, and they check it against that.
     for nodedir in net.nodedirs.values():
