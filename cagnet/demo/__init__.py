@@ -137,8 +137,11 @@ def join_founding_member(
 def build_network(
     root: Path, console: Console, *, seed: int = 1, dial_out: Collection[str] | None = None
 ) -> tuple[Path, dict[str, Path]]:
-    """The network folder and six node folders with synthetic data, ports chosen free on loopback.
-    The members in `dial_out` (default: the demo's) open no port and attach to the coordinator."""
+    """The network folder and six node folders with synthetic data, ports chosen free on loopback,
+    made the one-machine way (`node init --network`, the chair's keys in the network folder): for
+    the benchmarks, which measure queries, not founding; `cagnet demo` founds by invite
+    (`found_by_invite`). The members in `dial_out` (default: the demo's) open no port and attach
+    to the coordinator."""
     dialling = DEMO["dial_out"] if dial_out is None else dial_out
     netdir = root / "network"
     network.init_network(netdir, name=DEMO["name"], coordinator_endpoint=f"127.0.0.1:{free_port()}")
