@@ -238,6 +238,32 @@ def seal_linkage_key(
         _seal_and_say(member, node, filed_join(member, party_id))
 
 
+def _print_unsealed(unsealed: list[JoinRequest], *, governed: bool) -> None:
+    """Members admitted whose node cannot answer yet: it waits for the network linkage key. Said
+    loudly, with who acts: a person while founding, the members' running nodes once governed."""
+    keys = Table(
+        title="[yellow]members admitted, waiting for the network linkage key: their nodes cannot answer yet[/]"
+    )
+    for col in ("authority", "name", "seal it with"):
+        keys.add_column(col)
+    for request in unsealed:
+        keys.add_row(
+            request.party_id, request.name, f"cagnet network seal-linkage-key {request.party_id} --node NODEDIR"
+        )
+    out.print(keys)
+    if governed:
+        out.print(
+            "[dim]A running member node seals it by itself at its next manifest poll (a quorum admitted"
+            " these); a member may seal it now with the command shown.[/]"
+        )
+    else:
+        out.print(
+            "[yellow]While the network is founded no node seals it by itself (the founding key alone"
+            " admitted these): a member's officer checks the joiner's signing key with the joiner, then"
+            " seals it with the command shown.[/]"
+        )
+
+
 def proposals(
     node: Annotated[Path | None, typer.Option("--node", help="Your member node's folder.")] = None,
     folder: FolderOpt = None,
@@ -255,10 +281,10 @@ def proposals(
     if node is not None:
         with _open(folder, node) as member:
             rows.extend(member.proposals())
-            version = member.head.version
+            version, version_governed = member.head.version, member.head.governed
     elif folder is not None:
         rows.extend((f, None) for f in gov.pending(folder))
-        version = network.read(folder).version
+        version, version_governed = network.read(folder).version, network.read(folder).governed
     else:
         raise typer.BadParameter("give --node NODEDIR (a member) or --network NETDIR (the operator)")
     if node is not None:
@@ -294,14 +320,7 @@ def proposals(
             )
         out.print(joins)
     if unsealed:
-        keys = Table(title="members admitted, waiting for the network linkage key")
-        for col in ("authority", "name", "seal it with"):
-            keys.add_column(col)
-        for request in unsealed:
-            keys.add_row(
-                request.party_id, request.name, f"cagnet network seal-linkage-key {request.party_id} --node NODEDIR"
-            )
-        out.print(keys)
+        _print_unsealed(unsealed, governed=version_governed)
 
 
 def approve(proposal_id: str, node: NodeOpt, folder: FolderOpt = None, yes: YesOpt = False) -> None:
@@ -355,7 +374,9 @@ def status(
 
     from coordinator import network
     from coordinator import status as party_status
-    from shared import pki
+    from coordinator.governance import proposals as gov
+    from coordinator.onboarding import invites as onboarding
+    from shared import governance, pki
 
     manifest = network.read(netdir)
     policy = network.read_policy(netdir)
@@ -378,14 +399,20 @@ def status(
             now=now,
             coordinator_endpoint=manifest.coordinator_endpoint,
         )
-        if not party.endpoint:  # a principal: its certificate is in the network folder, if anywhere
+        if not party.endpoint:  # a principal: its certificate is kept in the network folder
+            # made here (`principal add`), or issued to a person who joined by invite (`kit join`)
             held = network.principal_dir(netdir, party.id) / "tls.crt"
+            if not held.exists():
+                held = gov.joined_dir(netdir, party.id) / "tls.crt"
             if held.exists():
                 shown = party_status.describe(party, pki.load_cert(held.read_bytes()), now=now)
                 found = party_status.PartyStatus(party, "-", shown.certificate, shown.warning)
         cert = f"[yellow]{found.certificate}[/]" if found.warning else found.certificate
         table.add_row(party.id, ",".join(party.roles), party.endpoint, found.reachable, cert)
     out.print(table)
+    unsealed = [governance.open_join_request(e) for e in onboarding.awaiting_key(netdir)]
+    if unsealed:
+        _print_unsealed(unsealed, governed=manifest.governed)
     ca = pki.load_cert((netdir / "ca" / "ca.crt").read_bytes())
     if ca.not_valid_after_utc < now + party_status.EXPIRY_WARNING:
         out.print(f"[yellow]the network CA certificate expires {ca.not_valid_after_utc:%Y-%m-%d}[/]")

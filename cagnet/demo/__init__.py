@@ -1,10 +1,12 @@
-"""`cagnet demo`: a CAG on one machine (its members in `cagnet/demo.toml`). Six nodes and a coordinator run as separate
-processes on loopback with mTLS and signatures on. The members adopt a charter (from then on only
-a quorum of them changes the manifest); the CAG chair runs a joint supply map, saves and verifies
-the bundle, and the other joint analyses; a member rotates its key by quorum; then one node is
-stopped to show what a partial answer looks like. After the charter, an outsider the coordinator
-could not add on its own joins over the wire from a folder of its own: an invite, a member's
-sponsorship and a quorum, then its own node process.
+"""`cagnet demo`: a CAG on one machine (its members in `cagnet/demo.toml`), founded by invite as on
+separate machines: each member's node and each person's kit makes its keys in a folder of its own,
+and only invite codes leave the coordinator's folder (`found_by_invite`). Six nodes and a
+coordinator run as separate processes on loopback with mTLS and signatures on. The members adopt
+a charter (from then on only a quorum of them changes the manifest); the CAG chair runs a joint
+supply map from its kit, saves and verifies the bundle, and the other joint analyses; a member
+rotates its key by quorum; then one node is stopped to show what a partial answer looks like.
+After the charter, an outsider the coordinator could not add on its own joins over the wire from a
+folder of its own: an invite, a member's sponsorship and a quorum, then its own node process.
 Everything is cleaned up afterwards unless --keep names a folder.
 """
 
@@ -18,7 +20,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Collection, Iterator
+from collections.abc import Collection, Iterator, Mapping
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from importlib import resources
@@ -42,21 +44,25 @@ from coordinator.governance import proposals as gov
 from coordinator.joint import bundle as bundle_mod
 from coordinator.joint.client import Refused, joint_query
 from coordinator.onboarding import invites as coordinator_onboarding
+from coordinator.onboarding import person
 from node.client_records import load_person_key
 from node.config import complete_join, init_node, load_config
 from node.network import onboarding as joining
-from node.network.governance import Member
+from node.network.governance import Member, node_manifests, sync
 from node.store import ensure_authority, open_store
 from node.synthetic.supply import load as load_synthetic
 from shared import governance, keys, pki
-from shared.authorities import shipped_register
-from shared.errors import CagnetError
+from shared.authorities import register_of, shipped_register
+from shared.channel import coordinator_endpoints
+from shared.errors import CagnetError, Unavailable
 from shared.governance import Change, Filed
+from shared.governance_client import GovernanceClient
 from shared.identity import Identity
 from shared.interceptor import secure_channel
 from shared.invite import decode
 from shared.kinds.supply import JointSupplyMap
 from shared.manifest import COORDINATOR, encode_key
+from shared.onboarding_client import fetch_network_ca
 from shared.relay import attached_service
 
 READY_TIMEOUT_S = 60
@@ -131,8 +137,11 @@ def join_founding_member(
 def build_network(
     root: Path, console: Console, *, seed: int = 1, dial_out: Collection[str] | None = None
 ) -> tuple[Path, dict[str, Path]]:
-    """The network folder and six node folders with synthetic data, ports chosen free on loopback.
-    The members in `dial_out` (default: the demo's) open no port and attach to the coordinator."""
+    """The network folder and six node folders with synthetic data, ports chosen free on loopback,
+    made the one-machine way (`node init --network`, the chair's keys in the network folder): for
+    the benchmarks, which measure queries, not founding; `cagnet demo` founds by invite
+    (`found_by_invite`). The members in `dial_out` (default: the demo's) open no port and attach
+    to the coordinator."""
     dialling = DEMO["dial_out"] if dial_out is None else dial_out
     netdir = root / "network"
     network.init_network(netdir, name=DEMO["name"], coordinator_endpoint=f"127.0.0.1:{free_port()}")
@@ -171,6 +180,120 @@ def build_network(
     # Listed while the network is still being set up; once chartered, a new principal is a proposal.
     network.add_principal(netdir, party_id="regional-board", role="regional-board", name=DEMO["regional_board"])
     return netdir, nodes
+
+
+# The people the demo's network lists, each joining by invite with keys made in its own kit:
+# (principal id, role, name). Their ids are their roles, so each kit asks as the role it holds.
+PEOPLE = (("cag-chair", "cag-chair", "CAG chair"), ("regional-board", "regional-board", DEMO["regional_board"]))
+
+
+def _wait_onboarding(onboarding: str, netdir: Path) -> None:
+    """Until the coordinator's onboarding port answers (it opens just after the mTLS port)."""
+    fingerprint = network.read(netdir).ca_fingerprint
+    deadline = time.monotonic() + READY_TIMEOUT_S
+    while True:
+        try:
+            fetch_network_ca(onboarding, fingerprint, timeout_s=1)
+            return
+        except Unavailable:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.1)
+
+
+def sync_members(nodes: Mapping[str, Path]) -> None:
+    """What `cagnet node sync-manifest NODEDIR` does, in each member's folder: take the versions
+    the coordinator publishes as the next links of that node's own chain. A running node reads the
+    version from its folder on its next request (`node serve` also polls every manifest_poll_s
+    seconds; the demo does not wait for that). Unlike the command, no rotated key is switched to
+    here: the running node does that itself."""
+    for nodedir in nodes.values():
+        config = load_config(nodedir)
+        manifests = node_manifests(config)
+        with GovernanceClient(config.identity(), manifests.current, known=coordinator_endpoints(manifests)) as client:
+            sync(manifests, client)
+
+
+def found_by_invite(
+    root: Path,
+    console: Console,
+    running: dict[str, subprocess.Popen[bytes]],
+    logdir: Path,
+    *,
+    seed: int = 1,
+) -> tuple[Path, dict[str, Path], dict[str, Path], str]:
+    """Found the demo's network as on separate machines (docs/onboarding.md, "Founding by invite"):
+    the operator's folder holds the CA and the coordinator's keys only; each founding member makes
+    its keys in a folder of its own with `node join --invite`, the operator admits it (`network
+    admit`), the first founder makes the network linkage key and seals it to the others
+    (`seal-linkage-key`); the CAG chair and the regional board make theirs in kits of their own
+    (`kit join --invite`). Only invite codes cross from the operator's folder to anyone else's.
+    Starts the coordinator (its process in `running`); returns the network folder, the node
+    folders, the people's kits by principal id and the onboarding port."""
+    netdir = root / "network"
+    endpoint = f"127.0.0.1:{free_port()}"
+    network.init_network(netdir, name=DEMO["name"], coordinator_endpoint=endpoint, chair=False)
+    onboarding = f"127.0.0.1:{free_port()}"
+    running[COORDINATOR] = spawn(
+        ["coordinator", "serve", str(netdir), "--onboarding", onboarding], logdir / "coordinator.log"
+    )
+    with console.status("starting the coordinator (mTLS port, and an onboarding port for the invites)"):
+        wait_healthy(endpoint, COORDINATOR, network.coordinator_identity(netdir))
+        _wait_onboarding(onboarding, netdir)
+
+    nodes: dict[str, Path] = {}
+    for i, code in enumerate(DEMO["members"]):
+        invite = coordinator_onboarding.create_invite(netdir, endpoint=onboarding, authority=code).encode()
+        nodedir = root / "nodes" / code  # the member's own folder: only the invite code reaches it
+        transport: Literal["listen", "dial-out"] = "dial-out" if code in DEMO["dial_out"] else "listen"
+        pending, _ = joining.start(
+            nodedir, invite=decode(invite), authority=code, endpoint=f"127.0.0.1:{free_port()}", transport=transport
+        )
+        if nodes:  # the first founder made the linkage key on its own node; it seals a copy to each after it
+            first = next(iter(nodes.values()))
+            with Member(first) as member:
+                seal_for(member, first, filed_join(member, code))
+        coordinator_onboarding.admit_founding(netdir, code)
+        if not joining.collect(pending, poll_s=0.2, timeout_s=60):
+            raise TimeoutError(f"{_name(code)} was not admitted within 60 s")
+        config = load_config(nodedir)
+        register = register_of(node_manifests(config).current())
+        engine = open_store(config.database_url)
+        ensure_authority(engine, authority_code=code, register=register)
+        load_synthetic(
+            engine,
+            authority_code=code,
+            seed=seed + i,
+            person_key=load_person_key(config.person_key_path),
+            register=register,
+            members=DEMO["members"],
+        )
+        engine.dispose()
+        reached = "dials out" if config.transport == "dial-out" else config.endpoint
+        how = "makes the linkage key" if not nodes else "opens the sealed key"
+        console.print(
+            f"  node {register.authority(code).name:<16} {code}  {reached:<15}  joined by invite, {how};"
+            " synthetic data loaded"
+        )
+        nodes[code] = nodedir
+
+    kits: dict[str, Path] = {}
+    for principal, role, name in PEOPLE:
+        invite = coordinator_onboarding.create_invite(
+            netdir, endpoint=onboarding, principal=principal, role=role, name=name
+        ).encode()
+        kit = root / "people" / principal  # the person's own folder: its keys are made here
+        asked, _ = person.start(kit, invite=decode(invite))
+        coordinator_onboarding.admit_founding(netdir, principal)
+        if not person.collect(asked, poll_s=0.2, timeout_s=60):
+            raise TimeoutError(f"{name} was not admitted within 60 s")
+        console.print(f"  kit  {name:<26} {role}: keys made in its own folder, joined by invite")
+        kits[principal] = kit
+    # The need and grant figures, signed into the manifest before the charter (then a proposal).
+    reference = resources.files("cagnet").joinpath(DEMO["reference"]).read_text(encoding="utf-8")
+    network.set_reference(netdir, reference, source=DEMO["reference"])
+    sync_members(nodes)  # each founder takes the versions listed after it joined
+    return netdir, nodes, kits, onboarding
 
 
 @contextmanager
@@ -287,6 +410,7 @@ def _charter(console: Console, netdir: Path, nodes: dict[str, Path]) -> None:
         filed = member.charter()
     for nodedir in others:
         filed = _approve_over_grpc(nodedir, filed.id)
+    sync_members(nodes)
     manifest = network.read(netdir)
     rules = manifest.governance
     assert filed.published and rules is not None
@@ -295,6 +419,10 @@ def _charter(console: Console, netdir: Path, nodes: dict[str, Path]) -> None:
         f"{len(filed.approvals)} member authorities over signed gRPC, each after checking it against "
         f"its own chain; from now on a change needs {rules.required(len(manifest.members), loosens=False)} "
         f"of {len(manifest.members)} (a looser policy: all), and the coordinator's key counts for nothing"
+    )
+    console.print(
+        "[dim]Each node takes a published version as the next link of its own chain: `cagnet node serve`"
+        " asks every 30 s; here each member runs `cagnet node sync-manifest` at once.[/]"
     )
     outsider = DEMO["outsider"]
     rogue = manifest.party(next(iter(nodes))).model_copy(update={"id": outsider, "name": _name(outsider)})
@@ -311,6 +439,7 @@ def _charter(console: Console, netdir: Path, nodes: dict[str, Path]) -> None:
 def _join_outsider(
     console: Console,
     netdir: Path,
+    chair: Path,
     nodes: dict[str, Path],
     running: dict[str, subprocess.Popen[bytes]],
     *,
@@ -347,6 +476,7 @@ def _join_outsider(
         f"approved by {', '.join(_name(a) for a in filed.approvals)} "
         f"({len(filed.approvals)} of {members}): manifest version {filed.candidate.version}"
     )
+    sync_members(nodes)
     if not joining.collect(pending, poll_s=0.2, timeout_s=60):
         raise TimeoutError(f"{name} was not admitted within 60 s")
     linkage_key = (nodes[sponsor] / "identity" / "linkage.key").read_bytes()
@@ -367,12 +497,12 @@ def _join_outsider(
         running[code] = spawn(["node", "serve", str(nodedir)], logdir / f"{code}.log")
         nodes[code] = nodedir
         wait_healthy(endpoint, code, network.coordinator_identity(netdir))
-    bundle, _ = joint_query(netdir, kind="supply-map")
+    bundle, _ = joint_query(chair, kind="supply-map")
     console.print(f"[green]{name}'s node is up[/]; the next joint supply map answered for {len(bundle.answered)}:")
     console.print(f"  {', '.join(_name(a) for a in bundle.answered)}")
 
 
-def _rotate_key(console: Console, netdir: Path, nodes: dict[str, Path], code: str) -> None:
+def _rotate_key(console: Console, netdir: Path, chair: Path, nodes: dict[str, Path], code: str) -> None:
     name = _name(code)
     console.rule(f"{name} rotates its signing key; a quorum of members approves")
     identity_dir = nodes[code] / "identity"
@@ -394,7 +524,8 @@ def _rotate_key(console: Console, netdir: Path, nodes: dict[str, Path], code: st
         f"proposal {filed.id} approved by {', '.join(filed.approvals)} "
         f"({len(filed.approvals)} of {len(network.read(netdir).members)}): manifest version {filed.candidate.version}"
     )
-    bundle, _ = joint_query(netdir, kind="supply-map")
+    sync_members(nodes)  # the rotating node switches to its new key itself once its chain lists it
+    bundle, _ = joint_query(chair, kind="supply-map")
     answered = code in bundle.answered and Identity.load(identity_dir).keyid == network.read(netdir).party(code).keyid
     console.print(
         f"[green]{name}'s node switched to its new key by itself[/] and answered the next joint query"
@@ -403,14 +534,18 @@ def _rotate_key(console: Console, netdir: Path, nodes: dict[str, Path], code: st
     )
 
 
-def _show_feed_and_report(console: Console, netdir: Path, root: Path, *, keep: bool) -> None:
+def _show_feed_and_report(console: Console, netdir: Path, board: Path, root: Path, *, keep: bool) -> None:
+    from coordinator import kit
     from coordinator.feeds.client import publish, subscribe
     from coordinator.report import write_report
+
+    for folder in (netdir, board):  # what `cagnet feed ... --kit KIT` does first: the kit's chain brought up to date
+        kit.refresh(folder)
 
     console.rule("The regional housing board's feed, and the chair's report")
     with console.status("CAG chair: publishing a feed snapshot (supply, flows, KPI 2, accreditation)"):
         publish(netdir)
-    written = subscribe(netdir, root / "feed", principal="regional-board")
+    written = subscribe(board, root / "feed")  # from the board's own kit
     snapshot = json.loads((root / "feed" / f"snapshot-{written[-1]:06d}.json").read_text())
     console.print(
         f"[green]regional board received snapshot {written[-1]}[/], verified end to end "
@@ -430,24 +565,24 @@ def run_demo(*, as_json: bool = False, keep: Path | None = None) -> int:
     root.mkdir(parents=True, exist_ok=True)
     try:
         console.rule(f"cagnet demo: {DEMO['title']}")
-        console.print("Creating the network (CA, coordinator, CAG chair) and six nodes:")
-        netdir, nodes = build_network(root, console)
+        console.print(
+            "Founding the network by invite: the coordinator's operator makes the CA and its own keys; six"
+            " authorities and two people each make their keys in a folder of their own, and only an invite"
+            " code reaches each:"
+        )
         logdir = root / "logs"
         logdir.mkdir(exist_ok=True)
-        manifest = network.read(netdir)
-        coordinator = network.coordinator_identity(netdir)
         with processes(logdir) as running:
+            netdir, nodes, kits, onboarding_port = found_by_invite(root, console, running, logdir)
+            chair = kits["cag-chair"]  # the CAG chair asks the joint questions from its own kit
+            manifest = network.read(netdir)
+            coordinator = network.coordinator_identity(netdir)
             for code, nodedir in nodes.items():
                 running[code] = spawn(["node", "serve", str(nodedir)], logdir / f"{code}.log")
-            onboarding_port = f"127.0.0.1:{free_port()}"  # open only because someone joins below
-            running[COORDINATOR] = spawn(
-                ["coordinator", "serve", str(netdir), "--onboarding", onboarding_port], logdir / "coordinator.log"
-            )
-            with console.status("starting six nodes and the coordinator (mTLS, client certificates required)"):
+            with console.status("starting six nodes (mTLS, client certificates required)"):
                 for party in manifest.members:
                     if not party.dials_out:
                         wait_healthy(party.endpoint, party.id, coordinator)
-                wait_healthy(manifest.coordinator_endpoint, COORDINATOR, coordinator)
                 for party in manifest.members:
                     if party.dials_out:  # no port of its own: the coordinator says once it is attached
                         wait_healthy(
@@ -463,6 +598,7 @@ def run_demo(*, as_json: bool = False, keep: Path | None = None) -> int:
             _join_outsider(
                 console,
                 netdir,
+                chair,
                 nodes,
                 running,
                 onboarding_port=onboarding_port,
@@ -471,14 +607,14 @@ def run_demo(*, as_json: bool = False, keep: Path | None = None) -> int:
             )
 
             with console.status(f"CAG chair: joint supply map across {len(nodes)} authorities"):
-                bundle, envelope = joint_query(netdir, kind="supply-map")
+                bundle, envelope = joint_query(chair, kind="supply-map")
             saved = root / "supply-map.bundle.json"
-            bundle_mod.save(saved, envelope, network_dir=netdir)
+            bundle_mod.save(saved, envelope, network_dir=chair)
             if as_json:
                 print(json.dumps(bundle.model_dump(mode="json"), indent=2))
             else:
                 render_supply_map(bundle, console)
-            verified = bundle_mod.verify_bundle(bundle_mod.load(saved)[0], network.read(netdir))
+            verified = bundle_mod.verify_bundle(bundle_mod.load(saved)[0], network.read(chair))
             console.print(
                 f"[green]bundle verified offline[/]: {len(verified.contributions)} node signatures, "
                 f"result recomputed from the contributions ({saved.name})"
@@ -486,32 +622,32 @@ def run_demo(*, as_json: bool = False, keep: Path | None = None) -> int:
 
             console.rule("Disclosure control: what the nodes refuse, and why")
             console.print("CAG chair asks for refugees' services alone (client group 17):")
-            _show_refusals(console, netdir, client_groups=[17])
+            _show_refusals(console, chair, client_groups=[17])
             console.print(
                 "CAG chair asks for client groups 1-13 only, after the full map "
                 "(the difference would single out the few services for groups 14-21):"
             )
-            _show_refusals(console, netdir, client_groups=list(range(1, 14)))
+            _show_refusals(console, chair, client_groups=list(range(1, 14)))
             console.print(
                 "[dim]Each refusal is in that node's audit log (`cagnet node audit show NODEDIR`), "
                 "with who asked and the rule, never the figures.[/]"
             )
-            run_register_demo(console, netdir, nodes, root / "register")
+            run_register_demo(console, chair, nodes, root / "register")
 
-            _show_movement(console, netdir, root)
-            _show_outcomes_and_equality(console, netdir)
-            _show_returns(console, netdir)
-            _show_providers(console, netdir, root)
-            _show_feed_and_report(console, netdir, root, keep=keep is not None)
+            _show_movement(console, chair, root)
+            _show_outcomes_and_equality(console, chair)
+            _show_returns(console, chair)
+            _show_providers(console, chair, root)
+            _show_feed_and_report(console, chair, kits["regional-board"], root, keep=keep is not None)
 
-            _rotate_key(console, netdir, nodes, DEMO["rotates_key"])
+            _rotate_key(console, netdir, chair, nodes, DEMO["rotates_key"])
 
             stopped = DEMO["stopped"]
             console.rule(f"Stopping {_name(stopped)}'s node: the query still answers")
             running[stopped].terminate()
             running[stopped].wait(timeout=10)
             with console.status("CAG chair: joint supply map with one node down (1 s per-node deadline)"):
-                partial, _ = joint_query(netdir, kind="supply-map", node_deadline_ms=1000)
+                partial, _ = joint_query(chair, kind="supply-map", node_deadline_ms=1000)
             console.print(f"answered: {', '.join(partial.answered)}")
             for m in partial.missing:
                 console.print(f"[yellow]missing[/]: {m.authority} ({_name(m.authority)}) — {m.reason}")

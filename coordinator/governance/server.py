@@ -28,7 +28,7 @@ from shared.errors import CagnetError, InvalidRequest, NotFound, NotPermitted
 from shared.governance import Filed
 from shared.identity import Identity
 from shared.interceptor import SignedEnvelopeInterceptor, current_request
-from shared.manifest import CAG_CHAIR, MEMBER_AUTHORITY, REGIONAL_BOARD, ManifestSource
+from shared.manifest import CAG_CHAIR, COORDINATOR, MEMBER_AUTHORITY, REGIONAL_BOARD, ManifestSource
 from shared.pb.cagnet.v1 import envelope_pb2, governance_pb2, governance_pb2_grpc
 from shared.serde import envelope_from_proto, envelope_to_proto, filed_to_proto
 
@@ -108,6 +108,14 @@ class GovernanceServicer(governance_pb2_grpc.GovernanceServicer):
     def _filed(self, verified: Verified[Any], method: str, filed: Filed) -> envelope_pb2.Envelope:
         state = "published" if filed.published else f"{len(filed.approvals)} of {filed.needed} approvals"
         log.info("governance: %s %s proposal %s (%s)", verified.issuer.id, method.rsplit("/", 1)[-1], filed.id, state)
+        change = filed.proposal.change
+        if filed.published and change.action == "rotate-key" and change.party_id == COORDINATOR:
+            # This process signs with the key it started with: restarted now, it takes up the new one.
+            log.warning(
+                "manifest version %d lists the coordinator's new signing key: restart `cagnet coordinator serve`"
+                " now; until then the bundles and feed snapshots it signs do not verify against that version",
+                filed.candidate.version,
+            )
         reply = governance_pb2.ProposalResponse(proposal=filed_to_proto(filed))
         return self._reply(method, verified, reply, {"proposal": filed.id, "state": state})
 

@@ -234,7 +234,7 @@ def awaiting_key(netdir: Path) -> list[dsse.Envelope]:
     """Filed join requests of parties the manifest now lists as member authorities (founding
     members the operator admitted, joiners a quorum admitted) with no linkage key sealed to them
     yet: a member seals it (`cagnet network seal-linkage-key`)."""
-    members = {p.id for p in network.read(netdir).members}
+    members = {p.id for p in network.read(netdir).members} - {_key_maker(netdir)}
     waiting = []
     for path in sorted(joins_dir(netdir).glob("*.json")):
         if path.name.endswith(".sealed.json") or path.stem not in members:
@@ -244,6 +244,17 @@ def awaiting_key(netdir: Path) -> list[dsse.Envelope]:
         if request.sealing_key and _sealed(netdir, path.stem, envelope) is None:
             waiting.append(envelope)
     return waiting
+
+
+def _key_maker(netdir: Path) -> str | None:
+    """The first founder, which made the network linkage key on its own node (`node.network.
+    onboarding.first_member`: the only member authority the first version listing any names): it
+    waits for no one's key."""
+    for manifest, _ in network.history(netdir):
+        if manifest.members:
+            only = len(manifest.members) == 1 and not manifest.governed
+            return manifest.members[0].id if only else None
+    return None
 
 
 def admit_founding(netdir: Path, party_id: str) -> tuple[JoinRequest, int]:

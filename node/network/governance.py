@@ -21,7 +21,7 @@ from pathlib import Path
 from types import TracebackType
 
 from node.config import NodeConfig, load_config
-from shared import dsse, governance, keys
+from shared import dsse, governance, keys, sealing
 from shared.channel import ServiceRefused, coordinator_endpoints
 from shared.errors import CagnetError, NotFound, NotPermitted, Unavailable
 from shared.governance import Change, Filed, Proposal, Review
@@ -55,6 +55,42 @@ def sync(manifests: ManifestSource, client: GovernanceClient) -> Synced:
     return Synced(*sync_manifests(manifests, client))
 
 
+def seal_to_admitted(
+    manifests: ManifestSource, client: GovernanceClient, identity: Identity, linkage_key: Path
+) -> list[str]:
+    """Seal the network linkage key to every member a quorum has admitted that still waits for it;
+    the ids sealed to. What `cagnet network seal-linkage-key` does, done by a running node itself,
+    but only once the network is governed: then the verified head lists the joiner because a
+    quorum of members signed it (the charter, or the join), and the sealing key is the one in the
+    joiner's own signed request for exactly the signing key that head lists. While founding, the
+    founding key alone lists members, so the coordinator could list a party of its own making: a
+    person seals then (`network proposals` shows who waits), never a node by itself."""
+    from node.answers.linkage import load_linkage_key
+
+    head = manifests.current()
+    if not head.governed:
+        return []
+    sealed: list[str] = []
+    for envelope in client.awaiting_key():
+        request = governance.open_join_request(envelope)  # the joiner's own signature, checked here
+        listed = next((p for p in head.members if p.id == request.party_id), None)
+        if listed is None or listed.signing_key != request.signing_key or not request.sealing_key:
+            continue  # not (or not so) admitted in this node's own chain: nothing is sealed to it
+        client.file_sealed_key(
+            sealing.seal(
+                load_linkage_key(linkage_key),
+                network=head.network,
+                party_id=request.party_id,
+                recipient_key=request.sealing_key,
+                join_request=envelope,
+                sealed_by=identity.party_id,
+                signing_key=identity.signing_key,
+            )
+        )
+        sealed.append(request.party_id)
+    return sealed
+
+
 class ManifestPoller:
     """Runs `sync` now and then every `interval_s` seconds on a thread until stopped, logging what
     it accepts and what it refuses (a refusal keeps the version in force)."""
@@ -66,10 +102,13 @@ class ManifestPoller:
         interval_s: float,
         *,
         endpoint: str | None = None,
+        linkage_key: Path | None = None,
     ) -> None:
         # `identity` is asked each round: a node that rotated its key signs with the one in force.
         self._manifests, self._identity, self._interval = manifests, identity, interval_s
         self._endpoint = endpoint
+        # With the node's linkage key: each round also seals it to members admitted since (governed only).
+        self._linkage_key = linkage_key
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="manifest-poller", daemon=True)
         # When a round last reached the coordinator and checked its manifest (Unix time; a metric).
@@ -99,6 +138,7 @@ class ManifestPoller:
                 known=coordinator_endpoints(self._manifests),
             ) as client:
                 synced = sync(self._manifests, client)
+                self._seal(client)
         except Unavailable as exc:
             log.info("manifest sync: %s", exc.public_message)
             return None
@@ -112,6 +152,15 @@ class ManifestPoller:
         if synced.accepted:
             log.info("manifest versions %s accepted from the coordinator", ", ".join(map(str, synced.accepted)))
         return synced
+
+    def _seal(self, client: GovernanceClient) -> None:
+        if self._linkage_key is None or not self._linkage_key.exists():
+            return  # a node still waiting for the key itself has none to seal
+        try:
+            for party_id in seal_to_admitted(self._manifests, client, self._identity(), self._linkage_key):
+                log.info("network linkage key sealed to %s, whom the members' quorum admitted", party_id)
+        except CagnetError as exc:  # the next round tries again
+            log.warning("sealing the linkage key to an admitted member: %s", exc.public_message)
 
     def _head(self) -> int:
         return self._manifests.current().version

@@ -45,7 +45,7 @@ from shared.interceptor import (
 )
 from shared.kinds.registry import KINDS
 from shared.mandate import check_use, mandate_of
-from shared.manifest import CAG_CHAIR, COORDINATOR, MEMBER_AUTHORITY, Manifest, ManifestSource, Party
+from shared.manifest import CAG_CHAIR, COORDINATOR, MEMBER_AUTHORITY, Manifest, ManifestSource, Party, encode_key
 from shared.metrics import CallObserver, MetricsListener, ServerMetrics, parse_listen, serve_metrics
 from shared.pb.cagnet.v1 import coordinator_pb2, envelope_pb2, node_pb2
 from shared.policy import Policy, PolicySource
@@ -129,10 +129,17 @@ class NodeRuntime:
         with self._following:  # the others wait: none answers from figures about to change
             if manifest.version == self._keys_checked_at:
                 return
-            if keys.promote_if_listed(self.config.identity_dir, manifest, self.config.authority):
+            promoted = keys.promote_if_listed(self.config.identity_dir, manifest, self.config.authority)
+            # Or another process switched the folder's key first (`cagnet node sync-manifest` while
+            # this node runs): take up the key the folder now holds once this version lists it.
+            if promoted or self._listed_key(manifest) not in (None, encode_key(self._identity.public_key)):
                 self._identity = self.config.identity()
             self._follow_register(manifest)
             self._keys_checked_at = manifest.version
+
+    def _listed_key(self, manifest: Manifest) -> str | None:
+        listed = next((p for p in manifest.parties if p.id == self.config.authority), None)
+        return None if listed is None else listed.signing_key
 
     def _follow_register(self, manifest: Manifest) -> None:
         """A corrected register (a population or district) reaches the store, and answers made from
@@ -522,7 +529,9 @@ def _serve(config: NodeConfig, ready: Any) -> None:
     if config.metrics_listen:
         metrics = serve_metrics(runtime.metrics, config.metrics_listen)
     # New manifest versions come from the coordinator's Governance service, checked link by link.
-    poller = ManifestPoller(runtime.manifests, lambda: runtime.identity, config.manifest_poll_s)
+    poller = ManifestPoller(
+        runtime.manifests, lambda: runtime.identity, config.manifest_poll_s, linkage_key=config.linkage_key_path
+    )
     runtime.metrics.reading(
         "cagnet_manifest_last_sync_timestamp_seconds",
         "When the node last reached the coordinator and checked its manifest (absent: not yet).",

@@ -12,6 +12,8 @@ each on a port of its own; the commands run as a user would type them (Typer's r
 from __future__ import annotations
 
 import base64
+import logging
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -33,12 +35,14 @@ from coordinator.onboarding.server import create_server as create_onboarding
 from coordinator.server import CoordinatorRuntime
 from coordinator.server import create_server as create_coordinator
 from node.config import load_config
+from node.network import onboarding as joining
+from node.network.governance import ManifestPoller, Member, node_manifests
 from node.rpc.server import NodeRuntime
 from node.rpc.server import create_server as create_node
 from shared import dsse, governance, keyfile, pki
 from shared.channel import ServiceRefused
 from shared.errors import ManifestRefused
-from shared.governance import Change, Proposal
+from shared.governance import Change, Proposal, open_join_request
 from shared.governance_client import GovernanceClient
 from shared.identity import Identity
 from shared.manifest import MANIFEST_PAYLOAD_TYPE, encode_key
@@ -278,6 +282,9 @@ def test_a_chair_joins_by_invite_and_asks_from_its_own_kit(net: Founded) -> None
     bundle = verify_bundle(bundle_file.load(out)[0], network.read(net.netdir))
     assert bundle.answered == tuple(sorted(FOUNDERS))
     assert assert_private_keys_only_in(net.root, net.kit.parent) == 2  # signing and TLS
+    # The operator's status shows the certificate the CA issued to the chair at admission.
+    shown = cli("network", "status", str(net.netdir), "--timeout-s", "0.5")
+    assert re.search(rf"{CHAIR} │ cag-chair │ │ - │ expires \d{{4}}-\d\d-\d\d", shown), shown
 
 
 def test_once_governed_a_person_is_admitted_by_a_quorum_with_keys_under_a_passphrase(
@@ -415,8 +422,11 @@ def test_the_chair_rotates_its_own_key_from_its_kit_and_a_bundle_saved_before_st
     assert assert_private_keys_only_in(net.root, kit.parent) == 2
 
 
-def test_the_coordinator_proposes_its_own_key_rotation_and_members_decide(net: Founded) -> None:
+def test_the_coordinator_proposes_its_own_key_rotation_and_members_decide(
+    net: Founded, caplog: pytest.LogCaptureFixture
+) -> None:
     governed(net)
+    caplog.set_level(logging.WARNING, logger="coordinator.governance.server")
     old_key = network.read(net.netdir).party("coordinator").signing_key
     # The operator, on its own folder, with no member's node folder at hand.
     rotated = cli("network", "rotate-key", "coordinator", "--network", str(net.netdir))
@@ -428,6 +438,9 @@ def test_the_coordinator_proposes_its_own_key_rotation_and_members_decide(net: F
         cli("network", "approve", pid, "--node", str(nodedir), "--yes")
     listed = network.read(net.netdir).party("coordinator")
     assert listed.previous_key == old_key
+    # The running coordinator still signs with the old key, and tells its operator to restart it now.
+    version = network.read(net.netdir).version
+    assert f"manifest version {version} lists the coordinator's new signing key: restart" in caplog.text
     # The nodes take the version up (`node serve` polls every 30 s); restarted within the overlap,
     # the coordinator signs with its new key, and they check it against that.
     for nodedir in net.nodedirs.values():
@@ -470,3 +483,73 @@ def test_kits_and_nodes_follow_the_coordinator_when_it_moves(net: Founded) -> No
     net.coordinator_servers[0].stop(grace=None).wait()
     refused = cli("query", "supply-map", "--kit", str(net.kit), "--out", str(net.kit.parent / "x.json"), ok=False)
     assert "not reachable at any address" in refused and new in refused and old in refused
+
+
+def test_once_governed_a_running_node_seals_the_linkage_key_to_a_member_the_quorum_admitted(
+    net: Founded,
+) -> None:
+    governed(net)
+    serve_coordinator(net, network.read(net.netdir).coordinator_endpoint)  # the test before stopped it
+    joiner = "E10000014"  # Hampshire, from outside the founders
+    invite = onboarding.create_invite(net.netdir, endpoint=net.onboarding, authority=joiner)
+    machine = net.root / f"machine-{joiner}"
+    pending, _ = joining.start(machine / "node", invite=invite, authority=joiner, endpoint=f"127.0.0.1:{free_port()}")
+    first, *rest = net.nodedirs.values()
+    # A member sponsors it and others approve, without sealing anything (as a library call can).
+    with Member(first) as member:
+        request = next(e for e in member.join_requests() if open_join_request(e).party_id == joiner)
+        filed = member.approve(member.sponsor_join(request))
+    for nodedir in rest:
+        if filed.published:
+            break
+        with Member(nodedir) as member:
+            filed = member.approve(member.find(filed.id))
+    assert joiner in {p.id for p in network.read(net.netdir).members}
+    waiting = cli("node", "join", str(machine / "node"), "--no-wait", ok=False)
+    assert "waiting for a member to seal" in waiting
+
+    # What `cagnet node serve` runs every manifest_poll_s: the sync, then the seal, by itself.
+    config = load_config(rest[-1])
+    runtime = next(n for n in net.nodes if n.config.authority == config.authority)
+    poller = ManifestPoller(runtime.manifests, lambda: runtime.identity, 0, linkage_key=config.linkage_key_path)
+    assert poller.run_once() is not None
+    assert joining.collect(pending, wait=False)
+    assert (machine / "node" / "identity" / "linkage.key").read_bytes() == (
+        first / "identity" / "linkage.key"
+    ).read_bytes()
+    # ... and nothing more waits: a second round seals nothing again.
+    with Member(first) as member:
+        assert member.awaiting_key() == []
+
+
+def test_while_founding_no_node_seals_by_itself(tmp_path: Path) -> None:
+    """The founding key alone lists members until the charter, so the coordinator could list a party
+    of its own making: a node's poller seals nothing then; a person checks and seals."""
+    operator = tmp_path / "operator" / "network"
+    listen, port = f"127.0.0.1:{free_port()}", f"127.0.0.1:{free_port()}"
+    cli("network", "init", str(operator), "--name", "Test CAG", "--coordinator-endpoint", listen, "--no-chair")
+    founded = Founded(tmp_path, operator, port, {})
+    try:
+        serve_coordinator(founded, listen)
+        joins = []
+        for code in FOUNDERS[:2]:
+            invite = onboarding.create_invite(operator, endpoint=port, authority=code)
+            pending, _ = joining.start(
+                tmp_path / code, invite=invite, authority=code, endpoint=f"127.0.0.1:{free_port()}"
+            )
+            onboarding.admit_founding(operator, code)
+            joins.append(pending)
+            if code == FOUNDERS[0]:  # the first founder makes the key on its own node
+                assert joining.collect(pending, wait=False)
+        first = load_config(tmp_path / FOUNDERS[0])
+        manifests = node_manifests(first)
+        poller = ManifestPoller(manifests, first.identity, 0, linkage_key=first.linkage_key_path)
+        assert poller.run_once() is not None
+        assert not joining.collect(joins[1], wait=False)  # the second founder still waits
+        listed = cli("network", "status", str(operator))
+        assert "waiting for the network linkage key" in listed and FOUNDERS[1] in listed
+    finally:
+        for server in founded.coordinator_servers:
+            server.stop(grace=None).wait()
+        if founded.coordinator is not None:
+            founded.coordinator.close()

@@ -91,6 +91,24 @@ def test_a_node_rotates_its_key_and_switches_when_the_quorum_publishes_it(net: L
     assert Identity.load(identity_dir).keyid == listed.keyid
 
 
+def test_a_running_node_takes_up_its_new_key_when_another_command_switched_its_folder_first(
+    net: LiveNetwork,
+) -> None:
+    identity_dir = net.nodedirs[MEDWAY] / "identity"
+    output = _cli("node", "rotate-key", str(net.nodedirs[MEDWAY]), "--network", str(net.netdir), "--overlap-days", "1")
+    pid = re.search(r"proposal (\w+):", output).group(1)  # type: ignore[union-attr]
+    assert "published" in _approve(net, pid, BRIGHTON)
+    listed = network.read(net.netdir).party(MEDWAY)
+    # `cagnet node sync-manifest` on the running node's folder switches the key on disk before the
+    # node has seen the version; the node then has no next key of its own to switch to ...
+    _cli("node", "sync-manifest", str(net.nodedirs[MEDWAY]))
+    assert Identity.load(identity_dir).keyid == listed.keyid and not (identity_dir / keys.NEXT).exists()
+    # ... and still signs with the key the folder holds now, which the manifest lists.
+    bundle, _ = joint_query(net.netdir, kind="supply-map")
+    assert MEDWAY in bundle.answered
+    assert net.runtimes[MEDWAY].identity.keyid == listed.keyid
+
+
 def test_a_principal_rotates_its_key_the_same_way(net: LiveNetwork) -> None:
     pid = _propose(net, "rotate-key", CAG_CHAIR, node=KENT)
     folder = network.principal_dir(net.netdir, CAG_CHAIR)
