@@ -298,8 +298,8 @@ def main() -> None:
                 running[code] = spawn(["node", "serve", str(nodedir)], logdir / f"{code}.log")
             running[COORDINATOR] = spawn(["coordinator", "serve", str(netdir)], logdir / "coordinator.log")
             for party in manifest.members:
-                wait_healthy(party.endpoint, party.id, coordinator)
-            wait_healthy(manifest.coordinator_endpoint, COORDINATOR, coordinator)
+                wait_healthy(party.endpoint, party.id, coordinator, timeout_s=600)
+            wait_healthy(manifest.coordinator_endpoint, COORDINATOR, coordinator, timeout_s=600)
             with CoordinatorClient(netdir) as client, _plain_joint(nodes) as plain_query:
                 bundle, envelope = client.query(kind="supply-map")
                 assert len(bundle.answered) == 6, bundle.missing
