@@ -194,7 +194,7 @@ def _plain_joint(nodes: dict[str, Path]) -> Iterator[Callable[[], None]]:
         p.start()
     try:
         channel = grpc.insecure_channel(f"127.0.0.1:{front}")
-        grpc.channel_ready_future(channel).result(timeout=60)
+        grpc.channel_ready_future(channel).result(timeout=600)  # seven processes start on a busy machine
         call = channel.unary_unary(
             PLAIN_JOINT_QUERY,
             request_serializer=lambda m: m.SerializeToString(deterministic=True),
@@ -248,7 +248,7 @@ def _plain(n: int, payload_size: int, *, relay: bool) -> list[float]:
         p.start()
     try:
         channel = grpc.insecure_channel(f"127.0.0.1:{front}")
-        grpc.channel_ready_future(channel).result(timeout=120)  # seven processes start on a busy machine
+        grpc.channel_ready_future(channel).result(timeout=600)  # seven processes start on a busy machine
         call = channel.unary_unary(METHOD, request_serializer=_identity, response_deserializer=_identity)
         return _time_calls(lambda: call(b"q" * 200, timeout=10, wait_for_ready=True), n)
     finally:
