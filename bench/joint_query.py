@@ -194,7 +194,7 @@ def _plain_joint(nodes: dict[str, Path]) -> Iterator[Callable[[], None]]:
         p.start()
     try:
         channel = grpc.insecure_channel(f"127.0.0.1:{front}")
-        grpc.channel_ready_future(channel).result(timeout=60)
+        grpc.channel_ready_future(channel).result(timeout=600)  # seven processes start on a busy machine
         call = channel.unary_unary(
             PLAIN_JOINT_QUERY,
             request_serializer=lambda m: m.SerializeToString(deterministic=True),
@@ -248,7 +248,7 @@ def _plain(n: int, payload_size: int, *, relay: bool) -> list[float]:
         p.start()
     try:
         channel = grpc.insecure_channel(f"127.0.0.1:{front}")
-        grpc.channel_ready_future(channel).result(timeout=120)  # seven processes start on a busy machine
+        grpc.channel_ready_future(channel).result(timeout=600)  # seven processes start on a busy machine
         call = channel.unary_unary(METHOD, request_serializer=_identity, response_deserializer=_identity)
         return _time_calls(lambda: call(b"q" * 200, timeout=10, wait_for_ready=True), n)
     finally:
@@ -298,8 +298,8 @@ def main() -> None:
                 running[code] = spawn(["node", "serve", str(nodedir)], logdir / f"{code}.log")
             running[COORDINATOR] = spawn(["coordinator", "serve", str(netdir)], logdir / "coordinator.log")
             for party in manifest.members:
-                wait_healthy(party.endpoint, party.id, coordinator)
-            wait_healthy(manifest.coordinator_endpoint, COORDINATOR, coordinator)
+                wait_healthy(party.endpoint, party.id, coordinator, timeout_s=600)
+            wait_healthy(manifest.coordinator_endpoint, COORDINATOR, coordinator, timeout_s=600)
             with CoordinatorClient(netdir) as client, _plain_joint(nodes) as plain_query:
                 bundle, envelope = client.query(kind="supply-map")
                 assert len(bundle.answered) == 6, bundle.missing

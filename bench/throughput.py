@@ -85,8 +85,8 @@ def main() -> None:
                     running[code] = spawn(["node", "serve", str(nodedir)], logdir / f"{code}.log")
                 running[COORDINATOR] = spawn(["coordinator", "serve", str(netdir)], logdir / "coordinator.log")
                 for party in manifest.members:
-                    wait_healthy(party.endpoint, party.id, coordinator)
-                wait_healthy(manifest.coordinator_endpoint, COORDINATOR, coordinator)
+                    wait_healthy(party.endpoint, party.id, coordinator, timeout_s=600)
+                wait_healthy(manifest.coordinator_endpoint, COORDINATOR, coordinator, timeout_s=600)
                 go, out = ctx.Event(), ctx.Queue()
                 start_at, stop_at = ctx.Value("d", 0.0), ctx.Value("d", 0.0)
                 console.print(f"starting {args.clients} client processes ...")

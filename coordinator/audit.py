@@ -22,7 +22,7 @@ from typing import Any
 
 import grpc
 from google.protobuf.message import Message
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
 
 from coordinator.settings import CoordinatorSettings
 from shared import audit, dsse
@@ -108,9 +108,11 @@ class CoordinatorAudit:
         via: str = "",
         released: bytes | None = None,
         policy_digest: str | None = None,
+        also: Callable[[Connection], None] | None = None,
     ) -> None:
         """Append one entry: the one writer for every service. `policy_digest` None: the network
-        policy in force now (or "" without a valid one)."""
+        policy in force now (or "" without a valid one). `also` writes what must be stored with
+        the entry, in its transaction (a query's spent nonce: `shared.nonces.SpentNonces`)."""
         if policy_digest is None:
             policy_digest = ""
             if self.policies is not None:
@@ -126,6 +128,7 @@ class CoordinatorAudit:
             decision=decision,
             release_digest="" if released is None else audit.digest_of(released),
             policy_digest=policy_digest,
+            also=also,
         )
 
     def released(
@@ -137,9 +140,11 @@ class CoordinatorAudit:
         *,
         via: str = "",
         policy_digest: str | None = None,
+        also: Callable[[Connection], None] | None = None,
     ) -> None:
         """A signed response about to be sent. Raises if it cannot be written: nothing leaves unrecorded."""
         self.record(
+            also=also,
             principal=principal.id,
             role=",".join(principal.roles),
             via=via,

@@ -70,7 +70,7 @@ from shared.kinds.registry import KINDS, PLAN_KINDS
 from shared.mandate import FeedMandate, check_mandated_query, open_mandate, query_message
 from shared.manifest import CAG_CHAIR, COORDINATOR, MEMBER_AUTHORITY, REGIONAL_BOARD, Manifest, ManifestSource, Party
 from shared.metrics import CallObserver, MetricsListener, ServerMetrics, serve_metrics
-from shared.nonces import StoredNonceCache
+from shared.nonces import DeferredNonceCache, SpentNonces, StoredNonceCache
 from shared.pb.cagnet.v1 import coordinator_pb2, coordinator_pb2_grpc, envelope_pb2
 from shared.policy import AggregateRule, Policy, PolicySource
 from shared.relay import SERVER_KEEPALIVE_OPTIONS, attached_service
@@ -171,7 +171,16 @@ class CoordinatorRuntime:
         return cls(netdir, identity, manifests, policies, settings)
 
     def authenticate(self, method: str, envelope: dsse.Envelope, peer: str | None) -> Verified[Any]:
+        if method == JOINT_QUERY and isinstance(self.nonces, DeferredNonceCache):
+            # A joint query's nonce is stored with its audit entry, in one transaction, before the
+            # bundle leaves (`CoordinatorServicer.JointQuery`): one disk sync on its path, not two.
+            with self.nonces.batch():
+                return self.audit.authenticate(METHODS, method, envelope, peer, nonces=self.nonces, route=_route)
         return self.audit.authenticate(METHODS, method, envelope, peer, nonces=self.nonces, route=_route)
+
+    def spent_nonces(self) -> SpentNonces:
+        """What the request just authenticated on this thread spent, not yet stored (`authenticate`)."""
+        return self.nonces.spent() if isinstance(self.nonces, DeferredNonceCache) else SpentNonces(None, [])
 
     def publish_feed(self, verified: Verified[Any], peer: str | None) -> dsse.Envelope:
         """Run the chair's signed joint queries, keep CAG-level figures and receipts, sign, store."""
@@ -476,15 +485,21 @@ class CoordinatorServicer(coordinator_pb2_grpc.CoordinatorServicer):
 
     def JointQuery(self, request: envelope_pb2.Envelope, context: grpc.ServicerContext) -> envelope_pb2.Envelope:
         verified = current_request()
-        bundle, envelope = self.rt.joint_bundle(envelope_from_proto(request), verified.message)
-        # Who answered and who did not (authority codes only: never a figure or a reason's detail).
-        parameters = {
-            **request_parameters(verified.message),
-            "answered": list(bundle.answered),
-            "missing": [m.authority for m in bundle.missing],
-        }
-        policy_digest = bundle.policy_digest
-        self.rt.audit.released(verified.principal, JOINT_QUERY, parameters, envelope, policy_digest=policy_digest)
+        spent = self.rt.spent_nonces()
+        try:
+            bundle, envelope = self.rt.joint_bundle(envelope_from_proto(request), verified.message)
+            # Who answered and who did not (authority codes only: never a figure or a reason's detail).
+            parameters = {
+                **request_parameters(verified.message),
+                "answered": list(bundle.answered),
+                "missing": [m.authority for m in bundle.missing],
+            }
+            policy_digest = bundle.policy_digest
+            self.rt.audit.released(
+                verified.principal, JOINT_QUERY, parameters, envelope, policy_digest=policy_digest, also=spent.write_in
+            )
+        finally:
+            spent.close()  # a query refused on the way: its nonce is stored before the refusal leaves
         return envelope_to_proto(envelope)
 
     def PublishFeed(self, request: envelope_pb2.Envelope, context: grpc.ServicerContext) -> envelope_pb2.Envelope:

@@ -16,25 +16,21 @@ answered last week (or before a restart) would isolate a few people is still ref
 
 from __future__ import annotations
 
-import contextlib
-import hashlib
 import json
-import threading
-import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from types import MappingProxyType
 
-from sqlalchemy import BigInteger, Text, delete, insert
-from sqlalchemy.engine import Connection, Engine
+from sqlalchemy import BigInteger, Text, insert
+from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Field, Session, SQLModel, col, select
 
 from node.columns import UtcDateTime
-from shared.auth import CLOCK_SKEW_S, NonceCache
 from shared.canonical import canonical_json
 from shared.disclosure import CellKey, Release
 from shared.errors import ReplayedRequest
+from shared.nonces import DeferredNonceCache, SpentNonces
 
 __all__ = [
     "AnswerRow",
@@ -194,98 +190,15 @@ class SeenNonceRow(SQLModel, table=True):
     expires_at_ms: int = Field(sa_type=BigInteger, index=True)
 
 
-# Built once: the table's plain insert, not the ORM's bulk path (which costs more than the write).
-_INSERT_NONCE = insert(SeenNonceRow.__table__)  # type: ignore[attr-defined]
-
-
-class PersistentNonceCache(NonceCache):
-    """The nonce cache in the node's database as well as in memory.
+class PersistentNonceCache(DeferredNonceCache):
+    """The nonce cache in the node's database as well as in memory (`shared.nonces`).
 
     A node that restarts would otherwise answer a replay of a request it answered a moment before,
     within the request's lifetime; and "each principal query once per method", which the common
-    providers and repeat movers protocols rely on, would hold only per process. Memory stays the
-    fast path for a replay to the same process; the primary key decides otherwise, so two
-    processes on one database cannot both accept a nonce. Rows are dropped once their request can
-    no longer be accepted (expiry plus the clock skew allowed)."""
-
-    _PRUNE_EVERY_S = 60.0
+    providers and repeat movers protocols rely on, would hold only per process. A request's
+    nonces (its own and, forwarded, its principal's query at this method) are stored with its
+    audit entry (`node.rpc.server.NodeServicer.answer`)."""
 
     def __init__(self, engine: Engine) -> None:
-        super().__init__()
+        super().__init__(lambda: engine, SeenNonceRow.__table__)  # type: ignore[attr-defined]
         self.engine = engine
-        self._pruned_at = 0.0
-        self._prune_lock = threading.Lock()
-        self._local = threading.local()  # the rows of the request this thread is checking
-
-    def check_and_add(self, nonce: bytes, expires_at_ms: int, now: int) -> None:
-        super().check_and_add(nonce, expires_at_ms, now)
-        self._prune(now)
-        row = {"nonce_digest": hashlib.sha256(nonce).hexdigest(), "expires_at_ms": expires_at_ms}
-        pending: list[dict[str, object]] | None = getattr(self._local, "batch", None)
-        if pending is not None:
-            pending.append(row)
-            return
-        self._store([row])
-
-    @contextlib.contextmanager
-    def batch(self) -> Iterator[None]:
-        """The nonces one request spends while it is authenticated (its own and, forwarded, its
-        principal's query at this method), each checked in memory at once. If the request passes,
-        they wait for `spent()`, which writes them with the request's audit entry in one transaction
-        (one disk sync, not three) before any answer leaves; if it is refused here, they are written
-        now, spent as a nonce checked alone would be."""
-        self.spent().close()  # anything a request before left unwritten on this thread, first
-        self._local.batch = []
-        try:
-            yield
-        except BaseException:
-            rows, self._local.batch = self._local.batch, None
-            if rows:
-                self._store(rows)
-            raise
-        self._local.pending, self._local.batch = self._local.batch, None
-
-    def spent(self) -> SpentNonces:
-        """The nonces the request just authenticated on this thread spent, not yet stored."""
-        rows: list[dict[str, object]] = getattr(self._local, "pending", None) or []
-        self._local.pending = None
-        return SpentNonces(self, rows)
-
-    def _store(self, rows: list[dict[str, object]]) -> None:
-        with self.engine.begin() as conn:
-            self._insert(conn, rows)
-
-    @staticmethod
-    def _insert(conn: Connection, rows: list[dict[str, object]]) -> None:
-        try:
-            conn.execute(_INSERT_NONCE, rows)
-        except IntegrityError:
-            raise ReplayedRequest() from None  # another process on this database took it first
-
-    def _prune(self, now: int) -> None:
-        with self._prune_lock:
-            if time.monotonic() - self._pruned_at < self._PRUNE_EVERY_S:
-                return
-            self._pruned_at = time.monotonic()
-        horizon = now - CLOCK_SKEW_S * 1000
-        with self.engine.begin() as conn:
-            conn.execute(delete(SeenNonceRow).where(col(SeenNonceRow.expires_at_ms) < horizon))
-
-
-class SpentNonces:
-    """A request's spent nonces on their way to the store: `write_in` the transaction of the
-    request's audit entry (a replay another process stored first fails both), or, if the request
-    ends without one, `close` stores them alone. Nothing is answered before either."""
-
-    def __init__(self, cache: PersistentNonceCache, rows: list[dict[str, object]]) -> None:
-        self._cache, self._rows = cache, rows
-
-    def write_in(self, conn: Connection) -> None:
-        rows, self._rows = self._rows, []
-        if rows:
-            PersistentNonceCache._insert(conn, rows)
-
-    def close(self) -> None:
-        rows, self._rows = self._rows, []
-        if rows:
-            self._cache._store(rows)

@@ -348,13 +348,8 @@ def _append(
     # Both are fixed before any lock is taken; json raises here on anything it cannot encode exactly.
     parameters_text = _canonical_json(dict(parameters))
     at_text = _format_at(at if at is not None else datetime.now(UTC))
-
-    with _append_lock(engine), engine.connect() as conn, conn.begin():
-        _lock_log_for_append(conn)
-        last_seq, prev_hash = _last(conn)
-        seq = last_seq + 1
-        record: dict[str, Any] = {
-            "seq": seq,
+    entry = _Pending(
+        {
             "at": at_text,
             "principal": principal,
             "role": role,
@@ -364,14 +359,94 @@ def _append(
             "decision": decision,
             "release_digest": release_digest,
             "policy_digest": policy_digest,
-            "prev_hash": prev_hash,
-        }
-        record["entry_hash"] = entry_hash(record)
-        stored = {**record, "at": datetime.fromisoformat(at_text)}
-        if also is not None:
-            also(conn)
-        conn.execute(_INSERT, stored)
-    return stored
+        },
+        also,
+    )
+    return _committer(engine).append(engine, entry)
+
+
+class _Pending:
+    """One entry waiting to be appended, and, once its transaction has ended, what became of it."""
+
+    __slots__ = ("also", "error", "fields", "stored")
+
+    def __init__(self, fields: dict[str, Any], also: Callable[[Connection], None] | None) -> None:
+        self.fields, self.also = fields, also
+        self.stored: dict[str, Any] | None = None
+        self.error: BaseException | None = None
+
+
+class _GroupCommit:
+    """Appends to one engine's log, with the entries that arrive while a transaction is being
+    written and synced committed together in the next one: under many concurrent requests the
+    disk syncs once for a group, not once an entry, and the chain is the same as one at a time.
+
+    Every caller returns only once the transaction holding its entry has committed (or raises what
+    failed it), so an answer still leaves only after its entry is durable. Whoever takes the lock
+    writes everything queued (its own entry among it); an entry whose `also` fails (a nonce another
+    process stored first) is dropped from the group and the rest written again without it."""
+
+    def __init__(self, engine: Engine) -> None:
+        # The engine is not kept (it keys this in a weak mapping): each caller passes it.
+        self._queue: list[_Pending] = []
+        self._queue_lock = threading.Lock()
+        self._write_lock = _append_lock(engine)  # also held by the other writers of this log
+
+    def append(self, engine: Engine, entry: _Pending) -> dict[str, Any]:
+        with self._queue_lock:
+            self._queue.append(entry)
+        with self._write_lock:
+            if entry.stored is None and entry.error is None:
+                with self._queue_lock:
+                    group, self._queue = self._queue, []
+                self._write(engine, group)
+        if entry.error is not None:
+            raise entry.error
+        assert entry.stored is not None
+        return entry.stored
+
+    def _write(self, engine: Engine, group: list[_Pending]) -> None:
+        while group:
+            failed: _Pending | None = None
+            try:
+                with engine.connect() as conn, conn.begin():
+                    _lock_log_for_append(conn)
+                    seq, prev_hash = _last(conn)
+                    rows = []
+                    for entry in group:
+                        failed = entry
+                        if entry.also is not None:
+                            entry.also(conn)
+                        seq += 1
+                        record: dict[str, Any] = {"seq": seq, **entry.fields, "prev_hash": prev_hash}
+                        prev_hash = record["entry_hash"] = entry_hash(record)
+                        rows.append({**record, "at": datetime.fromisoformat(record["at"])})
+                    failed = None
+                    conn.execute(_INSERT, rows)
+            except BaseException as exc:
+                if failed is None or len(group) == 1:
+                    for entry in group:  # the transaction as a whole failed: nothing of it stored
+                        entry.error = exc
+                    return
+                failed.error = exc  # its own part failed: the others are written without it
+                group = [entry for entry in group if entry is not failed]
+                continue
+            for entry, row in zip(group, rows, strict=True):
+                entry.stored = row
+            return
+
+
+_committers: weakref.WeakKeyDictionary[Engine, _GroupCommit] = weakref.WeakKeyDictionary()
+
+
+def _committer(engine: Engine) -> _GroupCommit:
+    with _locks_guard:
+        committer = _committers.get(engine)
+    if committer is None:
+        committer = _GroupCommit(engine)
+        with _locks_guard:
+            committer = _committers.setdefault(engine, committer)
+    return committer
 
 
 def entries(engine: Engine, *, since_seq: int = 0, limit: int | None = None) -> list[AuditEntry]:

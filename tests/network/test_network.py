@@ -3,6 +3,7 @@ envelopes. Joint queries, missing and slow nodes, tampering, and every request r
 
 from __future__ import annotations
 
+import hashlib
 import json
 import socket
 import threading
@@ -11,19 +12,33 @@ from pathlib import Path
 import grpc
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from sqlalchemy import select
 
 from coordinator import network
 from coordinator.joint import bundle as bundle_mod
 from coordinator.joint.client import joint_query
+from coordinator.server import JOINT_QUERY
 from node.answers.supply import supply_map
 from shared import audit, dsse
 from shared.auth import request_header, sign_message
 from shared.errors import BadSignature, BundleMismatch
 from shared.guard import MAX_SIGNATURES
 from shared.identity import Identity
-from shared.pb.cagnet.v1 import coordinator_pb2, node_pb2, node_pb2_grpc
-from shared.serde import envelope_to_proto
-from tests.netutil import THREE, LiveNetwork, make_network, node_channel, node_stub, running, start_node
+from shared.interceptor import secure_channel
+from shared.manifest import COORDINATOR
+from shared.nonces import accepted_nonce
+from shared.pb.cagnet.v1 import coordinator_pb2, coordinator_pb2_grpc, node_pb2, node_pb2_grpc
+from shared.serde import envelope_from_proto, envelope_to_proto
+from tests.netutil import (
+    THREE,
+    LiveNetwork,
+    make_network,
+    node_channel,
+    node_stub,
+    running,
+    start_coordinator,
+    start_node,
+)
 
 SUPPLY_MAP = "/cagnet.v1.Node/SupplyMap"
 
@@ -304,6 +319,51 @@ def test_a_replay_after_a_restart_is_still_refused(net: LiveNetwork) -> None:
     assert (error.code(), error.details()) == (grpc.StatusCode.ALREADY_EXISTS, "replayed request")
     # A fresh request is answered as ever.
     assert _node_stub(net, chair).SupplyMap(envelope_to_proto(_supply_request(chair)), timeout=10).signatures
+
+
+def _ask_coordinator(net: LiveNetwork, identity: Identity, envelope: dsse.Envelope) -> dsse.Envelope:
+    with secure_channel(
+        network.read(net.netdir).coordinator_endpoint,
+        peer_party_id=COORDINATOR,
+        ca_pem=identity.ca_cert_pem,
+        key_pem=identity.tls_key_pem,
+        cert_pem=identity.tls_cert_pem,
+    ) as channel:
+        reply = coordinator_pb2_grpc.CoordinatorStub(channel).JointQuery(envelope_to_proto(envelope), timeout=30)
+    return envelope_from_proto(reply)
+
+
+def test_an_answered_joint_query_is_audited_with_its_nonce_and_refused_when_replayed_after_a_restart(
+    net: LiveNetwork,
+) -> None:
+    """The coordinator stores a joint query's nonce in the transaction of its audit entry: once the
+    bundle has left, both are in its database, so a coordinator started afresh refuses the replay."""
+    chair = _chair(net)
+    query = _chair_query(net)
+    bundle = _ask_coordinator(net, chair, query)
+    assert bundle_mod.verify_bundle(bundle, network.read(net.netdir)).answered == tuple(sorted(THREE))
+    assert net.coordinator is not None
+    engine = net.coordinator.audit.engine
+    last = audit.entries(engine)[-1]
+    assert (last.principal, last.method, last.decision) == ("cag-chair", JOINT_QUERY, "released")
+    assert last.release_digest == audit.digest_of(bundle.payload)
+    nonce = coordinator_pb2.JointQueryRequest.FromString(query.payload).header.nonce
+    with engine.connect() as conn:
+        stored = conn.execute(
+            select(accepted_nonce.c.nonce_digest).where(
+                accepted_nonce.c.nonce_digest == hashlib.sha256(nonce).hexdigest()
+            )
+        ).all()
+    assert len(stored) == 1
+
+    net.servers.pop(COORDINATOR).stop(grace=None).wait()
+    net.coordinator.close()
+    start_coordinator(net)
+
+    with pytest.raises(grpc.RpcError) as replayed:
+        _ask_coordinator(net, chair, query)
+    assert (replayed.value.code(), replayed.value.details()) == (grpc.StatusCode.ALREADY_EXISTS, "replayed request")
+    assert audit.verify_chain(net.coordinator.audit.engine) == len(audit.entries(net.coordinator.audit.engine))
 
 
 def test_audit_log_records_releases_and_rejections(net: LiveNetwork) -> None:

@@ -9,7 +9,7 @@ import itertools
 import json
 import sqlite3
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
@@ -19,9 +19,11 @@ from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import SQLModel
 
-from shared.audit import (
+from shared.audit import (  # the group commit's lock and queue, to hold a group together
     GENESIS_HASH,
     AuditChainBroken,
+    _append_lock,
+    _committer,
     append,
     digest_of,
     entries,
@@ -29,8 +31,9 @@ from shared.audit import (
     head,
     open_log,
     verify_chain,
+    write,
 )
-from shared.errors import CagnetError
+from shared.errors import CagnetError, ReplayedRequest
 
 SUPPLY_MAP = "/cagnet.v1.Node/SupplyMap"
 START = datetime(2025, 4, 1, 9, 30, tzinfo=UTC)
@@ -547,3 +550,57 @@ def test_a_log_in_a_database_of_its_own_holds_only_its_table(database_url: str) 
         assert [json.loads(line)["seq"] for line in out.getvalue().splitlines()] == [4, 5]
     finally:
         engine.dispose()
+
+
+def test_entries_arriving_together_commit_together_and_one_failing_part_drops_only_itself(engine: Engine) -> None:
+    """While one transaction is being written, the entries that arrive wait and go in the next one
+    together (one disk sync for the group); each caller returns once its own entry is stored. An
+    entry whose `also` fails (a nonce another process stored first) is refused alone: the rest of
+    its group is written without it, and the chain has no gap."""
+    outcomes: dict[int, BaseException | None] = {}
+    seen_by_also: list[int] = []
+
+    def spend(n: int) -> Callable[[Connection], None]:
+        def also(conn: Connection) -> None:
+            seen_by_also.append(n)
+            if n == 2:
+                raise ReplayedRequest()
+
+        return also
+
+    def council(n: int) -> None:
+        try:
+            write(
+                engine,
+                principal=f"officer-{n}",
+                role="commissioner",
+                via="coordinator",
+                method=SUPPLY_MAP,
+                parameters={"request": n},
+                decision="released",
+                release_digest=digest_of(f"answer {n}".encode()),
+                also=spend(n),
+            )
+            outcomes[n] = None
+        except BaseException as exc:
+            outcomes[n] = exc
+
+    # Hold the log's write lock, as a transaction being synced would, until all four have queued.
+    with _append_lock(engine):
+        workers = [threading.Thread(target=council, args=(n,)) for n in range(4)]
+        for worker in workers:
+            worker.start()
+        while len(_committer(engine)._queue) < 4:
+            threading.Event().wait(0.005)
+    for worker in workers:
+        worker.join()
+
+    assert isinstance(outcomes.pop(2), ReplayedRequest)
+    assert outcomes == {0: None, 1: None, 3: None}
+    log = entries(engine)
+    assert [e.seq for e in log] == [1, 2, 3]
+    assert sorted(json.loads(e.parameters)["request"] for e in log) == [0, 1, 3]
+    assert verify_chain(engine, expected_head=head(engine)) == 3
+    # One group: its first attempt stopped at 2's part, then the other three were written together.
+    first, again = seen_by_also[:-3], seen_by_also[-3:]
+    assert first[-1] == 2 and seen_by_also.count(2) == 1 and sorted(again) == [0, 1, 3]
