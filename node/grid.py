@@ -153,6 +153,8 @@ def protect_block(
     secret: bytes,
     published: Iterable[str],
     earlier: Block | None = None,
+    equal: Sequence[Sequence[tuple[str, str]]] = (),
+    people: Callable[[BlockCell], BlockCell] = lambda atom: atom,
 ) -> Block:
     """Protect one year's block from its true counts by (quarter label, first, second) leaf.
 
@@ -169,7 +171,13 @@ def protect_block(
 
     `earlier`: the year's previous edition. Every cell it suppressed stays suppressed (if it still
     counts anyone), so that a new edition never shows a figure the earlier one hid to protect
-    another, and the two editions' patterns cannot be combined."""
+    another, and the two editions' patterns cannot be combined.
+
+    `equal`: sets of (first, second) cells that count the same people in every period (each table's
+    total for one client group, in a stack of tables over the same people): suppressed together,
+    each related to every other's parts, shown as the first cell's figure. `people(atom)`: the
+    atom as the rounding key names it (so that a table keeps the figures it had in a block of its
+    own)."""
     first, second = dimensions
     quarters = sorted(published)
     closed = len(quarters) == 4
@@ -193,11 +201,11 @@ def protect_block(
     if earlier is not None:
         suppressed |= {cell for cell, shown in earlier.released.items() if shown is None and cell in values}
     for quarter in quarters:
-        relations = _relations(quarter, [], first, second, values)
-        _link(relations, values, threshold, suppressed, frozenset(), slack=rule.rounding_base - 1)
+        relations = _relations(quarter, [], first, second, values, equal)
+        _link_equal(relations, values, threshold, suppressed, frozenset(), equal, quarter, slack=rule.rounding_base - 1)
     if closed:
         fixed = frozenset(cell for cell in values if cell[0] != year.label)
-        relations = _relations(year.label, quarters, first, second, values)
+        relations = _relations(year.label, quarters, first, second, values, equal)
         parts_of = {
             parent: parts
             for parent, parts in relations
@@ -211,14 +219,18 @@ def protect_block(
                 return values[cell] - 1
             return min(values[cell] - 1, (rule.rounding_base - 1) * len(parts))
 
-        _link(relations, values, threshold, suppressed, fixed, room, slack=rule.rounding_base - 1)
+        _link_equal(
+            relations, values, threshold, suppressed, fixed, equal, year.label, room, slack=rule.rounding_base - 1
+        )
     released: dict[BlockCell, int | None] = {}
     for cell, n in values.items():
         if cell in suppressed:
             released[cell] = None
             continue
-        people = hashlib.sha256(json.dumps(sorted(support[cell]), separators=(",", ":")).encode()).hexdigest()
-        released[cell] = consistent_round(n, rule, threshold[cell], secret, [["people", people]])
+        named = sorted(people(atom) for atom in support[cell])
+        key = hashlib.sha256(json.dumps(named, separators=(",", ":")).encode()).hexdigest()
+        released[cell] = consistent_round(n, rule, threshold[cell], secret, [["people", key]])
+    _same_figure(released, equal)
     periods = frozenset(quarters) | ({year.label} if closed else frozenset())
     return Block(year, periods, released, values, dimensions)
 
@@ -227,10 +239,17 @@ def protect_block(
 SPAN = "all"
 
 
-def protect_span(blocks: Sequence[Block], *, group_position: int, rule: AggregateRule, secret: bytes) -> Block:
+def protect_span(
+    blocks: Sequence[Block],
+    *,
+    group_position: int,
+    rule: AggregateRule,
+    secret: bytes,
+    equal: Sequence[Sequence[tuple[str, str]]] = (),
+) -> Block:
     """The cells over every grid year, once all are closed: each the sum of its years' cells,
     protected like a year over its quarters, with the years' figures fixed. A span cell that
-    counts the people of one year only shows that year's figure."""
+    counts the people of one year only shows that year's figure. `equal`: as for `protect_block`."""
     firsts = sorted({x for b in blocks for x in b.dimensions[0].leaves})
     seconds = sorted({y for b in blocks for y in b.dimensions[1].leaves})
 
@@ -278,8 +297,8 @@ def protect_span(blocks: Sequence[Block], *, group_position: int, rule: Aggregat
             return values[cell] - 1
         return min(values[cell] - 1, (rule.rounding_base - 1) * len(parts))
 
-    relations = _relations(SPAN, labels, first, second, values)
-    _link(relations, values, threshold, suppressed, fixed, room, slack=rule.rounding_base - 1)
+    relations = _relations(SPAN, labels, first, second, values, equal)
+    _link_equal(relations, values, threshold, suppressed, fixed, equal, SPAN, room, slack=rule.rounding_base - 1)
     released: dict[BlockCell, int | None] = {}
     shown = {cell: b.released[cell] for b in blocks for cell in b.released}
     for cell in spans:
@@ -291,16 +310,23 @@ def protect_span(blocks: Sequence[Block], *, group_position: int, rule: Aggregat
         else:
             identity = [["span", cell[1]], ["by", cell[2]], ["years", ",".join(p[0] for p in parts)]]
             released[cell] = consistent_round(values[cell], rule, threshold[cell], secret, identity)
+    _same_figure(released, equal)
     true = {c: values[c] for c in spans}
     return Block(None, frozenset({SPAN}), released, true, (first, second))
 
 
 def _relations(
-    period: str, quarters: list[str], first: Dimension, second: Dimension, values: Mapping[BlockCell, int]
+    period: str,
+    quarters: list[str],
+    first: Dimension,
+    second: Dimension,
+    values: Mapping[BlockCell, int],
+    equal: Sequence[Sequence[tuple[str, str]]] = (),
 ) -> list[tuple[BlockCell, tuple[BlockCell, ...]]]:
     """Every (parent, parts) among the non-zero cells of one period: each total of either
     dimension = its leaves (all origins also = outside + the other leaves), and, for a year,
-    each of its cells = the same cell in its `quarters`."""
+    each of its cells = the same cell in its `quarters`; a cell of an `equal` set is also the sum
+    of every other one's parts."""
     xs = [*first.leaves, *first.totals]
     ys = [*second.leaves, *second.totals]
     relations: list[tuple[BlockCell, tuple[BlockCell, ...]]] = []
@@ -324,7 +350,55 @@ def _relations(
     for x in xs:
         for name, members in second.totals.items():
             add((period, x, name), ((period, x, y) for y in second.leaves if y in members))
+    parts_of: dict[BlockCell, list[tuple[BlockCell, ...]]] = {}
+    for parent, parts in relations:
+        parts_of.setdefault(parent, []).append(parts)
+    for same in equal:
+        linked: list[BlockCell] = [(period, a, b) for a, b in same]
+        for one in linked:
+            for same_people in linked:
+                if same_people != one and values.get(one, 0):
+                    relations.extend((one, parts) for parts in parts_of.get(same_people, []))
     return relations
+
+
+def _link_equal(
+    relations: list[tuple[BlockCell, tuple[BlockCell, ...]]],
+    values: Mapping[BlockCell, int],
+    threshold: Mapping[BlockCell, int],
+    suppressed: set[BlockCell],
+    fixed: frozenset[BlockCell],
+    equal: Sequence[Sequence[tuple[str, str]]],
+    period: str,
+    room: Callable[[BlockCell], int] | None = None,
+    slack: int = 0,
+) -> None:
+    """`_link`, with the cells of each `equal` set (in `period`) suppressed together, to a fixed
+    point: hiding one of them and showing another would show both."""
+    if not equal:
+        _link(relations, values, threshold, suppressed, fixed, room, slack=slack)
+        return
+    linked = [[(period, *c) for c in same if (period, *c) in values] for same in equal]
+    while True:
+        before = len(suppressed)
+        _link(relations, values, threshold, suppressed, fixed, room, slack=slack)
+        for cells in linked:
+            if any(c in suppressed for c in cells):
+                suppressed.update(cells)
+        if len(suppressed) == before:
+            return
+
+
+def _same_figure(released: dict[BlockCell, int | None], equal: Sequence[Sequence[tuple[str, str]]]) -> None:
+    """One figure for the cells of each `equal` set in every period: the first present cell's."""
+    if not equal:
+        return
+    periods = {cell[0] for cell in released}
+    for period in periods:
+        for same in equal:
+            present = [(period, *c) for c in same if (period, *c) in released]
+            for cell in present[1:]:
+                released[cell] = released[present[0]]
 
 
 def _link(
