@@ -688,7 +688,7 @@ class Releaser:
         raw, dims = self._finest(kind, question)
         raw = {k: v for k, v in raw.items() if v}
         months = {k[-1] for k in raw}
-        years = {int(m[:4]) if int(m[5:7]) >= 4 else int(m[:4]) - 1 for m in months}
+        years = {int(_quarter_of(m)[:4]) for m in months}  # the financial year each month or quarter is in
         if not years or not grid.first_year <= min(years) <= max(years) <= grid.last_year:
             return None
         if len(years) > 1:
