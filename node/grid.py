@@ -174,8 +174,8 @@ def protect_block(
     another, and the two editions' patterns cannot be combined.
 
     `equal`: sets of (first, second) cells that count the same people in every period (each table's
-    total for one client group, in a stack of tables over the same people): suppressed together,
-    each related to every other's parts, shown as the first cell's figure. `people(atom)`: the
+    total for one client group, in a stack of tables over the same people): suppressed together
+    and shown as the first cell's figure. `people(atom)`: the
     atom as the rounding key names it (so that a table keeps the figures it had in a block of its
     own)."""
     first, second = dimensions
@@ -201,21 +201,18 @@ def protect_block(
     if earlier is not None:
         suppressed |= {cell for cell, shown in earlier.released.items() if shown is None and cell in values}
     for quarter in quarters:
-        relations = _relations(quarter, [], first, second, values, equal)
+        relations = _relations(quarter, [], first, second, values)
         _link_equal(relations, values, threshold, suppressed, frozenset(), equal, quarter, slack=rule.rounding_base - 1)
     if closed:
-        fixed = frozenset(cell for cell in values if cell[0] != year.label)
-        relations = _relations(year.label, quarters, first, second, values, equal)
-        parts_of = {
-            parent: parts
-            for parent, parts in relations
-            if parent[0] == year.label and parts and parts[0][0] != year.label
-        }
+        label = year.label
+        fixed = frozenset(cell for cell in values if cell[0] != label)
+        relations = _relations(label, quarters, first, second, values)
+        parts_of = {parent: parts for parent, parts in relations if parts and parts[0][0] != label}
 
         def room(cell: BlockCell) -> int:
             # A year's cell whose quarters are all released is pinned by them to their rounding.
             parts = parts_of.get(cell, ())
-            if cell[0] != year.label or any(p in suppressed for p in parts):
+            if cell[0] != label or any(p in suppressed for p in parts):
                 return values[cell] - 1
             return min(values[cell] - 1, (rule.rounding_base - 1) * len(parts))
 
@@ -297,7 +294,7 @@ def protect_span(
             return values[cell] - 1
         return min(values[cell] - 1, (rule.rounding_base - 1) * len(parts))
 
-    relations = _relations(SPAN, labels, first, second, values, equal)
+    relations = _relations(SPAN, labels, first, second, values)
     _link_equal(relations, values, threshold, suppressed, fixed, equal, SPAN, room, slack=rule.rounding_base - 1)
     released: dict[BlockCell, int | None] = {}
     shown = {cell: b.released[cell] for b in blocks for cell in b.released}
@@ -316,17 +313,11 @@ def protect_span(
 
 
 def _relations(
-    period: str,
-    quarters: list[str],
-    first: Dimension,
-    second: Dimension,
-    values: Mapping[BlockCell, int],
-    equal: Sequence[Sequence[tuple[str, str]]] = (),
+    period: str, quarters: list[str], first: Dimension, second: Dimension, values: Mapping[BlockCell, int]
 ) -> list[tuple[BlockCell, tuple[BlockCell, ...]]]:
     """Every (parent, parts) among the non-zero cells of one period: each total of either
     dimension = its leaves (all origins also = outside + the other leaves), and, for a year,
-    each of its cells = the same cell in its `quarters`; a cell of an `equal` set is also the sum
-    of every other one's parts."""
+    each of its cells = the same cell in its `quarters`."""
     xs = [*first.leaves, *first.totals]
     ys = [*second.leaves, *second.totals]
     relations: list[tuple[BlockCell, tuple[BlockCell, ...]]] = []
@@ -350,15 +341,6 @@ def _relations(
     for x in xs:
         for name, members in second.totals.items():
             add((period, x, name), ((period, x, y) for y in second.leaves if y in members))
-    parts_of: dict[BlockCell, list[tuple[BlockCell, ...]]] = {}
-    for parent, parts in relations:
-        parts_of.setdefault(parent, []).append(parts)
-    for same in equal:
-        linked: list[BlockCell] = [(period, a, b) for a, b in same]
-        for one in linked:
-            for same_people in linked:
-                if same_people != one and values.get(one, 0):
-                    relations.extend((one, parts) for parts in parts_of.get(same_people, []))
     return relations
 
 
@@ -374,7 +356,9 @@ def _link_equal(
     slack: int = 0,
 ) -> None:
     """`_link`, with the cells of each `equal` set (in `period`) suppressed together, to a fixed
-    point: hiding one of them and showing another would show both."""
+    point: hiding one of them and showing another would show both. Hidden together and shown as
+    one figure, a cell of the set and the sum of another's parts is the same relation as that
+    other's own, so no relation is added for it."""
     if not equal:
         _link(relations, values, threshold, suppressed, fixed, room, slack=slack)
         return
