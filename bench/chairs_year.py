@@ -5,11 +5,12 @@ through each node's own release gate (`node.release.Releaser`: the policy, the q
 restriction, the release ledger, the standard table set), the 59 questions a chair preparing
 quarterly meetings asks most: for each client-record kind on the standard table set (movement, net
 flow, KPI 2, non-local services, outcomes, KPI 1) each financial year 2005-06 to 2009-10 and each
-quarter of 2009-10, and five by client group (domestic violence, refugees, homeless people). A report (every kind over the whole records)
-and a feed snapshot (movement and KPI 2 over the whole records) are asked at random points in
-between, and 24 questions off the grid (a calendar year, April to February, two years, two
-client groups at once). The order is shuffled for each seed. A joint question is answered when at
-least the policy's minimum number of authorities answer it, as the coordinator requires.
+quarter of 2009-10, and five by client group (domestic violence, refugees, homeless people). A
+report (every kind over the whole records) and a feed snapshot (movement and KPI 2 over the whole
+records) are asked at random points in between, and 24 questions off the grid (a calendar year,
+April to February, two years, two client groups at once). The order is shuffled for each seed. A
+joint question is answered when at least the policy's minimum number of authorities answer it, as
+the coordinator requires.
 Printed: the share of grid and of off-grid questions answered, today (the ledger alone) and with
 the standard table set. Every seed starts from fresh copies of the same six stores.
 Run: .venv/bin/python bench/chairs_year.py [--seeds 5]
