@@ -2,14 +2,15 @@
 
 Six synthetic member nodes (the demo's authorities and data, SQLite files) answer, in process and
 through each node's own release gate (`node.release.Releaser`: the policy, the query-set
-restriction, the release ledger, the standard table set), the 40 questions a chair preparing
-quarterly meetings asks most: for each client-record kind (movement, net flow, KPI 2, non-local
-services) each financial year 2005-06 to 2009-10 and each quarter of 2009-10, and four by client
-group (domestic violence, refugees, homeless people). A report (every kind over the whole records)
-and a feed snapshot (movement and KPI 2 over the whole records) are asked at random points in
-between, and sixteen questions off the grid (a calendar year, April to February, two years, two
-client groups at once). The order is shuffled for each seed. A joint question is answered when at
-least the policy's minimum number of authorities answer it, as the coordinator requires.
+restriction, the release ledger, the standard table set), the 59 questions a chair preparing
+quarterly meetings asks most: for each client-record kind on the standard table set (movement, net
+flow, KPI 2, non-local services, outcomes, KPI 1) each financial year 2005-06 to 2009-10 and each
+quarter of 2009-10, and five by client group (domestic violence, refugees, homeless people). A
+report (every kind over the whole records) and a feed snapshot (movement and KPI 2 over the whole
+records) are asked at random points in between, and 24 questions off the grid (a calendar year,
+April to February, two years, two client groups at once). The order is shuffled for each seed. A
+joint question is answered when at least the policy's minimum number of authorities answer it, as
+the coordinator requires.
 Printed: the share of grid and of off-grid questions answered, today (the ledger alone) and with
 the standard table set. Every seed starts from fresh copies of the same six stores.
 Run: .venv/bin/python bench/chairs_year.py [--seeds 5]
@@ -42,7 +43,7 @@ from shared.errors import DisclosureRefused  # noqa: E402
 from shared.policy import Policy, default_policy, default_policy_toml, parse_policy  # noqa: E402
 
 console = Console()
-KINDS = ("movement", "net-flow", "kpi", "non-local-services")
+KINDS = ("movement", "net-flow", "kpi", "non-local-services", "outcomes", "kpi1")
 CHAIR = ("cag-chair",)
 DV, REFUGEES, HOMELESS = 14, 17, 7
 WITH_GRID = default_policy()
@@ -57,7 +58,7 @@ def _q(start: str, end: str, period: str = "year", groups: tuple[int, ...] = ())
 
 
 def chairs_questions() -> list[Asked]:
-    """The 40 grid questions and 16 off the grid."""
+    """The 59 grid questions and 24 off the grid."""
     asked: list[Asked] = []
     for kind in KINDS:
         for year in range(2005, 2010):
@@ -69,6 +70,7 @@ def chairs_questions() -> list[Asked]:
     asked.append(("movement", _q("2009-04-01", "2010-03-31", groups=(REFUGEES,)), True))
     asked.append(("kpi", _q("2009-04-01", "2010-03-31", groups=(DV,)), True))
     asked.append(("net-flow", _q("2009-04-01", "2010-03-31", groups=(HOMELESS,)), True))
+    asked.append(("outcomes", _q("2009-04-01", "2010-03-31", groups=(DV,)), True))
     for kind in KINDS:
         asked.append((kind, _q("2009-01-01", "2009-12-31"), False))
         asked.append((kind, _q("2009-04-01", "2010-02-28"), False))
@@ -104,6 +106,8 @@ def _ask(releaser: Releaser, policy: Policy, kind: str, question: Question) -> b
         "net-flow": releaser.net_flow,
         "kpi": releaser.kpi,
         "non-local-services": releaser.non_local_services,
+        "outcomes": releaser.outcomes,
+        "kpi1": releaser.kpi1,
     }[kind]
     try:
         ask(policy, roles=CHAIR, question=question)
@@ -128,7 +132,8 @@ def run(stores: dict[str, Path], workdir: Path, policy: Policy, seed: int) -> tu
     extras: list[tuple[str, Question, bool | None]] = [(k, whole, None) for k in KINDS]  # the report
     extras += [("movement", whole, None), ("kpi", whole, None)]  # the feed snapshot
     sequence: list[tuple[str, Question, bool | None]] = list(order)
-    for at, item in zip(sorted(rng.sample(range(len(sequence)), 2)), (extras[:4], extras[4:]), strict=True):
+    report = len(KINDS)
+    for at, item in zip(sorted(rng.sample(range(len(sequence)), 2)), (extras[:report], extras[report:]), strict=True):
         sequence[at:at] = item
     counts = [0, 0, 0, 0]
     for kind, question, on_grid in sequence:

@@ -153,6 +153,8 @@ def protect_block(
     secret: bytes,
     published: Iterable[str],
     earlier: Block | None = None,
+    equal: Sequence[Sequence[tuple[str, str]]] = (),
+    people: Callable[[BlockCell], BlockCell] = lambda atom: atom,
 ) -> Block:
     """Protect one year's block from its true counts by (quarter label, first, second) leaf.
 
@@ -169,7 +171,13 @@ def protect_block(
 
     `earlier`: the year's previous edition. Every cell it suppressed stays suppressed (if it still
     counts anyone), so that a new edition never shows a figure the earlier one hid to protect
-    another, and the two editions' patterns cannot be combined."""
+    another, and the two editions' patterns cannot be combined.
+
+    `equal`: sets of (first, second) cells that count the same people in every period (each table's
+    total for one client group, in a stack of tables over the same people): suppressed together
+    and shown as the first cell's figure. `people(atom)`: the
+    atom as the rounding key names it (so that a table keeps the figures it had in a block of its
+    own)."""
     first, second = dimensions
     quarters = sorted(published)
     closed = len(quarters) == 4
@@ -194,31 +202,32 @@ def protect_block(
         suppressed |= {cell for cell, shown in earlier.released.items() if shown is None and cell in values}
     for quarter in quarters:
         relations = _relations(quarter, [], first, second, values)
-        _link(relations, values, threshold, suppressed, frozenset(), slack=rule.rounding_base - 1)
+        _link_equal(relations, values, threshold, suppressed, frozenset(), equal, quarter, slack=rule.rounding_base - 1)
     if closed:
-        fixed = frozenset(cell for cell in values if cell[0] != year.label)
-        relations = _relations(year.label, quarters, first, second, values)
-        parts_of = {
-            parent: parts
-            for parent, parts in relations
-            if parent[0] == year.label and parts and parts[0][0] != year.label
-        }
+        label = year.label
+        fixed = frozenset(cell for cell in values if cell[0] != label)
+        relations = _relations(label, quarters, first, second, values)
+        parts_of = {parent: parts for parent, parts in relations if parts and parts[0][0] != label}
 
         def room(cell: BlockCell) -> int:
             # A year's cell whose quarters are all released is pinned by them to their rounding.
             parts = parts_of.get(cell, ())
-            if cell[0] != year.label or any(p in suppressed for p in parts):
+            if cell[0] != label or any(p in suppressed for p in parts):
                 return values[cell] - 1
             return min(values[cell] - 1, (rule.rounding_base - 1) * len(parts))
 
-        _link(relations, values, threshold, suppressed, fixed, room, slack=rule.rounding_base - 1)
+        _link_equal(
+            relations, values, threshold, suppressed, fixed, equal, year.label, room, slack=rule.rounding_base - 1
+        )
     released: dict[BlockCell, int | None] = {}
     for cell, n in values.items():
         if cell in suppressed:
             released[cell] = None
             continue
-        people = hashlib.sha256(json.dumps(sorted(support[cell]), separators=(",", ":")).encode()).hexdigest()
-        released[cell] = consistent_round(n, rule, threshold[cell], secret, [["people", people]])
+        named = sorted(people(atom) for atom in support[cell])
+        key = hashlib.sha256(json.dumps(named, separators=(",", ":")).encode()).hexdigest()
+        released[cell] = consistent_round(n, rule, threshold[cell], secret, [["people", key]])
+    _same_figure(released, equal)
     periods = frozenset(quarters) | ({year.label} if closed else frozenset())
     return Block(year, periods, released, values, dimensions)
 
@@ -227,10 +236,17 @@ def protect_block(
 SPAN = "all"
 
 
-def protect_span(blocks: Sequence[Block], *, group_position: int, rule: AggregateRule, secret: bytes) -> Block:
+def protect_span(
+    blocks: Sequence[Block],
+    *,
+    group_position: int,
+    rule: AggregateRule,
+    secret: bytes,
+    equal: Sequence[Sequence[tuple[str, str]]] = (),
+) -> Block:
     """The cells over every grid year, once all are closed: each the sum of its years' cells,
     protected like a year over its quarters, with the years' figures fixed. A span cell that
-    counts the people of one year only shows that year's figure."""
+    counts the people of one year only shows that year's figure. `equal`: as for `protect_block`."""
     firsts = sorted({x for b in blocks for x in b.dimensions[0].leaves})
     seconds = sorted({y for b in blocks for y in b.dimensions[1].leaves})
 
@@ -279,7 +295,7 @@ def protect_span(blocks: Sequence[Block], *, group_position: int, rule: Aggregat
         return min(values[cell] - 1, (rule.rounding_base - 1) * len(parts))
 
     relations = _relations(SPAN, labels, first, second, values)
-    _link(relations, values, threshold, suppressed, fixed, room, slack=rule.rounding_base - 1)
+    _link_equal(relations, values, threshold, suppressed, fixed, equal, SPAN, room, slack=rule.rounding_base - 1)
     released: dict[BlockCell, int | None] = {}
     shown = {cell: b.released[cell] for b in blocks for cell in b.released}
     for cell in spans:
@@ -291,6 +307,7 @@ def protect_span(blocks: Sequence[Block], *, group_position: int, rule: Aggregat
         else:
             identity = [["span", cell[1]], ["by", cell[2]], ["years", ",".join(p[0] for p in parts)]]
             released[cell] = consistent_round(values[cell], rule, threshold[cell], secret, identity)
+    _same_figure(released, equal)
     true = {c: values[c] for c in spans}
     return Block(None, frozenset({SPAN}), released, true, (first, second))
 
@@ -325,6 +342,47 @@ def _relations(
         for name, members in second.totals.items():
             add((period, x, name), ((period, x, y) for y in second.leaves if y in members))
     return relations
+
+
+def _link_equal(
+    relations: list[tuple[BlockCell, tuple[BlockCell, ...]]],
+    values: Mapping[BlockCell, int],
+    threshold: Mapping[BlockCell, int],
+    suppressed: set[BlockCell],
+    fixed: frozenset[BlockCell],
+    equal: Sequence[Sequence[tuple[str, str]]],
+    period: str,
+    room: Callable[[BlockCell], int] | None = None,
+    slack: int = 0,
+) -> None:
+    """`_link`, with the cells of each `equal` set (in `period`) suppressed together, to a fixed
+    point: hiding one of them and showing another would show both. Hidden together and shown as
+    one figure, a cell of the set and the sum of another's parts is the same relation as that
+    other's own, so no relation is added for it."""
+    if not equal:
+        _link(relations, values, threshold, suppressed, fixed, room, slack=slack)
+        return
+    linked = [[(period, *c) for c in same if (period, *c) in values] for same in equal]
+    while True:
+        before = len(suppressed)
+        _link(relations, values, threshold, suppressed, fixed, room, slack=slack)
+        for cells in linked:
+            if any(c in suppressed for c in cells):
+                suppressed.update(cells)
+        if len(suppressed) == before:
+            return
+
+
+def _same_figure(released: dict[BlockCell, int | None], equal: Sequence[Sequence[tuple[str, str]]]) -> None:
+    """One figure for the cells of each `equal` set in every period: the first present cell's."""
+    if not equal:
+        return
+    periods = {cell[0] for cell in released}
+    for period in periods:
+        for same in equal:
+            present = [(period, *c) for c in same if (period, *c) in released]
+            for cell in present[1:]:
+                released[cell] = released[present[0]]
 
 
 def _link(

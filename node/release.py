@@ -69,6 +69,9 @@ from shared.disclosure import (
 )
 from shared.errors import CagnetError, DisclosureRefused, InvalidRequest, NotPermitted
 from shared.kinds.fair_shares import FairShares
+from shared.kinds.outcomes import DEPARTURE
+from shared.kinds.outcomes import MEASURES as OUTCOME_MEASURES
+from shared.kinds.outcomes import VALUES as OUTCOME_VALUES
 from shared.kinds.registry import PLAN_KINDS
 from shared.kinds.spend import Spend
 from shared.models import (
@@ -119,8 +122,13 @@ DESIGNATED = "supply-map/designated-services"  # the ledger's kind for designate
 # (quarter, first dimension, second dimension) with each dimension's totals, and the client group's
 # position), and a kind's table is laid out from its family's block in `_grid_count_table`. A new
 # count kind adds itself here, to `shared.policy.GRID_KINDS`, to `Releaser._sources` (its finest
-# cells), and, if it counts other people, a family of its own in those two places.
-GRID_FAMILY: dict[str, str] = {MOVEMENT: MOVEMENT, NET_FLOW: MOVEMENT, KPI: KPI}
+# cells), and, if it counts other people, a family of its own in those two places. Outcomes' family
+# is a stack of tables over the same departures (planned/unplanned, then each outcome domain), so
+# when outcomes are on the grid KPI 2 is read from it (`_family_of`): its cells are outcomes'
+# departure cells, protected once with every table that shares them.
+GRID_FAMILY: dict[str, str] = {MOVEMENT: MOVEMENT, NET_FLOW: MOVEMENT, KPI: KPI, OUTCOMES: OUTCOMES, KPI1: KPI1}
+# The families whose first dimension is the client group (movement's is the origin).
+_GROUP_FIRST = frozenset({KPI, KPI1, OUTCOMES})
 _Answer = TypeVar("_Answer", bound=BaseModel)
 # The ledger keeps every supply map at its finest grain, so that any two can be compared.
 _LEDGER_DIMENSIONS = ("client_group", "service_type", "district")
@@ -154,7 +162,8 @@ class Releaser:
         self._grid_cells: dict[tuple[str, str, int], tuple[tuple[object, ...], dict[tuple[str, ...], int] | None]] = {}
         self._blocks: dict[tuple[str, str, int], tuple[tuple[object, ...], Block | None]] = {}
         self._grid_raws: dict[tuple[str, str], tuple[tuple[object, ...], Any]] = {}
-        self._imported: tuple[tuple[object, ...], date | None] = ((), None)  # the last import, per edition
+        # The last import (of client records, of KPI 1 returns), per edition.
+        self._imported: dict[str, tuple[tuple[object, ...], date | None]] = {}
         self._published: tuple[str, tuple[object, ...]] | None = None  # policy and edition in the ledger
         self._previous: dict[tuple[str, int], Block] = {}  # the last kept edition's blocks, while building
         self._building: tuple[object, ...] | None = None  # the edition being built
@@ -344,9 +353,12 @@ class Releaser:
         if cached is not None and cached[0] == edition:
             return cached[1]
         first, last, label = year.quarters()[index]
-        if self._imported[0] != edition:
-            self._imported = (edition, movement.last_import(self.engine))
-        imported = self._imported[1]
+        # Client records close a quarter by their last import; KPI 1 by its returns' last import.
+        source = KPI1 if kind == KPI1 else MOVEMENT
+        if self._imported.get(source, ((), None))[0] != edition:
+            day = quarterly.last_kpi1_import(self.engine) if source == KPI1 else movement.last_import(self.engine)
+            self._imported[source] = (edition, day)
+        imported = self._imported[source][1]
         cells: dict[tuple[str, ...], int] | None = None
         if imported is not None and last < imported:
             cells = self._publish_quarter(policy, rule, kind, first, last, label)
@@ -365,7 +377,7 @@ class Releaser:
         raw, dims = self._finest(kind, Question(start, end, "quarter", (), 50))
         by_quarter: dict[str, dict[tuple[str, ...], int]] = {}
         for key, n in raw.items():
-            by_quarter.setdefault(movement.period_of(key[-1], "quarter"), {})[key] = n
+            by_quarter.setdefault(_quarter_of(key[-1]), {})[key] = n
         self._grid_raws[(policy.digest, kind)] = (edition, (by_quarter, dims))
         return by_quarter, dims
 
@@ -505,18 +517,25 @@ class Releaser:
 
     def _block(self, policy: Policy, kind: str, year: FinancialYear) -> Block | None:
         """The protected block a grid question of `kind` is answered from (None: withheld)."""
-        family = GRID_FAMILY[kind]
+        family = _family_of(policy, kind)
         edition = self._edition()
         self._publish_grid(policy, kind)
         mine = self._year_cells(policy, kind, year)
-        if family != kind and self._year_cells(policy, family, year) != mine:
-            return None  # net flow's published quarters are not movement's: off the grid this edition
+        if family != kind:
+            theirs = self._year_cells(policy, family, year)
+            if _as_kind(kind, family, theirs) != mine:
+                # Net flow's (or KPI 2's) published quarters are not its family's: off the grid this edition.
+                return None
+            mine = theirs
         cached = self._blocks.get((policy.digest, family, year.year))
         if cached is not None and cached[0] == edition:
             return cached[1]
         rule = policy.rule(family)
         # The edition before: in memory, else the last one kept in the store.
         earlier = cached[1] if cached is not None else self._previous.get((family, year.year))
+        if earlier is None and family == OUTCOMES and (KPI, year.year) in self._previous:
+            # KPI 2 had a block of its own before outcomes joined the grid: its suppressions stand.
+            earlier = _kpi_as_outcomes(self._previous[(KPI, year.year)])
         if earlier is None:
             # After a restart: the year's first edition, if a quarter has been revised since.
             firsts = self._first_editions(family, year)
@@ -532,7 +551,7 @@ class Releaser:
         the grid's years."""
         grid = policy.grid
         assert grid is not None
-        family = GRID_FAMILY[kind]
+        family = _family_of(policy, kind)
         blocks = [self._block(policy, kind, FinancialYear(y)) for y in range(grid.first_year, grid.last_year + 1)]
         years = [b for b in blocks if b is not None and b.year is not None and b.year.label in b.periods]
         if len(years) != len(blocks):
@@ -541,8 +560,13 @@ class Releaser:
         cached = self._blocks.get((policy.digest, family, 0))
         if cached is not None and cached[0] == edition:
             return cached[1]
+        groups = sorted({g for b in years for g in b.dimensions[0].leaves}) if family in _GROUP_FIRST else []
         span = protect_span(
-            years, group_position=0 if family == KPI else 1, rule=policy.rule(family), secret=self.secret
+            years,
+            group_position=0 if family in _GROUP_FIRST else 1,
+            rule=policy.rule(family),
+            secret=self.secret,
+            equal=_equal_of(family, groups),
         )
         merged = Block(
             None,
@@ -574,15 +598,40 @@ class Releaser:
         published = [q for (_a, _b, q), cells in zip(year.quarters(), quarters, strict=True) if cells is not None]
         cells = {k: v for part in quarters if part is not None for k, v in part.items()}
         atoms: dict[BlockCell, int] = {}
-        if family == KPI:
-            for (group, departure, month), n in cells.items():
-                key = (movement.period_of(month, "quarter"), group, departure)
+        if family == OUTCOMES:
+            # One block of every outcomes table: client group x "measure:value", each measure's
+            # total the departures (so every table's total for a group is one figure).
+            for (group, measure, value, month), n in cells.items():
+                key = (_quarter_of(month), group, f"{measure}:{value}")
                 atoms[key] = atoms.get(key, 0) + n
             groups = sorted({k[1] for k in atoms}, key=int)
-            departures = sorted({k[2] for k in atoms})
+            leaves = sorted({k[2] for k in atoms})
+            tables = {m: frozenset(v for v in leaves if v.startswith(m + ":")) for m in OUTCOME_MEASURES}
             dims = (
                 Dimension("client_group", tuple(groups), {TOTAL: frozenset(groups)}),
-                Dimension("departure", tuple(departures), {TOTAL: frozenset(departures)}),
+                Dimension("measure", tuple(leaves), {m: v for m, v in tables.items() if v}),
+            )
+            return protect_block(
+                year,
+                atoms,
+                dims,
+                group_position=0,
+                rule=rule,
+                secret=self.secret,
+                published=published,
+                earlier=earlier,
+                equal=_equal_of(family, groups),
+                people=_kpi_people,
+            )
+        if family in (KPI, KPI1):
+            for (group, value, last), n in cells.items():
+                key = (_quarter_of(last), group, value)
+                atoms[key] = atoms.get(key, 0) + n
+            groups = sorted({k[1] for k in atoms}, key=int)
+            values = sorted({k[2] for k in atoms})
+            dims = (
+                Dimension("client_group", tuple(groups), {TOTAL: frozenset(groups)}),
+                Dimension("departure" if family == KPI else "living", tuple(values), {TOTAL: frozenset(values)}),
             )
             return protect_block(
                 year, atoms, dims, group_position=0, rule=rule, secret=self.secret, published=published, earlier=earlier
@@ -609,6 +658,7 @@ class Releaser:
         grid = self._grid_of(policy, kind)
         if grid is None or kind not in GRID_FAMILY:
             return None
+        family = _family_of(policy, kind)
         span: tuple[FinancialYear | None, str] | None = grid_span(grid, question)
         span = span or self._same_as_grid(policy, kind, question)
         if span is None:
@@ -621,11 +671,11 @@ class Releaser:
         chosen = str(group) if group is not None else TOTAL
         if group is not None:
             # The query-set restriction, as for any question: a filter on a handful is refused.
-            first, second = (TOTAL, chosen) if kind != KPI else (chosen, TOTAL)
+            first, second = (chosen, _ALL_OF.get(family, TOTAL)) if family in _GROUP_FIRST else (TOTAL, chosen)
             require_min_records(block.true.get((label, first, second), 0), rule, client_group=group)
         years = [FinancialYear(y) for y in range(grid.first_year, grid.last_year + 1)]
         return _grid_count_table(
-            self.authority, kind, block, label, question, chosen, self.members() | {self.authority}, years
+            self.authority, kind, family, block, label, question, chosen, self.members() | {self.authority}, years
         )
 
     def _same_as_grid(self, policy: Policy, kind: str, question: Question) -> tuple[FinancialYear | None, str] | None:
@@ -638,7 +688,7 @@ class Releaser:
         raw, dims = self._finest(kind, question)
         raw = {k: v for k, v in raw.items() if v}
         months = {k[-1] for k in raw}
-        years = {int(m[:4]) if int(m[5:7]) >= 4 else int(m[:4]) - 1 for m in months}
+        years = {int(_quarter_of(m)[:4]) for m in months}  # the financial year each month or quarter is in
         if not years or not grid.first_year <= min(years) <= max(years) <= grid.last_year:
             return None
         if len(years) > 1:
@@ -659,7 +709,7 @@ class Releaser:
             same = self._same_people(dims, {k: v for k, v in every.items() if v}, raw)
             return (None, SPAN) if complete and same else None
         year = FinancialYear(min(years))
-        quarters = {movement.period_of(m, "quarter") for m in months}
+        quarters = {_quarter_of(m) for m in months}
         label = min(quarters) if len(quarters) == 1 else year.label
         published: dict[tuple[str, ...], int] = {}
         for (_a, _b, quarter), cells in zip(year.quarters(), self._year_cells(policy, kind, year), strict=True):
@@ -894,6 +944,10 @@ class Releaser:
         departure cells are KPI 2's released figures for the same question."""
         rule = policy.require_any_role(OUTCOMES, tuple(roles))
         require_dimensions(3, rule)
+        with self._lock:
+            from_grid = self._grid_table(policy, rule, OUTCOMES, question)
+        if from_grid is not None:
+            return from_grid
 
         def describe(raw: Mapping[tuple[str, ...], int]) -> CountTable:
             return analyses.outcomes_table(
@@ -1256,6 +1310,7 @@ def _grid_signature(kind: str, quarter: str) -> str:
 def _grid_count_table(
     authority: str,
     kind: str,
+    family: str,
     block: Block,
     label: str,
     question: Question,
@@ -1270,15 +1325,25 @@ def _grid_count_table(
     interior: list[tuple[tuple[str, ...], BlockCell]] = []
     rows_of: list[tuple[tuple[str, ...], BlockCell]] = []
     cols_of: list[tuple[tuple[str, ...], BlockCell]] = []
-    if kind == KPI:
-        dims: tuple[str, ...] = ("client_group", "departure")
+    if kind == OUTCOMES:
+        return _grid_outcomes_table(authority, block, label, question, chosen)
+    if kind in (KPI, KPI1):
+        # KPI 2 read from outcomes' block: its departures are the "departure:..." cells there.
+        prefix, whole = (f"{DEPARTURE}:", DEPARTURE) if family == OUTCOMES else ("", TOTAL)
+        dims: tuple[str, ...] = ("client_group", "departure" if kind == KPI else "living")
         groups = [chosen] if chosen != TOTAL else sorted({c[1] for c in true if c[1] != TOTAL}, key=int)
-        rows = [g for g in groups if true.get((label, g, TOTAL), 0)]
-        cols = sorted({c[2] for c in true if c[2] != TOTAL and true.get((label, chosen, c[2]), 0)})
-        interior = [((g, d), (label, g, d)) for g in rows for d in cols]
-        rows_of = [((g, TOTAL), (label, g, TOTAL)) for g in rows]
-        cols_of = [((TOTAL, d), (label, chosen, d)) for d in cols]
-        grand: BlockCell = (label, chosen, TOTAL)
+        rows = [g for g in groups if true.get((label, g, whole), 0)]
+        cols = sorted(
+            {
+                c[2][len(prefix) :]
+                for c in true
+                if c[2] != whole and c[2].startswith(prefix) and c[2] != TOTAL and true.get((label, chosen, c[2]), 0)
+            }
+        )
+        interior = [((g, d), (label, g, prefix + d)) for g in rows for d in cols]
+        rows_of = [((g, TOTAL), (label, g, whole)) for g in rows]
+        cols_of = [((TOTAL, d), (label, chosen, prefix + d)) for d in cols]
+        grand: BlockCell = (label, chosen, whole)
     else:
         leaves = sorted({c[1] for c in true if c[1] not in (TOTAL, movement.OUTSIDE)})
         groups = [chosen] if chosen != TOTAL else sorted({c[2] for c in true if c[2] != TOTAL}, key=int)
@@ -1317,6 +1382,89 @@ def _grid_count_table(
     count, why = block.figure(grand)
     cells.append(CountCell(key=(TOTAL,) * len(dims), count=count, suppressed=why, margin=True))
     return CountTable(authority=authority, kind=kind, dimensions=dims, cells=tuple(cells), question=question.as_asked())
+
+
+def _grid_outcomes_table(authority: str, block: Block, label: str, question: Question, chosen: str) -> CountTable:
+    """An outcomes grid question's table, laid out as `analyses.outcomes_table` lays out the same
+    question (each client group and the total, each measure's values and its total)."""
+    true = block.true
+    groups = [chosen] if chosen != TOTAL else sorted({c[1] for c in true if c[1] != TOTAL}, key=int)
+    groups = [g for g in groups if true.get((label, g, DEPARTURE), 0)]
+    cells = []
+    for x in [*groups, TOTAL] if groups else []:
+        row = chosen if x == TOTAL else x
+        for measure in OUTCOME_MEASURES:
+            for value in [*OUTCOME_VALUES[measure], TOTAL]:
+                count, why = block.figure((label, row, measure if value == TOTAL else f"{measure}:{value}"))
+                cells.append(
+                    CountCell(key=(x, measure, value), count=count, suppressed=why, margin=TOTAL in (x, value))
+                )
+    return CountTable(
+        authority=authority,
+        kind=OUTCOMES,
+        dimensions=("client_group", "measure", "value"),
+        cells=tuple(cells),
+        question=question.as_asked(),
+    )
+
+
+# The cell of a group-first family that holds all of a group's people (outcomes: its departures).
+_ALL_OF = {OUTCOMES: DEPARTURE}
+
+
+def _family_of(policy: Policy, kind: str) -> str:
+    """The block family a grid kind is answered from under this policy."""
+    grid = policy.grid
+    if kind == KPI and grid is not None and OUTCOMES in grid.kinds:
+        return OUTCOMES
+    return GRID_FAMILY[kind]
+
+
+def _as_kind(
+    kind: str, family: str, cells: Sequence[Mapping[tuple[str, ...], int] | None]
+) -> tuple[Mapping[tuple[str, ...], int] | None, ...]:
+    """A family's published quarters as `kind` counts them (KPI 2: outcomes' departure cells)."""
+    if kind == KPI and family == OUTCOMES:
+        return tuple(None if c is None else analyses.departures_of(c) for c in cells)
+    return tuple(cells)
+
+
+def _equal_of(family: str, groups: Sequence[str]) -> list[list[tuple[str, str]]]:
+    """The cells of a family's block that count the same people: each outcomes table's total for
+    a client group (departure first: its figure, KPI 2's, is the one shown)."""
+    if family != OUTCOMES:
+        return []
+    return [[(x, m) for m in OUTCOME_MEASURES] for x in [*groups, TOTAL]]
+
+
+def _kpi_people(atom: BlockCell) -> BlockCell:
+    """An outcomes atom as rounding keys it: a departure atom as KPI 2's own block named it, so
+    KPI 2's figures are the ones its block of its own showed."""
+    quarter, group, leaf = atom
+    measure, value = leaf.split(":", 1)
+    return (quarter, group, value) if measure == DEPARTURE else atom
+
+
+def _kpi_as_outcomes(block: Block) -> Block:
+    """KPI 2's block of its own in outcomes' cell names: the earlier edition for outcomes' first."""
+
+    def named(cell: BlockCell) -> BlockCell:
+        period, group, departure = cell
+        return (period, group, DEPARTURE if departure == TOTAL else f"{DEPARTURE}:{departure}")
+
+    return Block(
+        block.year,
+        block.periods,
+        {named(c): v for c, v in block.released.items()},
+        {named(c): n for c, n in block.true.items()},
+        block.dimensions,
+    )
+
+
+def _quarter_of(last: str) -> str:
+    """The quarter label of a finest key's last part: a month ("2009-05"), or a quarter already
+    (the services' quarterly returns)."""
+    return last if " Q" in last else movement.period_of(last, "quarter")
 
 
 def _checked_groups(client_groups: Sequence[int]) -> tuple[int, ...]:

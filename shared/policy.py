@@ -132,7 +132,7 @@ class AggregateRule(BaseModel):
 
 
 # The client-record kinds a standard table set may cover.
-GRID_KINDS = ("movement", "net-flow", "kpi", "non-local-services")
+GRID_KINDS = ("movement", "net-flow", "kpi", "non-local-services", "outcomes", "kpi1")
 
 
 class StandardGrid(BaseModel):
@@ -471,5 +471,5 @@ STANDARD_GRID_TOML = """
 [grid]
 first_year = 2005
 last_year = 2009
-kinds = ["movement", "net-flow", "kpi", "non-local-services"]
+kinds = ["movement", "net-flow", "kpi", "non-local-services", "outcomes", "kpi1"]
 """

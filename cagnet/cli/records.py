@@ -472,8 +472,9 @@ def render_plan(bundle: Bundle, console: Console) -> None:
     console.print(table)
     console.print(
         "[dim]Each node checked the question as it would if asked now: the policy's roles, the"
-        " query-set restriction and its release ledger. Asking one question can change the answer"
-        " for others (each answer is compared with every later question).[/]"
+        " query-set restriction and its release ledger. A question on the policy's standard table set"
+        " (its years and quarters) is answered every time; asking one off it can change the"
+        " answer for others (each answer is compared with every later question).[/]"
     )
     _render_coverage(bundle, console)
 

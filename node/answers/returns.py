@@ -9,6 +9,7 @@ is counted under its client group, service type and term as the store holds them
 
 from __future__ import annotations
 
+from datetime import date, datetime
 from typing import Any
 
 from sqlalchemy import Table, func, select
@@ -21,7 +22,7 @@ from node.store import Service
 from shared import vocabulary
 from shared.kinds.returns import MAINTAINED, NOT_MAINTAINED, OCCUPIED, VOID
 
-__all__ = ["kpi1_counts", "occupancy_counts"]
+__all__ = ["kpi1_counts", "last_kpi1_import", "occupancy_counts"]
 
 
 def _table(model: Any) -> Table:
@@ -82,6 +83,16 @@ def kpi1_counts(engine: Engine, *, question: Question) -> dict[tuple[int, str, s
             counts[(int(group), MAINTAINED, quarter)] = int(maintaining)
             counts[(int(group), NOT_MAINTAINED, quarter)] = int(others)
     return counts
+
+
+def last_kpi1_import(engine: Engine) -> date | None:
+    """The day KPI 1 returns were last written (imported or corrected): like client records'
+    `last_import`, a standard quarter of KPI 1 is closed once it ended before that day."""
+    with engine.connect() as conn:
+        value = conn.execute(select(func.max(_table(Kpi1Return).c.updated_at))).scalar()
+    if value is None:
+        return None
+    return value.date() if isinstance(value, datetime) else datetime.fromisoformat(str(value)).date()
 
 
 def occupancy_counts(engine: Engine, *, question: Question) -> dict[tuple[int, str, str, str], int]:

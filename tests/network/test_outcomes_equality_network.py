@@ -21,7 +21,7 @@ from coordinator.joint.client import Refused, joint_query
 from node.config import load_config
 from shared.kinds.equality import DIMENSIONS, JointEquality
 from shared.kinds.outcomes import DOMAINS, JointOutcomes
-from shared.kinds.records import JointPlan
+from shared.kinds.records import JointKpi, JointPlan
 from tests.netutil import THREE, LiveNetwork, make_network, running
 
 FROM, TO = "2008-04-01", "2010-03-31"
@@ -47,12 +47,12 @@ def _cli(*args: str) -> str:
     return result.output
 
 
-def _query(net: LiveNetwork, sql: str) -> dict[str, list[tuple[object, ...]]]:
+def _query(net: LiveNetwork, sql: str, first: str = FROM, last: str = TO) -> dict[str, list[tuple[object, ...]]]:
     """Rows of `sql` at each node's store, as only a test may read them (:a and :b the period)."""
     typed = text(sql)
     if ":a" in sql:
         typed = typed.bindparams(bindparam("a", type_=Date), bindparam("b", type_=Date))
-    span = {"a": date.fromisoformat(FROM), "b": date.fromisoformat(TO)} if ":a" in sql else {}
+    span = {"a": date.fromisoformat(first), "b": date.fromisoformat(last)} if ":a" in sql else {}
     rows = {}
     for code, nodedir in net.nodedirs.items():
         engine = create_engine(load_config(nodedir).database_url)
@@ -74,7 +74,23 @@ def test_outcomes_through_the_network_are_the_truth_protected_and_verify(net: Li
     result = bundle.result
     assert isinstance(result, JointOutcomes)
     assert bundle.answered == tuple(sorted(THREE)) and result.authorities == tuple(sorted(THREE))
-    # The truth: by authority, client group (0: all) and measure, the share's two parts.
+    checked, withheld = _check_outcomes(result, _outcomes_truth(net, FROM, TO))
+    assert checked > 20 and withheld > 0  # most shares are given; small groups' are withheld
+    # The CAG's parts are the sums of the authorities'; its share only when every part is whole.
+    for cag in (r for r in result.rows if r.authority == "CAG"):
+        mine = [
+            r
+            for r in result.rows
+            if r.authority != "CAG" and (r.client_group, r.measure) == (cag.client_group, cag.measure)
+        ]
+        assert cag.part.count == sum(r.part.count for r in mine if r.part.complete)
+        assert (cag.percent is not None) == (
+            all(r.part.complete and r.whole.complete for r in mine) and cag.whole.count > 0
+        )
+
+
+def _outcomes_truth(net: LiveNetwork, first: str, last: str) -> dict[tuple[str, int, str], list[int]]:
+    """By authority, client group (0: all) and measure, a share's two parts, with plain SQL."""
     truth: dict[tuple[str, int, str], list[int]] = defaultdict(lambda: [0, 0])
     for measure in ("departure", *DOMAINS):
         sql = (
@@ -83,7 +99,7 @@ def test_outcomes_through_the_network_are_the_truth_protected_and_verify(net: Li
             "WHERE s.term = 'short' AND o.end_date >= :a AND o.end_date <= :b "
             "GROUP BY 1, 2"
         )
-        for code, rows in _query(net, sql).items():
+        for code, rows in _query(net, sql, first, last).items():
             for group, value, n in rows:
                 for g in (int(group), 0):
                     parts = truth[(code, g, measure)]
@@ -93,6 +109,11 @@ def test_outcomes_through_the_network_are_the_truth_protected_and_verify(net: Li
                     elif value != "not-applicable":
                         parts[0] += int(n) if value == "achieved" else 0
                         parts[1] += int(n)
+    return truth
+
+
+def _check_outcomes(result: JointOutcomes, truth: dict[tuple[str, int, str], list[int]]) -> tuple[int, int]:
+    """Every authority's released parts within rounding of the truth: (shares given, withheld)."""
     checked = withheld = 0
     for row in result.rows:
         if row.authority == "CAG":
@@ -110,18 +131,7 @@ def test_outcomes_through_the_network_are_the_truth_protected_and_verify(net: Li
             assert row.part.complete and row.whole.complete
             assert row.percent == round(100 * row.part.count / row.whole.count, 1)
             checked += 1
-    assert checked > 20 and withheld > 0  # most shares are given; small groups' are withheld
-    # The CAG's parts are the sums of the authorities'; its share only when every part is whole.
-    for cag in (r for r in result.rows if r.authority == "CAG"):
-        mine = [
-            r
-            for r in result.rows
-            if r.authority != "CAG" and (r.client_group, r.measure) == (cag.client_group, cag.measure)
-        ]
-        assert cag.part.count == sum(r.part.count for r in mine if r.part.complete)
-        assert (cag.percent is not None) == (
-            all(r.part.complete and r.whole.complete for r in mine) and cag.whole.count > 0
-        )
+    return checked, withheld
 
 
 def test_equality_profile_and_cross_tab_through_the_network(net: LiveNetwork, tmp_path: Path) -> None:
@@ -192,3 +202,27 @@ def test_query_plan_covers_outcomes_and_equality(net: LiveNetwork) -> None:
     assert {"outcomes", "equality"} <= kinds
     outcomes = [r for r in result.rows if r.kind == "outcomes" and r.period == "year" and not r.client_groups]
     assert outcomes and outcomes[0].min_authorities == 3 and outcomes[0].answered
+    # Outcomes are on the standard table set: the year and each of its quarters are grid questions,
+    # each answered within rounding of the truth, and again with the same figures (a quarterly
+    # repeat does not use up the ledger). KPI 2's figures are outcomes' departure cells.
+    spans = [("2009-04-01", "2010-03-31"), ("2009-04-01", "2009-06-30"), ("2009-07-01", "2009-09-30")]
+    spans += [("2009-10-01", "2009-12-31"), ("2010-01-01", "2010-03-31")]
+    assert all(r.answered for r in result.rows if r.kind in ("outcomes", "kpi") and not r.client_groups)
+    year = None
+    for first, last in spans:
+        answer, _ = joint_query(
+            net.netdir, kind="outcomes", from_date=first, to_date=last, period="all", node_deadline_ms=WAIT
+        )
+        assert isinstance(answer.result, JointOutcomes)
+        _check_outcomes(answer.result, _outcomes_truth(net, first, last))
+        kpi, _ = joint_query(net.netdir, kind="kpi", from_date=first, to_date=last, period="all", node_deadline_ms=WAIT)
+        assert isinstance(kpi.result, JointKpi)
+        planned = {(r.authority, r.client_group): r.planned for r in kpi.result.rows}
+        for row in answer.result.rows:
+            if row.measure == "departure" and row.authority != "CAG":
+                assert planned[(row.authority, row.client_group)] == row.part
+        year = year or answer.result
+    again, _ = joint_query(
+        net.netdir, kind="outcomes", from_date=spans[0][0], to_date=spans[0][1], period="all", node_deadline_ms=WAIT
+    )
+    assert again.result == year

@@ -265,13 +265,16 @@ class Attack:
     leaves: list[tuple[str, str, str]]
     rows: dict[frozenset[int], list[float]] = field(default_factory=dict)  # leaves -> [lo, hi]
     hidden: dict[frozenset[int], int] = field(default_factory=dict)  # suppressed leaves -> threshold
+    # Pairs of leaf sets known to count the same people (each outcomes table's total and KPI 2's).
+    same: list[tuple[frozenset[int], frozenset[int]]] = field(default_factory=list)
 
     def know(self, leaves: frozenset[int], lo: float, hi: float) -> None:
         bounds = self.rows.setdefault(leaves, [0.0, float("inf")])
         bounds[0], bounds[1] = max(bounds[0], lo), min(bounds[1], hi)
 
     def intervals(self, truth: dict[tuple[str, str, str], int]) -> dict[frozenset[int], tuple[float, float, int, int]]:
-        """Each suppressed figure's feasible interval, threshold and true value."""
+        """Each suppressed figure's feasible interval (its lower end the truth itself when the upper
+        end alone is a band away from it), threshold and true value."""
         rows = list(self.rows.items())
         data, cols, indptr = [], [], [0]
         for leaves, _bounds in rows:
@@ -284,15 +287,29 @@ class Attack:
         finite = np.isfinite(hi)
         a_ub = vstack([a[finite], -a])
         b_ub = np.concatenate([hi[finite], -lo])
+        a_eq = None
+        if self.same:
+            eq = np.zeros((len(self.same), len(self.leaves)))
+            for i, (left, right) in enumerate(self.same):
+                eq[i, sorted(left)] += 1.0
+                eq[i, sorted(right)] -= 1.0
+            a_eq = csr_matrix(eq)
+        b_eq = np.zeros(len(self.same)) if self.same else None
         found = {}
         for leaves, threshold in self.hidden.items():
             c = np.zeros(len(self.leaves))
             c[sorted(leaves)] = 1.0
-            low = linprog(c, A_ub=a_ub, b_ub=b_ub, bounds=(0, None), method="highs")
-            high = linprog(-c, A_ub=a_ub, b_ub=b_ub, bounds=(0, None), method="highs")
-            assert low.status == 0, low.message
-            top = float("inf") if high.status == 3 else -high.fun
             true = sum(truth.get(self.leaves[i], 0) for i in leaves)
+            high = linprog(-c, A_ub=a_ub, b_ub=b_ub, A_eq=a_eq, b_eq=b_eq, bounds=(0, None), method="highs")
+            assert high.status in (0, 3), high.message
+            top = float("inf") if high.status == 3 else -high.fun
+            if top - true >= threshold - 1:
+                # Wide enough above the truth alone (the lowest feasible value is at most the
+                # truth): the lower end cannot narrow it, so it is not solved for.
+                found[leaves] = (float(true), top, threshold, true)
+                continue
+            low = linprog(c, A_ub=a_ub, b_ub=b_ub, A_eq=a_eq, b_eq=b_eq, bounds=(0, None), method="highs")
+            assert low.status == 0, low.message
             found[leaves] = (low.fun, top, threshold, true)
         return found
 
