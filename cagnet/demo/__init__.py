@@ -30,6 +30,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from rich.console import Console
 
 from cagnet.cli.analyses import render_equality, render_outcomes
+from cagnet.cli.funding import render_fair_shares, render_grant, render_spend
 from cagnet.cli.governance import filed_join, seal_for
 from cagnet.cli.providers import render_common_providers, render_vfm
 from cagnet.cli.query import render_supply_map
@@ -253,6 +254,35 @@ def _show_returns(console: Console, netdir: Path) -> None:
         supply, _ = joint_query(netdir, kind="supply-map")
     render_kpi1(kpi1, console)
     render_utilisation(utilisation, console, supply.result if isinstance(supply.result, JointSupplyMap) else None)
+
+
+def _show_funding(console: Console, netdir: Path) -> None:
+    """The money questions: designated services' intake shares, spend beside the SP grant, and a
+    projected grant. The grant is the network's signed reference data (cagnet/demo-reference.csv)."""
+    from shared import dsse
+    from shared.grant import grant_and_spend, parse_grant_changes
+    from shared.pb.cagnet.v1 import node_pb2
+    from shared.reference import reference_of
+    from shared.serde import supply_map_from_proto
+
+    console.rule("Who pays for what: fair shares, spend and the SP grant (2009-10)")
+    reference = reference_of(network.read(netdir))
+    with console.status("CAG chair: designated services' intake shares, spend per unit and per client, the grant"):
+        shares, _ = joint_query(netdir, kind="fair-shares", period="all")
+        spend, _ = joint_query(netdir, kind="spend", period="all", from_date="2009-04-01", to_date="2010-03-31")
+        supply, _ = joint_query(netdir, kind="supply-map")
+    render_fair_shares(shares, console)
+    render_spend(spend, console, reference)
+    assert isinstance(supply.result, JointSupplyMap)
+    # Each node's released map, from its signed contribution, as `cagnet query grant` reads them.
+    maps = [
+        supply_map_from_proto(node_pb2.SupplyMapResponse.FromString(dsse.Envelope.from_json(c.response).payload))
+        for c in supply.contributions
+    ]
+    # A projected cut of 10% for every authority: which client groups' spend per 1,000 would fall
+    # below the CAG's lower quartile.
+    changes = parse_grant_changes(["-10"], supply.answered)
+    render_grant(grant_and_spend(supply.result, maps, reference, year=2009, changes=changes), console)
 
 
 def _show_providers(console: Console, netdir: Path, root: Path) -> None:
@@ -501,6 +531,7 @@ def run_demo(*, as_json: bool = False, keep: Path | None = None) -> int:
             _show_movement(console, netdir, root)
             _show_outcomes_and_equality(console, netdir)
             _show_returns(console, netdir)
+            _show_funding(console, netdir)
             _show_providers(console, netdir, root)
             _show_feed_and_report(console, netdir, root, keep=keep is not None)
 
