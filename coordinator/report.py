@@ -33,7 +33,7 @@ from shared.kinds.providers import VfmBenchmarks
 from shared.kinds.records import JointMovement, JointNetFlow, net_figure
 from shared.kinds.returns import CAG, JointKpi1, JointUtilisation
 from shared.kinds.supply import JointSupplyMap
-from shared.reference import ReferenceData, reference_of
+from shared.reference import ReferenceData, population_share, reference_of
 from shared.register_client import RegisterClient
 
 # The page may fetch nothing: everything it needs is inline.
@@ -274,22 +274,27 @@ def outcomes_chart(bundle: Bundle) -> str:
     return _div(fig, "outcomes") + _coverage(bundle, withheld)
 
 
-def equality_chart(bundle: Bundle) -> str:
+def equality_chart(bundle: Bundle, reference: ReferenceData | None = None) -> str:
     """Who the services reach: each authority's share of new client records by ethnicity and by age
-    band, beside the CAG's. The population's shares would stand beside them; the network holds no
-    reference figure for these fields, so none is drawn."""
+    band, beside the CAG's, and the CAG's residents' shares where the network's signed reference
+    data holds them (`population:<field>:<category>` rows) for every authority that answered."""
     r = bundle.result
     assert isinstance(r, JointEquality)
     heads = [*r.authorities, "CAG"]
     rows = {(p.authority, p.dimension, p.category): p for p in r.profile if p.client_group == 0}
     categories = sorted({(d, c) for _a, d, c in rows if d in ("ethnicity", "age_band")})
     z = [[rows[(h, d, c)].percent if (h, d, c) in rows else None for h in heads] for d, c in categories]
+    found = [population_share(reference, r.authorities, d, c) if reference else None for d, c in categories]
+    years = sorted({f[1] for f in found if f is not None})
+    if years:
+        z = [[*line, f[0] if f is not None else None] for line, f in zip(z, found, strict=True)]
+    x = [_name(h) if h != "CAG" else "CAG" for h in heads] + (["population"] if years else [])
     fig = go.Figure(
         go.Heatmap(
             z=z,
             text=[["" if v is None else f"{v:.0f}%" for v in line] for line in z],
             texttemplate="%{text}",
-            x=[_name(h) if h != "CAG" else "CAG" for h in heads],
+            x=x,
             y=[f"{DIMENSION_NAMES[d]}: {c}" for d, c in categories],
             colorscale="Blues",
             colorbar={"title": "% of records"},
@@ -303,9 +308,18 @@ def equality_chart(bundle: Bundle) -> str:
         for p in r.profile
         if p.client_group == 0 and p.percent is None and p.reason and "suppressed" in p.reason
     ]
+    if years:
+        source = (
+            "Population: the CAG's residents in each category as a share of its residents, from the network's "
+            f"signed reference data ({', '.join(str(y) for y in years)})."
+        )
+    else:
+        source = (
+            f"Population share beside each: {NO_REFERENCE} (the network's reference data holds no "
+            "<code>population:</code> rows for ethnicity or age; a member proposes them, docs/equality.md)."
+        )
     note = (
-        f"<p class='coverage'>Population share beside each: {NO_REFERENCE} (the network's authority register holds "
-        "none for ethnicity or age yet). Sex, economic status, referral source and accommodation before are in "
+        f"<p class='coverage'>{source} Sex, economic status, referral source and accommodation before are in "
         "<code>cagnet query equality</code>.</p>"
     )
     return _div(fig, "equality") + note + _coverage(bundle, withheld)
@@ -439,7 +453,7 @@ def build_report(
         ("Value for money", vfm_chart(vfm)),
         ("Provider accreditation", accreditation_chart(accreditation, supply.policy_digest)),
         ("Short-term outcomes", outcomes_chart(outcomes)),
-        ("Equality: who the services reach", equality_chart(equality)),
+        ("Equality: who the services reach", equality_chart(equality, reference)),
         ("KPI 1: independent living", kpi1_chart(kpi1) if not isinstance(kpi1, str) else _refused("kpi1", kpi1)),
         (
             "Utilisation",
