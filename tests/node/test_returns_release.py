@@ -68,6 +68,42 @@ def _true_occupancy(engine: Engine) -> dict[tuple[str, str, str], int]:
     return truth
 
 
+def _true_demand(engine: Engine) -> dict[tuple[str, str, str], int]:
+    """Waiting list and referrals refused by (client group, service type, measure), with plain SQL."""
+    rows = text(
+        "SELECT s.client_group, s.service_type, SUM(r.waiting_list), SUM(r.referrals_refused) FROM occupancy_return r"
+        " JOIN service s ON r.service_id = s.id WHERE r.quarter_start >= :first AND r.quarter_start <= :last"
+        " GROUP BY s.client_group, s.service_type"
+    )
+    truth: dict[tuple[str, str, str], int] = {}
+    with engine.connect() as conn:
+        for group, service_type, waiting, refused in conn.execute(
+            rows, {"first": YEAR.from_date, "last": date(2010, 1, 1)}
+        ):
+            truth[(str(group), service_type, "waiting")] = int(waiting)
+            truth[(str(group), service_type, "refused")] = int(refused)
+    return truth
+
+
+def test_waiting_lists_and_refused_referrals_are_released_by_the_policy_against_the_store(engine: Engine) -> None:
+    rule = POLICY.rule("unmet-demand")
+    table = _releaser(engine).unmet_demand(POLICY, roles=CHAIR, question=YEAR)
+    assert table.dimensions == ("client_group", "service_type", "measure")
+    truth = _true_demand(engine)
+    released = _cells(table)
+    checked = 0
+    for key, true in truth.items():
+        count = released[key]
+        if 1 <= true <= rule.threshold_for(int(key[0])):
+            assert count is None, (key, true)  # refuges and refugees at 10, the rest at 7
+        if count is not None:
+            checked += 1
+            assert count % rule.rounding_base == 0 and abs(count - true) < rule.rounding_base, (key, true, count)
+    assert checked > 10
+    # Units are not in it: no cell of the people's table is a count of occupied or void units.
+    assert {c.key[2] for c in table.cells} == {"waiting", "refused", TOTAL}
+
+
 def _cells(table: CountTable) -> dict[tuple[str, ...], int | None]:
     return {c.key: c.count for c in table.cells}
 
@@ -249,26 +285,31 @@ def _narrowed(found: list[tuple[float, float, int, int]]) -> list[tuple[float, f
     return [f for f in found if f[1] - f[0] < f[2] - 1 - 1e-6]
 
 
-@pytest.mark.parametrize("kind", ["kpi1", "utilisation"])
-def test_no_suppressed_cell_of_kpi1_or_occupancy_can_be_narrowed_within_its_band(
+@pytest.mark.parametrize("kind", ["kpi1", "utilisation", "unmet-demand"])
+def test_no_suppressed_cell_of_the_returns_can_be_narrowed_within_its_band(
     engine: Engine, tmp_path: Path, kind: str
 ) -> None:
-    """KPI 1 counts people; occupancy counts units, whose voids at a refuge or a small scheme say
-    something about the few people there. Every released cell of the answer, bounded by rounding
-    and the thresholds, must leave each suppressed cell at least its threshold band wide; the same
-    table with only the small cells hidden (the control) must not."""
+    """KPI 1 and the waiting lists and refused referrals count people; occupancy counts units, whose
+    voids at a refuge or a small scheme say something about the few people there. Every released
+    cell of the answer, bounded by rounding and the thresholds, must leave each suppressed cell at
+    least its threshold band wide; the same table with only the small cells hidden (the control)
+    must not."""
     _plant_small_cells(engine, tmp_path)
     rule = POLICY.rule(kind)
     releaser = _releaser(engine)
+    truth: dict[tuple[str, ...], int]
     if kind == "kpi1":
         table, truth = releaser.kpi1(POLICY, roles=CHAIR, question=YEAR), dict(_true_kpi1(engine))
-    else:
+        planted, small = ("17", "not-maintained"), 2
+    elif kind == "utilisation":
         table = releaser.utilisation(POLICY, roles=CHAIR, question=YEAR)
         truth = {k: v for k, v in _true_occupancy(engine).items() if k[0] != TOTAL}
+        planted, small = ("17", "accommodation-based", "void"), 1
+    else:
+        table, truth = releaser.unmet_demand(POLICY, roles=CHAIR, question=YEAR), dict(_true_demand(engine))
+        planted, small = ("17", "accommodation-based", "refused"), 1
     # The planted cells are the truth the store holds, and the answer hides them.
-    released = _cells(table)
-    planted = ("17", "not-maintained") if kind == "kpi1" else ("17", "accommodation-based", "void")
-    assert truth[planted] == (2 if kind == "kpi1" else 1) and released[planted] is None
+    assert truth[planted] == small and _cells(table)[planted] is None
     found = _intervals(table, truth, rule)
     assert found, "nothing was suppressed: the attack would prove nothing"
     assert _narrowed(found) == []
