@@ -261,7 +261,7 @@ def query_utilisation(
         typer.Option(
             "--cost",
             help="Also ask the spend question for the same dates and show the cost per unit and per occupied unit"
-            " a week (with --json: the utilisation bundle, the spend bundle and the costs).",
+            " a week (--json: the utilisation bundle, the spend bundle and the costs; --format csv: their tables).",
         ),
     ] = False,
     deadline_ms: DeadlineOpt = 0,
@@ -279,8 +279,6 @@ def query_utilisation(
         "period": "all",
         "client_groups": client_group or (),
     }
-    if cost and fmt != "table":
-        raise typer.BadParameter("--cost shows a table, or with --json the bundles and the costs", param_hint="--cost")
     bundle = _ask(
         "utilisation",
         network_dir,
@@ -288,7 +286,7 @@ def query_utilisation(
         deadline_ms=deadline_ms,
         out_file=out_file,
         as_json=as_json and not cost,
-        fmt=fmt,
+        fmt="table" if cost else fmt,
         **asked,
     )
     if bundle is None:
@@ -304,7 +302,16 @@ def query_utilisation(
         assert spend is not None and isinstance(spend.result, JointSpend)
         assert isinstance(bundle.result, JointUtilisation)
         costs = occupied_unit_costs(spend.result, bundle.result)
-        if as_json:
+        if fmt == "csv" and not as_json:
+            import sys
+
+            from cagnet.actions.tables import model_tables, result_tables, tables_csv
+
+            period = f"spend {costs.spend_period}; occupancy {costs.occupancy_period}"
+            tables = [*result_tables(bundle), *model_tables("cost per occupied unit", costs, period)]
+            sys.stdout.write(tables_csv(tables))
+            return
+        if as_json or fmt == "json":
             document = {
                 "bundle": bundle.model_dump(mode="json"),
                 "spend": spend.model_dump(mode="json"),

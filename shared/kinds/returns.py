@@ -18,7 +18,7 @@ from pydantic import BaseModel, ConfigDict
 
 from shared.disclosure import TOTAL
 from shared.kinds.records import Tally
-from shared.kinds.spend import JointSpend
+from shared.kinds.spend import WEEKS, JointSpend, SpendRow
 from shared.models import CountTable
 
 __all__ = [
@@ -349,6 +349,37 @@ class OccupiedCost(_Model):
     rows: tuple[OccupiedCostRow, ...]
 
 
+def _by_service_type(spend: JointSpend) -> list[SpendRow]:
+    """Each authority's (and the CAG's) spend by service type over every client group, where the
+    answer holds it only by client group: the groups' contract values and units added (withheld if
+    any group's value is), a pure function of the released rows."""
+    held = {(r.authority, r.client_group, r.service_type) for r in spend.rows}
+    parts: dict[tuple[str, str], list[SpendRow]] = defaultdict(list)
+    for r in spend.rows:
+        if r.client_group and r.service_type and (r.authority, 0, r.service_type) not in held:
+            parts[(r.authority, r.service_type)].append(r)
+    rows = []
+    for (authority, service_type), cells in sorted(parts.items()):
+        values = [c.annual_value for c in cells]
+        units = sum(c.units for c in cells)
+        value = None if any(v is None for v in values) else sum(v for v in values if v is not None)
+        withheld = sorted({c.withheld for c in cells if c.annual_value is None and c.withheld})
+        rows.append(
+            SpendRow(
+                authority=authority,
+                client_group=0,
+                service_type=service_type,
+                units=units,
+                annual_value=value,
+                clients=None,
+                per_unit_week=round(value / (units * WEEKS), 2) if value is not None and units else None,
+                per_client=None,
+                withheld="; ".join(withheld) if value is None else "",
+            )
+        )
+    return rows
+
+
 def occupied_unit_costs(spend: JointSpend, utilisation: JointUtilisation) -> OccupiedCost:
     """Cost per occupied unit from two released answers, each already protected (money under the
     minimum-contributor, dominance and p% rules; occupied and void units suppressed and rounded):
@@ -357,7 +388,7 @@ def occupied_unit_costs(spend: JointSpend, utilisation: JointUtilisation) -> Occ
     occupancy return (e.g. floating support, which has no units to fill) is left out."""
     occupancy = {(row.authority, row.client_group, row.service_type): row for row in utilisation.rows}
     rows = []
-    for s in spend.rows:
+    for s in (*spend.rows, *_by_service_type(spend)):
         authority = s.authority or CAG
         used = occupancy.get((authority, s.client_group, s.service_type))
         if used is None or (used.occupied == used.void == Tally()):

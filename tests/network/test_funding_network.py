@@ -319,5 +319,9 @@ def test_fair_shares_need_and_grant_over_mtls(net: LiveNetwork, tmp_path: Path) 
     # The sex shares are in the command's table; the report's chart draws ethnicity and age, for
     # which the network holds no population rows.
     assert "holds no <code>population:</code> rows" in page
+    # The utilisation section puts the cost per occupied unit beside the cost per unit, from the
+    # spend section's answer; waiting lists and refused referrals have a section of their own.
+    assert "<h3>Cost per occupied unit a week (spend 2009-04-01/2010-03-31" in page
+    assert "<h2>Waiting lists and refused referrals</h2>" in page and 'id="unmet-demand"' in page
     assert "domestic abuse incidents reported to police (2010)" in page and "SP grant 2009" in page
     assert "Across the CAG, 2009-04-01/2010-03-31" in page  # the same spend question, answered again
