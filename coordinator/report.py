@@ -31,9 +31,10 @@ from shared.kinds.equality import DIMENSION_NAMES, NO_REFERENCE, JointEquality
 from shared.kinds.outcomes import DOMAIN_NAMES, MEASURES, JointOutcomes
 from shared.kinds.providers import VfmBenchmarks
 from shared.kinds.records import JointMovement, JointNetFlow, net_figure
-from shared.kinds.returns import CAG, JointKpi1, JointUtilisation
+from shared.kinds.returns import CAG, JointKpi1, JointUnmetDemand, JointUtilisation, occupied_unit_costs
+from shared.kinds.spend import JointSpend
 from shared.kinds.supply import JointSupplyMap
-from shared.reference import ReferenceData, reference_of
+from shared.reference import ReferenceData, population_share, reference_of
 from shared.register_client import RegisterClient
 
 # The page may fetch nothing: everything it needs is inline.
@@ -51,6 +52,7 @@ CHART_IDS = (
     "equality",
     "kpi1",
     "utilisation",
+    "unmet-demand",
 )
 
 
@@ -274,22 +276,27 @@ def outcomes_chart(bundle: Bundle) -> str:
     return _div(fig, "outcomes") + _coverage(bundle, withheld)
 
 
-def equality_chart(bundle: Bundle) -> str:
+def equality_chart(bundle: Bundle, reference: ReferenceData | None = None) -> str:
     """Who the services reach: each authority's share of new client records by ethnicity and by age
-    band, beside the CAG's. The population's shares would stand beside them; the network holds no
-    reference figure for these fields, so none is drawn."""
+    band, beside the CAG's, and the CAG's residents' shares where the network's signed reference
+    data holds them (`population:<field>:<category>` rows) for every authority that answered."""
     r = bundle.result
     assert isinstance(r, JointEquality)
     heads = [*r.authorities, "CAG"]
     rows = {(p.authority, p.dimension, p.category): p for p in r.profile if p.client_group == 0}
     categories = sorted({(d, c) for _a, d, c in rows if d in ("ethnicity", "age_band")})
     z = [[rows[(h, d, c)].percent if (h, d, c) in rows else None for h in heads] for d, c in categories]
+    found = [population_share(reference, r.authorities, d, c) if reference else None for d, c in categories]
+    years = sorted({f[1] for f in found if f is not None})
+    if years:
+        z = [[*line, f[0] if f is not None else None] for line, f in zip(z, found, strict=True)]
+    x = [_name(h) if h != "CAG" else "CAG" for h in heads] + (["population"] if years else [])
     fig = go.Figure(
         go.Heatmap(
             z=z,
             text=[["" if v is None else f"{v:.0f}%" for v in line] for line in z],
             texttemplate="%{text}",
-            x=[_name(h) if h != "CAG" else "CAG" for h in heads],
+            x=x,
             y=[f"{DIMENSION_NAMES[d]}: {c}" for d, c in categories],
             colorscale="Blues",
             colorbar={"title": "% of records"},
@@ -303,9 +310,18 @@ def equality_chart(bundle: Bundle) -> str:
         for p in r.profile
         if p.client_group == 0 and p.percent is None and p.reason and "suppressed" in p.reason
     ]
+    if years:
+        source = (
+            "Population: the CAG's residents in each category as a share of its residents, from the network's "
+            f"signed reference data ({', '.join(str(y) for y in years)})."
+        )
+    else:
+        source = (
+            f"Population share beside each: {NO_REFERENCE} (the network's reference data holds no "
+            "<code>population:</code> rows for ethnicity or age; a member proposes them, docs/equality.md)."
+        )
     note = (
-        f"<p class='coverage'>Population share beside each: {NO_REFERENCE} (the network's authority register holds "
-        "none for ethnicity or age yet). Sex, economic status, referral source and accommodation before are in "
+        f"<p class='coverage'>{source} Sex, economic status, referral source and accommodation before are in "
         "<code>cagnet query equality</code>.</p>"
     )
     return _div(fig, "equality") + note + _coverage(bundle, withheld)
@@ -315,7 +331,7 @@ def _returns_period(bundle: Bundle) -> str:
     """The quarters a returns chart covers: its question's dates (a return counts when its whole
     quarter is inside them), or every quarterly return the nodes hold."""
     result = bundle.result
-    assert isinstance(result, JointKpi1 | JointUtilisation)
+    assert isinstance(result, JointKpi1 | JointUtilisation | JointUnmetDemand)
     asked = next((row.period for row in result.rows), "")
     if asked in ("", "../.."):
         return "every quarterly return the nodes hold"
@@ -350,8 +366,9 @@ def kpi1_chart(bundle: Bundle) -> str:
     return _div(fig, "kpi1") + note + _coverage(bundle, withheld, period=_returns_period(bundle))
 
 
-def utilisation_chart(bundle: Bundle, supply: Bundle) -> str:
-    """Occupancy by service type, each authority beside the CAG, with the CAG's units (capacity)."""
+def utilisation_chart(bundle: Bundle, supply: Bundle, spend: Bundle | None = None) -> str:
+    """Occupancy by service type, each authority beside the CAG, with the CAG's units (capacity);
+    with the spend answer, the cost per unit and per occupied unit a week beside it."""
     r = bundle.result
     assert isinstance(r, JointUtilisation)
     units = (
@@ -381,7 +398,89 @@ def utilisation_chart(bundle: Bundle, supply: Bundle) -> str:
         "<p class='note'>From each service's quarterly occupancy return; units (capacity) from the supply map."
         " A low unit cost with low occupancy is not good value: read beside the VFM benchmarks.</p>"
     )
-    return _div(fig, "utilisation") + note + _coverage(bundle, withheld, period=_returns_period(bundle))
+    costs = _occupied_costs(bundle, spend) if spend is not None and isinstance(spend.result, JointSpend) else ""
+    return _div(fig, "utilisation") + note + costs + _coverage(bundle, withheld, period=_returns_period(bundle))
+
+
+def _occupied_costs(bundle: Bundle, spend: Bundle) -> str:
+    """The cost per unit and per occupied unit a week by service type: a table from the spend and
+    occupancy answers (each already protected), '*' where either part is withheld."""
+    assert isinstance(bundle.result, JointUtilisation) and isinstance(spend.result, JointSpend)
+    costs = occupied_unit_costs(spend.result, bundle.result)
+    heads = [*costs.authorities, CAG]
+    cells = {(row.authority, row.service_type): row for row in costs.rows if row.client_group == 0}
+    types = sorted({t for _a, t in cells}, key=lambda t: (t == "", t))
+
+    def money(value: float | None) -> str:
+        return "*" if value is None else f"£{value:,.0f}"
+
+    def cell(head: str, service_type: str) -> str:
+        row = cells.get((head, service_type))
+        if row is None:
+            return "<td>-</td>"
+        occupied = "*" if row.percent_occupied is None else f"{row.percent_occupied:.0f}%"
+        return (
+            f"<td title='{html.escape(row.reason)}'>{money(row.per_unit_week)} / {occupied} / "
+            f"<b>{money(row.per_occupied_unit_week)}</b></td>"
+        )
+
+    head_cells = "".join(f"<th>{html.escape(_name(h) if h != CAG else 'CAG')}</th>" for h in heads)
+    body = "".join(
+        f"<tr><th>{html.escape(t or 'every service type')}</th>{''.join(cell(h, t) for h in heads)}</tr>" for t in types
+    )
+    return (
+        f"<h3>Cost per occupied unit a week (spend {html.escape(costs.spend_period)}; occupancy from"
+        f" {html.escape(_returns_period(bundle))})</h3>"
+        f"<table><tr><th>service type</th>{head_cells}</tr>{body}</table>"
+        "<p class='note'>£ a unit a week (contract value a year over units, released under the money rules:"
+        " minimum contributors, dominance, p%) / % of units in use occupied / <b>£ an occupied unit a week</b>"
+        " (the first over the second). A low unit cost with low occupancy reads differently: each occupied unit"
+        " costs more. * : withheld because a part is.</p>"
+    )
+
+
+def unmet_demand_chart(bundle: Bundle) -> str:
+    """People waiting at the quarters' ends by service type, each authority beside the CAG, with the
+    referrals refused in the table below: two counts of people, never added together."""
+    r = bundle.result
+    assert isinstance(r, JointUnmetDemand)
+    types = sorted({row.service_type for row in r.rows if row.client_group == 0 and row.service_type})
+    by_key = {(row.authority, row.service_type): row for row in r.rows if row.client_group == 0}
+    fig = go.Figure()
+    for authority in [*r.authorities, CAG]:
+        rows = [by_key.get((authority, t)) for t in types]
+        fig.add_bar(
+            name="CAG" if authority == CAG else _name(authority),
+            x=types,
+            y=[row.waiting.count if row is not None and row.waiting.complete else None for row in rows],
+        )
+    fig.update_layout(title="Waiting lists: people waiting at the quarters' ends", barmode="group")
+    fig.update_yaxes(title="people waiting (person-quarters)")
+    refused = "".join(
+        f"<tr><th>{html.escape(t)}</th>"
+        + "".join(
+            f"<td>{'-' if row is None else (f'{row.refused.count:,}' if row.refused.complete else '*')}</td>"
+            for row in (by_key.get((a, t)) for a in [*r.authorities, CAG])
+        )
+        + "</tr>"
+        for t in types
+    )
+    heads = "".join(f"<th>{html.escape(_name(a) if a != CAG else 'CAG')}</th>" for a in [*r.authorities, CAG])
+    withheld = [
+        f"{_name(row.authority) if row.authority != CAG else 'CAG'} group {row.client_group}"
+        f" {row.service_type or 'all types'}: {row.reason}"
+        for row in r.rows
+        if row.reason
+    ]
+    note = (
+        f"<h3>Referrals refused</h3><table><tr><th>service type</th>{heads}</tr>{refused}</table>"
+        "<p class='note'>From each service's quarterly occupancy return: people on the waiting list at each"
+        " quarter's end, and referrals the service refused in the quarter. Counts of people, protected like any"
+        " (small ones suppressed, refuges and refugees at their stricter threshold; the rest rounded). * :"
+        " suppressed. A full service with a long list is short of units; a list beside voids points at the"
+        " referral route.</p>"
+    )
+    return _div(fig, "unmet-demand") + note + _coverage(bundle, withheld, period=_returns_period(bundle))
 
 
 def _refused(div_id: str, why: str) -> str:
@@ -429,6 +528,7 @@ def build_report(
     spend_refused: str = "",
     kpi1: Bundle | str = "not asked",
     utilisation: Bundle | str = "not asked",
+    unmet_demand: Bundle | str = "not asked",
 ) -> str:
     """The whole HTML document (plotly.js inlined), from verified bundles (and the manifest's
     reference data, for need and grant; for KPI 1 and utilisation, the bundle or why there is none)."""
@@ -439,13 +539,19 @@ def build_report(
         ("Value for money", vfm_chart(vfm)),
         ("Provider accreditation", accreditation_chart(accreditation, supply.policy_digest)),
         ("Short-term outcomes", outcomes_chart(outcomes)),
-        ("Equality: who the services reach", equality_chart(equality)),
+        ("Equality: who the services reach", equality_chart(equality, reference)),
         ("KPI 1: independent living", kpi1_chart(kpi1) if not isinstance(kpi1, str) else _refused("kpi1", kpi1)),
         (
             "Utilisation",
-            utilisation_chart(utilisation, supply)
+            utilisation_chart(utilisation, supply, spend)
             if not isinstance(utilisation, str)
             else _refused("utilisation", utilisation),
+        ),
+        (
+            "Waiting lists and refused referrals",
+            unmet_demand_chart(unmet_demand)
+            if not isinstance(unmet_demand, str)
+            else _refused("unmet-demand", unmet_demand),
         ),
     ]
     if reference is not None:
@@ -526,7 +632,7 @@ def write_report(netdir: Path, out: Path, *, principal: str = "cag-chair") -> Pa
         equality, _ = client.query(kind="equality", period="all", node_deadline_ms=20_000)
         # From the quarterly returns: a network whose nodes hold none, or too few, says so in place.
         returns: dict[str, Bundle | str] = {}
-        for kind in ("kpi1", "utilisation"):
+        for kind in ("kpi1", "utilisation", "unmet-demand"):
             try:
                 returns[kind] = client.query(kind=kind, period="all")[0]
             except Refused as exc:
@@ -547,6 +653,7 @@ def write_report(netdir: Path, out: Path, *, principal: str = "cag-chair") -> Pa
         equality=equality,
         kpi1=returns["kpi1"],
         utilisation=returns["utilisation"],
+        unmet_demand=returns["unmet-demand"],
     )
     out.write_text(document, encoding="utf-8")
     return out

@@ -18,7 +18,7 @@ from shared.kinds.spend import JointSpend
 from shared.kinds.supply import JointSupplyMap
 from shared.need import need_beside_supply
 from shared.pb.cagnet.v1 import node_pb2
-from shared.reference import GRANT, INDICATORS, ReferenceData
+from shared.reference import GRANT, ReferenceData, indicator_of
 from shared.serde import supply_map_from_proto
 
 __all__ = ["fair_shares_section", "grant_section", "need_section", "spend_section", "spend_year"]
@@ -52,7 +52,7 @@ def need_section(supply: Bundle, reference: ReferenceData) -> str:
     joint = supply.result
     assert isinstance(joint, JointSupplyMap)
     parts = []
-    for indicator in (i for i in reference.indicators() if INDICATORS[i].need):
+    for indicator in (i for i in reference.indicators() if (meta := indicator_of(i)) is not None and meta.need):
         try:
             c = need_beside_supply(joint, reference, indicator)
         except CagnetError as exc:

@@ -98,6 +98,7 @@ __all__ = [
     "OUTCOMES",
     "SPEND",
     "SUPPLY_MAP",
+    "UNMET_DEMAND",
     "UTILISATION",
     "Releaser",
     "load_rounding_secret",
@@ -114,6 +115,7 @@ OUTCOMES = "outcomes"
 EQUALITY = "equality"
 KPI1 = "kpi1"
 UTILISATION = "utilisation"
+UNMET_DEMAND = "unmet-demand"
 DESIGNATED = "supply-map/designated-services"  # the ledger's kind for designated-service counts
 # The standard table set's extension point for count kinds. Each kind on the grid is answered from
 # one protected block family; kinds that count the same people share a family (net flows are
@@ -185,6 +187,7 @@ class Releaser:
             # The services' quarterly returns, released and ledgered as the client-record kinds are.
             KPI1: self._kpi1_returns,
             UTILISATION: self._occupancy_returns,
+            UNMET_DEMAND: self._demand_returns,
         }
 
     def forget_answers(self) -> None:
@@ -291,6 +294,19 @@ class Releaser:
             roles=roles,
             question=question,
             dims=("client_group", "service_type", "state"),
+            project=lambda k: (k[0], k[1], k[2]),
+        )
+
+    def unmet_demand(self, policy: Policy, *, roles: Iterable[str], question: Question) -> CountTable:
+        """People waiting at the quarters' ends and referrals refused, by client group x service
+        type x measure, summed over the quarterly occupancy returns inside the question's span: a
+        table of people, apart from occupancy's units, so that no total mixes the two."""
+        return self._counts(
+            policy,
+            kind=UNMET_DEMAND,
+            roles=roles,
+            question=question,
+            dims=("client_group", "service_type", "measure"),
             project=lambda k: (k[0], k[1], k[2]),
         )
 
@@ -824,6 +840,10 @@ class Releaser:
     def _occupancy_returns(self, question: Question) -> tuple[Mapping[Any, int], tuple[str, ...]]:
         counts = quarterly.occupancy_counts(self.engine, question=question)
         return counts, ("client_group", "service_type", "state", "quarter")
+
+    def _demand_returns(self, question: Question) -> tuple[Mapping[Any, int], tuple[str, ...]]:
+        counts = quarterly.demand_counts(self.engine, question=question)
+        return counts, ("client_group", "service_type", "measure", "quarter")
 
     def _finest(self, kind: str, question: Question) -> tuple[dict[tuple[str, ...], int], tuple[str, ...]]:
         """A records question's true counts at the grain the ledger keeps (calendar months)."""

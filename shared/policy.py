@@ -456,6 +456,11 @@ roles = ["member-authority", "cag-chair"]
 max_dimensions = 3             # client group x service type x occupied or void
 min_authorities = 3
 
+[aggregates.unmet-demand]
+roles = ["member-authority", "cag-chair"]
+max_dimensions = 3             # client group x service type x waiting list or referrals refused
+min_authorities = 3
+
 # CAG-level figures for the Regional Housing Board; the only aggregate a regional board may ask for.
 [aggregates.feed]
 roles = ["member-authority", "cag-chair", "regional-board"]

@@ -6,6 +6,12 @@ They are public or near-public aggregates per authority, not records: the manife
 the exact text of a CSV (`authority,year,indicator,value`), signed with it and changed like the
 register (`set-reference`: the operator while founding, a member's proposal and a quorum once
 governed). Every figure a need or grant analysis divides by comes from here.
+
+Beside them, a network may carry its members' residents by an equality field, for the equality
+profile's population column: indicator `population:<field>:<category>` (e.g.
+`population:age_band:18-24`, `population:sex:female`, `population:ethnicity:A1`), a count of
+residents, from a source the proposal cites (a census table). An authority's population share in a
+category is its count there over its counts in every category of the field that year.
 """
 
 from __future__ import annotations
@@ -13,6 +19,7 @@ from __future__ import annotations
 import csv
 import functools
 import io
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -28,10 +35,13 @@ __all__ = [
     "COLUMNS",
     "GRANT",
     "INDICATORS",
+    "POPULATION",
     "Indicator",
     "ReferenceData",
     "ReferenceError",
+    "indicator_of",
     "parse_reference",
+    "population_share",
     "reference_of",
     "reference_text_check",
 ]
@@ -65,6 +75,25 @@ INDICATORS: dict[str, Indicator] = {
         Indicator(GRANT, "Supporting People grant allocation", "£", (), need=False),
     )
 }
+
+POPULATION = "population"  # the family of indicators `population:<field>:<category>`
+# The client record's equality fields a population figure may be given for (shared.kinds.equality).
+_POPULATION_FIELDS = ("ethnicity", "age_band", "sex", "economic_status")
+_CATEGORY = re.compile(r"[A-Za-z0-9][A-Za-z0-9+_-]{0,39}")
+
+
+def indicator_of(name: str) -> Indicator | None:
+    """What an indicator name means: one of INDICATORS, or residents in one category of an
+    equality field (`population:age_band:18-24`); None for any other name."""
+    known = INDICATORS.get(name)
+    if known is not None:
+        return known
+    family, _, rest = name.partition(":")
+    field, _, category = rest.partition(":")
+    if family != POPULATION or field not in _POPULATION_FIELDS or not _CATEGORY.fullmatch(category):
+        return None
+    return Indicator(name, f"residents, {field.replace('_', ' ')} {category}", "people", (), need=False)
+
 
 Key = tuple[str, int, str]  # (authority, year, indicator)
 
@@ -165,8 +194,9 @@ def parse_reference(
             raise _fail(source, line, "year", f"{raw_year!r}: a year from {_FIRST_YEAR} to {_LAST_YEAR}")
         year = int(raw_year)
         indicator = cells["indicator"]
-        if indicator not in INDICATORS:
-            raise _fail(source, line, "indicator", f"{indicator!r}: one of {', '.join(INDICATORS)}")
+        if indicator_of(indicator) is None:
+            known = ", ".join([*INDICATORS, f"{POPULATION}:<{'|'.join(_POPULATION_FIELDS)}>:<category>"])
+            raise _fail(source, line, "indicator", f"{indicator!r}: one of {known}")
         raw = cells["value"].replace(",", "").removeprefix("£").strip()
         if not raw.isdigit():
             raise _fail(source, line, "value", f"{cells['value']!r}: a whole number, 0 or more")
@@ -198,3 +228,27 @@ def reference_text_check(text: str) -> None:
 def reference_of(manifest: Manifest) -> ReferenceData:
     """The reference data a manifest carries (none in a manifest made before it was signed)."""
     return _parsed(manifest.reference) if manifest.reference else EMPTY
+
+
+def population_share(
+    reference: ReferenceData, authorities: Iterable[str], field: str, category: str
+) -> tuple[float, int] | None:
+    """The residents of `authorities` in `category` of the equality `field` as a percentage of
+    their residents in every category of it, and the year, from the latest year for which every
+    one of them has figures for the field; None when the network holds no such year."""
+    wanted = sorted(set(authorities))
+    prefix = f"{POPULATION}:{field}:"
+    years: dict[int, dict[str, dict[str, int]]] = {}
+    for (authority, year, indicator), value in reference.values.items():
+        if indicator.startswith(prefix) and authority in wanted:
+            years.setdefault(year, {}).setdefault(authority, {})[indicator.removeprefix(prefix)] = value
+    for year in sorted(years, reverse=True):
+        counts = years[year]
+        if set(counts) != set(wanted):
+            continue
+        whole = sum(sum(c.values()) for c in counts.values())
+        if not whole:
+            return None
+        part = sum(c.get(category, 0) for c in counts.values())
+        return round(100 * part / whole, 1), year
+    return None

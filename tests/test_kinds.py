@@ -63,7 +63,7 @@ def test_derived_lists_keep_their_order() -> None:
     assert PLAN_KINDS[:5] == ("movement", "net-flow", "kpi", "non-local-services", "repeat-movers")
     assert "fair-shares" in PLAN_KINDS[5:]
     assert {"outcomes", "equality"} <= set(PLAN_KINDS[5:])
-    assert PLAN_KINDS[-2:] == ("kpi1", "utilisation")
+    assert PLAN_KINDS[-3:] == ("kpi1", "utilisation", "unmet-demand")
     assert [q.kind for q in feed_queries()] == list(FEED_KINDS)
     assert [q.period for q in feed_queries()] == ["", "all", "all"]
 

@@ -47,6 +47,9 @@ TITLES = {
     "vfm": "Value for money: unit costs",
     "fair-shares": "Designated services and fair shares",
     "spend": "Spend per unit and per new client",
+    "kpi1": "KPI 1: long-term services' users maintaining independent living",
+    "utilisation": "Utilisation: occupied and void units",
+    "unmet-demand": "Waiting lists and refused referrals",
 }
 # Columns that say how or why, not what: never part of the key that matches a row across periods.
 _NOT_KEYS = ("period", "reason", "status", "suppressed", "note", "at least")

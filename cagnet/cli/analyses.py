@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 from rich.console import Console
 
-from cagnet.cli.common import AskerOpt, FormatOpt, PrincipalOpt, out
+from cagnet.cli.common import AskerOpt, FormatOpt, PrincipalOpt, _netdir, out
 from cagnet.cli.query import _render_coverage
 from cagnet.cli.records import (
     DeadlineOpt,
@@ -31,6 +31,7 @@ from cagnet.cli.records import (
 if TYPE_CHECKING:
     from coordinator.joint.bundle import Bundle
     from shared.kinds.records import Tally
+    from shared.reference import ReferenceData
 
 ByGroupOpt = Annotated[bool, typer.Option("--by-group", help="A table for each client group as well.")]
 
@@ -91,8 +92,13 @@ def _category_label(dimension: str, category: str) -> str:
     return category.replace("-", " ")
 
 
-def render_equality(bundle: Bundle, console: Console, *, by_group: bool = False) -> None:
+def render_equality(
+    bundle: Bundle, console: Console, *, by_group: bool = False, reference: ReferenceData | None = None
+) -> None:
+    """The profile's tables; the population column from the network's signed reference data
+    (`population:<field>:<category>` rows) where it holds them for every authority that answered."""
     from shared.kinds.equality import DIMENSION_NAMES, DIMENSIONS, NO_REFERENCE, JointEquality
+    from shared.reference import population_share
 
     r = bundle.result
     assert isinstance(r, JointEquality)
@@ -102,8 +108,8 @@ def render_equality(bundle: Bundle, console: Console, *, by_group: bool = False)
     heads = [*r.authorities, "CAG"]
     rows = {(row.authority, row.client_group, row.dimension, row.category): row for row in r.profile}
     groups = sorted({row.client_group for row in r.profile}, key=lambda g: (g == 0, g))
-    shown = groups if by_group else [0]
-    for group in shown:
+    years: set[int] = set()  # the reference years the population column read
+    for group in groups if by_group else [0]:
         for dimension in DIMENSIONS:
             categories = sorted({k[3] for k in rows if k[1] == group and k[2] == dimension})
             if not categories:
@@ -118,7 +124,7 @@ def render_equality(bundle: Bundle, console: Console, *, by_group: bool = False)
             table.add_column("population", justify="right", no_wrap=True)
             for category in categories:
                 values = []
-                reference = ""
+                shown = ""
                 for head in heads:
                     row = rows.get((head, group, dimension, category))
                     if row is None:
@@ -127,13 +133,23 @@ def render_equality(bundle: Bundle, console: Console, *, by_group: bool = False)
                     values.append(_percent(row.percent, row.of, row.reason))
                     if head == "CAG":
                         pop = row.population_percent
-                        reference = f"{pop:.0f}%" if pop is not None else "[dim]none[/]"
-                table.add_row(_category_label(dimension, category), *values, reference)
+                        if pop is None and reference is not None:
+                            found = population_share(reference, r.authorities, dimension, category)
+                            if found is not None:
+                                pop, year = found
+                                years.add(year)
+                        shown = f"{pop:.0f}%" if pop is not None else "[dim]none[/]"
+                table.add_row(_category_label(dimension, category), *values, shown)
             console.print(table)
     console.print(
-        f"[dim]Shares of each authority's new client records in the period. population: the authority's"
-        f" population share where the network holds a reference figure; it holds none for these fields yet"
-        f" ({NO_REFERENCE}). withheld: a part is suppressed, so no share is worked out from it."
+        "[dim]Shares of each authority's new client records in the period. population: the CAG's residents"
+        " in the category, as a share of its residents, from the network's signed reference data"
+        + (
+            f" ({', '.join(str(y) for y in sorted(years))})"
+            if years
+            else f"; none held for these fields ({NO_REFERENCE})"
+        )
+        + ". withheld: a part is suppressed, so no share is worked out from it."
         + ("" if by_group else " --by-group shows each client group; --json has them all.")
         + "[/]"
     )
@@ -232,7 +248,10 @@ def query_equality(
         cross_tab=dims,
     )
     if bundle is not None:
-        render_equality(bundle, out, by_group=by_group)
+        from coordinator import network
+        from shared.reference import reference_of
+
+        render_equality(bundle, out, by_group=by_group, reference=reference_of(network.read(_netdir(network_dir))))
 
 
 # `cagnet query ...` commands for the analyses, in the order `cagnet query --help` lists them.

@@ -150,7 +150,7 @@ def network_reference(
 
     from coordinator import network
     from shared.authorities import register_of
-    from shared.reference import INDICATORS, reference_of
+    from shared.reference import indicator_of, reference_of
 
     manifest = network.read(netdir)
     data = reference_of(manifest)
@@ -161,7 +161,8 @@ def network_reference(
     for name in data.indicators():
         if indicator and name != indicator:
             continue
-        meta = INDICATORS[name]
+        meta = indicator_of(name)
+        assert meta is not None  # parse_reference read it
         years = data.years(name)
         table = Table(title=f"{meta.label} ({name}, {meta.unit})")
         table.add_column("authority")

@@ -1,11 +1,13 @@
-"""`cagnet query kpi1 | utilisation`: the CAG's joint questions about the services' quarterly
+"""`cagnet query kpi1 | utilisation | unmet-demand`: the CAG's joint questions about the services' quarterly
 returns, as a CAG chair asks them. Each prints tables, or with `--json` the verified bundle;
-`--out FILE` keeps the signed bundle for `cagnet verify`."""
+`--out FILE` keeps the signed bundle for `cagnet verify`. `utilisation --cost` also asks the spend
+question and shows the cost per occupied unit beside the cost per unit."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
@@ -30,6 +32,7 @@ from cagnet.cli.records import (
 if TYPE_CHECKING:
     from coordinator.joint.bundle import Bundle
     from shared.kinds.records import Tally
+    from shared.kinds.returns import OccupiedCost
     from shared.kinds.supply import JointSupplyMap
 
 ToOpt = Annotated[str, typer.Option("--to", help="Last day of the period, YYYY-MM-DD (default: every return).")]
@@ -136,10 +139,112 @@ def render_utilisation(bundle: Bundle, console: Console, supply: JointSupplyMap 
     _render_coverage(bundle, console)
 
 
+def render_occupied_cost(cost: OccupiedCost, console: Console) -> None:
+    """Cost per unit and per occupied unit a week by service type, at each authority and the CAG."""
+    from shared.kinds.returns import CAG
+
+    heads = [*cost.authorities, CAG]
+    cells = {(row.authority, row.service_type): row for row in cost.rows if row.client_group == 0}
+    table = _table(
+        f"Cost per occupied unit a week by service type: £ a unit / % occupied / £ an occupied unit"
+        f" (spend {cost.spend_period or 'as asked'}, occupancy {cost.occupancy_period or 'every return'})"
+    )
+    table.add_column("service type", no_wrap=True, overflow="ellipsis", max_width=26)
+    for head in heads:
+        table.add_column(_abbrev(head), justify="right", no_wrap=True)
+
+    def money(value: float | None) -> str:
+        return "*" if value is None else f"{value:,.0f}"
+
+    for service_type in sorted({t for _a, t in cells}, key=lambda t: (t == "", t)):
+        values = []
+        for head in heads:
+            row = cells.get((head, service_type))
+            if row is None:
+                values.append("-")
+                continue
+            occupied = "*" if row.percent_occupied is None else f"{row.percent_occupied:.0f}%"
+            values.append(f"{money(row.per_unit_week)} / {occupied} / {money(row.per_occupied_unit_week)}")
+        table.add_row(service_type or "every service type", *values)
+    console.print(table)
+    console.print(
+        "[dim]£ a unit a week is the contract value a year over the units (the spend answer, under the money rules:"
+        " minimum contributors, dominance, p%); an occupied unit's is that over the share of units in use"
+        " occupied at the quarters' ends. A low unit cost with low occupancy reads differently: each occupied"
+        " unit costs more. * : withheld (a part is); - : no occupancy return for it. Read beside the VFM"
+        " benchmarks (`cagnet query vfm`).[/]"
+    )
+
+
+def _count(tally: Tally) -> str:
+    if tally.complete:
+        return f"{tally.count:,}"
+    return f"≥{tally.count:,}*" if tally.count else "*"
+
+
+def render_unmet_demand(bundle: Bundle, console: Console) -> None:
+    """People waiting at the quarters' ends and referrals refused, by service type and by client
+    group, at each authority and across the CAG: two counts of people, never added together."""
+    from shared.kinds.returns import CAG, JointUnmetDemand
+
+    r = bundle.result
+    assert isinstance(r, JointUnmetDemand)
+    heads = [*r.authorities, CAG]
+    cells = {(row.authority, row.client_group, row.service_type): row for row in r.rows}
+    reasons = []
+    for title, keys in (
+        (
+            f"Waiting list / referrals refused by service type, {_quarters_label(bundle)}",
+            [(0, t) for t in sorted({row.service_type for row in r.rows}, key=lambda t: (t == "", t))],
+        ),
+        (
+            "Waiting list / referrals refused by client group, every service type",
+            [(g, "") for g in sorted({row.client_group for row in r.rows if row.client_group})],
+        ),
+    ):
+        table = _table(title)
+        table.add_column(
+            "service type" if keys and keys[0][0] == 0 else "client group",
+            no_wrap=True,
+            overflow="ellipsis",
+            max_width=26,
+        )
+        for head in heads:
+            table.add_column(_abbrev(head), justify="right", no_wrap=True)
+        for group, service_type in keys:
+            values = []
+            for head in heads:
+                row = cells.get((head, group, service_type))
+                values.append("-" if row is None else f"{_count(row.waiting)} / {_count(row.refused)}")
+                if head == CAG and row is not None and row.reason and group == 0:
+                    reasons.append(f"{service_type or 'every service type'}: {row.reason}")
+            label = (service_type or "every service type") if group == 0 else _group_label(group)
+            table.add_row(label, *values)
+        console.print(table)
+    console.print(
+        "[dim]From each service's quarterly occupancy return: people on the waiting list at each quarter's end"
+        " (someone waiting at two quarters' ends counts twice), and referrals the service refused in the quarter."
+        " Counts of people: small ones suppressed (refuges and refugees at their stricter threshold), the rest"
+        " rounded. * : suppressed; ≥ : a CAG sum with a suppressed part. Read beside occupancy: a full service with"
+        " a long list is short of units; a list beside voids says the referral route, not the supply, is the gap.[/]"
+    )
+    for reason in reasons:
+        console.print(f"  CAG short, {reason}")
+    _render_coverage(bundle, console)
+
+
 query_kpi1 = _whole_period_command(
     "kpi1",
     render_kpi1,
     "KPI 1: long-term services' users maintaining independent living, by client group, per authority and CAG.",
+)
+
+
+query_unmet_demand = _whole_period_command(
+    "unmet-demand",
+    render_unmet_demand,
+    "Unmet demand: people on services' waiting lists at the quarters' ends and referrals refused, by service type"
+    " and client group, per authority and CAG (from the quarterly occupancy returns).",
 )
 
 
@@ -151,6 +256,14 @@ def query_utilisation(
     supply: Annotated[
         bool, typer.Option("--supply/--no-supply", help="Also ask the joint supply map, for the units beside.")
     ] = True,
+    cost: Annotated[
+        bool,
+        typer.Option(
+            "--cost",
+            help="Also ask the spend question for the same dates and show the cost per unit and per occupied unit"
+            " a week (--json: the utilisation bundle, the spend bundle and the costs; --format csv: their tables).",
+        ),
+    ] = False,
     deadline_ms: DeadlineOpt = 0,
     as_json: JsonOpt = False,
     fmt: FormatOpt = "table",
@@ -158,22 +271,55 @@ def query_utilisation(
     principal: PrincipalOpt = "",
 ) -> None:
     """Utilisation: occupancy by service type and client group, per authority and CAG, beside the
-    CAG's units (the joint supply map)."""
+    CAG's units (the joint supply map); with `--cost`, the cost per occupied unit beside the cost
+    per unit."""
+    asked: dict[str, Any] = {
+        "from_date": from_date,
+        "to_date": to_date,
+        "period": "all",
+        "client_groups": client_group or (),
+    }
     bundle = _ask(
         "utilisation",
         network_dir,
         principal=principal,
         deadline_ms=deadline_ms,
         out_file=out_file,
-        as_json=as_json,
-        fmt=fmt,
-        from_date=from_date,
-        to_date=to_date,
-        period="all",
-        client_groups=client_group or (),
+        as_json=as_json and not cost,
+        fmt="table" if cost else fmt,
+        **asked,
     )
     if bundle is None:
         return
+    costs = None
+    if cost:
+        from shared.kinds.returns import JointUtilisation, occupied_unit_costs
+        from shared.kinds.spend import JointSpend
+
+        spend = _ask(
+            "spend", network_dir, principal=principal, deadline_ms=deadline_ms, out_file=None, as_json=False, **asked
+        )
+        assert spend is not None and isinstance(spend.result, JointSpend)
+        assert isinstance(bundle.result, JointUtilisation)
+        costs = occupied_unit_costs(spend.result, bundle.result)
+        if fmt == "csv" and not as_json:
+            import sys
+
+            from cagnet.actions.tables import model_tables, result_tables, tables_csv
+
+            period = f"spend {costs.spend_period}; occupancy {costs.occupancy_period}"
+            tables = [*result_tables(bundle), *model_tables("cost per occupied unit", costs, period)]
+            sys.stdout.write(tables_csv(tables))
+            return
+        if as_json or fmt == "json":
+            document = {
+                "bundle": bundle.model_dump(mode="json"),
+                "spend": spend.model_dump(mode="json"),
+                "cost": costs.model_dump(mode="json"),
+            }
+            print(json.dumps(document, indent=2))
+            return
+
     supply_map = None
     if supply:
         from coordinator.joint.client import joint_query
@@ -195,10 +341,13 @@ def query_utilisation(
             assert isinstance(map_bundle.result, JointSupplyMap)
             supply_map = map_bundle.result
     render_utilisation(bundle, out, supply_map)
+    if costs is not None:
+        render_occupied_cost(costs, out)
 
 
 # `cagnet query ...` commands on quarterly returns, in the order `cagnet query --help` lists them.
 QUERY_COMMANDS: tuple[tuple[str, Callable[..., None]], ...] = (
     ("kpi1", query_kpi1),
     ("utilisation", query_utilisation),
+    ("unmet-demand", query_unmet_demand),
 )

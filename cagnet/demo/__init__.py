@@ -32,11 +32,12 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from rich.console import Console
 
 from cagnet.cli.analyses import render_equality, render_outcomes
+from cagnet.cli.funding import render_fair_shares, render_grant, render_spend
 from cagnet.cli.governance import filed_join, seal_for
 from cagnet.cli.providers import render_common_providers, render_vfm
 from cagnet.cli.query import render_supply_map
 from cagnet.cli.records import render_kpi, render_movement, render_net_flow, render_non_local, render_repeat_movers
-from cagnet.cli.returns import render_kpi1, render_utilisation
+from cagnet.cli.returns import render_kpi1, render_occupied_cost, render_unmet_demand, render_utilisation
 from cagnet.demo.register import run_register_demo
 from cagnet.demo.scenario import DEMO
 from coordinator import network
@@ -370,12 +371,50 @@ def _show_outcomes_and_equality(console: Console, netdir: Path) -> None:
 def _show_returns(console: Console, netdir: Path) -> None:
     """KPI 1 and occupancy, from the services' quarterly returns, beside the supply map's units."""
     console.rule("Outcomes and utilisation from the quarterly returns (2009-10)")
-    with console.status("CAG chair: KPI 1, occupancy and the supply map's units"):
+    with console.status("CAG chair: KPI 1, occupancy, waiting lists and the supply map's units"):
         kpi1, _ = joint_query(netdir, kind="kpi1", from_date="2009-04-01", to_date="2010-03-31")
         utilisation, _ = joint_query(netdir, kind="utilisation", from_date="2009-04-01", to_date="2010-03-31")
+        demand, _ = joint_query(netdir, kind="unmet-demand", from_date="2009-04-01", to_date="2010-03-31")
         supply, _ = joint_query(netdir, kind="supply-map")
     render_kpi1(kpi1, console)
     render_utilisation(utilisation, console, supply.result if isinstance(supply.result, JointSupplyMap) else None)
+    render_unmet_demand(demand, console)
+
+
+def _show_funding(console: Console, netdir: Path) -> None:
+    """The money questions: designated services' intake shares, spend beside the SP grant, and a
+    projected grant. The grant is the network's signed reference data (cagnet/demo-reference.csv)."""
+    from shared import dsse
+    from shared.grant import grant_and_spend, parse_grant_changes
+    from shared.kinds.returns import JointUtilisation, occupied_unit_costs
+    from shared.kinds.spend import JointSpend
+    from shared.pb.cagnet.v1 import node_pb2
+    from shared.reference import reference_of
+    from shared.serde import supply_map_from_proto
+
+    console.rule("Who pays for what: fair shares, spend and the SP grant (2009-10)")
+    reference = reference_of(network.read(netdir))
+    with console.status("CAG chair: designated services' intake shares, spend per unit and per client, the grant"):
+        shares, _ = joint_query(netdir, kind="fair-shares", period="all")
+        spend, _ = joint_query(netdir, kind="spend", period="all", from_date="2009-04-01", to_date="2010-03-31")
+        # The same year's occupancy (each node repeats the answer it gave above), for the cost per
+        # occupied unit beside the cost per unit.
+        utilisation, _ = joint_query(netdir, kind="utilisation", from_date="2009-04-01", to_date="2010-03-31")
+        supply, _ = joint_query(netdir, kind="supply-map")
+    render_fair_shares(shares, console)
+    render_spend(spend, console, reference)
+    assert isinstance(spend.result, JointSpend) and isinstance(utilisation.result, JointUtilisation)
+    render_occupied_cost(occupied_unit_costs(spend.result, utilisation.result), console)
+    assert isinstance(supply.result, JointSupplyMap)
+    # Each node's released map, from its signed contribution, as `cagnet query grant` reads them.
+    maps = [
+        supply_map_from_proto(node_pb2.SupplyMapResponse.FromString(dsse.Envelope.from_json(c.response).payload))
+        for c in supply.contributions
+    ]
+    # A projected cut of 10% for every authority: which client groups' spend per 1,000 would fall
+    # below the CAG's lower quartile.
+    changes = parse_grant_changes(["-10"], supply.answered)
+    render_grant(grant_and_spend(supply.result, maps, reference, year=2009, changes=changes), console)
 
 
 def _show_providers(console: Console, netdir: Path, root: Path) -> None:
@@ -637,6 +676,7 @@ def run_demo(*, as_json: bool = False, keep: Path | None = None) -> int:
             _show_movement(console, chair, root)
             _show_outcomes_and_equality(console, chair)
             _show_returns(console, chair)
+            _show_funding(console, chair)
             _show_providers(console, chair, root)
             _show_feed_and_report(console, chair, kits["regional-board"], root, keep=keep is not None)
 

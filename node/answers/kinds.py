@@ -422,4 +422,5 @@ ANSWERS: dict[str, Answer] = {
     KINDS["equality"].method: Answer(equality_profile, _equality_parameters),
     KINDS["kpi1"].method: Answer(_counts(lambda r: r.kpi1), _records_parameters),
     KINDS["utilisation"].method: Answer(_counts(lambda r: r.utilisation), _records_parameters),
+    KINDS["unmet-demand"].method: Answer(_counts(lambda r: r.unmet_demand), _records_parameters),
 }

@@ -1,5 +1,6 @@
-"""Raw counts from the services' quarterly returns, before any disclosure control: KPI 1 and
-occupancy, by the service's client group (and type) and quarter.
+"""Raw counts from the services' quarterly returns, before any disclosure control: KPI 1,
+occupancy, and the waiting lists and refused referrals, by the service's client group (and type)
+and quarter.
 
 Plain functions over the store returning true counts at their finest grain (a quarter), for
 `node.release` to put through the ledger and the disclosure layer. Nothing here leaves a node. A
@@ -20,9 +21,9 @@ from node.answers.movement import Question
 from node.returns import Kpi1Return, OccupancyReturn, quarter_label, quarter_of
 from node.store import Service
 from shared import vocabulary
-from shared.kinds.returns import MAINTAINED, NOT_MAINTAINED, OCCUPIED, VOID
+from shared.kinds.returns import MAINTAINED, NOT_MAINTAINED, OCCUPIED, REFUSED, VOID, WAITING
 
-__all__ = ["kpi1_counts", "last_kpi1_import", "occupancy_counts"]
+__all__ = ["demand_counts", "kpi1_counts", "last_kpi1_import", "occupancy_counts"]
 
 
 def _table(model: Any) -> Table:
@@ -116,4 +117,29 @@ def occupancy_counts(engine: Engine, *, question: Question) -> dict[tuple[int, s
             quarter = quarter_label(start)
             counts[(int(group), str(service_type), OCCUPIED, quarter)] = int(occupied)
             counts[(int(group), str(service_type), VOID, quarter)] = int(void)
+    return counts
+
+
+def demand_counts(engine: Engine, *, question: Question) -> dict[tuple[int, str, str, str], int]:
+    """People on the waiting list at each quarter's end, and referrals refused in each quarter, by
+    (client group, service type, measure, quarter): the occupancy returns' counts of people."""
+    returns = _table(OccupancyReturn).c
+    query = (
+        select(
+            _SERVICE.client_group,
+            _SERVICE.service_type,
+            returns.quarter_start,
+            func.sum(returns.waiting_list),
+            func.sum(returns.referrals_refused),
+        )
+        .select_from(_table(OccupancyReturn).join(_table(Service), returns.service_id == _SERVICE.id))
+        .where(*_within(returns, question))
+        .group_by(_SERVICE.client_group, _SERVICE.service_type, returns.quarter_start)
+    )
+    counts: dict[tuple[int, str, str, str], int] = {}
+    with engine.connect() as conn:
+        for group, service_type, start, waiting, refused in conn.execute(query):
+            quarter = quarter_label(start)
+            counts[(int(group), str(service_type), WAITING, quarter)] = int(waiting)
+            counts[(int(group), str(service_type), REFUSED, quarter)] = int(refused)
     return counts

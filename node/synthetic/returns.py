@@ -61,9 +61,12 @@ def _occupancy(rng: random.Random, service: ServiceRecord) -> tuple[int, int, in
     in_use = units - out_of_use
     occupied = min(in_use, round(in_use * rate))
     voids = in_use - occupied
-    demand = 0.5 if full else 0.15 if service.client_group in (1, 2, 3) else 0.2
+    # An alarm is fitted, or a repair started, within weeks: their lists are short and few
+    # referrals are refused. Now that waiting lists are released, they must read plausibly.
+    quick = service.service_type in (ServiceType.COMMUNITY_ALARM, ServiceType.HOME_IMPROVEMENT_AGENCY)
+    demand = 0.01 if quick else 0.5 if full else 0.15 if service.client_group in (1, 2, 3) else 0.2
     waiting = round(units * demand * rng.uniform(0.3, 1.5))
-    refused = round(units * (0.25 if full else 0.05) * rng.uniform(0, 1.2))
+    refused = round(units * (0.002 if quick else 0.25 if full else 0.05) * rng.uniform(0, 1.2))
     return occupied, voids, waiting, refused
 
 

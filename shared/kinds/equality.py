@@ -4,11 +4,11 @@ authority's new client records and the CAG's; and an analyst-chosen cross-tab of
 dimensions.
 
 `combine_equality` is a pure function of the nodes' released count tables. A share is worked out
-only from parts released whole, else withheld with its reason. Each share stands beside the
-authority's population share where the network holds a reference figure for it; the authority
-register holds none for these dimensions yet, so each says "no reference figure" rather than
-invent one.
-"""
+only from parts released whole, else withheld with its reason. The result never carries a
+population share ("no reference figure"): the network's residents by category are signed reference
+data in the manifest (`population:<field>:<category>` rows, `shared.reference.population_share`),
+which the CLI and the report read beside the result, so a bundle verifies the same whatever
+reference data a reader holds."""
 
 from __future__ import annotations
 

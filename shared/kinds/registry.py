@@ -35,7 +35,15 @@ from shared.kinds.records import (
     combine_plan,
     records_span,
 )
-from shared.kinds.returns import JointKpi1, JointUtilisation, combine_kpi1, combine_utilisation, returns_span
+from shared.kinds.returns import (
+    JointKpi1,
+    JointUnmetDemand,
+    JointUtilisation,
+    combine_kpi1,
+    combine_unmet_demand,
+    combine_utilisation,
+    returns_span,
+)
 from shared.kinds.spend import JointSpend, combine_spend, spend_from_proto
 from shared.kinds.supply import JointSupplyMap, as_at_day, combine_supply_maps
 from shared.manifest import CAG_CHAIR, MEMBER_AUTHORITY
@@ -361,6 +369,14 @@ _DECLARED = (
         planned=True,
         combiner=_returns(combine_utilisation),
     ),
+    JointKind(
+        "unmet-demand",
+        "UnmetDemand",
+        node_pb2.RecordsQuery,
+        node_pb2.CountsResponse,
+        planned=True,
+        combiner=_returns(combine_unmet_demand),
+    ),
 )
 
 KINDS: dict[str, JointKind] = {k.kind: k for k in _DECLARED}
@@ -393,6 +409,7 @@ JointResult = Annotated[
     | JointOutcomes
     | JointEquality
     | JointKpi1
-    | JointUtilisation,
+    | JointUtilisation
+    | JointUnmetDemand,
     Field(discriminator="kind"),
 ]

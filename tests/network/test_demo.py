@@ -53,6 +53,12 @@ def test_demo_founds_by_invite_runs_the_six_authority_network_and_admits_a_seven
     # KPI 1 and occupancy from the synthetic quarterly returns, with the supply map's units beside.
     assert "KPI 1: long-term services' users maintaining independent living" in log
     assert "Occupancy by service type" in log and "CAG units" in log
+    assert "Waiting list / referrals refused by service type" in log
+    # The money questions over the demo's signed reference data: fair shares, spend, the grant.
+    assert "Designated cross-authority services and each authority's share of their intake" in log
+    assert "Contracted spend a year beside the SP grant" in log and "£31,086,000" in log  # Kent's 2009 grant
+    assert "Cost per occupied unit a week by service type" in log
+    assert "SP grant 2009 beside contracted spend" in log and "-10%" in log
     # Governed from the charter on: the coordinator alone is refused; a key rotation needs 4 of 6.
     # Version 1, six founders and two people admitted, the need and grant figures, then the charter.
     assert "charter adopted: manifest version 11, signed by all 6 member authorities over signed gRPC" in log

@@ -20,6 +20,7 @@ from typer.testing import CliRunner
 from cagnet.cli import app
 from coordinator import network
 from coordinator.joint.client import joint_query
+from node.client_records import SEXES
 from node.config import load_config
 from node.fair_shares import share_band_of
 from shared import places
@@ -213,14 +214,31 @@ def test_fair_shares_need_and_grant_over_mtls(net: LiveNetwork, tmp_path: Path) 
     assert sorted((netdir / "proposals").glob("*.json")) == proposals and network.read(netdir).version == version
     good = tmp_path / "need-2010.csv"
     rows_2010 = [f"{code},2010,dv_incidents,{n}" for code, n in ((KENT, 21900), (MEDWAY, 5100), (BRIGHTON, 6000))]
+    # With them, residents by sex (2011 census, rounded): the equality profile's population column.
+    residents = {KENT: (709_000, 680_300), MEDWAY: (133_400, 130_500), BRIGHTON: (136_800, 136_600)}
+    rows_2010 += [
+        f"{code},2011,population:sex:{sex},{n}"
+        for code, pair in residents.items()
+        for sex, n in zip(SEXES, pair, strict=True)
+    ]
     good.write_text("authority,year,indicator,value\n" + "\n".join(rows_2010) + "\n")
     pid = proposal(member("propose-reference", str(good), node=KENT, grpc=True))
     shown = " ".join(member("proposals", node=MEDWAY, grpc=True).split())
-    assert "reference data: 3 figures (dv_incidents)" in shown
+    assert "reference data: 9 figures (dv_incidents, population:sex:female, population:sex:male)" in shown
     assert network.read_reference(netdir).value(MEDWAY, 2010, "dv_incidents") is None  # not yet: one of two
     member("approve", pid, "--yes", node=MEDWAY, grpc=True)
     assert network.read(netdir).version == version + 1
     assert network.read_reference(netdir).value(MEDWAY, 2010, "dv_incidents") == 5100
+
+    # --- the equality profile beside the population the members agreed ------------------------------
+    profile = _cli("query", "equality", "--network", str(netdir), "--deadline-ms", "20000")
+    female = 100 * sum(f for f, _m in residents.values()) / sum(f + m for f, m in residents.values())
+    line = next(x for x in profile.splitlines() if x.split()[:1] == ["female"])
+    assert line.split()[-1] == f"{female:.0f}%", line
+    assert "signed reference data (2011)" in " ".join(profile.split())
+    # Age bands have no rows: the column says so instead of inventing a figure.
+    line = next(x for x in profile.splitlines() if x.split()[:2] == ["18", "24"])
+    assert line.split()[-1] == "none", line
 
     # --- need beside supply: from the released map and the signed reference data ----------------------
     document = _json("query", "supply-map", "--network", str(netdir), "--need", "dv_incidents")
@@ -298,5 +316,12 @@ def test_fair_shares_need_and_grant_over_mtls(net: LiveNetwork, tmp_path: Path) 
     sections = ("Supply beside need", "Grant and spend", "Spend per unit and per new client")
     for title in (*sections, "Designated services and fair shares"):
         assert f"<h2>{title}</h2>" in page
+    # The sex shares are in the command's table; the report's chart draws ethnicity and age, for
+    # which the network holds no population rows.
+    assert "holds no <code>population:</code> rows" in page
+    # The utilisation section puts the cost per occupied unit beside the cost per unit, from the
+    # spend section's answer; waiting lists and refused referrals have a section of their own.
+    assert "<h3>Cost per occupied unit a week (spend 2009-04-01/2010-03-31" in page
+    assert "<h2>Waiting lists and refused referrals</h2>" in page and 'id="unmet-demand"' in page
     assert "domestic abuse incidents reported to police (2010)" in page and "SP grant 2009" in page
     assert "Across the CAG, 2009-04-01/2010-03-31" in page  # the same spend question, answered again

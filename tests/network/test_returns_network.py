@@ -7,6 +7,7 @@ stricter threshold; the plan covers both kinds; the CLI's bundles verify offline
 
 from __future__ import annotations
 
+import json
 from collections import defaultdict
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -21,7 +22,7 @@ from coordinator.joint import bundle as bundle_mod
 from coordinator.joint.client import joint_query
 from node.config import load_config
 from shared.kinds.records import JointPlan, Tally
-from shared.kinds.returns import CAG, JointKpi1, JointUtilisation
+from shared.kinds.returns import CAG, JointKpi1, JointUnmetDemand, JointUtilisation
 from shared.policy import default_policy
 from tests.netutil import LiveNetwork, make_network, running
 
@@ -155,17 +156,90 @@ def test_utilisation_is_released_against_the_truth_and_protects_refuges(net: Liv
             ]
             assert row.occupied.count == sum(r.occupied.count for r in parts)
 
+    # Waiting lists and refused referrals: people, in a table of their own, against the stores.
+    demand, _ = joint_query(net.netdir, kind="unmet-demand", from_date=FROM, to_date=TO)
+    assert isinstance(demand.result, JointUnmetDemand)
+    people = (
+        "SELECT s.client_group, s.service_type, SUM(r.waiting_list), SUM(r.referrals_refused) FROM occupancy_return r"
+        " JOIN service s ON s.id = r.service_id WHERE r.quarter_start >= :a AND r.quarter_start <= :b"
+        " GROUP BY s.client_group, s.service_type"
+    )
+    waiting = _truth(net, people.replace(", SUM(r.referrals_refused)", ""))
+    refused = _truth(net, people.replace("SUM(r.waiting_list), ", ""))
+    rule = default_policy().rule("unmet-demand")
+    released = 0
+    for row in demand.result.rows:
+        if row.authority == CAG or not row.service_type or not row.client_group:
+            continue
+        key = (row.authority, row.client_group, row.service_type)
+        for tally, true in ((row.waiting, waiting.get(key, 0)), (row.refused, refused.get(key, 0))):
+            if tally.complete:
+                released += 1
+                _close(tally, true)
+            if 1 <= true <= rule.threshold_for(row.client_group):
+                assert not tally.complete and "suppressed" in row.reason  # never a small count of people
+    assert released > 10
+    for row in demand.result.rows:
+        if row.authority == CAG and row.client_group == 0 and row.service_type and row.waiting.complete:
+            parts = [
+                r
+                for r in demand.result.rows
+                if r.authority != CAG and (r.client_group, r.service_type) == (0, row.service_type)
+            ]
+            assert row.waiting.count == sum(r.waiting.count for r in parts)
+
+    # The cost per occupied unit beside the cost per unit: the spend question for the same dates
+    # (money under the minimum-contributor, dominance and p% rules) over this occupancy.
+    asked = ["query", "utilisation", "--network", str(net.netdir), "--from", FROM, "--to", TO, "--cost"]
+    shown = CliRunner().invoke(app, [*asked, "--json"], env={"COLUMNS": "200"})
+    assert shown.exit_code == 0, shown.output + str(shown.exception or "")
+    document = json.loads(shown.stdout)
+    assert document["bundle"]["result"] == result.model_dump(mode="json")  # the same answer, repeated
+    spend = {
+        (r["authority"] or CAG, r["client_group"], r["service_type"]): r for r in document["spend"]["result"]["rows"]
+    }
+    costs = document["cost"]["rows"]
+    given, by_type_rows = 0, 0
+    for cost in costs:
+        key = (cost["authority"], cost["client_group"], cost["service_type"])
+        used = next(r for r in result.rows if (r.authority, r.client_group, r.service_type) == key)
+        paid = spend.get(key)
+        if paid is None:  # a service type over every group: its groups' released values and units added
+            by_type_rows += 1
+            groups = [r for (a, g, t), r in spend.items() if a == key[0] and g and t == key[2]]
+            values = [r["annual_value"] for r in groups]
+            units = sum(r["units"] for r in groups)
+            value = None if None in values else sum(values)
+            per_week = round(value / (units * 52), 2) if value is not None and units else None
+            paid = {"annual_value": value, "per_unit_week": per_week}
+        assert cost["per_unit_week"] == paid["per_unit_week"] and cost["percent_occupied"] == used.percent_occupied
+        if cost["authority"] != CAG and used.percent_occupied is not None and key[2]:
+            true_occupied, true_void = by_type[key]
+            # Each count is rounded by less than the base: the share moves by at most that much.
+            slack = 100 * 2 * BASE / (true_occupied + true_void) + 0.1
+            assert abs(used.percent_occupied - 100 * true_occupied / (true_occupied + true_void)) <= slack
+        if paid["annual_value"] is None:
+            assert cost["per_occupied_unit_week"] is None and "spend" in cost["reason"]  # withheld money stays so
+        if cost["per_occupied_unit_week"] is not None:
+            given += 1
+            expected = round(paid["per_unit_week"] * 100 / used.percent_occupied, 2)
+            assert cost["per_occupied_unit_week"] == expected >= paid["per_unit_week"]
+    assert given > 0 and by_type_rows > 0 and any(c["per_occupied_unit_week"] is None for c in costs)
+    table = " ".join(CliRunner().invoke(app, asked, env={"COLUMNS": "200"}).output.split())
+    assert "Cost per occupied unit a week by service type" in table
+    csv_text = CliRunner().invoke(app, [*asked, "--format", "csv"], env={"COLUMNS": "200"}).output
+    assert "cost per occupied unit: rows" in csv_text and "per occupied unit week" in csv_text
+
 
 def test_the_plan_covers_kpi1_and_utilisation(net: LiveNetwork) -> None:
-    # A generous node deadline: a plan checks every kind, year and quarter at each node, which
-    # on a loaded shared machine can take longer than the default 5 s.
+    # A year and its quarters of every planned kind at each node: on a loaded machine, more than 5 s.
     bundle, _ = joint_query(net.netdir, kind="plan", from_date=FROM, to_date=TO, node_deadline_ms=20_000)
     assert isinstance(bundle.result, JointPlan)
     planned = {(row.kind, row.period, row.from_date) for row in bundle.result.rows}
-    for kind in ("kpi1", "utilisation"):
+    for kind in ("kpi1", "utilisation", "unmet-demand"):
         assert (kind, "year", FROM) in planned and (kind, "quarter", "2009-10-01") in planned
     answered = {row.kind for row in bundle.result.rows if row.answered}
-    assert {"kpi1", "utilisation"} <= answered
+    assert {"kpi1", "utilisation", "unmet-demand"} <= answered
     # KPI 1 is on the standard table set: the year and every quarter of it are answered, each
     # within rounding of the truth summed from the stores, and asked again with the same figures.
     assert all(r.answered for r in bundle.result.rows if r.kind == "kpi1" and not r.client_groups)
@@ -191,7 +265,11 @@ def test_the_plan_covers_kpi1_and_utilisation(net: LiveNetwork) -> None:
 
 def test_the_cli_prints_and_saves_bundles_that_verify(net: LiveNetwork, tmp_path: Path) -> None:
     runner = CliRunner()
-    for kind, title in (("kpi1", "KPI 1"), ("utilisation", "Occupancy by service type")):
+    for kind, title in (
+        ("kpi1", "KPI 1"),
+        ("unmet-demand", "Waiting list / referrals refused by service type"),
+        ("utilisation", "Occupancy by service type"),
+    ):
         saved = tmp_path / f"{kind}.json"
         shown = runner.invoke(
             app,

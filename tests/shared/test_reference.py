@@ -18,7 +18,7 @@ from shared.errors import InvalidRequest
 from shared.governance import Change, Governance, Proposal
 from shared.manifest import Manifest
 from shared.need import need_beside_supply
-from shared.reference import GRANT, ReferenceError, parse_reference, reference_of
+from shared.reference import GRANT, ReferenceError, indicator_of, parse_reference, population_share, reference_of
 
 HEADER = "authority,year,indicator,value\n"
 KENT, MEDWAY = "E10000016", "E06000035"
@@ -57,11 +57,33 @@ def test_rows_read_into_figures_and_back_to_the_same_canonical_text() -> None:
         (f"{KENT},2009,dv_incidents,4.5\n", "row 2, column value"),
         (f"{KENT},2009,dv_incidents,5\n{KENT},2009,dv_incidents,6\n", "row 3, column indicator"),
         (f"{KENT},2009,dv_incidents\n", "row 2, column -"),
+        (f"{KENT},2011,population:religion:none,5\n", "row 2, column indicator"),  # not a population field
+        (f"{KENT},2011,population:sex:,5\n", "row 2, column indicator"),  # no category
+        (f"{KENT},2011,population:sex:female:x,5\n", "row 2, column indicator"),
     ],
 )
 def test_a_bad_row_is_refused_naming_its_row_and_column(body: str, where: str) -> None:
     with pytest.raises(ReferenceError, match=f"grant.csv, {where}"):
         parse_reference(HEADER + body, source="grant.csv", register=shipped_register())
+
+
+def test_population_rows_give_the_cag_s_share_from_the_latest_year_every_authority_has() -> None:
+    data = parse_reference(
+        HEADER
+        + f"{KENT},2001,population:sex:female,690000\n{KENT},2001,population:sex:male,640000\n"
+        + f"{MEDWAY},2001,population:sex:female,126000\n{MEDWAY},2001,population:sex:male,124000\n"
+        + f"{KENT},2011,population:sex:female,709000\n{KENT},2011,population:sex:male,680300\n"
+        + f"{KENT},2011,population:age_band:18-24,120000\n",
+        register=shipped_register(),
+    )
+    meta = indicator_of("population:sex:female")
+    assert meta is not None and not meta.need and meta.unit == "people"
+    # Medway has no 2011 rows: the share is 2001's, over both authorities.
+    assert population_share(data, [KENT, MEDWAY], "sex", "female") == (round(100 * 816000 / 1580000, 1), 2001)
+    assert population_share(data, [KENT], "sex", "female") == (round(100 * 709000 / 1389300, 1), 2011)
+    assert population_share(data, [KENT, MEDWAY], "age_band", "18-24") is None  # Medway has none
+    assert population_share(data, [KENT], "ethnicity", "A") is None
+    assert population_share(data, [KENT], "sex", "other") == (0.0, 2011)
 
 
 def test_a_bad_header_is_refused() -> None:

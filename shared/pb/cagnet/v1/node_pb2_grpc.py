@@ -119,6 +119,11 @@ class NodeStub:
                 request_serializer=cagnet_dot_v1_dot_envelope__pb2.Envelope.SerializeToString,
                 response_deserializer=cagnet_dot_v1_dot_envelope__pb2.Envelope.FromString,
                 _registered_method=True)
+        self.UnmetDemand = channel.unary_unary(
+                '/cagnet.v1.Node/UnmetDemand',
+                request_serializer=cagnet_dot_v1_dot_envelope__pb2.Envelope.SerializeToString,
+                response_deserializer=cagnet_dot_v1_dot_envelope__pb2.Envelope.FromString,
+                _registered_method=True)
 
 
 class NodeServicer:
@@ -252,6 +257,15 @@ class NodeServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def UnmetDemand(self, request, context):
+        """RecordsQuery -> CountsResponse: people on services' waiting lists at the quarters' ends and
+        referrals the services refused, by client group x service type x measure, summed over the
+        quarterly occupancy returns in the span (people, so a table apart from the units).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_NodeServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -337,6 +351,11 @@ def add_NodeServicer_to_server(servicer, server):
             ),
             'Utilisation': grpc.unary_unary_rpc_method_handler(
                     servicer.Utilisation,
+                    request_deserializer=cagnet_dot_v1_dot_envelope__pb2.Envelope.FromString,
+                    response_serializer=cagnet_dot_v1_dot_envelope__pb2.Envelope.SerializeToString,
+            ),
+            'UnmetDemand': grpc.unary_unary_rpc_method_handler(
+                    servicer.UnmetDemand,
                     request_deserializer=cagnet_dot_v1_dot_envelope__pb2.Envelope.FromString,
                     response_serializer=cagnet_dot_v1_dot_envelope__pb2.Envelope.SerializeToString,
             ),
@@ -798,6 +817,33 @@ class Node:
             request,
             target,
             '/cagnet.v1.Node/Utilisation',
+            cagnet_dot_v1_dot_envelope__pb2.Envelope.SerializeToString,
+            cagnet_dot_v1_dot_envelope__pb2.Envelope.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UnmetDemand(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/cagnet.v1.Node/UnmetDemand',
             cagnet_dot_v1_dot_envelope__pb2.Envelope.SerializeToString,
             cagnet_dot_v1_dot_envelope__pb2.Envelope.FromString,
             options,

@@ -85,6 +85,11 @@ class NodeStub:
     """RecordsQuery -> CountsResponse: units occupied and void by client group x service type x
     state, summed over the quarterly occupancy returns in the span.
     """
+    UnmetDemand: _grpc.UnaryUnaryMultiCallable[_envelope_pb2.Envelope, _envelope_pb2.Envelope]
+    """RecordsQuery -> CountsResponse: people on services' waiting lists at the quarters' ends and
+    referrals the services refused, by client group x service type x measure, summed over the
+    quarterly occupancy returns in the span (people, so a table apart from the units).
+    """
 
 @_typing.type_check_only
 class NodeAsyncStub(NodeStub):
@@ -139,6 +144,11 @@ class NodeAsyncStub(NodeStub):
     Utilisation: _aio.UnaryUnaryMultiCallable[_envelope_pb2.Envelope, _envelope_pb2.Envelope]  # type: ignore[assignment]
     """RecordsQuery -> CountsResponse: units occupied and void by client group x service type x
     state, summed over the quarterly occupancy returns in the span.
+    """
+    UnmetDemand: _aio.UnaryUnaryMultiCallable[_envelope_pb2.Envelope, _envelope_pb2.Envelope]  # type: ignore[assignment]
+    """RecordsQuery -> CountsResponse: people on services' waiting lists at the quarters' ends and
+    referrals the services refused, by client group x service type x measure, summed over the
+    quarterly occupancy returns in the span (people, so a table apart from the units).
     """
 
 class NodeServicer(metaclass=_abc_1.ABCMeta):
@@ -293,6 +303,17 @@ class NodeServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_envelope_pb2.Envelope, _abc.Awaitable[_envelope_pb2.Envelope]]:
         """RecordsQuery -> CountsResponse: units occupied and void by client group x service type x
         state, summed over the quarterly occupancy returns in the span.
+        """
+
+    @_abc_1.abstractmethod
+    def UnmetDemand(
+        self,
+        request: _envelope_pb2.Envelope,
+        context: _ServicerContext,
+    ) -> _typing.Union[_envelope_pb2.Envelope, _abc.Awaitable[_envelope_pb2.Envelope]]:
+        """RecordsQuery -> CountsResponse: people on services' waiting lists at the quarters' ends and
+        referrals the services refused, by client group x service type x measure, summed over the
+        quarterly occupancy returns in the span (people, so a table apart from the units).
         """
 
 def add_NodeServicer_to_server(servicer: NodeServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
