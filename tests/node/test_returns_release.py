@@ -240,6 +240,12 @@ def _intervals(
         if cell.suppressed in (Protection.PRIMARY, Protection.GROUP):
             hidden.append((row, threshold, true))
             bounds = (1.0, np.inf)  # small, so not empty (the attacks of the other kinds read it so too)
+        elif cell.suppressed == Protection.GRID:
+            # The standard table set (KPI 1 is on it) does not say which of its hidden cells are the
+            # small ones: the attacker bounds each by 0 only, and the small ones are the targets.
+            if 1 <= true <= threshold:
+                hidden.append((row, threshold, true))
+            bounds = (0.0, np.inf)
         elif cell.count is None:
             bounds = (0.0, np.inf)  # suppressed so that a small one cannot be worked out: maybe 0
         elif cell.count == 0:
