@@ -316,7 +316,7 @@ def _relations(
     period: str, quarters: list[str], first: Dimension, second: Dimension, values: Mapping[BlockCell, int]
 ) -> list[tuple[BlockCell, tuple[BlockCell, ...]]]:
     """Every (parent, parts) among the non-zero cells of one period: each total of either
-    dimension = its leaves (all origins also = outside + the other leaves), and, for a year,
+    dimension = its leaves (all origins also = outside + the other origins), and, for a year,
     each of its cells = the same cell in its `quarters`."""
     xs = [*first.leaves, *first.totals]
     ys = [*second.leaves, *second.totals]
@@ -330,13 +330,16 @@ def _relations(
         for x in xs:
             for y in ys:
                 add((period, x, y), ((q, x, y) for q in quarters))
+    whole = first.totals.get(TOTAL, frozenset())
     for y in ys:
         for name, members in first.totals.items():
             add((period, name, y), ((period, x, y) for x in first.leaves if x in members))
             if name == TOTAL:
                 for other, inner in first.totals.items():
-                    if other != TOTAL:
-                        rest = [x for x in first.leaves if x not in inner]
+                    # Only a total inside TOTAL's leaves (outside the CAG, of the origins) is a part
+                    # of it; another stack's total (an equality field's) is equal to it instead.
+                    if other != TOTAL and inner <= whole:
+                        rest = [x for x in first.leaves if x in whole and x not in inner]
                         add((period, TOTAL, y), [(period, other, y), *((period, x, y) for x in rest)])
     for x in xs:
         for name, members in second.totals.items():
