@@ -203,10 +203,13 @@ def cross_tab_table(
     columns: str,
     rule: AggregateRule,
     secret: bytes,
+    margins: CountTable | None = None,
 ) -> CountTable:
     """`rows` x `columns` from `atoms` ((client group, row category, column category) -> true
-    count), margins as the profile releases them. Refused (DisclosureRefused) when more than half
-    its non-zero cells would be small: such a table shows little but who is alone."""
+    count), margins as the profile releases them: `margins`, the profile's released table for
+    the same question when it has one (the standard table set's), else protected from `raw` as
+    the profile is. Refused (DisclosureRefused) when more than half its non-zero cells would be
+    small: such a table shows little but who is alone."""
     interior: dict[tuple[str, str], tuple[int, set[int]]] = {}
     for (group, a, b), n in atoms.items():
         count, groups = interior.get((a, b), (0, set()))
@@ -218,15 +221,26 @@ def cross_tab_table(
             "cross-tab: most of its cells would be small, so it would isolate people; "
             "ask for a wider span, fewer client groups or other dimensions"
         )
-    profile, _groups, _present = _profile(raw, rule=rule, secret=secret)
+    if margins is not None:
+        shown = {(c.key[1], c.key[2]): c.count for c in margins.cells if c.key[0] == TOTAL}
+
+        def margin_of(cell: Cell) -> int | None:
+            table, value = cell[1].split(":", 1) if ":" in cell[1] else (cell[1], TOTAL)
+            return shown.get((table, value), 0)
+    else:
+        profile, _groups, _present = _profile(raw, rule=rule, secret=secret)
+
+        def margin_of(cell: Cell) -> int | None:
+            return profile.figure(cell)[0]
+
     given: dict[Cell, int | None] = {}
     firsts = sorted({a for (a, _b), (n, _g) in interior.items() if n})
     seconds = sorted({b for (_a, b), (n, _g) in interior.items() if n})
     for a in firsts:
-        given[(a, TOTAL)] = profile.figure((TOTAL, _leaf(rows, a)))[0]
+        given[(a, TOTAL)] = margin_of((TOTAL, _leaf(rows, a)))
     for b in seconds:
-        given[(TOTAL, b)] = profile.figure((TOTAL, _leaf(columns, b)))[0]
-    given[(TOTAL, TOTAL)] = profile.figure((TOTAL, rows))[0]
+        given[(TOTAL, b)] = margin_of((TOTAL, _leaf(columns, b)))
+    given[(TOTAL, TOTAL)] = margin_of((TOTAL, rows))
 
     def identity(key: Cell) -> list[list[str]]:
         return sorted([d, v] for d, v in zip((rows, columns), key, strict=True) if v != TOTAL)

@@ -316,7 +316,7 @@ def _relations(
     period: str, quarters: list[str], first: Dimension, second: Dimension, values: Mapping[BlockCell, int]
 ) -> list[tuple[BlockCell, tuple[BlockCell, ...]]]:
     """Every (parent, parts) among the non-zero cells of one period: each total of either
-    dimension = its leaves (all origins also = outside + the other leaves), and, for a year,
+    dimension = its leaves (all origins also = outside + the other origins), and, for a year,
     each of its cells = the same cell in its `quarters`."""
     xs = [*first.leaves, *first.totals]
     ys = [*second.leaves, *second.totals]
@@ -330,13 +330,16 @@ def _relations(
         for x in xs:
             for y in ys:
                 add((period, x, y), ((q, x, y) for q in quarters))
+    whole = first.totals.get(TOTAL, frozenset())
     for y in ys:
         for name, members in first.totals.items():
             add((period, name, y), ((period, x, y) for x in first.leaves if x in members))
             if name == TOTAL:
                 for other, inner in first.totals.items():
-                    if other != TOTAL:
-                        rest = [x for x in first.leaves if x not in inner]
+                    # Only a total inside TOTAL's leaves (outside the CAG, of the origins) is a part
+                    # of it; another stack's total (an equality field's) is equal to it instead.
+                    if other != TOTAL and inner <= whole:
+                        rest = [x for x in first.leaves if x in whole and x not in inner]
                         add((period, TOTAL, y), [(period, other, y), *((period, x, y) for x in rest)])
     for x in xs:
         for name, members in second.totals.items():
@@ -363,14 +366,17 @@ def _link_equal(
         _link(relations, values, threshold, suppressed, fixed, room, slack=slack)
         return
     linked = [[(period, *c) for c in same if (period, *c) in values] for same in equal]
+    member_of = _members(relations)
+    touched: set[BlockCell] | None = None  # None: every relation, the first time
     while True:
-        before = len(suppressed)
-        _link(relations, values, threshold, suppressed, fixed, room, slack=slack)
+        _link(relations, values, threshold, suppressed, fixed, room, slack=slack, touched=touched, member_of=member_of)
+        touched = set()
         for cells in linked:
             if any(c in suppressed for c in cells):
-                suppressed.update(cells)
-        if len(suppressed) == before:
+                touched.update(c for c in cells if c not in suppressed)
+        if not touched:
             return
+        suppressed.update(touched)
 
 
 def _same_figure(released: dict[BlockCell, int | None], equal: Sequence[Sequence[tuple[str, str]]]) -> None:
@@ -393,17 +399,18 @@ def _link(
     fixed: frozenset[BlockCell],
     room: Callable[[BlockCell], int] | None = None,
     slack: int = 0,
+    touched: set[BlockCell] | None = None,
+    member_of: Mapping[BlockCell, list[int]] | None = None,
 ) -> None:
     """Secondary suppression across every relation at once, until each suppressed cell has, in
     each relation it is in, a suppressed partner able to absorb its threshold band: the parent
     (which moves with a part), or other parts holding at least the band between them. Cells in
     `fixed` (already published) are never chosen. `room(cell)`: how far a suppressed cell could
-    move down (its count less one, unless its published parts pin it closer)."""
+    move down (its count less one, unless its published parts pin it closer). `touched`: the
+    cells hidden since the relations were last brought to a fixed point (None: look at every
+    relation); `member_of`: `_members(relations)`, when the caller has it."""
     room = room or (lambda cell: values[cell] - 1)
-    member_of: dict[BlockCell, list[int]] = {}
-    for i, (parent, parts) in enumerate(relations):
-        for c in (parent, *parts):
-            member_of.setdefault(c, []).append(i)
+    member_of = member_of if member_of is not None else _members(relations)
 
     def cascades(candidate: BlockCell, here: int) -> int:
         # The other relations the candidate would be the only suppressed cell of: each would need
@@ -417,10 +424,21 @@ def _link(
                     count += 1
         return count
 
+    # A relation's outcome depends only on which of its own cells are hidden (`room` is fixed while
+    # this runs: it reads earlier periods' cells, which are fixed), so a sweep looks again only at
+    # the relations a new suppression touched: the same result as sweeping every relation, in the
+    # same order, until nothing changes.
+    dirty = [touched is None] * len(relations)
+    for cell in touched or ():
+        for i in member_of.get(cell, ()):
+            dirty[i] = True
     changed = True
     while changed:
         changed = False
         for here, (parent, parts) in enumerate(relations):
+            if not dirty[here]:
+                continue
+            dirty[here] = False
             hidden = [c for c in (parent, *parts) if c in suppressed]
             if not hidden:
                 continue
@@ -445,7 +463,18 @@ def _link(
                 if candidate is None:
                     break
                 suppressed.add(candidate)
+                for i in member_of.get(candidate, ()):
+                    dirty[i] = True
                 changed = True
+
+
+def _members(relations: Sequence[tuple[BlockCell, tuple[BlockCell, ...]]]) -> dict[BlockCell, list[int]]:
+    """Each cell's relations, by index."""
+    member_of: dict[BlockCell, list[int]] = {}
+    for i, (parent, parts) in enumerate(relations):
+        for c in (parent, *parts):
+            member_of.setdefault(c, []).append(i)
+    return member_of
 
 
 def _covered(

@@ -68,6 +68,7 @@ from shared.disclosure import (
     share_band,
 )
 from shared.errors import CagnetError, DisclosureRefused, InvalidRequest, NotPermitted
+from shared.kinds.equality import DIMENSIONS as PROFILE_FIELDS
 from shared.kinds.fair_shares import FairShares
 from shared.kinds.outcomes import DEPARTURE
 from shared.kinds.outcomes import MEASURES as OUTCOME_MEASURES
@@ -127,8 +128,17 @@ DESIGNATED = "supply-map/designated-services"  # the ledger's kind for designate
 # cells), and, if it counts other people, a family of its own in those two places. Outcomes' family
 # is a stack of tables over the same departures (planned/unplanned, then each outcome domain), so
 # when outcomes are on the grid KPI 2 is read from it (`_family_of`): its cells are outcomes'
-# departure cells, protected once with every table that shares them.
-GRID_FAMILY: dict[str, str] = {MOVEMENT: MOVEMENT, NET_FLOW: MOVEMENT, KPI: KPI, OUTCOMES: OUTCOMES, KPI1: KPI1}
+# departure cells, protected once with every table that shares them. The equality profile counts
+# movement's new clients once in each equality field, so its tables are "field:category" rows of
+# movement's block, each field's total equal to movement's all-origins cell (`_equal_of`).
+GRID_FAMILY: dict[str, str] = {
+    MOVEMENT: MOVEMENT,
+    NET_FLOW: MOVEMENT,
+    KPI: KPI,
+    OUTCOMES: OUTCOMES,
+    KPI1: KPI1,
+    EQUALITY: MOVEMENT,
+}
 # The families whose first dimension is the client group (movement's is the origin).
 _GROUP_FIRST = frozenset({KPI, KPI1, OUTCOMES})
 _Answer = TypeVar("_Answer", bound=BaseModel)
@@ -537,12 +547,17 @@ class Releaser:
         edition = self._edition()
         self._publish_grid(policy, kind)
         mine = self._year_cells(policy, kind, year)
-        if family != kind:
+        if kind == EQUALITY:
+            ours = self._year_cells(policy, MOVEMENT, year)
+            if [c is None for c in ours] != [c is None for c in mine]:
+                # The profile's published quarters are not movement's: off the grid this edition.
+                return None
+        elif family != kind:
             theirs = self._year_cells(policy, family, year)
             if _as_kind(kind, family, theirs) != mine:
                 # Net flow's (or KPI 2's) published quarters are not its family's: off the grid this edition.
                 return None
-            mine = theirs
+        mine = self._family_cells(policy, family, year)
         cached = self._blocks.get((policy.digest, family, year.year))
         if cached is not None and cached[0] == edition:
             return cached[1]
@@ -555,11 +570,34 @@ class Releaser:
         if earlier is None:
             # After a restart: the year's first edition, if a quarter has been revised since.
             firsts = self._first_editions(family, year)
+            if family == MOVEMENT and EQUALITY in (policy.grid.kinds if policy.grid else ()):
+                profile = self._first_editions(EQUALITY, year)
+                firsts = tuple(None if f is None else {**f, **(p or {})} for f, p in zip(firsts, profile, strict=True))
             if any(f is not None and f != m for f, m in zip(firsts, mine, strict=True)):
                 earlier = self._protect_year(rule, family, year, firsts, None)
         block = self._protect_year(rule, family, year, mine, earlier)
         self._blocks[(policy.digest, family, year.year)] = (edition, block)
         return block
+
+    def _family_cells(
+        self, policy: Policy, family: str, year: FinancialYear
+    ) -> tuple[dict[tuple[str, ...], int] | None, ...]:
+        """A family's published true cells per quarter: movement's with the equality profile's
+        (keyed by four parts, movement's by three) when the profile is on the grid."""
+        cells = self._year_cells(policy, family, year)
+        grid = policy.grid
+        if family != MOVEMENT or grid is None or EQUALITY not in grid.kinds:
+            return cells
+        profile = self._year_cells(policy, EQUALITY, year)
+        return tuple(None if c is None else {**c, **(p or {})} for c, p in zip(cells, profile, strict=True))
+
+    def _grid_signatures(self, policy: Policy, kind: str) -> frozenset[str]:
+        """The ledger signatures of every grid quarter of `kind`."""
+        grid = policy.grid
+        if grid is None:
+            return frozenset()
+        years = range(grid.first_year, grid.last_year + 1)
+        return frozenset(_grid_signature(kind, q) for y in years for _a, _b, q in FinancialYear(y).quarters())
 
     def _span_block(self, policy: Policy, kind: str) -> Block | None:
         """Every grid year's cells and the cells over all of them (None until every year has
@@ -576,7 +614,8 @@ class Releaser:
         cached = self._blocks.get((policy.digest, family, 0))
         if cached is not None and cached[0] == edition:
             return cached[1]
-        groups = sorted({g for b in years for g in b.dimensions[0].leaves}) if family in _GROUP_FIRST else []
+        at = 0 if family in _GROUP_FIRST else 1
+        groups = sorted({g for b in years for g in b.dimensions[at].leaves}, key=int)
         span = protect_span(
             years,
             group_position=0 if family in _GROUP_FIRST else 1,
@@ -652,20 +691,41 @@ class Releaser:
             return protect_block(
                 year, atoms, dims, group_position=0, rule=rule, secret=self.secret, published=published, earlier=earlier
             )
-        for (origin, group, month), n in cells.items():
-            key = (movement.period_of(month, "quarter"), origin, group)
-            atoms[key] = atoms.get(key, 0) + n
+        fields: dict[str, set[str]] = {}
+        for finest, n in cells.items():
+            if len(finest) == 4:
+                # An equality profile cell (group, field, category, month): a "field:category" row.
+                group, name, category, month = finest
+                origin = f"{name}:{category}"
+                fields.setdefault(name, set()).add(origin)
+            else:
+                origin, group, month = finest
+            at = (movement.period_of(month, "quarter"), origin, group)
+            atoms[at] = atoms.get(at, 0) + n
         cag = self.members() | {self.authority}
-        origins = sorted({k[1] for k in atoms})
+        profile = {leaf for leaves in fields.values() for leaf in leaves}
+        origins = sorted({k[1] for k in atoms} - profile)
         groups = sorted({k[2] for k in atoms}, key=int)
         outside = frozenset(o for o in origins if movement.origin_class(o, cag) == movement.OUTSIDE)
-        totals = {TOTAL: frozenset(origins), **({movement.OUTSIDE: outside} if outside else {})}
+        totals = {
+            TOTAL: frozenset(origins),
+            **({movement.OUTSIDE: outside} if outside else {}),
+            **{name: frozenset(leaves) for name, leaves in sorted(fields.items())},
+        }
         dims = (
-            Dimension("origin", tuple(origins), totals),
+            Dimension("origin", (*origins, *sorted(profile)), totals),
             Dimension("client_group", tuple(groups), {TOTAL: frozenset(groups)}),
         )
         return protect_block(
-            year, atoms, dims, group_position=1, rule=rule, secret=self.secret, published=published, earlier=earlier
+            year,
+            atoms,
+            dims,
+            group_position=1,
+            rule=rule,
+            secret=self.secret,
+            published=published,
+            earlier=earlier,
+            equal=_equal_of(family, groups) if fields else (),
         )
 
     def _grid_table(self, policy: Policy, rule: AggregateRule, kind: str, question: Question) -> CountTable | None:
@@ -771,11 +831,14 @@ class Releaser:
         describe: Callable[[Mapping[tuple[str, ...], int]], _Answer],
         parse: Callable[[str], _Answer],
         asked_also: Mapping[str, object] | None = None,
+        on_grid: bool = False,
     ) -> _Answer:
         """Every answer about client records: the query-set restriction, the release ledger at the
         finest grain, then `describe` (the protected answer) kept for a repeat of the question.
         `asked_also`: what else the question asks (an equality cross-tab's dimensions), part of
-        its signature; the true counts admitted are the kind's as for the plain question."""
+        its signature; the true counts admitted are the kind's as for the plain question.
+        `on_grid`: the question is a grid question whose counts the answer shows as the grid's
+        figures (a cross-tab's margins), so they are not compared with the grid's own quarters."""
         asked = question.as_asked()
         signature = _signature({"kind": kind, **asked.model_dump(mode="json"), **(asked_also or {})})
         with self._lock:
@@ -785,7 +848,8 @@ class Releaser:
             if cached is not None and cached[0] == version:
                 answer: _Answer = cached[1]
                 return answer
-            raw = self._admitted(policy, rule, kind, question, signature, record=True)
+            ignore = self._grid_signatures(policy, kind) if on_grid else frozenset()
+            raw = self._admitted(policy, rule, kind, question, signature, record=True, ignore=ignore)
             if raw is None:
                 earlier = last_answer(self.engine, kind=kind, query_signature=signature, policy_digest=policy.digest)
                 if earlier is None:  # `_admitted` has just found it; refuse rather than guess
@@ -854,7 +918,15 @@ class Releaser:
         return {tuple(str(part) for part in key): n for key, n in counts.items()}, dims
 
     def _admitted(
-        self, policy: Policy, rule: AggregateRule, kind: str, question: Question, signature: str, *, record: bool
+        self,
+        policy: Policy,
+        rule: AggregateRule,
+        kind: str,
+        question: Question,
+        signature: str,
+        *,
+        record: bool,
+        ignore: frozenset[str] = frozenset(),
     ) -> dict[tuple[str, ...], int] | None:
         """The query-set restriction and the ledger, under the lock: the true counts to describe,
         or None when the earlier answer to this question stands (it is then kept under this
@@ -865,7 +937,7 @@ class Releaser:
         if groups:
             strictest = max(groups, key=rule.threshold_for)
             require_min_records(sum(raw.values()), rule, client_group=strictest)
-        admitted = self.ledger.admit(kind, signature, finest_dims, raw, rule, record=record)
+        admitted = self.ledger.admit(kind, signature, finest_dims, raw, rule, record=record, ignore=ignore)
         if dict(admitted) == raw:
             return raw
         if last_answer(self.engine, kind=kind, query_signature=signature, policy_digest=policy.digest) is None:
@@ -1010,17 +1082,33 @@ class Releaser:
         with `cross_tab` (two dimensions, checked) their cross-tab, whose margins are the profile's.
         Both go through the ledger as the profile's counts, so each is compared with every other."""
         rule = policy.require_any_role(EQUALITY, tuple(roles))
+        margins: CountTable | None = None
         if cross_tab:
             rows, columns = cross_tab
             require_dimensions(2, rule)
+            with self._lock:
+                # A grid question's profile is the grid's: the cross-tab's margins are its figures.
+                margins = self._grid_table(policy, rule, EQUALITY, question)
 
             def describe(raw: Mapping[tuple[str, ...], int]) -> CountTable:
                 atoms = equality.cross_tab_counts(self.engine, question=question, rows=rows, columns=columns)
                 return analyses.cross_tab_table(
-                    self.authority, raw, atoms, question, rows=rows, columns=columns, rule=rule, secret=self.secret
+                    self.authority,
+                    raw,
+                    atoms,
+                    question,
+                    rows=rows,
+                    columns=columns,
+                    rule=rule,
+                    secret=self.secret,
+                    margins=margins,
                 )
         else:
             require_dimensions(3, rule)
+            with self._lock:
+                from_grid = self._grid_table(policy, rule, EQUALITY, question)
+            if from_grid is not None:
+                return from_grid
 
             def describe(raw: Mapping[tuple[str, ...], int]) -> CountTable:
                 return analyses.profile_table(self.authority, raw, question, rule=rule, secret=self.secret)
@@ -1033,6 +1121,7 @@ class Releaser:
             describe=describe,
             parse=CountTable.model_validate_json,
             asked_also={"cross_tab": list(cross_tab)} if cross_tab else None,
+            on_grid=margins is not None,
         )
 
     def non_local_services(self, policy: Policy, *, roles: Iterable[str], question: Question) -> NonLocalServices:
@@ -1364,8 +1453,11 @@ def _grid_count_table(
         rows_of = [((g, TOTAL), (label, g, whole)) for g in rows]
         cols_of = [((TOTAL, d), (label, chosen, prefix + d)) for d in cols]
         grand: BlockCell = (label, chosen, whole)
+    elif kind == EQUALITY:
+        return _grid_profile_table(authority, block, label, question, chosen)
     else:
-        leaves = sorted({c[1] for c in true if c[1] not in (TOTAL, movement.OUTSIDE)})
+        origins = block.dimensions[0].totals.get(TOTAL, frozenset())
+        leaves = sorted({c[1] for c in true if c[1] in origins})
         groups = [chosen] if chosen != TOTAL else sorted({c[2] for c in true if c[2] != TOTAL}, key=int)
         grand = (label, TOTAL, chosen)
         if kind == NET_FLOW:
@@ -1428,6 +1520,34 @@ def _grid_outcomes_table(authority: str, block: Block, label: str, question: Que
     )
 
 
+def _grid_profile_table(authority: str, block: Block, label: str, question: Question, chosen: str) -> CountTable:
+    """An equality profile grid question's table, laid out as `analyses.profile_table` lays out the
+    same question (each client group and the total, each field's categories and its total), from
+    the "field:category" rows of movement's block."""
+    true = block.true
+    groups = [chosen] if chosen != TOTAL else sorted({c[2] for c in true if c[2] != TOTAL}, key=int)
+    groups = [g for g in groups if true.get((label, TOTAL, g), 0)]
+    present: dict[str, list[str]] = {}
+    for name in PROFILE_FIELDS:
+        leaves = {c[1] for c in true if c[0] == label and c[2] == chosen and c[1].startswith(name + ":") and true[c]}
+        if leaves:
+            present[name] = sorted(leaf.split(":", 1)[1] for leaf in leaves)
+    cells = []
+    for x in [*groups, TOTAL] if groups else []:
+        row = chosen if x == TOTAL else x
+        for name, shown in present.items():
+            for value in [*shown, TOTAL]:
+                count, why = block.figure((label, name if value == TOTAL else f"{name}:{value}", row))
+                cells.append(CountCell(key=(x, name, value), count=count, suppressed=why, margin=TOTAL in (x, value)))
+    return CountTable(
+        authority=authority,
+        kind=EQUALITY,
+        dimensions=("client_group", "dimension", "category"),
+        cells=tuple(cells),
+        question=question.as_asked(),
+    )
+
+
 # The cell of a group-first family that holds all of a group's people (outcomes: its departures).
 _ALL_OF = {OUTCOMES: DEPARTURE}
 
@@ -1451,7 +1571,10 @@ def _as_kind(
 
 def _equal_of(family: str, groups: Sequence[str]) -> list[list[tuple[str, str]]]:
     """The cells of a family's block that count the same people: each outcomes table's total for
-    a client group (departure first: its figure, KPI 2's, is the one shown)."""
+    a client group (departure first: its figure, KPI 2's, is the one shown); each equality field's
+    total for a client group and movement's all-origins cell (movement's first: its figure shown)."""
+    if family == MOVEMENT:
+        return [[(TOTAL, y), *((name, y) for name in PROFILE_FIELDS)] for y in [*groups, TOTAL]]
     if family != OUTCOMES:
         return []
     return [[(x, m) for m in OUTCOME_MEASURES] for x in [*groups, TOTAL]]

@@ -752,9 +752,11 @@ class ReleaseLedger:
         *,
         at: datetime | None = None,
         record: bool = True,
+        ignore: Collection[str] = (),
     ) -> Mapping[CellKey, int]:
         """With `record=False`, the same decision without keeping the release: "would you
-        answer?" (a plan), which must leave the ledger exactly as it was."""
+        answer?" (a plan), which must leave the ledger exactly as it was. `ignore`: as for
+        `check_differencing`."""
         dims = tuple(dimensions)
         cells = _checked_cells(dims, true_cells)
         earlier = None
@@ -767,7 +769,7 @@ class ReleaseLedger:
             if _isolates(earlier, dims, cells, rule):
                 # Late or corrected records would show as a tiny change: repeat the earlier answer.
                 return earlier.cells
-        check_differencing(kind, dims, cells, self.store, rule)
+        check_differencing(kind, dims, cells, self.store, rule, ignore=ignore)
         if record:
             self.store.record(kind, query_signature, dims, cells, at or datetime.now(UTC))
         return cells

@@ -132,7 +132,7 @@ class AggregateRule(BaseModel):
 
 
 # The client-record kinds a standard table set may cover.
-GRID_KINDS = ("movement", "net-flow", "kpi", "non-local-services", "outcomes", "kpi1")
+GRID_KINDS = ("movement", "net-flow", "kpi", "non-local-services", "outcomes", "kpi1", "equality")
 
 
 class StandardGrid(BaseModel):
@@ -152,6 +152,9 @@ class StandardGrid(BaseModel):
         for kind in kinds:
             if kind not in GRID_KINDS:
                 raise ValueError(f"{kind!r} has no standard tables; the kinds are {', '.join(GRID_KINDS)}")
+        if "equality" in kinds and "movement" not in kinds:
+            # The equality profile counts movement's new clients: its tables are in movement's block.
+            raise ValueError("'equality' is on the standard table set only with 'movement' (they share one block)")
         return kinds
 
     @model_validator(mode="after")
@@ -476,5 +479,5 @@ STANDARD_GRID_TOML = """
 [grid]
 first_year = 2005
 last_year = 2009
-kinds = ["movement", "net-flow", "kpi", "non-local-services", "outcomes", "kpi1"]
+kinds = ["movement", "net-flow", "kpi", "non-local-services", "outcomes", "kpi1", "equality"]
 """

@@ -226,3 +226,29 @@ def test_query_plan_covers_outcomes_and_equality(net: LiveNetwork) -> None:
         net.netdir, kind="outcomes", from_date=spans[0][0], to_date=spans[0][1], period="all", node_deadline_ms=WAIT
     )
     assert again.result == year
+    # The equality profile is on the standard table set too (its fields are rows of movement's
+    # block): the year and each quarter answered within rounding of the truth, and again the same.
+    assert all(r.answered for r in result.rows if r.kind == "equality" and not r.client_groups)
+    profiles = []
+    for first, last in spans:
+        answer, _ = joint_query(
+            net.netdir, kind="equality", from_date=first, to_date=last, period="all", node_deadline_ms=WAIT
+        )
+        assert isinstance(answer.result, JointEquality)
+        truth: dict[tuple[str, str, str], int] = defaultdict(int)
+        for dimension in DIMENSIONS:
+            sql = f"SELECT {dimension}, COUNT(*) FROM client_record WHERE start_date BETWEEN :a AND :b GROUP BY 1"
+            for code, rows in _query(net, sql, first, last).items():
+                for category, n in rows:
+                    truth[(code, dimension, str(category))] += int(n)
+        shown = 0
+        for row in answer.result.profile:
+            if row.authority != "CAG" and row.client_group == 0 and row.clients.complete:
+                shown += 1
+                assert abs(row.clients.count - truth[(row.authority, row.dimension, row.category)]) <= 4
+        assert shown > 0
+        profiles.append(answer.result)
+    again_profile, _ = joint_query(
+        net.netdir, kind="equality", from_date=spans[0][0], to_date=spans[0][1], period="all", node_deadline_ms=WAIT
+    )
+    assert again_profile.result == profiles[0]

@@ -162,3 +162,14 @@ def test_signed_but_invalid_policy_is_refused() -> None:
     envelope = dsse.sign(POLICY_PAYLOAD_TYPE, _edit(b"version = 1 ", b"version = 9 "), key)
     with pytest.raises(InvalidRequest, match="unsupported policy version"):
         load_signed_policy(envelope.to_json(), key.public_key())
+
+
+def test_the_equality_profile_is_on_the_standard_table_set_only_with_movement() -> None:
+    """Its fields are rows of movement's protected block: without movement there is no block."""
+    grid = default_policy().grid
+    assert grid is not None and "equality" in grid.kinds and "movement" in grid.kinds
+    listed = ", ".join(f'"{k}"' for k in grid.kinds)
+    without = ", ".join(f'"{k}"' for k in grid.kinds if k != "movement")
+    toml = default_policy_toml().replace(f"kinds = [{listed}]".encode(), f"kinds = [{without}]".encode())
+    with pytest.raises(InvalidRequest, match="only with 'movement'"):
+        parse_policy(toml)
