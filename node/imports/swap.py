@@ -144,6 +144,40 @@ def _pragma(conn: Connection, statement: str) -> None:
     conn.commit()  # SQLAlchemy began a transaction; SQLite did not (a PRAGMA is outside any)
 
 
+@contextmanager
+def _unsynced(conn: Connection) -> Iterator[None]:
+    """Build transactions on this connection commit without a disk sync and without checkpointing
+    (`_pause` checkpoints, with the lock let go); as they were after.
+
+    A build's many small transactions each rewrite pages of five indexes: with a checkpoint after
+    every commit (SQLite's automatic one, past 1,000 pages in the log) and an fsync of the log at
+    every commit, these took as long as writing the rows. `synchronous = NORMAL` in WAL mode keeps
+    the database whole on a power cut and loses at most the last transactions, here rows of a table
+    no query reads, which the next import discards; the swap commits with the connection's own
+    setting (FULL), and its sync makes every transaction before it durable too."""
+    synchronous = conn.exec_driver_sql("PRAGMA synchronous").scalar_one()
+    checkpoint = conn.exec_driver_sql("PRAGMA wal_autocheckpoint").scalar_one()
+    conn.commit()
+    _pragma(conn, "PRAGMA synchronous = NORMAL")
+    _pragma(conn, "PRAGMA wal_autocheckpoint = 0")
+    try:
+        yield
+    finally:
+        if conn.in_transaction():
+            conn.rollback()
+        _pragma(conn, f"PRAGMA wal_autocheckpoint = {int(checkpoint)}")
+        _pragma(conn, f"PRAGMA synchronous = {int(synchronous)}")
+
+
+def _pause(conn: Connection) -> None:
+    """Let go of the write lock for BUILD_PAUSE_S between build transactions, so a waiting writer gets
+    in, and spend it copying the log's new pages into the database (a passive checkpoint: it waits
+    for no one and no writer waits for it), which keeps the log from growing."""
+    started = time.perf_counter()
+    _pragma(conn, "PRAGMA wal_checkpoint(PASSIVE)")
+    time.sleep(max(0.0, BUILD_PAUSE_S - (time.perf_counter() - started)))
+
+
 def _fingerprint(conn: Connection, table: str) -> tuple[object, ...]:
     return tuple(conn.exec_driver_sql(f"SELECT count(*), max(id), max(updated_at) FROM {table}").one())
 
@@ -184,7 +218,8 @@ def build_and_swap(
             before = _fingerprint(conn, name)
             stored = [row[1] for row in conn.exec_driver_sql(f"PRAGMA table_info({name})")]
             first, last = conn.exec_driver_sql(f"SELECT min(row), max(row) FROM {stage}").one()
-        inserted, updated = _build(conn, table, stage, columns, key, now, stored, (first or 0, last or 0), on_phase)
+        with _unsynced(conn):
+            inserted, updated = _build(conn, table, stage, columns, key, now, stored, (first or 0, last or 0), on_phase)
         if on_phase is not None:
             on_phase("built")
         _swap(conn, schema, name, before, on_phase)
@@ -226,9 +261,10 @@ def _discard(conn: Connection, table: str) -> None:
         return
     pace = _Pace()
     chunk = f'DELETE FROM "{table}" WHERE id IN (SELECT id FROM "{table}" ORDER BY id LIMIT :rows)'
-    while pace.timed(lambda: _write(conn, (chunk, {"rows": pace.rows}))[0]):
-        time.sleep(BUILD_PAUSE_S)
-    _write(conn, f'DROP TABLE "{table}"')
+    with _unsynced(conn):
+        while pace.timed(lambda: _write(conn, (chunk, {"rows": pace.rows}))[0]):
+            _pause(conn)
+        _write(conn, f'DROP TABLE "{table}"')
 
 
 class _Pace:
@@ -289,7 +325,7 @@ def _build(
         if not told and on_phase is not None:
             told = True
             on_phase("building")
-        time.sleep(BUILD_PAUSE_S)  # let a waiting writer (an answer's audit entry) in
+        _pause(conn)  # let a waiting writer (an answer's audit entry) in
 
     after = 0
     while True:

@@ -192,3 +192,45 @@ def outcome_links(engine: Engine) -> list[tuple[str, str]]:
             "ON c.id = o.client_record_id ORDER BY c.record_ref"
         )
         return [(str(ref), str(end)) for ref, end in conn.exec_driver_sql(query)]
+
+
+def test_a_build_leaves_its_connection_as_durable_as_it_found_it(store: tuple[Engine, Path, Path, Path]) -> None:
+    """A build commits unsynced and without checkpoints (`node.imports.swap._unsynced`); the
+    connection goes back to the pool, and the node's next writes on it (audit entries, ledger) must
+    be synced again: checked after an import that swapped and after one refused part-way."""
+    engine, new, key, tmp_path = store
+    if engine.dialect.name != "sqlite":
+        pytest.skip("PostgreSQL writes in place: nothing to put back")
+
+    def settings() -> tuple[int, int, int]:
+        assert engine.pool.checkedin() == 1  # type: ignore[attr-defined]  # the import's own connection
+        with engine.connect() as conn:
+            synchronous = conn.exec_driver_sql("PRAGMA synchronous").scalar_one()
+            checkpoint = conn.exec_driver_sql("PRAGMA wal_autocheckpoint").scalar_one()
+            mode = conn.exec_driver_sql("PRAGMA journal_mode").scalar_one()
+        assert mode == "wal"
+        return int(synchronous), int(checkpoint), engine.pool.checkedin()  # type: ignore[attr-defined]
+
+    before = settings()
+    assert before[:2] == (2, 1000)  # FULL, and SQLite's own checkpoint every 1,000 pages
+    summary = import_client_records(engine, path=new, sealer=PersonSealer(load_person_key(key)))
+    assert summary.inserted == NEW_ROWS - OLD_ROWS
+    assert settings() == before
+    # Stopped in the middle of the build by a store that changed underneath: put back all the same.
+    with new.open(newline="") as f:
+        rows = list(csv.reader(f))
+    column = rows[0].index("referral_source")
+    for row in rows[1::3]:
+        row[column] = "probation" if row[column] != "probation" else "police"
+    changed = tmp_path / "changed-again.csv"
+    with changed.open("w", newline="") as f:
+        csv.writer(f).writerows(rows)
+
+    def refuse(phase: str) -> None:
+        if phase == "building":
+            raise RuntimeError("stopped while building")
+
+    with pytest.raises(RuntimeError, match="stopped while building"):
+        import_client_records(engine, path=changed, sealer=PersonSealer(load_person_key(key)), on_phase=refuse)
+    assert settings() == before
+    assert not any(name.startswith(BUILD_PREFIX) for _, name, _, _ in schema(engine))
