@@ -11,7 +11,7 @@ database. While each import runs, a writer in another process appends one small 
 as a node's audit log, ledger and nonces do while it answers; its longest wait for the write lock
 is what a query waits during an import. The import reports how long its last transaction held the
 write lock (on SQLite a large import builds the table beside the live one and swaps it in:
-`node.imports.swap`).
+`node.imports.swap`), and the table how large SQLite's log file (`-wal`) grew meanwhile.
 Run: .venv/bin/python bench/imports.py [--records 100000 1000000] [--xlsx 100000]
 """
 
@@ -182,6 +182,9 @@ def main() -> None:
                 shutil.copy(base, db)
                 with console.status(f"importing {count:,} client records from {form} (and a writer alongside)"):
                     rows, elapsed, peak_kib, locked_s, longest_wait, writes = _import(spawn, db, path, key_path)
+                # SQLite's log file keeps its largest size (it is reused from the start, not shrunk).
+                wal = Path(f"{db}-wal")
+                log_mib = wal.stat().st_size / 2**20 if wal.exists() else 0.0
                 if floor_s is None:
                     with console.status("raw executemany of the same rows"):
                         engine = open_store(f"sqlite:///{db}")
@@ -189,7 +192,7 @@ def main() -> None:
                         engine.dispose()
                 size_mib = path.stat().st_size / 2**20
                 results.append(
-                    (form, count, rows, elapsed, floor_s, peak_kib, locked_s, longest_wait, writes, size_mib)
+                    (form, count, rows, elapsed, floor_s, peak_kib, locked_s, longest_wait, writes, size_mib, log_mib)
                 )
                 console.print(
                     f"  {form} {rows:,} rows in {elapsed:.1f} s; raw insert {floor_s:.1f} s; peak "
@@ -202,9 +205,9 @@ def main() -> None:
     for name in ("file", "records", "file MiB", "rows/s", "raw executemany rows/s", "ratio (CSV goal ≥ 0.33)",
                  "peak RSS MiB", "lock held by the last transaction, s",
                  "another writer's longest write, s (lock wait)",
-                 "writes meanwhile"):  # fmt: skip
+                 "writes meanwhile", "log file MiB"):  # fmt: skip
         table.add_column(name, justify="right")
-    for form, count, rows, elapsed, floor_s, peak_kib, locked_s, longest_wait, writes, size_mib in results:
+    for form, count, rows, elapsed, floor_s, peak_kib, locked_s, longest_wait, writes, size_mib, log_mib in results:
         table.add_row(
             form,
             f"{count:,}",
@@ -216,6 +219,7 @@ def main() -> None:
             f"{locked_s:.2f}",
             longest_wait,
             f"{writes:,}",
+            f"{log_mib:,.0f}",
         )
     console.print(table)
     for form in ("CSV", "XLSX"):
