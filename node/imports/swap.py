@@ -71,6 +71,12 @@ BUILD_PAUSE_S = 0.1
 """The lock is let go this long between build transactions. A writer waiting on SQLite's lock looks
 again at most every 100 ms (its busy handler's longest sleep), so it always finds a gap."""
 
+LOG_PAGES = 16_384
+"""Pages in SQLite's log (64 MiB at 4 KiB) past which a pause waits, briefly, to start the log afresh."""
+
+RESTART_WAIT_MS = 50
+"""How long that wait lasts at most, for the lock and for readers of the old log."""
+
 Phase = Callable[[str], None]
 
 
@@ -181,12 +187,24 @@ def _pause(conn: Connection) -> None:
     started = time.perf_counter()
     _checkpoint(conn)
     time.sleep(max(0.0, BUILD_PAUSE_S - (time.perf_counter() - started)))
-    _checkpoint(conn)
+    if _checkpoint(conn) > LOG_PAGES:
+        # Still no fresh start: this time wait for it, for RESTART_WAIT_MS at most. The lock is held
+        # only to copy what other writers added since the checkpoint just made, and readers that
+        # began before it (a long query) make this give up rather than wait.
+        timeout = conn.exec_driver_sql("PRAGMA busy_timeout").scalar_one()
+        conn.commit()
+        _pragma(conn, f"PRAGMA busy_timeout = {RESTART_WAIT_MS}")
+        try:
+            _checkpoint(conn, "RESTART")
+        finally:
+            _pragma(conn, f"PRAGMA busy_timeout = {int(timeout)}")
 
 
-def _checkpoint(conn: Connection) -> None:
-    conn.exec_driver_sql("PRAGMA wal_checkpoint(PASSIVE)").all()  # read to its end: no statement left open
+def _checkpoint(conn: Connection, mode: str = "PASSIVE") -> int:
+    """Checkpoint the log; how many pages it holds."""
+    _busy, pages, _copied = conn.exec_driver_sql(f"PRAGMA wal_checkpoint({mode})").one()  # read to its end
     conn.commit()
+    return int(pages)
 
 
 def _fingerprint(conn: Connection, table: str) -> tuple[object, ...]:
