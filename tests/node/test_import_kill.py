@@ -194,25 +194,31 @@ def outcome_links(engine: Engine) -> list[tuple[str, str]]:
         return [(str(ref), str(end)) for ref, end in conn.exec_driver_sql(query)]
 
 
-def test_a_build_leaves_its_connection_as_durable_as_it_found_it(store: tuple[Engine, Path, Path, Path]) -> None:
-    """A build commits unsynced and without checkpoints (`node.imports.swap._unsynced`); the
-    connection goes back to the pool, and the node's next writes on it (audit entries, ledger) must
-    be synced again: checked after an import that swapped and after one refused part-way."""
+def test_a_build_leaves_its_connection_as_durable_as_it_found_it(
+    store: tuple[Engine, Path, Path, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A build commits unsynced and without checkpoints (`node.imports.swap._unsynced`), and its
+    pauses may shorten the busy timeout to start the log afresh; the connection goes back to the
+    pool, and the node's next writes on it (audit entries, ledger) must be synced and wait as long
+    as ever: checked after an import that swapped and after one refused part-way."""
     engine, new, key, tmp_path = store
+    # Every pause starts the log afresh, as one past 64 MiB does in a million-record build.
+    monkeypatch.setattr("node.imports.swap.LOG_PAGES", 0)
     if engine.dialect.name != "sqlite":
         pytest.skip("PostgreSQL writes in place: nothing to put back")
 
-    def settings() -> tuple[int, int, int]:
+    def settings() -> tuple[int, int, int, int]:
         assert engine.pool.checkedin() == 1  # type: ignore[attr-defined]  # the import's own connection
         with engine.connect() as conn:
             synchronous = conn.exec_driver_sql("PRAGMA synchronous").scalar_one()
             checkpoint = conn.exec_driver_sql("PRAGMA wal_autocheckpoint").scalar_one()
+            timeout = conn.exec_driver_sql("PRAGMA busy_timeout").scalar_one()
             mode = conn.exec_driver_sql("PRAGMA journal_mode").scalar_one()
         assert mode == "wal"
-        return int(synchronous), int(checkpoint), engine.pool.checkedin()  # type: ignore[attr-defined]
+        return int(synchronous), int(checkpoint), int(timeout), engine.pool.checkedin()  # type: ignore[attr-defined]
 
     before = settings()
-    assert before[:2] == (2, 1000)  # FULL, and SQLite's own checkpoint every 1,000 pages
+    assert before[:3] == (2, 1000, 30_000)  # FULL, SQLite's own checkpoint every 1,000 pages, the store's 30 s
     summary = import_client_records(engine, path=new, sealer=PersonSealer(load_person_key(key)))
     assert summary.inserted == NEW_ROWS - OLD_ROWS
     assert settings() == before
