@@ -7,8 +7,10 @@ audit log, ledger and nonces) waited, and a joint query reported the node missin
 version of the table is written as `cagnet_build_<table>` (every stored row, with the staged changes
 and new rows applied) in transactions sized to hold the lock about a tenth of a second, with a
 pause between them, so a waiting writer gets in (the lambdas `_Pace` times run at once); readers
-are never blocked (WAL). The swap then renames the live table away (to `cagnet_retired_<table>`)
-and the built one into its place, indexes included, in one transaction that writes no rows. The
+are never blocked (WAL). Those transactions commit without a disk sync or a checkpoint, and each
+pause checkpoints instead (`_unsynced`, `_pause`): the swap is the commit that must be durable.
+The swap then renames the live table away (to `cagnet_retired_<table>`) and the built one into
+its place, indexes included, in one transaction that writes no rows. The
 retired table is then emptied the same way and dropped: dropping a million rows at once held the
 lock for seconds too (`bench/import_lock.py`).
 
