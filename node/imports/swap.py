@@ -187,9 +187,13 @@ def _pause(conn: Connection) -> None:
     20 ms and nothing else checkpointing (their own checkpoint finds this one running) the log grew
     past 300 MB in a million-record build."""
     started = time.perf_counter()
-    _checkpoint(conn)
+    first = _checkpoint(conn)
     time.sleep(max(0.0, BUILD_PAUSE_S - (time.perf_counter() - started)))
-    if _checkpoint(conn) > LOG_PAGES:
+    pages = max(first, _checkpoint(conn))
+    # None (-1) when another connection was checkpointing both times: the node's own automatic
+    # checkpoint runs after its commits once the log is past 1,000 pages, so a long log can hide
+    # behind it indefinitely; a RESTART gives up at once if one is still running.
+    if pages > LOG_PAGES or pages < 0:
         # Still no fresh start: this time wait for it, for RESTART_WAIT_MS at most. The lock is held
         # only to copy what other writers added since the checkpoint just made, and readers that
         # began before it (a long query) make this give up rather than wait.
@@ -203,7 +207,7 @@ def _pause(conn: Connection) -> None:
 
 
 def _checkpoint(conn: Connection, mode: str = "PASSIVE") -> int:
-    """Checkpoint the log; how many pages it holds."""
+    """Checkpoint the log; how many pages it holds, or -1 if another connection was checkpointing it."""
     _busy, pages, _copied = conn.exec_driver_sql(f"PRAGMA wal_checkpoint({mode})").one()  # read to its end
     conn.commit()
     return int(pages)
