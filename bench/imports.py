@@ -18,6 +18,7 @@ Run: .venv/bin/python bench/imports.py [--records 100000 1000000] [--xlsx 100000
 from __future__ import annotations
 
 import argparse
+import contextlib
 import csv
 import multiprocessing
 import resource
@@ -25,6 +26,7 @@ import shutil
 import sqlite3
 import sys
 import tempfile
+import threading
 import time
 from datetime import date
 from pathlib import Path
@@ -122,10 +124,22 @@ def _write_xlsx(csv_path: Path, xlsx_path: Path) -> None:
     workbook.save(xlsx_path)
 
 
-def _import(spawn: Any, db: Path, path: Path, key_path: Path) -> tuple[int, float, int, float, str, int]:
+def _import(spawn: Any, db: Path, path: Path, key_path: Path) -> tuple[int, float, int, float, str, int, float]:
     """Import `path` into `db` in a process of its own with a writer alongside: (rows, seconds,
     peak KiB, seconds the last transaction held the lock, another writer's longest write (and the
-    longest it waited for the lock), its writes)."""
+    longest it waited for the lock), its writes, the largest SQLite's log file grew in MiB)."""
+    largest = [0]
+    done = threading.Event()
+
+    def watch() -> None:
+        # Looked at while the import runs: the last connection to close removes the log file.
+        wal = Path(f"{db}-wal")
+        while not done.wait(0.05):
+            with contextlib.suppress(OSError):  # not made yet, or removed
+                largest[0] = max(largest[0], wal.stat().st_size)
+
+    watcher = threading.Thread(target=watch, daemon=True)
+    watcher.start()
     queue = spawn.Queue()
     importer = spawn.Process(target=_import_child, args=(f"sqlite:///{db}", str(path), str(key_path), queue))
     stop = spawn.Event()
@@ -138,7 +152,9 @@ def _import(spawn: Any, db: Path, path: Path, key_path: Path) -> tuple[int, floa
     stop.set()
     longest_wait, writes, lock_wait = writer_queue.get()
     writer.join()
-    return rows, elapsed, peak_kib, locked_s, f"{longest_wait:.2f} ({lock_wait:.2f})", writes
+    done.set()
+    watcher.join()
+    return rows, elapsed, peak_kib, locked_s, f"{longest_wait:.2f} ({lock_wait:.2f})", writes, largest[0] / 2**20
 
 
 def main() -> None:
@@ -181,10 +197,9 @@ def main() -> None:
                 db = root / f"node-{count}-{form}.db"
                 shutil.copy(base, db)
                 with console.status(f"importing {count:,} client records from {form} (and a writer alongside)"):
-                    rows, elapsed, peak_kib, locked_s, longest_wait, writes = _import(spawn, db, path, key_path)
-                # SQLite's log file keeps its largest size (it is reused from the start, not shrunk).
-                wal = Path(f"{db}-wal")
-                log_mib = wal.stat().st_size / 2**20 if wal.exists() else 0.0
+                    rows, elapsed, peak_kib, locked_s, longest_wait, writes, log_mib = _import(
+                        spawn, db, path, key_path
+                    )
                 if floor_s is None:
                     with console.status("raw executemany of the same rows"):
                         engine = open_store(f"sqlite:///{db}")
