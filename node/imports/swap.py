@@ -41,12 +41,24 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Table, bindparam, text
-from sqlalchemy.engine import Connection
+from sqlalchemy.engine import Connection, Engine
 
 from node.columns import UtcDateTime
 from shared.errors import InvalidRequest
+from shared.serving import AlreadyServing
 
-__all__ = ["BUILD_PREFIX", "BUILD_ROWS", "RETIRED_PREFIX", "SWAP_ROWS", "build_and_swap", "import_lock"]
+__all__ = [
+    "BUILD_PREFIX",
+    "BUILD_ROWS",
+    "RETIRED_PREFIX",
+    "SERVING_LOCK",
+    "SWAP_ROWS",
+    "build_and_swap",
+    "discard_leftovers",
+    "import_lock",
+    "serving",
+    "unserved",
+]
 
 BUILD_PREFIX = "cagnet_build_"
 """The built table's name is this and the live table's: no other table is named so (a backup skips them)."""
@@ -55,8 +67,14 @@ RETIRED_PREFIX = "cagnet_retired_"
 """The replaced table's name, from the swap until it has been emptied and dropped."""
 
 SWAP_ROWS = 20_000
-"""Staged rows from which an import builds and swaps: below it, writing the rows in place holds the
-lock a fraction of a second, less than copying the whole table would cost."""
+"""Staged rows from which an import builds and swaps while a node serves the store: below it,
+writing the rows in place holds the lock a fraction of a second, less than copying the whole table
+would cost."""
+
+SERVING_LOCK = "-serving.lock"
+"""The lock file beside an SQLite database (`<file>-serving.lock`) that a node process holds, shared,
+for as long as it answers from the store (`serving`). An import that can take it exclusively knows
+no node answers from the store, and writes in place in one transaction (`unserved`)."""
 
 BUILD_ROWS = 10_000
 """Rows written by the first build transaction; the next ones are sized so that each holds the
@@ -132,6 +150,55 @@ def import_lock(conn: Connection) -> Iterator[None]:
     with open(f"{database}-import.lock", "a+b") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
         yield
+
+
+def _database(engine: Engine) -> str | None:
+    """The SQLite database file behind `engine`, or None (PostgreSQL, or one in memory)."""
+    database = engine.url.database if engine.dialect.name == "sqlite" else None
+    return database if database and database != ":memory:" else None
+
+
+@contextmanager
+def serving(engine: Engine) -> Iterator[None]:
+    """Hold `<file>-serving.lock` (a shared `flock`) while a node answers from the store behind
+    `engine`: both transports take it (`node.rpc.server.create_server`, `create_dial_out`), so an
+    import sees that it must leave the write lock free between short transactions. Refuses
+    (AlreadyServing) while an import holds it exclusively, writing in one transaction: the node
+    would wait on SQLite's write lock for that transaction's length and fail its first answers, so it
+    is better not started until the import ends. The kernel lets go of it when the process ends."""
+    database = _database(engine)
+    if database is None:
+        yield  # PostgreSQL imports write in place whether or not a node serves
+        return
+    path = f"{database}{SERVING_LOCK}"
+    with open(path, "a+b") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise AlreadyServing(
+                f"an import is writing into {database} in one transaction (it holds {path}): start the node "
+                "when the import has finished"
+            ) from None
+        yield
+
+
+@contextmanager
+def unserved(conn: Connection) -> Iterator[bool]:
+    """True, holding `<file>-serving.lock` exclusively until the block ends, when no node serves the
+    store on `conn` (no process holds the lock, `serving`): the import may then hold SQLite's write
+    lock as long as it needs, and a node starting meanwhile is refused with a clear message rather
+    than kept waiting. False, holding nothing, while a node serves it. Never waits."""
+    database = _database(conn.engine)
+    if database is None:
+        yield conn.engine.dialect.name == "sqlite"  # a database in memory: no other process can open it
+        return
+    with open(f"{database}{SERVING_LOCK}", "a+b") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            yield False
+            return
+        yield True  # released when the file closes
 
 
 def _write(conn: Connection, *statements: str | tuple[str, dict[str, object]]) -> list[int]:
@@ -264,6 +331,15 @@ def build_and_swap(
     finally:
         _discard(conn, build if not swapped else RETIRED_PREFIX + name)
     return inserted, updated
+
+
+def discard_leftovers(conn: Connection, table: str) -> None:
+    """Drop what an import killed part-way through a build or after its swap left beside `table`,
+    as the next build does first; for an import that writes in place instead. The caller holds
+    `import_lock`."""
+    if conn.dialect.name == "sqlite":
+        _discard(conn, BUILD_PREFIX + table)
+        _discard(conn, RETIRED_PREFIX + table)
 
 
 def _schema_editable(conn: Connection) -> bool:
