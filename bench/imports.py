@@ -47,6 +47,7 @@ import openpyxl  # noqa: E402
 from movement import _load_supply, _raw_insert_floor  # noqa: E402
 from rich.console import Console  # noqa: E402
 from rich.table import Table  # noqa: E402
+from sqlalchemy import create_engine  # noqa: E402
 
 from cagnet.demo import DEMO  # noqa: E402
 from node.imports.swap import serving  # noqa: E402
@@ -142,7 +143,9 @@ def _import(
     waited for the lock), its writes, the largest SQLite's log file grew in MiB)."""
     with contextlib.ExitStack() as stack:
         if served:
-            engine = open_store(f"sqlite:///{db}")
+            # An engine that never connects: the serving lock is a file beside the database, and
+            # this process should hold nothing in the database itself.
+            engine = create_engine(f"sqlite:///{db}")
             stack.callback(engine.dispose)
             stack.enter_context(serving(engine))
         return _run_import(spawn, db, path, key_path, served)
