@@ -224,8 +224,8 @@ def _folder_files(config: NodeConfig) -> Iterator[tuple[str, Path]]:
     skip: set[Path] = set()
     if database is not None:
         resolved = database.resolve()
-        # With the import lock file (node.imports.swap): empty, and meaningful only while held.
-        sides = ("-wal", "-shm", "-journal", "-import.lock")
+        # With the import and serving lock files (node.imports.swap): empty, meaningful only while held.
+        sides = ("-wal", "-shm", "-journal", "-import.lock", "-serving.lock")
         skip = {resolved, *(resolved.with_name(resolved.name + s) for s in sides)}
     root = config.nodedir.resolve()
     for path in sorted(root.rglob("*")):

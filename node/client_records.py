@@ -181,8 +181,10 @@ class Outcome(SQLModel, table=True):
 
 # Cached: an import of a million records sees a few thousand surnames, and this is most of the hash's cost.
 @functools.lru_cache(maxsize=1 << 16)
+@functools.lru_cache(maxsize=1 << 16)
 def _normalised(value: str) -> str:
-    # Accents, case and spacing differ between SP systems' exports of the same person.
+    # Accents, case and spacing differ between SP systems' exports of the same person. Remembered
+    # (bounded): a million records hold a few thousand surnames, and this was a tenth of an import.
     decomposed = unicodedata.normalize("NFKD", value)
     letters = "".join(ch for ch in decomposed if ch.isalnum())
     return letters.casefold()

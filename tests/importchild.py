@@ -6,7 +6,7 @@ for the tests that kill an import (kill -9) or hold one part-way while the node 
 ACTION is `kill` (SIGKILL, as kill -9) or `stop` (SIGSTOP, until the test sends SIGCONT); WHERE is
 `rows=N` (after N rows have been read and staged) or a phase of `node.imports.staging.Phase`
 (`staged`, `building`, `built`, `locked`, `written`), or `never`; several, comma-separated, for a
-stop at each in turn. Exits 0 after a whole import.
+stop at each in turn. Exits 0 after a whole import, having printed its summary.
 """
 
 from __future__ import annotations
@@ -41,13 +41,14 @@ def main(url: str, file: str, key: str, action: str, where: str) -> None:
 
     engine = open_store(url)
     try:
-        import_client_records(
+        summary = import_client_records(
             engine,
             path=Path(file),
             sealer=PersonSealer(load_person_key(Path(key))),
             progress=progress,
             on_phase=on_phase,
         )
+        print(summary)
     finally:
         engine.dispose()
 

@@ -48,6 +48,7 @@ class LiveNetwork:
     def stop_node(self, code: str) -> None:
         if code in self.dial_outs:
             self.dial_outs.pop(code).stop()
+            self.runtimes[code].release_serving()
             # The coordinator hears of the stream's end a moment later: wait for it, so that a test
             # goes on from a coordinator that knows the node is gone.
             deadline = time.monotonic() + 20
@@ -57,6 +58,8 @@ class LiveNetwork:
                 time.sleep(0.01)
             return
         self.servers.pop(code).stop(grace=None).wait()
+        if code in self.runtimes:
+            self.runtimes[code].release_serving()  # as `cagnet node serve` does when it stops
 
     def wait_attached(self, timeout_s: float = 20.0) -> None:
         """Until the coordinator has every running dial-out node attached (raises if it has not)."""
@@ -217,6 +220,7 @@ def stop_all(net: LiveNetwork) -> None:
     if net.coordinator is not None:
         net.coordinator.close()
     for runtime in net.runtimes.values():
+        runtime.release_serving()
         runtime.engine.dispose()
 
 

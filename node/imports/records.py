@@ -14,7 +14,8 @@ Unlike `node.importer`, rows are not validated with pydantic: a client record fi
 times longer than a services file, so each column has a plain check over precomputed lookups, and
 rows are staged in large batches (executemany; COPY on PostgreSQL) in a temporary table on the
 import's own connection, then written to the store in one transaction (`node.imports.staging`; a
-large file on SQLite builds the table's next version beside it and swaps it in, `node.imports.swap`):
+large file on SQLite, while a node serves the store, builds the table's next version beside it and
+swaps it in, `node.imports.swap`):
 the store is not locked while the file is read, and a killed import changes nothing.
 """
 
@@ -48,7 +49,7 @@ from node.client_records import (
 )
 from node.imports.mapping import Translator
 from node.imports.reading import Columns, Encoding, Source, count_lines
-from node.imports.staging import IMPORT_CACHE_KIB, Phase, Staging, staging
+from node.imports.staging import ALONE, IMPORT_CACHE_KIB, SWAPPED, Phase, Staging, staging
 from node.imports.supply import MAX_PROBLEMS, ImportSummary, Observer, _table, _vocabulary_key
 from node.store import Service
 from shared import places
@@ -515,9 +516,10 @@ def import_client_records(
     (default: the local date) is the latest date a start date or date of birth may be. `sheet`,
     `encoding`, `translator`, `dry_run` and `observe` as for `import_csv`.
 
-    Rows are checked and staged without locking the store, then written in one short transaction
-    (`node.imports.staging`; on SQLite, from SWAP_ROWS rows, built beside the table and swapped in:
-    `node.imports.swap`): the node answers throughout, and a killed import changes nothing.
+    Rows are checked and staged without locking the store, then written in one transaction
+    (`node.imports.staging`; on SQLite, from SWAP_ROWS rows while a node serves the store, built
+    beside the table and swapped in: `node.imports.swap`): the node answers throughout, and a killed
+    import changes nothing. The summary's `written` says which way a large import took.
     `on_phase` is told each step (`staging.Phase`).
     """
     translator = translator or Translator(register=register, today=today)
@@ -568,7 +570,14 @@ def import_client_records(
         _phase(on_phase, "staged")
         inserted, updated = stage.apply(on_phase, dry_run=dry_run)
     run.report(run.rows)
-    return ImportSummary(kind="client-records", rows=run.rows, inserted=inserted, updated=updated)
+    return ImportSummary(
+        kind="client-records", rows=run.rows, inserted=inserted, updated=updated, written=_large(stage)
+    )
+
+
+def _large(stage: Staging) -> str:
+    """How a large import wrote its rows (which way, and why), for its summary; nothing for a small one."""
+    return stage.written if stage.written in (ALONE, SWAPPED) else ""
 
 
 def _phase(on_phase: Phase | None, phase: str) -> None:
@@ -667,7 +676,7 @@ def import_outcomes(
         _phase(on_phase, "staged")
         inserted, updated = stage.apply(on_phase, dry_run=dry_run)
     run.report(run.rows)
-    return ImportSummary(kind="outcomes", rows=run.rows, inserted=inserted, updated=updated)
+    return ImportSummary(kind="outcomes", rows=run.rows, inserted=inserted, updated=updated, written=_large(stage))
 
 
 def _stage_outcomes(

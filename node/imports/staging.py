@@ -10,9 +10,12 @@ is good, `Staging.apply` writes them in one transaction of two set-based stateme
 rows that changed, insert the new ones), so the store is wholly as before or wholly as after.
 
 On SQLite that transaction holds the database's one write lock, and for a million rows it held it
-for 18 s; so from SWAP_ROWS staged rows the table's next version is built beside it a little at a
-time and swapped in by a transaction that writes no rows (`node.imports.swap`). PostgreSQL locks
-only the table written, and readers and the node's other writes carry on, so it writes in place.
+for 18 s; so from SWAP_ROWS staged rows, while a node serves the store, the table's next version is
+built beside it a little at a time and swapped in by a transaction that writes no rows
+(`node.imports.swap`), at about half the speed. With no node serving it (the first load before
+`cagnet node serve`, a node stopped for maintenance; `node.imports.swap.unserved`), nobody waits on
+the lock, and the rows are written in place in the one transaction. PostgreSQL locks only the table
+written, and readers and the node's other writes carry on, so it writes in place.
 
 Duplicate keys are found in the staged table too, by one GROUP BY, so memory stays flat however
 long the file is.
@@ -27,7 +30,7 @@ from typing import Any
 from sqlalchemy import Column, Integer, MetaData, String, Table, bindparam, text
 from sqlalchemy.engine import Connection
 
-from node.imports.swap import SWAP_ROWS, build_and_swap, import_lock
+from node.imports.swap import SWAP_ROWS, build_and_swap, discard_leftovers, import_lock, unserved
 from node.store import UtcDateTime, utcnow
 
 __all__ = ["IMPORT_CACHE_KIB", "Phase", "Staging", "lock_for_import", "staging"]
@@ -47,6 +50,11 @@ indexes of a million records stay in memory while they are written."""
 
 FLUSH_ROWS = 10_000
 """Staged rows sent to the database per statement."""
+
+IN_PLACE = "written in one transaction"
+ALONE = "no node is serving this store: written in one transaction"
+SWAPPED = "the node is serving: built beside and swapped in so it keeps answering"
+"""How `Staging.apply` wrote the rows (`Staging.written`), as the import's summary says it."""
 
 
 def lock_for_import(conn: Connection, table: Table) -> None:
@@ -83,6 +91,7 @@ class Staging:
         )
         self.pending: list[tuple[Any, ...]] = []
         self.count = 0  # rows staged
+        self.written = ""  # how `apply` wrote them: IN_PLACE, ALONE or SWAPPED
         self.blank = (None,) * len(columns)
         names = ", ".join(("row", "ref", *columns))
         marker = "?" if conn.dialect.paramstyle == "qmark" else "%s"
@@ -152,11 +161,21 @@ class Staging:
         # Imports into one SQLite database queue here, whichever way they write: a build must not
         # miss rows written in place meanwhile.
         with import_lock(self.conn):
-            if self.count >= SWAP_ROWS:
+            if self.count < SWAP_ROWS:
+                return self._write(update, insert, stamp, on_phase, dry_run=False)
+            # Decided here, with the checked rows ready: a node started while the file was read is
+            # seen, and from here to the commit a node starting is refused (`swap.serving`).
+            with unserved(self.conn) as alone:
+                if alone:
+                    discard_leftovers(self.conn, self.table.name)
+                    counts = self._write(update, insert, stamp, on_phase, dry_run=False)
+                    self.written = ALONE
+                    return counts
                 done = build_and_swap(self.conn, self.table, s, self.columns, key, stamp["now"], on_phase)
                 if done is not None:
+                    self.written = SWAPPED
                     return done
-            return self._write(update, insert, stamp, on_phase, dry_run=False)
+                return self._write(update, insert, stamp, on_phase, dry_run=False)
 
     def _write(
         self, update: Any, insert: Any, stamp: dict[str, Any], on_phase: Phase | None, *, dry_run: bool
@@ -172,6 +191,7 @@ class Staging:
                 transaction.rollback()
             elif on_phase is not None:
                 on_phase("written")
+        self.written = "" if dry_run else IN_PLACE
         return inserted, updated
 
     def counts(self) -> tuple[int, int]:

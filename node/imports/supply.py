@@ -126,6 +126,7 @@ class ImportSummary:
     rows: int  # data rows read (blank rows not counted)
     inserted: int
     updated: int
+    written: str = ""  # how the rows reached the store, when that is worth saying (`staging.Staging.written`)
 
     @property
     def unchanged(self) -> int:
@@ -134,7 +135,7 @@ class ImportSummary:
     def __str__(self) -> str:
         return (
             f"{self.kind}: {self.rows} rows, {self.inserted} inserted, {self.updated} updated, "
-            f"{self.unchanged} unchanged"
+            f"{self.unchanged} unchanged" + (f" ({self.written})" if self.written else "")
         )
 
 

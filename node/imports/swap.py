@@ -7,8 +7,10 @@ audit log, ledger and nonces) waited, and a joint query reported the node missin
 version of the table is written as `cagnet_build_<table>` (every stored row, with the staged changes
 and new rows applied) in transactions sized to hold the lock about a tenth of a second, with a
 pause between them, so a waiting writer gets in (the lambdas `_Pace` times run at once); readers
-are never blocked (WAL). The swap then renames the live table away (to `cagnet_retired_<table>`)
-and the built one into its place, indexes included, in one transaction that writes no rows. The
+are never blocked (WAL). Those transactions commit without a disk sync or a checkpoint, and each
+pause checkpoints instead (`_unsynced`, `_pause`): the swap is the commit that must be durable.
+The swap then renames the live table away (to `cagnet_retired_<table>`) and the built one into
+its place, indexes included, in one transaction that writes no rows. The
 retired table is then emptied the same way and dropped: dropping a million rows at once held the
 lock for seconds too (`bench/import_lock.py`).
 
@@ -39,12 +41,24 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Table, bindparam, text
-from sqlalchemy.engine import Connection
+from sqlalchemy.engine import Connection, Engine
 
 from node.columns import UtcDateTime
 from shared.errors import InvalidRequest
+from shared.serving import AlreadyServing
 
-__all__ = ["BUILD_PREFIX", "BUILD_ROWS", "RETIRED_PREFIX", "SWAP_ROWS", "build_and_swap", "import_lock"]
+__all__ = [
+    "BUILD_PREFIX",
+    "BUILD_ROWS",
+    "RETIRED_PREFIX",
+    "SERVING_LOCK",
+    "SWAP_ROWS",
+    "build_and_swap",
+    "discard_leftovers",
+    "import_lock",
+    "serving",
+    "unserved",
+]
 
 BUILD_PREFIX = "cagnet_build_"
 """The built table's name is this and the live table's: no other table is named so (a backup skips them)."""
@@ -53,8 +67,14 @@ RETIRED_PREFIX = "cagnet_retired_"
 """The replaced table's name, from the swap until it has been emptied and dropped."""
 
 SWAP_ROWS = 20_000
-"""Staged rows from which an import builds and swaps: below it, writing the rows in place holds the
-lock a fraction of a second, less than copying the whole table would cost."""
+"""Staged rows from which an import builds and swaps while a node serves the store: below it,
+writing the rows in place holds the lock a fraction of a second, less than copying the whole table
+would cost."""
+
+SERVING_LOCK = "-serving.lock"
+"""The lock file beside an SQLite database (`<file>-serving.lock`) that a node process holds, shared,
+for as long as it answers from the store (`serving`). An import that can take it exclusively knows
+no node answers from the store, and writes in place in one transaction (`unserved`)."""
 
 BUILD_ROWS = 10_000
 """Rows written by the first build transaction; the next ones are sized so that each holds the
@@ -70,6 +90,12 @@ BUILD_ROWS_RANGE = (200, 50_000)
 BUILD_PAUSE_S = 0.1
 """The lock is let go this long between build transactions. A writer waiting on SQLite's lock looks
 again at most every 100 ms (its busy handler's longest sleep), so it always finds a gap."""
+
+LOG_PAGES = 16_384
+"""Pages in SQLite's log (64 MiB at 4 KiB) past which a pause waits, briefly, to start the log afresh."""
+
+RESTART_WAIT_MS = 50
+"""How long that wait lasts at most, for the lock and for readers of the old log."""
 
 Phase = Callable[[str], None]
 
@@ -126,6 +152,55 @@ def import_lock(conn: Connection) -> Iterator[None]:
         yield
 
 
+def _database(engine: Engine) -> str | None:
+    """The SQLite database file behind `engine`, or None (PostgreSQL, or one in memory)."""
+    database = engine.url.database if engine.dialect.name == "sqlite" else None
+    return database if database and database != ":memory:" else None
+
+
+@contextmanager
+def serving(engine: Engine) -> Iterator[None]:
+    """Hold `<file>-serving.lock` (a shared `flock`) while a node answers from the store behind
+    `engine`: both transports take it (`node.rpc.server.create_server`, `create_dial_out`), so an
+    import sees that it must leave the write lock free between short transactions. Refuses
+    (AlreadyServing) while an import holds it exclusively, writing in one transaction: the node
+    would wait on SQLite's write lock for that transaction's length and fail its first answers, so it
+    is better not started until the import ends. The kernel lets go of it when the process ends."""
+    database = _database(engine)
+    if database is None:
+        yield  # PostgreSQL imports write in place whether or not a node serves
+        return
+    path = f"{database}{SERVING_LOCK}"
+    with open(path, "a+b") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise AlreadyServing(
+                f"an import is writing into {database} in one transaction (it holds {path}): start the node "
+                "when the import has finished"
+            ) from None
+        yield
+
+
+@contextmanager
+def unserved(conn: Connection) -> Iterator[bool]:
+    """True, holding `<file>-serving.lock` exclusively until the block ends, when no node serves the
+    store on `conn` (no process holds the lock, `serving`): the import may then hold SQLite's write
+    lock as long as it needs, and a node starting meanwhile is refused with a clear message rather
+    than kept waiting. False, holding nothing, while a node serves it. Never waits."""
+    database = _database(conn.engine)
+    if database is None:
+        yield conn.engine.dialect.name == "sqlite"  # a database in memory: no other process can open it
+        return
+    with open(f"{database}{SERVING_LOCK}", "a+b") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            yield False
+            return
+        yield True  # released when the file closes
+
+
 def _write(conn: Connection, *statements: str | tuple[str, dict[str, object]]) -> list[int]:
     """Run `statements` in one write transaction holding SQLite's write lock; each one's rowcount."""
     counts = []
@@ -142,6 +217,67 @@ def _write(conn: Connection, *statements: str | tuple[str, dict[str, object]]) -
 def _pragma(conn: Connection, statement: str) -> None:
     conn.exec_driver_sql(statement)
     conn.commit()  # SQLAlchemy began a transaction; SQLite did not (a PRAGMA is outside any)
+
+
+@contextmanager
+def _unsynced(conn: Connection) -> Iterator[None]:
+    """Build transactions on this connection commit without a disk sync and without checkpointing
+    (`_pause` checkpoints, with the lock let go); as they were after.
+
+    A build's many small transactions each rewrite pages of five indexes: with a checkpoint after
+    every commit (SQLite's automatic one, past 1,000 pages in the log) and an fsync of the log at
+    every commit, these took as long as writing the rows. `synchronous = NORMAL` in WAL mode keeps
+    the database whole on a power cut and loses at most the last transactions, here rows of a table
+    no query reads, which the next import discards; the swap commits with the connection's own
+    setting (FULL), and its sync makes every transaction before it durable too."""
+    synchronous = conn.exec_driver_sql("PRAGMA synchronous").scalar_one()
+    checkpoint = conn.exec_driver_sql("PRAGMA wal_autocheckpoint").scalar_one()
+    conn.commit()
+    _pragma(conn, "PRAGMA synchronous = NORMAL")
+    _pragma(conn, "PRAGMA wal_autocheckpoint = 0")
+    try:
+        yield
+    finally:
+        if conn.in_transaction():
+            conn.rollback()
+        _pragma(conn, f"PRAGMA wal_autocheckpoint = {int(checkpoint)}")
+        _pragma(conn, f"PRAGMA synchronous = {int(synchronous)}")
+
+
+def _pause(conn: Connection) -> None:
+    """Let go of the write lock for BUILD_PAUSE_S between build transactions, so a waiting writer gets
+    in, and spend it copying the log's new pages into the database (a passive checkpoint: it waits
+    for no one and no writer waits for it).
+
+    Checkpointed again at the end, for what other writers added meanwhile: SQLite starts the log
+    afresh only when a transaction begins with every page in it copied, and with a writer every
+    20 ms and nothing else checkpointing (their own checkpoint finds this one running) the log grew
+    past 300 MB in a million-record build."""
+    started = time.perf_counter()
+    first = _checkpoint(conn)
+    time.sleep(max(0.0, BUILD_PAUSE_S - (time.perf_counter() - started)))
+    pages = max(first, _checkpoint(conn))
+    # None (-1) when another connection was checkpointing both times: the node's own automatic
+    # checkpoint runs after its commits once the log is past 1,000 pages, so a long log can hide
+    # behind it indefinitely; a RESTART gives up at once if one is still running.
+    if pages > LOG_PAGES or pages < 0:
+        # Still no fresh start: this time wait for it, for RESTART_WAIT_MS at most. The lock is held
+        # only to copy what other writers added since the checkpoint just made, and readers that
+        # began before it (a long query) make this give up rather than wait.
+        timeout = conn.exec_driver_sql("PRAGMA busy_timeout").scalar_one()
+        conn.commit()
+        _pragma(conn, f"PRAGMA busy_timeout = {RESTART_WAIT_MS}")
+        try:
+            _checkpoint(conn, "RESTART")
+        finally:
+            _pragma(conn, f"PRAGMA busy_timeout = {int(timeout)}")
+
+
+def _checkpoint(conn: Connection, mode: str = "PASSIVE") -> int:
+    """Checkpoint the log; how many pages it holds, or -1 if another connection was checkpointing it."""
+    _busy, pages, _copied = conn.exec_driver_sql(f"PRAGMA wal_checkpoint({mode})").one()  # read to its end
+    conn.commit()
+    return int(pages)
 
 
 def _fingerprint(conn: Connection, table: str) -> tuple[object, ...]:
@@ -184,7 +320,8 @@ def build_and_swap(
             before = _fingerprint(conn, name)
             stored = [row[1] for row in conn.exec_driver_sql(f"PRAGMA table_info({name})")]
             first, last = conn.exec_driver_sql(f"SELECT min(row), max(row) FROM {stage}").one()
-        inserted, updated = _build(conn, table, stage, columns, key, now, stored, (first or 0, last or 0), on_phase)
+        with _unsynced(conn):
+            inserted, updated = _build(conn, table, stage, columns, key, now, stored, (first or 0, last or 0), on_phase)
         if on_phase is not None:
             on_phase("built")
         _swap(conn, schema, name, before, on_phase)
@@ -194,6 +331,15 @@ def build_and_swap(
     finally:
         _discard(conn, build if not swapped else RETIRED_PREFIX + name)
     return inserted, updated
+
+
+def discard_leftovers(conn: Connection, table: str) -> None:
+    """Drop what an import killed part-way through a build or after its swap left beside `table`,
+    as the next build does first; for an import that writes in place instead. The caller holds
+    `import_lock`."""
+    if conn.dialect.name == "sqlite":
+        _discard(conn, BUILD_PREFIX + table)
+        _discard(conn, RETIRED_PREFIX + table)
 
 
 def _schema_editable(conn: Connection) -> bool:
@@ -226,9 +372,10 @@ def _discard(conn: Connection, table: str) -> None:
         return
     pace = _Pace()
     chunk = f'DELETE FROM "{table}" WHERE id IN (SELECT id FROM "{table}" ORDER BY id LIMIT :rows)'
-    while pace.timed(lambda: _write(conn, (chunk, {"rows": pace.rows}))[0]):
-        time.sleep(BUILD_PAUSE_S)
-    _write(conn, f'DROP TABLE "{table}"')
+    with _unsynced(conn):
+        while pace.timed(lambda: _write(conn, (chunk, {"rows": pace.rows}))[0]):
+            _pause(conn)
+        _write(conn, f'DROP TABLE "{table}"')
 
 
 class _Pace:
@@ -289,7 +436,7 @@ def _build(
         if not told and on_phase is not None:
             told = True
             on_phase("building")
-        time.sleep(BUILD_PAUSE_S)  # let a waiting writer (an answer's audit entry) in
+        _pause(conn)  # let a waiting writer (an answer's audit entry) in
 
     after = 0
     while True:

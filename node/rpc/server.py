@@ -90,6 +90,8 @@ class NodeRuntime:
     _register_text: str | None = None  # the authority register the store was last written from
     _following: threading.Lock = field(default_factory=threading.Lock)  # one request follows a new version
     metrics: ServerMetrics = field(init=False)
+    # The serving lock beside an SQLite store, held while a transport answers (`hold_serving`).
+    _serving: contextlib.ExitStack | None = None
     # Calls refused before any signature was tried, one audit row per address per minute (shared.guard).
     refusals: RefusalSummary = field(init=False)
 
@@ -111,6 +113,23 @@ class NodeRuntime:
             "The revision of the signed network policy the node applies (absent: no valid policy).",
             lambda: self.policies.current().revision,
         )
+
+    def hold_serving(self) -> None:
+        """Say that this process answers from the store, for as long as it does (`release_serving`,
+        or the process's end): an SQLite import then builds beside the table and swaps it in, so
+        the node keeps answering, rather than hold the write lock for the whole file
+        (`node.imports.swap.serving`). Refused while an import holds the store alone."""
+        if self._serving is None:
+            from node.imports.swap import serving
+
+            stack = contextlib.ExitStack()
+            stack.enter_context(serving(self.engine))
+            self._serving = stack
+
+    def release_serving(self) -> None:
+        if self._serving is not None:
+            self._serving.close()
+            self._serving = None
 
     @property
     def identity(self) -> Identity:
@@ -449,6 +468,7 @@ def create_dial_out(runtime: NodeRuntime, *, endpoint: str | None = None, max_wo
     """A started dial-out transport (`node.rpc.dialout`): the node opens no port and answers, on
     the stream it holds to the coordinator (`endpoint`, default the manifest's), exactly as the
     server below does."""
+    runtime.hold_serving()
     dial_out = DialOut(runtime, NodeServicer(runtime), _checks(runtime), endpoint=endpoint, max_workers=max_workers)
     dial_out.start()
     return dial_out
@@ -456,6 +476,7 @@ def create_dial_out(runtime: NodeRuntime, *, endpoint: str | None = None, max_wo
 
 def create_server(runtime: NodeRuntime, *, address: str | None = None, max_workers: int = 8) -> tuple[grpc.Server, int]:
     """A started server on `address` (default: the configured endpoint; use port 0 in tests)."""
+    runtime.hold_serving()
     interceptor = _checks(runtime)
     checks = RequestGuard(summary=runtime.refusals)
     server = grpc.server(
@@ -559,4 +580,5 @@ def _serve(config: NodeConfig, ready: Any) -> None:
     runtime.refusals.flush(everything=True)
     if metrics is not None:
         metrics.close()
+    runtime.release_serving()
     runtime.engine.dispose()

@@ -2,7 +2,9 @@
 supply map, signed and verifiable, while another process is part-way through importing a large
 client-record file into the same store (SQLite, as a new node runs it): half-way through reading
 the file, part-way through building the table's next version, and with it built, just before the
-swap (`node.imports.swap`).
+swap (`node.imports.swap`). The import takes that way because the node serves the store (its
+transport holds the serving lock, `node.imports.swap.serving`), and says so: for a node that
+listens and for one that only dials out to the coordinator.
 
 Before imports were staged, the import took the store's one write lock at its first row and held
 it to its last; the node's answer (which records its nonce, ledger and audit entries) waited for
@@ -27,6 +29,7 @@ from coordinator.joint import bundle as bundle_mod
 from coordinator.joint.client import joint_query
 from node.client_records import ClientRecord
 from node.config import load_config
+from node.imports.staging import SWAPPED
 from node.imports.swap import BUILD_PREFIX, BUILD_ROWS, SWAP_ROWS
 from node.store import open_store
 from node.synthetic.clients import write_client_csvs
@@ -67,8 +70,10 @@ def _wait_stopped(importer: subprocess.Popen[bytes]) -> None:
 
 @pytest.mark.faults
 @pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads a process's state from /proc")
-def test_a_node_serves_a_signed_supply_map_while_it_imports(tmp_path: Path) -> None:
-    net = make_network(tmp_path / "net", (MEDWAY,), clients=1000)
+@pytest.mark.parametrize("transport", ["listen", "dial-out"])
+def test_a_node_serves_a_signed_supply_map_while_it_imports(tmp_path: Path, transport: str) -> None:
+    dial_out = (MEDWAY,) if transport == "dial-out" else ()
+    net = make_network(tmp_path / "net", (MEDWAY,), clients=1000, dial_out=dial_out)
     config = load_config(net.nodedirs[MEDWAY])
     # The same supply as the node's (make_network seeds its first node with 7), so the file's
     # services are the node's.
@@ -80,7 +85,7 @@ def test_a_node_serves_a_signed_supply_map_while_it_imports(tmp_path: Path) -> N
         importer = subprocess.Popen(
             [sys.executable, "-m", "tests.importchild", config.database_url, str(big),
              str(config.person_key_path), "stop", ",".join(STOPS)],
-            cwd=ROOT, env=env, stderr=subprocess.PIPE,
+            cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
         )  # fmt: skip
         try:
             for stop in STOPS:
@@ -95,7 +100,8 @@ def test_a_node_serves_a_signed_supply_map_while_it_imports(tmp_path: Path) -> N
                 importer.send_signal(signal.SIGCONT)
         finally:
             importer.send_signal(signal.SIGCONT)
-        _, stderr = importer.communicate(timeout=300)
+        stdout, stderr = importer.communicate(timeout=300)
         assert importer.returncode == 0, stderr.decode()[-2000:]
+        assert stdout.decode().strip().endswith(f"({SWAPPED})")
     after, building = _records(config.database_url)
     assert after > before and not building  # swapped in, and nothing left beside it

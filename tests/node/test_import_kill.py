@@ -4,14 +4,17 @@ was, and one that runs to the end leaves it wholly new; on SQLite and PostgreSQL
 The import runs in a process of its own (tests/importchild.py) that sends itself SIGKILL at the
 point under test: part-way through reading the file, with every row staged, inside the write
 transaction with the lock held, and with every row written just before the commit. On SQLite a file
-this large is written by building the table's next version beside it and swapping it in
-(`node.imports.swap`), so the import is also killed part-way through the build and with it built
-(the store wholly old), and once swapped before the replaced table is dropped (wholly new); the
-schema is then byte for byte as it was, and nothing is left beside it after the next import.
+this large is written that way only when no node serves the store; while one does (the test holds
+the serving lock as a node does, `node.imports.swap.serving`), it is written by building the
+table's next version beside it and swapping it in (`node.imports.swap`), so the import is also
+killed part-way through the build and with it built (the store wholly old), and once swapped before
+the replaced table is dropped (wholly new); the schema is then byte for byte as it was, and nothing
+is left beside it after the next import, which no node serves, and which writes in place.
 """
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import hashlib
 import os
@@ -27,17 +30,21 @@ from sqlalchemy.engine import Engine
 
 from node.client_records import ClientRecord, PersonSealer, load_person_key
 from node.imports.records import import_client_records, import_outcomes
+from node.imports.staging import ALONE, SWAPPED
 from node.imports.supply import import_csv
-from node.imports.swap import BUILD_PREFIX, RETIRED_PREFIX, SWAP_ROWS
+from node.imports.swap import BUILD_PREFIX, RETIRED_PREFIX, SWAP_ROWS, serving
 from node.store import ensure_authority, open_store
 from node.synthetic.clients import write_client_csvs
 from node.synthetic.supply import generate, write_csvs
+from shared.errors import ImportError_
+from shared.serving import AlreadyServing
 
 ROOT = Path(__file__).resolve().parents[2]
 MEDWAY = "E06000035"
 OLD_ROWS, NEW_ROWS = 12_000, 25_000  # the new file adds rows and changes some of the old ones
 KILL_POINTS = ["rows=10000", "rows=20000", "staged", "locked", "written"]
-SQLITE_KILL_POINTS = ["rows=10000", "staged", "building", "built", "locked", "written"]
+SERVED_KILL_POINTS = ["rows=10000", "staged", "building", "built", "locked", "written"]  # SQLite, a node serving
+ALONE_KILL_POINTS = ["staged", "locked", "written"]  # SQLite, no node serving: written in place
 
 
 @pytest.fixture
@@ -67,6 +74,14 @@ def store(database_url: str, tmp_path: Path) -> Iterator[tuple[Engine, Path, Pat
         yield engine, new, key, tmp_path
     finally:
         engine.dispose()
+
+
+@pytest.fixture
+def served(store: tuple[Engine, Path, Path, Path]) -> Iterator[tuple[Engine, Path, Path, Path]]:
+    """The store, with its serving lock held as a node serving it holds it: large SQLite imports
+    build beside the table and swap it in."""
+    with serving(store[0]):
+        yield store
 
 
 def fingerprint(engine: Engine) -> tuple[int, str]:
@@ -109,18 +124,27 @@ def test_an_import_killed_anywhere_leaves_the_store_wholly_old_or_wholly_new(
     tables = schema(engine)
     assert NEW_ROWS >= SWAP_ROWS  # so that SQLite builds and swaps
     sqlite = engine.dialect.name == "sqlite"
-    for point in SQLITE_KILL_POINTS if sqlite else KILL_POINTS:
+
+    def killed(point: str) -> None:
         done = run_import(database_url, new, key, "kill", point)
         assert done.returncode == -signal.SIGKILL, (point, done.stderr.decode()[-2000:])
         assert fingerprint(engine) == old, f"killed at {point}: the store is not as it was"
-    if sqlite:  # the last build killed part-way is still there, read by nothing
-        assert any(name.startswith(BUILD_PREFIX) for _, name, _, _ in schema(engine))
-        # Killed once the swap has committed, before the replaced table is emptied: wholly new.
-        done = run_import(database_url, new, key, "kill", "swapped")
-        assert done.returncode == -signal.SIGKILL, done.stderr.decode()[-2000:]
+
+    for point in ALONE_KILL_POINTS if sqlite else KILL_POINTS:
+        killed(point)
+    if sqlite:
+        with serving(engine):  # as a serving node holds it: the import builds beside and swaps
+            for point in SERVED_KILL_POINTS:
+                killed(point)
+            # The last build killed part-way is still there, read by nothing.
+            assert any(name.startswith(BUILD_PREFIX) for _, name, _, _ in schema(engine))
+            # Killed once the swap has committed, before the replaced table is emptied: wholly new.
+            done = run_import(database_url, new, key, "kill", "swapped")
+            assert done.returncode == -signal.SIGKILL, done.stderr.decode()[-2000:]
         swapped = fingerprint(engine)
         assert swapped != old and swapped[0] == NEW_ROWS
         assert any(name.startswith(RETIRED_PREFIX) for _, name, _, _ in schema(engine))
+    # No node serving: written in place, and the retired table left by the kill is dropped first.
     done = run_import(database_url, new, key, "kill", "never")
     assert done.returncode == 0, done.stderr.decode()[-2000:]
     after = fingerprint(engine)
@@ -133,7 +157,58 @@ def test_an_import_killed_anywhere_leaves_the_store_wholly_old_or_wholly_new(
     # The whole new state is the file's: importing it again in this process changes nothing.
     summary = import_client_records(engine, path=new, sealer=PersonSealer(load_person_key(key)))
     assert (summary.inserted, summary.updated) == (0, 0)
+    assert summary.written == (ALONE if sqlite else "")
     assert fingerprint(engine) == after
+
+
+@pytest.mark.parametrize("served", [False, True], ids=["no node serving", "a node serving"])
+def test_a_large_import_says_how_it_wrote_and_is_all_or_nothing_either_way(
+    store: tuple[Engine, Path, Path, Path], served: bool
+) -> None:
+    """With no node serving the store, a large SQLite import writes in place in one transaction;
+    with one serving it, it builds beside the table and swaps it in. Either way a bad row mid-file,
+    or a failure with every row written just before the commit, leaves the store as it was; and
+    the summary says which way it went, and why. PostgreSQL writes in place and says nothing."""
+    engine, new, key, tmp_path = store
+    sealer = PersonSealer(load_person_key(key))
+    before = fingerprint(engine)
+    with new.open(newline="") as f:
+        rows = list(csv.reader(f))
+    bad = [list(row) for row in rows]
+    bad[NEW_ROWS // 2][rows[0].index("start_date")] = "31/02/2009"
+    broken = tmp_path / "broken.csv"
+    with broken.open("w", newline="") as f:
+        csv.writer(f).writerows(bad)
+
+    refused: list[str] = []
+
+    def fail(phase: str) -> None:
+        if phase == "locked" and sqlite and not served:
+            # The store's write lock is held for the whole file now: a node starting is refused
+            # (it would wait on that lock and miss its first answers) rather than kept waiting.
+            with (
+                pytest.raises(AlreadyServing, match=r"an import is writing into .* in one transaction"),
+                serving(engine),
+            ):
+                pass
+            refused.append(phase)
+        if phase == "written":
+            raise RuntimeError("stopped with every row written")
+
+    sqlite = engine.dialect.name == "sqlite"
+    with serving(engine) if served else contextlib.nullcontext():
+        with pytest.raises(ImportError_, match=f"row {NEW_ROWS // 2 + 1}"):
+            import_client_records(engine, path=broken, sealer=sealer)
+        assert fingerprint(engine) == before
+        with pytest.raises(RuntimeError, match="every row written"):
+            import_client_records(engine, path=new, sealer=sealer, on_phase=fail)
+        assert fingerprint(engine) == before
+        assert refused == (["locked"] if sqlite and not served else [])
+        summary = import_client_records(engine, path=new, sealer=sealer)
+    assert summary.written == ("" if not sqlite else SWAPPED if served else ALONE)
+    assert str(summary).endswith(f"({summary.written})" if sqlite else "unchanged")
+    assert fingerprint(engine)[0] == NEW_ROWS
+    assert not any(name.startswith((BUILD_PREFIX, RETIRED_PREFIX)) for _, name, _, _ in schema(engine))
 
 
 def test_a_reimport_counts_what_it_inserts_and_updates(store: tuple[Engine, Path, Path, Path]) -> None:
@@ -150,13 +225,13 @@ def test_a_reimport_counts_what_it_inserts_and_updates(store: tuple[Engine, Path
 
 
 def test_outcomes_keep_their_client_records_when_the_table_is_swapped(
-    store: tuple[Engine, Path, Path, Path], monkeypatch: pytest.MonkeyPatch
+    served: tuple[Engine, Path, Path, Path], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Every stored record keeps its id through a build and swap (SQLite), so the outcomes that
     point at records still point at the same ones, and a changed row is counted as updated. Every
     import here builds and swaps, the outcomes' too (their file is smaller than SWAP_ROWS)."""
     monkeypatch.setattr("node.imports.staging.SWAP_ROWS", 1)
-    engine, new, key, tmp_path = store
+    engine, new, key, tmp_path = served
     sealer = PersonSealer(load_person_key(key))
     import_client_records(engine, path=new, sealer=sealer)
     outcomes = tmp_path / "new" / "outcomes.csv"
@@ -192,3 +267,51 @@ def outcome_links(engine: Engine) -> list[tuple[str, str]]:
             "ON c.id = o.client_record_id ORDER BY c.record_ref"
         )
         return [(str(ref), str(end)) for ref, end in conn.exec_driver_sql(query)]
+
+
+def test_a_build_leaves_its_connection_as_durable_as_it_found_it(
+    served: tuple[Engine, Path, Path, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A build commits unsynced and without checkpoints (`node.imports.swap._unsynced`), and its
+    pauses may shorten the busy timeout to start the log afresh; the connection goes back to the
+    pool, and the node's next writes on it (audit entries, ledger) must be synced and wait as long
+    as ever: checked after an import that swapped and after one refused part-way."""
+    engine, new, key, tmp_path = served
+    # Every pause starts the log afresh, as one past 64 MiB does in a million-record build.
+    monkeypatch.setattr("node.imports.swap.LOG_PAGES", 0)
+    if engine.dialect.name != "sqlite":
+        pytest.skip("PostgreSQL writes in place: nothing to put back")
+
+    def settings() -> tuple[int, int, int, int]:
+        assert engine.pool.checkedin() == 1  # type: ignore[attr-defined]  # the import's own connection
+        with engine.connect() as conn:
+            synchronous = conn.exec_driver_sql("PRAGMA synchronous").scalar_one()
+            checkpoint = conn.exec_driver_sql("PRAGMA wal_autocheckpoint").scalar_one()
+            timeout = conn.exec_driver_sql("PRAGMA busy_timeout").scalar_one()
+            mode = conn.exec_driver_sql("PRAGMA journal_mode").scalar_one()
+        assert mode == "wal"
+        return int(synchronous), int(checkpoint), int(timeout), engine.pool.checkedin()  # type: ignore[attr-defined]
+
+    before = settings()
+    assert before[:3] == (2, 1000, 30_000)  # FULL, SQLite's own checkpoint every 1,000 pages, the store's 30 s
+    summary = import_client_records(engine, path=new, sealer=PersonSealer(load_person_key(key)))
+    assert summary.inserted == NEW_ROWS - OLD_ROWS
+    assert settings() == before
+    # Stopped in the middle of the build by a store that changed underneath: put back all the same.
+    with new.open(newline="") as f:
+        rows = list(csv.reader(f))
+    column = rows[0].index("referral_source")
+    for row in rows[1::3]:
+        row[column] = "probation" if row[column] != "probation" else "police"
+    changed = tmp_path / "changed-again.csv"
+    with changed.open("w", newline="") as f:
+        csv.writer(f).writerows(rows)
+
+    def refuse(phase: str) -> None:
+        if phase == "building":
+            raise RuntimeError("stopped while building")
+
+    with pytest.raises(RuntimeError, match="stopped while building"):
+        import_client_records(engine, path=changed, sealer=PersonSealer(load_person_key(key)), on_phase=refuse)
+    assert settings() == before
+    assert not any(name.startswith(BUILD_PREFIX) for _, name, _, _ in schema(engine))
