@@ -74,6 +74,7 @@ from shared.kinds.outcomes import DEPARTURE
 from shared.kinds.outcomes import MEASURES as OUTCOME_MEASURES
 from shared.kinds.outcomes import VALUES as OUTCOME_VALUES
 from shared.kinds.registry import PLAN_KINDS
+from shared.kinds.returns import REFUSED, WAITING
 from shared.kinds.spend import Spend
 from shared.models import (
     CountCell,
@@ -130,7 +131,9 @@ DESIGNATED = "supply-map/designated-services"  # the ledger's kind for designate
 # when outcomes are on the grid KPI 2 is read from it (`_family_of`): its cells are outcomes'
 # departure cells, protected once with every table that shares them. The equality profile counts
 # movement's new clients once in each equality field, so its tables are "field:category" rows of
-# movement's block, each field's total equal to movement's all-origins cell (`_equal_of`).
+# movement's block, each field's total equal to movement's all-origins cell (`_equal_of`). Unmet
+# demand (people waiting, referrals refused: each service's occupancy return) is a family of its
+# own, client group x "measure:service type", with a total for each measure and none across them.
 GRID_FAMILY: dict[str, str] = {
     MOVEMENT: MOVEMENT,
     NET_FLOW: MOVEMENT,
@@ -138,9 +141,13 @@ GRID_FAMILY: dict[str, str] = {
     OUTCOMES: OUTCOMES,
     KPI1: KPI1,
     EQUALITY: MOVEMENT,
+    UNMET_DEMAND: UNMET_DEMAND,
 }
 # The families whose first dimension is the client group (movement's is the origin).
-_GROUP_FIRST = frozenset({KPI, KPI1, OUTCOMES})
+_GROUP_FIRST = frozenset({KPI, KPI1, OUTCOMES, UNMET_DEMAND})
+# Where each family's quarters are closed: client records by their last import, the services'
+# quarterly returns by theirs (KPI 1's, occupancy's).
+_CLOSED_BY = {KPI1: KPI1, UNMET_DEMAND: UNMET_DEMAND}
 _Answer = TypeVar("_Answer", bound=BaseModel)
 # The ledger keeps every supply map at its finest grain, so that any two can be compared.
 _LEDGER_DIMENSIONS = ("client_group", "service_type", "district")
@@ -379,11 +386,15 @@ class Releaser:
         if cached is not None and cached[0] == edition:
             return cached[1]
         first, last, label = year.quarters()[index]
-        # Client records close a quarter by their last import; KPI 1 by its returns' last import.
-        source = KPI1 if kind == KPI1 else MOVEMENT
+        # Client records close a quarter by their last import; KPI 1 and unmet demand by their
+        # returns' last import (KPI 1's, occupancy's).
+        source = _CLOSED_BY.get(kind, MOVEMENT)
         if self._imported.get(source, ((), None))[0] != edition:
-            day = quarterly.last_kpi1_import(self.engine) if source == KPI1 else movement.last_import(self.engine)
-            self._imported[source] = (edition, day)
+            last_import = {
+                KPI1: quarterly.last_kpi1_import,
+                UNMET_DEMAND: quarterly.last_occupancy_import,
+            }.get(source, movement.last_import)
+            self._imported[source] = (edition, last_import(self.engine))
         imported = self._imported[source][1]
         cells: dict[tuple[str, ...], int] | None = None
         if imported is not None and last < imported:
@@ -678,6 +689,22 @@ class Releaser:
                 equal=_equal_of(family, groups),
                 people=_kpi_people,
             )
+        if family == UNMET_DEMAND:
+            # Client group x "measure:service type": each measure's total over the service types,
+            # and no total across the measures (a stock of people waiting and a flow of refusals).
+            for (group, service_type, measure, quarter), n in cells.items():
+                key = (_quarter_of(quarter), group, f"{measure}:{service_type}")
+                atoms[key] = atoms.get(key, 0) + n
+            groups = sorted({k[1] for k in atoms}, key=int)
+            leaves = sorted({k[2] for k in atoms})
+            measures = {m: frozenset(v for v in leaves if v.startswith(m + ":")) for m in DEMAND_MEASURES}
+            dims = (
+                Dimension("client_group", tuple(groups), {TOTAL: frozenset(groups)}),
+                Dimension("measure", tuple(leaves), {m: v for m, v in measures.items() if v}),
+            )
+            return protect_block(
+                year, atoms, dims, group_position=0, rule=rule, secret=self.secret, published=published, earlier=earlier
+            )
         if family in (KPI, KPI1):
             for (group, value, last), n in cells.items():
                 key = (_quarter_of(last), group, value)
@@ -748,7 +775,9 @@ class Releaser:
         if group is not None:
             # The query-set restriction, as for any question: a filter on a handful is refused.
             first, second = (chosen, _ALL_OF.get(family, TOTAL)) if family in _GROUP_FIRST else (TOTAL, chosen)
-            require_min_records(block.true.get((label, first, second), 0), rule, client_group=group)
+            # Unmet demand has no total across its measures: the group's people over both, as off the grid.
+            seconds = DEMAND_MEASURES if family == UNMET_DEMAND else (second,)
+            require_min_records(sum(block.true.get((label, first, s), 0) for s in seconds), rule, client_group=group)
         years = [FinancialYear(y) for y in range(grid.first_year, grid.last_year + 1)]
         return _grid_count_table(
             self.authority, kind, family, block, label, question, chosen, self.members() | {self.authority}, years
@@ -1436,6 +1465,8 @@ def _grid_count_table(
     cols_of: list[tuple[tuple[str, ...], BlockCell]] = []
     if kind == OUTCOMES:
         return _grid_outcomes_table(authority, block, label, question, chosen)
+    if kind == UNMET_DEMAND:
+        return _grid_demand_table(authority, block, label, question, chosen)
     if kind in (KPI, KPI1):
         # KPI 2 read from outcomes' block: its departures are the "departure:..." cells there.
         prefix, whole = (f"{DEPARTURE}:", DEPARTURE) if family == OUTCOMES else ("", TOTAL)
@@ -1520,6 +1551,38 @@ def _grid_outcomes_table(authority: str, block: Block, label: str, question: Que
     )
 
 
+def _grid_demand_table(authority: str, block: Block, label: str, question: Question, chosen: str) -> CountTable:
+    """An unmet-demand grid question's table: each client group and service type's people waiting
+    and referrals refused, each measure's totals over the groups and the types, and no total across
+    the two measures (they are never added together)."""
+    true = block.true
+    groups = [chosen] if chosen != TOTAL else sorted({c[1] for c in true if c[1] != TOTAL}, key=int)
+    groups = [g for g in groups if any(true.get((label, g, m), 0) for m in DEMAND_MEASURES)]
+    types = sorted(
+        {
+            c[2].split(":", 1)[1]
+            for c in true
+            if c[0] == label and c[1] == chosen and ":" in c[2] and true[c] and c[2].split(":", 1)[0] in DEMAND_MEASURES
+        }
+    )
+    cells = []
+    for x in [*groups, TOTAL] if groups else []:
+        row = chosen if x == TOTAL else x
+        for service_type in [*types, TOTAL]:
+            for measure in DEMAND_MEASURES:
+                at = measure if service_type == TOTAL else f"{measure}:{service_type}"
+                count, why = block.figure((label, row, at))
+                key = (x, service_type, measure)
+                cells.append(CountCell(key=key, count=count, suppressed=why, margin=TOTAL in key))
+    return CountTable(
+        authority=authority,
+        kind=UNMET_DEMAND,
+        dimensions=("client_group", "service_type", "measure"),
+        cells=tuple(cells),
+        question=question.as_asked(),
+    )
+
+
 def _grid_profile_table(authority: str, block: Block, label: str, question: Question, chosen: str) -> CountTable:
     """An equality profile grid question's table, laid out as `analyses.profile_table` lays out the
     same question (each client group and the total, each field's categories and its total), from
@@ -1548,6 +1611,8 @@ def _grid_profile_table(authority: str, block: Block, label: str, question: Ques
     )
 
 
+# Unmet demand's measures, each a table of its own in the block (never added together).
+DEMAND_MEASURES = (WAITING, REFUSED)
 # The cell of a group-first family that holds all of a group's people (outcomes: its departures).
 _ALL_OF = {OUTCOMES: DEPARTURE}
 

@@ -131,8 +131,17 @@ class AggregateRule(BaseModel):
         return max([self.threshold, *self.group_thresholds.values()])
 
 
-# The client-record kinds a standard table set may cover.
-GRID_KINDS = ("movement", "net-flow", "kpi", "non-local-services", "outcomes", "kpi1", "equality")
+# The count kinds a standard table set may cover (from client records and quarterly returns).
+GRID_KINDS = (
+    "movement",
+    "net-flow",
+    "kpi",
+    "non-local-services",
+    "outcomes",
+    "kpi1",
+    "equality",
+    "unmet-demand",
+)
 
 
 class StandardGrid(BaseModel):
@@ -479,5 +488,5 @@ STANDARD_GRID_TOML = """
 [grid]
 first_year = 2005
 last_year = 2009
-kinds = ["movement", "net-flow", "kpi", "non-local-services", "outcomes", "kpi1", "equality"]
+kinds = ["movement", "net-flow", "kpi", "non-local-services", "outcomes", "kpi1", "equality", "unmet-demand"]
 """

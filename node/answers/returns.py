@@ -23,7 +23,7 @@ from node.store import Service
 from shared import vocabulary
 from shared.kinds.returns import MAINTAINED, NOT_MAINTAINED, OCCUPIED, REFUSED, VOID, WAITING
 
-__all__ = ["demand_counts", "kpi1_counts", "last_kpi1_import", "occupancy_counts"]
+__all__ = ["demand_counts", "kpi1_counts", "last_kpi1_import", "last_occupancy_import", "occupancy_counts"]
 
 
 def _table(model: Any) -> Table:
@@ -91,6 +91,16 @@ def last_kpi1_import(engine: Engine) -> date | None:
     `last_import`, a standard quarter of KPI 1 is closed once it ended before that day."""
     with engine.connect() as conn:
         value = conn.execute(select(func.max(_table(Kpi1Return).c.updated_at))).scalar()
+    if value is None:
+        return None
+    return value.date() if isinstance(value, datetime) else datetime.fromisoformat(str(value)).date()
+
+
+def last_occupancy_import(engine: Engine) -> date | None:
+    """The day occupancy returns were last written (imported or corrected): a standard quarter of
+    the waiting lists and refused referrals is closed once it ended before that day."""
+    with engine.connect() as conn:
+        value = conn.execute(select(func.max(_table(OccupancyReturn).c.updated_at))).scalar()
     if value is None:
         return None
     return value.date() if isinstance(value, datetime) else datetime.fromisoformat(str(value)).date()

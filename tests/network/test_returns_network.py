@@ -231,7 +231,7 @@ def test_utilisation_is_released_against_the_truth_and_protects_refuges(net: Liv
     assert "cost per occupied unit: rows" in csv_text and "per occupied unit week" in csv_text
 
 
-def test_the_plan_covers_kpi1_and_utilisation(net: LiveNetwork) -> None:
+def test_the_plan_covers_kpi1_utilisation_and_unmet_demand(net: LiveNetwork) -> None:
     # A year and its quarters of every planned kind at each node: on a loaded machine, more than 5 s.
     bundle, _ = joint_query(net.netdir, kind="plan", from_date=FROM, to_date=TO, node_deadline_ms=20_000)
     assert isinstance(bundle.result, JointPlan)
@@ -261,6 +261,42 @@ def test_the_plan_covers_kpi1_and_utilisation(net: LiveNetwork) -> None:
         if (first, last) == quarters[0]:
             repeated = answer.result
     assert answer.result == repeated
+    # Unmet demand is on it too: its year and a quarter, each service type's people waiting and
+    # referrals refused within rounding of the stores' sums (no figure adds the two), repeatable.
+    assert all(r.answered for r in bundle.result.rows if r.kind == "unmet-demand" and not r.client_groups)
+    years: list[JointUnmetDemand] = []
+    for first, last, final in [(FROM, TO, "2010-01-01"), (*quarters[1], quarters[1][0]), (FROM, TO, "2010-01-01")]:
+        demand, _ = joint_query(net.netdir, kind="unmet-demand", from_date=first, to_date=last, node_deadline_ms=20_000)
+        assert isinstance(demand.result, JointUnmetDemand)
+        waiting = _truth(
+            net,
+            "SELECT s.service_type, SUM(r.waiting_list) FROM occupancy_return r"
+            " JOIN service s ON s.id = r.service_id WHERE r.quarter_start >= :a AND r.quarter_start <= :b"
+            " GROUP BY s.service_type",
+            first,
+            final,
+        )
+        refused = _truth(
+            net,
+            "SELECT s.service_type, SUM(r.referrals_refused) FROM occupancy_return r"
+            " JOIN service s ON s.id = r.service_id WHERE r.quarter_start >= :a AND r.quarter_start <= :b"
+            " GROUP BY s.service_type",
+            first,
+            final,
+        )
+        checked = 0
+        for row in demand.result.rows:
+            if row.authority == CAG or row.client_group or not row.service_type:
+                continue
+            key = (row.authority, row.service_type)
+            for tally, true in ((row.waiting, waiting.get(key, 0)), (row.refused, refused.get(key, 0))):
+                if tally.complete:
+                    checked += 1
+                    _close(tally, true)
+        assert checked > 3
+        if (first, last) == (FROM, TO):
+            years.append(demand.result)
+    assert len(years) == 2 and years[0] == years[1]  # the year asked again: the same figures
 
 
 def test_the_cli_prints_and_saves_bundles_that_verify(net: LiveNetwork, tmp_path: Path) -> None:

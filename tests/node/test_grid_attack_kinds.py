@@ -1,13 +1,15 @@
 """The standard table set's issue-21 count kinds under attack, as `test_grid_attack` attacks movement
 and KPI 2: outcomes (departures by planned/unplanned and by each outcome domain's need, whose
-departure cells are KPI 2's) and KPI 1 (long-term services' users maintaining independent living,
-from the quarterly returns). Ask every grid question of both and of KPI 2 (and the off-grid
-questions the ledger lets through), write every released figure as a linear function of the true
-counts by quarter, client group and value (each outcomes table's total equal to the departures),
-and solve each suppressed cell's feasible interval. No interval may be narrower than the cell's
-threshold band. Two editions, with small domestic violence (14) and refugee (17) cells planted;
-and a control: protected without the linking between KPI 2 and the outcomes tables (and between
-the outcomes tables themselves), the same attack pins a cell, so this test can fail."""
+departure cells are KPI 2's), KPI 1 (long-term services' users maintaining independent living,
+from the quarterly returns) and unmet demand (people waiting at the quarters' ends and referrals
+refused, by service type, from the occupancy returns). Ask every grid question of each and of
+KPI 2 (and the off-grid questions the ledger lets through), write every released figure as a
+linear function of the true counts by quarter, client group and value (each outcomes table's total
+equal to the departures), and solve each suppressed cell's feasible interval. No interval may be
+narrower than the cell's threshold band. Two editions, with small domestic violence (14) and
+refugee (17) cells planted; and controls: protected without the linking between KPI 2 and the
+outcomes tables (and between the outcomes tables themselves), or unmet demand without secondary
+suppression, the same attack pins a cell, so these tests can fail."""
 
 from __future__ import annotations
 
@@ -21,12 +23,13 @@ import pytest
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 
+import node.grid
 import node.release
 from node.answers.movement import Question, check_question, period_of
 from node.client_records import ClientRecord, Outcome, person_hash
 from node.grid import FinancialYear
 from node.release import GRID_FAMILY, Releaser
-from node.returns import Kpi1Return, quarter_of
+from node.returns import Kpi1Return, OccupancyReturn, quarter_of
 from node.store import add_provider, add_service, ensure_authority, get_service, open_store
 from shared.disclosure import TOTAL
 from shared.errors import DisclosureRefused
@@ -54,7 +57,27 @@ SHORT = (("MED-S1", HOMELESS, 4.5), ("MED-S2", OFFENDERS, 1.8), ("MED-S3", DV, 1
 LONG = (("MED-L1", OLDER, 40), ("MED-L2", DV, 9), ("MED-L3", REFUGEES, 3))
 NEEDS = ("achieved", "identified", "not-applicable")
 SHOWN = {"achieved": "achieved", "identified": "not-achieved", "not-applicable": "not-applicable"}
-KINDS = ("kpi", "outcomes", "kpi1")
+KINDS = ("kpi", "outcomes", "kpi1", "unmet-demand")
+# The occupancy returns' people: (mean waiting at a quarter's end, mean referrals refused) a service.
+DEMAND = {
+    "MED-S1": (9.0, 4.0),
+    "MED-S2": (5.0, 2.5),
+    "MED-S3": (3.0, 2.0),
+    "MED-S4": (1.0, 0.4),
+    "MED-L1": (14.0, 1.5),
+    "MED-L2": (3.0, 0.8),
+    "MED-L3": (0.8, 0.3),
+}
+# Planted: a lone refugee refused in 2009-10 Q2, two women waiting for the refuge at 2009-10 Q1's
+# end, and (edition 2) one refugee waiting and two women refused in 2009-10 Q4.
+PLANTED = {
+    ("MED-S4", date(2009, 7, 1)): (0, 1),
+    ("MED-S3", date(2009, 4, 1)): (2, 0),
+    ("MED-S4", date(2010, 1, 1)): (1, 0),
+    ("MED-S3", date(2010, 1, 1)): (0, 2),
+}
+# Which tables each attacked family reads.
+TABLES = {"outcomes": {"kpi", "outcomes"}, "kpi1": {"kpi1"}, "unmet-demand": {"unmet-demand"}}
 # One grid year keeps each linear programme small (outcomes has 17 values a client group and quarter).
 YEAR = FinancialYear(2009)
 POLICY = parse_policy(
@@ -71,6 +94,7 @@ class Truth:
 
     outcomes: dict[tuple[str, str, str], int] = field(default_factory=dict)  # (quarter, group, "measure:value")
     kpi1: dict[tuple[str, str, str], int] = field(default_factory=dict)  # (quarter, group, living)
+    demand: dict[tuple[str, str, str], int] = field(default_factory=dict)  # (quarter, group, "measure:type")
 
 
 def _store(url: str) -> Engine:
@@ -172,6 +196,34 @@ def _returns(
         truth.kpi1[key] = truth.kpi1.get(key, 0) + n
 
 
+def _occupancy(engine: Engine, truth: Truth, ref: str, first: date, imported: datetime) -> None:
+    """`ref`'s occupancy return for the quarter from `first`: its people waiting and refused drawn
+    from a generator of their own (so the other kinds' data stay as they were), or planted."""
+    service = get_service(engine, service_ref=ref)
+    assert service is not None and service.id is not None
+    waiting_mean, refused_mean = DEMAND[ref]
+    draws = random.Random(f"{ref}/{first.isoformat()}")
+    waiting, refused = PLANTED.get((ref, first), (_poisson(draws, waiting_mean), _poisson(draws, refused_mean)))
+    with Session(engine) as session:
+        session.add(
+            OccupancyReturn(
+                service_id=service.id,
+                quarter_start=first,
+                units_occupied=27,
+                voids=3,
+                waiting_list=waiting,
+                referrals_refused=refused,
+                created_at=imported,
+                updated_at=imported,
+            )
+        )
+        session.commit()
+    quarter = period_of(f"{first.year:04d}-{first.month:02d}", "quarter")
+    for measure, n in (("waiting", waiting), ("refused", refused)):
+        key = (quarter, str(service.client_group), f"{measure}:{service.service_type}")
+        truth.demand[key] = truth.demand.get(key, 0) + n
+
+
 def _fill(engine: Engine, truth: Truth, rng: random.Random, first: date, last: date, imported: datetime) -> None:
     for month in _months(first, last):
         for ref, _group, mean in SHORT:
@@ -182,6 +234,8 @@ def _fill(engine: Engine, truth: Truth, rng: random.Random, first: date, last: d
             for ref, _group, size in LONG:
                 users = max(1, size + rng.randint(-size // 4, size // 4))
                 _returns(engine, truth, ref, month, users, round(users * rng.uniform(0.6, 0.95)), imported)
+            for ref in DEMAND:
+                _occupancy(engine, truth, ref, month, imported)
 
 
 def _medway(database_url: str, imported: datetime) -> tuple[Engine, Truth, random.Random]:
@@ -198,7 +252,7 @@ def _medway(database_url: str, imported: datetime) -> tuple[Engine, Truth, rando
 def _ask(releaser: Releaser, questions: Iterable[Question]) -> tuple[list[tuple[Question, CountTable]], int]:
     answers, refused = [], 0
     for question in questions:
-        for ask in (releaser.kpi, releaser.outcomes, releaser.kpi1):
+        for ask in (releaser.kpi, releaser.outcomes, releaser.kpi1, releaser.unmet_demand):
             try:
                 answers.append((question, ask(POLICY, roles=MEMBER, question=question)))
             except DisclosureRefused:
@@ -241,12 +295,15 @@ def _attack(
     family: str,
     earlier: Iterable[tuple[Question, CountTable]] = (),
 ) -> dict[frozenset[int], tuple[float, float, int, int]]:
-    """Every figure of the `family`'s tables ("outcomes": KPI 2's and outcomes'; "kpi1") in
-    `answers`, and in an `earlier` edition made before 2009-10 Q4 had records."""
+    """Every figure of the `family`'s tables ("outcomes": KPI 2's and outcomes'; "kpi1";
+    "unmet-demand") in `answers`, and in an `earlier` edition made before 2009-10 Q4 had records."""
     quarters = sorted(q for _a, _b, q in YEAR.quarters())
     groups = sorted({k[1] for k in counts}, key=int)
     if family == "outcomes":
         values = [f"{m}:{v}" for m in MEASURES for v in VALUES[m]]
+    elif family == "unmet-demand":
+        types = sorted({k[2].split(":", 1)[1] for k in counts})
+        values = [f"{m}:{t}" for m in ("waiting", "refused") for t in types]
     else:
         values = ["maintained", "not-maintained"]
     leaves = list(itertools.product(quarters, groups, values))
@@ -257,10 +314,10 @@ def _attack(
             departures = frozenset(index[(q, g, f"departure:{v}")] for v in VALUES["departure"])
             for domain in DOMAINS:
                 attack.same.append((frozenset(index[(q, g, f"{domain}:{v}")] for v in VALUES[domain]), departures))
-    rule = POLICY.rule("kpi" if family == "outcomes" else "kpi1")
+    rule = POLICY.rule("kpi" if family == "outcomes" else family)
     tagged = [(q, t, False) for q, t in earlier] + [(q, t, True) for q, t in answers]
     for question, table, current in tagged:
-        if (table.kind == "kpi1") != (family == "kpi1"):
+        if table.kind not in TABLES[family]:
             continue
         spanned = [q for q in _quarters_of(question) if current or q != "2009-10 Q4"]
         asked = {str(g) for g in question.client_groups} or None
@@ -270,6 +327,9 @@ def _attack(
                 measure, value = "departure", named["departure"]
             elif table.kind == "outcomes":
                 measure, value = named["measure"], named["value"]
+            elif table.kind == "unmet-demand":
+                # No cell adds the two measures together: each is its own table.
+                measure, value = named["measure"], named["service_type"]
             else:
                 measure, value = "", named["living"]
             chosen = set()
@@ -279,7 +339,7 @@ def _attack(
                     continue
                 if named["client_group"] not in (TOTAL, g):
                     continue
-                if family == "outcomes":
+                if family in ("outcomes", "unmet-demand"):
                     m, shown = v.split(":", 1)
                     if m != measure or value not in (TOTAL, shown):
                         continue
@@ -307,7 +367,7 @@ def medway(database_url: str) -> Iterator[tuple[Engine, Truth]]:
     engine.dispose()
 
 
-def test_no_suppressed_cell_of_outcomes_kpi2_or_kpi1_on_the_grid_can_be_narrowed(
+def test_no_suppressed_cell_of_outcomes_kpi2_kpi1_or_unmet_demand_on_the_grid_can_be_narrowed(
     medway: tuple[Engine, Truth],
 ) -> None:
     engine, truth = medway
@@ -315,6 +375,12 @@ def test_no_suppressed_cell_of_outcomes_kpi2_or_kpi1_on_the_grid_can_be_narrowed
     assert refused > 0  # some off-grid questions are refused: they would difference the grid
     _assert_no_cell_narrowed(_attack(answers, truth.outcomes, "outcomes"))
     _assert_no_cell_narrowed(_attack(answers, truth.kpi1, "kpi1"))
+    _assert_no_cell_narrowed(_attack(answers, truth.demand, "unmet-demand"))
+    # The planted cells are hidden in their quarter's table.
+    quarter = _question(date(2009, 7, 1), date(2009, 9, 30))
+    demand = {c.key: c for q, t in answers if q == quarter and t.kind == "unmet-demand" for c in t.cells}
+    assert demand[(str(REFUGEES), "accommodation-based", "refused")].count is None
+    assert all(key[2] != TOTAL for key in demand)  # never a total over waiting and refused together
     # Outcomes' departure cells are KPI 2's figures, question by question.
     kpi = {q: t for q, t in answers if t.kind == "kpi"}
     for question, table in answers:
@@ -326,6 +392,18 @@ def test_no_suppressed_cell_of_outcomes_kpi2_or_kpi1_on_the_grid_can_be_narrowed
     grid = {(q, t.kind): t for q, t in answers if q in set(_grid_questions())}
     assert {t.kind for t in grid.values()} == set(KINDS)
     assert all(grid[(q, t.kind)] == t for q, t in again if (q, t.kind) in grid)
+
+
+def test_without_secondary_suppression_a_cell_of_unmet_demand_is_pinned(
+    medway: tuple[Engine, Truth], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The control for unmet demand: its block with the small cells hidden and nothing else (no
+    linked secondary suppression). The attacker narrows a suppressed cell within its band."""
+    engine, truth = medway
+    monkeypatch.setattr(node.grid, "_link_equal", lambda *_args, **_kwargs: None)
+    answers, _refused = _everything(Releaser(engine, MEDWAY, SECRET))
+    found = _attack(answers, truth.demand, "unmet-demand")
+    assert any(high - low < threshold - 1 - 1e-6 for low, high, threshold, _true in found.values())
 
 
 def test_without_the_linking_between_kpi2_and_the_outcomes_tables_a_cell_is_pinned(
@@ -342,13 +420,15 @@ def test_without_the_linking_between_kpi2_and_the_outcomes_tables_a_cell_is_pinn
     assert any(high - low < threshold - 1 - 1e-6 for low, high, threshold, _true in found.values())
 
 
-def test_a_new_edition_of_outcomes_and_kpi1_hides_a_late_handful(database_url: str) -> None:
+def test_a_new_edition_of_outcomes_kpi1_and_unmet_demand_hides_a_late_handful(database_url: str) -> None:
     """Edition 1 (imported in January 2010) publishes every quarter to 2009-10 Q3. Edition 2
     (April 2010) brings January to March 2010, with a lone refugee and two women leaving the
-    refuge planted in the new quarter, the KPI 1 returns of 2009-10 Q4, and late records in closed
-    quarters: a refugee's departure in 2009-10 Q2, three women's in 2009-10 Q1, and a KPI 1 return
-    corrected by one service user in 2009-10 Q3. Each closed quarter keeps its figures, and an
-    attacker holding both editions narrows nothing."""
+    refuge planted in the new quarter, the KPI 1 and occupancy returns of 2009-10 Q4 (a refugee
+    waiting and two women refused planted), and late records in closed quarters: a refugee's
+    departure in 2009-10 Q2, three women's in 2009-10 Q1, a KPI 1 return corrected by one service
+    user in 2009-10 Q3 and the refugee service's occupancy return by one person waiting in 2009-10
+    Q2. Each closed quarter keeps its figures, and an attacker holding both editions narrows
+    nothing."""
     engine, truth, rng = _medway(database_url, JANUARY)
     try:
         assert Releaser(engine, MEDWAY, SECRET).prepare_grid(POLICY)
@@ -370,6 +450,14 @@ def test_a_new_edition_of_outcomes_and_kpi1_hides_a_late_handful(database_url: s
             stored.service_users += 1
             stored.updated_at = APRIL
             session.add(stored)
+            corrected = session.exec(
+                select(OccupancyReturn)
+                .where(OccupancyReturn.service_id == service.id)
+                .where(OccupancyReturn.quarter_start == date(2009, 7, 1))
+            ).one()
+            corrected.waiting_list += 1
+            corrected.updated_at = APRIL
+            session.add(corrected)
             session.commit()
         assert Releaser(engine, MEDWAY, SECRET).prepare_grid(POLICY)
         releaser = Releaser(engine, MEDWAY, SECRET)
@@ -384,5 +472,6 @@ def test_a_new_edition_of_outcomes_and_kpi1_hides_a_late_handful(database_url: s
         assert all((year, kind) in after for kind in KINDS)  # the closed year is on the grid now
         _assert_no_cell_narrowed(_attack(second, truth.outcomes, "outcomes", earlier=first))
         _assert_no_cell_narrowed(_attack(second, truth.kpi1, "kpi1", earlier=first))
+        _assert_no_cell_narrowed(_attack(second, truth.demand, "unmet-demand", earlier=first))
     finally:
         engine.dispose()
