@@ -19,7 +19,7 @@ from coordinator.joint import bundle as bundle_mod
 from coordinator.joint.client import joint_query
 from coordinator.server import JOINT_QUERY
 from node.answers.supply import supply_map
-from shared import audit, dsse
+from shared import audit, dsse, keyfile
 from shared.auth import request_header, sign_message
 from shared.errors import BadSignature, BundleMismatch
 from shared.guard import MAX_SIGNATURES
@@ -118,14 +118,19 @@ def test_hung_node_is_missing_after_its_deadline(net: LiveNetwork) -> None:
 def test_node_signing_with_the_wrong_key_is_rejected_by_the_coordinator(net: LiveNetwork, tmp_path: Path) -> None:
     # Medway's node signs with a key the manifest does not list: its answer must not be used.
     runtime = net.runtimes["E06000035"]
-    runtime._identity = Identity(  # what the node signs with, as if its key file were swapped
-        runtime.identity.party_id,
-        Ed25519PrivateKey.generate(),
-        runtime.identity.tls_key_pem,
-        runtime.identity.tls_cert_pem,
-        runtime.identity.ca_cert_pem,
-    )
-    bundle, _ = joint_query(net.netdir, kind="supply-map")
+    right = runtime.identity
+    wrong = Ed25519PrivateKey.generate()
+    # The key file swapped as well as the key in use: a node whose key differs from the one its
+    # manifest lists takes up the one in its folder (`NodeRuntime._follow_manifest`).
+    key_file = runtime.config.identity_dir / "signing.key"
+    original = key_file.read_bytes()
+    keyfile.write_private_key(key_file, wrong)
+    runtime._identity = Identity(right.party_id, wrong, right.tls_key_pem, right.tls_cert_pem, right.ca_cert_pem)
+    try:
+        bundle, _ = joint_query(net.netdir, kind="supply-map")
+    finally:
+        key_file.write_bytes(original)
+        runtime._identity = right
     assert [m.authority for m in bundle.missing] == ["E06000035"]
     assert bundle.missing[0].reason == "response failed verification: bad signature"
 
