@@ -7,16 +7,23 @@ its own freshly created database, dropped afterwards.
 
 from __future__ import annotations
 
+import functools
 import os
 import socket
 import uuid
 from collections.abc import Callable, Iterator
 
 import pytest
+import typer.testing
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
 POSTGRES_ENV = "CAGNET_TEST_POSTGRES_URL"
+
+# Typer's test runner builds the whole click command tree from every command's signature and type
+# hints on each invoke: a third of the suite's time went there. A person's `cagnet` process builds
+# it once; so does the suite now, and each invoke still runs the same commands from a fresh context.
+typer.testing._get_command = functools.cache(typer.testing._get_command)  # type: ignore[attr-defined]
 
 
 def _docker_engine_answers() -> bool:

@@ -396,7 +396,8 @@ class NodeServicer:
             parameters = answer.parameters(verified.message)
             try:
                 policy = self.rt.policy_for(verified)
-                message = answer.answer(self.parts, policy, verified)
+                with self.rt.releaser.pinned():
+                    message = answer.answer(self.parts, policy, verified)
             except answer.refused_on as exc:
                 self._refuse(verified, method, parameters, exc, spent)
                 raise
