@@ -109,38 +109,28 @@ def last_occupancy_import(engine: Engine) -> date | None:
 def occupancy_counts(engine: Engine, *, question: Question) -> dict[tuple[int, str, str, str], int]:
     """Units occupied and void at each quarter's end by (client group, service type, state, quarter)."""
     returns = _table(OccupancyReturn).c
-    query = (
-        select(
-            _SERVICE.client_group,
-            _SERVICE.service_type,
-            returns.quarter_start,
-            func.sum(returns.units_occupied),
-            func.sum(returns.voids),
-        )
-        .select_from(_table(OccupancyReturn).join(_table(Service), returns.service_id == _SERVICE.id))
-        .where(*_within(returns, question))
-        .group_by(_SERVICE.client_group, _SERVICE.service_type, returns.quarter_start)
-    )
-    counts: dict[tuple[int, str, str, str], int] = {}
-    with engine.connect() as conn:
-        for group, service_type, start, occupied, void in conn.execute(query):
-            quarter = quarter_label(start)
-            counts[(int(group), str(service_type), OCCUPIED, quarter)] = int(occupied)
-            counts[(int(group), str(service_type), VOID, quarter)] = int(void)
-    return counts
+    return _return_pairs(engine, question, (returns.units_occupied, OCCUPIED), (returns.voids, VOID))
 
 
 def demand_counts(engine: Engine, *, question: Question) -> dict[tuple[int, str, str, str], int]:
     """People on the waiting list at each quarter's end, and referrals refused in each quarter, by
     (client group, service type, measure, quarter): the occupancy returns' counts of people."""
     returns = _table(OccupancyReturn).c
+    return _return_pairs(engine, question, (returns.waiting_list, WAITING), (returns.referrals_refused, REFUSED))
+
+
+def _return_pairs(
+    engine: Engine, question: Question, *measures: tuple[Any, str]
+) -> dict[tuple[int, str, str, str], int]:
+    """Two of the occupancy returns' columns summed by (client group, service type, quarter), each
+    under its own label: (group, service type, label, quarter) -> sum."""
+    returns = _table(OccupancyReturn).c
     query = (
         select(
             _SERVICE.client_group,
             _SERVICE.service_type,
             returns.quarter_start,
-            func.sum(returns.waiting_list),
-            func.sum(returns.referrals_refused),
+            *(func.sum(column) for column, _ in measures),
         )
         .select_from(_table(OccupancyReturn).join(_table(Service), returns.service_id == _SERVICE.id))
         .where(*_within(returns, question))
@@ -148,8 +138,8 @@ def demand_counts(engine: Engine, *, question: Question) -> dict[tuple[int, str,
     )
     counts: dict[tuple[int, str, str, str], int] = {}
     with engine.connect() as conn:
-        for group, service_type, start, waiting, refused in conn.execute(query):
+        for group, service_type, start, *sums in conn.execute(query):
             quarter = quarter_label(start)
-            counts[(int(group), str(service_type), WAITING, quarter)] = int(waiting)
-            counts[(int(group), str(service_type), REFUSED, quarter)] = int(refused)
+            for (_, label), total in zip(measures, sums, strict=True):
+                counts[(int(group), str(service_type), label, quarter)] = int(total)
     return counts
