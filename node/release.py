@@ -9,6 +9,7 @@ rules for money, all from `shared.disclosure`. The caller signs what comes back 
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import threading
@@ -150,6 +151,19 @@ _GROUP_FIRST = frozenset({KPI, KPI1, OUTCOMES, UNMET_DEMAND})
 # quarterly returns by theirs (KPI 1's, occupancy's).
 _CLOSED_BY = {KPI1: KPI1, UNMET_DEMAND: UNMET_DEMAND}
 _Answer = TypeVar("_Answer", bound=BaseModel)
+_Method = TypeVar("_Method", bound=Callable[..., Any])
+
+
+def _one_edition(method: _Method) -> _Method:
+    """One answer reads one records edition (`Releaser.pinned`), whoever calls it: the node's
+    servicer, the CLI, the console or a test asking the gate directly."""
+
+    @functools.wraps(method)
+    def wrapper(self: Releaser, *args: Any, **kwargs: Any) -> Any:
+        with self.pinned():
+            return method(self, *args, **kwargs)
+
+    return wrapper  # type: ignore[return-value]
 # The ledger keeps every supply map at its finest grain, so that any two can be compared.
 _LEDGER_DIMENSIONS = ("client_group", "service_type", "district")
 
@@ -257,6 +271,7 @@ class Releaser:
 
     # --- client records ------------------------------------------------------------------------
 
+    @_one_edition
     def movement(self, policy: Policy, *, roles: Iterable[str], question: Question) -> CountTable:
         """New clients by origin x client group x period (financial year, quarter or all)."""
         return self._counts(
@@ -268,6 +283,7 @@ class Releaser:
             project=lambda k: (k[0], k[1], movement.period_of(k[2], question.period)),
         )
 
+    @_one_edition
     def net_flow(self, policy: Policy, *, roles: Iterable[str], question: Question) -> CountTable:
         """New clients over the whole period by origin class (each CAG authority, "outside" the
         CAG, "unknown") x client group: what net imports and exports are worked out from."""
@@ -281,6 +297,7 @@ class Releaser:
             project=lambda k: (movement.origin_class(k[0], cag), k[1]),
         )
 
+    @_one_edition
     def kpi(self, policy: Policy, *, roles: Iterable[str], question: Question) -> CountTable:
         """Departures from short-term services by client group x planned/unplanned (KPI 2)."""
         return self._counts(
@@ -292,6 +309,7 @@ class Releaser:
             project=lambda k: (k[0], k[1]),
         )
 
+    @_one_edition
     def kpi1(self, policy: Policy, *, roles: Iterable[str], question: Question) -> CountTable:
         """Long-term services' users by client group x maintaining independent living (KPI 1),
         summed over the quarterly returns inside the question's span."""
@@ -304,6 +322,7 @@ class Releaser:
             project=lambda k: (k[0], k[1]),
         )
 
+    @_one_edition
     def utilisation(self, policy: Policy, *, roles: Iterable[str], question: Question) -> CountTable:
         """Units occupied and void by client group x service type x state, summed over the
         quarterly occupancy returns inside the question's span."""
@@ -316,6 +335,7 @@ class Releaser:
             project=lambda k: (k[0], k[1], k[2]),
         )
 
+    @_one_edition
     def unmet_demand(self, policy: Policy, *, roles: Iterable[str], question: Question) -> CountTable:
         """People waiting at the quarters' ends and referrals refused, by client group x service
         type x measure, summed over the quarterly occupancy returns inside the question's span: a
@@ -475,6 +495,7 @@ class Releaser:
         rule = policy.rule(kind)
         return tuple(self._grid_quarter_cells(policy, rule, kind, year, i) for i in range(4))
 
+    @_one_edition
     def prepare_grid(self, policy: Policy) -> bool:
         """Protect the standard table set for the records as they are now, and keep it as an
         edition in the store (or read it back, when this edition is kept already): called when
@@ -994,6 +1015,7 @@ class Releaser:
 
     # --- "would you answer?" -------------------------------------------------------------------
 
+    @_one_edition
     def plan(self, policy: Policy, *, roles: Iterable[str], question: Question) -> NodePlan:
         """Whether this node would answer each standard question over the question's span now:
         every financial year and quarter wholly inside it, for every client group and for each
@@ -1078,6 +1100,7 @@ class Releaser:
             question=question.as_asked(),
         )
 
+    @_one_edition
     def outcomes(self, policy: Policy, *, roles: Iterable[str], question: Question) -> CountTable:
         """Departures from short-term services by client group x measure x value: planned or
         unplanned, and each outcome domain's need achieved, not achieved or not applicable. The
@@ -1123,6 +1146,7 @@ class Releaser:
             question=question,
         )
 
+    @_one_edition
     def equality(
         self, policy: Policy, *, roles: Iterable[str], question: Question, cross_tab: tuple[str, ...] = ()
     ) -> CountTable:
@@ -1172,6 +1196,7 @@ class Releaser:
             on_grid=margins is not None,
         )
 
+    @_one_edition
     def non_local_services(self, policy: Policy, *, roles: Iterable[str], question: Question) -> NonLocalServices:
         """Services whose share of intake from outside the authority is at least the question's
         share, a value on the share grid. Through the release ledger like every count (each
@@ -1197,6 +1222,7 @@ class Releaser:
             parse=NonLocalServices.model_validate_json,
         )
 
+    @_one_edition
     def fair_shares(self, policy: Policy, *, roles: Iterable[str], question: Question) -> FairShares:
         """The designated services this authority hosts, and each member's share of each one's
         intake in bands (`node.fair_shares`). Through the release ledger like every count (each
@@ -1220,6 +1246,7 @@ class Releaser:
             parse=FairShares.model_validate_json,
         )
 
+    @_one_edition
     def spend(self, policy: Policy, *, roles: Iterable[str], question: Question) -> Spend:
         """Contract value a year, capacity and new clients by client group and service type
         (`node.spend`): the new clients through the release ledger like every count, the money
