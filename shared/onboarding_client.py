@@ -14,6 +14,7 @@ import base64
 import hashlib
 import socket
 import ssl
+import time
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, TypeVar
@@ -37,6 +38,9 @@ from shared.serde import envelope_from_proto, envelope_to_proto
 
 SERVICE = "cagnet.v1.Onboarding"
 R = TypeVar("R", bound=Message)
+# How long a call refused for rate waits before each retry: 7.5 s in all, longer than the port's
+# bucket takes to refill by a few calls (docs/onboarding.md, "Rate limit").
+RATE_LIMIT_WAITS_S = (0.5, 1.0, 2.0, 4.0)
 
 
 def _chain_der(tls: ssl.SSLSocket) -> list[bytes]:
@@ -94,9 +98,17 @@ class OnboardingClient:
     """One TLS channel to the onboarding port, acting as the joiner `party_id` with its new key."""
 
     def __init__(
-        self, endpoint: str, invite: Invite, *, party_id: str, signing_key: Ed25519PrivateKey, ca_pem: bytes
+        self,
+        endpoint: str,
+        invite: Invite,
+        *,
+        party_id: str,
+        signing_key: Ed25519PrivateKey,
+        ca_pem: bytes,
+        rate_limit_waits_s: tuple[float, ...] = RATE_LIMIT_WAITS_S,
     ) -> None:
         self.invite, self.target, self.ca_pem = invite, endpoint, ca_pem
+        self.rate_limit_waits_s = rate_limit_waits_s
         # A joiner's identity before it has a certificate: it signs, it presents nothing over TLS.
         self.identity = Identity(party_id, signing_key, b"", b"", ca_pem)
         self._channel = grpc.secure_channel(
@@ -116,18 +128,26 @@ class OnboardingClient:
         )
 
     def _send(self, name: str, request: Message) -> tuple[dsse.Envelope, bytes]:
-        request.header.CopyFrom(  # type: ignore[attr-defined]
-            request_header(self.identity, audience=COORDINATOR, method=f"/{SERVICE}/{name}")
-        )
-        request.invite.CopyFrom(self._proof())  # type: ignore[attr-defined]
-        envelope = sign_message(request, self.identity)
-        try:
-            reply = getattr(self._stub, name)(envelope_to_proto(envelope), timeout=30.0)
-        except grpc.RpcError as exc:
-            if exc.code() == grpc.StatusCode.UNAVAILABLE:
-                raise Unavailable(f"the coordinator's onboarding port at {self.target} is not reachable") from None
-            raise ServiceRefused(exc.code(), exc.details() or "") from None
-        return envelope_from_proto(reply), digest(envelope.payload)
+        # The onboarding port limits calls per client address, and joiners can share one (several
+        # authorities behind one shared-services gateway, a demo on one machine): a refusal for
+        # rate is waited out, with a fresh header each time, before it is reported.
+        for wait_s in (*self.rate_limit_waits_s, None):
+            request.header.CopyFrom(  # type: ignore[attr-defined]
+                request_header(self.identity, audience=COORDINATOR, method=f"/{SERVICE}/{name}")
+            )
+            request.invite.CopyFrom(self._proof())  # type: ignore[attr-defined]
+            envelope = sign_message(request, self.identity)
+            try:
+                reply = getattr(self._stub, name)(envelope_to_proto(envelope), timeout=30.0)
+            except grpc.RpcError as exc:
+                if exc.code() == grpc.StatusCode.UNAVAILABLE:
+                    raise Unavailable(f"the coordinator's onboarding port at {self.target} is not reachable") from None
+                if exc.code() == grpc.StatusCode.RESOURCE_EXHAUSTED and wait_s is not None:
+                    time.sleep(wait_s)
+                    continue
+                raise ServiceRefused(exc.code(), exc.details() or "") from None
+            return envelope_from_proto(reply), digest(envelope.payload)
+        raise AssertionError("unreachable: the last wait is None")
 
     def public_files(self) -> PublicFiles:
         """The manifest chain (verified from version 1 under the invite's key, for the invite's

@@ -421,8 +421,13 @@ def test_wrong_invites_at_rate_are_limited_and_summarised_not_logged_one_by_one(
     ca_pem = fetch_network_ca(net.onboarding, invite.ca_fingerprint)
     codes: dict[str, int] = {}
     started = time.monotonic()
-    with OnboardingClient(
-        net.onboarding, wrong, party_id="E10000014", signing_key=Ed25519PrivateKey.generate(), ca_pem=ca_pem
+    with OnboardingClient(  # an attacker that never waits out a refusal for rate
+        net.onboarding,
+        wrong,
+        party_id="E10000014",
+        signing_key=Ed25519PrivateKey.generate(),
+        ca_pem=ca_pem,
+        rate_limit_waits_s=(),
     ) as client:
         for _ in range(300):
             try:
@@ -474,3 +479,31 @@ def test_wrong_invites_at_rate_are_limited_and_summarised_not_logged_one_by_one(
     assert all(e.principal == "address 127.0.0.1" for e in entries)
     assert sum(json.loads(e.parameters)["calls"] for e in entries) == sum(codes.values()) + 2
     print(f"audit log: {len(entries)} summary row(s) for {sum(codes.values()) + 2} refused anonymous calls")
+
+
+def test_a_genuine_joiner_behind_an_exhausted_address_waits_the_limit_out(net: Net) -> None:
+    """Several authorities behind one shared-services gateway share an address: when others have
+    emptied its bucket, a real joiner's calls wait and retry instead of failing its join."""
+    _ensure_running(net, COORDINATOR)
+    invite = onboarding.create_invite(net.netdir, endpoint=net.onboarding)
+    ca_pem = fetch_network_ca(net.onboarding, invite.ca_fingerprint)
+    refused = 0
+    with OnboardingClient(
+        net.onboarding,
+        replace(invite, secret=os.urandom(16)),
+        party_id="E10000014",
+        signing_key=Ed25519PrivateKey.generate(),
+        ca_pem=ca_pem,
+        rate_limit_waits_s=(),
+    ) as flood:
+        while refused < 5:  # until the address's bucket is empty
+            try:
+                flood.public_files()
+            except ServiceRefused as exc:
+                refused += exc.code == grpc.StatusCode.RESOURCE_EXHAUSTED
+    with OnboardingClient(
+        net.onboarding, invite, party_id="E10000014", signing_key=Ed25519PrivateKey.generate(), ca_pem=ca_pem
+    ) as joiner:
+        waited = time.monotonic()
+        assert joiner.public_files().manifest.version >= 1
+    print(f"\na genuine joiner behind an exhausted address got its files after {time.monotonic() - waited:.1f} s")
