@@ -18,6 +18,7 @@ from rich.table import Table
 
 from cagnet.actions.register import Actor
 from cagnet.actions.register import checkpoint_json as _checkpoint_json
+from cagnet.cli.common import stdout_console
 from shared.roles import CAG_CHAIR
 
 if TYPE_CHECKING:
@@ -31,7 +32,7 @@ register_app = typer.Typer(
     help="The shared accreditation register (a witnessed transparency log).", no_args_is_help=True
 )
 
-out = Console()
+out = stdout_console()  # a pipe gets each table whole
 err = Console(stderr=True)
 
 NodeOpt = Annotated[Path | None, typer.Option("--node", help="Act as this member's node folder.")]

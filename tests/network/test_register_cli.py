@@ -5,7 +5,10 @@ and the coordinator-side verify-log. Every command's --json output is parsed."""
 from __future__ import annotations
 
 import json
+import os
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -166,3 +169,29 @@ def test_the_register_still_reads_after_a_member_rotates_its_key(tmp_path: Path)
         assert _run("node", "witness", str(net.nodedirs[WEST_SUSSEX]))["new_entries"] == 1  # first seen now
     assert _run("register", "verify", str(receipt))["verified"]
     assert _run("register", "verify-log", str(net.netdir), "--database-url", url) == {"verified": True, "size": 1}
+
+
+def test_a_piped_register_list_cuts_no_column(tmp_path: Path) -> None:
+    """`cagnet register list` with its standard output a pipe (no terminal, no COLUMNS), as in
+    `cagnet register list ... > providers.txt`: no cell cut short (the demo's "company:028123…"),
+    as `cagnet query` prints its tables."""
+    net = make_register_network(tmp_path)
+    (tmp_path / "evidence.pdf").write_bytes(b"the authority's evidence")
+    path = tmp_path / "entry.toml"
+    long_name = "The Weald and Downs Supported Housing and Floating Support Association (South East) Ltd"
+    entry = ENTRY.format(decision="accredited", extra="").replace("Weald & Downs Housing Association Ltd", long_name)
+    path.write_text(entry.replace('charity_number = "1149085"', 'company_number = "02812345"'))
+    env = {k: v for k, v in os.environ.items() if k not in ("COLUMNS", "LINES")}
+    env["PYTHONPATH"] = str(Path(__file__).resolve().parent.parent.parent)
+    with serving(net, f"sqlite:///{tmp_path}/register.db"):
+        _run("register", "submit", str(net.nodedirs[KENT]), str(path))
+        done = subprocess.run(
+            [sys.executable, "-m", "cagnet", "register", "list", "--node", str(net.nodedirs[MEDWAY])],
+            capture_output=True,
+            env=env,
+            timeout=120,
+        )
+    assert done.returncode == 0, done.stderr.decode()
+    text = done.stdout.decode()
+    assert "company:02812345" in text and " ".join(long_name.split()[:3]) in text, text
+    assert "…" not in text.split("checkpoint:")[0], text
