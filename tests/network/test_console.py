@@ -12,6 +12,7 @@ import base64
 import csv
 import http.server
 import json
+import re
 import threading
 import urllib.error
 import urllib.request
@@ -391,6 +392,8 @@ def test_the_officer_sees_the_audit_log_and_completeness(page: Any, officer: Con
     page.goto(officer.url)
     page.click("nav >> text=Audit log")
     assert "SupplyMap" in page.inner_text("main table")
+    looked_at = re.search(r"The last (\d+) of (\d+) entries", page.inner_text("main"))
+    assert looked_at and int(looked_at.group(1)) <= int(looked_at.group(2)), page.inner_text("main")  # not "200 of 4"
     page.click("nav >> text=Completeness")
     assert "Every service" in page.inner_text("main")
 
