@@ -588,12 +588,13 @@ def accreditation_from_register(netdir: Path, principal: str) -> Accreditation:
     identity = network.principal_identity(netdir, principal)
     with RegisterClient(identity, lambda: network.read(netdir)) as client:
         manifest = client.manifest
+        chain = [m for m, _ in network.history(netdir)]
         checkpoint = verify_checkpoint(client.checkpoint(), manifest)
         size = checkpoint.checkpoint.size
         data = client.entries(0, size) if size else []
     by_provider: dict[str, list[LoggedEntry]] = {}
     for index, entry_data in enumerate(data):
-        entry, _ = verify_entry(entry_data, manifest, register=register_origin(manifest))
+        entry, _ = verify_entry(entry_data, manifest, register=register_origin(manifest), earlier=chain)
         by_provider.setdefault(entry.provider.keys[0], []).append(LoggedEntry(leaf_index=index, entry=entry))
     overall: Counter[str] = Counter()
     per: dict[str, Counter[str]] = {}

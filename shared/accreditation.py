@@ -17,7 +17,7 @@ from datetime import date
 from pathlib import Path
 from typing import Any, Literal
 
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from shared import dsse
@@ -200,8 +200,16 @@ def open_entry(data: bytes) -> tuple[dsse.Envelope, AccreditationEntry]:
     return envelope, entry
 
 
-def verify_entry(data: bytes, manifest: Manifest, *, register: str) -> tuple[AccreditationEntry, Party]:
+def verify_entry(
+    data: bytes, manifest: Manifest, *, register: str, earlier: Sequence[Manifest] = ()
+) -> tuple[AccreditationEntry, Party]:
     """An entry that is well formed, for this register, and signed by the member authority it names.
+
+    `manifest` is the version in force: membership is read from it, and its key for the authority
+    is the only one a new entry may be signed with (the coordinator's and a witness's check of an
+    entry just submitted). An entry already in the log was signed when it was submitted, so a
+    reader passes the verified chain as `earlier`: a key the authority held at any version of it
+    is accepted too, and a member's key rotation leaves the register readable.
 
     Raises InvalidRequest (malformed, another register), NotPermitted (the authority or the
     passport's source is not a member) or BadSignature (not signed by that authority's key).
@@ -219,11 +227,25 @@ def verify_entry(data: bytes, manifest: Manifest, *, register: str) -> tuple[Acc
         source = next((p for p in manifest.members if p.id == entry.passported_from), None)
         if source is None:
             raise NotPermitted("a passport must name a member authority's accreditation")
-    try:
-        dsse.verify(envelope, authority.public_key)
-    except BadSignature:
-        raise BadSignature("the entry is not signed by the authority it names") from None
-    return entry, authority
+    for key in _keys_held(authority, earlier):
+        try:
+            dsse.verify(envelope, key)
+        except BadSignature:
+            continue
+        return entry, authority
+    raise BadSignature("the entry is not signed by the authority it names")
+
+
+def _keys_held(authority: Party, earlier: Sequence[Manifest]) -> list[Ed25519PublicKey]:
+    """The authority's key now, then each other key the verified chain lists for it, newest first."""
+    seen = {authority.signing_key}
+    keys = [authority.public_key]
+    for manifest in reversed(earlier):
+        held = next((p for p in manifest.parties if p.id == authority.id), None)
+        if held is not None and held.signing_key not in seen:
+            seen.add(held.signing_key)
+            keys.append(held.public_key)
+    return keys
 
 
 def evidence_digest(paths: Iterable[Path]) -> str:

@@ -166,10 +166,17 @@ def make_receipt(
 
 
 def verify_receipt(
-    receipt: object, manifest: Manifest, *, quorum: int | None = None, require_final: bool = True
+    receipt: object,
+    manifest: Manifest,
+    *,
+    quorum: int | None = None,
+    require_final: bool = True,
+    earlier: Sequence[Manifest] = (),
 ) -> tuple[VerifiedCheckpoint, list[LoggedEntry]]:
     """Check a receipt offline: the checkpoint's signatures (and quorum), each entry's signature by
-    the authority it names, and each entry's inclusion proof against the checkpoint's root."""
+    the authority it names (a key it held at `manifest` or any of the `earlier` versions: an entry
+    is signed once, when it is submitted), and each entry's inclusion proof against the
+    checkpoint's root."""
     if not isinstance(receipt, dict) or receipt.get("type") != RECEIPT_TYPE:
         raise InvalidRequest("not a register receipt")
     checkpoint = verify_checkpoint(
@@ -189,7 +196,7 @@ def verify_receipt(
         # Inclusion first: an entry edited in the log's store no longer hashes to its leaf.
         head = checkpoint.checkpoint
         merkle.verify_inclusion(merkle.leaf_hash(data), index, head.size, path, head.root)
-        entry, _ = verify_entry(data, manifest, register=checkpoint.checkpoint.origin)
+        entry, _ = verify_entry(data, manifest, register=checkpoint.checkpoint.origin, earlier=earlier)
         verified.append(LoggedEntry(leaf_index=index, entry=entry))
     return checkpoint, verified
 
@@ -214,7 +221,10 @@ def verify_receipt_in_chain(
     first: Exception | None = None
     for manifest in candidates:
         try:
-            checkpoint, entries = verify_receipt(receipt, manifest, quorum=quorum, require_final=require_final)
+            upto = [m for m in history if m.version <= manifest.version]
+            checkpoint, entries = verify_receipt(
+                receipt, manifest, quorum=quorum, require_final=require_final, earlier=upto
+            )
         except (BadSignature, InconsistentLog, UnknownIssuer) as exc:
             first = first or exc
             continue

@@ -8,7 +8,7 @@ status is derived from them.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -99,9 +99,15 @@ class History:
 
 
 def fetch_history(
-    client: RegisterClient, provider: str, *, quorum: int | None = None, network_dir: Path | None = None
+    client: RegisterClient,
+    provider: str,
+    *,
+    quorum: int | None = None,
+    network_dir: Path | None = None,
+    chain: Sequence[Manifest] = (),
 ) -> History:
-    """A provider's entries, each checked: signed by the authority it names, for this register,
+    """A provider's entries, each checked: signed by the authority it names (with a key it held at
+    some version of the verified `chain`, so one rotated since still verifies), for this register,
     about this provider, and included in a checkpoint the coordinator signed."""
     manifest = client.manifest
     reply = client.history(provider)
@@ -112,7 +118,7 @@ def fetch_history(
     for logged in reply.entries:
         data, path = bytes(logged.entry), [bytes(p) for p in logged.path]
         merkle.verify_inclusion(merkle.leaf_hash(data), logged.leaf_index, size, path, root)
-        entry, _ = verify_entry(data, manifest, register=checkpoint.checkpoint.origin)
+        entry, _ = verify_entry(data, manifest, register=checkpoint.checkpoint.origin, earlier=chain)
         if reply.provider not in entry.provider.keys:
             raise InconsistentLog("the register returned an entry about another provider")
         entries.append(LoggedEntry(leaf_index=logged.leaf_index, entry=entry))
@@ -129,10 +135,12 @@ class WholeRegister:
     entries: tuple[LoggedEntry, ...]
 
 
-def fetch_register(client: RegisterClient, *, quorum: int | None = None) -> WholeRegister:
-    """Every entry up to the newest checkpoint, each checked: signed by the authority it names and
-    for this register; and all of them together hash to the checkpoint's root, so the coordinator
-    can have left none out."""
+def fetch_register(
+    client: RegisterClient, *, quorum: int | None = None, chain: Sequence[Manifest] = ()
+) -> WholeRegister:
+    """Every entry up to the newest checkpoint, each checked: signed by the authority it names (with
+    a key it held at some version of the verified `chain`) and for this register; and all of them
+    together hash to the checkpoint's root, so the coordinator can have left none out."""
     manifest = client.manifest
     envelope = client.checkpoint()
     checkpoint = verify_checkpoint(envelope, manifest, quorum=quorum)
@@ -142,6 +150,6 @@ def fetch_register(client: RegisterClient, *, quorum: int | None = None) -> Whol
         raise InconsistentLog("the register's entries do not hash to its checkpoint")
     entries = []
     for index, item in enumerate(data):
-        entry, _ = verify_entry(item, manifest, register=checkpoint.checkpoint.origin)
+        entry, _ = verify_entry(item, manifest, register=checkpoint.checkpoint.origin, earlier=chain)
         entries.append(LoggedEntry(leaf_index=index, entry=entry))
     return WholeRegister(checkpoint, tuple(entries))

@@ -22,12 +22,14 @@ __all__ = ["Actor", "actor", "checkpoint_json"]
 
 @dataclass(frozen=True)
 class Actor:
-    """Who acts on the register, the manifest it checks the register's signatures against, and the
-    network folder a receipt names (None for a member, which checks in its node's folder)."""
+    """Who acts on the register, the manifest it checks the register's signatures against (and the
+    verified chain, oldest first, for entries signed with a key rotated since), and the network
+    folder a receipt names (None for a member, which checks in its node's folder)."""
 
     identity: Identity
     manifest: Callable[[], Manifest]
     netdir: Path | None
+    chain: Callable[[], list[Manifest]]
 
 
 def actor(node: Path | None, network_dir: Path | None, principal: str) -> Actor:
@@ -41,13 +43,19 @@ def actor(node: Path | None, network_dir: Path | None, principal: str) -> Actor:
     if node is not None:
         config = load_config(node)
         trusted = dsse.load_public_key(base64.b64decode(config.coordinator_key))
-        return Actor(config.identity(), ManifestSource(config.manifest_path, trusted).current, None)
+        source = ManifestSource(config.manifest_path, trusted)
+        return Actor(config.identity(), source.current, None, lambda: [m for m, _ in source.history])
     netdir = network_dir or (Path(os.environ["CAGNET_NETWORK"]) if os.environ.get("CAGNET_NETWORK") else None)
     if netdir is None:
         from shared.errors import InvalidRequest
 
         raise InvalidRequest("give --node NODEDIR or --network NETDIR")
-    return Actor(network.principal_identity(netdir, principal), lambda: network.read(netdir), netdir)
+    return Actor(
+        network.principal_identity(netdir, principal),
+        lambda: network.read(netdir),
+        netdir,
+        lambda: [m for m, _ in network.history(netdir)],
+    )
 
 
 def checkpoint_json(verified: VerifiedCheckpoint) -> dict[str, object]:

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 from rich.console import Console
 
-from cagnet.cli.common import AskerOpt, FormatOpt, PrincipalOpt, _netdir, out
+from cagnet.cli.common import AskerOpt, FormatOpt, PrincipalOpt, _netdir, label_cap, out
 from cagnet.cli.query import _render_coverage
 from cagnet.cli.records import (
     DeadlineOpt,
@@ -54,8 +54,8 @@ def render_outcomes(bundle: Bundle, console: Console) -> None:
         f"Short-term outcomes: planned departures, % of departures; needs met, % of needs identified, "
         f"{span_label(bundle)}"
     )
-    table.add_column("client group", no_wrap=True, overflow="ellipsis", max_width=24)
-    table.add_column("measure", no_wrap=True, overflow="ellipsis", max_width=22)
+    table.add_column("client group", overflow="fold", max_width=label_cap(console, 24))
+    table.add_column("measure", overflow="fold", max_width=label_cap(console, 22))
     for head in heads:
         table.add_column(_abbrev(head), justify="right", no_wrap=True)
     rows = {(row.authority, row.client_group, row.measure): row for row in r.rows}
@@ -118,7 +118,7 @@ def render_equality(
                 f"Equality: {DIMENSION_NAMES[dimension]}, % of new client records, {_group_label(group)}, "
                 f"{span_label(bundle)}"
             )
-            table.add_column(DIMENSION_NAMES[dimension], no_wrap=True, overflow="ellipsis", max_width=34)
+            table.add_column(DIMENSION_NAMES[dimension], overflow="fold", max_width=label_cap(console, 34))
             for head in heads:
                 table.add_column(_abbrev(head), justify="right", no_wrap=True)
             table.add_column("population", justify="right", no_wrap=True)
@@ -172,7 +172,7 @@ def _render_cross_tab(bundle: Bundle, r: object, console: Console) -> None:
             f"{DIMENSION_NAMES[rows_dim]} x {DIMENSION_NAMES[cols_dim]}, new client records, {title},"
             f" {span_label(bundle)}"
         )
-        table.add_column(DIMENSION_NAMES[rows_dim], no_wrap=True, overflow="ellipsis", max_width=34)
+        table.add_column(DIMENSION_NAMES[rows_dim], overflow="fold", max_width=label_cap(console, 34))
         for column in columns:
             table.add_column("all" if column == TOTAL else _category_label(cols_dim, column), justify="right")
         for row in [*sorted({k[0] for k in cells if k[0] != TOTAL}), TOTAL]:

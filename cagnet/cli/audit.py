@@ -17,6 +17,8 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from cagnet.cli.common import stdout_console
+
 if TYPE_CHECKING:
     from sqlalchemy.engine import Engine
 
@@ -80,7 +82,7 @@ def audit_app(
                 escape(e.decision),
                 e.release_digest[:19],
             )
-        Console().print(table)
+        stdout_console().print(table)
 
     @app.command("verify")
     def verify(folder: Folder) -> None:

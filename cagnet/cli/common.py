@@ -10,7 +10,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
+from rich.align import AlignMethod
 from rich.console import Console
+from rich.rule import Rule
+from rich.style import Style
+from rich.text import TextType
 
 if TYPE_CHECKING:
     from coordinator.joint.bundle import Bundle
@@ -18,16 +22,32 @@ if TYPE_CHECKING:
 
 # Wider than any table: a pipe or a file gets each table whole, one line per row.
 PIPE_WIDTH = 1000
+RULE_WIDTH = 100  # a heading's rule in a pipe: a page wide, not PIPE_WIDTH
 WIDE = 160  # a console this wide shows every label in full
 
 
-def stdout_console() -> Console:
-    """Standard output: a terminal at its own width (tables wrap their labels to fit it); a pipe
-    or a file, unless COLUMNS says otherwise, at PIPE_WIDTH, so that no column is ever cut to 80
-    characters (`--format csv` gives the figures without the layout)."""
-    console = Console()
+class PipeConsole(Console):
+    """A console writing to a pipe or a file: PIPE_WIDTH wide, so no table is cut, with each rule
+    (a section heading) as wide as a page."""
+
+    def rule(
+        self,
+        title: TextType = "",
+        *,
+        characters: str = "─",
+        style: str | Style = "rule.line",
+        align: AlignMethod = "center",
+    ) -> None:
+        self.print(Rule(title, characters=characters, style=style, align=align), width=RULE_WIDTH)
+
+
+def stdout_console(*, stderr: bool = False) -> Console:
+    """Standard output (or error): a terminal at its own width (tables wrap their labels to fit
+    it); a pipe or a file, unless COLUMNS says otherwise, at PIPE_WIDTH, so that no column is ever
+    cut to 80 characters (`--format csv` gives the figures without the layout)."""
+    console = Console(stderr=stderr)
     if not console.is_terminal and "COLUMNS" not in os.environ:
-        console = Console(width=PIPE_WIDTH)
+        console = PipeConsole(stderr=stderr, width=PIPE_WIDTH)
     return console
 
 

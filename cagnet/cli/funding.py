@@ -15,7 +15,7 @@ from rich.console import Console
 
 from cagnet.actions.asking import member_asker
 from cagnet.actions.labels import query_of
-from cagnet.cli.common import AskerOpt, FormatOpt, PrincipalOpt, _netdir, err, out
+from cagnet.cli.common import AskerOpt, FormatOpt, PrincipalOpt, _netdir, err, label_cap, out
 from cagnet.cli.query import _render_coverage
 from cagnet.cli.records import (
     DeadlineOpt,
@@ -47,7 +47,7 @@ def render_fair_shares(bundle: Bundle, console: Console) -> None:
         f"Designated cross-authority services and each authority's share of their intake, {span_label(bundle)}"
     )
     for col in ("host", "group", "type", "service", "units", "intake"):
-        table.add_column(col, no_wrap=True, overflow="ellipsis", max_width=18 if col == "service" else None)
+        table.add_column(col, overflow="fold", max_width=label_cap(console, 18) if col == "service" else None)
     for origin in origins:
         table.add_column("outside" if origin == OUTSIDE else _abbrev(origin), no_wrap=True, justify="right")
     for hosted in r.services:

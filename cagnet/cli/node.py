@@ -16,6 +16,7 @@ from cagnet.actions.node import node_manifest as _manifest
 from cagnet.actions.node import node_store as _engine
 from cagnet.actions.node import party_names as _party_names
 from cagnet.cli.audit import audit_app
+from cagnet.cli.common import stdout_console
 from shared.logs import LogFormat
 
 app = typer.Typer(help="Run and manage one authority's node.", no_args_is_help=True)
@@ -267,7 +268,7 @@ def completeness_(
     if as_json:
         typer.echo(json.dumps(report.to_json(), indent=2))
         return
-    Console().print(report_mod.table(report))
+    stdout_console().print(report_mod.table(report))
     nothing = report.sent_nothing
     if nothing:
         err.print(f"[bold]{len(nothing)} services sent nothing[/] in {', '.join(report.quarters)}:")

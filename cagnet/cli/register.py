@@ -18,6 +18,7 @@ from rich.table import Table
 
 from cagnet.actions.register import Actor
 from cagnet.actions.register import checkpoint_json as _checkpoint_json
+from cagnet.cli.common import stdout_console
 from shared.roles import CAG_CHAIR
 
 if TYPE_CHECKING:
@@ -31,7 +32,7 @@ register_app = typer.Typer(
     help="The shared accreditation register (a witnessed transparency log).", no_args_is_help=True
 )
 
-out = Console()
+out = stdout_console()  # a pipe gets each table whole
 err = Console(stderr=True)
 
 NodeOpt = Annotated[Path | None, typer.Option("--node", help="Act as this member's node folder.")]
@@ -186,7 +187,7 @@ def list_cmd(
     before = date.fromisoformat(expires_before) if expires_before else None
     actor = _actor(node, network_dir, principal)
     with RegisterClient(actor.identity, actor.manifest) as client:
-        whole = fetch_register(client, quorum=quorum)
+        whole = fetch_register(client, quorum=quorum, chain=actor.chain())
     statuses = register_statuses(whole.entries, on=day)
     shown = [
         s
@@ -237,7 +238,8 @@ def _history(
 
     actor = _actor(node, network_dir, principal)
     with RegisterClient(actor.identity, actor.manifest) as client:
-        return fetch_history(client, provider, quorum=quorum, network_dir=actor.netdir), actor
+        history = fetch_history(client, provider, quorum=quorum, network_dir=actor.netdir, chain=actor.chain())
+        return history, actor
 
 
 def _status_json(status: ProviderStatus) -> dict[str, object]:
@@ -450,13 +452,14 @@ def verify_log(
     from shared.errors import InvalidRequest
 
     manifest = network.read(netdir)
+    chain = [m for m, _ in network.history(netdir)]
     origin = register_origin(manifest)
     url = database_url or RegisterSettings().database_url or default_database_url(netdir)
     engine = store.open_register(url)
 
     def check(index: int, data: bytes) -> None:
         try:
-            verify_entry(data, manifest, register=origin)
+            verify_entry(data, manifest, register=origin, earlier=chain)
         except Exception as exc:
             raise InvalidRequest(f"leaf {index}: {exc}") from None
 

@@ -14,7 +14,7 @@ from rich.console import Console
 
 from cagnet.actions.asking import member_asker
 from cagnet.actions.labels import query_of
-from cagnet.cli.common import AskerOpt, FormatOpt, PrincipalOpt, _netdir, err, out
+from cagnet.cli.common import AskerOpt, FormatOpt, PrincipalOpt, _netdir, err, label_cap, out
 from cagnet.cli.query import _render_coverage
 from cagnet.cli.records import (
     DeadlineOpt,
@@ -60,7 +60,7 @@ def render_kpi1(bundle: Bundle, console: Console) -> None:
     assert isinstance(r, JointKpi1)
     heads = [*r.authorities, CAG]
     table = _table(f"KPI 1: long-term services' users maintaining independent living, {_quarters_label(bundle)}")
-    table.add_column("client group", no_wrap=True, overflow="ellipsis", max_width=26)
+    table.add_column("client group", overflow="fold", max_width=label_cap(console, 26))
     for head in heads:
         table.add_column(_abbrev(head), justify="right", no_wrap=True)
     cells = {(row.authority, row.client_group): row for row in r.rows}
@@ -99,7 +99,7 @@ def render_utilisation(bundle: Bundle, console: Console, supply: JointSupplyMap 
         units[""] = supply.units
     reasons = []
     by_type = _table(f"Occupancy by service type, % of units in use occupied, {_quarters_label(bundle)}")
-    by_type.add_column("service type", no_wrap=True, overflow="ellipsis", max_width=26)
+    by_type.add_column("service type", overflow="fold", max_width=label_cap(console, 26))
     for head in heads:
         by_type.add_column(_abbrev(head), justify="right", no_wrap=True)
     if supply is not None:
@@ -116,7 +116,7 @@ def render_utilisation(bundle: Bundle, console: Console, supply: JointSupplyMap 
         by_type.add_row(service_type or "every service type", *values, *extra)
     console.print(by_type)
     by_group = _table("Occupancy by client group, every service type")
-    by_group.add_column("client group", no_wrap=True, overflow="ellipsis", max_width=26)
+    by_group.add_column("client group", overflow="fold", max_width=label_cap(console, 26))
     for head in heads:
         by_group.add_column(_abbrev(head), justify="right", no_wrap=True)
     for group in sorted({row.client_group for row in r.rows if row.client_group}):
@@ -149,7 +149,7 @@ def render_occupied_cost(cost: OccupiedCost, console: Console) -> None:
         f"Cost per occupied unit a week by service type: £ a unit / % occupied / £ an occupied unit"
         f" (spend {cost.spend_period or 'as asked'}, occupancy {cost.occupancy_period or 'every return'})"
     )
-    table.add_column("service type", no_wrap=True, overflow="ellipsis", max_width=26)
+    table.add_column("service type", overflow="fold", max_width=label_cap(console, 26))
     for head in heads:
         table.add_column(_abbrev(head), justify="right", no_wrap=True)
 
@@ -205,9 +205,8 @@ def render_unmet_demand(bundle: Bundle, console: Console) -> None:
         table = _table(title)
         table.add_column(
             "service type" if keys and keys[0][0] == 0 else "client group",
-            no_wrap=True,
-            overflow="ellipsis",
-            max_width=26,
+            overflow="fold",
+            max_width=label_cap(console, 26),
         )
         for head in heads:
             table.add_column(_abbrev(head), justify="right", no_wrap=True)

@@ -10,11 +10,11 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 
+from cagnet.cli.common import stdout_console
 from cagnet.cli.records import _group_label, _table
 
-out = Console()
+out = stdout_console()  # a pipe gets each table whole
 
 
 def vfm_position(

@@ -32,6 +32,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from rich.console import Console
 
 from cagnet.cli.analyses import render_equality, render_outcomes
+from cagnet.cli.common import stdout_console
 from cagnet.cli.funding import render_fair_shares, render_grant, render_spend
 from cagnet.cli.governance import filed_join, seal_for
 from cagnet.cli.providers import render_common_providers, render_vfm
@@ -599,7 +600,7 @@ def _show_feed_and_report(console: Console, netdir: Path, board: Path, root: Pat
 
 
 def run_demo(*, as_json: bool = False, keep: Path | None = None) -> int:
-    console = Console(stderr=True) if as_json else Console()
+    console = stdout_console(stderr=as_json)  # piped, its tables whole (the CAG column was cut at 80)
     root = keep or Path(tempfile.mkdtemp(prefix="cagnet-demo-"))
     root.mkdir(parents=True, exist_ok=True)
     try:

@@ -16,6 +16,7 @@ from __future__ import annotations
 import base64
 import json
 import random
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -125,16 +126,21 @@ def witness(
     evidence_dir: Path,
     sample: int = AUDIT_SAMPLE,
     rng: random.Random | None = None,
+    chain: Sequence[Manifest] = (),
 ) -> WitnessRound:
     """One witnessing round (see the module docstring). Raises InconsistentLog, having kept the
-    checkpoint as evidence, when the coordinator's log does not check out."""
+    checkpoint as evidence, when the coordinator's log does not check out. `chain` is the node's
+    verified manifest chain: an entry signed with a key its authority has rotated since (before
+    the rotation was published) still checks out."""
     manifest = client.manifest
     envelope = client.checkpoint()
     checkpoint = verify_checkpoint(envelope, manifest).checkpoint
     state = load_state(state_path)
     previous = state or WitnessState(checkpoint.origin, 0, merkle.EMPTY_ROOT, 0, ())
     try:
-        new_entries, audited, frontier = _check(client, manifest, checkpoint, previous, sample, rng or random.Random())
+        new_entries, audited, frontier = _check(
+            client, manifest, checkpoint, previous, sample, rng or random.Random(), chain
+        )
     except (VerificationError, InvalidRequest, NotPermitted) as exc:
         reason = exc.public_message
         kept = _save_evidence(evidence_dir, envelope, state, reason)
@@ -166,6 +172,7 @@ def _check(
     previous: WitnessState,
     sample: int,
     rng: random.Random,
+    chain: Sequence[Manifest] = (),
 ) -> tuple[int, int, merkle.Frontier]:
     """Every check before a cosignature; returns (new entries, older entries audited, new frontier)."""
     if checkpoint.origin != previous.origin:
@@ -188,7 +195,7 @@ def _check(
         raise InvalidRequest("the witness state's frontier does not give its root")
     added = client.entries(previous.size, checkpoint.size)
     for data in added:
-        verify_entry(data, manifest, register=checkpoint.origin)
+        verify_entry(data, manifest, register=checkpoint.origin, earlier=chain)
         frontier.append(merkle.leaf_hash(data))
     if frontier.root() != checkpoint.root:
         raise InconsistentLog("the entries added since the last checkpoint do not hash to the new root")
@@ -199,7 +206,7 @@ def _check(
     for index in picked:
         data, path = client.inclusion_proof(index, checkpoint.size)
         merkle.verify_inclusion(merkle.leaf_hash(data), index, checkpoint.size, path, checkpoint.root)
-        verify_entry(data, manifest, register=checkpoint.origin)
+        verify_entry(data, manifest, register=checkpoint.origin, earlier=chain)
     return len(added), len(picked), frontier
 
 
@@ -215,4 +222,5 @@ def witness_round(config: NodeConfig, *, endpoint: str | None = None, sample: in
             state_path=config.nodedir / STATE_FILE,
             evidence_dir=config.nodedir / EVIDENCE_DIR,
             sample=sample,
+            chain=[m for m, _ in manifests.history],
         )

@@ -82,3 +82,11 @@ def test_format_csv_gives_every_table_whole_with_its_period_and_policy(net: Live
 def test_format_json_is_the_verified_bundle(net: LiveNetwork) -> None:
     bundle = json.loads(_piped("query", "supply-map", "--network", str(net.netdir), "--format", "json"))
     assert bundle["kind"] == "supply-map" and sorted(bundle["answered"]) == sorted(MEMBERS)
+
+
+@pytest.mark.parametrize("kind", ["outcomes", "equality", "kpi1", "utilisation", "unmet-demand", "fair-shares"])
+def test_a_piped_table_of_every_other_kind_cuts_no_label(net: LiveNetwork, kind: str) -> None:
+    """The outcomes, equality, returns and fair-shares tables printed their labels cut short even at
+    full width ("make a positive contr…", "4 People with mental he…"); piped, each label is whole."""
+    text = _piped("query", kind, "--network", str(net.netdir), "--from", "2009-04-01", "--to", "2010-03-31")
+    assert not _cut(text), _cut(text)

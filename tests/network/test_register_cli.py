@@ -5,7 +5,10 @@ and the coordinator-side verify-log. Every command's --json output is parsed."""
 from __future__ import annotations
 
 import json
+import os
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -15,7 +18,7 @@ from typer.testing import CliRunner
 from cagnet.cli import app
 from coordinator.register import store
 from shared.errors import InconsistentLog
-from tests.registerutil import EAST_SUSSEX, KENT, MEDWAY, SURREY, make_register_network, serving
+from tests.registerutil import EAST_SUSSEX, KENT, MEDWAY, SURREY, WEST_SUSSEX, make_register_network, serving
 
 ENTRY = """
 decision = "{decision}"
@@ -124,3 +127,71 @@ def test_an_entry_file_cannot_speak_for_another_authority(tmp_path: Path, field:
     path.write_text(f'{field} = "E06000035"\n' + ENTRY.format(decision="accredited", extra=""))
     result = CliRunner().invoke(app, ["register", "submit", str(net.nodedirs[KENT]), str(path)])
     assert result.exit_code != 0 and f"may not set {field!r}" in str(result.exception)
+
+
+def test_the_register_still_reads_after_a_member_rotates_its_key(tmp_path: Path) -> None:
+    """An entry stays signed by the key its authority held when it signed it: after that authority
+    rotates its key, every member and principal still reads the register (list, history, a receipt
+    made afterwards, the witnesses' audit, verify-log), as saved evidence outlives key rotation."""
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    from coordinator import network
+    from shared.manifest import encode_key, write_manifest
+
+    net = make_register_network(tmp_path)
+    url = f"sqlite:///{tmp_path}/register.db"
+    (tmp_path / "evidence.pdf").write_bytes(b"the authority's evidence")
+    path = tmp_path / "entry.toml"
+    path.write_text(ENTRY.format(decision="accredited", extra=""))
+    with serving(net, url):
+        _run("register", "submit", str(net.nodedirs[MEDWAY]), str(path))
+        for code in (KENT, SURREY, EAST_SUSSEX):
+            _run("node", "witness", str(net.nodedirs[code]))
+        # Medway's key is replaced in a new manifest version (founding phase: the operator signs it).
+        manifest = network.read(net.netdir)
+        medway = manifest.party(MEDWAY)
+        rotated = medway.model_copy(
+            update={"signing_key": encode_key(Ed25519PrivateKey.generate().public_key()), "previous_key": ""}
+        )
+        write_manifest(
+            network.manifest_path(net.netdir),
+            manifest.with_party(rotated),
+            network.coordinator_identity(net.netdir).signing_key,
+        )
+
+        listed = _run("register", "list", "--node", str(net.nodedirs[KENT]))
+        assert [p["provider"] for p in listed["providers"]] == ["charity:1149085"]
+        assert _run("register", "list", "--network", str(net.netdir))["providers"]
+        receipt = tmp_path / "receipt.json"
+        history = _run("register", "history", "charity:1149085", "--network", str(net.netdir), "--out", str(receipt))
+        assert [e["authority"] for e in history["entries"]] == [MEDWAY]
+        assert _run("node", "witness", str(net.nodedirs[KENT]))["audited"] == 1  # cosigned before: re-checked
+        assert _run("node", "witness", str(net.nodedirs[WEST_SUSSEX]))["new_entries"] == 1  # first seen now
+    assert _run("register", "verify", str(receipt))["verified"]
+    assert _run("register", "verify-log", str(net.netdir), "--database-url", url) == {"verified": True, "size": 1}
+
+
+def test_a_piped_register_list_cuts_no_column(tmp_path: Path) -> None:
+    """`cagnet register list` with its standard output a pipe (no terminal, no COLUMNS), as in
+    `cagnet register list ... > providers.txt`: no cell cut short (the demo's "company:028123…"),
+    as `cagnet query` prints its tables."""
+    net = make_register_network(tmp_path)
+    (tmp_path / "evidence.pdf").write_bytes(b"the authority's evidence")
+    path = tmp_path / "entry.toml"
+    long_name = "The Weald and Downs Supported Housing and Floating Support Association (South East) Ltd"
+    entry = ENTRY.format(decision="accredited", extra="").replace("Weald & Downs Housing Association Ltd", long_name)
+    path.write_text(entry.replace('charity_number = "1149085"', 'company_number = "02812345"'))
+    env = {k: v for k, v in os.environ.items() if k not in ("COLUMNS", "LINES")}
+    env["PYTHONPATH"] = str(Path(__file__).resolve().parent.parent.parent)
+    with serving(net, f"sqlite:///{tmp_path}/register.db"):
+        _run("register", "submit", str(net.nodedirs[KENT]), str(path))
+        done = subprocess.run(
+            [sys.executable, "-m", "cagnet", "register", "list", "--node", str(net.nodedirs[MEDWAY])],
+            capture_output=True,
+            env=env,
+            timeout=120,
+        )
+    assert done.returncode == 0, done.stderr.decode()
+    text = done.stdout.decode()
+    assert "company:02812345" in text and " ".join(long_name.split()[:3]) in text, text
+    assert "…" not in text.split("checkpoint:")[0], text

@@ -187,7 +187,8 @@ async def audit_page(request: Request) -> Response:
     session = session_of(request)
     decision = request.query_params.get("decision", "")
     last, rows, names = await run_in_threadpool(_audit_rows, session, decision)
-    return render(request, "audit.html", last=last, rows=rows, names=names, decision=decision, shown=AUDIT_SHOWN)
+    shown = min(last, AUDIT_SHOWN)  # the entries looked at: a young log has fewer than AUDIT_SHOWN
+    return render(request, "audit.html", last=last, rows=rows, names=names, decision=decision, shown=shown)
 
 
 def _day(value: str, name: str) -> date | None:

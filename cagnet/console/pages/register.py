@@ -30,13 +30,13 @@ def _actor_of(session: Session) -> Any:
 def _whole(session: Session) -> WholeRegister:
     actor = _actor_of(session)
     with RegisterClient(actor.identity, actor.manifest) as client:
-        return fetch_register(client)
+        return fetch_register(client, chain=actor.chain())
 
 
 def _history(session: Session, provider: str) -> History:
     actor = _actor_of(session)
     with RegisterClient(actor.identity, actor.manifest) as client:
-        return fetch_history(client, provider, network_dir=actor.netdir)
+        return fetch_history(client, provider, network_dir=actor.netdir, chain=actor.chain())
 
 
 def _matches(status: ProviderStatus, query: str) -> bool:
