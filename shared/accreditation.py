@@ -201,7 +201,12 @@ def open_entry(data: bytes) -> tuple[dsse.Envelope, AccreditationEntry]:
 
 
 def verify_entry(
-    data: bytes, manifest: Manifest, *, register: str, earlier: Sequence[Manifest] = ()
+    data: bytes,
+    manifest: Manifest,
+    *,
+    register: str,
+    earlier: Sequence[Manifest] = (),
+    now_ms: int | None = None,
 ) -> tuple[AccreditationEntry, Party]:
     """An entry that is well formed, for this register, and signed by the member authority it names.
 
@@ -209,7 +214,10 @@ def verify_entry(
     is the only one a new entry may be signed with (the coordinator's and a witness's check of an
     entry just submitted). An entry already in the log was signed when it was submitted, so a
     reader passes the verified chain as `earlier`: a key the authority held at any version of it
-    is accepted too, and a member's key rotation leaves the register readable.
+    is accepted too, and a member's key rotation leaves the register readable. A witness checking
+    entries added since its last cosignature passes `now_ms` instead: the key a rotation replaced
+    counts only within the rotation's overlap (an entry submitted just before it), so a retired
+    key that leaked cannot add an entry the witnesses would cosign.
 
     Raises InvalidRequest (malformed, another register), NotPermitted (the authority or the
     passport's source is not a member) or BadSignature (not signed by that authority's key).
@@ -227,7 +235,8 @@ def verify_entry(
         source = next((p for p in manifest.members if p.id == entry.passported_from), None)
         if source is None:
             raise NotPermitted("a passport must name a member authority's accreditation")
-    for key in _keys_held(authority, earlier):
+    current = authority.keys_at(now_ms) if now_ms is not None else (authority.public_key,)
+    for key in _keys_held(authority, current, earlier):
         try:
             dsse.verify(envelope, key)
         except BadSignature:
@@ -236,10 +245,12 @@ def verify_entry(
     raise BadSignature("the entry is not signed by the authority it names")
 
 
-def _keys_held(authority: Party, earlier: Sequence[Manifest]) -> list[Ed25519PublicKey]:
-    """The authority's key now, then each other key the verified chain lists for it, newest first."""
+def _keys_held(
+    authority: Party, current: Sequence[Ed25519PublicKey], earlier: Sequence[Manifest]
+) -> list[Ed25519PublicKey]:
+    """The authority's keys now, then each other key the verified chain lists for it, newest first."""
     seen = {authority.signing_key}
-    keys = [authority.public_key]
+    keys = list(current)
     for manifest in reversed(earlier):
         held = next((p for p in manifest.parties if p.id == authority.id), None)
         if held is not None and held.signing_key not in seen:

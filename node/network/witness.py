@@ -195,7 +195,9 @@ def _check(
         raise InvalidRequest("the witness state's frontier does not give its root")
     added = client.entries(previous.size, checkpoint.size)
     for data in added:
-        verify_entry(data, manifest, register=checkpoint.origin, earlier=chain)
+        # New since the last cosignature: the key in force, or the one it replaced within its
+        # overlap; never any retired key of the chain (a leaked one must not add entries).
+        verify_entry(data, manifest, register=checkpoint.origin, now_ms=now_ms())
         frontier.append(merkle.leaf_hash(data))
     if frontier.root() != checkpoint.root:
         raise InconsistentLog("the entries added since the last checkpoint do not hash to the new root")

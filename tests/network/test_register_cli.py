@@ -136,6 +136,7 @@ def test_the_register_still_reads_after_a_member_rotates_its_key(tmp_path: Path)
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
     from coordinator import network
+    from shared.auth import now_ms
     from shared.manifest import encode_key, write_manifest
 
     net = make_register_network(tmp_path)
@@ -147,11 +148,16 @@ def test_the_register_still_reads_after_a_member_rotates_its_key(tmp_path: Path)
         _run("register", "submit", str(net.nodedirs[MEDWAY]), str(path))
         for code in (KENT, SURREY, EAST_SUSSEX):
             _run("node", "witness", str(net.nodedirs[code]))
-        # Medway's key is replaced in a new manifest version (founding phase: the operator signs it).
+        # Medway's key is replaced in a new manifest version (founding phase: the operator signs
+        # it), the old key kept for an hour's overlap as `network rotate-key` does.
         manifest = network.read(net.netdir)
         medway = manifest.party(MEDWAY)
         rotated = medway.model_copy(
-            update={"signing_key": encode_key(Ed25519PrivateKey.generate().public_key()), "previous_key": ""}
+            update={
+                "signing_key": encode_key(Ed25519PrivateKey.generate().public_key()),
+                "previous_key": medway.signing_key,
+                "previous_key_until_ms": now_ms() + 3_600_000,
+            }
         )
         write_manifest(
             network.manifest_path(net.netdir),
@@ -166,7 +172,8 @@ def test_the_register_still_reads_after_a_member_rotates_its_key(tmp_path: Path)
         history = _run("register", "history", "charity:1149085", "--network", str(net.netdir), "--out", str(receipt))
         assert [e["authority"] for e in history["entries"]] == [MEDWAY]
         assert _run("node", "witness", str(net.nodedirs[KENT]))["audited"] == 1  # cosigned before: re-checked
-        assert _run("node", "witness", str(net.nodedirs[WEST_SUSSEX]))["new_entries"] == 1  # first seen now
+        # First seen now, within the overlap (a retired key's new entries after it: test_accreditation).
+        assert _run("node", "witness", str(net.nodedirs[WEST_SUSSEX]))["new_entries"] == 1
     assert _run("register", "verify", str(receipt))["verified"]
     assert _run("register", "verify-log", str(net.netdir), "--database-url", url) == {"verified": True, "size": 1}
 

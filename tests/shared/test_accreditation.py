@@ -167,6 +167,37 @@ def test_an_entry_must_be_signed_by_the_member_it_names(net: RegisterNetwork) ->
         verify_entry(signed(net, outsider), manifest, register=net.origin)
 
 
+def test_a_retired_key_reads_old_entries_but_adds_none_once_its_overlap_ends(net: RegisterNetwork) -> None:
+    """After a member rotates its key, an entry it signed before still reads (the verified chain
+    lists the key it held), a witness accepts a new one signed with the replaced key only within
+    the rotation's overlap, and after it no new entry under the retired key is cosigned: a key
+    retired because it leaked cannot add to the register."""
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    from shared.auth import now_ms
+    from shared.manifest import encode_key
+
+    before = network.read(net.netdir)
+    medway = before.party(MEDWAY)
+    old_signed = signed(net, make_entry(net.origin, MEDWAY))
+    until = now_ms() + 3_600_000
+    after = before.with_party(
+        medway.model_copy(
+            update={
+                "signing_key": encode_key(Ed25519PrivateKey.generate().public_key()),
+                "previous_key": medway.signing_key,
+                "previous_key_until_ms": until,
+            }
+        )
+    )
+    with pytest.raises(BadSignature):
+        verify_entry(old_signed, after, register=net.origin)  # the key in force only
+    assert verify_entry(old_signed, after, register=net.origin, earlier=[before, after])[1].id == MEDWAY
+    assert verify_entry(old_signed, after, register=net.origin, now_ms=until - 1)[1].id == MEDWAY
+    with pytest.raises(BadSignature):
+        verify_entry(old_signed, after, register=net.origin, now_ms=until + 1)
+
+
 def _logged(*entries: AccreditationEntry) -> list[LoggedEntry]:
     return [LoggedEntry(leaf_index=i, entry=e) for i, e in enumerate(entries)]
 
