@@ -164,6 +164,8 @@ def _one_edition(method: _Method) -> _Method:
             return method(self, *args, **kwargs)
 
     return wrapper  # type: ignore[return-value]
+
+
 # The ledger keeps every supply map at its finest grain, so that any two can be compared.
 _LEDGER_DIMENSIONS = ("client_group", "service_type", "district")
 
