@@ -20,6 +20,13 @@ from sqlalchemy.engine import make_url
 
 POSTGRES_ENV = "CAGNET_TEST_POSTGRES_URL"
 
+# pytest-xdist hands its workers the controlling terminal's COLUMNS, though a worker's output is
+# never a terminal: cagnet would then print at that width, where a one-process run (and a person's
+# pipe) gets whole tables. Each worker prints as the one process does.
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    os.environ.pop("COLUMNS", None)
+    os.environ.pop("LINES", None)
+
 # Typer's test runner builds the whole click command tree from every command's signature and type
 # hints on each invoke: a third of the suite's time went there. A person's `cagnet` process builds
 # it once; so does the suite now, and each invoke still runs the same commands from a fresh context.

@@ -16,7 +16,6 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 from rich.markup import escape
 
 from cagnet.cli import (
@@ -38,10 +37,11 @@ from cagnet.cli import (
     returns,
     vfm_position,
 )
+from cagnet.cli.common import stdout_console
 
 __all__ = ["app", "main"]
 
-err = Console(stderr=True)
+err = stdout_console(stderr=True)  # piped into a log, a message stays whole
 
 
 def report(

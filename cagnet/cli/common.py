@@ -58,7 +58,8 @@ def label_cap(console: Console, width: int) -> int | None:
 
 
 out = stdout_console()
-err = Console(stderr=True)
+# Errors too: piped into a log, a message naming a long path stays one line, the path unbroken.
+err = stdout_console(stderr=True)
 
 
 def _default_network() -> Path | None:

@@ -8,9 +8,10 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 
-err = Console(stderr=True)
+from cagnet.cli.common import stdout_console
+
+err = stdout_console(stderr=True)  # piped into a log, a message stays whole
 
 
 def health_command(

@@ -7,7 +7,6 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from cagnet.actions.node import KINDS, check_file, protect_edition
@@ -21,7 +20,7 @@ from shared.logs import LogFormat
 
 app = typer.Typer(help="Run and manage one authority's node.", no_args_is_help=True)
 
-err = Console(stderr=True)
+err = stdout_console(stderr=True)  # piped into a log, a message stays whole
 KINDS_HELP = "providers, services, contracts, client-records, outcomes, kpi1-returns or occupancy-returns"
 NodeDir = Annotated[Path, typer.Argument(help="The node folder made by `cagnet node init`.")]
 

@@ -13,7 +13,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
 from cagnet.actions.register import Actor
@@ -33,7 +32,7 @@ register_app = typer.Typer(
 )
 
 out = stdout_console()  # a pipe gets each table whole
-err = Console(stderr=True)
+err = stdout_console(stderr=True)  # piped into a log, a message stays whole
 
 NodeOpt = Annotated[Path | None, typer.Option("--node", help="Act as this member's node folder.")]
 NetworkOpt = Annotated[
