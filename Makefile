@@ -31,8 +31,11 @@ lint: $(STAMP)
 types: $(STAMP)
 	$(BIN)/mypy
 
+# One worker per core (pytest-xdist); a module's tests stay together in one worker, so a network a
+# module builds once is built once. PYTEST_WORKERS=0 runs the suite in one process.
+PYTEST_WORKERS ?= auto
 pytest: $(STAMP) browser
-	$(BIN)/pytest -q
+	$(BIN)/pytest -q -n $(PYTEST_WORKERS) --dist loadscope
 
 ## browser: Debian's chromium for the report's browser test, where apt-get can install it (root);
 ## elsewhere that test skips and says why. Never fails the build.
