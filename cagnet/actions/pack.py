@@ -115,12 +115,13 @@ class Section:
 @dataclass(frozen=True)
 class Fact:
     """One line a councillor would repeat: the sentence, the figure it rests on (None: withheld),
-    and where it comes from."""
+    and where it comes from. With a comparison, each has its change or says why it has none."""
 
     text: str
     figure: str | None
     source: str
-    change: str = ""
+    change: str = ""  # the change since the earlier period, when the pack compares and both figures stand
+    unchanged: str = ""  # when the pack compares and shows no change: why not, in plain words
 
 
 @dataclass
@@ -286,10 +287,52 @@ def _non_local(r: JointNonLocalServices | None) -> int | None:
     return None if r is None else len(r.services)
 
 
+_CODE = re.compile(r"\b[EWSN]\d{8}\b")
+
+
+def _named(reason: str) -> str:
+    """A reason as a reader says it: authority codes by their names."""
+    return _CODE.sub(lambda m: place_name(m[0]), reason)
+
+
+def _why_unchanged(earlier: Sequence[Section], kind: str, then_reason: str = "") -> str:
+    """Why a fact shows no change since the earlier period: that period's question was not
+    answered, or its figure is withheld (`then_reason`, when the result says why)."""
+    section = next((s for s in earlier if s.kind == kind), None)
+    label = section.period if section is not None and section.period else "the earlier period"
+    if section is None or section.bundle is None:
+        return f"{label} was not answered: {_refusal(earlier, kind)}"
+    return f"the {label} figure is withheld" + (f" ({_named(then_reason)})" if then_reason else "")
+
+
+def _kpi_reason(r: JointKpi | None) -> str:
+    if r is None:
+        return ""
+    return next((row.reason for row in r.rows if row.authority == "CAG" and row.client_group == 0), "")
+
+
+def _net_of(r: JointNetFlow | None, name: str) -> tuple[int | None, str]:
+    """An authority's net flow, all groups, when whole (else None and why)."""
+    if r is None:
+        return None, ""
+    for row in r.rows:
+        if row.client_group == 0 and place_name(row.authority) == name:
+            if row.net is not None and row.status == "whole":
+                return row.net, ""
+            return None, f"{name}: {row.reason or row.status}"
+    return None, f"{name} did not answer"
+
+
 def summary_facts(period: str, now: Sequence[Section], earlier: Sequence[Section] = ()) -> list[Fact]:
     """The five facts a councillor would repeat, each from the released figures; a withheld one
-    says so and why. With an earlier period, each says how it changed."""
+    says so and why. With an earlier period, each says how it changed, or why it cannot."""
     facts: list[Fact] = []
+    compared = bool(earlier)
+
+    def why(kind: str, then_reason: str = "") -> str:
+        return _why_unchanged(earlier, kind, then_reason) if compared else ""
+
+    withheld = f"the {period} figure is withheld" if compared else ""
     supply, supply_then = _supply(_result(now, "supply-map")), _supply(_result(earlier, "supply-map"))
     if supply is not None:
         change = _signed(supply[0] - supply_then[0]) if supply_then else ""
@@ -300,10 +343,11 @@ def summary_facts(period: str, now: Sequence[Section], earlier: Sequence[Section
                 f"{supply[0]:,} units",
                 "supply-map",
                 change,
+                "" if change else why("supply-map"),
             )
         )
     else:
-        facts.append(Fact("Units of support funded: withheld.", None, _refusal(now, "supply-map")))
+        facts.append(Fact("Units of support funded: withheld.", None, _refusal(now, "supply-map"), "", withheld))
     moved, partial = _moved_in(_result(now, "movement"))
     moved_then, _ = _moved_in(_result(earlier, "movement"))
     if moved is not None:
@@ -314,26 +358,40 @@ def summary_facts(period: str, now: Sequence[Section], earlier: Sequence[Section
                 f"{'≥' if partial else ''}{moved:,} clients",
                 "movement",
                 _signed(moved - moved_then) if moved_then is not None else "",
+                "" if moved_then is not None else why("movement"),
             )
         )
     else:
-        facts.append(Fact("New clients from another authority: withheld.", None, _refusal(now, "movement")))
+        facts.append(
+            Fact("New clients from another authority: withheld.", None, _refusal(now, "movement"), "", withheld)
+        )
     importer = _importer(_result(now, "net-flow"))
     if importer is not None and importer[1] > 0:
         name, net, bound = importer
+        net_then, then_reason = _net_of(_result(earlier, "net-flow"), name)
+        # The same authority's net flow then: a bound now less a whole figure then is no change.
+        net_change = _signed(net - net_then) if net_then is not None and not bound else ""
+        if net_change or not compared:
+            unchanged = ""
+        elif bound:
+            unchanged = f"the {period} figure is a lower bound (a suppressed part is left out)"
+        else:
+            unchanged = why("net-flow", then_reason)
         facts.append(
             Fact(
                 f"{name} took in {'at least ' if bound else ''}{net:,} more clients from elsewhere than it sent "
                 f"to the CAG's other authorities in {period}: the largest net importer.",
                 f"net {'≥' if bound else ''}{net:+,}",
                 "net-flow",
+                net_change,
+                unchanged,
             )
         )
     else:
         flows = _result(now, "net-flow")
         reasons = sorted({row.reason for row in flows.rows if row.client_group == 0 and row.reason}) if flows else []
-        why = "where a part is suppressed: " + "; ".join(reasons) if reasons else _refusal(now, "net-flow")
-        facts.append(Fact("The largest net importer: withheld.", None, why))
+        because = "where a part is suppressed: " + "; ".join(reasons) if reasons else _refusal(now, "net-flow")
+        facts.append(Fact("The largest net importer: withheld.", None, because, "", withheld))
     kpi, kpi_then = _kpi(_result(now, "kpi")), _kpi(_result(earlier, "kpi"))
     if kpi is not None:
         facts.append(
@@ -342,10 +400,11 @@ def summary_facts(period: str, now: Sequence[Section], earlier: Sequence[Section
                 f"{kpi:.0f}%",
                 "kpi",
                 _signed(round(kpi - kpi_then, 1), " points") if kpi_then is not None else "",
+                "" if kpi_then is not None else why("kpi", _kpi_reason(_result(earlier, "kpi"))),
             )
         )
     else:
-        facts.append(Fact("Planned moves (KPI 2): withheld.", None, _refusal(now, "kpi")))
+        facts.append(Fact("Planned moves (KPI 2): withheld.", None, _refusal(now, "kpi"), "", withheld))
     repeat, repeat_then = _repeat(_result(now, "repeat-movers")), _repeat(_result(earlier, "repeat-movers"))
     if repeat is not None:
         facts.append(
@@ -354,21 +413,31 @@ def summary_facts(period: str, now: Sequence[Section], earlier: Sequence[Section
                 f"{repeat:,} people",
                 "repeat-movers",
                 _signed(repeat - repeat_then) if repeat_then is not None else "",
+                "" if repeat_then is not None else why("repeat-movers"),
             )
         )
     else:
         non_local = _non_local(_result(now, "non-local-services"))
+        non_local_then = _non_local(_result(earlier, "non-local-services"))
         if non_local is not None:
             facts.append(
                 Fact(
                     f"{non_local:,} services took most of their clients from outside their own authority in {period}.",
                     f"{non_local:,} services",
                     "non-local-services",
+                    _signed(non_local - non_local_then) if non_local_then is not None else "",
+                    "" if non_local_then is not None else why("non-local-services"),
                 )
             )
         else:
             facts.append(
-                Fact("People supported by more than one authority: withheld.", None, _refusal(now, "repeat-movers"))
+                Fact(
+                    "People supported by more than one authority: withheld.",
+                    None,
+                    _refusal(now, "repeat-movers"),
+                    "",
+                    withheld,
+                )
             )
     return facts
 

@@ -142,7 +142,11 @@ def pack_html(pack: Pack) -> str:
     facts = []
     for fact in pack.facts:
         figure = f"<span class='fig'>{_esc(fact.figure)}</span>" if fact.figure else "<span class='fig'>withheld</span>"
-        change = f" ({_esc(fact.change)} since {_esc(pack.compare)})" if fact.change and pack.compare else ""
+        change = ""
+        if pack.compare and fact.change:
+            change = f" ({_esc(fact.change)} since {_esc(pack.compare)})"
+        elif pack.compare and fact.unchanged:
+            change = f" <span class='meta'>(no change shown since {_esc(pack.compare)}: {_esc(fact.unchanged)})</span>"
         why = "" if fact.figure else f" <span class='meta'>({_esc(fact.source)})</span>"
         facts.append(f"<li>{figure}{change}: {_esc(fact.text)}{why}</li>")
     contents = "".join(
@@ -204,7 +208,8 @@ def pack_xlsx(pack: Pack) -> bytes:
     summary.append(["figure", "fact", f"change since {pack.compare}" if pack.compare else "", "source"])
     for fact in pack.facts:
         figure = safe_cell(fact.figure or "withheld")
-        summary.append([figure, safe_cell(fact.text), safe_cell(fact.change), fact.source])
+        since = fact.change or (f"no change shown: {fact.unchanged}" if fact.unchanged else "")
+        summary.append([figure, safe_cell(fact.text), safe_cell(since if pack.compare else ""), fact.source])
     summary.column_dimensions["B"].width = 110
     notes = book.create_sheet("notes")
     notes.append(["sheet", "about", "note"])

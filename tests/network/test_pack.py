@@ -116,6 +116,29 @@ def test_the_workbook_holds_the_signed_figures_as_numbers_with_a_notes_sheet(pac
     assert book["charts"]._charts  # bar charts where they help
 
 
+def test_every_summary_fact_shows_its_change_since_the_earlier_year_or_says_why_not(pack: Path) -> None:
+    """With --compare, each of the five facts has its change where both years have the figure
+    (KPI 2 and the net importer too), and otherwise says in plain words why it shows none."""
+    book = load_workbook(pack / "pack.xlsx")
+    header = [c.value for c in book["summary"][2]]
+    assert header[2] == "change since 2008-09"
+    summary = {r[3]: r for r in book["summary"].iter_rows(min_row=3, values_only=True)}
+    for source, (_figure, _text, change, _source) in summary.items():
+        assert change, f"{source}: no change and no reason"
+        assert re.fullmatch(r"[+-][\d,.]+( points)?", str(change)) or str(change).startswith("no change shown: ")
+    now = _bundle(pack, "2009-10-kpi.json").result
+    then = _bundle(pack, "2008-09-kpi.json").result
+    assert isinstance(now, JointKpi) and isinstance(then, JointKpi)
+    cag_now, cag_then = (next(r for r in k.rows if r.authority == "CAG" and r.client_group == 0) for k in (now, then))
+    kpi_change = summary["kpi"][2] if "kpi" in summary else None
+    if cag_now.percent_planned is not None and cag_then.percent_planned is not None:
+        assert kpi_change == f"{round(cag_now.percent_planned - cag_then.percent_planned, 1):+} points".replace(
+            ".0 points", " points"
+        )
+    elif cag_now.percent_planned is not None:
+        assert str(kpi_change).startswith("no change shown: the 2008-09 figure is withheld")
+
+
 def test_the_pdf_is_a4_with_pages(pack: Path) -> None:
     data = (pack / "pack.pdf").read_bytes()
     assert data.startswith(b"%PDF")
