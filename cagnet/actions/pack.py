@@ -33,6 +33,7 @@ __all__ = [
     "build_pack",
     "financial_year",
     "summary_facts",
+    "unanswered",
 ]
 
 # Section titles a reader knows; a kind not named here is titled by its kind string.
@@ -104,6 +105,7 @@ class Section:
     bundle: Bundle | None = None
     envelope: dsse.Envelope | None = None  # the signed bundle, saved beside the pack for `cagnet verify`
     refusal: str = ""  # why the network did not answer
+    compare_refusal: str = ""  # why the network did not answer the compared period's question
     tables: list[PackTable] = field(default_factory=list)
     notes: list[tuple[str, str]] = field(default_factory=list)
 
@@ -132,6 +134,7 @@ class Pack:
     made_at: str
     sections: list[Section]
     facts: list[Fact]
+    earlier: list[Section] = field(default_factory=list)  # the compared period's questions, as asked
     # Sections drawn from the supply map and the manifest's signed reference data (need, grant):
     # (title, HTML), present when the network holds reference data.
     reference: list[tuple[str, str]] = field(default_factory=list)
@@ -167,6 +170,12 @@ def ask_pack(client: CoordinatorClient, period: str, compare: str = "") -> tuple
     now = [_ask(client, spec, period) for spec in kinds]
     earlier = [_ask(client, spec, compare) for spec in kinds if dated(spec)] if compare else []
     return now, earlier
+
+
+def unanswered(pack: Pack) -> tuple[int, list[Section]]:
+    """How many questions the pack asked, both periods counted, and those not answered."""
+    asked = [*pack.sections, *pack.earlier]
+    return len(asked), [s for s in asked if s.refusal]
 
 
 def _key_columns(table: ResultTable) -> list[int]:
@@ -211,6 +220,8 @@ def _compare(now: Sequence[Section], earlier: Sequence[Section]) -> None:
     by_kind = {s.kind: s for s in earlier}
     for section in now:
         before = by_kind.get(section.kind)
+        if before is not None and before.refusal:
+            section.compare_refusal = before.refusal
         if before is None or before.bundle is None:
             continue
         then = {t.table.title: t.table for t in before.tables}
@@ -453,4 +464,5 @@ def build_pack(network: str, period: str, compare: str, now: list[Section], earl
         made_at=datetime.now(UTC).isoformat(timespec="seconds"),
         sections=now,
         facts=summary_facts(period, now, earlier),
+        earlier=earlier,
     )

@@ -123,6 +123,11 @@ def _section_html(section: Section, compare: str) -> str:
             f"<p class='refused'>The network did not answer this question{_esc(period)}: {_esc(section.refusal)}</p>"
         )
         return "".join(parts) + "</section>"
+    if compare and section.compare_refusal:
+        parts.append(
+            f"<p class='refused'>No change since {_esc(compare)} is shown: the network did not answer this question"
+            f" for {_esc(compare)}: {_esc(section.compare_refusal)}</p>"
+        )
     notes = "".join(f"<li><b>{_esc(k)}</b>: {_esc(v)}</li>" for k, v in section.notes if k != "*")
     parts.append(f"<ul class='meta'>{notes}</ul>")
     if section.suppressed:
@@ -223,6 +228,9 @@ def pack_xlsx(pack: Pack) -> bytes:
         if section.refusal:
             notes.append([safe_cell(section.title), "not answered", safe_cell(section.refusal)])
             continue
+        if pack.compare and section.compare_refusal:
+            why = f"{pack.compare} not answered, so no change is shown: {section.compare_refusal}"
+            notes.append([safe_cell(section.title), "no change shown", safe_cell(why)])
         for t in section.tables:
             name = _sheet_name(t.table.title, used)
             _table_sheet(book.create_sheet(name), t, pack.compare, Comment, Font)
