@@ -4,7 +4,8 @@ Builds a real network on loopback (tests/netutil.py: seven members with syntheti
 with mTLS on port 0), then times each step of a pack for 2009-10 compared with 2008-09: asking and
 verifying every question the registry lists for both years, the summary and changes, the HTML, the
 workbook, the PDF printed by headless Chromium, and the whole (`write_pack`, which also saves the
-signed bundles). Prints a table of seconds and sizes, and each step's share of the whole.
+signed bundles). Prints a table of seconds and sizes, each step's share of the whole, and every
+question refused with its reason (a standard question a chair asks should never be).
 Run: .venv/bin/python bench/pack.py [--members 7] [--clients N]
 """
 
@@ -49,8 +50,10 @@ def main() -> None:
             with CoordinatorClient(net.netdir, principal="cag-chair") as client:
                 now, earlier = ask_pack(client, "2009-10", "2008-09")
             asked = time.perf_counter() - t
-            questions = len(now) + len(earlier)
-            rows.append((f"ask and verify {questions} questions", asked, f"{sum(not s.refusal for s in now)} answered"))
+            asked_all = [*now, *earlier]
+            answered = sum(not s.refusal for s in asked_all)
+            rows.append((f"ask and verify {len(asked_all)} questions", asked, f"{answered} answered"))
+            refused = [s for s in asked_all if s.refusal]
             t = time.perf_counter()
             pack = build_pack("bench", "2009-10", "2008-09", now, earlier)
             rows.append(("summary and changes", time.perf_counter() - t, ""))
@@ -79,6 +82,8 @@ def main() -> None:
         table.add_row(name, f"{seconds:.2f}", f"{seconds / whole:.0%}", note)
     table.add_row("whole: write_pack (HTML, XLSX, PDF, bundles)", f"{whole:.2f}", "100%", f"{len(written)} files")
     console.print(table)
+    for section in refused:
+        console.print(f"refused: {section.kind} {section.period or '(as it stands)'}: {section.refusal}")
 
 
 if __name__ == "__main__":

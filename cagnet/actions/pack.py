@@ -33,6 +33,7 @@ __all__ = [
     "build_pack",
     "financial_year",
     "summary_facts",
+    "unanswered",
 ]
 
 # Section titles a reader knows; a kind not named here is titled by its kind string.
@@ -104,6 +105,7 @@ class Section:
     bundle: Bundle | None = None
     envelope: dsse.Envelope | None = None  # the signed bundle, saved beside the pack for `cagnet verify`
     refusal: str = ""  # why the network did not answer
+    compare_refusal: str = ""  # why the network did not answer the compared period's question
     tables: list[PackTable] = field(default_factory=list)
     notes: list[tuple[str, str]] = field(default_factory=list)
 
@@ -115,12 +117,13 @@ class Section:
 @dataclass(frozen=True)
 class Fact:
     """One line a councillor would repeat: the sentence, the figure it rests on (None: withheld),
-    and where it comes from."""
+    and where it comes from. With a comparison, each has its change or says why it has none."""
 
     text: str
     figure: str | None
     source: str
-    change: str = ""
+    change: str = ""  # the change since the earlier period, when the pack compares and both figures stand
+    unchanged: str = ""  # when the pack compares and shows no change: why not, in plain words
 
 
 @dataclass
@@ -131,6 +134,7 @@ class Pack:
     made_at: str
     sections: list[Section]
     facts: list[Fact]
+    earlier: list[Section] = field(default_factory=list)  # the compared period's questions, as asked
     # Sections drawn from the supply map and the manifest's signed reference data (need, grant):
     # (title, HTML), present when the network holds reference data.
     reference: list[tuple[str, str]] = field(default_factory=list)
@@ -166,6 +170,12 @@ def ask_pack(client: CoordinatorClient, period: str, compare: str = "") -> tuple
     now = [_ask(client, spec, period) for spec in kinds]
     earlier = [_ask(client, spec, compare) for spec in kinds if dated(spec)] if compare else []
     return now, earlier
+
+
+def unanswered(pack: Pack) -> tuple[int, list[Section]]:
+    """How many questions the pack asked, both periods counted, and those not answered."""
+    asked = [*pack.sections, *pack.earlier]
+    return len(asked), [s for s in asked if s.refusal]
 
 
 def _key_columns(table: ResultTable) -> list[int]:
@@ -210,6 +220,8 @@ def _compare(now: Sequence[Section], earlier: Sequence[Section]) -> None:
     by_kind = {s.kind: s for s in earlier}
     for section in now:
         before = by_kind.get(section.kind)
+        if before is not None and before.refusal:
+            section.compare_refusal = before.refusal
         if before is None or before.bundle is None:
             continue
         then = {t.table.title: t.table for t in before.tables}
@@ -286,10 +298,52 @@ def _non_local(r: JointNonLocalServices | None) -> int | None:
     return None if r is None else len(r.services)
 
 
+_CODE = re.compile(r"\b[EWSN]\d{8}\b")
+
+
+def _named(reason: str) -> str:
+    """A reason as a reader says it: authority codes by their names."""
+    return _CODE.sub(lambda m: place_name(m[0]), reason)
+
+
+def _why_unchanged(earlier: Sequence[Section], kind: str, then_reason: str = "") -> str:
+    """Why a fact shows no change since the earlier period: that period's question was not
+    answered, or its figure is withheld (`then_reason`, when the result says why)."""
+    section = next((s for s in earlier if s.kind == kind), None)
+    label = section.period if section is not None and section.period else "the earlier period"
+    if section is None or section.bundle is None:
+        return f"{label} was not answered: {_refusal(earlier, kind)}"
+    return f"the {label} figure is withheld" + (f" ({_named(then_reason)})" if then_reason else "")
+
+
+def _kpi_reason(r: JointKpi | None) -> str:
+    if r is None:
+        return ""
+    return next((row.reason for row in r.rows if row.authority == "CAG" and row.client_group == 0), "")
+
+
+def _net_of(r: JointNetFlow | None, name: str) -> tuple[int | None, str]:
+    """An authority's net flow, all groups, when whole (else None and why)."""
+    if r is None:
+        return None, ""
+    for row in r.rows:
+        if row.client_group == 0 and place_name(row.authority) == name:
+            if row.net is not None and row.status == "whole":
+                return row.net, ""
+            return None, f"{name}: {row.reason or row.status}"
+    return None, f"{name} did not answer"
+
+
 def summary_facts(period: str, now: Sequence[Section], earlier: Sequence[Section] = ()) -> list[Fact]:
     """The five facts a councillor would repeat, each from the released figures; a withheld one
-    says so and why. With an earlier period, each says how it changed."""
+    says so and why. With an earlier period, each says how it changed, or why it cannot."""
     facts: list[Fact] = []
+    compared = bool(earlier)
+
+    def why(kind: str, then_reason: str = "") -> str:
+        return _why_unchanged(earlier, kind, then_reason) if compared else ""
+
+    withheld = f"the {period} figure is withheld" if compared else ""
     supply, supply_then = _supply(_result(now, "supply-map")), _supply(_result(earlier, "supply-map"))
     if supply is not None:
         change = _signed(supply[0] - supply_then[0]) if supply_then else ""
@@ -300,10 +354,11 @@ def summary_facts(period: str, now: Sequence[Section], earlier: Sequence[Section
                 f"{supply[0]:,} units",
                 "supply-map",
                 change,
+                "" if change else why("supply-map"),
             )
         )
     else:
-        facts.append(Fact("Units of support funded: withheld.", None, _refusal(now, "supply-map")))
+        facts.append(Fact("Units of support funded: withheld.", None, _refusal(now, "supply-map"), "", withheld))
     moved, partial = _moved_in(_result(now, "movement"))
     moved_then, _ = _moved_in(_result(earlier, "movement"))
     if moved is not None:
@@ -314,26 +369,40 @@ def summary_facts(period: str, now: Sequence[Section], earlier: Sequence[Section
                 f"{'≥' if partial else ''}{moved:,} clients",
                 "movement",
                 _signed(moved - moved_then) if moved_then is not None else "",
+                "" if moved_then is not None else why("movement"),
             )
         )
     else:
-        facts.append(Fact("New clients from another authority: withheld.", None, _refusal(now, "movement")))
+        facts.append(
+            Fact("New clients from another authority: withheld.", None, _refusal(now, "movement"), "", withheld)
+        )
     importer = _importer(_result(now, "net-flow"))
     if importer is not None and importer[1] > 0:
         name, net, bound = importer
+        net_then, then_reason = _net_of(_result(earlier, "net-flow"), name)
+        # The same authority's net flow then: a bound now less a whole figure then is no change.
+        net_change = _signed(net - net_then) if net_then is not None and not bound else ""
+        if net_change or not compared:
+            unchanged = ""
+        elif bound:
+            unchanged = f"the {period} figure is a lower bound (a suppressed part is left out)"
+        else:
+            unchanged = why("net-flow", then_reason)
         facts.append(
             Fact(
                 f"{name} took in {'at least ' if bound else ''}{net:,} more clients from elsewhere than it sent "
                 f"to the CAG's other authorities in {period}: the largest net importer.",
                 f"net {'≥' if bound else ''}{net:+,}",
                 "net-flow",
+                net_change,
+                unchanged,
             )
         )
     else:
         flows = _result(now, "net-flow")
         reasons = sorted({row.reason for row in flows.rows if row.client_group == 0 and row.reason}) if flows else []
-        why = "where a part is suppressed: " + "; ".join(reasons) if reasons else _refusal(now, "net-flow")
-        facts.append(Fact("The largest net importer: withheld.", None, why))
+        because = "where a part is suppressed: " + "; ".join(reasons) if reasons else _refusal(now, "net-flow")
+        facts.append(Fact("The largest net importer: withheld.", None, because, "", withheld))
     kpi, kpi_then = _kpi(_result(now, "kpi")), _kpi(_result(earlier, "kpi"))
     if kpi is not None:
         facts.append(
@@ -342,10 +411,11 @@ def summary_facts(period: str, now: Sequence[Section], earlier: Sequence[Section
                 f"{kpi:.0f}%",
                 "kpi",
                 _signed(round(kpi - kpi_then, 1), " points") if kpi_then is not None else "",
+                "" if kpi_then is not None else why("kpi", _kpi_reason(_result(earlier, "kpi"))),
             )
         )
     else:
-        facts.append(Fact("Planned moves (KPI 2): withheld.", None, _refusal(now, "kpi")))
+        facts.append(Fact("Planned moves (KPI 2): withheld.", None, _refusal(now, "kpi"), "", withheld))
     repeat, repeat_then = _repeat(_result(now, "repeat-movers")), _repeat(_result(earlier, "repeat-movers"))
     if repeat is not None:
         facts.append(
@@ -354,21 +424,31 @@ def summary_facts(period: str, now: Sequence[Section], earlier: Sequence[Section
                 f"{repeat:,} people",
                 "repeat-movers",
                 _signed(repeat - repeat_then) if repeat_then is not None else "",
+                "" if repeat_then is not None else why("repeat-movers"),
             )
         )
     else:
         non_local = _non_local(_result(now, "non-local-services"))
+        non_local_then = _non_local(_result(earlier, "non-local-services"))
         if non_local is not None:
             facts.append(
                 Fact(
                     f"{non_local:,} services took most of their clients from outside their own authority in {period}.",
                     f"{non_local:,} services",
                     "non-local-services",
+                    _signed(non_local - non_local_then) if non_local_then is not None else "",
+                    "" if non_local_then is not None else why("non-local-services"),
                 )
             )
         else:
             facts.append(
-                Fact("People supported by more than one authority: withheld.", None, _refusal(now, "repeat-movers"))
+                Fact(
+                    "People supported by more than one authority: withheld.",
+                    None,
+                    _refusal(now, "repeat-movers"),
+                    "",
+                    withheld,
+                )
             )
     return facts
 
@@ -384,4 +464,5 @@ def build_pack(network: str, period: str, compare: str, now: list[Section], earl
         made_at=datetime.now(UTC).isoformat(timespec="seconds"),
         sections=now,
         facts=summary_facts(period, now, earlier),
+        earlier=earlier,
     )

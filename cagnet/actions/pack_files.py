@@ -123,6 +123,11 @@ def _section_html(section: Section, compare: str) -> str:
             f"<p class='refused'>The network did not answer this question{_esc(period)}: {_esc(section.refusal)}</p>"
         )
         return "".join(parts) + "</section>"
+    if compare and section.compare_refusal:
+        parts.append(
+            f"<p class='refused'>No change since {_esc(compare)} is shown: the network did not answer this question"
+            f" for {_esc(compare)}: {_esc(section.compare_refusal)}</p>"
+        )
     notes = "".join(f"<li><b>{_esc(k)}</b>: {_esc(v)}</li>" for k, v in section.notes if k != "*")
     parts.append(f"<ul class='meta'>{notes}</ul>")
     if section.suppressed:
@@ -142,7 +147,11 @@ def pack_html(pack: Pack) -> str:
     facts = []
     for fact in pack.facts:
         figure = f"<span class='fig'>{_esc(fact.figure)}</span>" if fact.figure else "<span class='fig'>withheld</span>"
-        change = f" ({_esc(fact.change)} since {_esc(pack.compare)})" if fact.change and pack.compare else ""
+        change = ""
+        if pack.compare and fact.change:
+            change = f" ({_esc(fact.change)} since {_esc(pack.compare)})"
+        elif pack.compare and fact.unchanged:
+            change = f" <span class='meta'>(no change shown since {_esc(pack.compare)}: {_esc(fact.unchanged)})</span>"
         why = "" if fact.figure else f" <span class='meta'>({_esc(fact.source)})</span>"
         facts.append(f"<li>{figure}{change}: {_esc(fact.text)}{why}</li>")
     contents = "".join(
@@ -204,7 +213,8 @@ def pack_xlsx(pack: Pack) -> bytes:
     summary.append(["figure", "fact", f"change since {pack.compare}" if pack.compare else "", "source"])
     for fact in pack.facts:
         figure = safe_cell(fact.figure or "withheld")
-        summary.append([figure, safe_cell(fact.text), safe_cell(fact.change), fact.source])
+        since = fact.change or (f"no change shown: {fact.unchanged}" if fact.unchanged else "")
+        summary.append([figure, safe_cell(fact.text), safe_cell(since if pack.compare else ""), fact.source])
     summary.column_dimensions["B"].width = 110
     notes = book.create_sheet("notes")
     notes.append(["sheet", "about", "note"])
@@ -218,6 +228,9 @@ def pack_xlsx(pack: Pack) -> bytes:
         if section.refusal:
             notes.append([safe_cell(section.title), "not answered", safe_cell(section.refusal)])
             continue
+        if pack.compare and section.compare_refusal:
+            why = f"{pack.compare} not answered, so no change is shown: {section.compare_refusal}"
+            notes.append([safe_cell(section.title), "no change shown", safe_cell(why)])
         for t in section.tables:
             name = _sheet_name(t.table.title, used)
             _table_sheet(book.create_sheet(name), t, pack.compare, Comment, Font)

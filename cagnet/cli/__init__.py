@@ -63,19 +63,18 @@ def report(
     """A meeting pack for a financial year: a summary for elected members and a section for every
     question the network answers, as self-contained HTML, Excel and an A4 PDF (no request leaves them)."""
     from cagnet.actions.asking import member_asker
+    from cagnet.actions.pack import unanswered
     from cagnet.actions.pack_files import write_pack
     from cagnet.cli.common import _netdir
 
     pack, written, skipped = write_pack(
         _netdir(network_dir), out_dir, period=period, compare=compare, principal=principal, member_asker=member_asker
     )
-    refused = [s for s in pack.sections if s.refusal]
-    err.print(
-        f"[green]pack written[/] for {pack.period}: {len(pack.sections) - len(refused)} of {len(pack.sections)}"
-        " questions answered"
-    )
+    asked, refused = unanswered(pack)  # both periods' questions: a refused compared year is said too
+    err.print(f"[green]pack written[/] for {pack.period}: {asked - len(refused)} of {asked} questions answered")
     for section in refused:
-        err.print(f"  [yellow]not answered[/]: {section.kind}: {escape(section.refusal)}")
+        period = f" {section.period}" if section.period else ""
+        err.print(f"  [yellow]not answered[/]: {section.kind}{period}: {escape(section.refusal)}")
     for path in written:
         err.print(f"  {path.resolve()}")
     if skipped:

@@ -262,9 +262,10 @@ class Translator:
 
         return chain
 
-    def row(self, values: dict[str, str], problem: Callable[[str, str, str], None]) -> dict[str, str] | None:
-        """A file row's cells as the checks read them, or None after telling `problem` (column,
-        reason, value) about the first cell that cannot be read. Each column's function is made once."""
+    def row(self, values: dict[str, str], problem: Callable[[str, str, str], None]) -> dict[str, str]:
+        """A file row's cells as the checks read them. Each cell that cannot be read is told to
+        `problem` (column, reason, value) and left out, and the others are still translated, so a
+        row's every problem is found. Each column's function is made once."""
         out = dict(values)
         for column, value in values.items():
             if column not in self._columns:
@@ -275,7 +276,7 @@ class Translator:
                     out[column] = translate(value)
                 except ValueError as exc:
                     problem(column, str(exc), value)
-                    return None
+                    del out[column]
         return out
 
     def wrap(self, column: str, check: Callable[[str], Any]) -> Callable[[str], Any]:

@@ -191,6 +191,11 @@ class Source:
     _sheets: list[str] = field(default_factory=list)  # every worksheet of a workbook
     _skipped: list[int] = field(default_factory=list)  # columns whose cells must stay empty
     _dropped: list[int] = field(default_factory=list)  # ignored columns: whatever they hold
+    # Cells that could not be read as they stand (formula-like, too long, untranslatable): each is
+    # told once, its row is still checked cell by cell with the cell empty, and the row is never
+    # written. A later check of the same cell (empty, so "a value is required") says nothing more.
+    _unread: set[tuple[int, str]] = field(default_factory=set)
+    _flawed: set[int] = field(default_factory=set)  # rows with a cell unread or a cell outside the header
 
     @property
     def label(self) -> str:
@@ -199,9 +204,27 @@ class Source:
     def problem(
         self, row: int | None, column: str | None, reason: str, value: str | None = None, fix: str | None = None
     ) -> None:
+        if row is not None and column is not None and (row, column) in self._unread:
+            return  # the cell's own problem is told; its emptiness follows from it
         self.problems.append(
             ImportProblem(self.label, row, column, reason, sheet=self.sheet_read, value=value, fix=fix)
         )
+
+    def unreadable(self, row: int, column: str | None, reason: str, value: str | None = None) -> None:
+        """A cell that cannot be read as it stands: its problem, and the rest of its row is still
+        checked (every problem of a row, not its first alone), and the row is never written."""
+        self.problem(row, column, reason, value)
+        self._flawed.add(row)
+        if column:
+            self._unread.add((row, column))
+
+    def told(self, row: int, column: str | None) -> bool:
+        """Whether the cell's problem is already told (`unreadable`)."""
+        return column is not None and (row, column) in self._unread
+
+    def flawed(self, row: int) -> bool:
+        """Whether a row has a cell that could not be read: it is checked, never written or previewed."""
+        return row in self._flawed
 
     def records(self) -> Iterator[tuple[int, dict[str, str]]]:
         """Each good row as {column: cell} with the blank cells left out."""
@@ -389,35 +412,36 @@ class Source:
         if len(cells) != width:
             self.problem(row, None, f"row has {len(cells)} cells but the header has {width}")
             return None
+        # Each cell that cannot be read is told and emptied, and the row's other cells are still
+        # checked, so that the officer sees every problem of a row at once.
         for index in self._skipped:
             if cells[index]:
-                self.problem(
+                self.unreadable(
                     row, None, f"cell {index + 1} holds {cells[index]!r} but its column has no name in the header"
                 )
-                return None
+                cells[index] = ""
         for index in self._dropped:
             cells[index] = ""
         joined = "\x1f" + "\x1f".join(cells)
         if len(joined) <= MAX_CELL and not _FORMULA_CELL.search(joined):
             return cells  # the common case, decided in C: no long cell, nothing formula-like
-        good = True
         for index, cell in enumerate(cells):
             if len(cell) > MAX_CELL:
                 column = self.header[index] or None
-                self.problem(row, column, f"a cell of {len(cell):,} characters (a cell holds at most {MAX_CELL:,})")
-                good = False
+                self.unreadable(row, column, f"a cell of {len(cell):,} characters (a cell holds at most {MAX_CELL:,})")
+                cells[index] = ""
             elif cell and formula_like(cell):
                 # Refused, not neutralised: the cell is the authority's own data, and quietly storing
                 # something else in its place would hide that the source system holds formula text.
-                self.problem(
+                self.unreadable(
                     row,
                     self.header[index] or None,
                     f"begins with {cell[0]!r}, so a spreadsheet would run it as a formula; cagnet stores no "
                     "formula-like text. Write the value itself (start it with a letter or digit)",
                     cell,
                 )
-                good = False
-        return cells if good else None
+                cells[index] = ""
+        return cells
 
 
 def _notes_row(book: Any, sheet: str) -> int | None:

@@ -550,7 +550,8 @@ def import_client_records(
                     run.problem(row, "date_of_birth", f"date of birth {birth} is after start_date {start}", birth)
                 # Without all three linkage fields a record cannot be recognised elsewhere: no person.
                 linkable = surname is not None and initial is not None and birth is not None
-                if observe is not None and len(run.problems) == found:  # a good row, as it would be stored
+                good = len(run.problems) == found and not run.reader.flawed(row)
+                if observe is not None and good:  # a good row, as it would be stored
                     stored = dict(zip(_RECORD_COLUMNS, (ref, service_refs[service_id], start, group, secondary, age,
                                   sex, ethnicity, economic, referral, before, previous), strict=False))  # fmt: skip
                     stored["person"] = "sealed (linkable)" if linkable else "none (not linkable)"

@@ -319,14 +319,14 @@ def import_returns(
             if len(problems) >= MAX_PROBLEMS:
                 reader.problem(row, None, f"stopped reading after {MAX_PROBLEMS} problems; fix these and import again")
                 break
-            cells = translator.row(values, partial(reader.problem, row))
-            if cells is None:
-                continue
+            cells = translator.row(values, partial(reader.unreadable, row))
             try:
                 item = spec.model.model_validate(cells, context=context)
             except ValidationError as exc:
                 problems.extend(_problems_from(exc, reader, row, values))
                 continue
+            if reader.flawed(row):
+                continue  # a cell of it could not be read (told): never previewed or written
             key = (item.service_ref, item.quarter)
             first = seen.first_row.setdefault(key, row)
             if first != row:

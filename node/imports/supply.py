@@ -510,6 +510,8 @@ def _problems_from(error: ValidationError, reader: Source, row: int, values: dic
     problems = []
     for e in error.errors(include_url=False):
         column = str(e["loc"][0]) if e["loc"] else None
+        if reader.told(row, column):
+            continue  # the cell's own problem is told (formula-like, untranslatable): it was read as empty
         value = values.get(column or "")
         if e["type"] == "value_error":
             reason = str(e["ctx"]["error"])
@@ -697,21 +699,21 @@ def import_csv(
             if len(problems) >= MAX_PROBLEMS:
                 reader.problem(row, None, f"stopped reading after {MAX_PROBLEMS} problems; fix these and import again")
                 break
+            found = len(problems)
             key = values.get(spec.key)
             if key is not None:
                 first = first_row_of.setdefault(key, row)
-                if first != row:
+                if first != row:  # told, and the row's other cells still checked
                     reader.problem(row, spec.key, f"duplicate {spec.key} {key!r}: already on row {first}", key)
-                    continue
-            cells = translator.row(values, partial(reader.problem, row))
-            if cells is None:
-                continue
+            cells = translator.row(values, partial(reader.unreadable, row))
             try:
                 item = spec.model.model_validate(cells, context=context)
             except ValidationError as exc:
                 problems.extend(_problems_from(exc, reader, row, values))
                 continue
             columns = item.columns(context)
+            if len(problems) > found or reader.flawed(row):
+                continue  # a row with a problem is neither previewed nor written
             if observe is not None:
                 observe(row, values, columns)
             if problems:

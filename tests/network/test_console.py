@@ -344,10 +344,13 @@ def test_a_chair_searches_the_register_and_downloads_a_providers_receipt(
 
 
 def _services_file(path: Path) -> Path:
-    """A services export with mistakes an SP team makes: an unknown client group and district."""
+    """A services export with mistakes an SP team makes: an unknown client group and district, and
+    a row with two (formula-like text in its name, a 20-digit units)."""
     rows = [list(r) for r in SERVICES]
     rows[0][SERVICE_HEADER.index("client_group")] = "99"
     rows[1][SERVICE_HEADER.index("district")] = "Atlantis"
+    rows[2][SERVICE_HEADER.index("name")] = '=HYPERLINK("http://example.org")'
+    rows[2][SERVICE_HEADER.index("units")] = str(10**19)
     with path.open("w", newline="", encoding="utf-8") as f:
         writer = csv.writer(f)
         writer.writerow(SERVICE_HEADER)
@@ -370,6 +373,9 @@ def test_a_bad_import_shows_every_error_and_writes_nothing_then_a_good_one_is_wr
     rows = problems.locator("tr.problem").all_inner_texts()
     assert any("client_group" in r and "99" in r for r in rows), rows
     assert any("district" in r and "Atlantis" in r for r in rows), rows
+    # Every problem of a row, not its first alone: the formula-like name and the units on row 4.
+    fourth = [r.split("\t") for r in rows if r.split("\t")[1].strip() == "4"]
+    assert sorted(cells[2].strip() for cells in fourth) == ["name", "units"], rows
     assert page.locator("#confirm").count() == 0  # no way to write a file with problems
     assert _fingerprint(nodedir) == before
 

@@ -55,6 +55,18 @@ def test_a_first_import_from_a_council_export(tmp_path: Path) -> None:
     with engine.connect() as conn:
         assert conn.execute(text("SELECT count(*) FROM service")).scalar() == 0
 
+    # One row with two mistakes: the dry run names both, not the first alone.
+    twice = exports.services()
+    twice.rows[4][2] = "@SUM(A1:A9)"  # formula-like text in the name
+    twice.rows[4][6] = 10**19  # a 20-digit units
+    report = tmp_path / "twice-errors.csv"
+    out = _run("node", "import", node, "services", str(twice.csv(tmp_path / "twice.csv")), "--mapping", "kent-sp.toml",
+               "--dry-run", "--errors", str(report), code=1)  # fmt: skip
+    assert "(2 problems)" in out and "nothing was written" in out
+    with report.open(encoding="utf-8-sig", newline="") as f:
+        both = [(r["file"], r["row"], r["column"]) for r in csv.DictReader(f)]
+    assert both == [("twice.csv", "6", "name"), ("twice.csv", "6", "units")]
+
     bad = exports.services()
     bad.rows[4][6] = 10**20
     bad.rows[8][3] = "Hastings"

@@ -7,6 +7,7 @@ of the signed bundle saved beside the pack, verified again here with `cagnet ver
 
 from __future__ import annotations
 
+import io
 import re
 from pathlib import Path
 
@@ -14,7 +15,8 @@ import pytest
 from openpyxl import load_workbook
 from typer.testing import CliRunner
 
-from cagnet.actions.pack import TITLES, financial_year, pack_kinds
+from cagnet.actions.pack import TITLES, Section, build_pack, dated, financial_year, pack_kinds, unanswered
+from cagnet.actions.pack_files import pack_html, pack_xlsx
 from cagnet.cli import app
 from coordinator import network
 from coordinator.joint.bundle import Bundle, load, verify_saved_bundle
@@ -47,6 +49,7 @@ def pack(tmp_path_factory: pytest.TempPathFactory) -> Path:
         _cli("network", "principal", "export", CHAIR, "--network", str(built.netdir), "--out", str(kit))
         shown = _cli("report", "--kit", str(kit), "--period", "2009-10", "--compare", "2008-09", "--out", str(out))
     assert "pack written for 2009-10" in shown
+    (out.parent / "shown.txt").write_text(shown, encoding="utf-8")  # what the chair saw, for the tests below
     return out
 
 
@@ -69,6 +72,32 @@ def test_a_period_is_a_financial_year() -> None:
     for bad in ("2009", "2009-11", "2009/10", "09-10"):
         with pytest.raises(InvalidRequest, match="financial year"):
             financial_year(bad)
+
+
+def test_the_command_counts_the_questions_of_both_years(pack: Path) -> None:
+    """Every question asked is counted and a refused one named with its year, the compared year's
+    included (the count was of the period's questions alone, so a refused 2008-09 went unsaid)."""
+    asked = len(pack_kinds()) + sum(dated(k) for k in pack_kinds())
+    shown = (pack.parent / "shown.txt").read_text(encoding="utf-8")
+    assert f"pack written for 2009-10: {asked} of {asked} questions answered" in shown
+    assert "not answered" not in shown
+
+
+def test_a_refused_compared_year_is_said_in_the_section_and_the_notes() -> None:
+    """A section answered for the period but not for the compared year says why it shows no change."""
+    why = "the network policy does not answer this kind for a year before the standard table set"
+    now = [Section(kind="kpi", title=TITLES["kpi"], period="2009-10")]
+    earlier = [Section(kind="kpi", title=TITLES["kpi"], period="2008-09", refusal=why)]
+    made = build_pack("Test CAG", "2009-10", "2008-09", now, earlier)
+    assert unanswered(made) == (2, earlier)
+    assert f"No change since 2008-09 is shown: the network did not answer this question for 2008-09: {why}" in (
+        pack_html(made)
+    )
+    book = load_workbook(io.BytesIO(pack_xlsx(made)))
+    notes = [tuple(r) for r in book["notes"].iter_rows(values_only=True)]
+    assert (TITLES["kpi"], "no change shown", f"2008-09 not answered, so no change is shown: {why}") in notes
+    kpi_fact = next(f for f in made.facts if "KPI 2" in f.text)
+    assert kpi_fact.unchanged == "the 2009-10 figure is withheld"
 
 
 def test_the_pack_is_html_excel_pdf_and_its_signed_bundles(pack: Path) -> None:
@@ -114,6 +143,29 @@ def test_the_workbook_holds_the_signed_figures_as_numbers_with_a_notes_sheet(pac
     if cag.percent_planned is not None:
         assert any(r[0] == f"{cag.percent_planned:.0f}%" for r in summary)
     assert book["charts"]._charts  # bar charts where they help
+
+
+def test_every_summary_fact_shows_its_change_since_the_earlier_year_or_says_why_not(pack: Path) -> None:
+    """With --compare, each of the five facts has its change where both years have the figure
+    (KPI 2 and the net importer too), and otherwise says in plain words why it shows none."""
+    book = load_workbook(pack / "pack.xlsx")
+    header = [c.value for c in book["summary"][2]]
+    assert header[2] == "change since 2008-09"
+    summary = {r[3]: r for r in book["summary"].iter_rows(min_row=3, values_only=True)}
+    for source, (_figure, _text, change, _source) in summary.items():
+        assert change, f"{source}: no change and no reason"
+        assert re.fullmatch(r"[+-][\d,.]+( points)?", str(change)) or str(change).startswith("no change shown: ")
+    now = _bundle(pack, "2009-10-kpi.json").result
+    then = _bundle(pack, "2008-09-kpi.json").result
+    assert isinstance(now, JointKpi) and isinstance(then, JointKpi)
+    cag_now, cag_then = (next(r for r in k.rows if r.authority == "CAG" and r.client_group == 0) for k in (now, then))
+    kpi_change = summary["kpi"][2] if "kpi" in summary else None
+    if cag_now.percent_planned is not None and cag_then.percent_planned is not None:
+        assert kpi_change == f"{round(cag_now.percent_planned - cag_then.percent_planned, 1):+} points".replace(
+            ".0 points", " points"
+        )
+    elif cag_now.percent_planned is not None:
+        assert str(kpi_change).startswith("no change shown: the 2008-09 figure is withheld")
 
 
 def test_the_pdf_is_a4_with_pages(pack: Path) -> None:

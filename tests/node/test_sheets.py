@@ -170,6 +170,50 @@ def test_formula_like_text_is_refused_by_cell_and_escaped_in_the_report(
     assert rows[1][6].startswith("Write the value itself")
 
 
+def test_every_problem_of_a_row_is_told_and_nothing_is_written(
+    engine: Engine, tmp_path: Path, profile: Translator, sealer: PersonSealer
+) -> None:
+    """A row with several mistakes shows each (file, row, column), not its first alone: a
+    formula-like cell and the row's other cells; a value the profile cannot read and the others."""
+    load_supply(engine, tmp_path, profile)
+    services = exports.services()
+    services.rows[2][2] = '=HYPERLINK("http://example.org")'  # formula-like text, read as text from CSV
+    services.rows[2][6] = 10**19  # a 20-digit units
+    services.rows[5][5] = "Astronauts"  # a client group the profile does not know
+    services.rows[5][6] = -3
+    before = stored(engine, "SELECT service_ref, units FROM service ORDER BY service_ref")
+    check = check_import(engine, kind="services", path=services.csv(tmp_path / "s.csv"), translator=profile)
+    assert [(p.file, p.row, p.column) for p in check.problems] == [
+        ("s.csv", 4, "name"),
+        ("s.csv", 4, "units"),
+        ("s.csv", 7, "client_group"),
+        ("s.csv", 7, "units"),
+    ]
+    assert all(r["row"] not in (4, 7) for r in check.preview)  # a row with a problem is not previewed
+
+    records = exports.client_records(n=20)
+    records.rows[3][11] = "+44 7700 900123"  # a surname a spreadsheet would run as a formula
+    records.rows[3][2] = "31/02/2009"  # no such day
+    records.rows[3][4] = "two hundred"
+    check = check_import(
+        engine,
+        kind="client-records",
+        path=records.csv(tmp_path / "r.csv"),
+        sealer=sealer,
+        translator=profile,
+        today=TODAY,
+        dry_run=False,
+    )
+    assert sorted((p.row or 0, p.column or "") for p in check.problems) == [
+        (5, "age_band"),
+        (5, "start_date"),
+        (5, "surname"),
+    ]
+    assert all(p.file == "r.csv" for p in check.problems)
+    assert stored(engine, "SELECT count(*) FROM client_record") == [(0,)]  # all or nothing, as before
+    assert stored(engine, "SELECT service_ref, units FROM service ORDER BY service_ref") == before
+
+
 # --- mapping profiles -------------------------------------------------------------------------
 
 
