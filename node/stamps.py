@@ -26,11 +26,12 @@ fire a million), and a large SQLite import renames its built table into place
 
 from __future__ import annotations
 
+import functools
 import re
 import secrets
 from typing import Any
 
-from sqlalchemy import event, select
+from sqlalchemy import event
 from sqlalchemy.engine import Engine
 from sqlmodel import Field, SQLModel
 
@@ -75,14 +76,16 @@ _STAMP = (
 )
 
 
-def _parts_written(statement: str) -> set[str]:
+@functools.lru_cache(maxsize=1024)
+def _parts_written(statement: str) -> frozenset[str]:
+    # Cached: SQLAlchemy sends the same few statement strings again and again (its compiled cache).
     match = _WRITE.match(statement)
     if match is not None:
         part = _PART_OF.get(match.group(1).lower())
-        return set() if part is None else {part}
+        return frozenset() if part is None else frozenset({part})
     if _TRUNCATE.match(statement):
-        return {_PART_OF[name.lower()] for name in _NAMES.findall(statement)}
-    return set()
+        return frozenset(_PART_OF[name.lower()] for name in _NAMES.findall(statement))
+    return frozenset()
 
 
 def _after_cursor_execute(
@@ -115,13 +118,21 @@ def stamp_writes(engine: Engine) -> None:
         event.listen(engine, "after_cursor_execute", _after_cursor_execute)
 
 
-_STAMPS = select(WriteStamp.part, WriteStamp.stamp)  # type: ignore[call-overload]
-
-
 def stamps(engine: Engine) -> dict[str, str]:
-    """Each part's stamp; a part never written since the store was made has none."""
-    with engine.connect() as conn:
-        return {part: stamp for part, stamp in conn.execute(_STAMPS)}
+    """Each part's stamp; a part never written since the store was made has none. Read on the
+    driver's own connection from the pool: read before every answer, SQLAlchemy's statement
+    machinery cost more than the read."""
+    raw = engine.raw_connection()
+    try:
+        cursor = raw.cursor()
+        try:
+            cursor.execute("SELECT part, stamp FROM write_stamp")
+            found = {str(part): str(stamp) for part, stamp in cursor.fetchall()}
+        finally:
+            cursor.close()
+    finally:
+        raw.close()  # back to the pool, which ends the read's transaction
+    return found
 
 
 def edition(engine: Engine) -> tuple[object, ...]:
