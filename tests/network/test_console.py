@@ -329,7 +329,8 @@ def test_a_chair_searches_the_register_and_downloads_a_providers_receipt(
     page.goto(chair.url)
     page.click("nav >> text=Register")
     page.fill("input[name=q]", "weald")
-    page.click("main form button[type=submit]")
+    with page.expect_navigation():  # read the results page, not the one it replaces
+        page.click("main form button[type=submit]")
     rows = page.locator("main table tbody tr").all_inner_texts()
     assert len(rows) == 1 and "accredited" in rows[0] and KENT in rows[0]
     page.click("main table tbody a")
