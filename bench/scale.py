@@ -21,11 +21,13 @@ import argparse
 import ctypes
 import os
 import signal
+import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -34,7 +36,7 @@ sys.path.insert(0, str(ROOT))
 from rich.console import Console  # noqa: E402
 from rich.table import Table  # noqa: E402
 
-from cagnet.demo import free_port, join_founding_member, processes, wait_healthy  # noqa: E402
+from cagnet.demo import join_founding_member, processes, wait_healthy  # noqa: E402
 from coordinator import network  # noqa: E402
 from coordinator.joint.client import CoordinatorClient  # noqa: E402
 from node.config import load_config  # noqa: E402
@@ -88,9 +90,24 @@ def members(n: int, register_codes: list[str]) -> list[str]:
     return [register_codes[int(i * step)] for i in range(n)]
 
 
+def listen_ports() -> Iterator[int]:
+    """Free loopback ports below the kernel's ephemeral range, downwards. A port picked with bind(0)
+    lies inside that range, so between its pick and its node's start an outgoing connection may be
+    given it: at 152 nodes one node found its port taken and the run waited for it in vain."""
+    low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    for port in range(low - 1, 1024, -1):
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        yield port
+
+
 def build(root: Path, n: int) -> tuple[Path, dict[str, Path]]:
     netdir = root / "network"
-    network.init_network(netdir, name=f"Bench network of {n}", coordinator_endpoint=f"127.0.0.1:{free_port()}")
+    ports = listen_ports()
+    network.init_network(netdir, name=f"Bench network of {n}", coordinator_endpoint=f"127.0.0.1:{next(ports)}")
     register = network.read_register(netdir)
     codes = members(n, list(register.authorities))
     nodes: dict[str, Path] = {}
@@ -100,7 +117,7 @@ def build(root: Path, n: int) -> tuple[Path, dict[str, Path]]:
             status.update(f"N={n}: node {i + 1} of {n} ({register.authority(code).name})")
             nodedir = root / "nodes" / code
             linkage_key = join_founding_member(
-                netdir, nodedir, authority=code, endpoint=f"127.0.0.1:{free_port()}", linkage_key=linkage_key
+                netdir, nodedir, authority=code, endpoint=f"127.0.0.1:{next(ports)}", linkage_key=linkage_key
             )
             engine = open_store(load_config(nodedir).database_url)
             load_synthetic(engine, authority_code=code, seed=1 + i, with_clients=False, register=register)

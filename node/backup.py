@@ -43,6 +43,7 @@ from sqlmodel import SQLModel
 
 from node.config import CONFIG, NodeConfig, NodeSettings, _toml_str
 from node.imports.swap import BUILD_PREFIX, RETIRED_PREFIX
+from node.stamps import WriteStamp
 from node.store import STORE, open_store, store_engine
 from shared import audit, migrate
 from shared.errors import InvalidRequest, SchemaMismatch
@@ -100,13 +101,15 @@ def _node_tables() -> None:
 def _tables(engine: Engine) -> list[Table]:
     """The tables present in `engine`'s database, parents before children: the node's own from
     SQLModel.metadata, then any other as reflected. Not the schema version tables (`shared.migrate`):
-    `open_store` stamps the copy at this cagnet's revisions, which it requires of the source too."""
+    `open_store` stamps the copy at this cagnet's revisions, which it requires of the source too. Nor
+    the records' write stamps (`node.stamps`): the copy's own writes stamp it afresh, so a restored
+    store's edition is a new one."""
     _node_tables()
     # Not a table an import is building or has just replaced (or one a killed import left): no part of the store.
     present = {
         name
         for name in inspect(engine).get_table_names()
-        if not name.startswith(("alembic_version", BUILD_PREFIX, RETIRED_PREFIX))
+        if not name.startswith(("alembic_version", BUILD_PREFIX, RETIRED_PREFIX)) and name != WriteStamp.__tablename__
     }
     known = [t for t in SQLModel.metadata.sorted_tables if t.name in present]
     other = sorted(present - {t.name for t in known})

@@ -147,8 +147,8 @@ class ClientRecord(SQLModel, table=True):
     # NULL for a record without all three linkage fields: counted in every figure, never linked.
     person: bytes | None = Field(default=None, sa_type=LargeBinary, index=True, nullable=True)
     created_at: datetime = Field(default_factory=utcnow, sa_type=UtcDateTime, nullable=False)
-    # Indexed so that `node.movement.records_version`, read before every answer, finds the newest
-    # change without reading the table (schema revision 0002).
+    # Indexed (schema revision 0002) so that `node.answers.movement.last_import` finds the newest
+    # change without reading the table.
     updated_at: datetime = Field(default_factory=utcnow, sa_type=UtcDateTime, nullable=False, index=True)
 
 
@@ -174,8 +174,8 @@ class Outcome(SQLModel, table=True):
     stay_safe: str = Field(max_length=14)
     positive_contribution: str = Field(max_length=14)
     created_at: datetime = Field(default_factory=utcnow, sa_type=UtcDateTime, nullable=False)
-    # Indexed so that `node.movement.records_version`, read before every answer, finds the newest
-    # change without reading the table (schema revision 0002).
+    # Indexed (schema revision 0002) so that `node.answers.movement.last_import` finds the newest
+    # change without reading the table.
     updated_at: datetime = Field(default_factory=utcnow, sa_type=UtcDateTime, nullable=False, index=True)
 
 

@@ -2,7 +2,7 @@
 as protected from one state of the records under one policy, so that a grid question after a
 restart (or in another process) is a lookup, and a new edition is protected against the last.
 
-    grid_edition  id PK, policy_digest, edition (hex SHA-256 of the records' fingerprint),
+    grid_edition  id PK, policy_digest, edition (hex SHA-256 of the records' write stamps, `node.stamps`),
                   UNIQUE (policy_digest, edition); state (JSON: each grid quarter's published
                   true cells and each protected block), at (UTC)
 

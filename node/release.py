@@ -24,7 +24,7 @@ from typing import Any, TypeVar
 from pydantic import BaseModel
 from sqlalchemy.engine import Engine
 
-from node import analyses
+from node import analyses, stamps
 from node.answers import equality, fair_shares, movement, outcomes, spend
 from node.answers import returns as quarterly
 from node.answers.movement import Question
@@ -256,7 +256,9 @@ class Releaser:
         signature = _signature(question)
         # One release at a time: two racing queries must not both pass the differencing check.
         with self._lock:
-            version = data_version(self.engine)
+            # The supply's part of the edition this answer reads (`pinned`), or read now.
+            pinned: tuple[object, ...] | None = getattr(self._pinned, "edition", None)
+            version = pinned[:1] if pinned is not None else data_version(self.engine)
             cached = self._answers.get((policy.digest, signature))
             if cached is not None and cached[0] == version:
                 return cached[1]
@@ -382,7 +384,7 @@ class Releaser:
     # --- the standard table set ----------------------------------------------------------------
 
     def _edition(self) -> tuple[object, ...]:
-        """The records edition: the store's data version and its records' fingerprint. Not the
+        """The records edition: the supply's write stamp and the client records' (`node.stamps`). Not the
         members or the register: a new member relabels origins, and a published quarter keeps the
         labels it closed with (closed periods), so it makes no new edition to protect while a
         question waits; quarters closing later are classed by the members then."""
@@ -391,17 +393,23 @@ class Releaser:
         pinned: tuple[object, ...] | None = getattr(self._pinned, "edition", None)
         if pinned is not None:
             return pinned
-        return (*data_version(self.engine), *movement.records_version(self.engine))
+        return stamps.edition(self.engine)
+
+    def edition(self) -> tuple[object, ...]:
+        """The store's edition this answer reads (`pinned`), or as it is now outside an answer."""
+        pinned: tuple[object, ...] | None = getattr(self._pinned, "edition", None)
+        return pinned if pinned is not None else stamps.edition(self.engine)
 
     @contextmanager
     def pinned(self) -> Iterator[None]:
-        """One answer, one records edition: the store's fingerprint is read once for the whole
-        answer rather than at each quarter of each year a grid answer looks at (each read a query
-        over five tables, the larger part of a grid answer's time on PostgreSQL)."""
+        """One answer, one records edition: the store's write stamps are read once for the whole
+        answer rather than at each quarter of each year a grid answer looks at. (When the edition
+        was a fingerprint worked out from the tables, each read was a query over seven tables, the
+        larger part of a grid answer's time on PostgreSQL; now it is one read of two short rows.)"""
         if getattr(self._pinned, "edition", None) is not None:
             yield  # an answer within an answer keeps the outer one's edition
             return
-        self._pinned.edition = (*data_version(self.engine), *movement.records_version(self.engine))
+        self._pinned.edition = stamps.edition(self.engine)
         try:
             yield
         finally:
@@ -551,7 +559,7 @@ class Releaser:
         )
 
     def _edition_key(self, edition: tuple[object, ...]) -> str:
-        """The edition's name in the store: a digest of the records' fingerprint."""
+        """The edition's name in the store: a digest of the records' write stamps (`node.stamps`)."""
         return hashlib.sha256(canonical_json([str(part) for part in edition])).hexdigest()
 
     def _state(self, digest: str, edition: tuple[object, ...]) -> dict[str, object]:
@@ -914,7 +922,7 @@ class Releaser:
         signature = _signature({"kind": kind, **asked.model_dump(mode="json"), **(asked_also or {})})
         with self._lock:
             # Origins are classed by membership, so a new member makes a new answer.
-            version = (*data_version(self.engine), *movement.records_version(self.engine), *sorted(self.members()))
+            version = (*stamps.edition(self.engine), *sorted(self.members()))
             cached = self._answers.get((policy.digest, signature))
             if cached is not None and cached[0] == version:
                 answer: _Answer = cached[1]

@@ -30,7 +30,6 @@ from decimal import Decimal
 from typing import Any, TypeVar
 
 from sqlalchemy import CheckConstraint, Index, Numeric, create_engine, event, func
-from sqlalchemy import select as sa_select
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Field, Session, SQLModel, col, select
@@ -39,9 +38,10 @@ from sqlmodel import Field, Session, SQLModel, col, select
 # else was imported (they are part of the node database, made and migrated with it).
 import node.client_records
 import node.editions
-import node.ledger  # noqa: F401
+import node.ledger
+import node.returns  # noqa: F401
+from node import stamps
 from node.columns import UtcDateTime, utcnow
-from node.returns import Kpi1Return, OccupancyReturn
 from shared import vocabulary
 from shared.audit import SCHEMA as AUDIT
 from shared.authorities import Register, shipped_register
@@ -263,6 +263,7 @@ def open_store(url: str) -> Engine:
     except BaseException:
         engine.dispose()
         raise
+    stamps.stamp_writes(engine)  # every write to the records stamps the store's edition (`node.stamps`)
     return engine
 
 
@@ -409,26 +410,12 @@ def get_contract(engine: Engine, *, contract_ref: str) -> Contract | None:
         return session.exec(select(Contract).where(col(Contract.contract_ref) == contract_ref)).first()
 
 
-def _data_version_query() -> Any:
-    # One statement, one round trip, one row, built once: each table's count, max id, max updated_at.
-    # The quarterly returns are read by the KPI 1 and utilisation answers: an import of them makes
-    # a new edition too.
-    columns = []
-    for row in (Provider, Service, Contract, Kpi1Return, OccupancyReturn):
-        table = row.__table__  # type: ignore[union-attr]
-        for column in (func.count(), func.max(table.c.id), func.max(table.c.updated_at)):
-            columns.append(sa_select(column).select_from(table).scalar_subquery())
-    return sa_select(*columns)
-
-
-_DATA_VERSION = _data_version_query()
-
-
 def data_version(engine: Engine) -> tuple[object, ...]:
-    """A cheap fingerprint of the records an aggregate reads: changes whenever a provider, service,
-    contract or quarterly return is added, updated (every write sets `updated_at`) or removed."""
-    with engine.connect() as conn:
-        return tuple(conn.execute(_DATA_VERSION).one())
+    """The supply's edition: changes whenever a provider, service, contract or quarterly return is
+    added, updated or removed (a write stamps it in its own transaction, `node.stamps`). The
+    quarterly returns are read by the KPI 1 and utilisation answers: an import of them makes a new
+    edition too."""
+    return (stamps.stamps(engine).get(stamps.SUPPLY),)
 
 
 def row_counts(engine: Engine) -> dict[str, int]:

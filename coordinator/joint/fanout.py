@@ -57,7 +57,8 @@ class NodeClients:
         self._identity = identity
         # The dial-out members' streams (`coordinator.relay`), filled in by the Relay service.
         self.attached = attached if attached is not None else AttachedNodes()
-        self._channels: dict[tuple[str, str], grpc.aio.Channel] = {}  # touched on the loop only
+        # Each node's channel and its stub, made once (touched on the loop only).
+        self._channels: dict[tuple[str, str], tuple[grpc.aio.Channel, node_pb2_grpc.NodeStub]] = {}
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, name="fan-out", daemon=True)
         self._thread.start()
@@ -65,8 +66,8 @@ class NodeClients:
     def stub(self, party: Party) -> node_pb2_grpc.NodeStub:
         """The stub for `party`'s node (call on the loop: an aio channel belongs to it)."""
         key = (party.id, party.endpoint)
-        channel = self._channels.get(key)
-        if channel is None:
+        entry = self._channels.get(key)
+        if entry is None:
             channel = secure_aio_channel(
                 party.endpoint,
                 peer_party_id=party.id,
@@ -74,8 +75,8 @@ class NodeClients:
                 key_pem=self._identity.tls_key_pem,
                 cert_pem=self._identity.tls_cert_pem,
             )
-            self._channels[key] = channel
-        return node_pb2_grpc.NodeStub(channel)
+            entry = self._channels[key] = (channel, node_pb2_grpc.NodeStub(channel))
+        return entry[1]
 
     def run(self, work: Coroutine[Any, Any, T]) -> T:
         """Run `work` on the loop and wait for it (from any thread but the loop's)."""
@@ -86,8 +87,8 @@ class NodeClients:
             return
 
         async def close_channels() -> None:
-            channels, self._channels = list(self._channels.values()), {}
-            await asyncio.gather(*(c.close() for c in channels), return_exceptions=True)
+            entries, self._channels = list(self._channels.values()), {}
+            await asyncio.gather(*(channel.close() for channel, _stub in entries), return_exceptions=True)
 
         if self._loop.is_running():
             self.run(close_channels())

@@ -81,6 +81,8 @@ class NodeParts:
     linkage_key_path: Path
     person_key_path: Path
     _last_supply_map: _LastSupplyMap = field(default_factory=_LastSupplyMap)
+    # The records' currency as last read, and the store's edition it was read at (`node.stamps`).
+    _currency: tuple[tuple[object, ...], node_pb2.RecordsCurrency] | None = None
 
     def header(self, verified: Verified[Any], policy: Policy) -> envelope_pb2.ResponseHeader:
         return response_header(self.identity(), request_digest=verified.request_digest, policy_digest=policy.digest)
@@ -92,8 +94,16 @@ class NodeParts:
         return linkage.load_linkage_key(self.linkage_key_path)
 
     def currency(self) -> node_pb2.RecordsCurrency:
-        """How recent this node's records are, for every answer it signs."""
-        return records_currency(self.engine)
+        """How recent this node's records are, for every answer it signs: read again only when the
+        store's edition (the answer's, `Releaser.edition`) has changed since, as every write to
+        the records it reads changes it."""
+        edition = self.releaser.edition()
+        kept = self._currency
+        if kept is not None and kept[0] == edition:
+            return kept[1]
+        currency = records_currency(self.engine)
+        self._currency = (edition, currency)
+        return currency
 
 
 AnswerFn = Callable[[NodeParts, Policy, Verified[Any]], Any]

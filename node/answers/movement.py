@@ -20,6 +20,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.sql.elements import ColumnElement
 from sqlmodel import SQLModel
 
+from node import stamps
 from node.client_records import ClientRecord, Outcome
 from node.store import Provider, Service
 from shared import places, vocabulary
@@ -327,21 +328,6 @@ def linkage_persons(engine: Engine, *, question: Question) -> Iterator[tuple[byt
             yield bytes(person), int(group)
 
 
-def _records_version_query() -> Any:
-    # One statement of scalar subqueries, like `node.store.data_version`'s: each max() alone reads one
-    # end of its index (updated_at is indexed for this), where max() beside count() in one SELECT
-    # would read every row.
-    columns = []
-    for row in (ClientRecord, Outcome):
-        table = _table(row)
-        for column in (func.count(), func.max(table.c.id), func.max(table.c.updated_at)):
-            columns.append(select(column).select_from(table).scalar_subquery())
-    return select(*columns)
-
-
-_RECORDS_VERSION = _records_version_query()
-
-
 def last_import(engine: Engine) -> date | None:
     """The day client records were last written (imported or corrected): a standard period is
     closed, and may be published, once it ended before that day."""
@@ -354,6 +340,6 @@ def last_import(engine: Engine) -> date | None:
 
 
 def records_version(engine: Engine) -> tuple[object, ...]:
-    """A cheap fingerprint of the client records and outcomes, like `node.store.data_version`."""
-    with engine.connect() as conn:
-        return tuple(conn.execute(_RECORDS_VERSION).one())
+    """The client records' and outcomes' edition, like `node.store.data_version`: changes whenever
+    a record or outcome is added, corrected or removed (`node.stamps`)."""
+    return (stamps.stamps(engine).get(stamps.RECORDS),)

@@ -10,7 +10,8 @@ pause between them, so a waiting writer gets in (the lambdas `_Pace` times run a
 are never blocked (WAL). Those transactions commit without a disk sync or a checkpoint, and each
 pause checkpoints instead (`_unsynced`, `_pause`): the swap is the commit that must be durable.
 The swap then renames the live table away (to `cagnet_retired_<table>`) and the built one into
-its place, indexes included, in one transaction that writes no rows. The
+its place, indexes included, in one transaction that writes no rows but the records' new write
+stamp (`node.stamps`: renaming the live table away is a write to it). The
 retired table is then emptied the same way and dropped: dropping a million rows at once held the
 lock for seconds too (`bench/import_lock.py`).
 
@@ -465,9 +466,10 @@ def _build(
 
 
 def _swap(conn: Connection, schema: _Schema, name: str, before: tuple[object, ...], on_phase: Phase | None) -> None:
-    """Put the built table in the live one's place in one transaction that writes no rows: the live
-    table is renamed away (`RETIRED_PREFIX`, emptied and dropped after, a little at a time), the
-    built one takes its name, and each index its name and CREATE text back."""
+    """Put the built table in the live one's place in one transaction that writes no rows but the
+    records' write stamp (`node.stamps`): the live table is renamed away (`RETIRED_PREFIX`, emptied
+    and dropped after, a little at a time), the built one takes its name, and each index its name
+    and CREATE text back."""
     build, retired = BUILD_PREFIX + name, RETIRED_PREFIX + name
     retired_sql = _renamed(schema, name, RETIRED_PREFIX)
     assert retired_sql is not None  # checked before the build

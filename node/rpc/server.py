@@ -498,8 +498,8 @@ def create_server(runtime: NodeRuntime, *, address: str | None = None, max_worke
 
 
 # How often a serving node checks that its standard table set is protected for its records and
-# policy as they are (records written by another process, a newly adopted policy): a cheap
-# fingerprint read when nothing changed, so that the protection is done here, not while a question waits.
+# policy as they are (records written by another process, a newly adopted policy): a read of the
+# store's write stamps when nothing changed, so that the protection is done here, not while a question waits.
 EDITION_CHECK_S = 2.0
 
 

@@ -281,7 +281,7 @@ def test_restore_needs_an_empty_folder(sqlite_backup: Path, tmp_path: Path) -> N
 
 
 def test_an_archive_an_older_cagnet_made_restores_at_this_revision(sqlite_backup: Path, tmp_path: Path) -> None:
-    """A backup taken before schema migrations (no version tables, nothing of revisions 0002-0006) is
+    """A backup taken before schema migrations (no version tables, nothing of revisions 0002-0007) is
     restored and brought to this cagnet's revisions, so the restored node opens at once."""
     import hashlib
     import sqlite3
@@ -308,6 +308,8 @@ def test_an_archive_an_older_cagnet_made_restores_at_this_revision(sqlite_backup
             # Revision 0006's quarterly returns.
             "DROP TABLE kpi1_return",
             "DROP TABLE occupancy_return",
+            # Revision 0007's write stamps.
+            "DROP TABLE write_stamp",
         ):
             conn.execute(statement)
     conn.close()
