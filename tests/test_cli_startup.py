@@ -76,3 +76,21 @@ def test_a_command_help_loads_nothing_heavy_of_its_own(argv: tuple[str, ...]) ->
     assert "typer._adapters" in loaded
     assert [m for m in _heavy(loaded) if m.split(".")[0] != "pydantic"] == []
     assert _own(loaded) <= ALLOWED_OWN
+
+
+@pytest.mark.parametrize("argv", [["query", "--help"], ["query", "supply-map", "--help"], ["node", "import", "--help"],
+                                  ["network", "status", "--help"], ["feed"], ["register", "list", "--nope"],
+                                  ["query", "no-such-kind"]])  # fmt: skip
+def test_a_group_built_alone_says_what_the_whole_tree_says(argv: list[str]) -> None:
+    """`cagnet GROUP ...` builds only that group (`_app_for`): its help, usage and errors are the
+    whole tree's, word for word."""
+    from typer.testing import CliRunner
+
+    from cagnet.cli import _app_for, app
+
+    narrow = _app_for(["cagnet", *argv])
+    assert narrow is not app
+    whole = CliRunner().invoke(app, argv, env={"COLUMNS": "120"}, prog_name="cagnet")
+    alone = CliRunner().invoke(narrow, argv, env={"COLUMNS": "120"}, prog_name="cagnet")
+    assert (alone.exit_code, alone.output) == (whole.exit_code, whole.output)
+    assert whole.output.strip()
