@@ -215,7 +215,8 @@ def test_a_tampered_bundle_is_refused_and_the_original_verifies(
     assert "Refused" in outcome and "signature" in outcome
 
     page.set_input_files("input[name=bundle]", str(original))
-    page.click("main form button[type=submit]")
+    with page.expect_navigation():  # the outcome read is this upload's, not the refused one's
+        page.click("main form button[type=submit]")
     outcome = page.inner_text("#outcome")
     assert "Verified" in outcome and "result recomputed and identical" in outcome
 
@@ -274,7 +275,8 @@ def test_a_regional_board_rolls_up_two_cags_as_the_cli_does(
         assert heads[2:] == ["Test CAG (kit-a)", "region"]
 
         publish(second.netdir)
-        page.click("main form button[type=submit]")
+        with page.expect_navigation():  # the roll-up read is the new one, not the page it replaces
+            page.click("main form button[type=submit]")
         cags = page.inner_text("#cags")
         assert "verified: Test CAG (kit-b), snapshot 1" in cags and "missing" not in cags
         heads, shown = _region_column(page, "region: units of support")
@@ -384,7 +386,8 @@ def test_a_bad_import_shows_every_error_and_writes_nothing_then_a_good_one_is_wr
         csv.writer(f).writerows([PROVIDER_HEADER, ["KCC-P9001", "Porchlight Test", "", "254109", ""]])
     page.select_option("select[name=kind]", "providers")
     page.set_input_files("input[name=file]", str(providers))
-    page.click("main form button[type=submit]")
+    with page.expect_navigation():  # the check read is this file's, not the refused one's page
+        page.click("main form button[type=submit]")
     assert "Nothing has been written yet" in page.inner_text("#checked")
     assert _fingerprint(nodedir) == before  # the check alone writes nothing
     page.click("#confirm")
