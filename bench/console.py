@@ -7,7 +7,8 @@ median of Q runs over HTTP to the console (a keep-alive-less request, as a brows
 - a query's round trip through the console: the form posted (Origin and CSRF checked), the
   joint query asked, verified and tabulated, the result page fetched;
 - the same query from the CLI's in-process function (`joint_query`, a fresh channel, as one
-  `cagnet query` does) and from a kept-open client (what the console holds);
+  `cagnet query` does), from a kept-open client (what the console holds), and as a person runs it:
+  `cagnet query supply-map --kit KIT`, a whole process (start-up included) printing its table;
 - the XLSX download of the result.
 Ratios are to the CLI function. Run: .venv/bin/python bench/console.py [--queries Q] [--members N]
 """
@@ -15,7 +16,9 @@ Ratios are to the CLI function. Run: .venv/bin/python bench/console.py [--querie
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -101,6 +104,11 @@ def _measure(server: ConsoleServer, folder: Path, times: int) -> dict[str, float
             lambda: joint_query(folder, kind="supply-map", member_asker=member_asker), times
         ),
     }
+    command = [sys.executable, "-m", "cagnet", "query", "supply-map", "--kit", str(folder)]
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    rows["supply map: `cagnet query supply-map --kit` (a whole process)"] = _median_ms(
+        lambda: subprocess.run(command, env=env, check=True, capture_output=True, timeout=120), times
+    )
     with CoordinatorClient(folder) as client:
         rows["supply map: kept-open client (no page)"] = _median_ms(lambda: client.query(kind="supply-map"), times)
     rows["XLSX download of the result"] = _median_ms(lambda: get(f"/results/{held.id}/xlsx"), times)
