@@ -37,7 +37,7 @@ from sqlmodel import SQLModel  # noqa: E402
 from node import migrations  # noqa: E402
 from node.answers.movement import records_version  # noqa: E402
 from node.client_records import ClientRecord  # noqa: E402
-from node.store import add_provider, add_service, ensure_authority, open_store, store_engine  # noqa: E402
+from node.store import Service, add_provider, ensure_authority, open_store, store_engine  # noqa: E402
 from shared import migrate  # noqa: E402
 from shared.migrations.audit import SCHEMA as AUDIT  # noqa: E402
 from shared.vocabulary import ServiceType, Term  # noqa: E402
@@ -99,18 +99,28 @@ def _at_0001(url: str) -> Engine:
 def _fill(engine: Engine, records: int) -> None:
     ensure_authority(engine, authority_code=KENT)
     add_provider(engine, provider_ref="KCC-P0001", name="Porchlight", charity_number="254109")
-    add_service(
-        engine,
-        service_ref="KCC-S00001",
-        provider_ref="KCC-P0001",
-        name="Fairfield House hostel",
-        district_code="E07000106",
-        service_type=ServiceType.ACCOMMODATION_BASED,
-        client_group=7,
-        units=24,
-        term=Term.SHORT,
-    )
     start = datetime(2008, 4, 1, 9, tzinfo=UTC)
+    # The service as revision 0001 holds it: today's model has columns 0001 had not (start and end
+    # dates, revision 0004), so the row is written with 0001's columns alone.
+    with engine.begin() as conn:
+        conn.execute(
+            insert(Service.__table__),  # type: ignore[attr-defined]
+            {
+                "service_ref": "KCC-S00001",
+                "provider_id": 1,
+                "name": "Fairfield House hostel",
+                "district_code": "E07000106",
+                "service_type": ServiceType.ACCOMMODATION_BASED.value,
+                "client_group": 7,
+                "units": 24,
+                "unit_type": "bed-spaces",
+                "contracted_hours": None,
+                "designated": False,
+                "term": Term.SHORT.value,
+                "created_at": start,
+                "updated_at": start,
+            },
+        )
     table = ClientRecord.__table__  # type: ignore[attr-defined]
     with engine.begin() as conn:
         for first in range(0, records, 50_000):
