@@ -108,7 +108,6 @@ app.command("demo")(demo)
 
 for name, command in onboarding.NETWORK_COMMANDS + governance.NETWORK_COMMANDS:
     network.app.command(name)(command)
-app.add_typer(network.app, name="network")
 
 NODE_COMMANDS: tuple[tuple[str, Callable[..., None]], ...] = (
     *onboarding.NODE_COMMANDS,
@@ -119,10 +118,7 @@ NODE_COMMANDS: tuple[tuple[str, Callable[..., None]], ...] = (
 )
 for name, command in NODE_COMMANDS:
     node.app.command(name)(command)
-app.add_typer(node.app, name="node")
 
-app.add_typer(coordinator.app, name="coordinator")
-app.add_typer(kit.app, name="kit")
 
 for name, command in (
     records.QUERY_COMMANDS
@@ -132,12 +128,9 @@ for name, command in (
     + returns.QUERY_COMMANDS
 ):
     query.app.command(name)(command)
-app.add_typer(query.app, name="query")
 
-app.add_typer(register.register_app, name="register")
-app.add_typer(feed.feed_app, name="feed")
 
-# Each group by its name, for `main` (the same sub-apps as above).
+# Each group by its name: the whole tree holds them all, in this order; `main` builds one alone.
 GROUPS: dict[str, typer.Typer] = {
     "network": network.app,
     "node": node.app,
@@ -147,6 +140,8 @@ GROUPS: dict[str, typer.Typer] = {
     "register": register.register_app,
     "feed": feed.feed_app,
 }
+for name, group in GROUPS.items():
+    app.add_typer(group, name=name)
 
 
 def _loaded(module: str, name: str) -> type[BaseException]:
