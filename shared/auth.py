@@ -106,19 +106,24 @@ def open_signed(envelope: dsse.Envelope, message_cls: type[M], signer: Party, *,
 
     With `now`, a key the signer rotated out is still accepted until its overlap window ends."""
     keys = signer.keys_at(now) if now is not None else (signer.public_key,)
-    payload = b""
     for i, key in enumerate(keys):
         try:
-            payload = dsse.verify(envelope, key)
+            dsse.verify(envelope, key)
             break
         except BadSignature:
             if i == len(keys) - 1:
                 raise
+    return parse_payload(envelope, message_cls)
+
+
+def parse_payload(envelope: dsse.Envelope, message_cls: type[M]) -> M:
+    """`envelope`'s payload as `message_cls`, its type checked, its signatures NOT: only for an
+    envelope whose bytes a signature already checked covers (`open_signed` checks its own)."""
     if envelope.payload_type != payload_type_for(message_cls):
         raise InvalidRequest(f"expected a {message_cls.DESCRIPTOR.name} payload")
     message = message_cls()
     try:
-        message.ParseFromString(payload)
+        message.ParseFromString(envelope.payload)
     except DecodeError:
         raise InvalidRequest(f"malformed {message_cls.DESCRIPTOR.name} payload") from None
     return message

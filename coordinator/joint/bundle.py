@@ -18,7 +18,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 
 from coordinator.joint.fanout import Contribution, Missing
 from shared import dsse, places
-from shared.auth import asks_same_question, digest, open_signed, verify_response
+from shared.auth import asks_same_question, digest, open_signed, parse_payload, verify_response
 from shared.canonical import canonical_json
 from shared.errors import BadSignature, BundleMismatch, InvalidRequest, UnknownIssuer
 from shared.kinds.registry import KINDS, JointKind, JointResult, Protocol
@@ -182,16 +182,23 @@ def open_contribution_request(
     query_env: dsse.Envelope,
     seen: set[str],
 ) -> tuple[Party, dsse.Envelope, Any]:
-    """What every holder of a node's contribution checks first, in a bundle or a feed snapshot:
-    it comes from a member authority not already counted (added to `seen`), and the coordinator's
-    request to it is signed, addressed to it and the kind's method, made for `query` and asking
-    exactly its question. Returns the member, the request envelope and the request."""
+    """What every holder of a node's contribution checks first, in a bundle or a feed snapshot
+    whose coordinator signature the caller has verified: it comes from a member authority not
+    already counted (added to `seen`), and the coordinator's request to it is addressed to it and
+    the kind's method, made for `query` and asking exactly its question. Returns the member, the
+    request envelope and the request.
+
+    The coordinator's own signature on the request is not checked again: the request's bytes,
+    signature included, lie inside the document the coordinator signed as a whole, so that one
+    check vouches for them (the node checked the request's signature before it answered, and its
+    signed answer names the request's digest). One Ed25519 verification fewer per node, on every
+    query a principal asks and every bundle checked offline."""
     member = manifest.party(authority)
     if not member.has_role(MEMBER_AUTHORITY) or authority in seen:
         raise BundleMismatch("a contribution is not from a distinct member authority")
     seen.add(authority)
     request_env = dsse.Envelope.from_json(request_json)
-    request = open_signed(request_env, spec.request_cls, manifest.party(COORDINATOR))
+    request = parse_payload(request_env, spec.request_cls)
     if request.header.audience != authority or request.header.method != spec.method:
         raise BundleMismatch("a contribution's request was addressed to another authority or method")
     if envelope_from_proto(request.header.on_behalf_of) != query_env:
@@ -201,8 +208,12 @@ def open_contribution_request(
     return member, request_env, request
 
 
-def verify_bundle(envelope: dsse.Envelope, manifest: Manifest) -> Bundle:
+def verify_bundle(envelope: dsse.Envelope, manifest: Manifest, *, sent: dsse.Envelope | None = None) -> Bundle:
     """Every signature in the chain, every binding between them, and the result. Raises on any fault.
+
+    `sent`: the signed query this process has just sent, for the principal who asked (the live
+    client). The bundle must carry exactly that query, byte for byte; its signature, made here a
+    moment ago, is then not verified again.
 
     For repeat movers and VFM the result cannot be recomputed (the bundle holds each node's signed
     receipt for its tokens or masked histogram, not those); what is checked is that each receipt
@@ -210,9 +221,14 @@ def verify_bundle(envelope: dsse.Envelope, manifest: Manifest) -> Bundle:
     that every node masked for exactly the authorities that answered. Common providers are
     recomputed from the nodes' signed reveals."""
     bundle = open_bundle(envelope, manifest)
+    if sent is not None and bundle.query != sent.to_json():
+        raise BundleMismatch("the bundle answers another query than the one just sent")
     query_env = dsse.Envelope.from_json(bundle.query)
     principal = _signer(query_env, manifest)
-    query = open_signed(query_env, coordinator_pb2.JointQueryRequest, principal)
+    if sent is not None:
+        query = parse_payload(query_env, coordinator_pb2.JointQueryRequest)
+    else:
+        query = open_signed(query_env, coordinator_pb2.JointQueryRequest, principal)
     if principal.has_role(COORDINATOR):
         # The coordinator's own query stands only under a CAG chair's feed mandate, in its slot.
         check_mandated_query(query, manifest, current=False)

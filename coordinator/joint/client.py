@@ -17,7 +17,7 @@ from coordinator.joint.bundle import Bundle, verify_bundle
 from shared import dsse
 from shared.auth import request_header, sign_message
 from shared.channel import coordinator_endpoints, unreachable
-from shared.errors import BundleMismatch, CagnetError, InvalidRequest, Unavailable
+from shared.errors import CagnetError, InvalidRequest, Unavailable
 from shared.identity import Identity
 from shared.interceptor import secure_channel
 from shared.manifest import COORDINATOR, ManifestSource
@@ -166,10 +166,7 @@ class CoordinatorClient:
                 self._channel.close()
                 self._open(following[0])
         bundle_envelope = envelope_from_proto(reply)
-        bundle = verify_bundle(bundle_envelope, manifests.current())
-        if bundle.query != envelope.to_json():
-            raise BundleMismatch("the bundle answers another query than the one just sent")
-        return bundle, bundle_envelope
+        return verify_bundle(bundle_envelope, manifests.current(), sent=envelope), bundle_envelope
 
     def close(self) -> None:
         self._channel.close()

@@ -181,6 +181,26 @@ def test_saved_bundle_verifies_and_tampering_is_detected(net: LiveNetwork, tmp_p
     with pytest.raises(BundleMismatch):
         bundle_mod.verify_bundle(resign(lambda d: d.update(answered=d["answered"][1:])), manifest)
 
+    # The coordinator's signatures on its requests are not checked one by one (the bundle's
+    # signature covers them), so a re-signing coordinator could swap a request: the node's signed
+    # answer names the digest of the request it answered, and the swap is caught there.
+    def swap_request(d: dict) -> None:  # type: ignore[type-arg]
+        request = dsse.Envelope.from_json(d["contributions"][0]["request"])
+        message = node_pb2.SupplyMapRequest.FromString(request.payload)
+        message.header.nonce = bytes(len(message.header.nonce))
+        payload = message.SerializeToString(deterministic=True)
+        d["contributions"][0]["request"] = dsse.sign(request.payload_type, payload, coordinator.signing_key).to_json()
+
+    with pytest.raises(BadSignature, match="answers a different request"):
+        bundle_mod.verify_bundle(resign(swap_request), manifest)
+
+    # The live client hands over the query it has just sent: a bundle answering any other is refused.
+    sent = dsse.Envelope.from_json(json.loads(loaded.payload)["query"])
+    another = dsse.Envelope(sent.payload_type, sent.payload + b"\x00", sent.signatures)
+    with pytest.raises(BundleMismatch, match="another query than the one just sent"):
+        bundle_mod.verify_bundle(loaded, manifest, sent=another)
+    assert bundle_mod.verify_bundle(loaded, manifest, sent=sent) == bundle_mod.verify_bundle(loaded, manifest)
+
 
 # --- Requests sent straight to a node: every rejection has its own status -----------------------
 
