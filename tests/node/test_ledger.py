@@ -6,7 +6,7 @@ group and service type.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
@@ -48,15 +48,6 @@ GROUPS_1_TO_13: dict[CellKey, int] = {
     for service_type, count in ((ACCOMMODATION, accommodation), (FLOATING, floating))
     if count
 }
-
-
-@pytest.fixture
-def engine(database_url: str) -> Iterator[Engine]:
-    engine = open_store(database_url)
-    try:
-        yield engine
-    finally:
-        engine.dispose()
 
 
 def _stored_cells(engine: Engine) -> list[str]:

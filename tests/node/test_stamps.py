@@ -6,7 +6,6 @@ write, a write to another table."""
 from __future__ import annotations
 
 import csv
-from collections.abc import Iterator
 from datetime import date
 from pathlib import Path
 
@@ -23,20 +22,11 @@ from node.imports.staging import SWAPPED
 from node.imports.supply import import_csv
 from node.imports.swap import serving
 from node.returns import Kpi1Return
-from node.store import add_provider, data_version, ensure_authority, open_store
+from node.store import add_provider, data_version, ensure_authority
 from node.synthetic.clients import write_client_csvs
 from node.synthetic.supply import generate, write_csvs
 
 MEDWAY = "E06000035"
-
-
-@pytest.fixture
-def engine(database_url: str) -> Iterator[Engine]:
-    engine = open_store(database_url)
-    try:
-        yield engine
-    finally:
-        engine.dispose()
 
 
 def test_a_write_stamps_its_part_and_nothing_else_does(engine: Engine) -> None:

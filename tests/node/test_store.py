@@ -4,7 +4,6 @@ timestamps in UTC, and money kept to the penny."""
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterator
 from datetime import UTC, date, datetime
 from decimal import Decimal
 from pathlib import Path
@@ -34,15 +33,6 @@ from shared.vocabulary import ServiceType, Term
 from tests.sixutil import AUTHORITIES
 
 KENT, MEDWAY = "E10000016", "E06000035"
-
-
-@pytest.fixture
-def engine(database_url: str) -> Iterator[Engine]:
-    engine = open_store(database_url)
-    try:
-        yield engine
-    finally:
-        engine.dispose()
 
 
 def _kent_with_a_hostel(engine: Engine) -> None:

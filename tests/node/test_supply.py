@@ -4,7 +4,6 @@ add up to the totals, and the same map from SQLite and PostgreSQL."""
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -33,15 +32,6 @@ SMALL_KENT = [
     ("KCC-S00008", "KCC-P0003", 1, ACC, THANET, 40, False, None),  # sheltered schemes
     ("KCC-S00009", "KCC-P0003", 1, ACC, THANET, 32, False, None),
 ]
-
-
-@pytest.fixture
-def engine(database_url: str) -> Iterator[Engine]:
-    engine = open_store(database_url)
-    try:
-        yield engine
-    finally:
-        engine.dispose()
 
 
 @pytest.fixture

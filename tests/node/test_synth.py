@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterator
 from datetime import date, timedelta
 from decimal import Decimal
 from itertools import pairwise
@@ -42,15 +41,6 @@ ACCOMMODATION_COST |= {g: (150, 300) for g in (8, 9, 10, 11)} | {14: (150, 350)}
 def cag() -> dict[str, SyntheticSupply]:
     """The six authorities as the demo seeds them: one seed each."""
     return {code: generate(code, seed=1 + i) for i, code in enumerate(AUTHORITIES)}
-
-
-@pytest.fixture
-def engine(database_url: str) -> Iterator[Engine]:
-    engine = open_store(database_url)
-    try:
-        yield engine
-    finally:
-        engine.dispose()
 
 
 def _files(directory: Path, supply: SyntheticSupply) -> dict[str, bytes]:

@@ -7,7 +7,6 @@ from __future__ import annotations
 import csv
 import secrets
 from collections import Counter
-from collections.abc import Iterator
 from datetime import date
 from pathlib import Path
 
@@ -204,15 +203,6 @@ def test_a_mover_is_never_a_stranger_s_double() -> None:
     keys = [(m.surname, m.first_initial, m.date_of_birth, m.sex) for m in everyone]
     assert len(set(keys)) == len(keys)
     assert all(date(1900, 1, 1) < m.date_of_birth < m.first_start for m in everyone)
-
-
-@pytest.fixture
-def engine(database_url: str) -> Iterator[Engine]:
-    engine = open_store(database_url)
-    try:
-        yield engine
-    finally:
-        engine.dispose()
 
 
 def test_load_imports_client_records_and_outcomes_through_the_importer(engine: Engine) -> None:
