@@ -720,13 +720,7 @@ class Releaser:
             for (group, measure, value, month), n in cells.items():
                 key = (_quarter_of(month), group, f"{measure}:{value}")
                 atoms[key] = atoms.get(key, 0) + n
-            groups = sorted({k[1] for k in atoms}, key=int)
-            leaves = sorted({k[2] for k in atoms})
-            tables = {m: frozenset(v for v in leaves if v.startswith(m + ":")) for m in OUTCOME_MEASURES}
-            dims = (
-                Dimension("client_group", tuple(groups), {TOTAL: frozenset(groups)}),
-                Dimension("measure", tuple(leaves), {m: v for m, v in tables.items() if v}),
-            )
+            groups, dims = _by_measure(atoms, OUTCOME_MEASURES)
             return protect_block(
                 year,
                 atoms,
@@ -745,13 +739,7 @@ class Releaser:
             for (group, service_type, measure, quarter), n in cells.items():
                 key = (_quarter_of(quarter), group, f"{measure}:{service_type}")
                 atoms[key] = atoms.get(key, 0) + n
-            groups = sorted({k[1] for k in atoms}, key=int)
-            leaves = sorted({k[2] for k in atoms})
-            measures = {m: frozenset(v for v in leaves if v.startswith(m + ":")) for m in DEMAND_MEASURES}
-            dims = (
-                Dimension("client_group", tuple(groups), {TOTAL: frozenset(groups)}),
-                Dimension("measure", tuple(leaves), {m: v for m, v in measures.items() if v}),
-            )
+            _groups, dims = _by_measure(atoms, DEMAND_MEASURES)
             return protect_block(
                 year, atoms, dims, group_position=0, rule=rule, secret=self.secret, published=published, earlier=earlier
             )
@@ -1688,6 +1676,21 @@ def _as_kind(
     if kind == KPI and family == OUTCOMES:
         return tuple(None if c is None else analyses.departures_of(c) for c in cells)
     return tuple(cells)
+
+
+def _by_measure(
+    atoms: Mapping[BlockCell, int], measures: Sequence[str]
+) -> tuple[list[str], tuple[Dimension, Dimension]]:
+    """The client groups of `atoms` keyed (quarter, group, "measure:leaf"), and the block's two
+    dimensions: client group with its total, and every "measure:leaf" with each measure's total
+    over its own leaves (a measure with no leaf has none)."""
+    groups = sorted({k[1] for k in atoms}, key=int)
+    leaves = sorted({k[2] for k in atoms})
+    tables = {m: frozenset(v for v in leaves if v.startswith(m + ":")) for m in measures}
+    return groups, (
+        Dimension("client_group", tuple(groups), {TOTAL: frozenset(groups)}),
+        Dimension("measure", tuple(leaves), {m: v for m, v in tables.items() if v}),
+    )
 
 
 def _equal_of(family: str, groups: Sequence[str]) -> list[list[tuple[str, str]]]:
